@@ -1,0 +1,1 @@
+"""Keel: an open-source LLMOps platform."""

@@ -1,0 +1,62 @@
+"""The root `keel` command: global options, and the nouns each sub-module adds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keel.cli._audit import audit_app
+from keel.cli._context import KeelGroup, State, console
+from keel.cli._lineage import lineage_app
+from keel.cli._workspace import db_app, init, status
+from keel.store import keel_version
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    cls=KeelGroup,
+    help="Keel: curate, version, train, evaluate, serve, monitor and govern LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,  # a bug's traceback should be the plain, complete one
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"keel {keel_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="The workspace folder (default: KEEL_WORKSPACE, else the nearest keel.yaml above).",
+            file_okay=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print Keel's version and exit.")
+    ] = False,
+) -> None:
+    """Keel: curate, version, train, evaluate, serve, monitor and govern LLMs."""
+    ctx.obj = State(workspace)
+
+
+app.command()(init)
+app.command()(status)
+app.add_typer(db_app, name="db")
+app.add_typer(lineage_app, name="lineage")
+app.add_typer(audit_app, name="audit")
+
+
+def main() -> None:
+    """Entry point of the `keel` console script."""
+    app()

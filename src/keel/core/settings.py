@@ -1,0 +1,311 @@
+"""Every Keel setting, declared once: its `KEEL_*` variable, its `keel.yaml` key, type and default.
+
+Precedence: explicit argument > environment (`KEEL_*`) > the workspace's `keel.yaml` > default.
+The workspace is found like git finds a repository: `KEEL_WORKSPACE`, else the nearest
+directory at or above the working directory holding a `keel.yaml`. This is the only module
+of Keel that reads `os.environ`; it opens nothing but `keel.yaml`.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, PrivateAttr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from keel.core.errors import ConfigError, WorkspaceNotFoundError
+
+__all__ = [
+    "CONFIG_FILE",
+    "CONFIG_VERSION",
+    "ENV_PREFIX",
+    "STATE_DIR",
+    "Settings",
+    "find_workspace",
+    "load_settings",
+    "workspace_template",
+]
+
+ENV_PREFIX = "KEEL_"
+CONFIG_FILE = "keel.yaml"
+STATE_DIR = ".keel"
+CONFIG_VERSION = 1
+
+
+class Settings(BaseSettings):
+    """Resolved settings of one Keel workspace.
+
+    Build it with `load_settings()`, which finds the workspace and reports every bad value
+    at once with where it came from.
+
+    Examples:
+        >>> settings = load_settings("/srv/ws")  # a folder holding keel.yaml
+        >>> settings.resolved_database_url
+        'sqlite:////srv/ws/.keel/keel.db'
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    workspace: Path = Field(description="Root directory of the workspace (the folder holding keel.yaml).")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata database; default SQLite at .keel/keel.db. "
+        "PostgreSQL: postgresql://user:password@host:5432/dbname.",
+    )
+    blob_url: str | None = Field(
+        default=None,
+        description="Directory or fsspec URL (s3://bucket/prefix) of the blob store; default .keel/blobs.",
+    )
+    blob_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec storage options for blob_url, e.g. {endpoint_url: http://127.0.0.1:9000} "
+        "for an S3-compatible server (JSON in the environment).",
+    )
+    actor: str | None = Field(
+        default=None, description="Who is acting, as recorded in the audit log; default local:<OS user>."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="WARNING", description="Threshold of Keel's log messages."
+    )
+
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit arguments, then `KEEL_*` variables, then the workspace's `keel.yaml`."""
+        return init_settings, env_settings, _ProjectFileSource(settings_cls, init_settings)
+
+    @property
+    def state_dir(self) -> Path:
+        """The `.keel` directory holding the embedded database and blobs."""
+        return self.workspace / STATE_DIR
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL to connect to, with the embedded SQLite default filled in."""
+        if self.database_url is None:
+            return f"sqlite:///{self.state_dir / 'keel.db'}"
+        prefix = "sqlite:///"
+        if self.database_url.startswith(prefix) and not self.database_url.startswith(prefix + "/"):
+            relative = self.database_url[len(prefix) :]
+            if relative and relative != ":memory:":
+                return f"{prefix}{self.workspace / relative}"
+        return self.database_url
+
+    @property
+    def resolved_blob_url(self) -> str:
+        """The blob store location: a local absolute path or an fsspec URL."""
+        if self.blob_url is None:
+            return str(self.state_dir / "blobs")
+        if "://" in self.blob_url:
+            return self.blob_url
+        path = Path(self.blob_url).expanduser()
+        return str(path if path.is_absolute() else self.workspace / path)
+
+    @property
+    def resolved_actor(self) -> str:
+        """The audit actor: `actor` if set, else `local:<OS user name>`."""
+        if self.actor:
+            return self.actor
+        try:
+            return f"local:{getpass.getuser()}"
+        except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary uid in a container
+            return f"local:uid{os.getuid()}"
+
+    def source_of(self, name: str) -> str:
+        """Say where setting `name` came from, for error messages.
+
+        Examples:
+            >>> load_settings("/srv/ws").source_of("blob_url")  # with KEEL_BLOB_URL set
+            'KEEL_BLOB_URL'
+        """
+        return self._sources.get(name, "the default")
+
+
+class _ProjectFileSource(PydanticBaseSettingsSource):
+    """Values from the workspace's `keel.yaml`, below arguments and environment in precedence."""
+
+    def __init__(self, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        explicit = getattr(init_settings, "init_kwargs", {}).get("workspace")
+        self.workspace = find_workspace(Path(explicit) if explicit else None)
+        self.data = _read_config(self.workspace / CONFIG_FILE)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Return the file's value for one field (unused: `__call__` returns them all)."""
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {"workspace": self.workspace, **self.data}
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{path} is not valid YAML: {exc}", hint="fix the file or re-create it with `keel init`"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of settings; found a {type(data).__name__}")
+    version = data.pop("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ConfigError(
+            f"{path} has version {version!r}; this Keel reads version {CONFIG_VERSION}",
+            hint="upgrade Keel (`pip install -U keel-llmops`) or recreate the file with `keel init`",
+        )
+    if "workspace" in data:
+        raise ConfigError(f"{path} sets `workspace`; the workspace is the folder holding keel.yaml, remove the key")
+    return data
+
+
+def find_workspace(start: Path | None = None) -> Path:
+    """Find the workspace root: `start` if given, else `KEEL_WORKSPACE`, else walk up from the cwd.
+
+    Args:
+        start: A directory that must itself be a workspace (holding `keel.yaml`).
+
+    Returns:
+        The absolute path of the workspace root.
+
+    Raises:
+        WorkspaceNotFoundError: No `keel.yaml` where one was expected.
+
+    Examples:
+        >>> find_workspace(Path("/nonexistent"))
+        Traceback (most recent call last):
+        ...
+        keel.core.errors.WorkspaceNotFoundError: expected a Keel workspace at /nonexistent ...
+    """
+    if start is None and (env := os.environ.get(f"{ENV_PREFIX}WORKSPACE")):
+        root = Path(env).expanduser().resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise WorkspaceNotFoundError(
+                f"KEEL_WORKSPACE points to {root}, which holds no {CONFIG_FILE}",
+                hint=f"run `keel init {root}` or unset KEEL_WORKSPACE",
+            )
+        return root
+    if start is not None:
+        root = start.expanduser().resolve()
+        if not (root / CONFIG_FILE).is_file():
+            raise WorkspaceNotFoundError(
+                f"expected a Keel workspace at {root} (a folder holding {CONFIG_FILE}); found none",
+                hint=f"run `keel init {root}` to create one",
+            )
+        return root
+    cwd = Path.cwd().resolve()
+    for candidate in (cwd, *cwd.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise WorkspaceNotFoundError(
+        f"expected a Keel workspace ({CONFIG_FILE}) in {cwd} or any parent directory; found none",
+        hint="run `keel init` here, `keel init DIR` elsewhere, or set KEEL_WORKSPACE",
+    )
+
+
+def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Settings:
+    """Resolve the settings of a workspace, reporting every bad value at once.
+
+    Args:
+        workspace: The workspace root; found from `KEEL_WORKSPACE` or the cwd when omitted.
+        **overrides: Explicit setting values, which beat the environment and `keel.yaml`.
+
+    Returns:
+        The validated settings, remembering where each value came from.
+
+    Raises:
+        WorkspaceNotFoundError: No workspace could be found.
+        ConfigError: One or more values are invalid; each is named with its source.
+
+    Examples:
+        >>> load_settings("/nonexistent")
+        Traceback (most recent call last):
+        ...
+        keel.core.errors.WorkspaceNotFoundError: expected a Keel workspace at /nonexistent ...
+    """
+    if workspace is not None:
+        overrides["workspace"] = Path(workspace)
+    file_source = _ProjectFileSource(Settings, _Explicit(overrides))
+    sources = _describe_sources(file_source, overrides)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            origin = sources.get(name, "an argument")
+            problems.append(f"{name} (from {origin}): {err['msg']}; got {err.get('input')!r}")
+        raise ConfigError("invalid settings: " + " | ".join(problems)) from None
+    settings._sources = sources
+    _check_database_url(settings)
+    return settings
+
+
+class _Explicit:
+    """Carries explicit overrides to `_ProjectFileSource` the way pydantic's init source does."""
+
+    def __init__(self, init_kwargs: dict[str, Any]) -> None:
+        self.init_kwargs = init_kwargs
+
+
+def _describe_sources(file_source: _ProjectFileSource, overrides: dict[str, Any]) -> dict[str, str]:
+    sources: dict[str, str] = {}
+    config_path = file_source.workspace / CONFIG_FILE
+    for name in Settings.model_fields:
+        env_name = f"{ENV_PREFIX}{name.upper()}"
+        if name in overrides:
+            sources[name] = "an explicit argument"
+        elif env_name in os.environ:
+            sources[name] = env_name
+        elif name in file_source.data:
+            sources[name] = f"`{name}` in {config_path}"
+    return sources
+
+
+def _check_database_url(settings: Settings) -> None:
+    if settings.database_url is None:
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    origin = settings.source_of("database_url")
+    try:
+        url = make_url(settings.database_url)
+    except ArgumentError:
+        raise ConfigError(
+            f"{origin} is not a database URL: expected e.g. postgresql://user@host:5432/keel "
+            f"or sqlite:///path/keel.db; got {settings.database_url!r}",
+            hint="fix or unset it (unset means the embedded SQLite database)",
+        ) from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"{origin} names the {url.get_backend_name()!r} database; Keel supports sqlite and postgresql",
+            hint="point it at PostgreSQL or unset it for the embedded SQLite database",
+        )
+
+
+def workspace_template() -> str:
+    """The text of a fresh `keel.yaml`, documenting every setting it may hold."""
+    lines = [
+        "# Keel workspace. KEEL_* environment variables override these values.",
+        f"version: {CONFIG_VERSION}",
+    ]
+    for name, field in Settings.model_fields.items():
+        if name == "workspace":
+            continue
+        lines.append(f"# {name}: {field.description}  (env: {ENV_PREFIX}{name.upper()})")
+    return "\n".join(lines) + "\n"

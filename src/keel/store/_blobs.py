@@ -1,0 +1,384 @@
+"""Content-addressed blob store: bytes stored once under their sha256, never visible half-written.
+
+Two implementations of one small `BlobStore` protocol: `LocalBlobStore` (a directory; write to
+a temporary file, fsync, rename) and `FsspecBlobStore` (any fsspec URL, e.g. `s3://`; objects
+appear atomically when an upload completes). Both stream in chunks, so multi-GB files never sit
+in memory, and both verify the digest on every read. Neither knows the metadata database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
+
+from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConfigError, StoreError
+from keel.core.ids import new_ulid, require_sha256
+
+__all__ = ["BlobInfo", "BlobStore", "FsspecBlobStore", "LocalBlobStore", "open_blob_store", "put_bytes", "read_bytes"]
+
+CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough to never matter for memory
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What `put` stored: the digest, the size in bytes, and whether the bytes were new."""
+
+    digest: str
+    size: int
+    created: bool
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Where Keel keeps bytes: datasets' shards, model weights, reports."""
+
+    url: str
+
+    def put_file(self, path: str | os.PathLike[str]) -> BlobInfo:
+        """Store a local file's bytes."""
+        ...
+
+    def put_stream(self, stream: IO[bytes]) -> BlobInfo:
+        """Store everything read from a binary stream until it ends."""
+        ...
+
+    def open(self, digest: str) -> BinaryIO:
+        """A reader of the blob that raises `BlobCorruptedError` at the end if the bytes do not match."""
+        ...
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
+        """Copy the blob to `dest`, which appears only once the bytes are verified."""
+        ...
+
+    def exists(self, digest: str) -> bool:
+        """Whether a blob with this digest is stored."""
+        ...
+
+    def size(self, digest: str) -> int:
+        """The blob's size in bytes."""
+        ...
+
+    def delete(self, digest: str) -> bool:
+        """Remove the blob; returns whether it existed."""
+        ...
+
+    def digests(self) -> Iterator[str]:
+        """Every stored digest, in no particular order."""
+        ...
+
+
+def put_bytes(store: BlobStore, data: bytes) -> BlobInfo:
+    """Store `data` in any blob store.
+
+    Examples:
+        >>> put_bytes(LocalBlobStore("/tmp/keel-blobs"), b"hello").digest[:12]
+        '2cf24dba5fb0'
+    """
+    return store.put_stream(io.BytesIO(data))
+
+
+def read_bytes(store: BlobStore, digest: str) -> bytes:
+    """Read a whole blob into memory, verified; for small blobs only."""
+    with store.open(digest) as reader:
+        return reader.read()
+
+
+class _VerifyingReader(io.RawIOBase):
+    """Hashes what passes through; at the end of the stream, a mismatch raises `BlobCorruptedError`."""
+
+    def __init__(self, raw: IO[bytes], digest: str, expected_size: int | None, location: str) -> None:
+        super().__init__()
+        self._raw = raw
+        self._digest = digest
+        self._expected_size = expected_size
+        self._location = location
+        self._hash = hashlib.sha256()
+        self._seen = 0
+        self._checked = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        chunk = self._raw.read(len(view))
+        n = len(chunk)
+        view[:n] = chunk
+        self._hash.update(chunk)
+        self._seen += n
+        if n == 0 or (self._expected_size is not None and self._seen >= self._expected_size):
+            self._check()
+        return n
+
+    def _check(self) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        if self._expected_size is not None and self._seen != self._expected_size:
+            raise BlobCorruptedError(
+                f"blob {self._digest} at {self._location} should hold {self._expected_size} bytes; read {self._seen}",
+                hint="restore it from a backup or re-add the original file",
+            )
+        actual = self._hash.hexdigest()
+        if actual != self._digest:
+            raise BlobCorruptedError(
+                f"blob {self._digest} at {self._location} is corrupted: its bytes hash to {actual}",
+                hint="restore it from a backup or re-add the original file",
+            )
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def _copy_hashing(source: IO[bytes], sink: IO[bytes]) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    while chunk := source.read(CHUNK):
+        hasher.update(chunk)
+        sink.write(chunk)
+        size += len(chunk)
+    return hasher.hexdigest(), size
+
+
+class LocalBlobStore:
+    """Blobs as read-only files under `root/sha256/ab/<digest>`.
+
+    Writes go to `root/tmp/` first and are renamed into place after an fsync, so a crash
+    at any moment leaves either the whole blob or none of it.
+
+    Args:
+        root: The directory to keep blobs in; created if missing.
+
+    Examples:
+        >>> store = LocalBlobStore("/tmp/keel-blobs")
+        >>> info = store.put_stream(io.BytesIO(b"hello"))
+        >>> store.exists(info.digest), info.size
+        (True, 5)
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.url = str(self.root)
+        self._tmp = self.root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore({self.url!r})"
+
+    def path(self, digest: str) -> Path:
+        """Where the blob with `digest` lives (or would live)."""
+        require_sha256(digest, "blob digest")
+        return self.root / "sha256" / digest[:2] / digest
+
+    def put_file(self, path: str | os.PathLike[str]) -> BlobInfo:
+        with open(path, "rb") as source:
+            return self.put_stream(source)
+
+    def put_stream(self, stream: IO[bytes]) -> BlobInfo:
+        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=f"{new_ulid()}-", suffix=".part")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                digest, size = _copy_hashing(stream, sink)
+                sink.flush()
+                os.fsync(sink.fileno())
+            final = self.path(digest)
+            if final.exists():
+                return BlobInfo(digest, size, created=False)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp.chmod(0o444)
+            os.replace(tmp, final)  # atomic: readers see no file or the whole file
+            _fsync_dir(final.parent)
+            return BlobInfo(digest, size, created=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def open(self, digest: str) -> BinaryIO:
+        path = self.path(digest)
+        try:
+            raw = path.open("rb")
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+        size = os.fstat(raw.fileno()).st_size
+        return io.BufferedReader(_VerifyingReader(raw, digest, size, str(path)), CHUNK)  # type: ignore[return-value]
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
+        return _get_file(self, digest, Path(dest))
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+
+    def delete(self, digest: str) -> bool:
+        path = self.path(digest)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def digests(self) -> Iterator[str]:
+        for prefix in sorted((self.root / "sha256").glob("??")):
+            for path in prefix.iterdir():
+                yield path.name
+
+    def sweep_partials(self, older_than_seconds: float = 3600) -> int:
+        """Delete temporary files left by writers that died, older than the given age.
+
+        Returns:
+            How many files were removed.
+        """
+        import time
+
+        cutoff = time.time() - older_than_seconds
+        removed = 0
+        for part in self._tmp.glob("*.part"):
+            try:
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:  # another sweeper or its writer got there first
+                continue
+        return removed
+
+
+class FsspecBlobStore:
+    """Blobs in any fsspec file system, usually an object store (`s3://bucket/prefix`).
+
+    Object stores publish an object only when its upload completes, which gives the same
+    all-or-nothing guarantee as the local rename. The digest must be known before the upload
+    starts, so a stream is first spooled to a local temporary file while it is hashed.
+
+    Args:
+        url: An fsspec URL such as `s3://bucket/keel`.
+        storage_options: Passed to fsspec (e.g. `endpoint_url` for an S3-compatible server).
+    """
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        import fsspec
+
+        try:
+            fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot open the blob store {url!r}: {exc}",
+                hint="install the file system's package (for s3://, `pip install 'keel-llmops[s3]'`)",
+            ) from None
+        self.url = url
+        self.fs = fs
+        self.root = root.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"FsspecBlobStore({self.url!r})"
+
+    def key(self, digest: str) -> str:
+        """The object key of the blob with `digest`."""
+        require_sha256(digest, "blob digest")
+        return f"{self.root}/sha256/{digest[:2]}/{digest}"
+
+    def put_file(self, path: str | os.PathLike[str]) -> BlobInfo:
+        with open(path, "rb") as source:
+            digest, size = _copy_hashing(source, _NullSink())
+        return self._upload(Path(path), digest, size)
+
+    def put_stream(self, stream: IO[bytes]) -> BlobInfo:
+        with tempfile.NamedTemporaryFile(prefix="keel-blob-", suffix=".part") as spool:
+            digest, size = _copy_hashing(stream, spool)
+            spool.flush()
+            return self._upload(Path(spool.name), digest, size)
+
+    def _upload(self, path: Path, digest: str, size: int) -> BlobInfo:
+        key = self.key(digest)
+        if self.exists(digest):
+            return BlobInfo(digest, size, created=False)
+        try:
+            self.fs.put_file(str(path), key)
+        except OSError as exc:
+            raise StoreError(f"cannot upload blob {digest} to {self.url}: {exc}") from exc
+        return BlobInfo(digest, size, created=True)
+
+    def open(self, digest: str) -> BinaryIO:
+        key = self.key(digest)
+        try:
+            size = int(self.fs.size(key))
+            raw = self.fs.open(key, "rb", block_size=CHUNK)
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+        return io.BufferedReader(_VerifyingReader(raw, digest, size, f"{self.url}/{key}"), CHUNK)  # type: ignore[return-value]
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
+        return _get_file(self, digest, Path(dest))
+
+    def exists(self, digest: str) -> bool:
+        self.fs.invalidate_cache()
+        return bool(self.fs.exists(self.key(digest)))
+
+    def size(self, digest: str) -> int:
+        try:
+            return int(self.fs.size(self.key(digest)))
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+
+    def delete(self, digest: str) -> bool:
+        if not self.exists(digest):
+            return False
+        self.fs.rm_file(self.key(digest))
+        return True
+
+    def digests(self) -> Iterator[str]:
+        prefix = f"{self.root}/sha256/"
+        for path in self.fs.find(prefix):
+            yield path.rsplit("/", 1)[-1]
+
+
+class _NullSink:
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+
+def _get_file(store: BlobStore, digest: str, dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with store.open(digest) as reader, os.fdopen(fd, "wb") as sink:
+            shutil.copyfileobj(reader, sink, CHUNK)
+        os.replace(tmp_name, dest)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return dest
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_blob_store(url: str, storage_options: dict[str, Any] | None = None) -> BlobStore:
+    """Open the blob store at `url`: a local path (or `file://`) or any fsspec URL.
+
+    Examples:
+        >>> open_blob_store("/tmp/keel-blobs")
+        LocalBlobStore('/tmp/keel-blobs')
+    """
+    if url.startswith("file://"):
+        url = url[len("file://") :]
+    if "://" not in url:
+        return LocalBlobStore(url)
+    return FsspecBlobStore(url, storage_options)

@@ -1,0 +1,203 @@
+"""The metadata database: one engine, read and write transactions, and schema migrations.
+
+SQLite is tuned for many local processes (WAL, a busy timeout, and `BEGIN IMMEDIATE` for
+writes so a reader never has to upgrade its lock mid-transaction); PostgreSQL is used as is.
+This module knows no table but Alembic's; domain modules bring their own queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+from keel.core.errors import DatabaseUnavailableError, SchemaError
+from keel.store.schema import metadata
+
+__all__ = ["Database", "mask_url"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+# Any constant works; it only has to be the same for every Keel process sharing a database.
+_PG_MIGRATION_LOCK = 0x6B65656C  # "keel"
+_SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def mask_url(url: str | URL) -> str:
+    """The URL with its password replaced by `***`, safe to print.
+
+    Examples:
+        >>> mask_url("postgresql://keel:s3cret@db:5432/keel")
+        'postgresql://keel:***@db:5432/keel'
+    """
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _normalise(url: str) -> URL:
+    parsed = make_url(url)
+    # Plain postgresql:// would pick psycopg2; Keel ships psycopg 3.
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+class Database:
+    """A connection pool to Keel's metadata database.
+
+    Args:
+        url: A SQLAlchemy URL; `sqlite:///path` or `postgresql://user@host/db`.
+        origin: Where the URL came from (e.g. `KEEL_DATABASE_URL`), named in error messages.
+
+    Examples:
+        >>> db = Database("sqlite:////tmp/keel-example.db")
+        >>> db.upgrade()
+        >>> with db.read() as conn:
+        ...     conn.scalar(text("select 1"))
+        1
+    """
+
+    def __init__(self, url: str, *, origin: str = "the database URL") -> None:
+        self.url = _normalise(url)
+        self.display_url = mask_url(url)  # as the user wrote it, minus the password
+        self.origin = origin
+        self.engine = self._create_engine()
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Database({self.display_url!r})"
+
+    def _create_engine(self) -> Engine:
+        if self.url.get_backend_name() != "sqlite":
+            return create_engine(self.url, pool_pre_ping=True)
+        database = self.url.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # One connection per checkout: SQLite connections are cheap, and a pooled connection
+        # shared across fork() corrupts the file.
+        engine = create_engine(self.url, poolclass=NullPool, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A transaction for reading; it sees one consistent snapshot."""
+        with self._connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A transaction for writing, committed on success and rolled back on any error.
+
+        On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), waiting for other
+        writers, so that read-then-write sequences such as an audit append never fail midway.
+        """
+        with self._connect() as conn:
+            conn.execution_options(keel_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _connect(self) -> Iterator[Connection]:
+        try:
+            conn = self.engine.connect()
+        except OperationalError as exc:
+            raise DatabaseUnavailableError(
+                f"cannot connect to the metadata database {self.display_url} (from {self.origin}): "
+                f"{_first_line(exc.orig)}",
+                hint="check the server is running and the URL is right, or unset it to use the embedded SQLite",
+            ) from None
+        with conn:
+            yield conn
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at, or None for an empty database."""
+        with self.read() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    @staticmethod
+    def head() -> str:
+        """The newest schema revision this version of Keel knows."""
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        if head is None:  # pragma: no cover - the package always ships migrations
+            raise SchemaError("Keel's migration scripts are missing from the installation", hint="reinstall Keel")
+        return head
+
+    def upgrade(self) -> bool:
+        """Bring the schema to this Keel's head revision; safe to call from many processes at once.
+
+        Returns:
+            Whether any migration ran.
+
+        Raises:
+            SchemaError: The database is at a revision this Keel does not know (made by a newer Keel).
+        """
+        with self.write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
+            current = MigrationContext.configure(conn).get_current_revision()
+            head = self.head()
+            if current == head:
+                return False
+            scripts = ScriptDirectory.from_config(_alembic_config())
+            if current is not None and scripts.get_revision(current) is None:
+                raise SchemaError(
+                    f"the metadata database {self.display_url} is at schema revision {current!r}, "
+                    f"which this Keel does not know (its newest is {head!r})",
+                    hint="upgrade Keel (`pip install -U keel-llmops`) to the version that wrote it",
+                )
+            config = _alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            return True
+
+    def count_rows(self) -> dict[str, int]:
+        """Row counts of every Keel table, by table name."""
+        with self.read() as conn:
+            return {
+                table.name: int(conn.scalar(select(func.count()).select_from(table)) or 0)
+                for table in metadata.sorted_tables
+            }
+
+    def dispose(self) -> None:
+        """Close every pooled connection (call before forking, or at exit)."""
+        self.engine.dispose()
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN, instead of pysqlite's own implicit transactions.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL makes it safe
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("keel_write") else "BEGIN")
+
+
+def _first_line(exc: BaseException | None) -> str:
+    message = str(exc).strip() if exc is not None else "unknown error"
+    return message.splitlines()[0] if message else type(exc).__name__

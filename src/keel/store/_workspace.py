@@ -1,0 +1,149 @@
+"""A workspace's stores opened together: the `Store` every higher layer is handed.
+
+`init_workspace` makes `keel.yaml` and `.keel/`; `open_store` resolves settings, connects,
+brings the schema up to date and opens the blob store. Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from keel.core.clock import Clock, system_clock
+from keel.core.errors import ConfigError
+from keel.core.settings import CONFIG_FILE, STATE_DIR, Settings, load_settings, workspace_template
+from keel.store import _audit
+from keel.store._blobs import BlobInfo, BlobStore, open_blob_store
+from keel.store._db import Database
+from keel.store.schema import blobs
+
+__all__ = ["Store", "init_workspace", "keel_version", "open_store"]
+
+
+def keel_version() -> str:
+    """The installed version of Keel."""
+    try:
+        return version("keel-llmops")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+        return "0+unknown"
+
+
+@dataclass
+class Store:
+    """The metadata database and blob store of one workspace, and who is acting on them.
+
+    Examples:
+        >>> store = open_store()  # doctest: +SKIP
+        >>> with store.db.write() as conn:  # doctest: +SKIP
+        ...     store.audit(conn, "dataset.tag", "dataset:docs", {"tag": "gold"})
+    """
+
+    settings: Settings
+    db: Database
+    blobs: BlobStore
+    clock: Clock = field(default=system_clock)
+
+    @property
+    def actor(self) -> str:
+        """The principal recorded in the audit log for this store's operations."""
+        return self.settings.resolved_actor
+
+    def audit(
+        self, conn: Connection, action: str, object_id: str, details: dict[str, Any] | None = None
+    ) -> _audit.AuditEvent:
+        """Record an audit event as this store's actor, in the caller's write transaction."""
+        return _audit.record(
+            conn, actor=self.actor, action=action, object_id=object_id, details=details, at=self.clock()
+        )
+
+    def put_blob(self, source: str | os.PathLike[str] | IO[bytes], conn: Connection | None = None) -> BlobInfo:
+        """Store a file or stream in the blob store and register it in the database.
+
+        Args:
+            source: A path or a binary stream.
+            conn: A write transaction to register the blob in; a new one if omitted.
+
+        Returns:
+            The blob's digest and size.
+        """
+        info = self.blobs.put_file(source) if isinstance(source, str | os.PathLike) else self.blobs.put_stream(source)
+        row = {"digest": info.digest, "size": info.size, "created_at": self.clock()}
+        insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
+        statement = insert(blobs).values(**row).on_conflict_do_nothing()
+        if conn is not None:
+            conn.execute(statement)
+        else:
+            with self.db.write() as own:
+                own.execute(statement)
+        return info
+
+    def status(self) -> dict[str, Any]:
+        """What `keel status` reports: where everything is and how much of it there is."""
+        settings = self.settings
+        return {
+            "keel_version": keel_version(),
+            "workspace": str(settings.workspace),
+            "database": {
+                "url": self.db.display_url,
+                "dialect": self.db.dialect,
+                "source": settings.source_of("database_url"),
+                "schema_revision": self.db.revision(),
+                "schema_head": self.db.head(),
+            },
+            "blob_store": {"url": self.blobs.url, "source": settings.source_of("blob_url")},
+            "actor": self.actor,
+            "counts": self.db.count_rows(),
+        }
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.db.dispose()
+
+
+def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Store:
+    """Open the workspace's stores, applying pending schema migrations unless told not to.
+
+    Args:
+        settings: Resolved settings; found from the environment and working directory if omitted.
+        upgrade: Apply migrations (safe with many processes opening at once).
+
+    Returns:
+        The open store.
+
+    Raises:
+        WorkspaceNotFoundError: No workspace here or in any parent.
+        DatabaseUnavailableError: The database cannot be reached.
+        SchemaError: The database was made by a newer Keel.
+    """
+    settings = settings or load_settings()
+    db = Database(settings.resolved_database_url, origin=settings.source_of("database_url"))
+    if upgrade:
+        db.upgrade()
+    return Store(settings=settings, db=db, blobs=open_blob_store(settings.resolved_blob_url, settings.blob_options))
+
+
+def init_workspace(path: str | os.PathLike[str] = ".") -> Store:
+    """Create a workspace (`keel.yaml` and `.keel/`) at `path` and its database schema.
+
+    Re-running it on an existing workspace leaves `keel.yaml` untouched and only upgrades the schema.
+
+    Raises:
+        ConfigError: `path` exists and is not a directory.
+    """
+    root = Path(path).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"expected a directory to create the workspace in; {root} is a file")
+    (root / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    config = root / CONFIG_FILE
+    if not config.exists():
+        config.write_text(workspace_template(), encoding="utf-8")
+    gitignore = root / STATE_DIR / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text("*\n", encoding="utf-8")
+    return open_store(load_settings(root))
