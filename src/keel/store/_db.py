@@ -16,6 +16,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import ResolutionError
+from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
@@ -152,8 +154,7 @@ class Database:
             head = self.head()
             if current == head:
                 return False
-            scripts = ScriptDirectory.from_config(_alembic_config())
-            if current is not None and scripts.get_revision(current) is None:
+            if current is not None and not _known_revision(current):
                 raise SchemaError(
                     f"the metadata database {self.display_url} is at schema revision {current!r}, "
                     f"which this Keel does not know (its newest is {head!r})",
@@ -175,6 +176,13 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (call before forking, or at exit)."""
         self.engine.dispose()
+
+
+def _known_revision(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except (ResolutionError, CommandError):
+        return False
 
 
 def _alembic_config() -> Config:
