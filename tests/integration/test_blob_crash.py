@@ -38,11 +38,11 @@ class Slow:
         self.i += 1
         print(self.i, flush=True)
         time.sleep(delay)
-        return hashlib.sha256(str(self.i).encode()).digest() * ({chunk} // 32)
+        return hashlib.sha256(str(self.i).encode()).digest() * ((1 << 20) // 32)
 
 store.put_stream(Slow())
 print("done", flush=True)
-""".format(chunk=CHUNK)
+"""
 
 
 def _expected_digest(chunks: int) -> tuple[str, bytes]:
