@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from keel.core.errors import ConfigError, WorkspaceNotFoundError
 
@@ -85,7 +86,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Explicit arguments, then `KEEL_*` variables, then the workspace's `keel.yaml`."""
-        return init_settings, env_settings, _ProjectFileSource(settings_cls, init_settings)
+        explicit = getattr(init_settings, "init_kwargs", {}).get("workspace")
+        return init_settings, env_settings, _ProjectFileSource(settings_cls, Path(explicit) if explicit else None)
 
     @property
     def state_dir(self) -> Path:
@@ -137,10 +139,9 @@ class Settings(BaseSettings):
 class _ProjectFileSource(PydanticBaseSettingsSource):
     """Values from the workspace's `keel.yaml`, below arguments and environment in precedence."""
 
-    def __init__(self, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource) -> None:
+    def __init__(self, settings_cls: type[BaseSettings], workspace: Path | None) -> None:
         super().__init__(settings_cls)
-        explicit = getattr(init_settings, "init_kwargs", {}).get("workspace")
-        self.workspace = find_workspace(Path(explicit) if explicit else None)
+        self.workspace = find_workspace(workspace)
         self.data = _read_config(self.workspace / CONFIG_FILE)
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
@@ -239,10 +240,16 @@ def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Sett
     """
     if workspace is not None:
         overrides["workspace"] = Path(workspace)
-    file_source = _ProjectFileSource(Settings, _Explicit(overrides))
+    file_source = _ProjectFileSource(Settings, overrides.get("workspace"))
     sources = _describe_sources(file_source, overrides)
     try:
         settings = Settings(**overrides)
+    except SettingsError as exc:  # a KEEL_* variable that must hold JSON does not
+        name = m.group(1) if (m := re.search(r'field "(\w+)"', str(exc))) else "?"
+        raise ConfigError(
+            f"{name} (from {sources.get(name, 'the environment')}): expected JSON such as "
+            f'{{"endpoint_url": "http://127.0.0.1:9000"}}; got {os.environ.get(ENV_PREFIX + name.upper())!r}'
+        ) from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -253,13 +260,6 @@ def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Sett
     settings._sources = sources
     _check_database_url(settings)
     return settings
-
-
-class _Explicit:
-    """Carries explicit overrides to `_ProjectFileSource` the way pydantic's init source does."""
-
-    def __init__(self, init_kwargs: dict[str, Any]) -> None:
-        self.init_kwargs = init_kwargs
 
 
 def _describe_sources(file_source: _ProjectFileSource, overrides: dict[str, Any]) -> dict[str, str]:
@@ -273,6 +273,8 @@ def _describe_sources(file_source: _ProjectFileSource, overrides: dict[str, Any]
             sources[name] = env_name
         elif name in file_source.data:
             sources[name] = f"`{name}` in {config_path}"
+    for name in file_source.data.keys() - Settings.model_fields.keys():  # unknown keys, reported as such
+        sources[name] = f"`{name}` in {config_path}"
     return sources
 
 

@@ -139,7 +139,11 @@ class _VerifyingReader(io.RawIOBase):
         super().close()
 
 
-def _copy_hashing(source: IO[bytes], sink: IO[bytes]) -> tuple[str, int]:
+class _Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+def _copy_hashing(source: IO[bytes], sink: _Sink) -> tuple[str, int]:
     hasher = hashlib.sha256()
     size = 0
     while chunk := source.read(CHUNK):
@@ -209,7 +213,7 @@ class LocalBlobStore:
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
         size = os.fstat(raw.fileno()).st_size
-        return io.BufferedReader(_VerifyingReader(raw, digest, size, str(path)), CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(_VerifyingReader(raw, digest, size, str(path)), CHUNK)
 
     def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
         return _get_file(self, digest, Path(dest))
@@ -318,7 +322,7 @@ class FsspecBlobStore:
             raw = self.fs.open(key, "rb", block_size=CHUNK)
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
-        return io.BufferedReader(_VerifyingReader(raw, digest, size, f"{self.url}/{key}"), CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(_VerifyingReader(raw, digest, size, f"{self.url}/{key}"), CHUNK)
 
     def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
         return _get_file(self, digest, Path(dest))

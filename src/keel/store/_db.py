@@ -83,7 +83,9 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.url.get_backend_name() != "sqlite":
-            return create_engine(self.url, pool_pre_ping=True)
+            engine = create_engine(self.url, pool_pre_ping=True)
+            event.listen(engine, "connect", _postgres_on_connect)
+            return engine
         database = self.url.database
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -200,6 +202,14 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL makes it safe
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Keel's queries are short lookups, but recursive lineage CTEs get huge cost estimates, which
+    # switch on JIT compilation: 300 ms of compiling to save nothing (benchmarks/lineage.py).
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute("SET jit = off")
+    dbapi_connection.commit()
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
