@@ -160,7 +160,9 @@ def main() -> None:
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
             try:
                 url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-                result = run_backend("postgresql", url.render_as_string(hide_password=False), edges, roles, args.queries)
+                result = run_backend(
+                    "postgresql", url.render_as_string(hide_password=False), edges, roles, args.queries
+                )
             finally:
                 with admin.begin() as conn:
                     conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

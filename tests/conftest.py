@@ -20,6 +20,8 @@ from keel.core.settings import load_settings
 from keel.store import Store, init_workspace, open_store
 
 POSTGRES_URL = os.environ.get("KEEL_TEST_POSTGRES_URL")
+# CI sets this: there, a PostgreSQL or S3 test that cannot run is a failure, not a skip.
+REQUIRE_ALL_TIERS = bool(os.environ.get("KEEL_REQUIRE_ALL_TIERS"))
 POSTGRES_SKIP = (
     "PostgreSQL tests need a server: set KEEL_TEST_POSTGRES_URL, "
     "e.g. postgresql://postgres@127.0.0.1:5432/test (CI does)"
@@ -30,7 +32,7 @@ POSTGRES_SKIP = (
 def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """No KEEL_* variable leaks in from the developer's shell, and the cwd is an empty folder."""
     for name in list(os.environ):
-        if name.startswith("KEEL_") and name != "KEEL_TEST_POSTGRES_URL":
+        if name.startswith("KEEL_") and name not in ("KEEL_TEST_POSTGRES_URL", "KEEL_REQUIRE_ALL_TIERS"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
@@ -45,6 +47,8 @@ def _postgres_schema_url(schema: str) -> str:
 def postgres_url() -> Iterator[str]:
     """A database URL whose search_path is a fresh, private schema."""
     if not POSTGRES_URL:
+        if REQUIRE_ALL_TIERS:
+            pytest.fail(POSTGRES_SKIP)
         pytest.skip(POSTGRES_SKIP)
     schema = f"keel_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"))
@@ -86,7 +90,13 @@ def store(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) ->
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[dict[str, Any]]:
     """moto's S3 server on 127.0.0.1, and the storage options that reach it."""
-    moto_server = pytest.importorskip("moto.server", reason="S3 tests need moto[server]: pip install -e '.[dev]'")
+    reason = "S3 tests need moto[server]: pip install -e '.[dev]'"
+    try:
+        import moto.server as moto_server
+    except ImportError:
+        if REQUIRE_ALL_TIERS:
+            pytest.fail(reason)
+        pytest.skip(reason)
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

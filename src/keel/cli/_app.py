@@ -9,6 +9,7 @@ import typer
 
 from keel.cli._audit import audit_app
 from keel.cli._context import KeelGroup, State, console
+from keel.cli._demo import demo
 from keel.cli._lineage import lineage_app
 from keel.cli._workspace import db_app, init, status
 from keel.store import keel_version
@@ -26,7 +27,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        console.print(f"keel {keel_version()}")
+        console().print(f"keel {keel_version()}")
         raise typer.Exit()
 
 
@@ -52,6 +53,7 @@ def root(
 
 app.command()(init)
 app.command()(status)
+app.command()(demo)
 app.add_typer(db_app, name="db")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(audit_app, name="audit")

@@ -37,7 +37,7 @@ def log(
     for event in found:
         details = "[dim](redacted)[/dim]" if event.details is None else canonical_json(event.details)
         table.add_row(str(event.seq), format_time(event.at)[:19], event.actor, event.action, event.object_id, details)
-    console.print(table)
+    console().print(table)
 
 
 @audit_app.command("verify")
@@ -53,9 +53,9 @@ def verify_chain(
         print_json(report.to_json())
     elif report.ok:
         redacted = f", {report.redacted} with redacted details" if report.redacted else ""
-        console.print(f"Audit chain intact: {report.checked:,} events verified{redacted}.")
+        console().print(f"Audit chain intact: {report.checked:,} events verified{redacted}.")
     else:
-        console.print(
+        console().print(
             f"[red]Audit chain broken at event {report.first_bad_seq}[/red]: {report.reason}.", soft_wrap=True
         )
     if not report.ok:

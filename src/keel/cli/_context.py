@@ -17,10 +17,12 @@ from keel.core.errors import KeelError
 from keel.core.settings import load_settings
 from keel.store import Store, open_store
 
-__all__ = ["KeelGroup", "State", "console", "err_console", "get_store", "print_json"]
+__all__ = ["KeelGroup", "State", "console", "get_store", "print_json"]
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+def console() -> Console:
+    """A console on the current stdout; when it is not a terminal, lines are never cropped or wrapped."""
+    return Console(width=None if sys.stdout.isatty() else 10_000, highlight=False, soft_wrap=True)
 
 
 class State:

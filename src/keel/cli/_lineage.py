@@ -55,9 +55,9 @@ def show(
         return
     for direction, hits in found.items():
         if not hits:
-            console.print(f"[dim]nothing {direction} of {node} within {depth} edges[/dim]")
+            console().print(f"[dim]nothing {direction} of {node} within {depth} edges[/dim]")
             continue
-        console.print(_tree(node, hits, f"{direction}, {len(hits)} node(s)"))
+        console().print(_tree(node, hits, f"{direction}, {len(hits)} node(s)"))
 
 
 @lineage_app.command("path")
@@ -79,10 +79,10 @@ def path(
             else {"nodes": list(found.nodes), "kinds": list(found.kinds), "direction": found.direction}
         )
     elif found is not None:
-        console.print(found.nodes[0])
+        console().print(found.nodes[0])
         for kind, node in zip(found.kinds, found.nodes[1:], strict=True):
-            console.print(f"  └─ {kind} → {node}")
+            console().print(f"  └─ {kind} → {node}")
     else:
-        console.print(f"No lineage path joins {source} and {target} within {max_depth} edges.")
+        console().print(f"No lineage path joins {source} and {target} within {max_depth} edges.")
     if found is None:
         raise typer.Exit(1)

@@ -28,10 +28,10 @@ def init(
     if json_output:
         print_json(report)
         return
-    console.print(f"Created Keel workspace in [bold]{report['workspace']}[/bold]")
-    console.print(f"  database   {report['database']['url']}  (schema {report['database']['schema_revision']})")
-    console.print(f"  blobs      {report['blob_store']['url']}")
-    console.print("Next: [bold]keel status[/bold]")
+    console().print(f"Created Keel workspace in [bold]{report['workspace']}[/bold]")
+    console().print(f"  database   {report['database']['url']}  (schema {report['database']['schema_revision']})")
+    console().print(f"  blobs      {report['blob_store']['url']}")
+    console().print("Next: [bold]keel status[/bold]")
 
 
 def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
@@ -50,11 +50,11 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     table.add_row("blob store", f"{report['blob_store']['url']}  [dim]({report['blob_store']['source']})[/dim]")
     table.add_row("actor", report["actor"])
     table.add_row("keel", report["keel_version"])
-    console.print(table)
+    console().print(table)
     counts = Table("table", "rows", title="objects", title_justify="left")
     for name, count in report["counts"].items():
         counts.add_row(name, f"{count:,}")
-    console.print(counts)
+    console().print(counts)
 
 
 db_app = typer.Typer(help="The metadata database's schema.", no_args_is_help=True)
@@ -70,9 +70,9 @@ def db_upgrade(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json({"before": before, "after": after, "migrated": ran})
     elif ran:
-        console.print(f"Upgraded the schema from {before or 'empty'} to {after}.")
+        console().print(f"Upgraded the schema from {before or 'empty'} to {after}.")
     else:
-        console.print(f"The schema is already at the newest revision, {after}.")
+        console().print(f"The schema is already at the newest revision, {after}.")
 
 
 @db_app.command("current")
@@ -83,4 +83,4 @@ def db_current(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json(report)
     else:
-        console.print(f"revision {report['revision'] or '(empty)'}, newest known {report['head']}")
+        console().print(f"revision {report['revision'] or '(empty)'}, newest known {report['head']}")

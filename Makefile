@@ -1,0 +1,41 @@
+# One task runner. Every target installs what it needs into .venv first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install test lint check fix bench demo docs clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install  ## every tier: unit, integration, end-to-end
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/mypy
+	$(PY) scripts/cli_reference.py --check
+
+check: lint test
+
+fix: install
+	$(VENV)/bin/ruff check --fix src tests benchmarks scripts
+	$(VENV)/bin/ruff format src tests benchmarks scripts
+
+docs: install  ## regenerate docs/cli.md from the commands' help
+	$(PY) scripts/cli_reference.py
+
+bench: install
+	$(PY) benchmarks/lineage.py
+
+demo: install
+	$(VENV)/bin/keel demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
