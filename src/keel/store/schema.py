@@ -15,6 +15,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -28,12 +29,23 @@ from sqlalchemy import (
 __all__ = [
     "NODE_ID_LENGTH",
     "UTCDateTime",
+    "alias_events",
+    "aliases",
     "audit_events",
     "audit_head",
     "blobs",
     "lineage_edges",
     "lineage_nodes",
     "metadata",
+    "model_versions",
+    "models",
+    "prompt_versions",
+    "prompts",
+    "run_artifacts",
+    "run_latest_metrics",
+    "run_metrics",
+    "run_params",
+    "runs",
 ]
 
 NODE_ID_LENGTH = 255
@@ -133,4 +145,143 @@ audit_head = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
     comment="The chain's last sequence number and hash: the row appenders lock, and the check for a cut tail.",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Registry (keel.registry): runs, models, prompts, and the aliases that point at their versions.
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(26), primary_key=True, comment="ULID"),
+    Column("kind", String(64), nullable=False, index=True, comment="curate, train, eval, index, …"),
+    Column("name", String(255), nullable=True),
+    Column("status", String(16), nullable=False, index=True, comment="running, finished, failed, killed"),
+    Column("params", Text, nullable=False, comment="canonical JSON of the run's parameters"),
+    Column("env", Text, nullable=False, comment="canonical JSON of the captured environment"),
+    Column("error", Text, nullable=True),
+    Column("created_by", String(255), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False, index=True),
+    Column("ended_at", UTCDateTime, nullable=True),
+    comment="One execution of a job: its parameters, environment, status and timing.",
+)
+
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False, comment="the value as canonical JSON text, for equality filters"),
+    # Filter runs by a parameter value without reading every run's params JSON.
+    Index(None, "key", "value", "run_id"),
+    comment="Top-level parameters of each run, one row each, for filtering.",
+)
+
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("step", BigInteger, primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    comment="Every logged metric value, as a series per run and key.",
+)
+
+run_latest_metrics = Table(
+    "run_latest_metrics",
+    metadata,
+    Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    # Sort runs by a metric's last value without scanning series.
+    Index(None, "key", "value", "run_id"),
+    comment="The value at the highest step of each run's metric, kept current as metrics are logged.",
+)
+
+run_artifacts = Table(
+    "run_artifacts",
+    metadata,
+    Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", String(1024), primary_key=True, comment="relative path inside the run's artifacts"),
+    Column("digest", String(64), ForeignKey("blobs.digest"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    comment="Files a run produced, stored as blobs.",
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="A named line of model versions.",
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(128), ForeignKey("models.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("manifest_digest", String(64), ForeignKey("blobs.digest"), nullable=False, index=True),
+    Column("format", String(32), nullable=False, comment="hf, peft-adapter, gguf or files"),
+    Column("size", BigInteger, nullable=False),
+    Column("file_count", Integer, nullable=False),
+    Column("run_id", String(26), ForeignKey("runs.id"), nullable=True, index=True),
+    Column("base_model", String(512), nullable=True, comment="hub id, path or registry ref it was tuned from"),
+    Column("info", Text, nullable=False, comment="canonical JSON: description, intended use, limitations, …"),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="An immutable set of model files (a manifest of blobs) registered as NAME@vN.",
+)
+
+prompts = Table(
+    "prompts",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="A named line of prompt versions.",
+)
+
+prompt_versions = Table(
+    "prompt_versions",
+    metadata,
+    Column("name", String(128), ForeignKey("prompts.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False, index=True, comment="sha256 of the canonical content"),
+    Column("template", Text, nullable=False),
+    Column("variables", Text, nullable=False, comment="canonical JSON: declared variables"),
+    Column("examples", Text, nullable=False, comment="canonical JSON: few-shot examples"),
+    Column("description", Text, nullable=True),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="An immutable Jinja2 template with declared variables and few-shot examples, as NAME@vN.",
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("subject", String(16), primary_key=True, comment="model or prompt"),
+    Column("name", String(128), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    comment="Where each alias (production, staging, …) of a model or prompt points now.",
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subject", String(16), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True, comment="NULL when the alias was removed"),
+    Column("actor", String(255), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("evidence", String(255), nullable=True, comment="e.g. the eval result id that justified it"),
+    Column("at", UTCDateTime, nullable=False),
+    Index(None, "subject", "name", "id"),
+    comment="Append-only history of every alias move: the rollback trail.",
 )

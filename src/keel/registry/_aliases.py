@@ -1,0 +1,194 @@
+"""Aliases shared by models and prompts: where each points now, and the append-only trail of moves.
+
+Moving an alias writes its new position, an `alias_events` row with actor, reason and optional
+evidence, and an audit event, in one transaction. Rolling back is moving it to an earlier version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, delete, func, select, update
+
+from keel.core.clock import format_time
+from keel.core.errors import InputError, NotFoundError
+from keel.registry._refs import Ref, Subject, check_alias
+from keel.store import Store
+from keel.store.schema import alias_events, aliases, model_versions, prompt_versions
+
+__all__ = ["AliasEvent", "aliases_of", "history", "move_alias", "previous_version", "resolve_version"]
+
+_VERSIONS: dict[str, Table] = {"model": model_versions, "prompt": prompt_versions}
+
+
+@dataclass(frozen=True, slots=True)
+class AliasEvent:
+    """One move of an alias: from which version to which (None: absent), by whom, why, on what evidence."""
+
+    id: int
+    subject: str
+    name: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    actor: str
+    reason: str
+    evidence: str | None
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "alias": self.alias,
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "actor": self.actor,
+            "reason": self.reason,
+            "evidence": self.evidence,
+            "at": format_time(self.at),
+        }
+
+
+def latest_version(conn: Connection, subject: Subject, name: str) -> int | None:
+    """The highest version number of `name`, or None if it has none."""
+    table = _VERSIONS[subject]
+    latest = conn.scalar(select(func.max(table.c.version)).where(table.c.name == name))
+    return None if latest is None else int(latest)
+
+
+def resolve_version(conn: Connection, subject: Subject, ref: Ref) -> int:
+    """The version number a reference points at, or a `NotFoundError` that says what exists."""
+    table = _VERSIONS[subject]
+    if ref.alias is not None:
+        version = conn.scalar(
+            select(aliases.c.version).where(
+                aliases.c.subject == subject, aliases.c.name == ref.name, aliases.c.alias == ref.alias
+            )
+        )
+        if version is None:
+            known = ", ".join(sorted(aliases_of(conn, subject, ref.name))) or "none"
+            raise NotFoundError(f"{subject} {ref.name!r} has no alias {ref.alias!r} (its aliases: {known})")
+        return int(version)
+    if ref.version is not None:
+        exists = conn.scalar(select(table.c.version).where(table.c.name == ref.name, table.c.version == ref.version))
+        if exists is not None:
+            return ref.version
+    latest = latest_version(conn, subject, ref.name)
+    if latest is None:
+        raise NotFoundError(
+            f"no {subject} named {ref.name!r} in this workspace",
+            hint=f"list them with `keel {subject} list`",
+        )
+    if ref.version is not None:
+        raise NotFoundError(f"{subject} {ref.name!r} has versions v1..v{latest}; got {ref}")
+    return latest
+
+
+def aliases_of(conn: Connection, subject: Subject, name: str) -> dict[str, int]:
+    """Every alias of `name` and the version it points at."""
+    rows = conn.execute(
+        select(aliases.c.alias, aliases.c.version).where(aliases.c.subject == subject, aliases.c.name == name)
+    )
+    return {row.alias: int(row.version) for row in rows}
+
+
+def move_alias(
+    store: Store,
+    conn: Connection,
+    subject: Subject,
+    name: str,
+    alias: str,
+    version: int | None,
+    *,
+    reason: str,
+    evidence: str | None = None,
+) -> AliasEvent:
+    """Point `alias` of `name` at `version` (None removes it), recording who, why and on what evidence.
+
+    Args:
+        store: The store whose actor and clock are recorded.
+        conn: A write transaction.
+        subject: `model` or `prompt`.
+        name: The model or prompt name.
+        alias: The alias to move, e.g. `production`.
+        version: The version to point at, or None to remove the alias.
+        reason: Why; required, because the history is for people reading it later.
+        evidence: An optional id supporting the move, e.g. an eval result.
+
+    Returns:
+        The recorded event.
+    """
+    check_alias(alias)
+    if not reason.strip():
+        raise InputError("expected a reason for moving an alias (--reason '...'); got an empty one")
+    if version is not None:
+        resolve_version(conn, subject, Ref(name, version=version))
+    elif latest_version(conn, subject, name) is None:
+        resolve_version(conn, subject, Ref(name))  # raises the "no such name" error
+    key = and_(aliases.c.subject == subject, aliases.c.name == name, aliases.c.alias == alias)
+    current = conn.scalar(select(aliases.c.version).where(key))
+    if current is None and version is None:
+        raise NotFoundError(f"{subject} {name!r} has no alias {alias!r} to remove")
+    if version is None:
+        conn.execute(delete(aliases).where(key))
+    elif current is None:
+        conn.execute(aliases.insert().values(subject=subject, name=name, alias=alias, version=version))
+    else:
+        conn.execute(update(aliases).where(key).values(version=version))
+    at = store.clock()
+    row = {
+        "subject": subject,
+        "name": name,
+        "alias": alias,
+        "from_version": current,
+        "to_version": version,
+        "actor": store.actor,
+        "reason": reason,
+        "evidence": evidence,
+        "at": at,
+    }
+    event_id = conn.execute(alias_events.insert().values(**row)).inserted_primary_key[0]  # type: ignore[index]
+    store.audit(
+        conn,
+        f"{subject}.alias",
+        f"{subject}:{name}",
+        {"alias": alias, "from": current, "to": version, "evidence": evidence, "alias_event": event_id},
+    )
+    return AliasEvent(id=int(event_id), **row)  # type: ignore[arg-type]
+
+
+def history(conn: Connection, subject: Subject, name: str, alias: str | None = None) -> list[AliasEvent]:
+    """Every alias move of `name` (or of one alias), oldest first."""
+    query = select(alias_events).where(alias_events.c.subject == subject, alias_events.c.name == name)
+    if alias is not None:
+        query = query.where(alias_events.c.alias == alias)
+    return [
+        AliasEvent(
+            id=row.id,
+            subject=row.subject,
+            name=row.name,
+            alias=row.alias,
+            from_version=row.from_version,
+            to_version=row.to_version,
+            actor=row.actor,
+            reason=row.reason,
+            evidence=row.evidence,
+            at=row.at,
+        )
+        for row in conn.execute(query.order_by(alias_events.c.id))
+    ]
+
+
+def previous_version(conn: Connection, subject: Subject, name: str, alias: str) -> int:
+    """The version `alias` pointed at before its current one: the target of a rollback."""
+    events = history(conn, subject, name, alias)
+    if not events or events[-1].from_version is None:
+        raise NotFoundError(
+            f"{subject} {name!r} alias {alias!r} has no earlier version to roll back to",
+            hint=f"see `keel {subject} history {name}`",
+        )
+    return events[-1].from_version

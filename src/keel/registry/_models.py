@@ -1,0 +1,364 @@
+"""The model registry: model files stored as blobs under a manifest, versioned as `NAME@vN`.
+
+Registering uploads each file (streamed, content-addressed, so unchanged shards of a new version
+cost nothing), then writes the version, its lineage and an audit event in one transaction. A
+version is immutable; aliases (`production`, …) move between versions with a recorded reason.
+Pulling restores every file and verifies it against its digest.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from keel.core.clock import format_time
+from keel.core.errors import InputError, IntegrityError, NotFoundError
+from keel.core.ids import canonical_json, sha256_hex
+from keel.registry._aliases import AliasEvent, aliases_of, history, move_alias, previous_version, resolve_version
+from keel.registry._refs import Ref, check_name, parse_ref
+from keel.store import Store, add_edge, read_bytes
+from keel.store.schema import model_versions, models, run_artifacts, runs
+
+__all__ = [
+    "ManifestFile",
+    "ModelInfo",
+    "ModelVersion",
+    "detect_format",
+    "alias_model",
+    "get_model",
+    "list_models",
+    "model_history",
+    "pull_model",
+    "register_model",
+    "rollback_model",
+]
+
+MANIFEST_SCHEMA = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestFile:
+    """One file of a model version: where it goes, and the blob holding it."""
+
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass
+class ModelVersion:
+    """A registered model version, with its files and the aliases pointing at it."""
+
+    name: str
+    version: int
+    manifest_digest: str
+    format: str
+    size: int
+    file_count: int
+    run_id: str | None
+    base_model: str | None
+    info: dict[str, Any]
+    created_by: str
+    created_at: datetime
+    aliases: list[str] = field(default_factory=list)
+    files: list[ManifestFile] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        """`NAME@vN`."""
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def node(self) -> str:
+        """The version's lineage node id."""
+        return f"model-version:{self.ref}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "ref": self.ref,
+            "name": self.name,
+            "version": self.version,
+            "format": self.format,
+            "size": self.size,
+            "file_count": self.file_count,
+            "manifest": self.manifest_digest,
+            "run": self.run_id,
+            "base_model": self.base_model,
+            "info": self.info,
+            "aliases": self.aliases,
+            "created_by": self.created_by,
+            "created_at": format_time(self.created_at),
+            "files": [_entry(f) for f in self.files],
+        }
+
+
+def detect_format(paths: list[str]) -> str:
+    """Name the layout of a model's files: `peft-adapter`, `hf`, `gguf` or `files`.
+
+    Examples:
+        >>> detect_format(["config.json", "model.safetensors", "tokenizer.json"])
+        'hf'
+    """
+    names = {PurePosixPath(p).name for p in paths}
+    if "adapter_config.json" in names:
+        return "peft-adapter"
+    if "config.json" in names and any(n.endswith((".safetensors", ".bin")) for n in names):
+        return "hf"
+    if any(n.endswith(".gguf") for n in names):
+        return "gguf"
+    return "files"
+
+
+def _safe_relative(path: str) -> str:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+        raise InputError(f"expected a relative file path inside the model; got {path!r}")
+    return pure.as_posix()
+
+
+def _local_files(source: Path) -> list[tuple[str, Path]]:
+    if not source.exists():
+        raise InputError(f"expected a model directory or file to register; {source} does not exist")
+    if source.is_file():
+        return [(source.name, source)]
+    files = [
+        (p.relative_to(source).as_posix(), p)
+        for p in sorted(source.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(source).parts
+    ]
+    if not files:
+        raise InputError(f"expected model files in {source}; the directory is empty")
+    return files
+
+
+def _upload(store: Store, path: Path | None, run_id: str | None) -> list[ManifestFile]:
+    if path is not None:
+        # One short transaction per file: a multi-GB upload must not hold the database's write lock.
+        uploaded = []
+        for rel, file in _local_files(path):
+            info = store.put_blob(file)
+            uploaded.append(ManifestFile(rel, info.digest, info.size))
+        return uploaded
+    with store.db.read() as conn:
+        if conn.scalar(select(runs.c.id).where(runs.c.id == run_id)) is None:
+            raise NotFoundError(f"no run {run_id!r} to register a model from", hint="see `keel runs list`")
+        rows = conn.execute(
+            select(run_artifacts).where(run_artifacts.c.run_id == run_id).order_by(run_artifacts.c.path)
+        ).all()
+    if not rows:
+        raise InputError(f"run {run_id} logged no artifacts to register as a model; pass the model's PATH instead")
+    return [ManifestFile(row.path, row.digest, int(row.size)) for row in rows]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Free-text fields of a model version that its card shows."""
+
+    description: str | None = None
+    intended_use: str | None = None
+    limitations: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Only the fields that are set."""
+        data = {"description": self.description, "intended_use": self.intended_use, "limitations": self.limitations}
+        return {**{k: v for k, v in data.items() if v is not None}, **self.extra}
+
+
+def register_model(
+    store: Store,
+    name: str,
+    path: str | os.PathLike[str] | None = None,
+    *,
+    run_id: str | None = None,
+    base_model: str | None = None,
+    info: ModelInfo | None = None,
+) -> tuple[ModelVersion, bool]:
+    """Register a model directory (or a run's artifacts) as the next version of `name`.
+
+    Args:
+        store: The workspace store.
+        name: The model's name.
+        path: A model directory (Hugging Face layout, an adapter) or a single file (GGUF).
+        run_id: The run that produced it: lineage `run → model-version`, and its artifacts
+            are the files when `path` is omitted.
+        base_model: What it was tuned from: a registry ref (`base@v1`, linked in lineage),
+            a hub id or a path.
+        info: Description, intended use and limitations for the model card.
+
+    Returns:
+        The version, and whether it is new (False when the same files are already the latest version).
+    """
+    check_name(name)
+    if path is None and run_id is None:
+        raise InputError("expected a model PATH to register or --run RUN whose artifacts are the model")
+    files = _upload(store, Path(path) if path is not None else None, run_id)
+    for f in files:
+        _safe_relative(f.path)
+    fmt = detect_format([f.path for f in files])
+    manifest = {"schema": MANIFEST_SCHEMA, "format": fmt, "files": [_entry(f) for f in files]}
+    manifest_info = store.put_blob(io.BytesIO(canonical_json(manifest).encode()))
+    with store.db.write() as conn:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        conn.execute(insert(models).values(name=name, created_at=store.clock()).on_conflict_do_nothing())
+        # Lock the model's row so concurrent registrations of one name number their versions in turn.
+        conn.execute(select(models.c.name).where(models.c.name == name).with_for_update())
+        latest = conn.execute(
+            select(model_versions)
+            .where(model_versions.c.name == name)
+            .order_by(model_versions.c.version.desc())
+            .limit(1)
+        ).first()
+        if latest is not None and latest.manifest_digest == manifest_info.digest and latest.run_id == run_id:
+            return _load(store, conn, name, int(latest.version)), False
+        version = (int(latest.version) if latest else 0) + 1
+        record = {
+            "name": name,
+            "version": version,
+            "manifest_digest": manifest_info.digest,
+            "format": fmt,
+            "size": sum(f.size for f in files),
+            "file_count": len(files),
+            "run_id": run_id,
+            "base_model": base_model,
+            "info": canonical_json((info or ModelInfo()).to_json()),
+            "created_by": store.actor,
+            "created_at": store.clock(),
+        }
+        conn.execute(model_versions.insert().values(**record))
+        node = f"model-version:{name}@v{version}"
+        _link(store, conn, node, run_id, base_model)
+        store.audit(conn, "model.register", node, {"manifest": manifest_info.digest, "format": fmt, "run": run_id})
+        return _load(store, conn, name, version), True
+
+
+def _entry(f: ManifestFile) -> dict[str, Any]:
+    return {"path": f.path, "digest": f.digest, "size": f.size}
+
+
+def _link(store: Store, conn: Connection, node: str, run_id: str | None, base_model: str | None) -> None:
+    if run_id is not None:
+        add_edge(conn, f"run:{run_id}", node, "produced", at=store.clock())
+    if base_model is None or "/" in base_model:  # hub ids and paths are recorded, not linked
+        return
+    try:
+        ref = parse_ref(base_model)
+        base_version = resolve_version(conn, "model", ref)
+    except (InputError, NotFoundError):
+        return
+    add_edge(conn, f"model-version:{ref.name}@v{base_version}", node, "base_model_of", at=store.clock())
+
+
+def _load(store: Store, conn: Connection, name: str, version: int, *, with_files: bool = False) -> ModelVersion:
+    row = conn.execute(
+        select(model_versions).where(model_versions.c.name == name, model_versions.c.version == version)
+    ).one()
+    pointing = sorted(alias for alias, v in aliases_of(conn, "model", name).items() if v == version)
+    files: list[ManifestFile] = []
+    if with_files:
+        manifest = json.loads(read_bytes(store.blobs, row.manifest_digest))
+        files = [ManifestFile(f["path"], f["digest"], int(f["size"])) for f in manifest["files"]]
+    return ModelVersion(
+        name=row.name,
+        version=int(row.version),
+        manifest_digest=row.manifest_digest,
+        format=row.format,
+        size=int(row.size),
+        file_count=int(row.file_count),
+        run_id=row.run_id,
+        base_model=row.base_model,
+        info=json.loads(row.info),
+        created_by=row.created_by,
+        created_at=row.created_at,
+        aliases=pointing,
+        files=files,
+    )
+
+
+def get_model(store: Store, ref: str | Ref, *, with_files: bool = True) -> ModelVersion:
+    """The model version a reference (`NAME`, `NAME@vN`, `NAME@production`) points at."""
+    parsed = parse_ref(ref) if isinstance(ref, str) else ref
+    with store.db.read() as conn:
+        version = resolve_version(conn, "model", parsed)
+        return _load(store, conn, parsed.name, version, with_files=with_files)
+
+
+def list_models(store: Store) -> list[dict[str, Any]]:
+    """Every model: name, latest version, its aliases, and when it was last registered."""
+    with store.db.read() as conn:
+        rows = conn.execute(
+            select(
+                model_versions.c.name, model_versions.c.version, model_versions.c.format, model_versions.c.created_at
+            ).order_by(model_versions.c.name, model_versions.c.version.desc())
+        ).all()
+        result: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            if row.name not in result:
+                result[row.name] = {
+                    "name": row.name,
+                    "latest": int(row.version),
+                    "format": row.format,
+                    "updated_at": format_time(row.created_at),
+                    "aliases": {a: f"v{v}" for a, v in sorted(aliases_of(conn, "model", row.name).items())},
+                }
+        return list(result.values())
+
+
+def pull_model(store: Store, ref: str, dest: str | os.PathLike[str], *, force: bool = False) -> ModelVersion:
+    """Restore a model version's files into `dest`, each verified against its digest.
+
+    Raises:
+        InputError: `dest` is a non-empty directory and `force` is not set.
+        BlobCorruptedError: A stored file no longer matches its digest (nothing corrupt is written).
+    """
+    model = get_model(store, ref)
+    target = Path(dest)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
+        raise InputError(
+            f"expected an empty or new directory to pull {model.ref} into; {target} is not empty",
+            hint="choose another directory or pass --force to overwrite files in it",
+        )
+    manifest = read_bytes(store.blobs, model.manifest_digest)
+    if sha256_hex(manifest) != model.manifest_digest:  # read_bytes verified; this guards the chain of custody
+        raise IntegrityError(f"manifest of {model.ref} does not match its digest")
+    root = target.resolve()
+    for f in model.files:
+        out = (root / _safe_relative(f.path)).resolve()
+        if root not in out.parents:
+            raise IntegrityError(f"manifest of {model.ref} names a path outside the model: {f.path!r}")
+        store.blobs.get_file(f.digest, out)
+    return model
+
+
+def alias_model(
+    store: Store, name: str, alias: str, version: int | None, *, reason: str, evidence: str | None = None
+) -> AliasEvent:
+    """Point `alias` of model `name` at `version` (None removes it), recording reason and evidence."""
+    check_name(name)
+    with store.db.write() as conn:
+        return move_alias(store, conn, "model", name, alias, version, reason=reason, evidence=evidence)
+
+
+def rollback_model(store: Store, name: str, alias: str, *, reason: str) -> AliasEvent:
+    """Undo the last move of `alias`: point it back where it was before."""
+    with store.db.write() as conn:
+        target = previous_version(conn, "model", name, alias)
+        return move_alias(store, conn, "model", name, alias, target, reason=reason)
+
+
+def model_history(store: Store, name: str, alias: str | None = None) -> list[AliasEvent]:
+    """Every alias move of model `name`, oldest first."""
+    check_name(name)
+    with store.db.read() as conn:
+        if conn.scalar(select(models.c.name).where(models.c.name == name)) is None:
+            raise NotFoundError(f"no model named {name!r} in this workspace", hint="see `keel model list`")
+        return history(conn, "model", name, alias)

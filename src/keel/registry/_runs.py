@@ -1,0 +1,381 @@
+"""Runs: one execution of a job, with parameters, metric series, artifacts, environment and lineage.
+
+`start_run` is a context manager: the run is `running` inside it, `finished` when the block ends,
+`failed` (with the error) when it raises, `killed` on Ctrl-C. Metric values are written as they are
+logged, so a crashed job keeps its curve. Querying (`list_runs`) filters on indexed parameter rows
+and sorts on each metric's latest value, never by reading every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from keel.core.clock import format_time
+from keel.core.errors import InputError, NotFoundError
+from keel.core.ids import canonical_json, new_ulid
+from keel.registry._env import capture_environment
+from keel.store import Store, add_edge, open_store
+from keel.store.schema import run_artifacts, run_latest_metrics, run_metrics, run_params, runs
+
+__all__ = [
+    "Run",
+    "RunInfo",
+    "RunStatus",
+    "count_runs",
+    "get_run",
+    "list_runs",
+    "metric_series",
+    "start_run",
+]
+
+RunStatus = Literal["running", "finished", "failed", "killed"]
+_KIND_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _insert(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+class Run:
+    """A live run: log metrics, artifacts, inputs and outputs to it. Made by `start_run`.
+
+    Examples:
+        >>> with start_run("train", {"lr": 3e-4, "epochs": 2}) as run:  # doctest: +SKIP
+        ...     run.log_metric("loss", 2.31, step=1)
+        ...     run.log_input("dataset-version:9f2c…")
+    """
+
+    def __init__(self, store: Store, run_id: str) -> None:
+        self.store = store
+        self.id = run_id
+        self._steps: dict[str, int] = {}
+
+    @property
+    def node(self) -> str:
+        """The run's lineage node id."""
+        return f"run:{self.id}"
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Record one value of metric `key`; `step` defaults to one past the last step logged for it."""
+        self.log_metrics({key: value}, step=step)
+
+    def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
+        """Record several metrics at one step, in one transaction."""
+        at = self.store.clock()
+        rows = []
+        for key, value in values.items():
+            if not key or len(key) > 255:
+                raise InputError(f"expected a metric name of 1 to 255 characters; got {key!r}")
+            number = float(value)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise InputError(f"metric {key!r} must be a finite number; got {value!r}")
+            this_step = step if step is not None else self._steps.get(key, -1) + 1
+            self._steps[key] = max(this_step, self._steps.get(key, this_step))
+            rows.append({"run_id": self.id, "key": key, "step": this_step, "value": number, "at": at})
+        with self.store.db.write() as conn:
+            insert = _insert(conn)
+            for row in rows:
+                conn.execute(
+                    insert(run_metrics)
+                    .values(**row)
+                    .on_conflict_do_update(index_elements=["run_id", "key", "step"], set_={"value": row["value"]})
+                )
+                latest = insert(run_latest_metrics).values(
+                    run_id=self.id, key=row["key"], step=row["step"], value=row["value"]
+                )
+                # Keep the value of the highest step: a late write for an earlier step changes nothing.
+                conn.execute(
+                    latest.on_conflict_do_update(
+                        index_elements=["run_id", "key"],
+                        set_={"step": latest.excluded.step, "value": latest.excluded.value},
+                        where=run_latest_metrics.c.step <= latest.excluded.step,
+                    )
+                )
+
+    def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> list[str]:
+        """Store a file, or every file under a directory, as blobs attached to this run.
+
+        Args:
+            path: A file or directory.
+            name: The artifact path to record (default: the file or directory name).
+
+        Returns:
+            The artifact paths recorded.
+        """
+        source = Path(path)
+        if not source.exists():
+            raise InputError(f"expected a file or directory to log as an artifact; {source} does not exist")
+        base = name or source.name
+        files = (
+            [(base, source)]
+            if source.is_file()
+            else [(f"{base}/{p.relative_to(source).as_posix()}", p) for p in sorted(source.rglob("*")) if p.is_file()]
+        )
+        recorded = []
+        with self.store.db.write() as conn:
+            for artifact, file in files:
+                info = self.store.put_blob(file, conn=conn)
+                statement = _insert(conn)(run_artifacts).values(
+                    run_id=self.id, path=artifact, digest=info.digest, size=info.size
+                )
+                conn.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=["run_id", "path"], set_={"digest": info.digest, "size": info.size}
+                    )
+                )
+                recorded.append(artifact)
+        return recorded
+
+    def log_input(self, node: str, kind: str = "used_by") -> None:
+        """Record that this run read `node` (a dataset version, a model version, …)."""
+        with self.store.db.write() as conn:
+            add_edge(conn, node, self.node, kind, at=self.store.clock())
+
+    def log_output(self, node: str, kind: str = "produced") -> None:
+        """Record that this run made `node`."""
+        with self.store.db.write() as conn:
+            add_edge(conn, self.node, node, kind, at=self.store.clock())
+
+    def _finish(self, status: RunStatus, error: str | None = None) -> None:
+        with self.store.db.write() as conn:
+            conn.execute(
+                update(runs).where(runs.c.id == self.id).values(status=status, error=error, ended_at=self.store.clock())
+            )
+            self.store.audit(conn, "run.end", self.node, {"status": status})
+
+
+def _flatten_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Top-level parameters as canonical JSON text, so `lr=0.001` filters the same however it was typed."""
+    return {str(key): canonical_json(value) for key, value in params.items()}
+
+
+@contextmanager
+def start_run(
+    kind: str,
+    params: Mapping[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    inputs: Sequence[str] = (),
+    seed: int | None = None,
+    store: Store | None = None,
+) -> Iterator[Run]:
+    """Start a run; it ends `finished`, `failed` (re-raising the error) or `killed` with the block.
+
+    Args:
+        kind: What the run does: `train`, `eval`, `curate`, `index`, …
+        params: JSON-serialisable parameters; top-level keys become filterable.
+        name: An optional human label.
+        inputs: Lineage node ids the run reads (edges `used_by` to the run).
+        seed: The random seed, recorded with the environment.
+        store: The workspace store; opened from the current directory if omitted.
+
+    Yields:
+        The live run.
+    """
+    if not kind or not set(kind) <= _KIND_CHARS or len(kind) > 64:
+        raise InputError(f"expected a run kind such as 'train' or 'eval' (lowercase, digits, '-', '_'); got {kind!r}")
+    own_store = store is None
+    store = store or open_store()
+    params = dict(params or {})
+    try:
+        params_json = canonical_json(params)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"expected JSON-serialisable run parameters; {exc}") from None
+    run = Run(store, new_ulid())
+    env = capture_environment(seed=seed)
+    with store.db.write() as conn:
+        conn.execute(
+            runs.insert().values(
+                id=run.id,
+                kind=kind,
+                name=name,
+                status="running",
+                params=params_json,
+                env=canonical_json(env),
+                created_by=store.actor,
+                started_at=store.clock(),
+            )
+        )
+        flat = _flatten_params(params)
+        if flat:
+            conn.execute(run_params.insert(), [{"run_id": run.id, "key": k, "value": v} for k, v in flat.items()])
+        for node in inputs:
+            add_edge(conn, node, run.node, "used_by", at=store.clock())
+        store.audit(conn, "run.start", run.node, {"kind": kind, "params": sorted(flat)})
+    try:
+        yield run
+    except KeyboardInterrupt:
+        run._finish("killed", "interrupted")
+        raise
+    except BaseException as exc:
+        run._finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    else:
+        run._finish("finished")
+    finally:
+        if own_store:
+            store.close()
+
+
+@dataclass
+class RunInfo:
+    """A stored run, with its latest metric values and artifacts."""
+
+    id: str
+    kind: str
+    name: str | None
+    status: str
+    params: dict[str, Any]
+    env: dict[str, Any]
+    error: str | None
+    created_by: str
+    started_at: datetime
+    ended_at: datetime | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self, *, with_env: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        data = {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "status": self.status,
+            "params": self.params,
+            "metrics": self.metrics,
+            "artifacts": self.artifacts,
+            "error": self.error,
+            "created_by": self.created_by,
+            "started_at": format_time(self.started_at),
+            "ended_at": format_time(self.ended_at) if self.ended_at else None,
+        }
+        if with_env:
+            data["env"] = self.env
+        return data
+
+
+def _info(row: Any, metrics: dict[str, float], artifacts: dict[str, str]) -> RunInfo:
+    return RunInfo(
+        id=row.id,
+        kind=row.kind,
+        name=row.name,
+        status=row.status,
+        params=json.loads(row.params),
+        env=json.loads(getattr(row, "env", None) or "{}"),
+        error=row.error,
+        created_by=row.created_by,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        metrics=metrics,
+        artifacts=artifacts,
+    )
+
+
+def _latest(conn: Connection, run_ids: Sequence[str]) -> dict[str, dict[str, float]]:
+    found: dict[str, dict[str, float]] = {run_id: {} for run_id in run_ids}
+    if run_ids:
+        query = select(run_latest_metrics).where(run_latest_metrics.c.run_id.in_(run_ids))
+        for row in conn.execute(query.order_by(run_latest_metrics.c.key)):
+            found[row.run_id][row.key] = row.value
+    return found
+
+
+def get_run(conn: Connection, run_id: str) -> RunInfo:
+    """One run by id (a unique prefix of at least 6 characters also works)."""
+    row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+    if row is None and len(run_id) >= 6:
+        matches = conn.execute(select(runs).where(runs.c.id.startswith(run_id.upper())).limit(2)).all()
+        row = matches[0] if len(matches) == 1 else None
+        if len(matches) > 1:
+            raise InputError(f"run id prefix {run_id!r} matches more than one run; give more characters")
+    if row is None:
+        raise NotFoundError(f"no run {run_id!r} in this workspace", hint="list runs with `keel runs list`")
+    artifacts = {
+        a.path: a.digest
+        for a in conn.execute(
+            select(run_artifacts).where(run_artifacts.c.run_id == row.id).order_by(run_artifacts.c.path)
+        )
+    }
+    return _info(row, _latest(conn, [row.id])[row.id], artifacts)
+
+
+def metric_series(conn: Connection, run_id: str, key: str | None = None) -> dict[str, list[tuple[int, float]]]:
+    """Each metric's (step, value) series for a run, in step order."""
+    query = select(run_metrics.c.key, run_metrics.c.step, run_metrics.c.value).where(run_metrics.c.run_id == run_id)
+    if key is not None:
+        query = query.where(run_metrics.c.key == key)
+    series: dict[str, list[tuple[int, float]]] = {}
+    for row in conn.execute(query.order_by(run_metrics.c.key, run_metrics.c.step)):
+        series.setdefault(row.key, []).append((int(row.step), float(row.value)))
+    return series
+
+
+def list_runs(
+    conn: Connection,
+    *,
+    kind: str | None = None,
+    status: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    sort_by: str | None = None,
+    descending: bool = True,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[RunInfo]:
+    """Runs matching every filter, a page at a time.
+
+    Args:
+        conn: A connection.
+        kind: Only runs of this kind.
+        status: Only runs with this status.
+        params: Only runs whose top-level parameter equals each given value.
+        sort_by: A metric to sort by (its latest value; runs without it are left out),
+            else newest first.
+        descending: Sort direction for `sort_by`.
+        limit: Page size.
+        offset: Runs to skip.
+
+    Returns:
+        One page of runs with their latest metrics (environments omitted for speed).
+    """
+    query = select(
+        runs.c.id,
+        runs.c.kind,
+        runs.c.name,
+        runs.c.status,
+        runs.c.params,
+        runs.c.error,
+        runs.c.created_by,
+        runs.c.started_at,
+        runs.c.ended_at,
+    )
+    if kind is not None:
+        query = query.where(runs.c.kind == kind)
+    if status is not None:
+        query = query.where(runs.c.status == status)
+    for i, (key, value) in enumerate(_flatten_params(params or {}).items()):
+        p = run_params.alias(f"p{i}")
+        query = query.join(p, and_(p.c.run_id == runs.c.id, p.c.key == key, p.c.value == value))
+    if sort_by is not None:
+        m = run_latest_metrics.alias("sort_metric")
+        query = query.join(m, and_(m.c.run_id == runs.c.id, m.c.key == sort_by))
+        query = query.order_by(m.c.value.desc() if descending else m.c.value, runs.c.id.desc())
+    else:
+        query = query.order_by(runs.c.id.desc())
+    rows = conn.execute(query.limit(limit).offset(offset)).all()
+    latest = _latest(conn, [row.id for row in rows])
+    return [_info(row, latest[row.id], {}) for row in rows]
+
+
+def count_runs(conn: Connection) -> int:
+    """How many runs the workspace holds."""
+    return int(conn.scalar(select(func.count()).select_from(runs)) or 0)
