@@ -11,7 +11,7 @@ from typing import Literal
 
 from keel.core.errors import InputError
 
-__all__ = ["NAME_PATTERN", "Ref", "Subject", "check_alias", "check_name", "parse_ref"]
+__all__ = ["NAME_PATTERN", "Ref", "Subject", "check_alias", "check_name", "parse_ref", "parse_version"]
 
 Subject = Literal["model", "prompt"]
 
@@ -83,3 +83,16 @@ def parse_ref(text: str, subject: str = "model") -> Ref:
     if _ALIAS.fullmatch(tail):
         return Ref(name, alias=tail)
     raise InputError(f"expected a {subject} reference NAME, NAME@vN, NAME@latest or NAME@<alias>; got {text!r}")
+
+
+def parse_version(text: str) -> int:
+    """A version number from `vN` or `N`.
+
+    Examples:
+        >>> parse_version("v3"), parse_version("3")
+        (3, 3)
+    """
+    match = _VERSION.fullmatch(text) or _VERSION.fullmatch(f"v{text}")
+    if match is None:
+        raise InputError(f"expected a version such as v3 or 3; got {text!r}")
+    return int(match.group(1))

@@ -1,0 +1,53 @@
+"""Small text renderings shared by commands: sparklines, byte sizes, durations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+__all__ = ["duration", "human_bytes", "sparkline"]
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float], width: int = 24) -> str:
+    """A one-line chart of `values`, downsampled to at most `width` characters.
+
+    Examples:
+        >>> sparkline([3, 2, 1, 0])
+        '█▆▃▁'
+    """
+    if not values:
+        return ""
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    low, high = min(values), max(values)
+    if high == low:
+        return _BARS[len(_BARS) // 2] * len(values)
+    scale = (len(_BARS) - 1) / (high - low)
+    return "".join(_BARS[round((v - low) * scale)] for v in values)
+
+
+def human_bytes(size: int) -> str:
+    """Bytes in the largest unit that keeps the number above one.
+
+    Examples:
+        >>> human_bytes(1536)
+        '1.5 KiB'
+    """
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def duration(start: datetime, end: datetime | None) -> str:
+    """`1m 05s`-style elapsed time, or `running` when there is no end."""
+    if end is None:
+        return "running"
+    seconds = int((end - start).total_seconds())
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"

@@ -1,0 +1,145 @@
+"""`keel runs …`: list, show and compare runs."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from keel.cli._context import console, get_store, print_json
+from keel.cli._render import duration, sparkline
+from keel.core.errors import InputError
+from keel.core.ids import canonical_json
+from keel.registry import get_run, list_runs, metric_series
+
+__all__ = ["runs_app"]
+
+runs_app = typer.Typer(help="Runs: parameters, metrics, artifacts and environment of every job.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _param_filters(pairs: list[str]) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"expected --param KEY=VALUE such as lr=0.001; got {pair!r}")
+        try:
+            filters[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            filters[key] = raw  # plain text, e.g. method=lora
+    return filters
+
+
+@runs_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind (train, eval, …).")] = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    param: Annotated[list[str], typer.Option(help="KEY=VALUE parameter filter; repeat to combine.")] = [],  # noqa: B006
+    sort: Annotated[
+        str | None, typer.Option(help="Sort by this metric's final value (runs without it are left out).")
+    ] = None,
+    ascending: Annotated[bool, typer.Option("--asc", help="Sort ascending (default: descending).")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Runs per page.")] = 50,
+    page: Annotated[int, typer.Option(min=1, help="Page number.")] = 1,
+    json_output: JsonOption = False,
+) -> None:
+    """List runs, newest first or sorted by a metric, filtered by kind, status and parameters."""
+    store = get_store(ctx)
+    with store.db.read() as conn:
+        found = list_runs(
+            conn,
+            kind=kind,
+            status=status,
+            params=_param_filters(param),
+            sort_by=sort,
+            descending=not ascending,
+            limit=limit,
+            offset=(page - 1) * limit,
+        )
+    if json_output:
+        print_json([run.to_json(with_env=False) for run in found])
+        return
+    table = Table("run", "kind", "status", "started (UTC)", "took", "params", "metrics")
+    for run in found:
+        params = ", ".join(f"{k}={canonical_json(v)}" for k, v in run.params.items())
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in run.metrics.items())
+        started = run.started_at.strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(run.id, run.kind, run.status, started, duration(run.started_at, run.ended_at), params, metrics)
+    console().print(table)
+    if not found:
+        console().print("No runs match." if (kind or status or param) else "No runs yet.")
+
+
+@runs_app.command("show")
+def show(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id (or a unique prefix).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show one run: parameters, metric curves, artifacts and environment."""
+    store = get_store(ctx)
+    with store.db.read() as conn:
+        run = get_run(conn, run_id)
+        series = metric_series(conn, run.id)
+    if json_output:
+        print_json({**run.to_json(), "series": {k: [[s, v] for s, v in pts] for k, pts in series.items()}})
+        return
+    out = console()
+    out.print(f"[bold]run {run.id}[/bold]  {run.kind}  {run.status}  {duration(run.started_at, run.ended_at)}")
+    if run.error:
+        out.print(f"[red]error:[/red] {run.error}")
+    for key, value in run.params.items():
+        out.print(f"  param  {key} = {canonical_json(value)}")
+    for key, points in series.items():
+        values = [v for _, v in points]
+        out.print(f"  metric {key} = {values[-1]:.6g}  {sparkline(values)}  ({len(values)} points)")
+    for path, digest in run.artifacts.items():
+        out.print(f"  artifact {path}  [dim]{digest[:12]}[/dim]")
+    git = run.env.get("git") or {}
+    code = f"{git.get('commit', '')[:12]}{' dirty' if git.get('dirty') else ''}" if git else "no git checkout"
+    out.print(
+        f"  env    python {run.env.get('python')}, {run.env.get('platform')}, code {code}, seed {run.env.get('seed')}"
+    )
+
+
+@runs_app.command("compare")
+def compare(
+    ctx: typer.Context,
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN...", help="Two or more run ids.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Compare runs side by side: parameters (differences marked) and final metrics with curves."""
+    if len(run_ids) < 2:
+        raise InputError(f"expected at least two runs to compare; got {len(run_ids)}")
+    store = get_store(ctx)
+    with store.db.read() as conn:
+        found = [get_run(conn, run_id) for run_id in run_ids]
+        curves = {run.id: metric_series(conn, run.id) for run in found}
+    params = sorted({key for run in found for key in run.params})
+    metrics = sorted({key for run in found for key in run.metrics})
+    if json_output:
+        print_json(
+            {
+                "runs": [run.id for run in found],
+                "params": {k: [run.params.get(k) for run in found] for k in params},
+                "metrics": {k: [run.metrics.get(k) for run in found] for k in metrics},
+            }
+        )
+        return
+    table = Table("", *[run.id for run in found])
+    for key in params:
+        values = [canonical_json(run.params[key]) if key in run.params else "—" for run in found]
+        marker = "*" if len(set(values)) > 1 else ""
+        table.add_row(f"{marker}{key}", *values)
+    for key in metrics:
+        cells = []
+        for run in found:
+            points = [v for _, v in curves[run.id].get(key, [])]
+            cells.append(f"{run.metrics[key]:.4g} {sparkline(points, 12)}" if key in run.metrics else "—")
+        table.add_row(f"[bold]{key}[/bold]", *cells)
+    console().print(table)
+    console().print("[dim]* parameters that differ[/dim]")
