@@ -15,9 +15,17 @@ EXPECTED = {
     ],
     "keel.store": [
         "AuditEvent", "BlobInfo", "BlobStore", "Database", "Direction", "Edge", "FsspecBlobStore", "LineageHit",
-        "LineagePath", "LocalBlobStore", "Store", "VerifyReport", "add_edge", "add_edges", "events",
-        "init_workspace", "keel_version", "mask_url", "node_id", "open_blob_store", "open_store", "parse_node_id",
-        "path_between", "put_bytes", "read_bytes", "record", "redact_details", "verify", "walk",
+        "LineagePath", "LocalBlobStore", "Store", "VerifyReport", "add_edge", "add_edges", "add_node", "events",
+        "init_workspace", "insert_for", "keel_version", "mask_url", "node_id", "open_blob_store", "open_store",
+        "parse_node_id", "path_between", "put_bytes", "read_bytes", "record", "redact_details", "verify", "walk",
+    ],
+    "keel.registry": [
+        "AliasEvent", "ManifestFile", "ModelInfo", "ModelVersion", "PromptSummary", "PromptVersion", "Ref",
+        "RenderedPrompt", "Run", "RunInfo", "RunStatus", "alias_model", "alias_prompt", "capture_environment",
+        "count_runs", "create_prompt", "detect_format", "get_model", "get_prompt", "get_run", "list_models",
+        "list_prompts", "list_runs", "load_prompt_file", "metric_series", "model_card", "model_history",
+        "parse_ref", "prompt_history", "pull_model", "register_model", "render_card_markdown", "render_prompt",
+        "rollback_model", "rollback_prompt", "start_run",
     ],
     "keel.cli": ["app", "main"],
 }  # fmt: skip

@@ -12,6 +12,7 @@ from keel.cli._context import KeelGroup, State, console
 from keel.cli._demo import demo
 from keel.cli._lineage import lineage_app
 from keel.cli._model import model_app
+from keel.cli._prompt import prompt_app
 from keel.cli._runs import runs_app
 from keel.cli._workspace import db_app, init, status
 from keel.store import keel_version
@@ -61,6 +62,7 @@ app.add_typer(lineage_app, name="lineage")
 app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
+app.add_typer(prompt_app, name="prompt")
 
 
 def main() -> None:

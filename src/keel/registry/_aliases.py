@@ -133,6 +133,8 @@ def move_alias(
     current = conn.scalar(select(aliases.c.version).where(key))
     if current is None and version is None:
         raise NotFoundError(f"{subject} {name!r} has no alias {alias!r} to remove")
+    if current is not None and current == version:
+        raise InputError(f"{subject} {name!r} alias {alias!r} already points at v{version}; nothing to move")
     if version is None:
         conn.execute(delete(aliases).where(key))
     elif current is None:

@@ -17,14 +17,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError, IntegrityError, NotFoundError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.registry._aliases import AliasEvent, aliases_of, history, move_alias, previous_version, resolve_version
 from keel.registry._refs import Ref, check_name, parse_ref
-from keel.store import Store, add_edge, read_bytes
+from keel.store import Store, add_edge, add_node, insert_for, read_bytes
 from keel.store.schema import model_versions, models, run_artifacts, runs
 
 __all__ = [
@@ -208,8 +207,7 @@ def register_model(
     manifest = {"schema": MANIFEST_SCHEMA, "format": fmt, "files": [_entry(f) for f in files]}
     manifest_info = store.put_blob(io.BytesIO(canonical_json(manifest).encode()))
     with store.db.write() as conn:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        conn.execute(insert(models).values(name=name, created_at=store.clock()).on_conflict_do_nothing())
+        conn.execute(insert_for(conn, models).values(name=name, created_at=store.clock()).on_conflict_do_nothing())
         # Lock the model's row so concurrent registrations of one name number their versions in turn.
         conn.execute(select(models.c.name).where(models.c.name == name).with_for_update())
         latest = conn.execute(
@@ -235,7 +233,7 @@ def register_model(
             "created_at": store.clock(),
         }
         conn.execute(model_versions.insert().values(**record))
-        node = f"model-version:{name}@v{version}"
+        node = add_node(conn, f"model-version:{name}@v{version}", at=store.clock())
         _link(store, conn, node, run_id, base_model)
         store.audit(conn, "model.register", node, {"manifest": manifest_info.digest, "format": fmt, "run": run_id})
         return _load(store, conn, name, version), True

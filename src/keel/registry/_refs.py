@@ -80,6 +80,8 @@ def parse_ref(text: str, subject: str = "model") -> Ref:
         return Ref(name)
     if match := _VERSION.fullmatch(tail):
         return Ref(name, version=int(match.group(1)))
+    if re.fullmatch(r"v[0-9]+", tail):
+        raise InputError(f"versions count from v1; got {text!r}")
     if _ALIAS.fullmatch(tail):
         return Ref(name, alias=tail)
     raise InputError(f"expected a {subject} reference NAME, NAME@vN, NAME@latest or NAME@<alias>; got {text!r}")

@@ -10,7 +10,7 @@ from keel.store._blobs import (
     put_bytes,
     read_bytes,
 )
-from keel.store._db import Database, mask_url
+from keel.store._db import Database, insert_for, mask_url
 from keel.store._lineage import (
     Direction,
     Edge,
@@ -18,6 +18,7 @@ from keel.store._lineage import (
     LineagePath,
     add_edge,
     add_edges,
+    add_node,
     node_id,
     parse_node_id,
     path_between,
@@ -40,8 +41,10 @@ __all__ = [
     "VerifyReport",
     "add_edge",
     "add_edges",
+    "add_node",
     "events",
     "init_workspace",
+    "insert_for",
     "keel_version",
     "mask_url",
     "node_id",

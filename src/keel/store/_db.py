@@ -18,7 +18,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.script.revision import ResolutionError
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
@@ -26,12 +27,23 @@ from sqlalchemy.pool import NullPool
 from keel.core.errors import DatabaseUnavailableError, SchemaError
 from keel.store.schema import metadata
 
-__all__ = ["Database", "mask_url"]
+__all__ = ["Database", "insert_for", "mask_url"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same for every Keel process sharing a database.
 _PG_MIGRATION_LOCK = 0x6B65656C  # "keel"
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+def insert_for(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT for `table` in the connection's dialect, with its ON CONFLICT clauses.
+
+    `.on_conflict_do_nothing()` and `.on_conflict_do_update(index_elements=..., set_=..., where=...)`
+    then work the same on SQLite and PostgreSQL.
+    """
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def mask_url(url: str | URL) -> str:

@@ -15,10 +15,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Connection, Integer, String, func, literal, select, true
-from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.core.clock import system_clock
 from keel.core.errors import InputError, NotFoundError
+from keel.store._db import insert_for
 from keel.store.schema import NODE_ID_LENGTH, lineage_edges, lineage_nodes
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "LineagePath",
     "add_edge",
     "add_edges",
+    "add_node",
     "node_id",
     "parse_node_id",
     "path_between",
@@ -141,11 +142,22 @@ def add_edges(conn: Connection, edges: Iterable[Edge], *, at: datetime | None = 
         rows.append({"upstream": edge.upstream, "downstream": edge.downstream, "kind": edge.kind, "created_at": moment})
     if not rows:
         return 0
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     node_rows = [{"id": node, "kind": kind, "created_at": moment} for node, kind in nodes.items()]
-    conn.execute(insert(lineage_nodes).on_conflict_do_nothing(), node_rows)
-    conn.execute(insert(lineage_edges).on_conflict_do_nothing(), rows)
+    conn.execute(insert_for(conn, lineage_nodes).on_conflict_do_nothing(), node_rows)
+    conn.execute(insert_for(conn, lineage_edges).on_conflict_do_nothing(), rows)
     return len(rows)
+
+
+def add_node(conn: Connection, node: str, *, at: datetime | None = None) -> str:
+    """Make `node` part of the graph before it has edges (a first version, a fresh upload).
+
+    Returns:
+        The node id.
+    """
+    kind, _ = parse_node_id(node)
+    row = {"id": node, "kind": kind, "created_at": at or system_clock()}
+    conn.execute(insert_for(conn, lineage_nodes).values(**row).on_conflict_do_nothing())
+    return node
 
 
 def walk(

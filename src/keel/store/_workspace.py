@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects import postgresql, sqlite
 
 from keel.core.clock import Clock, system_clock
 from keel.core.errors import ConfigError
 from keel.core.settings import CONFIG_FILE, STATE_DIR, Settings, load_settings, workspace_template
 from keel.store import _audit
 from keel.store._blobs import BlobInfo, BlobStore, open_blob_store
-from keel.store._db import Database
+from keel.store._db import Database, insert_for
 from keel.store.schema import blobs
 
 __all__ = ["Store", "init_workspace", "keel_version", "open_store"]
@@ -74,13 +73,11 @@ class Store:
         """
         info = self.blobs.put_file(source) if isinstance(source, str | os.PathLike) else self.blobs.put_stream(source)
         row = {"digest": info.digest, "size": info.size, "created_at": self.clock()}
-        insert = postgresql.insert if self.db.dialect == "postgresql" else sqlite.insert
-        statement = insert(blobs).values(**row).on_conflict_do_nothing()
         if conn is not None:
-            conn.execute(statement)
+            conn.execute(insert_for(conn, blobs).values(**row).on_conflict_do_nothing())
         else:
             with self.db.write() as own:
-                own.execute(statement)
+                own.execute(insert_for(own, blobs).values(**row).on_conflict_do_nothing())
         return info
 
     def status(self) -> dict[str, Any]:

@@ -67,14 +67,14 @@ def test_model_register_alias_history_rollback_pull_card(workspace: Path, tmp_pa
     first, second = _runs(workspace)
     ws = ["-w", str(workspace)]
     assert "Registered chat@v1: hf, 2 file(s)" in _ok(*ws, "model", "register", "chat", "--run", first)
-    v2 = json.loads(
-        _ok(*ws, "model", "register", "chat", "--run", second, "--limitations", "English only", "--json")
-    )
+    v2 = json.loads(_ok(*ws, "model", "register", "chat", "--run", second, "--limitations", "English only", "--json"))
     assert v2["ref"] == "chat@v2" and v2["created"] is True
     assert "already holds these files" in _ok(*ws, "model", "register", "chat", "--run", second)
     _ok(*ws, "model", "alias", "chat", "production", "v1", "--reason", "first release")
     moved = json.loads(
-        _ok(*ws, "model", "alias", "chat", "production", "2", "--reason", "lower loss", "--evidence", "eval:1", "--json")
+        _ok(
+            *ws, "model", "alias", "chat", "production", "2", "--reason", "lower loss", "--evidence", "eval:1", "--json"
+        )
     )
     assert (moved["from_version"], moved["to_version"], moved["evidence"]) == (1, 2, "eval:1")
     assert "v2 → v1" in _ok(*ws, "model", "rollback", "chat", "production", "--reason", "regressed")

@@ -189,3 +189,13 @@ def test_register_input_errors(store: Store, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="logged no artifacts"):
         register_model(store, "chat", run_id=run.id)
     assert store.db.count_rows()["model_versions"] == 0
+
+
+def test_a_move_that_changes_nothing_is_refused(store: Store, tmp_path: Path) -> None:
+    register_model(store, "chat", _model_dir(tmp_path / "m"))
+    alias_model(store, "chat", "production", 1, reason="release")
+    with pytest.raises(InputError, match="already points at v1"):
+        alias_model(store, "chat", "production", 1, reason="again")
+    with pytest.raises(InputError, match="versions count from v1"):
+        get_model(store, "chat@v0")
+    assert len(model_history(store, "chat")) == 1

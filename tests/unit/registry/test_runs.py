@@ -14,7 +14,9 @@ def test_a_run_records_params_metrics_artifacts_env_and_lineage(store: Store, tm
     (tmp_path / "ckpt" / "weights.bin").write_bytes(b"w" * 1000)
     (tmp_path / "ckpt" / "config.json").write_text("{}")
     dataset = "dataset-version:" + "d" * 64
-    with start_run("train", {"lr": 0.001, "epochs": 2, "model": {"r": 8}}, inputs=[dataset], seed=7, store=store) as run:
+    with start_run(
+        "train", {"lr": 0.001, "epochs": 2, "model": {"r": 8}}, inputs=[dataset], seed=7, store=store
+    ) as run:
         for step, loss in enumerate([2.5, 1.9, 1.4]):
             run.log_metrics({"loss": loss, "accuracy": 0.2 * step}, step=step)
         run.log_metric("eval_loss", 1.6)
@@ -136,3 +138,25 @@ def test_environment_capture_reads_git(tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("changed")
     assert capture_environment(cwd=tmp_path)["git"]["dirty"] is True
     assert capture_environment(cwd=Path("/"))["git"] is None
+
+
+@pytest.mark.parametrize("strategy", ["filter_first", "walk_metric_index"])
+def test_both_search_strategies_return_the_same_page(
+    store: Store, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    import keel.registry._runs as runs_module
+
+    monkeypatch.setattr(runs_module, "SORT_FIRST_MIN_MATCHES", 10**9 if strategy == "filter_first" else 1)
+    expected = []
+    for i in range(12):
+        with start_run("train", {"method": "lora" if i % 3 else "full", "bs": i % 2}, store=store) as run:
+            run.log_metric("f1", (i * 7) % 12 / 12)
+        if i % 3 and i % 2 == 0:
+            expected.append(((i * 7) % 12 / 12, run.id))
+    expected.sort(reverse=True)
+    with store.db.read() as conn:
+        page = list_runs(conn, params={"method": "lora", "bs": 0}, sort_by="f1", limit=3)
+        rest = list_runs(conn, params={"method": "lora", "bs": 0}, sort_by="f1", limit=3, offset=3)
+        ascending = list_runs(conn, params={"method": "lora"}, sort_by="f1", descending=False, limit=2, kind="train")
+    assert [r.id for r in page + rest] == [run_id for _, run_id in expected]
+    assert [r.metrics["f1"] for r in ascending] == sorted(r.metrics["f1"] for r in ascending)
