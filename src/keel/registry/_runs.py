@@ -342,21 +342,28 @@ def list_runs(
         One page of runs with their latest metrics (environments omitted for speed).
     """
     flat = _flatten_params(params or {})
-    query = select(*_LIST_COLUMNS)
+    if sort_by is None:
+        page = select(runs.c.id)
+        for i, (key, value) in enumerate(flat.items()):
+            p = run_params.alias(f"p{i}")
+            page = page.join(p, and_(p.c.run_id == runs.c.id, p.c.key == key, p.c.value == value))
+        page = _where_run(page.order_by(runs.c.id.desc()), kind, status)
+    else:
+        page = _page_by_metric(conn, flat, sort_by, descending, kind, status)
+    # Find the page's ids from indexes alone, then read just those runs: sorting a thousand
+    # matching rows with their params text costs ten times more than sorting their ids.
+    ids = list(conn.execute(page.limit(limit).offset(offset)).scalars())
+    by_id = {row.id: row for row in conn.execute(select(*_LIST_COLUMNS).where(runs.c.id.in_(ids)))}
+    latest = _latest(conn, ids)
+    return [_info(by_id[run_id], latest[run_id], {}) for run_id in ids]
+
+
+def _where_run(query: Select[Any], kind: str | None, status: str | None) -> Select[Any]:
     if kind is not None:
         query = query.where(runs.c.kind == kind)
     if status is not None:
         query = query.where(runs.c.status == status)
-    if sort_by is None:
-        for i, (key, value) in enumerate(flat.items()):
-            p = run_params.alias(f"p{i}")
-            query = query.join(p, and_(p.c.run_id == runs.c.id, p.c.key == key, p.c.value == value))
-        query = query.order_by(runs.c.id.desc())
-    else:
-        query = _sorted_by_metric(conn, query, flat, sort_by, descending)
-    rows = conn.execute(query.limit(limit).offset(offset)).all()
-    latest = _latest(conn, [row.id for row in rows])
-    return [_info(row, latest[row.id], {}) for row in rows]
+    return query
 
 
 _LIST_COLUMNS = (
@@ -383,25 +390,25 @@ def _matches_at_least(conn: Connection, key: str, value: str, n: int) -> bool:
     return int(conn.scalar(select(func.count()).select_from(capped.subquery())) or 0) >= n
 
 
-def _sorted_by_metric(
-    conn: Connection, query: Select[Any], flat: dict[str, str], sort_by: str, descending: bool
+def _page_by_metric(
+    conn: Connection, flat: dict[str, str], sort_by: str, descending: bool, kind: str | None, status: str | None
 ) -> Select[Any]:
     m = run_latest_metrics.alias("sort_metric")
     order = (m.c.value.desc(), m.c.run_id.desc()) if descending else (m.c.value, m.c.run_id)
-    walk_index = all(_matches_at_least(conn, k, v, SORT_FIRST_MIN_MATCHES) for k, v in flat.items())
-    if walk_index:
-        query = query.select_from(m).join(runs, runs.c.id == m.c.run_id).where(m.c.key == sort_by)
-        for key, value in flat.items():
+    page = select(m.c.run_id).where(m.c.key == sort_by)
+    if all(_matches_at_least(conn, k, v, SORT_FIRST_MIN_MATCHES) for k, v in flat.items()):
+        for key, value in flat.items():  # walk the metric's index, checking each run's filters
             p = run_params.alias()
-            query = query.where(
+            page = page.where(
                 select(p.c.run_id).where(p.c.run_id == m.c.run_id, p.c.key == key, p.c.value == value).exists()
             )
     else:
-        for i, (key, value) in enumerate(flat.items()):
+        for i, (key, value) in enumerate(flat.items()):  # read the few matches, then sort them
             p = run_params.alias(f"p{i}")
-            query = query.join(p, and_(p.c.run_id == runs.c.id, p.c.key == key, p.c.value == value))
-        query = query.join(m, and_(m.c.run_id == runs.c.id, m.c.key == sort_by))
-    return query.order_by(*order)
+            page = page.join(p, and_(p.c.run_id == m.c.run_id, p.c.key == key, p.c.value == value))
+    if kind is not None or status is not None:
+        page = _where_run(page.join(runs, runs.c.id == m.c.run_id), kind, status)
+    return page.order_by(*order)
 
 
 def count_runs(conn: Connection) -> int:
