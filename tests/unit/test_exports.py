@@ -7,6 +7,10 @@ import importlib
 import pytest
 
 EXPECTED = {
+    "keel": [
+        "KeelError", "Settings", "Store", "alias_model", "create_prompt", "get_model", "get_prompt",
+        "init_workspace", "list_runs", "load_settings", "open_store", "register_model", "render_prompt", "start_run",
+    ],
     "keel.core": [
         "BlobCorruptedError", "BlobNotFoundError", "Clock", "ConfigError", "DatabaseUnavailableError", "InputError",
         "IntegrityError", "KeelError", "NotFoundError", "SchemaError", "Settings", "StoreError",

@@ -160,3 +160,17 @@ def test_both_search_strategies_return_the_same_page(
         ascending = list_runs(conn, params={"method": "lora"}, sort_by="f1", descending=False, limit=2, kind="train")
     assert [r.id for r in page + rest] == [run_id for _, run_id in expected]
     assert [r.metrics["f1"] for r in ascending] == sorted(r.metrics["f1"] for r in ascending)
+
+
+def test_keel_start_run_finds_the_workspace_from_the_working_directory(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import keel
+
+    monkeypatch.chdir(workspace)
+    with keel.start_run("train", {"lr": 0.1}) as run:
+        run.log_metric("loss", 1.0)
+    store = keel.open_store()
+    with store.db.read() as conn:
+        assert get_run(conn, run.id).status == "finished"
+    store.close()
