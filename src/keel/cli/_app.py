@@ -9,6 +9,7 @@ import typer
 
 from keel.cli._audit import audit_app
 from keel.cli._context import KeelGroup, State, console
+from keel.cli._curate import curate_app
 from keel.cli._demo import demo
 from keel.cli._lineage import lineage_app
 from keel.cli._model import model_app
@@ -63,6 +64,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 app.add_typer(prompt_app, name="prompt")
+app.add_typer(curate_app, name="curate")
 
 
 def main() -> None:

@@ -1,0 +1,31 @@
+"""Floor 3: records, readers, curation steps and the engines that run recipes of them."""
+
+from keel.data._engine import CurationReport, LocalEngine, Progress
+from keel.data._readers import Problem, ProblemReason, detect_format, read_file
+from keel.data._recipe import Recipe, available_steps, build_steps, load_recipe, parse_recipe
+from keel.data._records import RECORD_SCHEMA, make_record, record_id, records_to_table
+from keel.data._step import GlobalStep, Step, StepParams, StepResult, StepStats
+
+__all__ = [
+    "RECORD_SCHEMA",
+    "CurationReport",
+    "GlobalStep",
+    "LocalEngine",
+    "Problem",
+    "ProblemReason",
+    "Progress",
+    "Recipe",
+    "Step",
+    "StepParams",
+    "StepResult",
+    "StepStats",
+    "available_steps",
+    "build_steps",
+    "detect_format",
+    "load_recipe",
+    "make_record",
+    "parse_recipe",
+    "read_file",
+    "record_id",
+    "records_to_table",
+]

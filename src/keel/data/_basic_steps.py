@@ -1,0 +1,196 @@
+"""The steps that need no model or word list: `normalize`, `length`, `exact_dedup`, `blocklist`.
+
+Each is small and vectorised with pyarrow compute where that is the fast path; per-document Python
+runs only where Unicode repair or list matching needs it.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+from pydantic import Field, model_validator
+
+from keel.core.errors import InputError
+from keel.data._step import GlobalStep, Step, StepParams, StepResult
+
+__all__ = ["BlocklistStep", "ExactDedupStep", "LengthStep", "NormalizeStep"]
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+class NormalizeParams(StepParams):
+    """Parameters of `normalize`."""
+
+    fix_unicode: bool = Field(True, description="Repair mojibake and broken escapes with ftfy.")
+    form: str = Field("NFC", pattern="^NF(K?)(C|D)$", description="Unicode normalisation form.")
+    collapse_whitespace: bool = Field(True, description="Runs of spaces/tabs to one space; 3+ newlines to 2.")
+    strip_control: bool = Field(True, description="Remove control characters other than newline and tab.")
+    lowercase: bool = Field(False, description="Lowercase the text.")
+
+
+class NormalizeStep(Step):
+    """Unicode repair (ftfy), normalisation form, control characters and whitespace."""
+
+    name = "normalize"
+    Params = NormalizeParams
+    requires = ("ftfy",)
+
+    def _one(self, text: str) -> str:
+        p: NormalizeParams = self.params  # type: ignore[assignment]
+        if p.fix_unicode and not text.isascii():  # ftfy has nothing to repair in pure ASCII, and is slow
+            import ftfy
+
+            text = ftfy.fix_text(text, normalization=None)
+        if not text.isascii():
+            text = unicodedata.normalize(p.form, text)  # type: ignore[arg-type]
+        if p.strip_control:
+            text = _CONTROL.sub("", text)
+        if p.collapse_whitespace:
+            text = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text)).strip()
+        return text.lower() if p.lowercase else text
+
+    def apply(self, table: pa.Table) -> StepResult:
+        """Normalise every text; a text that becomes empty is dropped as `empty_after_normalize`."""
+        texts = [self._one(t) for t in table.column("text").to_pylist()]
+        changed = sum(a != b for a, b in zip(texts, table.column("text").to_pylist(), strict=True))
+        self.count("changed", changed)
+        table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+        return StepResult(table, [None if t else "empty_after_normalize" for t in texts])
+
+
+class LengthParams(StepParams):
+    """Parameters of `length`."""
+
+    min_chars: int = Field(1, ge=0, description="Drop texts shorter than this many characters.")
+    max_chars: int | None = Field(None, ge=1, description="Drop texts longer than this many characters.")
+
+
+class LengthStep(Step):
+    """Keep texts whose length in characters is within bounds."""
+
+    name = "length"
+    Params = LengthParams
+
+    def apply(self, table: pa.Table) -> StepResult:
+        """Drop as `too_short` or `too_long`."""
+        p: LengthParams = self.params  # type: ignore[assignment]
+        lengths = pc.utf8_length(table.column("text")).to_pylist()
+        reasons: list[str | None] = [
+            "too_short" if n < p.min_chars else "too_long" if p.max_chars is not None and n > p.max_chars else None
+            for n in lengths
+        ]
+        return StepResult(table, reasons)
+
+
+class ExactDedupParams(StepParams):
+    """Parameters of `exact_dedup`."""
+
+    normalize: bool = Field(True, description="Hash lowercased text with whitespace collapsed, not the raw text.")
+
+
+class DedupReason(StrEnum):
+    """Drop reasons of the dedup steps."""
+
+    EXACT_DUPLICATE = "exact_duplicate"
+
+
+def _exact_key(text: str, normalize: bool) -> int:
+    if normalize:
+        text = " ".join(text.lower().split())
+    return xxhash.xxh3_64_intdigest(text.encode("utf-8"))
+
+
+class ExactDedupStep(GlobalStep):
+    """Drop every record whose (normalised) text already appeared; the first in input order is kept."""
+
+    name = "exact_dedup"
+    Params = ExactDedupParams
+    requires = ("xxhash",)
+
+    def observe(self, table: pa.Table) -> Any:
+        """The 64-bit text hash of every row, in order (8 bytes per record)."""
+        p: ExactDedupParams = self.params  # type: ignore[assignment]
+        return [_exact_key(t, p.normalize) for t in table.column("text").to_pylist()]
+
+    def decide(self, observations: list[Any]) -> Any:
+        """For each shard, the row positions to drop: all but the first occurrence of each hash."""
+        seen: set[int] = set()
+        drops: list[set[int]] = []
+        for keys in observations:  # shards arrive in input order, so "first" is deterministic
+            shard_drops = set()
+            for position, key in enumerate(keys):
+                if key in seen:
+                    shard_drops.add(position)
+                else:
+                    seen.add(key)
+            drops.append(shard_drops)
+        return drops
+
+    def apply_decision(self, table: pa.Table, decision: Any) -> StepResult:
+        """Drop the rows the decision names as `exact_duplicate`."""
+        drop: set[int] = decision
+        return StepResult(table, [DedupReason.EXACT_DUPLICATE if i in drop else None for i in range(table.num_rows)])
+
+    def report(self, decision: Any) -> dict[str, Any]:
+        """How many duplicates were found."""
+        return {"duplicates": sum(len(d) for d in decision)}
+
+
+class BlocklistParams(StepParams):
+    """Parameters of `blocklist`."""
+
+    words: list[str] = Field(
+        default_factory=list, description="Words or phrases; matched whole-word, case-insensitive."
+    )
+    words_file: Path | None = Field(None, description="A file with one word or phrase per line.")
+    domains: list[str] = Field(default_factory=list, description="Drop records whose source URI or text links here.")
+    max_hits: int = Field(0, ge=0, description="Drop a record with more than this many word hits.")
+
+    @model_validator(mode="after")
+    def _something_to_block(self) -> BlocklistParams:
+        if not (self.words or self.words_file or self.domains):
+            raise ValueError("give at least one of words, words_file or domains")
+        return self
+
+
+class BlocklistStep(Step):
+    """Drop records that contain blocked words or phrases, or link to blocked domains."""
+
+    name = "blocklist"
+    Params = BlocklistParams
+
+    def __init__(self, params: StepParams) -> None:
+        super().__init__(params)
+        p: BlocklistParams = params  # type: ignore[assignment]
+        words = list(p.words)
+        if p.words_file is not None:
+            try:
+                words += [w.strip() for w in p.words_file.read_text(encoding="utf-8").splitlines() if w.strip()]
+            except OSError as exc:
+                raise InputError(f"blocklist words_file {p.words_file} cannot be read: {exc.strerror}") from None
+        self._words = re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE) if words else None
+        domains = [re.escape(d.lower().lstrip(".")) for d in p.domains]
+        self._domains = re.compile(r"(?:^|[/.@])(?:" + "|".join(domains) + r")(?:[/:?#]|$)") if domains else None
+
+    def _reason(self, text: str, uri: str) -> str | None:
+        p: BlocklistParams = self.params  # type: ignore[assignment]
+        if self._domains is not None and (self._domains.search(uri.lower()) or self._domains.search(text.lower())):
+            return "blocked_domain"
+        if self._words is not None and len(self._words.findall(text)) > p.max_hits:
+            return "blocked_words"
+        return None
+
+    def apply(self, table: pa.Table) -> StepResult:
+        """Drop as `blocked_domain` or `blocked_words`."""
+        texts = table.column("text").to_pylist()
+        uris = pc.struct_field(table.column("source"), "uri").to_pylist()
+        return StepResult(table, [self._reason(t, u or "") for t, u in zip(texts, uris, strict=True)])

@@ -1,0 +1,370 @@
+"""The local engine: runs a recipe over shards with a process pool, resumably and deterministically.
+
+Stages split the recipe at each global step (dedup): every shard runs the per-record steps, then
+the global step observes it; the parent decides once; the next stage applies the decision and goes
+on. Each (stage, shard) writes its Parquet output and then a `.done.json` marker, so a crashed run
+resumes where it stopped. Shards keep input order and names, so the same input and recipe give the
+same output bytes. Steps know nothing of this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from functools import lru_cache
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from keel.core.errors import InputError
+from keel.core.ids import canonical_json, sha256_hex
+from keel.data._readers import Problem, read_file
+from keel.data._recipe import Recipe, ResolvedInput, build_steps
+from keel.data._records import RECORD_SCHEMA, records_to_table
+from keel.data._step import GlobalStep, Step, StepStats
+
+__all__ = ["CurationReport", "LocalEngine", "Progress"]
+
+Progress = Callable[[str, int, int], None]
+"""Called as (stage description, shards done, shards total) while a run advances."""
+
+_PARQUET = {"compression": "zstd", "row_group_size": 8192, "write_statistics": True}
+
+
+@dataclass
+class CurationReport:
+    """What a run did: inputs read, each step's counters, global-step facts, outputs written."""
+
+    output_dir: Path
+    files: int = 0
+    records_read: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    steps: dict[str, StepStats] = field(default_factory=dict)
+    global_reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    records_out: int = 0
+    bytes_out: int = 0
+    shards: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_shards: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The content of `report.json`."""
+        return {
+            "output_dir": str(self.output_dir),
+            "files": self.files,
+            "records_read": self.records_read,
+            "quarantined": dict(sorted(self.quarantined.items())),
+            "steps": {name: stats.to_json() for name, stats in self.steps.items()},
+            "global": self.global_reports,
+            "records_out": self.records_out,
+            "bytes_out": self.bytes_out,
+            "shards": self.shards,
+            "seconds": round(self.seconds, 3),
+            "resumed_shards": self.resumed_shards,
+        }
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(table, tmp, **_PARQUET)
+    os.replace(tmp, path)  # a crash leaves no half-written shard under the real name
+
+
+def _write_json(data: Any, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- work done in worker processes ---------------------------------------------------------------
+
+
+def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, strict: bool) -> dict[str, Any]:
+    """Read one input file into shards `read/{index}-{j}.parquet` plus a quarantine file."""
+    shards: list[str] = []
+    buffer: list[dict[str, Any]] = []
+    problems: list[dict[str, Any]] = []
+    records = 0
+
+    def flush() -> None:
+        name = f"{index:05d}-{len(shards):04d}"
+        _write_parquet(records_to_table(buffer), work / "read" / f"{name}.parquet")
+        shards.append(name)
+        buffer.clear()
+
+    for item in read_file(source.path, source.format, text_field=source.text_field, id_field=source.id_field):
+        if isinstance(item, Problem):
+            if strict:
+                raise InputError(
+                    f"bad input (--strict): {item.file} line {item.line}: {item.reason}"
+                    + (f" ({item.detail})" if item.detail else "")
+                )
+            problems.append(item.to_json())
+            continue
+        buffer.append(item)
+        records += 1
+        if len(buffer) >= shard_size:
+            flush()
+    if buffer:
+        flush()
+    with (work / "read" / f"{index:05d}.quarantine.jsonl").open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(p, sort_keys=True) + "\n" for p in problems)
+    done = {"shards": shards, "records": records, "problems": dict(Counter(p["reason"] for p in problems))}
+    _write_json(done, work / "read" / f"{index:05d}.done.json")
+    return done
+
+
+@lru_cache(maxsize=8)
+def _steps_for(steps_json: str) -> list[Step]:
+    """Build (once per worker process) the steps of a recipe, so models load once, not per shard."""
+    return build_steps(json.loads(steps_json))
+
+
+def _apply(
+    step: Step, table: pa.Table, stats: StepStats, dropped_dir: Path | None, shard: str, result: Any
+) -> pa.Table:
+    out = result.table
+    reasons = result.drop_reasons
+    if reasons is not None:
+        keep = pa.array([r is None for r in reasons], pa.bool_())
+        stats.dropped.update(r for r in reasons if r is not None)
+        if dropped_dir is not None and not all(r is None for r in reasons):
+            aside = out.filter(pc.invert(keep)).append_column(
+                "drop_reason", pa.array([r for r in reasons if r], pa.string())
+            )
+            (dropped_dir / step.name).mkdir(parents=True, exist_ok=True)
+            _write_parquet(aside, dropped_dir / step.name / f"{shard}.parquet")
+        out = out.filter(keep)
+    stats.records_out += out.num_rows
+    stats.bytes_out += pc.sum(pc.binary_length(out.column("text"))).as_py() or 0
+    return out
+
+
+def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one stage on one shard: apply the previous global decision, the steps, then observe."""
+    steps = _steps_for(spec["steps_json"])
+    table = pq.read_table(spec["input"])
+    dropped_dir = Path(spec["dropped_dir"]) if spec["dropped_dir"] else None
+    all_stats: dict[str, dict[str, Any]] = {}
+    for position in spec["positions"]:
+        step = steps[position]
+        stats = StepStats(records_in=table.num_rows)
+        stats.bytes_in = pc.sum(pc.binary_length(table.column("text"))).as_py() or 0
+        started = time.perf_counter()
+        step.counters.clear()
+        if isinstance(step, GlobalStep):
+            decision = pickle.loads(Path(spec["decision"]).read_bytes())
+            result = step.apply_decision(table, decision)
+        else:
+            result = step.apply(table)
+        table = _apply(step, table, stats, dropped_dir, spec["shard"], result)
+        stats.seconds = time.perf_counter() - started
+        stats.counters.update(step.counters)
+        all_stats[str(position)] = stats.to_json()
+    if spec["observe"] is not None:
+        observer = steps[spec["observe"]]
+        assert isinstance(observer, GlobalStep)
+        observation = observer.observe(table)
+        Path(spec["observation"]).write_bytes(pickle.dumps(observation, protocol=pickle.HIGHEST_PROTOCOL))
+    _write_parquet(table, Path(spec["output"]))
+    done = {"stats": all_stats, "rows": table.num_rows}
+    _write_json(done, Path(spec["done"]))
+    return done
+
+
+# --- the parent ----------------------------------------------------------------------------------
+
+
+class LocalEngine:
+    """Run recipes on this machine with a pool of worker processes.
+
+    Args:
+        workers: Worker processes; 1 runs everything in this process.
+
+    Examples:
+        >>> report = LocalEngine(workers=2).run(load_recipe("recipe.yaml"))  # doctest: +SKIP
+    """
+
+    def __init__(self, workers: int = 1) -> None:
+        if workers < 1:
+            raise InputError(f"expected at least 1 worker; got {workers}")
+        self.workers = workers
+
+    def run(self, recipe: Recipe, *, strict: bool = False, progress: Progress | None = None) -> CurationReport:
+        """Run `recipe`, resuming from finished shards of an earlier identical run; write the outputs."""
+        started = time.perf_counter()
+        sources = recipe.resolve_inputs()
+        steps = build_steps(recipe.step_specs())  # validates params and optional packages up front
+        work = recipe.output_dir / ".keel-work" / self._fingerprint(recipe, sources)
+        for sub in ("read", "decisions"):
+            (work / sub).mkdir(parents=True, exist_ok=True)
+        report = CurationReport(output_dir=recipe.output_dir, files=len(sources))
+        pool = self._pool()
+        try:
+            shards = self._read(pool, sources, recipe, work, strict, report, progress)
+            final = self._stages(pool, steps, recipe, shards, work, report, progress)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+        self._publish(final, recipe, work, report)
+        report.seconds = time.perf_counter() - started
+        _write_json(report.to_json(), recipe.output_dir / "report.json")
+        return report
+
+    @staticmethod
+    def _fingerprint(recipe: Recipe, sources: Sequence[ResolvedInput]) -> str:
+        files = [(str(s.path), s.path.stat().st_size, s.path.stat().st_mtime_ns) for s in sources]
+        return sha256_hex(canonical_json({"recipe": recipe.fingerprint_data(), "files": files}))[:16]
+
+    def _pool(self) -> ProcessPoolExecutor | None:
+        if self.workers == 1:
+            return None
+        # spawn, not fork: workers may load models and threads; forking those is unsafe.
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+
+    def _map(self, pool: ProcessPoolExecutor | None, fn: Callable[..., Any], calls: list[tuple[Any, ...]],
+             label: str, progress: Progress | None) -> list[Any]:  # fmt: skip
+        results: list[Any] = [None] * len(calls)
+        if progress:
+            progress(label, 0, len(calls))
+        if pool is None:
+            for i, args in enumerate(calls):
+                results[i] = fn(*args)
+                if progress:
+                    progress(label, i + 1, len(calls))
+            return results
+        futures: dict[Future[Any], int] = {pool.submit(fn, *args): i for i, args in enumerate(calls)}
+        done = 0
+        for future in as_completed(futures):
+            results[futures[future]] = future.result()  # re-raises a worker's error here
+            done += 1
+            if progress:
+                progress(label, done, len(calls))
+        return results
+
+    def _read(self, pool: ProcessPoolExecutor | None, sources: Sequence[ResolvedInput], recipe: Recipe, work: Path,
+              strict: bool, report: CurationReport, progress: Progress | None) -> list[str]:  # fmt: skip
+        results: list[dict[str, Any]] = [{}] * len(sources)
+        todo = []
+        for index, source in enumerate(sources):
+            marker = work / "read" / f"{index:05d}.done.json"
+            if marker.exists():
+                results[index] = json.loads(marker.read_text())
+                report.resumed_shards += len(results[index]["shards"])
+            else:
+                todo.append((index, (source, index, recipe.shard_size, work, strict)))
+        fresh = self._map(pool, _read_task, [args for _, args in todo], "read", progress)
+        for (index, _), result in zip(todo, fresh, strict=True):
+            results[index] = result
+        shards = []
+        for result in results:
+            shards += result["shards"]
+            report.records_read += result["records"]
+            report.quarantined.update(result["problems"])
+        return shards
+
+    def _stages(self, pool: ProcessPoolExecutor | None, steps: list[Step], recipe: Recipe, shards: list[str],
+                work: Path, report: CurationReport, progress: Progress | None) -> Path:  # fmt: skip
+        for step in steps:
+            report.steps[step.name] = StepStats()
+        source_dir = work / "read"
+        start, stage = 0, 0
+        steps_json = json.dumps(recipe.step_specs())
+        dropped = recipe.output_dir / "dropped" if recipe.keep_dropped else None
+        while True:
+            global_at = next(
+                (i for i in range(start + (stage > 0), len(steps)) if isinstance(steps[i], GlobalStep)), None
+            )
+            end = global_at if global_at is not None else len(steps)
+            positions = list(range(start, end))
+            stage_dir = work / f"stage{stage}"
+            stage_dir.mkdir(exist_ok=True)
+            specs = [
+                {
+                    "steps_json": steps_json,
+                    "input": str(source_dir / f"{shard}.parquet"),
+                    "output": str(stage_dir / f"{shard}.parquet"),
+                    "done": str(stage_dir / f"{shard}.done.json"),
+                    "shard": shard,
+                    "positions": positions,
+                    "decision": str(work / "decisions" / f"{start}-{shard}.pkl"),
+                    "observe": global_at,
+                    "observation": str(stage_dir / f"{shard}.observation.pkl"),
+                    "dropped_dir": str(dropped) if dropped else None,
+                }
+                for shard in shards
+            ]
+            label = f"stage {stage + 1}: {', '.join(steps[p].name for p in positions) or '—'}"
+            results = self._run_stage(pool, specs, label, report, progress)
+            for result in results:
+                for position, data in result["stats"].items():
+                    report.steps[steps[int(position)].name].merge(StepStats.from_json(data))
+            if global_at is None:
+                return stage_dir
+            self._decide(steps[global_at], global_at, shards, stage_dir, work, report)
+            source_dir, start, stage = stage_dir, global_at, stage + 1
+
+    def _run_stage(self, pool: ProcessPoolExecutor | None, specs: list[dict[str, Any]], label: str,
+                   report: CurationReport, progress: Progress | None) -> list[dict[str, Any]]:  # fmt: skip
+        results: list[dict[str, Any]] = [{}] * len(specs)
+        todo = []
+        for i, spec in enumerate(specs):
+            if Path(spec["done"]).exists():
+                results[i] = json.loads(Path(spec["done"]).read_text())
+                report.resumed_shards += 1
+            else:
+                todo.append(i)
+        fresh = self._map(pool, _stage_task, [(specs[i],) for i in todo], label, progress)
+        for i, result in zip(todo, fresh, strict=True):
+            results[i] = result
+        return results
+
+    @staticmethod
+    def _decide(
+        step: Step, position: int, shards: list[str], stage_dir: Path, work: Path, report: CurationReport
+    ) -> None:
+        assert isinstance(step, GlobalStep)
+        observations = [pickle.loads((stage_dir / f"{shard}.observation.pkl").read_bytes()) for shard in shards]
+        decisions = step.decide(observations)
+        if len(decisions) != len(shards):
+            raise AssertionError(f"{step.name}.decide returned {len(decisions)} decisions for {len(shards)} shards")
+        for shard, decision in zip(shards, decisions, strict=True):
+            (work / "decisions" / f"{position}-{shard}.pkl").write_bytes(pickle.dumps(decision))
+        report.global_reports[step.name] = step.report(decisions)
+
+    @staticmethod
+    def _publish(final: Path, recipe: Recipe, work: Path, report: CurationReport) -> None:
+        data_dir = recipe.output_dir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for stale in data_dir.glob("part-*.parquet"):
+            stale.unlink()
+        number = 0
+        for shard_file in sorted(final.glob("*.parquet")):
+            table = pq.read_table(shard_file)
+            if table.num_rows == 0:
+                continue
+            name = f"part-{number:05d}.parquet"
+            _write_parquet(table.cast(_output_schema(table)), data_dir / name)
+            report.shards.append(name)
+            report.records_out += table.num_rows
+            report.bytes_out += (data_dir / name).stat().st_size
+            number += 1
+        with (recipe.output_dir / "quarantine.jsonl").open("w", encoding="utf-8") as out:
+            for part in sorted((work / "read").glob("*.quarantine.jsonl")):
+                out.write(part.read_text(encoding="utf-8"))
+
+
+def _output_schema(table: pa.Table) -> pa.Schema:
+    # Required record columns first, in their declared types; step-added columns after, as they are.
+    extra = [f for f in table.schema if f.name not in RECORD_SCHEMA.names]
+    return pa.schema([*RECORD_SCHEMA, *extra])

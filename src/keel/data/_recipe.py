@@ -1,0 +1,164 @@
+"""Curation recipes: YAML naming inputs, steps with their params, and outputs, validated all at once.
+
+`load_recipe` reports every problem in the file in one `ConfigError`, each with its path
+(`steps[2].quality.min_words: …`). Step names resolve through `available_steps()`, the one place
+that lists Keel's built-in steps; the engine builds steps from the validated specs.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from keel.core.errors import ConfigError, InputError
+from keel.data._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, NormalizeStep
+from keel.data._readers import InputFormat, detect_format
+from keel.data._step import Step
+
+__all__ = ["Recipe", "ResolvedInput", "available_steps", "build_steps", "load_recipe", "parse_recipe"]
+
+
+def available_steps() -> dict[str, type[Step]]:
+    """Every step a recipe may name, by name."""
+    classes: tuple[type[Step], ...] = (NormalizeStep, LengthStep, BlocklistStep, ExactDedupStep)
+    return {cls.name: cls for cls in classes}
+
+
+@dataclass(frozen=True)
+class ResolvedInput:
+    """One input file with how to read it."""
+
+    path: Path
+    format: InputFormat
+    text_field: str
+    id_field: str | None
+
+
+class InputSpec(BaseModel):
+    """One `inputs:` entry: a path or glob, relative to the recipe file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str
+    format: InputFormat | None = None
+    text_field: str = "text"
+    id_field: str | None = None
+
+
+class Recipe(BaseModel):
+    """A validated curation recipe.
+
+    Examples:
+        >>> recipe = load_recipe("recipe.yaml")  # doctest: +SKIP
+        >>> [name for name, _ in recipe.step_specs()]  # doctest: +SKIP
+        ['normalize', 'exact_dedup']
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[InputSpec] = Field(min_length=1)
+    output: Path
+    steps: list[dict[str, dict[str, Any] | None]] = Field(default_factory=list)
+    shard_size: int = Field(10_000, ge=1, description="Records per shard: the unit of parallel work and resuming.")
+    keep_dropped: bool = Field(False, description="Write dropped records under output/dropped/<step>/ for audit.")
+    base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("steps")
+    @classmethod
+    def _one_key_each(cls, steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for i, entry in enumerate(steps):
+            if len(entry) != 1:
+                raise ValueError(f"steps[{i}] must be one mapping `name: {{params}}`; got keys {sorted(entry)}")
+        return steps
+
+    @property
+    def output_dir(self) -> Path:
+        """Where outputs go (absolute)."""
+        return self.output if self.output.is_absolute() else (self.base_dir / self.output).resolve()
+
+    def step_specs(self) -> list[tuple[str, dict[str, Any]]]:
+        """The steps as (name, params) pairs."""
+        return [(name, params or {}) for entry in self.steps for name, params in entry.items()]
+
+    def fingerprint_data(self) -> dict[str, Any]:
+        """What makes two runs the same run (for resuming): the recipe minus where it lives."""
+        return self.model_dump(mode="json", exclude={"base_dir"})
+
+    def resolve_inputs(self) -> list[ResolvedInput]:
+        """Expand globs (sorted, so runs are deterministic) and settle each file's format."""
+        resolved = []
+        for spec in self.inputs:
+            pattern = spec.path if Path(spec.path).is_absolute() else str(self.base_dir / spec.path)
+            matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise InputError(f"input {spec.path!r} matches no files (looked for {pattern})")
+            for path in matches:
+                fmt = spec.format or detect_format(path)
+                resolved.append(ResolvedInput(path.resolve(), fmt, spec.text_field, spec.id_field))
+        return resolved
+
+
+def _step_errors(recipe: Recipe) -> list[str]:
+    known = available_steps()
+    errors = []
+    for i, (name, params) in enumerate(recipe.step_specs()):
+        cls = known.get(name)
+        if cls is None:
+            errors.append(f"steps[{i}]: unknown step {name!r}; known steps: {', '.join(sorted(known))}")
+            continue
+        missing = [package for package in cls.requires if find_spec(package) is None]
+        if missing:
+            errors.append(f"steps[{i}].{name}: needs {', '.join(missing)}; `pip install {' '.join(missing)}`")
+        try:
+            cls.Params.model_validate(params)
+        except ValidationError as exc:
+            errors += [_located(f"steps[{i}].{name}", err) for err in exc.errors()]
+    return errors
+
+
+def _located(prefix: str, err: Any) -> str:
+    where = ".".join(str(part) for part in (prefix, *err["loc"]))
+    return f"{where}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err and err["loc"] else "")
+
+
+def parse_recipe(data: Any, base_dir: Path, where: str) -> Recipe:
+    """Validate recipe data, raising one `ConfigError` that lists every problem with its path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must hold a mapping with inputs, output and steps; found {type(data).__name__}")
+    try:
+        recipe = Recipe.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        problems = [_located("", err).lstrip(".") for err in exc.errors()]
+        raise ConfigError(f"{where} has {len(problems)} problem(s):\n  " + "\n  ".join(problems)) from None
+    problems = _step_errors(recipe)
+    if problems:
+        raise ConfigError(f"{where} has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return recipe
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe file; relative paths in it are relative to the file.
+
+    Raises:
+        ConfigError: The file is missing, not YAML, or has any invalid entry (all are listed).
+    """
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipe {file}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"recipe {file} is not valid YAML: {exc}") from None
+    return parse_recipe(data, file.resolve().parent, str(file))
+
+
+def build_steps(specs: list[tuple[str, dict[str, Any]]] | list[list[Any]]) -> list[Step]:
+    """Instantiate steps from (name, params) specs that `parse_recipe` already validated."""
+    known = available_steps()
+    return [known[name](known[name].Params.model_validate(params)) for name, params in specs]
