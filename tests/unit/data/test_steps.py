@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from keel.data import build_steps, records_to_table
+from keel.data._records import make_record
+from keel.data._step import GlobalStep
+
+
+def _table(texts: list[str], uris: list[str] | None = None):  # type: ignore[no-untyped-def]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return records_to_table(
+        make_record(t, (uris or [f"file:///d/{i}.txt" for i in range(len(texts))])[i], i, t.encode(), now)
+        for i, t in enumerate(texts)
+    )
+
+
+def _step(name: str, **params):  # type: ignore[no-untyped-def]
+    (step,) = build_steps([(name, params)])
+    return step
+
+
+def test_normalize_repairs_and_tidies() -> None:
+    step = _step("normalize", lowercase=True)
+    result = step.apply(_table(["The cafÃ© is\x07 open  \t now.\n\n\n\nYes", "   \x00  "]))
+    assert result.table.column("text").to_pylist() == ["the café is open now.\n\nyes", ""]
+    assert result.drop_reasons == [None, "empty_after_normalize"]
+
+
+def test_length_bounds() -> None:
+    result = _step("length", min_chars=3, max_chars=5).apply(_table(["ab", "abcd", "abcdef"]))
+    assert result.drop_reasons == ["too_short", None, "too_long"]
+
+
+def test_blocklist_words_and_domains(tmp_path: Path) -> None:
+    (tmp_path / "words.txt").write_text("casino\nfree money\n")
+    step = _step("blocklist", words_file=str(tmp_path / "words.txt"), domains=["spam.example"])
+    texts = ["Visit our casino", "Free Money inside", "See https://spam.example/x", "A casino-free zone? fine", "ok"]
+    uris = ["file:///a", "file:///b", "file:///c", "file:///d", "https://www.spam.example/page"]
+    reasons = step.apply(_table(texts, uris)).drop_reasons
+    assert reasons == ["blocked_words", "blocked_words", "blocked_domain", "blocked_words", "blocked_domain"]
+    with pytest.raises(ValueError, match="at least one of"):
+        _step("blocklist")
+
+
+def test_exact_dedup_keeps_the_first_across_shards() -> None:
+    step = _step("exact_dedup")
+    assert isinstance(step, GlobalStep)
+    shards = [_table(["Hello  World", "other"]), _table(["hello world", "third", "other"])]
+    decisions = step.decide([step.observe(s) for s in shards])
+    assert [step.apply_decision(s, d).drop_reasons for s, d in zip(shards, decisions, strict=True)] == [
+        [None, None],
+        ["exact_duplicate", None, "exact_duplicate"],
+    ]
+    assert step.report(decisions) == {"duplicates": 2}
+    raw = _step("exact_dedup", normalize=False)
+    assert raw.decide([raw.observe(shards[0]), raw.observe(shards[1])])[1] == {2}
+
+
+def test_decontaminate_drops_documents_sharing_eval_ngrams(tmp_path: Path) -> None:
+    question = "What is the maximum weight an ACME anvil can hold when mounted on the standard steel base plate?"
+    (tmp_path / "eval.jsonl").write_text(json.dumps({"input": question, "expected_output": "500 kg"}) + "\n")
+    (tmp_path / "short.txt").write_text("refund window is fourteen days from the delivery date")
+    step = _step("decontaminate", eval_files=[str(tmp_path / "eval.jsonl"), str(tmp_path / "short.txt")])
+    docs = [
+        "Forum post: " + question.lower() + " Thanks!",
+        "Anvils are heavy. The standard base plate is steel.",
+        "Our REFUND window is fourteen days from the delivery date, see policy.",
+    ]
+    assert step.apply(_table(docs)).drop_reasons == ["eval_contamination", None, "eval_contamination"]
