@@ -102,7 +102,10 @@ def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, s
         shards.append(name)
         buffer.clear()
 
-    for item in read_file(source.path, source.format, text_field=source.text_field, id_field=source.id_field):
+    items = read_file(
+        source.path, source.format, text_field=source.text_field, id_field=source.id_field, extractor=source.extractor
+    )
+    for item in items:
         if isinstance(item, Problem):
             if strict:
                 raise InputError(

@@ -25,8 +25,8 @@ from keel.data._records import make_record
 
 __all__ = ["FORMATS", "InputFormat", "Problem", "ProblemReason", "detect_format", "read_file"]
 
-InputFormat = Literal["jsonl", "parquet", "csv", "text"]
-FORMATS: tuple[str, ...] = ("jsonl", "parquet", "csv", "text")
+InputFormat = Literal["jsonl", "parquet", "csv", "text", "html", "warc", "pdf"]
+FORMATS: tuple[str, ...] = ("jsonl", "parquet", "csv", "text", "html", "warc", "pdf")
 _TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst")
 
 
@@ -48,7 +48,7 @@ class Problem:
 
     file: str
     line: int | None
-    reason: ProblemReason
+    reason: str  # a ProblemReason, or a reader's own StrEnum (e.g. the web readers' WebProblemReason)
     detail: str = ""
 
     def to_json(self) -> dict[str, Any]:
@@ -63,6 +63,11 @@ def detect_format(path: Path) -> InputFormat:
         >>> detect_format(Path("corpus.jsonl.zst"))
         'jsonl'
     """
+    from keel.data._web_readers import detect_web_format
+
+    web = detect_web_format(path)
+    if web is not None:
+        return web
     name = path.name.lower()
     for suffix in (".gz", ".zst"):
         name = name.removesuffix(suffix)
@@ -75,7 +80,8 @@ def detect_format(path: Path) -> InputFormat:
     if name.endswith(_TEXT_SUFFIXES):
         return "text"
     raise InputError(
-        f"cannot tell the format of {path}: expected .jsonl[.gz|.zst], .parquet, .csv or .txt/.md",
+        f"cannot tell the format of {path}: expected .jsonl[.gz|.zst], .parquet, .csv, .txt/.md, "
+        ".html, .warc[.gz] or .pdf",
         hint="set `format:` for this input in the recipe",
     )
 
@@ -167,7 +173,12 @@ def _read_text_file(path: Path) -> Iterator[dict[str, Any] | Problem]:
 
 
 def read_file(
-    path: Path, fmt: InputFormat, *, text_field: str = "text", id_field: str | None = None
+    path: Path,
+    fmt: InputFormat,
+    *,
+    text_field: str = "text",
+    id_field: str | None = None,
+    extractor: str | None = None,
 ) -> Iterator[dict[str, Any] | Problem]:
     """Yield the records of one input file, and a `Problem` for every item that is not one.
 
@@ -176,7 +187,19 @@ def read_file(
         fmt: Its format (see `detect_format`).
         text_field: The field holding the document text (JSONL, Parquet, CSV).
         id_field: A field holding the source's own id, used as the record id if given.
+        extractor: The HTML main-text extractor for html and warc (`trafilatura` or `resiliparse`).
     """
+    if fmt in ("html", "warc", "pdf"):
+        from keel.data import _web_readers as web  # heavy parsers load only when web input is read
+
+        chosen = web.DEFAULT_EXTRACTOR if extractor is None else web._check_extractor(extractor)
+        if fmt == "html":
+            yield from web.read_html_file(path, chosen)
+        elif fmt == "warc":
+            yield from web.read_warc_file(path, chosen)
+        else:
+            yield from web.read_pdf_file(path)
+        return
     try:
         if fmt == "jsonl":
             yield from _read_jsonl(path, text_field, id_field)

@@ -11,7 +11,7 @@ import glob
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -39,6 +39,7 @@ class ResolvedInput:
     format: InputFormat
     text_field: str
     id_field: str | None
+    extractor: str | None = None
 
 
 class InputSpec(BaseModel):
@@ -50,6 +51,7 @@ class InputSpec(BaseModel):
     format: InputFormat | None = None
     text_field: str = "text"
     id_field: str | None = None
+    extractor: Literal["trafilatura", "resiliparse"] | None = None
 
 
 class Recipe(BaseModel):
@@ -101,7 +103,7 @@ class Recipe(BaseModel):
                 raise InputError(f"input {spec.path!r} matches no files (looked for {pattern})")
             for path in matches:
                 fmt = spec.format or detect_format(path)
-                resolved.append(ResolvedInput(path.resolve(), fmt, spec.text_field, spec.id_field))
+                resolved.append(ResolvedInput(path.resolve(), fmt, spec.text_field, spec.id_field, spec.extractor))
         return resolved
 
 

@@ -164,3 +164,19 @@ def test_a_truncated_gzip_keeps_what_was_read_and_quarantines_the_rest(tmp_path:
     items = list(read_file(tmp_path / "c.jsonl.gz", "jsonl"))
     assert isinstance(items[-1], Problem) and items[-1].reason == "unreadable_file"
     assert 0 < len(items) - 1 < 2000
+
+
+def test_web_pages_run_through_a_recipe(tmp_path: Path) -> None:
+    pages = Path(__file__).resolve().parents[3] / "benchmarks" / "data" / "html"
+    (tmp_path / "raw").mkdir()
+    for page in sorted(pages.glob("*.html"))[:3]:
+        shutil.copy(page, tmp_path / "raw" / page.name)
+    (tmp_path / "raw" / "empty.html").write_text("<html><body><nav>Home</nav></body></html>")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "inputs:\n  - path: raw/*.html\n    extractor: resiliparse\noutput: out\nsteps:\n  - normalize: {}\n"
+    )
+    report = LocalEngine().run(load_recipe(recipe))
+    assert report.records_out == 3 and sum(report.quarantined.values()) == 1
+    table = pq.read_table(tmp_path / "out" / "data" / report.shards[0])
+    assert all(json.loads(m)["extractor"] == "resiliparse" for m in table.column("meta").to_pylist())
