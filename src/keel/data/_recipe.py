@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from keel.core.errors import ConfigError, InputError
 from keel.data._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, NormalizeStep
 from keel.data._decontaminate import DecontaminateStep
+from keel.data._near_dedup import NearDedupStep
 from keel.data._readers import InputFormat, detect_format
 from keel.data._step import Step
 
@@ -27,7 +28,14 @@ __all__ = ["Recipe", "ResolvedInput", "available_steps", "build_steps", "load_re
 
 def available_steps() -> dict[str, type[Step]]:
     """Every step a recipe may name, by name."""
-    classes: tuple[type[Step], ...] = (NormalizeStep, LengthStep, BlocklistStep, ExactDedupStep, DecontaminateStep)
+    classes: tuple[type[Step], ...] = (
+        NormalizeStep,
+        LengthStep,
+        BlocklistStep,
+        ExactDedupStep,
+        NearDedupStep,
+        DecontaminateStep,
+    )
     return {cls.name: cls for cls in classes}
 
 

@@ -72,3 +72,23 @@ def test_decontaminate_drops_documents_sharing_eval_ngrams(tmp_path: Path) -> No
         "Our REFUND window is fourteen days from the delivery date, see policy.",
     ]
     assert step.apply(_table(docs)).drop_reasons == ["eval_contamination", None, "eval_contamination"]
+
+
+def test_near_dedup_drops_edited_copies_and_tags_clusters() -> None:
+    base = " ".join(f"word{i} appears in sentence {i % 7} about anvils" for i in range(60))
+    edited = base.replace("word10 ", "changed ").replace("word20 ", "other ")
+    unrelated = " ".join(f"token{i} describes refunds policy {i % 5}" for i in range(60))
+    step = _step("near_dedup", threshold=0.8)
+    shards = [_table([base, unrelated]), _table([edited, "short text"])]
+    decisions = step.decide([step.observe(s) for s in shards])
+    results = [step.apply_decision(s, d) for s, d in zip(shards, decisions, strict=True)]
+    ids = [s.column("id").to_pylist() for s in shards]
+    kept = min(ids[0][0], ids[1][0])
+    assert results[0].table.column("dup_cluster").to_pylist() == [kept, None]
+    assert results[1].table.column("dup_cluster").to_pylist() == [kept, None]
+    dropped = [r for result in results for r in result.drop_reasons or []]
+    assert dropped.count("near_duplicate") == 1
+    report = step.report(decisions)
+    assert report["clusters"] == 1 and report["s_curve"][-1] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="bands"):
+        _step("near_dedup", bands=40, rows=4, num_perm=64, threshold=None)

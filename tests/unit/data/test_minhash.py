@@ -1,0 +1,277 @@
+from __future__ import annotations
+
+import doctest
+import hashlib
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keel.data._minhash as minhash_module
+from keel.core.errors import InputError
+from keel.data._minhash import MinHashParams, NearDuplicateIndex, exact_jaccard, minhash_signatures
+
+PARAMS = MinHashParams()
+VOCAB = ["".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=3 + i % 6)) for i in range(3000)]
+
+
+def text(seed: int, words: int = 300) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(VOCAB) for _ in range(words))
+
+
+def edited(source: str, fraction: float, seed: int = 0) -> str:
+    """Replace one contiguous run of `fraction` of the words, as when a paragraph is rewritten."""
+    words, rng = source.split(), random.Random(seed)
+    span = round(fraction * len(words))
+    at = rng.randrange(len(words) - span)
+    words[at : at + span] = [rng.choice(VOCAB) for _ in range(span)]
+    return " ".join(words)
+
+
+def index_of(keys: list[str], texts: list[str], params: MinHashParams = PARAMS) -> NearDuplicateIndex:
+    index = NearDuplicateIndex(params)
+    index.add(keys, minhash_signatures(texts, params))
+    return index
+
+
+def test_identical_texts_collide_and_the_smallest_key_is_kept() -> None:
+    a = text(1)
+    index = index_of(["b", "a", "c"], [a, a, text(2)])
+    assert index.duplicates() == {"b"}
+    assert index.clusters() == {"a": "a", "b": "a"}
+
+
+def test_unrelated_texts_do_not_collide() -> None:
+    texts = [text(seed) for seed in range(40)]
+    index = index_of([f"d{i:02d}" for i in range(40)], texts)
+    assert index.duplicates() == set()
+    assert index.report()["candidate_pairs"] == 0
+
+
+def test_five_percent_edited_copy_is_found() -> None:
+    original = text(7, words=600)
+    copy = edited(original, 0.05)
+    assert copy != original and exact_jaccard(original, copy, PARAMS) >= 0.8
+    assert index_of(["a-orig", "b-copy", "c-other"], [original, copy, text(8)]).duplicates() == {"b-copy"}
+
+
+def test_heavily_edited_copy_is_not_a_duplicate() -> None:
+    original = text(9, words=600)
+    copy = edited(original, 0.5)
+    assert exact_jaccard(original, copy, PARAMS) < 0.4
+    assert index_of(["orig", "copy"], [original, copy]).duplicates() == set()
+
+
+def test_normalisation_ignores_case_punctuation_and_spacing() -> None:
+    sig = minhash_signatures(["The cat, sat on the MAT today!", "the  cat sat\non the mat   today"], PARAMS)
+    assert (sig[0] == sig[1]).all()
+
+
+def test_signature_shape_dtype_and_estimate() -> None:
+    original = text(3, words=1000)
+    copy = edited(original, 0.05, seed=1)
+    sig = minhash_signatures([original, copy], PARAMS)
+    assert sig.shape == (2, 112) and sig.dtype == np.uint32 and sig.flags.c_contiguous
+    estimate = float((sig[0] == sig[1]).mean())
+    assert abs(estimate - exact_jaccard(original, copy, PARAMS)) < 0.15  # about 4 standard errors at 112 slots
+
+
+def test_signatures_are_deterministic_across_calls_and_processes() -> None:
+    texts = [text(seed) for seed in range(5)] + ["short one", ""]
+    first, second = minhash_signatures(texts, PARAMS), minhash_signatures(list(texts), PARAMS)
+    assert np.array_equal(first, second)
+    code = (
+        "import hashlib, random, sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_minhash import text, PARAMS; from keel.data._minhash import minhash_signatures;"
+        "texts = [text(seed) for seed in range(5)] + ['short one', ''];"
+        "print(hashlib.sha256(minhash_signatures(texts, PARAMS).tobytes()).hexdigest())"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, os.path.dirname(__file__)], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == hashlib.sha256(first.tobytes()).hexdigest()
+
+
+def test_seed_changes_signatures() -> None:
+    sample = [text(1)]
+    assert not np.array_equal(minhash_signatures(sample, PARAMS), minhash_signatures(sample, MinHashParams(seed=2)))
+
+
+def test_bands_and_rows_from_threshold() -> None:
+    assert (PARAMS.bands, PARAMS.rows) == (16, 6)
+    assert PARAMS == MinHashParams(threshold=0.8) and hash(PARAMS) == hash(MinHashParams(threshold=0.8))
+    probability = dict(PARAMS.s_curve(11))
+    assert probability[0.8] >= 0.99 and probability[0.3] < 0.02
+    for threshold in (0.5, 0.7, 0.9):
+        params = MinHashParams(threshold=threshold)
+        assert params.bands is not None and params.rows is not None
+        assert params.bands * params.rows <= params.num_perm
+        at = 1 - (1 - threshold**params.rows) ** params.bands
+        assert at >= params.recall_at_threshold
+        steeper = 1 - (1 - threshold ** (params.rows + 1)) ** (params.num_perm // (params.rows + 1))
+        assert steeper < params.recall_at_threshold  # one more row per band would miss the recall bound
+    assert MinHashParams(bands=14, rows=8).s_curve(3) == [(0.0, 0.0), (0.5, 0.05332), (1.0, 1.0)]
+
+
+def test_s_curve_is_monotone_from_zero_to_one() -> None:
+    curve = PARAMS.s_curve()
+    assert len(curve) == 21 and curve[0] == (0.0, 0.0) and curve[-1] == (1.0, 1.0)
+    assert all(a[1] <= b[1] for a, b in zip(curve, curve[1:], strict=False))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bands": 4}, "both bands and rows"),
+        ({"bands": 20, "rows": 6}, "bands \\* rows <= num_perm"),
+        ({"bands": 0, "rows": 6}, "bands >= 1"),
+        ({"threshold": 1.0}, "0 < threshold < 1"),
+        ({"threshold": None}, "a threshold or bands and rows"),
+        ({"threshold": None, "bands": 4, "rows": 4}, "threshold to verify"),
+        ({"unit": "token"}, "unit 'word' or 'char'"),
+        ({"num_perm": 0}, "num_perm"),
+        ({"ngram": 0}, "ngram"),
+        ({"num_perm": 2, "threshold": 0.5}, "found none"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_invalid_params_raise_input_error(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        MinHashParams(**kwargs)  # type: ignore[arg-type]
+
+
+def test_explicit_bands_rows_without_verification() -> None:
+    params = MinHashParams(bands=20, rows=5, num_perm=100, threshold=None, verify=False)
+    original = text(4)
+    index = index_of(["x", "y"], [original, edited(original, 0.05)], params)
+    assert index.duplicates() == {"y"} and index.report()["verification"] == "none"
+
+
+def corpus(clusters: int = 6, copies: int = 3) -> tuple[list[str], list[str]]:
+    keys, texts = [], []
+    for c in range(clusters):
+        original = text(100 + c, words=400)
+        for k in range(copies):
+            keys.append(f"c{c}-{k}")
+            texts.append(original if k == 0 else edited(original, 0.03 * k, seed=k))
+    for u in range(10):
+        keys.append(f"u{u}")
+        texts.append(text(500 + u))
+    return keys, texts
+
+
+def test_incremental_add_matches_one_add_in_any_shard_order() -> None:
+    keys, texts = corpus()
+    sig = minhash_signatures(texts, PARAMS)
+    whole = NearDuplicateIndex(PARAMS)
+    whole.add(keys, sig)
+    shards = [(keys[s : s + 5], sig[s : s + 5]) for s in range(0, len(keys), 5)]
+    for ordered in (shards, shards[::-1]):
+        index = NearDuplicateIndex(PARAMS)
+        for shard_keys, shard_sig in ordered:
+            index.add(shard_keys, shard_sig)
+        assert index.clusters() == whole.clusters()
+        assert index.duplicates() == whole.duplicates()
+    assert len(whole.duplicates()) == 12 and set(whole.clusters().values()) == {f"c{c}-0" for c in range(6)}
+
+
+def test_adding_after_clustering_recomputes() -> None:
+    a = text(11)
+    index = index_of(["k2"], [a])
+    assert index.duplicates() == set()
+    index.add(["k1"], minhash_signatures([a], PARAMS))
+    assert index.duplicates() == {"k2"} and len(index) == 2
+
+
+def test_kept_document_is_the_smallest_key_whatever_the_order() -> None:
+    a = text(12)
+    for order in (["m", "z", "b"], ["z", "b", "m"], ["b", "m", "z"]):
+        assert index_of(order, [a, a, a]).clusters() == {"b": "b", "m": "b", "z": "b"}
+
+
+def test_large_groups_of_copies_form_one_cluster() -> None:
+    a = text(13)
+    keys = [f"k{i:03d}" for i in range(100)]
+    index = index_of(keys, [a] * 100)
+    assert index.duplicates() == set(keys[1:])
+    assert index.report()["cluster_sizes"] == {100: 1}
+
+
+def test_empty_texts_never_match_but_short_identical_texts_do() -> None:
+    index = index_of(["e1", "e2", "s1", "s2"], ["", "  !! ", "hello world", "Hello, world."])
+    assert index.duplicates() == {"s2"}
+
+
+def test_char_shingles() -> None:
+    params = MinHashParams(unit="char", ngram=9)
+    original = text(14)
+    copy = original.replace(original[100:110], "zzzzzzzzzz", 1)
+    assert exact_jaccard(original, copy, params) >= 0.8
+    assert index_of(["a", "b", "c"], [original, copy, text(15)], params).duplicates() == {"b"}
+
+
+def test_exact_verification_with_texts() -> None:
+    keys, texts = corpus()
+    index = NearDuplicateIndex(PARAMS)
+    index.add(keys[:10], minhash_signatures(texts[:10], PARAMS), texts[:10])
+    index.add(keys[10:], minhash_signatures(texts[10:], PARAMS), texts[10:])
+    report = index.report()
+    assert report["verification"] == "exact"
+    assert all(example["jaccard"] >= 0.8 for example in report["examples"])
+    by_text = dict(zip(keys, texts, strict=True))
+    for dup, kept in index.clusters().items():
+        if dup != kept:
+            assert exact_jaccard(by_text[dup], by_text[kept], PARAMS) >= 0.8
+
+
+def test_report_shape() -> None:
+    keys, texts = corpus()
+    report = index_of(keys, texts).report(examples=2)
+    assert set(report) == {
+        "documents", "clusters", "duplicates", "cluster_sizes", "candidate_pairs", "verified_pairs",
+        "verification", "bands", "rows", "threshold", "examples",
+    }  # fmt: skip
+    assert report["documents"] == 28 and report["clusters"] == 6 and report["duplicates"] == 12
+    assert report["cluster_sizes"] == {3: 6} and report["verification"] == "signature"
+    assert report["candidate_pairs"] >= report["verified_pairs"] >= 12
+    assert len(report["examples"]) == 2
+    first = report["examples"][0]
+    assert set(first) == {"kept", "a", "b", "jaccard"} and first["kept"].startswith("c")
+    assert first["jaccard"] <= report["examples"][1]["jaccard"]
+
+
+def test_empty_index() -> None:
+    index = NearDuplicateIndex(PARAMS)
+    assert index.clusters() == {} and index.duplicates() == set()
+    assert index.report()["documents"] == 0 and len(index) == 0
+
+
+@pytest.mark.parametrize(
+    ("keys", "shape", "message"),
+    [(["a", "b"], (2, 100), "shape"), (["a", "a"], (2, 112), "unique keys within a shard")],
+)
+def test_add_rejects_bad_input(keys: list[str], shape: tuple[int, int], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        NearDuplicateIndex(PARAMS).add(keys, np.zeros(shape, dtype=np.uint32))
+
+
+def test_repeated_keys_across_shards_and_mixed_texts_are_rejected() -> None:
+    sig = minhash_signatures(["one text here", "another text"], PARAMS)
+    index = NearDuplicateIndex(PARAMS)
+    index.add(["a"], sig[:1])
+    index.add(["a"], sig[1:])
+    with pytest.raises(InputError, match="'a' twice"):
+        index.duplicates()
+    with pytest.raises(InputError, match="texts for every shard"):
+        index.add(["b"], sig[1:], ["another text"])
+    with pytest.raises(InputError, match="one per key"):
+        NearDuplicateIndex(PARAMS).add(["b"], sig[1:], [])
+
+
+def test_docstring_examples() -> None:
+    assert doctest.testmod(minhash_module, raise_on_error=False).failed == 0
