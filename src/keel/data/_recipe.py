@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from keel.core.errors import ConfigError, InputError
 from keel.data._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, NormalizeStep
 from keel.data._decontaminate import DecontaminateStep
+from keel.data._language_step import LanguageStep
 from keel.data._near_dedup import NearDedupStep
 from keel.data._readers import InputFormat, detect_format
 from keel.data._step import Step
@@ -30,6 +31,7 @@ def available_steps() -> dict[str, type[Step]]:
     """Every step a recipe may name, by name."""
     classes: tuple[type[Step], ...] = (
         NormalizeStep,
+        LanguageStep,
         LengthStep,
         BlocklistStep,
         ExactDedupStep,

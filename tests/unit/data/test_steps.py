@@ -92,3 +92,19 @@ def test_near_dedup_drops_edited_copies_and_tags_clusters() -> None:
     assert report["clusters"] == 1 and report["s_curve"][-1] == [1.0, 1.0]
     with pytest.raises(ValueError, match="bands"):
         _step("near_dedup", bands=40, rows=4, num_perm=64, threshold=None)
+
+
+def test_language_adds_columns_and_filters() -> None:
+    texts = [
+        "The refund is issued within fourteen days after we receive the returned anvil.",
+        "Die Rückerstattung erfolgt innerhalb von vierzehn Tagen nach Eingang des Ambosses.",
+        "12345 !!! ###",
+    ]
+    step = _step("language", languages=["en"], min_score=0.5)
+    result = step.apply(_table(texts))
+    assert result.table.column("lang").to_pylist()[:2] == ["en", "de"]
+    assert result.table.column("lang").to_pylist()[2] == "und"
+    assert result.drop_reasons == [None, "language_not_kept", "language_not_kept"]
+    everything = _step("language", min_score=0.5).apply(_table(texts))
+    assert everything.drop_reasons == [None, None, "language_low_score"]
+    assert step.counters["lang.de"] == 1
