@@ -21,6 +21,7 @@ from keel.data._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, No
 from keel.data._decontaminate import DecontaminateStep
 from keel.data._language_step import LanguageStep
 from keel.data._near_dedup import NearDedupStep
+from keel.data._pii_step import PiiStep
 from keel.data._readers import InputFormat, detect_format
 from keel.data._step import Step
 
@@ -36,6 +37,7 @@ def available_steps() -> dict[str, type[Step]]:
         BlocklistStep,
         ExactDedupStep,
         NearDedupStep,
+        PiiStep,
         DecontaminateStep,
     )
     return {cls.name: cls for cls in classes}

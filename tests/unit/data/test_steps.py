@@ -108,3 +108,21 @@ def test_language_adds_columns_and_filters() -> None:
     everything = _step("language", min_score=0.5).apply(_table(texts))
     assert everything.drop_reasons == [None, None, "language_low_score"]
     assert step.counters["lang.de"] == 1
+
+
+def test_pii_redacts_and_records_spans_at_the_placeholders() -> None:
+    text = "Mail ada@example.org or call +44 20 7946 0958. Key AKIAIOSFODNN7EXAMPLE here."
+    step = _step("pii")
+    result = step.apply(_table([text, "nothing personal"]))
+    (redacted, clean) = result.table.column("text").to_pylist()
+    assert "ada@example.org" not in redacted and "<EMAIL>" in redacted and clean == "nothing personal"
+    spans = result.table.column("pii_spans").to_pylist()
+    assert [s["type"] for s in spans[0]] == ["email", "phone", "secret"] and spans[1] == []
+    assert all(redacted[s["start"] : s["end"]].startswith("<") for s in spans[0])
+    assert result.drop_reasons == [None, None]
+    hashed = _step("pii", mode="hash", salt="s").apply(_table([text])).table.column("text")[0].as_py()
+    assert "<EMAIL:" in hashed
+    flagged = _step("pii", action="flag", drop_types=["secret"]).apply(_table([text]))
+    assert flagged.table.column("text")[0].as_py() == text and flagged.drop_reasons == ["pii_secret"]
+    with pytest.raises(ValueError):
+        _step("pii", types=["fingerprint"])

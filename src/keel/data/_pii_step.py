@@ -1,0 +1,94 @@
+"""`pii`: find personal data and secrets, redact them, and record where (never what) in `pii_spans`.
+
+Detection and redaction live in keel.data._pii; this module turns them into a column whose
+offsets point into the text the step outputs (at the placeholders once redacted).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pyarrow as pa
+from pydantic import Field
+
+from keel.data._pii import DEFAULT_REGIONS, PiiDetector, PiiSpan, PiiType, redact
+from keel.data._step import Step, StepParams, StepResult
+
+__all__ = ["PII_SPANS_TYPE", "PiiStep"]
+
+PII_SPANS_TYPE = pa.list_(
+    pa.struct(
+        [
+            pa.field("type", pa.string()),
+            pa.field("start", pa.int32()),
+            pa.field("end", pa.int32()),
+            pa.field("detail", pa.string()),
+        ]
+    )
+)
+
+
+class PiiParams(StepParams):
+    """Parameters of `pii`."""
+
+    action: Literal["redact", "flag"] = Field("redact", description="Rewrite the text, or only record spans.")
+    mode: Literal["placeholder", "mask", "hash"] = Field(
+        "placeholder", description="<EMAIL>, ****, or a salted pseudonym <EMAIL:3f2a…> that stays joinable."
+    )
+    types: list[PiiType] = Field(default_factory=lambda: list(PiiType), description="What to look for.")
+    phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
+    salt: str = Field("", description="Secret mixed into hash-mode pseudonyms.")
+    drop_types: list[PiiType] = Field(
+        default_factory=list, description="Drop documents containing any of these (e.g. [secret]) instead."
+    )
+
+
+def _rewrite(text: str, spans: list[PiiSpan], p: PiiParams) -> tuple[str, list[dict[str, object]]]:
+    pieces, out_spans, pos, shift = [], [], 0, 0
+    for span in spans:  # detect() returns them sorted and non-overlapping
+        value = text[span.start : span.end]
+        replacement = redact(value, [PiiSpan(span.type, 0, len(value), span.detail)], p.mode, salt=p.salt)
+        pieces += [text[pos : span.start], replacement]
+        start = span.start + shift
+        out_spans.append(
+            {"type": str(span.type), "start": start, "end": start + len(replacement), "detail": span.detail}
+        )
+        shift += len(replacement) - len(value)
+        pos = span.end
+    pieces.append(text[pos:])
+    return "".join(pieces), out_spans
+
+
+class PiiStep(Step):
+    """Redact (or flag) e-mails, phones, cards, IBANs, IPs, SSNs, secrets and URL credentials."""
+
+    name = "pii"
+    Params = PiiParams
+    requires = ("phonenumbers",)
+
+    def __init__(self, params: StepParams) -> None:
+        super().__init__(params)
+        p: PiiParams = params  # type: ignore[assignment]
+        self._detector = PiiDetector([str(t) for t in p.types], p.phone_regions)
+
+    def apply(self, table: pa.Table) -> StepResult:
+        """Add `pii_spans`; rewrite `text` when redacting; drop documents holding a `drop_types` finding."""
+        p: PiiParams = self.params  # type: ignore[assignment]
+        texts = table.column("text").to_pylist()
+        found = self._detector.detect_many(texts)
+        new_texts, columns, reasons = [], [], []
+        drop = {str(t) for t in p.drop_types}
+        for text, spans in zip(texts, found, strict=True):
+            for span in spans:
+                self.count(f"found.{span.type}")
+            if p.action == "redact":
+                text, recorded = _rewrite(text, spans, p)
+            else:
+                recorded = [{"type": str(s.type), "start": s.start, "end": s.end, "detail": s.detail} for s in spans]
+            new_texts.append(text)
+            columns.append(recorded)
+            hit = sorted({str(s.type) for s in spans} & drop)
+            reasons.append(f"pii_{hit[0]}" if hit else None)
+        table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(new_texts, pa.string()))
+        table = table.append_column("pii_spans", pa.array(columns, PII_SPANS_TYPE))
+        return StepResult(table, reasons)
