@@ -4,6 +4,7 @@ from keel.data._engine import CurationReport, LocalEngine, Progress
 from keel.data._langid import LanguageDetector
 from keel.data._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
 from keel.data._pii import PiiDetector, PiiSpan, PiiType, redact
+from keel.data._quality import QualityThresholds, quality_signals
 from keel.data._readers import Problem, ProblemReason, detect_format, read_file
 from keel.data._recipe import Recipe, available_steps, build_steps, load_recipe, parse_recipe
 from keel.data._records import RECORD_SCHEMA, make_record, record_id, records_to_table
@@ -23,6 +24,7 @@ __all__ = [
     "Problem",
     "ProblemReason",
     "Progress",
+    "QualityThresholds",
     "Recipe",
     "Step",
     "StepParams",
@@ -35,6 +37,7 @@ __all__ = [
     "make_record",
     "minhash_signatures",
     "parse_recipe",
+    "quality_signals",
     "read_file",
     "record_id",
     "records_to_table",

@@ -22,6 +22,7 @@ from keel.data._decontaminate import DecontaminateStep
 from keel.data._language_step import LanguageStep
 from keel.data._near_dedup import NearDedupStep
 from keel.data._pii_step import PiiStep
+from keel.data._quality_step import QualityStep
 from keel.data._readers import InputFormat, detect_format
 from keel.data._step import Step
 
@@ -34,6 +35,7 @@ def available_steps() -> dict[str, type[Step]]:
         NormalizeStep,
         LanguageStep,
         LengthStep,
+        QualityStep,
         BlocklistStep,
         ExactDedupStep,
         NearDedupStep,

@@ -126,3 +126,28 @@ def test_pii_redacts_and_records_spans_at_the_placeholders() -> None:
     assert flagged.table.column("text")[0].as_py() == text and flagged.drop_reasons == ["pii_secret"]
     with pytest.raises(ValueError):
         _step("pii", types=["fingerprint"])
+
+
+PROSE = (
+    "The refund policy of the company is simple and it has been the same for many years. "
+    "When a customer returns an anvil within fourteen days, the full price is paid back to the card "
+    "that was used. We ask that the anvil is packed with care, and that the original receipt is included "
+    "with the parcel. Our team checks each return and then sends a short note to say that the money is on "
+    "its way to the bank. Most refunds arrive within five working days, although some banks take longer. "
+    "If you have a question about a return, write to the support team and they will be glad to help you."
+)
+
+
+def test_quality_keeps_prose_drops_spam_and_records_signals() -> None:
+    spam = "buy now " * 200
+    step = _step("quality")
+    result = step.apply(_table([PROSE, spam, "Too short."]))
+    assert result.drop_reasons is not None and result.drop_reasons[0] is None
+    assert result.drop_reasons[1] is not None and result.drop_reasons[2] is not None
+    signals = result.table.column("quality_signals").to_pylist()
+    assert len(signals[0]) == 30 and signals[0]["gopher_word_count"] == len(PROSE.split())
+    assert signals[1]["gopher_top_2gram_char_fraction"] > 0.9  # "buy now" repeated
+    relaxed = _step("quality", gopher_min_words=1, gopher_min_stop_words=None)
+    assert relaxed.params.thresholds().gopher_min_words == 1  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="unknown threshold"):
+        _step("quality", gopher_min_wrds=3)
