@@ -20,8 +20,20 @@ from pydantic import Field, model_validator
 from keel.core.errors import InputError
 from keel.data._step import GlobalStep, Step, StepParams, StepResult
 
-__all__ = ["BlocklistStep", "ExactDedupStep", "LengthStep", "NormalizeStep"]
+__all__ = ["BlocklistStep", "ExactDedupStep", "LengthStep", "NormalizeStep", "normalize_entities"]
 
+_MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_MONEY = re.compile(
+    r"(?:[$€£¥]\s?\d[\d,.]*(?:\s?(?:k|m|bn|million|billion))?)"
+    r"|(?:\b\d[\d,.]*\s?(?:usd|eur|gbp|jpy|chf|dollars?|euros?|pounds?)\b)",
+    re.IGNORECASE,
+)
+_DATE = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\b"
+    rf"|\b\d{{1,2}}\s{_MONTHS}\s\d{{4}}\b|\b{_MONTHS}\s\d{{1,2}},?\s\d{{4}}\b",
+    re.IGNORECASE,
+)
+_NUMBER = re.compile(r"\b\d+(?:[.,]\d+)*\b")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
@@ -35,6 +47,22 @@ class NormalizeParams(StepParams):
     collapse_whitespace: bool = Field(True, description="Runs of spaces/tabs to one space; 3+ newlines to 2.")
     strip_control: bool = Field(True, description="Remove control characters other than newline and tab.")
     lowercase: bool = Field(False, description="Lowercase the text.")
+    normalized_column: bool = Field(
+        False,
+        description="Also add `text_normalized`: lowercase, amounts as <MONEY>, dates as <DATE>, numbers as <NUM> "
+        "(for matching and dedup keys; `text` is unchanged by this).",
+    )
+
+
+def normalize_entities(text: str) -> str:
+    """Lowercase, then replace money amounts, dates and remaining numbers by placeholders.
+
+    Examples:
+        >>> normalize_entities("Paid $1,200.50 on 2026-03-01 for 3 anvils")
+        'paid <MONEY> on <DATE> for <NUM> anvils'
+    """
+    text = _MONEY.sub("<MONEY>", text.lower())
+    return _NUMBER.sub("<NUM>", _DATE.sub("<DATE>", text))
 
 
 class NormalizeStep(Step):
@@ -64,6 +92,8 @@ class NormalizeStep(Step):
         changed = sum(a != b for a, b in zip(texts, table.column("text").to_pylist(), strict=True))
         self.count("changed", changed)
         table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+        if self.params.normalized_column:  # type: ignore[attr-defined]
+            table = table.append_column("text_normalized", pa.array([normalize_entities(t) for t in texts]))
         return StepResult(table, [None if t else "empty_after_normalize" for t in texts])
 
 

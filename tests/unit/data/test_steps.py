@@ -151,3 +151,14 @@ def test_quality_keeps_prose_drops_spam_and_records_signals() -> None:
     assert relaxed.params.thresholds().gopher_min_words == 1  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="unknown threshold"):
         _step("quality", gopher_min_wrds=3)
+
+
+def test_normalize_can_add_a_column_with_numbers_dates_and_money_abstracted() -> None:
+    step = _step("normalize", normalized_column=True)
+    texts = ["Paid $1,200.50 on 2026-03-01 for 3 anvils", "Refund of 45 EUR sent 3 March 2026, ref 77"]
+    result = step.apply(_table(texts))
+    assert result.table.column("text").to_pylist() == texts
+    assert result.table.column("text_normalized").to_pylist() == [
+        "paid <MONEY> on <DATE> for <NUM> anvils",
+        "refund of <MONEY> sent <DATE>, ref <NUM>",
+    ]
