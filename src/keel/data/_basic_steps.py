@@ -34,9 +34,6 @@ _DATE = re.compile(
     re.IGNORECASE,
 )
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)*\b")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SPACES = re.compile(r"[^\S\n]+")
-_BLANK_LINES = re.compile(r"\n{3,}")
 
 
 class NormalizeParams(StepParams):
@@ -72,29 +69,39 @@ class NormalizeStep(Step):
     Params = NormalizeParams
     requires = ("ftfy",)
 
-    def _one(self, text: str) -> str:
+    def _repair(self, text: str) -> str:
         p: NormalizeParams = self.params  # type: ignore[assignment]
-        if p.fix_unicode and not text.isascii():  # ftfy has nothing to repair in pure ASCII, and is slow
+        if p.fix_unicode:
             import ftfy
 
             text = ftfy.fix_text(text, normalization=None)
-        if not text.isascii():
-            text = unicodedata.normalize(p.form, text)  # type: ignore[arg-type]
-        if p.strip_control:
-            text = _CONTROL.sub("", text)
-        if p.collapse_whitespace:
-            text = _BLANK_LINES.sub("\n\n", _SPACES.sub(" ", text)).strip()
-        return text.lower() if p.lowercase else text
+        return unicodedata.normalize(p.form, text)  # type: ignore[arg-type]
 
     def apply(self, table: pa.Table) -> StepResult:
         """Normalise every text; a text that becomes empty is dropped as `empty_after_normalize`."""
-        texts = [self._one(t) for t in table.column("text").to_pylist()]
-        changed = sum(a != b for a, b in zip(texts, table.column("text").to_pylist(), strict=True))
-        self.count("changed", changed)
-        table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
-        if self.params.normalized_column:  # type: ignore[attr-defined]
-            table = table.append_column("text_normalized", pa.array([normalize_entities(t) for t in texts]))
-        return StepResult(table, [None if t else "empty_after_normalize" for t in texts])
+        p: NormalizeParams = self.params  # type: ignore[assignment]
+        before = table.column("text")
+        # Unicode repair and normal forms need Python per text, but pure ASCII has nothing to repair:
+        # only non-ASCII texts pay for ftfy, and the rest runs as Arrow (RE2) kernels over the batch:
+        # 20 MB/s per core instead of 12 with per-text Python regexes (measured on benchmarks/_corpus.py).
+        texts = before.to_pylist()
+        for i, text in enumerate(texts):
+            if not text.isascii():
+                texts[i] = self._repair(text)
+        arr = pa.array(texts, pa.string())
+        if p.strip_control:
+            arr = pc.replace_substring_regex(arr, r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
+        if p.collapse_whitespace:
+            arr = pc.replace_substring_regex(arr, r"[\t\x0b\x0c\r\x85\p{Z}]+", " ")
+            arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"\n{3,}", "\n\n"))
+        if p.lowercase:
+            arr = pc.utf8_lower(arr)
+        self.count("changed", int(pc.sum(pc.not_equal(arr, before.combine_chunks())).as_py() or 0))
+        table = table.set_column(table.schema.get_field_index("text"), "text", arr)
+        if p.normalized_column:
+            table = table.append_column("text_normalized", pa.array([normalize_entities(t) for t in arr.to_pylist()]))
+        empty = pc.equal(pc.utf8_length(arr), 0).to_pylist()
+        return StepResult(table, ["empty_after_normalize" if e else None for e in empty])
 
 
 class LengthParams(StepParams):
