@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -11,7 +11,9 @@ from rich.table import Table
 
 from keel.cli._context import console, print_json
 from keel.cli._render import human_bytes
-from keel.data import CurationReport, LocalEngine, load_recipe
+
+if TYPE_CHECKING:
+    from keel.data import CurationReport
 
 __all__ = ["curate_app"]
 
@@ -24,6 +26,8 @@ RecipeArg = Annotated[Path, typer.Argument(help="The recipe YAML file.")]
 @curate_app.command("validate")
 def validate(recipe_path: RecipeArg, json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check a recipe and list every problem at once (exit 2 if any)."""
+    from keel.data import load_recipe  # pyarrow and friends load only for curate commands
+
     recipe = load_recipe(recipe_path)
     files = recipe.resolve_inputs()
     names = [name for name, _ in recipe.step_specs()]
@@ -52,6 +56,8 @@ def run(
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run a recipe: Parquet shards, report.json and quarantine.jsonl in its output folder."""
+    from keel.data import LocalEngine, load_recipe
+
     recipe = load_recipe(recipe_path)
     engine = LocalEngine(workers=workers)
     if json_output:

@@ -210,7 +210,7 @@ class LocalEngine:
         """Run `recipe`, resuming from finished shards of an earlier identical run; write the outputs."""
         started = time.perf_counter()
         sources = recipe.resolve_inputs()
-        steps = build_steps(recipe.step_specs())  # validates params and optional packages up front
+        steps = _steps_for(json.dumps(recipe.step_specs()))  # the same objects workers=1 then uses
         work = recipe.output_dir / ".keel-work" / self._fingerprint(recipe, sources)
         for sub in ("read", "decisions"):
             (work / sub).mkdir(parents=True, exist_ok=True)

@@ -13,9 +13,9 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from keel.core.ids import sha256_hex
-from keel.data import CurationReport, LocalEngine, load_recipe
 from keel.store import Edge, LineageHit, VerifyReport, add_edges, init_workspace, verify, walk
 
 __all__ = ["DemoReport", "run_demo"]
@@ -56,7 +56,7 @@ class DemoReport:
     blobs_stored: int = 0
     duplicates: int = 0
     provenance: dict[str, list[LineageHit]] = field(default_factory=dict)
-    curation: CurationReport | None = None
+    curation: Any = None  # a keel.data.CurationReport
     audit: VerifyReport | None = None
 
 
@@ -113,7 +113,9 @@ def run_demo(directory: Path, say: Callable[[str], None] = print) -> DemoReport:
     return report
 
 
-def _curate(workspace: Path) -> CurationReport:
+def _curate(workspace: Path) -> Any:
+    from keel.data import LocalEngine, load_recipe  # the data stack loads only when the demo runs
+
     raw = workspace / "raw"
     raw.mkdir(exist_ok=True)
     with (raw / "documents.jsonl").open("w", encoding="utf-8") as out:

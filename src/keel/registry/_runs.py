@@ -67,7 +67,7 @@ class Run:
     def log_metrics(self, values: Mapping[str, float], step: int | None = None) -> None:
         """Record several metrics at one step, in one transaction."""
         at = self.store.clock()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for key, value in values.items():
             if not key or len(key) > 255:
                 raise InputError(f"expected a metric name of 1 to 255 characters; got {key!r}")
@@ -75,7 +75,6 @@ class Run:
             if number != number or number in (float("inf"), float("-inf")):
                 raise InputError(f"metric {key!r} must be a finite number; got {value!r}")
             this_step = step if step is not None else self._steps.get(key, -1) + 1
-            self._steps[key] = max(this_step, self._steps.get(key, this_step))
             rows.append({"run_id": self.id, "key": key, "step": this_step, "value": number, "at": at})
         with self.store.db.write() as conn:
             for row in rows:
@@ -95,6 +94,8 @@ class Run:
                         where=run_latest_metrics.c.step <= latest.excluded.step,
                     )
                 )
+        for row in rows:  # only after the write succeeded, so a rejected batch leaves no gap
+            self._steps[row["key"]] = max(row["step"], self._steps.get(row["key"], row["step"]))
 
     def log_artifact(self, path: str | os.PathLike[str], name: str | None = None) -> list[str]:
         """Store a file, or every file under a directory, as blobs attached to this run.
@@ -115,10 +116,12 @@ class Run:
             if source.is_file()
             else [(f"{base}/{p.relative_to(source).as_posix()}", p) for p in sorted(source.rglob("*")) if p.is_file()]
         )
+        # Upload first, each file in its own short transaction: a multi-GB file must not hold the
+        # database's write lock while it is hashed and copied.
+        uploaded = [(artifact, self.store.put_blob(file)) for artifact, file in files]
         recorded = []
         with self.store.db.write() as conn:
-            for artifact, file in files:
-                info = self.store.put_blob(file, conn=conn)
+            for artifact, info in uploaded:
                 statement = insert_for(conn, run_artifacts).values(
                     run_id=self.id, path=artifact, digest=info.digest, size=info.size
                 )
@@ -178,34 +181,39 @@ def start_run(
     """
     if not kind or not set(kind) <= _KIND_CHARS or len(kind) > 64:
         raise InputError(f"expected a run kind such as 'train' or 'eval' (lowercase, digits, '-', '_'); got {kind!r}")
-    own_store = store is None
-    store = store or open_store()
     params = dict(params or {})
     try:
         params_json = canonical_json(params)
     except (TypeError, ValueError) as exc:
         raise InputError(f"expected JSON-serialisable run parameters; {exc}") from None
+    own_store = store is None
+    store = store or open_store()
     run = Run(store, new_ulid())
     env = capture_environment(seed=seed)
-    with store.db.write() as conn:
-        conn.execute(
-            runs.insert().values(
-                id=run.id,
-                kind=kind,
-                name=name,
-                status="running",
-                params=params_json,
-                env=canonical_json(env),
-                created_by=store.actor,
-                started_at=store.clock(),
+    try:
+        with store.db.write() as conn:
+            conn.execute(
+                runs.insert().values(
+                    id=run.id,
+                    kind=kind,
+                    name=name,
+                    status="running",
+                    params=params_json,
+                    env=canonical_json(env),
+                    created_by=store.actor,
+                    started_at=store.clock(),
+                )
             )
-        )
-        flat = _flatten_params(params)
-        if flat:
-            conn.execute(run_params.insert(), [{"run_id": run.id, "key": k, "value": v} for k, v in flat.items()])
-        for node in inputs:
-            add_edge(conn, node, run.node, "used_by", at=store.clock())
-        store.audit(conn, "run.start", run.node, {"kind": kind, "params": sorted(flat)})
+            flat = _flatten_params(params)
+            if flat:
+                conn.execute(run_params.insert(), [{"run_id": run.id, "key": k, "value": v} for k, v in flat.items()])
+            for node in inputs:
+                add_edge(conn, node, run.node, "used_by", at=store.clock())
+            store.audit(conn, "run.start", run.node, {"kind": kind, "params": sorted(flat)})
+    except BaseException:
+        if own_store:
+            store.close()
+        raise
     try:
         yield run
     except KeyboardInterrupt:

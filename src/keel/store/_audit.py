@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select, update
 from keel.core.clock import format_time, system_clock
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, sha256_hex
+from keel.store._db import insert_for
 from keel.store.schema import audit_events, audit_head
 
 __all__ = ["AuditEvent", "VerifyReport", "events", "record", "redact_details", "verify"]
@@ -108,11 +109,13 @@ def record(
     details_sha = sha256_hex(body)
     moment = at or system_clock()
     # Locking the head row serialises appenders on PostgreSQL; on SQLite the write transaction
-    # already holds the database's write lock (BEGIN IMMEDIATE).
+    # already holds the database's write lock (BEGIN IMMEDIATE). The row is created first if
+    # missing, so the very first appenders also have a row to queue on.
+    conn.execute(insert_for(conn, audit_head).values(id=_HEAD_ID, seq=0, hash=GENESIS).on_conflict_do_nothing())
     head = conn.execute(
         select(audit_head.c.seq, audit_head.c.hash).where(audit_head.c.id == _HEAD_ID).with_for_update()
-    ).first()
-    seq, prev = (head.seq + 1, head.hash) if head else (1, GENESIS)
+    ).one()
+    seq, prev = head.seq + 1, head.hash
     digest = _event_hash(seq, moment, actor, action, object_id, details_sha, prev)
     conn.execute(
         audit_events.insert().values(
@@ -127,10 +130,7 @@ def record(
             hash=digest,
         )
     )
-    if head:
-        conn.execute(update(audit_head).where(audit_head.c.id == _HEAD_ID).values(seq=seq, hash=digest))
-    else:
-        conn.execute(audit_head.insert().values(id=_HEAD_ID, seq=seq, hash=digest))
+    conn.execute(update(audit_head).where(audit_head.c.id == _HEAD_ID).values(seq=seq, hash=digest))
     return AuditEvent(seq, moment, actor, action, object_id, details or {}, details_sha, prev, digest)
 
 

@@ -358,7 +358,7 @@ def _get_file(store: BlobStore, digest: str, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     try:
-        with store.open(digest) as reader, os.fdopen(fd, "wb") as sink:
+        with os.fdopen(fd, "wb") as sink, store.open(digest) as reader:
             shutil.copyfileobj(reader, sink, CHUNK)
         os.replace(tmp_name, dest)
     finally:

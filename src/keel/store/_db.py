@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,7 @@ class Database:
     @staticmethod
     def head() -> str:
         """The newest schema revision this version of Keel knows."""
-        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        head = _scripts().get_current_head()
         if head is None:  # pragma: no cover - the package always ships migrations
             raise SchemaError("Keel's migration scripts are missing from the installation", hint="reinstall Keel")
         return head
@@ -161,6 +162,10 @@ class Database:
         Raises:
             SchemaError: The database is at a revision this Keel does not know (made by a newer Keel).
         """
+        # The common case, an up-to-date schema, needs no write lock: readers must not queue behind
+        # writers just to learn that nothing is to be done.
+        if self.revision() == self.head():
+            return False
         with self.write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
@@ -194,12 +199,18 @@ class Database:
 
 def _known_revision(revision: str) -> bool:
     try:
-        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+        return _scripts().get_revision(revision) is not None
     except (ResolutionError, CommandError):
         return False
 
 
-def _alembic_config() -> Config:
+@cache
+def _scripts() -> ScriptDirectory:
+    # Parsing the migration scripts costs milliseconds; every store open asks for the head.
+    return ScriptDirectory.from_config(_alembic_config())
+
+
+def _alembic_config() -> Config:  # not cached: upgrade() attaches its connection to it
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     return config

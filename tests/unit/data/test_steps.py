@@ -162,3 +162,8 @@ def test_normalize_can_add_a_column_with_numbers_dates_and_money_abstracted() ->
         "paid <MONEY> on <DATE> for <NUM> anvils",
         "refund of <MONEY> sent <DATE>, ref <NUM>",
     ]
+
+
+def test_normalize_repairs_ascii_damage_too() -> None:
+    result = _step("normalize").apply(_table(["AT&amp;T said\r\nhello", "café AT&amp;T"]))
+    assert result.table.column("text").to_pylist() == ["AT&T said\nhello", "café AT&T"]
