@@ -192,13 +192,7 @@ def read_file(
     if fmt in ("html", "warc", "pdf"):
         from keel.data import _web_readers as web  # heavy parsers load only when web input is read
 
-        chosen = web.DEFAULT_EXTRACTOR if extractor is None else web._check_extractor(extractor)
-        if fmt == "html":
-            yield from web.read_html_file(path, chosen)
-        elif fmt == "warc":
-            yield from web.read_warc_file(path, chosen)
-        else:
-            yield from web.read_pdf_file(path)
+        yield from web.read_web_file(path, fmt, extractor=extractor or web.DEFAULT_EXTRACTOR)  # type: ignore[arg-type]
         return
     try:
         if fmt == "jsonl":

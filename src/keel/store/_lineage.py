@@ -289,11 +289,7 @@ _NODE_SEP, _KIND_SEP = " ", "\t"
 def _directed_path(
     conn: Connection, source: str, target: str, direction: Direction, max_depth: int
 ) -> LineagePath | None:
-    near, far = (
-        (lineage_edges.c.downstream, lineage_edges.c.upstream)
-        if direction == "upstream"
-        else (lineage_edges.c.upstream, lineage_edges.c.downstream)
-    )
+    near, far = _ends(direction)
     text = String()
     seed = select(
         far.label("node"),
