@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
+from _pg import postgres_schema_url
 from keel.store import Database, Edge, add_edges, walk
 
 TARGET_MS = 50.0
@@ -150,23 +148,11 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 result = run_backend("sqlite", f"sqlite:///{Path(tmp) / 'lineage.db'}", edges, roles, args.queries)
         elif backend == "postgresql":
-            base = os.environ.get("KEEL_BENCH_POSTGRES_URL") or os.environ.get("KEEL_TEST_POSTGRES_URL")
-            if not base:
-                print("skipping postgresql: set KEEL_BENCH_POSTGRES_URL", file=sys.stderr)
-                continue
-            schema = f"keel_bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(make_url(base).set(drivername="postgresql+psycopg"))
-            with admin.begin() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            try:
-                url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-                result = run_backend(
-                    "postgresql", url.render_as_string(hide_password=False), edges, roles, args.queries
-                )
-            finally:
-                with admin.begin() as conn:
-                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-                admin.dispose()
+            with postgres_schema_url() as url:
+                if url is None:
+                    print("skipping postgresql: set KEEL_BENCH_POSTGRES_URL", file=sys.stderr)
+                    continue
+                result = run_backend("postgresql", url, edges, roles, args.queries)
         else:
             parser.error(f"unknown backend {backend!r}; expected sqlite or postgresql")
         print(json.dumps(result), flush=True)

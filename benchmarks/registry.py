@@ -14,20 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
+from _pg import postgres_schema_url
 from keel.core.ids import canonical_json, new_ulid
 from keel.registry import list_runs
 from keel.store import Database
@@ -154,21 +150,11 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 result = run_backend("sqlite", f"sqlite:///{Path(tmp) / 'registry.db'}", data, args.repeats)
         elif backend == "postgresql":
-            base = os.environ.get("KEEL_BENCH_POSTGRES_URL") or os.environ.get("KEEL_TEST_POSTGRES_URL")
-            if not base:
-                print("skipping postgresql: set KEEL_BENCH_POSTGRES_URL", file=sys.stderr)
-                continue
-            schema = f"keel_bench_{uuid.uuid4().hex[:8]}"
-            admin = create_engine(make_url(base).set(drivername="postgresql+psycopg"))
-            with admin.begin() as conn:
-                conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            try:
-                url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-                result = run_backend("postgresql", url.render_as_string(hide_password=False), data, args.repeats)
-            finally:
-                with admin.begin() as conn:
-                    conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-                admin.dispose()
+            with postgres_schema_url() as url:
+                if url is None:
+                    print("skipping postgresql: set KEEL_BENCH_POSTGRES_URL", file=sys.stderr)
+                    continue
+                result = run_backend("postgresql", url, data, args.repeats)
         else:
             parser.error(f"unknown backend {backend!r}; expected sqlite or postgresql")
         print(json.dumps(result), flush=True)

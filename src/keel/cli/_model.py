@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from keel.cli._context import console, get_store, print_json
-from keel.cli._render import human_bytes
+from keel.cli._render import alias_history_table, alias_move, human_bytes
 from keel.core.clock import format_time
 from keel.registry import (
     AliasEvent,
@@ -96,9 +96,7 @@ def show(
 
 
 def _print_event(event: AliasEvent) -> None:
-    before = f"v{event.from_version}" if event.from_version else "(unset)"
-    after = f"v{event.to_version}" if event.to_version else "(removed)"
-    console().print(f"{event.name}@{event.alias}: {before} → {after}  ({event.reason})")
+    console().print(alias_move(event))
 
 
 @model_app.command("alias")
@@ -154,13 +152,7 @@ def history_command(
     if json_output:
         print_json([event.to_json() for event in moves])
         return
-    table = Table("#", "time (UTC)", "alias", "from", "to", "actor", "reason", "evidence")
-    for e in moves:
-        table.add_row(
-            str(e.id), format_time(e.at)[:19], e.alias, f"v{e.from_version}" if e.from_version else "—",
-            f"v{e.to_version}" if e.to_version else "(removed)", e.actor, e.reason, e.evidence or "",
-        )  # fmt: skip
-    console().print(table if moves else f"No alias of {name} has been set yet.")
+    console().print(alias_history_table(moves) if moves else f"No alias of {name} has been set yet.")
 
 
 @model_app.command("pull")

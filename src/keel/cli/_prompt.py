@@ -11,10 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from keel.cli._context import console, get_store, print_json
+from keel.cli._render import alias_history_table, alias_move
 from keel.core.clock import format_time
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json
-from keel.registry._aliases import AliasEvent
 from keel.registry._prompts import (
     alias_prompt,
     create_prompt,
@@ -136,11 +136,6 @@ def render(
         typer.echo(rendered.text)
 
 
-def _moved(event: AliasEvent) -> str:
-    before = f"v{event.from_version}" if event.from_version is not None else "(unset)"
-    return f"{event.name}@{event.alias}: {before} → v{event.to_version}"
-
-
 @prompt_app.command("alias")
 def alias(
     ctx: typer.Context,
@@ -156,7 +151,7 @@ def alias(
     if json_output:
         print_json(event.to_json())
     else:
-        console().print(f"Moved {escape(_moved(event))}")
+        console().print(f"Moved {alias_move(event)}")
 
 
 @prompt_app.command("rollback")
@@ -173,7 +168,7 @@ def rollback(
     if json_output:
         print_json(event.to_json())
     else:
-        console().print(f"Rolled back {escape(_moved(event))}")
+        console().print(f"Rolled back {alias_move(event)}")
 
 
 @prompt_app.command("history")
@@ -191,19 +186,7 @@ def history(
     if not found:
         console().print(f"No alias of prompt {escape(name)} has been moved yet.")
         return
-    table = Table("id", "time (UTC)", "alias", "from", "to", "actor", "reason", "evidence")
-    for event in found:
-        table.add_row(
-            str(event.id),
-            format_time(event.at)[:19],
-            event.alias,
-            "" if event.from_version is None else f"v{event.from_version}",
-            "(removed)" if event.to_version is None else f"v{event.to_version}",
-            escape(event.actor),
-            escape(event.reason),
-            escape(event.evidence or ""),
-        )
-    console().print(table)
+    console().print(alias_history_table(found))
 
 
 @prompt_app.command("list")

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-__all__ = ["duration", "human_bytes", "sparkline"]
+from rich.markup import escape
+from rich.table import Table
+
+from keel.core.clock import format_time
+from keel.registry import AliasEvent
+
+__all__ = ["alias_history_table", "alias_move", "duration", "human_bytes", "sparkline"]
 
 _BARS = "▁▂▃▄▅▆▇█"
 
@@ -51,3 +57,27 @@ def duration(start: datetime, end: datetime | None) -> str:
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s" if minutes else f"{seconds}s"
+
+
+def alias_move(event: AliasEvent) -> str:
+    """One alias move as Rich-safe text: `chat@production: v2 → v1  (reason)`."""
+    before = "(unset)" if event.from_version is None else f"v{event.from_version}"
+    after = "(removed)" if event.to_version is None else f"v{event.to_version}"
+    return escape(f"{event.name}@{event.alias}: {before} → {after}  ({event.reason})")
+
+
+def alias_history_table(events: Sequence[AliasEvent]) -> Table:
+    """Every move of a model's or prompt's aliases, oldest first, user text escaped."""
+    table = Table("#", "time (UTC)", "alias", "from", "to", "actor", "reason", "evidence")
+    for e in events:
+        table.add_row(
+            str(e.id),
+            format_time(e.at)[:19],
+            escape(e.alias),
+            "—" if e.from_version is None else f"v{e.from_version}",
+            "(removed)" if e.to_version is None else f"v{e.to_version}",
+            escape(e.actor),
+            escape(e.reason),
+            escape(e.evidence or ""),
+        )
+    return table
