@@ -167,3 +167,9 @@ def test_normalize_can_add_a_column_with_numbers_dates_and_money_abstracted() ->
 def test_normalize_repairs_ascii_damage_too() -> None:
     result = _step("normalize").apply(_table(["AT&amp;T said\r\nhello", "café AT&amp;T"]))
     assert result.table.column("text").to_pylist() == ["AT&T said\nhello", "café AT&T"]
+
+
+def test_normalize_collapses_every_kind_of_horizontal_whitespace() -> None:
+    texts = ["a \u00a0 b\u2003c\t\td  e\u3000f", "one two", "x\r\n\n\n\ny"]
+    result = _step("normalize", fix_unicode=False).apply(_table(texts))
+    assert result.table.column("text").to_pylist() == ["a b c d e f", "one two", "x \n\ny"]
