@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from keel.core.errors import ConfigError, InputError
-from keel.data._readers import Problem, ProblemReason
+from keel.data._readers import Problem, ProblemReason, _mtime
 from keel.data._records import make_record
 
 if TYPE_CHECKING:
@@ -294,10 +294,6 @@ def _html_parts(raw: bytes, declared_charset: str | None, extractor: Extractor) 
 # --- readers ----------------------------------------------------------------------------------------------
 
 
-def _mtime(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-
-
 def read_html_file(path: Path, extractor: Extractor = DEFAULT_EXTRACTOR) -> Iterator[dict[str, Any] | Problem]:
     """Yield one record for an `.html`/`.htm` file, or one `Problem` saying why there is none.
 
@@ -307,22 +303,26 @@ def read_html_file(path: Path, extractor: Extractor = DEFAULT_EXTRACTOR) -> Iter
     Raises:
         InputError: `extractor` is unknown (raised at the call, before any reading).
     """
-    return _iter_html_file(path, _check_extractor(extractor))
+    chosen = _check_extractor(extractor)
+    return _single_document(path, "html", lambda raw: _html_parts(raw, None, chosen))
 
 
-def _iter_html_file(path: Path, extractor: Extractor) -> Iterator[dict[str, Any] | Problem]:
+def _single_document(
+    path: Path, fmt: str, parse: Callable[[bytes], tuple[str, dict[str, Any]] | _Reject]
+) -> Iterator[dict[str, Any] | Problem]:
+    """One record (or one Problem) for a file that holds one document: an HTML page, a PDF."""
     uri = path.resolve().as_uri()
     try:
         raw, fetched = path.read_bytes(), _mtime(path)
     except OSError as exc:
         yield _problem(uri, None, ProblemReason.UNREADABLE_FILE, f"{type(exc).__name__}: {exc}")
         return
-    parts = _html_parts(raw, None, extractor)
+    parts = parse(raw)
     if isinstance(parts, _Reject):
         yield _problem(uri, None, parts.reason, parts.detail)
         return
     text, meta = parts
-    yield make_record(text, uri, 0, raw, fetched, {"format": "html", "filename": path.name, **meta})
+    yield make_record(text, uri, 0, raw, fetched, {"format": fmt, "filename": path.name, **meta})
 
 
 def read_warc_file(path: Path, extractor: Extractor = DEFAULT_EXTRACTOR) -> Iterator[dict[str, Any] | Problem]:
@@ -505,22 +505,7 @@ def read_pdf_file(path: Path) -> Iterator[dict[str, Any] | Problem]:
     text layer (a scan) is `no_text_layer`: it needs OCR, which this reader does not do.
     """
     _require("pdf")
-    return _iter_pdf_file(path)
-
-
-def _iter_pdf_file(path: Path) -> Iterator[dict[str, Any] | Problem]:
-    uri = path.resolve().as_uri()
-    try:
-        raw, fetched = path.read_bytes(), _mtime(path)
-    except OSError as exc:
-        yield _problem(uri, None, ProblemReason.UNREADABLE_FILE, f"{type(exc).__name__}: {exc}")
-        return
-    parts = _pdf_parts(raw)
-    if isinstance(parts, _Reject):
-        yield _problem(uri, None, parts.reason, parts.detail)
-        return
-    text, meta = parts
-    yield make_record(text, uri, 0, raw, fetched, {"format": "pdf", "filename": path.name, **meta})
+    return _single_document(path, "pdf", _pdf_parts)
 
 
 def _pdf_failures() -> tuple[type[BaseException], ...]:

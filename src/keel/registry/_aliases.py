@@ -15,10 +15,18 @@ from sqlalchemy import Connection, Table, and_, delete, func, select, update
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.registry._refs import Ref, Subject, check_alias
-from keel.store import Store
+from keel.store import Store, insert_for
 from keel.store.schema import alias_events, aliases, model_versions, prompt_versions
 
-__all__ = ["AliasEvent", "aliases_of", "history", "move_alias", "previous_version", "resolve_version"]
+__all__ = [
+    "AliasEvent",
+    "aliases_of",
+    "history",
+    "lock_name",
+    "move_alias",
+    "previous_version",
+    "resolve_version",
+]
 
 _VERSIONS: dict[str, Table] = {"model": model_versions, "prompt": prompt_versions}
 
@@ -51,6 +59,15 @@ class AliasEvent:
             "evidence": self.evidence,
             "at": format_time(self.at),
         }
+
+
+def lock_name(conn: Connection, table: Table, name: str, at: datetime) -> None:
+    """Create the model's or prompt's row if needed and lock it, so concurrent creators number versions in turn.
+
+    FOR UPDATE serialises them on PostgreSQL; on SQLite the write transaction already holds the lock.
+    """
+    conn.execute(insert_for(conn, table).values(name=name, created_at=at).on_conflict_do_nothing())
+    conn.execute(select(table.c.name).where(table.c.name == name).with_for_update())
 
 
 def latest_version(conn: Connection, subject: Subject, name: str) -> int | None:

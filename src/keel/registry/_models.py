@@ -21,9 +21,17 @@ from sqlalchemy import Connection, select
 from keel.core.clock import format_time
 from keel.core.errors import InputError, IntegrityError, NotFoundError
 from keel.core.ids import canonical_json
-from keel.registry._aliases import AliasEvent, aliases_of, history, move_alias, previous_version, resolve_version
+from keel.registry._aliases import (
+    AliasEvent,
+    aliases_of,
+    history,
+    lock_name,
+    move_alias,
+    previous_version,
+    resolve_version,
+)
 from keel.registry._refs import Ref, check_name, parse_ref
-from keel.store import Store, add_edge, add_node, insert_for, read_bytes
+from keel.store import Store, add_edge, add_node, read_bytes
 from keel.store.schema import model_versions, models, run_artifacts, runs
 
 __all__ = [
@@ -207,9 +215,7 @@ def register_model(
     manifest = {"schema": MANIFEST_SCHEMA, "format": fmt, "files": [_entry(f) for f in files]}
     manifest_info = store.put_blob(io.BytesIO(canonical_json(manifest).encode()))
     with store.db.write() as conn:
-        conn.execute(insert_for(conn, models).values(name=name, created_at=store.clock()).on_conflict_do_nothing())
-        # Lock the model's row so concurrent registrations of one name number their versions in turn.
-        conn.execute(select(models.c.name).where(models.c.name == name).with_for_update())
+        lock_name(conn, models, name, store.clock())
         latest = conn.execute(
             select(model_versions)
             .where(model_versions.c.name == name)

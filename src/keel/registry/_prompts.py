@@ -33,12 +33,13 @@ from keel.registry._aliases import (
     aliases_of,
     history,
     latest_version,
+    lock_name,
     move_alias,
     previous_version,
     resolve_version,
 )
 from keel.registry._refs import Ref, check_name, parse_ref
-from keel.store import Store, add_edge, add_node, insert_for, node_id
+from keel.store import Store, add_edge, add_node, node_id
 from keel.store.schema import aliases, prompt_versions, prompts
 
 __all__ = [
@@ -363,13 +364,6 @@ def _node(name: str, version: int) -> str:
     return node_id(_NODE_KIND, f"{name}@v{version}")
 
 
-def _lock_prompt(conn: Connection, name: str, at: datetime) -> None:
-    """Create the `prompts` row if needed and lock it, so concurrent creators number versions in turn."""
-    conn.execute(insert_for(conn, prompts).values(name=name, created_at=at).on_conflict_do_nothing())
-    # FOR UPDATE on PostgreSQL; SQLite's write transaction already holds the database's write lock.
-    conn.execute(select(prompts.c.name).where(prompts.c.name == name).with_for_update())
-
-
 def _load(conn: Connection, name: str, version: int) -> PromptVersion:
     row = conn.execute(
         select(prompt_versions).where(prompt_versions.c.name == name, prompt_versions.c.version == version)
@@ -435,7 +429,7 @@ def create_prompt(
     content = _prepare(raw, f"prompt {name!r}")
     with store.db.write() as conn:
         at = store.clock()
-        _lock_prompt(conn, name, at)
+        lock_name(conn, prompts, name, at)
         latest = latest_version(conn, "prompt", name)
         if latest is not None:
             current = _load(conn, name, latest)
