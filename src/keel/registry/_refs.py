@@ -13,7 +13,7 @@ from keel.core.errors import InputError
 
 __all__ = ["NAME_PATTERN", "Ref", "Subject", "check_alias", "check_name", "parse_ref", "parse_version"]
 
-Subject = Literal["model", "prompt"]
+Subject = Literal["model", "prompt", "dataset"]
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _NAME = re.compile(NAME_PATTERN)

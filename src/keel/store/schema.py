@@ -34,6 +34,11 @@ __all__ = [
     "audit_events",
     "audit_head",
     "blobs",
+    "dataset_records",
+    "dataset_shards",
+    "dataset_version_shards",
+    "dataset_versions",
+    "datasets",
     "lineage_edges",
     "lineage_nodes",
     "metadata",
@@ -285,3 +290,69 @@ alias_events = Table(
     Index(None, "subject", "name", "id"),
     comment="Append-only history of every alias move: the rollback trail.",
 )
+
+# ---------------------------------------------------------------------------------------------
+# Datasets (keel.data): immutable, content-addressed versions made of shared Parquet shards.
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("description", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="A named line of dataset versions.",
+)
+
+dataset_versions = Table(
+    "dataset_versions",
+    metadata,
+    Column("name", String(128), ForeignKey("datasets.name"), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), ForeignKey("blobs.digest"), nullable=False, unique=True, comment="manifest sha256"),
+    Column("num_rows", BigInteger, nullable=False),
+    Column("num_bytes", BigInteger, nullable=False, comment="bytes of the live shards it reads"),
+    Column("new_bytes", BigInteger, nullable=False, comment="bytes this version added to the blob store"),
+    Column("message", Text, nullable=True),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="An immutable dataset version (NAME@vN) whose identity is the sha256 of its manifest blob.",
+)
+
+dataset_shards = Table(
+    "dataset_shards",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("digest", String(64), ForeignKey("blobs.digest"), nullable=False, unique=True, comment="Parquet blob"),
+    Column("keys_digest", String(64), ForeignKey("blobs.digest"), nullable=False, comment="ids and row hashes"),
+    Column("num_rows", BigInteger, nullable=False),
+    comment="Each Parquet shard any version uses, stored once however many versions share it.",
+)
+
+dataset_version_shards = Table(
+    "dataset_version_shards",
+    metadata,
+    Column("digest", String(64), ForeignKey("dataset_versions.digest"), primary_key=True),
+    Column("ordinal", Integer, primary_key=True),
+    Column("shard_id", Integer, ForeignKey("dataset_shards.id"), nullable=False, index=True),
+    Column("deletes_digest", String(64), ForeignKey("blobs.digest"), nullable=True, comment="rows this version skips"),
+    Column("live_rows", BigInteger, nullable=False),
+    comment="The ordered shards of each version, each with the rows it deletes from that shard.",
+)
+
+dataset_records = Table(
+    "dataset_records",
+    metadata,
+    Column("shard_id", Integer, ForeignKey("dataset_shards.id"), primary_key=True),
+    Column("row", BigInteger, primary_key=True),
+    Column("record_id", String(255), nullable=False, index=True),
+    comment="Where each record id sits in which shard: the index behind `keel data trace`.",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Retrieval indexes (keel.index): migration 0005.
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation (keel.evals): migration 0006.
+
+# ---------------------------------------------------------------------------------------------
+# Serving (keel.serve, keel.monitor): deployments, API keys, traces; migration 0007.
