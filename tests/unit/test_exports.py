@@ -12,7 +12,7 @@ EXPECTED = {
         "init_workspace", "list_runs", "load_settings", "open_store", "register_model", "render_prompt", "start_run",
     ],
     "keel.core": [
-        "BlobCorruptedError", "BlobNotFoundError", "Clock", "ConfigError", "DatabaseUnavailableError", "InputError",
+        "BlobCorruptedError", "BlobNotFoundError", "Clock", "ConfigError", "ConflictError", "DatabaseUnavailableError", "InputError",
         "IntegrityError", "KeelError", "NotFoundError", "SchemaError", "Settings", "StoreError",
         "WorkspaceNotFoundError", "canonical_json", "find_workspace", "format_time", "is_sha256", "load_settings",
         "new_ulid", "require_sha256", "sha256_hex", "system_clock",
@@ -39,6 +39,11 @@ EXPECTED = {
         "build_steps", "detect_format",
         "load_recipe", "make_record", "minhash_signatures", "parse_recipe", "quality_signals", "read_file",
         "record_id", "records_to_table", "redact",
+        # dataset versions
+        "DatasetVersion", "Expectations", "RecordTrace", "ShardEntry", "ValidationReport", "VersionDiff",
+        "commit_version", "diff_versions", "export_version", "get_version", "iter_batches", "list_datasets",
+        "list_versions", "load_expectations", "load_version", "row_hashes", "split_assignments", "split_version",
+        "tag_version", "to_hf_dataset", "trace_record", "validate_version",
     ],
 }  # fmt: skip
 

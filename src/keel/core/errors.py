@@ -10,6 +10,7 @@ is not a `KeelError` is a bug and keeps its traceback.
     ├── InputError                  a malformed argument (node id, digest, reference)
     ├── NotFoundError               a named object does not exist
     │   └── BlobNotFoundError
+    ├── ConflictError               another writer changed the object first; retry
     ├── StoreError                  the metadata database or blob store failed
     │   ├── DatabaseUnavailableError
     │   ├── SchemaError             database schema missing, ahead of or behind this Keel
@@ -23,6 +24,7 @@ __all__ = [
     "BlobCorruptedError",
     "BlobNotFoundError",
     "ConfigError",
+    "ConflictError",
     "DatabaseUnavailableError",
     "InputError",
     "IntegrityError",
@@ -68,6 +70,10 @@ class InputError(KeelError):
 
 class NotFoundError(KeelError):
     """A named object does not exist in this workspace."""
+
+
+class ConflictError(KeelError):
+    """Another writer changed the object first (e.g. a dataset moved on during a commit); retry."""
 
 
 class BlobNotFoundError(NotFoundError):

@@ -1,0 +1,68 @@
+"""Per-column statistics of a dataset version, kept in its manifest and compared by `diff`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["column_stats", "stats_changes"]
+
+
+def _scalar(value: pa.Scalar) -> Any:
+    out = value.as_py()
+    if isinstance(out, float):
+        return round(out, 6)
+    return out if isinstance(out, int | str | bool) or out is None else str(out)
+
+
+def _one(column: pa.ChunkedArray) -> dict[str, Any]:
+    kind = column.type
+    stats: dict[str, Any] = {"type": str(kind), "nulls": column.null_count}
+    valid = len(column) - column.null_count
+    if valid == 0:
+        return stats
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        lengths = pc.utf8_length(column)
+        stats |= {
+            "min_length": _scalar(pc.min(lengths)),
+            "max_length": _scalar(pc.max(lengths)),
+            "mean_length": _scalar(pc.mean(lengths)),
+            "empty": int(pc.sum(pc.equal(lengths, 0)).as_py() or 0),
+        }
+    elif pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        stats |= {"min": _scalar(pc.min(column)), "max": _scalar(pc.max(column)), "mean": _scalar(pc.mean(column))}
+    elif pa.types.is_boolean(kind):
+        stats["true"] = int(pc.sum(column).as_py() or 0)
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        lengths = pc.list_value_length(column)
+        stats |= {"mean_items": _scalar(pc.mean(lengths)), "max_items": _scalar(pc.max(lengths))}
+    elif pa.types.is_temporal(kind):
+        stats |= {"min": _scalar(pc.min(column)), "max": _scalar(pc.max(column))}
+    return stats
+
+
+def column_stats(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Type, null count and a few summary numbers for each column.
+
+    Examples:
+        >>> import pyarrow as pa
+        >>> column_stats(pa.table({"text": ["ab", "", None]}))["text"]
+        {'type': 'string', 'nulls': 1, 'min_length': 0, 'max_length': 2, 'mean_length': 1.0, 'empty': 1}
+    """
+    return {name: _one(table.column(name)) for name in table.column_names}
+
+
+def stats_changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For each column in both, the statistics whose value changed, as {stat: [before, after]}."""
+    changes: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(before) & set(after)):
+        diff = {
+            key: [before[name].get(key), after[name].get(key)]
+            for key in sorted(set(before[name]) | set(after[name]))
+            if key != "type" and before[name].get(key) != after[name].get(key)
+        }
+        if diff:
+            changes[name] = diff
+    return changes

@@ -1,0 +1,159 @@
+"""Content hashes of table rows, computed column by column with numpy.
+
+Dataset versions need one 64-bit hash per record to tell unchanged records from changed ones
+between versions. No library gives a row hash over Arrow data with nested types (pandas'
+`hash_pandas_object` stringifies lists and structs row by row, ~10x slower on curation output
+with `source`, `quality_signals` and `pii_spans` columns), so this module hashes each column
+into a uint64 vector — strings with xxh3, fixed-width values and nested children with a
+vectorised splitmix64 mix — and folds the columns together. The hash is a function of the
+column names, types' logical values and order of list elements; it is stable across processes,
+platforms and pyarrow versions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import numpy as np
+import pyarrow as pa
+import xxhash
+
+__all__ = ["column_hashes", "row_hashes"]
+
+_U64 = np.uint64
+_NULL = np.array([0x6E756C6C6E756C6C], dtype=_U64)  # "nullnull"
+_GOLDEN = np.array([0x9E3779B97F4A7C15], dtype=_U64)
+_M1 = np.array([0xBF58476D1CE4E5B9], dtype=_U64)
+_M2 = np.array([0x94D049BB133111EB], dtype=_U64)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser over a uint64 vector (wrapping arithmetic, no warnings on arrays)."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> _U64(30))) * _M1
+    z = (z ^ (z >> _U64(27))) * _M2
+    return z ^ (z >> _U64(31))
+
+
+def _salt(text: str) -> np.ndarray:
+    return np.array([xxhash.xxh3_64_intdigest(text.encode())], dtype=_U64)
+
+
+def _with_nulls(values: np.ndarray, array: pa.Array) -> np.ndarray:
+    if array.null_count:
+        valid = np.asarray(array.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        values = np.where(valid, values, _NULL)
+    return values
+
+
+def _strings(array: pa.Array) -> np.ndarray:
+    digest = xxhash.xxh3_64_intdigest
+    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
+        items: Iterable[bytes | None] = array.to_pylist()
+        return np.fromiter((_NULL[0] if b is None else digest(b) for b in items), dtype=_U64, count=len(array))
+    return np.fromiter(
+        (_NULL[0] if s is None else digest(s.encode("utf-8", "surrogatepass")) for s in array.to_pylist()),
+        dtype=_U64,
+        count=len(array),
+    )
+
+
+def _fixed_width(array: pa.Array) -> np.ndarray:
+    kind = array.type
+    if pa.types.is_boolean(kind):
+        values = np.asarray(array.fill_null(False).to_numpy(zero_copy_only=False), dtype=_U64)
+    elif pa.types.is_floating(kind):
+        floats = np.asarray(array.cast(pa.float64()).fill_null(0).to_numpy(zero_copy_only=False), dtype=np.float64)
+        floats = np.where(floats == 0.0, 0.0, floats)  # -0.0 and 0.0 are the same value
+        values = floats.view(_U64)
+    else:  # integers, dates, times, timestamps, durations: their integer representation
+        storage = array
+        if not pa.types.is_integer(kind):
+            storage = array.view(pa.int64() if kind.bit_width == 64 else pa.int32())
+        values = np.asarray(storage.fill_null(0).to_numpy(zero_copy_only=False)).astype(np.int64).view(_U64)
+    return _with_nulls(_mix(values), array)
+
+
+def _list(array: pa.Array) -> np.ndarray:
+    offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
+    child = column_hashes(array.values.slice(offsets[0], offsets[-1] - offsets[0]))
+    offsets = offsets - offsets[0]
+    lengths = np.diff(offsets)
+    # Position inside its list, so [a, b] and [b, a] differ.
+    position = np.arange(len(child), dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+    mixed = _mix(child ^ _mix(position.astype(_U64)))
+    total = np.concatenate([np.zeros(1, dtype=_U64), np.cumsum(mixed, dtype=_U64)])
+    sums = total[offsets[1:]] - total[offsets[:-1]]  # wrapping differences: empty lists give 0
+    return _with_nulls(_mix(sums ^ _mix(lengths.astype(_U64))), array)
+
+
+def _struct(array: pa.StructArray) -> np.ndarray:
+    acc = np.zeros(len(array), dtype=_U64)
+    for i in range(array.type.num_fields):
+        field = array.type.field(i)
+        acc = _mix(acc ^ _salt(field.name)) + column_hashes(array.field(i))
+    return _with_nulls(_mix(acc), array)
+
+
+def _fallback(array: pa.Array) -> np.ndarray:
+    """Types without a vectorised path (maps, decimals, unions): canonical JSON of each value."""
+    digest = xxhash.xxh3_64_intdigest
+    values = (
+        _NULL[0] if v is None else digest(json.dumps(v, sort_keys=True, default=str).encode())
+        for v in array.to_pylist()
+    )
+    return np.fromiter(values, dtype=_U64, count=len(array))
+
+
+def column_hashes(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """One uint64 hash per value of `array`, equal for equal values of the same logical type.
+
+    Examples:
+        >>> import pyarrow as pa
+        >>> h = column_hashes(pa.array(["a", "b", "a", None]))
+        >>> bool(h[0] == h[2]), bool(h[0] == h[1]), h.dtype.name
+        (True, False, 'uint64')
+    """
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        return column_hashes(array.dictionary_decode())
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return _strings(array.cast(pa.large_string()) if pa.types.is_string_view(kind) else array)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return _strings(array)
+    if pa.types.is_null(kind):
+        return np.full(len(array), _NULL[0], dtype=_U64)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _list(array)
+    if pa.types.is_struct(kind):
+        return _struct(array)
+    if (
+        pa.types.is_boolean(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_temporal(kind)
+    ):
+        return _fixed_width(array)
+    return _fallback(array)
+
+
+def row_hashes(table: pa.Table, exclude: Iterable[str] = ("id",)) -> np.ndarray:
+    """One uint64 content hash per row over every column but `exclude`, by column name.
+
+    Column order does not matter; column names and values do.
+
+    Examples:
+        >>> import pyarrow as pa
+        >>> t = pa.table({"id": ["1", "2", "3"], "text": ["x", "y", "x"], "n": [1, 2, 1]})
+        >>> h = row_hashes(t)
+        >>> bool(h[0] == h[2]), bool(h[0] == h[1])
+        (True, False)
+    """
+    skip = set(exclude)
+    acc = np.zeros(table.num_rows, dtype=_U64)
+    for name in sorted(n for n in table.column_names if n not in skip):
+        acc = acc + _mix(column_hashes(table.column(name)) ^ _salt(name))  # order-free fold over columns
+    return _mix(acc)

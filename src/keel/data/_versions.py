@@ -1,0 +1,597 @@
+"""Dataset versions: immutable, content-addressed manifests over shared Parquet shards.
+
+A version's manifest (ordered shards with their deletion vectors, Arrow schema, row count,
+column statistics, what produced it, its parents and creator) is a blob; its sha256 is the
+version's identity, and `NAME@vN`, `NAME@latest` and tags are names for it. A commit matches
+the new rows against the parent's by (`id`, content hash): rows the parent already stores are
+reused in place, rows it no longer has go into the shard's deletion vector, and only new or
+changed rows are written, so a version that changes 1% of its records stores about 1% of the bytes.
+
+Row order: rows kept from the parent come first in the parent's order, then new rows in input
+order. A commit is one database transaction after its blobs are written: a crash leaves at most
+unreferenced blobs, never a half-visible version.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from sqlalchemy import Connection, select
+
+from keel.core.clock import format_time
+from keel.core.errors import ConflictError, InputError, NotFoundError
+from keel.core.ids import canonical_json
+from keel.data._column_stats import column_stats
+from keel.data._hashing import row_hashes
+from keel.data._shards import (
+    ShardFiles,
+    read_deletes,
+    read_inputs,
+    read_keys,
+    read_shard,
+    write_deletes,
+    write_shard,
+)
+from keel.registry._aliases import aliases_of, lock_name, move_alias, resolve_version
+from keel.registry._refs import check_name, parse_ref
+from keel.store import BlobInfo, Store, add_edge, add_node, insert_for, read_bytes
+from keel.store.schema import (
+    blobs,
+    dataset_shards,
+    dataset_version_shards,
+    dataset_versions,
+    datasets,
+)
+
+__all__ = [
+    "MANIFEST_FORMAT",
+    "DatasetVersion",
+    "ShardEntry",
+    "commit_version",
+    "get_version",
+    "iter_batches",
+    "list_datasets",
+    "list_versions",
+    "load_version",
+    "tag_version",
+]
+
+MANIFEST_FORMAT = "keel.dataset-version/1"
+SHARD_ROWS = 100_000
+COMPACT_BELOW = 0.5  # a reused shard with fewer live rows than this share is rewritten
+
+
+@dataclass(frozen=True, slots=True)
+class ShardEntry:
+    """One shard of a version: its blobs, its rows, and the rows this version deletes from it."""
+
+    digest: str
+    keys: str
+    rows: int
+    bytes: int
+    deletes: str | None
+    live_rows: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as it appears in the manifest."""
+        return {
+            "digest": self.digest,
+            "keys": self.keys,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "deletes": self.deletes,
+            "live_rows": self.live_rows,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """An immutable dataset version, `NAME@vN`, identified by the sha256 of its manifest."""
+
+    name: str
+    version: int
+    digest: str
+    num_rows: int
+    num_bytes: int
+    new_bytes: int
+    message: str | None
+    created_by: str
+    created_at: datetime
+    manifest: dict[str, Any] = field(repr=False)
+    tags: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        """`NAME@vN`."""
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def node(self) -> str:
+        """Its node id in the lineage graph."""
+        return f"dataset-version:{self.ref}"
+
+    @cached_property
+    def schema(self) -> pa.Schema:
+        """The Arrow schema of its rows."""
+        return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(self.manifest["arrow_schema"])))
+
+    @property
+    def shards(self) -> list[ShardEntry]:
+        """Its shards in order."""
+        return [ShardEntry(**entry) for entry in self.manifest["shards"]]
+
+    @property
+    def parents(self) -> list[str]:
+        """Manifest digests of the versions it was derived from."""
+        return list(self.manifest["parents"])
+
+    @property
+    def producer(self) -> dict[str, Any]:
+        """The command, recipe or run that made it."""
+        return dict(self.manifest["producer"])
+
+    @property
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per-column statistics."""
+        return dict(self.manifest["stats"])
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything `keel data show --json` prints."""
+        return {
+            "ref": self.ref,
+            "name": self.name,
+            "version": self.version,
+            "digest": self.digest,
+            "num_rows": self.num_rows,
+            "num_bytes": self.num_bytes,
+            "new_bytes": self.new_bytes,
+            "message": self.message,
+            "created_by": self.created_by,
+            "created_at": format_time(self.created_at),
+            "tags": list(self.tags),
+            "parents": self.parents,
+            "producer": self.producer,
+            "schema": [{"name": f.name, "type": str(f.type)} for f in self.schema],
+            "stats": self.stats,
+            "shards": [s.to_json() for s in self.shards],
+        }
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _row_to_version(store: Store, conn: Connection, row: Any) -> DatasetVersion:
+    manifest = _load_manifest(store, row.digest)
+    tags = tuple(sorted(a for a, v in aliases_of(conn, "dataset", row.name).items() if v == row.version))
+    return DatasetVersion(
+        name=row.name,
+        version=int(row.version),
+        digest=row.digest,
+        num_rows=int(row.num_rows),
+        num_bytes=int(row.num_bytes),
+        new_bytes=int(row.new_bytes),
+        message=row.message,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        manifest=manifest,
+        tags=tags,
+    )
+
+
+def _load_manifest(store: Store, digest: str) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(read_bytes(store.blobs, digest))
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise InputError(f"blob {digest[:12]} is not a dataset manifest (format {manifest.get('format')!r})")
+    return manifest
+
+
+def _resolve(store: Store, conn: Connection, ref: str) -> DatasetVersion:
+    if ref.startswith("sha256:"):
+        prefix = ref.removeprefix("sha256:")
+        rows = conn.execute(select(dataset_versions).where(dataset_versions.c.digest.startswith(prefix))).all()
+        if len(rows) != 1:
+            raise NotFoundError(f"expected one dataset version whose digest starts with {prefix!r}; found {len(rows)}")
+        return _row_to_version(store, conn, rows[0])
+    parsed = parse_ref(ref, "dataset")
+    version = resolve_version(conn, "dataset", parsed)
+    row = conn.execute(
+        select(dataset_versions).where(dataset_versions.c.name == parsed.name, dataset_versions.c.version == version)
+    ).one()
+    return _row_to_version(store, conn, row)
+
+
+def get_version(store: Store, ref: str) -> DatasetVersion:
+    """Resolve `NAME`, `NAME@vN`, `NAME@latest`, `NAME@<tag>` or `sha256:<prefix>` to a version.
+
+    Raises:
+        NotFoundError: No such dataset or version; the message says what exists.
+    """
+    with store.db.read() as conn:
+        return _resolve(store, conn, ref)
+
+
+def list_versions(store: Store, name: str) -> list[DatasetVersion]:
+    """Every version of `name`, newest first (`keel data log`)."""
+    check_name(name, "dataset")
+    with store.db.read() as conn:
+        rows = conn.execute(
+            select(dataset_versions).where(dataset_versions.c.name == name).order_by(dataset_versions.c.version.desc())
+        ).all()
+        if not rows:
+            raise NotFoundError(f"no dataset named {name!r} in this workspace", hint="list them with `keel data list`")
+        return [_row_to_version(store, conn, row) for row in rows]
+
+
+def list_datasets(store: Store) -> list[DatasetVersion]:
+    """The latest version of every dataset, by name."""
+    with store.db.read() as conn:
+        names = conn.scalars(select(datasets.c.name).order_by(datasets.c.name)).all()
+        return [_resolve(store, conn, name) for name in names]
+
+
+def _live_positions(store: Store, entry: ShardEntry) -> np.ndarray:
+    deleted = read_deletes(store.blobs, entry.deletes)
+    if not len(deleted):
+        return np.arange(entry.rows, dtype=np.int64)
+    return np.setdiff1d(np.arange(entry.rows, dtype=np.int64), deleted, assume_unique=True)
+
+
+def iter_batches(store: Store, ref: str | DatasetVersion, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
+    """The version's rows shard by shard, each shard's blob verified before use."""
+    version = ref if isinstance(ref, DatasetVersion) else get_version(store, ref)
+    for entry in version.shards:
+        table = read_shard(store.blobs, entry.digest, columns)
+        if entry.deletes is not None:
+            table = table.take(pa.array(_live_positions(store, entry)))
+        yield table
+
+
+def load_version(store: Store, ref: str | DatasetVersion, columns: Sequence[str] | None = None) -> pa.Table:
+    """Load a whole version as one pyarrow Table (blobs verified).
+
+    Examples:
+        >>> table = load_version(store, "support-docs@v2", columns=["id", "text"])  # doctest: +SKIP
+    """
+    version = ref if isinstance(ref, DatasetVersion) else get_version(store, ref)
+    tables = list(iter_batches(store, version, columns))
+    if not tables:
+        schema = version.schema if columns is None else pa.schema([version.schema.field(c) for c in columns])
+        return schema.empty_table()
+    return pa.concat_tables(tables)
+
+
+# --- committing ----------------------------------------------------------------------------
+
+
+def _prepare(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    table = table.replace_schema_metadata(None)
+    if table.num_columns == 0:
+        raise InputError("expected at least one column to commit; the input has none")
+    if "id" in table.column_names:
+        ids = table.column("id")
+        if not (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)):
+            if not pa.types.is_integer(ids.type):
+                raise InputError(f"expected the `id` column to hold strings or integers; found {ids.type}")
+            table = table.set_column(table.column_names.index("id"), "id", ids.cast(pa.string()))
+        if table.column("id").null_count:
+            raise InputError(
+                f"expected every record to have an `id`; {table.column('id').null_count} have none",
+                hint="drop the `id` column to let Keel derive ids from content, or fill it",
+            )
+        table = table.set_column(table.column_names.index("id"), "id", table.column("id").cast(pa.string()))
+        return table, row_hashes(table)
+    hashes = row_hashes(table)
+    ids = pa.array([f"{h:016x}" for h in hashes.tolist()], type=pa.string())
+    return table.add_column(0, "id", ids), hashes
+
+
+@dataclass
+class _Plan:
+    """How a commit reuses the base version's shards and which input rows it writes anew."""
+
+    entries: list[ShardEntry] = field(default_factory=list)  # reused entries, deletion vectors still to write
+    deletes: list[np.ndarray] = field(default_factory=list)
+    new_rows: list[int] = field(default_factory=list)
+    changed: bool = True
+
+
+def _plan(store: Store, base: DatasetVersion | None, table: pa.Table, hashes: np.ndarray) -> _Plan:
+    plan = _Plan()
+    if base is None or base.schema != table.schema:
+        plan.new_rows = list(range(table.num_rows))
+        return plan
+    wanted: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for index, key in enumerate(zip(table.column("id").to_pylist(), hashes.tolist(), strict=True)):
+        wanted[key].append(index)
+    for pending in wanted.values():
+        pending.reverse()  # pop() takes the first occurrence
+    for entry in base.shards:
+        ids, row_hash = read_keys(store.blobs, entry.keys)
+        live = _live_positions(store, entry)
+        kept: list[int] = []
+        taken_inputs: list[int] = []
+        for row in live.tolist():
+            matches = wanted.get((ids[row], int(row_hash[row])))
+            if matches:
+                kept.append(row)
+                taken_inputs.append(matches.pop())
+        if len(kept) < COMPACT_BELOW * entry.rows:
+            plan.new_rows.extend(taken_inputs)  # rewrite its survivors instead of keeping a sparse shard
+            continue
+        deleted = np.setdiff1d(np.arange(entry.rows, dtype=np.int64), np.asarray(kept, dtype=np.int64))
+        plan.entries.append(entry)
+        plan.deletes.append(deleted)
+    plan.new_rows.extend(i for pending in wanted.values() for i in pending)
+    plan.new_rows.sort()
+    unchanged_entries = all(
+        len(d) == len(read_deletes(store.blobs, e.deletes)) for e, d in zip(plan.entries, plan.deletes, strict=True)
+    )
+    plan.changed = bool(plan.new_rows) or len(plan.entries) != len(base.shards) or not unchanged_entries
+    return plan
+
+
+def _write_new(store: Store, table: pa.Table, hashes: np.ndarray, rows: list[int], shard_rows: int) -> list[ShardFiles]:
+    written = []
+    for start in range(0, len(rows), shard_rows):
+        index = np.asarray(rows[start : start + shard_rows], dtype=np.int64)
+        written.append(write_shard(store.blobs, table.take(pa.array(index)), hashes[index]))
+    return written
+
+
+def _schema_b64(schema: pa.Schema) -> str:
+    return base64.b64encode(schema.serialize().to_pybytes()).decode()
+
+
+@dataclass
+class _Staged:
+    manifest: dict[str, Any]
+    manifest_blob: BlobInfo
+    new_shards: list[ShardFiles]
+    new_blobs: list[BlobInfo]
+
+
+def _stage(
+    store: Store,
+    name: str,
+    table: pa.Table,
+    hashes: np.ndarray,
+    plan: _Plan,
+    parents: list[DatasetVersion],
+    producer: dict[str, Any],
+    shard_rows: int,
+) -> _Staged:
+    """Write every blob of the new version (shards, deletion vectors, manifest); touch no table."""
+    new_blobs: list[BlobInfo] = []
+    entries: list[ShardEntry] = []
+    for entry, deleted in zip(plan.entries, plan.deletes, strict=True):
+        vector = write_deletes(store.blobs, deleted) if len(deleted) else None
+        if vector is not None:
+            new_blobs.append(vector)
+        entries.append(
+            ShardEntry(
+                entry.digest,
+                entry.keys,
+                entry.rows,
+                entry.bytes,
+                vector.digest if vector else None,
+                entry.rows - len(deleted),
+            )
+        )
+    written = _write_new(store, table, hashes, plan.new_rows, shard_rows)
+    for files in written:
+        new_blobs += [files.data, files.keys]
+        entries.append(ShardEntry(files.data.digest, files.keys.digest, files.rows, files.data.size, None, files.rows))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "name": name,
+        "num_rows": table.num_rows,
+        "arrow_schema": _schema_b64(table.schema),
+        "schema": [{"name": f.name, "type": str(f.type)} for f in table.schema],
+        "shards": [e.to_json() for e in entries],
+        "stats": column_stats(table),
+        "producer": producer,
+        "parents": [p.digest for p in parents],
+        "created_by": store.actor,
+    }
+    manifest_blob = store.blobs.put_stream(io.BytesIO(canonical_json(manifest).encode()))
+    return _Staged(manifest, manifest_blob, written, new_blobs + [manifest_blob])
+
+
+def commit_version(
+    store: Store,
+    name: str,
+    data: pa.Table | Sequence[str | os.PathLike[str]],
+    *,
+    message: str | None = None,
+    parents: Sequence[str] | None = None,
+    producer: dict[str, Any] | None = None,
+    run_id: str | None = None,
+    inputs: Sequence[str] = (),
+    shard_rows: int = SHARD_ROWS,
+) -> tuple[DatasetVersion, bool]:
+    """Commit rows as the next version of dataset `name`.
+
+    Args:
+        store: The workspace store.
+        name: The dataset's name.
+        data: A pyarrow Table, or Parquet/JSONL files and directories of them (a curation output).
+        message: What changed, for `keel data log`.
+        parents: Refs of the versions it derives from; default the latest version of `name`.
+            The first parent is the base whose shards are reused.
+        producer: The command, recipe or run that made it (kept in the manifest).
+        run_id: The run that produced it: lineage `run → dataset-version`.
+        inputs: Lineage node ids of what it was made from (e.g. `source:<uri>`).
+        shard_rows: Rows per new Parquet shard.
+
+    Returns:
+        The version, and whether it is new (False when the rows equal the base version's).
+    """
+    check_name(name, "dataset")
+    if isinstance(data, pa.Table):
+        table, files = data, list[Path]()
+    else:
+        table, files = read_inputs(list(data))
+    table, hashes = _prepare(table)
+    with store.db.read() as conn:
+        if parents is None:
+            exists = conn.scalar(select(dataset_versions.c.version).where(dataset_versions.c.name == name).limit(1))
+            parent_versions = [_resolve(store, conn, name)] if exists is not None else []
+        else:
+            parent_versions = [_resolve(store, conn, ref) for ref in parents]
+    base = parent_versions[0] if parent_versions else None
+    plan = _plan(store, base, table, hashes)
+    if base is not None and base.name == name and not plan.changed:
+        return base, False
+    producer = dict(producer or {"command": "commit"})
+    if files:
+        producer.setdefault("files", [str(f) for f in files])
+    if run_id is not None:
+        producer.setdefault("run", run_id)
+    staged = _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows)
+    return _publish(store, name, staged, parent_versions, message, run_id, inputs), True
+
+
+def _register_shards(store: Store, conn: Connection, staged: _Staged) -> dict[str, int]:
+    digests = [e["digest"] for e in staged.manifest["shards"]]
+    rows = conn.execute(
+        select(dataset_shards.c.digest, dataset_shards.c.id).where(dataset_shards.c.digest.in_(digests))
+    )
+    ids = {r.digest: int(r.id) for r in rows}
+    for files in staged.new_shards:
+        if files.data.digest in ids:
+            continue  # the same rows were committed before: shared, indexed once
+        shard_id = conn.execute(
+            dataset_shards.insert().values(digest=files.data.digest, keys_digest=files.keys.digest, num_rows=files.rows)
+        ).inserted_primary_key
+        assert shard_id is not None
+        ids[files.data.digest] = int(shard_id[0])
+        record_ids, _ = read_keys(store.blobs, files.keys.digest)
+        _insert_records(conn, ids[files.data.digest], record_ids)
+    return ids
+
+
+def _insert_records(conn: Connection, shard_id: int, record_ids: list[str]) -> None:
+    """Index every record of a new shard by id (COPY on PostgreSQL: ~10x faster than INSERTs for 1M rows)."""
+    if not record_ids:
+        return
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy("COPY dataset_records (shard_id, row, record_id) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row, record_id in enumerate(record_ids):
+                copy.write_row((shard_id, row, record_id))
+        return
+    conn.exec_driver_sql(
+        "INSERT INTO dataset_records (shard_id, row, record_id) VALUES (?, ?, ?)",
+        [(shard_id, row, record_id) for row, record_id in enumerate(record_ids)],
+    )
+
+
+def _publish(
+    store: Store,
+    name: str,
+    staged: _Staged,
+    parent_versions: list[DatasetVersion],
+    message: str | None,
+    run_id: str | None,
+    inputs: Sequence[str],
+) -> DatasetVersion:
+    manifest = staged.manifest
+    at = store.clock()
+    with store.db.write() as conn:
+        lock_name(conn, datasets, name, at)
+        latest = conn.scalar(
+            select(dataset_versions.c.version)
+            .where(dataset_versions.c.name == name)
+            .order_by(dataset_versions.c.version.desc())
+            .limit(1)
+        )
+        same = conn.execute(
+            select(dataset_versions).where(dataset_versions.c.digest == staged.manifest_blob.digest)
+        ).first()
+        if same is not None:
+            return _row_to_version(store, conn, same)
+        base = parent_versions[0] if parent_versions else None
+        if base is not None and base.name == name and latest != base.version:
+            raise ConflictError(
+                f"dataset {name!r} moved to v{latest} while this commit was based on v{base.version}",
+                hint="commit again: the new commit is based on the latest version",
+            )
+        conn.execute(
+            insert_for(conn, blobs)
+            .values([{"digest": b.digest, "size": b.size, "created_at": at} for b in staged.new_blobs])
+            .on_conflict_do_nothing()
+        )
+        shard_ids = _register_shards(store, conn, staged)
+        version = (latest or 0) + 1
+        num_bytes = sum(e["bytes"] for e in manifest["shards"])
+        new_bytes = sum(b.size for b in staged.new_blobs)
+        conn.execute(
+            dataset_versions.insert().values(
+                name=name,
+                version=version,
+                digest=staged.manifest_blob.digest,
+                num_rows=manifest["num_rows"],
+                num_bytes=num_bytes,
+                new_bytes=new_bytes,
+                message=message,
+                created_by=store.actor,
+                created_at=at,
+            )
+        )
+        conn.execute(
+            dataset_version_shards.insert(),
+            [
+                {
+                    "digest": staged.manifest_blob.digest,
+                    "ordinal": i,
+                    "shard_id": shard_ids[e["digest"]],
+                    "deletes_digest": e["deletes"],
+                    "live_rows": e["live_rows"],
+                }
+                for i, e in enumerate(manifest["shards"])
+            ],
+        )
+        node = add_node(conn, f"dataset-version:{name}@v{version}", at=at)
+        for parent in parent_versions:
+            add_edge(conn, parent.node, node, "derived_from", at=at)
+        if run_id is not None:
+            add_edge(conn, f"run:{run_id}", node, "produced", at=at)
+        for upstream in inputs:
+            add_edge(conn, upstream, node, "ingested_into", at=at)
+        store.audit(
+            conn,
+            "dataset.commit",
+            node,
+            {
+                "digest": staged.manifest_blob.digest,
+                "rows": manifest["num_rows"],
+                "new_bytes": new_bytes,
+                "run": run_id,
+            },
+        )
+        row = conn.execute(
+            select(dataset_versions).where(dataset_versions.c.digest == staged.manifest_blob.digest)
+        ).one()
+        return _row_to_version(store, conn, row)
+
+
+def tag_version(store: Store, ref: str, tag: str, *, reason: str = "", remove: bool = False) -> DatasetVersion:
+    """Point tag `tag` of the dataset at `ref`'s version (or remove it); audited with its history."""
+    with store.db.write() as conn:
+        version = _resolve(store, conn, ref)
+        move_alias(
+            store, conn, "dataset", version.name, tag, None if remove else version.version, reason=reason or "tag"
+        )
+        return _resolve(store, conn, version.ref)
