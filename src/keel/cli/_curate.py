@@ -9,11 +9,14 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from keel.cli._context import console, print_json
+from keel.cli._context import console, get_store, print_json
 from keel.cli._render import human_bytes
+from keel.core.errors import WorkspaceNotFoundError
+from keel.store import Store
 
 if TYPE_CHECKING:
-    from keel.data import CurationReport
+    from keel.data import CurationReport, DatasetVersion
+    from keel.data import Progress as ProgressCallback
 
 __all__ = ["curate_app"]
 
@@ -48,21 +51,53 @@ def _summary(report: CurationReport) -> Table:
     return table
 
 
+def _open_workspace(ctx: typer.Context, dataset: str | None, commit: bool) -> Store | None:
+    """The workspace to commit into, or None to run without one (only when no dataset was asked for)."""
+    if not commit:
+        return None
+    try:
+        return get_store(ctx)
+    except WorkspaceNotFoundError:
+        if dataset is not None:
+            raise
+        return None
+
+
 @curate_app.command("run")
 def run(
+    ctx: typer.Context,
     recipe_path: RecipeArg,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad input item instead of quarantining it.")] = False,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset to commit the output to (default: the recipe file's name).")
+    ] = None,
+    commit: Annotated[bool, typer.Option(help="Commit the output as a dataset version when in a workspace.")] = True,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Run a recipe: Parquet shards, report.json and quarantine.jsonl in its output folder."""
-    from keel.data import LocalEngine, load_recipe
+    """Run a recipe: Parquet shards, report.json and quarantine.jsonl in its output folder.
+
+    Inside a workspace the run is recorded as a `curate` run and its output committed as the
+    next version of a dataset, with lineage from the input files through the run to the version.
+    """
+    from keel.data import load_recipe
+    from keel.pipeline import curate
 
     recipe = load_recipe(recipe_path)
-    engine = LocalEngine(workers=workers)
+    store = _open_workspace(ctx, dataset, commit)
+    name = dataset or recipe_path.name.split(".")[0]
+
+    def execute(progress: ProgressCallback | None) -> tuple[CurationReport, DatasetVersion | None, bool]:
+        if store is None:
+            from keel.data import LocalEngine
+
+            return LocalEngine(workers=workers).run(recipe, strict=strict, progress=progress), None, False
+        result = curate(store, recipe, dataset=name, workers=workers, strict=strict, progress=progress)
+        return result.report, result.version, result.created
+
     if json_output:
-        report = engine.run(recipe, strict=strict)
-        print_json(report.to_json())
+        report, version, created = execute(None)
+        print_json({**report.to_json(), "version": version.to_json() if version else None, "created": created})
         return
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console(), transient=False) as bar:
@@ -73,7 +108,7 @@ def run(
                 tasks[label] = bar.add_task(label, total=total)
             bar.update(tasks[label], completed=done, total=total)
 
-        report = engine.run(recipe, strict=strict, progress=advance)
+        report, version, created = execute(advance)
     out = console()
     out.print(_summary(report))
     quarantined = sum(report.quarantined.values())
@@ -83,3 +118,9 @@ def run(
         f"to {report.output_dir / 'data'} in {report.seconds:.1f}s"
         + (f" ({report.resumed_shards} finished shard(s) reused)" if report.resumed_shards else "")
     )
+    if version is None:
+        out.print("Not in a Keel workspace: output not committed (`keel init` first to version it).")
+    elif created:
+        out.print(f"Committed {version.ref} ({version.num_rows:,} records, {human_bytes(version.new_bytes)} new).")
+    else:
+        out.print(f"{version.ref} already holds exactly these records; nothing new committed.")

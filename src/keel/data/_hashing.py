@@ -48,15 +48,12 @@ def _with_nulls(values: np.ndarray, array: pa.Array) -> np.ndarray:
 
 
 def _strings(array: pa.Array) -> np.ndarray:
-    digest = xxhash.xxh3_64_intdigest
-    if pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type):
-        items: Iterable[bytes | None] = array.to_pylist()
-        return np.fromiter((_NULL[0] if b is None else digest(b) for b in items), dtype=_U64, count=len(array))
-    return np.fromiter(
-        (_NULL[0] if s is None else digest(s.encode("utf-8", "surrogatepass")) for s in array.to_pylist()),
-        dtype=_U64,
-        count=len(array),
-    )
+    # Hash the UTF-8 bytes Arrow already holds: a binary view avoids decoding to str and encoding back.
+    if not (pa.types.is_binary(array.type) or pa.types.is_large_binary(array.type)):
+        array = array.cast(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
+    values = array.fill_null(b"").to_pylist() if array.null_count else array.to_pylist()
+    hashed = np.fromiter(map(xxhash.xxh3_64_intdigest, values), dtype=_U64, count=len(values))
+    return _with_nulls(hashed, array)
 
 
 def _fixed_width(array: pa.Array) -> np.ndarray:

@@ -38,7 +38,7 @@ __all__ = [
     "write_shard",
 ]
 
-ROW_GROUP_ROWS = 8_192  # small row groups: `trace` reads one row's group, not the shard
+ROW_GROUP_ROWS = 4_096  # small row groups: `trace` reads one row's group, not the shard
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +65,11 @@ def write_shard(blobs: BlobStore, table: pa.Table, hashes: np.ndarray) -> ShardF
     return ShardFiles(_put(blobs, sink.getvalue()), _put(blobs, key_sink.getvalue()), table.num_rows)
 
 
-def read_keys(blobs: BlobStore, digest: str) -> tuple[list[str], np.ndarray]:
+def read_keys(blobs: BlobStore, digest: str) -> tuple[pa.Array, np.ndarray]:
     """The ids and content hashes of a shard's rows, in row order (verified)."""
     table = pa.ipc.open_stream(read_bytes(blobs, digest)).read_all()
-    return table.column("id").to_pylist(), np.asarray(table.column("hash").to_numpy(), dtype=np.uint64)
+    ids = table.column("id").combine_chunks()
+    return ids, np.asarray(table.column("hash").to_numpy(), dtype=np.uint64)
 
 
 def write_deletes(blobs: BlobStore, rows: np.ndarray) -> BlobInfo:

@@ -84,7 +84,8 @@ def _rows(store: Store, entry: ShardEntry, rows: np.ndarray) -> list[tuple[str, 
     if not len(rows):
         return []
     ids, hashes = read_keys(store.blobs, entry.keys)
-    return [(ids[r], int(hashes[r])) for r in rows.tolist()]
+    picked = ids.take(pa.array(rows)).to_pylist()
+    return list(zip(picked, hashes[rows].tolist(), strict=True))
 
 
 def _only_in(store: Store, mine: ShardEntry, theirs: ShardEntry | None) -> list[tuple[str, int]]:

@@ -57,17 +57,16 @@ def upgrade() -> None:
     )
     op.create_table(
         "dataset_records",
+        sa.Column("record_id", sa.String(length=255), nullable=False),
         sa.Column("shard_id", sa.Integer(), nullable=False),
         sa.Column("row", sa.BigInteger(), nullable=False),
-        sa.Column("record_id", sa.String(length=255), nullable=False),
         sa.ForeignKeyConstraint(
             ["shard_id"], ["dataset_shards.id"], name=op.f("fk_dataset_records_shard_id_dataset_shards")
         ),
-        sa.PrimaryKeyConstraint("shard_id", "row", name=op.f("pk_dataset_records")),
+        sa.PrimaryKeyConstraint("record_id", "shard_id", "row", name=op.f("pk_dataset_records")),
         comment="Where each record id sits in which shard: the index behind `keel data trace`.",
+        sqlite_with_rowid=False,
     )
-    with op.batch_alter_table("dataset_records", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_dataset_records_record_id"), ["record_id"], unique=False)
 
     op.create_table(
         "dataset_version_shards",

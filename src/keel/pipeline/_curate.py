@@ -1,0 +1,95 @@
+"""Curate into a dataset version: run a recipe as a Keel run and commit its output, with lineage.
+
+Lineage: `source:<file>` ─used_by→ `run:<id>` ─produced→ `dataset-version:NAME@vN`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from keel.core.ids import sha256_hex
+from keel.registry import start_run
+from keel.store import Store
+from keel.store.schema import NODE_ID_LENGTH
+
+if TYPE_CHECKING:
+    from keel.data import CurationReport, DatasetVersion, Progress, Recipe
+
+__all__ = ["CurationResult", "curate", "source_node"]
+
+
+@dataclass(frozen=True)
+class CurationResult:
+    """The curation report, the run that made it, and the version committed from its output."""
+
+    report: CurationReport
+    run_id: str
+    version: DatasetVersion
+    created: bool
+
+
+def source_node(path: Path) -> str:
+    """The lineage node of an input file: `source:<file URI>` (hashed if too long for a node id)."""
+    uri = path.resolve().as_uri()
+    node = f"source:{uri}"
+    return node if len(node) <= NODE_ID_LENGTH else f"source:sha256:{sha256_hex(uri)}"
+
+
+def curate(
+    store: Store,
+    recipe: Recipe,
+    *,
+    dataset: str,
+    workers: int = 1,
+    strict: bool = False,
+    progress: Progress | None = None,
+    message: str | None = None,
+) -> CurationResult:
+    """Run `recipe` as a `curate` run and commit its output as the next version of `dataset`.
+
+    Args:
+        store: The workspace store.
+        recipe: A loaded recipe.
+        dataset: The dataset to commit the output to.
+        workers: Worker processes.
+        strict: Stop at the first bad input item instead of quarantining it.
+        progress: Called with (label, done, total) as work advances.
+        message: The version's message; a summary of the run by default.
+
+    Returns:
+        The report, run id and committed version.
+    """
+    from keel.data import LocalEngine, commit_version
+
+    inputs = [source_node(s.path) for s in recipe.resolve_inputs()]
+    params = {"recipe": recipe.model_dump(mode="json"), "workers": workers, "dataset": dataset, "strict": strict}
+    with start_run("curate", params, inputs=inputs, store=store) as run:
+        report = LocalEngine(workers=workers).run(recipe, strict=strict, progress=progress)
+        run.log_metrics(
+            {
+                "records_read": report.records_read,
+                "records_out": report.records_out,
+                "bytes_out": report.bytes_out,
+                "quarantined": sum(report.quarantined.values()),
+            }
+        )
+        run.log_artifact(recipe.output_dir / "report.json", name="report.json")
+        shards = [recipe.output_dir / "data" / name for name in report.shards]
+        if not shards:
+            from keel.core.errors import InputError
+
+            raise InputError(
+                f"the recipe kept no records ({report.records_read:,} read), so there is nothing to commit",
+                hint="loosen the filters, or run without a workspace to inspect the report",
+            )
+        version, created = commit_version(
+            store,
+            dataset,
+            shards,
+            message=message or f"curated {report.records_out:,} of {report.records_read:,} records",
+            producer={"command": "curate", "run": run.id, "recipe": params["recipe"], "report": report.to_json()},
+            run_id=run.id,
+        )
+    return CurationResult(report, run.id, version, created)
