@@ -10,6 +10,7 @@ import typer
 from keel.cli._audit import audit_app
 from keel.cli._context import KeelGroup, State, console
 from keel.cli._curate import curate_app
+from keel.cli._data import data_app
 from keel.cli._demo import demo
 from keel.cli._lineage import lineage_app
 from keel.cli._model import model_app
@@ -65,6 +66,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(curate_app, name="curate")
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:
