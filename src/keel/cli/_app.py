@@ -12,10 +12,16 @@ from keel.cli._context import KeelGroup, State, console
 from keel.cli._curate import curate_app
 from keel.cli._data import data_app
 from keel.cli._demo import demo
+from keel.cli._deploy import deploy_app
+from keel.cli._eval import eval_app
+from keel.cli._keys import keys_app
 from keel.cli._lineage import lineage_app
 from keel.cli._model import model_app
+from keel.cli._monitor import monitor_app
 from keel.cli._prompt import prompt_app
 from keel.cli._runs import runs_app
+from keel.cli._serve import serve
+from keel.cli._traces import traces_app
 from keel.cli._workspace import db_app, init, status
 from keel.store import keel_version
 
@@ -66,7 +72,13 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(model_app, name="model")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(curate_app, name="curate")
+app.command()(serve)
+app.add_typer(deploy_app, name="deploy")
+app.add_typer(keys_app, name="keys")
+app.add_typer(traces_app, name="traces")
+app.add_typer(monitor_app, name="monitor")
 app.add_typer(data_app, name="data")
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:

@@ -405,6 +405,7 @@ eval_results = Table(
     Column("config", Text, nullable=False, comment="canonical JSON of the suite and subject as run"),
     Column("aggregates", Text, nullable=False, comment="canonical JSON: metric -> mean, CI, threshold, passed"),
     Column("outputs_digest", String(64), ForeignKey("blobs.digest"), nullable=False, comment="JSON of case outputs"),
+    Column("run_id", String(26), ForeignKey("runs.id"), nullable=True, comment="the eval run: environment, seed"),
     Column("created_by", String(255), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     comment="One run of an eval suite against one subject, with aggregate scores and their confidence intervals.",

@@ -33,9 +33,7 @@ def upgrade() -> None:
             "dataset_ref", sa.String(length=255), nullable=True, comment="NAME@vN of the dataset version it indexes"
         ),
         sa.Column("dataset_digest", sa.String(length=64), nullable=True, comment="that dataset version's manifest"),
-        sa.Column(
-            "embedding_model", sa.String(length=512), nullable=False, comment="sentence-transformers id or path"
-        ),
+        sa.Column("embedding_model", sa.String(length=512), nullable=False, comment="sentence-transformers id or path"),
         sa.Column("chunking", sa.Text(), nullable=False, comment="canonical JSON of the chunking settings"),
         sa.Column("kind", sa.String(length=16), nullable=False, comment="flat (exact) or hnsw (approximate)"),
         sa.Column("num_records", sa.BigInteger(), nullable=False),

@@ -45,9 +45,13 @@ def upgrade() -> None:
             comment="canonical JSON: metric -> mean, CI, threshold, passed",
         ),
         sa.Column("outputs_digest", sa.String(length=64), nullable=False, comment="JSON of case outputs"),
+        sa.Column("run_id", sa.String(length=26), nullable=True, comment="the eval run: environment, seed"),
         sa.Column("created_by", sa.String(length=255), nullable=False),
         sa.Column("created_at", keel.store.schema.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["outputs_digest"], ["blobs.digest"], name=op.f("fk_eval_results_outputs_digest_blobs")),
+        sa.ForeignKeyConstraint(
+            ["outputs_digest"], ["blobs.digest"], name=op.f("fk_eval_results_outputs_digest_blobs")
+        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_eval_results_run_id_runs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_eval_results")),
         comment="One run of an eval suite against one subject, with aggregate scores and their confidence intervals.",
     )

@@ -1,0 +1,214 @@
+"""`keel eval …`: run suites, show and compare results, gate a candidate, and human-rating round trips."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress
+from rich.table import Table
+
+from keel.cli._context import console, get_store, print_json
+from keel.core.clock import format_time
+from keel.evals import (
+    EvalResult,
+    compare_results,
+    export_for_annotation,
+    gate,
+    get_result,
+    judge_agreement,
+    list_results,
+    load_suite,
+    read_ratings,
+    run_suite,
+)
+
+__all__ = ["eval_app"]
+
+eval_app = typer.Typer(help="Evaluation: run suites, compare results, gate candidates.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+Method = Literal["paired-bootstrap", "paired-permutation"]
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]:
+    if not enabled:
+        yield None
+        return
+    with Progress(console=console(), transient=True) as bar:
+        task = bar.add_task("evaluating", total=None)
+
+        def update(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total or None)
+
+        yield update
+
+
+def _aggregates_table(result: EvalResult) -> Table:
+    table = Table("metric", "mean", "95% CI", "threshold", "passed")
+    for name, agg in result.aggregates.items():
+        bound = "—" if agg.threshold is None else f"{'≥' if agg.higher_is_better else '≤'} {agg.threshold:g}"
+        table.add_row(name, f"{agg.mean:.4f}", f"[{agg.low:.4f}, {agg.high:.4f}]", bound, "yes" if agg.passed else "NO")
+    return table
+
+
+def _print_result(result: EvalResult) -> None:
+    out = console()
+    verdict = "[green]passed[/green]" if result.passed else "[red]failed[/red]"
+    out.print(f"[bold]eval-result:{result.id}[/bold]  suite {escape(result.suite)}  {verdict}")
+    out.print(f"  subject {escape(result.subject)}; dataset {escape(result.dataset or '(inline cases)')}")
+    out.print(f"  {result.num_cases} cases, seed {result.seed}, at {format_time(result.created_at)}")
+    out.print(_aggregates_table(result))
+
+
+@eval_app.command("run")
+def run(
+    ctx: typer.Context,
+    suite_file: Annotated[Path, typer.Argument(help="The suite YAML.", dir_okay=False)],
+    json_output: JsonOption = False,
+) -> None:
+    """Evaluate the suite's subject on its cases and store the result."""
+    suite = load_suite(suite_file)
+    store = get_store(ctx)
+    with _progress(not json_output) as progress:
+        result = run_suite(store, suite, progress=progress)
+    if json_output:
+        print_json(result.to_json())
+    else:
+        _print_result(result)
+
+
+@eval_app.command("show")
+def show(
+    ctx: typer.Context,
+    result_id: Annotated[str, typer.Argument(help="An eval result id (ULID or eval-result:ULID).")],
+    cases: Annotated[bool, typer.Option("--cases", help="Include every case's output and scores.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a stored eval result: aggregates with confidence intervals, and optionally each case."""
+    result = get_result(get_store(ctx), result_id)
+    if json_output:
+        print_json(result.to_json(with_cases=cases))
+        return
+    _print_result(result)
+    if cases:
+        table = Table("case", "output", *result.scores)
+        for i, (case, output) in enumerate(zip(result.cases, result.outputs, strict=True)):
+            table.add_row(
+                escape(case.id), escape(output[:80]), *(f"{result.scores[m][i].value:.3f}" for m in result.scores)
+            )
+        console().print(table)
+
+
+@eval_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    suite: Annotated[str | None, typer.Option(help="Only results of this suite.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    json_output: JsonOption = False,
+) -> None:
+    """List stored eval results, newest first."""
+    results = list_results(get_store(ctx), suite=suite, limit=limit)
+    if json_output:
+        print_json([r.to_json() for r in results])
+        return
+    table = Table("id", "suite", "subject", "passed", "time (UTC)")
+    for r in results:
+        table.add_row(
+            r.id, escape(r.suite), escape(r.subject), "yes" if r.passed else "no", format_time(r.created_at)[:19]
+        )
+    console().print(table if results else "No eval results yet: `keel eval run SUITE.yaml`.")
+
+
+@eval_app.command("compare")
+def compare(
+    ctx: typer.Context,
+    baseline: Annotated[str, typer.Argument(help="The baseline result id.")],
+    candidate: Annotated[str, typer.Argument(help="The candidate result id.")],
+    method: Annotated[Method, typer.Option(help="The paired test.")] = "paired-bootstrap",
+    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+    json_output: JsonOption = False,
+) -> None:
+    """Paired test per metric between two results over the same cases."""
+    store = get_store(ctx)
+    base, cand = get_result(store, baseline), get_result(store, candidate)
+    comparisons = compare_results(base, cand, method=method, alpha=alpha)
+    if json_output:
+        print_json({"baseline": base.id, "candidate": cand.id, "comparisons": [c.to_json() for c in comparisons]})
+        return
+    table = Table("metric", "baseline", "candidate", "Δ", "95% CI of Δ", "p", "verdict")
+    for c in comparisons:
+        t = c.test
+        verdict = "regression" if c.regression else "improved" if c.improvement else "no significant change"
+        table.add_row(
+            c.metric,
+            f"{t.baseline_mean:.4f}",
+            f"{t.candidate_mean:.4f}",
+            f"{t.delta:+.4f}",
+            f"[{t.low:+.4f}, {t.high:+.4f}]",
+            f"{t.p_value:.4f}",
+            verdict,
+        )
+    console().print(table)
+
+
+@eval_app.command("gate")
+def gate_command(
+    ctx: typer.Context,
+    baseline: Annotated[str, typer.Option(help="Baseline: a result id, or a model/prompt ref to evaluate now.")],
+    candidate: Annotated[str, typer.Option(help="Candidate: a result id, or a model/prompt ref to evaluate now.")],
+    suite_file: Annotated[Path, typer.Option("--suite", help="The suite YAML.", dir_okay=False)],
+    markdown: Annotated[Path | None, typer.Option(help="Also write the Markdown report here.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Exit 0 if the candidate may ship, 1 on a significant regression or a broken threshold."""
+    suite = load_suite(suite_file)
+    store = get_store(ctx)
+    with _progress(not json_output) as progress:
+        verdict = gate(store, suite, baseline, candidate, progress=progress)
+    if markdown is not None:
+        markdown.write_text(verdict.to_markdown(), encoding="utf-8")
+    if report is not None:
+        import json
+
+        report.write_text(json.dumps(verdict.to_json(), indent=2) + "\n", encoding="utf-8")
+    if json_output:
+        print_json(verdict.to_json())
+    else:
+        console().print(escape(verdict.to_markdown()))
+    raise typer.Exit(0 if verdict.passed else 1)
+
+
+@eval_app.command("export")
+def export(
+    ctx: typer.Context,
+    result_id: Annotated[str, typer.Argument(help="The eval result whose cases to export.")],
+    out: Annotated[Path, typer.Option(help="Where to write: .csv or .jsonl.", dir_okay=False)],
+) -> None:
+    """Write a result's cases with an empty `rating` column for human annotators."""
+    count = export_for_annotation(get_result(get_store(ctx), result_id), out)
+    console().print(f"Wrote {count} cases to {escape(str(out))}; fill the `rating` column with 1/0 (yes/no).")
+
+
+@eval_app.command("agreement")
+def agreement(
+    ctx: typer.Context,
+    result_id: Annotated[str, typer.Argument(help="The eval result the ratings are for.")],
+    ratings: Annotated[Path, typer.Argument(help="The annotated .csv or .jsonl file.", dir_okay=False)],
+    threshold: Annotated[float, typer.Option(help="Judge scores at or above this count as 'yes'.")] = 0.5,
+    json_output: JsonOption = False,
+) -> None:
+    """Cohen's kappa between human ratings and each judged metric of a result."""
+    report = judge_agreement(get_result(get_store(ctx), result_id), read_ratings(ratings), threshold=threshold)
+    if json_output:
+        print_json(report)
+        return
+    table = Table("metric", "kappa", "agreement", "rated cases")
+    for metric, row in report["metrics"].items():
+        table.add_row(metric, f"{row['kappa']:.3f}", f"{row['agreement']:.1%}", str(row["n"]))
+    console().print(table)

@@ -1,0 +1,28 @@
+"""`keel serve`: run the OpenAI-compatible gateway on uvicorn."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from keel.cli._context import console, get_store
+
+__all__ = ["serve"]
+
+
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys (local use only).")] = False,
+) -> None:
+    """Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."""
+    import uvicorn
+
+    from keel.serve import Gateway, ServeSettings, create_app
+
+    store = get_store(ctx)
+    settings = ServeSettings(require_keys=False) if no_auth else ServeSettings()
+    console().print(f"Keel gateway on http://{host}:{port}/v1 (metrics at /metrics)")
+    uvicorn.run(create_app(Gateway(store, settings)), host=host, port=port, log_level="warning", ws="none")

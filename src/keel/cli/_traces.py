@@ -1,0 +1,54 @@
+"""`keel traces …`: list and show the traces of served requests."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from keel.cli._context import console, get_store, print_json
+from keel.core.clock import format_time
+from keel.monitor import get_trace, list_traces
+
+__all__ = ["traces_app"]
+
+traces_app = typer.Typer(help="Traces: one per request the gateway served.", no_args_is_help=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@traces_app.command("list")
+def list_command(
+    ctx: typer.Context,
+    deployment: Annotated[str | None, typer.Option(help="Only this deployment.")] = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Only failed requests.")] = False,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """List the newest traces."""
+    found = list_traces(get_store(ctx), deployment=deployment, errors_only=errors, limit=limit)
+    if json_output:
+        print_json([t.to_json() for t in found])
+        return
+    table = Table("id", "time (UTC)", "deployment", "version", "status", "tokens", "latency ms", "flags")
+    for t in found:
+        table.add_row(t.id, format_time(t.at)[:19], escape(t.deployment), escape(t.model_version or "—"),
+                      str(t.status), f"{t.tokens_in}/{t.tokens_out}", f"{t.latency_ms:.1f}",
+                      escape(", ".join(t.flags)))  # fmt: skip
+    console().print(table if found else "No traces yet: requests to `keel serve` make them.")
+
+
+@traces_app.command("show")
+def show(
+    ctx: typer.Context,
+    trace_id: Annotated[str, typer.Argument(help="The trace's id.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show one trace."""
+    trace = get_trace(get_store(ctx), trace_id).to_json()
+    if json_output:
+        print_json(trace)
+        return
+    for key, value in trace.items():
+        console().print(escape(f"{key}: {value}"))

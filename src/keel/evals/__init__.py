@@ -1,0 +1,90 @@
+"""Floor 4: evaluation: task metrics, offline and LLM judges, bias probes, suites, statistics and gates."""
+
+from keel.evals._gate import GateReport, MetricComparison, compare_results, gate, subject_for_ref
+from keel.evals._human import export_for_annotation, judge_agreement, read_ratings
+from keel.evals._llm_judge import JudgeParseError, LLMJudge, LLMJudgeOptions, parse_judgement
+from keel.evals._metrics import (
+    ClassificationReport,
+    bleu,
+    chrf,
+    classification_report,
+    corpus_bleu,
+    corpus_chrf,
+    embed,
+    embedding_similarity,
+    exact_match,
+    normalize_text,
+    perplexity,
+    rouge,
+)
+from keel.evals._offline_judge import JudgeScore, OfflineJudge, OfflineJudgeOptions, split_claims
+from keel.evals._probes import AXES, BiasReport, bias_probe, counterfactuals, is_refusal, toxicity
+from keel.evals._results import EvalResult, get_result, list_results, load_cases, make_judge, run_suite
+from keel.evals._scoring import CaseScore, MetricAggregate, aggregate, score_outputs
+from keel.evals._stats import (
+    ConfidenceInterval,
+    PairedTest,
+    bootstrap_ci,
+    cohen_kappa,
+    paired_bootstrap,
+    paired_permutation,
+)
+from keel.evals._suite import EvalCase, EvalSuite, cases_from_rows, load_suite, parse_suite
+
+__all__ = [
+    "AXES",
+    "BiasReport",
+    "CaseScore",
+    "ClassificationReport",
+    "ConfidenceInterval",
+    "EvalCase",
+    "EvalResult",
+    "EvalSuite",
+    "GateReport",
+    "JudgeParseError",
+    "JudgeScore",
+    "LLMJudge",
+    "LLMJudgeOptions",
+    "MetricAggregate",
+    "MetricComparison",
+    "OfflineJudge",
+    "OfflineJudgeOptions",
+    "PairedTest",
+    "aggregate",
+    "bias_probe",
+    "bleu",
+    "bootstrap_ci",
+    "cases_from_rows",
+    "chrf",
+    "classification_report",
+    "cohen_kappa",
+    "compare_results",
+    "corpus_bleu",
+    "corpus_chrf",
+    "counterfactuals",
+    "embed",
+    "embedding_similarity",
+    "exact_match",
+    "export_for_annotation",
+    "gate",
+    "get_result",
+    "is_refusal",
+    "judge_agreement",
+    "list_results",
+    "load_cases",
+    "load_suite",
+    "make_judge",
+    "normalize_text",
+    "paired_bootstrap",
+    "paired_permutation",
+    "parse_judgement",
+    "parse_suite",
+    "perplexity",
+    "read_ratings",
+    "rouge",
+    "run_suite",
+    "score_outputs",
+    "split_claims",
+    "subject_for_ref",
+    "toxicity",
+]

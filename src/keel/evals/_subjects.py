@@ -1,0 +1,179 @@
+"""What a suite evaluates: an OpenAI-compatible endpoint, a registry model version, or a prompt version.
+
+Each subject turns case inputs into outputs and names the lineage nodes it stands for. A model
+version is pulled from the registry and decoded greedily with transformers under a fixed seed;
+an endpoint is called through the official `openai` client at temperature 0 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from keel.evals._suite import EndpointSubject, EvalCase, ModelSubject, PromptSubject, Sampling
+from keel.store import Store
+
+__all__ = ["EndpointResponder", "ModelResponder", "Responder", "make_responder"]
+
+Progress = Callable[[int], None]
+
+
+class Responder(Protocol):
+    """A subject ready to answer: outputs for inputs, and the lineage nodes it stands for."""
+
+    identity: str
+    nodes: list[str]
+
+    def respond(self, cases: Sequence[EvalCase], progress: Progress | None = None) -> list[str]:
+        """One output per case, in order."""
+        ...
+
+    def perplexities(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float] | None:
+        """Per-case perplexity of each continuation given its prompt, or None without likelihoods."""
+        ...
+
+    def close(self) -> None:
+        """Release what the subject holds (temporary files, clients)."""
+        ...
+
+
+@dataclass
+class EndpointResponder:
+    """Chat completions from an OpenAI-compatible endpoint, one request per case."""
+
+    spec: EndpointSubject
+    seed: int
+    render: Callable[[EvalCase], str] = field(default=lambda case: case.input)
+    nodes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from openai import OpenAI
+
+        self._client = OpenAI(base_url=self.spec.base_url, api_key=self.spec.api_key, max_retries=2)
+        self.identity = f"endpoint:{self.spec.model}@{self.spec.base_url}"
+        self.nodes = [*self.nodes, self.identity.replace(" ", "")]
+
+    def respond(self, cases: Sequence[EvalCase], progress: Progress | None = None) -> list[str]:
+        """Send each case (rendered) as a user message and collect the replies."""
+        sampling = self.spec.sampling
+        outputs = []
+        for case in cases:
+            messages: list[Any] = [{"role": "system", "content": self.spec.system}] if self.spec.system else []
+            messages.append({"role": "user", "content": self.render(case)})
+            response = self._client.chat.completions.create(
+                model=self.spec.model,
+                messages=messages,
+                temperature=sampling.temperature,
+                max_tokens=sampling.max_tokens,
+                seed=sampling.seed if sampling.seed is not None else self.seed,
+            )
+            outputs.append((response.choices[0].message.content or "") if response.choices else "")
+            if progress:
+                progress(1)
+        return outputs
+
+    def perplexities(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float] | None:
+        """Endpoints give no likelihoods here."""
+        return None
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+
+@dataclass
+class ModelResponder:
+    """A registry model version decoded greedily (or sampled, seeded) with transformers, in process."""
+
+    store: Store
+    spec: ModelSubject
+    seed: int
+    render: Callable[[EvalCase], str] = field(default=lambda case: case.input)
+    nodes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from keel.registry import pull_model
+
+        self._dir = tempfile.TemporaryDirectory(prefix="keel-eval-model-")
+        version = pull_model(self.store, self.spec.model, self._dir.name)
+        self.identity = version.node
+        self.nodes = [*self.nodes, version.node]
+        self.tokenizer = AutoTokenizer.from_pretrained(self._dir.name)
+        self.model = AutoModelForCausalLM.from_pretrained(self._dir.name)
+        self.model.eval()  # type: ignore[no-untyped-call]
+
+    def respond(self, cases: Sequence[EvalCase], progress: Progress | None = None) -> list[str]:
+        """Generate for each case; greedy at temperature 0, else sampling seeded per case."""
+        import torch
+
+        sampling: Sampling = self.spec.sampling
+        outputs = []
+        for i, case in enumerate(cases):
+            torch.manual_seed((sampling.seed if sampling.seed is not None else self.seed) + i)
+            encoded = self.tokenizer(self.render(case), return_tensors="pt")
+            options: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "do_sample": sampling.temperature > 0}
+            if sampling.temperature > 0:
+                options["temperature"] = sampling.temperature
+            pad = self.tokenizer.pad_token_id
+            options["pad_token_id"] = pad if pad is not None else self.tokenizer.eos_token_id
+            with torch.no_grad():
+                generated = self.model.generate(**encoded, **options)
+            new_tokens = generated[0, encoded["input_ids"].shape[1] :]
+            outputs.append(str(self.tokenizer.decode(new_tokens, skip_special_tokens=True)).strip())
+            if progress:
+                progress(1)
+        return outputs
+
+    def perplexities(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float] | None:
+        """Each continuation's perplexity under the model, given its (rendered) prompt."""
+        from keel.evals._metrics import perplexity
+
+        values = []
+        for prompt, continuation in zip(prompts, continuations, strict=True):
+            head = list(self.tokenizer(prompt)["input_ids"])
+            tail = list(self.tokenizer(" " + continuation, add_special_tokens=False)["input_ids"])
+            values.append(perplexity(self.model, [head + tail], prompt_lengths=[len(head)]))
+        return values
+
+    def close(self) -> None:
+        """Delete the pulled files."""
+        self._dir.cleanup()
+
+
+def _prompt_renderer(store: Store, ref: str) -> tuple[Callable[[EvalCase], str], str]:
+    from keel.registry import get_prompt, render_prompt
+
+    prompt = get_prompt(store, ref)
+    declared = set(prompt.variables)
+
+    def render(case: EvalCase) -> str:
+        values: dict[str, Any] = {
+            "input": case.input,
+            "contexts": list(case.contexts),
+            "expected": case.expected,
+            **case.metadata,
+        }
+        return render_prompt(store, prompt.ref, {k: v for k, v in values.items() if k in declared}).text
+
+    return render, prompt.node_id
+
+
+def make_responder(
+    store: Store, spec: EndpointSubject | ModelSubject | PromptSubject, seed: int
+) -> EndpointResponder | ModelResponder:
+    """Build the responder for a suite's subject (a prompt version wraps its target's responder)."""
+    if isinstance(spec, EndpointSubject):
+        return EndpointResponder(spec, seed)
+    if isinstance(spec, ModelSubject):
+        return ModelResponder(store, spec, seed)
+    render, node = _prompt_renderer(store, spec.prompt)
+    if isinstance(spec.target, EndpointSubject):
+        responder: EndpointResponder | ModelResponder = EndpointResponder(spec.target, seed, render, [node])
+    else:
+        responder = ModelResponder(store, spec.target, seed, render, [node])
+    responder.identity = f"{node}->{responder.identity}"
+    return responder

