@@ -62,7 +62,7 @@ EXPECTED = {
     "keel.data": [
         "RECORD_SCHEMA", "CurationReport", "GlobalStep", "LanguageDetector", "LocalEngine", "MinHashParams",
         "NearDuplicateIndex", "PiiDetector", "PiiSpan", "PiiType", "Problem", "ProblemReason", "Progress",
-        "QualityThresholds", "Recipe", "Step", "StepParams", "StepResult", "StepStats", "available_steps",
+        "QualityThresholds", "RayEngine", "Recipe", "Step", "StepParams", "StepResult", "StepStats", "available_steps",
         "build_steps", "detect_format",
         "load_recipe", "make_record", "minhash_signatures", "parse_recipe", "quality_signals", "read_file",
         "record_id", "records_to_table", "redact",

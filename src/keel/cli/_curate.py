@@ -11,7 +11,7 @@ from rich.table import Table
 
 from keel.cli._context import console, get_store, print_json
 from keel.cli._render import human_bytes
-from keel.core.errors import WorkspaceNotFoundError
+from keel.core.errors import InputError, WorkspaceNotFoundError
 from keel.store import Store
 
 if TYPE_CHECKING:
@@ -68,6 +68,8 @@ def run(
     ctx: typer.Context,
     recipe_path: RecipeArg,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    engine: Annotated[str, typer.Option(help="`local` (process pool) or `ray` (Ray Data, same results).")] = "local",
+    address: Annotated[str | None, typer.Option(help="Ray cluster for --engine ray (default: a local Ray).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad input item instead of quarantining it.")] = False,
     dataset: Annotated[
         str | None, typer.Option(help="Dataset to commit the output to (default: the recipe file's name).")
@@ -83,16 +85,20 @@ def run(
     from keel.data import load_recipe
     from keel.pipeline import curate
 
+    if engine not in ("local", "ray"):
+        raise InputError(f"expected --engine local or ray; got {engine!r}")
     recipe = load_recipe(recipe_path)
     store = _open_workspace(ctx, dataset, commit)
     name = dataset or recipe_path.name.split(".")[0]
 
     def execute(progress: ProgressCallback | None) -> tuple[CurationReport, DatasetVersion | None, bool]:
         if store is None:
-            from keel.data import LocalEngine
+            from keel.data import LocalEngine, RayEngine
 
-            return LocalEngine(workers=workers).run(recipe, strict=strict, progress=progress), None, False
-        result = curate(store, recipe, dataset=name, workers=workers, strict=strict, progress=progress)
+            runner = RayEngine(address) if engine == "ray" else LocalEngine(workers=workers)
+            return runner.run(recipe, strict=strict, progress=progress), None, False
+        result = curate(store, recipe, dataset=name, workers=workers, strict=strict, progress=progress,
+                        engine=engine, address=address)  # fmt: skip
         return result.report, result.version, result.created
 
     if json_output:

@@ -7,6 +7,7 @@ from keel.data._langid import LanguageDetector
 from keel.data._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
 from keel.data._pii import PiiDetector, PiiSpan, PiiType, redact
 from keel.data._quality import QualityThresholds, quality_signals
+from keel.data._ray_engine import RayEngine
 from keel.data._readers import Problem, ProblemReason, detect_format, read_file
 from keel.data._recipe import Recipe, available_steps, build_steps, load_recipe, parse_recipe
 from keel.data._records import RECORD_SCHEMA, make_record, record_id, records_to_table
@@ -50,6 +51,7 @@ __all__ = [
     "ProblemReason",
     "Progress",
     "QualityThresholds",
+    "RayEngine",
     "Recipe",
     "RecordTrace",
     "ShardEntry",

@@ -12,6 +12,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 import xxhash
@@ -19,6 +21,7 @@ from pydantic import Field, model_validator
 
 from keel.core.errors import InputError
 from keel.data._step import GlobalStep, Step, StepParams, StepResult
+from keel.data._words import text_buffer
 
 __all__ = ["BlocklistStep", "ExactDedupStep", "LengthStep", "NormalizeStep", "normalize_entities"]
 
@@ -94,12 +97,7 @@ class NormalizeStep(Step):
             # ftfy also repairs some pure-ASCII damage: HTML entities, terminal escapes, CRLF.
             if not text.isascii() or "&" in text or "\x1b" in text or "\r" in text:
                 texts[i] = self._repair(text)
-        arr = pa.array(texts, pa.string())
-        if p.strip_control:
-            arr = pc.replace_substring_regex(arr, r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
-        if p.collapse_whitespace:
-            arr = pc.replace_substring_regex(arr, _WHITESPACE_RUN, " ")
-            arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, r"\n{3,}", "\n\n"))
+        arr = _clean_spaces(pa.array(texts, pa.string()), p)
         if p.lowercase:
             arr = pc.utf8_lower(arr)
         self.count("changed", int(pc.sum(pc.not_equal(arr, before.combine_chunks())).as_py() or 0))
@@ -108,6 +106,43 @@ class NormalizeStep(Step):
             table = table.append_column("text_normalized", pa.array([normalize_entities(t) for t in arr.to_pylist()]))
         empty = pc.equal(pc.utf8_length(arr), 0).to_pylist()
         return StepResult(table, ["empty_after_normalize" if e else None for e in empty])
+
+
+def _clean_spaces(arr: pa.StringArray, p: NormalizeParams) -> pa.StringArray:
+    """Remove control characters, collapse whitespace runs and blank-line runs, trim.
+
+    The regex kernels run only on texts holding a byte they could act on (found with numpy over the batch's
+    bytes, a superset of what the regexes match): on ordinary text that skips ~90% of the step's time
+    (measured on benchmarks/_corpus.py, where no text needs them), with the same output.
+    """
+    if p.strip_control or p.collapse_whitespace:
+        todo = np.flatnonzero(_may_need_cleaning(arr, p))
+        if len(todo):
+            subset = arr.take(pa.array(todo))
+            if p.strip_control:
+                subset = pc.replace_substring_regex(subset, r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
+            if p.collapse_whitespace:
+                subset = pc.replace_substring_regex(subset, _WHITESPACE_RUN, " ")
+                subset = pc.replace_substring_regex(subset, r"\n{3,}", "\n\n")
+            mask = np.zeros(len(arr), dtype=np.bool_)
+            mask[todo] = True
+            arr = pc.replace_with_mask(arr, pa.array(mask), subset)
+    return pc.utf8_trim_whitespace(arr) if p.collapse_whitespace else arr
+
+
+def _may_need_cleaning(arr: pa.StringArray, p: NormalizeParams) -> npt.NDArray[np.bool_]:
+    r"""Per text: whether it holds a control character, a space other than " " or "\n", "  ", or "\n\n\n"."""
+    data, offsets = text_buffer(arr)
+    # Bytes below 0x20 other than "\n" are the control characters, "\t" and "\r"; 0xC2 and 0xE1-0xE3 lead
+    # every non-ASCII space (U+0085, U+00A0, U+1680, U+2000-U+205F, U+3000).
+    hit = ((data < 0x20) & (data != 0x0A)) | (data == 0x7F) | (data == 0xC2) | ((data >= 0xE1) & (data <= 0xE3))
+    if p.collapse_whitespace:
+        hit[:-1] |= (data[:-1] == 0x20) & (data[1:] == 0x20)
+        hit[:-2] |= (data[:-2] == 0x0A) & (data[1:-1] == 0x0A) & (data[2:] == 0x0A)
+    texts = np.searchsorted(offsets, np.flatnonzero(hit), side="right") - 1
+    needed = np.zeros(len(arr), dtype=np.bool_)
+    needed[texts] = True
+    return needed
 
 
 class LengthParams(StepParams):

@@ -355,7 +355,7 @@ class _RegionCheck:
 
     region: str
     country_code: str
-    number: re.Pattern[str]
+    number: str  # compiled on first use (by _pattern): ~35 ms a region, which texts without numbers never pay
     national_prefix: re.Pattern[str] | None
     international_prefix: re.Pattern[str] | None
 
@@ -370,11 +370,17 @@ class _RegionCheck:
             rest = digits[m.end() :]
             if any(rest[:n] in country_codes for n in (1, 2, 3)):
                 return True
-        return any(self.number.fullmatch(v) for v in variants)
+        number = _pattern(self.number)
+        return any(number.fullmatch(v) for v in variants)
 
 
 _NUMBER_TYPES = ("fixed_line", "mobile", "toll_free", "premium_rate", "shared_cost", "personal_number", "voip",
                  "pager", "uan", "voicemail")  # fmt: skip
+
+
+@cache
+def _pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
 
 
 def _region_check(metas: Sequence[PhoneMetadata]) -> _RegionCheck:
@@ -391,7 +397,7 @@ def _region_check(metas: Sequence[PhoneMetadata]) -> _RegionCheck:
     return _RegionCheck(
         region=str(first.id),
         country_code=str(first.country_code),
-        number=re.compile("|".join(f"(?:{p})" for p in patterns) or r"\d{4,17}"),
+        number="|".join(f"(?:{p})" for p in patterns) or r"\d{4,17}",
         national_prefix=re.compile(first.national_prefix_for_parsing) if first.national_prefix_for_parsing else None,
         international_prefix=re.compile(first.international_prefix) if first.international_prefix else None,
     )

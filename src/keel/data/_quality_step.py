@@ -6,8 +6,6 @@ turns a batch's signal columns into a struct column and the first failed rule in
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pyarrow as pa
 from pydantic import ConfigDict, Field, model_validator
@@ -66,10 +64,10 @@ class QualityStep(Step):
 
     def apply(self, table: pa.Table) -> StepResult:
         """Compute every signal for the batch at once, then apply the enabled rules."""
-        texts: list[Any] = table.column("text").to_pylist()
+        texts: pa.ChunkedArray | pa.Array = table.column("text")  # measured as Arrow, never as Python strings
         if self.params.clean_lines:  # type: ignore[attr-defined]
-            texts = self._clean(texts)
-            table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(texts, pa.string()))
+            texts = pa.array(self._clean(texts.to_pylist()), pa.string())
+            table = table.set_column(table.schema.get_field_index("text"), "text", texts)
         columns = quality_signal_columns(texts)
         failures = rule_failures(columns, self._thresholds)
         reasons: list[str | None] = [None] * table.num_rows

@@ -44,6 +44,8 @@ def curate(
     dataset: str,
     workers: int = 1,
     strict: bool = False,
+    engine: str = "local",
+    address: str | None = None,
     progress: Progress | None = None,
     message: str | None = None,
 ) -> CurationResult:
@@ -54,6 +56,8 @@ def curate(
         recipe: A loaded recipe.
         dataset: The dataset to commit the output to.
         workers: Worker processes.
+        engine: `local` (a process pool) or `ray` (Ray Data; same records and report).
+        address: The Ray cluster to use with `engine="ray"`; None starts a local Ray runtime.
         strict: Stop at the first bad input item instead of quarantining it.
         progress: Called with (label, done, total) as work advances.
         message: The version's message; a summary of the run by default.
@@ -61,12 +65,20 @@ def curate(
     Returns:
         The report, run id and committed version.
     """
-    from keel.data import LocalEngine, commit_version
+    from keel.data import LocalEngine, RayEngine, commit_version
+
+    if engine not in ("local", "ray"):
+        from keel.core.errors import InputError
+
+        raise InputError(f"expected engine 'local' or 'ray'; got {engine!r}")
 
     inputs = [source_node(s.path) for s in recipe.resolve_inputs()]
     params = {"recipe": recipe.model_dump(mode="json"), "workers": workers, "dataset": dataset, "strict": strict}
+    if engine != "local":
+        params["engine"] = engine
     with start_run("curate", params, inputs=inputs, store=store) as run:
-        report = LocalEngine(workers=workers).run(recipe, strict=strict, progress=progress)
+        runner = RayEngine(address) if engine == "ray" else LocalEngine(workers=workers)
+        report = runner.run(recipe, strict=strict, progress=progress)
         run.log_metrics(
             {
                 "records_read": report.records_read,

@@ -1,0 +1,406 @@
+"""The Ray engine: the same recipe, stages and report as `LocalEngine`, run as Ray Data datasets.
+
+Input files are read by Ray tasks into Arrow blocks of `shard_size` records, each row tagged with its input
+position (`_order`: file index << 32 | record number), so "first in input order" means the same here as
+locally. Per-record steps run as `map_batches` over those blocks; the two dedup steps run as distributed
+phases (keel.data._ray_dedup) whose compact decisions (the duplicates' `_order` numbers or ids) are then
+applied by the steps' own `apply_decision` in the next stage's `map_batches`. The output is sorted back into
+input order and written as `data/part-NNNNN.parquet` by tasks, so the kept records, their order, their
+columns and every report counter match the local engine's. Steps know nothing of Ray, and Ray is imported
+only when a run starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections import Counter
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from keel.core.errors import ConfigError, InputError, KeelError
+from keel.data._basic_steps import ExactDedupParams, ExactDedupStep
+from keel.data._engine import _PARQUET, CurationReport, Progress, _published, _steps_for, _write_json, _write_parquet
+from keel.data._near_dedup import NearDedupParams, NearDedupStep
+from keel.data._readers import Problem, read_file
+from keel.data._recipe import Recipe, ResolvedInput
+from keel.data._records import records_to_table
+from keel.data._step import GlobalStep, Step, StepResult, StepStats
+
+if TYPE_CHECKING:
+    from ray.data import Dataset
+
+__all__ = ["RayEngine"]
+
+_ORDER = "_order"
+_FILE_SHIFT = 32  # _order = file index << 32 | record number within the file
+
+
+class _Tally:
+    """A Ray actor collecting what tasks counted: step stats, records read and problems per input file."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, StepStats] = {}
+        self.files: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+
+    def add_steps(self, stats: dict[str, dict[str, Any]]) -> None:
+        for position, data in stats.items():
+            self.steps.setdefault(position, StepStats()).merge(StepStats.from_json(data))
+
+    def add_file(self, index: int, records: int, problems: list[dict[str, Any]]) -> None:
+        self.files[index] = (records, problems)
+
+    def result(self) -> tuple[dict[str, dict[str, Any]], dict[int, tuple[int, list[dict[str, Any]]]]]:
+        return {k: v.to_json() for k, v in self.steps.items()}, self.files
+
+
+# --- work done in Ray tasks ----------------------------------------------------------------------
+
+
+def _read_batch(
+    batch: dict[str, Any], *, sources: list[ResolvedInput], shard_size: int, strict: bool, tally: Any
+) -> Any:
+    """Read the input files named by `batch["index"]` into record tables of `shard_size` rows with `_order`."""
+    import ray
+
+    for index in batch["index"].tolist():
+        source = sources[index]
+        buffer: list[dict[str, Any]] = []
+        problems: list[dict[str, Any]] = []
+        records = 0
+        items = read_file(
+            source.path,
+            source.format,
+            text_field=source.text_field,
+            id_field=source.id_field,
+            extractor=source.extractor,
+        )
+        for item in items:
+            if isinstance(item, Problem):
+                if strict:
+                    raise InputError(
+                        f"bad input (--strict): {item.file} line {item.line}: {item.reason}"
+                        + (f" ({item.detail})" if item.detail else "")
+                    )
+                problems.append(item.to_json())
+                continue
+            buffer.append(item)
+            records += 1
+            if len(buffer) >= shard_size:
+                yield _numbered(buffer, index, records)
+                buffer = []
+        if buffer:
+            yield _numbered(buffer, index, records)
+        ray.get(tally.add_file.remote(index, records, problems))
+
+
+def _numbered(records: list[dict[str, Any]], index: int, end: int) -> pa.Table:
+    first = (index << _FILE_SHIFT) + end - len(records)
+    return records_to_table(records).append_column(_ORDER, pa.array(np.arange(first, first + len(records)), pa.int64()))
+
+
+_DECISIONS: dict[str, Any] = {}
+
+
+def _decision(ref: Any) -> Any:
+    """A global step's decision, fetched once per worker process and kept for the next batches."""
+    import ray
+
+    key = ref.hex()
+    if key not in _DECISIONS:
+        _DECISIONS.clear()  # one decision in use per stage; do not accumulate them across runs
+        _DECISIONS[key] = ray.get(ref)
+    return _DECISIONS[key]
+
+
+def _apply_global(step: GlobalStep, table: pa.Table, order: pa.ChunkedArray, decision: Any) -> StepResult:
+    if isinstance(step, ExactDedupStep):
+        drop = np.flatnonzero(np.isin(order.to_numpy(), decision))
+        return step.apply_decision(table, set(drop.tolist()))
+    return step.apply_decision(table, decision)  # near_dedup: {member id: kept id}, as decided locally
+
+
+def _account(step: Step, result: StepResult, stats: StepStats, dropped: Path | None, shard: str) -> pa.Table:
+    """Mask out dropped rows, count them by reason and keep them aside if asked (as the local engine does)."""
+    out = result.table
+    reasons = result.drop_reasons
+    if reasons is not None:
+        keep = pa.array([r is None for r in reasons], pa.bool_())
+        stats.dropped.update(r for r in reasons if r is not None)
+        if dropped is not None and not all(r is None for r in reasons):
+            aside = out.drop_columns([_ORDER]).filter(pc.invert(keep))
+            aside = aside.append_column("drop_reason", pa.array([r for r in reasons if r], pa.string()))
+            (dropped / step.name).mkdir(parents=True, exist_ok=True)
+            _write_parquet(aside, dropped / step.name / f"{shard}.parquet")
+        out = out.filter(keep)
+    stats.records_out += out.num_rows
+    stats.bytes_out += pc.sum(pc.binary_length(out.column("text"))).as_py() or 0
+    return out
+
+
+def _stage_batch(
+    table: pa.Table, *, steps_json: str, positions: list[int], decision: Any, dropped: str | None, tally: Any
+) -> pa.Table:
+    """Run one stage's steps on one block: the previous global step's decision first, then per-record steps."""
+    import ray
+
+    steps = _steps_for(steps_json)
+    first = int(table.column(_ORDER)[0].as_py()) if table.num_rows else 0
+    shard = f"{first >> _FILE_SHIFT:05d}-{first & ((1 << _FILE_SHIFT) - 1):010d}"
+    all_stats: dict[str, dict[str, Any]] = {}
+    for position in positions:
+        step = steps[position]
+        stats = StepStats(records_in=table.num_rows)
+        stats.bytes_in = pc.sum(pc.binary_length(table.column("text"))).as_py() or 0
+        started = time.perf_counter()
+        step.counters.clear()
+        order = table.column(_ORDER)
+        if isinstance(step, GlobalStep):
+            result = _apply_global(step, table.drop_columns([_ORDER]), order, _decision(decision))
+        else:
+            result = step.apply(table.drop_columns([_ORDER]))
+        result.table = result.table.append_column(_ORDER, order)
+        table = _account(step, result, stats, Path(dropped) if dropped else None, shard)
+        stats.seconds = time.perf_counter() - started
+        stats.counters.update(step.counters)
+        all_stats[str(position)] = stats.to_json()
+    ray.get(tally.add_steps.remote(all_stats))
+    return table
+
+
+def _write_part(table: pa.Table, path: str) -> tuple[int, int]:
+    """Write one output block as published; returns (rows, bytes)."""
+    if table.num_rows == 0:
+        return 0, 0
+    table = _published(table.drop_columns([_ORDER]))
+    tmp = Path(path).with_suffix(".tmp")
+    pq.write_table(table, tmp, **_PARQUET)
+    return table.num_rows, tmp.stat().st_size
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+
+def _user_error(exc: BaseException) -> KeelError | None:
+    """The Keel error a Ray task raised, found in the chain Ray wraps it in."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, KeelError):
+            return current
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else (current.__cause__ or current.__context__)
+    return None
+
+
+class RayEngine:
+    """Run recipes on a Ray cluster (or a local Ray runtime) with the same results as `LocalEngine`.
+
+    Args:
+        address: A Ray cluster address (`ray://host:10001`, `auto`); None starts a local runtime for the run.
+        num_cpus: CPUs of the local runtime (ignored with an address).
+        object_store_mb: Object store size of the local runtime, in MB.
+        buckets: Hash buckets of the dedup shuffles (work units of the grouping phases).
+
+    Examples:
+        >>> report = RayEngine().run(load_recipe("recipe.yaml"))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, address: str | None = None, *, num_cpus: int = 2, object_store_mb: int = 500, buckets: int = 16
+    ) -> None:
+        if num_cpus < 1 or buckets < 1 or object_store_mb < 80:
+            raise InputError(
+                f"expected num_cpus >= 1, buckets >= 1 and object_store_mb >= 80; "
+                f"got {num_cpus}, {buckets} and {object_store_mb}"
+            )
+        self.address = address
+        self.num_cpus = num_cpus
+        self.object_store_mb = object_store_mb
+        self.buckets = buckets
+
+    def run(self, recipe: Recipe, *, strict: bool = False, progress: Progress | None = None) -> CurationReport:
+        """Run `recipe` on Ray and write `data/`, `report.json` and `quarantine.jsonl` as the local engine does."""
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("the ray engine needs Ray Data", hint="pip install 'ray[data]'") from None
+        _check_supported(_steps_for(json.dumps(recipe.step_specs())))  # before paying for a Ray runtime
+        started_here = not ray.is_initialized()
+        try:
+            with warnings.catch_warnings():
+                # Ray Data warns about its own deprecated settings when it builds its context; not ours to fix.
+                warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ray(\.|$)")
+                if started_here:
+                    self._init(ray)
+                return self._run(recipe, strict, progress)
+        except KeelError:
+            raise
+        except Exception as exc:
+            user = _user_error(exc)
+            if user is not None:
+                raise user from None
+            raise
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    def _init(self, ray: Any) -> None:
+        if self.address:
+            ray.init(address=self.address, logging_level="WARNING", log_to_driver=False)
+        else:
+            ray.init(
+                num_cpus=self.num_cpus,
+                include_dashboard=False,
+                object_store_memory=self.object_store_mb * 1024 * 1024,
+                logging_level="WARNING",
+                log_to_driver=False,
+            )
+
+    def _run(self, recipe: Recipe, strict: bool, progress: Progress | None) -> CurationReport:
+        from ray.data.context import DataContext, ShuffleStrategy
+
+        context = DataContext.get_current()
+        saved = context.enable_progress_bars, context.shuffle_strategy
+        context.enable_progress_bars = False
+        # Sort-based shuffles: hash shuffles start aggregator actors, which cost seconds per grouping phase.
+        context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+        try:
+            return self._execute(recipe, strict, progress)
+        finally:
+            context.enable_progress_bars, context.shuffle_strategy = saved
+
+    def _execute(self, recipe: Recipe, strict: bool, progress: Progress | None) -> CurationReport:
+        import ray
+        import ray.data
+
+        started = time.perf_counter()
+        sources = recipe.resolve_inputs()
+        steps = _steps_for(json.dumps(recipe.step_specs()))
+        report = CurationReport(output_dir=recipe.output_dir, files=len(sources))
+        recipe.output_dir.mkdir(parents=True, exist_ok=True)
+        tally: Any = ray.remote(num_cpus=0)(_Tally).remote()
+        _say(progress, "read", 0)
+        ds = ray.data.from_items([{"index": i} for i in range(len(sources))], override_num_blocks=max(len(sources), 1))
+        ds = ds.map_batches(
+            partial(_read_batch, sources=sources, shard_size=recipe.shard_size, strict=strict, tally=tally),
+            batch_size=1,
+            batch_format="numpy",
+        ).materialize()
+        _say(progress, "read", 1)
+        final = self._stages(ds, steps, recipe, tally, report, progress)
+        self._publish(final, recipe, report, progress)
+        step_stats, files = ray.get(tally.result.remote())
+        for position, data in step_stats.items():
+            report.steps[steps[int(position)].name].merge(StepStats.from_json(data))
+        with (recipe.output_dir / "quarantine.jsonl").open("w", encoding="utf-8") as out:
+            for index in sorted(files):
+                records, problems = files[index]
+                report.records_read += records
+                report.quarantined.update(Counter(p["reason"] for p in problems))
+                out.writelines(json.dumps(p, sort_keys=True) + "\n" for p in problems)
+        report.seconds = time.perf_counter() - started
+        _write_json(report.to_json(), recipe.output_dir / "report.json")
+        return report
+
+    def _stages(self, ds: Dataset, steps: list[Step], recipe: Recipe, tally: Any, report: CurationReport,
+                progress: Progress | None) -> Dataset:  # fmt: skip
+        import ray
+
+        for step in steps:
+            report.steps[step.name] = StepStats()
+        steps_json = json.dumps(recipe.step_specs())
+        dropped = str(recipe.output_dir / "dropped") if recipe.keep_dropped else None
+        start, stage, decision = 0, 0, None
+        while True:
+            global_at = next(
+                (i for i in range(start + (stage > 0), len(steps)) if isinstance(steps[i], GlobalStep)), None
+            )
+            end = global_at if global_at is not None else len(steps)
+            positions = list(range(start, end))
+            label = f"stage {stage + 1}: {', '.join(steps[p].name for p in positions) or '—'}"
+            _say(progress, label, 0)
+            if positions:
+                kwargs = {"steps_json": steps_json, "positions": positions, "decision": decision,
+                          "dropped": dropped, "tally": tally}  # fmt: skip
+                ds = ds.map_batches(partial(_stage_batch, **kwargs), batch_size=None, batch_format="pyarrow")
+            ds = ds.materialize()
+            _say(progress, label, 1)
+            if global_at is None:
+                return ds
+            step = steps[global_at]
+            _say(progress, f"{step.name}: distributed decision", 0)
+            phase = time.perf_counter()
+            decision = ray.put(self._decide(step, ds, report))
+            report.steps[step.name].seconds += time.perf_counter() - phase
+            _say(progress, f"{step.name}: distributed decision", 1)
+            start, stage = global_at, stage + 1
+
+    def _decide(self, step: Step, ds: Dataset, report: CurationReport) -> Any:
+        from keel.data._ray_dedup import exact_duplicates, near_duplicates
+
+        if isinstance(step, ExactDedupStep):
+            assert isinstance(step.params, ExactDedupParams)
+            drops = exact_duplicates(ds, step.params, self.buckets)
+            report.global_reports[step.name] = step.report([drops])
+            return drops
+        if isinstance(step, NearDedupStep):
+            assert isinstance(step.params, NearDedupParams)
+            labels, facts = near_duplicates(ds, step.params, self.buckets)
+            report.global_reports[step.name] = facts
+            return labels
+        raise AssertionError(f"unsupported global step {step.name!r} passed _check_supported")
+
+    @staticmethod
+    def _publish(final: Dataset, recipe: Recipe, report: CurationReport, progress: Progress | None) -> None:
+        import ray
+
+        _say(progress, "write", 0)
+        data_dir = recipe.output_dir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for stale in data_dir.glob("part-*.parquet"):
+            stale.unlink()
+        blocks = final.sort(_ORDER).materialize().to_arrow_refs()
+        write = ray.remote(_write_part)
+        paths = [str(data_dir / f"block-{i:05d}.parquet") for i in range(len(blocks))]
+        written = ray.get([write.remote(block, path) for block, path in zip(blocks, paths, strict=True)])
+        number = 0
+        for path, (rows, size) in zip(paths, written, strict=True):
+            if rows == 0:
+                continue
+            name = f"part-{number:05d}.parquet"
+            os.replace(Path(path).with_suffix(".tmp"), data_dir / name)
+            report.shards.append(name)
+            report.records_out += rows
+            report.bytes_out += size
+            number += 1
+        _say(progress, "write", 1)
+
+
+def _check_supported(steps: list[Step]) -> None:
+    """Refuse, before any work, what the distributed phases do not implement."""
+    for step in steps:
+        if isinstance(step, GlobalStep) and not isinstance(step, ExactDedupStep | NearDedupStep):
+            raise ConfigError(
+                f"the ray engine runs the global steps exact_dedup and near_dedup; found {step.name!r}",
+                hint="run this recipe with --engine local",
+            )
+        if isinstance(step, NearDedupStep) and step.params.verification == "exact":  # type: ignore[attr-defined]
+            raise ConfigError(
+                "near_dedup verification 'exact' compares texts on one node; the ray engine verifies by signature",
+                hint="use verification: signature (the default) with --engine ray, or run with --engine local",
+            )
+
+
+def _say(progress: Progress | None, label: str, done: int) -> None:
+    if progress is not None:
+        progress(label, done, 1)

@@ -1,0 +1,178 @@
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from keel.cli import app
+from keel.core.errors import ConfigError, InputError
+from keel.data import LocalEngine, RayEngine, get_version, load_recipe
+from keel.pipeline import curate
+from keel.store import Store
+
+ray = pytest.importorskip("ray")
+
+RECIPE = """inputs:
+  - path: raw/*.jsonl
+output: {output}
+shard_size: 16
+keep_dropped: true
+steps:
+  - normalize: {{}}
+  - quality: {{}}
+  - exact_dedup: {{}}
+  - near_dedup: {{threshold: 0.8}}
+  - pii: {{}}
+"""
+
+
+STOP = "the of and to a in is that for with as was on be by this are from at have".split()
+
+
+def _doc(rng: random.Random, vocab: list[str], n: int) -> str:
+    sentences = []
+    for _ in range(n // 10):
+        words = [rng.choice(STOP) if i % 2 else rng.choice(vocab) for i in range(10)]
+        sentences.append(" ".join(words).capitalize() + ".")
+    return " ".join(sentences)
+
+
+def _corpus(root: Path) -> dict[str, int]:
+    """Two JSONL files: originals, exact copies (case and spacing changed), near copies, PII, junk and a bad line."""
+    rng = random.Random(7)
+    vocab = [f"{rng.choice('bcdfgklmnprst')}{rng.choice('aeiou')}{rng.choice('nrstl')}{i}" for i in range(400)]
+    docs = [_doc(rng, vocab, 120) for _ in range(50)]
+    docs[3] += " Write to jane.doe@example.com or call +1 415 555 0134 for details."
+    copies = [docs[i].upper().replace(" ", "  ", 3) for i in (1, 7, 30)]  # exact after normalising
+    near = []
+    for k, i in enumerate((2, 9, 9, 41)):  # doc 9 and its two copies make a cluster of three
+        words = docs[i].split()
+        words[rng.randrange(len(words))] = f"changed{k}"  # ~1% of words: far above Jaccard 0.8
+        near.append(" ".join(words))
+    junk = ["too short", "!!! ??? ... ###"]
+    everything = docs + copies + near + junk
+    rng.shuffle(everything)
+    raw = root / "raw"
+    raw.mkdir()
+    half = len(everything) // 2
+    for name, part in (("a.jsonl", everything[:half]), ("b.jsonl", everything[half:])):
+        with (raw / name).open("w") as f:
+            for text in part:
+                f.write(json.dumps({"text": text}) + "\n")
+    with (raw / "b.jsonl").open("a") as f:
+        f.write("{not json\n")
+    return {"copies": len(copies), "near": len(near)}
+
+
+def _steps(report: dict[str, Any]) -> dict[str, Any]:
+    return {name: {k: v for k, v in stats.items() if k != "seconds"} for name, stats in report["steps"].items()}
+
+
+def _output(out: Path) -> pa.Table:
+    return pa.concat_tables(pq.read_table(p) for p in sorted((out / "data").glob("part-*.parquet")))
+
+
+@pytest.mark.slow  # starting a Ray runtime alone takes 10-30 s on the shared machine
+@pytest.mark.timeout(900)
+def test_local_and_ray_engines_keep_the_same_records_and_counts(tmp_path: Path) -> None:
+    expected = _corpus(tmp_path)
+    for name in ("local", "ray"):
+        (tmp_path / f"{name}.yaml").write_text(RECIPE.format(output=f"out-{name}"))
+    local = LocalEngine().run(load_recipe(tmp_path / "local.yaml"))
+    assert not ray.is_initialized()
+    ray_report = RayEngine(num_cpus=2).run(load_recipe(tmp_path / "ray.yaml"))
+    assert not ray.is_initialized()  # it started a runtime for the run, and stopped it
+
+    a = json.loads((tmp_path / "out-local" / "report.json").read_text())
+    b = json.loads((tmp_path / "out-ray" / "report.json").read_text())
+    assert set(a) == set(b)
+    assert _steps(a) == _steps(b)
+    assert a["global"] == b["global"]  # duplicates, clusters, candidate and verified pairs, examples, S-curve
+    assert (a["records_read"], a["quarantined"], a["records_out"]) == (
+        b["records_read"],
+        b["quarantined"],
+        b["records_out"],
+    )
+    assert a["steps"]["exact_dedup"]["dropped"] == {"exact_duplicate": expected["copies"]}
+    assert a["steps"]["near_dedup"]["dropped"] == {"near_duplicate": expected["near"]}
+    assert a["global"]["near_dedup"]["cluster_sizes"] == {"2": 2, "3": 1}
+    assert a["steps"]["pii"]["records_in"] > 0 and a["quarantined"] == {"invalid_json": 1}
+    assert ray_report.records_out == local.records_out
+
+    left, right = _output(tmp_path / "out-local"), _output(tmp_path / "out-ray")
+    assert right.column("id").to_pylist() == left.column("id").to_pylist()  # same records, same order
+    assert right.equals(left)  # and the same columns and values: texts redacted alike, dup_cluster alike
+    assert "<EMAIL>" in " ".join(right.column("text").to_pylist())
+    for step in ("exact_dedup", "near_dedup"):
+        dropped = [pq.read_table(p) for p in (tmp_path / "out-ray" / "dropped" / step).glob("*.parquet")]
+        assert sum(t.num_rows for t in dropped) == sum(a["steps"][step]["dropped"].values())
+    assert (tmp_path / "out-ray" / "quarantine.jsonl").read_text() == (
+        tmp_path / "out-local" / "quarantine.jsonl"
+    ).read_text()
+
+
+def test_what_the_ray_engine_cannot_distribute_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    _corpus(tmp_path)
+    (tmp_path / "r.yaml").write_text(
+        RECIPE.format(output="out").replace("threshold: 0.8", "threshold: 0.8, verification: exact")
+    )
+    with pytest.raises(ConfigError, match="--engine local"):
+        RayEngine(num_cpus=1).run(load_recipe(tmp_path / "r.yaml"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_importing_keel_data_does_not_import_ray() -> None:
+    code = "import sys, keel.data; assert keel.data.RayEngine and 'ray' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.fixture(scope="module")
+def ray_runtime() -> Iterator[None]:
+    """One local Ray runtime for the tests below; an engine does not stop a runtime it did not start."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=500 * 1024 * 1024, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.usefixtures("ray_runtime")
+def test_the_cli_runs_a_recipe_on_ray_and_reports_bad_input_as_a_user_error(tmp_path: Path) -> None:
+    _corpus(tmp_path)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE.format(output="out"))
+    result = CliRunner().invoke(app, ["curate", "run", str(recipe), "--engine", "ray", "--no-commit", "--json"])
+    assert result.exit_code == 0, result.output
+    # Ray Data may log its own lines around the report under pytest's log capture: decode the JSON document.
+    report, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index('{\n  "') :])
+    assert report["records_read"] == 59 and report["quarantined"] == {"invalid_json": 1}
+    assert report["records_out"] == 50 and report["shards"] and ray.is_initialized()
+    strict = CliRunner().invoke(app, ["curate", "run", str(recipe), "--engine", "ray", "--no-commit", "--strict"])
+    assert strict.exit_code == 2 and "InputError: bad input (--strict)" in strict.output
+    wrong = CliRunner().invoke(app, ["curate", "run", str(recipe), "--engine", "spark", "--no-commit"])
+    assert wrong.exit_code == 2 and "expected --engine local or ray" in wrong.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.usefixtures("ray_runtime")
+def test_curate_on_ray_records_the_run_and_commits_the_version(store: Store, tmp_path: Path) -> None:
+    _corpus(tmp_path)
+    (tmp_path / "r.yaml").write_text(RECIPE.format(output="out"))
+    result = curate(store, load_recipe(tmp_path / "r.yaml"), dataset="docs", engine="ray")
+    assert result.created and result.version.num_rows == result.report.records_out == 50
+    assert get_version(store, "docs").producer["report"]["global"]["exact_dedup"] == {"duplicates": 3}
+    with pytest.raises(InputError, match="engine 'local' or 'ray'"):
+        curate(store, load_recipe(tmp_path / "r.yaml"), dataset="docs", engine="spark")
