@@ -58,6 +58,13 @@ EXPECTED = {
         "ApiKey", "AuthenticationError", "CreatedKey", "KeyVerifier", "PermissionDeniedError", "create_key",
         "list_keys", "revoke_key",
     ],
+    "keel.index": [
+        "BuildProgress", "ChunkSettings", "DEFAULT_MODEL", "Embedder", "EvalQuery", "HNSW_THRESHOLD", "Hit",
+        "IndexBuild", "IndexVersion", "RetrievalEval", "Retriever", "SearchMode", "SentenceTransformerEmbedder",
+        "Span", "VectorParams", "build_index", "build_vectors", "chunk_records", "chunk_text", "evaluate_index",
+        "get_index", "list_indexes", "load_embedder", "load_queries", "normalise", "open_index",
+        "parse_filters", "parse_index_ref", "retrieval_metrics", "search", "vector_search",
+    ],
     "keel.cli": ["app", "main"],
     "keel.data": [
         "RECORD_SCHEMA", "CurationReport", "GlobalStep", "LanguageDetector", "LocalEngine", "MinHashParams",

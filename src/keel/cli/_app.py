@@ -14,6 +14,7 @@ from keel.cli._data import data_app
 from keel.cli._demo import demo
 from keel.cli._deploy import deploy_app
 from keel.cli._eval import eval_app
+from keel.cli._index import index_app
 from keel.cli._keys import keys_app
 from keel.cli._lineage import lineage_app
 from keel.cli._model import model_app
@@ -78,6 +79,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(traces_app, name="traces")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(data_app, name="data")
+app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 
 

@@ -1,0 +1,43 @@
+"""Floor 4: versioned retrieval indexes: chunking, embeddings, FAISS + BM25 hybrid search, evaluation."""
+
+from keel.index._build import BuildProgress, IndexBuild, build_index, chunk_records
+from keel.index._chunking import ChunkSettings, Span, chunk_text
+from keel.index._embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, load_embedder, normalise
+from keel.index._engines import HNSW_THRESHOLD, VectorParams, build_vectors, vector_search
+from keel.index._eval import EvalQuery, RetrievalEval, evaluate_index, load_queries, retrieval_metrics
+from keel.index._search import Hit, Retriever, SearchMode, open_index, parse_filters, search
+from keel.index._versions import IndexVersion, get_index, list_indexes, parse_index_ref
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "HNSW_THRESHOLD",
+    "BuildProgress",
+    "ChunkSettings",
+    "Embedder",
+    "EvalQuery",
+    "Hit",
+    "IndexBuild",
+    "IndexVersion",
+    "RetrievalEval",
+    "Retriever",
+    "SearchMode",
+    "SentenceTransformerEmbedder",
+    "Span",
+    "VectorParams",
+    "build_index",
+    "build_vectors",
+    "chunk_records",
+    "chunk_text",
+    "evaluate_index",
+    "get_index",
+    "list_indexes",
+    "load_embedder",
+    "load_queries",
+    "normalise",
+    "open_index",
+    "parse_filters",
+    "parse_index_ref",
+    "retrieval_metrics",
+    "search",
+    "vector_search",
+]

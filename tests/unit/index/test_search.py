@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from keel.core.errors import InputError
+from keel.data import load_version
+from keel.index import ChunkSettings, build_index, open_index, parse_filters, search
+from keel.store import Store, path_between
+
+SMALL = ChunkSettings(size=120, overlap=20)
+
+
+@pytest.fixture
+def help_index(store: Store, kb: Any) -> str:
+    return build_index(store, "help", kb.ref, chunking=SMALL).index.ref
+
+
+def test_hybrid_search_finds_the_answering_document(store: Store, help_index: str) -> None:
+    retriever = open_index(store, help_index)
+    cases = {
+        "How long until I get my money back?": "refunds",
+        "I forgot my password": "password",
+        "too many requests error 429": "api-limits",
+        "verify the signature of event notifications": "webhooks",
+        "where can I download last month's invoice": "invoices",
+    }
+    for query, record in cases.items():
+        hits = retriever.search(query, k=3)
+        assert hits[0].record_id == record, (query, [h.record_id for h in hits])
+        assert [h.rank for h in hits] == [1, 2, 3] and hits[0].score >= hits[1].score >= hits[2].score
+    # A rare keyword the embedding model blurs: BM25 puts it first, fusion keeps it there.
+    keyword = retriever.search("Retry-After", k=3, mode="keyword")
+    assert keyword[0].record_id == "api-limits" and keyword[0].keyword_score and keyword[0].vector_score is None
+    fused = retriever.search("Retry-After", k=3)
+    assert fused[0].record_id == "api-limits" and fused[0].vector_score is not None
+    vector = retriever.search("two-step verification with a phone app", k=1, mode="vector")
+    assert vector[0].record_id == "two-factor" and vector[0].keyword_score is None
+
+
+def test_a_hit_traces_back_to_its_source_record(store: Store, kb: Any, help_index: str) -> None:
+    hit = search(store, help_index, "express delivery fee", k=1)[0]
+    assert hit.record_id == "shipping" and hit.chunk_id == "shipping#1"
+    records = load_version(store, kb.ref)
+    record = records.filter(pc.equal(records.column("id"), hit.record_id)).to_pylist()[0]
+    assert record["text"][hit.start : hit.end] == hit.text
+    assert hit.source == record["source"] and hit.source["uri"] == "file:///kb/shipping.md"
+    assert hit.meta == {"topic": "delivery"} and hit.fields == {"lang": "en"}
+    as_json = hit.to_json()
+    assert as_json["source"]["fetched_at"] == "2026-11-20T12:00:00+00:00"
+    with store.db.read() as conn:
+        path = path_between(conn, f"index-version:{help_index}", kb.node)
+    assert path is not None and path.nodes == (f"index-version:{help_index}", kb.node)
+
+
+def test_filters_on_columns_and_meta_fields(store: Store, help_index: str) -> None:
+    retriever = open_index(store, help_index)
+    german = retriever.search("shipping to other countries", k=5, filters={"lang": "de"})
+    assert [h.record_id for h in german] == ["versand"]
+    account = retriever.search("security", k=10, filters=parse_filters(["meta.topic=account", "lang=en"]))
+    assert {h.record_id for h in account} == {"password", "two-factor"}
+    assert {h.record_id for h in retriever.search("billing", k=10, filters={"topic": "billing"})} == {
+        "refunds",
+        "invoices",
+    }
+    assert retriever.search("anything", k=3, filters={"lang": "fr"}) == []
+    with pytest.raises(InputError, match="known keys: lang, meta.topic"):
+        retriever.search("anything", filters={"colour": "red"})
+    with pytest.raises(InputError, match="KEY=VALUE"):
+        parse_filters(["lang"])
+
+
+def test_bad_queries(store: Store, help_index: str) -> None:
+    retriever = open_index(store, help_index)
+    with pytest.raises(InputError, match="k of at least 1"):
+        retriever.search("refund", k=0)
+    with pytest.raises(InputError, match="search mode"):
+        retriever.search("refund", mode="semantic")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="query with some text"):
+        retriever.search("   ")
+    # Only stopwords: BM25 has nothing to match, vector search still answers.
+    assert len(retriever.search("the and of", k=2)) == 2
+
+
+def test_an_empty_dataset_gives_an_empty_index(store: Store) -> None:
+    empty = pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())})
+    build = build_index(store, "empty", empty)
+    assert build.index.num_chunks == 0
+    assert open_index(store, "empty").search("anything") == []
+
+
+def test_an_hnsw_index_answers_like_the_exact_one(store: Store, kb: Any) -> None:
+    from keel.index import VectorParams
+
+    hnsw = build_index(store, "help-hnsw", kb.ref, chunking=SMALL, vectors=VectorParams("hnsw", ef_search=24)).index
+    assert hnsw.kind == "hnsw" and hnsw.manifest(store)["vectors"] == {
+        "kind": "hnsw",
+        "m": 16,
+        "ef_construction": 64,
+        "ef_search": 24,
+    }
+    retriever = open_index(store, hnsw.ref)
+    assert retriever.vectors.hnsw.efSearch == 24  # the search setting survives the round trip through bytes
+    exact = build_index(store, "help-flat", kb.ref, chunking=SMALL).index
+    query = "what happens when I exceed the request limit"
+    approx_ids = [h.chunk_id for h in retriever.search(query, k=5, mode="vector")]
+    assert approx_ids == [h.chunk_id for h in search(store, exact.ref, query, k=5, mode="vector")]
