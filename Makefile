@@ -38,8 +38,11 @@ docs: install  ## regenerate docs/cli.md from the commands' help
 bench: install
 	$(PY) benchmarks/lineage.py
 
-demo: install
-	$(VENV)/bin/keel demo
+DEMO_DIR ?= $(shell mktemp -d /tmp/keel-demo-XXXXXX)
+DEMO_ARGS ?=
+
+demo: install  ## the whole loop offline in a new folder (DEMO_ARGS=--fast for the tiny model)
+	$(VENV)/bin/keel demo $(DEMO_DIR) $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

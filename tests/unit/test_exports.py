@@ -65,7 +65,15 @@ EXPECTED = {
         "get_index", "list_indexes", "load_embedder", "load_queries", "normalise", "open_index",
         "parse_filters", "parse_index_ref", "retrieval_metrics", "search", "vector_search",
     ],
+    "keel.train": [
+        "DataConfig", "DistillOptions", "DpoConfig", "HyperParameters", "LoraSettings", "OptimizeResult",
+        "OutputConfig", "QualityLossError", "SearchDimension", "SweepConfig", "SweepResult", "TinyModelOptions",
+        "TrainConfig", "TrainResult", "Trial", "bundled_gguf", "distill_model", "find_resumable_run",
+        "import_gguf", "load_model", "load_train_config", "new_tiny_model", "parse_train_config", "prune_model",
+        "quantize_model", "sweep", "train",
+    ],
     "keel.cli": ["app", "main"],
+    "keel.pipeline": ["CurationResult", "DemoReport", "curate", "run_demo", "source_node"],
     "keel.data": [
         "RECORD_SCHEMA", "CurationReport", "GlobalStep", "LanguageDetector", "LocalEngine", "MinHashParams",
         "NearDuplicateIndex", "PiiDetector", "PiiSpan", "PiiType", "Problem", "ProblemReason", "Progress",

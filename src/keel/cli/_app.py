@@ -23,6 +23,7 @@ from keel.cli._prompt import prompt_app
 from keel.cli._runs import runs_app
 from keel.cli._serve import serve
 from keel.cli._traces import traces_app
+from keel.cli._train import train_app
 from keel.cli._workspace import db_app, init, status
 from keel.store import keel_version
 
@@ -79,6 +80,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(traces_app, name="traces")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
 

@@ -1,4 +1,4 @@
-"""`keel demo`: run the lifecycle on built-in sample data, offline."""
+"""`keel demo`: run the whole lifecycle on built-in sample data, offline."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from keel.cli._context import console
+from keel.cli._context import console, print_json
 from keel.pipeline import run_demo
 
 __all__ = ["demo"]
@@ -15,8 +15,26 @@ __all__ = ["demo"]
 
 def demo(
     ctx: typer.Context,
-    directory: Annotated[Path, typer.Argument(help="Where to create the demo workspace.")] = Path("keel-demo"),
+    directory: Annotated[Path, typer.Argument(help="A new folder for the demo workspace.")] = Path("keel-demo"),
+    fast: Annotated[
+        bool, typer.Option("--fast", help="Use a tiny model Keel trains itself (about 3 minutes).")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print what each stage made as JSON.")] = False,
 ) -> None:
-    """Run Keel's loop on a fictional company's documents, offline, narrating each stage."""
+    """Run Keel's whole loop on a fictional company's documents, offline, narrating each stage.
+
+    Curate → dataset versions → retrieval index → LoRA fine-tune → evaluate and gate → register and
+    alias → deploy behind the gateway → traffic with the openai client → monitoring → roll back and
+    forward → lineage of a served response back to its source.
+    """
     ctx.find_root().obj.workspace = directory
-    run_demo(directory, say=console().print)
+    out = console()
+    report = run_demo(directory, fast=fast, say=(lambda _line: None) if json_output else out.print)
+    if json_output:
+        from dataclasses import asdict
+
+        print_json({**asdict(report), "workspace": str(report.workspace)})
+    else:
+        total = sum(report.seconds.values())
+        stages = ", ".join(f"{k} {v:.0f}s" for k, v in report.seconds.items())
+        out.print(f"Done in {total:.0f}s ({stages}).")

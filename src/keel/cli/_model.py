@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.table import Table
@@ -190,3 +190,127 @@ def card(
     else:
         output.write_text(text, encoding="utf-8")
         console().print(f"Wrote the card of {data['model']} to {output}")
+
+
+# Commands that build model versions with keel.train (imported lazily: torch loads only when they run).
+
+
+def _print_optimized(result: Any, json_output: bool) -> None:
+    if json_output:
+        print_json(result.to_json())
+        return
+    before, after = result.parent_metrics, result.metrics
+    console().print(
+        f"Registered {result.model.ref} ({result.method} of {result.parent}): perplexity "
+        f"{before['perplexity']:.3f} → {after['perplexity']:.3f}, size {human_bytes(int(before['size_bytes']))} → "
+        f"{human_bytes(int(after['size_bytes']))}, {after['tokens_per_second']:.0f} vs "
+        f"{before['tokens_per_second']:.0f} tokens/s scored"
+    )
+
+
+@model_app.command("import-gguf")
+def import_gguf_command(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model name to register under.")],
+    path: Annotated[Path | None, typer.Argument(help="A .gguf file (default: SmolLM2-135M-Instruct).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Load a GGUF file through transformers (dequantised to float32) and register it."""
+    from keel.train import import_gguf
+
+    with console().status("Loading and dequantising the GGUF file…"):
+        model = import_gguf(get_store(ctx), name, path)
+    if json_output:
+        print_json(model.to_json())
+    else:
+        console().print(f"Registered {model.ref}: {model.format}, {human_bytes(model.size)}")
+
+
+@model_app.command("new-tiny")
+def new_tiny(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model name to register under.")],
+    dataset: Annotated[str, typer.Option(help="A dataset version whose text trains the tokenizer and model.")],
+    vocab_size: Annotated[int, typer.Option(min=300, help="BPE vocabulary size (at most).")] = 4096,
+    hidden_size: Annotated[int, typer.Option(min=16, help="Model width.")] = 256,
+    layers: Annotated[int, typer.Option(min=1, help="Decoder layers.")] = 4,
+    steps: Annotated[int, typer.Option(min=0, help="Pre-training steps on the text.")] = 60,
+    json_output: JsonOption = False,
+) -> None:
+    """Build a tiny Llama-architecture model and BPE tokenizer from a dataset version, for tests and demos."""
+    from keel.train import TinyModelOptions, new_tiny_model
+
+    options = TinyModelOptions(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=layers, steps=steps)
+    with console().status(f"Training a tokenizer and a tiny model on {dataset}…"):
+        model = new_tiny_model(get_store(ctx), name, dataset, options)
+    if json_output:
+        print_json(model.to_json())
+    else:
+        console().print(f"Registered {model.ref}: {model.info['parameters']:,} parameters")
+
+
+MaxIncrease = Annotated[
+    float | None, typer.Option(help="Refuse the result if perplexity rises more than this share (e.g. 0.1).")
+]
+Heldout = Annotated[str | None, typer.Option(help="Dataset version to measure perplexity on (default: Python docs).")]
+
+
+@model_app.command("quantize")
+def quantize(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The model version to quantise.")],
+    name: Annotated[str | None, typer.Option(help="Register as this name (default NAME-int8).")] = None,
+    dataset: Heldout = None,
+    max_ppl_increase: MaxIncrease = 0.10,
+    json_output: JsonOption = False,
+) -> None:
+    """Quantise linear layers to int8 weights (CPU), refusing a model that loses too much quality."""
+    from keel.train import quantize_model
+
+    with console().status(f"Quantising {ref} and measuring it…"):
+        result = quantize_model(get_store(ctx), ref, name, dataset=dataset, max_ppl_increase=max_ppl_increase)
+    _print_optimized(result, json_output)
+
+
+@model_app.command("prune")
+def prune(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The model version to prune.")],
+    sparsity: Annotated[float, typer.Option(help="Share of each linear layer's weights to zero.")] = 0.3,
+    name: Annotated[str | None, typer.Option(help="Register as this name (default NAME-pruned).")] = None,
+    dataset: Heldout = None,
+    max_ppl_increase: MaxIncrease = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Zero the smallest-magnitude weights and report the sparsity reached and the quality kept."""
+    from keel.train import prune_model
+
+    with console().status(f"Pruning {ref} and measuring it…"):
+        result = prune_model(
+            get_store(ctx), ref, name, sparsity=sparsity, dataset=dataset, max_ppl_increase=max_ppl_increase
+        )
+    _print_optimized(result, json_output)
+    if not json_output:
+        details = result.details
+        console().print(
+            f"Sparsity: {details['layer_sparsity']:.1%} of pruned layers, {details['model_sparsity']:.1%} of the model"
+        )
+
+
+@model_app.command("distill")
+def distill(
+    ctx: typer.Context,
+    teacher: Annotated[str, typer.Argument(help="The teacher model version.")],
+    dataset: Annotated[str, typer.Option(help="Dataset version whose texts are the distillation data.")],
+    name: Annotated[str | None, typer.Option(help="Register as this name (default NAME-distilled).")] = None,
+    layers: Annotated[int, typer.Option(min=1, help="Decoder layers the student keeps.")] = 1,
+    steps: Annotated[int, typer.Option(min=1, help="Training steps.")] = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """Train a smaller student (a subset of the teacher's layers) on the teacher's logits."""
+    from keel.train import DistillOptions, distill_model
+
+    options = DistillOptions(layers=layers, steps=steps)
+    with console().status(f"Distilling {teacher} into a {layers}-layer student…"):
+        result = distill_model(get_store(ctx), teacher, dataset, name, options=options)
+    _print_optimized(result, json_output)

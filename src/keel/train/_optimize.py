@@ -1,0 +1,284 @@
+"""Deployment optimisation of a model version: int8 quantisation, magnitude pruning, distillation.
+
+Each operation runs as a Keel run, measures the new model against its parent on the same held-out
+text (perplexity, scoring speed, size on disk), refuses a result worse than the allowed quality
+loss, and registers the result as a new version whose card records the comparison.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keel.core.errors import InputError
+from keel.registry import ModelInfo, ModelVersion, Run, register_model, start_run
+from keel.store import Store, add_edge
+from keel.train._distill import DistillOptions, distill, student_from
+from keel.train._measure import Measurement, folder_size, heldout_texts, measure
+from keel.train._models import load_model, model_dir
+
+__all__ = ["OptimizeResult", "QualityLossError", "distill_model", "prune_model", "quantize_model"]
+
+
+class QualityLossError(InputError):
+    """The optimised model lost more quality than allowed; nothing was registered."""
+
+
+@dataclass
+class OptimizeResult:
+    """The registered version and how it compares with its parent."""
+
+    model: ModelVersion
+    parent: str
+    method: str
+    parent_metrics: dict[str, float]
+    metrics: dict[str, float]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "model": self.model.ref,
+            "parent": self.parent,
+            "method": self.method,
+            "parent_metrics": self.parent_metrics,
+            "metrics": self.metrics,
+            **self.details,
+        }
+
+
+def _metrics(m: Measurement, size: int) -> dict[str, float]:
+    return {**m.to_json(), "size_bytes": size}
+
+
+def _comparison(parent: dict[str, float], child: dict[str, float]) -> dict[str, float]:
+    return {
+        "perplexity_change": round(child["perplexity"] / parent["perplexity"] - 1, 4),
+        "speedup": round(child["tokens_per_second"] / max(parent["tokens_per_second"], 1e-9), 3),
+        "size_ratio": round(child["size_bytes"] / max(parent["size_bytes"], 1), 4),
+    }
+
+
+def _check_quality(parent: dict[str, float], child: dict[str, float], limit: float | None, what: str) -> None:
+    if limit is None:
+        return
+    change = child["perplexity"] / parent["perplexity"] - 1
+    if not math.isfinite(change) or change > limit:
+        raise QualityLossError(
+            f"expected the {what} model's perplexity within +{limit:.0%} of its parent's "
+            f"({parent['perplexity']:.3f}); it is {child['perplexity']:.3f} ({change:+.1%}), so it was not registered",
+            hint="raise --max-ppl-increase if that loss is acceptable, or keep the parent",
+        )
+
+
+def _register(
+    store: Store,
+    run: Run,
+    name: str,
+    folder: Path,
+    parent: ModelVersion,
+    method: str,
+    details: dict[str, Any],
+    edge: str,
+) -> ModelVersion:
+    info = ModelInfo(
+        description=f"{method} of {parent.ref}: see `optimization` for size, speed and quality against it.",
+        extra={"optimization": {"method": method, "parent": parent.ref, **details}},
+    )
+    version, _ = register_model(store, name, folder, run_id=run.id, base_model=parent.ref, info=info)
+    with store.db.write() as conn:
+        add_edge(conn, parent.node, version.node, edge, at=store.clock())
+    return version
+
+
+def _parent(store: Store, ref: str, texts: Sequence[str]) -> tuple[ModelVersion, Any, Any, dict[str, float]]:
+    version, folder = model_dir(store, ref)
+    model, tokenizer = load_model(store, version.ref)
+    if hasattr(model, "merge_and_unload"):
+        raise InputError(f"{version.ref} is an adapter; optimise its merged weights (train with output.merge: true)")
+    return version, model, tokenizer, _metrics(measure(model, tokenizer, texts), folder_size(folder))
+
+
+def quantize_model(
+    store: Store,
+    ref: str,
+    name: str | None = None,
+    *,
+    dataset: str | None = None,
+    max_ppl_increase: float | None = 0.10,
+) -> OptimizeResult:
+    """Quantise a model's linear layers to int8 weights for CPU and register it if quality holds.
+
+    Weight-only, per output channel, symmetric; embeddings and the LM head stay float32 (their
+    outliers are what makes naive dynamic int8 lose so much on small models).
+
+    Args:
+        store: The workspace store.
+        ref: The parent model version.
+        name: The name to register under (default `<parent>-int8`).
+        dataset: A dataset version whose texts measure perplexity (default: Python docstrings).
+        max_ppl_increase: Refuse the result if perplexity rises more than this share (None: never).
+
+    Returns:
+        The new version and its comparison with the parent.
+    """
+    from keel.train._quant import quantize_int8, save_int8
+
+    texts = heldout_texts(store, dataset)
+    parent, model, tokenizer, before = _parent(store, ref, texts)
+    with start_run(
+        "quantize", {"parent": parent.ref, "method": "int8-weight-only"}, inputs=[parent.node], store=store
+    ) as run:
+        layers = quantize_int8(model)
+        with tempfile.TemporaryDirectory(prefix="keel-int8-") as tmp:
+            save_int8(model, tokenizer, Path(tmp), layers)
+            after = _metrics(measure(model, tokenizer, texts), folder_size(Path(tmp)))
+            run.log_metrics({**{f"parent_{k}": v for k, v in before.items()}, **after})
+            _check_quality(before, after, max_ppl_increase, "int8")
+            details = {"parent_metrics": before, "metrics": after, **_comparison(before, after), "layers": len(layers)}
+            version = _register(
+                store,
+                run,
+                name or f"{parent.name}-int8",
+                Path(tmp),
+                parent,
+                "int8 quantization",
+                details,
+                "quantized_into",
+            )
+    return OptimizeResult(
+        version, parent.ref, "int8", before, after, {"layers": len(layers), **_comparison(before, after)}
+    )
+
+
+def _prunable(model: Any) -> list[tuple[str, Any]]:
+    import torch
+
+    output = model.get_output_embeddings()
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not output]
+
+
+def prune_model(
+    store: Store,
+    ref: str,
+    name: str | None = None,
+    *,
+    sparsity: float = 0.3,
+    dataset: str | None = None,
+    max_ppl_increase: float | None = None,
+) -> OptimizeResult:
+    """Zero the smallest-magnitude weights of each linear layer (not embeddings or the LM head).
+
+    Args:
+        store: The workspace store.
+        ref: The parent model version.
+        name: The name to register under (default `<parent>-pruned`).
+        sparsity: Share of each layer's weights to zero, in (0, 1).
+        dataset: A dataset version whose texts measure perplexity (default: Python docstrings).
+        max_ppl_increase: Refuse the result if perplexity rises more than this share (None: never).
+
+    Returns:
+        The new version, the sparsity reached, and its comparison with the parent.
+    """
+    import torch
+    from torch.nn.utils import prune
+
+    if not 0 < sparsity < 1:
+        raise InputError(f"expected --sparsity between 0 and 1 (a share of weights to zero); got {sparsity}")
+    texts = heldout_texts(store, dataset)
+    parent, model, tokenizer, before = _parent(store, ref, texts)
+    params = {"parent": parent.ref, "method": "magnitude", "sparsity": sparsity}
+    with start_run("prune", params, inputs=[parent.node], store=store) as run:
+        layers = _prunable(model)
+        for _, module in layers:
+            prune.l1_unstructured(module, "weight", amount=sparsity)  # type: ignore[no-untyped-call]
+            prune.remove(module, "weight")  # type: ignore[no-untyped-call]
+        zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
+        pruned_total = sum(m.weight.numel() for _, m in layers)
+        everything = sum(p.numel() for p in model.parameters())
+        reached = {
+            "layer_sparsity": round(zeros / pruned_total, 4),
+            "model_sparsity": round(zeros / everything, 4),
+            "pruned_layers": len(layers),
+        }
+        with torch.no_grad(), tempfile.TemporaryDirectory(prefix="keel-pruned-") as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            after = _metrics(measure(model, tokenizer, texts), folder_size(Path(tmp)))
+            run.log_metrics({**{f"parent_{k}": v for k, v in before.items()}, **after, **reached})
+            _check_quality(before, after, max_ppl_increase, "pruned")
+            details = {"parent_metrics": before, "metrics": after, **_comparison(before, after), **reached}
+            version = _register(
+                store,
+                run,
+                name or f"{parent.name}-pruned",
+                Path(tmp),
+                parent,
+                "magnitude pruning",
+                details,
+                "pruned_into",
+            )
+    return OptimizeResult(version, parent.ref, "prune", before, after, {**reached, **_comparison(before, after)})
+
+
+def distill_model(
+    store: Store,
+    teacher: str,
+    dataset: str,
+    name: str | None = None,
+    *,
+    options: DistillOptions | None = None,
+) -> OptimizeResult:
+    """Train a smaller student on a teacher's logits (KL divergence at a temperature) and register it.
+
+    The student keeps the teacher's tokenizer, embeddings and an evenly spaced subset of its layers,
+    then learns to match the teacher's next-token distributions on the dataset's texts.
+
+    Args:
+        store: The workspace store.
+        teacher: The teacher model version.
+        dataset: A dataset version whose texts are the distillation data.
+        name: The name to register under (default `<teacher>-distilled`).
+        options: Student size and training budget.
+
+    Returns:
+        The student version and its comparison with the teacher.
+    """
+    options = options or DistillOptions()
+    texts = heldout_texts(store, dataset, limit=100_000)
+    heldout = heldout_texts(store, None)
+    parent, model, tokenizer, before = _parent(store, teacher, heldout)
+    _, data_node = _dataset_node(store, dataset)
+    params = {"teacher": parent.ref, "dataset": dataset, **options.to_json()}
+    with start_run("distill", params, inputs=[parent.node, data_node], seed=options.seed, store=store) as run:
+        student = student_from(model, options)
+        distill(model, student, tokenizer, texts, options, lambda step, values: run.log_metrics(values, step=step))
+        with tempfile.TemporaryDirectory(prefix="keel-student-") as tmp:
+            student.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            after = _metrics(measure(student, tokenizer, heldout), folder_size(Path(tmp)))
+            run.log_metrics({**{f"parent_{k}": v for k, v in before.items()}, **after})
+            details = {"parent_metrics": before, "metrics": after, **_comparison(before, after), "dataset": dataset}
+            version = _register(
+                store,
+                run,
+                name or f"{parent.name}-distilled",
+                Path(tmp),
+                parent,
+                "distillation",
+                details,
+                "distilled_into",
+            )
+        with store.db.write() as conn:
+            add_edge(conn, data_node, version.node, "trained_on", at=store.clock())
+    return OptimizeResult(version, parent.ref, "distill", before, after, _comparison(before, after))
+
+
+def _dataset_node(store: Store, ref: str) -> tuple[str, str]:
+    from keel.train._data import dataset_node
+
+    return ref, dataset_node(store, ref)

@@ -1,0 +1,68 @@
+"""`keel demo --fast` end to end: every stage's result is checked in the store it leaves behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from keel.cli import app
+from keel.core.settings import load_settings
+from keel.data import get_version, load_version
+from keel.monitor import list_traces
+from keel.registry import get_model, list_runs
+from keel.serve import deployment_history
+from keel.store import open_store, path_between
+
+pytestmark = pytest.mark.slow
+
+
+def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--fast", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{") :])
+    store = open_store(load_settings(tmp_path / "demo"))
+    try:
+        # curation: duplicates, junk and foreign pages dropped; PII redacted; a version with lineage to its run
+        kb = get_version(store, "acme-kb@v1")
+        assert report["curated"]["dropped"]["exact_duplicate"] >= 2 and report["curated"]["dropped"]["too_short"] >= 1
+        assert report["curated"]["dropped"]["language_not_kept"] == 3
+        assert {"email", "phone", "credit_card"} <= set(report["curated"]["redacted"])
+        texts = load_version(store, kb, columns=["text"]).column("text").to_pylist()
+        assert not any("@example.com" in t for t in texts) and kb.num_rows == report["curated"]["kept"]
+        assert get_version(store, "acme-sft@v1").num_rows == 120 and get_version(store, "acme-eval@v1").num_rows == 60
+        with store.db.read() as conn:
+            curate_runs = list_runs(conn, kind="curate")
+            train_runs = list_runs(conn, kind="train")
+            eval_runs = list_runs(conn, kind="eval")
+        assert len(curate_runs) == 1 and len(train_runs) >= 1 and len(eval_runs) == 2
+        # index: the top hit for the kayak question is the kayak's product page
+        assert report["index"] == "acme-kb-index@v1" and "Kayak" in report["retrieval_hit"]["text"]
+        # training and evaluation: a registered tuned version, gate verdict recorded, winner aliased
+        assert report["tuned_model"] == "acme-assistant@v1"
+        assert report["winner"] in (report["tuned_model"], report["base_model"])
+        winner_name = report["winner"].split("@")[0]
+        assert get_model(store, f"{winner_name}@production").ref == report["winner"]
+        assert set(report["scores"]) == {report["base_model"], report["tuned_model"]}
+        # serving: deployment history with canary, promote and rollbacks; one trace per request, none failed
+        actions = [e.action for e in deployment_history(store, "assistant")]
+        assert actions.count("rollback") == 2 and "promote" in actions and actions.count("canary") == 2
+        traces = list_traces(store, deployment="assistant", limit=100)
+        assert len(traces) == 8 and all(t.status == 200 for t in traces)
+        assert report["monitoring"] and sum(r["requests"] for r in report["monitoring"]) == 8
+        # lineage: a served response back to a source file
+        assert report["lineage"][0].startswith("trace:") and report["lineage"][-1].startswith("source:file://")
+        with store.db.read() as conn:
+            assert path_between(conn, report["lineage"][0], report["lineage"][-1]) is not None
+        assert report["audit_ok"] is True
+    finally:
+        store.close()
+
+
+def test_demo_refuses_a_folder_with_files(tmp_path: Path) -> None:
+    (tmp_path / "keel.yaml").write_text("{}\n")
+    result = CliRunner().invoke(app, ["demo", str(tmp_path), "--fast"])
+    assert result.exit_code == 2 and "expected a new or empty folder" in result.output

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from typer.testing import CliRunner
+
+from keel.cli import app
+from keel.registry import ModelVersion, get_model, list_models
+from keel.store import Store, walk
+from keel.train import DistillOptions, QualityLossError, distill_model, load_model, prune_model, quantize_model
+from keel.train._measure import heldout_texts, measure
+
+Commit = Callable[[Store, str, list[dict[str, object]]], str]
+
+
+def test_quantize_keeps_quality_shrinks_weights_and_reloads(store: Store, tiny: ModelVersion) -> None:
+    import torch
+
+    result = quantize_model(store, "tiny")
+    assert result.model.ref == "tiny-int8@v1" and result.parent == "tiny@v1"
+    assert result.metrics["size_bytes"] < result.parent_metrics["size_bytes"]
+    assert abs(result.details["perplexity_change"]) < 0.02 and result.details["layers"] > 0
+    info = get_model(store, "tiny-int8").info["optimization"]
+    assert info["parent"] == "tiny@v1" and info["metrics"]["perplexity"] == result.metrics["perplexity"]
+    model, tokenizer = load_model(store, "tiny-int8")
+    original, _ = load_model(store, "tiny")
+    texts = heldout_texts(None, None)
+    assert measure(model, tokenizer, texts).perplexity == pytest.approx(result.metrics["perplexity"], rel=1e-3)
+    q_proj = model.model.layers[0].self_attn.q_proj.weight
+    scale = q_proj.abs().amax(dim=1, keepdim=True) / 127
+    assert torch.allclose(q_proj / scale, torch.round(q_proj / scale), atol=1e-3)  # on the int8 grid
+    assert torch.equal(model.get_input_embeddings().weight, original.get_input_embeddings().weight)
+    with store.db.read() as conn:
+        assert "model-version:tiny@v1" in {
+            h.node for h in walk(conn, "model-version:tiny-int8@v1", "upstream", depth=1)
+        }
+
+
+def test_quantize_refuses_a_worse_model(store: Store, tiny: ModelVersion) -> None:
+    with pytest.raises(QualityLossError, match="was not registered"):
+        quantize_model(store, "tiny", max_ppl_increase=-0.5)
+    assert [m["name"] for m in list_models(store)] == ["tiny"]
+
+
+def test_prune_reports_sparsity(store: Store, tiny: ModelVersion) -> None:
+    result = prune_model(store, "tiny", sparsity=0.5)
+    assert result.details["layer_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert 0 < result.details["model_sparsity"] < 0.5
+    model, _ = load_model(store, result.model.ref)
+    weight = model.model.layers[0].mlp.up_proj.weight
+    assert float((weight == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
+
+
+def test_distill_trains_a_smaller_student(
+    store: Store, tiny: ModelVersion, commit: Commit, tiny_texts: list[str]
+) -> None:
+    ref = commit(store, "corpus", [{"text": t} for t in tiny_texts[:40]])
+    options = DistillOptions(layers=1, steps=3, batch_size=2, max_length=32)
+    result = distill_model(store, "tiny", ref, options=options)
+    student, _ = load_model(store, result.model.ref)
+    assert student.config.num_hidden_layers == 1 and result.metrics["size_bytes"] < result.parent_metrics["size_bytes"]
+    with store.db.read() as conn:
+        upstream = {h.node for h in walk(conn, result.model.node, "upstream", depth=1)}
+    assert {"model-version:tiny@v1", "dataset-version:corpus@v1"} <= upstream
+
+
+def test_cli_quantize_and_prune(store: Store, tiny: ModelVersion) -> None:
+    workspace = str(store.settings.workspace)
+    result = CliRunner().invoke(app, ["-w", workspace, "model", "quantize", "tiny", "--name", "small"])
+    assert result.exit_code == 0, result.output
+    assert "Registered small@v1 (int8 of tiny@v1)" in result.output
+    result = CliRunner().invoke(app, ["-w", workspace, "model", "prune", "tiny", "--sparsity", "1.5"])
+    assert result.exit_code == 2 and "expected --sparsity between 0 and 1" in result.output
