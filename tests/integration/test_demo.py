@@ -16,14 +16,14 @@ from keel.registry import get_model, list_runs
 from keel.serve import deployment_history
 from keel.store import open_store, path_between
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(app, ["demo", str(tmp_path / "demo"), "--fast", "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{") :])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     store = open_store(load_settings(tmp_path / "demo"))
     try:
         # curation: duplicates, junk and foreign pages dropped; PII redacted; a version with lineage to its run
