@@ -3,7 +3,7 @@
 Targets (issue 4): commit under 30 s, diff under 5 s, trace under 50 ms, and the second version
 stores under 5% of the first one's bytes.
 
-    python benchmarks/datasets.py [--records 1000000] [--database-url postgresql://…]
+    python benchmarks/datasets.py [--records 1000000] [--postgres]   # --postgres reads KEEL_TEST_POSTGRES_URL
 
 Prints one JSON line.
 """
@@ -11,6 +11,7 @@ Prints one JSON line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -85,14 +86,28 @@ def changed_copy(table: pa.Table, share: float, seed: int) -> pa.Table:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--database-url", default=None, help="PostgreSQL URL (a fresh schema is used); default SQLite")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="use KEEL_TEST_POSTGRES_URL (a fresh schema, dropped after); default SQLite",
+    )
     args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.postgres:
+            url = stack.enter_context(postgres_schema_url())
+            if url is None:
+                raise SystemExit(
+                    "--postgres needs KEEL_TEST_POSTGRES_URL, e.g. postgresql://postgres@127.0.0.1:5432/test"
+                )
+            os.environ["KEEL_DATABASE_URL"] = url
+        run(args.records)
+
+
+def run(records: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="keel-bench-datasets-"))
-    if args.database_url:
-        os.environ["KEEL_DATABASE_URL"] = postgres_schema_url(args.database_url)
     store = init_workspace(work / "ws")
     t0 = time.perf_counter()
-    first_table = corpus(args.records, seed=1)
+    first_table = corpus(records, seed=1)
     second_table = changed_copy(first_table, 0.01, seed=2)
     pq.write_table(first_table, work / "v1.parquet")
     pq.write_table(second_table, work / "v2.parquet")
@@ -112,7 +127,7 @@ def main() -> None:
 
     rng = np.random.default_rng(3)
     samples, cpu = [], []
-    for i in rng.integers(0, args.records, 21).tolist():
+    for i in rng.integers(0, records, 21).tolist():
         t0, c0 = time.perf_counter(), time.process_time()
         trace_record(store, f"rec-{i:08d}")
         samples.append((time.perf_counter() - t0) * 1000)
@@ -120,7 +135,7 @@ def main() -> None:
     result = {
         "benchmark": "datasets",
         "database": store.db.dialect,
-        "records": args.records,
+        "records": records,
         "input_bytes_parquet": (work / "v1.parquet").stat().st_size,
         "prepare_s": round(prepare, 2),
         "commit_first_s": round(commit_first, 2),
