@@ -7,7 +7,6 @@ an endpoint is called through the official `openai` client at temperature 0 unle
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -94,17 +93,23 @@ class ModelResponder:
     nodes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        # The training stack's loader: full weights, or a PEFT adapter on its base, as the model was trained.
+        from keel.registry import get_model
+        from keel.train import load_model
 
-        from keel.registry import pull_model
-
-        self._dir = tempfile.TemporaryDirectory(prefix="keel-eval-model-")
-        version = pull_model(self.store, self.spec.model, self._dir.name)
+        version = get_model(self.store, self.spec.model)
         self.identity = version.node
         self.nodes = [*self.nodes, version.node]
-        self.tokenizer = AutoTokenizer.from_pretrained(self._dir.name)
-        self.model = AutoModelForCausalLM.from_pretrained(self._dir.name)
-        self.model.eval()  # type: ignore[no-untyped-call]
+        self.model, self.tokenizer = load_model(self.store, version.ref)
+        self.model.eval()
+
+    def _prompt(self, case: EvalCase) -> str:
+        """The case as the model saw its training data: through the chat template when it has one."""
+        text = self.render(case)
+        if getattr(self.tokenizer, "chat_template", None):
+            messages = [{"role": "user", "content": text}]
+            return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        return text
 
     def respond(self, cases: Sequence[EvalCase], progress: Progress | None = None) -> list[str]:
         """Generate for each case; greedy at temperature 0, else sampling seeded per case."""
@@ -114,7 +119,8 @@ class ModelResponder:
         outputs = []
         for i, case in enumerate(cases):
             torch.manual_seed((sampling.seed if sampling.seed is not None else self.seed) + i)
-            encoded = self.tokenizer(self.render(case), return_tensors="pt")
+            templated = bool(getattr(self.tokenizer, "chat_template", None))
+            encoded = self.tokenizer(self._prompt(case), return_tensors="pt", add_special_tokens=not templated)
             options: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "do_sample": sampling.temperature > 0}
             if sampling.temperature > 0:
                 options["temperature"] = sampling.temperature
@@ -140,8 +146,8 @@ class ModelResponder:
         return values
 
     def close(self) -> None:
-        """Delete the pulled files."""
-        self._dir.cleanup()
+        """Drop the model (its files live in the workspace's model cache)."""
+        self.model = None
 
 
 def _prompt_renderer(store: Store, ref: str) -> tuple[Callable[[EvalCase], str], str]:
