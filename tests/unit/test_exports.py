@@ -49,7 +49,7 @@ EXPECTED = {
         "RedisRateLimiter", "RedisResponseCache", "Route", "SentenceTransformersBackend", "ServeSettings",
         "TransformersBackend", "UpstreamError", "canary_deployment", "choose_route", "configure_deployment",
         "create_app", "create_deployment", "deployment_history", "get_deployment", "list_deployments",
-        "looks_like_injection", "promote_deployment", "rollback_deployment", "stub_upstream_app",
+        "looks_like_injection", "promote_deployment", "rollback_deployment", "serve_in_thread", "stub_upstream_app",
     ],
     "keel.monitor": [
         "SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "summarize",

@@ -86,10 +86,7 @@ def _read_batch(
         for item in items:
             if isinstance(item, Problem):
                 if strict:
-                    raise InputError(
-                        f"bad input (--strict): {item.file} line {item.line}: {item.reason}"
-                        + (f" ({item.detail})" if item.detail else "")
-                    )
+                    raise item.strict_error()
                 problems.append(item.to_json())
                 continue
             buffer.append(item)

@@ -55,6 +55,11 @@ class Problem:
         """A JSON-ready dict for the quarantine file."""
         return {"file": self.file, "line": self.line, "reason": str(self.reason), "detail": self.detail}
 
+    def strict_error(self) -> InputError:
+        """The error `--strict` stops with instead of quarantining this item."""
+        detail = f" ({self.detail})" if self.detail else ""
+        return InputError(f"bad input (--strict): {self.file} line {self.line}: {self.reason}{detail}")
+
 
 def detect_format(path: Path) -> InputFormat:
     """Guess a file's format from its name (compression suffixes allowed for JSONL).

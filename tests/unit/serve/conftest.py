@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from keel.govern import create_key
 from keel.registry import register_model
-from keel.serve import Gateway, ServeSettings, create_app, stub_upstream_app
+from keel.serve import Gateway, ServeSettings, create_app, serve_in_thread, stub_upstream_app
 from keel.store import Store
-
-
-@contextmanager
-def serve_in_thread(app: Any) -> Iterator[str]:
-    """Run `app` under uvicorn on a free port of 127.0.0.1; yields its base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")
