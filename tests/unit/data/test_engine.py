@@ -76,6 +76,28 @@ def test_parallel_runs_write_the_same_bytes_as_serial_ones(tmp_path: Path) -> No
     assert one.shards == two.shards and _digests(tmp_path / "out") == serial
 
 
+def test_slicing_shards_for_per_record_steps_changes_no_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Per-record steps run over slices of ~2 MB of text; with 100-byte slices every shard is cut in several.
+    from keel.data import _engine
+
+    _corpus(tmp_path)
+
+    def run() -> tuple[dict[str, str], dict[str, object], dict[str, str]]:
+        shutil.rmtree(tmp_path / "out", ignore_errors=True)  # its work folder too: nothing is resumed
+        report = LocalEngine().run(load_recipe(_recipe(tmp_path, STEPS, extra="keep_dropped: true\n")))
+        dropped = {
+            str(p.relative_to(tmp_path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in (tmp_path / "out" / "dropped").rglob("*.parquet")
+        }
+        return _digests(tmp_path / "out"), {k: v.to_json() | {"seconds": 0} for k, v in report.steps.items()}, dropped
+
+    whole = run()
+    shard = pq.read_table(next((tmp_path / "out" / ".keel-work").rglob("read/*.parquet")))
+    monkeypatch.setattr(_engine, "_SLICE_TEXT_BYTES", 100)
+    assert len(_engine._slices(shard)) > 1
+    assert run() == whole
+
+
 def test_a_crashed_run_resumes_from_finished_shards(tmp_path: Path) -> None:
     _corpus(tmp_path)
     recipe = load_recipe(_recipe(tmp_path, STEPS))
