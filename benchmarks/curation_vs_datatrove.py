@@ -11,6 +11,11 @@ Prints the S-curve to stderr and one JSON line to stdout: per tool docs/s, MB/s 
 (own process plus worker processes; the machine is shared, so CPU time is the fair number), precision
 (removed documents that are copies) and recall (copies with true 5-gram Jaccard >= --threshold, 0.8, removed),
 and the keel/datatrove speed ratio. Targets: >= 20x datatrove per CPU-second, precision >= 0.99, recall >= 0.98.
+
+Then the full default recipe (normalize, language, quality, exact and near dedup, pii) in a fresh process per
+corpus size (--recipe-sizes, shards of 2,000 documents): MB per CPU-second (target >= 5) and peak RSS, and how
+much the peak grows per extra document against the per-document size of the dedup index, which must be all
+it grows by.
 """
 
 from __future__ import annotations
@@ -217,7 +222,30 @@ def _recipe_child(directory: Path, workers: int) -> None:
     peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children.ru_maxrss)
     steps = {name: {"s": round(st.seconds, 2), "out": st.records_out} for name, st in report.steps.items()}
     print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - wall0, "peak_rss_mb": peak_kb / 1024,
-                      "records_out": report.records_out, "steps": steps}))  # fmt: skip
+                      "records_out": report.records_out, "steps": steps,
+                      "dedup_index_mb": _dedup_index_mb(directory / "out")}))  # fmt: skip
+
+
+def _dedup_index_mb(output: Path) -> float:
+    """Peak traced memory of the larger dedup decision: every shard's observations loaded, then decided.
+
+    This is what the parent must hold for the whole corpus at once (the dedup index); everything else the
+    engine holds is per shard or per slice. Re-run here on the run's own observation files, under tracemalloc.
+    """
+    import pickle
+    import tracemalloc
+
+    from keel.data._recipe import build_steps
+
+    work = next((output / ".keel-work").iterdir())
+    peak = 0
+    dedup = build_steps([["exact_dedup", {}], ["near_dedup", {"threshold": 0.8}]])
+    for stage, step in zip(("stage0", "stage1"), dedup, strict=True):
+        tracemalloc.start()
+        step.decide([pickle.loads(p.read_bytes()) for p in sorted((work / stage).glob("*.observation.pkl"))])
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    return peak / 1e6
 
 
 def run_recipe(n_docs: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -234,6 +262,7 @@ def run_recipe(n_docs: int, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "docs": n_docs, "mb": round(mb, 2), "mb_per_cpu_s": round(mb / result["cpu"], 2),
         "mb_per_s": round(mb / result["wall"], 2), "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "dedup_index_mb": round(result["dedup_index_mb"], 2),
         "records_out": result["records_out"], "step_seconds": result["steps"],
     }  # fmt: skip
 
@@ -249,7 +278,7 @@ def main() -> None:
     parser.add_argument("--keel-seconds", type=float, default=10.0, help="repeat Keel's run for this long (median)")
     parser.add_argument("--keel-exact", action="store_true", help="Keel verifies pairs by exact Jaccard (keeps texts)")
     parser.add_argument(
-        "--recipe-sizes", default="1500,6000", help="corpus sizes for timing the full default recipe ('' to skip)"
+        "--recipe-sizes", default="1500,6000,24000", help="corpus sizes for the full default recipe ('' to skip)"
     )
     parser.add_argument("--recipe-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -298,6 +327,12 @@ def main() -> None:
         out["full_recipe_meets_target"] = all(
             r["mb_per_cpu_s"] >= RECIPE_TARGET_MB_PER_CPU_S for r in out["full_recipe"]
         )
+        if len(sizes) > 1:
+            small, large = out["full_recipe"][0], out["full_recipe"][-1]
+            growth = (large["peak_rss_mb"] - small["peak_rss_mb"]) * 1e6 / (large["docs"] - small["docs"])
+            out["peak_rss_growth_bytes_per_doc"] = round(growth)
+            index = (large["dedup_index_mb"] - small["dedup_index_mb"]) * 1e6 / (large["docs"] - small["docs"])
+            out["dedup_index_bytes_per_doc"] = round(index)
     out["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out))
 
