@@ -185,11 +185,11 @@ class Database:
             return True
 
     def count_rows(self) -> dict[str, int]:
-        """Row counts of every Keel table, by table name."""
+        """Row counts of every Keel table, by table name in alphabetical order."""
         with self.read() as conn:
             return {
                 table.name: int(conn.scalar(select(func.count()).select_from(table)) or 0)
-                for table in metadata.sorted_tables
+                for table in sorted(metadata.sorted_tables, key=lambda t: t.name)
             }
 
     def dispose(self) -> None:
