@@ -34,6 +34,10 @@ def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
         texts = load_version(store, kb, columns=["text"]).column("text").to_pylist()
         assert not any("@example.com" in t for t in texts) and kb.num_rows == report["curated"]["kept"]
         assert get_version(store, "acme-sft@v1").num_rows == 120 and get_version(store, "acme-eval@v1").num_rows == 60
+        # the SFT pairs were read out of the curated pages: each names a record of acme-kb@v1
+        sft = load_version(store, get_version(store, "acme-sft@v1"), columns=["kb_record"])
+        kb_ids = set(load_version(store, kb, columns=["id"]).column("id").to_pylist())
+        assert set(sft.column("kb_record").to_pylist()) <= kb_ids
         with store.db.read() as conn:
             curate_runs = list_runs(conn, kind="curate")
             train_runs = list_runs(conn, kind="train")
@@ -53,8 +57,11 @@ def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
         traces = list_traces(store, deployment="assistant", limit=100)
         assert len(traces) == 8 and all(t.status == 200 for t in traces)
         assert report["monitoring"] and sum(r["requests"] for r in report["monitoring"]) == 8
-        # lineage: a served response back to a source file
+        # lineage: a served response through the model, its training data and the curated KB to the source page
         assert report["lineage"][0].startswith("trace:") and report["lineage"][-1].startswith("source:file://")
+        if report["winner"] == report["tuned_model"]:
+            assert report["lineage"][-1].endswith("/corpus/raw/pages/harbor-kayak.html")
+            assert {"dataset-version:acme-sft@v1", "dataset-version:acme-kb@v1"} <= set(report["lineage"])
         with store.db.read() as conn:
             assert path_between(conn, report["lineage"][0], report["lineage"][-1]) is not None
         assert report["audit_ok"] is True

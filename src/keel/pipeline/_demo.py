@@ -20,7 +20,7 @@ from typing import Any
 
 from keel.core.errors import InputError
 from keel.pipeline._curate import curate, source_node
-from keel.pipeline._sample_corpus import write_sample_corpus
+from keel.pipeline._sample_corpus import PRODUCTS, sft_pairs, write_sample_corpus
 from keel.store import Store, init_workspace, path_between, verify, walk
 
 __all__ = ["DemoReport", "run_demo"]
@@ -92,7 +92,13 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print) -> DemoRe
             f"expected a new or empty folder for the demo; {directory} already has files",
             hint="pass another folder, e.g. `keel demo /tmp/keel-demo-2`, or delete this one",
         )
-    for quiet in ("TOKENIZERS_PARALLELISM=false", "HF_HUB_DISABLE_PROGRESS_BARS=1", "TRANSFORMERS_VERBOSITY=error"):
+    quiet_libraries = (
+        "TOKENIZERS_PARALLELISM=false",
+        "HF_HUB_DISABLE_PROGRESS_BARS=1",
+        "TRANSFORMERS_VERBOSITY=error",
+        "TQDM_DISABLE=1",  # transformers' GGUF conversion draws a bare tqdm bar; read when tqdm is first imported
+    )
+    for quiet in quiet_libraries:
         name, _, value = quiet.partition("=")
         os.environ.setdefault(name, value)  # the narrative is the demo's output, not library progress bars
     store = init_workspace(directory)
@@ -117,7 +123,9 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print) -> DemoRe
 
 
 def _curate_stage(store: Store, report: DemoReport, say: Say) -> None:
-    from keel.data import commit_version, load_recipe
+    import pyarrow as pa
+
+    from keel.data import commit_version, load_recipe, load_version
 
     corpus = write_sample_corpus(report.workspace / "corpus")
     report.corpus = corpus.counts
@@ -143,12 +151,21 @@ def _curate_stage(store: Store, report: DemoReport, say: Say) -> None:
         + (", ".join(f"{t}={n}" for t, n in redacted.items()) or "nothing")
         + f". Dropped records are kept for audit in {corpus.root / 'curated' / 'dropped'}."
     )
-    for role, path in (("sft", corpus.sft_path), ("eval", corpus.eval_path)):
-        version, _ = commit_version(store, f"acme-{role}", [path], inputs=[source_node(path)])
-        report.datasets[role] = version.ref
+    kb = load_version(store, result.version, columns=["id", "text"])
+    pairs = sft_pairs(zip(kb.column("id").to_pylist(), kb.column("text").to_pylist(), strict=True))
+    sft, _ = commit_version(
+        store,
+        "acme-sft",
+        pa.Table.from_pylist(pairs),
+        parents=[result.version.ref],
+        message=f"chat pairs read out of the product pages of {result.version.ref}",
+        producer={"command": "keel demo", "built_from": result.version.ref},
+    )
+    evals, _ = commit_version(store, "acme-eval", [corpus.eval_path], inputs=[source_node(corpus.eval_path)])
+    report.datasets["sft"], report.datasets["eval"] = sft.ref, evals.ref
     say(
-        f"   Committed {report.datasets['sft']} ({corpus.counts['sft_pairs']} chat pairs about the products) and "
-        f"{report.datasets['eval']} ({corpus.counts['eval_cases']} held-out questions: the same facts, other words)."
+        f"   Committed {sft.ref} ({sft.num_rows} chat pairs read out of the curated product pages, each naming its "
+        f"page's record) and {evals.ref} ({evals.num_rows} held-out questions: the same facts, other words)."
     )
 
 
@@ -319,17 +336,22 @@ def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
     from keel.monitor import list_traces
 
     served = [t for t in list_traces(store, deployment="assistant", limit=200) if t.model_version == report.winner]
+    # The winner's first trace answered QUESTIONS[0]; its product's page is the source to trace it back to.
+    product = next(p for p in PRODUCTS if p.name in QUESTIONS[0])
+    page = source_node(report.workspace / "corpus" / "raw" / "pages" / f"{product.slug}.html")
     with store.db.read() as conn:
         if served:
-            start = f"trace:{served[0].id}"
-            sources = [h.node for h in walk(conn, start, "upstream", depth=12) if h.node.startswith("source:")]
-            path = path_between(conn, start, sources[0]) if sources else None
+            start = f"trace:{min(served, key=lambda t: (t.at, t.id)).id}"
+            path = path_between(conn, start, page)
+            if path is None:  # the base model won: it was not trained on the pages; show any source it has
+                sources = [h.node for h in walk(conn, start, "upstream", depth=12) if h.node.startswith("source:")]
+                path = path_between(conn, start, sources[0]) if sources else None
             if path is not None:
                 report.lineage = list(path.nodes)
         audit = verify(conn)
     report.audit_ok, report.audit_events = audit.ok, audit.checked
     if report.lineage:
-        say("[bold]9. Lineage[/] of one served response back to the source file it came from:")
+        say(f"[bold]9. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page it was learned from:")
         for depth, node in enumerate(report.lineage):
             say(f"   {'  ' * depth}{'└─ ' if depth else ''}{node}")
     say(f"   Audit chain: {audit.checked} events, intact={audit.ok}.")

@@ -3,19 +3,24 @@
 ACME Outfitters sells a dozen products. The corpus has what a real intranet export has: product
 pages as HTML, policies as Markdown, support tickets as JSON lines with customers' e-mail
 addresses, phone numbers and card numbers in them, the same policy published under two URLs, lightly
-edited copies, navigation-only junk pages and a few pages in German, French and Spanish. From the
-same facts come supervised fine-tuning pairs (questions and answers about the products) and a
-held-out evaluation set that asks about the same facts in other words.
+edited copies, navigation-only junk pages and a few pages in German, French and Spanish.
+
+Supervised fine-tuning pairs are built from the *curated* product pages (`sft_pairs`: the facts are read
+back out of each page's text, and every pair names the record it came from), so a served answer traces
+back through the training data to the page it was learned from. The held-out evaluation set asks about
+the same facts in other words, with answers from the generator's own facts.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["PRODUCTS", "SampleCorpus", "Product", "write_sample_corpus"]
+__all__ = ["PRODUCTS", "SampleCorpus", "Product", "sft_pairs", "write_sample_corpus"]
 
 
 @dataclass(frozen=True)
@@ -103,14 +108,50 @@ _EVAL_QUESTIONS = {
 }
 
 
+_ANSWERS = {
+    "warranty": "The {name} comes with a {value}-year warranty.",
+    "price": "The {name} costs {value} dollars.",
+    "ships": "The {name} ships within {value} business days.",
+    "weight": "The {name} weighs {value} kg.",
+    "color": "The {name} comes in {value}.",
+}
+# How a product page states each fact (see `_product_page`); `sft_pairs` reads them back from curated text.
+_PAGE_FACTS = {
+    "warranty": re.compile(r"(\d+)-year warranty"),
+    "price": re.compile(r"costs (\d+) dollars"),
+    "ships": re.compile(r"ships within (\d+) business days"),
+    "weight": re.compile(r"weighs ([\d.]+) kg"),
+    "color": re.compile(r"It comes in ([^.]+)\."),
+}
+
+
 def _answer(p: Product, fact: str) -> str:
-    return {
-        "warranty": f"The {p.name} comes with a {p.warranty_years}-year warranty.",
-        "price": f"The {p.name} costs {p.price} dollars.",
-        "ships": f"The {p.name} ships within {p.ships_in_days} business days.",
-        "weight": f"The {p.name} weighs {p.weight_kg} kg.",
-        "color": f"The {p.name} comes in {p.color}.",
-    }[fact]
+    value = {"warranty": p.warranty_years, "price": p.price, "ships": p.ships_in_days, "weight": p.weight_kg}
+    return _ANSWERS[fact].format(name=p.name, value=value.get(fact, p.color))
+
+
+def sft_pairs(records: Iterable[tuple[str, str]]) -> list[dict[str, object]]:
+    """Chat pairs (two questions per fact) from the product pages among `(record id, text)` records.
+
+    A product page is a record whose first line is a product's name and whose text states all five facts;
+    other records (policies, tickets) give no pairs. Each pair keeps the id of its page as `kb_record`.
+    """
+    pairs: list[dict[str, object]] = []
+    for record_id, text in records:
+        name = text.split("\n", 1)[0].strip()
+        found = {fact: pattern.search(text) for fact, pattern in _PAGE_FACTS.items()}
+        if not name or not all(found.values()):
+            continue
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        for fact, questions in _TRAIN_QUESTIONS.items():
+            answer = _ANSWERS[fact].format(name=name, value=found[fact].group(1))  # type: ignore[union-attr]
+            for i, question in enumerate(questions):
+                messages = [
+                    {"role": "user", "content": question.format(name=name)},
+                    {"role": "assistant", "content": answer},
+                ]
+                pairs.append({"id": f"sft-{slug}-{fact}-{i}", "messages": messages, "kb_record": record_id})
+    return pairs
 
 
 def _product_page(p: Product) -> str:
@@ -160,13 +201,12 @@ class SampleCorpus:
 
     root: Path
     raw_dir: Path
-    sft_path: Path
     eval_path: Path
     counts: dict[str, int]
 
 
 def write_sample_corpus(root: str | Path, *, seed: int = 0, tickets: int = 120) -> SampleCorpus:
-    """Write the knowledge base under `root/raw`, SFT pairs to `root/sft.jsonl`, eval cases to `root/eval.jsonl`."""
+    """Write the knowledge base under `root/raw` and the held-out eval cases to `root/eval.jsonl`."""
     rng = random.Random(seed)
     root = Path(root)
     raw = root / "raw"
@@ -200,19 +240,11 @@ def write_sample_corpus(root: str | Path, *, seed: int = 0, tickets: int = 120) 
         for number in range(4400, 4400 + tickets):
             out.write(json.dumps(_ticket(rng, number)) + "\n")
             counts["tickets"] += 1
-    sft_path, eval_path = root / "sft.jsonl", root / "eval.jsonl"
-    with open(sft_path, "w", encoding="utf-8") as sft, open(eval_path, "w", encoding="utf-8") as ev:
+    eval_path = root / "eval.jsonl"
+    with open(eval_path, "w", encoding="utf-8") as ev:
         for p in PRODUCTS:
             context = _product_page(p)
-            for fact, questions in _TRAIN_QUESTIONS.items():
-                for q in questions:
-                    messages = [
-                        {"role": "user", "content": q.format(name=p.name)},
-                        {"role": "assistant", "content": _answer(p, fact)},
-                    ]
-                    sft.write(
-                        json.dumps({"id": f"sft-{p.slug}-{fact}-{questions.index(q)}", "messages": messages}) + "\n"
-                    )
+            for fact in _TRAIN_QUESTIONS:
                 case = {
                     "id": f"eval-{p.slug}-{fact}",
                     "input": _EVAL_QUESTIONS[fact].format(name=p.name),
@@ -221,6 +253,5 @@ def write_sample_corpus(root: str | Path, *, seed: int = 0, tickets: int = 120) 
                     "labels": fact,
                 }
                 ev.write(json.dumps(case) + "\n")
-    counts["sft_pairs"] = len(PRODUCTS) * sum(len(q) for q in _TRAIN_QUESTIONS.values())
     counts["eval_cases"] = len(PRODUCTS) * len(_EVAL_QUESTIONS)
-    return SampleCorpus(root, raw, sft_path, eval_path, counts)
+    return SampleCorpus(root, raw, eval_path, counts)
