@@ -6,6 +6,7 @@ Commands parse input, call a function of a lower layer and render its result; no
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ __all__ = ["KeelGroup", "State", "console", "get_store", "print_json"]
 
 
 def console() -> Console:
-    """A console on the current stdout; when it is not a terminal, lines are never cropped or wrapped."""
-    return Console(width=None if sys.stdout.isatty() else 10_000, highlight=False, soft_wrap=True)
+    """A console on the current stdout; when it is not a terminal (and COLUMNS is unset), never cropped or wrapped."""
+    wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
+    return Console(width=None if wide else 10_000, highlight=False, soft_wrap=True)
 
 
 class State:

@@ -112,7 +112,8 @@ def query(
     for hit in hits:
         uri = (hit.source or {}).get("uri") or "—"
         out.print(f"[bold]{hit.rank}.[/bold] {hit.score:.4f}  {escape(hit.record_id)}  [dim]{escape(str(uri))}[/dim]")
-        out.print(f"   {escape(hit.text)}")
+        preview = " ".join(hit.text.split())  # one line per hit; --json has the chunk as it is
+        out.print(f"   {escape(preview if len(preview) <= 240 else preview[:239] + '…')}")
 
 
 def _rows(found: list[IndexVersion]) -> Table:

@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from keel.cli._context import console, get_store, print_json
 from keel.cli._render import duration, sparkline
@@ -63,10 +63,14 @@ def list_command(
     if json_output:
         print_json([run.to_json(with_env=False) for run in found])
         return
-    table = Table("run", "kind", "status", "started (UTC)", "took", "params", "metrics")
+    run_column = Column("run", no_wrap=True, min_width=26)  # ids are copied from here: never cropped
+    table = Table(run_column, "kind", "status", "started (UTC)", "took", "params", "metrics")
     for run in found:
-        params = ", ".join(f"{k}={canonical_json(v)}" for k, v in run.params.items())
-        metrics = ", ".join(f"{k}={v:.4g}" for k, v in run.metrics.items())
+        # Nested params (a whole recipe or training config) would make the row pages wide: the table shows
+        # the start of each; `keel runs show` and --json have them in full.
+        params = ", ".join(f"{k}={_clip(canonical_json(v), 40)}" for k, v in run.params.items())
+        metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(run.metrics.items())[:6])
+        metrics += ", …" if len(run.metrics) > 6 else ""
         started = run.started_at.strftime("%Y-%m-%d %H:%M:%S")
         table.add_row(run.id, run.kind, run.status, started, duration(run.started_at, run.ended_at), params, metrics)
     console().print(table)
@@ -143,3 +147,7 @@ def compare(
         table.add_row(f"[bold]{key}[/bold]", *cells)
     console().print(table)
     console().print("[dim]* parameters that differ[/dim]")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
