@@ -211,17 +211,17 @@ def _concat(parts: list[pa.Table]) -> pa.Table:
     return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
 
 
-def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one stage on one shard: apply the previous global decision, the steps, then observe."""
-    _tune_allocator()
-    steps = _steps_for(spec["steps_json"])
-    table = pq.read_table(spec["input"])
-    positions: list[int] = spec["positions"]
+def _run_stage_steps(
+    steps: list[Step], positions: list[int], table: pa.Table, decision: Any, *, keep_dropped: bool
+) -> tuple[pa.Table, dict[int, StepStats], dict[int, list[pa.Table] | None]]:
+    """Run one stage on one shard: the global step's `decision` on the whole shard, then per-record steps by slice.
+
+    Returns the output, each position's counters and (if kept) its dropped rows. Shared by the local and Ray
+    engines, so both count and keep aside the same way.
+    """
     stats = {position: StepStats() for position in positions}
-    dropped_dir = Path(spec["dropped_dir"]) if spec["dropped_dir"] else None
-    asides: dict[int, list[pa.Table] | None] = {p: [] if dropped_dir else None for p in positions}
+    asides: dict[int, list[pa.Table] | None] = {p: [] if keep_dropped else None for p in positions}
     if positions and isinstance(steps[positions[0]], GlobalStep):  # only a stage's first step can be global
-        decision = pickle.loads(Path(spec["decision"]).read_bytes())
         table = _run_step(steps[positions[0]], table, stats[positions[0]], asides[positions[0]], decision)
         positions = positions[1:]
     if positions:
@@ -231,11 +231,34 @@ def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
                 part = _run_step(steps[position], part, stats[position], asides[position])
             parts.append(part)
         table = _concat(parts)
+    return table, stats, asides
+
+
+def _write_asides(
+    steps: list[Step], asides: dict[int, list[pa.Table] | None], dropped_dir: Path, shard: str, drop: Sequence[str] = ()
+) -> None:
+    """Write each step's dropped rows of one shard to `dropped_dir/<step>/<shard>.parquet`."""
+    for position, kept_aside in asides.items():
+        if kept_aside:
+            (dropped_dir / steps[position].name).mkdir(parents=True, exist_ok=True)
+            aside = _concat(kept_aside).drop_columns(list(drop))
+            _write_parquet(aside, dropped_dir / steps[position].name / f"{shard}.parquet")
+
+
+def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one stage on one shard: apply the previous global decision, the steps, then observe."""
+    _tune_allocator()
+    steps = _steps_for(spec["steps_json"])
+    positions: list[int] = spec["positions"]
+    decision = None
+    if positions and isinstance(steps[positions[0]], GlobalStep):
+        decision = pickle.loads(Path(spec["decision"]).read_bytes())
+    dropped_dir = Path(spec["dropped_dir"]) if spec["dropped_dir"] else None
+    table, stats, asides = _run_stage_steps(
+        steps, positions, pq.read_table(spec["input"]), decision, keep_dropped=dropped_dir is not None
+    )
     if dropped_dir is not None:
-        for position, kept_aside in asides.items():
-            if kept_aside:
-                (dropped_dir / steps[position].name).mkdir(parents=True, exist_ok=True)
-                _write_parquet(_concat(kept_aside), dropped_dir / steps[position].name / f"{spec['shard']}.parquet")
+        _write_asides(steps, asides, dropped_dir, spec["shard"])
     all_stats = {str(position): st.to_json() for position, st in stats.items()}
     if spec["observe"] is not None:
         observer = steps[spec["observe"]]

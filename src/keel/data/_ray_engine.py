@@ -23,17 +23,25 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from keel.core.errors import ConfigError, InputError, KeelError
 from keel.data._basic_steps import ExactDedupParams, ExactDedupStep
-from keel.data._engine import _PARQUET, CurationReport, Progress, _published, _steps_for, _write_json, _write_parquet
+from keel.data._engine import (
+    _PARQUET,
+    CurationReport,
+    Progress,
+    _published,
+    _run_stage_steps,
+    _steps_for,
+    _write_asides,
+    _write_json,
+)
 from keel.data._near_dedup import NearDedupParams, NearDedupStep
 from keel.data._readers import Problem, read_file
 from keel.data._recipe import Recipe, ResolvedInput
 from keel.data._records import records_to_table
-from keel.data._step import GlobalStep, Step, StepResult, StepStats
+from keel.data._step import GlobalStep, Step, StepStats
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -118,58 +126,32 @@ def _decision(ref: Any) -> Any:
     return _DECISIONS[key]
 
 
-def _apply_global(step: GlobalStep, table: pa.Table, order: pa.ChunkedArray, decision: Any) -> StepResult:
-    if isinstance(step, ExactDedupStep):
-        drop = np.flatnonzero(np.isin(order.to_numpy(), decision))
-        return step.apply_decision(table, set(drop.tolist()))
-    return step.apply_decision(table, decision)  # near_dedup: {member id: kept id}, as decided locally
-
-
-def _account(step: Step, result: StepResult, stats: StepStats, dropped: Path | None, shard: str) -> pa.Table:
-    """Mask out dropped rows, count them by reason and keep them aside if asked (as the local engine does)."""
-    out = result.table
-    reasons = result.drop_reasons
-    if reasons is not None:
-        keep = pa.array([r is None for r in reasons], pa.bool_())
-        stats.dropped.update(r for r in reasons if r is not None)
-        if dropped is not None and not all(r is None for r in reasons):
-            aside = out.drop_columns([_ORDER]).filter(pc.invert(keep))
-            aside = aside.append_column("drop_reason", pa.array([r for r in reasons if r], pa.string()))
-            (dropped / step.name).mkdir(parents=True, exist_ok=True)
-            _write_parquet(aside, dropped / step.name / f"{shard}.parquet")
-        out = out.filter(keep)
-    stats.records_out += out.num_rows
-    stats.bytes_out += pc.sum(pc.binary_length(out.column("text"))).as_py() or 0
-    return out
+def _global_decision(step: GlobalStep, order: pa.ChunkedArray, decision: Any) -> Any:
+    """The decision as `apply_decision` takes it for this block."""
+    if isinstance(step, ExactDedupStep):  # decided as global row numbers: here, positions in the block
+        return set(np.flatnonzero(np.isin(order.to_numpy(), decision)).tolist())
+    return decision  # near_dedup: {member id: kept id}, as decided locally
 
 
 def _stage_batch(
     table: pa.Table, *, steps_json: str, positions: list[int], decision: Any, dropped: str | None, tally: Any
 ) -> pa.Table:
-    """Run one stage's steps on one block: the previous global step's decision first, then per-record steps."""
+    """Run one stage's steps on one block, as the local engine runs them on one shard.
+
+    The block's `_ORDER` column rides through the steps like any other column (steps keep the columns they do
+    not know) and is left out of the dropped-record files.
+    """
     import ray
 
     steps = _steps_for(steps_json)
     first = int(table.column(_ORDER)[0].as_py()) if table.num_rows else 0
     shard = f"{first >> _FILE_SHIFT:05d}-{first & ((1 << _FILE_SHIFT) - 1):010d}"
-    all_stats: dict[str, dict[str, Any]] = {}
-    for position in positions:
-        step = steps[position]
-        stats = StepStats(records_in=table.num_rows)
-        stats.bytes_in = pc.sum(pc.binary_length(table.column("text"))).as_py() or 0
-        started = time.perf_counter()
-        step.counters.clear()
-        order = table.column(_ORDER)
-        if isinstance(step, GlobalStep):
-            result = _apply_global(step, table.drop_columns([_ORDER]), order, _decision(decision))
-        else:
-            result = step.apply(table.drop_columns([_ORDER]))
-        result.table = result.table.append_column(_ORDER, order)
-        table = _account(step, result, stats, Path(dropped) if dropped else None, shard)
-        stats.seconds = time.perf_counter() - started
-        stats.counters.update(step.counters)
-        all_stats[str(position)] = stats.to_json()
-    ray.get(tally.add_steps.remote(all_stats))
+    if positions and isinstance(step := steps[positions[0]], GlobalStep):
+        decision = _global_decision(step, table.column(_ORDER), _decision(decision))
+    table, stats, asides = _run_stage_steps(steps, positions, table, decision, keep_dropped=dropped is not None)
+    if dropped is not None:
+        _write_asides(steps, asides, Path(dropped), shard, drop=[_ORDER])
+    ray.get(tally.add_steps.remote({str(position): st.to_json() for position, st in stats.items()}))
     return table
 
 
