@@ -8,8 +8,11 @@ numpy pass per bucket, so Ray calls Python once per bucket, not once per key. Ru
 - near_dedup: MinHash signatures per batch (the step's own function); one row per (document, band) keyed by
   the band's 64-bit key (the formula of `keel.data._minhash._band_pairs`); per band group all id pairs
   (a star from the smallest id past 32 members); pairs meet their two signatures through two shuffles keyed
-  by id; accepted pairs are edges of an iterative min-label propagation, so each cluster keeps its smallest
+  by id; accepted pairs are the edges whose connected components are the clusters, each keeping its smallest
   id as `NearDuplicateIndex` does. The decision is `{member id: kept id}` (what the local step decides too).
+  Up to `_DRIVER_EDGES` accepted pairs, the components are found on the driver in one vectorised pass: the
+  pairs are of the size of the decision the driver gathers anyway, and each round of the distributed
+  min-label propagation (used above that) is a Ray shuffle, ~1 s each on a small cluster.
 
 This module knows Ray Data datasets and the two steps; it does not know recipes, files or reports.
 """
@@ -28,6 +31,7 @@ import xxhash
 from keel.core.errors import ConfigError
 from keel.data._basic_steps import ExactDedupParams, _exact_keys
 from keel.data._minhash import EMPTY, MinHashParams, minhash_signatures
+from keel.data._minhash import _components as _local_components
 from keel.data._near_dedup import NearDedupParams
 
 if TYPE_CHECKING:
@@ -39,6 +43,7 @@ _SMALL_GROUP = 32  # as keel.data._minhash: band groups up to this size give all
 _FNV = np.uint64(0x100000001B3)
 _SPREAD = np.uint64(0x9E3779B97F4A7C15)
 _MAX_ROUNDS = 10_000
+_DRIVER_EDGES = 5_000_000  # ~0.5 GB of ids on the driver; above it, components are found by shuffles
 
 
 def _id_buckets(ids: pa.Array | pa.ChunkedArray, buckets: int) -> pa.Array:
@@ -248,6 +253,18 @@ def _components(edges: Dataset, buckets: int) -> dict[str, str]:
     return labels
 
 
+def _components_here(verified: Dataset) -> dict[str, str]:
+    """`_components` on the driver: gather the accepted pairs and label them in one vectorised pass."""
+    import ray
+
+    tables = ray.get(verified.select_columns(["lo", "hi"]).to_arrow_refs())
+    lo = np.concatenate([t.column("lo").to_numpy(zero_copy_only=False) for t in tables]).astype(str)
+    hi = np.concatenate([t.column("hi").to_numpy(zero_copy_only=False) for t in tables]).astype(str)
+    ids, codes = np.unique(np.concatenate([lo, hi]), return_inverse=True)  # sorted: smallest code, smallest id
+    labels = _local_components(len(ids), codes[: len(lo)], codes[len(lo) :])
+    return dict(zip(ids.tolist(), ids[labels].tolist(), strict=True))
+
+
 def near_duplicates(ds: Dataset, params: NearDedupParams, buckets: int) -> tuple[dict[str, str], dict[str, Any]]:
     """Clusters of near-duplicate documents, and the step's report (same keys and counts as the local step).
 
@@ -281,7 +298,13 @@ def near_duplicates(ds: Dataset, params: NearDedupParams, buckets: int) -> tuple
         .map_groups(partial(_similarity, num_perm=num_perm, accept=accept), batch_format="pyarrow")
     )
     verified = scored.materialize()
-    labels = _components(verified, buckets) if verified.count() else {}
+    edges = verified.count()
+    if not edges:
+        labels: dict[str, str] = {}
+    elif edges <= _DRIVER_EDGES:
+        labels = _components_here(verified)
+    else:
+        labels = _components(verified, buckets)
     report = _near_report(mh, labels, documents=sigs.count(), candidates=half.count(), verified=verified)
     return labels, report
 

@@ -84,7 +84,14 @@ def _output(out: Path) -> pa.Table:
 
 @pytest.mark.slow  # starting a Ray runtime alone takes 10-30 s on the shared machine
 @pytest.mark.timeout(900)
-def test_local_and_ray_engines_keep_the_same_records_and_counts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("clusters", ["on the driver", "by shuffles"])
+def test_local_and_ray_engines_keep_the_same_records_and_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clusters: str
+) -> None:
+    if clusters == "by shuffles":  # the distributed min-label propagation, used above _DRIVER_EDGES pairs
+        from keel.data import _ray_dedup
+
+        monkeypatch.setattr(_ray_dedup, "_DRIVER_EDGES", 0)
     expected = _corpus(tmp_path)
     for name in ("local", "ray"):
         (tmp_path / f"{name}.yaml").write_text(RECIPE.format(output=f"out-{name}"))
