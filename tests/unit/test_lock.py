@@ -1,0 +1,40 @@
+"""requirements/lock.txt must pin every dependency pyproject.toml declares, at a version it allows."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name.split("[")[0])] = version.strip()
+    return pins
+
+
+def test_every_declared_dependency_is_pinned_at_an_allowed_version() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared += extra
+    pins = _pins(ROOT / "requirements" / "lock.txt") | _pins(ROOT / "requirements" / "torch.txt")
+    problems = []
+    for text in declared:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        if name == "keel-llmops":  # an extra naming other extras
+            continue
+        if name not in pins:
+            problems.append(f"{req.name}: not pinned")
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{req.name}: pinned {pins[name]}, pyproject allows {req.specifier}")
+    assert not problems, "run `make lock` after changing pyproject.toml: " + "; ".join(problems)
