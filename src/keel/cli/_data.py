@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from keel.cli._context import console, get_store, print_json
-from keel.cli._render import human_bytes
+from keel.cli._render import human_bytes, lineage_tree
 from keel.core.clock import format_time
 from keel.core.errors import InputError
 from keel.data import (
@@ -269,6 +269,5 @@ def trace(
         out.print(f"source: {src.get('uri')} (sha256 {str(src.get('sha256'))[:12]}, fetched {src.get('fetched_at')})")
     if found.text_preview:
         out.print(f"text: {found.text_preview!r}")
-    out.print(f"in versions: {', '.join(found.versions)}")
-    for hit in found.downstream:
-        out.print(f"  {'  ' * (hit.depth - 1)}└─ {hit.node}  ({hit.edge_kind})")
+    roots = [f"dataset-version:{ref}" for ref in found.versions]
+    out.print(lineage_tree(f"in {len(found.versions)} version(s); downstream:", roots, found.downstream))

@@ -7,9 +7,11 @@ from datetime import datetime
 
 from rich.markup import escape
 from rich.table import Table
+from rich.tree import Tree
 
 from keel.core.clock import format_time
 from keel.registry import AliasEvent
+from keel.store import LineageHit
 
 __all__ = ["alias_history_table", "alias_move", "duration", "human_bytes", "sparkline"]
 
@@ -81,3 +83,13 @@ def alias_history_table(events: Sequence[AliasEvent]) -> Table:
             escape(e.evidence or ""),
         )
     return table
+
+
+def lineage_tree(label: str, roots: Sequence[str], hits: Sequence[LineageHit]) -> Tree:
+    """A walk's hits as a tree under `roots` (the nodes the walk started from), each under the node it came via."""
+    tree = Tree(label)
+    branches = {root: tree.add(f"[bold]{escape(root)}[/bold]") for root in roots}
+    for hit in hits:  # nearest first, so every hit's `via` already has a branch
+        parent = branches.get(hit.via, tree)
+        branches[hit.node] = parent.add(f"{escape(hit.node)} [dim]({hit.edge_kind})[/dim]")
+    return tree
