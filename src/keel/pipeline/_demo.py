@@ -26,6 +26,17 @@ from keel.store import Store, init_workspace, path_between, verify, walk
 __all__ = ["DemoReport", "run_demo"]
 
 Say = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
+"""Called as (what, done, total) while a long stage advances: curation shards, embeddings, training steps, …"""
+
+
+def _no_progress(label: str, done: int, total: int) -> None:
+    return None
+
+
+def _prefixed(progress: Progress, stage: str) -> Progress:
+    return lambda label, done, total: progress(f"{stage}: {label}", done, total)
+
 
 DEMO_RECIPE = """inputs:
   - path: raw/pages/*.html
@@ -84,8 +95,8 @@ def _stage(report: DemoReport, name: str) -> Iterator[None]:
     report.seconds[name] = round(time.perf_counter() - started, 1)
 
 
-def run_demo(directory: Path, *, fast: bool = False, say: Say = print) -> DemoReport:
-    """Run the whole loop in `directory` (a new folder), narrating each stage through `say`."""
+def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress: Progress = _no_progress) -> DemoReport:
+    """Run the whole loop in `directory` (a new folder), narrating each stage through `say` and `progress`."""
     directory = Path(directory)
     if (directory / "keel.yaml").exists() or (directory.exists() and any(directory.iterdir())):
         raise InputError(
@@ -106,15 +117,15 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print) -> DemoRe
     say(f"[bold]1. Workspace[/] at {report.workspace} (metadata in {store.db.display_url}, blobs in {store.blobs.url})")
     try:
         with _stage(report, "curate"):
-            _curate_stage(store, report, say)
+            _curate_stage(store, report, say, progress)
         with _stage(report, "index"):
-            _index_stage(store, report, say)
+            _index_stage(store, report, say, progress)
         with _stage(report, "train"):
-            _train_stage(store, report, say)
+            _train_stage(store, report, say, progress)
         with _stage(report, "evaluate"):
-            _eval_stage(store, report, say)
+            _eval_stage(store, report, say, progress)
         with _stage(report, "serve"):
-            _serve_stage(store, report, say)
+            _serve_stage(store, report, say, progress)
         with _stage(report, "lineage"):
             _lineage_stage(store, report, say)
     finally:
@@ -122,7 +133,7 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print) -> DemoRe
     return report
 
 
-def _curate_stage(store: Store, report: DemoReport, say: Say) -> None:
+def _curate_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
     import pyarrow as pa
 
     from keel.data import commit_version, load_recipe, load_version
@@ -136,7 +147,8 @@ def _curate_stage(store: Store, report: DemoReport, say: Say) -> None:
         f"customers' e-mails, phones and card numbers, {corpus.counts['duplicates']} exact and "
         f"{corpus.counts['near_duplicates']} near duplicate(s), {corpus.counts['junk']} junk pages."
     )
-    result = curate(store, load_recipe(corpus.root / "recipe.yaml"), dataset="acme-kb")
+    recipe = load_recipe(corpus.root / "recipe.yaml")
+    result = curate(store, recipe, dataset="acme-kb", progress=_prefixed(progress, "curate"))
     steps = result.report.steps
     dropped = {r: n for st in steps.values() for r, n in sorted(st.dropped.items())}
     redacted = {k.removeprefix("found."): n for k, n in sorted(steps["pii"].counters.items()) if k.startswith("found.")}
@@ -169,10 +181,10 @@ def _curate_stage(store: Store, report: DemoReport, say: Say) -> None:
     )
 
 
-def _index_stage(store: Store, report: DemoReport, say: Say) -> None:
+def _index_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
     from keel.index import build_index, search
 
-    built = build_index(store, "acme-kb-index", report.datasets["kb"])
+    built = build_index(store, "acme-kb-index", report.datasets["kb"], progress=_prefixed(progress, "index"))
     report.index = built.index.ref
     hits = search(store, built.index.ref, QUESTIONS[0], k=3)
     top = hits[0]
@@ -184,7 +196,7 @@ def _index_stage(store: Store, report: DemoReport, say: Say) -> None:
     )
 
 
-def _train_stage(store: Store, report: DemoReport, say: Say) -> None:
+def _train_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
     from keel.train import import_gguf, new_tiny_model, parse_train_config, train
 
     if report.fast:
@@ -215,7 +227,7 @@ def _train_stage(store: Store, report: DemoReport, say: Say) -> None:
         },
         source="the demo's training config",
     )
-    result = train(store, config)
+    result = train(store, config, progress=lambda done, total: progress(f"fine-tuning {base.ref}", done, total))
     assert result.model is not None
     report.tuned_model, report.train_run = result.model.ref, result.run_id
     loss = result.metrics.get("train_loss") or result.metrics.get("loss")
@@ -226,7 +238,7 @@ def _train_stage(store: Store, report: DemoReport, say: Say) -> None:
     )
 
 
-def _eval_stage(store: Store, report: DemoReport, say: Say) -> None:
+def _eval_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
     from keel.evals import gate
     from keel.evals._suite import parse_suite
     from keel.registry import alias_model
@@ -242,7 +254,7 @@ def _eval_stage(store: Store, report: DemoReport, say: Say) -> None:
         }
     )
     assert report.base_model is not None and report.tuned_model is not None
-    verdict = gate(store, suite, report.base_model, report.tuned_model)
+    verdict = gate(store, suite, report.base_model, report.tuned_model, progress=_prefixed(progress, "evaluate"))
     for result in (verdict.baseline, verdict.candidate):
         report.scores[result.subject.removeprefix("model-version:")] = {
             k: round(a.mean, 3) for k, a in result.aggregates.items()
@@ -265,7 +277,7 @@ def _eval_stage(store: Store, report: DemoReport, say: Say) -> None:
     )
 
 
-def _serve_stage(store: Store, report: DemoReport, say: Say) -> None:
+def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
     import openai
 
     from keel.govern import create_key
@@ -296,8 +308,9 @@ def _serve_stage(store: Store, report: DemoReport, say: Say) -> None:
             )
             return (reply.choices[0].message.content or "").strip()
 
-        for question in QUESTIONS:
+        for i, question in enumerate(QUESTIONS):
             report.answers.append((question, ask(question)))
+            progress("requests through the openai client", i + 1, len(QUESTIONS))
         say(f"[bold]7. Deployed[/] {report.winner} as `assistant` behind the OpenAI-compatible gateway at {url}.")
         for question, answer in report.answers[:2]:
             say(f"   openai client → {question!r}\n   ← {answer!r}")
