@@ -139,12 +139,13 @@ def sft_pairs(records: Iterable[tuple[str, str]]) -> list[dict[str, object]]:
     pairs: list[dict[str, object]] = []
     for record_id, text in records:
         name = text.split("\n", 1)[0].strip()
-        found = {fact: pattern.search(text) for fact, pattern in _PAGE_FACTS.items()}
-        if not name or not all(found.values()):
+        matches = {fact: pattern.search(text) for fact, pattern in _PAGE_FACTS.items()}
+        values = {fact: m.group(1) for fact, m in matches.items() if m is not None}
+        if not name or len(values) < len(_PAGE_FACTS):
             continue
         slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         for fact, questions in _TRAIN_QUESTIONS.items():
-            answer = _ANSWERS[fact].format(name=name, value=found[fact].group(1))  # type: ignore[union-attr]
+            answer = _ANSWERS[fact].format(name=name, value=values[fact])
             for i, question in enumerate(questions):
                 messages = [
                     {"role": "user", "content": question.format(name=name)},
