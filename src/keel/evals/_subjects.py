@@ -82,6 +82,12 @@ class EndpointResponder:
         self._client.close()
 
 
+# Greedy decoding batches this many cases, left-padded. On the demo's 60 held-out cases with the LoRA-tuned
+# SmolLM2-135M (2 CPU threads, 32 new tokens): 83.8 s one by one, 24.9 s in 8s, 20.0 s in 16s, with the same
+# 60 answers each way. Sampled decoding stays one case at a time, each seeded, so no answer depends on its batch.
+GREEDY_BATCH = 16
+
+
 @dataclass
 class ModelResponder:
     """A registry model version decoded greedily (or sampled, seeded) with transformers, in process."""
@@ -112,27 +118,50 @@ class ModelResponder:
         return text
 
     def respond(self, cases: Sequence[EvalCase], progress: Progress | None = None) -> list[str]:
-        """Generate for each case; greedy at temperature 0, else sampling seeded per case."""
+        """Generate for each case: greedy at temperature 0 (in batches), else sampling seeded per case."""
+        if self.spec.sampling.temperature > 0:
+            return self._sample(cases, progress)
+        outputs: list[str] = []
+        for start in range(0, len(cases), GREEDY_BATCH):
+            batch = cases[start : start + GREEDY_BATCH]
+            outputs += self._generate([self._prompt(case) for case in batch], {"do_sample": False})
+            if progress:
+                progress(len(batch))
+        return outputs
+
+    def _sample(self, cases: Sequence[EvalCase], progress: Progress | None) -> list[str]:
+        # One case at a time, each with its own seed, so a case's answer does not depend on its neighbours.
         import torch
 
         sampling: Sampling = self.spec.sampling
         outputs = []
         for i, case in enumerate(cases):
             torch.manual_seed((sampling.seed if sampling.seed is not None else self.seed) + i)
-            templated = bool(getattr(self.tokenizer, "chat_template", None))
-            encoded = self.tokenizer(self._prompt(case), return_tensors="pt", add_special_tokens=not templated)
-            options: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "do_sample": sampling.temperature > 0}
-            if sampling.temperature > 0:
-                options["temperature"] = sampling.temperature
-            pad = self.tokenizer.pad_token_id
-            options["pad_token_id"] = pad if pad is not None else self.tokenizer.eos_token_id
-            with torch.no_grad():
-                generated = self.model.generate(**encoded, **options)
-            new_tokens = generated[0, encoded["input_ids"].shape[1] :]
-            outputs.append(str(self.tokenizer.decode(new_tokens, skip_special_tokens=True)).strip())
+            outputs += self._generate([self._prompt(case)], {"do_sample": True, "temperature": sampling.temperature})
             if progress:
                 progress(1)
         return outputs
+
+    def _generate(self, prompts: list[str], options: dict[str, Any]) -> list[str]:
+        """Decode `prompts` as one left-padded batch; the new text of each, stripped."""
+        import torch
+
+        templated = bool(getattr(self.tokenizer, "chat_template", None))
+        pad = self.tokenizer.pad_token_id
+        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"  # decoder-only: pad on the left
+        try:
+            encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
+        finally:
+            self.tokenizer.padding_side = side
+        with torch.no_grad():
+            generated = self.model.generate(
+                **encoded,
+                max_new_tokens=self.spec.sampling.max_tokens,
+                pad_token_id=pad if pad is not None else self.tokenizer.eos_token_id,
+                **options,
+            )
+        new_tokens = generated[:, encoded["input_ids"].shape[1] :]
+        return [str(self.tokenizer.decode(row, skip_special_tokens=True)).strip() for row in new_tokens]
 
     def perplexities(self, prompts: Sequence[str], continuations: Sequence[str]) -> list[float] | None:
         """Each continuation's perplexity under the model, given its (rendered) prompt."""

@@ -89,3 +89,16 @@ def test_perplexity_needs_a_model_subject() -> None:
 
     with pytest.raises(ConfigError, match="perplexity needs a `model` subject"):
         score_outputs(suite.inline_cases(), ["a", "b", "c"], suite.metrics, OfflineJudge())
+
+
+def test_greedy_answers_do_not_depend_on_the_batch(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prompts of different lengths share a left-padded batch; each answer must equal its one-by-one answer.
+    from keel.evals import _subjects
+
+    register_model(store, "tiny", _tiny_model_dir(tmp_path / "tiny"))
+    batched = run_suite(store, parse_suite(_suite("tiny@v1")))
+    monkeypatch.setattr(_subjects, "GREEDY_BATCH", 1)
+    single = run_suite(store, parse_suite(_suite("tiny@v1")))
+    assert batched.outputs == single.outputs and len(set(batched.outputs)) > 1
