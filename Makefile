@@ -18,13 +18,18 @@ $(VENV)/.installed: pyproject.toml requirements/lock.txt requirements/torch.txt
 
 # Re-resolve requirements/lock.txt from pyproject.toml with uv's resolver (seconds, where pip's gives up).
 # torch, triton and the CUDA libraries are left out: torch is the CPU wheel from requirements/torch.txt.
+LOCK_HEADER_1 = \# Exact versions of every dependency of keel-llmops[dev] for CPython 3.11 on Linux x86_64, resolved once so
+LOCK_HEADER_2 = \# that installs never backtrack (pip's resolver gave up on the open ranges after an hour). Regenerate with
+LOCK_HEADER_3 = \# \`make lock\` after changing pyproject.toml. torch comes from requirements/torch.txt (the CPU wheel).
+
 lock:
 	python3 -m venv .venv-lock
-	.venv-lock/bin/pip install --quiet uv
+	.venv-lock/bin/pip install --quiet uv==0.13.9
 	.venv-lock/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -c requirements/torch.txt --no-annotate --no-header -q \
 		-o .venv-lock/raw.txt
-	{ sed -n '1,3p' requirements/lock.txt; grep -vE '^(torch|triton|nvidia-)' .venv-lock/raw.txt; } > .venv-lock/lock.txt
+	{ echo "$(LOCK_HEADER_1)"; echo "$(LOCK_HEADER_2)"; echo "$(LOCK_HEADER_3)"; \
+	  grep -vE '^(torch|triton|nvidia-)' .venv-lock/raw.txt; } > .venv-lock/lock.txt
 	mv .venv-lock/lock.txt requirements/lock.txt
 
 install: $(VENV)/.installed

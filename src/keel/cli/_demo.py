@@ -33,7 +33,7 @@ def demo(
     columns = (TextColumn("   {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     # Bars for the long parts (curation shards, embeddings, training steps, eval cases) under the narrative,
     # each removed when done; on a terminal only, so logs and --json stay clean.
-    with Progress(*columns, console=out, disable=json_output or not out.is_terminal) as bars:
+    with Progress(*columns, console=out, transient=True, disable=json_output or not out.is_terminal) as bars:
         tasks: dict[str, TaskID] = {}
 
         def progress(label: str, done: int, total: int) -> None:

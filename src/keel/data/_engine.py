@@ -207,8 +207,11 @@ def _run_step(
 
 def _concat(parts: list[pa.Table]) -> pa.Table:
     # Slices of one shard share a schema unless a step typed an all-null column by what it saw ("default"
-    # promotion unifies null with the real type).
-    return parts[0] if len(parts) == 1 else pa.concat_tables(parts, promote_options="default")
+    # promotion unifies null with the real type). Combined into one chunk per column, because Parquet's page
+    # and dictionary boundaries follow the chunks: without it the bytes written would depend on the slicing.
+    if len(parts) == 1:
+        return parts[0]
+    return pa.concat_tables(parts, promote_options="default").combine_chunks()
 
 
 def _run_stage_steps(

@@ -10,7 +10,7 @@ numpy pass per bucket, so Ray calls Python once per bucket, not once per key. Ru
   (a star from the smallest id past 32 members); pairs meet their two signatures through two shuffles keyed
   by id; accepted pairs are the edges whose connected components are the clusters, each keeping its smallest
   id as `NearDuplicateIndex` does. The decision is `{member id: kept id}` (what the local step decides too).
-  Up to `_DRIVER_EDGES` accepted pairs, the components are found on the driver in one vectorised pass: the
+  Up to `_DRIVER_EDGES` (2 M) accepted pairs, the components are found on the driver in one vectorised pass: the
   pairs are of the size of the decision the driver gathers anyway, and each round of the distributed
   min-label propagation (used above that) is a Ray shuffle, ~1 s each on a small cluster.
 
@@ -43,7 +43,10 @@ _SMALL_GROUP = 32  # as keel.data._minhash: band groups up to this size give all
 _FNV = np.uint64(0x100000001B3)
 _SPREAD = np.uint64(0x9E3779B97F4A7C15)
 _MAX_ROUNDS = 10_000
-_DRIVER_EDGES = 5_000_000  # ~0.5 GB of ids on the driver; above it, components are found by shuffles
+# Above this many accepted pairs, components are found by shuffles. At the threshold the driver holds the pairs'
+# ids as fixed-width numpy strings (~100 B each at 24 characters), their sorted union and the result dict:
+# ~1 GB at its peak, of the order of the {member: kept} decision it gathers anyway.
+_DRIVER_EDGES = 2_000_000
 
 
 def _id_buckets(ids: pa.Array | pa.ChunkedArray, buckets: int) -> pa.Array:

@@ -147,18 +147,19 @@ class ModelResponder:
         import torch
 
         templated = bool(getattr(self.tokenizer, "chat_template", None))
-        pad = self.tokenizer.pad_token_id
-        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "left"  # decoder-only: pad on the left
+        tokenizer = self.tokenizer
+        side, pad_token = tokenizer.padding_side, tokenizer.pad_token
+        tokenizer.padding_side = "left"  # decoder-only models continue from the right end
+        if pad_token is None:  # e.g. an adapter's tokenizer saved without one: pad with eos, as training did
+            tokenizer.pad_token = tokenizer.eos_token
         try:
-            encoded = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
+            encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=not templated)
+            pad_id = tokenizer.pad_token_id
         finally:
-            self.tokenizer.padding_side = side
+            tokenizer.padding_side, tokenizer.pad_token = side, pad_token
         with torch.no_grad():
             generated = self.model.generate(
-                **encoded,
-                max_new_tokens=self.spec.sampling.max_tokens,
-                pad_token_id=pad if pad is not None else self.tokenizer.eos_token_id,
-                **options,
+                **encoded, max_new_tokens=self.spec.sampling.max_tokens, pad_token_id=pad_id, **options
             )
         new_tokens = generated[:, encoded["input_ids"].shape[1] :]
         return [str(self.tokenizer.decode(row, skip_special_tokens=True)).strip() for row in new_tokens]

@@ -32,7 +32,11 @@ class CurationResult:
 
 def source_node(path: Path) -> str:
     """The lineage node of an input file: `source:<file URI>` (hashed if too long for a node id)."""
-    uri = path.resolve().as_uri()
+    return uri_node(path.resolve().as_uri())
+
+
+def uri_node(uri: str) -> str:
+    """The lineage node of a source by its URI, as `source_node` names files."""
     node = f"source:{uri}"
     return node if len(node) <= NODE_ID_LENGTH else f"source:sha256:{sha256_hex(uri)}"
 

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from keel.core.errors import InputError
-from keel.pipeline._curate import curate, source_node
-from keel.pipeline._sample_corpus import PRODUCTS, sft_pairs, write_sample_corpus
+from keel.pipeline._curate import curate, source_node, uri_node
+from keel.pipeline._sample_corpus import sft_pairs, write_sample_corpus
 from keel.store import Store, init_workspace, path_between, verify, walk
 
 __all__ = ["DemoReport", "run_demo"]
@@ -346,12 +346,16 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
 
 
 def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
+    from keel.data import get_version, load_version, trace_record
     from keel.monitor import list_traces
 
     served = [t for t in list_traces(store, deployment="assistant", limit=200) if t.model_version == report.winner]
-    # The winner's first trace answered QUESTIONS[0]; its product's page is the source to trace it back to.
-    product = next(p for p in PRODUCTS if p.name in QUESTIONS[0])
-    page = source_node(report.workspace / "corpus" / "raw" / "pages" / f"{product.slug}.html")
+    # The winner's first trace answered QUESTIONS[0]. The SFT pair with that question names the curated record
+    # it was read from; that record's source is the page to trace the answer back to.
+    sft = load_version(store, get_version(store, report.datasets["sft"]), columns=["messages", "kb_record"])
+    record = next(r["kb_record"] for r in sft.to_pylist() if r["messages"][0]["content"] == QUESTIONS[0])
+    source = trace_record(store, record).source or {}
+    page = uri_node(str(source.get("uri")))
     with store.db.read() as conn:
         if served:
             start = f"trace:{min(served, key=lambda t: (t.at, t.id)).id}"
@@ -364,7 +368,10 @@ def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
         audit = verify(conn)
     report.audit_ok, report.audit_events = audit.ok, audit.checked
     if report.lineage:
-        say(f"[bold]9. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page it was learned from:")
+        say(
+            f"[bold]9. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page its training pair was read "
+            f"from (record {record} of {report.datasets['kb']}):"
+        )
         for depth, node in enumerate(report.lineage):
             say(f"   {'  ' * depth}{'└─ ' if depth else ''}{node}")
     say(f"   Audit chain: {audit.checked} events, intact={audit.ok}.")

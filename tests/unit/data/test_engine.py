@@ -77,14 +77,24 @@ def test_parallel_runs_write_the_same_bytes_as_serial_ones(tmp_path: Path) -> No
 
 
 def test_slicing_shards_for_per_record_steps_changes_no_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Per-record steps run over slices of ~2 MB of text; with 100-byte slices every shard is cut in several.
+    # Per-record steps run over slices of ~2 MB of text. Here: 1,500 documents (~3.5 MB) in one shard, cut into
+    # 64 KB slices, with records that per-record steps drop (too short, blocklisted) spread over every slice and
+    # exact duplicates across slices: the output and dropped-record bytes and the counters must not change.
     from keel.data import _engine
 
-    _corpus(tmp_path)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    with (raw / "a.jsonl").open("w") as f:
+        for i in range(1500):
+            n = i % 1400  # documents 1400.. repeat 0..99 exactly: duplicates across slices
+            words = " ".join(f"w{(n * 7 + k) % 997}" for k in range(400))
+            text = "tiny" if n % 97 == 0 else f"forbidden {words}" if n % 89 == 0 else f"doc {n} {words}"
+            f.write(json.dumps({"text": text}) + "\n")
 
     def run() -> tuple[dict[str, str], dict[str, object], dict[str, str]]:
         shutil.rmtree(tmp_path / "out", ignore_errors=True)  # its work folder too: nothing is resumed
-        report = LocalEngine().run(load_recipe(_recipe(tmp_path, STEPS, extra="keep_dropped: true\n")))
+        recipe = _recipe(tmp_path, STEPS, shard_size=5000, extra="keep_dropped: true\n")
+        report = LocalEngine().run(load_recipe(recipe))
         dropped = {
             str(p.relative_to(tmp_path)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in (tmp_path / "out" / "dropped").rglob("*.parquet")
@@ -92,9 +102,11 @@ def test_slicing_shards_for_per_record_steps_changes_no_result(tmp_path: Path, m
         return _digests(tmp_path / "out"), {k: v.to_json() | {"seconds": 0} for k, v in report.steps.items()}, dropped
 
     whole = run()
+    assert {"length", "blocklist", "exact_dedup"} <= {p.split("/")[2] for p in whole[2]}
     shard = pq.read_table(next((tmp_path / "out" / ".keel-work").rglob("read/*.parquet")))
-    monkeypatch.setattr(_engine, "_SLICE_TEXT_BYTES", 100)
-    assert len(_engine._slices(shard)) > 1
+    assert shard.num_rows == 1500
+    monkeypatch.setattr(_engine, "_SLICE_TEXT_BYTES", 64 << 10)
+    assert len(_engine._slices(shard)) > 10
     assert run() == whole
 
 
