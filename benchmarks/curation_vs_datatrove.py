@@ -223,10 +223,10 @@ def _recipe_child(directory: Path, workers: int) -> None:
     steps = {name: {"s": round(st.seconds, 2), "out": st.records_out} for name, st in report.steps.items()}
     print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - wall0, "peak_rss_mb": peak_kb / 1024,
                       "records_out": report.records_out, "steps": steps,
-                      "dedup_index_mb": _dedup_index_mb(directory / "out")}))  # fmt: skip
+                      "dedup_index_mb": _dedup_index_mb(recipe)}))  # fmt: skip
 
 
-def _dedup_index_mb(output: Path) -> float:
+def _dedup_index_mb(recipe_path: Path) -> float:
     """Peak traced memory of the larger dedup decision: every shard's observations loaded, then decided.
 
     This is what the parent must hold for the whole corpus at once (the dedup index); everything else the
@@ -235,14 +235,17 @@ def _dedup_index_mb(output: Path) -> float:
     import pickle
     import tracemalloc
 
+    from keel.data import load_recipe
     from keel.data._recipe import build_steps
+    from keel.data._step import GlobalStep
 
-    work = next((output / ".keel-work").iterdir())
+    recipe = load_recipe(recipe_path)
+    work = next((recipe.output_dir / ".keel-work").iterdir())
     peak = 0
-    dedup = build_steps([["exact_dedup", {}], ["near_dedup", {"threshold": 0.8}]])
-    for stage, step in zip(("stage0", "stage1"), dedup, strict=True):
+    dedup = [step for step in build_steps(recipe.step_specs()) if isinstance(step, GlobalStep)]
+    for stage, step in enumerate(dedup):  # stage N's shards hold the observations for the Nth global step
         tracemalloc.start()
-        step.decide([pickle.loads(p.read_bytes()) for p in sorted((work / stage).glob("*.observation.pkl"))])
+        step.decide([pickle.loads(p.read_bytes()) for p in sorted((work / f"stage{stage}").glob("*.observation.pkl"))])
         peak = max(peak, tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     return peak / 1e6

@@ -5,25 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.tree import Tree
+from rich.markup import escape
 
 from keel.cli._context import console, get_store, print_json
-from keel.store import LineageHit, path_between, walk
+from keel.cli._render import lineage_tree
+from keel.store import path_between, walk
 
 __all__ = ["lineage_app"]
 
 lineage_app = typer.Typer(
     help="The lineage graph: where everything came from and what it went into.", no_args_is_help=True
 )
-
-
-def _tree(root: str, hits: list[LineageHit], label: str) -> Tree:
-    tree = Tree(f"[bold]{root}[/bold] [dim]{label}[/dim]")
-    branches = {root: tree}
-    for hit in hits:  # nearest first, so every hit's `via` already has a branch
-        parent = branches.get(hit.via, tree)
-        branches[hit.node] = parent.add(f"{hit.node} [dim]({hit.edge_kind})[/dim]")
-    return tree
 
 
 @lineage_app.command("show")
@@ -57,7 +49,8 @@ def show(
         if not hits:
             console().print(f"[dim]nothing {direction} of {node} within {depth} edges[/dim]")
             continue
-        console().print(_tree(node, hits, f"{direction}, {len(hits)} node(s)"))
+        label = f"[bold]{escape(node)}[/bold] [dim]{direction}, {len(hits)} node(s)[/dim]"
+        console().print(lineage_tree(label, [], hits))  # hits one edge away came via `node`: the tree's root
 
 
 @lineage_app.command("path")

@@ -86,7 +86,11 @@ def alias_history_table(events: Sequence[AliasEvent]) -> Table:
 
 
 def lineage_tree(label: str, roots: Sequence[str], hits: Sequence[LineageHit]) -> Tree:
-    """A walk's hits as a tree under `roots` (the nodes the walk started from), each under the node it came via."""
+    """A walk's hits as a tree, each under the node it came via.
+
+    That is one of `roots` (the nodes the walk started from, shown as branches), another hit, or else the
+    `label` line itself.
+    """
     tree = Tree(label)
     branches = {root: tree.add(f"[bold]{escape(root)}[/bold]") for root in roots}
     for hit in hits:  # nearest first, so every hit's `via` already has a branch

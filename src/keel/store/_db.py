@@ -188,8 +188,8 @@ class Database:
         """Row counts of every Keel table, by table name in alphabetical order."""
         with self.read() as conn:
             return {
-                table.name: int(conn.scalar(select(func.count()).select_from(table)) or 0)
-                for table in sorted(metadata.sorted_tables, key=lambda t: t.name)
+                name: int(conn.scalar(select(func.count()).select_from(table)) or 0)
+                for name, table in sorted(metadata.tables.items())
             }
 
     def dispose(self) -> None:
