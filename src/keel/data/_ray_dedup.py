@@ -256,16 +256,18 @@ def _components(edges: Dataset, buckets: int) -> dict[str, str]:
     return labels
 
 
-def _components_here(verified: Dataset) -> dict[str, str]:
-    """`_components` on the driver: gather the accepted pairs and label them in one vectorised pass."""
+def _components_here(verified: Dataset) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """`_components` on the driver, and the report's closest pairs: gather the accepted pairs once."""
     import ray
 
-    tables = ray.get(verified.select_columns(["lo", "hi"]).to_arrow_refs())
-    lo = np.concatenate([t.column("lo").to_numpy(zero_copy_only=False) for t in tables]).astype(str)
-    hi = np.concatenate([t.column("hi").to_numpy(zero_copy_only=False) for t in tables]).astype(str)
+    tables = [t for t in ray.get(verified.to_arrow_refs()) if t.num_rows]
+    pairs = pa.concat_tables(tables).combine_chunks()
+    lo = pairs.column("lo").to_numpy(zero_copy_only=False).astype(str)
+    hi = pairs.column("hi").to_numpy(zero_copy_only=False).astype(str)
     ids, codes = np.unique(np.concatenate([lo, hi]), return_inverse=True)  # sorted: smallest code, smallest id
     labels = _local_components(len(ids), codes[: len(lo)], codes[len(lo) :])
-    return dict(zip(ids.tolist(), ids[labels].tolist(), strict=True))
+    closest = pairs.sort_by([("similarity", "ascending"), ("lo", "ascending"), ("hi", "ascending")]).slice(0, 5)
+    return dict(zip(ids.tolist(), ids[labels].tolist(), strict=True)), closest.to_pylist()
 
 
 def near_duplicates(ds: Dataset, params: NearDedupParams, buckets: int) -> tuple[dict[str, str], dict[str, Any]]:
@@ -302,13 +304,14 @@ def near_duplicates(ds: Dataset, params: NearDedupParams, buckets: int) -> tuple
     )
     verified = scored.materialize()
     edges = verified.count()
-    if not edges:
-        labels: dict[str, str] = {}
-    elif edges <= _DRIVER_EDGES:
-        labels = _components_here(verified)
-    else:
+    labels: dict[str, str] = {}
+    closest: list[dict[str, Any]] = []
+    if 0 < edges <= _DRIVER_EDGES:
+        labels, closest = _components_here(verified)
+    elif edges:
         labels = _components(verified, buckets)
-    report = _near_report(mh, labels, documents=sigs.count(), candidates=half.count(), verified=verified)
+        closest = verified.sort(["similarity", "lo", "hi"]).take(5)
+    report = _near_report(mh, labels, documents=sigs.count(), candidates=half.count(), verified=edges, closest=closest)
     return labels, report
 
 
@@ -319,26 +322,26 @@ def _with_null_sig(table: pa.Table, *, num_perm: int) -> pa.Table:
 
 
 def _near_report(
-    mh: MinHashParams, labels: dict[str, str], *, documents: int, candidates: int, verified: Dataset
-) -> dict[str, Any]:
+    mh: MinHashParams, labels: dict[str, str], *, documents: int, candidates: int, verified: int,
+    closest: list[dict[str, Any]],
+) -> dict[str, Any]:  # fmt: skip
     kept = np.asarray(list(labels.values()), dtype=object)
     _, sizes = np.unique(kept, return_counts=True) if len(kept) else (None, np.zeros(0, np.int64))
     histogram = np.unique(sizes, return_counts=True)
-    nearest = verified.sort(["similarity", "lo", "hi"]).take(5) if labels else []
     return {
         "documents": documents,
         "clusters": len(sizes),
         "duplicates": int(sizes.sum() - len(sizes)),
         "cluster_sizes": {int(s): int(c) for s, c in zip(*histogram, strict=True)},
         "candidate_pairs": candidates,
-        "verified_pairs": verified.count(),
+        "verified_pairs": verified,
         "verification": "signature" if mh.verify else "none",
         "bands": mh.bands,
         "rows": mh.rows,
         "threshold": mh.threshold,
         "examples": [
             {"kept": labels[row["lo"]], "a": row["lo"], "b": row["hi"], "jaccard": round(float(row["similarity"]), 4)}
-            for row in nearest
+            for row in closest
         ],
         "s_curve": [[round(s, 2), round(p, 4)] for s, p in mh.s_curve()],
     }

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+import uuid
 import warnings
 from collections import Counter
 from functools import partial
@@ -52,33 +54,13 @@ _ORDER = "_order"
 _FILE_SHIFT = 32  # _order = file index << 32 | record number within the file
 
 
-class _Tally:
-    """A Ray actor collecting what tasks counted: step stats, records read and problems per input file."""
-
-    def __init__(self) -> None:
-        self.steps: dict[str, StepStats] = {}
-        self.files: dict[int, tuple[int, list[dict[str, Any]]]] = {}
-
-    def add_steps(self, stats: dict[str, dict[str, Any]]) -> None:
-        for position, data in stats.items():
-            self.steps.setdefault(position, StepStats()).merge(StepStats.from_json(data))
-
-    def add_file(self, index: int, records: int, problems: list[dict[str, Any]]) -> None:
-        self.files[index] = (records, problems)
-
-    def result(self) -> tuple[dict[str, dict[str, Any]], dict[int, tuple[int, list[dict[str, Any]]]]]:
-        return {k: v.to_json() for k, v in self.steps.items()}, self.files
-
-
 # --- work done in Ray tasks ----------------------------------------------------------------------
 
 
 def _read_batch(
-    batch: dict[str, Any], *, sources: list[ResolvedInput], shard_size: int, strict: bool, tally: Any
+    batch: dict[str, Any], *, sources: list[ResolvedInput], shard_size: int, strict: bool, tally: str
 ) -> Any:
     """Read the input files named by `batch["index"]` into record tables of `shard_size` rows with `_order`."""
-    import ray
-
     for index in batch["index"].tolist():
         source = sources[index]
         buffer: list[dict[str, Any]] = []
@@ -104,7 +86,7 @@ def _read_batch(
                 buffer = []
         if buffer:
             yield _numbered(buffer, index, records)
-        ray.get(tally.add_file.remote(index, records, problems))
+        _write_json({"records": records, "problems": problems}, Path(tally) / f"read-{index:05d}.json")
 
 
 def _numbered(records: list[dict[str, Any]], index: int, end: int) -> pa.Table:
@@ -134,15 +116,14 @@ def _global_decision(step: GlobalStep, order: pa.ChunkedArray, decision: Any) ->
 
 
 def _stage_batch(
-    table: pa.Table, *, steps_json: str, positions: list[int], decision: Any, dropped: str | None, tally: Any
+    table: pa.Table, *, steps_json: str, positions: list[int], decision: Any, dropped: str | None, tally: str
 ) -> pa.Table:
     """Run one stage's steps on one block, as the local engine runs them on one shard.
 
     The block's `_ORDER` column rides through the steps like any other column (steps keep the columns they do
-    not know) and is left out of the dropped-record files.
+    not know) and is left out of the dropped-record files. The stage's counters go to a file named after the
+    stage and the block's first record, so a retried task overwrites its own count instead of adding to it.
     """
-    import ray
-
     steps = _steps_for(steps_json)
     first = int(table.column(_ORDER)[0].as_py()) if table.num_rows else 0
     shard = f"{first >> _FILE_SHIFT:05d}-{first & ((1 << _FILE_SHIFT) - 1):010d}"
@@ -151,7 +132,9 @@ def _stage_batch(
     table, stats, asides = _run_stage_steps(steps, positions, table, decision, keep_dropped=dropped is not None)
     if dropped is not None:
         _write_asides(steps, asides, Path(dropped), shard, drop=[_ORDER])
-    ray.get(tally.add_steps.remote({str(position): st.to_json() for position, st in stats.items()}))
+    counts = {str(position): st.to_json() for position, st in stats.items()}
+    if table.num_rows or any(st.records_in for st in stats.values()):  # empty blocks counted nothing
+        _write_json(counts, Path(tally) / f"stage-{positions[0]:03d}-{shard}.json")
     return table
 
 
@@ -249,14 +232,15 @@ class RayEngine:
         from ray.data.context import DataContext, ShuffleStrategy
 
         context = DataContext.get_current()
-        saved = context.enable_progress_bars, context.shuffle_strategy
+        saved = context.enable_progress_bars, context.shuffle_strategy, context.op_resource_reservation_enabled
         context.enable_progress_bars = False
+        context.op_resource_reservation_enabled = False
         # Sort-based shuffles: hash shuffles start aggregator actors, which cost seconds per grouping phase.
         context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
         try:
             return self._execute(recipe, strict, progress)
         finally:
-            context.enable_progress_bars, context.shuffle_strategy = saved
+            context.enable_progress_bars, context.shuffle_strategy, context.op_resource_reservation_enabled = saved
 
     def _execute(self, recipe: Recipe, strict: bool, progress: Progress | None) -> CurationReport:
         import ray
@@ -267,31 +251,44 @@ class RayEngine:
         steps = _steps_for(json.dumps(recipe.step_specs()))
         report = CurationReport(output_dir=recipe.output_dir, files=len(sources))
         recipe.output_dir.mkdir(parents=True, exist_ok=True)
-        tally: Any = ray.remote(num_cpus=0)(_Tally).remote()
+        # Tasks leave what they counted in this run's folder (the output folder is on storage every node sees).
+        tally = recipe.output_dir / ".keel-work" / f"ray-{uuid.uuid4().hex[:12]}"
+        tally.mkdir(parents=True)
+        try:
+            report = self._steps_and_files(recipe, sources, steps, report, tally, strict, progress)
+        finally:
+            shutil.rmtree(tally, ignore_errors=True)
+        report.seconds = time.perf_counter() - started
+        _write_json(report.to_json(), recipe.output_dir / "report.json")
+        return report
+
+    def _steps_and_files(self, recipe: Recipe, sources: list[ResolvedInput], steps: list[Step],
+                         report: CurationReport, tally: Path, strict: bool,
+                         progress: Progress | None) -> CurationReport:  # fmt: skip
+        import ray.data
+
         _say(progress, "read", 0)
         ds = ray.data.from_items([{"index": i} for i in range(len(sources))], override_num_blocks=max(len(sources), 1))
         ds = ds.map_batches(
-            partial(_read_batch, sources=sources, shard_size=recipe.shard_size, strict=strict, tally=tally),
+            partial(_read_batch, sources=sources, shard_size=recipe.shard_size, strict=strict, tally=str(tally)),
             batch_size=1,
             batch_format="numpy",
         ).materialize()
         _say(progress, "read", 1)
         final = self._stages(ds, steps, recipe, tally, report, progress)
         self._publish(final, recipe, report, progress)
-        step_stats, files = ray.get(tally.result.remote())
-        for position, data in step_stats.items():
-            report.steps[steps[int(position)].name].merge(StepStats.from_json(data))
+        for path in sorted(tally.glob("stage-*.json")):
+            for position, data in json.loads(path.read_text(encoding="utf-8")).items():
+                report.steps[steps[int(position)].name].merge(StepStats.from_json(data))
         with (recipe.output_dir / "quarantine.jsonl").open("w", encoding="utf-8") as out:
-            for index in sorted(files):
-                records, problems = files[index]
-                report.records_read += records
-                report.quarantined.update(Counter(p["reason"] for p in problems))
-                out.writelines(json.dumps(p, sort_keys=True) + "\n" for p in problems)
-        report.seconds = time.perf_counter() - started
-        _write_json(report.to_json(), recipe.output_dir / "report.json")
+            for path in sorted(tally.glob("read-*.json")):  # in input order: names carry the file index
+                read = json.loads(path.read_text(encoding="utf-8"))
+                report.records_read += read["records"]
+                report.quarantined.update(Counter(p["reason"] for p in read["problems"]))
+                out.writelines(json.dumps(p, sort_keys=True) + "\n" for p in read["problems"])
         return report
 
-    def _stages(self, ds: Dataset, steps: list[Step], recipe: Recipe, tally: Any, report: CurationReport,
+    def _stages(self, ds: Dataset, steps: list[Step], recipe: Recipe, tally: Path, report: CurationReport,
                 progress: Progress | None) -> Dataset:  # fmt: skip
         import ray
 
@@ -310,7 +307,7 @@ class RayEngine:
             _say(progress, label, 0)
             if positions:
                 kwargs = {"steps_json": steps_json, "positions": positions, "decision": decision,
-                          "dropped": dropped, "tally": tally}  # fmt: skip
+                          "dropped": dropped, "tally": str(tally)}  # fmt: skip
                 ds = ds.map_batches(partial(_stage_batch, **kwargs), batch_size=None, batch_format="pyarrow")
             ds = ds.materialize()
             _say(progress, label, 1)

@@ -126,6 +126,7 @@ def test_local_and_ray_engines_keep_the_same_records_and_counts(
     assert (tmp_path / "out-ray" / "quarantine.jsonl").read_text() == (
         tmp_path / "out-local" / "quarantine.jsonl"
     ).read_text()
+    assert not list((tmp_path / "out-ray" / ".keel-work").glob("ray-*"))  # the tasks' counts were cleaned up
 
 
 def test_what_the_ray_engine_cannot_distribute_is_refused_before_ray_starts(tmp_path: Path) -> None:
