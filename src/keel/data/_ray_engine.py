@@ -243,9 +243,6 @@ class RayEngine:
             context.enable_progress_bars, context.shuffle_strategy, context.op_resource_reservation_enabled = saved
 
     def _execute(self, recipe: Recipe, strict: bool, progress: Progress | None) -> CurationReport:
-        import ray
-        import ray.data
-
         started = time.perf_counter()
         sources = recipe.resolve_inputs()
         steps = _steps_for(json.dumps(recipe.step_specs()))
