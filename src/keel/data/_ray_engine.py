@@ -303,7 +303,7 @@ class RayEngine:
             label = f"stage {stage + 1}: {', '.join(steps[p].name for p in positions) or '—'}"
             _say(progress, label, 0)
             if positions:
-                kwargs = {"steps_json": steps_json, "positions": positions, "decision": decision,
+                kwargs: dict[str, Any] = {"steps_json": steps_json, "positions": positions, "decision": decision,
                           "dropped": dropped, "tally": str(tally)}  # fmt: skip
                 ds = ds.map_batches(partial(_stage_batch, **kwargs), batch_size=None, batch_format="pyarrow")
             ds = ds.materialize()
