@@ -67,7 +67,10 @@ def _open_workspace(ctx: typer.Context, dataset: str | None, commit: bool) -> St
 def run(
     ctx: typer.Context,
     recipe_path: RecipeArg,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Worker processes (default 1), or the CPUs of a local Ray runtime (default: all)."),
+    ] = None,
     engine: Annotated[str, typer.Option(help="`local` (process pool) or `ray` (Ray Data, same results).")] = "local",
     address: Annotated[str | None, typer.Option(help="Ray cluster for --engine ray (default: a local Ray).")] = None,
     strict: Annotated[bool, typer.Option(help="Stop at the first bad input item instead of quarantining it.")] = False,
@@ -95,7 +98,7 @@ def run(
         if store is None:
             from keel.data import LocalEngine, RayEngine
 
-            runner = RayEngine(address) if engine == "ray" else LocalEngine(workers=workers)
+            runner = RayEngine(address, num_cpus=workers) if engine == "ray" else LocalEngine(workers=workers or 1)
             return runner.run(recipe, strict=strict, progress=progress), None, False
         result = curate(store, recipe, dataset=name, workers=workers, strict=strict, progress=progress,
                         engine=engine, address=address)  # fmt: skip

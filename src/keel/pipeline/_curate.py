@@ -46,7 +46,7 @@ def curate(
     recipe: Recipe,
     *,
     dataset: str,
-    workers: int = 1,
+    workers: int | None = None,
     strict: bool = False,
     engine: str = "local",
     address: str | None = None,
@@ -59,7 +59,7 @@ def curate(
         store: The workspace store.
         recipe: A loaded recipe.
         dataset: The dataset to commit the output to.
-        workers: Worker processes.
+        workers: Worker processes (default 1), or the CPUs of a local Ray runtime (default: all).
         engine: `local` (a process pool) or `ray` (Ray Data; same records and report).
         address: The Ray cluster to use with `engine="ray"`; None starts a local Ray runtime.
         strict: Stop at the first bad input item instead of quarantining it.
@@ -77,11 +77,13 @@ def curate(
         raise InputError(f"expected engine 'local' or 'ray'; got {engine!r}")
 
     inputs = [source_node(s.path) for s in recipe.resolve_inputs()]
+    if engine == "local":
+        workers = workers or 1
     params = {"recipe": recipe.model_dump(mode="json"), "workers": workers, "dataset": dataset, "strict": strict}
     if engine != "local":
         params["engine"] = engine
     with start_run("curate", params, inputs=inputs, store=store) as run:
-        runner = RayEngine(address) if engine == "ray" else LocalEngine(workers=workers)
+        runner = RayEngine(address, num_cpus=workers) if engine == "ray" else LocalEngine(workers=workers or 1)
         report = runner.run(recipe, strict=strict, progress=progress)
         run.log_metrics(
             {
