@@ -76,7 +76,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="keel-curation-ray-"))
     try:
         corpus = make_corpus(args.docs, dup_fraction=0.3, seed=0)
-        corpus.write_jsonl(root / "corpus", shards=4)
+        corpus.write_jsonl(root / "corpus", shards=int(__import__("os").environ.get("FILES", "4")))
         megabytes = corpus.nbytes / 1e6
         results: dict[str, dict[str, float]] = {}
         ids: dict[str, list[str]] = {}
