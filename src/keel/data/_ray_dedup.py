@@ -3,9 +3,13 @@
 Every grouping is a shuffle on a bucket column (a hash of the key, `buckets` values), then one vectorised
 numpy pass per bucket, so Ray calls Python once per bucket, not once per key. Rules match the local steps:
 
-- exact_dedup: hash each text (the step's own key function); per hash the row earliest in input order (its
-  `_order`) stays. The decision is the `_order` of every later copy (8 bytes per duplicate).
-- near_dedup: MinHash signatures per batch (the step's own function); one row per (document, band) keyed by
+What a step observes of each row (`step.observe`: exact_dedup's text hash, near_dedup's MinHash signature) is
+added as a column by the stage that precedes the decision, in the same task that ran that stage's steps on the
+block (`with_observation`), so texts are read once and never leave the node that holds them for a decision.
+
+- exact_dedup: per text hash the row earliest in input order (its `_order`) stays. The decision is the
+  `_order` of every later copy (8 bytes per duplicate).
+- near_dedup: one row per (document, band) keyed by
   the band's 64-bit key (the formula of `keel.data._minhash._band_pairs`); per band group all id pairs
   (a star from the smallest id past 32 members); pairs meet their two signatures through two shuffles keyed
   by id; accepted pairs are the edges whose connected components are the clusters, each keeping its smallest
@@ -29,15 +33,20 @@ import pyarrow.compute as pc
 import xxhash
 
 from keel.core.errors import ConfigError
-from keel.data._basic_steps import ExactDedupParams, _exact_keys
-from keel.data._minhash import EMPTY, MinHashParams, minhash_signatures
+from keel.data._basic_steps import ExactDedupStep
+from keel.data._minhash import EMPTY, MinHashParams
 from keel.data._minhash import _components as _local_components
-from keel.data._near_dedup import NearDedupParams
+from keel.data._near_dedup import NearDedupParams, NearDedupStep
+from keel.data._step import GlobalStep
 
 if TYPE_CHECKING:
     from ray.data import Dataset
 
-__all__ = ["exact_duplicates", "near_duplicates"]
+__all__ = ["OBSERVED", "exact_duplicates", "near_duplicates", "with_observation"]
+
+KEY = "_key"  # exact_dedup's 64-bit text hash
+SIGNATURE = "_signature"  # near_dedup's MinHash signature, num_perm x uint32
+OBSERVED = (KEY, SIGNATURE)
 
 _SMALL_GROUP = 32  # as keel.data._minhash: band groups up to this size give all pairs, larger ones a star
 _FNV = np.uint64(0x100000001B3)
@@ -48,11 +57,29 @@ _MAX_ROUNDS = 10_000
 # ~1 GB at its peak, of the order of the {member: kept} decision it gathers anyway.
 _DRIVER_EDGES = 2_000_000
 # Rows per task of the maps that feed a shuffle. Ray bundles consecutive blocks into one task up to this many
-# rows, so the shuffle starts from ~rows/_ROWS blocks instead of one per shard: a sort shuffle costs per
+# rows, so a shuffle starts from ~rows/_SHUFFLE_ROWS blocks instead of one per shard: a sort shuffle costs per
 # block pair, and with one block per 500-record shard the two dedup decisions took 2x as long on one machine.
-# A task holds its rows' texts: ~23 MB at 5.6 KB per document.
-_KEY_ROWS = 4_096
-_SIGNATURE_ROWS = 4_096
+# These maps read only the observation columns (8 or 448 bytes per row), projected block by block first.
+_SHUFFLE_ROWS = 16_384
+
+
+def with_observation(step: GlobalStep, table: pa.Table) -> pa.Table:
+    """`table` with what `step` observes of each row (its own `observe`) as the column its decision reads."""
+    observed = step.observe(table)
+    if isinstance(step, ExactDedupStep):
+        return table.append_column(KEY, pa.array(np.asarray(observed, dtype=np.uint64), pa.uint64()))
+    if isinstance(step, NearDedupStep):
+        assert isinstance(step.params, NearDedupParams)
+        _, signatures, _ = observed  # texts are kept only for verification 'exact', refused on Ray
+        flat = pa.array(np.asarray(signatures, dtype=np.uint32).ravel(), pa.uint32())
+        return table.append_column(SIGNATURE, pa.FixedSizeListArray.from_arrays(flat, step.params.minhash().num_perm))
+    raise AssertionError(f"no distributed decision for {step.name!r}")
+
+
+def _projected(ds: Dataset, columns: list[str]) -> Dataset:
+    """`columns` of every block, projected where each block is (so bundling them later moves no text)."""
+    projected: Dataset = ds.select_columns(columns).materialize()
+    return projected
 
 
 def _id_buckets(ids: pa.Array | pa.ChunkedArray, buckets: int) -> pa.Array:
@@ -68,8 +95,8 @@ def _key_buckets(keys: npt.NDArray[np.uint64], buckets: int) -> pa.Array:
 # --- exact_dedup ---------------------------------------------------------------------------------
 
 
-def _exact_key_batch(table: pa.Table, *, normalize: bool, buckets: int) -> pa.Table:
-    keys = np.asarray(_exact_keys(table.column("text"), normalize), dtype=np.uint64)
+def _exact_key_batch(table: pa.Table, *, buckets: int) -> pa.Table:
+    keys = table.column(KEY).to_numpy()
     return pa.table({"bucket": _key_buckets(keys, buckets), "key": keys, "_order": table.column("_order")})
 
 
@@ -83,14 +110,15 @@ def _later_copies(group: pa.Table) -> pa.Table:
     return pa.table({"_order": pa.array(order[idx][later], pa.int64())})
 
 
-def exact_duplicates(ds: Dataset, params: ExactDedupParams, buckets: int) -> npt.NDArray[np.int64]:
-    """The sorted `_order` values of the rows `exact_dedup` drops: every copy but the earliest."""
+def exact_duplicates(ds: Dataset, buckets: int) -> npt.NDArray[np.int64]:
+    """The sorted `_order` values of the rows `exact_dedup` drops: every copy but the earliest.
+
+    `ds` holds the rows `with_observation` gave exact_dedup's text hash.
+    """
     import ray
 
-    keys = ds.map_batches(
-        partial(_exact_key_batch, normalize=params.normalize, buckets=buckets),
-        batch_size=_KEY_ROWS,
-        batch_format="pyarrow",
+    keys = _projected(ds, [KEY, "_order"]).map_batches(
+        partial(_exact_key_batch, buckets=buckets), batch_size=_SHUFFLE_ROWS, batch_format="pyarrow"
     )
     later = keys.groupby("bucket").map_groups(_later_copies, batch_format="pyarrow")
     parts = [t.column("_order").to_numpy() for t in ray.get(later.to_arrow_refs()) if t.num_rows]
@@ -102,15 +130,13 @@ def exact_duplicates(ds: Dataset, params: ExactDedupParams, buckets: int) -> npt
 _NODE_SCHEMA = pa.schema([("bucket", pa.int32()), ("node", pa.string()), ("other", pa.string())])
 
 
-def _signature_batch(table: pa.Table, *, params: MinHashParams, buckets: int) -> pa.Table:
-    sig = minhash_signatures(table.column("text").to_pylist(), params)
-    flat = pa.array(sig.ravel(), pa.uint32())
+def _signature_batch(table: pa.Table, *, buckets: int) -> pa.Table:
     return pa.table(
         {
             "bucket": _id_buckets(table.column("id"), buckets),
             "node": table.column("id"),
             "other": pa.nulls(table.num_rows, pa.string()),
-            "sig": pa.FixedSizeListArray.from_arrays(flat, params.num_perm),
+            "sig": table.column(SIGNATURE),
         }
     )
 
@@ -281,6 +307,8 @@ def _components_here(verified: Dataset) -> tuple[dict[str, str], list[dict[str, 
 def near_duplicates(ds: Dataset, params: NearDedupParams, buckets: int) -> tuple[dict[str, str], dict[str, Any]]:
     """Clusters of near-duplicate documents, and the step's report (same keys and counts as the local step).
 
+    `ds` holds the rows `with_observation` gave near_dedup's MinHash signature.
+
     Returns:
         `{member id: kept id}` for every document in a cluster of two or more, and the report.
     """
@@ -291,8 +319,8 @@ def near_duplicates(ds: Dataset, params: NearDedupParams, buckets: int) -> tuple
         )
     mh = params.minhash()
     bands, rows, num_perm = int(mh.bands or 0), int(mh.rows or 0), mh.num_perm
-    sigs = ds.map_batches(
-        partial(_signature_batch, params=mh, buckets=buckets), batch_size=_SIGNATURE_ROWS, batch_format="pyarrow"
+    sigs = _projected(ds, ["id", SIGNATURE]).map_batches(
+        partial(_signature_batch, buckets=buckets), batch_size=_SHUFFLE_ROWS, batch_format="pyarrow"
     )
     sigs = sigs.materialize()
     band_rows = sigs.map_batches(

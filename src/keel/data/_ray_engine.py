@@ -110,37 +110,60 @@ def _global_decision(step: GlobalStep, order: pa.ChunkedArray, decision: Any) ->
 
 
 def _stage_batch(
-    table: pa.Table, *, steps_json: str, positions: list[int], decision: Any, dropped: str | None, tally: str
+    table: pa.Table,
+    *,
+    steps_json: str,
+    stage: int,
+    positions: list[int],
+    decision: Any,
+    dropped: str | None,
+    tally: str,
+    observe: int | None,
+    publish: str | None,
 ) -> pa.Table:
     """Run one stage's steps on one block, as the local engine runs them on one shard.
 
     The block's `_ORDER` column rides through the steps like any other column (steps keep the columns they do
     not know) and is left out of the dropped-record files. The stage's counters go to a file named after the
     stage and the block's first record, so a retried task overwrites its own count instead of adding to it.
+    Then, where the block is: the global step at `observe` looks at the rows for its distributed decision (a
+    column the next stage drops), or, in the last stage, the block is written to `publish` as an output part.
     """
+    from keel.data._ray_dedup import OBSERVED, with_observation
+
     _tune_allocator()
     steps = _steps_for(steps_json)
-    first = int(table.column(_ORDER)[0].as_py()) if table.num_rows else 0
+    table = table.drop_columns([name for name in OBSERVED if name in table.column_names])
+    first = int(table.column(_ORDER)[0].as_py()) if table.num_rows else -1
     shard = f"{first >> _FILE_SHIFT:05d}-{first & ((1 << _FILE_SHIFT) - 1):010d}"
     if positions and isinstance(step := steps[positions[0]], GlobalStep):
         decision = _global_decision(step, table.column(_ORDER), _decision(decision))
     table, stats, asides = _run_stage_steps(steps, positions, table, decision, keep_dropped=dropped is not None)
     if dropped is not None:
         _write_asides(steps, asides, Path(dropped), shard, drop=[_ORDER])
-    counts = {str(position): st.to_json() for position, st in stats.items()}
-    if table.num_rows or any(st.records_in for st in stats.values()):  # empty blocks counted nothing
-        _write_json(counts, Path(tally) / f"stage-{positions[0]:03d}-{shard}.json")
+    if observe is not None:
+        observer = steps[observe]
+        assert isinstance(observer, GlobalStep)
+        started = time.perf_counter()
+        table = with_observation(observer, table)
+        # Observing (e.g. computing MinHash signatures) is the global step's work: its time is counted there.
+        stats[observe] = StepStats(seconds=time.perf_counter() - started)
+    if first >= 0:  # an empty block counted nothing
+        counts = {str(position): st.to_json() for position, st in stats.items()}
+        _write_json(counts, Path(tally) / f"stage-{stage:03d}-{shard}.json")
+    if publish is not None:
+        return _write_part(table, Path(publish) / f"block-{shard}.parquet", first)
     return table
 
 
-def _write_part(table: pa.Table, path: str) -> tuple[int, int]:
-    """Write one output block as published; returns (rows, bytes)."""
-    if table.num_rows == 0:
-        return 0, 0
-    table = _published(table.drop_columns([_ORDER]))
-    tmp = Path(path).with_suffix(".tmp")
-    pq.write_table(table, tmp, **_PARQUET)
-    return table.num_rows, tmp.stat().st_size
+def _write_part(table: pa.Table, path: Path, first: int) -> pa.Table:
+    """Write one output block as published, under a temporary name; returns one row: (first, rows, bytes)."""
+    size = 0
+    if table.num_rows:
+        table = _published(table.drop_columns([_ORDER]))
+        pq.write_table(table, path.with_suffix(".tmp"), **_PARQUET)
+        size = path.with_suffix(".tmp").stat().st_size
+    return pa.table({"first": [first], "rows": [table.num_rows], "bytes": [size], "path": [str(path)]})
 
 
 # --- the driver ----------------------------------------------------------------------------------
@@ -319,10 +342,13 @@ class RayEngine:
             positions = list(range(start, end))
             label = f"stage {stage + 1}: {', '.join(steps[p].name for p in positions) or '—'}"
             _say(progress, label, 0)
-            if positions:
-                kwargs: dict[str, Any] = {"steps_json": steps_json, "positions": positions, "decision": decision,
-                          "dropped": dropped, "tally": str(tally)}  # fmt: skip
-                ds = ds.map_batches(partial(_stage_batch, **kwargs), batch_size=None, batch_format="pyarrow")
+            # Each stage's map also does, where the block is, what comes next: the global step's observation
+            # for its decision, or (last stage) writing the block as an output part.
+            kwargs: dict[str, Any] = {"steps_json": steps_json, "stage": stage, "positions": positions,
+                                      "decision": decision,
+                                      "dropped": dropped, "tally": str(tally), "observe": global_at,
+                                      "publish": str(tally) if global_at is None else None}  # fmt: skip
+            ds = ds.map_batches(partial(_stage_batch, **kwargs), batch_size=None, batch_format="pyarrow")
             ds = ds.materialize()
             _say(progress, label, 1)
             if global_at is None:
@@ -340,7 +366,7 @@ class RayEngine:
 
         if isinstance(step, ExactDedupStep):
             assert isinstance(step.params, ExactDedupParams)
-            drops = exact_duplicates(ds, step.params, self.buckets)
+            drops = exact_duplicates(ds, self.buckets)
             report.global_reports[step.name] = step.report([drops])
             return drops
         if isinstance(step, NearDedupStep):
@@ -351,28 +377,23 @@ class RayEngine:
         raise AssertionError(f"unsupported global step {step.name!r} passed _check_supported")
 
     @staticmethod
-    def _publish(final: Dataset, recipe: Recipe, report: CurationReport, progress: Progress | None) -> None:
+    def _publish(parts: Dataset, recipe: Recipe, report: CurationReport, progress: Progress | None) -> None:
+        """Move the parts the last stage wrote (one per non-empty block) into `data/`, numbered in input order."""
         import ray
 
         _say(progress, "write", 0)
+        tables = [t for t in ray.get(parts.to_arrow_refs()) if t.num_rows]
+        written = pa.concat_tables(tables).sort_by("first").to_pylist() if tables else []
         data_dir = recipe.output_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         for stale in data_dir.glob("part-*.parquet"):
             stale.unlink()
-        blocks = final.to_arrow_refs()  # in input order (preserve_order)
-        write = ray.remote(_write_part)
-        paths = [str(data_dir / f"block-{i:05d}.parquet") for i in range(len(blocks))]
-        written = ray.get([write.remote(block, path) for block, path in zip(blocks, paths, strict=True)])
-        number = 0
-        for path, (rows, size) in zip(paths, written, strict=True):
-            if rows == 0:
-                continue
-            name = f"part-{number:05d}.parquet"
-            os.replace(Path(path).with_suffix(".tmp"), data_dir / name)
+        for part in (p for p in written if p["rows"]):
+            name = f"part-{len(report.shards):05d}.parquet"
+            os.replace(Path(part["path"]).with_suffix(".tmp"), data_dir / name)
             report.shards.append(name)
-            report.records_out += rows
-            report.bytes_out += size
-            number += 1
+            report.records_out += part["rows"]
+            report.bytes_out += part["bytes"]
         _say(progress, "write", 1)
 
 
