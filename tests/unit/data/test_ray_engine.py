@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 
 from keel.cli import app
 from keel.core.errors import ConfigError, InputError
-from keel.data import LocalEngine, RayEngine, get_version, load_recipe
+from keel.data import LocalEngine, RayEngine, get_version, load_recipe, load_version
 from keel.pipeline import curate
-from keel.store import Store
+from keel.store import Store, init_workspace
 
 ray = pytest.importorskip("ray")
 
@@ -184,3 +184,32 @@ def test_curate_on_ray_records_the_run_and_commits_the_version(store: Store, tmp
     assert get_version(store, "docs").producer["report"]["global"]["exact_dedup"] == {"duplicates": 3}
     with pytest.raises(InputError, match="engine 'local' or 'ray'"):
         curate(store, load_recipe(tmp_path / "r.yaml"), dataset="docs", engine="spark")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.usefixtures("ray_runtime")
+def test_curate_on_ray_into_a_workspace_whose_blob_store_is_s3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, s3_blob_url: str, s3_server: dict[str, Any]
+) -> None:
+    import boto3
+
+    monkeypatch.setenv("KEEL_BLOB_URL", s3_blob_url)
+    monkeypatch.setenv("KEEL_BLOB_OPTIONS", json.dumps(s3_server))
+    store = init_workspace(tmp_path / "ws")
+    try:
+        _corpus(tmp_path)
+        (tmp_path / "r.yaml").write_text(RECIPE.format(output="out"))
+        result = curate(store, load_recipe(tmp_path / "r.yaml"), dataset="docs", engine="ray")
+
+        bucket, prefix = s3_blob_url.removeprefix("s3://").split("/", 1)
+        client = boto3.client("s3", endpoint_url=s3_server["endpoint_url"], aws_access_key_id="testing",
+                              aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        objects = {item["Key"].rsplit("/", 1)[-1] for item in listed.get("Contents", [])}
+        shards = result.version.shards
+        assert shards and {shard.digest for shard in shards} <= objects  # the version's shards are S3 objects
+        loaded = load_version(store, "docs@v1")
+        assert loaded.column("id").to_pylist() == _output(tmp_path / "out").column("id").to_pylist()
+    finally:
+        store.close()
