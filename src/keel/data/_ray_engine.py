@@ -157,12 +157,12 @@ def _stage_batch(
 
 
 def _write_part(table: pa.Table, path: Path, first: int) -> pa.Table:
-    """Write one output block as published, under a temporary name; returns one row: (first, rows, bytes)."""
+    """Write one output block as published (into the run's work folder); returns one row: first, rows, bytes."""
     size = 0
     if table.num_rows:
         table = _published(table.drop_columns([_ORDER]))
-        pq.write_table(table, path.with_suffix(".tmp"), **_PARQUET)
-        size = path.with_suffix(".tmp").stat().st_size
+        pq.write_table(table, path, **_PARQUET)
+        size = path.stat().st_size
     return pa.table({"first": [first], "rows": [table.num_rows], "bytes": [size], "path": [str(path)]})
 
 
@@ -390,7 +390,7 @@ class RayEngine:
             stale.unlink()
         for part in (p for p in written if p["rows"]):
             name = f"part-{len(report.shards):05d}.parquet"
-            os.replace(Path(part["path"]).with_suffix(".tmp"), data_dir / name)
+            os.replace(part["path"], data_dir / name)
             report.shards.append(name)
             report.records_out += part["rows"]
             report.bytes_out += part["bytes"]
