@@ -20,7 +20,16 @@ import xxhash
 from keel.core.errors import InputError
 from keel.data._words import ascii_whitespace, split_words
 
-__all__ = ["MinHashParams", "NearDuplicateIndex", "exact_jaccard", "minhash_signatures"]
+__all__ = [
+    "SMALL_GROUP",
+    "MinHashParams",
+    "NearDuplicateIndex",
+    "band_keys",
+    "connected_components",
+    "exact_jaccard",
+    "minhash_signatures",
+    "pairs_within_groups",
+]
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -34,7 +43,7 @@ _VERIFY_Z = 2.0  # estimated-Jaccard slack, in standard errors at the threshold 
 # 7.3 / 15 MB gave 16.7 / 20.7 / 24.3 / 13.3 MB/s of text; smaller blocks pay numpy's per-call overhead more often.
 _BLOCK_ELEMENTS = 1 << 20
 _BATCH_CHARS = 2_000_000  # texts per signature batch, by length, so one batch's shingle arrays stay ~10-20 MB
-_SMALL_GROUP = 32  # bucket groups up to this size yield all pairs; larger ones (mass copies) a star from the first
+SMALL_GROUP = 32  # bucket groups up to this size yield all pairs; larger ones (mass copies) a star from the first
 # ASCII punctuation becomes a word break; bytes.translate + bytes.split tokenise at ~100 MB/s, re.findall(r"\w+") at 19.
 _PUNCT = bytes(32 if chr(i) in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" else i for i in range(256))
 
@@ -329,41 +338,62 @@ def exact_jaccard(a: str, b: str, params: MinHashParams) -> float:
     return len(np.intersect1d(first, second, assume_unique=True)) / union if union else 0.0
 
 
-def _band_pairs(sig: SIG, band: int, rows: int) -> I64:
-    """Index pairs `(lo, hi)` of rows whose band `band` is identical, as one int64 code `lo * n + hi` each.
+def band_keys(sig: SIG, band: int, rows: int) -> npt.NDArray[np.uint64]:
+    """One 64-bit key per signature row for band `band` (its `rows` values, FNV-combined).
 
-    Rows are hashed to one 64-bit key per band and sorted; equal keys form a group. Small groups yield all
-    their pairs; a large group (hundreds of identical copies) yields a star from its smallest row, which
-    connects the same cluster with linearly many pairs.
+    The local index and the Ray engine's band rows both key bands with this, so they find the same candidates.
     """
-    n = len(sig)
-    if n < 2:
-        return np.zeros(0, dtype=np.int64)
     cols = sig[:, band * rows : (band + 1) * rows].astype(np.uint64)
     keys = cols[:, 0].copy()
     for j in range(1, rows):
         keys = keys * np.uint64(0x100000001B3) + cols[:, j]
+    return keys
+
+
+def pairs_within_groups(group: I64) -> tuple[I64, I64]:
+    """Position pairs `(i < j)` of members of the same group; a group's members are adjacent in `group`.
+
+    Groups of up to `SMALL_GROUP` members yield all their pairs; a larger group (hundreds of identical copies)
+    yields a star from its first member, which connects the same cluster with linearly many pairs.
+    """
+    n = len(group)
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    position = np.arange(n, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], group[1:] != group[:-1])))
+    sizes = np.diff(np.concatenate((starts, [n])))
+    owner = np.repeat(np.arange(len(starts)), sizes)
+    small = sizes[owner] <= SMALL_GROUP
+    lo, hi = [], []
+    for d in range(1, int(min(sizes.max(), SMALL_GROUP))):
+        hit = (owner[:-d] == owner[d:]) & small[:-d]
+        lo.append(position[:-d][hit])
+        hi.append(position[d:][hit])
+    large = ~small & (position != starts[owner])
+    lo.append(starts[owner[large]].astype(np.int64))
+    hi.append(position[large])
+    return np.concatenate(lo), np.concatenate(hi)
+
+
+def _band_pairs(sig: SIG, band: int, rows: int) -> I64:
+    """Index pairs `(lo, hi)` of rows whose band `band` is identical, as one int64 code `lo * n + hi` each.
+
+    Rows are keyed per band and sorted; equal keys form a group (`pairs_within_groups`).
+    """
+    n = len(sig)
+    if n < 2:
+        return np.zeros(0, dtype=np.int64)
+    keys = band_keys(sig, band, rows)
     order = np.argsort(keys, kind="stable")  # stable: within a group, rows stay in ascending index order
     sorted_keys = keys[order]
     same = sorted_keys[1:] == sorted_keys[:-1]
     in_group = np.concatenate((same, [False])) | np.concatenate(([False], same))
     members, member_keys = order[in_group], sorted_keys[in_group]
-    if len(members) == 0:
-        return np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], member_keys[1:] != member_keys[:-1])))
-    sizes = np.diff(np.concatenate((starts, [len(members)])))
-    group = np.repeat(np.arange(len(starts)), sizes)
-    small = sizes[group] <= _SMALL_GROUP
-    codes = []
-    for d in range(1, int(min(sizes.max(), _SMALL_GROUP))):
-        hit = (group[:-d] == group[d:]) & small[:-d]
-        codes.append(members[:-d][hit].astype(np.int64) * n + members[d:][hit])
-    large = ~small & (np.arange(len(members)) != starts[group])
-    codes.append(members[starts[group[large]]].astype(np.int64) * n + members[large])
-    return np.concatenate(codes)
+    lo, hi = pairs_within_groups(member_keys.view(np.int64))
+    return members[lo].astype(np.int64) * n + members[hi]
 
 
-def _components(n: int, lo: I64, hi: I64) -> I64:
+def connected_components(n: int, lo: I64, hi: I64) -> I64:
     """For each of `n` nodes, the smallest node index in its connected component over edges `(lo, hi)`.
 
     Vectorised hook-and-compress instead of a per-edge Python union-find: each round hooks both ends' roots
@@ -515,7 +545,8 @@ class NearDuplicateIndex:
         lo, hi = self._candidates(sig)
         similarity, verification, accept = self._verify(sig, lo, hi)
         lo, hi, similarity = lo[accept], hi[accept], similarity[accept]
-        self._result = _Result(keys, _components(len(keys), lo, hi), len(accept), lo, hi, similarity, verification)
+        labels = connected_components(len(keys), lo, hi)
+        self._result = _Result(keys, labels, len(accept), lo, hi, similarity, verification)
         return self._result
 
     def _candidates(self, sig: SIG) -> tuple[I64, I64]:

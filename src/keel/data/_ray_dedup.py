@@ -10,7 +10,7 @@ block (`with_observation`), so texts are read once and never leave the node that
 - exact_dedup: per text hash the row earliest in input order (its `_order`) stays. The decision is the
   `_order` of every later copy (8 bytes per duplicate).
 - near_dedup: one row per (document, band) keyed by
-  the band's 64-bit key (the formula of `keel.data._minhash._band_pairs`); per band group all id pairs
+  the band's 64-bit key (`keel.data._minhash.band_keys`, as the local index); per band group all id pairs
   (a star from the smallest id past 32 members); pairs meet their two signatures through two shuffles keyed
   by id; accepted pairs are the edges whose connected components are the clusters, each keeping its smallest
   id as `NearDuplicateIndex` does. The decision is `{member id: kept id}` (what the local step decides too).
@@ -34,8 +34,7 @@ import xxhash
 
 from keel.core.errors import ConfigError
 from keel.data._basic_steps import ExactDedupStep
-from keel.data._minhash import EMPTY, MinHashParams
-from keel.data._minhash import _components as _local_components
+from keel.data._minhash import EMPTY, MinHashParams, band_keys, connected_components, pairs_within_groups
 from keel.data._near_dedup import NearDedupParams, NearDedupStep
 from keel.data._step import GlobalStep
 
@@ -48,8 +47,6 @@ KEY = "_key"  # exact_dedup's 64-bit text hash
 SIGNATURE = "_signature"  # near_dedup's MinHash signature, num_perm x uint32
 OBSERVED = (KEY, SIGNATURE)
 
-_SMALL_GROUP = 32  # as keel.data._minhash: band groups up to this size give all pairs, larger ones a star
-_FNV = np.uint64(0x100000001B3)
 _SPREAD = np.uint64(0x9E3779B97F4A7C15)
 _MAX_ROUNDS = 10_000
 # Above this many accepted pairs, components are found by shuffles. At the threshold the driver holds the pairs'
@@ -147,17 +144,11 @@ def _signatures(column: pa.ChunkedArray | pa.Array, num_perm: int) -> npt.NDArra
 
 
 def _band_rows(table: pa.Table, *, bands: int, rows: int, num_perm: int, buckets: int) -> pa.Table:
-    """One row per (valid document, band): the band's key, as `keel.data._minhash._band_pairs` computes it."""
+    """One row per (valid document, band): the band's key (`band_keys`, as the local index keys it)."""
     sig = _signatures(table.column("sig"), num_perm)
     valid = np.flatnonzero(~(sig == EMPTY).all(axis=1))
     ids = table.column("node").combine_chunks().take(pa.array(valid, pa.int64()))
-    keys = np.empty((bands, len(valid)), dtype=np.uint64)
-    for band in range(bands):
-        cols = sig[valid, band * rows : (band + 1) * rows].astype(np.uint64)
-        key = cols[:, 0].copy()
-        for j in range(1, rows):
-            key = key * _FNV + cols[:, j]
-        keys[band] = key
+    keys = np.stack([band_keys(sig[valid], band, rows) for band in range(bands)])
     band_of = np.repeat(np.arange(bands, dtype=np.int64), len(valid))
     flat = keys.ravel()
     return pa.table(
@@ -176,25 +167,13 @@ def _candidate_pairs(group: pa.Table, *, buckets: int) -> pa.Table:
     band, key = group.column("band").to_numpy(), group.column("key").to_numpy()
     ids = np.asarray(group.column("id").to_pylist(), dtype=object)
     new = np.concatenate(([True], (band[1:] != band[:-1]) | (key[1:] != key[:-1])))
-    starts = np.flatnonzero(new)
-    sizes = np.diff(np.concatenate((starts, [len(ids)])))
-    owner = np.repeat(np.arange(len(starts)), sizes)
-    small = sizes[owner] <= _SMALL_GROUP
-    lo: list[npt.NDArray[Any]] = []
-    hi: list[npt.NDArray[Any]] = []
-    for d in range(1, int(min(sizes.max(initial=1), _SMALL_GROUP))):
-        hit = (owner[:-d] == owner[d:]) & small[:-d]
-        lo.append(ids[:-d][hit])
-        hi.append(ids[d:][hit])
-    large = ~small & ~new
-    lo.append(ids[starts[owner[large]]])
-    hi.append(ids[large])
-    lo_ids = pa.array(np.concatenate(lo).tolist(), pa.string())
+    lo, hi = pairs_within_groups(np.cumsum(new))
+    lo_ids = pa.array(ids[lo].tolist(), pa.string())
     return pa.table(
         {
             "bucket": _id_buckets(lo_ids, buckets),
             "node": lo_ids,
-            "other": pa.array(np.concatenate(hi).tolist(), pa.string()),
+            "other": pa.array(ids[hi].tolist(), pa.string()),
         }
     )
 
@@ -299,7 +278,7 @@ def _components_here(verified: Dataset) -> tuple[dict[str, str], list[dict[str, 
     lo = pairs.column("lo").to_numpy(zero_copy_only=False).astype(str)
     hi = pairs.column("hi").to_numpy(zero_copy_only=False).astype(str)
     ids, codes = np.unique(np.concatenate([lo, hi]), return_inverse=True)  # sorted: smallest code, smallest id
-    labels = _local_components(len(ids), codes[: len(lo)], codes[len(lo) :])
+    labels = connected_components(len(ids), codes[: len(lo)], codes[len(lo) :])
     closest = pairs.sort_by([("similarity", "ascending"), ("lo", "ascending"), ("hi", "ascending")]).slice(0, 5)
     return dict(zip(ids.tolist(), ids[labels].tolist(), strict=True)), closest.to_pylist()
 

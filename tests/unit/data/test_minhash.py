@@ -12,7 +12,14 @@ import pytest
 
 import keel.data._minhash as minhash_module
 from keel.core.errors import InputError
-from keel.data._minhash import MinHashParams, NearDuplicateIndex, exact_jaccard, minhash_signatures
+from keel.data._minhash import (
+    SMALL_GROUP,
+    MinHashParams,
+    NearDuplicateIndex,
+    exact_jaccard,
+    minhash_signatures,
+    pairs_within_groups,
+)
 
 PARAMS = MinHashParams()
 VOCAB = ["".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=3 + i % 6)) for i in range(3000)]
@@ -275,3 +282,21 @@ def test_repeated_keys_across_shards_and_mixed_texts_are_rejected() -> None:
 
 def test_docstring_examples() -> None:
     assert doctest.testmod(minhash_module, raise_on_error=False).failed == 0
+
+
+def test_small_groups_give_all_their_pairs_and_a_large_group_a_star_from_its_first_member() -> None:
+    lo, hi = pairs_within_groups(np.array([7, 7, 7, 3, 5, 5], dtype=np.int64))
+    assert sorted(zip(lo.tolist(), hi.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2), (4, 5)]
+    size = SMALL_GROUP + 5  # hundreds of identical copies would otherwise give n^2 / 2 pairs
+    lo, hi = pairs_within_groups(np.array([1] + [2] * size, dtype=np.int64))
+    assert sorted(zip(lo.tolist(), hi.tolist(), strict=True)) == [(1, j) for j in range(2, size + 1)]
+    assert [len(a) for a in pairs_within_groups(np.zeros(1, np.int64))] == [0, 0]
+
+
+def test_mass_copies_make_one_cluster_from_linearly_many_candidate_pairs() -> None:
+    copies = SMALL_GROUP * 3
+    index = NearDuplicateIndex(PARAMS)
+    index.add([f"c{i:03d}" for i in range(copies)], minhash_signatures([text(1)] * copies, PARAMS))
+    report = index.report()
+    assert report["cluster_sizes"] == {copies: 1} and report["duplicates"] == copies - 1
+    assert report["candidate_pairs"] == copies - 1  # a star per band, the same star in every band
