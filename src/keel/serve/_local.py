@@ -2,7 +2,9 @@
 
 Generation never runs on the event loop: a batcher task gathers concurrent requests until
 `max_batch` are waiting or `max_wait_ms` passed since the first, then one worker thread
-generates them together (left-padded), which is where a CPU or GPU earns its throughput.
+generates them together (left-padded), which is where a CPU or GPU earns its throughput. A
+streaming request rides in the same batch: each step's new token of its row is decoded and handed
+to it as it is generated.
 torch, transformers and sentence-transformers are imported when a backend is built, not before.
 """
 
@@ -29,6 +31,45 @@ class _Job:
     max_new_tokens: int
     temperature: float
     future: asyncio.Future[tuple[str, int, int, str]] = field(repr=False)
+    pieces: asyncio.Queue[str] | None = field(default=None, repr=False)  # streamed text, for a streaming request
+
+
+class _BatchStreamer:
+    """Hands each streaming row's new text to its job while `generate` runs (a transformers streamer).
+
+    transformers' own streamers take one row; this one takes the batch: `generate` calls `put` with the
+    prompts first, then with one new token per row per step. A row's text is the decode of all its tokens
+    so far; what it adds to what was sent is sent, unless it ends in a partial character (U+FFFD), which the
+    next token completes. Rows stop at end-of-sequence or their own `max_tokens`.
+    """
+
+    def __init__(self, tokenizer: Any, batch: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
+        self.tokenizer, self.batch, self.loop = tokenizer, batch, loop
+        self.tokens: list[list[int]] = [[] for _ in batch]
+        self.sent = [0] * len(batch)
+        self.done = [job.pieces is None for job in batch]
+        self.prompt_seen = False
+
+    def put(self, value: Any) -> None:
+        if not self.prompt_seen:
+            self.prompt_seen = True
+            return
+        eos = self.tokenizer.eos_token_id
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            job = self.batch[row]
+            if self.done[row] or job.pieces is None:
+                continue
+            if token == eos or len(self.tokens[row]) >= job.max_new_tokens:
+                self.done[row] = True
+                continue
+            self.tokens[row].append(token)
+            text = str(self.tokenizer.decode(self.tokens[row], skip_special_tokens=True))
+            if len(text) > self.sent[row] and not text.endswith("\ufffd"):
+                self.loop.call_soon_threadsafe(job.pieces.put_nowait, text[self.sent[row] :])
+                self.sent[row] = len(text)
+
+    def end(self) -> None:
+        """Nothing to flush: the answer's final text settles any remainder."""
 
 
 def _message_text(content: Any) -> str:
@@ -83,7 +124,9 @@ class TransformersBackend:
             return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
         return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
-    async def _submit(self, operation: Operation, body: dict[str, Any]) -> tuple[str, int, int, str]:
+    async def _submit(
+        self, operation: Operation, body: dict[str, Any], pieces: asyncio.Queue[str] | None = None
+    ) -> tuple[str, int, int, str]:
         if operation == "embeddings":
             raise BadRequestError("this deployment serves a text-generation model; it has no embeddings", param="model")
         if self._queue is None:
@@ -95,6 +138,7 @@ class TransformersBackend:
             max_new_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 16),
             temperature=float(body["temperature"]) if body.get("temperature") is not None else 1.0,
             future=loop.create_future(),
+            pieces=pieces,
         )
         await self._queue.put(job)
         return await job.future
@@ -114,7 +158,7 @@ class TransformersBackend:
                     break
             self.batches.append(len(batch))
             try:
-                results = await asyncio.to_thread(self._generate, batch)
+                results = await asyncio.to_thread(self._generate, batch, asyncio.get_running_loop())
             except Exception as exc:  # request boundary: every waiting caller gets the error
                 for job in batch:
                     if not job.future.done():
@@ -124,8 +168,10 @@ class TransformersBackend:
                 if not job.future.done():
                     job.future.set_result(result)
 
-    def _generate(self, batch: list[_Job]) -> list[tuple[str, int, int, str]]:
+    def _generate(self, batch: list[_Job], loop: asyncio.AbstractEventLoop) -> list[tuple[str, int, int, str]]:
         import torch
+
+        streaming = any(job.pieces is not None for job in batch)
 
         greedy = all(job.temperature == 0 for job in batch)
         most = max(job.max_new_tokens for job in batch)
@@ -139,6 +185,7 @@ class TransformersBackend:
                 top_p=None,
                 top_k=None,
                 pad_token_id=self.tokenizer.pad_token_id,
+                streamer=_BatchStreamer(self.tokenizer, batch, loop) if streaming else None,
             )
         width = inputs["input_ids"].shape[1]
         results = []
@@ -167,25 +214,44 @@ class TransformersBackend:
                 "model": body.get("model", ""), "choices": [choice], "usage": usage}  # fmt: skip
 
     async def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The whole answer as one content chunk, then the finish chunk with usage.
+        """The answer as content chunks while it is generated (batched like any request), then usage."""
+        pieces: asyncio.Queue[str] = asyncio.Queue()
+        answer = asyncio.ensure_future(self._submit(operation, body, pieces))
+        chat = operation != "completion"
+        base = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{new_ulid()}",
+                "object": "chat.completion.chunk" if chat else "text_completion",
+                "created": int(time.time()), "model": body.get("model", "")}  # fmt: skip
 
-        Token-by-token streaming would need one generation per request, defeating the batcher.
-        """
-        answer = await self.complete(operation, body)
-        choice = answer["choices"][0]
-        text = choice["text"] if operation == "completion" else choice["message"]["content"]
-        kind = "text_completion" if operation == "completion" else "chat.completion.chunk"
-        delta: dict[str, Any] = (
-            {"text": text} if operation == "completion" else {"delta": {"role": "assistant", "content": text}}
-        )
-        base = {"id": answer["id"], "object": kind, "created": answer["created"], "model": answer["model"]}
-        yield {**base, "choices": [{"index": 0, **delta, "finish_reason": None}]}
-        end: dict[str, Any] = {"text": ""} if operation == "completion" else {"delta": {}}
-        yield {
-            **base,
-            "choices": [{"index": 0, **end, "finish_reason": choice["finish_reason"]}],
-            "usage": answer["usage"],
-        }
+        def chunk(text: str, first: bool) -> dict[str, Any]:
+            delta: dict[str, Any] = {"text": text} if not chat else {
+                "delta": {"role": "assistant", "content": text} if first else {"content": text}}  # fmt: skip
+            return {**base, "choices": [{"index": 0, **delta, "finish_reason": None}]}
+
+        sent = ""
+        try:
+            while not answer.done() or not pieces.empty():
+                if pieces.empty():
+                    waiting = asyncio.ensure_future(pieces.get())
+                    await asyncio.wait({waiting, answer}, return_when=asyncio.FIRST_COMPLETED)
+                    if not waiting.done():
+                        waiting.cancel()
+                        continue
+                    piece = waiting.result()
+                else:
+                    piece = pieces.get_nowait()
+                yield chunk(piece, first=not sent)
+                sent += piece
+            text, tokens_in, tokens_out, finish = answer.result()
+        finally:
+            if not answer.done():  # the client went away: its row's result is dropped when it is ready
+                answer.cancel()
+        if text.startswith(sent) and len(text) > len(sent):  # what decoding the whole answer settles
+            yield chunk(text[len(sent) :], first=not sent)
+        elif not sent and chat:
+            yield chunk("", first=True)
+        usage = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
+        end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
+        yield {**base, "choices": [{"index": 0, **end, "finish_reason": finish}], "usage": usage}
 
     async def aclose(self) -> None:
         """Stop the batcher."""

