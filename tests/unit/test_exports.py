@@ -26,10 +26,10 @@ EXPECTED = {
     "keel.registry": [
         "AliasEvent", "ManifestFile", "ModelInfo", "ModelVersion", "PromptSummary", "PromptVersion", "Ref",
         "RenderedPrompt", "Run", "RunInfo", "RunStatus", "alias_model", "alias_prompt", "capture_environment",
-        "count_runs", "create_prompt", "detect_format", "get_model", "get_prompt", "get_run", "list_models",
-        "list_prompts", "list_runs", "load_prompt_file", "metric_series", "model_card", "model_history",
-        "parse_ref", "prompt_history", "pull_model", "register_model", "render_card_markdown", "render_prompt",
-        "rollback_model", "rollback_prompt", "start_run",
+        "close_run", "count_runs", "create_prompt", "detect_format", "get_model", "get_prompt", "get_run",
+        "list_models", "list_prompts", "list_runs", "load_prompt_file", "metric_series", "model_card",
+        "model_history", "parse_ref", "prompt_history", "pull_model", "register_model", "render_card_markdown",
+        "render_prompt", "rollback_model", "rollback_prompt", "start_run",
     ],
     "keel.evals": [
         "AXES", "BiasReport", "CaseScore", "ClassificationReport", "ConfidenceInterval", "EvalCase",

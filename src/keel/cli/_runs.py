@@ -1,4 +1,4 @@
-"""`keel runs …`: list, show and compare runs."""
+"""`keel runs …`: list, show, compare and close runs."""
 
 from __future__ import annotations
 
@@ -12,12 +12,17 @@ from keel.cli._context import console, get_store, print_json
 from keel.cli._render import duration, sparkline
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json
-from keel.registry import get_run, list_runs, metric_series
+from keel.registry import RunInfo, close_run, get_run, list_runs, metric_series
 
 __all__ = ["runs_app"]
 
 runs_app = typer.Typer(help="Runs: parameters, metrics, artifacts and environment of every job.", no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _status(run: RunInfo) -> str:
+    """The run's status as shown: a running run whose process is gone from this host is `lost`."""
+    return "[red]lost[/red]" if run.lost else run.status
 
 
 def _param_filters(pairs: list[str]) -> dict[str, Any]:
@@ -72,10 +77,14 @@ def list_command(
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(run.metrics.items())[:6])
         metrics += ", …" if len(run.metrics) > 6 else ""
         started = run.started_at.strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(run.id, run.kind, run.status, started, duration(run.started_at, run.ended_at), params, metrics)
+        took = "—" if run.lost else duration(run.started_at, run.ended_at)
+        table.add_row(run.id, run.kind, _status(run), started, took, params, metrics)
     console().print(table)
     if not found:
         console().print("No runs match." if (kind or status or param) else "No runs yet.")
+    elif any(run.lost for run in found):
+        console().print("[dim]lost: its process ended without closing the run (killed outright?); "
+                        "`keel runs close RUN` marks it killed.[/dim]")  # fmt: skip
 
 
 @runs_app.command("show")
@@ -93,7 +102,14 @@ def show(
         print_json({**run.to_json(), "series": {k: [[s, v] for s, v in pts] for k, pts in series.items()}})
         return
     out = console()
-    out.print(f"[bold]run {run.id}[/bold]  {run.kind}  {run.status}  {duration(run.started_at, run.ended_at)}")
+    took = "—" if run.lost else duration(run.started_at, run.ended_at)
+    out.print(f"[bold]run {run.id}[/bold]  {run.kind}  {_status(run)}  {took}")
+    if run.lost:
+        process = run.env.get("process") or {}
+        out.print(
+            f"[red]lost:[/red] its process (pid {process.get('pid')} on {process.get('host')}) ended without "
+            f"closing the run; `keel runs close {run.id}` marks it killed"
+        )
     if run.error:
         out.print(f"[red]error:[/red] {run.error}")
     for key, value in run.params.items():
@@ -108,6 +124,23 @@ def show(
     out.print(
         f"  env    python {run.env.get('python')}, {run.env.get('platform')}, code {code}, seed {run.env.get('seed')}"
     )
+
+
+@runs_app.command("close")
+def close(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="A run id (or a unique prefix).")],
+    status: Annotated[str, typer.Option(help="`killed` or `failed`.")] = "killed",
+    reason: Annotated[str | None, typer.Option(help="Kept as the run's error (default: where it ran).")] = None,
+    force: Annotated[bool, typer.Option(help="Close it although its process still runs on this host.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """End a run left `running` by a process that could not close it (killed outright, machine gone)."""
+    run = close_run(get_store(ctx), run_id, status, reason, force=force)  # type: ignore[arg-type]
+    if json_output:
+        print_json(run.to_json(with_env=False))
+        return
+    console().print(f"run {run.id} closed as {run.status}: {run.error}")
 
 
 @runs_app.command("compare")

@@ -30,7 +30,17 @@ from keel.registry._prompts import (
     rollback_prompt,
 )
 from keel.registry._refs import Ref, parse_ref
-from keel.registry._runs import Run, RunInfo, RunStatus, count_runs, get_run, list_runs, metric_series, start_run
+from keel.registry._runs import (
+    Run,
+    RunInfo,
+    RunStatus,
+    close_run,
+    count_runs,
+    get_run,
+    list_runs,
+    metric_series,
+    start_run,
+)
 
 __all__ = [
     "AliasEvent",
@@ -47,6 +57,7 @@ __all__ = [
     "alias_model",
     "alias_prompt",
     "capture_environment",
+    "close_run",
     "count_runs",
     "create_prompt",
     "detect_format",

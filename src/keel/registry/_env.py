@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import subprocess
 import sys
 from importlib.metadata import distributions
 from pathlib import Path
 from typing import Any
 
-__all__ = ["capture_environment"]
+__all__ = ["capture_environment", "process_alive", "process_identity"]
 
 
 def _git(cwd: Path) -> dict[str, Any] | None:
@@ -71,3 +72,43 @@ def capture_environment(seed: int | None = None, cwd: Path | None = None) -> dic
         "accelerators": _accelerators(),
         "seed": seed,
     }
+
+
+def _start_mark(pid: int) -> str | None:
+    """`<boot id>:<start time in clock ticks>` of a live process on Linux; None if gone or not on Linux.
+
+    A pid alone is reused by later processes; with the boot and the start time it names one process.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (command) ": state is field 3, starttime 22
+    return f"{boot}:{fields[19]}"
+
+
+def process_identity() -> dict[str, Any]:
+    """This process as a run records it: host name, pid and (Linux) boot and start time."""
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _start_mark(pid)}
+
+
+def process_alive(process: dict[str, Any] | None) -> bool | None:
+    """Whether the process `process_identity` described still runs; None when this host cannot tell.
+
+    Only a process on this host can be checked: on another host (or without a record) the answer is None.
+    """
+    if not process or process.get("host") != socket.gethostname() or not isinstance(process.get("pid"), int):
+        return None
+    pid: int = process["pid"]
+    start = process.get("start")
+    if start is not None:
+        return bool(_start_mark(pid) == start)
+    try:
+        os.kill(pid, 0)  # no signal sent: only asks whether the pid exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True

@@ -1,7 +1,9 @@
 """Runs: one execution of a job, with parameters, metric series, artifacts, environment and lineage.
 
 `start_run` is a context manager: the run is `running` inside it, `finished` when the block ends,
-`failed` (with the error) when it raises, `killed` on Ctrl-C. Metric values are written as they are
+`failed` (with the error) when it raises, `killed` on Ctrl-C. A process killed outright (SIGKILL, out of
+memory, power) cannot say so: its run stays `running`, and is reported `lost` once the process it
+recorded is gone from this host; `close_run` ends it by hand. Metric values are written as they are
 logged, so a crashed job keeps its curve. Querying (`list_runs`) filters on indexed parameter rows
 and sorts on each metric's latest value, never by reading every run.
 """
@@ -22,7 +24,7 @@ from sqlalchemy import Connection, Select, and_, func, select, update
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
-from keel.registry._env import capture_environment
+from keel.registry._env import capture_environment, process_alive, process_identity
 from keel.store import Store, add_edge, insert_for, open_store
 from keel.store.schema import run_artifacts, run_latest_metrics, run_metrics, run_params, runs
 
@@ -30,6 +32,7 @@ __all__ = [
     "Run",
     "RunInfo",
     "RunStatus",
+    "close_run",
     "count_runs",
     "get_run",
     "list_runs",
@@ -151,6 +154,48 @@ class Run:
             self.store.audit(conn, "run.end", self.node, {"status": status})
 
 
+def close_run(
+    store: Store, run_id: str, status: RunStatus = "killed", reason: str | None = None, *, force: bool = False
+) -> RunInfo:
+    """End a `running` run whose process cannot: killed outright, or on a machine that is gone.
+
+    Args:
+        store: The workspace store.
+        run_id: The run (or a unique prefix of its id).
+        status: `killed` or `failed`.
+        reason: Kept as the run's error; by default says where its process was.
+        force: Close it even though its process still runs on this host.
+
+    Returns:
+        The closed run.
+    """
+    if status not in ("killed", "failed"):
+        raise InputError(f"expected status 'killed' or 'failed' to close a run; got {status!r}")
+    with store.db.read() as conn:
+        run = get_run(conn, run_id)
+    if run.status != "running":
+        raise InputError(f"run {run.id} is already {run.status}; only a running run can be closed")
+    process = run.env.get("process") or {}
+    if process_alive(process) and not force:
+        raise InputError(
+            f"run {run.id} is still running here (pid {process.get('pid')})",
+            hint="stop that process (its run then closes itself), or pass force=True / --force",
+        )
+    where = f"pid {process.get('pid')} on {process.get('host')}" if process else "a process that was not recorded"
+    error = reason or f"closed by hand: {where} ended without closing the run"
+    with store.db.write() as conn:  # only if still running: its process may have closed it meanwhile
+        ended = conn.execute(
+            update(runs)
+            .where(runs.c.id == run.id, runs.c.status == "running")
+            .values(status=status, error=error, ended_at=store.clock())
+        )
+        if ended.rowcount != 1:
+            raise InputError(f"run {run.id} ended while it was being closed; nothing changed")
+        store.audit(conn, "run.end", Run(store, run.id).node, {"status": status, "closed_by_hand": True})
+    with store.db.read() as conn:
+        return get_run(conn, run.id)
+
+
 def _flatten_params(params: Mapping[str, Any]) -> dict[str, str]:
     """Top-level parameters as canonical JSON text, so `lr=0.001` filters the same however it was typed."""
     return {str(key): canonical_json(value) for key, value in params.items()}
@@ -189,7 +234,7 @@ def start_run(
     own_store = store is None
     store = store or open_store()
     run = Run(store, new_ulid())
-    env = capture_environment(seed=seed)
+    env = {**capture_environment(seed=seed), "process": process_identity()}
     try:
         with store.db.write() as conn:
             conn.execute(
@@ -245,6 +290,7 @@ class RunInfo:
     ended_at: datetime | None
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    lost: bool = False  # `running`, but the process that ran it is gone from this host
 
     def to_json(self, *, with_env: bool = True) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -253,6 +299,7 @@ class RunInfo:
             "kind": self.kind,
             "name": self.name,
             "status": self.status,
+            "lost": self.lost,
             "params": self.params,
             "metrics": self.metrics,
             "artifacts": self.artifacts,
@@ -266,20 +313,24 @@ class RunInfo:
         return data
 
 
-def _info(row: Any, metrics: dict[str, float], artifacts: dict[str, str]) -> RunInfo:
+def _info(row: Any, metrics: dict[str, float], artifacts: dict[str, str], process: Any = None) -> RunInfo:
+    env = json.loads(getattr(row, "env", None) or "{}")
+    if process is None:
+        process = env.get("process")
     return RunInfo(
         id=row.id,
         kind=row.kind,
         name=row.name,
         status=row.status,
         params=json.loads(row.params),
-        env=json.loads(getattr(row, "env", None) or "{}"),
+        env=env,
         error=row.error,
         created_by=row.created_by,
         started_at=row.started_at,
         ended_at=row.ended_at,
         metrics=metrics,
         artifacts=artifacts,
+        lost=row.status == "running" and process_alive(process) is False,
     )
 
 
@@ -363,7 +414,12 @@ def list_runs(
     ids = list(conn.execute(page.limit(limit).offset(offset)).scalars())
     by_id = {row.id: row for row in conn.execute(select(*_LIST_COLUMNS).where(runs.c.id.in_(ids)))}
     latest = _latest(conn, ids)
-    return [_info(by_id[run_id], latest[run_id], {}) for run_id in ids]
+    running = [run_id for run_id in ids if by_id[run_id].status == "running"]  # few: read their process record
+    processes = {
+        row.id: json.loads(row.env or "{}").get("process")
+        for row in conn.execute(select(runs.c.id, runs.c.env).where(runs.c.id.in_(running)))
+    }
+    return [_info(by_id[run_id], latest[run_id], {}, processes.get(run_id)) for run_id in ids]
 
 
 def _where_run(query: Select[Any], kind: str | None, status: str | None) -> Select[Any]:
