@@ -83,6 +83,23 @@ def _read_file(index: int, source: ResolvedInput, *, shard_size: int, strict: bo
     _write_json({"records": records, "problems": problems}, Path(tally) / f"read-{index:05d}.json")
 
 
+def _read_whole_file(index: int, source: ResolvedInput, **kwargs: Any) -> tuple[int, list[pa.Table]]:
+    """`_read_file` as one ordinary task (Ray Client has no streaming tasks): how many shards, and the shards."""
+    tables = list(_read_file(index, source, **kwargs))
+    return len(tables), tables
+
+
+def _pick(tables: list[pa.Table], number: int) -> pa.Table:
+    return tables[number]
+
+
+def _ray_client() -> bool:
+    """Whether this driver reaches its cluster through Ray Client (`ray://`)."""
+    import ray.util.client
+
+    return bool(ray.util.client.ray.is_connected())  # type: ignore[no-untyped-call]
+
+
 def _numbered(records: list[dict[str, Any]], index: int, end: int) -> pa.Table:
     first = (index << _FILE_SHIFT) + end - len(records)
     return records_to_table(records).append_column(_ORDER, pa.array(np.arange(first, first + len(records)), pa.int64()))
@@ -114,6 +131,8 @@ def _stage_batch(
     *,
     steps_json: str,
     stage: int,
+    shard_size: int,
+    own_workers: bool,
     positions: list[int],
     decision: Any,
     dropped: str | None,
@@ -131,11 +150,13 @@ def _stage_batch(
     """
     from keel.data._ray_dedup import OBSERVED, with_observation
 
-    _tune_allocator()
+    if own_workers:  # a runtime this engine started; pooled workers of a shared cluster are left as they are
+        _tune_allocator()
     steps = _steps_for(steps_json)
     table = table.drop_columns([name for name in OBSERVED if name in table.column_names])
     first = int(table.column(_ORDER)[0].as_py()) if table.num_rows else -1
-    shard = f"{first >> _FILE_SHIFT:05d}-{first & ((1 << _FILE_SHIFT) - 1):010d}"
+    # A block is one shard of `shard_size` records (see _read_file): named as the local engine names it.
+    shard = f"{first >> _FILE_SHIFT:05d}-{(first & ((1 << _FILE_SHIFT) - 1)) // shard_size:04d}"
     if positions and isinstance(step := steps[positions[0]], GlobalStep):
         decision = _global_decision(step, table.column(_ORDER), _decision(decision))
     table, stats, asides = _run_stage_steps(steps, positions, table, decision, keep_dropped=dropped is not None)
@@ -205,7 +226,8 @@ class RayEngine:
         object_store_mb: int | None = None,
         buckets: int = 16,
     ) -> None:
-        if (num_cpus is not None and num_cpus < 1) or buckets < 1 or (object_store_mb or 80) < 80:
+        too_small = object_store_mb is not None and object_store_mb < 80
+        if (num_cpus is not None and num_cpus < 1) or buckets < 1 or too_small:
             raise InputError(
                 f"expected num_cpus >= 1, buckets >= 1 and object_store_mb >= 80; "
                 f"got {num_cpus}, {buckets} and {object_store_mb}"
@@ -214,6 +236,7 @@ class RayEngine:
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
         self.buckets = buckets
+        self._own_runtime = False
 
     def run(self, recipe: Recipe, *, strict: bool = False, progress: Progress | None = None) -> CurationReport:
         """Run `recipe` on Ray and write `data/`, `report.json` and `quarantine.jsonl` as the local engine does."""
@@ -223,6 +246,7 @@ class RayEngine:
             raise ConfigError("the ray engine needs Ray Data", hint="pip install 'ray[data]'") from None
         _check_supported(_steps_for(json.dumps(recipe.step_specs())))  # before paying for a Ray runtime
         started_here = not ray.is_initialized()
+        self._own_runtime = started_here
         try:
             with warnings.catch_warnings():
                 # Ray Data warns about its own deprecated settings when it builds its context; not ours to fix.
@@ -259,7 +283,7 @@ class RayEngine:
         context = DataContext.get_current()
         options = context.execution_options
         saved = (context.enable_progress_bars, context.shuffle_strategy, context.op_resource_reservation_enabled,
-                 options.preserve_order)  # fmt: skip
+                 options.preserve_order, context.target_max_block_size)  # fmt: skip
         context.enable_progress_bars = False
         # Per-operator reservations split a small cluster's CPUs between operators that never run at once here
         # (each stage is materialized before the next starts): on 2 CPUs one of them sat idle for most of each
@@ -268,13 +292,16 @@ class RayEngine:
         # Blocks stay in input order through the stages, so the output is written block by block, in order,
         # without a sort of the whole corpus (a shuffle of every byte) before publishing.
         options.preserve_order = True
+        # A block is a shard and stays whole, as a shard does locally: Ray Data would split a map's output
+        # above 128 MB (a 10,000-record shard of 13 KB documents), and each piece would become its own part.
+        context.target_max_block_size = 1 << 40
         # Sort-based shuffles: hash shuffles start aggregator actors, which cost seconds per grouping phase.
         context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
         try:
             return self._execute(recipe, strict, progress)
         finally:
             (context.enable_progress_bars, context.shuffle_strategy, context.op_resource_reservation_enabled,
-             options.preserve_order) = saved  # fmt: skip
+             options.preserve_order, context.target_max_block_size) = saved  # fmt: skip
 
     def _execute(self, recipe: Recipe, strict: bool, progress: Progress | None) -> CurationReport:
         started = time.perf_counter()
@@ -296,21 +323,9 @@ class RayEngine:
     def _steps_and_files(self, recipe: Recipe, sources: list[ResolvedInput], steps: list[Step],
                          report: CurationReport, tally: Path, strict: bool,
                          progress: Progress | None) -> CurationReport:  # fmt: skip
-        import ray
-        import ray.data
 
         _say(progress, "read", 0)
-        # Each shard of `shard_size` records becomes one block, as it is one shard for the local engine: had
-        # the files been read by map_batches, Ray Data would join a task's tables into blocks of up to 128 MB,
-        # so a corpus in one file made one block and the next stages ran on one CPU (1.59x the local engine's
-        # time for 16k documents in one file vs 1.2x in four).
-        remote: Any = ray.remote  # Ray's stubs type generator tasks as taking no arguments
-        read = remote(num_returns="streaming")(_read_file)
-        kwargs = {"shard_size": recipe.shard_size, "strict": strict, "tally": str(tally)}
-        files = [read.remote(index, source, **kwargs) for index, source in enumerate(sources)]
-        blocks = [block for file in files for block in file]  # in input order, files read in parallel
-        empty = _numbered([], 0, 0)
-        ds = ray.data.from_arrow_refs(blocks) if blocks else ray.data.from_arrow(empty)
+        ds = self._read(sources, recipe, tally, strict)
         _say(progress, "read", 1)
         final = self._stages(ds, steps, recipe, tally, report, progress)
         self._publish(final, recipe, report, progress)
@@ -324,6 +339,33 @@ class RayEngine:
                 report.quarantined.update(Counter(p["reason"] for p in read["problems"]))
                 out.writelines(json.dumps(p, sort_keys=True) + "\n" for p in read["problems"])
         return report
+
+    @staticmethod
+    def _read(sources: list[ResolvedInput], recipe: Recipe, tally: Path, strict: bool) -> Dataset:
+        """The input files as blocks of `shard_size` records in input order, each row tagged with `_order`."""
+        import ray
+        import ray.data
+
+        kwargs: dict[str, Any] = {"shard_size": recipe.shard_size, "strict": strict, "tally": str(tally)}
+        remote: Any = ray.remote  # Ray's stubs type generator tasks as taking no arguments
+        if _ray_client():  # no streaming tasks: each file read whole, then each shard taken out as its own block
+            read_whole = remote(num_returns=2)(_read_whole_file)
+            files = [read_whole.remote(index, source, **kwargs) for index, source in enumerate(sources)]
+            counts = ray.get([count for count, _ in files])
+            pick = remote(_pick)
+            shards = [(tables, n) for (_, tables), count in zip(files, counts, strict=True) for n in range(count)]
+            refs = [pick.remote(tables, n) for tables, n in shards]
+            picked: Dataset = ray.data.from_arrow_refs(refs) if refs else ray.data.from_arrow(_numbered([], 0, 0))
+            return picked
+        # Each shard of `shard_size` records becomes one block, as it is one shard for the local engine: had
+        # the files been read by map_batches, Ray Data would join a task's tables into blocks of up to 128 MB,
+        # so a corpus in one file made one block and the next stages ran on one CPU (1.59x the local engine's
+        # time for 16k documents in one file vs 1.2x in four).
+        read_file = remote(num_returns="streaming")(_read_file)
+        files = [read_file.remote(index, source, **kwargs) for index, source in enumerate(sources)]
+        blocks = [block for file in files for block in file]  # in input order, files read in parallel
+        ds: Dataset = ray.data.from_arrow_refs(blocks) if blocks else ray.data.from_arrow(_numbered([], 0, 0))
+        return ds
 
     def _stages(self, ds: Dataset, steps: list[Step], recipe: Recipe, tally: Path, report: CurationReport,
                 progress: Progress | None) -> Dataset:  # fmt: skip
@@ -344,7 +386,8 @@ class RayEngine:
             _say(progress, label, 0)
             # Each stage's map also does, where the block is, what comes next: the global step's observation
             # for its decision, or (last stage) writing the block as an output part.
-            kwargs: dict[str, Any] = {"steps_json": steps_json, "stage": stage, "positions": positions,
+            kwargs: dict[str, Any] = {"steps_json": steps_json, "stage": stage, "shard_size": recipe.shard_size,
+                                      "own_workers": self._own_runtime, "positions": positions,
                                       "decision": decision,
                                       "dropped": dropped, "tally": str(tally), "observe": global_at,
                                       "publish": str(tally) if global_at is None else None}  # fmt: skip

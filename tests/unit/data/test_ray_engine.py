@@ -84,14 +84,18 @@ def _output(out: Path) -> pa.Table:
 
 @pytest.mark.slow  # starting a Ray runtime alone takes 10-30 s on the shared machine
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("clusters", ["on the driver", "by shuffles"])
+@pytest.mark.parametrize("variant", ["clusters on the driver", "clusters by shuffles", "read as through Ray Client"])
 def test_local_and_ray_engines_keep_the_same_records_and_counts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, clusters: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
 ) -> None:
-    if clusters == "by shuffles":  # the distributed min-label propagation, used above _DRIVER_EDGES pairs
+    if variant == "clusters by shuffles":  # the distributed min-label propagation, used above _DRIVER_EDGES pairs
         from keel.data import _ray_dedup
 
         monkeypatch.setattr(_ray_dedup, "_DRIVER_EDGES", 0)
+    if variant == "read as through Ray Client":  # which has no streaming tasks: files are read by plain tasks
+        from keel.data import _ray_engine
+
+        monkeypatch.setattr(_ray_engine, "_ray_client", lambda: True)
     expected = _corpus(tmp_path)
     for name in ("local", "ray"):
         (tmp_path / f"{name}.yaml").write_text(RECIPE.format(output=f"out-{name}"))
@@ -115,6 +119,7 @@ def test_local_and_ray_engines_keep_the_same_records_and_counts(
     assert a["global"]["near_dedup"]["cluster_sizes"] == {"2": 2, "3": 1}
     assert a["steps"]["pii"]["records_in"] > 0 and a["quarantined"] == {"invalid_json": 1}
     assert ray_report.records_out == local.records_out
+    assert (b["shards"], b["bytes_out"]) == (a["shards"], a["bytes_out"])  # one part per shard, the same bytes
 
     left, right = _output(tmp_path / "out-local"), _output(tmp_path / "out-ray")
     assert right.column("id").to_pylist() == left.column("id").to_pylist()  # same records, same order
@@ -123,6 +128,10 @@ def test_local_and_ray_engines_keep_the_same_records_and_counts(
     for step in ("exact_dedup", "near_dedup"):
         dropped = [pq.read_table(p) for p in (tmp_path / "out-ray" / "dropped" / step).glob("*.parquet")]
         assert sum(t.num_rows for t in dropped) == sum(a["steps"][step]["dropped"].values())
+    names = {engine: sorted(p.relative_to(tmp_path / f"out-{engine}").as_posix()
+                            for p in (tmp_path / f"out-{engine}" / "dropped").rglob("*.parquet"))
+             for engine in ("local", "ray")}  # fmt: skip
+    assert names["ray"] == names["local"] and names["ray"]  # every step's dropped records, shard by shard
     assert (tmp_path / "out-ray" / "quarantine.jsonl").read_text() == (
         tmp_path / "out-local" / "quarantine.jsonl"
     ).read_text()
