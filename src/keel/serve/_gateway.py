@@ -308,27 +308,37 @@ class Gateway:
             chunks = (await self.backend(ctx.route)).stream(ctx.operation, body)
             first = await anext(chunks, None)
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        held: dict[int, str] = {}  # text of each choice waiting for a line end before it is redacted
         chunk = first
         while chunk is not None:
             if ctx.ttft_s is None and chunk.get("choices"):
                 ctx.ttft_s = time.perf_counter() - ctx.started
             if chunk.get("usage"):
                 ctx.usage(chunk)
-            self._finish_chunk(chunk, deployment, want_usage)
+            self._finish_chunk(chunk, deployment, want_usage, held)
             if chunk.get("choices") or chunk.get("usage"):
                 yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             chunk = await anext(chunks, None)
         yield b"data: [DONE]\n\n"
 
-    def _finish_chunk(self, chunk: dict[str, Any], deployment: Deployment, want_usage: bool) -> None:
+    def _finish_chunk(
+        self, chunk: dict[str, Any], deployment: Deployment, want_usage: bool, held: dict[int, str]
+    ) -> None:
         chunk["model"] = deployment.name
         if not want_usage:
             chunk.pop("usage", None)
         if deployment.settings.pii == "redact":
+            # An e-mail or card number arrives over several chunks (a token each): redacting chunk by chunk
+            # would let every piece through. Text is held back to the last line end (no pattern spans lines)
+            # and redacted then; the choice's finishing chunk releases the rest.
             for choice in chunk.get("choices", []):
                 holder, key = (choice["delta"], "content") if "delta" in choice else (choice, "text")
-                if isinstance(holder.get(key), str):
-                    holder[key], _ = self.guardrails.redact_text(holder[key])
+                index = int(choice.get("index", 0))
+                text = held.pop(index, "") + (holder[key] if isinstance(holder.get(key), str) else "")
+                cut = len(text) if choice.get("finish_reason") is not None else text.rfind("\n") + 1
+                held[index] = text[cut:]
+                if isinstance(holder.get(key), str) or text[:cut]:
+                    holder[key], _ = self.guardrails.redact_text(text[:cut])
 
     async def finish(self, ctx: RequestContext) -> None:
         """Record the request: metrics now, the trace through the batch writer."""

@@ -57,19 +57,28 @@ class _BatchStreamer:
         eos = self.tokenizer.eos_token_id
         for row, token in enumerate(value.reshape(-1).tolist()):
             job = self.batch[row]
-            if self.done[row] or job.pieces is None:
+            if self.done[row] or job.pieces is None or job.future.cancelled():  # cancelled: its client went away
                 continue
             if token == eos or len(self.tokens[row]) >= job.max_new_tokens:
                 self.done[row] = True
                 continue
             self.tokens[row].append(token)
-            text = str(self.tokenizer.decode(self.tokens[row], skip_special_tokens=True))
+            text = _decode(self.tokenizer, self.tokens[row])
             if len(text) > self.sent[row] and not text.endswith("\ufffd"):
                 self.loop.call_soon_threadsafe(job.pieces.put_nowait, text[self.sent[row] :])
                 self.sent[row] = len(text)
 
     def end(self) -> None:
         """Nothing to flush: the answer's final text settles any remainder."""
+
+
+def _decode(tokenizer: Any, tokens: list[int]) -> str:
+    """Tokens as text, the same way for a stream's prefixes and for the whole answer.
+
+    Without clean-up of tokenization spaces: with it (GPT-2-style tokenizers) a later token can change text
+    already decoded (`it '` then `it's`), and a stream could not be a prefix of the answer.
+    """
+    return str(tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False))
 
 
 def _message_text(content: Any) -> str:
@@ -156,6 +165,9 @@ class TransformersBackend:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
+            batch = [job for job in batch if not job.future.done()]  # a caller that left while it waited
+            if not batch:
+                continue
             self.batches.append(len(batch))
             try:
                 results = await asyncio.to_thread(self._generate, batch, asyncio.get_running_loop())
@@ -185,6 +197,7 @@ class TransformersBackend:
                 top_p=None,
                 top_k=None,
                 pad_token_id=self.tokenizer.pad_token_id,
+                num_beams=1,  # requests choose greedy or sampling; a model's own beam setting would refuse a streamer
                 streamer=_BatchStreamer(self.tokenizer, batch, loop) if streaming else None,
             )
         width = inputs["input_ids"].shape[1]
@@ -197,7 +210,7 @@ class TransformersBackend:
                 tokens = tokens[: tokens.index(eos)]
                 finish = "stop"
             prompt_tokens = int(inputs["attention_mask"][row].sum())
-            text = str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+            text = _decode(self.tokenizer, tokens)
             results.append((text, prompt_tokens, len(tokens), finish))
         return results
 
@@ -228,6 +241,7 @@ class TransformersBackend:
             return {**base, "choices": [{"index": 0, **delta, "finish_reason": None}]}
 
         sent = ""
+        waiting: asyncio.Future[str] | None = None
         try:
             while not answer.done() or not pieces.empty():
                 if pieces.empty():
@@ -243,7 +257,9 @@ class TransformersBackend:
                 sent += piece
             text, tokens_in, tokens_out, finish = answer.result()
         finally:
-            if not answer.done():  # the client went away: its row's result is dropped when it is ready
+            if waiting is not None and not waiting.done():
+                waiting.cancel()
+            if not answer.done():  # the client went away: its row is skipped from now on, its result dropped
                 answer.cancel()
         if text.startswith(sent) and len(text) > len(sent):  # what decoding the whole answer settles
             yield chunk(text[len(sent) :], first=not sent)

@@ -101,9 +101,22 @@ def test_transformers_backend_streams_each_token_as_it_is_generated(store: Store
                                                  "temperature": 0}),
         )  # fmt: skip
         backend = await gateway.backend(gateway.deployments["tiny"].routes[0])
-        return (*chats, backend)
+        # Straight from the backend (the in-process HTTP transport may hold a body back): the text of each
+        # token is handed out while the model still runs forward passes for the next ones.
+        passes = 0
+        forward = backend.model.forward
 
-    chat_chunks, completion_chunks, chat, completion, backend = asyncio.run(_with_gateway(store, run))
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal passes
+            passes += 1
+            return forward(*args, **kwargs)
+
+        backend.model.forward = counting
+        seen = [passes async for c in backend.stream("chat", body) if c["choices"] and c["choices"][0]["delta"]]
+        return (*chats, backend, seen, passes)
+
+    chat_chunks, completion_chunks, chat, completion, backend, seen, passes = asyncio.run(_with_gateway(store, run))
+    assert len(seen) >= 3 and seen[0] < seen[-1] <= passes  # chunks left between forward passes
     assert max(backend.batches) > 1  # the streams were batched with the plain requests
     answer = chat.json()
     content = [c["choices"][0]["delta"].get("content", "") for c in chat_chunks]

@@ -74,6 +74,33 @@ def test_guardrails_redact_block_flag_and_clamp(store: Store, upstream: str, cha
     assert flags["lenient/chat"] == ["prompt_injection"]
 
 
+def test_a_streamed_answer_is_redacted_although_its_pii_arrives_token_by_token(
+    store: Store, upstream: str, chat_versions: tuple[str, str]
+) -> None:
+    create_deployment(store, "private", "chat@v1", route={"upstream": f"{upstream}/v1"},
+                      settings=DeploymentSettings(pii="redact"))  # fmt: skip
+    answer = "Write to ada@example.org or call +44 20 7946 0958.\nThanks, the team"
+    pieces = [answer[i : i + 3] for i in range(0, len(answer), 3)]  # 3 characters a chunk, as tokens come
+
+    async def calls(client: httpx.AsyncClient) -> list[str]:
+        gateway: Gateway = client._transport.app.state.gateway  # type: ignore[attr-defined]
+        deployment = gateway.deployments["private"]
+        held: dict[int, str] = {}
+        sent = []
+        for i, piece in enumerate([*pieces, ""]):
+            last = i == len(pieces)
+            delta = {} if last else {"content": piece}
+            chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": "stop" if last else None}]}
+            gateway._finish_chunk(chunk, deployment, False, held)
+            sent.append(chunk["choices"][0]["delta"].get("content", ""))
+        return sent
+
+    sent = _serve(store, calls)
+    assert "".join(sent) == "Write to <EMAIL> or call <PHONE>.\nThanks, the team"
+    assert not any("@" in piece or "7946" in piece for piece in sent)  # no piece of either went out
+    assert sent[-1] == "Thanks, the team"  # the last line is released by the finishing chunk
+
+
 def test_guardrail_units() -> None:
     guard = Guardrails()
     body, flags = guard.check_request({"prompt": "hi", "max_completion_tokens": 9}, DeploymentSettings(max_tokens=4))
