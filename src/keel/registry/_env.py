@@ -88,18 +88,35 @@ def _start_mark(pid: int) -> str | None:
     return f"{boot}:{fields[19]}"
 
 
+def _pid_namespace() -> int | None:
+    """The inode of this process's pid namespace (Linux): pids mean the same thing only within one."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def process_identity() -> dict[str, Any]:
-    """This process as a run records it: host name, pid and (Linux) boot and start time."""
+    """This process as a run records it: host name, pid, user, and on Linux boot, start time and pid namespace."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _start_mark(pid)}
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    return {"host": socket.gethostname(), "pid": pid, "start": _start_mark(pid), "pid_ns": _pid_namespace(), "uid": uid}
 
 
 def process_alive(process: dict[str, Any] | None) -> bool | None:
-    """Whether the process `process_identity` described still runs; None when this host cannot tell.
+    """Whether the process `process_identity` described still runs; None when this process cannot tell.
 
-    Only a process on this host can be checked: on another host (or without a record) the answer is None.
+    Only a process that this one could see is checked: same host name, same pid namespace (containers sharing
+    a host name do not share pids) and same user (`/proc` may hide other users' processes). Elsewhere, and for
+    records without a pid, the answer is None.
     """
     if not process or process.get("host") != socket.gethostname() or not isinstance(process.get("pid"), int):
+        return None
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there, not ask
+        return None
+    if process.get("pid_ns") is not None and process["pid_ns"] != _pid_namespace():
+        return None
+    if process.get("uid") is not None and hasattr(os, "getuid") and process["uid"] != os.getuid():
         return None
     pid: int = process["pid"]
     start = process.get("start")

@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 from keel.cli import app
 from keel.core.errors import InputError
 from keel.registry import close_run, get_run, list_runs, start_run
+from keel.registry._env import process_alive, process_identity
 from keel.store import Store
 
 CHILD = """
@@ -106,3 +108,17 @@ def test_old_runs_without_a_process_record_are_not_lost(store: Store) -> None:
         conn.execute(update(runs).where(runs.c.id == run_id).values(env=json.dumps(env)))
     with store.db.read() as conn:
         assert not get_run(conn, run_id).lost
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, True),  # this very process
+        ({"pid_ns": -1}, None),  # another pid namespace (a container sharing the host name): cannot tell
+        ({"uid": -1}, None),  # another user: /proc may hide their processes
+        ({"host": "elsewhere"}, None),
+        ({"start": "another-boot:1"}, False),  # the pid now belongs to a different process
+    ],
+)
+def test_process_alive_answers_only_for_processes_it_can_see(change: dict[str, Any], expected: bool | None) -> None:
+    assert process_alive({**process_identity(), **change}) is expected
