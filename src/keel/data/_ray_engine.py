@@ -4,10 +4,11 @@ Input files are read by Ray tasks into Arrow blocks of `shard_size` records, eac
 position (`_order`: file index << 32 | record number), so "first in input order" means the same here as
 locally. Per-record steps run as `map_batches` over those blocks; the two dedup steps run as distributed
 phases (keel.data._ray_dedup) whose compact decisions (the duplicates' `_order` numbers or ids) are then
-applied by the steps' own `apply_decision` in the next stage's `map_batches`. The output is sorted back into
-input order and written as `data/part-NNNNN.parquet` by tasks, so the kept records, their order, their
-columns and every report counter match the local engine's. Steps know nothing of Ray, and Ray is imported
-only when a run starts.
+applied by the steps' own `apply_decision` in the next stage's `map_batches`. Blocks keep input order
+through the stages; the last stage's tasks write each block as an output part, which the driver names
+`data/part-NNNNN.parquet` in that order, so the kept records, their order, their columns, the parts and every
+report counter match the local engine's. Tasks count into files in a per-run work folder, which the driver
+adds up. Steps know nothing of Ray, and Ray is imported only when a run starts.
 """
 
 from __future__ import annotations
