@@ -14,6 +14,7 @@ adds up. Steps know nothing of Ray, and Ray is imported only when a run starts.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -298,9 +299,24 @@ class RayEngine:
         context.target_max_block_size = 1 << 40
         # Sort-based shuffles: hash shuffles start aggregator actors, which cost seconds per grouping phase.
         context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+        # Ray Data logs three INFO lines per dataset it executes (a dozen per run) to the terminal; the run
+        # reports its own progress. Its warnings and errors still show.
+        # Two of its warnings are about the engine's own choices: progress bars off (the run reports its own),
+        # and, on a runtime the engine started, "no available CPUs", read from a resource view that lags the
+        # read tasks just finished (nothing else runs there). Elsewhere that one may be true and stays.
+        ray_data_log = logging.getLogger("ray.data")
+        log_level = ray_data_log.level
+        ray_data_log.setLevel(max(logging.WARNING, log_level))
+        notices = _Silence("Progress bars disabled", *(["available CPUs"] if self._own_runtime else []))
+        quieted = [logging.getLogger(name) for name in ("ray.data._internal.progress", "ray.data.dataset")]
+        for logger in quieted:
+            logger.addFilter(notices)
         try:
             return self._execute(recipe, strict, progress)
         finally:
+            for logger in quieted:
+                logger.removeFilter(notices)
+            ray_data_log.setLevel(log_level)
             (context.enable_progress_bars, context.shuffle_strategy, context.op_resource_reservation_enabled,
              options.preserve_order, context.target_max_block_size) = saved  # fmt: skip
 
@@ -365,6 +381,7 @@ class RayEngine:
         read_file = remote(num_returns="streaming")(_read_file)
         files = [read_file.remote(index, source, **kwargs) for index, source in enumerate(sources)]
         blocks = [block for file in files for block in file]  # in input order, files read in parallel
+        ray.get([file.completed() for file in files])  # the tasks have returned their CPUs before the next stage
         ds: Dataset = ray.data.from_arrow_refs(blocks) if blocks else ray.data.from_arrow(_numbered([], 0, 0))
         return ds
 
@@ -454,6 +471,18 @@ def _check_supported(steps: list[Step]) -> None:
                 "near_dedup verification 'exact' compares texts on one node; the ray engine verifies by signature",
                 hint="use verification: signature (the default) with --engine ray, or run with --engine local",
             )
+
+
+class _Silence(logging.Filter):
+    """Drops log records whose message contains one of the given phrases."""
+
+    def __init__(self, *phrases: str) -> None:
+        super().__init__()
+        self.phrases = phrases
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(phrase in message for phrase in self.phrases)
 
 
 def _say(progress: Progress | None, label: str, done: int) -> None:
