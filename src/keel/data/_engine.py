@@ -16,7 +16,7 @@ import pickle
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -97,20 +97,15 @@ def _write_json(data: Any, path: Path) -> None:
 # --- work done in worker processes ---------------------------------------------------------------
 
 
-def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, strict: bool) -> dict[str, Any]:
-    """Read one input file into shards `read/{index}-{j}.parquet` plus a quarantine file."""
-    _tune_allocator()
-    shards: list[str] = []
+def _file_shards(
+    source: ResolvedInput, shard_size: int, strict: bool, problems: list[dict[str, Any]]
+) -> Iterator[list[dict[str, Any]]]:
+    """The records of one input file in lists of `shard_size` (the last may be shorter), in file order.
+
+    Bad items go to `problems` (or raise, with `strict`). Both engines cut files with this, so a shard holds
+    the same records in each.
+    """
     buffer: list[dict[str, Any]] = []
-    problems: list[dict[str, Any]] = []
-    records = 0
-
-    def flush() -> None:
-        name = f"{index:05d}-{len(shards):04d}"
-        _write_parquet(records_to_table(buffer), work / "read" / f"{name}.parquet", final=False)
-        shards.append(name)
-        buffer.clear()
-
     items = read_file(
         source.path, source.format, text_field=source.text_field, id_field=source.id_field, extractor=source.extractor
     )
@@ -121,11 +116,24 @@ def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, s
             problems.append(item.to_json())
             continue
         buffer.append(item)
-        records += 1
         if len(buffer) >= shard_size:
-            flush()
+            yield buffer
+            buffer = []
     if buffer:
-        flush()
+        yield buffer
+
+
+def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, strict: bool) -> dict[str, Any]:
+    """Read one input file into shards `read/{index}-{j}.parquet` plus a quarantine file."""
+    _tune_allocator()
+    shards: list[str] = []
+    problems: list[dict[str, Any]] = []
+    records = 0
+    for shard in _file_shards(source, shard_size, strict, problems):
+        name = f"{index:05d}-{len(shards):04d}"
+        _write_parquet(records_to_table(shard), work / "read" / f"{name}.parquet", final=False)
+        shards.append(name)
+        records += len(shard)
     with (work / "read" / f"{index:05d}.quarantine.jsonl").open("w", encoding="utf-8") as out:
         out.writelines(json.dumps(p, sort_keys=True) + "\n" for p in problems)
     done = {"shards": shards, "records": records, "problems": dict(Counter(p["reason"] for p in problems))}

@@ -36,6 +36,7 @@ from keel.data._engine import (
     _PARQUET,
     CurationReport,
     Progress,
+    _file_shards,
     _published,
     _run_stage_steps,
     _steps_for,
@@ -44,7 +45,6 @@ from keel.data._engine import (
     _write_json,
 )
 from keel.data._near_dedup import NearDedupParams, NearDedupStep
-from keel.data._readers import Problem, read_file
 from keel.data._recipe import Recipe, ResolvedInput
 from keel.data._records import records_to_table
 from keel.data._step import GlobalStep, Step, StepStats
@@ -63,25 +63,11 @@ _FILE_SHIFT = 32  # _order = file index << 32 | record number within the file
 
 def _read_file(index: int, source: ResolvedInput, *, shard_size: int, strict: bool, tally: str) -> Iterator[pa.Table]:
     """Read one input file as record tables of `shard_size` rows with `_order` (a streaming Ray task)."""
-    buffer: list[dict[str, Any]] = []
     problems: list[dict[str, Any]] = []
     records = 0
-    items = read_file(
-        source.path, source.format, text_field=source.text_field, id_field=source.id_field, extractor=source.extractor
-    )
-    for item in items:
-        if isinstance(item, Problem):
-            if strict:
-                raise item.strict_error()
-            problems.append(item.to_json())
-            continue
-        buffer.append(item)
-        records += 1
-        if len(buffer) >= shard_size:
-            yield _numbered(buffer, index, records)
-            buffer = []
-    if buffer:
-        yield _numbered(buffer, index, records)
+    for shard in _file_shards(source, shard_size, strict, problems):
+        records += len(shard)
+        yield _numbered(shard, index, records)
     _write_json({"records": records, "problems": problems}, Path(tally) / f"read-{index:05d}.json")
 
 
@@ -372,17 +358,16 @@ class RayEngine:
             pick = remote(_pick)
             shards = [(tables, n) for (_, tables), count in zip(files, counts, strict=True) for n in range(count)]
             refs = [pick.remote(tables, n) for tables, n in shards]
-            picked: Dataset = ray.data.from_arrow_refs(refs) if refs else ray.data.from_arrow(_numbered([], 0, 0))
-            return picked
-        # Each shard of `shard_size` records becomes one block, as it is one shard for the local engine: had
-        # the files been read by map_batches, Ray Data would join a task's tables into blocks of up to 128 MB,
-        # so a corpus in one file made one block and the next stages ran on one CPU (1.59x the local engine's
-        # time for 16k documents in one file vs 1.2x in four).
-        read_file = remote(num_returns="streaming")(_read_file)
-        files = [read_file.remote(index, source, **kwargs) for index, source in enumerate(sources)]
-        blocks = [block for file in files for block in file]  # in input order, files read in parallel
-        ray.get([file.completed() for file in files])  # the tasks have returned their CPUs before the next stage
-        ds: Dataset = ray.data.from_arrow_refs(blocks) if blocks else ray.data.from_arrow(_numbered([], 0, 0))
+        else:
+            # Each shard of `shard_size` records becomes one block, as it is one shard for the local engine: had
+            # the files been read by map_batches, Ray Data would join a task's tables into blocks of up to 128 MB,
+            # so a corpus in one file made one block and the next stages ran on one CPU (1.59x the local engine's
+            # time for 16k documents in one file vs 1.2x in four).
+            read_file = remote(num_returns="streaming")(_read_file)
+            streams = [read_file.remote(index, source, **kwargs) for index, source in enumerate(sources)]
+            refs = [block for stream in streams for block in stream]  # in input order, files read in parallel
+            ray.get([stream.completed() for stream in streams])  # their CPUs are free before the next stage
+        ds: Dataset = ray.data.from_arrow_refs(refs) if refs else ray.data.from_arrow(_numbered([], 0, 0))
         return ds
 
     def _stages(self, ds: Dataset, steps: list[Step], recipe: Recipe, tally: Path, report: CurationReport,
