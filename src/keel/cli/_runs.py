@@ -20,9 +20,9 @@ runs_app = typer.Typer(help="Runs: parameters, metrics, artifacts and environmen
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
-def _status(run: RunInfo) -> str:
-    """The run's status as shown: a running run whose process is gone from this host is `lost`."""
-    return "[red]lost[/red]" if run.lost else run.status
+def _status(run: RunInfo) -> tuple[str, str]:
+    """The run's status and duration as shown: a running run whose process is gone from this host is `lost`."""
+    return ("[red]lost[/red]", "—") if run.lost else (run.status, duration(run.started_at, run.ended_at))
 
 
 def _param_filters(pairs: list[str]) -> dict[str, Any]:
@@ -77,8 +77,8 @@ def list_command(
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(run.metrics.items())[:6])
         metrics += ", …" if len(run.metrics) > 6 else ""
         started = run.started_at.strftime("%Y-%m-%d %H:%M:%S")
-        took = "—" if run.lost else duration(run.started_at, run.ended_at)
-        table.add_row(run.id, run.kind, _status(run), started, took, params, metrics)
+        status_shown, took = _status(run)
+        table.add_row(run.id, run.kind, status_shown, started, took, params, metrics)
     console().print(table)
     if not found:
         console().print("No runs match." if (kind or status or param) else "No runs yet.")
@@ -102,8 +102,8 @@ def show(
         print_json({**run.to_json(), "series": {k: [[s, v] for s, v in pts] for k, pts in series.items()}})
         return
     out = console()
-    took = "—" if run.lost else duration(run.started_at, run.ended_at)
-    out.print(f"[bold]run {run.id}[/bold]  {run.kind}  {_status(run)}  {took}")
+    status, took = _status(run)
+    out.print(f"[bold]run {run.id}[/bold]  {run.kind}  {status}  {took}")
     if run.lost:
         process = run.env.get("process") or {}
         out.print(

@@ -146,12 +146,16 @@ class Run:
         with self.store.db.write() as conn:
             add_edge(conn, self.node, node, kind, at=self.store.clock())
 
-    def _finish(self, status: RunStatus, error: str | None = None) -> None:
+    def _finish(self, status: RunStatus, error: str | None = None, *, if_running: bool = False, **audit: Any) -> bool:
+        """Record how the run ended (only if it is still `running`, with `if_running`); False if it was not."""
+        ended = update(runs).where(runs.c.id == self.id)
+        if if_running:
+            ended = ended.where(runs.c.status == "running")
         with self.store.db.write() as conn:
-            conn.execute(
-                update(runs).where(runs.c.id == self.id).values(status=status, error=error, ended_at=self.store.clock())
-            )
-            self.store.audit(conn, "run.end", self.node, {"status": status})
+            if conn.execute(ended.values(status=status, error=error, ended_at=self.store.clock())).rowcount != 1:
+                return False
+            self.store.audit(conn, "run.end", self.node, {"status": status, **audit})
+        return True
 
 
 def close_run(
@@ -183,15 +187,9 @@ def close_run(
         )
     where = f"pid {process.get('pid')} on {process.get('host')}" if process else "a process that was not recorded"
     error = reason or f"closed by hand: {where} ended without closing the run"
-    with store.db.write() as conn:  # only if still running: its process may have closed it meanwhile
-        ended = conn.execute(
-            update(runs)
-            .where(runs.c.id == run.id, runs.c.status == "running")
-            .values(status=status, error=error, ended_at=store.clock())
-        )
-        if ended.rowcount != 1:
-            raise InputError(f"run {run.id} ended while it was being closed; nothing changed")
-        store.audit(conn, "run.end", Run(store, run.id).node, {"status": status, "closed_by_hand": True})
+    # Only if still running: its process may have closed it meanwhile.
+    if not Run(store, run.id)._finish(status, error, if_running=True, closed_by_hand=True):
+        raise InputError(f"run {run.id} ended while it was being closed; nothing changed")
     with store.db.read() as conn:
         return get_run(conn, run.id)
 
