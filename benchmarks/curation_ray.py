@@ -30,7 +30,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from _corpus import make_corpus
-from keel.data import LocalEngine, RayEngine, Recipe, load_recipe
+from keel.curate import LocalEngine, RayEngine, Recipe, load_recipe
 
 TARGET_OVERHEAD = 1.5
 RECIPE = """inputs:

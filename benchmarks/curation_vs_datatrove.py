@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from _corpus import Corpus, jaccard, make_corpus
-from keel.data._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
+from keel.curate._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-datatrove"
@@ -209,7 +209,7 @@ def _recipe_child(directory: Path, workers: int) -> None:
     """Run the full default recipe on the corpus in `directory` and print CPU, wall and peak RSS."""
     import resource
 
-    from keel.data import LocalEngine, load_recipe
+    from keel.curate import LocalEngine, load_recipe
 
     recipe = directory / "recipe.yaml"
     recipe.write_text(
@@ -235,9 +235,9 @@ def _dedup_index_mb(recipe_path: Path) -> float:
     import pickle
     import tracemalloc
 
-    from keel.data import load_recipe
-    from keel.data._recipe import build_steps
-    from keel.data._step import GlobalStep
+    from keel.curate import load_recipe
+    from keel.curate._recipe import build_steps
+    from keel.curate._step import GlobalStep
 
     recipe = load_recipe(recipe_path)
     work = next((recipe.output_dir / ".keel-work").iterdir())

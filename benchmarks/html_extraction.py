@@ -8,7 +8,7 @@ precision 1, recall 0). Speed: decode + extract (as `read_html_file` does) over 
 
 Rule for the default: the highest mean F1 wins, unless another extractor is within 0.02 F1 and at least
 2x faster, in which case the faster one does. The last line reports the pick and whether
-`keel.data._web_readers.DEFAULT_EXTRACTOR` agrees.
+`keel.curate._web_readers.DEFAULT_EXTRACTOR` agrees.
 
     python benchmarks/html_extraction.py [--repeat 20] [--warc-records 2000] [--per-page]
 
@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from statistics import mean
 
-from keel.data._web_readers import DEFAULT_EXTRACTOR, EXTRACTORS, decode_html, extract_html
+from keel.curate._web_readers import DEFAULT_EXTRACTOR, EXTRACTORS, decode_html, extract_html
 
 PAGES = Path(__file__).parent / "data" / "html"
 F1_TOLERANCE = 0.02

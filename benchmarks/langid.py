@@ -90,14 +90,14 @@ def speed(detect: Detect, texts: list[str], repeat: int) -> dict[str, float]:
 
 
 def make_detector(candidate: str, max_chars: int) -> Detect:
-    from keel.data._langid import LanguageDetector
+    from keel.curate._langid import LanguageDetector
 
     if candidate != "lingua-low":
         return LanguageDetector(candidate, max_chars=max_chars).detect_many  # type: ignore[arg-type]
     # lingua's low-accuracy mode is not offered by LanguageDetector; measured here to show why.
     import lingua
 
-    from keel.data._langid import _LETTER, canonical_code
+    from keel.curate._langid import _LETTER, canonical_code
 
     detector = lingua.LanguageDetectorBuilder.from_all_languages().with_low_accuracy_mode().build()
 
@@ -149,7 +149,7 @@ def run_candidate(candidate: str, repeat: int) -> dict[str, Any]:
             raise RuntimeError(f"network use refused during the language-id benchmark: {event}")
 
     sys.addaudithook(refuse_network)
-    from keel.data._langid import DEFAULT_MAX_CHARS
+    from keel.curate._langid import DEFAULT_MAX_CHARS
 
     rows, docs = load_samples(), long_documents(load_samples())
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -255,7 +255,7 @@ def main() -> None:
             results.append({"candidate": candidate, "offline": False, "error": proc.stderr.strip()[-600:]})
         else:
             results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    from keel.data._langid import DEFAULT_BACKEND, DEFAULT_MAX_CHARS
+    from keel.curate._langid import DEFAULT_BACKEND, DEFAULT_MAX_CHARS
 
     chosen = choose(results)
     chosen["module_default"] = {"backend": DEFAULT_BACKEND, "max_chars": DEFAULT_MAX_CHARS}

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import phonenumbers
 
-from keel.data._pii import PiiDetector, PiiSpan
+from keel.govern._pii_detect import PiiDetector, PiiSpan
 
 STRUCTURED = ["email", "phone", "credit_card", "iban", "ipv4", "ipv6", "us_ssn", "url_credentials"]
 MIN_RECALL, MIN_PRECISION = 0.99, 0.98

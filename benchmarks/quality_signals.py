@@ -1,4 +1,4 @@
-"""Throughput of `keel.data._quality` and what its default rules drop, on synthetic web-like documents.
+"""Throughput of `keel.curate._quality` and what its default rules drop, on synthetic web-like documents.
 
 Generates documents of five kinds with a fixed seed (ordinary prose; boilerplate-heavy pages with
 menus, cookie and JavaScript notices; repetitive spam; bullet lists; source code), a few KB each,
@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-from keel.data._quality import (
+from keel.curate._quality import (
     QualityThresholds,
     c4_clean_lines,
     quality_signal_columns,

@@ -15,8 +15,9 @@ from keel.core.errors import InputError, WorkspaceNotFoundError
 from keel.store import Store
 
 if TYPE_CHECKING:
-    from keel.data import CurationReport, DatasetVersion
-    from keel.data import Progress as ProgressCallback
+    from keel.curate import CurationReport
+    from keel.curate import Progress as ProgressCallback
+    from keel.data import DatasetVersion
 
 __all__ = ["curate_app"]
 
@@ -29,7 +30,7 @@ RecipeArg = Annotated[Path, typer.Argument(help="The recipe YAML file.")]
 @curate_app.command("validate")
 def validate(recipe_path: RecipeArg, json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Check a recipe and list every problem at once (exit 2 if any)."""
-    from keel.data import load_recipe  # pyarrow and friends load only for curate commands
+    from keel.curate import load_recipe  # pyarrow and friends load only for curate commands
 
     recipe = load_recipe(recipe_path)
     files = recipe.resolve_inputs()
@@ -85,8 +86,7 @@ def run(
     Inside a workspace the run is recorded as a `curate` run and its output committed as the
     next version of a dataset, with lineage from the input files through the run to the version.
     """
-    from keel.data import load_recipe
-    from keel.pipeline import curate
+    from keel.curate import curate, load_recipe
 
     if engine not in ("local", "ray"):
         raise InputError(f"expected --engine local or ray; got {engine!r}")
@@ -96,7 +96,7 @@ def run(
 
     def execute(progress: ProgressCallback | None) -> tuple[CurationReport, DatasetVersion | None, bool]:
         if store is None:
-            from keel.data import LocalEngine, RayEngine
+            from keel.curate import LocalEngine, RayEngine
 
             runner = RayEngine(address, num_cpus=workers) if engine == "ray" else LocalEngine(workers=workers or 1)
             return runner.run(recipe, strict=strict, progress=progress), None, False

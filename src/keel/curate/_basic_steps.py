@@ -20,8 +20,8 @@ import xxhash
 from pydantic import Field, model_validator
 
 from keel.core.errors import InputError
-from keel.data._step import GlobalStep, Step, StepParams, StepResult
-from keel.data._words import text_buffer
+from keel.curate._step import GlobalStep, Step, StepParams, StepResult
+from keel.curate._words import text_buffer
 
 __all__ = ["BlocklistStep", "ExactDedupStep", "LengthStep", "NormalizeStep", "normalize_entities"]
 

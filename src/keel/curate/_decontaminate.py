@@ -16,7 +16,7 @@ import xxhash
 from pydantic import Field
 
 from keel.core.errors import InputError
-from keel.data._step import Step, StepParams, StepResult
+from keel.curate._step import Step, StepParams, StepResult
 
 __all__ = ["DecontaminateStep", "ngram_hashes"]
 

@@ -31,10 +31,11 @@ import pyarrow.parquet as pq
 
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
-from keel.data._readers import Problem, read_file
-from keel.data._recipe import Recipe, ResolvedInput, build_steps
+from keel.curate._problems import Problem
+from keel.curate._readers import read_file
+from keel.curate._recipe import Recipe, ResolvedInput, build_steps
+from keel.curate._step import GlobalStep, Step, StepStats
 from keel.data._records import RECORD_SCHEMA, records_to_table
-from keel.data._step import GlobalStep, Step, StepStats
 
 __all__ = ["CurationReport", "LocalEngine", "Progress"]
 

@@ -1,6 +1,6 @@
 """`language`: offline language id per document, kept as `lang`/`lang_score`, filtered by list and score.
 
-The detector (keel.data._langid) loads its model lazily in each worker process; this module only
+The detector (keel.curate._langid) loads its model lazily in each worker process; this module only
 turns its answers into columns and drop reasons.
 """
 
@@ -11,8 +11,8 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from keel.data._langid import DEFAULT_BACKEND, DEFAULT_MAX_CHARS, LanguageDetector, canonical_code
-from keel.data._step import Step, StepParams, StepResult
+from keel.curate._langid import DEFAULT_BACKEND, DEFAULT_MAX_CHARS, LanguageDetector, canonical_code
+from keel.curate._step import Step, StepParams, StepResult
 
 __all__ = ["LanguageStep"]
 

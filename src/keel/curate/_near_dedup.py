@@ -14,8 +14,8 @@ import pyarrow as pa
 from pydantic import Field, model_validator
 
 from keel.core.errors import InputError
-from keel.data._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
-from keel.data._step import GlobalStep, StepParams, StepResult
+from keel.curate._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
+from keel.curate._step import GlobalStep, StepParams, StepResult
 
 __all__ = ["NearDedupStep"]
 

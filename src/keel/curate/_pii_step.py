@@ -1,6 +1,6 @@
 """`pii`: find personal data and secrets, redact them, and record where (never what) in `pii_spans`.
 
-Detection and redaction live in keel.data._pii; this module turns them into a column whose
+Detection and redaction live in keel.govern._pii_detect; this module turns them into a column whose
 offsets point into the text the step outputs (at the placeholders once redacted).
 """
 
@@ -11,8 +11,9 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
-from keel.data._pii import DEFAULT_REGIONS, PiiDetector, PiiSpan, PiiType, redact
-from keel.data._step import Step, StepParams, StepResult
+from keel.curate._step import Step, StepParams, StepResult
+from keel.govern._pii_detect import DEFAULT_REGIONS, PiiDetector, PiiSpan, PiiType
+from keel.govern._pii_redact import redact
 
 __all__ = ["PII_SPANS_TYPE", "PiiStep"]
 

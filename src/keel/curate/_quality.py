@@ -19,7 +19,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keel.core.errors import InputError
-from keel.data._quality_signals import (
+from keel.curate._quality_signals import (
     BULLETS,
     DUP_NGRAMS,
     FINEWEB_END_CHARS,
@@ -30,7 +30,7 @@ from keel.data._quality_signals import (
     as_text_array,
     signal_columns,
 )
-from keel.data._quality_signals import _sorted_groups as _sorted_groups  # re-exported for tests
+from keel.curate._quality_signals import _sorted_groups as _sorted_groups  # re-exported for tests
 
 __all__ = [
     "BULLETS",

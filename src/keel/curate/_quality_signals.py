@@ -1,9 +1,9 @@
-"""How the quality signals of keel.data._quality are measured: a batch at a time, with Arrow and numpy.
+"""How the quality signals of keel.curate._quality are measured: a batch at a time, with Arrow and numpy.
 
-Words are split and numbered once per batch over the texts' UTF-8 bytes (keel.data._words), each distinct
+Words are split and numbered once per batch over the texts' UTF-8 bytes (keel.curate._words), each distinct
 word's features are computed once, and repetition (duplicate lines, paragraphs and word n-grams) is found
 by sorting integer keys, so every signal is exact and no Python runs per word. The thresholds and rules that
-read these signals live in keel.data._quality.
+read these signals live in keel.curate._quality.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keel.core.errors import InputError
-from keel.data._words import split_words, text_buffer, unicode_whitespace
+from keel.curate._words import split_words, text_buffer, unicode_whitespace
 
 __all__ = [
     "BULLETS",

@@ -1,6 +1,6 @@
 """`quality`: Gopher, C4 and FineWeb heuristics, every signal kept in a `quality_signals` column.
 
-Signals and rules live in keel.data._quality (documented in docs/quality-rules.md); this module
+Signals and rules live in keel.curate._quality (documented in docs/quality-rules.md); this module
 turns a batch's signal columns into a struct column and the first failed rule into a drop reason.
 """
 
@@ -11,14 +11,14 @@ import pyarrow as pa
 from pydantic import ConfigDict, Field, model_validator
 
 from keel.core.errors import InputError
-from keel.data._quality import (
+from keel.curate._quality import (
     QualityThresholds,
     c4_clean_lines,
     quality_signal_columns,
     rule_failures,
     thresholds_from_params,
 )
-from keel.data._step import Step, StepParams, StepResult
+from keel.curate._step import Step, StepParams, StepResult
 
 __all__ = ["QualityStep"]
 

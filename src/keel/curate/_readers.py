@@ -12,53 +12,21 @@ import gzip
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import pyarrow.parquet as pq
 
 from keel.core.errors import InputError
+from keel.curate._problems import Problem, ProblemReason, file_mtime
 from keel.data._records import make_record
 
-__all__ = ["FORMATS", "InputFormat", "Problem", "ProblemReason", "detect_format", "read_file"]
+__all__ = ["FORMATS", "InputFormat", "detect_format", "read_file"]
 
 InputFormat = Literal["jsonl", "parquet", "csv", "text", "html", "warc", "pdf"]
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "csv", "text", "html", "warc", "pdf")
 _TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst")
-
-
-class ProblemReason(StrEnum):
-    """Why an input item was quarantined."""
-
-    INVALID_JSON = "invalid_json"
-    NOT_AN_OBJECT = "not_an_object"
-    MISSING_TEXT = "missing_text"
-    TEXT_NOT_A_STRING = "text_not_a_string"
-    EMPTY_DOCUMENT = "empty_document"
-    UNDECODABLE = "undecodable"
-    UNREADABLE_FILE = "unreadable_file"
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One input item that did not become a record."""
-
-    file: str
-    line: int | None
-    reason: str  # a ProblemReason, or a reader's own StrEnum (e.g. the web readers' WebProblemReason)
-    detail: str = ""
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict for the quarantine file."""
-        return {"file": self.file, "line": self.line, "reason": str(self.reason), "detail": self.detail}
-
-    def strict_error(self) -> InputError:
-        """The error `--strict` stops with instead of quarantining this item."""
-        detail = f" ({self.detail})" if self.detail else ""
-        return InputError(f"bad input (--strict): {self.file} line {self.line}: {self.reason}{detail}")
 
 
 def detect_format(path: Path) -> InputFormat:
@@ -68,7 +36,7 @@ def detect_format(path: Path) -> InputFormat:
         >>> detect_format(Path("corpus.jsonl.zst"))
         'jsonl'
     """
-    from keel.data._web_readers import detect_web_format
+    from keel.curate._web_readers import detect_web_format
 
     web = detect_web_format(path)
     if web is not None:
@@ -101,10 +69,6 @@ def _open_binary(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _mtime(path: Path) -> datetime:
-    return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-
-
 def _record_from_object(
     obj: Any, raw: bytes, uri: str, line: int, fetched: datetime, text_field: str, id_field: str | None
 ) -> dict[str, Any] | Problem:
@@ -123,7 +87,7 @@ def _record_from_object(
 
 
 def _read_jsonl(path: Path, text_field: str, id_field: str | None) -> Iterator[dict[str, Any] | Problem]:
-    uri, fetched = path.resolve().as_uri(), _mtime(path)
+    uri, fetched = path.resolve().as_uri(), file_mtime(path)
     with _open_binary(path) as stream:
         for number, raw in enumerate(stream, start=1):
             if not raw.strip():
@@ -140,7 +104,7 @@ def _read_jsonl(path: Path, text_field: str, id_field: str | None) -> Iterator[d
 
 
 def _read_parquet(path: Path, text_field: str, id_field: str | None) -> Iterator[dict[str, Any] | Problem]:
-    uri, fetched = path.resolve().as_uri(), _mtime(path)
+    uri, fetched = path.resolve().as_uri(), file_mtime(path)
     row = 0
     for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
         for obj in batch.to_pylist():
@@ -150,7 +114,7 @@ def _read_parquet(path: Path, text_field: str, id_field: str | None) -> Iterator
 
 
 def _read_csv(path: Path, text_field: str, id_field: str | None) -> Iterator[dict[str, Any] | Problem]:
-    uri, fetched = path.resolve().as_uri(), _mtime(path)
+    uri, fetched = path.resolve().as_uri(), file_mtime(path)
     delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
     with _open_binary(path) as stream:
         text_stream = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
@@ -174,7 +138,7 @@ def _read_text_file(path: Path) -> Iterator[dict[str, Any] | Problem]:
     if not text.strip():
         yield Problem(uri, None, ProblemReason.EMPTY_DOCUMENT)
         return
-    yield make_record(text, uri, 0, raw, _mtime(path), {"filename": path.name})
+    yield make_record(text, uri, 0, raw, file_mtime(path), {"filename": path.name})
 
 
 def read_file(
@@ -195,7 +159,7 @@ def read_file(
         extractor: The HTML main-text extractor for html and warc (`trafilatura` or `resiliparse`).
     """
     if fmt in ("html", "warc", "pdf"):
-        from keel.data import _web_readers as web  # heavy parsers load only when web input is read
+        from keel.curate import _web_readers as web  # heavy parsers load only when web input is read
 
         yield from web.read_web_file(path, fmt, extractor=extractor or web.DEFAULT_EXTRACTOR)  # type: ignore[arg-type]
         return

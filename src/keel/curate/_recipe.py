@@ -17,14 +17,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keel.core.errors import ConfigError, InputError
-from keel.data._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, NormalizeStep
-from keel.data._decontaminate import DecontaminateStep
-from keel.data._language_step import LanguageStep
-from keel.data._near_dedup import NearDedupStep
-from keel.data._pii_step import PiiStep
-from keel.data._quality_step import QualityStep
-from keel.data._readers import InputFormat, detect_format
-from keel.data._step import Step
+from keel.curate._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, NormalizeStep
+from keel.curate._decontaminate import DecontaminateStep
+from keel.curate._language_step import LanguageStep
+from keel.curate._near_dedup import NearDedupStep
+from keel.curate._pii_step import PiiStep
+from keel.curate._quality_step import QualityStep
+from keel.curate._readers import InputFormat, detect_format
+from keel.curate._step import Step
 
 __all__ = ["Recipe", "ResolvedInput", "available_steps", "build_steps", "load_recipe", "parse_recipe"]
 

@@ -15,7 +15,8 @@ from keel.store import Store
 from keel.store.schema import NODE_ID_LENGTH
 
 if TYPE_CHECKING:
-    from keel.data import CurationReport, DatasetVersion, Progress, Recipe
+    from keel.curate import CurationReport, Progress, Recipe
+    from keel.data import DatasetVersion
 
 __all__ = ["CurationResult", "curate", "source_node"]
 
@@ -69,7 +70,8 @@ def curate(
     Returns:
         The report, run id and committed version.
     """
-    from keel.data import LocalEngine, RayEngine, commit_version
+    from keel.curate import LocalEngine, RayEngine
+    from keel.data import commit_version
 
     if engine not in ("local", "ray"):
         from keel.core.errors import InputError

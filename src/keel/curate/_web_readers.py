@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from keel.core.errors import ConfigError, InputError
-from keel.data._readers import Problem, ProblemReason, _mtime
+from keel.curate._problems import Problem, ProblemReason, file_mtime
 from keel.data._records import make_record
 
 if TYPE_CHECKING:
@@ -313,7 +313,7 @@ def _single_document(
     """One record (or one Problem) for a file that holds one document: an HTML page, a PDF."""
     uri = path.resolve().as_uri()
     try:
-        raw, fetched = path.read_bytes(), _mtime(path)
+        raw, fetched = path.read_bytes(), file_mtime(path)
     except OSError as exc:
         yield _problem(uri, None, ProblemReason.UNREADABLE_FILE, f"{type(exc).__name__}: {exc}")
         return
@@ -356,7 +356,7 @@ def _iter_warc_file(path: Path, extractor: Extractor) -> Iterator[dict[str, Any]
     uri = path.resolve().as_uri()
     try:
         stream = path.open("rb")
-        source = _WarcFile(uri, _mtime(path), extractor)
+        source = _WarcFile(uri, file_mtime(path), extractor)
     except OSError as exc:
         yield _problem(uri, None, ProblemReason.UNREADABLE_FILE, f"{type(exc).__name__}: {exc}")
         return

@@ -1,17 +1,18 @@
-"""Floor 3: records, readers, curation steps and the engines that run recipes of them."""
+"""Floor 3: records, dataset versions (commit, diff, split, export, trace) and expectations.
 
-from keel.data._engine import CurationReport, LocalEngine, Progress
+Curation (readers, steps, engines) lives in `keel.curate`. The curation names this package exported
+before the split still resolve here, with a DeprecationWarning, for one release.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from typing import Any
+
 from keel.data._expectations import Expectations, ValidationReport, load_expectations, validate_version
 from keel.data._hashing import row_hashes
-from keel.data._langid import LanguageDetector
-from keel.data._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
-from keel.data._pii import PiiDetector, PiiSpan, PiiType, redact
-from keel.data._quality import QualityThresholds, quality_signals
-from keel.data._ray_engine import RayEngine
-from keel.data._readers import Problem, ProblemReason, detect_format, read_file
-from keel.data._recipe import Recipe, available_steps, build_steps, load_recipe, parse_recipe
 from keel.data._records import RECORD_SCHEMA, make_record, record_id, records_to_table
-from keel.data._step import GlobalStep, Step, StepParams, StepResult, StepStats
 from keel.data._version_ops import (
     RecordTrace,
     VersionDiff,
@@ -36,35 +37,13 @@ from keel.data._versions import (
 
 __all__ = [
     "RECORD_SCHEMA",
-    "CurationReport",
     "DatasetVersion",
     "Expectations",
-    "GlobalStep",
-    "LanguageDetector",
-    "LocalEngine",
-    "MinHashParams",
-    "NearDuplicateIndex",
-    "PiiDetector",
-    "PiiSpan",
-    "PiiType",
-    "Problem",
-    "ProblemReason",
-    "Progress",
-    "QualityThresholds",
-    "RayEngine",
-    "Recipe",
     "RecordTrace",
     "ShardEntry",
-    "Step",
-    "StepParams",
-    "StepResult",
-    "StepStats",
     "ValidationReport",
     "VersionDiff",
-    "available_steps",
-    "build_steps",
     "commit_version",
-    "detect_format",
     "diff_versions",
     "export_version",
     "get_version",
@@ -72,16 +51,10 @@ __all__ = [
     "list_datasets",
     "list_versions",
     "load_expectations",
-    "load_recipe",
     "load_version",
     "make_record",
-    "minhash_signatures",
-    "parse_recipe",
-    "quality_signals",
-    "read_file",
     "record_id",
     "records_to_table",
-    "redact",
     "row_hashes",
     "split_assignments",
     "split_version",
@@ -90,3 +63,51 @@ __all__ = [
     "trace_record",
     "validate_version",
 ]
+
+# Names that moved in the keel/curate split (December 2026): old import paths keep working for one release.
+# Resolved lazily so that importing keel.data never imports the floor above it.
+_MOVED = {
+    **dict.fromkeys(
+        [
+            "CurationReport",
+            "GlobalStep",
+            "LanguageDetector",
+            "LocalEngine",
+            "MinHashParams",
+            "NearDuplicateIndex",
+            "Problem",
+            "ProblemReason",
+            "Progress",
+            "QualityThresholds",
+            "RayEngine",
+            "Recipe",
+            "Step",
+            "StepParams",
+            "StepResult",
+            "StepStats",
+            "available_steps",
+            "build_steps",
+            "detect_format",
+            "load_recipe",
+            "minhash_signatures",
+            "parse_recipe",
+            "quality_signals",
+            "read_file",
+        ],
+        "keel.curate",
+    ),
+    **dict.fromkeys(["PiiDetector", "PiiSpan", "PiiType", "redact"], "keel.govern"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve a name that moved out of keel.data, warning once per use site."""
+    module = _MOVED.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keel.data' has no attribute {name!r}")
+    warnings.warn(
+        f"keel.data.{name} moved to {module}.{name}; the old path goes away in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), name)

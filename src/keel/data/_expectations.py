@@ -133,7 +133,7 @@ def _check_language(report: ValidationReport, table: pa.Table, lang: _Language) 
 
 
 def _check_pii(report: ValidationReport, table: pa.Table, columns: list[str]) -> None:
-    from keel.data._pii import PiiDetector
+    from keel.govern._pii_detect import PiiDetector
 
     detector = PiiDetector()
     for name in columns:

@@ -1,4 +1,4 @@
-"""Floor 3: governance. For now: the gateway's API keys (argon2-hashed, scoped, rate limited)."""
+"""Floor 3: governance: the gateway's API keys (argon2-hashed, scoped, rate limited) and PII rules (detect, redact)."""
 
 from keel.govern._keys import (
     ApiKey,
@@ -10,6 +10,8 @@ from keel.govern._keys import (
     list_keys,
     revoke_key,
 )
+from keel.govern._pii_detect import PiiDetector, PiiSpan, PiiType
+from keel.govern._pii_redact import RedactMode, redact
 
 __all__ = [
     "ApiKey",
@@ -17,7 +19,12 @@ __all__ = [
     "CreatedKey",
     "KeyVerifier",
     "PermissionDeniedError",
+    "PiiDetector",
+    "PiiSpan",
+    "PiiType",
+    "RedactMode",
     "create_key",
     "list_keys",
+    "redact",
     "revoke_key",
 ]

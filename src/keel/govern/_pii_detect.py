@@ -1,14 +1,13 @@
-"""Find personal data and secrets in text, as typed character spans, and redact them.
+"""Find personal data and secrets in text, as typed character spans (`_pii_redact` rewrites text from them).
 
 `PiiDetector` is configured once (types, phone regions) and reused over millions of texts: each type is
 found from cheap anchors (an "@", a run of digits, a key prefix) and confirmed by a checksum, a validator
-or phonenumbers. Spans carry type and offsets, never the value; `redact` rewrites text from them. Knows
+or phonenumbers. Spans carry type and offsets, never the value. Knows
 nothing of records, Arrow batches or pipeline steps: the curation engine wraps it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import re
@@ -21,16 +20,15 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, AnyStr, Literal
 
 from keel.core.errors import InputError
-from keel.data import _pii_patterns as pat
+from keel.govern import _pii_patterns as pat
 
 if TYPE_CHECKING:
     from phonenumbers import PhoneMetadata
 
-__all__ = ["DEFAULT_REGIONS", "PhoneLeniency", "PiiDetector", "PiiSpan", "PiiType", "RedactMode", "redact"]
+__all__ = ["DEFAULT_REGIONS", "PhoneLeniency", "PiiDetector", "PiiSpan", "PiiType"]
 
 DEFAULT_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "AU", "CA", "BR", "JP")
 
-RedactMode = Literal["mask", "hash", "placeholder"]
 PhoneLeniency = Literal["possible", "valid", "strict_grouping", "exact_grouping"]
 
 
@@ -665,49 +663,3 @@ def _resolve(spans: list[PiiSpan]) -> list[PiiSpan]:
         starts.insert(i, span.start)
         kept.insert(i, span)
     return kept
-
-
-def redact(text: str, spans: Sequence[PiiSpan], mode: RedactMode = "placeholder", *, salt: str = "") -> str:
-    """Replace each span of `text` by a placeholder, a mask or a salted pseudonym.
-
-    Args:
-        text: The text the spans were found in.
-        spans: Non-overlapping spans, in any order (what `PiiDetector.detect` returns).
-        mode: "placeholder" writes `<EMAIL>`; "mask" writes as many `*` as the value had characters;
-            "hash" writes `<EMAIL:` + the first 12 hex digits of sha256(salt + value) + `>`, the same for
-            the same value and salt, so redacted records can still be joined on it.
-        salt: Mixed into "hash" so pseudonyms cannot be reversed by hashing guesses; keep it secret.
-
-    Returns:
-        The redacted text.
-
-    Raises:
-        InputError: An unknown mode, or spans that overlap or fall outside the text.
-
-    Examples:
-        >>> span = PiiSpan(PiiType.EMAIL, 5, 20)
-        >>> redact("mail ada@example.org now", [span]), redact("mail ada@example.org now", [span], "mask")
-        ('mail <EMAIL> now', 'mail *************** now')
-    """
-    if mode not in ("mask", "hash", "placeholder"):
-        raise InputError(f"expected redaction mode 'placeholder', 'mask' or 'hash', got {mode!r}")
-    pieces: list[str] = []
-    pos = 0
-    for span in sorted(spans, key=lambda s: (s.start, s.end)):
-        if span.start < pos or span.end > len(text) or span.start >= span.end:
-            raise InputError(
-                f"expected non-overlapping spans inside the text's {len(text)} characters, got {span}",
-                hint="pass the spans PiiDetector.detect returned for this very text",
-            )
-        pieces.append(text[pos : span.start])
-        value = text[span.start : span.end]
-        name = PiiType(span.type).name
-        if mode == "placeholder":
-            pieces.append(f"<{name}>")
-        elif mode == "mask":
-            pieces.append("*" * len(value))
-        else:
-            pieces.append(f"<{name}:{hashlib.sha256((salt + value).encode()).hexdigest()[:12]}>")
-        pos = span.end
-    pieces.append(text[pos:])
-    return "".join(pieces)

@@ -1,4 +1,4 @@
-"""Patterns and checksum validators behind `keel.data._pii`: regex sources, Luhn, IBAN mod 97, SSN rules.
+"""Patterns and checksum validators behind `keel.govern._pii_detect`: regex sources, Luhn, IBAN mod 97, SSN rules.
 
 Everything here is a pure function of a string or a constant; nothing is compiled at import time
 (the detector compiles what it needs once, when it is built). It deliberately knows nothing about

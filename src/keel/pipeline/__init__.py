@@ -1,6 +1,26 @@
 """Floor 6: the lifecycle, end to end, built from the layers below."""
 
-from keel.pipeline._curate import CurationResult, curate, source_node
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
 from keel.pipeline._demo import DemoReport, run_demo
 
-__all__ = ["CurationResult", "DemoReport", "curate", "run_demo", "source_node"]
+__all__ = ["DemoReport", "run_demo"]
+
+_MOVED = ("CurationResult", "curate", "source_node")  # to keel.curate in December 2026; old path kept one release
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve a name that moved to keel.curate, with a DeprecationWarning."""
+    if name not in _MOVED:
+        raise AttributeError(f"module 'keel.pipeline' has no attribute {name!r}")
+    import keel.curate
+
+    warnings.warn(
+        f"keel.pipeline.{name} moved to keel.curate.{name}; the old path goes away in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(keel.curate, name)

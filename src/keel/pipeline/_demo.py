@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.core.errors import InputError
-from keel.pipeline._curate import curate, source_node, uri_node
+from keel.curate._run import curate, source_node, uri_node
 from keel.pipeline._sample_corpus import sft_pairs, write_sample_corpus
 from keel.store import Store, init_workspace, path_between, verify, walk
 
@@ -136,7 +136,8 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
 def _curate_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
     import pyarrow as pa
 
-    from keel.data import commit_version, load_recipe, load_version
+    from keel.curate import load_recipe
+    from keel.data import commit_version, load_version
 
     corpus = write_sample_corpus(report.workspace / "corpus")
     report.corpus = corpus.counts

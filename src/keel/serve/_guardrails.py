@@ -14,7 +14,7 @@ from keel.serve._deployments import DeploymentSettings
 from keel.serve._errors import BadRequestError
 
 if TYPE_CHECKING:
-    from keel.data import PiiDetector
+    from keel.govern import PiiDetector
 
 __all__ = ["Guardrails", "looks_like_injection"]
 
@@ -68,13 +68,13 @@ class Guardrails:
     def pii(self) -> PiiDetector:
         """The PII detector, built on first use."""
         if self._pii is None:
-            from keel.data import PiiDetector  # curation's detector; loaded only if a deployment redacts
+            from keel.govern import PiiDetector  # curation's detector; loaded only if a deployment redacts
 
             self._pii = PiiDetector()
         return self._pii
 
     def _redact(self, text: str) -> str:
-        from keel.data import redact
+        from keel.govern import redact
 
         spans = self.pii.detect(text)
         return redact(text, spans) if spans else text

@@ -13,8 +13,8 @@ import pytest
 import zstandard
 
 from keel.core.errors import ConfigError, InputError
-from keel.data import LocalEngine, load_recipe, parse_recipe, read_file
-from keel.data._readers import Problem
+from keel.curate import LocalEngine, load_recipe, parse_recipe, read_file
+from keel.curate._problems import Problem
 
 
 def _corpus(root: Path) -> Path:
@@ -80,7 +80,7 @@ def test_slicing_shards_for_per_record_steps_changes_no_result(tmp_path: Path, m
     # Per-record steps run over slices of ~2 MB of text. Here: 1,500 documents (~3.5 MB) in one shard, cut into
     # 64 KB slices, with records that per-record steps drop (too short, blocklisted) spread over every slice and
     # exact duplicates across slices: the output and dropped-record bytes and the counters must not change.
-    from keel.data import _engine
+    from keel.curate import _engine
 
     raw = tmp_path / "raw"
     raw.mkdir()

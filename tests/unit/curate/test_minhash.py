@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-import keel.data._minhash as minhash_module
+import keel.curate._minhash as minhash_module
 from keel.core.errors import InputError
-from keel.data._minhash import (
+from keel.curate._minhash import (
     SMALL_GROUP,
     MinHashParams,
     NearDuplicateIndex,
@@ -93,7 +93,7 @@ def test_signatures_are_deterministic_across_calls_and_processes() -> None:
     assert np.array_equal(first, second)
     code = (
         "import hashlib, random, sys; sys.path.insert(0, sys.argv[1]);"
-        "from test_minhash import text, PARAMS; from keel.data._minhash import minhash_signatures;"
+        "from test_minhash import text, PARAMS; from keel.curate._minhash import minhash_signatures;"
         "texts = [text(seed) for seed in range(5)] + ['short one', ''];"
         "print(hashlib.sha256(minhash_signatures(texts, PARAMS).tobytes()).hexdigest())"
     )

@@ -6,8 +6,10 @@ import string
 import pytest
 
 from keel.core.errors import InputError
-from keel.data import _pii, _pii_patterns
-from keel.data._pii import PiiDetector, PiiSpan, PiiType, redact
+from keel.govern import _pii_detect as _pii
+from keel.govern import _pii_patterns
+from keel.govern._pii_detect import PiiDetector, PiiSpan, PiiType
+from keel.govern._pii_redact import redact
 
 RNG = random.Random(1234)
 ALNUM = string.ascii_letters + string.digits

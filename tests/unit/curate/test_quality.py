@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from keel.core.errors import InputError
-from keel.data._quality import (
+from keel.curate._quality import (
     BULLETS,
     FINEWEB_END_CHARS,
     SENTENCE_END_CHARS,
@@ -30,7 +30,7 @@ from keel.data._quality import (
     rule_failures,
     thresholds_from_params,
 )
-from keel.data._quality import _sorted_groups as sorted_groups
+from keel.curate._quality import _sorted_groups as sorted_groups
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "quality-rules.md"
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from keel.cli import app
 from keel.core.errors import ConfigError, InputError
-from keel.data import LocalEngine, RayEngine, get_version, load_recipe, load_version
-from keel.pipeline import curate
+from keel.curate import LocalEngine, RayEngine, curate, load_recipe
+from keel.data import get_version, load_version
 from keel.store import Store, init_workspace
 
 ray = pytest.importorskip("ray")
@@ -89,11 +89,11 @@ def test_local_and_ray_engines_keep_the_same_records_and_counts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
 ) -> None:
     if variant == "clusters by shuffles":  # the distributed min-label propagation, used above _DRIVER_EDGES pairs
-        from keel.data import _ray_dedup
+        from keel.curate.ray import _dedup as _ray_dedup
 
         monkeypatch.setattr(_ray_dedup, "_DRIVER_EDGES", 0)
     if variant == "read as through Ray Client":  # which has no streaming tasks: files are read by plain tasks
-        from keel.data import _ray_engine
+        from keel.curate.ray import _engine as _ray_engine
 
         monkeypatch.setattr(_ray_engine, "_ray_client", lambda: True)
     expected = _corpus(tmp_path)

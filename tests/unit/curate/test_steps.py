@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from keel.data import build_steps, records_to_table
+from keel.curate import build_steps
+from keel.curate._step import GlobalStep
+from keel.data import records_to_table
 from keel.data._records import make_record
-from keel.data._step import GlobalStep
 
 
 def _table(texts: list[str], uris: list[str] | None = None):  # type: ignore[no-untyped-def]

@@ -13,9 +13,8 @@ from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
 from keel.core.errors import InputError
-from keel.data._readers import Problem, ProblemReason
-from keel.data._records import record_id, records_to_table
-from keel.data._web_readers import (
+from keel.curate._problems import Problem, ProblemReason
+from keel.curate._web_readers import (
     DEFAULT_EXTRACTOR,
     EXTRACTORS,
     MAX_HTML_BYTES,
@@ -29,6 +28,7 @@ from keel.data._web_readers import (
     read_warc_file,
     read_web_file,
 )
+from keel.data._records import record_id, records_to_table
 
 FIXTURES = Path(__file__).parents[3] / "benchmarks" / "data" / "html"
 WARC_DATE = "2024-03-01T12:00:00Z"

@@ -11,11 +11,11 @@ import pyarrow.compute as pc
 import pytest
 import xxhash
 
-from keel.data import _words
-from keel.data._basic_steps import _WHITESPACE_RUN, NormalizeParams, _clean_spaces
-from keel.data._minhash import _token_hashes
-from keel.data._minhash import _words as minhash_words
-from keel.data._words import ascii_whitespace, split_words, text_buffer, unicode_whitespace
+from keel.curate import _words
+from keel.curate._basic_steps import _WHITESPACE_RUN, NormalizeParams, _clean_spaces
+from keel.curate._minhash import _token_hashes
+from keel.curate._minhash import _words as minhash_words
+from keel.curate._words import ascii_whitespace, split_words, text_buffer, unicode_whitespace
 
 WHITESPACE = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
 WORDS = ["a", "the", "exactly8", "fifteen15bytes!", "sixteen16bytes!!", "x" * 40, "é", "漢字", "\U0001f600", "\x00"]

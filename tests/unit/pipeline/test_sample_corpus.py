@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from keel.data import LocalEngine, load_recipe
+from keel.curate import LocalEngine, load_recipe
 from keel.pipeline._demo import DEMO_RECIPE
 from keel.pipeline._sample_corpus import PRODUCTS, sft_pairs, write_sample_corpus
 

@@ -10,7 +10,7 @@ block (`with_observation`), so texts are read once and never leave the node that
 - exact_dedup: per text hash the row earliest in input order (its `_order`) stays. The decision is the
   `_order` of every later copy (8 bytes per duplicate).
 - near_dedup: one row per (document, band) keyed by
-  the band's 64-bit key (`keel.data._minhash.band_keys`, as the local index); per band group all id pairs
+  the band's 64-bit key (`keel.curate._minhash.band_keys`, as the local index); per band group all id pairs
   (a star from the smallest id past 32 members); pairs meet their two signatures through two shuffles keyed
   by id; accepted pairs are the edges whose connected components are the clusters, each keeping its smallest
   id as `NearDuplicateIndex` does. The decision is `{member id: kept id}` (what the local step decides too).
@@ -33,10 +33,10 @@ import pyarrow.compute as pc
 import xxhash
 
 from keel.core.errors import ConfigError
-from keel.data._basic_steps import ExactDedupStep
-from keel.data._minhash import EMPTY, MinHashParams, band_keys, connected_components, pairs_within_groups
-from keel.data._near_dedup import NearDedupParams, NearDedupStep
-from keel.data._step import GlobalStep
+from keel.curate._basic_steps import ExactDedupStep
+from keel.curate._minhash import EMPTY, MinHashParams, band_keys, connected_components, pairs_within_groups
+from keel.curate._near_dedup import NearDedupParams, NearDedupStep
+from keel.curate._step import GlobalStep
 
 if TYPE_CHECKING:
     from ray.data import Dataset

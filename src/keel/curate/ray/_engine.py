@@ -3,7 +3,7 @@
 Input files are read by Ray tasks into Arrow blocks of `shard_size` records, each row tagged with its input
 position (`_order`: file index << 32 | record number), so "first in input order" means the same here as
 locally. Per-record steps run as `map_batches` over those blocks; the two dedup steps run as distributed
-phases (keel.data._ray_dedup) whose compact decisions (the duplicates' `_order` numbers or ids) are then
+phases (keel.curate.ray._dedup) whose compact decisions (the duplicates' `_order` numbers or ids) are then
 applied by the steps' own `apply_decision` in the next stage's `map_batches`. Blocks keep input order
 through the stages; the last stage's tasks write each block as an output part, which the driver names
 `data/part-NNNNN.parquet` in that order, so the kept records, their order, their columns, the parts and every
@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from keel.core.errors import ConfigError, InputError, KeelError
-from keel.data._basic_steps import ExactDedupParams, ExactDedupStep
-from keel.data._engine import (
+from keel.curate._basic_steps import ExactDedupParams, ExactDedupStep
+from keel.curate._engine import (
     _PARQUET,
     CurationReport,
     Progress,
@@ -44,10 +44,10 @@ from keel.data._engine import (
     _write_asides,
     _write_json,
 )
-from keel.data._near_dedup import NearDedupParams, NearDedupStep
-from keel.data._recipe import Recipe, ResolvedInput
+from keel.curate._near_dedup import NearDedupParams, NearDedupStep
+from keel.curate._recipe import Recipe, ResolvedInput
+from keel.curate._step import GlobalStep, Step, StepStats
 from keel.data._records import records_to_table
-from keel.data._step import GlobalStep, Step, StepStats
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -136,7 +136,7 @@ def _stage_batch(
     Then, where the block is: the global step at `observe` looks at the rows for its distributed decision (a
     column the next stage drops), or, in the last stage, the block is written to `publish` as an output part.
     """
-    from keel.data._ray_dedup import OBSERVED, with_observation
+    from keel.curate.ray._dedup import OBSERVED, with_observation
 
     if own_workers:  # a runtime this engine started; pooled workers of a shared cluster are left as they are
         _tune_allocator()
@@ -408,7 +408,7 @@ class RayEngine:
             start, stage = global_at, stage + 1
 
     def _decide(self, step: Step, ds: Dataset, report: CurationReport) -> Any:
-        from keel.data._ray_dedup import exact_duplicates, near_duplicates
+        from keel.curate.ray._dedup import exact_duplicates, near_duplicates
 
         if isinstance(step, ExactDedupStep):
             assert isinstance(step.params, ExactDedupParams)

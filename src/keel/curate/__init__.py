@@ -1,0 +1,47 @@
+"""Floor 4: curation: readers, steps (normalise, language, quality, dedup, PII) and the engines that run recipes.
+
+Reads raw files into records (`keel.data` owns records and dataset versions), runs a recipe of steps over
+them on the local engine (a process pool) or on Ray Data (`keel.curate.ray`), and commits the output as a
+dataset version with lineage (`curate`).
+"""
+
+from keel.curate._engine import CurationReport, LocalEngine, Progress
+from keel.curate._langid import LanguageDetector
+from keel.curate._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
+from keel.curate._problems import Problem, ProblemReason
+from keel.curate._quality import QualityThresholds, quality_signals
+from keel.curate._readers import detect_format, read_file
+from keel.curate._recipe import Recipe, available_steps, build_steps, load_recipe, parse_recipe
+from keel.curate._run import CurationResult, curate, source_node
+from keel.curate._step import GlobalStep, Step, StepParams, StepResult, StepStats
+from keel.curate.ray import RayEngine
+
+__all__ = [
+    "CurationReport",
+    "CurationResult",
+    "GlobalStep",
+    "LanguageDetector",
+    "LocalEngine",
+    "MinHashParams",
+    "NearDuplicateIndex",
+    "Problem",
+    "ProblemReason",
+    "Progress",
+    "QualityThresholds",
+    "RayEngine",
+    "Recipe",
+    "Step",
+    "StepParams",
+    "StepResult",
+    "StepStats",
+    "available_steps",
+    "build_steps",
+    "curate",
+    "detect_format",
+    "load_recipe",
+    "minhash_signatures",
+    "parse_recipe",
+    "quality_signals",
+    "read_file",
+    "source_node",
+]
