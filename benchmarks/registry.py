@@ -2,7 +2,7 @@
 
 Loads 100,000 runs with 5 parameters and 10 metrics each (rows written straight into Keel's
 tables in bulk, as 100,000 real jobs would have left them), then times `keel.registry.list_runs`
-(what `keel runs list --param K=V --sort METRIC` calls) for a common filter (a third of the runs
+(what `keel run list --param K=V --sort METRIC` calls) for a common filter (a third of the runs
 match), a selective one (1 in 100) and two filters at once, on SQLite and PostgreSQL.
 
     python benchmarks/registry.py [--runs 100000] [--backends sqlite,postgresql]

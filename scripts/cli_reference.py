@@ -33,7 +33,8 @@ def _walk(command: Any, path: list[str]) -> list[str]:
         if len(path) > 1:
             lines += [f"## `{' '.join(path)}`", "", (command.help or "").strip(), ""]
         for name in sorted(command.commands):
-            lines += _walk(command.commands[name], [*path, name])
+            if not command.commands[name].hidden:  # hidden: old names kept for a release
+                lines += _walk(command.commands[name], [*path, name])
         return lines
     lines += [f"### `{' '.join(path)}`", "", (command.help or "").strip(), ""]
     params = [p for p in command.params if p.name not in ("help",)]

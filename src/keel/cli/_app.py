@@ -70,19 +70,25 @@ app.command()(demo)
 app.add_typer(db_app, name="db")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(audit_app, name="audit")
-app.add_typer(runs_app, name="runs")
+app.add_typer(runs_app, name="run")
 app.add_typer(model_app, name="model")
 app.add_typer(prompt_app, name="prompt")
 app.add_typer(curate_app, name="curate")
 app.command()(serve)
 app.add_typer(deploy_app, name="deploy")
-app.add_typer(keys_app, name="keys")
-app.add_typer(traces_app, name="traces")
+app.add_typer(keys_app, name="key")
+app.add_typer(traces_app, name="trace")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(index_app, name="index")
 app.add_typer(eval_app, name="eval")
+
+# Command groups are singular nouns (kubectl/gh style). The plural names of December 2026 stay, hidden, for one
+# release so scripts written against them keep working.
+PLURAL_ALIASES = {"runs": runs_app, "keys": keys_app, "traces": traces_app}
+for _plural, _group in PLURAL_ALIASES.items():
+    app.add_typer(_group, name=_plural, hidden=True)
 
 
 def main() -> None:

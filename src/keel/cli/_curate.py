@@ -28,7 +28,10 @@ RecipeArg = Annotated[Path, typer.Argument(help="The recipe YAML file.")]
 
 
 @curate_app.command("validate")
-def validate(recipe_path: RecipeArg, json_output: Annotated[bool, typer.Option("--json")] = False) -> None:
+def validate(
+    recipe_path: RecipeArg,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
     """Check a recipe and list every problem at once (exit 2 if any)."""
     from keel.curate import load_recipe  # pyarrow and friends load only for curate commands
 

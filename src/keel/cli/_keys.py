@@ -1,4 +1,4 @@
-"""`keel keys …`: create (shown once), list and revoke the gateway's API keys."""
+"""`keel key …`: create (shown once), list and revoke the gateway's API keys."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def list_command(
         table.add_row(
             k.id, escape(k.name), escape(", ".join(k.scopes)), rate, format_time(k.created_at)[:19], revoked_at
         )
-    console().print(table if found else "No keys yet: `keel keys create NAME`.")
+    console().print(table if found else "No keys yet: `keel key create NAME`.")
 
 
 @keys_app.command("revoke")

@@ -1,4 +1,4 @@
-"""`keel runs …`: list, show, compare and close runs."""
+"""`keel run …`: list, show, compare and close runs."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def list_command(
     table = Table(run_column, "kind", "status", "started (UTC)", "took", "params", "metrics")
     for run in found:
         # Nested params (a whole recipe or training config) would make the row pages wide: the table shows
-        # the start of each; `keel runs show` and --json have them in full.
+        # the start of each; `keel run show` and --json have them in full.
         params = ", ".join(f"{k}={_clip(canonical_json(v), 40)}" for k, v in run.params.items())
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(run.metrics.items())[:6])
         metrics += ", …" if len(run.metrics) > 6 else ""
@@ -84,7 +84,7 @@ def list_command(
         console().print("No runs match." if (kind or status or param) else "No runs yet.")
     elif any(run.lost for run in found):
         console().print("[dim]lost: its process ended without closing the run (killed outright?); "
-                        "`keel runs close RUN` marks it killed.[/dim]")  # fmt: skip
+                        "`keel run close RUN` marks it killed.[/dim]")  # fmt: skip
 
 
 @runs_app.command("show")
@@ -108,7 +108,7 @@ def show(
         process = run.env.get("process") or {}
         out.print(
             f"[red]lost:[/red] its process (pid {process.get('pid')} on {process.get('host')}) ended without "
-            f"closing the run; `keel runs close {run.id}` marks it killed"
+            f"closing the run; `keel run close {run.id}` marks it killed"
         )
     if run.error:
         out.print(f"[red]error:[/red] {run.error}")

@@ -1,4 +1,4 @@
-"""`keel traces …`: list and show the traces of served requests."""
+"""`keel trace …`: list and show the traces of served requests."""
 
 from __future__ import annotations
 

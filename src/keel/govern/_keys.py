@@ -179,7 +179,7 @@ def revoke_key(store: Store, key_id: str) -> ApiKey:
     with store.db.write() as conn:
         row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
         if row is None:
-            raise NotFoundError(f"no API key with id {key_id!r}", hint="see `keel keys list`")
+            raise NotFoundError(f"no API key with id {key_id!r}", hint="see `keel key list`")
         if row.revoked_at is None:
             conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=store.clock()))
             store.audit(conn, "key.revoke", f"api-key:{key_id}", {"name": row.name})
@@ -240,7 +240,7 @@ class KeyVerifier:
             self.refresh()  # a key created since the last refresh
             encoded = self._hashes.get(key_id)
         if encoded is None:
-            raise AuthenticationError("unknown API key", hint="create one with `keel keys create`")
+            raise AuthenticationError("unknown API key", hint="create one with `keel key create`")
         try:
             _HASHER.verify(encoded, presented)
         except (VerificationError, InvalidHashError):

@@ -175,5 +175,5 @@ def get_trace(store: Store, trace_id: str) -> Trace:
     with store.db.read() as conn:
         row = conn.execute(select(traces).where(traces.c.id == trace_id)).first()
     if row is None:
-        raise NotFoundError(f"no trace with id {trace_id!r}", hint="see `keel traces list`")
+        raise NotFoundError(f"no trace with id {trace_id!r}", hint="see `keel trace list`")
     return _from_row(row)

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 _VERSIONS: dict[str, Table] = {"model": model_versions, "prompt": prompt_versions, "dataset": dataset_versions}
+# The CLI group that lists each subject and shows its history, for hints (datasets live under `keel data`).
+_GROUP: dict[str, str] = {"model": "model", "prompt": "prompt", "dataset": "data"}
+_HISTORY: dict[str, str] = {"model": "history", "prompt": "history", "dataset": "log"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,7 @@ def resolve_version(conn: Connection, subject: Subject, ref: Ref) -> int:
     if latest is None:
         raise NotFoundError(
             f"no {subject} named {ref.name!r} in this workspace",
-            hint=f"list them with `keel {subject} list`",
+            hint=f"list them with `keel {_GROUP[subject]} list`",
         )
     if ref.version is not None:
         raise NotFoundError(f"{subject} {ref.name!r} has versions v1..v{latest}; got {ref}")
@@ -208,6 +211,6 @@ def previous_version(conn: Connection, subject: Subject, name: str, alias: str) 
     if not events or events[-1].from_version is None:
         raise NotFoundError(
             f"{subject} {name!r} alias {alias!r} has no earlier version to roll back to",
-            hint=f"see `keel {subject} history {name}`",
+            hint=f"see `keel {_GROUP[subject]} {_HISTORY[subject]} {name}`",
         )
     return events[-1].from_version

@@ -157,7 +157,7 @@ def _upload(store: Store, path: Path | None, run_id: str | None) -> list[Manifes
         return uploaded
     with store.db.read() as conn:
         if conn.scalar(select(runs.c.id).where(runs.c.id == run_id)) is None:
-            raise NotFoundError(f"no run {run_id!r} to register a model from", hint="see `keel runs list`")
+            raise NotFoundError(f"no run {run_id!r} to register a model from", hint="see `keel run list`")
         rows = conn.execute(
             select(run_artifacts).where(run_artifacts.c.run_id == run_id).order_by(run_artifacts.c.path)
         ).all()

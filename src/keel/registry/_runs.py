@@ -350,7 +350,7 @@ def get_run(conn: Connection, run_id: str) -> RunInfo:
         if len(matches) > 1:
             raise InputError(f"run id prefix {run_id!r} matches more than one run; give more characters")
     if row is None:
-        raise NotFoundError(f"no run {run_id!r} in this workspace", hint="list runs with `keel runs list`")
+        raise NotFoundError(f"no run {run_id!r} in this workspace", hint="list runs with `keel run list`")
     artifacts = {
         a.path: a.digest
         for a in conn.execute(

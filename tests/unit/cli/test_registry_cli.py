@@ -39,27 +39,27 @@ def _ok(*args: str) -> str:
 def test_runs_list_show_compare(workspace: Path) -> None:
     first, second = _runs(workspace)
     ws = ["-w", str(workspace)]
-    listed = json.loads(_ok(*ws, "runs", "list", "--json"))
+    listed = json.loads(_ok(*ws, "run", "list", "--json"))
     assert [r["id"] for r in listed] == [second, first]
-    best = json.loads(_ok(*ws, "runs", "list", "--sort", "loss", "--asc", "--limit", "1", "--json"))
+    best = json.loads(_ok(*ws, "run", "list", "--sort", "loss", "--asc", "--limit", "1", "--json"))
     assert [r["id"] for r in best] == [first]  # lr 0.1 ends lower
-    filtered = json.loads(_ok(*ws, "runs", "list", "--param", "lr=0.01", "--param", "method=lora", "--json"))
+    filtered = json.loads(_ok(*ws, "run", "list", "--param", "lr=0.01", "--param", "method=lora", "--json"))
     assert [r["id"] for r in filtered] == [second]
-    assert json.loads(_ok(*ws, "runs", "list", "--page", "2", "--limit", "1", "--json"))[0]["id"] == first
-    assert "No runs match." in _ok(*ws, "runs", "list", "--kind", "eval")
-    shown = _ok(*ws, "runs", "show", first)
+    assert json.loads(_ok(*ws, "run", "list", "--page", "2", "--limit", "1", "--json"))[0]["id"] == first
+    assert "No runs match." in _ok(*ws, "run", "list", "--kind", "eval")
+    shown = _ok(*ws, "run", "show", first)
     assert "metric loss = 1.5" in shown and "(5 points)" in shown and "artifact model/config.json" in shown
-    detail = json.loads(_ok(*ws, "runs", "show", first, "--json"))
+    detail = json.loads(_ok(*ws, "run", "show", first, "--json"))
     assert detail["series"]["loss"][0] == [0, 1.9] and detail["env"]["python"]
-    compared = _ok(*ws, "runs", "compare", first, second)
+    compared = _ok(*ws, "run", "compare", first, second)
     assert "*lr" in compared and "method" in compared and "*method" not in compared
-    as_json = json.loads(_ok(*ws, "runs", "compare", first, second, "--json"))
+    as_json = json.loads(_ok(*ws, "run", "compare", first, second, "--json"))
     assert as_json["params"]["lr"] == [0.1, 0.01]
-    bad = runner.invoke(app, [*ws, "runs", "list", "--param", "lr"])
+    bad = runner.invoke(app, [*ws, "run", "list", "--param", "lr"])
     assert bad.exit_code == 2 and "expected --param KEY=VALUE" in bad.output
-    one = runner.invoke(app, [*ws, "runs", "compare", first])
+    one = runner.invoke(app, [*ws, "run", "compare", first])
     assert one.exit_code == 2 and "at least two runs" in one.output
-    missing = runner.invoke(app, [*ws, "runs", "show", "nope"])
+    missing = runner.invoke(app, [*ws, "run", "show", "nope"])
     assert missing.exit_code == 2 and "NotFoundError: no run 'nope'" in missing.output
 
 

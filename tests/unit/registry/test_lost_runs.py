@@ -48,17 +48,17 @@ def test_a_run_killed_outright_is_reported_lost_and_can_be_closed(store: Store) 
 
     workspace = str(store.settings.workspace)
     runner = CliRunner()
-    shown = runner.invoke(app, ["-w", workspace, "runs", "show", run_id])
-    assert shown.exit_code == 0 and "lost:" in shown.output and f"keel runs close {run_id}" in shown.output
-    assert "lost" in runner.invoke(app, ["-w", workspace, "runs", "list"]).output
+    shown = runner.invoke(app, ["-w", workspace, "run", "show", run_id])
+    assert shown.exit_code == 0 and "lost:" in shown.output and f"keel run close {run_id}" in shown.output
+    assert "lost" in runner.invoke(app, ["-w", workspace, "run", "list"]).output
 
-    closed = runner.invoke(app, ["-w", workspace, "runs", "close", run_id, "--json"])
+    closed = runner.invoke(app, ["-w", workspace, "run", "close", run_id, "--json"])
     assert closed.exit_code == 0, closed.output
     data = json.loads(closed.output)
     assert data["status"] == "killed" and not data["lost"] and "ended without closing the run" in data["error"]
     with store.db.read() as conn:
         assert get_run(conn, run_id).ended_at is not None
-    again = runner.invoke(app, ["-w", workspace, "runs", "close", run_id])
+    again = runner.invoke(app, ["-w", workspace, "run", "close", run_id])
     assert again.exit_code == 2 and "already killed" in again.output
 
 

@@ -46,19 +46,19 @@ def test_deploy_keys_traces_and_monitor_commands(workspace: Path, tmp_path: Path
     bad = runner.invoke(app, ["-w", str(workspace), "deploy", "canary", "chat", "--model", "chat@v2", "--weight", "0"])
     assert bad.exit_code == 2 and "between 1 and 99" in bad.output
 
-    created = json.loads(_ok(workspace, "keys", "create", "app", "--scope", "chat", "--rate", "60", "--json"))
+    created = json.loads(_ok(workspace, "key", "create", "app", "--scope", "chat", "--rate", "60", "--json"))
     assert created["secret"].startswith(f"keel_{created['id']}_") and created["scopes"] == ["chat"]
-    listed = _ok(workspace, "keys", "list", "--json")
+    listed = _ok(workspace, "key", "list", "--json")
     assert created["secret"] not in listed and json.loads(listed)[0]["rate_per_minute"] == 60
-    assert "Revoked" in _ok(workspace, "keys", "revoke", created["id"])
-    assert json.loads(_ok(workspace, "keys", "list", "--json")) == []
+    assert "Revoked" in _ok(workspace, "key", "revoke", created["id"])
+    assert json.loads(_ok(workspace, "key", "list", "--json")) == []
 
     trace = Trace(id=new_ulid(), at=store.clock(), deployment="chat", operation="chat", status=200,
                   latency_ms=12.5, model_version="chat@v1", tokens_in=3, tokens_out=4)  # fmt: skip
     TraceWriter(store).write([trace])
     store.close()
-    assert trace.id in _ok(workspace, "traces", "list")
-    assert json.loads(_ok(workspace, "traces", "show", trace.id, "--json"))["latency_ms"] == 12.5
+    assert trace.id in _ok(workspace, "trace", "list")
+    assert json.loads(_ok(workspace, "trace", "show", trace.id, "--json"))["latency_ms"] == 12.5
     (row,) = json.loads(_ok(workspace, "monitor", "summary", "--json"))
     assert (row["deployment"], row["requests"], row["p50_ms"]) == ("chat", 1, 12.5)
     assert "chat@v1" in _ok(workspace, "monitor", "summary", "--hours", "1")
