@@ -9,23 +9,19 @@ from typing import Annotated, Any, Literal
 import typer
 from rich.table import Table
 
+from keel.cli._alias import add_alias_commands
 from keel.cli._context import console, get_store, print_json
-from keel.cli._render import alias_history_table, alias_move, human_bytes
+from keel.cli._render import human_bytes
 from keel.core.clock import format_time
 from keel.registry import (
-    AliasEvent,
     ModelInfo,
-    alias_model,
     get_model,
     list_models,
     model_card,
-    model_history,
     pull_model,
     register_model,
     render_card_markdown,
-    rollback_model,
 )
-from keel.registry._refs import parse_version
 
 __all__ = ["model_app"]
 
@@ -95,64 +91,7 @@ def show(
         out.print(f"  {f.path}  {human_bytes(f.size)}  [dim]{f.digest[:12]}[/dim]")
 
 
-def _print_event(event: AliasEvent) -> None:
-    console().print(alias_move(event))
-
-
-@model_app.command("alias")
-def alias(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The model's name.")],
-    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. production or staging.")],
-    version: Annotated[str, typer.Argument(help="vN or N; the version the alias should point at.")],
-    reason: Reason,
-    evidence: Annotated[str | None, typer.Option(help="An id supporting the move, e.g. an eval result.")] = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Point ALIAS of NAME at VERSION, recording who, why and on what evidence."""
-    event = alias_model(get_store(ctx), name, alias_name, parse_version(version), reason=reason, evidence=evidence)
-    print_json(event.to_json()) if json_output else _print_event(event)
-
-
-@model_app.command("unalias")
-def unalias(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The model's name.")],
-    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="The alias to remove.")],
-    reason: Reason,
-    json_output: JsonOption = False,
-) -> None:
-    """Remove ALIAS of NAME (recorded in the history like any move)."""
-    event = alias_model(get_store(ctx), name, alias_name, None, reason=reason)
-    print_json(event.to_json()) if json_output else _print_event(event)
-
-
-@model_app.command("rollback")
-def rollback(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The model's name.")],
-    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="The alias to move back, e.g. production.")],
-    reason: Reason,
-    json_output: JsonOption = False,
-) -> None:
-    """Undo the last move of ALIAS: point it back at the version it had before."""
-    event = rollback_model(get_store(ctx), name, alias_name, reason=reason)
-    print_json(event.to_json()) if json_output else _print_event(event)
-
-
-@model_app.command("history")
-def history_command(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The model's name.")],
-    alias_name: Annotated[str | None, typer.Option("--alias", help="Only this alias.")] = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Show every alias move of NAME, oldest first: the rollback trail."""
-    moves = model_history(get_store(ctx), name, alias_name)
-    if json_output:
-        print_json([event.to_json() for event in moves])
-        return
-    console().print(alias_history_table(moves) if moves else f"No alias of {name} has been set yet.")
+add_alias_commands(model_app, "model")
 
 
 @model_app.command("pull")

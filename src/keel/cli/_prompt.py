@@ -10,20 +10,17 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from keel.cli._alias import add_alias_commands
 from keel.cli._context import console, get_store, print_json
-from keel.cli._render import alias_history_table, alias_move
 from keel.core.clock import format_time
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json
 from keel.registry._prompts import (
-    alias_prompt,
     create_prompt,
     get_prompt,
     list_prompts,
     load_prompt_file,
-    prompt_history,
     render_prompt,
-    rollback_prompt,
 )
 
 __all__ = ["prompt_app"]
@@ -136,57 +133,7 @@ def render(
         typer.echo(rendered.text)
 
 
-@prompt_app.command("alias")
-def alias(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The prompt name.")],
-    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="The alias to move, e.g. production.")],
-    version: Annotated[str, typer.Argument(help="The version to point at: vN or N (or another alias).")],
-    reason: ReasonOption,
-    evidence: EvidenceOption = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Point ALIAS of prompt NAME at VERSION, recording who, why and on what evidence."""
-    event = alias_prompt(get_store(ctx), name, alias_name, version, reason=reason, evidence=evidence)
-    if json_output:
-        print_json(event.to_json())
-    else:
-        console().print(f"Moved {alias_move(event)}")
-
-
-@prompt_app.command("rollback")
-def rollback(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The prompt name.")],
-    alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="The alias to move back, e.g. production.")],
-    reason: ReasonOption,
-    evidence: EvidenceOption = None,
-    json_output: JsonOption = False,
-) -> None:
-    """Move ALIAS of prompt NAME back to the version it pointed at before its last move."""
-    event = rollback_prompt(get_store(ctx), name, alias_name, reason=reason, evidence=evidence)
-    if json_output:
-        print_json(event.to_json())
-    else:
-        console().print(f"Rolled back {alias_move(event)}")
-
-
-@prompt_app.command("history")
-def history(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The prompt name.")],
-    alias_name: Annotated[str | None, typer.Option("--alias", help="Only this alias's moves.")] = None,
-    json_output: JsonOption = False,
-) -> None:
-    """List every alias move of prompt NAME, oldest first."""
-    found = prompt_history(get_store(ctx), name, alias_name)
-    if json_output:
-        print_json([event.to_json() for event in found])
-        return
-    if not found:
-        console().print(f"No alias of prompt {escape(name)} has been moved yet.")
-        return
-    console().print(alias_history_table(found))
+add_alias_commands(prompt_app, "prompt")
 
 
 @prompt_app.command("list")

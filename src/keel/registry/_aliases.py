@@ -14,18 +14,22 @@ from sqlalchemy import Connection, Table, and_, delete, func, select, update
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
-from keel.registry._refs import Ref, Subject, check_alias
+from keel.registry._refs import Ref, Subject, check_alias, check_name, parse_ref
 from keel.store import Store, insert_for
 from keel.store.schema import alias_events, aliases, dataset_versions, model_versions, prompt_versions
 
 __all__ = [
     "AliasEvent",
+    "alias_history",
     "aliases_of",
     "history",
     "lock_name",
     "move_alias",
     "previous_version",
     "resolve_version",
+    "roll_back_alias",
+    "set_alias",
+    "version_target",
 ]
 
 _VERSIONS: dict[str, Table] = {"model": model_versions, "prompt": prompt_versions, "dataset": dataset_versions}
@@ -214,3 +218,84 @@ def previous_version(conn: Connection, subject: Subject, name: str, alias: str) 
             hint=f"see `keel {_GROUP[subject]} {_HISTORY[subject]} {name}`",
         )
     return events[-1].from_version
+
+
+def version_target(subject: Subject, name: str, version: int | str) -> Ref:
+    """The reference a version argument names: `3`, `"3"`, `"v3"`, `"latest"`, an alias, or `NAME@…`.
+
+    Examples:
+        >>> version_target("model", "chat", "v3"), version_target("prompt", "support", "production").alias
+        (Ref(name='chat', version=3, alias=None), 'production')
+    """
+    text = str(version).strip()
+    if text.lstrip("-").isdigit():
+        if int(text) < 1:
+            raise InputError(f"expected a version number of at least 1 for {subject} {name!r}; got {text}")
+        return Ref(name, version=int(text))
+    ref = parse_ref(text if "@" in text else f"{name}@{text}", subject)
+    if ref.name != name:
+        raise InputError(f"expected a version of {subject} {name!r}; got {text!r}, which names {subject} {ref.name!r}")
+    return ref
+
+
+def set_alias(
+    store: Store,
+    subject: Subject,
+    name: str,
+    alias: str,
+    version: int | str | None,
+    *,
+    reason: str,
+    evidence: str | None = None,
+) -> AliasEvent:
+    """Point an alias of a model, prompt or dataset at one of its versions (None removes it), recording who and why.
+
+    The one implementation behind `alias_model`, `alias_prompt` and their CLI commands.
+
+    Args:
+        store: The workspace's store.
+        subject: `model`, `prompt` or `dataset`.
+        name: The model, prompt or dataset name.
+        alias: The alias to move, e.g. `production`.
+        version: `3`, `"3"`, `"v3"`, `"latest"`, another alias of the same name, `NAME@…`, or None to remove.
+        reason: Why; kept in the alias history.
+        evidence: An optional id supporting the move, e.g. an eval result.
+
+    Returns:
+        The recorded alias event.
+
+    Raises:
+        InputError: A malformed name, alias or version, or an empty reason.
+        NotFoundError: No such name or version, or no alias to remove.
+    """
+    check_name(name, subject)
+    with store.db.write() as conn:
+        number = None if version is None else resolve_version(conn, subject, version_target(subject, name, version))
+        return move_alias(store, conn, subject, name, alias, number, reason=reason, evidence=evidence)
+
+
+def roll_back_alias(
+    store: Store, subject: Subject, name: str, alias: str, *, reason: str, evidence: str | None = None
+) -> AliasEvent:
+    """Move an alias back to the version it pointed at before its last move.
+
+    Raises:
+        NotFoundError: No such name, or the alias has no earlier version.
+    """
+    check_name(name, subject)
+    with store.db.write() as conn:
+        resolve_version(conn, subject, Ref(name))  # a clear error when there is no such name
+        target = previous_version(conn, subject, name, alias)
+        return move_alias(store, conn, subject, name, alias, target, reason=reason, evidence=evidence)
+
+
+def alias_history(store: Store, subject: Subject, name: str, alias: str | None = None) -> list[AliasEvent]:
+    """Every alias move of a name, or of one of its aliases, oldest first.
+
+    Raises:
+        NotFoundError: Nothing of this subject is named `name`.
+    """
+    check_name(name, subject)
+    with store.db.read() as conn:
+        resolve_version(conn, subject, Ref(name))
+        return history(conn, subject, name, alias)

@@ -23,12 +23,12 @@ from keel.core.errors import InputError, IntegrityError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.registry._aliases import (
     AliasEvent,
+    alias_history,
     aliases_of,
-    history,
     lock_name,
-    move_alias,
-    previous_version,
     resolve_version,
+    roll_back_alias,
+    set_alias,
 )
 from keel.registry._refs import Ref, check_name, parse_ref
 from keel.store import Store, add_edge, add_node, read_bytes
@@ -341,25 +341,17 @@ def pull_model(store: Store, ref: str, dest: str | os.PathLike[str], *, force: b
 
 
 def alias_model(
-    store: Store, name: str, alias: str, version: int | None, *, reason: str, evidence: str | None = None
+    store: Store, name: str, alias: str, version: int | str | None, *, reason: str, evidence: str | None = None
 ) -> AliasEvent:
-    """Point `alias` of model `name` at `version` (None removes it), recording reason and evidence."""
-    check_name(name)
-    with store.db.write() as conn:
-        return move_alias(store, conn, "model", name, alias, version, reason=reason, evidence=evidence)
+    """Point `alias` of model `name` at `version` (`3`, `"v3"`, `"latest"`, another alias; None removes it)."""
+    return set_alias(store, "model", name, alias, version, reason=reason, evidence=evidence)
 
 
-def rollback_model(store: Store, name: str, alias: str, *, reason: str) -> AliasEvent:
+def rollback_model(store: Store, name: str, alias: str, *, reason: str, evidence: str | None = None) -> AliasEvent:
     """Undo the last move of `alias`: point it back where it was before."""
-    with store.db.write() as conn:
-        target = previous_version(conn, "model", name, alias)
-        return move_alias(store, conn, "model", name, alias, target, reason=reason)
+    return roll_back_alias(store, "model", name, alias, reason=reason, evidence=evidence)
 
 
 def model_history(store: Store, name: str, alias: str | None = None) -> list[AliasEvent]:
     """Every alias move of model `name`, oldest first."""
-    check_name(name)
-    with store.db.read() as conn:
-        if conn.scalar(select(models.c.name).where(models.c.name == name)) is None:
-            raise NotFoundError(f"no model named {name!r} in this workspace", hint="see `keel model list`")
-        return history(conn, "model", name, alias)
+    return alias_history(store, "model", name, alias)

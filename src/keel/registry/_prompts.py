@@ -30,13 +30,13 @@ from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.registry._aliases import (
     AliasEvent,
+    alias_history,
     aliases_of,
-    history,
     latest_version,
     lock_name,
-    move_alias,
-    previous_version,
     resolve_version,
+    roll_back_alias,
+    set_alias,
 )
 from keel.registry._refs import Ref, check_name, parse_ref
 from keel.store import Store, add_edge, add_node, node_id
@@ -599,19 +599,6 @@ def _render(prompt: PromptVersion, values: dict[str, Any]) -> str:
 # --- aliases --------------------------------------------------------------------------------
 
 
-def _target(name: str, version: int | str) -> Ref:
-    """The reference a version argument names: `3`, `"3"`, `"v3"`, `"latest"`, an alias, or `NAME@…`."""
-    text = str(version).strip()
-    if text.lstrip("-").isdigit():
-        if int(text) < 1:
-            raise InputError(f"expected a version number of at least 1 for prompt {name!r}; got {text}")
-        return Ref(name, version=int(text))
-    ref = parse_ref(text if "@" in text else f"{name}@{text}", "prompt")
-    if ref.name != name:
-        raise InputError(f"expected a version of prompt {name!r}; got {text!r}, which names prompt {ref.name!r}")
-    return ref
-
-
 def alias_prompt(
     store: Store, name: str, alias: str, version: int | str, *, reason: str, evidence: str | None = None
 ) -> AliasEvent:
@@ -632,11 +619,7 @@ def alias_prompt(
         InputError: A malformed alias or version, or an empty reason.
         NotFoundError: No such prompt or version.
     """
-    check_name(name, "prompt")
-    target = _target(name, version)
-    with store.db.write() as conn:
-        number = resolve_version(conn, "prompt", target)
-        return move_alias(store, conn, "prompt", name, alias, number, reason=reason, evidence=evidence)
+    return set_alias(store, "prompt", name, alias, version, reason=reason, evidence=evidence)
 
 
 def rollback_prompt(store: Store, name: str, alias: str, *, reason: str, evidence: str | None = None) -> AliasEvent:
@@ -645,11 +628,7 @@ def rollback_prompt(store: Store, name: str, alias: str, *, reason: str, evidenc
     Raises:
         NotFoundError: No such prompt, or the alias has no earlier version.
     """
-    check_name(name, "prompt")
-    with store.db.write() as conn:
-        resolve_version(conn, "prompt", Ref(name))  # a clear error when there is no such prompt
-        target = previous_version(conn, "prompt", name, alias)
-        return move_alias(store, conn, "prompt", name, alias, target, reason=reason, evidence=evidence)
+    return roll_back_alias(store, "prompt", name, alias, reason=reason, evidence=evidence)
 
 
 def prompt_history(store: Store, name: str, alias: str | None = None) -> list[AliasEvent]:
@@ -658,7 +637,4 @@ def prompt_history(store: Store, name: str, alias: str | None = None) -> list[Al
     Raises:
         NotFoundError: No prompt is named `name`.
     """
-    check_name(name, "prompt")
-    with store.db.read() as conn:
-        resolve_version(conn, "prompt", Ref(name))
-        return history(conn, "prompt", name, alias)
+    return alias_history(store, "prompt", name, alias)

@@ -103,9 +103,29 @@ def test_model_user_errors_are_one_line(workspace: Path, tmp_path: Path) -> None
         (["model", "show", "nope"], "NotFoundError: no model named 'nope'"),
         (["model", "register", "chat", str(tmp_path / "missing")], "InputError: expected a model directory"),
         (["model", "register", "chat"], "InputError: expected a model PATH"),
-        (["model", "alias", "chat", "production", "three", "--reason", "x"], "InputError: expected a version"),
+        (["model", "alias", "chat", "production", "0", "--reason", "x"], "InputError: expected a version number"),
+        (["model", "alias", "chat", "production", "three", "--reason", "x"], "NotFoundError: model 'chat' has no alias"),
         (["model", "show", "chat@@x"], "InputError: expected a model reference"),
     ]:
         result = runner.invoke(app, [*ws, *args])
         assert result.exit_code == 2, (args, result.output)
         assert expected in result.output and "Traceback" not in result.output
+
+
+def test_model_and_prompt_aliases_print_one_format(workspace: Path) -> None:
+    ws = ["-w", str(workspace)]
+    model_dir = workspace / "m"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    _ok(*ws, "model", "register", "chat", str(model_dir))
+    _ok(*ws, "prompt", "create", "support", "--template", "Hi {{ who }}")
+    for noun, name in (("model", "chat"), ("prompt", "support")):
+        assert _ok(*ws, noun, "alias", name, "production", "v1", "--reason", "first").strip() == (
+            f"Moved {name}@production: (unset) → v1  (first)"
+        )
+        assert _ok(*ws, noun, "unalias", name, "production", "--reason", "gone").strip() == (
+            f"Removed {name}@production: v1 → (removed)  (gone)"
+        )
+        assert _ok(*ws, noun, "rollback", name, "production", "--reason", "back").strip() == (
+            f"Rolled back {name}@production: (unset) → v1  (back)"
+        )
