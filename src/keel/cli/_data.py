@@ -183,6 +183,7 @@ def export(
     fmt: Annotated[
         str, typer.Option("--format", help="jsonl, parquet or hf (a Hugging Face dataset folder).")
     ] = "jsonl",
+    json_output: JsonOption = False,
 ) -> None:
     """Write a version out as JSON lines, Parquet or a Hugging Face dataset."""
     if fmt not in ("jsonl", "parquet", "hf"):
@@ -190,7 +191,10 @@ def export(
     store = get_store(ctx)
     with console().status(f"Exporting {ref}…"):
         path = export_version(store, ref, dest, fmt)  # type: ignore[arg-type]
-    console().print(f"Wrote {ref} to {path} ({fmt}).")
+    if json_output:
+        print_json({"ref": ref, "path": str(path), "format": fmt})
+    else:
+        console().print(f"Wrote {ref} to {path} ({fmt}).")
 
 
 @data_app.command("tag")
@@ -200,9 +204,13 @@ def tag(
     name: Annotated[str, typer.Argument(help="The tag, e.g. reviewed or gold.")],
     reason: Annotated[str, typer.Option(help="Why; kept in the tag history.")] = "",
     remove: Annotated[bool, typer.Option("--remove", help="Remove the tag instead.")] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Point a tag (NAME@tag) at a version; every move is audited and kept."""
     version = tag_version(get_store(ctx), ref, name, reason=reason, remove=remove)
+    if json_output:
+        print_json({"dataset": version.name, "tag": name, "version": None if remove else version.version})
+        return
     console().print(
         f"{'Removed' if remove else 'Tagged'} {version.name}@{name}{'' if remove else f' → v{version.version}'}."
     )

@@ -189,9 +189,13 @@ def export(
     ctx: typer.Context,
     result_id: Annotated[str, typer.Argument(help="The eval result whose cases to export.")],
     out: Annotated[Path, typer.Option(help="Where to write: .csv or .jsonl.", dir_okay=False)],
+    json_output: JsonOption = False,
 ) -> None:
     """Write a result's cases with an empty `rating` column for human annotators."""
     count = export_for_annotation(get_result(get_store(ctx), result_id), out)
+    if json_output:
+        print_json({"result": result_id, "path": str(out), "cases": count})
+        return
     console().print(f"Wrote {count} cases to {escape(str(out))}; fill the `rating` column with 1/0 (yes/no).")
 
 

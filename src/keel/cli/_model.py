@@ -115,12 +115,15 @@ def pull(
 def card(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="NAME, NAME@vN or NAME@alias.")],
-    output_format: Annotated[Literal["md", "json"], typer.Option("--format", help="md or json.")] = "md",
+    output_format: Annotated[
+        Literal["md", "json"], typer.Option("--format", help="md or json (the same as --json).")
+    ] = "md",
     output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    json_output: JsonOption = False,
 ) -> None:
     """Print the model card, built from the registry and lineage."""
     data = model_card(get_store(ctx), ref)
-    if output_format == "json":
+    if json_output or output_format == "json":
         text = json.dumps(data, indent=2) + "\n"
     else:
         text = render_card_markdown(data)

@@ -148,3 +148,12 @@ def test_help_shows_no_value_placeholder_for_flags() -> None:
         for param in command.params:
             if param.param_type_name == "option" and not getattr(param, "hidden", False):
                 assert (param.help or "").strip(), f"`keel {' '.join(path)}` option {param.opts} has no help"
+
+
+def test_every_command_takes_json() -> None:
+    missing = [
+        " ".join(path)
+        for path, command in _all_commands(_root(), [])
+        if path and not _is_group(command) and "--json" not in _options(command)
+    ]
+    assert not missing, f"commands without --json: {missing}"

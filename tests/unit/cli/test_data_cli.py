@@ -42,14 +42,16 @@ def test_commit_log_show_diff_tag_split_export_validate_trace(workspace: Path, t
     assert diff["counts"] == {"added": 1, "removed": 1, "changed": 1, "unchanged": 38}
     assert (diff["added"], diff["removed"], diff["changed"]) == (["q40"], ["q0"], ["q3"])
     assert "+1 added" in _ok(*ws, "data", "diff", "faq@v1", "faq@v2")
-    _ok(*ws, "data", "tag", "faq@v1", "gold", "--reason", "reviewed")
+    tagged = json.loads(_ok(*ws, "data", "tag", "faq@v1", "gold", "--reason", "reviewed", "--json"))
+    assert tagged == {"dataset": "faq", "tag": "gold", "version": 1}
     assert json.loads(_ok(*ws, "data", "show", "faq@gold", "--json"))["version"] == 1
     split = json.loads(
         _ok(*ws, "data", "split", "faq@v2", "--train", "0.5", "--val", "0.25", "--test", "0.25", "--json")
     )
     assert sum(v["num_rows"] for v in split.values()) == 40 and split["val"]["ref"] == "faq-val@v1"
     out = tmp_path / "faq.jsonl"
-    _ok(*ws, "data", "export", "faq@v2", str(out), "--format", "jsonl")
+    exported = json.loads(_ok(*ws, "data", "export", "faq@v2", str(out), "--format", "jsonl", "--json"))
+    assert exported == {"ref": "faq@v2", "path": str(out), "format": "jsonl"}
     assert len(out.read_text().splitlines()) == 40
     expect = tmp_path / "expect.yaml"
     expect.write_text("unique_ids: true\nrows: {min: 50}\nlength: {text: {max: 10}}\n")

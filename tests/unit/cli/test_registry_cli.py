@@ -89,7 +89,8 @@ def test_model_register_alias_history_rollback_pull_card(workspace: Path, tmp_pa
     assert (tmp_path / "pulled" / "model" / "model.safetensors").read_bytes() == b"0.01" * 100
     card = _ok(*ws, "model", "card", "chat@v2")
     assert "# Model card: chat@v2" in card and "English only" in card and "`lr` = `0.01`" in card
-    card_json = json.loads(_ok(*ws, "model", "card", "chat", "--format", "json"))
+    card_json = json.loads(_ok(*ws, "model", "card", "chat", "--json"))
+    assert json.loads(_ok(*ws, "model", "card", "chat", "--format", "json")) == card_json
     assert card_json["training"]["run"] == second
     _ok(*ws, "model", "card", "chat", "--output", str(tmp_path / "CARD.md"))
     assert (tmp_path / "CARD.md").read_text().startswith("# Model card: chat@v2")

@@ -76,6 +76,8 @@ def test_eval_cli_round_trip(workspace: Path, tmp_path: Path, fake_openai: FakeO
     sheet = tmp_path / "rate.csv"
     code, out = _invoke(workspace, "eval", "export", candidate_id, "--out", str(sheet))
     assert code == 0 and "Wrote 24 cases" in out
+    code, out = _invoke(workspace, "eval", "export", candidate_id, "--out", str(sheet), "--json")
+    assert code == 0 and json.loads(out) == {"result": candidate_id, "path": str(sheet), "cases": 24}
     rows = list(csv.DictReader(sheet.read_text().splitlines()))
     for row in rows:
         row["rating"] = "yes" if row["output"] == row["expected"] else "no"
