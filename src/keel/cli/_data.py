@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from keel.cli._context import console, get_store, print_json
@@ -33,6 +34,14 @@ data_app = typer.Typer(
     help="Dataset versions: immutable, content-addressed, diffable, traceable.", no_args_is_help=True
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _indented_yaml(value: dict[str, Any]) -> str:
+    """A manifest's nested producer (command, recipe, curation report) as indented YAML, not a Python repr."""
+    import yaml
+
+    text = yaml.safe_dump(value, sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    return "\n".join(f"  {line}" for line in text.rstrip().splitlines())
 
 
 def _summary(version: DatasetVersion, created: bool = True) -> str:
@@ -134,7 +143,8 @@ def show(
         out.print(f"message: {version.message}")
     if version.tags:
         out.print(f"tags: {', '.join(version.tags)}")
-    out.print(f"producer: {version.producer}")
+    out.print("producer:")
+    out.print(escape(_indented_yaml(version.producer)), highlight=False)
     table = Table("column", "type", "nulls", "summary")
     for field in version.schema:
         stats = dict(version.stats.get(field.name, {}))

@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Column, Table
 
 from keel.cli._context import console, get_store, print_json
@@ -36,6 +37,14 @@ def _param_filters(pairs: list[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             filters[key] = raw  # plain text, e.g. method=lora
     return filters
+
+
+def _shared_params(found: list[RunInfo]) -> dict[str, Any]:
+    """The params every listed run has with the same value (when more than one run is listed)."""
+    if len(found) < 2:
+        return {}
+    first = found[0].params
+    return {k: v for k, v in first.items() if all(k in r.params and r.params[k] == v for r in found[1:])}
 
 
 @runs_app.command("list")
@@ -70,16 +79,20 @@ def list_command(
         return
     run_column = Column("run", no_wrap=True, min_width=26)  # ids are copied from here: never cropped
     table = Table(run_column, "kind", "status", "started (UTC)", "took", "params", "metrics")
+    shared = _shared_params(found)
     for run in found:
-        # Nested params (a whole recipe or training config) would make the row pages wide: the table shows
-        # the start of each; `keel run show` and --json have them in full.
-        params = ", ".join(f"{k}={_clip(canonical_json(v), 40)}" for k, v in run.params.items())
+        # Nested params (a whole recipe or training config) would make the row pages wide: the table shows only
+        # the params that tell the listed runs apart, each clipped; `keel run show` and --json have them in full.
+        params = ", ".join(f"{k}={_clip(canonical_json(v), 40)}" for k, v in run.params.items() if k not in shared)
         metrics = ", ".join(f"{k}={v:.4g}" for k, v in list(run.metrics.items())[:6])
         metrics += ", …" if len(run.metrics) > 6 else ""
         started = run.started_at.strftime("%Y-%m-%d %H:%M:%S")
         status_shown, took = _status(run)
         table.add_row(run.id, run.kind, status_shown, started, took, params, metrics)
     console().print(table)
+    if shared:
+        same = ", ".join(f"{k}={_clip(canonical_json(v), 40)}" for k, v in sorted(shared.items()))
+        console().print(f"[dim]same in every run listed: {escape(same)}[/dim]")
     if not found:
         console().print("No runs match." if (kind or status or param) else "No runs yet.")
     elif any(run.lost for run in found):

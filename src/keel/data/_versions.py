@@ -596,7 +596,10 @@ def _publish(
         shard_ids = _register_shards(store, conn, staged)
         version = (latest or 0) + 1
         num_bytes = sum(e["bytes"] for e in manifest["shards"])
-        new_bytes = sum(b.size for b in staged.new_blobs)
+        # Data bytes this version added: its shards not stored before (keys files and the manifest are not data,
+        # so shared = num_bytes - new_bytes is what the version reuses from earlier ones).
+        stored_now = {b.digest for b in staged.new_blobs}
+        new_bytes = sum(e["bytes"] for e in manifest["shards"] if e["digest"] in stored_now)
         conn.execute(
             dataset_versions.insert().values(
                 name=name,

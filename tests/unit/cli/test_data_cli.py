@@ -84,6 +84,9 @@ def test_curate_run_commits_a_version_with_lineage(workspace: Path) -> None:
     ws = ["-w", str(workspace)]
     assert "Committed tickets@v1 (12 records" in _ok(*ws, "curate", "run", str(recipe))
     assert "already holds exactly these records" in _ok(*ws, "curate", "run", str(recipe))
+    shown = _ok(*ws, "data", "show", "tickets@v1")
+    # the producer (recipe and curation report) is rendered as indented YAML, not one Python repr
+    assert "\n  recipe:\n" in shown and "{'" not in shown and "exact_dedup" in shown
     store = open_store(load_settings(workspace))
     with store.db.read() as conn:
         runs = list_runs(conn, kind="curate")

@@ -47,6 +47,8 @@ def test_runs_list_show_compare(workspace: Path) -> None:
     assert [r["id"] for r in filtered] == [second]
     assert json.loads(_ok(*ws, "run", "list", "--page", "2", "--limit", "1", "--json"))[0]["id"] == first
     assert "No runs match." in _ok(*ws, "run", "list", "--kind", "eval")
+    table = _ok(*ws, "run", "list")  # rows show only the params that differ; the shared ones once, below
+    assert 'same in every run listed: method="lora"' in table and table.count("method=") == 1
     shown = _ok(*ws, "run", "show", first)
     assert "metric loss = 1.5" in shown and "(5 points)" in shown and "artifact model/config.json" in shown
     detail = json.loads(_ok(*ws, "run", "show", first, "--json"))

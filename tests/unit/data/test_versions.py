@@ -81,6 +81,9 @@ def test_second_version_stores_only_changes_and_diff_names_them(store: Store) ->
     second, created = commit_version(store, "docs", table, message="edits", shard_rows=250)
     assert created and second.ref == "docs@v2" and second.parents == [first.digest]
     assert second.new_bytes < 0.2 * first.new_bytes  # 4 shards shared, one small shard new
+    new_shards = {s.digest for s in second.shards} - {s.digest for s in first.shards}
+    assert second.new_bytes == sum(s.bytes for s in second.shards if s.digest in new_shards)
+    assert first.new_bytes == first.num_bytes  # everything new; keys files and the manifest are not counted
     assert {s.digest for s in first.shards} <= {s.digest for s in second.shards}
     assert _sorted(load_version(store, "docs@v2")) == _sorted(table)
     assert _sorted(load_version(store, "docs@v1")) == _sorted(_records(1000))  # v1 untouched
