@@ -53,6 +53,24 @@ def quiet_renames() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' own "Loading weights" tqdm bars while a model loads.
+
+    Keel's commands draw their own progress (Rich, on stderr, only on a terminal); transformers 5 prints a bar
+    per load, which leaked into `keel model quantize` and `keel eval run` output. Restores the previous setting.
+    """
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _dtype(dtype: str | torch.dtype | None) -> Any:
     if dtype is None or not isinstance(dtype, str):
         return dtype
@@ -133,8 +151,9 @@ def load_pretrained(folder: str | Path, *, dtype: Any = None, gguf_file: str | N
     torch_dtype = _dtype(dtype)
     kwargs: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype, **kwargs)
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(str(folder), **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype, **kwargs)
     except (OSError, ValueError) as exc:  # transformers raises either for a folder without a model
         raise NotFoundError(
             f"expected a model folder, hub id or GGUF file at {folder!r}; transformers could not load it: {exc}",
@@ -191,7 +210,7 @@ def load_model(store: Store, ref: str, *, dtype: str | torch.dtype | None = None
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    with quiet_renames():
+    with quiet_renames(), quiet_loading():
         model = PeftModel.from_pretrained(base, str(folder))
     model.eval()
     return model, tokenizer

@@ -22,10 +22,16 @@ def test_new_tiny_model_registers_a_trained_llama(store: Store, tiny_texts: list
         new_tiny_model(store, "empty", ["", ""], options)
 
 
-def test_load_model_generates_and_applies_the_chat_template(store: Store, tiny: ModelVersion) -> None:
+def test_load_model_generates_and_applies_the_chat_template(
+    store: Store, tiny: ModelVersion, capsys: pytest.CaptureFixture[str]
+) -> None:
     import torch
+    from transformers.utils import logging as hf_logging
 
+    capsys.readouterr()
     model, tokenizer = load_model(store, tiny.ref, dtype="float32")
+    assert "Loading weights" not in capsys.readouterr().err  # transformers' own bar stays out of Keel's output
+    assert hf_logging.is_progress_bar_enabled()  # and the setting is restored afterwards
     assert model.config.model_type == "llama" and not model.training
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "sky?"}], tokenize=False, add_generation_prompt=True
