@@ -141,6 +141,24 @@ class TrainConfig(_Strict):
         """A stable digest of everything that shapes the result (used to find a run to resume)."""
         return sha256_hex(canonical_json(self.model_dump(mode="json", exclude={"sweep"})))
 
+    def used_settings(self) -> dict[str, Any]:
+        """The config as JSON without the sections its method ignores: a run's params and its model card.
+
+        `full` uses neither `lora` nor `dpo`; `lora` does not use `dpo`; `dpo` uses `lora` only with a LoRA
+        adapter. (The digest still covers the whole config, so resuming is unaffected.)
+
+        Examples:
+            >>> sorted(parse_train_config({"name": "b", "base": "t@v1", "data": {"train": "c@v1"}, "method": "full"})
+            ...        .used_settings())
+            ['base', 'data', 'method', 'name', 'output', 'seed', 'training']
+        """
+        unused = {"sweep"}
+        if self.method != "dpo":
+            unused.add("dpo")
+        if self.method == "full" or (self.method == "dpo" and self.dpo.adapter != "lora"):
+            unused.add("lora")
+        return self.model_dump(mode="json", exclude=unused)
+
     def with_values(self, values: dict[str, Any]) -> TrainConfig:
         """A copy with dotted-path values set (`training.learning_rate`), validated again."""
         data = self.model_dump(mode="json")

@@ -127,7 +127,7 @@ def train(
     data = load_training_data(store, config)
     base = load_base(store, config)
     previous = find_resumable_run(store, config) if resume == "auto" else resume
-    params = {**config.model_dump(mode="json", exclude={"sweep"}), "config_digest": config.digest()}
+    params = {**config.used_settings(), "config_digest": config.digest()}
     if previous:
         params["resumed_from"] = previous
     inputs = [*data.nodes, *([base.node] if base.node else [])]

@@ -77,3 +77,15 @@ def test_cli_validate(tmp_path: Path) -> None:
     bad.write_text("name: bot\ndata: {train: qa@v1}\n")
     result = CliRunner().invoke(app, ["train", "validate", str(bad)])
     assert result.exit_code == 2 and "ConfigError" in result.output and "base: Field required" in result.output
+
+
+@pytest.mark.parametrize(
+    ("method", "adapter", "sections"),
+    [("full", "lora", set()), ("lora", "lora", {"lora"}), ("dpo", "lora", {"lora", "dpo"}), ("dpo", "full", {"dpo"})],
+)
+def test_a_runs_params_hold_only_the_settings_its_method_uses(method: str, adapter: str, sections: set[str]) -> None:
+    config = parse_train_config(
+        {"name": "b", "base": "t@v1", "data": {"train": "c@v1"}, "method": method, "dpo": {"adapter": adapter}}
+    )
+    assert {"lora", "dpo"} & set(config.used_settings()) == sections
+    assert config.used_settings()["training"] == config.model_dump(mode="json")["training"]
