@@ -13,7 +13,7 @@ from keel.core.settings import load_settings
 from keel.data import get_version, load_version
 from keel.monitor import list_traces
 from keel.registry import get_model, list_runs
-from keel.serve import deployment_history
+from keel.serve import deployment_history, get_deployment
 from keel.store import open_store, path_between
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -53,7 +53,9 @@ def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
         assert set(report["scores"]) == {report["base_model"], report["tuned_model"]}
         # serving: deployment history with canary, promote and rollbacks; one trace per request, none failed
         actions = [e.action for e in deployment_history(store, "assistant")]
-        assert actions.count("rollback") == 2 and "promote" in actions and actions.count("canary") == 2
+        assert actions.count("rollback") == 3 and "promote" in actions and actions.count("canary") == 2
+        # it ends as the narrative says: the winner takes every request (no canary left on the base model)
+        assert [(r.model, r.weight) for r in get_deployment(store, "assistant").routes] == [(report["winner"], 100)]
         traces = list_traces(store, deployment="assistant", limit=100)
         assert len(traces) == 8 and all(t.status == 200 for t in traces)
         assert report["monitoring"] and sum(r["requests"] for r in report["monitoring"]) == 8

@@ -324,7 +324,8 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
         ask(QUESTIONS[2])
         canary_deployment(store, "assistant", report.base_model, weight=20, route=route)
         promote_deployment(store, "assistant")
-        rollback_deployment(store, "assistant")
+        rollback_deployment(store, "assistant")  # undoes the promote: back to the 80/20 canary
+        rollback_deployment(store, "assistant")  # undoes the canary: the winner alone, as the narrative says
         time.sleep(0.5)
         ask(QUESTIONS[3])
     report.deployment_history = [
@@ -332,7 +333,8 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
         for e in deployment_history(store, "assistant")
     ]
     say(
-        "   Canary of the base model at 20% → rolled back at once → canary again → promoted → rolled back: "
+        "   Canary of the base model at 20% → rolled back at once → canary again → promoted → rolled back twice "
+        f"(to the canary, then to {report.winner} alone): "
         f"{len(report.deployment_history)} audited route changes, no request failed."
     )
     rows = summarize(store, deployment="assistant")

@@ -155,16 +155,28 @@ def sft_pairs(records: Iterable[tuple[str, str]]) -> list[dict[str, object]]:
     return pairs
 
 
+def _product_paragraphs(p: Product) -> list[str]:
+    return [
+        f"The {p.name} is a {p.kind} built for long trips and hard weather. "
+        f"It costs {p.price} dollars and weighs {p.weight_kg} kg. It comes in {p.color}.",
+        f"The {p.name} ships within {p.ships_in_days} business days and comes with a {p.warranty_years}-year "
+        f"warranty against defects in materials and workmanship.",
+        f"Every {p.kind} is tested in our workshop before it leaves the warehouse, and spare parts are "
+        "available for as long as the warranty lasts.",
+    ]
+
+
+def _product_text(p: Product) -> str:
+    """A product page as curation extracts it: the title and the main text, no markup or navigation."""
+    return "\n\n".join([p.name, *_product_paragraphs(p)])
+
+
 def _product_page(p: Product) -> str:
+    paragraphs = "".join(f"<p>{text}</p>" for text in _product_paragraphs(p))
     return (
         f"<html><head><title>{p.name} | ACME Outfitters</title></head><body>"
         "<nav><a href='/'>Home</a> | <a href='/shop'>Shop</a> | <a href='/help'>Help</a></nav>"
-        f"<main><h1>{p.name}</h1><p>The {p.name} is a {p.kind} built for long trips and hard weather. "
-        f"It costs {p.price} dollars and weighs {p.weight_kg} kg. It comes in {p.color}.</p>"
-        f"<p>The {p.name} ships within {p.ships_in_days} business days and comes with a {p.warranty_years}-year "
-        f"warranty against defects in materials and workmanship.</p>"
-        f"<p>Every {p.kind} is tested in our workshop before it leaves the warehouse, and spare parts are "
-        "available for as long as the warranty lasts.</p></main>"
+        f"<main><h1>{p.name}</h1>{paragraphs}</main>"
         "<footer>© ACME Outfitters. All rights reserved.</footer></body></html>"
     )
 
@@ -244,7 +256,7 @@ def write_sample_corpus(root: str | Path, *, seed: int = 0, tickets: int = 120) 
     eval_path = root / "eval.jsonl"
     with open(eval_path, "w", encoding="utf-8") as ev:
         for p in PRODUCTS:
-            context = _product_page(p)
+            context = _product_text(p)  # what the curated knowledge base holds, not the raw HTML
             for fact in _TRAIN_QUESTIONS:
                 case = {
                     "id": f"eval-{p.slug}-{fact}",

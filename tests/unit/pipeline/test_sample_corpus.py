@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -34,3 +35,11 @@ def test_sft_pairs_are_read_out_of_the_curated_product_pages(tmp_path: Path) -> 
 
 def kayak_text_without_price(page: str) -> str:
     return page.replace("It costs 1199 dollars and", "It")
+
+
+def test_eval_contexts_are_the_pages_text_not_their_html(tmp_path: Path) -> None:
+    corpus = write_sample_corpus(tmp_path)
+    cases = [json.loads(line) for line in corpus.eval_path.read_text().splitlines()]
+    assert cases and all("<" not in c for case in cases for c in case["contexts"])
+    kayak = next(case for case in cases if "Kayak" in case["input"])
+    assert "Harbor Kayak" in kayak["contexts"][0] and "warranty" in kayak["contexts"][0]
