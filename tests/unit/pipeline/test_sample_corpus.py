@@ -42,4 +42,4 @@ def test_eval_contexts_are_the_pages_text_not_their_html(tmp_path: Path) -> None
     cases = [json.loads(line) for line in corpus.eval_path.read_text().splitlines()]
     assert cases and all("<" not in c for case in cases for c in case["contexts"])
     kayak = next(case for case in cases if "Kayak" in case["input"])
-    assert "Harbor Kayak" in kayak["contexts"][0] and "warranty" in kayak["contexts"][0]
+    assert "Harbor Folding Kayak" in kayak["contexts"][0] and "warranty" in kayak["contexts"][0]
