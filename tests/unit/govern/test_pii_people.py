@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from keel.govern._pii_people import FEATURES, PeopleFinder, describe_model
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def finder() -> PeopleFinder:
+    return PeopleFinder()
+
+
+def _found(finder: PeopleFinder, text: str) -> list[tuple[str, str]]:
+    return sorted((kind, text[s:e]) for kind, s, e in finder.find(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The refund was approved by Helena Vasquez.", [("person", "Helena Vasquez")]),
+        ("Signed for by Mr. Abernathy at the door.", [("person", "Abernathy")]),
+        ("Ngozi Chukwu, who filed the claim, wants a call.", [("person", "Ngozi Chukwu")]),
+        ("Send it to 742 Evergreen Terrace, Springfield.", [("address", "742 Evergreen Terrace, Springfield")]),
+        ("Die Lieferung ging an Bahnhofstraße 12, 80335 München.", [("address", "Bahnhofstraße 12, 80335 München")]),
+        ("He was born on 30 April 1961 in Accra.", [("date_of_birth", "30 April 1961")]),
+        ("Passport number: K4471932 (issued 2019).", [("id_document", "K4471932")]),
+        ("SSN 219 09 9999 on the form.", [("us_ssn", "219 09 9999")]),
+    ],
+)
+def test_finds_what_people_write(finder: PeopleFinder, text: str, expected: list[tuple[str, str]]) -> None:
+    assert _found(finder, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Call Py_DECREF() on the PyObject before the GIL is released.",  # identifiers, acronyms
+        "Don't restart CPython; it'll reload the module.",  # contractions, camel case
+        "See 8.6.4.3. Literal Patterns and Python 3.11.7 release notes.",  # section numbers, versions
+        "Flights to Costa Rica and Saint Lucia leave on Monday.",  # multi-word places, weekdays
+        "The meeting on 12 March 2024 moved to Room 4.",  # a date that is no birth date
+        "Order 48213 ships in 3 business days.",
+    ],
+)
+def test_leaves_prose_without_personal_data_alone(finder: PeopleFinder, text: str) -> None:
+    assert _found(finder, text) == []
+
+
+def test_the_shipped_model_matches_the_features() -> None:
+    model = describe_model()
+    assert model["features"] == list(FEATURES) and len(model["weights"]) == len(FEATURES)
+    assert 0.0 < model["threshold"] < 1.0
+
+
+def test_quality_on_the_handwritten_set_holds() -> None:
+    """The benchmark's hand-written sentences (never produced by the training generator) keep their scores."""
+    spec = importlib.util.spec_from_file_location("pii_people_bench", ROOT / "benchmarks" / "pii_people.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["pii_people_bench"] = bench
+    spec.loader.exec_module(bench)
+    scores = bench.score(PeopleFinder(), bench.load_cases())
+    for kind in ("person", "address"):
+        assert scores[kind]["precision"] >= 0.9 and scores[kind]["recall"] >= 0.9, (kind, scores[kind])
+    for kind in ("date_of_birth", "id_document", "us_ssn"):
+        assert scores[kind]["precision"] >= 0.98 and scores[kind]["recall"] >= 0.99, (kind, scores[kind])
