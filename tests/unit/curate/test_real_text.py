@@ -45,3 +45,16 @@ def test_the_documents_preset_keeps_documentation_the_web_preset_drops(doc_pages
         kept[preset] = sum(r is None for r in reasons) / len(doc_pages)
     assert kept["documents"] >= 0.95  # 492 of 498 on python3-doc 3.11: the rest are near-empty index pages
     assert kept["web"] < 0.5  # C4's curly bracket, FineWeb's duplicated characters, Gopher's repeated 5-grams
+
+
+def test_no_section_number_of_the_documentation_is_redacted_as_an_address(doc_pages: list[Any]) -> None:
+    import re
+
+    from keel.govern import PiiDetector
+
+    texts = [p.text for p in doc_pages]
+    found = PiiDetector(types=["ipv4", "phone"]).detect_many(texts)
+    quads = [t[s.start : s.end] for t, spans in zip(texts, found, strict=True) for s in spans if s.type == "ipv4"]
+    headings = {m.group(1) for t in texts for m in re.finditer(r"(?m)^((?:\d+\.){3}\d+)\. \w", t)}
+    assert len(headings) > 30 and not headings & set(quads)  # "8.6.4.3. Literal Patterns" and the like
+    assert len(quads) > 200 and all(q.startswith(("0.", "1.0.0.127", "7.10.", "9", "1", "2")) for q in quads)
