@@ -196,6 +196,7 @@ QUALITY_PRESETS: dict[str, dict[str, object]] = {
         "gopher_max_hash_ratio": 0.5,
         "gopher_max_ellipsis_ratio": 0.3,
         "gopher_max_ellipsis_line_fraction": 0.5,
+        "gopher_max_bullet_line_fraction": None,  # a manual's list section is all bullets
         "gopher_min_alpha_word_fraction": 0.5,
         "gopher_min_stop_words": None,
         "gopher_max_dup_line_fraction": 0.6,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,3 +59,20 @@ def test_no_section_number_of_the_documentation_is_redacted_as_an_address(doc_pa
     headings = {m.group(1) for t in texts for m in re.finditer(r"(?m)^((?:\d+\.){3}\d+)\. \w", t)}
     assert len(headings) > 30 and not headings & set(quads)  # "8.6.4.3. Literal Patterns" and the like
     assert len(quads) > 200 and all(q.startswith(("0.", "1.0.0.127", "7.10.", "9", "1", "2")) for q in quads)
+
+
+def test_the_cheap_mojibake_check_agrees_with_ftfys_heuristic(doc_pages: list[Any]) -> None:
+    from ftfy.badness import is_bad
+
+    from keel.curate._basic_steps import may_be_mojibake
+
+    clean = [p.text for p in doc_pages[:150] if not p.text.isascii()]
+    broken = [t.encode().decode("cp1252", errors="replace") for t in clean[:75]]
+    broken += [t.encode().decode("latin-1") for t in clean[75:]]
+    assert [may_be_mojibake(t) for t in clean + broken] == [is_bad(t) for t in clean + broken]
+    assert sum(map(may_be_mojibake, broken)) == len(broken) and not any(map(may_be_mojibake, clean))
+    (step,) = build_steps([("normalize", {})])
+    latin = [type(p)(p.name, t, ()) for p, t in zip(doc_pages, broken[75:95], strict=False)]  # reversible damage
+    repaired = step.apply(_table(latin)).table.column("text").to_pylist()
+    assert repaired == [unicodedata.normalize("NFC", t) for t in clean[75:95]]
+    assert step.counters["mojibake_repaired"] == 20
