@@ -190,7 +190,7 @@ def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, s
     records = 0
     for shard in _file_shards(source, shard_size, strict, problems):
         name = f"{index:05d}-{len(shards):04d}"
-        digests[name] = _write_parquet(records_to_table(shard), work / "read" / f"{name}.parquet", final=False)
+        digests[name] = _write_parquet(_shard_table(shard), work / "read" / f"{name}.parquet", final=False)
         shards.append(name)
         records += len(shard)
     quarantine = "".join(json.dumps(p, sort_keys=True) + "\n" for p in problems).encode()
@@ -203,6 +203,28 @@ def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, s
     }
     _write_json(done, work / "read" / f"{index:05d}.done.json")
     return done
+
+
+def _shard_table(records: list[dict[str, Any]]) -> pa.Table:
+    """`records_to_table(records)`, built a column at a time.
+
+    Written by hand for speed: `pa.Table.from_pylist` walks every dict through the struct schema (0.34 CPU-s
+    for the 14,717 records of benchmarks/curation_full_recipe.py); one list per column is 0.08 s, same table.
+    """
+    if not records:
+        return records_to_table(records)
+    source_type = RECORD_SCHEMA.field("source").type
+    sources = [record["source"] for record in records]
+    source = pa.StructArray.from_arrays(
+        [pa.array([s[field.name] for s in sources], field.type) for field in source_type], fields=list(source_type)
+    )
+    columns = {
+        "id": pa.array([r["id"] for r in records], RECORD_SCHEMA.field("id").type),
+        "text": pa.array([r["text"] for r in records], RECORD_SCHEMA.field("text").type),
+        "source": source,
+        "meta": pa.array([r["meta"] for r in records], RECORD_SCHEMA.field("meta").type),
+    }
+    return pa.Table.from_arrays([columns[name] for name in RECORD_SCHEMA.names], schema=RECORD_SCHEMA)
 
 
 @lru_cache(maxsize=1)
