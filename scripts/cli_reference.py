@@ -44,6 +44,7 @@ def _walk(command: Any, path: list[str]) -> list[str]:
 
 def render() -> str:
     root = typer.main.get_command(app)
+    root.load_all()  # type: ignore[attr-defined]  # the root imports its commands lazily
     options = [_param_line(p) for p in root.params if p.name != "help"]
     body = ["## Global options", "", *options, "", *_walk(root, ["keel"])]
     return (HEADER + "\n" + "\n".join(body)).rstrip() + "\n"

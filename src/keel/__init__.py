@@ -4,18 +4,49 @@ The Python API is the same set of functions the `keel` command calls; the most u
 the rest live in their components (`keel.store`, `keel.registry`, …).
 """
 
-from keel.core import KeelError, Settings, load_settings
-from keel.registry import (
-    alias_model,
-    create_prompt,
-    get_model,
-    get_prompt,
-    list_runs,
-    register_model,
-    render_prompt,
-    start_run,
-)
-from keel.store import Store, init_workspace, open_store
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keel.core import KeelError, Settings, load_settings
+    from keel.registry import (
+        alias_model,
+        create_prompt,
+        get_model,
+        get_prompt,
+        list_runs,
+        register_model,
+        render_prompt,
+        start_run,
+    )
+    from keel.store import Store, init_workspace, open_store
+
+# Loaded on first use (PEP 562), so `import keel.cli` and `keel --help` do not pay for SQLAlchemy, Alembic
+# and pydantic-settings (~1 s of imports) before a command needs them.
+_LAZY = {
+    **dict.fromkeys(("KeelError", "Settings", "load_settings"), "keel.core"),
+    **dict.fromkeys(
+        (
+            "alias_model",
+            "create_prompt",
+            "get_model",
+            "get_prompt",
+            "list_runs",
+            "register_model",
+            "render_prompt",
+            "start_run",
+        ),
+        "keel.registry",
+    ),  # fmt: skip
+    **dict.fromkeys(("Store", "init_workspace", "open_store"), "keel.store"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'keel' has no attribute {name!r}")
+
 
 __all__ = [
     "KeelError",

@@ -82,11 +82,11 @@ EXPECTED = {
         "trace_record", "validate_version",
     ],
     "keel.curate": [
-        "CurationReport", "CurationResult", "GlobalStep", "LanguageDetector", "LocalEngine", "MinHashParams",
-        "NearDuplicateIndex", "Problem", "ProblemReason", "Progress", "QualityThresholds", "RayEngine", "Recipe",
-        "Step", "StepParams", "StepResult", "StepStats", "available_steps", "build_steps", "curate",
-        "detect_format", "load_recipe", "minhash_signatures", "parse_recipe", "quality_signals", "read_file",
-        "source_node",
+        "CurationReport", "CurationResult", "DropExplanation", "GlobalStep", "LanguageDetector", "LocalEngine",
+        "MinHashParams", "NearDuplicateIndex", "Problem", "ProblemReason", "Progress", "QualityThresholds",
+        "RayEngine", "Recipe", "Step", "StepParams", "StepResult", "StepStats", "available_steps", "build_steps",
+        "curate", "detect_format", "explain_record", "load_recipe", "minhash_signatures", "parse_recipe",
+        "quality_signals", "read_file", "source_node",
     ],
     "keel.curate.ray": ["RayEngine"],
 }  # fmt: skip

@@ -1,36 +1,114 @@
-"""The root `keel` command: global options, and the nouns each sub-module adds."""
+"""The root `keel` command: global options, and the nouns each sub-module adds, imported only when used.
+
+`keel --help` and `keel data …` must not import what `keel train …` needs (torch, transformers) or what any
+command needs before it runs (SQLAlchemy, pyarrow): each noun's module is imported when that noun is invoked,
+and the root help lists them from the one-line summaries below (tests/unit/cli/test_cli_startup.py checks
+they match the modules' own help). benchmarks/cli_startup.py measures the start-up.
+"""
 
 from __future__ import annotations
 
+from importlib import import_module
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
-from keel.cli._audit import audit_app
 from keel.cli._context import KeelGroup, State, console
-from keel.cli._curate import curate_app
-from keel.cli._data import data_app
-from keel.cli._demo import demo
-from keel.cli._deploy import deploy_app
-from keel.cli._eval import eval_app
-from keel.cli._index import index_app
-from keel.cli._keys import keys_app
-from keel.cli._lineage import lineage_app
-from keel.cli._model import model_app
-from keel.cli._monitor import monitor_app
-from keel.cli._prompt import prompt_app
-from keel.cli._runs import runs_app
-from keel.cli._serve import serve
-from keel.cli._traces import traces_app
-from keel.cli._train import train_app
-from keel.cli._workspace import db_app, init, status
-from keel.store import keel_version
 
-__all__ = ["app", "main"]
+__all__ = ["COMMANDS", "app", "main"]
+
+# name: (module, attribute, the one-line help shown by `keel --help`), in the order `keel --help` lists them.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "init": ("keel.cli._workspace", "init",
+             "Create a workspace: keel.yaml, the .keel/ state folder and the metadata database."),
+    "status": ("keel.cli._workspace", "status",
+               "Show the workspace, its database and blob store, the schema revision and object counts."),
+    "demo": ("keel.cli._demo", "demo",
+             "Run Keel's whole loop on a fictional company's documents, offline, narrating each stage."),
+    "serve": ("keel.cli._serve", "serve",
+              "Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."),
+    "db": ("keel.cli._workspace", "db_app", "The metadata database's schema."),
+    "lineage": ("keel.cli._lineage", "lineage_app",
+                "The lineage graph: where everything came from and what it went into."),
+    "audit": ("keel.cli._audit", "audit_app", "The tamper-evident audit log of every change."),
+    "run": ("keel.cli._runs", "runs_app", "Runs: parameters, metrics, artifacts and environment of every job."),
+    "model": ("keel.cli._model", "model_app", "The model registry: versions, aliases and their history, cards."),
+    "prompt": ("keel.cli._prompt", "prompt_app", "Versioned prompt templates: create, render, alias and roll back."),
+    "curate": ("keel.cli._curate", "curate_app",
+               "Curate text: read, clean, filter, deduplicate and redact, by recipe."),
+    "deploy": ("keel.cli._deploy", "deploy_app",
+               "Deployments: routes to model versions, canaries, blue/green, rollback."),
+    "key": ("keel.cli._keys", "keys_app", "Gateway API keys: argon2-hashed, scoped to deployments, rate limited."),
+    "trace": ("keel.cli._traces", "traces_app", "Traces: one per request the gateway served."),
+    "monitor": ("keel.cli._monitor", "monitor_app", "Monitoring of served traffic."),
+    "data": ("keel.cli._data", "data_app", "Dataset versions: immutable, content-addressed, diffable, traceable."),
+    "train": ("keel.cli._train", "train_app", "Fine-tune models: LoRA, full, DPO; resume killed runs; sweep."),
+    "index": ("keel.cli._index", "index_app",
+              "Retrieval indexes: chunks, embeddings, vector and keyword search over dataset versions."),
+    "eval": ("keel.cli._eval", "eval_app", "Evaluation: run suites, compare results, gate candidates."),
+}  # fmt: skip
+# Command groups are singular nouns (kubectl/gh style). The plural names of December 2026 stay, hidden, for one
+# release so scripts written against them keep working.
+PLURAL_ALIASES: dict[str, str] = {"runs": "run", "keys": "key", "traces": "trace"}
+
+
+# typer vendors its own click (typer._click): the commands here are that click's, typed loosely (Any) rather
+# than importing the separate `click` package (75 ms) for its names.
+def load_command(name: str) -> Any:
+    """Import the module of command `name` and build its click command (a group for a noun)."""
+    if name in PLURAL_ALIASES:
+        alias: Any = load_command(PLURAL_ALIASES[name])
+        alias.name, alias.hidden = name, True
+        return alias
+    module, attribute, _ = COMMANDS[name]
+    target = getattr(import_module(module), attribute)
+    if isinstance(target, typer.Typer):
+        command: Any = typer.main.get_group(target)
+    else:
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        command = typer.main.get_command(single)
+    command.name = name
+    return command
+
+
+class LazyKeelGroup(KeelGroup):
+    """The root group: lists every command from `COMMANDS`, imports one only when it is invoked."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        lazy = [*COMMANDS, *PLURAL_ALIASES]
+        return [*super().list_commands(ctx), *(name for name in lazy if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in self.commands or (cmd_name not in COMMANDS and cmd_name not in PLURAL_ALIASES):
+            return super().get_command(ctx, cmd_name)
+        if self._listing:  # the root help: a summary line, without importing the command
+            hidden = cmd_name in PLURAL_ALIASES
+            summary = COMMANDS[PLURAL_ALIASES.get(cmd_name, cmd_name)][2]
+            return TyperCommand(cmd_name, help=summary, short_help=summary, hidden=hidden)
+        self.commands[cmd_name] = load_command(cmd_name)
+        return self.commands[cmd_name]
+
+    def load_all(self) -> None:
+        """Import every command (for tools that walk the whole tree, e.g. scripts/cli_reference.py)."""
+        for name in [*COMMANDS, *PLURAL_ALIASES]:
+            if name not in self.commands:
+                self.commands[name] = load_command(name)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
 
 app = typer.Typer(
-    cls=KeelGroup,
+    cls=LazyKeelGroup,
     help="Keel: curate, version, train, evaluate, serve, monitor and govern LLMs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # a bug's traceback should be the plain, complete one
@@ -40,6 +118,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from keel.store import keel_version
+
         console().print(f"keel {keel_version()}")
         raise typer.Exit()
 
@@ -64,33 +144,6 @@ def root(
     ctx.obj = State(workspace)
 
 
-app.command()(init)
-app.command()(status)
-app.command()(demo)
-app.add_typer(db_app, name="db")
-app.add_typer(lineage_app, name="lineage")
-app.add_typer(audit_app, name="audit")
-app.add_typer(runs_app, name="run")
-app.add_typer(model_app, name="model")
-app.add_typer(prompt_app, name="prompt")
-app.add_typer(curate_app, name="curate")
-app.command()(serve)
-app.add_typer(deploy_app, name="deploy")
-app.add_typer(keys_app, name="key")
-app.add_typer(traces_app, name="trace")
-app.add_typer(monitor_app, name="monitor")
-app.add_typer(data_app, name="data")
-app.add_typer(train_app, name="train")
-app.add_typer(index_app, name="index")
-app.add_typer(eval_app, name="eval")
-
-# Command groups are singular nouns (kubectl/gh style). The plural names of December 2026 stay, hidden, for one
-# release so scripts written against them keep working.
-PLURAL_ALIASES = {"runs": runs_app, "keys": keys_app, "traces": traces_app}
-for _plural, _group in PLURAL_ALIASES.items():
-    app.add_typer(_group, name=_plural, hidden=True)
-
-
-def main() -> None:
+def main(*args: Any) -> None:
     """Entry point of the `keel` console script."""
-    app()
+    app(*args)

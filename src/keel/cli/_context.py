@@ -9,14 +9,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from keel.core.errors import KeelError
-from keel.core.settings import load_settings
-from keel.store import Store, open_store
+
+if TYPE_CHECKING:
+    from keel.store import Store
 
 __all__ = ["KeelGroup", "State", "console", "get_store", "print_json"]
 
@@ -55,6 +56,9 @@ def get_store(ctx: typer.Context, *, upgrade: bool = True) -> Store:
     """Open (once per invocation) the store of the workspace chosen by `--workspace` or discovery."""
     state: State = ctx.find_root().obj
     if state.store is None:
+        from keel.core.settings import load_settings  # here, not at import: `keel --help` needs neither
+        from keel.store import open_store
+
         state.store = open_store(load_settings(state.workspace), upgrade=upgrade)
     return state.store
 

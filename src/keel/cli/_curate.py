@@ -1,11 +1,12 @@
-"""`keel curate …`: validate and run curation recipes."""
+"""`keel curate …`: validate and run curation recipes, and explain why a record was dropped."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -15,7 +16,7 @@ from keel.core.errors import InputError, WorkspaceNotFoundError
 from keel.store import Store
 
 if TYPE_CHECKING:
-    from keel.curate import CurationReport
+    from keel.curate import CurationReport, DropExplanation
     from keel.curate import Progress as ProgressCallback
     from keel.data import DatasetVersion
 
@@ -53,6 +54,13 @@ def _summary(report: CurationReport) -> Table:
         table.add_row(name, f"{stats.records_in:,}", f"{stats.records_out:,}", reasons,
                       f"{stats.bytes_in / 1e6:.2f}", f"{stats.seconds:.2f}")  # fmt: skip
     return table
+
+
+def _warn(report: CurationReport) -> None:
+    """Print the run's warnings where they cannot be missed: on stderr, each on its own line."""
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for warning in report.warnings:
+        err.print(f"[bold yellow]WARNING[/]: {warning}")
 
 
 def _open_workspace(ctx: typer.Context, dataset: str | None, commit: bool) -> Store | None:
@@ -123,6 +131,7 @@ def run(
         report, version, created = execute(advance)
     out = console()
     out.print(_summary(report))
+    _warn(report)
     quarantined = sum(report.quarantined.values())
     out.print(
         f"Read {report.records_read:,} records from {report.files} file(s) ({quarantined:,} quarantined); "
@@ -136,3 +145,42 @@ def run(
         out.print(f"Committed {version.ref} ({version.num_rows:,} records, {human_bytes(version.new_bytes)} new).")
     else:
         out.print(f"{version.ref} already holds exactly these records; nothing new committed.")
+
+
+def _bound(check: Any) -> str:
+    if check.bound == "flag":
+        return "must be absent" if check.limit else "allowed"
+    return f"must be {'>=' if check.bound == 'min' else '<='} {check.limit:g}"
+
+
+def _render_explanation(explanation: DropExplanation) -> None:
+    out = console()
+    if explanation.step is None:
+        out.print(f"{explanation.record_id} was kept (it is in the output's data/).")
+        return
+    out.print(f"{explanation.record_id} was dropped by steps[{explanation.position}].{explanation.step}: "
+              f"{explanation.reason}")  # fmt: skip
+    failed = [c for c in explanation.checks if c.failed]
+    for check in failed:
+        out.print(f"  {check.reason}: {check.signal} = {check.value:.4g}, {_bound(check)}")
+    if explanation.checks:
+        out.print(f"  ({len(explanation.checks) - len(failed)} other enabled rule(s) passed)")
+    for key, value in explanation.details.items():
+        out.print(f"  {key}: {value}")
+    out.print(f"  text: {explanation.preview!r}")
+
+
+@curate_app.command("explain")
+def explain(
+    record_id: Annotated[str, typer.Argument(help="The record's id.")],
+    recipe_path: Annotated[Path, typer.Option("--recipe", help="The recipe that was run (keep_dropped: true).")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
+) -> None:
+    """Say which step and rule dropped a record, with the measured value and the threshold."""
+    from keel.curate import explain_record, load_recipe
+
+    explanation = explain_record(load_recipe(recipe_path), record_id)
+    if json_output:
+        print_json(explanation.to_json())
+    else:
+        _render_explanation(explanation)

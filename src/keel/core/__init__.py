@@ -1,22 +1,42 @@
 """Floor 1: settings, errors, ids and hashing, clocks. Imports nothing else of Keel."""
 
-from keel.core.clock import Clock, format_time, system_clock
-from keel.core.errors import (
-    BlobCorruptedError,
-    BlobNotFoundError,
-    ConfigError,
-    ConflictError,
-    DatabaseUnavailableError,
-    InputError,
-    IntegrityError,
-    KeelError,
-    NotFoundError,
-    SchemaError,
-    StoreError,
-    WorkspaceNotFoundError,
-)
-from keel.core.ids import canonical_json, is_sha256, new_ulid, require_sha256, sha256_hex
-from keel.core.settings import Settings, find_workspace, load_settings
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keel.core.clock import Clock, format_time, system_clock
+    from keel.core.errors import (
+        BlobCorruptedError,
+        BlobNotFoundError,
+        ConfigError,
+        ConflictError,
+        DatabaseUnavailableError,
+        InputError,
+        IntegrityError,
+        KeelError,
+        NotFoundError,
+        SchemaError,
+        StoreError,
+        WorkspaceNotFoundError,
+    )
+    from keel.core.ids import canonical_json, is_sha256, new_ulid, require_sha256, sha256_hex
+    from keel.core.settings import Settings, find_workspace, load_settings
+
+# Each name loads its module on first use (PEP 562): importing keel.core.errors (which every `keel` command
+# does) then costs the errors alone, not pydantic-settings (~80 ms) and python-ulid (~25 ms).
+_MODULES = {
+    **dict.fromkeys(("Clock", "format_time", "system_clock"), "clock"),
+    **dict.fromkeys(("canonical_json", "is_sha256", "new_ulid", "require_sha256", "sha256_hex"), "ids"),
+    **dict.fromkeys(("Settings", "find_workspace", "load_settings"), "settings"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name) or ("errors" if name.endswith("Error") else None)
+    if module is None:
+        raise AttributeError(f"module 'keel.core' has no attribute {name!r}")
+    return getattr(import_module(f"keel.core.{module}"), name)
+
 
 __all__ = [
     "BlobCorruptedError",

@@ -6,6 +6,7 @@ dataset version with lineage (`curate`).
 """
 
 from keel.curate._engine import CurationReport, LocalEngine, Progress
+from keel.curate._explain import DropExplanation, explain_record
 from keel.curate._langid import LanguageDetector
 from keel.curate._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
 from keel.curate._problems import Problem, ProblemReason
@@ -19,6 +20,7 @@ from keel.curate.ray import RayEngine
 __all__ = [
     "CurationReport",
     "CurationResult",
+    "DropExplanation",
     "GlobalStep",
     "LanguageDetector",
     "LocalEngine",
@@ -38,6 +40,7 @@ __all__ = [
     "build_steps",
     "curate",
     "detect_format",
+    "explain_record",
     "load_recipe",
     "minhash_signatures",
     "parse_recipe",

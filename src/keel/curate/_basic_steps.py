@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from keel.core.errors import InputError
 from keel.curate._step import GlobalStep, Step, StepParams, StepResult
 from keel.curate._words import text_buffer
 
-__all__ = ["BlocklistStep", "ExactDedupStep", "LengthStep", "NormalizeStep", "normalize_entities"]
+__all__ = ["BlocklistStep", "ExactDedupStep", "LengthStep", "NormalizeStep", "may_be_mojibake", "normalize_entities"]
 
 _MONTHS = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
 _MONEY = re.compile(
@@ -44,13 +45,42 @@ _OTHER_SPACE = r"\t\x0b\x0c\r\x85\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}
 _WHITESPACE_RUN = rf"[{_OTHER_SPACE}][ {_OTHER_SPACE}]*| [ {_OTHER_SPACE}]+"
 
 
-class NormalizeParams(StepParams):
-    """Parameters of `normalize`."""
+# ftfy's badness heuristic (`ftfy.badness.is_bad`) runs at ~2.4 MB/s on documentation text, as slow as the
+# repair itself. Every alternative of its regex matches at most 6 characters, one of them non-ASCII, so a text
+# with each run of 11+ ASCII characters cut to its first and last 5 (joined by a NUL, which no alternative
+# needs) is bad exactly when the text is (or, rarely, spuriously: never a missed repair). On python3-doc's
+# pages that leaves 2% of the characters to check: 76 MB/s for the check (measured, docs/curation.md).
+# A constant replacement (lookarounds keep the 5-character edges), so `sub` runs in C without a template.
+_ASCII_RUN = re.compile(r"(?<=[\x00-\x7f]{5})[\x00-\x7f]+(?=[\x00-\x7f]{5})")
+_TERMINAL_ESCAPE = r"\x1b\[[0-9;?]*[A-Za-z]"  # colour and cursor codes: their letters would stay behind otherwise
 
-    fix_unicode: bool = Field(True, description="Repair mojibake and broken escapes with ftfy.")
+
+def may_be_mojibake(text: str) -> bool:
+    """Whether ftfy's badness heuristic flags `text`, checked only around its non-ASCII characters.
+
+    Examples:
+        >>> may_be_mojibake("The caf\u00c3\u00a9 is open"), may_be_mojibake("The caf\u00e9 is open")
+        (True, False)
+    """
+    from ftfy.badness import is_bad
+
+    return not text.isascii() and is_bad(_ASCII_RUN.sub("\x00", text))
+
+
+class NormalizeParams(StepParams):
+    """Parameters of `normalize`: conservative by default (text, whitespace and code stay as they are)."""
+
+    fix_unicode: bool = Field(
+        True, description="Repair mojibake with ftfy, in texts where ftfy's badness heuristic finds some."
+    )
     form: str = Field("NFC", pattern="^NF(K?)(C|D)$", description="Unicode normalisation form.")
-    collapse_whitespace: bool = Field(True, description="Runs of spaces/tabs to one space; 3+ newlines to 2.")
-    strip_control: bool = Field(True, description="Remove control characters other than newline and tab.")
+    strip_control: bool = Field(
+        True, description="Remove control characters other than newline, tab and carriage return, and terminal escapes."
+    )
+    collapse_whitespace: bool = Field(
+        False, description="Opt-in: runs of spaces/tabs to one space, 3+ newlines to 2, trimmed (flattens code)."
+    )
+    fold_quotes: bool = Field(False, description="Opt-in: curly quotes and apostrophes to ASCII ' and \".")
     lowercase: bool = Field(False, description="Lowercase the text.")
     normalized_column: bool = Field(
         False,
@@ -71,7 +101,11 @@ def normalize_entities(text: str) -> str:
 
 
 class NormalizeStep(Step):
-    """Unicode repair (ftfy), normalisation form, control characters and whitespace."""
+    """Mojibake repair (ftfy, where needed), normalisation form and control characters; whitespace on request.
+
+    By default a text changes only where it is broken: line breaks, indentation, quotes, HTML entities and
+    full-width or ligature characters are left as they are, so code blocks come out byte-identical.
+    """
 
     name = "normalize"
     Params = NormalizeParams
@@ -79,23 +113,30 @@ class NormalizeStep(Step):
 
     def _repair(self, text: str) -> str:
         p: NormalizeParams = self.params  # type: ignore[assignment]
-        if p.fix_unicode:
+        if p.fix_unicode and may_be_mojibake(text):
             import ftfy
 
-            text = ftfy.fix_text(text, normalization=None)
-        return unicodedata.normalize(p.form, text)  # type: ignore[arg-type]
+            self.count("mojibake_repaired")
+            # Only ftfy's encoding repairs: its other fixes (quotes, widths, ligatures, line breaks, HTML
+            # entities) rewrite text that is not broken.
+            text = ftfy.fix_text(text, _conservative_ftfy())
+        if p.fold_quotes:
+            from ftfy.fixes import uncurl_quotes
+
+            text = uncurl_quotes(text)
+        if not unicodedata.is_normalized(p.form, text):  # type: ignore[arg-type]
+            text = unicodedata.normalize(p.form, text)  # type: ignore[arg-type]
+        return text
 
     def apply(self, table: pa.Table) -> StepResult:
         """Normalise every text; a text that becomes empty is dropped as `empty_after_normalize`."""
         p: NormalizeParams = self.params  # type: ignore[assignment]
         before = table.column("text")
-        # Unicode repair and normal forms need Python per text, but pure ASCII has nothing to repair:
-        # only non-ASCII texts pay for ftfy, and the rest runs as Arrow (RE2) kernels over the batch:
-        # 20 MB/s per core instead of 12 with per-text Python regexes (measured on benchmarks/_corpus.py).
+        # Unicode repair, quotes and normal forms need Python per text, but pure ASCII has none of them: only
+        # non-ASCII texts pay for it, and control characters and whitespace run as Arrow (RE2) kernels.
         texts = before.to_pylist()
         for i, text in enumerate(texts):
-            # ftfy also repairs some pure-ASCII damage: HTML entities, terminal escapes, CRLF.
-            if not text.isascii() or "&" in text or "\x1b" in text or "\r" in text:
+            if not text.isascii():
                 texts[i] = self._repair(text)
         arr = _clean_spaces(pa.array(texts, pa.string()), p)
         if p.lowercase:
@@ -106,6 +147,22 @@ class NormalizeStep(Step):
             table = table.append_column("text_normalized", pa.array([normalize_entities(t) for t in arr.to_pylist()]))
         empty = pc.equal(pc.utf8_length(arr), 0).to_pylist()
         return StepResult(table, ["empty_after_normalize" if e else None for e in empty])
+
+
+@lru_cache(maxsize=1)
+def _conservative_ftfy() -> Any:
+    from ftfy import TextFixerConfig
+
+    return TextFixerConfig(
+        unescape_html=False,
+        remove_terminal_escapes=False,
+        fix_latin_ligatures=False,
+        fix_character_width=False,
+        uncurl_quotes=False,
+        fix_line_breaks=False,
+        remove_control_chars=False,
+        normalization=None,
+    )
 
 
 def _clean_spaces(arr: pa.StringArray, p: NormalizeParams) -> pa.StringArray:
@@ -120,6 +177,7 @@ def _clean_spaces(arr: pa.StringArray, p: NormalizeParams) -> pa.StringArray:
         if len(todo):
             subset = arr.take(pa.array(todo))
             if p.strip_control:
+                subset = pc.replace_substring_regex(subset, _TERMINAL_ESCAPE, "")
                 subset = pc.replace_substring_regex(subset, r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
             if p.collapse_whitespace:
                 subset = pc.replace_substring_regex(subset, _WHITESPACE_RUN, " ")
@@ -131,11 +189,14 @@ def _clean_spaces(arr: pa.StringArray, p: NormalizeParams) -> pa.StringArray:
 
 
 def _may_need_cleaning(arr: pa.StringArray, p: NormalizeParams) -> npt.NDArray[np.bool_]:
-    r"""Per text: whether it holds a control character, a space other than " " or "\n", "  ", or "\n\n\n"."""
+    r"""Per text: whether it holds a control character (and with collapsing, odd spaces, "  " or "\n\n\n")."""
     data, offsets = text_buffer(arr)
     # Bytes below 0x20 other than "\n" are the control characters, "\t" and "\r"; 0xC2 and 0xE1-0xE3 lead
     # every non-ASCII space (U+0085, U+00A0, U+1680, U+2000-U+205F, U+3000).
-    hit = ((data < 0x20) & (data != 0x0A)) | (data == 0x7F) | (data == 0xC2) | ((data >= 0xE1) & (data <= 0xE3))
+    if p.collapse_whitespace:
+        hit = ((data < 0x20) & (data != 0x0A)) | (data == 0x7F) | (data == 0xC2) | ((data >= 0xE1) & (data <= 0xE3))
+    else:  # only control characters: everything below 0x20 but tab, newline and carriage return, and DEL
+        hit = ((data < 0x20) & (data != 0x0A) & (data != 0x09) & (data != 0x0D)) | (data == 0x7F)
     if p.collapse_whitespace:
         hit[:-1] |= (data[:-1] == 0x20) & (data[1:] == 0x20)
         hit[:-2] |= (data[:-2] == 0x0A) & (data[1:-1] == 0x0A) & (data[2:] == 0x0A)

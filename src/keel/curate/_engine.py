@@ -4,7 +4,9 @@ Stages split the recipe at each global step (dedup): every shard runs the per-re
 the global step observes it; the parent decides once; the next stage applies the decision and goes
 on. Each (stage, shard) writes its Parquet output and then a `.done.json` marker, so a crashed run
 resumes where it stopped. Shards keep input order and names, so the same input and recipe give the
-same output bytes. Steps know nothing of this module.
+same output bytes. Work files are data only (Parquet, and `_workfiles`' JSON + numpy format, never pickle) and
+each marker records the sha256 of what its shard wrote: resume re-computes a shard whose files changed. A run
+holds its output folder's lock, and its workers die with it. Steps know nothing of this module.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import pickle
+import re
 import shutil
 import time
 from collections import Counter
@@ -32,12 +34,14 @@ import pyarrow.parquet as pq
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.curate._problems import Problem
+from keel.curate._process import die_with_parent, lock_output
 from keel.curate._readers import read_file
 from keel.curate._recipe import Recipe, ResolvedInput, build_steps
 from keel.curate._step import GlobalStep, Step, StepStats
+from keel.curate._workfiles import decode, encode, file_digest, read_verified, write_bytes
 from keel.data._records import RECORD_SCHEMA, records_to_table
 
-__all__ = ["CurationReport", "LocalEngine", "Progress"]
+__all__ = ["CurationReport", "LocalEngine", "Progress", "run_warnings"]
 
 Progress = Callable[[str, int, int], None]
 """Called as (stage description, shards done, shards total) while a run advances."""
@@ -47,7 +51,7 @@ _PARQUET = {"compression": "zstd", "row_group_size": 8192, "write_statistics": T
 # they cost 16 ms to write and 10 ms to read per 11 MB shard, against 48 and 18 with lz4 (which saved only
 # 27% of the bytes on benchmarks/_corpus.py text), so work folders are ~1.4x larger than with lz4.
 _WORK_PARQUET = {"compression": "none", "use_dictionary": False, "write_statistics": False, "row_group_size": 8192}
-_WORK_FORMAT = 2  # part of the work folder's name: a run never resumes from shards an older layout wrote
+_WORK_FORMAT = 3  # part of the work folder's name: a run never resumes from shards an older layout wrote
 
 
 @dataclass
@@ -65,6 +69,8 @@ class CurationReport:
     shards: list[str] = field(default_factory=list)
     seconds: float = 0.0
     resumed_shards: int = 0
+    recomputed_shards: int = 0
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The content of `report.json`."""
@@ -80,13 +86,64 @@ class CurationReport:
             "shards": self.shards,
             "seconds": round(self.seconds, 3),
             "resumed_shards": self.resumed_shards,
+            "recomputed_shards": self.recomputed_shards,
+            "warnings": self.warnings,
         }
 
 
-def _write_parquet(table: pa.Table, path: Path, *, final: bool = True) -> None:
+# The parameter to change when a step drops too much, by drop reason (quality reasons name their own threshold).
+_SETTING_FOR_REASON = {
+    "too_short": "min_chars",
+    "too_long": "max_chars",
+    "language_not_kept": "languages",
+    "language_low_score": "min_score",
+    "near_duplicate": "threshold",
+    "exact_duplicate": "normalize",
+    "blocked_words": "words / max_hits",
+    "blocked_domain": "domains",
+    "eval_contamination": "ngram / min_eval_words",
+    "empty_after_normalize": "the inputs' text_field",
+}
+
+
+def run_warnings(report: CurationReport, steps: Sequence[Step], recipe: Recipe) -> list[str]:
+    """What a user must look at after a run; each warning names the setting to change.
+
+    A drop reason removing more than `recipe.warn_drop_share` of a step's input, or a step dropping everything.
+    """
+    positions = {step.name: i for i, step in reversed(list(enumerate(steps)))}
+    warnings = []
+    for name, stats in report.steps.items():
+        where = f"steps[{positions.get(name, '?')}].{name}"
+        if stats.records_in and not stats.records_out:
+            reasons = ", ".join(f"{r}={n:,}" for r, n in stats.dropped.most_common())
+            also = " (or set its `preset`)" if name == "quality" else ""
+            warnings.append(
+                f"{name} dropped every record it saw ({stats.records_in:,}; {reasons}), so the run wrote 0: "
+                f"loosen {where}{also}"
+            )
+            continue
+        for reason, count in stats.dropped.most_common():
+            share = count / stats.records_in if stats.records_in else 0.0
+            if share > recipe.warn_drop_share:
+                setting = _SETTING_FOR_REASON.get(reason, reason if name == "quality" else "its parameters")
+                hint = ", or choose `preset: documents`/`web`" if name == "quality" else ""
+                warnings.append(
+                    f"{name} rule {reason} dropped {share:.0%} of the records it saw ({count:,} of "
+                    f"{stats.records_in:,}), above warn_drop_share {recipe.warn_drop_share:.0%}: check "
+                    f"{where}.{setting} (null switches a quality rule off){hint}; "
+                    "`keel curate explain ID` shows why a record went (keep_dropped: true)"
+                )
+    return warnings
+
+
+def _write_parquet(table: pa.Table, path: Path, *, final: bool = True) -> str:
+    """Write `table` atomically (a crash leaves no half-written shard under the real name); return its sha256."""
     tmp = path.with_suffix(".tmp")
     pq.write_table(table, tmp, **(_PARQUET if final else _WORK_PARQUET))
-    os.replace(tmp, path)  # a crash leaves no half-written shard under the real name
+    digest = file_digest(tmp)  # read back from the page cache: ~2 GB/s, a few ms per shard
+    os.replace(tmp, path)
+    return digest
 
 
 def _write_json(data: Any, path: Path) -> None:
@@ -128,18 +185,46 @@ def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, s
     """Read one input file into shards `read/{index}-{j}.parquet` plus a quarantine file."""
     _tune_allocator()
     shards: list[str] = []
+    digests: dict[str, str] = {}
     problems: list[dict[str, Any]] = []
     records = 0
     for shard in _file_shards(source, shard_size, strict, problems):
         name = f"{index:05d}-{len(shards):04d}"
-        _write_parquet(records_to_table(shard), work / "read" / f"{name}.parquet", final=False)
+        digests[name] = _write_parquet(_shard_table(shard), work / "read" / f"{name}.parquet", final=False)
         shards.append(name)
         records += len(shard)
-    with (work / "read" / f"{index:05d}.quarantine.jsonl").open("w", encoding="utf-8") as out:
-        out.writelines(json.dumps(p, sort_keys=True) + "\n" for p in problems)
-    done = {"shards": shards, "records": records, "problems": dict(Counter(p["reason"] for p in problems))}
+    quarantine = "".join(json.dumps(p, sort_keys=True) + "\n" for p in problems).encode()
+    digests["quarantine"] = write_bytes(quarantine, work / "read" / f"{index:05d}.quarantine.jsonl")
+    done = {
+        "shards": shards,
+        "records": records,
+        "problems": dict(Counter(p["reason"] for p in problems)),
+        "digests": digests,
+    }
     _write_json(done, work / "read" / f"{index:05d}.done.json")
     return done
+
+
+def _shard_table(records: list[dict[str, Any]]) -> pa.Table:
+    """`records_to_table(records)`, built a column at a time.
+
+    Written by hand for speed: `pa.Table.from_pylist` walks every dict through the struct schema (0.34 CPU-s
+    for the 14,717 records of benchmarks/curation_full_recipe.py); one list per column is 0.08 s, same table.
+    """
+    if not records:
+        return records_to_table(records)
+    source_type = RECORD_SCHEMA.field("source").type
+    sources = [record["source"] for record in records]
+    source = pa.StructArray.from_arrays(
+        [pa.array([s[field.name] for s in sources], field.type) for field in source_type], fields=list(source_type)
+    )
+    columns = {
+        "id": pa.array([r["id"] for r in records], RECORD_SCHEMA.field("id").type),
+        "text": pa.array([r["text"] for r in records], RECORD_SCHEMA.field("text").type),
+        "source": source,
+        "meta": pa.array([r["meta"] for r in records], RECORD_SCHEMA.field("meta").type),
+    }
+    return pa.Table.from_arrays([columns[name] for name in RECORD_SCHEMA.names], schema=RECORD_SCHEMA)
 
 
 @lru_cache(maxsize=1)
@@ -264,7 +349,7 @@ def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
     positions: list[int] = spec["positions"]
     decision = None
     if positions and isinstance(steps[positions[0]], GlobalStep):
-        decision = pickle.loads(Path(spec["decision"]).read_bytes())
+        decision = decode(read_verified(Path(spec["decision"]), spec["decision_digest"]))
     dropped_dir = Path(spec["dropped_dir"]) if spec["dropped_dir"] else None
     table, stats, asides = _run_stage_steps(
         steps, positions, pq.read_table(spec["input"]), decision, keep_dropped=dropped_dir is not None
@@ -272,6 +357,7 @@ def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
     if dropped_dir is not None:
         _write_asides(steps, asides, dropped_dir, spec["shard"])
     all_stats = {str(position): st.to_json() for position, st in stats.items()}
+    digests: dict[str, str] = {}
     if spec["observe"] is not None:
         observer = steps[spec["observe"]]
         assert isinstance(observer, GlobalStep)
@@ -279,17 +365,55 @@ def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
         observation = observer.observe(table)
         # Observing (e.g. computing MinHash signatures) is the global step's work: count its time there.
         all_stats[str(spec["observe"])] = StepStats(seconds=time.perf_counter() - started).to_json()
-        Path(spec["observation"]).write_bytes(pickle.dumps(observation, protocol=pickle.HIGHEST_PROTOCOL))
+        digests["observation"] = write_bytes(encode(observation), Path(spec["observation"]))
     if spec["last"]:  # written as published, so publishing copies bytes instead of decoding and re-encoding
-        _write_parquet(_published(table), Path(spec["output"]))
+        digests["output"] = _write_parquet(_published(table), Path(spec["output"]))
     else:
-        _write_parquet(table, Path(spec["output"]), final=False)
-    done = {"stats": all_stats, "rows": table.num_rows}
+        digests["output"] = _write_parquet(table, Path(spec["output"]), final=False)
+    done = {"stats": all_stats, "rows": table.num_rows, "digests": digests}
     _write_json(done, Path(spec["done"]))
     return done
 
 
 # --- the parent ----------------------------------------------------------------------------------
+
+_SHARD_NAME = re.compile(r"\d{5}-\d{4}")
+
+
+def _finished(marker: Path, files: dict[str, Path], report: CurationReport) -> dict[str, Any] | None:
+    """A marker's content when it and every file it vouches for are intact; None (re-compute) otherwise.
+
+    A marker without digests, or a file whose sha256 differs from the marker's, means someone or something
+    changed the work folder after the shard finished: the shard is done again, not trusted, and the run says so.
+    """
+    if not marker.exists():
+        return None
+    try:
+        done = json.loads(marker.read_text(encoding="utf-8"))
+        digests = done["digests"]
+        intact = all(path.exists() and file_digest(path) == digests[key] for key, path in files.items())
+    except (ValueError, KeyError, TypeError, OSError):
+        intact = False
+    if not intact:
+        report.recomputed_shards += 1
+        warning = "work files changed since they were written were re-computed, not trusted (see recomputed_shards)"
+        if warning not in report.warnings:
+            report.warnings.append(warning)
+        return None
+    return done  # type: ignore[no-any-return]
+
+
+def _finished_read(read_dir: Path, index: int, report: CurationReport) -> dict[str, Any] | None:
+    """`_finished` for one input file's read: its shards (names checked, so none points elsewhere) and quarantine."""
+    marker = read_dir / f"{index:05d}.done.json"
+    try:
+        shards = json.loads(marker.read_text(encoding="utf-8"))["shards"] if marker.exists() else []
+        names_ok = all(_SHARD_NAME.fullmatch(s) and s.startswith(f"{index:05d}-") for s in shards)
+    except (ValueError, KeyError, TypeError, OSError):
+        shards, names_ok = [], False
+    files = {s: read_dir / f"{s}.parquet" for s in shards} if names_ok else {"": read_dir / "-"}
+    files["quarantine"] = read_dir / f"{index:05d}.quarantine.jsonl"
+    return _finished(marker, files, report)
 
 
 class LocalEngine:
@@ -312,20 +436,25 @@ class LocalEngine:
         started = time.perf_counter()
         sources = recipe.resolve_inputs()
         steps = _steps_for(json.dumps(recipe.step_specs()))  # the same objects workers=1 then uses
-        work = recipe.output_dir / ".keel-work" / self._fingerprint(recipe, sources)
-        for sub in ("read", "decisions"):
-            (work / sub).mkdir(parents=True, exist_ok=True)
-        report = CurationReport(output_dir=recipe.output_dir, files=len(sources))
-        pool = self._pool()
+        lock = lock_output(recipe.output_dir)  # before anything is written: one run per output folder
         try:
-            shards = self._read(pool, sources, recipe, work, strict, report, progress)
-            final = self._stages(pool, steps, recipe, shards, work, report, progress)
+            work = recipe.output_dir / ".keel-work" / self._fingerprint(recipe, sources)
+            for sub in ("read", "decisions"):
+                (work / sub).mkdir(parents=True, exist_ok=True)
+            report = CurationReport(output_dir=recipe.output_dir, files=len(sources))
+            pool = self._pool()
+            try:
+                shards = self._read(pool, sources, recipe, work, strict, report, progress)
+                final = self._stages(pool, steps, recipe, shards, work, report, progress)
+            finally:
+                if pool is not None:
+                    pool.shutdown(cancel_futures=True)
+            self._publish(final, recipe, work, report)
+            report.warnings += run_warnings(report, steps, recipe)
+            report.seconds = time.perf_counter() - started
+            _write_json(report.to_json(), recipe.output_dir / "report.json")
         finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-        self._publish(final, recipe, work, report)
-        report.seconds = time.perf_counter() - started
-        _write_json(report.to_json(), recipe.output_dir / "report.json")
+            lock.release()
         return report
 
     @staticmethod
@@ -338,7 +467,13 @@ class LocalEngine:
         if self.workers == 1:
             return None
         # spawn, not fork: workers may load models and threads; forking those is unsafe.
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"))
+        # Each worker ends when this process does, even on SIGKILL (`die_with_parent`).
+        return ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=get_context("spawn"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
+        )
 
     def _map(self, pool: ProcessPoolExecutor | None, fn: Callable[..., Any], calls: list[tuple[Any, ...]],
              label: str, progress: Progress | None) -> list[Any]:  # fmt: skip
@@ -365,10 +500,10 @@ class LocalEngine:
         results: list[dict[str, Any]] = [{}] * len(sources)
         todo = []
         for index, source in enumerate(sources):
-            marker = work / "read" / f"{index:05d}.done.json"
-            if marker.exists():
-                results[index] = json.loads(marker.read_text())
-                report.resumed_shards += len(results[index]["shards"])
+            done = _finished_read(work / "read", index, report)
+            if done is not None:
+                results[index] = done
+                report.resumed_shards += len(done["shards"])
             else:
                 todo.append((index, (source, index, recipe.shard_size, work, strict)))
         fresh = self._map(pool, _read_task, [args for _, args in todo], "read", progress)
@@ -389,6 +524,7 @@ class LocalEngine:
         start, stage = 0, 0
         steps_json = json.dumps(recipe.step_specs())
         dropped = recipe.output_dir / "dropped" if recipe.keep_dropped else None
+        decision_digests: dict[str, str] = {}
         while True:
             global_at = next(
                 (i for i in range(start + (stage > 0), len(steps)) if isinstance(steps[i], GlobalStep)), None
@@ -405,9 +541,10 @@ class LocalEngine:
                     "done": str(stage_dir / f"{shard}.done.json"),
                     "shard": shard,
                     "positions": positions,
-                    "decision": str(work / "decisions" / f"{start}-{shard}.pkl"),
+                    "decision": str(work / "decisions" / f"{start}-{shard}.bin"),
+                    "decision_digest": decision_digests.get(shard),
                     "observe": global_at,
-                    "observation": str(stage_dir / f"{shard}.observation.pkl"),
+                    "observation": str(stage_dir / f"{shard}.observation.bin"),
                     "dropped_dir": str(dropped) if dropped else None,
                     "last": global_at is None,
                 }
@@ -420,7 +557,8 @@ class LocalEngine:
                     report.steps[steps[int(position)].name].merge(StepStats.from_json(data))
             if global_at is None:
                 return stage_dir
-            self._decide(steps[global_at], global_at, shards, stage_dir, work, report)
+            observed = [result["digests"]["observation"] for result in results]
+            decision_digests = self._decide(steps[global_at], global_at, shards, observed, stage_dir, work, report)
             source_dir, start, stage = stage_dir, global_at, stage + 1
 
     def _run_stage(self, pool: ProcessPoolExecutor | None, specs: list[dict[str, Any]], label: str,
@@ -428,8 +566,12 @@ class LocalEngine:
         results: list[dict[str, Any]] = [{}] * len(specs)
         todo = []
         for i, spec in enumerate(specs):
-            if Path(spec["done"]).exists():
-                results[i] = json.loads(Path(spec["done"]).read_text())
+            files = {"output": Path(spec["output"])}
+            if spec["observe"] is not None:
+                files["observation"] = Path(spec["observation"])
+            done = _finished(Path(spec["done"]), files, report)
+            if done is not None:
+                results[i] = done
                 report.resumed_shards += 1
             else:
                 todo.append(i)
@@ -439,17 +581,26 @@ class LocalEngine:
         return results
 
     @staticmethod
-    def _decide(
-        step: Step, position: int, shards: list[str], stage_dir: Path, work: Path, report: CurationReport
-    ) -> None:
+    def _decide(step: Step, position: int, shards: list[str], observed: list[str], stage_dir: Path, work: Path,
+                report: CurationReport) -> dict[str, str]:  # fmt: skip
+        """Decide once on every shard's observation (each checked against its marker's digest).
+
+        Returns each shard's decision file digest, which the next stage's workers verify before reading it.
+        """
         assert isinstance(step, GlobalStep)
-        observations = [pickle.loads((stage_dir / f"{shard}.observation.pkl").read_bytes()) for shard in shards]
+        observations = [
+            decode(read_verified(stage_dir / f"{shard}.observation.bin", digest))
+            for shard, digest in zip(shards, observed, strict=True)
+        ]
         decisions = step.decide(observations)
         if len(decisions) != len(shards):
             raise AssertionError(f"{step.name}.decide returned {len(decisions)} decisions for {len(shards)} shards")
-        for shard, decision in zip(shards, decisions, strict=True):
-            (work / "decisions" / f"{position}-{shard}.pkl").write_bytes(pickle.dumps(decision))
+        digests = {
+            shard: write_bytes(encode(decision), work / "decisions" / f"{position}-{shard}.bin")
+            for shard, decision in zip(shards, decisions, strict=True)
+        }
         report.global_reports[step.name] = step.report(decisions)
+        return digests
 
     @staticmethod
     def _publish(final: Path, recipe: Recipe, work: Path, report: CurationReport) -> None:

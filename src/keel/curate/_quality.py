@@ -42,8 +42,12 @@ __all__ = [
     "SIGNAL_NAMES",
     "STOP_WORDS",
     "C4LineReason",
+    "QUALITY_PRESETS",
+    "QualityPreset",
     "QualityReason",
     "QualityThresholds",
+    "RuleCheck",
+    "explain_rules",
     "c4_clean_lines",
     "failed_rules",
     "quality_signal_columns",
@@ -176,11 +180,52 @@ class QualityThresholds(BaseModel):
     fineweb_max_list_ratio: float | None = _limit(0.3, "Most newlines per word; 0.3.")
 
 
-def thresholds_from_params(params: Mapping[str, object] | None = None) -> QualityThresholds:
+QualityPreset = Literal["web", "documents"]
+
+QUALITY_PRESETS: dict[str, dict[str, object]] = {
+    # Today's Gopher, C4 and FineWeb rules, for web crawls: they drop ~75% of python3-doc's pages.
+    "web": {},
+    # Organisational text (manuals, policies, tickets, code docs): code braces, short texts, lists, tables,
+    # non-English and repeated headings are normal there; empty, placeholder, keyboard-mash and boilerplate
+    # texts are still dropped. Keeps 99% of python3-doc's 498 pages (tests/unit/curate/test_real_text.py).
+    "documents": {
+        "gopher_min_words": 10,
+        "gopher_max_words": 1_000_000,
+        "gopher_min_mean_word_length": 2.0,
+        "gopher_max_mean_word_length": 15.0,
+        "gopher_max_hash_ratio": 0.5,
+        "gopher_max_ellipsis_ratio": 0.3,
+        "gopher_max_ellipsis_line_fraction": 0.5,
+        "gopher_max_bullet_line_fraction": None,  # a manual's list section is all bullets
+        "gopher_min_alpha_word_fraction": 0.5,
+        "gopher_min_stop_words": None,
+        "gopher_max_dup_line_fraction": 0.6,
+        "gopher_max_dup_paragraph_fraction": 0.6,
+        "gopher_max_dup_line_char_fraction": 0.5,
+        "gopher_max_dup_paragraph_char_fraction": 0.5,
+        "gopher_max_top_2gram_char_fraction": 0.4,
+        "gopher_max_top_3gram_char_fraction": 0.36,
+        "gopher_max_top_4gram_char_fraction": 0.32,
+        **{f"gopher_max_dup_{n}gram_char_fraction": round(0.5 - (n - 5) * 0.01, 2) for n in DUP_NGRAMS},
+        "c4_min_sentences": None,
+        "c4_no_curly_bracket": False,
+        "fineweb_min_line_punct_ratio": None,
+        "fineweb_max_short_line_ratio": None,
+        "fineweb_max_char_dup_ratio": None,
+        "fineweb_max_list_ratio": None,
+    },
+}
+"""Threshold sets by name: a recipe's `quality: {preset: documents, ...}` starts from one and overrides fields."""
+
+
+def thresholds_from_params(
+    params: Mapping[str, object] | None = None, preset: QualityPreset = "web"
+) -> QualityThresholds:
     """Build thresholds from step parameters (e.g. YAML `quality: {gopher_min_words: 20}`).
 
     Args:
-        params: Field names of `QualityThresholds` and their values; missing fields keep defaults.
+        params: Field names of `QualityThresholds` and their values; missing fields keep the preset's.
+        preset: The threshold set to start from (`QUALITY_PRESETS`).
 
     Returns:
         The validated thresholds.
@@ -193,7 +238,7 @@ def thresholds_from_params(params: Mapping[str, object] | None = None) -> Qualit
         20
     """
     try:
-        return QualityThresholds.model_validate(dict(params or {}))
+        return QualityThresholds.model_validate({**QUALITY_PRESETS[preset], **dict(params or {})})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -321,6 +366,35 @@ def rule_failures(
         else:
             out[rule.reason] = values > 0
     return out
+
+
+class RuleCheck(NamedTuple):
+    """One enabled rule checked against one document: the measured signal against the rule's limit."""
+
+    reason: str
+    signal: str
+    value: float
+    bound: Literal["min", "max", "flag"]
+    limit: float | bool
+    failed: bool
+
+
+def explain_rules(signals: Mapping[str, float], thresholds: QualityThresholds) -> list[RuleCheck]:
+    """Every enabled rule with the document's measured value, its limit and whether it failed, in rule order.
+
+    Examples:
+        >>> [c.reason for c in explain_rules(quality_signals("Too short."), QualityThresholds()) if c.failed][:1]
+        ['gopher_min_words']
+    """
+    failed = set(failed_rules(signals, thresholds))
+    checks = []
+    for rule in _RULES:
+        limit = getattr(thresholds, rule.reason.value)
+        if limit is None or limit is False:
+            continue
+        value = float(signals[rule.signal])
+        checks.append(RuleCheck(rule.reason.value, rule.signal, value, rule.bound, limit, rule.reason in failed))
+    return checks
 
 
 def quality_signals(text: str) -> dict[str, float]:

@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from keel.core.errors import InputError
 from keel.curate._quality import (
+    QualityPreset,
     QualityThresholds,
     c4_clean_lines,
     quality_signal_columns,
@@ -24,23 +25,28 @@ __all__ = ["QualityStep"]
 
 
 class QualityParams(StepParams):
-    """`clean_lines` plus any threshold of docs/quality-rules.md (null switches a rule off)."""
+    """`preset`, `clean_lines`, plus any threshold of docs/quality-rules.md (null switches a rule off)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
+    preset: QualityPreset = Field(
+        "web",
+        description="Threshold set to start from: `web` (Gopher, C4, FineWeb for crawls) or `documents` "
+        "(manuals, policies, tickets, code docs); thresholds given beside it override it.",
+    )
     clean_lines: bool = Field(False, description="Remove C4's bad lines (no end punctuation, javascript, …) first.")
 
     @model_validator(mode="after")
     def _valid_thresholds(self) -> QualityParams:
         try:
-            thresholds_from_params(self.model_extra)
+            thresholds_from_params(self.model_extra, self.preset)
         except InputError as exc:
             raise ValueError(exc.message) from None
         return self
 
     def thresholds(self) -> QualityThresholds:
         """The validated thresholds."""
-        return thresholds_from_params(self.model_extra)
+        return thresholds_from_params(self.model_extra, self.preset)
 
 
 class QualityStep(Step):

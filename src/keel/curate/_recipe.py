@@ -84,6 +84,9 @@ class Recipe(BaseModel):
     steps: list[dict[str, dict[str, Any] | None]] = Field(default_factory=list)
     shard_size: int = Field(10_000, ge=1, description="Records per shard: the unit of parallel work and resuming.")
     keep_dropped: bool = Field(False, description="Write dropped records under output/dropped/<step>/ for audit.")
+    warn_drop_share: float = Field(
+        0.2, ge=0, le=1, description="Warn when one drop reason of a step removes more than this share of its input."
+    )
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("steps")

@@ -113,7 +113,7 @@ class GlobalStep(Step):
 
     @abstractmethod
     def observe(self, table: pa.Table) -> Any:
-        """What this shard contributes to the decision; must be picklable and compact."""
+        """What this shard contributes to the decision: compact plain data (numbers, str, containers, numpy arrays)."""
 
     @abstractmethod
     def decide(self, observations: list[Any]) -> Any:

@@ -106,6 +106,12 @@ class _Compiled:
     iban: re.Pattern[str]
     ipv4: re.Pattern[str]
     version_context: re.Pattern[str]
+    section_heading_before: re.Pattern[str]
+    section_heading_after: re.Pattern[str]
+    section_reference: re.Pattern[str]
+    address_context: re.Pattern[str]
+    address_before: re.Pattern[str]
+    address_after: re.Pattern[str]
     ipv6: re.Pattern[str]
     ipv6_anchor: re.Pattern[str]
     ssn: re.Pattern[str]
@@ -132,6 +138,12 @@ def _compiled() -> _Compiled:
         iban=re.compile(pat.IBAN),
         ipv4=re.compile(pat.IPV4),
         version_context=re.compile(pat.VERSION_CONTEXT),
+        section_heading_before=re.compile(pat.SECTION_HEADING_BEFORE),
+        section_heading_after=re.compile(pat.SECTION_HEADING_AFTER),
+        section_reference=re.compile(pat.SECTION_REFERENCE),
+        address_context=re.compile(pat.ADDRESS_CONTEXT),
+        address_before=re.compile(pat.ADDRESS_MARKS_BEFORE),
+        address_after=re.compile(pat.ADDRESS_MARKS_AFTER),
         ipv6=re.compile(pat.IPV6),
         ipv6_anchor=re.compile(pat.IPV6_ANCHOR),
         ssn=re.compile(pat.SSN),
@@ -242,9 +254,46 @@ def _find_ipv4(c: _Compiled, scan: _Scan) -> list[PiiSpan]:
                 ipaddress.IPv4Address(m.group())
             except ValueError:  # an octet over 255 or with a leading zero: a version or section number
                 continue
-            if c.version_context.search(text, max(0, m.start() - 12), m.start()) is None:
+            if _is_address(c, text, m.start(), m.end()):
                 spans.append(PiiSpan(PiiType.IPV4, m.start(), m.end()))
     return spans
+
+
+def _is_address(c: _Compiled, text: str, start: int, end: int) -> bool:
+    """Whether the valid dotted quad text[start:end] is an address rather than a version or section number.
+
+    Measured on python3-doc's pages (benchmarks/pii.py --docs): of 323 dotted quads found before this check,
+    ~60 were section numbers ("8.6.4.3. Literal Patterns") and versions ("zlib 1.2.0.1", "Firefox/2.0.0.11").
+    """
+    # Windows never reach into the neighbouring texts of `detect_many` (joined by NUL).
+    floor = text.rfind(_SEPARATOR, max(0, start - 40), start) + 1 or max(0, start - 40)
+    ceiling = text.find(_SEPARATOR, end, end + 25)
+    ceiling = min(len(text), end + 25) if ceiling < 0 else ceiling
+    if c.version_context.search(text, max(floor, start - 12), start) is not None:
+        return False
+    if c.section_heading_after.match(text, end, ceiling) and c.section_heading_before.search(
+        text, max(floor, start - 16), start
+    ):
+        return False  # a heading's number: "\n8.6.4.3. Literal Patterns"
+    if c.section_reference.search(text, max(floor, start - 16), start):
+        return False  # "section 6.4.4.2", "§ 1.2.3.4"
+    if c.address_before.search(text, max(floor, start - 3), start) or c.address_after.match(text, end, ceiling):
+        return True  # "http://10.0.0.1/", "admin@10.0.0.1", "10.0.0.1:22", "10.0.0.0/8"
+    if floor < start and end < ceiling and text[start - 1] == text[end] and text[end] in "'\"":
+        return True  # a quoted value of its own: '7.10.0.5'
+    if c.address_context.search(text, floor, ceiling):
+        return True
+    return max(int(octet) for octet in text[start:end].split(".")) >= _SMALL_OCTET
+
+
+def _line_end(text: str, pos: int) -> int:
+    """Where the line holding `pos` ends: the next newline or text separator (NUL), or the text's end."""
+    ends = [i for i in (text.find("\n", pos), text.find(_SEPARATOR, pos)) if i >= 0]
+    return min(ends, default=len(text))
+
+
+# A dotted quad of small numbers only, without an address's words or marks, is a version or a section number.
+_SMALL_OCTET = 32
 
 
 def _find_ipv6(c: _Compiled, scan: _Scan) -> list[PiiSpan]:
@@ -439,6 +488,7 @@ class _PhoneFinder:
         self._context = re.compile(pat.PHONE_CONTEXT)
         self._not_a_phone = re.compile(pat.NOT_A_PHONE)
         self._not_in_a_phone = re.compile(pat.NOT_IN_A_PHONE)
+        self._numbers_line = re.compile(pat.NUMBERS_LINE)
         self._version = re.compile(pat.VERSION_CONTEXT)
         self._digit_group = re.compile(r"\d+")
         self._code_before = re.compile(pat.CODE_BEFORE)
@@ -495,11 +545,29 @@ class _PhoneFinder:
     def _plausible(self, text: str, start: int, end: int, bare: bool, floor: int) -> bool:
         """Context checks phonenumbers cannot make: what stands before and after the number (from `floor` on)."""
         # A bare run of digits is an order number as often as a phone number: it needs a phone word.
-        if bare and self._context.search(text, max(floor, start - 40), start) is None:
+        context = self._context.search(text, max(floor, start - 40), start) is not None
+        if bare and not context:
             return False
+        if not context and self._in_number_column(text, start, end, floor):
+            return False  # "11 39916800" in a program's output: "1 1\n11 39916800\n21 5109094217"
         # Digits next to a code like "FR31" or "89BS" are part of that code (an IBAN, a reference).
         before = self._code_before.search(text, max(floor, start - 8), start)
         return before is None and self._code_after.match(text, end) is None
+
+    def _in_number_column(self, text: str, start: int, end: int, floor: int) -> bool:
+        """Whether text[start:end] sits on a line of numbers only, next to another line of numbers only."""
+        first = max(text.rfind("\n", floor, start) + 1, floor)
+        last = _line_end(text, end)
+        if not self._numbers_line.fullmatch(text, first, last):
+            return False
+        if first > floor:  # the line before
+            before = max(text.rfind("\n", floor, first - 1) + 1, floor)
+            if self._numbers_line.fullmatch(text, before, first - 1):
+                return True
+        if last < len(text) and text[last] == "\n":  # the line after
+            after = _line_end(text, last + 1)
+            return after > last + 1 and self._numbers_line.fullmatch(text, last + 1, after) is not None
+        return False
 
     def _cached_match(self, cand: str) -> _Hits:
         found = self._cache.get(cand)
@@ -552,8 +620,11 @@ class PiiDetector:
     Overlapping findings are settled deterministically: the more specific type wins (secret, URL
     credentials, card, IBAN, SSN, e-mail, IPv6, IPv4, then phone), then the longer span, then the earlier.
     Dotted numbers right after a version word or a requirement operator ("v1.2.3.4", "version 10.0.0.1",
-    "pkg>=1.2.0.0") are versions, not IPv4 addresses; any other valid dotted quad is reported, loopback
-    and private ranges included. Digit-based types look at ASCII digits only.
+    "pkg>=1.2.0.0") are versions, and heading or section numbers ("8.6.4.3. Literal Patterns", "section
+    6.4.4.2") are not addresses either. Another valid dotted quad is reported, loopback and private ranges
+    included, when an address word ("host", "server", "login", "IP"...) or mark (a port, a prefix length,
+    "://", "@", quotes) is near, or when one of its numbers is 32 or more: "zlib 1.2.0.1" is a version.
+    Digit-based types look at ASCII digits only.
 
     Args:
         types: The `PiiType` values to look for; None means all of them.
@@ -576,9 +647,9 @@ class PiiDetector:
 
     Examples:
         >>> detector = PiiDetector(types=["email", "ipv4"])
-        >>> detector.detect("mail ada@example.org from 10.0.0.7")
+        >>> detector.detect("mail ada@example.org from host 10.0.0.7")
         [PiiSpan(type=<PiiType.EMAIL: 'email'>, start=5, end=20, detail=None), \
-PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=26, end=34, detail=None)]
+PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
     """
 
     def __init__(

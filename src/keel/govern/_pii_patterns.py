@@ -79,6 +79,25 @@ IPV4 = r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)"
 # A version word or a requirement operator right before dotted numbers makes them a version string, not
 # an address or a phone number: "v1.2.3.4", "Version: 6.0.12.2026", "fasttext>=0.9.2.4".
 VERSION_CONTEXT = r"(?i)(?:\b(?:version|ver\.?|release|rel\.?|build|firmware|v)|[<>=!~]=|[<>])\s*[:=#]?\s*$"
+# Dotted quads that number sections: a heading ("8.6.4.3. Literal Patterns", at a line's start, the number
+# closed by a full stop) or a reference ("section 6.4.4.2", "§ 1.2.3.4"), matched on the text before the quad.
+SECTION_HEADING_BEFORE = r"(?:^|[\n\x00])[ \t]*$"
+SECTION_HEADING_AFTER = r"\.[ \t]+\S"
+SECTION_REFERENCE = (
+    r"(?i)(?:\b(?:sections?|sec\.|chapters?|ch\.|clauses?|paragraphs?|para\.|figures?|fig\.|tables?|steps?"
+    r"|articles?|appendix|parts?|items?|rules?|abschnitt|kapitel|chapitre|secci[oó]n|cap[ií]tulo)|§)\s*$"
+)
+# Words near a dotted quad that make it a network address in prose (before it, or just after it). Without
+# one, and without an address's own marks (a port, a prefix length, "://", "@", quotes around it alone), a
+# quad whose numbers are all small ("2.0.0.11", "1.2.3.4", "3.3.2.1") is read as a version or section number.
+ADDRESS_CONTEXT = (
+    r"(?i)\b(?:ip|ipv4|ips|ip-?adresse|address(?:es)?|addr|adresse|direcci[oó]n|indirizzo|hosts?|hostname|servers?"
+    r"|serveur|servidor|gateway|router|subnet|netmask|mask|dns|nameserver|ping|proxy|firewall|vpn|client|peer"
+    r"|login|logon|connect\w*|connexion|conexi[oó]n|verbindung|ssh|telnet|ftp|https?|listen\w*|bind|inet"
+    r"|localhost|loopback|interface|network|lan|wan|port|blocked|allowed|denied|allowlist|blocklist|route)\b"
+)
+ADDRESS_MARKS_BEFORE = r"(?:://|@)$"
+ADDRESS_MARKS_AFTER = r"(?::\d|/\d)"
 
 # Candidate only: hex groups and colons (and a dotted IPv4 tail); `ipaddress` validates.
 IPV6 = r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:]|\.\d)"
@@ -112,6 +131,9 @@ NOT_IN_A_PHONE = r"\.(?=.*[ \-/()])|[ \-/()](?=.*\.)|\d{4}-\d\d-\d\d|\d\d?[./]\d
 # digits makes them part of a grouped reference or an IBAN-shaped string, not a phone number.
 CODE_BEFORE = r"(?<![\w])(?=[A-Z0-9]*[A-Z])(?=[A-Z0-9]*[0-9])[A-Z0-9]{2,5} \Z"
 CODE_AFTER = r" (?=[A-Z0-9]*[A-Z])(?=[A-Z0-9]*[0-9])[A-Z0-9]{2,5}(?!\w)"
+# A line of numbers only (digits and separators): beside another such line it is a column of figures (a
+# program's sample output, a table), where a phone-shaped number without a phone word is not a phone.
+NUMBERS_LINE = r"[ \t]*[\d.,:;+\-/()]+(?:[ \t]+[\d.,:;+\-/()]+)*[ \t]*"
 # Words that make an unformatted run of digits ("call 2125550187") a phone number rather than an id.
 PHONE_CONTEXT = (
     r"(?i)(?:\btel|\bphone|\bcall|\bfax|\bmobile|\bmob\b|\bcell|whatsapp|\bcontact|\bsms\b|\btext\b|\bring\b"

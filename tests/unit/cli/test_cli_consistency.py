@@ -27,6 +27,7 @@ FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 
 def _root() -> Any:
     command = typer.main.get_command(app)
+    command.load_all()  # the root imports its commands lazily
     assert _is_group(command)
     return command
 
@@ -59,6 +60,8 @@ def _options(command: Any) -> set[str]:
 def _problems(words: list[str]) -> list[str]:
     """What is wrong with one `keel ...` invocation, as the docs or a hint show it."""
     root_options = _options(_root())
+    if words and all(word in root_options for word in words):  # `keel --help`, `keel --version`
+        return []
     while words and words[0] in root_options:  # `keel -w DIR data list`
         words = words[2:] if words[0] in ("-w", "--workspace") else words[1:]
     command, path, rest = _resolve(words)

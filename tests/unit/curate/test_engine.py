@@ -39,7 +39,10 @@ def _recipe(root: Path, steps: str, shard_size: int = 6, extra: str = "") -> Pat
     return path
 
 
-STEPS = "  - normalize: {}\n  - length: {min_chars: 20}\n  - exact_dedup: {}\n  - blocklist: {words: [forbidden]}\n"
+STEPS = (
+    "  - normalize: {collapse_whitespace: true}\n  - length: {min_chars: 20}\n  - exact_dedup: {}\n"
+    "  - blocklist: {words: [forbidden]}\n"
+)
 
 
 def _digests(out: Path) -> dict[str, str]:

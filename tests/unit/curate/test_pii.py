@@ -201,7 +201,7 @@ def test_overlap_resolution_prefers_priority_then_length_then_position() -> None
 
 
 def test_types_restrict_what_is_looked_for() -> None:
-    text = "ada@example.org from 10.0.0.7, card 4111111111111111"
+    text = "ada@example.org from host 10.0.0.7, card 4111111111111111"
     assert [s.type for s in PiiDetector(types=["ipv4"]).detect(text)] == [PiiType.IPV4]
     assert [s.type for s in PiiDetector(types=[PiiType.EMAIL, "credit_card"]).detect(text)] == [
         PiiType.EMAIL,
@@ -276,6 +276,8 @@ def test_detect_many_keeps_texts_apart(detector: PiiDetector) -> None:
         PEM,
         "NUL\x00inside ada@example.org",
         "version",
+        "203.0.113.9",
+        "host",  # an address word for the bare quad in the next text
         "10.0.0.1",
     ]
     results = detector.detect_many(texts)
@@ -289,7 +291,9 @@ def test_detect_many_keeps_texts_apart(detector: PiiDetector) -> None:
         [("secret", PEM)],
         [("email", "ada@example.org")],
         [],
-        [("ipv4", "10.0.0.1")],
+        [("ipv4", "203.0.113.9")],
+        [],
+        [],  # small numbers and no address word in its own text: a version, as far as can be told
     ]
 
 
@@ -359,3 +363,45 @@ def test_docstring_examples(module: object) -> None:
     result = doctest.testmod(module)  # type: ignore[arg-type]
     assert result.attempted > 0
     assert result.failed == 0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Furthermore, they do not cover all valid forms.\n\n8.6.4.3. Literal Patterns\n\nA literal pattern is",
+        "8.6.4.10. Class Patterns\n\nA class pattern represents a class",
+        "The syntax specified in section 6.4.4.2 of the C99 standard, see also § 1.2.3.4.",
+        "Z_RLE (zlib 1.2.0.1) and Z_FIXED (zlib 1.2.2.2).",
+        'the user agent is "Mozilla/5.0 (X11; U; Linux i686) Gecko/20071127 Firefox/2.0.0.11", while',
+        "Successfully installed novas-3.1.1.3 numpy-1.9.2",
+        '"[GCC 2.7.2.2]"',
+    ],
+)
+def test_section_and_version_numbers_are_not_ipv4(detector: PiiDetector, text: str) -> None:
+    assert [s for s in detector.detect(text) if s.type == PiiType.IPV4] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Login from 10.0.0.1 was blocked.",
+        "ssh admin@10.1.2.3",
+        "inet_pton (for example, '7.10.0.5' or '5aef:2b::8')",
+        "connect to 10.0.0.7:22 now",
+        "route 10.0.0.0/8 through it",
+        "Allowed hosts: 8.8.8.8",
+        "It answered from 203.0.113.9 at noon.",  # no context, but no version or section has numbers this big
+        "10.20.30.40 is where it lives",
+    ],
+)
+def test_addresses_in_prose_are_still_ipv4(detector: PiiDetector, text: str) -> None:
+    assert [s.type for s in detector.detect(text) if s.type != PiiType.IPV6] == [PiiType.IPV4]
+
+
+def test_columns_of_numbers_in_sample_output_are_not_phones(detector: PiiDetector) -> None:
+    output = "This will produce the output:\n\n1 1\n11 39916800\n21 51090942171709440000\n31 82228386541779228177\n"
+    assert detector.detect(output) == []
+    alone = "Our new number:\n020 7946 0958\nfrom Monday on."
+    assert [s.type for s in detector.detect(alone)] == [PiiType.PHONE]
+    listed = "Phones:\n020 7946 0958\n020 7946 0959\n"
+    assert [s.type for s in detector.detect(listed)] == [PiiType.PHONE, PiiType.PHONE]

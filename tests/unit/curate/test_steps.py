@@ -26,7 +26,7 @@ def _step(name: str, **params):  # type: ignore[no-untyped-def]
 
 
 def test_normalize_repairs_and_tidies() -> None:
-    step = _step("normalize", lowercase=True)
+    step = _step("normalize", lowercase=True, collapse_whitespace=True)
     result = step.apply(_table(["The cafÃ© is\x07 open  \t now.\n\n\n\nYes", "   \x00  "]))
     assert result.table.column("text").to_pylist() == ["the café is open now.\n\nyes", ""]
     assert result.drop_reasons == [None, "empty_after_normalize"]
@@ -165,12 +165,24 @@ def test_normalize_can_add_a_column_with_numbers_dates_and_money_abstracted() ->
     ]
 
 
-def test_normalize_repairs_ascii_damage_too() -> None:
-    result = _step("normalize").apply(_table(["AT&amp;T said\r\nhello", "café AT&amp;T"]))
-    assert result.table.column("text").to_pylist() == ["AT&T said\nhello", "café AT&T"]
+def test_normalize_by_default_changes_only_broken_text() -> None:
+    code = 'def f(x):\n    """Say “hi”."""\n\tif x:  # two  spaces\r\n        return {"a": 1}\n\n\n\nprint(f(1))\n'
+    texts = [code, "AT&amp;T said\r\nhello  there", "\x1b[31mred\x1b[0m text\x07", "The cafÃ© is “open”", "ﬁne ＡＢＣ"]
+    step = _step("normalize")
+    result = step.apply(_table(texts))
+    assert result.table.column("text").to_pylist() == [
+        code,  # byte-identical: indentation, tabs, CRLF, blank lines and curly quotes kept
+        "AT&amp;T said\r\nhello  there",
+        "red text",
+        "The café is “open”",  # mojibake repaired, quotes kept
+        "ﬁne ＡＢＣ",  # ligatures and full-width letters are text, not damage
+    ]
+    assert step.counters["mojibake_repaired"] == 1 and step.counters["changed"] == 2
+    folded = _step("normalize", fold_quotes=True).apply(_table(["“open” isn’t"])).table.column("text").to_pylist()
+    assert folded == ['"open" isn\'t']
 
 
 def test_normalize_collapses_every_kind_of_horizontal_whitespace() -> None:
     texts = ["a \u00a0 b\u2003c\t\td  e\u3000f", "one two", "x\r\n\n\n\ny"]
-    result = _step("normalize", fix_unicode=False).apply(_table(texts))
+    result = _step("normalize", fix_unicode=False, collapse_whitespace=True).apply(_table(texts))
     assert result.table.column("text").to_pylist() == ["a b c d e f", "one two", "x \n\ny"]

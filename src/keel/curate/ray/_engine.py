@@ -43,8 +43,10 @@ from keel.curate._engine import (
     _tune_allocator,
     _write_asides,
     _write_json,
+    run_warnings,
 )
 from keel.curate._near_dedup import NearDedupParams, NearDedupStep
+from keel.curate._process import lock_output
 from keel.curate._recipe import Recipe, ResolvedInput
 from keel.curate._step import GlobalStep, Step, StepStats
 from keel.data._records import records_to_table
@@ -312,6 +314,7 @@ class RayEngine:
         steps = _steps_for(json.dumps(recipe.step_specs()))
         report = CurationReport(output_dir=recipe.output_dir, files=len(sources))
         recipe.output_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_output(recipe.output_dir)  # one run per output folder, as on the local engine
         # Tasks leave what they counted in this run's folder (the output folder is on storage every node sees).
         tally = recipe.output_dir / ".keel-work" / f"ray-{uuid.uuid4().hex[:12]}"
         tally.mkdir(parents=True)
@@ -319,6 +322,8 @@ class RayEngine:
             report = self._steps_and_files(recipe, sources, steps, report, tally, strict, progress)
         finally:
             shutil.rmtree(tally, ignore_errors=True)
+            lock.release()
+        report.warnings += run_warnings(report, steps, recipe)
         report.seconds = time.perf_counter() - started
         _write_json(report.to_json(), recipe.output_dir / "report.json")
         return report

@@ -1,0 +1,71 @@
+"""Process hygiene for the local engine: workers die with their parent, and one run at a time per output folder.
+
+A worker of a killed run must not keep working (and writing) on its own, re-parented to PID 1; a second run
+over the same output folder must not write the same work files at the same time. This module knows nothing
+of recipes or steps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from keel.core.errors import InputError
+
+__all__ = ["die_with_parent", "lock_output"]
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_WATCH_SECONDS = 0.5
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process end when `parent_pid` ends, even when the parent is killed with SIGKILL.
+
+    On Linux the kernel sends SIGKILL to this process when its parent dies (PR_SET_PDEATHSIG, through ctypes).
+    Everywhere, a daemon thread also checks every half second that the parent is still this process's parent
+    and exits otherwise (a dead parent's children are re-parented), which covers other systems and a parent
+    that died before the prctl call.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # not glibc/musl: the watcher below still works
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the prctl call took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="keel-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    event = threading.Event()
+    while not event.wait(_WATCH_SECONDS):
+        if os.getppid() != parent_pid:
+            os._exit(1)  # no cleanup: the parent's run is gone, and its resume redoes unfinished shards
+
+
+def lock_output(output_dir: Path) -> FileLock:
+    """Hold the lock of `output_dir` for one run; an `InputError` when another run holds it.
+
+    The lock is an OS file lock (released by the kernel if the holder dies) on `output_dir/.keel.lock`.
+
+    Raises:
+        InputError: Another run is writing to this output folder.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / ".keel.lock"
+    lock = FileLock(path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise InputError(
+            f"expected no other run writing to {output_dir}; another curation run holds {path}",
+            hint="wait for it to finish (or stop it), or give this recipe another output folder",
+        ) from None
+    return lock

@@ -1,0 +1,49 @@
+"""Real text for curation tests: the pages of Python's HTML documentation that Debian's python3-doc installs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DOCS = Path("/usr/share/doc/python3-doc/html")
+
+
+@dataclass(frozen=True)
+class DocPage:
+    """One documentation page: its path under the HTML root, its main text, and its code blocks as shown."""
+
+    name: str
+    text: str
+    code: tuple[str, ...]
+
+
+def _pages() -> list[DocPage]:
+    import lxml.html
+    from resiliparse.extract.html2text import extract_plain_text
+
+    root = DOCS.resolve()
+    paths = sorted(
+        p
+        for p in root.rglob("*.html")
+        if "_" not in p.relative_to(root).parts[0] and not p.name.startswith(("genindex", "search", "py-modindex"))
+    )
+    pages = []
+    for path in paths:
+        html = path.read_text(encoding="utf-8")
+        text = extract_plain_text(html, main_content=True, preserve_formatting=True, alt_texts=False, links=False)
+        code = tuple(pre.text_content() for pre in lxml.html.fromstring(html).iter("pre"))
+        pages.append(DocPage(str(path.relative_to(root)), text, code))
+    return pages
+
+
+@pytest.fixture(scope="session")
+def doc_pages() -> list[DocPage]:
+    """Every page of python3-doc (~500, 9 MB of text); skipped where it is not installed, failed in CI."""
+    if not DOCS.exists():
+        if os.environ.get("KEEL_REQUIRE_ALL_TIERS"):
+            pytest.fail(f"python3-doc is not installed ({DOCS} is missing); .ci/run installs it")
+        pytest.skip(f"needs Debian's python3-doc ({DOCS}): apt-get install python3-doc")
+    return _pages()
