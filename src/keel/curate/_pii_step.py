@@ -12,7 +12,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from keel.curate._step import Step, StepParams, StepResult
-from keel.govern._pii_detect import DEFAULT_REGIONS, PiiDetector, PiiSpan, PiiType
+from keel.govern._pii_detect import DEFAULT_REGIONS, DEFAULT_TYPES, PiiDetector, PiiSpan, PiiType
 from keel.govern._pii_redact import redact
 
 __all__ = ["PII_SPANS_TYPE", "PiiStep"]
@@ -36,7 +36,10 @@ class PiiParams(StepParams):
     mode: Literal["placeholder", "mask", "hash"] = Field(
         "placeholder", description="<EMAIL>, ****, or a salted pseudonym <EMAIL:3f2a…> that stays joinable."
     )
-    types: list[PiiType] = Field(default_factory=lambda: list(PiiType), description="What to look for.")
+    types: list[PiiType] = Field(
+        default_factory=lambda: list(DEFAULT_TYPES),
+        description="What to look for; add person, address, date_of_birth, id_document for people's data.",
+    )
     phone_regions: list[str] = Field(default_factory=lambda: list(DEFAULT_REGIONS))
     salt: str = Field("", description="Secret mixed into hash-mode pseudonyms.")
     drop_types: list[PiiType] = Field(

@@ -192,7 +192,7 @@ _STREET_TYPES = (
 )
 _UNIT = r"(?:,?\s+(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Floor|Fl\.?)\s*[\w-]+)?"
 _CITY_TAIL = (
-    r"(?:,\s*[A-Z][\w'.-]+(?:\s[A-Z][\w'.-]+){0,2}"  # , City
+    r"(?:,\s*[A-Z][\w'’-]+(?:\s[A-Z][\w'’-]+){0,2}"  # , City
     # then a ZIP code (with a state), a UK postcode, or a state
     r"(?:,?\s+(?:[A-Z]{2}\s+)?\d{5}(?:-\d{4})?|,?\s+[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}|,\s*[A-Z]{2}\b)?)?"
 )

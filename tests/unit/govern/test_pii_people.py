@@ -70,3 +70,37 @@ def test_quality_on_the_handwritten_set_holds() -> None:
         assert scores[kind]["precision"] >= 0.9 and scores[kind]["recall"] >= 0.9, (kind, scores[kind])
     for kind in ("date_of_birth", "id_document", "us_ssn"):
         assert scores[kind]["precision"] >= 0.98 and scores[kind]["recall"] >= 0.99, (kind, scores[kind])
+
+
+def test_pii_detector_finds_people_types_when_asked_and_redacts_them() -> None:
+    from keel.govern import PiiDetector, redact
+
+    text = "Hi, I'm Ingrid Solberg, born 4 July 1990, living at 18 Harbour Road, Cork. Mail: ingrid@example.org"
+    assert {span.type.value for span in PiiDetector().detect(text)} == {"email"}  # opt-in: not by default
+    spans = PiiDetector("all").detect(text)
+    assert [(s.type.value, text[s.start : s.end]) for s in spans] == [
+        ("person", "Ingrid Solberg"),
+        ("date_of_birth", "4 July 1990"),
+        ("address", "18 Harbour Road, Cork"),
+        ("email", "ingrid@example.org"),
+    ]
+    assert redact(text, spans) == "Hi, I'm <PERSON>, born <DATE_OF_BIRTH>, living at <ADDRESS>. Mail: <EMAIL>"
+    many = PiiDetector(["person", "us_ssn"]).detect_many(["Ask Tomasz Wrona.", "SSN 219 09 9999 here"])
+    assert [[(s.type.value, s.start, s.end) for s in spans] for spans in many] == [
+        [("person", 4, 16)],
+        [("us_ssn", 4, 15)],
+    ]
+
+
+def test_curation_pii_step_redacts_names_when_its_types_name_them() -> None:
+    from datetime import UTC, datetime
+
+    from keel.curate import build_steps
+    from keel.data import make_record, records_to_table
+
+    text = "Customer Paulina Kowalski wants a refund."
+    table = records_to_table([make_record(text, "file:///t.txt", 0, text.encode(), datetime(2026, 1, 1, tzinfo=UTC))])
+    (step,) = build_steps([("pii", {"types": ["person", "email"]})])
+    assert step.apply(table).table.column("text").to_pylist() == ["Customer <PERSON> wants a refund."]
+    (default,) = build_steps([("pii", {})])
+    assert default.apply(table).table.column("text").to_pylist() == [text]  # names are opt-in
