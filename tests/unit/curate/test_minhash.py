@@ -16,10 +16,13 @@ from keel.curate._minhash import (
     SMALL_GROUP,
     MinHashParams,
     NearDuplicateIndex,
+    Sketches,
     exact_jaccard,
     minhash_signatures,
+    minhash_sketches,
     pairs_within_groups,
     representatives,
+    sketch_jaccard,
 )
 
 PARAMS = MinHashParams()
@@ -146,6 +149,7 @@ def test_s_curve_is_monotone_from_zero_to_one() -> None:
         ({"ngram": 0}, "ngram"),
         ({"num_perm": 2, "threshold": 0.5}, "found none"),
         ({"seed": -1}, "seed"),
+        ({"sketch": -1}, "sketch"),
     ],
 )
 def test_invalid_params_raise_input_error(kwargs: dict[str, object], message: str) -> None:
@@ -373,3 +377,34 @@ def test_mass_copies_make_one_cluster_from_linearly_many_candidate_pairs() -> No
     assert report["cluster_sizes"] == {copies: 1} and report["duplicates"] == copies - 1
     # the first SMALL_GROUP copies with every later one, the same pairs in every band: linear, not n^2 / 2
     assert report["candidate_pairs"] == sum(copies - 1 - a for a in range(SMALL_GROUP))
+
+
+def test_sketches_give_exact_jaccard_for_short_texts_and_a_close_estimate_for_long_ones() -> None:
+    params = MinHashParams(sketch=64)
+    short, long = text(30, words=50), text(31, words=2000)
+    pairs = [(short, edited(short, 0.1, seed=1)), (long, edited(long, 0.05, seed=2))]
+    texts = [t for pair in pairs for t in pair]
+    sig, sketches = minhash_sketches(texts, params)
+    assert np.array_equal(sig, minhash_signatures(texts, params))  # one shingling, the same signatures
+    assert [len(sketches.row(i)) for i in range(4)] == [46, len(np.unique(sketches.row(1))), 64, 64]
+    assert sketch_jaccard(sketches.row(0), sketches.row(1), 64) == pytest.approx(exact_jaccard(*pairs[0], params))
+    assert abs(sketch_jaccard(sketches.row(2), sketches.row(3), 64) - exact_jaccard(*pairs[1], params)) < 0.15
+    assert sketch_jaccard(sketches.row(0), np.zeros(0, np.uint32), 64) == 0.0
+    taken = sketches.take(np.array([3, 0]))
+    assert np.array_equal(taken.row(0), sketches.row(3)) and np.array_equal(taken.row(1), sketches.row(0))
+    both = Sketches.concat([taken, sketches])
+    assert len(both) == 6 and np.array_equal(both.row(5), sketches.row(3))
+
+
+def test_verification_by_sketch_keeps_short_templated_texts_apart() -> None:
+    """Two 12-word texts differing in two words (Jaccard 0.33) never merge; an identical pair does."""
+    texts = ["please call jane on 0101 about order 70001 today thanks jane bye", "", "", ""]
+    texts[1] = texts[0].replace("0101", "0102").replace("70001", "70002")
+    texts[2] = texts[3] = "the tent arrived torn and i would like a refund for it now"
+    params = MinHashParams()
+    sig, sketches = minhash_sketches(texts, params)
+    index = NearDuplicateIndex(params)
+    index.add(["a", "b", "c", "d"], sig, sketches=sketches)
+    assert index.duplicates() == {"d"}
+    with pytest.raises(InputError, match="sketches for every shard"):
+        index.add(["e"], sig[:1])
