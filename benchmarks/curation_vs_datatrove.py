@@ -47,6 +47,7 @@ from real_text_corpus import Truth, build_corpus, jaccard, load_truth, summary
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv-datatrove"
+PYCACHE = HERE / ".pycache-bench"
 # datatrove's MinHash imports pull in spacy (its English word tokenizer), regex and tokenizers; JsonlReader needs
 # orjson; its default xxhash hashing passes str, which xxhash 4 rejects ("Strings must be encoded"), so pin 3.x.
 DATATROVE_PACKAGES = ["datatrove", "spacy", "regex", "tokenizers", "xxhash<4", "orjson"]
@@ -230,9 +231,14 @@ def _library_child(input_dir: Path, workers: int, threshold: float) -> None:
 
 
 def _env() -> dict[str, str]:
-    """This environment with this tree's src first on PYTHONPATH (and the benchmarks folder, for the child)."""
+    """This environment with this tree's src first on PYTHONPATH (and the benchmarks folder, for the child).
+
+    Bytecode is cached under benchmarks/.pycache-bench even where PYTHONDONTWRITEBYTECODE is set: an installed
+    keel has its .pyc files, and compiling its ~140 modules on every start cost ~0.6 CPU-s per command.
+    """
     path = [str(HERE.parent / "src"), str(HERE), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in path if p), "PYTHONPYCACHEPREFIX": str(PYCACHE)}
 
 
 # Runs a command and prints, as its last stderr line, the CPU seconds and peak RSS of that command and everything
@@ -302,11 +308,13 @@ def run_cli(truth: Truth, work: Path, params: MinHashParams, args: argparse.Name
     mb = truth.nbytes / 1e6
     steps = NEAR_RECIPE.format(threshold=params.threshold)
     with_commit, without = [], []
+    cli_run(work / "input", work / "cli", steps, args.workers, commit=False)  # warm-up: bytecode, page cache
     for _ in range(args.cli_repeats):
         report, wall, cpu, peak = cli_run(work / "input", work / "cli", steps, args.workers, commit=True)
         with_commit.append((wall, cpu, peak))
         without.append(cli_run(work / "input", work / "cli-nocommit", steps, args.workers, commit=False)[2])
     removed = set(truth.order) - _kept_ids(work / "cli")
+    startup = statistics.median(run_measured([*_keel_cli(), "--help"], env=_env())[2] for _ in range(3))
     wall, cpu = statistics.median(r[0] for r in with_commit), statistics.median(r[1] for r in with_commit)
     cpu_nocommit = statistics.median(without)
     near = report["global"]["near_dedup"]
@@ -316,6 +324,8 @@ def run_cli(truth: Truth, work: Path, params: MinHashParams, args: argparse.Name
         "peak_rss_mb": round(max(r[2] for r in with_commit), 1),
         "no_commit_mb_per_cpu_s": round(mb / cpu_nocommit, 3),
         "commit_share_of_cpu": round(max(0.0, cpu - cpu_nocommit) / cpu, 3),
+        "startup_cpu_s": round(startup, 3),  # `keel --help`: the imports every command pays before its work
+        "startup_share_of_cpu": round(startup / cpu, 3),
         **quality(removed, truth, args.threshold),
         "report": {k: near[k] for k in ("clusters", "candidate_pairs", "verified_pairs", "dropped_to_kept")},
     }
