@@ -18,7 +18,10 @@ precision (removed documents that are copies: planted, or natural ones with Jacc
 document), recall of copies with true Jaccard >= --threshold (0.8), recall per Jaccard bin below it, and for
 Keel the drops' true Jaccard to the record kept for them; then keel/datatrove ratios. Targets: the CLI path
 >= 20x datatrove per CPU-second, precision >= 0.99 and recall >= 0.99. With --full-recipe, also the full
-default recipe (normalize, language, quality, exact and near dedup, pii) through the CLI on the same corpus.
+default recipe (normalize, language, quality, exact and near dedup, pii) through the CLI on the same corpus;
+with --recipe-sizes 2000,6000 (source documents), the full recipe's library path in a fresh process per size:
+MB per CPU-second, peak RSS, and how the peak and the traced dedup index grow per document (--tools none for
+this part alone).
 """
 
 from __future__ import annotations
@@ -362,6 +365,95 @@ def write_shards(corpus: Path, directory: Path, shards: int) -> list[Path]:
     return paths
 
 
+def _recipe_child(directory: Path, workers: int) -> None:
+    """Run the full default recipe (library path) on the corpus in `directory`; print CPU, wall and peak RSS."""
+    from keel.curate import LocalEngine, load_recipe
+
+    recipe = directory / "recipe.yaml"
+    steps = FULL_RECIPE.format(threshold=0.8)
+    recipe.write_text(
+        f"inputs:\n  - path: input/*.jsonl\n    id_field: id\noutput: out\nshard_size: 2000\nsteps:\n{steps}"
+    )
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    report = LocalEngine(workers=workers).run(load_recipe(recipe))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = time.process_time() - cpu0 + children.ru_utime + children.ru_stime
+    peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, children.ru_maxrss)
+    steps_out = {name: {"s": round(st.seconds, 2), "out": st.records_out} for name, st in report.steps.items()}
+    print(json.dumps({"cpu": cpu, "wall": time.perf_counter() - wall0, "peak_rss_mb": peak_kb / 1024,
+                      "records_out": report.records_out, "steps": steps_out,
+                      "dedup_index_mb": _dedup_index_mb(recipe)}))  # fmt: skip
+
+
+def _dedup_index_mb(recipe_path: Path) -> float:
+    """Peak traced memory of the larger dedup decision: every shard's observations loaded, then decided.
+
+    This is what the parent must hold for the whole corpus at once (the dedup index); everything else the
+    engine holds is per shard or per slice. Re-run here on the run's own observation files, under tracemalloc.
+    """
+    import pickle
+    import tracemalloc
+
+    from keel.curate import load_recipe
+    from keel.curate._recipe import build_steps
+    from keel.curate._step import GlobalStep
+
+    recipe = load_recipe(recipe_path)
+    work = next((recipe.output_dir / ".keel-work").iterdir())
+    peak = 0
+    dedup = [step for step in build_steps(recipe.step_specs()) if isinstance(step, GlobalStep)]
+    for stage, step in enumerate(dedup):  # stage N's shards hold the observations for the Nth global step
+        tracemalloc.start()
+        step.decide([pickle.loads(p.read_bytes()) for p in sorted((work / f"stage{stage}").glob("*.observation.pkl"))])
+        peak = max(peak, tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    return peak / 1e6
+
+
+def run_recipe(limit: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The full default recipe (library path) on the corpus cut to `limit` sources, in a fresh process."""
+    with tempfile.TemporaryDirectory(prefix="keel-bench-recipe-") as tmp:
+        corpus = build_corpus(Path(tmp) / "corpus", seed=args.seed, limit=limit)
+        truth = load_truth(corpus)
+        write_shards(corpus, Path(tmp) / "input", max(1, len(truth.order) // 2000))
+        done, _, _, _ = run_measured(
+            [sys.executable, __file__, "--recipe-child", tmp, "--workers", str(args.workers)], env=_env()
+        )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    mb = truth.nbytes / 1e6
+    return {
+        "docs": len(truth.order), "mb": round(mb, 2), "mb_per_cpu_s": round(mb / result["cpu"], 2),
+        "mb_per_s": round(mb / result["wall"], 2), "peak_rss_mb": round(result["peak_rss_mb"], 1),
+        "dedup_index_mb": round(result["dedup_index_mb"], 2),
+        "records_out": result["records_out"], "step_seconds": result["steps"],
+    }  # fmt: skip
+
+
+def _recipe_sizes(out: dict[str, Any], args: argparse.Namespace) -> None:
+    """The full recipe's library path at --recipe-sizes, and how peak RSS and the dedup index grow per document."""
+    sizes = [int(n) for n in args.recipe_sizes.split(",") if n]
+    if sizes:
+        out["full_recipe_library"] = [run_recipe(n, args) for n in sizes]
+        if len(sizes) > 1:
+            small, large = out["full_recipe_library"][0], out["full_recipe_library"][-1]
+            docs = large["docs"] - small["docs"]
+            out["peak_rss_growth_bytes_per_doc"] = round((large["peak_rss_mb"] - small["peak_rss_mb"]) * 1e6 / docs)
+            out["dedup_index_bytes_per_doc"] = round((large["dedup_index_mb"] - small["dedup_index_mb"]) * 1e6 / docs)
+
+
+def _ratios(out: dict[str, Any]) -> None:
+    """Keel's speed over datatrove's per CPU-second, and whether the CLI path meets the targets."""
+    for name in ("keel_cli", "keel_library"):
+        if "datatrove" in out and name in out:
+            out[f"{name}_speedup_cpu"] = round(out[name]["mb_per_cpu_s"] / out["datatrove"]["mb_per_cpu_s"], 1)
+    if "keel_cli_speedup_cpu" in out:
+        out["meets_targets"] = bool(
+            out["keel_cli_speedup_cpu"] >= TARGET_SPEEDUP
+            and out["keel_cli"]["precision"] >= TARGET_PRECISION
+            and out["keel_cli"]["recall"] >= TARGET_RECALL
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=None, help="source documents (default: all, ~11,300)")
@@ -372,10 +464,17 @@ def main() -> None:
     parser.add_argument("--keel-seconds", type=float, default=10.0, help="repeat the library path this long (median)")
     parser.add_argument("--cli-repeats", type=int, default=3)
     parser.add_argument("--full-recipe", action="store_true", help="also the full default recipe through the CLI")
+    parser.add_argument(
+        "--recipe-sizes", default="", help="source-document counts for the full recipe, library path, e.g. 2000,6000"
+    )
     parser.add_argument("--library-child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--recipe-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.library_child is not None:
         _library_child(args.library_child, args.workers, args.threshold)
+        return
+    if args.recipe_child is not None:
+        _recipe_child(args.recipe_child, args.workers)
         return
     tools = set(args.tools.split(","))
     params = MinHashParams(ngram=5, threshold=args.threshold)
@@ -413,15 +512,8 @@ def main() -> None:
             out["keel_library"] = run_library(truth, paths, work, params, args)
         if args.full_recipe:
             out["full_recipe"] = run_full_recipe(truth, work, args)
-    for name in ("keel_cli", "keel_library"):
-        if "datatrove" in out and name in out:
-            out[f"{name}_speedup_cpu"] = round(out[name]["mb_per_cpu_s"] / out["datatrove"]["mb_per_cpu_s"], 1)
-    if "keel_cli_speedup_cpu" in out:
-        out["meets_targets"] = bool(
-            out["keel_cli_speedup_cpu"] >= TARGET_SPEEDUP
-            and out["keel_cli"]["precision"] >= TARGET_PRECISION
-            and out["keel_cli"]["recall"] >= TARGET_RECALL
-        )
+    _recipe_sizes(out, args)
+    _ratios(out)
     out["load_avg_1m_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out))
 
