@@ -512,7 +512,8 @@ def representatives(n: int, lo: I64, hi: I64) -> I64:
     with a kept node ranked before it, and then belongs to the first such node; otherwise it is kept. So every
     dropped node was verified against the very node kept for it, never only through a chain of pairs (A~B~C
     does not drop C for A). Computed in vectorised rounds, not a Python loop over nodes: each round decides
-    every node whose better-ranked neighbours are all decided; rounds are as many as the longest chain.
+    every node whose better-ranked neighbours are all decided. Rounds are as many as the longest chain of
+    pairs, a few on dedup graphs; past `_VECTOR_ROUNDS` the nodes left are decided one by one in rank order.
     """
     lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
     status = np.zeros(n, dtype=np.int8)  # 0 undecided, 1 kept, 2 dropped
@@ -520,7 +521,9 @@ def representatives(n: int, lo: I64, hi: I64) -> I64:
     has_better[hi] = True
     status[~has_better] = 1
     open_lo, open_hi = lo, hi
-    while len(open_lo):
+    for _ in range(_VECTOR_ROUNDS):
+        if not len(open_lo):
+            break
         above = status[open_lo]
         dropped = np.zeros(n, dtype=bool)
         dropped[open_hi[above == 1]] = True
@@ -530,11 +533,19 @@ def representatives(n: int, lo: I64, hi: I64) -> I64:
         status[dropped] = 2
         still = status[open_hi] == 0
         open_lo, open_hi = open_lo[still], open_hi[still]
+    else:  # long chains of pairs (each round decides one link): finish them one node at a time, in rank order
+        by_hi = np.argsort(open_hi, kind="stable")
+        open_lo, open_hi = open_lo[by_hi], open_hi[by_hi]
+        bounds = np.searchsorted(open_hi, np.flatnonzero(status == 0), side="left").tolist() + [len(open_hi)]
+        for i, node in enumerate(np.flatnonzero(status == 0).tolist()):
+            status[node] = 2 if (status[open_lo[bounds[i] : bounds[i + 1]]] == 1).any() else 1
     first = np.full(n, n, dtype=np.int64)
     to_kept = (status[lo] == 1) & (status[hi] == 2)
     np.minimum.at(first, hi[to_kept], lo[to_kept])
     return np.where(status == 2, first, np.arange(n, dtype=np.int64))
 
+
+_VECTOR_ROUNDS = 64  # rounds of the vectorised keep pass before the rest is decided node by node
 
 _HISTOGRAM_EDGES = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
 

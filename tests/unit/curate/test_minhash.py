@@ -408,3 +408,16 @@ def test_verification_by_sketch_keeps_short_templated_texts_apart() -> None:
     assert index.duplicates() == {"d"}
     with pytest.raises(InputError, match="sketches for every shard"):
         index.add(["e"], sig[:1])
+
+
+def test_a_long_chain_of_pairs_is_decided_the_same_past_the_vectorised_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    n = 301  # a chain 0~1~2~...: kept and dropped alternate, each dropped node for the one before it
+    lo, hi = np.arange(n - 1), np.arange(1, n)
+    expected = [i - (i % 2) for i in range(n)]
+    assert representatives(n, lo, hi).tolist() == expected
+    monkeypatch.setattr(minhash_module, "_VECTOR_ROUNDS", 3)
+    assert representatives(n, lo, hi).tolist() == expected
+    extra_lo, extra_hi = np.concatenate([lo, [0, 4]]), np.concatenate([hi, [200, 250]])  # shortcuts to kept nodes
+    chained = representatives(n, extra_lo, extra_hi).tolist()
+    monkeypatch.setattr(minhash_module, "_VECTOR_ROUNDS", 10_000)
+    assert chained == representatives(n, extra_lo, extra_hi).tolist() and chained[200] == 0 and chained[250] == 4
