@@ -141,8 +141,8 @@ class MinHashParams:
         seed: Picks the hash permutations; signatures from different seeds cannot be compared.
         verify: Check every candidate pair's Jaccard against `threshold` before one can drop the other.
         recall_at_threshold: Candidate probability required at `threshold` when choosing bands x rows.
-        sketch: Shingles kept per text for verification (`minhash_sketches`): pairs of texts with up to this
-            many distinct shingles are verified exactly, longer ones by a bottom-k estimate; 0 for none.
+        sketch: Shingles kept per text for verification (`minhash_sketches`): pairs of texts with fewer than
+            this many distinct shingles are verified exactly, longer ones by a bottom-k estimate; 0 for none.
 
     Examples:
         >>> p = MinHashParams(threshold=0.8)
@@ -627,7 +627,7 @@ class NearDuplicateIndex:
     Memory is the signatures (4 bytes x `num_perm` per text), the keys, and the sketches if given (4 bytes
     per kept shingle). Candidate pairs are accepted at `threshold` by their verified similarity: with texts
     passed to every `add`, the exact Jaccard of their shingle sets; with sketches (`minhash_sketches`), the
-    sketches' Jaccard (exact for texts of up to `params.sketch` distinct shingles) wherever the MinHash
+    sketches' Jaccard (exact for texts of fewer than `params.sketch` distinct shingles) wherever the MinHash
     estimate is near the threshold; with neither, the estimate (the share of equal signature slots). An
     estimate errs either way near the threshold, and no slack below it is added. Records are then taken in
     keep order: a record paired (verified) with an earlier kept record is dropped for the first such record,
