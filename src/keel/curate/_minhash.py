@@ -161,7 +161,7 @@ class MinHashParams:
     seed: int = 1
     verify: bool = True
     recall_at_threshold: float = 0.99
-    sketch: int = 256
+    sketch: int = 384
     _multipliers: U64 = field(init=False, repr=False, compare=False)
     _gram_weights: U64 = field(init=False, repr=False, compare=False)
 
@@ -203,7 +203,9 @@ class MinHashParams:
         if not 0.0 < self.recall_at_threshold < 1.0:
             raise InputError(f"expected 0 < recall_at_threshold < 1, found {self.recall_at_threshold}")
         if not 0 <= self.sketch <= 4096:
-            raise InputError(f"expected 0 <= sketch <= 4096, found {self.sketch}", hint="256 is usual; 0 for none")
+            raise InputError(
+                f"expected 0 <= sketch <= 4096, found {self.sketch}", hint="384 is the default; 0 for none"
+            )
         if not 0 <= self.seed < 2**63:
             raise InputError(f"expected 0 <= seed < 2**63, found {self.seed}")
 
@@ -418,23 +420,28 @@ SKETCH_BAND = 0.2  # pairs whose MinHash estimate is this far below the threshol
 
 
 def verified_similarity(
-    estimate: F64, sketches: tuple[Sketches, I64, Sketches, I64] | None, threshold: float, k: int
-) -> F64:  # fmt: skip
-    """Similarity of pairs for verification: the MinHash `estimate`, or the sketches' Jaccard near the threshold.
+    estimate: F64, sketches: tuple[Sketches, I64, Sketches, I64] | None, threshold: float, params: MinHashParams
+) -> tuple[F64, npt.NDArray[np.bool_]]:  # fmt: skip
+    """Similarity of pairs for verification, and which pairs are accepted (both engines verify with this).
 
-    The sketches' Jaccard (`sketch_jaccard`) replaces the estimate where that is below 1.0 but no more than
-    `SKETCH_BAND` below the threshold. `sketches` is `(first, first_rows, second, second_rows)`: pair i is row
-    `first_rows[i]` of `first` with row `second_rows[i]` of `second`. Both engines verify with this. Identical
-    signatures (a pair below Jaccard 0.9 matches all 112 slots with probability < 1e-5) and clear misses (5
-    standard errors below) skip the sketch.
+    The similarity is the MinHash `estimate`, or where that is below 1.0 but no more than `SKETCH_BAND` below
+    the threshold, the sketches' Jaccard (`sketch_jaccard`); `sketches` is `(first, first_rows, second,
+    second_rows)`: pair i is row `first_rows[i]` of `first` with row `second_rows[i]` of `second`. An exact
+    similarity is accepted at the threshold; an estimate only at the threshold plus one standard error of
+    the estimate there, so estimation errs on keeping. Identical signatures (a pair below Jaccard 0.9 matches
+    all 112 slots with probability < 1e-5) are accepted and clear misses (5 standard errors below) rejected.
     """
-    if sketches is None:
-        return estimate
-    first, first_rows, second, second_rows = sketches
-    similarity = estimate.copy()
-    for i in np.flatnonzero((estimate < 1.0) & (estimate >= threshold - SKETCH_BAND)).tolist():
-        similarity[i] = sketch_jaccard(first.row(int(first_rows[i])), second.row(int(second_rows[i])), k)
-    return similarity
+    k = params.sketch
+    similarity, exact = estimate.copy(), estimate >= 1.0
+    if sketches is not None and k:
+        first, first_rows, second, second_rows = sketches
+        for i in np.flatnonzero((estimate < 1.0) & (estimate >= threshold - SKETCH_BAND)).tolist():
+            a, b = first.row(int(first_rows[i])), second.row(int(second_rows[i]))
+            similarity[i] = sketch_jaccard(a, b, k)
+            exact[i] = len(a) < k and len(b) < k
+    slots = k if sketches is not None and k else params.num_perm
+    margin = float(np.sqrt(threshold * (1.0 - threshold) / slots))
+    return similarity, np.where(exact, similarity >= threshold, similarity >= threshold + margin)
 
 
 def exact_jaccard(a: str, b: str, params: MinHashParams) -> float:
@@ -789,8 +796,8 @@ class NearDuplicateIndex:
         if not self.params.verify:
             return estimate, "none", np.ones(len(lo), dtype=bool)
         sketches = None if self._sketches is None else (self._sketches[0], lo, self._sketches[0], hi)
-        similarity = verified_similarity(estimate, sketches, threshold, self.params.sketch)
-        return similarity, "signature", similarity >= threshold
+        similarity, accept = verified_similarity(estimate, sketches, threshold, self.params)
+        return similarity, "signature", accept
 
 
 def keep_rank(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

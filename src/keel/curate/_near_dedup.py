@@ -56,7 +56,7 @@ class NearDedupParams(StepParams):
         description="How candidate pairs are checked: by signature and shingle sketch, exact shingle Jaccard, or not.",
     )
     sketch: int = Field(
-        256, ge=0, le=4096, description="Shingles kept per record to verify by signature: exact below this many."
+        384, ge=0, le=4096, description="Shingles kept per record to verify by signature: exact below this many."
     )
     keep: KeepPolicy = Field(
         "first",

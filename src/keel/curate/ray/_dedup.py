@@ -249,8 +249,7 @@ def _similarity(group: pa.Table, *, num_perm: int, mh: MinHashParams) -> pa.Tabl
         sketches = None
         if mh.sketch:
             sketches = (_sketches(sigs.column("sketch").take(where)), rows, _sketches(pairs.column("sketch")), rows)
-        similarity = verified_similarity(similarity, sketches, float(mh.threshold or 0.0), mh.sketch)
-        accepted = similarity >= float(mh.threshold or 0.0)
+        similarity, accepted = verified_similarity(similarity, sketches, float(mh.threshold or 0.0), mh)
     scored = pa.table(
         {
             "lo": pairs.column("other"),
