@@ -3,18 +3,19 @@
 Every grouping is a shuffle on a bucket column (a hash of the key, `buckets` values), then one vectorised
 numpy pass per bucket, so Ray calls Python once per bucket, not once per key. Rules match the local steps:
 
-What a step observes of each row (`step.observe`: exact_dedup's text hash, near_dedup's MinHash signature) is
-added as a column by the stage that precedes the decision, in the same task that ran that stage's steps on the
-block (`with_observation`), so texts are read once and never leave the node that holds them for a decision.
+What a step observes of each row (`step.observe`: exact_dedup's text hash, near_dedup's MinHash signature,
+shingle sketch and keep rank) is added as a column by the stage that precedes the decision, in the same task
+that ran that stage's steps on the block (`with_observation`), so texts are read once and never leave the
+node that holds them for a decision.
 
 - exact_dedup: per text hash the row earliest in input order (its `_order`) stays. The decision is the
   `_order` of every later copy (8 bytes per duplicate).
 - near_dedup: one row per (document, band) keyed by the band's 64-bit key (`keel.curate._minhash.band_keys`,
   as the local index); each band group sorted by keep priority (keep rank, then `_order`) gives the pairs the
-  local index gives (`pairs_within_groups`); pairs meet their two signatures through two shuffles keyed by
-  id and are accepted at the threshold; the accepted pairs, with both ends' rank and order, go to the driver,
-  which runs the local index's greedy keep pass on them (`representatives`, `cluster_report`). The decision is
-  `{member id: kept id}` (what the local step decides too).
+  local index gives (`pairs_within_groups`); pairs meet their two signatures and sketches through two
+  shuffles keyed by id and are verified as locally (`verified_similarity`); the accepted pairs, with both
+  ends' rank and order, go to the driver, which runs the local index's greedy keep pass on them
+  (`representatives`, `cluster_report`). The decision is `{member id: kept id}` (what the local step decides).
 
 This module knows Ray Data datasets and the two steps; it does not know recipes, files or reports.
 """
