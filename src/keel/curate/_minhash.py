@@ -25,25 +25,34 @@ __all__ = [
     "MinHashParams",
     "NearDuplicateIndex",
     "band_keys",
-    "connected_components",
+    "cluster_report",
+    "estimated_jaccard",
     "exact_jaccard",
+    "keep_rank",
     "minhash_signatures",
+    "minhash_sketches",
+    "sketch_jaccard",
+    "verified_similarity",
+    "Sketches",
     "pairs_within_groups",
+    "rep_similarities",
+    "representatives",
+    "similarity_summary",
 ]
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 SIG = npt.NDArray[np.uint32]
+F64 = npt.NDArray[np.float64]
 
 EMPTY = np.uint32(0xFFFFFFFF)  # every slot of a text with no shingles; such texts are never duplicates
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
-_VERIFY_Z = 2.0  # estimated-Jaccard slack, in standard errors at the threshold (see MinHashParams.verify_threshold)
 # One permutation block is num_perm x (this / num_perm) uint64, 8 MB: best-of-4 on this machine, blocks of 0.9 / 3.7 /
 # 7.3 / 15 MB gave 16.7 / 20.7 / 24.3 / 13.3 MB/s of text; smaller blocks pay numpy's per-call overhead more often.
 _BLOCK_ELEMENTS = 1 << 20
 _BATCH_CHARS = 2_000_000  # texts per signature batch, by length, so one batch's shingle arrays stay ~10-20 MB
-SMALL_GROUP = 32  # bucket groups up to this size yield all pairs; larger ones (mass copies) a star from the first
+SMALL_GROUP = 32  # bucket groups up to this size yield all pairs; larger ones (mass copies) pairs with their first 32
 # ASCII punctuation becomes a word break; bytes.translate + bytes.split tokenise at ~100 MB/s, re.findall(r"\w+") at 19.
 _PUNCT = bytes(32 if chr(i) in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~" else i for i in range(256))
 
@@ -130,8 +139,10 @@ class MinHashParams:
         rows: Signature values per band.
         threshold: Jaccard similarity above which two texts are near-duplicates.
         seed: Picks the hash permutations; signatures from different seeds cannot be compared.
-        verify: Check every candidate pair's Jaccard before joining a cluster (see `verify_threshold`).
+        verify: Check every candidate pair's Jaccard against `threshold` before one can drop the other.
         recall_at_threshold: Candidate probability required at `threshold` when choosing bands x rows.
+        sketch: Shingles kept per text for verification (`minhash_sketches`): pairs of texts with fewer than
+            this many distinct shingles are verified exactly, longer ones by a bottom-k estimate; 0 for none.
 
     Examples:
         >>> p = MinHashParams(threshold=0.8)
@@ -150,6 +161,7 @@ class MinHashParams:
     seed: int = 1
     verify: bool = True
     recall_at_threshold: float = 0.99
+    sketch: int = 384
     _multipliers: U64 = field(init=False, repr=False, compare=False)
     _gram_weights: U64 = field(init=False, repr=False, compare=False)
 
@@ -190,19 +202,12 @@ class MinHashParams:
             raise InputError(f"expected 0 < threshold < 1, found {self.threshold}", hint="0.7-0.85 is usual")
         if not 0.0 < self.recall_at_threshold < 1.0:
             raise InputError(f"expected 0 < recall_at_threshold < 1, found {self.recall_at_threshold}")
+        if not 0 <= self.sketch <= 4096:
+            raise InputError(
+                f"expected 0 <= sketch <= 4096, found {self.sketch}", hint="384 is the default; 0 for none"
+            )
         if not 0 <= self.seed < 2**63:
             raise InputError(f"expected 0 <= seed < 2**63, found {self.seed}")
-
-    @property
-    def verify_threshold(self) -> float:
-        """The estimated Jaccard a candidate pair needs to be accepted when verified by signature.
-
-        The estimate from `num_perm` slots has standard error sqrt(t(1-t)/num_perm) at t = `threshold` (0.038
-        for 0.8 and 112); accepting at t - 2 standard errors keeps ~97% of pairs sitting exactly at t, while
-        pairs well below t (LSH false positives) are still rejected. Exact verification uses `threshold`.
-        """
-        t = float(self.threshold) if self.threshold is not None else 0.0
-        return max(0.0, t - _VERIFY_Z * float(np.sqrt(t * (1.0 - t) / self.num_perm)))
 
     def s_curve(self, points: int = 21) -> list[tuple[float, float]]:
         """`(jaccard, P(candidate))` at `points` evenly spaced similarities: 1 - (1 - s^rows)^bands."""
@@ -330,6 +335,115 @@ def minhash_signatures(texts: Sequence[str], params: MinHashParams) -> SIG:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Sketches:
+    """Bottom-k shingle sketches, ragged: text i's sorted distinct values are `values[offsets[i]:offsets[i + 1]]`.
+
+    A value is the top 32 bits of a shingle hash; a text with fewer distinct shingles than k keeps them all.
+    """
+
+    values: npt.NDArray[np.uint32]
+    offsets: I64
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def row(self, i: int) -> npt.NDArray[np.uint32]:
+        """Text i's sketch."""
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def take(self, rows: I64) -> Sketches:
+        """The sketches of `rows`, in that order."""
+        starts, lengths = self.offsets[:-1][rows], np.diff(self.offsets)[rows]
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        index = np.repeat(starts - offsets[:-1], lengths) + np.arange(int(offsets[-1]), dtype=np.int64)
+        return Sketches(self.values[index], offsets)
+
+    @staticmethod
+    def concat(parts: Sequence[Sketches]) -> Sketches:
+        """One set of sketches from several, in order."""
+        if not parts:
+            return Sketches(np.zeros(0, np.uint32), np.zeros(1, np.int64))
+        values = np.concatenate([p.values for p in parts])
+        lengths = np.concatenate([np.diff(p.offsets) for p in parts])
+        return Sketches(values, np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+
+
+def _bottom_k(shingles: U64, counts: I64, k: int) -> Sketches:
+    """Per text, its `k` smallest distinct shingle values (top 32 bits of each hash), sorted."""
+    n = len(counts)
+    owner = np.repeat(np.arange(n, dtype=np.uint64), counts)
+    key = (owner << np.uint64(32)) | (shingles >> np.uint64(32))
+    key.sort()  # by text, then value (texts are already in order, so this is cheap; np.unique was 10x slower)
+    key = key[np.concatenate(([True], key[1:] != key[:-1]))]
+    own = (key >> np.uint64(32)).astype(np.int64)
+    first = np.concatenate(([0], np.cumsum(np.bincount(own, minlength=n))[:-1]))
+    chosen = np.arange(len(key), dtype=np.int64) - first[own] < k
+    lengths = np.bincount(own[chosen], minlength=n)
+    values = (key[chosen] & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    return Sketches(values, np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
+
+
+def minhash_sketches(texts: Sequence[str], params: MinHashParams) -> tuple[SIG, Sketches]:
+    """`minhash_signatures(texts)` and each text's bottom-`params.sketch` shingle sketch, from one shingling.
+
+    Examples:
+        >>> sig, sketches = minhash_sketches(["one two three four five six", ""], MinHashParams())
+        >>> sig.shape, [len(sketches.row(i)) for i in range(2)]
+        ((2, 112), [2, 0])
+    """
+    out = np.empty((len(texts), params.num_perm), dtype=np.uint32)
+    parts = []
+    for start, stop in _batches(texts):
+        shingles, counts = _shingles(texts[start:stop], params)
+        out[start:stop] = _min_hashes(shingles, counts, params._multipliers)
+        parts.append(_bottom_k(shingles, counts, params.sketch))
+    return out, Sketches.concat(parts)
+
+
+def sketch_jaccard(a: npt.NDArray[np.uint32], b: npt.NDArray[np.uint32], k: int) -> float:
+    """Jaccard of two texts from their bottom-k sketches: exact when both kept all their shingles (< k).
+
+    Otherwise the bottom-k estimate: of the k smallest values of the union (which the two sketches hold),
+    the share found in both (membership is decidable: each sketch reaches past the union's k-th value).
+    """
+    if not len(a) or not len(b):
+        return 0.0
+    union = np.union1d(a, b)
+    if len(a) >= k or len(b) >= k:
+        union = union[:k]
+    shared = np.intersect1d(a, b, assume_unique=True)
+    return int(np.count_nonzero(shared <= union[-1])) / len(union)
+
+
+SKETCH_BAND = 0.2  # pairs whose MinHash estimate is this far below the threshold are not looked at again
+
+
+def verified_similarity(
+    estimate: F64, sketches: tuple[Sketches, I64, Sketches, I64] | None, threshold: float, params: MinHashParams
+) -> tuple[F64, npt.NDArray[np.bool_]]:  # fmt: skip
+    """Similarity of pairs for verification, and which pairs are accepted (both engines verify with this).
+
+    The similarity is the MinHash `estimate`, or where that is below 1.0 but no more than `SKETCH_BAND` below
+    the threshold, the sketches' Jaccard (`sketch_jaccard`); `sketches` is `(first, first_rows, second,
+    second_rows)`: pair i is row `first_rows[i]` of `first` with row `second_rows[i]` of `second`. An exact
+    similarity is accepted at the threshold; an estimate only at the threshold plus one standard error of
+    the estimate there, so estimation errs on keeping. Identical signatures (a pair below Jaccard 0.9 matches
+    all 112 slots with probability < 1e-5) are accepted and clear misses (5 standard errors below) rejected.
+    """
+    k = params.sketch
+    similarity, exact = estimate.copy(), estimate >= 1.0
+    if sketches is not None and k:
+        first, first_rows, second, second_rows = sketches
+        for i in np.flatnonzero((estimate < 1.0) & (estimate >= threshold - SKETCH_BAND)).tolist():
+            a, b = first.row(int(first_rows[i])), second.row(int(second_rows[i]))
+            similarity[i] = sketch_jaccard(a, b, k)
+            exact[i] = len(a) < k and len(b) < k
+    slots = k if sketches is not None and k else params.num_perm
+    margin = float(np.sqrt(threshold * (1.0 - threshold) / slots))
+    return similarity, np.where(exact, similarity >= threshold, similarity >= threshold + margin)
+
+
 def exact_jaccard(a: str, b: str, params: MinHashParams) -> float:
     """The exact Jaccard similarity of two texts' shingle sets, as `params` shingles them (0.0 if both empty)."""
     shingles, counts = _shingles([a, b], params)
@@ -353,8 +467,10 @@ def band_keys(sig: SIG, band: int, rows: int) -> npt.NDArray[np.uint64]:
 def pairs_within_groups(group: I64) -> tuple[I64, I64]:
     """Position pairs `(i < j)` of members of the same group; a group's members are adjacent in `group`.
 
-    Groups of up to `SMALL_GROUP` members yield all their pairs; a larger group (hundreds of identical copies)
-    yields a star from its first member, which connects the same cluster with linearly many pairs.
+    Groups of up to `SMALL_GROUP` members yield all their pairs. A larger group (hundreds of copies of one
+    text) yields the pairs of its first `SMALL_GROUP` members with every later member: linearly many pairs,
+    and since callers order each group by keep priority (never by id), which pairs they are depends only on
+    the texts and the keep policy.
     """
     n = len(group)
     if n < 2:
@@ -364,15 +480,18 @@ def pairs_within_groups(group: I64) -> tuple[I64, I64]:
     sizes = np.diff(np.concatenate((starts, [n])))
     owner = np.repeat(np.arange(len(starts)), sizes)
     small = sizes[owner] <= SMALL_GROUP
-    lo, hi = [], []
+    lo, hi = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for d in range(1, int(min(sizes.max(), SMALL_GROUP))):
         hit = (owner[:-d] == owner[d:]) & small[:-d]
         lo.append(position[:-d][hit])
         hi.append(position[d:][hit])
-    large = ~small & (position != starts[owner])
-    lo.append(starts[owner[large]].astype(np.int64))
-    hi.append(position[large])
-    return np.concatenate(lo), np.concatenate(hi)
+    if not small.all():
+        offset = position - starts[owner]
+        for anchor in range(SMALL_GROUP):
+            hit = ~small & (offset > anchor)
+            lo.append(starts[owner[hit]] + anchor)
+            hi.append(position[hit])
+    return np.concatenate(lo).astype(np.int64), np.concatenate(hi).astype(np.int64)
 
 
 def _band_pairs(sig: SIG, band: int, rows: int) -> I64:
@@ -393,51 +512,137 @@ def _band_pairs(sig: SIG, band: int, rows: int) -> I64:
     return members[lo].astype(np.int64) * n + members[hi]
 
 
-def connected_components(n: int, lo: I64, hi: I64) -> I64:
-    """For each of `n` nodes, the smallest node index in its connected component over edges `(lo, hi)`.
+def representatives(n: int, lo: I64, hi: I64) -> I64:
+    """For `n` nodes ranked by keep priority (node 0 first), the kept node each node is dropped for (or itself).
 
-    Vectorised hook-and-compress instead of a per-edge Python union-find: each round hooks both ends' roots
-    onto the smaller root, then pointer-jumps to the root; a few rounds suffice for dedup-shaped graphs.
+    Greedy by priority over accepted pairs `(lo, hi)`: the first node is kept; a node is dropped if it is paired
+    with a kept node ranked before it, and then belongs to the first such node; otherwise it is kept. So every
+    dropped node was verified against the very node kept for it, never only through a chain of pairs (A~B~C
+    does not drop C for A). Computed in vectorised rounds, not a Python loop over nodes: each round decides
+    every node whose better-ranked neighbours are all decided. Rounds are as many as the longest chain of
+    pairs, a few on dedup graphs; past `_VECTOR_ROUNDS` the nodes left are decided one by one in rank order.
     """
-    labels = np.arange(n, dtype=np.int64)
-    while True:
-        low = np.minimum(labels[lo], labels[hi])
-        hooked = labels.copy()
-        np.minimum.at(hooked, labels[lo], low)
-        np.minimum.at(hooked, labels[hi], low)
-        while True:
-            jumped = hooked[hooked]
-            if np.array_equal(jumped, hooked):
-                break
-            hooked = jumped
-        if np.array_equal(hooked, labels):
-            return labels
-        labels = hooked
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    status = np.zeros(n, dtype=np.int8)  # 0 undecided, 1 kept, 2 dropped
+    has_better = np.zeros(n, dtype=bool)
+    has_better[hi] = True
+    status[~has_better] = 1
+    open_lo, open_hi = lo, hi
+    for _ in range(_VECTOR_ROUNDS):
+        if not len(open_lo):
+            break
+        above = status[open_lo]
+        dropped = np.zeros(n, dtype=bool)
+        dropped[open_hi[above == 1]] = True
+        blocked = np.zeros(n, dtype=bool)
+        blocked[open_hi[above != 2]] = True
+        status[(status == 0) & ~blocked] = 1
+        status[dropped] = 2
+        still = status[open_hi] == 0
+        open_lo, open_hi = open_lo[still], open_hi[still]
+    else:  # long chains of pairs (each round decides one link): finish them one node at a time, in rank order
+        by_hi = np.argsort(open_hi, kind="stable")
+        open_lo, open_hi = open_lo[by_hi], open_hi[by_hi]
+        bounds = np.searchsorted(open_hi, np.flatnonzero(status == 0), side="left").tolist() + [len(open_hi)]
+        for i, node in enumerate(np.flatnonzero(status == 0).tolist()):
+            status[node] = 2 if (status[open_lo[bounds[i] : bounds[i + 1]]] == 1).any() else 1
+    first = np.full(n, n, dtype=np.int64)
+    to_kept = (status[lo] == 1) & (status[hi] == 2)
+    np.minimum.at(first, hi[to_kept], lo[to_kept])
+    return np.where(status == 2, first, np.arange(n, dtype=np.int64))
+
+
+_VECTOR_ROUNDS = 64  # rounds of the vectorised keep pass before the rest is decided node by node
+
+_HISTOGRAM_EDGES = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0)
+
+
+def similarity_summary(similarity: npt.NDArray[np.float64]) -> dict[str, Any]:
+    """Quantiles and a histogram of dropped records' similarity to the record kept for them (for report.json)."""
+    if not len(similarity):
+        return {"count": 0, "quantiles": {}, "histogram": []}
+    points = {"min": 0.0, "p01": 0.01, "p05": 0.05, "p10": 0.1, "p25": 0.25, "p50": 0.5}
+    values = np.quantile(similarity, list(points.values()), method="lower")
+    counts, _ = np.histogram(similarity, bins=_HISTOGRAM_EDGES)
+    exact = int((similarity >= 1.0).sum())  # the last bin is [0.95, 1.0]: identical shingle sets apart
+    bins = [
+        [lo, hi, int(c) - (exact if hi == 1.0 else 0)]
+        for lo, hi, c in zip(_HISTOGRAM_EDGES[:-1], _HISTOGRAM_EDGES[1:], counts, strict=True)
+    ]
+    return {
+        "count": len(similarity),
+        "quantiles": {name: round(float(v), 4) for name, v in zip(points, values, strict=True)},
+        "histogram": [b for b in bins if b[2]] + ([[1.0, 1.0, exact]] if exact else []),
+    }
+
+
+def cluster_report(
+    documents: int, keys: npt.NDArray[np.str_], rep: I64, rep_similarity: npt.NDArray[np.float64],
+    counts: tuple[int, int], verification: str, params: MinHashParams, examples: int = 5,
+) -> dict[str, Any]:  # fmt: skip
+    """The near-dedup report from nodes in keep-priority order and their representatives (`representatives`).
+
+    Both engines build it with this function from the same nodes, pairs and similarities, so they report alike.
+    `counts` is (candidate pairs, accepted pairs); `rep_similarity` is each node's similarity to its kept node.
+    """
+    members = np.bincount(rep, minlength=len(rep))
+    sizes = members[members > 1]
+    histogram = np.unique(sizes, return_counts=True)
+    dropped = np.flatnonzero(rep != np.arange(len(rep)))
+    nearest = dropped[np.lexsort((dropped, rep_similarity[dropped]))][:examples]
+    return {
+        "documents": documents,
+        "clusters": len(sizes),
+        "duplicates": len(dropped),
+        "cluster_sizes": {int(s): int(c) for s, c in zip(*histogram, strict=True)},
+        "candidate_pairs": counts[0],
+        "verified_pairs": counts[1],
+        "verification": verification,
+        "bands": params.bands,
+        "rows": params.rows,
+        "threshold": params.threshold,
+        "dropped_to_kept": similarity_summary(rep_similarity[dropped]),
+        "examples": [
+            {"kept": str(keys[rep[i]]), "dropped": str(keys[i]), "jaccard": round(float(rep_similarity[i]), 4)}
+            for i in nearest
+        ],
+    }
+
+
+def rep_similarities(n: int, lo: I64, hi: I64, similarity: F64, rep: I64) -> F64:
+    """Each node's similarity to its kept node (`rep`): the accepted pair's similarity, 1.0 for kept nodes."""
+    out = np.ones(n, dtype=np.float64)
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    own = rep[hi] == lo
+    out[hi[own]] = similarity[own]
+    return out
 
 
 @dataclass(frozen=True, slots=True)
 class _Result:
-    keys: npt.NDArray[np.str_]
-    labels: I64
+    keys: npt.NDArray[np.str_]  # in keep-priority order
+    rep: I64  # per key, the index of the key kept for it (itself if kept)
+    rep_similarity: npt.NDArray[np.float64]
     candidates: int
-    lo: I64  # verified pairs, as indices into keys
-    hi: I64
-    similarity: npt.NDArray[np.float64]
+    accepted: int
     verification: str
 
 
 class NearDuplicateIndex:
-    """Collects signatures shard by shard, then clusters near-duplicates with LSH banding and union-find.
+    """Collects signatures shard by shard, then names near-duplicates with LSH banding and a greedy keep pass.
 
-    Memory is the signatures (4 bytes x `num_perm` per text) and the keys. Candidate pairs are verified by
-    estimated Jaccard (matching signature slots, accepted at `params.verify_threshold`) unless texts were
-    passed to every `add`, in which case their exact shingle sets are kept and compared to `threshold`.
-    Signature verification is the default because texts never leave the workers; on the benchmark corpus
-    (benchmarks/curation_vs_datatrove.py, threshold 0.8) both modes removed only true copies and found
-    99.6% of those at Jaccard >= 0.8, but signature mode also merged pairs down to ~0.67 (73% of removed
-    texts were >= 0.8 from their kept one) while exact mode merged none below 0.8, at 2.6x the CPU time.
-    Every cluster keeps its smallest key (string order), whatever order the shards arrived in: use
-    sortable keys (zero-padded positions, ULIDs) to keep the earliest text.
+    Memory is the signatures (4 bytes x `num_perm` per text), the keys, and the sketches if given (4 bytes
+    per kept shingle). Candidate pairs are accepted at `threshold` by their verified similarity: with texts
+    passed to every `add`, the exact Jaccard of their shingle sets; with sketches (`minhash_sketches`), the
+    sketches' Jaccard (exact for texts of fewer than `params.sketch` distinct shingles) wherever the MinHash
+    estimate is near the threshold; with neither, the estimate (the share of equal signature slots). An
+    estimate errs either way near the threshold, and no slack below it is added. Records are then taken in
+    keep order: a record paired (verified) with an earlier kept record is dropped for the first such record,
+    otherwise it is kept; so each dropped record was checked against the record kept for it, never only
+    through a chain of pairs.
+
+    Keep order is input order (the order of `add` calls, then position within each), or by `scores` (higher
+    first, NaN last, ties in input order); key strings never matter except to name records.
 
     Args:
         params: The parameters the signatures were computed with.
@@ -448,25 +653,44 @@ class NearDuplicateIndex:
         >>> index = NearDuplicateIndex(p)
         >>> index.add(["doc-1", "doc-0", "doc-2"], minhash_signatures(texts, p))
         >>> index.clusters(), index.duplicates()
-        ({'doc-0': 'doc-0', 'doc-1': 'doc-0'}, {'doc-1'})
+        ({'doc-1': 'doc-1', 'doc-0': 'doc-1'}, {'doc-0'})
     """
 
     def __init__(self, params: MinHashParams) -> None:
         self.params = params
         self._keys: list[npt.NDArray[np.str_]] = []
         self._sigs: list[SIG] = []
+        self._scores: list[npt.NDArray[np.float64]] = []
+        self._positions: list[I64] = []
         self._sets: list[U64] | None = None  # exact mode: each text's sorted unique shingle hashes
+        self._sketches: list[Sketches] | None = None
+        self._count = 0
         self._result: _Result | None = None
 
     def __len__(self) -> int:
-        return sum(len(k) for k in self._keys)
+        return self._count
 
-    def add(self, keys: Sequence[str], signatures: np.ndarray, texts: Sequence[str] | None = None) -> None:
-        """Add one shard: unique `keys`, their `signatures` rows, and optionally their texts (exact verification).
+    def add(
+        self,
+        keys: Sequence[str],
+        signatures: np.ndarray,
+        texts: Sequence[str] | None = None,
+        *,
+        scores: Sequence[float] | np.ndarray | None = None,
+        sketches: Sketches | None = None,
+    ) -> None:
+        """Add one shard: unique `keys`, their `signatures` rows, and optionally texts (exact verification).
+
+        Args:
+            keys: Record ids, unique across all shards.
+            signatures: `minhash_signatures` of the texts, one row per key.
+            texts: The texts, for exact verification (give them for every shard or for none).
+            scores: Keep priority per key: higher is kept first, NaN last; None keeps input order.
+            sketches: `minhash_sketches` of the texts, to verify by sketch (for every shard or for none).
 
         Raises:
-            InputError: If shapes disagree, a key repeats within the shard, or texts are given for some
-                shards and not others.
+            InputError: If shapes disagree, a key repeats within the shard, or texts or sketches are given
+                for some shards and not others.
         """
         if signatures.ndim != 2 or signatures.shape != (len(keys), self.params.num_perm):
             raise InputError(
@@ -475,9 +699,17 @@ class NearDuplicateIndex:
             )
         if len(set(keys)) != len(keys):
             raise InputError("expected unique keys within a shard, found repeats", hint="use record ids as keys")
+        if scores is not None and len(scores) != len(keys):
+            raise InputError(f"expected {len(keys)} scores, one per key, found {len(scores)}")
         exact = texts is not None
         if self._keys and exact != (self._sets is not None):
             raise InputError("expected texts for every shard or for none, found a mix", hint="pass texts to all adds")
+        if self._keys and (sketches is not None) != (self._sketches is not None):
+            raise InputError("expected sketches for every shard or for none, found a mix")
+        if sketches is not None:
+            if len(sketches) != len(keys):
+                raise InputError(f"expected {len(keys)} sketches, one per key, found {len(sketches)}")
+            self._sketches = (self._sketches or []) + [sketches]
         if texts is not None:
             if len(texts) != len(keys):
                 raise InputError(f"expected {len(keys)} texts, one per key, found {len(texts)}")
@@ -486,67 +718,62 @@ class NearDuplicateIndex:
             self._sets = (self._sets or []) + [np.unique(s) for s in np.split(shingles, bounds[:-1])]
         self._keys.append(np.asarray(list(keys), dtype=np.str_))
         self._sigs.append(np.asarray(signatures, dtype=np.uint32))
+        self._scores.append(np.zeros(len(keys)) if scores is None else np.asarray(scores, dtype=np.float64))
+        self._positions.append(np.arange(self._count, self._count + len(keys), dtype=np.int64))
+        self._count += len(keys)
         self._result = None
 
     def clusters(self) -> dict[str, str]:
         """Each key in a cluster of two or more mapped to the cluster's kept key (itself for the kept one)."""
         result = self._compute()
-        sizes = np.bincount(result.labels, minlength=len(result.labels))
-        members = np.flatnonzero(sizes[result.labels] > 1)
-        return dict(zip(result.keys[members].tolist(), result.keys[result.labels[members]].tolist(), strict=True))
+        sizes = np.bincount(result.rep, minlength=len(result.rep))
+        members = np.flatnonzero(sizes[result.rep] > 1)
+        return dict(zip(result.keys[members].tolist(), result.keys[result.rep[members]].tolist(), strict=True))
 
     def duplicates(self) -> set[str]:
-        """The keys to drop: every cluster member except its kept (smallest) key."""
+        """The keys to drop: every cluster member except its kept key."""
         result = self._compute()
-        return set(result.keys[result.labels != np.arange(len(result.labels))].tolist())
+        return set(result.keys[result.rep != np.arange(len(result.rep))].tolist())
+
+    def similarity_to_kept(self) -> dict[str, float]:
+        """Each dropped key's similarity (exact or estimated, as verified) to the key kept for it."""
+        result = self._compute()
+        dropped = np.flatnonzero(result.rep != np.arange(len(result.rep)))
+        return dict(zip(result.keys[dropped].tolist(), result.rep_similarity[dropped].tolist(), strict=True))
 
     def report(self, examples: int = 5) -> dict[str, Any]:
-        """Counts for a curation report, and the `examples` accepted pairs closest to the threshold."""
-        result = self._compute()
-        sizes = np.bincount(result.labels, minlength=len(result.labels))
-        sizes = sizes[sizes > 1]
-        histogram = np.unique(sizes, return_counts=True)
-        nearest = np.lexsort((result.hi, result.lo, result.similarity))[:examples]
-        return {
-            "documents": len(result.keys),
-            "clusters": len(sizes),
-            "duplicates": int(sizes.sum() - len(sizes)),
-            "cluster_sizes": {int(s): int(c) for s, c in zip(*histogram, strict=True)},
-            "candidate_pairs": result.candidates,
-            "verified_pairs": len(result.lo),
-            "verification": result.verification,
-            "bands": self.params.bands,
-            "rows": self.params.rows,
-            "threshold": self.params.threshold,
-            "examples": [
-                {
-                    "kept": str(result.keys[result.labels[result.lo[i]]]),
-                    "a": str(result.keys[result.lo[i]]),
-                    "b": str(result.keys[result.hi[i]]),
-                    "jaccard": round(float(result.similarity[i]), 4),
-                }
-                for i in nearest
-            ],
-        }
+        """Counts for report.json, dropped-to-kept similarities, and the `examples` drops nearest the threshold."""
+        r = self._compute()
+        counts = (r.candidates, r.accepted)
+        return cluster_report(len(r.keys), r.keys, r.rep, r.rep_similarity, counts, r.verification, self.params,
+                              examples)  # fmt: skip
 
     def _compute(self) -> _Result:
         if self._result is not None:
             return self._result
         keys = np.concatenate(self._keys) if self._keys else np.zeros(0, dtype=np.str_)
-        order = np.argsort(keys, kind="stable")
-        keys = keys[order]
-        if len(keys) > 1 and (keys[1:] == keys[:-1]).any():
-            repeated = str(keys[1:][keys[1:] == keys[:-1]][0])
-            raise InputError(f"expected unique keys across shards, found {repeated!r} twice", hint="use record ids")
+        unique, seen = np.unique(keys, return_counts=True)
+        if (seen > 1).any():
+            raise InputError(
+                f"expected unique keys across shards, found {str(unique[seen > 1][0])!r} twice", hint="use record ids"
+            )
+        scores = np.concatenate(self._scores) if self._scores else np.zeros(0)
+        positions = np.concatenate(self._positions) if self._positions else np.zeros(0, np.int64)
+        order = np.lexsort((positions, keep_rank(scores)))
+        keys, scores, positions = keys[order], scores[order], positions[order]
         sig = np.concatenate(self._sigs)[order] if self._sigs else np.zeros((0, self.params.num_perm), np.uint32)
-        self._keys, self._sigs = [keys], [sig]  # keep the sorted copy only
+        # keep the ordered copy only: positions ride along, so later adds still sort into place
+        self._keys, self._sigs, self._scores, self._positions = [keys], [sig], [scores], [positions]
         if self._sets is not None:
             self._sets = [self._sets[i] for i in order]
+        if self._sketches is not None:
+            self._sketches = [Sketches.concat(self._sketches).take(order)]
         lo, hi = self._candidates(sig)
         similarity, verification, accept = self._verify(sig, lo, hi)
         lo, hi, similarity = lo[accept], hi[accept], similarity[accept]
-        labels = connected_components(len(keys), lo, hi)
-        self._result = _Result(keys, labels, len(accept), lo, hi, similarity, verification)
+        rep = representatives(len(keys), lo, hi)
+        rep_similarity = rep_similarities(len(keys), lo, hi, similarity, rep)
+        self._result = _Result(keys, rep, rep_similarity, len(accept), len(lo), verification)
         return self._result
 
     def _candidates(self, sig: SIG) -> tuple[I64, I64]:
@@ -558,18 +785,32 @@ class NearDuplicateIndex:
         return valid[lo], valid[hi]
 
     def _verify(self, sig: SIG, lo: I64, hi: I64) -> tuple[npt.NDArray[np.float64], str, npt.NDArray[np.bool_]]:
+        threshold = float(self.params.threshold or 0.0)
         if self._sets is not None and self.params.verify:
             sets = self._sets
             exact = np.array(
                 [_set_jaccard(sets[a], sets[b]) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)], dtype=float
             )
-            return exact, "exact", exact >= float(self.params.threshold or 0.0)
-        estimate = np.zeros(len(lo), dtype=np.float64)
-        for s in range(0, len(lo), 65536):
-            estimate[s : s + 65536] = (sig[lo[s : s + 65536]] == sig[hi[s : s + 65536]]).mean(axis=1)
+            return exact, "exact", exact >= threshold
+        estimate = estimated_jaccard(sig, lo, hi)
         if not self.params.verify:
             return estimate, "none", np.ones(len(lo), dtype=bool)
-        return estimate, "signature", estimate >= self.params.verify_threshold
+        sketches = None if self._sketches is None else (self._sketches[0], lo, self._sketches[0], hi)
+        similarity, accept = verified_similarity(estimate, sketches, threshold, self.params)
+        return similarity, "signature", accept
+
+
+def keep_rank(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A sort key from keep scores: ascending means kept first (higher score first, NaN last)."""
+    return np.where(np.isnan(scores), np.inf, -scores)
+
+
+def estimated_jaccard(sig: SIG, lo: I64, hi: I64) -> npt.NDArray[np.float64]:
+    """The share of equal signature slots of each row pair `(lo, hi)`: the MinHash estimate of their Jaccard."""
+    estimate = np.zeros(len(lo), dtype=np.float64)
+    for s in range(0, len(lo), 65536):
+        estimate[s : s + 65536] = (sig[lo[s : s + 65536]] == sig[hi[s : s + 65536]]).mean(axis=1)
+    return estimate
 
 
 def _set_jaccard(a: U64, b: U64) -> float:

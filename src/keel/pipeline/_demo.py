@@ -50,7 +50,7 @@ steps:
   - length: {min_chars: 40}
   - language: {languages: [en], min_score: 0.5}
   - exact_dedup: {}
-  - near_dedup: {threshold: 0.7}
+  - near_dedup: {threshold: 0.8}
   - pii: {}
 """
 

@@ -237,11 +237,12 @@ def write_sample_corpus(root: str | Path, *, seed: int = 0, tickets: int = 120) 
         counts["policies"] += 1
     (raw / "policies" / "refunds-copy.md").write_text(f"# {_POLICIES['refunds'][0]}\n\n{_POLICIES['refunds'][1]}\n")
     counts["duplicates"] += 1
-    # A lightly edited copy: near-duplicate of the shipping policy.
-    edited = _POLICIES["shipping"][1].replace(
-        "Orders over 100 dollars ship free.", "Orders above 100 dollars ship free."
+    # A re-post of the shipping policy with one sentence added (word-5-gram Jaccard 0.92): a near-duplicate. Its
+    # file sorts after the original's, so curation keeping the first in input order keeps the original.
+    title, body = _POLICIES["shipping"]
+    (raw / "policies" / "updated-shipping.md").write_text(
+        f"# {title}\n\n{body} Reviewed in January 2025.\n", encoding="utf-8"
     )
-    (raw / "policies" / "shipping-2025.md").write_text(f"# Shipping policy (2025)\n\n{edited}\n", encoding="utf-8")
     counts["near_duplicates"] += 1
     for lang, title, body in _FOREIGN:
         (raw / "policies" / f"returns-{lang}.md").write_text(f"# {title}\n\n{body}\n", encoding="utf-8")

@@ -16,9 +16,13 @@ from keel.curate._minhash import (
     SMALL_GROUP,
     MinHashParams,
     NearDuplicateIndex,
+    Sketches,
     exact_jaccard,
     minhash_signatures,
+    minhash_sketches,
     pairs_within_groups,
+    representatives,
+    sketch_jaccard,
 )
 
 PARAMS = MinHashParams()
@@ -45,11 +49,11 @@ def index_of(keys: list[str], texts: list[str], params: MinHashParams = PARAMS) 
     return index
 
 
-def test_identical_texts_collide_and_the_smallest_key_is_kept() -> None:
+def test_identical_texts_collide_and_the_first_in_input_order_is_kept() -> None:
     a = text(1)
     index = index_of(["b", "a", "c"], [a, a, text(2)])
-    assert index.duplicates() == {"b"}
-    assert index.clusters() == {"a": "a", "b": "a"}
+    assert index.duplicates() == {"a"}
+    assert index.clusters() == {"a": "b", "b": "b"}
 
 
 def test_unrelated_texts_do_not_collide() -> None:
@@ -145,6 +149,7 @@ def test_s_curve_is_monotone_from_zero_to_one() -> None:
         ({"ngram": 0}, "ngram"),
         ({"num_perm": 2, "threshold": 0.5}, "found none"),
         ({"seed": -1}, "seed"),
+        ({"sketch": -1}, "sketch"),
     ],
 )
 def test_invalid_params_raise_input_error(kwargs: dict[str, object], message: str) -> None:
@@ -182,23 +187,96 @@ def test_incremental_add_matches_one_add_in_any_shard_order() -> None:
         index = NearDuplicateIndex(PARAMS)
         for shard_keys, shard_sig in ordered:
             index.add(shard_keys, shard_sig)
-        assert index.clusters() == whole.clusters()
-        assert index.duplicates() == whole.duplicates()
+        if ordered is shards:
+            assert index.clusters() == whole.clusters()
+            assert index.duplicates() == whole.duplicates()
+        else:  # shards in reverse: copies of the same sources go, each for a member that now comes before it
+            position = {key: i for i, key in enumerate(k for shard_keys, _ in ordered for k in shard_keys)}
+            members = index.clusters()
+            assert 10 <= len(index.duplicates()) and index.duplicates() <= set(whole.clusters())
+            assert all(position[kept] < position[key] for key, kept in members.items() if key != kept)
     assert len(whole.duplicates()) == 12 and set(whole.clusters().values()) == {f"c{c}-0" for c in range(6)}
 
 
-def test_adding_after_clustering_recomputes() -> None:
+def test_adding_after_clustering_recomputes_in_input_order() -> None:
     a = text(11)
     index = index_of(["k2"], [a])
     assert index.duplicates() == set()
     index.add(["k1"], minhash_signatures([a], PARAMS))
-    assert index.duplicates() == {"k2"} and len(index) == 2
+    assert index.duplicates() == {"k1"} and len(index) == 2
+    index.add(["k0"], minhash_signatures([a], PARAMS))
+    assert index.duplicates() == {"k1", "k0"} and index.clusters()["k0"] == "k2"
 
 
-def test_kept_document_is_the_smallest_key_whatever_the_order() -> None:
+def test_kept_document_is_the_first_in_input_order_whatever_the_keys() -> None:
     a = text(12)
     for order in (["m", "z", "b"], ["z", "b", "m"], ["b", "m", "z"]):
-        assert index_of(order, [a, a, a]).clusters() == {"b": "b", "m": "b", "z": "b"}
+        assert index_of(order, [a, a, a]).clusters() == dict.fromkeys(order, order[0])
+
+
+def test_scores_pick_the_kept_record_and_ties_and_missing_scores_fall_back_to_input_order() -> None:
+    a = text(16)
+    sig = minhash_signatures([a] * 4, PARAMS)
+    index = NearDuplicateIndex(PARAMS)
+    index.add(["w", "x", "y", "z"], sig, scores=[1.0, float("nan"), 3.0, 3.0])
+    assert index.clusters() == {"y": "y", "z": "y", "w": "y", "x": "y"}
+    with pytest.raises(InputError, match="one per key"):
+        index.add(["v"], sig[:1], scores=[])
+
+
+def test_same_texts_under_other_ids_keep_the_same_texts() -> None:
+    """Keys only name records: shuffled id strings give the same kept texts, also past SMALL_GROUP copies."""
+    base = [text(300 + i, words=60) for i in range(6)]
+    texts = [base[i % 6] if i % 3 else edited(base[i % 6], 0.04, seed=i) for i in range(SMALL_GROUP * 4)]
+    kept_texts = []
+    for ids_seed in range(3):
+        keys = [f"{random.Random(ids_seed).random():.6f}-{i}" for i in range(len(texts))]
+        random.Random(ids_seed).shuffle(keys)
+        by_key = dict(zip(keys, texts, strict=True))
+        index = index_of(keys, texts)
+        kept_texts.append(sorted(by_key[k] for k in keys if k not in index.duplicates()))
+    assert kept_texts[0] == kept_texts[1] == kept_texts[2]
+    assert 6 <= len(kept_texts[0]) < len(texts)
+
+
+def test_a_record_is_dropped_only_for_a_kept_record_it_was_verified_against() -> None:
+    """A ~ B and B ~ C but not A ~ C: B goes for A, C stays (no dropping along a chain)."""
+    words = text(20, words=400).split()
+    a = " ".join(words)
+    first, second = [f"new{i}" for i in range(30)], [f"other{i}" for i in range(30)]
+    b = " ".join(first + words[30:])  # two edits in different places: b is 0.85 from a and from c
+    c = " ".join(first + words[30:200] + second + words[230:])
+    params = MinHashParams(threshold=0.8)
+    assert exact_jaccard(a, b, params) >= 0.8 and exact_jaccard(b, c, params) >= 0.8 > exact_jaccard(a, c, params)
+    index = NearDuplicateIndex(params)
+    index.add(["a", "b", "c"], minhash_signatures([a, b, c], params), [a, b, c])
+    assert index.duplicates() == {"b"} and index.clusters() == {"a": "a", "b": "a"}
+    assert index.similarity_to_kept()["b"] == pytest.approx(exact_jaccard(a, b, params))
+
+
+def test_representatives_are_greedy_by_rank() -> None:
+    # 0~1, 1~2, 2~3, 0~4: 0 kept, 1 and 4 dropped for 0, 2 kept (its only better neighbour was dropped), 3 for 2
+    lo, hi = np.array([0, 1, 2, 0]), np.array([1, 2, 3, 4])
+    assert representatives(5, lo, hi).tolist() == [0, 0, 2, 2, 0]
+    assert representatives(3, np.zeros(0, np.int64), np.zeros(0, np.int64)).tolist() == [0, 1, 2]
+    # a dropped node belongs to its first-ranked kept neighbour
+    assert representatives(4, np.array([0, 1, 2]), np.array([3, 3, 3])).tolist() == [0, 1, 2, 0]
+
+
+def test_estimated_verification_errs_on_keeping() -> None:
+    """Without texts or sketches, a pair goes only at an estimate one standard error above the threshold."""
+    original = text(21, words=600)
+    params = MinHashParams(threshold=0.8)
+    bar = 0.8 + (0.8 * 0.2 / params.num_perm) ** 0.5
+    seen = set()
+    for seed in range(16):
+        copy = edited(original, 0.03 + 0.002 * seed, seed=seed)
+        sig = minhash_signatures([original, copy], params)
+        estimate = float((sig[0] == sig[1]).mean())
+        dropped = index_of(["o", "c"], [original, copy], params).duplicates()
+        assert dropped == ({"c"} if estimate >= bar else set())
+        seen.add(estimate >= bar)
+    assert seen == {True, False}
 
 
 def test_large_groups_of_copies_form_one_cluster() -> None:
@@ -241,15 +319,18 @@ def test_report_shape() -> None:
     report = index_of(keys, texts).report(examples=2)
     assert set(report) == {
         "documents", "clusters", "duplicates", "cluster_sizes", "candidate_pairs", "verified_pairs",
-        "verification", "bands", "rows", "threshold", "examples",
+        "verification", "bands", "rows", "threshold", "examples", "dropped_to_kept",
     }  # fmt: skip
     assert report["documents"] == 28 and report["clusters"] == 6 and report["duplicates"] == 12
     assert report["cluster_sizes"] == {3: 6} and report["verification"] == "signature"
     assert report["candidate_pairs"] >= report["verified_pairs"] >= 12
     assert len(report["examples"]) == 2
     first = report["examples"][0]
-    assert set(first) == {"kept", "a", "b", "jaccard"} and first["kept"].startswith("c")
+    assert set(first) == {"kept", "dropped", "jaccard"} and first["kept"].startswith("c")
     assert first["jaccard"] <= report["examples"][1]["jaccard"]
+    spread = report["dropped_to_kept"]
+    assert spread["count"] == 12 and spread["quantiles"]["min"] == first["jaccard"] >= 0.8
+    assert sum(count for _, _, count in spread["histogram"]) == 12
 
 
 def test_empty_index() -> None:
@@ -284,13 +365,15 @@ def test_docstring_examples() -> None:
     assert doctest.testmod(minhash_module, raise_on_error=False).failed == 0
 
 
-def test_small_groups_give_all_their_pairs_and_a_large_group_a_star_from_its_first_member() -> None:
+def test_small_groups_give_all_their_pairs_and_a_large_group_the_pairs_of_its_first_members() -> None:
     lo, hi = pairs_within_groups(np.array([7, 7, 7, 3, 5, 5], dtype=np.int64))
     assert sorted(zip(lo.tolist(), hi.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2), (4, 5)]
     size = SMALL_GROUP + 5  # hundreds of identical copies would otherwise give n^2 / 2 pairs
     lo, hi = pairs_within_groups(np.array([1] + [2] * size, dtype=np.int64))
-    assert sorted(zip(lo.tolist(), hi.tolist(), strict=True)) == [(1, j) for j in range(2, size + 1)]
+    expected = [(a, j) for a in range(1, SMALL_GROUP + 1) for j in range(a + 1, size + 1)]
+    assert sorted(zip(lo.tolist(), hi.tolist(), strict=True)) == expected
     assert [len(a) for a in pairs_within_groups(np.zeros(1, np.int64))] == [0, 0]
+    assert [len(a) for a in pairs_within_groups(np.arange(5, dtype=np.int64))] == [0, 0]  # groups of one
 
 
 def test_mass_copies_make_one_cluster_from_linearly_many_candidate_pairs() -> None:
@@ -299,4 +382,49 @@ def test_mass_copies_make_one_cluster_from_linearly_many_candidate_pairs() -> No
     index.add([f"c{i:03d}" for i in range(copies)], minhash_signatures([text(1)] * copies, PARAMS))
     report = index.report()
     assert report["cluster_sizes"] == {copies: 1} and report["duplicates"] == copies - 1
-    assert report["candidate_pairs"] == copies - 1  # a star per band, the same star in every band
+    # the first SMALL_GROUP copies with every later one, the same pairs in every band: linear, not n^2 / 2
+    assert report["candidate_pairs"] == sum(copies - 1 - a for a in range(SMALL_GROUP))
+
+
+def test_sketches_give_exact_jaccard_for_short_texts_and_a_close_estimate_for_long_ones() -> None:
+    params = MinHashParams(sketch=64)
+    short, long = text(30, words=50), text(31, words=2000)
+    pairs = [(short, edited(short, 0.1, seed=1)), (long, edited(long, 0.05, seed=2))]
+    texts = [t for pair in pairs for t in pair]
+    sig, sketches = minhash_sketches(texts, params)
+    assert np.array_equal(sig, minhash_signatures(texts, params))  # one shingling, the same signatures
+    assert [len(sketches.row(i)) for i in range(4)] == [46, len(np.unique(sketches.row(1))), 64, 64]
+    assert sketch_jaccard(sketches.row(0), sketches.row(1), 64) == pytest.approx(exact_jaccard(*pairs[0], params))
+    assert abs(sketch_jaccard(sketches.row(2), sketches.row(3), 64) - exact_jaccard(*pairs[1], params)) < 0.15
+    assert sketch_jaccard(sketches.row(0), np.zeros(0, np.uint32), 64) == 0.0
+    taken = sketches.take(np.array([3, 0]))
+    assert np.array_equal(taken.row(0), sketches.row(3)) and np.array_equal(taken.row(1), sketches.row(0))
+    both = Sketches.concat([taken, sketches])
+    assert len(both) == 6 and np.array_equal(both.row(5), sketches.row(3))
+
+
+def test_verification_by_sketch_keeps_short_templated_texts_apart() -> None:
+    """Two 12-word texts differing in two words (Jaccard 0.33) never merge; an identical pair does."""
+    texts = ["please call jane on 0101 about order 70001 today thanks jane bye", "", "", ""]
+    texts[1] = texts[0].replace("0101", "0102").replace("70001", "70002")
+    texts[2] = texts[3] = "the tent arrived torn and i would like a refund for it now"
+    params = MinHashParams()
+    sig, sketches = minhash_sketches(texts, params)
+    index = NearDuplicateIndex(params)
+    index.add(["a", "b", "c", "d"], sig, sketches=sketches)
+    assert index.duplicates() == {"d"}
+    with pytest.raises(InputError, match="sketches for every shard"):
+        index.add(["e"], sig[:1])
+
+
+def test_a_long_chain_of_pairs_is_decided_the_same_past_the_vectorised_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    n = 301  # a chain 0~1~2~...: kept and dropped alternate, each dropped node for the one before it
+    lo, hi = np.arange(n - 1), np.arange(1, n)
+    expected = [i - (i % 2) for i in range(n)]
+    assert representatives(n, lo, hi).tolist() == expected
+    monkeypatch.setattr(minhash_module, "_VECTOR_ROUNDS", 3)
+    assert representatives(n, lo, hi).tolist() == expected
+    extra_lo, extra_hi = np.concatenate([lo, [0, 4]]), np.concatenate([hi, [200, 250]])  # shortcuts to kept nodes
+    chained = representatives(n, extra_lo, extra_hi).tolist()
+    monkeypatch.setattr(minhash_module, "_VECTOR_ROUNDS", 10_000)
+    assert chained == representatives(n, extra_lo, extra_hi).tolist() and chained[200] == 0 and chained[250] == 4
