@@ -69,6 +69,8 @@ def test_the_cheap_mojibake_check_agrees_with_ftfys_heuristic(doc_pages: list[An
     clean = [p.text for p in doc_pages[:150] if not p.text.isascii()]
     broken = [t.encode().decode("cp1252", errors="replace") for t in clean[:75]]
     broken += [t.encode().decode("latin-1") for t in clean[75:]]
+    other = [t.encode().decode(codec, errors="replace") for t in clean[:40] for codec in ("cp1251", "mac_roman")]
+    assert [may_be_mojibake(t) for t in other] == [is_bad(t) for t in other]
     assert [may_be_mojibake(t) for t in clean + broken] == [is_bad(t) for t in clean + broken]
     assert sum(map(may_be_mojibake, broken)) == len(broken) and not any(map(may_be_mojibake, clean))
     (step,) = build_steps([("normalize", {})])
