@@ -21,7 +21,8 @@ EXPECTED = {
         "AuditEvent", "BlobInfo", "BlobStore", "Database", "Direction", "Edge", "FsspecBlobStore", "LineageHit",
         "LineagePath", "LocalBlobStore", "Store", "VerifyReport", "add_edge", "add_edges", "add_node", "events",
         "init_workspace", "insert_for", "keel_version", "mask_url", "node_id", "open_blob_store", "open_store",
-        "parse_node_id", "path_between", "put_bytes", "read_bytes", "record", "redact_details", "verify", "walk",
+        "parse_node_id", "path_between", "put_bytes", "read_bytes", "record", "redact_details", "verify",
+        "verify_blob", "walk",
     ],
     "keel.registry": [
         "AliasEvent", "ManifestFile", "ModelInfo", "ModelVersion", "PromptSummary", "PromptVersion", "Ref",

@@ -9,6 +9,7 @@ from keel.store._blobs import (
     open_blob_store,
     put_bytes,
     read_bytes,
+    verify_blob,
 )
 from keel.store._db import Database, insert_for, mask_url
 from keel.store._lineage import (
@@ -57,5 +58,6 @@ __all__ = [
     "record",
     "redact_details",
     "verify",
+    "verify_blob",
     "walk",
 ]

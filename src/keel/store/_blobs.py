@@ -3,7 +3,9 @@
 Two implementations of one small `BlobStore` protocol: `LocalBlobStore` (a directory; write to
 a temporary file, fsync, rename) and `FsspecBlobStore` (any fsspec URL, e.g. `s3://`; objects
 appear atomically when an upload completes). Both stream in chunks, so multi-GB files never sit
-in memory, and both verify the digest on every read. Neither knows the metadata database.
+in memory, and both verify the digest on every read. A write whose digest is already stored
+checks the stored bytes (size first, then the hash) and atomically replaces them when they are
+damaged, so re-adding the original file repairs a corrupted blob. Neither knows the database.
 """
 
 from __future__ import annotations
@@ -13,26 +15,38 @@ import io
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
 
 from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConfigError, StoreError
 from keel.core.ids import new_ulid, require_sha256
 
-__all__ = ["BlobInfo", "BlobStore", "FsspecBlobStore", "LocalBlobStore", "open_blob_store", "put_bytes", "read_bytes"]
+__all__ = [
+    "BlobInfo",
+    "BlobStore",
+    "FsspecBlobStore",
+    "LocalBlobStore",
+    "open_blob_store",
+    "put_bytes",
+    "read_bytes",
+    "verify_blob",
+]
 
 CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough to never matter for memory
 
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
-    """What `put` stored: the digest, the size in bytes, and whether the bytes were new."""
+    """What `put` stored: the digest, the size, whether the bytes were new, whether they replaced a damaged copy."""
 
     digest: str
     size: int
     created: bool
+    repaired: bool = False
 
 
 @runtime_checkable
@@ -73,6 +87,10 @@ class BlobStore(Protocol):
         """Every stored digest, in no particular order."""
         ...
 
+    def modified_at(self, digest: str) -> float:
+        """When the blob was last written or re-added, in seconds since the epoch (what `keel gc` ages by)."""
+        ...
+
 
 def put_bytes(store: BlobStore, data: bytes) -> BlobInfo:
     """Store `data` in any blob store.
@@ -88,6 +106,29 @@ def read_bytes(store: BlobStore, digest: str) -> bytes:
     """Read a whole blob into memory, verified; for small blobs only."""
     with store.open(digest) as reader:
         return reader.read()
+
+
+def verify_blob(store: BlobStore, digest: str) -> None:
+    """Read a blob to its end, in chunks, checking its size and sha256.
+
+    Raises:
+        BlobNotFoundError: No blob with this digest is stored.
+        BlobCorruptedError: The stored bytes do not hash to the digest.
+    """
+    with store.open(digest) as reader:
+        while reader.read(CHUNK):
+            pass
+
+
+def _intact(store: BlobStore, digest: str, size: int) -> bool:
+    """Whether the stored blob holds `size` bytes hashing to `digest`: the size first, the hash if it matches."""
+    try:
+        if store.size(digest) != size:
+            return False
+        verify_blob(store, digest)
+    except (BlobCorruptedError, BlobNotFoundError):
+        return False
+    return True
 
 
 class _VerifyingReader(io.RawIOBase):
@@ -157,10 +198,13 @@ class LocalBlobStore:
     """Blobs as read-only files under `root/sha256/ab/<digest>`.
 
     Writes go to `root/tmp/` first and are renamed into place after an fsync, so a crash
-    at any moment leaves either the whole blob or none of it.
+    at any moment leaves either the whole blob or none of it. Blobs are readable by their
+    owner only (0400, directories 0700) unless the store is `shared` with the OS group
+    (0440, directories 2770).
 
     Args:
         root: The directory to keep blobs in; created if missing.
+        shared: Let the directory's group read the blobs and add new ones.
 
     Examples:
         >>> store = LocalBlobStore("/tmp/keel-blobs")
@@ -169,11 +213,22 @@ class LocalBlobStore:
         (True, 5)
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, shared: bool = False) -> None:
         self.root = Path(root).expanduser().resolve()
         self.url = str(self.root)
+        self.file_mode = 0o440 if shared else 0o400
+        self.dir_mode = 0o2770 if shared else 0o700
         self._tmp = self.root / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        if not self._tmp.is_dir():  # a read-only workspace has it already and cannot make it
+            for directory in (self.root, self._tmp):
+                self._mkdir(directory)
+
+    def _mkdir(self, directory: Path) -> None:
+        try:
+            directory.mkdir(mode=self.dir_mode, parents=True)
+        except FileExistsError:
+            return
+        directory.chmod(self.dir_mode)  # mkdir's mode is filtered by the umask
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({self.url!r})"
@@ -196,13 +251,18 @@ class LocalBlobStore:
                 sink.flush()
                 os.fsync(sink.fileno())
             final = self.path(digest)
-            if final.exists():
+            damaged = final.exists()
+            if damaged and _intact(self, digest, size):
+                # Re-adding counts as a fresh write: `keel gc` spares blobs younger than its grace period.
+                os.utime(final)
                 return BlobInfo(digest, size, created=False)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp.chmod(0o444)
-            os.replace(tmp, final)  # atomic: readers see no file or the whole file
+            if not damaged:
+                self._mkdir(final.parent.parent)
+                self._mkdir(final.parent)
+            tmp.chmod(self.file_mode)
+            os.replace(tmp, final)  # atomic: readers see no file, or the whole file (also over a damaged one)
             _fsync_dir(final.parent)
-            return BlobInfo(digest, size, created=True)
+            return BlobInfo(digest, size, created=not damaged, repaired=damaged)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -240,23 +300,40 @@ class LocalBlobStore:
             for path in prefix.iterdir():
                 yield path.name
 
+    def modified_at(self, digest: str) -> float:
+        try:
+            return self.path(digest).stat().st_mtime
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+
+    def partials(self) -> list[tuple[Path, int, float]]:
+        """Temporary files of writers in progress or dead: (path, size, modified time)."""
+        found = []
+        for part in sorted(self._tmp.glob("*.part")):
+            try:
+                info = part.stat()
+            except FileNotFoundError:  # its writer finished meanwhile
+                continue
+            found.append((part, info.st_size, info.st_mtime))
+        return found
+
     def sweep_partials(self, older_than_seconds: float = 3600) -> int:
         """Delete temporary files left by writers that died, older than the given age.
+
+        A live writer touches its file with every chunk, so an old file has no writer.
 
         Returns:
             How many files were removed.
         """
-        import time
-
         cutoff = time.time() - older_than_seconds
         removed = 0
-        for part in self._tmp.glob("*.part"):
-            try:
-                if part.stat().st_mtime < cutoff:
+        for part, _size, modified in self.partials():
+            if modified < cutoff:
+                try:
                     part.unlink()
-                    removed += 1
-            except FileNotFoundError:  # another sweeper or its writer got there first
-                continue
+                except FileNotFoundError:  # another sweeper got there first
+                    continue
+                removed += 1
         return removed
 
 
@@ -307,13 +384,15 @@ class FsspecBlobStore:
 
     def _upload(self, path: Path, digest: str, size: int) -> BlobInfo:
         key = self.key(digest)
-        if self.exists(digest):
+        damaged = self.exists(digest)
+        if damaged and _intact(self, digest, size):
             return BlobInfo(digest, size, created=False)
         try:
-            self.fs.put_file(str(path), key)
+            self.fs.put_file(str(path), key)  # an object store replaces an object atomically
         except OSError as exc:
             raise StoreError(f"cannot upload blob {digest} to {self.url}: {exc}") from exc
-        return BlobInfo(digest, size, created=True)
+        self.fs.invalidate_cache()
+        return BlobInfo(digest, size, created=not damaged, repaired=damaged)
 
     def open(self, digest: str) -> BinaryIO:
         key = self.key(digest)
@@ -345,8 +424,22 @@ class FsspecBlobStore:
 
     def digests(self) -> Iterator[str]:
         prefix = f"{self.root}/sha256/"
+        self.fs.invalidate_cache()
         for path in self.fs.find(prefix):
             yield path.rsplit("/", 1)[-1]
+
+    def modified_at(self, digest: str) -> float:
+        try:
+            info = self.fs.info(self.key(digest))
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+        # s3fs says LastModified, local-like file systems mtime, the memory file system created.
+        stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+        if isinstance(stamp, datetime):
+            return stamp.timestamp()
+        if isinstance(stamp, int | float):
+            return float(stamp)
+        return time.time()  # unknown age: treat as new, so `keel gc` never removes it
 
 
 class _NullSink:
@@ -374,8 +467,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def open_blob_store(url: str, storage_options: dict[str, Any] | None = None) -> BlobStore:
+def open_blob_store(url: str, storage_options: dict[str, Any] | None = None, *, shared: bool = False) -> BlobStore:
     """Open the blob store at `url`: a local path (or `file://`) or any fsspec URL.
+
+    `shared` makes a local store's files readable by the directory's group (see `LocalBlobStore`).
 
     Examples:
         >>> open_blob_store("/tmp/keel-blobs")
@@ -384,5 +479,5 @@ def open_blob_store(url: str, storage_options: dict[str, Any] | None = None) -> 
     if url.startswith("file://"):
         url = url[len("file://") :]
     if "://" not in url:
-        return LocalBlobStore(url)
+        return LocalBlobStore(url, shared=shared)
     return FsspecBlobStore(url, storage_options)
