@@ -17,6 +17,7 @@ from keel.cli._eval import eval_app
 from keel.cli._index import index_app
 from keel.cli._keys import keys_app
 from keel.cli._lineage import lineage_app
+from keel.cli._maintenance import doctor_command, gc_command
 from keel.cli._model import model_app
 from keel.cli._monitor import monitor_app
 from keel.cli._prompt import prompt_app
@@ -67,6 +68,8 @@ def root(
 app.command()(init)
 app.command()(status)
 app.command()(demo)
+app.command("doctor")(doctor_command)
+app.command("gc")(gc_command)
 app.add_typer(db_app, name="db")
 app.add_typer(lineage_app, name="lineage")
 app.add_typer(audit_app, name="audit")

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from keel.core.clock import format_time
-from keel.core.errors import ConflictError, InputError, IntegrityError, NotFoundError
+from keel.core.errors import InputError, IntegrityError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.registry._aliases import (
     AliasEvent,
@@ -181,12 +181,13 @@ def _check_link(path: Path, source: Path, root: Path) -> None:
         )
 
 
-def _upload(store: Store, path: Path | None, run_id: str | None) -> list[ManifestFile]:
+def _upload(store: Store, path: Path | None, run_id: str | None, conn: Connection | None = None) -> list[ManifestFile]:
     if path is not None:
-        # One short transaction per file: a multi-GB upload must not hold the database's write lock.
+        # One short transaction per file (unless re-uploading inside one): a multi-GB upload must
+        # not hold the database's write lock.
         uploaded = []
         for rel, file in _local_files(path):
-            info = store.put_blob(file)
+            info = store.put_blob(file, conn)
             uploaded.append(ManifestFile(rel, info.digest, info.size))
         return uploaded
     with store.db.read() as conn:
@@ -242,29 +243,24 @@ def register_model(
     check_name(name)
     if path is None and run_id is None:
         raise InputError("expected a model PATH to register or --run RUN whose artifacts are the model")
-    for _attempt in range(3):
-        files = _upload(store, Path(path) if path is not None else None, run_id)
-        for f in files:
-            _safe_relative(f.path)
-        fmt = detect_format([f.path for f in files])
-        manifest = {"schema": MANIFEST_SCHEMA, "format": fmt, "files": [_entry(f) for f in files]}
-        manifest_info = store.put_blob(io.BytesIO(canonical_json(manifest).encode()))
-        try:
-            return _publish(store, name, files, fmt, manifest_info, run_id, base_model, info)
-        except _BlobsCollected:
-            continue  # a concurrent `keel gc` removed an uploaded blob before it was referenced: upload again
-    raise ConflictError(
-        f"a concurrent `keel gc` kept removing {name}'s new files (3 attempts)",
-        hint="register again once `keel gc` has finished",
-    )
-
-
-class _BlobsCollected(Exception):
-    """Blobs uploaded for a version were removed by `keel gc` before the version referenced them."""
+    files = _upload(store, Path(path) if path is not None else None, run_id)
+    for f in files:
+        _safe_relative(f.path)
+    fmt = detect_format([f.path for f in files])
+    manifest = canonical_json({"schema": MANIFEST_SCHEMA, "format": fmt, "files": [_entry(f) for f in files]})
+    manifest_info = store.put_blob(io.BytesIO(manifest.encode()))
+    with store.db.write() as conn:
+        if store.missing_blobs(conn, [f.digest for f in files] + [manifest_info.digest]):
+            # `keel gc` removed uploads older than its grace period before this transaction: upload
+            # them again now, registered in it; gc cannot run until it ends.
+            files = _upload(store, Path(path) if path is not None else None, run_id, conn)
+            manifest_info = store.put_blob(io.BytesIO(manifest.encode()), conn)
+        return _publish(store, conn, name, files, fmt, manifest_info, run_id, base_model, info)
 
 
 def _publish(
     store: Store,
+    conn: Connection,
     name: str,
     files: list[ManifestFile],
     fmt: str,
@@ -273,37 +269,31 @@ def _publish(
     base_model: str | None,
     info: ModelInfo | None,
 ) -> tuple[ModelVersion, bool]:
-    with store.db.write() as conn:
-        if store.missing_blobs(conn, [f.digest for f in files] + [manifest_info.digest]):
-            raise _BlobsCollected
-        lock_name(conn, models, name, store.clock())
-        latest = conn.execute(
-            select(model_versions)
-            .where(model_versions.c.name == name)
-            .order_by(model_versions.c.version.desc())
-            .limit(1)
-        ).first()
-        if latest is not None and latest.manifest_digest == manifest_info.digest and latest.run_id == run_id:
-            return _load(store, conn, name, int(latest.version)), False
-        version = (int(latest.version) if latest else 0) + 1
-        record = {
-            "name": name,
-            "version": version,
-            "manifest_digest": manifest_info.digest,
-            "format": fmt,
-            "size": sum(f.size for f in files),
-            "file_count": len(files),
-            "run_id": run_id,
-            "base_model": base_model,
-            "info": canonical_json((info or ModelInfo()).to_json()),
-            "created_by": store.actor,
-            "created_at": store.clock(),
-        }
-        conn.execute(model_versions.insert().values(**record))
-        node = add_node(conn, f"model-version:{name}@v{version}", at=store.clock())
-        _link(store, conn, node, run_id, base_model)
-        store.audit(conn, "model.register", node, {"manifest": manifest_info.digest, "format": fmt, "run": run_id})
-        return _load(store, conn, name, version), True
+    lock_name(conn, models, name, store.clock())
+    latest = conn.execute(
+        select(model_versions).where(model_versions.c.name == name).order_by(model_versions.c.version.desc()).limit(1)
+    ).first()
+    if latest is not None and latest.manifest_digest == manifest_info.digest and latest.run_id == run_id:
+        return _load(store, conn, name, int(latest.version)), False
+    version = (int(latest.version) if latest else 0) + 1
+    record = {
+        "name": name,
+        "version": version,
+        "manifest_digest": manifest_info.digest,
+        "format": fmt,
+        "size": sum(f.size for f in files),
+        "file_count": len(files),
+        "run_id": run_id,
+        "base_model": base_model,
+        "info": canonical_json((info or ModelInfo()).to_json()),
+        "created_by": store.actor,
+        "created_at": store.clock(),
+    }
+    conn.execute(model_versions.insert().values(**record))
+    node = add_node(conn, f"model-version:{name}@v{version}", at=store.clock())
+    _link(store, conn, node, run_id, base_model)
+    store.audit(conn, "model.register", node, {"manifest": manifest_info.digest, "format": fmt, "run": run_id})
+    return _load(store, conn, name, version), True
 
 
 def _entry(f: ManifestFile) -> dict[str, Any]:

@@ -25,6 +25,15 @@ from keel.store._lineage import (
     path_between,
     walk,
 )
+from keel.store._maintenance import (
+    DoctorReport,
+    Finding,
+    GcReport,
+    collect_garbage,
+    doctor,
+    parse_duration,
+    referenced_blobs,
+)
 from keel.store._workspace import Store, init_workspace, keel_version, open_store
 
 __all__ = [
@@ -32,9 +41,12 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "Database",
+    "DoctorReport",
     "Direction",
     "Edge",
+    "Finding",
     "FsspecBlobStore",
+    "GcReport",
     "LineageHit",
     "LineagePath",
     "LocalBlobStore",
@@ -43,6 +55,8 @@ __all__ = [
     "add_edge",
     "add_edges",
     "add_node",
+    "collect_garbage",
+    "doctor",
     "events",
     "init_workspace",
     "insert_for",
@@ -51,11 +65,13 @@ __all__ = [
     "node_id",
     "open_blob_store",
     "open_store",
+    "parse_duration",
     "parse_node_id",
     "path_between",
     "put_bytes",
     "read_bytes",
     "record",
+    "referenced_blobs",
     "redact_details",
     "verify",
     "verify_blob",

@@ -10,6 +10,8 @@ damaged, so re-adding the original file repairs a corrupted blob. Neither knows 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import os
@@ -243,10 +245,21 @@ class LocalBlobStore:
             return self.put_stream(source)
 
     def put_stream(self, stream: IO[bytes]) -> BlobInfo:
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=f"{new_ulid()}-", suffix=".part")
-        tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as sink:
+            fd, new_name = tempfile.mkstemp(dir=self._tmp, prefix=f"{new_ulid()}-", suffix=".new")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to the blob store {self.url}: {exc.strerror}",
+                hint="run this where you may write the workspace; reading commands work without",
+            ) from None
+        # The lock says "a live writer owns this file" to `sweep_partials`; the kernel drops it when
+        # the writer dies. The file is named `.part` only once locked, so no sweeper sees it unlocked.
+        # The file stays open (and locked) until it has been renamed into place or removed.
+        tmp = Path(new_name).with_suffix(".part")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(new_name, tmp)
+            with os.fdopen(fd, "wb", closefd=False) as sink:
                 digest, size = _copy_hashing(stream, sink)
                 sink.flush()
                 os.fsync(sink.fileno())
@@ -264,7 +277,9 @@ class LocalBlobStore:
             _fsync_dir(final.parent)
             return BlobInfo(digest, size, created=not damaged, repaired=damaged)
         finally:
+            Path(new_name).unlink(missing_ok=True)
             tmp.unlink(missing_ok=True)
+            os.close(fd)
 
     def open(self, digest: str) -> BinaryIO:
         path = self.path(digest)
@@ -318,9 +333,9 @@ class LocalBlobStore:
         return found
 
     def sweep_partials(self, older_than_seconds: float = 3600) -> int:
-        """Delete temporary files left by writers that died, older than the given age.
+        """Delete temporary files left by writers that died, untouched for longer than the given age.
 
-        A live writer touches its file with every chunk, so an old file has no writer.
+        A live writer holds a lock on its file, so even with an age of 0 only dead writers' files go.
 
         Returns:
             How many files were removed.
@@ -328,13 +343,32 @@ class LocalBlobStore:
         cutoff = time.time() - older_than_seconds
         removed = 0
         for part, _size, modified in self.partials():
-            if modified < cutoff:
-                try:
-                    part.unlink()
-                except FileNotFoundError:  # another sweeper got there first
-                    continue
+            if modified < cutoff and _remove_if_unlocked(part):
                 removed += 1
+        for new in self._tmp.glob("*.new"):  # killed between creating and locking its file
+            with contextlib.suppress(FileNotFoundError):
+                if new.stat().st_mtime < min(cutoff, time.time() - 60):
+                    new.unlink()
         return removed
+
+
+def _remove_if_unlocked(part: Path) -> bool:
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except FileNotFoundError:  # its writer finished, or another sweeper got there first
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it
+        try:
+            part.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(fd)
 
 
 class FsspecBlobStore:
