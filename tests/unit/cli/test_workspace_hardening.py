@@ -118,7 +118,17 @@ def test_reading_commands_work_on_a_read_only_workspace_and_writing_ones_say_why
     ws = _workspace_with_a_version(tmp_path)
     _make_read_only(ws)
     try:
-        for command in (["status"], ["data", "list"], ["data", "show", "docs"], ["audit", "verify"]):
+        reading = (
+            ["status"],
+            ["data", "list"],
+            ["data", "show", "docs"],
+            ["data", "log", "docs"],
+            ["data", "trace", "r7"],
+            ["model", "list"],
+            ["audit", "verify"],
+            ["doctor"],
+        )
+        for command in reading:
             proc = _keel("-w", str(ws), *command)
             assert proc.returncode == 0, (command, proc.stderr)
         exported = _keel("-w", str(ws), "data", "export", "docs", str(tmp_path / "out.jsonl"))
