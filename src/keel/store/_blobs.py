@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough to never matter for memory
+_MISSING = "re-add the original file or restore the blob store from a backup; `keel doctor` lists every missing blob"
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +309,7 @@ class LocalBlobStore:
         try:
             raw = path.open("rb")
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}", hint=_MISSING) from None
         size = os.fstat(raw.fileno()).st_size
         return io.BufferedReader(_VerifyingReader(raw, digest, size, str(path)), CHUNK)
 
@@ -456,7 +457,7 @@ class FsspecBlobStore:
             size = int(self.fs.size(key))
             raw = self.fs.open(key, "rb", block_size=CHUNK)
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}", hint=_MISSING) from None
         return io.BufferedReader(_VerifyingReader(raw, digest, size, f"{self.url}/{key}"), CHUNK)
 
     def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:

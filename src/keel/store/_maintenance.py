@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import Column, Connection, delete, func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from keel.core.errors import BlobCorruptedError, BlobNotFoundError, DatabaseUnavailableError, InputError
 from keel.store import _audit
@@ -208,8 +209,8 @@ def _postgres_checks(conn: Connection) -> list[str]:
             try:
                 with conn.begin_nested():
                     conn.execute(text("SELECT bt_index_check(CAST(:name AS regclass))"), {"name": index})
-            except Exception as exc:  # noqa: BLE001 - amcheck raises a driver error naming the damage
-                problems.append(f"index {index}: {str(exc).splitlines()[0]}")
+            except DBAPIError as exc:  # amcheck reports damage as an error naming it
+                problems.append(f"index {index}: {str(exc.orig).splitlines()[0]}")
     return problems
 
 
