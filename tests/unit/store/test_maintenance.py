@@ -11,10 +11,19 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import update
 
-from keel.core.errors import InputError
+from keel.core.errors import BlobCorruptedError, InputError
 from keel.data import commit_version, load_version
 from keel.registry import pull_model, register_model
-from keel.store import LocalBlobStore, Store, collect_garbage, doctor, parse_duration, put_bytes, referenced_blobs
+from keel.store import (
+    LocalBlobStore,
+    Store,
+    collect_garbage,
+    doctor,
+    open_store,
+    parse_duration,
+    put_bytes,
+    referenced_blobs,
+)
 from keel.store.schema import audit_events
 
 
@@ -107,8 +116,6 @@ def test_gc_sweeps_stale_partials_and_opening_does_too(store: Store) -> None:
     os.utime(stale, (0, 0))
     partials = next(f for f in doctor(store).findings if f.check == "partials")
     assert partials.severity == "note" and "1 partial upload(s)" in partials.message
-    from keel.store import open_store
-
     open_store(store.settings).close()
     assert not stale.exists()
     live = store.blobs.root / "tmp" / "live.part"
@@ -122,3 +129,15 @@ def test_parse_duration() -> None:
     for bad in ("", "soon", "-1h", "h"):
         with pytest.raises(InputError, match="expected a duration"):
             parse_duration(bad)
+
+
+def test_gc_removes_nothing_while_a_manifest_cannot_be_read(store: Store, tmp_path: Path) -> None:
+    _workspace_with_data(store, tmp_path)
+    assert isinstance(store.blobs, LocalBlobStore)
+    manifest = next(d for d, where in _referenced(store)[0].items() if where == "model_versions.manifest_digest")
+    orphan = put_bytes(store.blobs, b"an orphan").digest
+    store.blobs.path(manifest).unlink()
+    assert any(p.startswith(f"blobs: the manifest {manifest} cannot be read") for p in _problems(store))
+    with pytest.raises(BlobCorruptedError, match="cannot tell which blobs are in use"):
+        collect_garbage(store, grace_seconds=0)
+    assert store.blobs.exists(orphan)
