@@ -262,7 +262,7 @@ class LocalBlobStore:
             digest = hashlib.file_digest(source, "sha256").hexdigest()
             final = self.path(digest)
             if final.exists() and _intact(self, digest, size):
-                os.utime(final)  # re-adding renews it for `keel gc`
+                _renew(final)
                 return BlobInfo(digest, size, created=False)
             source.seek(0)
             return self.put_stream(source)
@@ -289,8 +289,7 @@ class LocalBlobStore:
             final = self.path(digest)
             damaged = final.exists()
             if damaged and _intact(self, digest, size):
-                # Re-adding counts as a fresh write: `keel gc` spares blobs younger than its grace period.
-                os.utime(final)
+                _renew(final)
                 return BlobInfo(digest, size, created=False)
             if not damaged:
                 self._mkdir(final.parent.parent)
@@ -514,6 +513,12 @@ def _get_file(store: BlobStore, digest: str, dest: Path) -> Path:
     finally:
         Path(tmp_name).unlink(missing_ok=True)
     return dest
+
+
+def _renew(path: Path) -> None:
+    """Re-adding counts as a fresh write: `keel gc` spares blobs younger than its grace period."""
+    with contextlib.suppress(PermissionError):  # in a shared store, another member's blob: only its owner may
+        os.utime(path)
 
 
 def _fsync_dir(path: Path) -> None:
