@@ -10,7 +10,7 @@ is not a `KeelError` is a bug and keeps its traceback.
     ├── InputError                  a malformed argument (node id, digest, reference)
     ├── NotFoundError               a named object does not exist
     │   └── BlobNotFoundError
-    ├── ConflictError               another writer changed the object first; retry
+    ├── ConflictError               concurrent writers outlasted Keel's retries; run it again
     ├── StoreError                  the metadata database or blob store failed
     │   ├── DatabaseUnavailableError
     │   ├── SchemaError             database schema missing, ahead of or behind this Keel
@@ -73,7 +73,12 @@ class NotFoundError(KeelError):
 
 
 class ConflictError(KeelError):
-    """Another writer changed the object first (e.g. a dataset moved on during a commit); retry."""
+    """Concurrent writers kept the operation from completing after Keel's own retries; run it again.
+
+    Not the user's mistake, so not exit code 2.
+    """
+
+    exit_code = 1
 
 
 class BlobNotFoundError(NotFoundError):

@@ -70,6 +70,11 @@ class Settings(BaseSettings):
     actor: str | None = Field(
         default=None, description="Who is acting, as recorded in the audit log; default local:<OS user>."
     )
+    shared: bool = Field(
+        default=False,
+        description="Share the workspace with the OS group of its folder: .keel 2770, the database 660, "
+        "blobs 0440. Default: the owner only (700, 600, 0400).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Threshold of Keel's log messages."
     )

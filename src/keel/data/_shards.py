@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from keel.core.errors import InputError
-from keel.store import BlobInfo, BlobStore, LocalBlobStore, read_bytes
+from keel.store import BlobInfo, BlobStore, read_bytes
 
 __all__ = [
     "ShardFiles",
@@ -93,25 +93,20 @@ def read_shard(blobs: BlobStore, digest: str, columns: Sequence[str] | None = No
 
 
 def read_shard_rows(blobs: BlobStore, digest: str, rows: Sequence[int], columns: Sequence[str]) -> pa.Table:
-    """Read a few rows of a shard through its row groups, without reading (or verifying) the rest.
+    """Read a few rows of a shard through its row groups, after verifying the whole blob's sha256.
 
-    For look-ups such as `keel data trace`; reading a version uses `read_shard`, which verifies.
+    For look-ups such as `keel data trace`: only the rows' row groups are decoded.
     """
-    if isinstance(blobs, LocalBlobStore):
-        handle: IO[bytes] = open(blobs.path(digest), "rb")  # noqa: SIM115 - closed below
-    else:
-        handle = io.BytesIO(read_bytes(blobs, digest))
-    with handle:
-        parquet = pq.ParquetFile(handle)
-        present = set(parquet.schema_arrow.names)
-        columns = [c for c in columns if c in present]
-        starts = np.cumsum([0] + [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
-        parts = []
-        for row in rows:
-            group = int(np.searchsorted(starts, row, side="right") - 1)
-            part = parquet.read_row_group(group, columns=columns)
-            parts.append(part.slice(row - int(starts[group]), 1))
-        return pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})
+    parquet = pq.ParquetFile(pa.BufferReader(read_bytes(blobs, digest)))
+    present = set(parquet.schema_arrow.names)
+    columns = [c for c in columns if c in present]
+    starts = np.cumsum([0] + [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)])
+    parts = []
+    for row in rows:
+        group = int(np.searchsorted(starts, row, side="right") - 1)
+        part = parquet.read_row_group(group, columns=columns)
+        parts.append(part.slice(row - int(starts[group]), 1))
+    return pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})
 
 
 # --- reading what `keel data commit` is given ------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -206,10 +208,48 @@ def to_hf_dataset(store: Store, ref: str | DatasetVersion) -> Any:
 
 
 def export_version(store: Store, ref: str, dest: str | os.PathLike[str], fmt: ExportFormat = "jsonl") -> Path:
-    """Write a version to `dest` as JSON lines, one Parquet file, or a Hugging Face dataset folder."""
+    """Write a version to `dest` as JSON lines, one Parquet file, or a Hugging Face dataset folder.
+
+    The export is written beside `dest` under a temporary name and renamed over it only once every
+    blob has been read and verified, so a failed export leaves an existing `dest` as it was.
+
+    Raises:
+        InputError: `dest` cannot hold the export (a directory for a file format, a file for `hf`,
+            or a place this user may not write).
+        BlobCorruptedError: A blob of the version is damaged (nothing is written).
+    """
+    if fmt not in ("jsonl", "parquet", "hf"):
+        raise InputError(f"expected an export format of jsonl, parquet or hf; got {fmt!r}")
     version = get_version(store, ref)
     path = Path(dest)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "hf" and path.exists() and not path.is_dir():
+        raise InputError(f"expected a directory (or a new path) to export {version.ref} to as hf; {path} is a file")
+    if fmt != "hf" and path.is_dir():
+        raise InputError(
+            f"expected a file path to export {version.ref} to as {fmt}; {path} is a directory",
+            hint=f"name a file inside it, e.g. {path / (version.name + '.' + fmt)}",
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part"))
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the export to {path}: {exc.strerror}", hint="choose a place you may write"
+        ) from None
+    try:
+        staged = tmp / "export"
+        _write_export(store, version, staged, fmt)
+        _replace(staged, path)
+    except OSError as exc:
+        raise InputError(
+            f"cannot write the export to {path}: {exc.strerror}", hint="choose a place you may write"
+        ) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def _write_export(store: Store, version: DatasetVersion, path: Path, fmt: ExportFormat) -> None:
     if fmt == "jsonl":
         with open(path, "w", encoding="utf-8") as out:
             for table in iter_batches(store, version):
@@ -219,11 +259,18 @@ def export_version(store: Store, ref: str, dest: str | os.PathLike[str], fmt: Ex
         with pq.ParquetWriter(path, version.schema, compression="zstd") as writer:
             for table in iter_batches(store, version):
                 writer.write_table(table)
-    elif fmt == "hf":
-        to_hf_dataset(store, version).save_to_disk(str(path))
     else:
-        raise InputError(f"expected an export format of jsonl, parquet or hf; got {fmt!r}")
-    return path
+        to_hf_dataset(store, version).save_to_disk(str(path))
+
+
+def _replace(staged: Path, path: Path) -> None:
+    """Move the finished export to `path`: one rename for a file; a folder replaces the old one."""
+    if not staged.is_dir() or not path.exists():
+        os.replace(staged, path)
+        return
+    old = staged.with_name("previous")
+    os.replace(path, old)  # a directory cannot be renamed over a non-empty one: move it aside first
+    os.replace(staged, path)
 
 
 # --- trace ---------------------------------------------------------------------------------
@@ -296,7 +343,8 @@ def trace_record(store: Store, record_id: str, *, depth: int = 10) -> RecordTrac
 
 
 def _source_of(store: Store, digest: str, row: int) -> tuple[dict[str, Any] | None, str | None]:
-    values = read_shard_rows(store.blobs, digest, [row], ["source", "text"]).to_pylist()[0]
+    found = read_shard_rows(store.blobs, digest, [row], ["source", "text"]).to_pylist()
+    values = found[0] if found else {}  # a dataset with neither column has nothing to show
     text = values.get("text")
     source = values.get("source")
     return (source if isinstance(source, dict) else None), (text[:200] if isinstance(text, str) else None)

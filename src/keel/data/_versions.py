@@ -9,7 +9,10 @@ changed rows are written, so a version that changes 1% of its records stores abo
 
 Row order: rows kept from the parent come first in the parent's order, then new rows in input
 order. A commit is one database transaction after its blobs are written: a crash leaves at most
-unreferenced blobs, never a half-visible version.
+unreferenced blobs, never a half-visible version. A parent shard that fails its hash is never
+reused: its rows are written anew, which repairs the blob in place when the bytes come out equal.
+Concurrent commits to one dataset take the next free version number in turn (retried with
+backoff on transient database errors): every commit lands, none is refused for having raced.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import base64
 import io
 import json
 import os
-from collections.abc import Iterator, Sequence
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -29,9 +34,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from keel.core.clock import format_time
-from keel.core.errors import ConflictError, InputError, NotFoundError
+from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConflictError, InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.data._column_stats import column_stats
 from keel.data._hashing import row_hashes
@@ -46,7 +52,7 @@ from keel.data._shards import (
 )
 from keel.registry._aliases import aliases_of, lock_name, move_alias, resolve_version
 from keel.registry._refs import check_name, parse_ref
-from keel.store import BlobInfo, Store, add_edge, add_node, insert_for, read_bytes
+from keel.store import BlobInfo, Store, add_edge, add_node, insert_for, read_bytes, verify_blob
 from keel.store.schema import (
     blobs,
     dataset_shards,
@@ -71,6 +77,10 @@ __all__ = [
 MANIFEST_FORMAT = "keel.dataset-version/1"
 SHARD_ROWS = 100_000
 COMPACT_BELOW = 0.5  # a reused shard with fewer live rows than this share is rewritten
+# The record index holds ids in a VARCHAR(255) on PostgreSQL, which also refuses NUL characters;
+# SQLite would take both, so both backends refuse them the same way, when the input is read.
+MAX_ID_LENGTH = 255
+PUBLISH_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,10 +308,27 @@ def _prepare(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
                 hint="drop the `id` column to let Keel derive ids from content, or fill it",
             )
         table = table.set_column(table.column_names.index("id"), "id", table.column("id").cast(pa.string()))
+        _check_ids(table.column("id"))
         return table, row_hashes(table)
     hashes = row_hashes(table)
     ids = pa.array([f"{h:016x}" for h in hashes.tolist()], type=pa.string())
     return table.add_column(0, "id", ids), hashes
+
+
+def _check_ids(ids: pa.ChunkedArray) -> None:
+    too_long = pc.greater(pc.utf8_length(ids), MAX_ID_LENGTH)
+    with_nul = pc.match_substring(ids, "\x00")
+    bad = pc.or_(too_long, with_nul)
+    count = pc.sum(bad).as_py() or 0
+    if not count:
+        return
+    row = int(pc.index(bad, True).as_py())
+    value = ids[row].as_py()
+    raise InputError(
+        f"expected record ids of at most {MAX_ID_LENGTH} characters without NUL; {count} record(s) have other ids, "
+        f"the first at row {row + 1}: {value[:60]!r}{'…' if len(value) > 60 else ''} ({len(value)} characters)",
+        hint="shorten or clean the ids, or drop the `id` column to let Keel derive ids from content",
+    )
 
 
 @dataclass
@@ -342,8 +369,12 @@ def _plan(store: Store, base: DatasetVersion | None, table: pa.Table, hashes: np
     entries = base.shards
     parts_ids, parts_hash, parts_entry, parts_row = [], [], [], []
     for k, entry in enumerate(entries):
-        ids, row_hash = read_keys(store.blobs, entry.keys)
-        live = _live_positions(store, entry)
+        try:
+            ids, row_hash = read_keys(store.blobs, entry.keys)
+            live = _live_positions(store, entry)
+            verify_blob(store.blobs, entry.digest)
+        except (BlobCorruptedError, BlobNotFoundError):
+            continue  # never reuse what cannot be read: its rows stay unmatched and are written anew
         parts_ids.append(ids.take(pa.array(live)))
         parts_hash.append(row_hash[live])
         parts_entry.append(np.full(len(live), k, dtype=np.int32))
@@ -513,7 +544,29 @@ def commit_version(
     if run_id is not None:
         producer.setdefault("run", run_id)
     staged = _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows)
-    return _publish(store, name, staged, parent_versions, message, run_id, inputs), True
+    if base is not None and base.name == name and _same_files(staged.manifest, base.manifest):
+        return base, False  # a damaged base shard was rewritten to its own bytes: repaired, nothing new
+
+    def restage() -> _Staged:
+        return _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows)
+
+    for attempt in range(PUBLISH_ATTEMPTS):
+        try:
+            return _publish(store, name, staged, restage, parent_versions, message, run_id, inputs), True
+        except (OperationalError, IntegrityError) as exc:
+            if attempt == PUBLISH_ATTEMPTS - 1:
+                raise ConflictError(
+                    f"could not record {name}'s next version after {PUBLISH_ATTEMPTS} attempts: "
+                    f"{str(exc.orig).strip().splitlines()[0] if exc.orig else exc}",
+                    hint="the blobs are stored; run the same commit again, it re-uses them",
+                ) from None
+            # Exponential backoff with jitter: concurrent writers stop retrying in lockstep.
+            time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _same_files(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    return bool(new["arrow_schema"] == old["arrow_schema"] and new["shards"] == old["shards"])
 
 
 def _register_shards(store: Store, conn: Connection, staged: _Staged) -> dict[str, int]:
@@ -562,14 +615,19 @@ def _publish(
     store: Store,
     name: str,
     staged: _Staged,
+    restage: Callable[[], _Staged],
     parent_versions: list[DatasetVersion],
     message: str | None,
     run_id: str | None,
     inputs: Sequence[str],
 ) -> DatasetVersion:
-    manifest = staged.manifest
     at = store.clock()
     with store.db.write() as conn:
+        if store.missing_blobs(conn, [b.digest for b in staged.new_blobs]):
+            # `keel gc` removed blobs written before this transaction (it may, once they are older than
+            # its grace period). Write them again now: gc cannot run until this transaction ends.
+            staged = restage()
+        manifest = staged.manifest
         lock_name(conn, datasets, name, at)
         latest = conn.scalar(
             select(dataset_versions.c.version)
@@ -582,12 +640,8 @@ def _publish(
         ).first()
         if same is not None:
             return _row_to_version(store, conn, same)
-        base = parent_versions[0] if parent_versions else None
-        if base is not None and base.name == name and latest != base.version:
-            raise ConflictError(
-                f"dataset {name!r} moved to v{latest} while this commit was based on v{base.version}",
-                hint="commit again: the new commit is based on the latest version",
-            )
+        # If another commit landed since the base was read, this one still takes the next number:
+        # its manifest names the version it was derived from, so lineage stays exact.
         conn.execute(
             insert_for(conn, blobs)
             .values([{"digest": b.digest, "size": b.size, "created_at": at} for b in staged.new_blobs])

@@ -31,7 +31,7 @@ from keel.registry._aliases import (
     set_alias,
 )
 from keel.registry._refs import Ref, check_name, parse_ref
-from keel.store import Store, add_edge, add_node, read_bytes
+from keel.store import BlobInfo, Store, add_edge, add_node, read_bytes
 from keel.store.schema import model_versions, models, run_artifacts, runs
 
 __all__ = [
@@ -133,26 +133,61 @@ def _safe_relative(path: str) -> str:
 
 
 def _local_files(source: Path) -> list[tuple[str, Path]]:
+    """Every file under `source` (or `source` itself), by path relative to it.
+
+    Symbolic links are followed only while they stay inside `source`: registering stores bytes,
+    and bytes from elsewhere (a link to ~/.ssh, to /etc) must not leave the machine as a model.
+    """
     if not source.exists():
+        if source.is_symlink():
+            raise InputError(f"expected a model directory or file to register; {source} is a broken symbolic link")
         raise InputError(f"expected a model directory or file to register; {source} does not exist")
     if source.is_file():
         return [(source.name, source)]
-    files = [
-        (p.relative_to(source).as_posix(), p)
-        for p in sorted(source.rglob("*"))
-        if p.is_file() and ".git" not in p.relative_to(source).parts
-    ]
+    root = source.resolve()
+    files: list[tuple[str, Path]] = []
+    for folder, dirs, names in os.walk(source, followlinks=True):
+        here = Path(folder)
+        real = here.resolve()
+        if any((source / parent).resolve() == real for parent in here.relative_to(source).parents):
+            dirs.clear()  # a link back to a folder it is inside of: walking it would never end
+            continue
+        dirs[:] = sorted(d for d in dirs if d != ".git")
+        for name in [*dirs, *names]:
+            _check_link(here / name, source, root)
+        for name in sorted(names):
+            path = here / name
+            if path.is_file():
+                files.append((path.relative_to(source).as_posix(), path))
     if not files:
         raise InputError(f"expected model files in {source}; the directory is empty")
-    return files
+    return sorted(files, key=lambda item: PurePosixPath(item[0]).parts)  # the order registered versions used
 
 
-def _upload(store: Store, path: Path | None, run_id: str | None) -> list[ManifestFile]:
+def _check_link(path: Path, source: Path, root: Path) -> None:
+    if not path.is_symlink():
+        return
+    target = path.resolve()
+    if not target.exists():
+        raise InputError(
+            f"{path} is a symbolic link to {os.readlink(path)}, which does not exist",
+            hint="remove the link or restore its target, then register again",
+        )
+    if target != root and root not in target.parents:
+        raise InputError(
+            f"{path} is a symbolic link to {target}, outside the folder being registered ({source}); "
+            "Keel stores no file from outside it",
+            hint="copy the file into the folder, or remove the link",
+        )
+
+
+def _upload(store: Store, path: Path | None, run_id: str | None, conn: Connection | None = None) -> list[ManifestFile]:
     if path is not None:
-        # One short transaction per file: a multi-GB upload must not hold the database's write lock.
+        # One short transaction per file (unless re-uploading inside one): a multi-GB upload must
+        # not hold the database's write lock.
         uploaded = []
         for rel, file in _local_files(path):
-            info = store.put_blob(file)
+            info = store.put_blob(file, conn)
             uploaded.append(ManifestFile(rel, info.digest, info.size))
         return uploaded
     with store.db.read() as conn:
@@ -212,37 +247,53 @@ def register_model(
     for f in files:
         _safe_relative(f.path)
     fmt = detect_format([f.path for f in files])
-    manifest = {"schema": MANIFEST_SCHEMA, "format": fmt, "files": [_entry(f) for f in files]}
-    manifest_info = store.put_blob(io.BytesIO(canonical_json(manifest).encode()))
+    manifest = canonical_json({"schema": MANIFEST_SCHEMA, "format": fmt, "files": [_entry(f) for f in files]})
+    manifest_info = store.put_blob(io.BytesIO(manifest.encode()))
     with store.db.write() as conn:
-        lock_name(conn, models, name, store.clock())
-        latest = conn.execute(
-            select(model_versions)
-            .where(model_versions.c.name == name)
-            .order_by(model_versions.c.version.desc())
-            .limit(1)
-        ).first()
-        if latest is not None and latest.manifest_digest == manifest_info.digest and latest.run_id == run_id:
-            return _load(store, conn, name, int(latest.version)), False
-        version = (int(latest.version) if latest else 0) + 1
-        record = {
-            "name": name,
-            "version": version,
-            "manifest_digest": manifest_info.digest,
-            "format": fmt,
-            "size": sum(f.size for f in files),
-            "file_count": len(files),
-            "run_id": run_id,
-            "base_model": base_model,
-            "info": canonical_json((info or ModelInfo()).to_json()),
-            "created_by": store.actor,
-            "created_at": store.clock(),
-        }
-        conn.execute(model_versions.insert().values(**record))
-        node = add_node(conn, f"model-version:{name}@v{version}", at=store.clock())
-        _link(store, conn, node, run_id, base_model)
-        store.audit(conn, "model.register", node, {"manifest": manifest_info.digest, "format": fmt, "run": run_id})
-        return _load(store, conn, name, version), True
+        if store.missing_blobs(conn, [f.digest for f in files] + [manifest_info.digest]):
+            # `keel gc` removed uploads older than its grace period before this transaction: upload
+            # them again now, registered in it; gc cannot run until it ends.
+            files = _upload(store, Path(path) if path is not None else None, run_id, conn)
+            manifest_info = store.put_blob(io.BytesIO(manifest.encode()), conn)
+        return _publish(store, conn, name, files, fmt, manifest_info, run_id, base_model, info)
+
+
+def _publish(
+    store: Store,
+    conn: Connection,
+    name: str,
+    files: list[ManifestFile],
+    fmt: str,
+    manifest_info: BlobInfo,
+    run_id: str | None,
+    base_model: str | None,
+    info: ModelInfo | None,
+) -> tuple[ModelVersion, bool]:
+    lock_name(conn, models, name, store.clock())
+    latest = conn.execute(
+        select(model_versions).where(model_versions.c.name == name).order_by(model_versions.c.version.desc()).limit(1)
+    ).first()
+    if latest is not None and latest.manifest_digest == manifest_info.digest and latest.run_id == run_id:
+        return _load(store, conn, name, int(latest.version)), False
+    version = (int(latest.version) if latest else 0) + 1
+    record = {
+        "name": name,
+        "version": version,
+        "manifest_digest": manifest_info.digest,
+        "format": fmt,
+        "size": sum(f.size for f in files),
+        "file_count": len(files),
+        "run_id": run_id,
+        "base_model": base_model,
+        "info": canonical_json((info or ModelInfo()).to_json()),
+        "created_by": store.actor,
+        "created_at": store.clock(),
+    }
+    conn.execute(model_versions.insert().values(**record))
+    node = add_node(conn, f"model-version:{name}@v{version}", at=store.clock())
+    _link(store, conn, node, run_id, base_model)
+    store.audit(conn, "model.register", node, {"manifest": manifest_info.digest, "format": fmt, "run": run_id})
+    return _load(store, conn, name, version), True
 
 
 def _entry(f: ManifestFile) -> dict[str, Any]:
@@ -326,18 +377,44 @@ def pull_model(store: Store, ref: str, dest: str | os.PathLike[str], *, force: b
     """
     model = get_model(store, ref)
     target = Path(dest)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
+    if target.exists() and not target.is_dir():
+        raise InputError(f"expected a directory to pull {model.ref} into; {target} is a file")
+    if target.exists() and any(target.iterdir()) and not force:
         raise InputError(
             f"expected an empty or new directory to pull {model.ref} into; {target} is not empty",
             hint="choose another directory or pass --force to overwrite files in it",
         )
     root = target.resolve()
     for f in model.files:
-        out = (root / _safe_relative(f.path)).resolve()
+        rel = _safe_relative(f.path)
+        _refuse_links_and_folders(target, rel)
+        out = (root / rel).resolve()
         if root not in out.parents:
             raise IntegrityError(f"manifest of {model.ref} names a path outside the model: {f.path!r}")
-        store.blobs.get_file(f.digest, out)
+        try:
+            store.blobs.get_file(f.digest, out)
+        except OSError as exc:
+            raise InputError(
+                f"cannot write {target / rel}: {exc.strerror}", hint="choose a place you may write"
+            ) from None
     return model
+
+
+def _refuse_links_and_folders(target: Path, rel: str) -> None:
+    """`--force` overwrites files; it never writes through a symbolic link or over a folder."""
+    current = target
+    for part in PurePosixPath(rel).parts:
+        current = current / part
+        if current.is_symlink():
+            raise InputError(
+                f"{current} is a symbolic link (to {os.readlink(current)}); pull does not write through links",
+                hint="remove the link, or pull into an empty directory",
+            )
+    if current.is_dir():
+        raise InputError(
+            f"expected to write the model file {rel} at {current}; a directory is there",
+            hint="remove or rename that directory, or pull into an empty directory",
+        )
 
 
 def alias_model(

@@ -9,6 +9,7 @@ from keel.store._blobs import (
     open_blob_store,
     put_bytes,
     read_bytes,
+    verify_blob,
 )
 from keel.store._db import Database, insert_for, mask_url
 from keel.store._lineage import (
@@ -24,6 +25,15 @@ from keel.store._lineage import (
     path_between,
     walk,
 )
+from keel.store._maintenance import (
+    DoctorReport,
+    Finding,
+    GcReport,
+    collect_garbage,
+    doctor,
+    parse_duration,
+    referenced_blobs,
+)
 from keel.store._workspace import Store, init_workspace, keel_version, open_store
 
 __all__ = [
@@ -31,9 +41,12 @@ __all__ = [
     "BlobInfo",
     "BlobStore",
     "Database",
+    "DoctorReport",
     "Direction",
     "Edge",
+    "Finding",
     "FsspecBlobStore",
+    "GcReport",
     "LineageHit",
     "LineagePath",
     "LocalBlobStore",
@@ -42,6 +55,8 @@ __all__ = [
     "add_edge",
     "add_edges",
     "add_node",
+    "collect_garbage",
+    "doctor",
     "events",
     "init_workspace",
     "insert_for",
@@ -50,12 +65,15 @@ __all__ = [
     "node_id",
     "open_blob_store",
     "open_store",
+    "parse_duration",
     "parse_node_id",
     "path_between",
     "put_bytes",
     "read_bytes",
     "record",
+    "referenced_blobs",
     "redact_details",
     "verify",
+    "verify_blob",
     "walk",
 ]

@@ -3,36 +3,53 @@
 Two implementations of one small `BlobStore` protocol: `LocalBlobStore` (a directory; write to
 a temporary file, fsync, rename) and `FsspecBlobStore` (any fsspec URL, e.g. `s3://`; objects
 appear atomically when an upload completes). Both stream in chunks, so multi-GB files never sit
-in memory, and both verify the digest on every read. Neither knows the metadata database.
+in memory, and both verify the digest on every read. A write whose digest is already stored
+checks the stored bytes (size first, then the hash) and atomically replaces them when they are
+damaged, so re-adding the original file repairs a corrupted blob. Neither knows the database.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import io
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
 
 from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConfigError, StoreError
 from keel.core.ids import new_ulid, require_sha256
 
-__all__ = ["BlobInfo", "BlobStore", "FsspecBlobStore", "LocalBlobStore", "open_blob_store", "put_bytes", "read_bytes"]
+__all__ = [
+    "BlobInfo",
+    "BlobStore",
+    "FsspecBlobStore",
+    "LocalBlobStore",
+    "open_blob_store",
+    "put_bytes",
+    "read_bytes",
+    "verify_blob",
+]
 
 CHUNK = 1 << 20  # 1 MiB: large enough for throughput, small enough to never matter for memory
+_MISSING = "re-add the original file or restore the blob store from a backup; `keel doctor` lists every missing blob"
 
 
 @dataclass(frozen=True, slots=True)
 class BlobInfo:
-    """What `put` stored: the digest, the size in bytes, and whether the bytes were new."""
+    """What `put` stored: the digest, the size, whether the bytes were new, whether they replaced a damaged copy."""
 
     digest: str
     size: int
     created: bool
+    repaired: bool = False
 
 
 @runtime_checkable
@@ -73,6 +90,10 @@ class BlobStore(Protocol):
         """Every stored digest, in no particular order."""
         ...
 
+    def modified_at(self, digest: str) -> float:
+        """When the blob was last written or re-added, in seconds since the epoch (what `keel gc` ages by)."""
+        ...
+
 
 def put_bytes(store: BlobStore, data: bytes) -> BlobInfo:
     """Store `data` in any blob store.
@@ -88,6 +109,42 @@ def read_bytes(store: BlobStore, digest: str) -> bytes:
     """Read a whole blob into memory, verified; for small blobs only."""
     with store.open(digest) as reader:
         return reader.read()
+
+
+def verify_blob(store: BlobStore, digest: str) -> None:
+    """Read a blob to its end, in chunks, checking its size and sha256.
+
+    Raises:
+        BlobNotFoundError: No blob with this digest is stored.
+        BlobCorruptedError: The stored bytes do not hash to the digest.
+    """
+    if isinstance(store, LocalBlobStore):  # hashlib reads the file itself: no copies through a reader
+        path = store.path(digest)
+        try:
+            with path.open("rb") as raw:
+                actual = hashlib.file_digest(raw, "sha256").hexdigest()
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {store.url}") from None
+        if actual != digest:
+            raise BlobCorruptedError(
+                f"blob {digest} at {path} is corrupted: its bytes hash to {actual}",
+                hint="restore it from a backup or re-add the original file",
+            )
+        return
+    with store.open(digest) as reader:
+        while reader.read(CHUNK):
+            pass
+
+
+def _intact(store: BlobStore, digest: str, size: int) -> bool:
+    """Whether the stored blob holds `size` bytes hashing to `digest`: the size first, the hash if it matches."""
+    try:
+        if store.size(digest) != size:
+            return False
+        verify_blob(store, digest)
+    except (BlobCorruptedError, BlobNotFoundError):
+        return False
+    return True
 
 
 class _VerifyingReader(io.RawIOBase):
@@ -157,10 +214,13 @@ class LocalBlobStore:
     """Blobs as read-only files under `root/sha256/ab/<digest>`.
 
     Writes go to `root/tmp/` first and are renamed into place after an fsync, so a crash
-    at any moment leaves either the whole blob or none of it.
+    at any moment leaves either the whole blob or none of it. Blobs are readable by their
+    owner only (0400, directories 0700) unless the store is `shared` with the OS group
+    (0440, directories 2770).
 
     Args:
         root: The directory to keep blobs in; created if missing.
+        shared: Let the directory's group read the blobs and add new ones.
 
     Examples:
         >>> store = LocalBlobStore("/tmp/keel-blobs")
@@ -169,11 +229,22 @@ class LocalBlobStore:
         (True, 5)
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, shared: bool = False) -> None:
         self.root = Path(root).expanduser().resolve()
         self.url = str(self.root)
+        self.file_mode = 0o440 if shared else 0o400
+        self.dir_mode = 0o2770 if shared else 0o700
         self._tmp = self.root / "tmp"
-        self._tmp.mkdir(parents=True, exist_ok=True)
+        if not self._tmp.is_dir():  # a read-only workspace has it already and cannot make it
+            for directory in (self.root, self._tmp):
+                self._mkdir(directory)
+
+    def _mkdir(self, directory: Path) -> None:
+        try:
+            directory.mkdir(mode=self.dir_mode, parents=True)
+        except FileExistsError:
+            return
+        directory.chmod(self.dir_mode)  # mkdir's mode is filtered by the umask
 
     def __repr__(self) -> str:
         return f"LocalBlobStore({self.url!r})"
@@ -185,33 +256,59 @@ class LocalBlobStore:
 
     def put_file(self, path: str | os.PathLike[str]) -> BlobInfo:
         with open(path, "rb") as source:
+            # Hash first: re-adding a stored file (an unchanged shard of a new model version) then
+            # costs two reads and no write, instead of a full copy and fsync.
+            size = os.fstat(source.fileno()).st_size
+            digest = hashlib.file_digest(source, "sha256").hexdigest()
+            final = self.path(digest)
+            if final.exists() and _intact(self, digest, size):
+                _renew(final)
+                return BlobInfo(digest, size, created=False)
+            source.seek(0)
             return self.put_stream(source)
 
     def put_stream(self, stream: IO[bytes]) -> BlobInfo:
-        fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=f"{new_ulid()}-", suffix=".part")
-        tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as sink:
+            fd, new_name = tempfile.mkstemp(dir=self._tmp, prefix=f"{new_ulid()}-", suffix=".new")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write to the blob store {self.url}: {exc.strerror}",
+                hint="run this where you may write the workspace; reading commands work without",
+            ) from None
+        # The lock says "a live writer owns this file" to `sweep_partials`; the kernel drops it when
+        # the writer dies. The file is named `.part` only once locked, so no sweeper sees it unlocked.
+        # The file stays open (and locked) until it has been renamed into place or removed.
+        tmp = Path(new_name).with_suffix(".part")
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(new_name, tmp)
+            with os.fdopen(fd, "wb", closefd=False) as sink:
                 digest, size = _copy_hashing(stream, sink)
                 sink.flush()
                 os.fsync(sink.fileno())
             final = self.path(digest)
-            if final.exists():
+            damaged = final.exists()
+            if damaged and _intact(self, digest, size):
+                _renew(final)
                 return BlobInfo(digest, size, created=False)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            tmp.chmod(0o444)
-            os.replace(tmp, final)  # atomic: readers see no file or the whole file
+            if not damaged:
+                self._mkdir(final.parent.parent)
+                self._mkdir(final.parent)
+            tmp.chmod(self.file_mode)
+            os.replace(tmp, final)  # atomic: readers see no file, or the whole file (also over a damaged one)
             _fsync_dir(final.parent)
-            return BlobInfo(digest, size, created=True)
+            return BlobInfo(digest, size, created=not damaged, repaired=damaged)
         finally:
+            Path(new_name).unlink(missing_ok=True)
             tmp.unlink(missing_ok=True)
+            os.close(fd)
 
     def open(self, digest: str) -> BinaryIO:
         path = self.path(digest)
         try:
             raw = path.open("rb")
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}", hint=_MISSING) from None
         size = os.fstat(raw.fileno()).st_size
         return io.BufferedReader(_VerifyingReader(raw, digest, size, str(path)), CHUNK)
 
@@ -240,24 +337,60 @@ class LocalBlobStore:
             for path in prefix.iterdir():
                 yield path.name
 
+    def modified_at(self, digest: str) -> float:
+        try:
+            return self.path(digest).stat().st_mtime
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+
+    def partials(self) -> list[tuple[Path, int, float]]:
+        """Temporary files of writers in progress or dead: (path, size, modified time)."""
+        found = []
+        for part in sorted(self._tmp.glob("*.part")):
+            try:
+                info = part.stat()
+            except FileNotFoundError:  # its writer finished meanwhile
+                continue
+            found.append((part, info.st_size, info.st_mtime))
+        return found
+
     def sweep_partials(self, older_than_seconds: float = 3600) -> int:
-        """Delete temporary files left by writers that died, older than the given age.
+        """Delete temporary files left by writers that died, untouched for longer than the given age.
+
+        A live writer holds a lock on its file, so even with an age of 0 only dead writers' files go.
 
         Returns:
             How many files were removed.
         """
-        import time
-
         cutoff = time.time() - older_than_seconds
         removed = 0
-        for part in self._tmp.glob("*.part"):
-            try:
-                if part.stat().st_mtime < cutoff:
-                    part.unlink()
-                    removed += 1
-            except FileNotFoundError:  # another sweeper or its writer got there first
-                continue
+        for part, _size, modified in self.partials():
+            if modified < cutoff and _remove_if_unlocked(part):
+                removed += 1
+        for new in self._tmp.glob("*.new"):  # killed between creating and locking its file
+            with contextlib.suppress(FileNotFoundError):
+                if new.stat().st_mtime < min(cutoff, time.time() - 60):
+                    new.unlink()
         return removed
+
+
+def _remove_if_unlocked(part: Path) -> bool:
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except FileNotFoundError:  # its writer finished, or another sweeper got there first
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it
+        try:
+            part.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(fd)
 
 
 class FsspecBlobStore:
@@ -307,13 +440,15 @@ class FsspecBlobStore:
 
     def _upload(self, path: Path, digest: str, size: int) -> BlobInfo:
         key = self.key(digest)
-        if self.exists(digest):
+        damaged = self.exists(digest)
+        if damaged and _intact(self, digest, size):
             return BlobInfo(digest, size, created=False)
         try:
-            self.fs.put_file(str(path), key)
+            self.fs.put_file(str(path), key)  # an object store replaces an object atomically
         except OSError as exc:
             raise StoreError(f"cannot upload blob {digest} to {self.url}: {exc}") from exc
-        return BlobInfo(digest, size, created=True)
+        self.fs.invalidate_cache()
+        return BlobInfo(digest, size, created=not damaged, repaired=damaged)
 
     def open(self, digest: str) -> BinaryIO:
         key = self.key(digest)
@@ -321,7 +456,7 @@ class FsspecBlobStore:
             size = int(self.fs.size(key))
             raw = self.fs.open(key, "rb", block_size=CHUNK)
         except FileNotFoundError:
-            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}", hint=_MISSING) from None
         return io.BufferedReader(_VerifyingReader(raw, digest, size, f"{self.url}/{key}"), CHUNK)
 
     def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
@@ -345,8 +480,22 @@ class FsspecBlobStore:
 
     def digests(self) -> Iterator[str]:
         prefix = f"{self.root}/sha256/"
+        self.fs.invalidate_cache()
         for path in self.fs.find(prefix):
             yield path.rsplit("/", 1)[-1]
+
+    def modified_at(self, digest: str) -> float:
+        try:
+            info = self.fs.info(self.key(digest))
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
+        # s3fs says LastModified, local-like file systems mtime, the memory file system created.
+        stamp = info.get("LastModified") or info.get("mtime") or info.get("created")
+        if isinstance(stamp, datetime):
+            return stamp.timestamp()
+        if isinstance(stamp, int | float):
+            return float(stamp)
+        return time.time()  # unknown age: treat as new, so `keel gc` never removes it
 
 
 class _NullSink:
@@ -366,6 +515,12 @@ def _get_file(store: BlobStore, digest: str, dest: Path) -> Path:
     return dest
 
 
+def _renew(path: Path) -> None:
+    """Re-adding counts as a fresh write: `keel gc` spares blobs younger than its grace period."""
+    with contextlib.suppress(PermissionError):  # in a shared store, another member's blob: only its owner may
+        os.utime(path)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -374,8 +529,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def open_blob_store(url: str, storage_options: dict[str, Any] | None = None) -> BlobStore:
+def open_blob_store(url: str, storage_options: dict[str, Any] | None = None, *, shared: bool = False) -> BlobStore:
     """Open the blob store at `url`: a local path (or `file://`) or any fsspec URL.
+
+    `shared` makes a local store's files readable by the directory's group (see `LocalBlobStore`).
 
     Examples:
         >>> open_blob_store("/tmp/keel-blobs")
@@ -384,5 +541,5 @@ def open_blob_store(url: str, storage_options: dict[str, Any] | None = None) -> 
     if url.startswith("file://"):
         url = url[len("file://") :]
     if "://" not in url:
-        return LocalBlobStore(url)
+        return LocalBlobStore(url, shared=shared)
     return FsspecBlobStore(url, storage_options)

@@ -2,16 +2,21 @@
 
 SQLite is tuned for many local processes (WAL, a busy timeout, and `BEGIN IMMEDIATE` for
 writes so a reader never has to upgrade its lock mid-transaction); PostgreSQL is used as is.
+A SQLite file Keel may not write is opened read-only, so reading commands work on it; a damaged
+or foreign file becomes one `DatabaseUnavailableError`, never a driver traceback.
 This module knows no table but Alembic's; domain modules bring their own queries.
 """
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from alembic import command
 from alembic.config import Config
@@ -22,7 +27,7 @@ from alembic.util import CommandError
 from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from keel.core.errors import DatabaseUnavailableError, SchemaError
@@ -33,7 +38,11 @@ __all__ = ["Database", "insert_for", "mask_url"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 # Any constant works; it only has to be the same for every Keel process sharing a database.
 _PG_MIGRATION_LOCK = 0x6B65656C  # "keel"
+# Held exclusively by `keel gc` while it removes blobs, shared by writers about to reference blobs.
+PG_GC_LOCK = 0x6B656567  # "keeg"
 _SQLITE_BUSY_TIMEOUT_MS = 60_000
+# What SQLite says when the file is damaged or is not a database at all.
+_SQLITE_DAMAGED = ("file is not a database", "database disk image is malformed", "malformed database schema")
 
 
 def insert_for(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -71,6 +80,7 @@ class Database:
     Args:
         url: A SQLAlchemy URL; `sqlite:///path` or `postgresql://user@host/db`.
         origin: Where the URL came from (e.g. `KEEL_DATABASE_URL`), named in error messages.
+        file_mode: Permissions of a SQLite file this creates (SQLite gives its -wal and -shm files the same).
 
     Examples:
         >>> db = Database("sqlite:////tmp/keel-example.db")
@@ -80,10 +90,12 @@ class Database:
         1
     """
 
-    def __init__(self, url: str, *, origin: str = "the database URL") -> None:
+    def __init__(self, url: str, *, origin: str = "the database URL", file_mode: int = 0o600) -> None:
         self.url = _normalise(url)
         self.display_url = mask_url(url)  # as the user wrote it, minus the password
         self.origin = origin
+        self.file_mode = file_mode
+        self.read_only = False
         self.engine = self._create_engine()
 
     @property
@@ -100,19 +112,43 @@ class Database:
             event.listen(engine, "connect", _postgres_on_connect)
             return engine
         database = self.url.database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        timeout = _SQLITE_BUSY_TIMEOUT_MS / 1000
         # One connection per checkout: SQLite connections are cheap, and a pooled connection
         # shared across fork() corrupts the file.
-        engine = create_engine(self.url, poolclass=NullPool, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000})
+        if database and database != ":memory:" and not database.startswith("file:"):
+            path = Path(database)
+            if _writable(path):
+                self._create_file(path)
+            else:
+                self.read_only = True
+                uri = _read_only_uri(path)
+                engine = create_engine(
+                    "sqlite://",
+                    poolclass=NullPool,
+                    creator=lambda: sqlite3.connect(uri, uri=True, timeout=timeout, check_same_thread=False),
+                )
+                event.listen(engine, "connect", _sqlite_on_connect_read_only)
+                event.listen(engine, "begin", _sqlite_on_begin)
+                return engine
+        engine = create_engine(self.url, poolclass=NullPool, connect_args={"timeout": timeout})
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
 
+    def _create_file(self, path: Path) -> None:
+        """Make a new SQLite file with `file_mode` before SQLite makes it with the umask's."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, self.file_mode)
+        except FileExistsError:
+            return
+        os.close(fd)
+        path.chmod(self.file_mode)  # os.open's mode is filtered by the umask
+
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A transaction for reading; it sees one consistent snapshot."""
-        with self._connect() as conn, conn.begin():
+        with self._connect() as conn, self._translate(), conn.begin():
             yield conn
 
     @contextmanager
@@ -122,7 +158,7 @@ class Database:
         On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), waiting for other
         writers, so that read-then-write sequences such as an audit append never fail midway.
         """
-        with self._connect() as conn:
+        with self._connect() as conn, self._translate():
             conn.execution_options(keel_write=True)
             with conn.begin():
                 yield conn
@@ -130,7 +166,8 @@ class Database:
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         try:
-            conn = self.engine.connect()
+            with self._translate():
+                conn = self.engine.connect()
         except OperationalError as exc:
             raise DatabaseUnavailableError(
                 f"cannot connect to the metadata database {self.display_url} (from {self.origin}): "
@@ -139,6 +176,27 @@ class Database:
             ) from None
         with conn:
             yield conn
+
+    @contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Turn SQLite's "damaged file" and "read-only file" errors into one `DatabaseUnavailableError`."""
+        try:
+            yield
+        except DatabaseError as exc:
+            message = _first_line(exc.orig)
+            if self.dialect != "sqlite":
+                raise
+            if any(marker in message for marker in _SQLITE_DAMAGED):
+                raise DatabaseUnavailableError(
+                    f"the metadata database {self.display_url} is damaged or is not a SQLite database ({message})",
+                    hint="restore it from a backup; `keel doctor` reports what else is wrong",
+                ) from None
+            if "readonly database" in message or "read-only" in message:
+                raise DatabaseUnavailableError(
+                    f"this command writes to the metadata database {self.display_url}, which is read-only here",
+                    hint="run it where you may write the workspace; reading commands (status, data list, …) work",
+                ) from None
+            raise
 
     def revision(self) -> str | None:
         """The schema revision the database is at, or None for an empty database."""
@@ -225,6 +283,37 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = NORMAL")  # durable across process crashes; WAL makes it safe
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
+
+
+def _sqlite_on_connect_read_only(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA query_only = ON")
+    cursor.close()
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the SQLite file (and its directory, for -wal and -shm files)."""
+    directory = path.parent
+    while not directory.exists():  # a new database: its folders will be made
+        directory = directory.parent
+    if path.exists() and not os.access(path, os.W_OK):
+        return False
+    return os.access(directory if not path.exists() else path.parent, os.W_OK)
+
+
+def _read_only_uri(path: Path) -> str:
+    """A URI that opens the file without writing anything beside it.
+
+    WAL mode needs a writable -shm file; when the last writer has closed, there is none, and a
+    read-only folder cannot get one, so the file is opened `immutable` (nothing can write it anyway).
+    """
+    uri = f"file:{quote(str(path))}?mode=ro"
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if not (wal.exists() and shm.exists()):
+        uri += "&immutable=1"
+    return uri
 
 
 def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -12,17 +12,20 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, func, select
 
 from keel.core.clock import Clock, system_clock
 from keel.core.errors import ConfigError
 from keel.core.settings import CONFIG_FILE, STATE_DIR, Settings, load_settings, workspace_template
 from keel.store import _audit
-from keel.store._blobs import BlobInfo, BlobStore, open_blob_store
-from keel.store._db import Database, insert_for
+from keel.store._blobs import BlobInfo, BlobStore, LocalBlobStore, open_blob_store
+from keel.store._db import PG_GC_LOCK, Database, insert_for
 from keel.store.schema import blobs
 
-__all__ = ["Store", "init_workspace", "keel_version", "open_store"]
+__all__ = ["PARTIAL_GRACE_SECONDS", "Store", "init_workspace", "keel_version", "open_store"]
+
+# A live writer touches its temporary file with every MiB; one untouched for an hour has died.
+PARTIAL_GRACE_SECONDS = 3600.0
 
 
 def keel_version() -> str:
@@ -80,6 +83,16 @@ class Store:
                 own.execute(insert_for(own, blobs).values(**row).on_conflict_do_nothing())
         return info
 
+    def missing_blobs(self, conn: Connection, digests: list[str]) -> list[str]:
+        """In a write transaction about to reference `digests`: wait out a running `keel gc`, then name those gone.
+
+        `keel gc` removes blobs holding the exclusive side of the same lock (SQLite's write lock,
+        a PostgreSQL advisory lock), so a blob found here stays until this transaction references it.
+        """
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock_shared(PG_GC_LOCK)))
+        return [digest for digest in dict.fromkeys(digests) if not self.blobs.exists(digest)]
+
     def status(self) -> dict[str, Any]:
         """What `keel status` reports: where everything is and how much of it there is."""
         settings = self.settings
@@ -119,10 +132,25 @@ def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Sto
         SchemaError: The database was made by a newer Keel.
     """
     settings = settings or load_settings()
-    db = Database(settings.resolved_database_url, origin=settings.source_of("database_url"))
+    db = Database(
+        settings.resolved_database_url,
+        origin=settings.source_of("database_url"),
+        file_mode=0o660 if settings.shared else 0o600,
+    )
     if upgrade:
         db.upgrade()
-    return Store(settings=settings, db=db, blobs=open_blob_store(settings.resolved_blob_url, settings.blob_options))
+    blob_store = open_blob_store(settings.resolved_blob_url, settings.blob_options, shared=settings.shared)
+    if isinstance(blob_store, LocalBlobStore) and not db.read_only:
+        _sweep_partials(blob_store)
+    return Store(settings=settings, db=db, blobs=blob_store)
+
+
+def _sweep_partials(blob_store: LocalBlobStore) -> None:
+    """Remove what writers killed more than `PARTIAL_GRACE_SECONDS` ago left in `blobs/tmp`."""
+    try:
+        blob_store.sweep_partials(PARTIAL_GRACE_SECONDS)
+    except PermissionError:  # a workspace this user may read but not write: leave it to its owner
+        return
 
 
 def init_workspace(path: str | os.PathLike[str] = ".") -> Store:
@@ -136,11 +164,22 @@ def init_workspace(path: str | os.PathLike[str] = ".") -> Store:
     root = Path(path).expanduser().resolve()
     if root.exists() and not root.is_dir():
         raise ConfigError(f"expected a directory to create the workspace in; {root} is a file")
-    (root / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    state = root / STATE_DIR
     config = root / CONFIG_FILE
-    if not config.exists():
-        config.write_text(workspace_template(), encoding="utf-8")
-    gitignore = root / STATE_DIR / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("*\n", encoding="utf-8")
-    return open_store(load_settings(root))
+    try:
+        state_exists = state.is_dir()
+        state.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not config.exists():
+            config.write_text(workspace_template(), encoding="utf-8")
+        settings = load_settings(root)
+        if not state_exists:
+            state.chmod(0o2770 if settings.shared else 0o700)  # mkdir's mode is filtered by the umask
+        gitignore = state / ".gitignore"
+        if not gitignore.exists():
+            gitignore.write_text("*\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create a workspace in {root}: {exc.strerror} ({exc.filename})",
+            hint="choose a directory you may write, or ask its owner",
+        ) from None
+    return open_store(settings)

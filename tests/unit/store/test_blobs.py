@@ -124,11 +124,40 @@ def test_streaming_a_large_blob_keeps_memory_flat(tmp_path: Path) -> None:
     assert peak < 16 * 1024 * 1024, f"peak Python memory {peak / 2**20:.1f} MiB while streaming 256 MiB"
 
 
-def test_local_blobs_are_read_only_files(tmp_path: Path) -> None:
+def test_local_blobs_are_read_only_files_of_their_owner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    os.umask(0o022)  # the usual umask, under which files were world-readable
     store = LocalBlobStore(tmp_path / "blobs")
     info = put_bytes(store, b"immutable")
     assert not os.access(store.path(info.digest), os.W_OK) or os.geteuid() == 0
-    assert stat.S_IMODE(store.path(info.digest).stat().st_mode) == 0o444
+    assert stat.S_IMODE(store.path(info.digest).stat().st_mode) == 0o400
+    for directory in (store.root, store.root / "tmp", store.path(info.digest).parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    shared = LocalBlobStore(tmp_path / "shared", shared=True)
+    info = put_bytes(shared, b"for the team")
+    assert stat.S_IMODE(shared.path(info.digest).stat().st_mode) == 0o440
+    assert stat.S_IMODE(shared.path(info.digest).parent.stat().st_mode) == 0o2770
+
+
+@pytest.mark.parametrize("damage", [b"the tampered bytes", b"short", b""])
+def test_re_adding_the_original_repairs_a_damaged_blob(blob_store: BlobStore, damage: bytes) -> None:
+    original = b"the original bytes"
+    info = put_bytes(blob_store, original)
+    _corrupt(blob_store, info.digest, damage)  # same size, shorter, empty
+    with pytest.raises(BlobCorruptedError):
+        read_bytes(blob_store, info.digest)
+    again = put_bytes(blob_store, original)
+    assert (again.digest, again.created, again.repaired) == (info.digest, False, True)
+    assert read_bytes(blob_store, info.digest) == original
+    assert put_bytes(blob_store, original).repaired is False
+
+
+def test_re_adding_an_intact_blob_marks_it_fresh(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    info = put_bytes(store, b"old but wanted again")
+    os.utime(store.path(info.digest), (0, 0))
+    assert store.modified_at(info.digest) == 0
+    assert put_bytes(store, b"old but wanted again").created is False
+    assert store.modified_at(info.digest) > 0
 
 
 def test_sweeping_leftover_partials(tmp_path: Path) -> None:
