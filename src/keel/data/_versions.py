@@ -35,10 +35,10 @@ from keel.core.errors import ConflictError, InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.data._column_stats import column_stats
 from keel.data._hashing import row_hashes
+from keel.data._inputs import read_inputs
 from keel.data._shards import (
     ShardFiles,
     read_deletes,
-    read_inputs,
     read_keys,
     read_shard,
     write_deletes,
@@ -473,6 +473,7 @@ def commit_version(
     run_id: str | None = None,
     inputs: Sequence[str] = (),
     shard_rows: int = SHARD_ROWS,
+    encoding: str = "utf-8",
 ) -> tuple[DatasetVersion, bool]:
     """Commit rows as the next version of dataset `name`.
 
@@ -487,6 +488,7 @@ def commit_version(
         run_id: The run that produced it: lineage `run → dataset-version`.
         inputs: Lineage node ids of what it was made from (e.g. `source:<uri>`).
         shard_rows: Rows per new Parquet shard.
+        encoding: The text encoding of JSON-lines files (converted to UTF-8).
 
     Returns:
         The version, and whether it is new (False when the rows equal the base version's).
@@ -495,7 +497,7 @@ def commit_version(
     if isinstance(data, pa.Table):
         table, files = data, list[Path]()
     else:
-        table, files = read_inputs(list(data))
+        table, files = read_inputs(list(data), encoding=encoding)
     table, hashes = _prepare(table)
     with store.db.read() as conn:
         if parents is None:

@@ -14,7 +14,7 @@ def test_ulids_are_unique_and_sortable() -> None:
 def test_hashing_and_canonical_json() -> None:
     assert sha256_hex("abc") == sha256_hex(b"abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert canonical_json({"b": [1, {"d": 1, "c": 2}], "a": "é"}) == '{"a":"é","b":[1,{"c":2,"d":1}]}'
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError, match="expected finite numbers; found NaN"):
         canonical_json({"x": float("nan")})
 
 

@@ -1,0 +1,271 @@
+"""What `keel data commit` is given: Parquet and JSON-lines files (plain, .gz, .zst), read as one table.
+
+A commit stores rows as they are, so a file holding anything that could not be read back the same
+way is refused whole, naming the file, the line and what to do: bytes that are not text in the
+declared encoding, numbers JSON or Arrow cannot hold exactly (`NaN`, `1e400`, integers beyond int64),
+lone surrogate escapes, nesting deeper than `MAX_JSON_DEPTH`. Curation (`keel curate run`) is the way
+to set such lines aside and keep the rest. Knows nothing of versions or the store.
+"""
+
+from __future__ import annotations
+
+import codecs
+import gzip
+import json
+import os
+import re
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+import zstandard
+
+from keel.core.errors import InputError
+from keel.data._json_lines import MAX_JSON_DEPTH, SUSPECT, JsonLineReason, json_line_issue
+
+__all__ = ["arrow_depth", "read_inputs", "read_jsonl_table"]
+
+_CHUNK = 1 << 25  # bytes scanned per numpy pass: bounds the scan's temporary memory
+_MAX_BLOCK = (1 << 31) - 1  # pyarrow's JSON block size is an int32: the longest line it can read
+_FIXES = {
+    JsonLineReason.TOO_DEEP: "flatten the value",
+    JsonLineReason.NON_FINITE_NUMBER: "write null or a string instead",
+    JsonLineReason.INTEGER_OUT_OF_RANGE: "write the integer as a string to keep it exact",
+    JsonLineReason.INVALID_UNICODE: "fix the escape",
+}
+_CURATE_HINT = "or curate the file first (`keel curate run`), which quarantines bad lines and keeps the rest"
+
+
+def _decompressed(path: Path) -> bytes:
+    """The file's bytes, decompressed by suffix; a damaged or mislabelled file is an `InputError`."""
+    name = path.name.lower()
+    try:
+        if name.endswith(".gz"):
+            with gzip.open(path, "rb") as stream:
+                return stream.read()
+        if name.endswith(".zst"):
+            with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
+                return stream.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
+        kind = "gzip" if name.endswith(".gz") else "zstd"
+        raise InputError(
+            f"{path}: expected a complete {kind}-compressed file; it is truncated or not {kind} ({exc})",
+            hint="re-copy or re-compress the file, or rename it if it is not compressed",
+        ) from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def _line_of(data: bytes, position: int) -> tuple[int, int]:
+    """The 1-based line and column of a byte position."""
+    line_start = data.rfind(b"\n", 0, position) + 1
+    return data.count(b"\n", 0, position) + 1, position - line_start + 1
+
+
+def _as_utf8(path: Path, data: bytes, encoding: str) -> bytes:
+    """`data` as UTF-8: checked if it claims to be UTF-8, else decoded from `encoding` and re-encoded."""
+    try:
+        codec = codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(
+            f"expected a text encoding Python knows (utf-8, latin-1, cp1252, utf-16, …); got {encoding!r}"
+        ) from None
+    if codec == "utf-8" and data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as exc:
+        line, column = _line_of(data, exc.start)
+        raise InputError(
+            f"{path}:{line}: expected {codec} text; byte 0x{data[exc.start]:02x} at column {column} is not {codec}",
+            hint=f"pass the file's encoding (`--encoding latin-1`, `encoding:` in a recipe), {_CURATE_HINT}",
+        ) from None
+    return data if codec == "utf-8" else text.encode("utf-8")
+
+
+def _scan_lines(data: bytes, max_depth: int) -> tuple[np.ndarray, int, set[int]]:
+    """Newline positions, the longest line's length, and lines that may nest deeper than `max_depth`.
+
+    numpy over fixed-size chunks cut at newlines: one pass at memory speed, and bounded memory.
+    """
+    view = np.frombuffer(data, dtype=np.uint8)
+    newlines: list[np.ndarray] = []
+    longest, deep, line, pos = 0, set[int](), 0, 0
+    while pos < len(data):
+        end = min(pos + _CHUNK, len(data))
+        if end < len(data):
+            cut = data.rfind(b"\n", pos, end)
+            end = cut + 1 if cut >= pos else (data.find(b"\n", end) + 1 or len(data))
+        part = view[pos:end]
+        found = np.flatnonzero(part == ord("\n"))
+        bounds = np.concatenate([[0], found + 1])
+        if bounds[-1] != len(part):
+            bounds = np.append(bounds, len(part))
+        longest = max(longest, int(np.diff(bounds).max()))
+        openers = (part == ord("[")) | (part == ord("{"))
+        counts = np.add.reduceat(openers, bounds[:-1], dtype=np.int64)
+        deep.update((line + np.flatnonzero(counts > max_depth)).tolist())
+        newlines.append(found + pos)
+        line += len(bounds) - 1
+        pos = end
+    return (np.concatenate(newlines) if newlines else np.zeros(0, np.int64)), longest, deep
+
+
+def _check_lines(path: Path, data: bytes, max_depth: int) -> int:
+    """Refuse the first line that cannot be stored unchanged; return the longest line's length."""
+    newlines, longest, suspects = _scan_lines(data, max_depth)
+    starts = np.concatenate([[0], newlines + 1])
+    positions = np.fromiter((m.start() for m in SUSPECT.finditer(data)), dtype=np.int64)
+    suspects.update(np.searchsorted(newlines, positions, side="left").tolist())
+    for index in sorted(suspects):
+        end = int(newlines[index]) if index < len(newlines) else len(data)
+        issue = json_line_issue(data[int(starts[index]) : end], max_depth=max_depth)
+        if issue is not None:
+            raise InputError(
+                f"{path}:{index + 1}: cannot store this line unchanged: {issue.detail} ({issue.reason})",
+                hint=f"{_FIXES[issue.reason]}, {_CURATE_HINT}",
+            )
+    return longest
+
+
+def _explain_arrow_error(path: Path, data: bytes, exc: pa.ArrowException) -> InputError:
+    """Arrow's message names neither the line nor what to do: find the line ourselves."""
+    lines = data.split(b"\n")
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError as bad:
+            reason = bad.msg if isinstance(bad, json.JSONDecodeError) else str(bad)
+            return InputError(f"{path}:{number}: expected one JSON object per line; {reason}", hint=_CURATE_HINT)
+        if not isinstance(value, dict):
+            return InputError(
+                f"{path}:{number}: expected one JSON object per line; found a {type(value).__name__}",
+                hint=_CURATE_HINT,
+            )
+    message = str(exc).removeprefix("JSON parse error: ")
+    row = re.search(r" in row (\d+)", message)
+    if row:  # Arrow counts non-blank lines from 0
+        numbers = [n for n, line in enumerate(lines, 1) if line.strip()]
+        if int(row.group(1)) < len(numbers):
+            message = f"line {numbers[int(row.group(1))]}: {message[: row.start()]}"
+    return InputError(
+        f"{path}: could not read it as JSON lines ({message})",
+        hint="give each field one type in every line (e.g. always a string, or always a number)",
+    )
+
+
+def read_jsonl_table(path: Path, *, encoding: str = "utf-8", max_depth: int = MAX_JSON_DEPTH) -> pa.Table:
+    """Read a JSON-lines file (optionally .gz or .zst) as an Arrow table, refusing what it cannot keep exact.
+
+    Args:
+        path: The file.
+        encoding: The text encoding of its bytes; other encodings are converted to UTF-8.
+        max_depth: The deepest nesting of arrays and objects allowed in a line.
+
+    Raises:
+        InputError: The file is damaged, not text in `encoding`, not JSON lines, or holds a line that
+            cannot be stored unchanged; the message names the line.
+    """
+    data = _as_utf8(path, _decompressed(path), encoding)
+    longest = _check_lines(path, data, max_depth)
+    if longest >= _MAX_BLOCK:
+        raise InputError(f"{path}: a line of {longest:,} bytes is longer than the 2 GiB one record may take")
+    # Arrow parses in blocks and cannot read a record longer than one block: size it to the longest line.
+    block = max(1 << 24, longest + 1)
+    try:
+        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=block))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _explain_arrow_error(path, data, exc) from None
+    return table
+
+
+def arrow_depth(kind: pa.DataType) -> int:
+    """How deep a type nests lists, structs and maps (a flat column is 0).
+
+    Examples:
+        >>> arrow_depth(pa.list_(pa.struct([("a", pa.list_(pa.int64()))])))
+        3
+    """
+    deepest, todo = 0, [(kind, 0)]
+    while todo:  # iterative: a type may nest deeper than Python's recursion limit
+        current, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo += [(current.field(i).type, depth + 1) for i in range(current.num_fields)]
+    return deepest
+
+
+def _read_parquet(path: Path, max_depth: int) -> pa.Table:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(
+            f"{path}: expected a Parquet file; could not read it ({exc})",
+            hint="check the file is complete, or rename it if it is another format",
+        ) from None
+    for schema_field in table.schema:
+        if arrow_depth(schema_field.type) + 1 > max_depth:
+            raise InputError(
+                f"{path}: column {schema_field.name!r} nests {arrow_depth(schema_field.type) + 1} levels deep; "
+                f"at most {max_depth} are allowed"
+            )
+    try:
+        table.validate(full=True)  # e.g. string columns holding bytes that are not UTF-8
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{path}: holds values Keel cannot read back ({exc})") from None
+    return table
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    if name.endswith(".parquet"):
+        return "parquet"
+    if any(name.endswith(ext) for ext in (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson")):
+        return "jsonl"
+    return None
+
+
+def _files_of(path: Path) -> list[Path]:
+    if path.is_dir():
+        found = sorted(
+            p for p in path.rglob("*") if p.is_file() and _kind(p) is not None and ".keel-work" not in p.parts
+        )
+        if not found:
+            raise InputError(f"{path}: expected Parquet or JSONL files in this directory; found none")
+        return found
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if _kind(path) is None:
+        raise InputError(f"{path}: expected a .parquet, .jsonl, .jsonl.gz or .jsonl.zst file (or a directory of them)")
+    return [path]
+
+
+def read_inputs(paths: Sequence[str | os.PathLike[str]], *, encoding: str = "utf-8") -> tuple[pa.Table, list[Path]]:
+    """Read Parquet and JSONL files (or directories of them, such as a curation output) as one table.
+
+    Args:
+        paths: Files and directories.
+        encoding: The text encoding of the JSON-lines files.
+
+    Returns:
+        The rows of every file in order, and the files read.
+    """
+    if not paths:
+        raise InputError("expected at least one PATH: a Parquet or JSONL file, or a directory of them")
+    files = [f for p in paths for f in _files_of(Path(p))]
+    tables = [
+        _read_parquet(f, MAX_JSON_DEPTH) if _kind(f) == "parquet" else read_jsonl_table(f, encoding=encoding)
+        for f in files
+    ]
+    try:
+        schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
+        merged = pa.concat_tables([t.cast(schema) if t.schema != schema else t for t in tables])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"the input files have incompatible columns: {exc}", hint="commit them separately") from None
+    return merged, files
