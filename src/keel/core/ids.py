@@ -139,6 +139,7 @@ def _dumps_iteratively(
     out: list[str] = []
     # Frames: the container's id, an iterator over its items, whether it is a dict, whether nothing is written yet.
     stack: list[tuple[int, Iterator[Any], bool, list[bool]]] = []
+    open_ids: set[int] = set()  # the containers on the stack, to refuse a cycle as json.dumps does
 
     def emit(item: Any) -> None:
         text = _scalar_text(item, quote, allow_nan)
@@ -152,8 +153,9 @@ def _dumps_iteratively(
         elif not item:
             out.append("{}" if isinstance(item, dict) else "[]")
         else:
-            if any(frame[0] == id(item) for frame in stack):
+            if id(item) in open_ids:
                 raise ValueError("Circular reference detected")
+            open_ids.add(id(item))
             is_dict = isinstance(item, dict)
             out.append("{" if is_dict else "[")
             stack.append((id(item), iter(sorted(item.items())) if is_dict else iter(item), is_dict, [True]))
@@ -161,10 +163,11 @@ def _dumps_iteratively(
     emit(value)
     done: Any = object()
     while stack:
-        _, items, is_dict, first = stack[-1]
+        ident, items, is_dict, first = stack[-1]
         entry: Any = next(items, done)
         if entry is done:
             out.append("}" if is_dict else "]")
+            open_ids.discard(ident)
             stack.pop()
             continue
         if not first[0]:

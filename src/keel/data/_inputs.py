@@ -16,6 +16,7 @@ import os
 import re
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -116,21 +117,43 @@ def _scan_lines(data: bytes, max_depth: int) -> tuple[np.ndarray, int, set[int]]
     return (np.concatenate(newlines) if newlines else np.zeros(0, np.int64)), longest, deep
 
 
-def _check_lines(path: Path, data: bytes, max_depth: int) -> int:
-    """Refuse the first line that cannot be stored unchanged; return the longest line's length."""
+@dataclass(frozen=True)
+class _Lines:
+    """Where the lines of a JSON-lines buffer start and end, found once with numpy."""
+
+    data: bytes
+    newlines: np.ndarray
+
+    def line(self, index: int) -> bytes:
+        begin = int(self.newlines[index - 1]) + 1 if index else 0
+        end = int(self.newlines[index]) if index < len(self.newlines) else len(self.data)
+        return self.data[begin:end]
+
+    def index_of(self, positions: np.ndarray) -> np.ndarray:
+        """The 0-based line of each byte position."""
+        return np.searchsorted(self.newlines, positions, side="left")
+
+    def arrow_rows(self, indices: np.ndarray) -> np.ndarray:
+        """The Arrow row of each (non-blank) line: Arrow skips blank lines."""
+        blank = np.fromiter((m.start() for m in re.finditer(rb"(?m)^[ \t\r]*$", self.data)), dtype=np.int64)
+        blank_lines = np.unique(self.index_of(blank))
+        return indices - np.searchsorted(blank_lines, indices, side="left")
+
+
+def _check_lines(path: Path, data: bytes, max_depth: int) -> tuple[_Lines, int]:
+    """Refuse the first line that cannot be stored unchanged; return the lines and the longest's length."""
     newlines, longest, suspects = _scan_lines(data, max_depth)
-    starts = np.concatenate([[0], newlines + 1])
+    lines = _Lines(data, newlines)
     positions = np.fromiter((m.start() for m in SUSPECT.finditer(data)), dtype=np.int64)
-    suspects.update(np.searchsorted(newlines, positions, side="left").tolist())
+    suspects.update(lines.index_of(positions).tolist())
     for index in sorted(suspects):
-        end = int(newlines[index]) if index < len(newlines) else len(data)
-        issue = json_line_issue(data[int(starts[index]) : end], max_depth=max_depth)
+        issue = json_line_issue(lines.line(index), max_depth=max_depth)
         if issue is not None:
             raise InputError(
                 f"{path}:{index + 1}: cannot store this line unchanged: {issue.detail} ({issue.reason})",
                 hint=f"{_FIXES[issue.reason]}, {_CURATE_HINT}",
             )
-    return longest
+    return lines, longest
 
 
 def _explain_arrow_error(path: Path, data: bytes, exc: pa.ArrowException) -> InputError:
@@ -174,16 +197,124 @@ def read_jsonl_table(path: Path, *, encoding: str = "utf-8", max_depth: int = MA
             cannot be stored unchanged; the message names the line.
     """
     data = _as_utf8(path, _decompressed(path), encoding)
-    longest = _check_lines(path, data, max_depth)
+    lines, longest = _check_lines(path, data, max_depth)
     if longest >= _MAX_BLOCK:
         raise InputError(f"{path}: a line of {longest:,} bytes is longer than the 2 GiB one record may take")
     # Arrow parses in blocks and cannot read a record longer than one block: size it to the longest line.
     block = max(1 << 24, longest + 1)
+    read_options = pajson.ReadOptions(block_size=block)
     try:
-        table = pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=block))
+        table = pajson.read_json(pa.BufferReader(data), read_options=read_options)
+        schema = _without_timestamps(table.schema)
+        # Read again with the schema now known when Arrow inferred timestamps (date-like strings stay
+        # strings), or built an invalid array: pyarrow 26 drops the nulls of a list that starts with null
+        # before its type is known, so `[null, true]` would read back as `[true, false]`.
+        if schema != table.schema or not _valid(table):
+            parse = pajson.ParseOptions(explicit_schema=schema)
+            table = pajson.read_json(pa.BufferReader(data), read_options=read_options, parse_options=parse)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise _explain_arrow_error(path, data, exc) from None
+    if not _valid(table):
+        raise InputError(
+            f"{path}: Arrow read this file into inconsistent columns; nothing was stored",
+            hint="commit it as Parquet, or curate it first (`keel curate run`); please report the file to Keel",
+        )
+    _check_wide_integers(path, lines, table)
+    _check_empty_objects(path, table.schema)
     return table
+
+
+def _check_empty_objects(path: Path, schema: pa.Schema) -> None:
+    """Refuse a field that only ever holds `{}`: Parquet cannot store an object type without fields."""
+    todo = [(f.name, f.type) for f in schema]
+    while todo:
+        where, kind = todo.pop()
+        if pa.types.is_struct(kind) and kind.num_fields == 0:
+            raise InputError(
+                f"{path}: field {where!r} holds only empty objects ({{}}) or null in every line; "
+                "Parquet cannot store an object with no fields",
+                hint="write null instead of {}, or drop the field",
+            )
+        if pa.types.is_list(kind):
+            todo.append((f"{where}[]", kind.value_type))
+        elif pa.types.is_struct(kind):
+            todo += [(f"{where}.{kind.field(i).name}", kind.field(i).type) for i in range(kind.num_fields)]
+
+
+def _valid(table: pa.Table) -> bool:
+    try:
+        table.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _as_string(kind: pa.DataType) -> pa.DataType:
+    """`kind` with every timestamp, however deep, replaced by string."""
+    if pa.types.is_timestamp(kind):
+        return pa.string()
+    if pa.types.is_list(kind):
+        return pa.list_(kind.value_field.with_type(_as_string(kind.value_type)))
+    if pa.types.is_struct(kind):
+        return pa.struct([kind.field(i).with_type(_as_string(kind.field(i).type)) for i in range(kind.num_fields)])
+    return kind
+
+
+def _without_timestamps(schema: pa.Schema) -> pa.Schema:
+    """The schema with strings where Arrow inferred timestamps: a commit keeps date-like strings as they were.
+
+    Arrow's JSON reader turns "2024-01-01" into a timestamp, which would export as "2024-01-01T00:00:00"
+    (and "…Z" loses its zone).
+    """
+    return pa.schema([f.with_type(_as_string(f.type)) for f in schema])
+
+
+def _has_floats(kind: pa.DataType) -> bool:
+    todo = [kind]
+    while todo:
+        current = todo.pop()
+        if pa.types.is_floating(current):
+            return True
+        todo += [current.field(i).type for i in range(current.num_fields)]
+    return False
+
+
+def values_match(source: object, stored: object) -> bool:
+    """Whether a stored value equals the JSON value it was read from (absent keys read as null).
+
+    Python compares ints with floats exactly, so 2**53 + 1 does not match the float 2**53.
+
+    Examples:
+        >>> values_match({"a": [1, 2]}, {"a": [1.0, 2.0], "b": None}), values_match(2**53 + 1, float(2**53 + 1))
+        (True, False)
+    """
+    todo = [(source, stored)]
+    while todo:  # iterative: no recursion limit
+        mine, theirs = todo.pop()
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            todo += [(mine.get(k), theirs.get(k)) for k in mine.keys() | theirs.keys()]
+        elif isinstance(mine, list) and isinstance(theirs, list):
+            if len(mine) != len(theirs):
+                return False
+            todo += list(zip(mine, theirs, strict=True))
+        elif isinstance(mine, dict | list) or isinstance(theirs, dict | list) or mine != theirs:
+            return False
+    return True
+
+
+def _check_wide_integers(path: Path, lines: _Lines, table: pa.Table) -> None:
+    """Refuse an integer that a float column would round (beyond 2**53, so 16 digits or more)."""
+    if not any(_has_floats(f.type) for f in table.schema):
+        return  # no column was promoted to float: every integer is an exact int64
+    positions = np.fromiter((m.start() for m in re.finditer(rb"\d{16}", lines.data)), dtype=np.int64)
+    indices = np.unique(lines.index_of(positions))
+    for index, row in zip(indices.tolist(), lines.arrow_rows(indices).tolist(), strict=True):
+        if not values_match(json.loads(lines.line(index)), table.slice(row, 1).to_pylist()[0]):
+            raise InputError(
+                f"{path}:{index + 1}: cannot store this line unchanged: an integer beyond 2**53 is in a "
+                "column that also holds fractions, where it would be rounded to a float",
+                hint=f"write the integer as a string to keep it exact, {_CURATE_HINT}",
+            )
 
 
 def arrow_depth(kind: pa.DataType) -> int:

@@ -2,10 +2,10 @@ r"""Checks a JSON line must pass before Keel stores it: what would be changed, l
 
 Valid JSON is not always storable: `NaN` and `Infinity` are not JSON numbers (exports would not parse),
 `1e400` overflows a float, integers beyond 64 bits would become floats in Arrow, a lone surrogate
-escape (`"\ud800"`) is not Unicode, and nesting thousands of levels deep overflows the stacks of
-recursive parsers (Python's `json`, pyarrow). Every check starts with a test over the raw bytes that
-runs at C speed and never misses a bad line (a line nests at most as deep as it has `[` and `{`); only
-lines it flags get the exact check. Knows nothing of files, records or datasets.
+escape (`"\ud800"`) is not Unicode, and deep nesting overflows recursive parsers (Python's `json`,
+pyarrow) or makes Parquet files no reader opens. Each check first tests the raw bytes at C speed,
+never missing a bad line (a line nests at most as deep as it has `[` and `{`); only lines it flags
+get the exact check. Knows nothing of files, records or datasets.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import numpy as np
 
 __all__ = ["MAX_JSON_DEPTH", "JsonIssue", "JsonLineReason", "json_depth", "json_line_issue", "may_have_issue"]
 
-MAX_JSON_DEPTH = 128
+MAX_JSON_DEPTH = 32
 """The deepest nesting of arrays and objects a line may have (the top-level object is level 1).
 
-The same limit as serde_json's default: far beyond real data, far below where recursive parsers fail.
+Stored shards must be readable by any Parquet reader, and pyarrow's refuses schemas more than 100
+levels deep, where a list takes two levels and a struct one: 32 JSON levels stay under 64. For
+comparison, Elasticsearch limits mappings to 20 levels and BigQuery records to 15.
 """
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
