@@ -12,7 +12,7 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -132,26 +132,34 @@ def _json_line(raw: bytes, encoding: str) -> bytes | tuple[ProblemReason, str]:
 def _read_jsonl(path: Path, text_field: str, id_field: str | None, encoding: str) -> Iterator[dict[str, Any] | Problem]:
     uri, fetched = path.resolve().as_uri(), file_mtime(path)
     with _open_binary(path) as stream:
-        lines: Iterator[bytes] = stream
-        if "\n{".encode(encoding) != b"\n{":  # UTF-16/32: lines are not cut at the byte 0x0a
-            lines = (line.encode("utf-8") for line in io.TextIOWrapper(stream, encoding=encoding, newline="\n"))
-            encoding = "utf-8"
-        for number, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            line = _json_line(raw, encoding)
-            if isinstance(line, tuple):
-                yield Problem(uri, number, line[0], line[1])
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield Problem(uri, number, ProblemReason.INVALID_JSON, exc.msg)
-                continue
-            except ValueError as exc:  # e.g. an integer of more than 4,300 digits
-                yield Problem(uri, number, ProblemReason.INVALID_JSON, str(exc)[:200])
-                continue
-            yield _record_from_object(obj, raw.rstrip(b"\r\n"), uri, number, fetched, text_field, id_field)
+        if "\n{".encode(encoding) == b"\n{":
+            yield from _jsonl_items(stream, encoding, uri, fetched, text_field, id_field)
+            return
+        # UTF-16/32: lines are not cut at the byte 0x0a; decode the stream, and hand on UTF-8 lines.
+        with io.TextIOWrapper(stream, encoding=encoding, newline="\n") as text:
+            lines = (line.encode("utf-8") for line in text)
+            yield from _jsonl_items(lines, "utf-8", uri, fetched, text_field, id_field)
+
+
+def _jsonl_items(
+    lines: Iterable[bytes], encoding: str, uri: str, fetched: datetime, text_field: str, id_field: str | None
+) -> Iterator[dict[str, Any] | Problem]:
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        line = _json_line(raw, encoding)
+        if isinstance(line, tuple):
+            yield Problem(uri, number, line[0], line[1])
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Problem(uri, number, ProblemReason.INVALID_JSON, exc.msg)
+            continue
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            yield Problem(uri, number, ProblemReason.INVALID_JSON, str(exc)[:200])
+            continue
+        yield _record_from_object(obj, raw.rstrip(b"\r\n"), uri, number, fetched, text_field, id_field)
 
 
 def _read_parquet(path: Path, text_field: str, id_field: str | None) -> Iterator[dict[str, Any] | Problem]:
