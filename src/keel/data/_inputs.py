@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +27,11 @@ import pyarrow.parquet as pq
 import zstandard
 
 from keel.core.errors import InputError
-from keel.data._json_lines import MAX_JSON_DEPTH, SUSPECT, JsonLineReason, json_line_issue
+from keel.data._json_lines import MAX_JSON_DEPTH, SUSPECT, JsonIssue, JsonLineReason, json_line_issue
 
 __all__ = ["arrow_depth", "read_inputs", "read_jsonl_table"]
 
+_WIDE_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{16,}(?![\d.eE])")  # an integer token of 16+ digits
 _CHUNK = 1 << 25  # bytes scanned per numpy pass: bounds the scan's temporary memory
 _MAX_BLOCK = (1 << 31) - 1  # pyarrow's JSON block size is an int32: the longest line it can read
 _FIXES = {
@@ -92,7 +94,8 @@ def _as_utf8(path: Path, data: bytes, encoding: str) -> bytes:
 def _scan_lines(data: bytes, max_depth: int) -> tuple[np.ndarray, int, set[int]]:
     """Newline positions, the longest line's length, and lines that may nest deeper than `max_depth`.
 
-    numpy over fixed-size chunks cut at newlines: one pass at memory speed, and bounded memory.
+    A line nests at most as deep as it has `[` and `{`: numpy counts them per line over fixed-size
+    chunks cut at newlines, at memory speed and in bounded memory.
     """
     view = np.frombuffer(data, dtype=np.uint8)
     newlines: list[np.ndarray] = []
@@ -108,8 +111,8 @@ def _scan_lines(data: bytes, max_depth: int) -> tuple[np.ndarray, int, set[int]]
         if bounds[-1] != len(part):
             bounds = np.append(bounds, len(part))
         longest = max(longest, int(np.diff(bounds).max()))
-        openers = (part == ord("[")) | (part == ord("{"))
-        counts = np.add.reduceat(openers, bounds[:-1], dtype=np.int64)
+        openers = np.flatnonzero((part | 0x20) == ord("{"))  # "[" is 0x5b, "{" 0x7b: only they map to 0x7b
+        counts = np.diff(np.searchsorted(openers, bounds))
         deep.update((line + np.flatnonzero(counts > max_depth)).tolist())
         newlines.append(found + pos)
         line += len(bounds) - 1
@@ -133,27 +136,82 @@ class _Lines:
         """The 0-based line of each byte position."""
         return np.searchsorted(self.newlines, positions, side="left")
 
-    def arrow_rows(self, indices: np.ndarray) -> np.ndarray:
-        """The Arrow row of each (non-blank) line: Arrow skips blank lines."""
-        blank = np.fromiter((m.start() for m in re.finditer(rb"(?m)^[ \t\r]*$", self.data)), dtype=np.int64)
-        blank_lines = np.unique(self.index_of(blank))
-        return indices - np.searchsorted(blank_lines, indices, side="left")
+
+def _refusal(path: Path, index: int, issue: JsonIssue) -> InputError:
+    return InputError(
+        f"{path}:{index + 1}: cannot store this line unchanged: {issue.detail} ({issue.reason})",
+        hint=f"{_FIXES[issue.reason]}, {_CURATE_HINT}",
+    )
 
 
-def _check_lines(path: Path, data: bytes, max_depth: int) -> tuple[_Lines, int]:
-    """Refuse the first line that cannot be stored unchanged; return the lines and the longest's length."""
+def _check_depth(path: Path, data: bytes, max_depth: int) -> tuple[_Lines, int]:
+    """Refuse the first line nested deeper than `max_depth` before Arrow's recursive parser sees it.
+
+    Returns:
+        The lines, and the longest line's length.
+    """
     newlines, longest, suspects = _scan_lines(data, max_depth)
     lines = _Lines(data, newlines)
-    positions = np.fromiter((m.start() for m in SUSPECT.finditer(data)), dtype=np.int64)
-    suspects.update(lines.index_of(positions).tolist())
     for index in sorted(suspects):
         issue = json_line_issue(lines.line(index), max_depth=max_depth)
         if issue is not None:
-            raise InputError(
-                f"{path}:{index + 1}: cannot store this line unchanged: {issue.detail} ({issue.reason})",
-                hint=f"{_FIXES[issue.reason]}, {_CURATE_HINT}",
-            )
+            raise _refusal(path, index, issue)
     return lines, longest
+
+
+def _unusual_floats(table: pa.Table) -> bool:
+    """Whether any float, however nested, is NaN, infinite or at least 2**53 in magnitude.
+
+    Without one, no line held NaN, Infinity, an integer past int64 (Arrow reads those as floats) or an
+    integer a float column rounds, so the line-by-line checks can be skipped.
+    """
+    todo: list[pa.Array] = [chunk for column in table.columns for chunk in column.chunks]
+    while todo:
+        array = todo.pop()
+        kind = array.type
+        if pa.types.is_floating(kind):
+            values = np.asarray(array.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.float64)
+            if not np.all(np.abs(values) < 2.0**53):  # NaN compares False too
+                return True
+        elif pa.types.is_list(kind):
+            todo.append(array.values)  # all values, even unreferenced ones: a superset is enough
+        elif pa.types.is_struct(kind):
+            todo += [array.field(i) for i in range(kind.num_fields)]
+    return False
+
+
+def _check_numbers(path: Path, lines: _Lines, table: pa.Table, max_depth: int) -> None:
+    """Refuse the first line whose numbers Arrow did not keep exactly (only run when `_unusual_floats`)."""
+    positions = np.fromiter((m.start() for m in SUSPECT.finditer(lines.data)), dtype=np.int64)
+    for index in np.unique(lines.index_of(positions)).tolist():
+        issue = json_line_issue(lines.line(index), max_depth=max_depth)
+        if issue is not None:
+            raise _refusal(path, index, issue)
+    # Integers past 2**53 (16 digits or more, not a float's fraction or exponent) in a float column.
+    positions = np.fromiter((m.start() for m in _WIDE_INTEGER.finditer(lines.data)), dtype=np.int64)
+    for index in np.unique(lines.index_of(positions)).tolist():
+        if _rounded_integer(json.loads(lines.line(index)), table.schema):
+            raise InputError(
+                f"{path}:{index + 1}: cannot store this line unchanged: an integer beyond 2**53 is in a "
+                "column that also holds fractions, where it would be rounded to a float",
+                hint=f"write the integer as a string to keep it exact, {_CURATE_HINT}",
+            )
+
+
+def _rounded_integer(row: dict[str, Any], schema: pa.Schema) -> bool:
+    """Whether an integer of `row` past 2**53 lands in a float column of `schema`."""
+    todo: list[tuple[Any, pa.DataType]] = [
+        (value, schema.field(key).type) for key, value in row.items() if schema.get_field_index(key) >= 0
+    ]
+    while todo:
+        value, kind = todo.pop()
+        if isinstance(value, dict) and pa.types.is_struct(kind):
+            todo += [(v, kind.field(k).type) for k, v in value.items() if kind.get_field_index(k) >= 0]
+        elif isinstance(value, list) and pa.types.is_list(kind):
+            todo += [(v, kind.value_type) for v in value]
+        elif type(value) is int and abs(value) > 2**53 and pa.types.is_floating(kind):
+            return True
+    return False
 
 
 def _explain_arrow_error(path: Path, data: bytes, exc: pa.ArrowException) -> InputError:
@@ -177,7 +235,11 @@ def _explain_arrow_error(path: Path, data: bytes, exc: pa.ArrowException) -> Inp
     if row:  # Arrow counts non-blank lines from 0
         numbers = [n for n, line in enumerate(lines, 1) if line.strip()]
         if int(row.group(1)) < len(numbers):
-            message = f"line {numbers[int(row.group(1))]}: {message[: row.start()]}"
+            number = numbers[int(row.group(1))]
+            issue = json_line_issue(lines[number - 1])  # e.g. 1e400 or a lone surrogate: say which
+            if issue is not None:
+                return _refusal(path, number - 1, issue)
+            message = f"line {number}: {message[: row.start()]}"
     return InputError(
         f"{path}: could not read it as JSON lines ({message})",
         hint="give each field one type in every line (e.g. always a string, or always a number)",
@@ -197,7 +259,7 @@ def read_jsonl_table(path: Path, *, encoding: str = "utf-8", max_depth: int = MA
             cannot be stored unchanged; the message names the line.
     """
     data = _as_utf8(path, _decompressed(path), encoding)
-    lines, longest = _check_lines(path, data, max_depth)
+    lines, longest = _check_depth(path, data, max_depth)
     if longest >= _MAX_BLOCK:
         raise InputError(f"{path}: a line of {longest:,} bytes is longer than the 2 GiB one record may take")
     # Arrow parses in blocks and cannot read a record longer than one block: size it to the longest line.
@@ -219,7 +281,8 @@ def read_jsonl_table(path: Path, *, encoding: str = "utf-8", max_depth: int = MA
             f"{path}: Arrow read this file into inconsistent columns; nothing was stored",
             hint="commit it as Parquet, or curate it first (`keel curate run`); please report the file to Keel",
         )
-    _check_wide_integers(path, lines, table)
+    if _unusual_floats(table):
+        _check_numbers(path, lines, table, max_depth)
     _check_empty_objects(path, table.schema)
     return table
 
@@ -269,16 +332,6 @@ def _without_timestamps(schema: pa.Schema) -> pa.Schema:
     return pa.schema([f.with_type(_as_string(f.type)) for f in schema])
 
 
-def _has_floats(kind: pa.DataType) -> bool:
-    todo = [kind]
-    while todo:
-        current = todo.pop()
-        if pa.types.is_floating(current):
-            return True
-        todo += [current.field(i).type for i in range(current.num_fields)]
-    return False
-
-
 def values_match(source: object, stored: object) -> bool:
     """Whether a stored value equals the JSON value it was read from (absent keys read as null).
 
@@ -300,21 +353,6 @@ def values_match(source: object, stored: object) -> bool:
         elif isinstance(mine, dict | list) or isinstance(theirs, dict | list) or mine != theirs:
             return False
     return True
-
-
-def _check_wide_integers(path: Path, lines: _Lines, table: pa.Table) -> None:
-    """Refuse an integer that a float column would round (beyond 2**53, so 16 digits or more)."""
-    if not any(_has_floats(f.type) for f in table.schema):
-        return  # no column was promoted to float: every integer is an exact int64
-    positions = np.fromiter((m.start() for m in re.finditer(rb"\d{16}", lines.data)), dtype=np.int64)
-    indices = np.unique(lines.index_of(positions))
-    for index, row in zip(indices.tolist(), lines.arrow_rows(indices).tolist(), strict=True):
-        if not values_match(json.loads(lines.line(index)), table.slice(row, 1).to_pylist()[0]):
-            raise InputError(
-                f"{path}:{index + 1}: cannot store this line unchanged: an integer beyond 2**53 is in a "
-                "column that also holds fractions, where it would be rounded to a float",
-                hint=f"write the integer as a string to keep it exact, {_CURATE_HINT}",
-            )
 
 
 def arrow_depth(kind: pa.DataType) -> int:
