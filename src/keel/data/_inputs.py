@@ -29,7 +29,7 @@ import zstandard
 from keel.core.errors import InputError
 from keel.data._json_lines import MAX_JSON_DEPTH, SUSPECT, JsonIssue, JsonLineReason, json_line_issue
 
-__all__ = ["arrow_depth", "read_inputs", "read_jsonl_table"]
+__all__ = ["arrow_depth", "check_table", "read_inputs", "read_jsonl_table"]
 
 _WIDE_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{16,}(?![\d.eE])")  # an integer token of 16+ digits
 _CHUNK = 1 << 25  # bytes scanned per numpy pass: bounds the scan's temporary memory
@@ -287,7 +287,7 @@ def read_jsonl_table(path: Path, *, encoding: str = "utf-8", max_depth: int = MA
     return table
 
 
-def _check_empty_objects(path: Path, schema: pa.Schema) -> None:
+def _check_empty_objects(path: Path | str, schema: pa.Schema) -> None:
     """Refuse a field that only ever holds `{}`: Parquet cannot store an object type without fields."""
     todo = [(f.name, f.type) for f in schema]
     while todo:
@@ -370,6 +370,21 @@ def arrow_depth(kind: pa.DataType) -> int:
     return deepest
 
 
+def check_table(table: pa.Table, where: str, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Refuse a table whose shards no Parquet reader could open: too deep, or objects with no fields.
+
+    Looks at the schema only, so it costs nothing per row.
+    """
+    for schema_field in table.schema:
+        depth = arrow_depth(schema_field.type) + 1
+        if depth > max_depth:
+            raise InputError(
+                f"{where}: column {schema_field.name!r} nests {depth} levels deep; at most {max_depth} are allowed",
+                hint="flatten the column (keel.data.MAX_JSON_DEPTH is the limit)",
+            )
+    _check_empty_objects(where, table.schema)
+
+
 def _read_parquet(path: Path, max_depth: int) -> pa.Table:
     try:
         table = pq.read_table(path)
@@ -378,12 +393,7 @@ def _read_parquet(path: Path, max_depth: int) -> pa.Table:
             f"{path}: expected a Parquet file; could not read it ({exc})",
             hint="check the file is complete, or rename it if it is another format",
         ) from None
-    for schema_field in table.schema:
-        if arrow_depth(schema_field.type) + 1 > max_depth:
-            raise InputError(
-                f"{path}: column {schema_field.name!r} nests {arrow_depth(schema_field.type) + 1} levels deep; "
-                f"at most {max_depth} are allowed"
-            )
+    check_table(table, str(path), max_depth)
     try:
         table.validate(full=True)  # e.g. string columns holding bytes that are not UTF-8
     except pa.ArrowInvalid as exc:

@@ -35,7 +35,7 @@ from keel.core.errors import ConflictError, InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.data._column_stats import column_stats
 from keel.data._hashing import row_hashes
-from keel.data._inputs import read_inputs
+from keel.data._inputs import check_table, read_inputs
 from keel.data._shards import (
     ShardFiles,
     read_deletes,
@@ -495,6 +495,7 @@ def commit_version(
     """
     check_name(name, "dataset")
     if isinstance(data, pa.Table):
+        check_table(data, "the table to commit")
         table, files = data, list[Path]()
     else:
         table, files = read_inputs(list(data), encoding=encoding)

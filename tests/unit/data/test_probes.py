@@ -22,7 +22,11 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from keel.cli import app
+from keel.core.errors import InputError
+from keel.core.settings import load_settings
+from keel.data import commit_version
 from keel.data._inputs import values_match
+from keel.store import open_store
 
 runner = CliRunner()
 _names = itertools.count()
@@ -183,6 +187,22 @@ def test_parquet_with_nan_and_infinities_commits_and_round_trips(workspace: Path
     out = tmp_path / "out.parquet"
     assert _run(workspace, "data", "export", "floats", str(out), "--format", "parquet").exit_code == 0
     assert repr(pq.read_table(out).to_pylist()) == repr(table.to_pylist())  # NaN != NaN: compare the text
+
+
+def test_the_python_api_refuses_tables_no_parquet_reader_could_open(workspace: Path) -> None:
+    deep = pa.array([1])
+    for _ in range(40):
+        deep = pa.ListArray.from_arrays(pa.array([0, 1], type=pa.int32()), deep)
+    store = open_store(load_settings(workspace))
+    try:
+        with pytest.raises(InputError, match="'deep' nests 41 levels deep; at most 32"):
+            commit_version(store, "api", pa.table({"deep": deep}))
+        empty = pa.table({"m": pa.array([{}], type=pa.struct([]))})
+        with pytest.raises(InputError, match="'m' holds only empty objects"):
+            commit_version(store, "api", empty)
+        assert _stored_files(workspace) == []
+    finally:
+        store.close()
 
 
 def test_trace_of_a_record_with_neither_text_nor_source(workspace: Path, tmp_path: Path) -> None:
