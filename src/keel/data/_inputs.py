@@ -144,14 +144,30 @@ def _refusal(path: Path, index: int, issue: JsonIssue) -> InputError:
     )
 
 
-def _check_depth(path: Path, data: bytes, max_depth: int) -> tuple[_Lines, int]:
-    """Refuse the first line nested deeper than `max_depth` before Arrow's recursive parser sees it.
+def _check_lines(path: Path, data: bytes, max_depth: int) -> tuple[_Lines, int]:
+    """Refuse the first line that is not an object, or nests deeper than `max_depth`, before Arrow sees it.
+
+    pyarrow 26 crashes the process (SIGSEGV) on a first line of `null`, turns a later `null` line into
+    a record of nulls, and overflows its stack on deep nesting.
 
     Returns:
         The lines, and the longest line's length.
     """
+    if not data.strip():
+        raise InputError(f"{path}: expected JSON lines, one object per line; the file is empty")
     newlines, longest, suspects = _scan_lines(data, max_depth)
     lines = _Lines(data, newlines)
+    view = np.frombuffer(data, dtype=np.uint8)
+    starts = np.concatenate([[0], newlines + 1])
+    starts = starts[starts < len(data)]
+    # Lines whose first byte is not "{": mostly blank lines, checked one by one.
+    for index in np.flatnonzero(view[starts] != ord("{")).tolist():
+        line = lines.line(index).strip()
+        if line and not line.startswith(b"{"):
+            found = line[:20].decode("utf-8", "replace") + ("…" if len(line) > 20 else "")
+            raise InputError(
+                f"{path}:{index + 1}: expected one JSON object per line; found {found!r}", hint=_CURATE_HINT
+            )
     for index in sorted(suspects):
         issue = json_line_issue(lines.line(index), max_depth=max_depth)
         if issue is not None:
@@ -214,6 +230,11 @@ def _rounded_integer(row: dict[str, Any], schema: pa.Schema) -> bool:
     return False
 
 
+def _printable(text: str) -> str:
+    """`text` on one line: control characters and line separators as escapes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def _explain_arrow_error(path: Path, data: bytes, exc: pa.ArrowException) -> InputError:
     """Arrow's message names neither the line nor what to do: find the line ourselves."""
     lines = data.split(b"\n")
@@ -230,7 +251,7 @@ def _explain_arrow_error(path: Path, data: bytes, exc: pa.ArrowException) -> Inp
                 f"{path}:{number}: expected one JSON object per line; found a {type(value).__name__}",
                 hint=_CURATE_HINT,
             )
-    message = str(exc).removeprefix("JSON parse error: ")
+    message = _printable(str(exc).removeprefix("JSON parse error: "))  # keys in it may hold line breaks
     row = re.search(r" in row (\d+)", message)
     if row:  # Arrow counts non-blank lines from 0
         numbers = [n for n, line in enumerate(lines, 1) if line.strip()]
@@ -240,9 +261,10 @@ def _explain_arrow_error(path: Path, data: bytes, exc: pa.ArrowException) -> Inp
             if issue is not None:
                 return _refusal(path, number - 1, issue)
             message = f"line {number}: {message[: row.start()]}"
+    hint = "give each field one type in every line (e.g. always a string, or always a number)"
     return InputError(
         f"{path}: could not read it as JSON lines ({message})",
-        hint="give each field one type in every line (e.g. always a string, or always a number)",
+        hint=hint if "changed from" in message else _CURATE_HINT,
     )
 
 
@@ -259,7 +281,7 @@ def read_jsonl_table(path: Path, *, encoding: str = "utf-8", max_depth: int = MA
             cannot be stored unchanged; the message names the line.
     """
     data = _as_utf8(path, _decompressed(path), encoding)
-    lines, longest = _check_depth(path, data, max_depth)
+    lines, longest = _check_lines(path, data, max_depth)
     if longest >= _MAX_BLOCK:
         raise InputError(f"{path}: a line of {longest:,} bytes is longer than the 2 GiB one record may take")
     # Arrow parses in blocks and cannot read a record longer than one block: size it to the longest line.
