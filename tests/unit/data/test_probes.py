@@ -25,7 +25,7 @@ from keel.cli import app
 from keel.core.errors import InputError
 from keel.core.settings import load_settings
 from keel.data import commit_version
-from keel.data._inputs import values_match
+from keel.data._inputs import read_jsonl_table, values_match
 from keel.store import open_store
 
 runner = CliRunner()
@@ -316,3 +316,29 @@ def test_any_committed_jsonl_exports_the_values_it_was_given(
     source = [json.loads(line) for line in lines]
     assert len(exported) == len(source)
     assert all(values_match(s, e) for s, e in zip(source, exported, strict=True)), (source, exported)
+
+
+# --- the reader alone, fuzzed faster than through the CLI: any bytes give a table or an InputError -----
+
+fuzz_lines = st.one_of(
+    json_values.map(lambda v: json.dumps(v).encode()),  # any top-level value, not only objects
+    st.dictionaries(st.sampled_from(["a", "b"]), json_values, max_size=2).map(lambda d: json.dumps(d).encode()),
+    st.sampled_from([b"null", b"", b"  ", b"{}", b"{", b'{"a": NaN}', b'{"a": [null, 1]}', b"\xef\xbb\xbf{}"]),
+    st.binary(max_size=24).filter(lambda b: b"\n" not in b),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(fuzz_lines, min_size=1, max_size=6))
+def test_the_reader_gives_a_faithful_table_or_an_input_error(tmp_path: Path, lines: list[bytes]) -> None:
+    path = tmp_path / "fuzz.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    try:
+        table = read_jsonl_table(path)
+    except InputError as exc:
+        assert "\n" not in str(exc)
+        return
+    table.validate(full=True)
+    source = [json.loads(line) for line in lines if line.strip()]
+    assert table.num_rows == len(source)
+    assert all(values_match(s, r) for s, r in zip(source, table.to_pylist(), strict=True))
