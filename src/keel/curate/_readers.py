@@ -137,8 +137,20 @@ def _read_jsonl(path: Path, text_field: str, id_field: str | None, encoding: str
             return
         # UTF-16/32: lines are not cut at the byte 0x0a; decode the stream, and hand on UTF-8 lines.
         with io.TextIOWrapper(stream, encoding=encoding, newline="\n") as text:
-            lines = (line.encode("utf-8") for line in text)
-            yield from _jsonl_items(lines, "utf-8", uri, fetched, text_field, id_field)
+            read = 0
+
+            def utf8_lines() -> Iterator[bytes]:
+                nonlocal read
+                for line in text:
+                    read += 1
+                    yield line.encode("utf-8")
+
+            try:
+                yield from _jsonl_items(utf8_lines(), "utf-8", uri, fetched, text_field, id_field)
+            except UnicodeError as exc:  # a stream decoder cannot skip a bad line: the rest is set aside
+                reason = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc)
+                detail = f"{reason} ({encoding}); set `encoding:` for this input if the file uses another"
+                yield Problem(uri, read + 1, ProblemReason.UNDECODABLE, detail)
 
 
 def _jsonl_items(

@@ -76,6 +76,9 @@ def test_a_declared_encoding_decodes_jsonl_csv_and_text(tmp_path: Path) -> None:
     assert [r["text"] for r in _items(tmp_path / "b.jsonl", encoding="utf-16")[0]] == ["café", "thé"]
     assert [r["text"] for r in _items(tmp_path / "c.csv", "csv", encoding="cp1252")[0]] == ["café"]
     assert [r["text"] for r in _items(tmp_path / "d.txt", "text", encoding="latin-1")[0]] == ["café"]
+    (tmp_path / "e.jsonl").write_bytes(b'{"text": "not utf-16 at all"}\n')
+    _, problems = _items(tmp_path / "e.jsonl", encoding="utf-16")
+    assert [(p.line, p.reason) for p in problems] == [(1, ProblemReason.UNDECODABLE)]
     _, problems = _items(tmp_path / "c.csv", "csv")
     assert problems[0].reason == ProblemReason.UNDECODABLE and "encoding:" in problems[0].detail
     with pytest.raises(InputError, match="expected a text encoding Python knows"):
@@ -160,7 +163,7 @@ lines = st.one_of(
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(lines, min_size=1, max_size=8), st.sampled_from(["utf-8", "latin-1"]))
+@given(st.lists(lines, min_size=1, max_size=8), st.sampled_from(["utf-8", "latin-1", "cp1252", "utf-16"]))
 def test_readers_never_raise_and_yield_only_storable_records(tmp_path: Path, data: list[bytes], encoding: str) -> None:
     path = tmp_path / "h.jsonl"
     path.write_bytes(b"\n".join(data) + b"\n")
