@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import gzip
 import io
 import json
 from collections.abc import Iterable, Iterator
@@ -22,7 +21,7 @@ import zstandard
 
 from keel.core.errors import InputError
 from keel.curate._problems import Problem, ProblemReason, file_mtime
-from keel.data._inputs import arrow_depth
+from keel.data._inputs import arrow_depth, open_decompressed
 from keel.data._json_lines import MAX_JSON_DEPTH, json_line_issue
 from keel.data._records import make_record
 
@@ -86,11 +85,7 @@ def _undecodable(exc: UnicodeDecodeError, encoding: str) -> str:
 
 
 def _open_binary(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if path.name.endswith(".zst"):
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(path.open("rb")))
-    return path.open("rb")
+    return open_decompressed(path)  # a truncated .gz or .zst raises EOFError: quarantined below
 
 
 def _record_from_object(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
 import json
 import os
 import re
@@ -18,7 +19,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,7 @@ import zstandard
 from keel.core.errors import InputError
 from keel.data._json_lines import MAX_JSON_DEPTH, SUSPECT, JsonIssue, JsonLineReason, json_line_issue
 
-__all__ = ["arrow_depth", "check_table", "read_inputs", "read_jsonl_table"]
+__all__ = ["ZstdFramesReader", "arrow_depth", "check_table", "open_decompressed", "read_inputs", "read_jsonl_table"]
 
 _WIDE_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{16,}(?![\d.eE])")  # an integer token of 16+ digits
 _CHUNK = 1 << 25  # bytes scanned per numpy pass: bounds the scan's temporary memory
@@ -44,17 +45,71 @@ _FIXES = {
 _CURATE_HINT = "or curate the file first (`keel curate run`), which quarantines bad lines and keeps the rest"
 
 
+class ZstdFramesReader(io.RawIOBase):
+    """Every zstd frame of a file, decompressed; `EOFError` when the file ends inside a frame.
+
+    zstandard's `stream_reader` returns a truncated file's data without complaint (as many lines as
+    were whole); its `decompressobj` knows whether the frame ended, so this reader is built on it.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        super().__init__()
+        self._raw = raw
+        self._frame = zstandard.ZstdDecompressor().decompressobj()
+        self._in_frame = False
+        self._out = b""
+        self._at = 0
+
+    def readable(self) -> bool:
+        """Yes."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill `buffer` with decompressed bytes; 0 at the end of the last frame."""
+        while self._at >= len(self._out):
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("the file ends inside a zstd frame (it is truncated)")
+                return 0
+            self._out, self._at = self._decompress(chunk), 0
+        size = min(len(buffer), len(self._out) - self._at)
+        buffer[:size] = self._out[self._at : self._at + size]
+        self._at += size
+        return size
+
+    def _decompress(self, chunk: bytes) -> bytes:
+        parts = []
+        while chunk:
+            if self._frame.eof:  # the next frame of a multi-frame file
+                self._frame = zstandard.ZstdDecompressor().decompressobj()
+            parts.append(self._frame.decompress(chunk))
+            self._in_frame = not self._frame.eof
+            chunk = self._frame.unused_data if self._frame.eof else b""
+        return b"".join(parts)
+
+    def close(self) -> None:
+        """Close the file too."""
+        self._raw.close()
+        super().close()
+
+
+def open_decompressed(path: Path) -> IO[bytes]:
+    """Open a file for reading, decompressing `.gz` and `.zst` by suffix; truncation raises `EOFError`."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if name.endswith(".zst"):
+        return io.BufferedReader(ZstdFramesReader(open(path, "rb")))  # noqa: SIM115 - the reader closes it
+    return open(path, "rb")  # noqa: SIM115 - the caller closes it
+
+
 def _decompressed(path: Path) -> bytes:
     """The file's bytes, decompressed by suffix; a damaged or mislabelled file is an `InputError`."""
     name = path.name.lower()
     try:
-        if name.endswith(".gz"):
-            with gzip.open(path, "rb") as stream:
-                return stream.read()
-        if name.endswith(".zst"):
-            with open(path, "rb") as raw, zstandard.ZstdDecompressor().stream_reader(raw) as stream:
-                return stream.read()
-        return path.read_bytes()
+        with open_decompressed(path) as stream:
+            return stream.read()
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
         kind = "gzip" if name.endswith(".gz") else "zstd"
         raise InputError(

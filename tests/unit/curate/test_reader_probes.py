@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -97,6 +98,15 @@ def test_damaged_files_are_one_quarantine_entry(tmp_path: Path, name: str, data:
     (tmp_path / name).write_bytes(data)
     records, problems = _items(tmp_path / name, "parquet" if name.endswith(".parquet") else "jsonl")
     assert records == [] and [p.reason for p in problems] == [ProblemReason.UNREADABLE_FILE]
+
+
+def test_a_zstd_file_cut_between_frames_keeps_the_first_and_quarantines_the_cut(tmp_path: Path) -> None:
+    zstd = zstandard.ZstdCompressor()
+    whole = zstd.compress(b'{"text": "a"}\n{"text": "b"}\n')
+    (tmp_path / "cut.jsonl.zst").write_bytes(whole + zstd.compress(b'{"text": "c"}\n' * 100)[:12])
+    records, problems = _items(tmp_path / "cut.jsonl.zst")
+    assert [r["text"] for r in records] == ["a", "b"]
+    assert [p.reason for p in problems] == [ProblemReason.UNREADABLE_FILE] and "truncated" in problems[0].detail
 
 
 def test_parquet_rows_with_nan_are_quarantined(tmp_path: Path) -> None:

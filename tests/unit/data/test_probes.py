@@ -9,6 +9,7 @@ exactly (Python compares 2**53 + 1 and 2.0**53 as different). Key order and spac
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import json
 from pathlib import Path
@@ -59,6 +60,11 @@ def _truncated_gzip() -> bytes:
     return data[: len(data) // 2]
 
 
+def _cut_zstd() -> bytes:
+    zstd = zstandard.ZstdCompressor()
+    return zstd.compress(b'{"id": "a"}\n{"id": "b"}\n') + zstd.compress(b'{"id": "c"}\n' * 100)[:12]
+
+
 BAD_INPUTS: dict[str, tuple[str, bytes, list[str], list[str]]] = {
     # name: (file name, bytes, extra commit options, texts the one line must hold)
     "latin-1 bytes": ("a.jsonl", b'{"id": "a", "text": "caf\xe9"}\n', [], ["a.jsonl:1", "expected utf-8", "0xe9"]),
@@ -99,6 +105,8 @@ BAD_INPUTS: dict[str, tuple[str, bytes, list[str], list[str]]] = {
     "an empty file": ("a.jsonl", b"\n \n", [], ["the file is empty"]),
     "a byte-order mark mid-file": ("a.jsonl", b'{"id": "a"}\n\xef\xbb\xbf{"id": "b"}\n', [], ["a.jsonl:2"]),
     "corrupt zstd": ("a.jsonl.zst", b"this is not zstd", [], ["a.jsonl.zst", "zstd"]),
+    # zstandard's stream_reader returned the whole first frame's lines and no error for this file.
+    "zstd cut inside its second frame": ("a.jsonl.zst", _cut_zstd(), [], ["a.jsonl.zst", "truncated"]),
     "plain file named .gz": ("a.jsonl.gz", b'{"id": "a"}\n', [], ["a.jsonl.gz", "not gzip"]),
     "truncated gzip": ("a.jsonl.gz", _truncated_gzip(), [], ["a.jsonl.gz", "truncated"]),
     "junk named .parquet": ("a.parquet", b"PAR1 but not really", [], ["a.parquet", "expected a Parquet file"]),
@@ -147,6 +155,11 @@ GOOD_INPUTS: dict[str, tuple[str, bytes, list[str]]] = {
         [],
     ),
     "zstd": ("a.jsonl.zst", zstandard.ZstdCompressor().compress(b'{"id": "a", "text": "z"}\n'), []),
+    "zstd of two frames": (
+        "a.jsonl.zst",
+        zstandard.ZstdCompressor().compress(b'{"id": "a"}\n') + zstandard.ZstdCompressor().compress(b'{"id": "b"}\n'),
+        [],
+    ),
 }
 
 
@@ -159,7 +172,7 @@ def test_good_inputs_export_value_identically(workspace: Path, tmp_path: Path, p
     assert result.exit_code == 0, result.output
     exported = _export(workspace, "good", tmp_path / "out.jsonl")
     if name.endswith(".zst"):
-        data = zstandard.ZstdDecompressor().decompress(data)
+        data = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True).read()
     text = data.decode(options[1] if options else "utf-8-sig").encode()
     source = _lines(text)
     assert len(exported) == len(source)
