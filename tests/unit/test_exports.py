@@ -77,7 +77,8 @@ EXPECTED = {
     "keel.cli": ["app", "main"],
     "keel.pipeline": ["DemoReport", "run_demo"],
     "keel.data": [
-        "RECORD_SCHEMA", "DatasetVersion", "Expectations", "RecordTrace", "ShardEntry", "ValidationReport",
+        "MAX_JSON_DEPTH", "RECORD_SCHEMA", "DatasetVersion", "Expectations", "RecordTrace", "ShardEntry",
+        "ValidationReport",
         "VersionDiff", "commit_version", "diff_versions", "export_version", "get_version", "iter_batches",
         "list_datasets", "list_versions", "load_expectations", "load_version", "make_record", "record_id",
         "records_to_table", "row_hashes", "split_assignments", "split_version", "tag_version", "to_hf_dataset",

@@ -64,12 +64,21 @@ def commit(
     parent: Annotated[
         list[str] | None, typer.Option(help="Parent version ref(s); default the latest version of NAME.")
     ] = None,
+    encoding: Annotated[
+        str, typer.Option(help="Text encoding of JSONL files (e.g. latin-1, cp1252); converted to UTF-8.")
+    ] = "utf-8",
     json_output: JsonOption = False,
 ) -> None:
-    """Commit files as the next version of NAME, storing only records its parent does not hold."""
+    """Commit files as the next version of NAME, storing only records its parent does not hold.
+
+    A JSONL file with a line Keel cannot store unchanged (bytes not in ENCODING, NaN, integers beyond
+    int64, nesting over 128 levels) is refused whole, naming the line; `keel curate run` quarantines them.
+    """
     store = get_store(ctx)
     with console().status(f"Committing {name}…"):
-        version, created = commit_version(store, name, [str(p) for p in paths], message=message, parents=parent)
+        version, created = commit_version(
+            store, name, [str(p) for p in paths], message=message, parents=parent, encoding=encoding
+        )
     if json_output:
         print_json({**version.to_json(), "created": created})
     else:

@@ -8,13 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
 from ulid import ULID
 
 from keel.core.errors import InputError
 
-__all__ = ["canonical_json", "is_sha256", "new_ulid", "sha256_hex", "require_sha256"]
+__all__ = ["canonical_json", "is_sha256", "new_ulid", "sha256_hex", "require_sha256", "stable_json"]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -42,11 +44,140 @@ def sha256_hex(data: bytes | str) -> str:
 def canonical_json(value: Any) -> str:
     """Serialise `value` the same way every time (sorted keys, no spaces), for hashing.
 
+    Values nested deeper than Python's recursion limit are serialised too, to the same text.
+
+    Raises:
+        InputError: `value` holds NaN or an infinity, which JSON cannot represent.
+
     Examples:
         >>> canonical_json({"b": 1, "a": [1, "é"]})
         '{"a":[1,"é"],"b":1}'
     """
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except RecursionError:
+        pass  # too deep for the C encoder's recursion: the same text, built with an explicit stack
+    except ValueError as exc:
+        if not str(exc).startswith("Out of range float"):
+            raise
+        raise InputError(
+            "expected finite numbers; found NaN or an infinity, which JSON cannot represent",
+            hint="replace it with null or a string",
+        ) from None
+    try:
+        return _dumps_iteratively(value, (",", ":"), ensure_ascii=False, allow_nan=False, default=None)
+    except ValueError:
+        raise InputError(
+            "expected finite numbers; found NaN or an infinity, which JSON cannot represent",
+            hint="replace it with null or a string",
+        ) from None
+
+
+def stable_json(value: Any) -> str:
+    r"""`json.dumps(value, sort_keys=True, default=str)`, also for values nested beyond the recursion limit.
+
+    The text content hashes of Arrow values without a vectorised hash were always made from.
+
+    Examples:
+        >>> stable_json({"b": [1.5, None], "a": "é"})
+        '{"a": "\\u00e9", "b": [1.5, null]}'
+    """
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except RecursionError:
+        return _dumps_iteratively(value, (", ", ": "), ensure_ascii=True, allow_nan=True, default=str)
+
+
+def _float_text(value: float, allow_nan: bool) -> str:
+    if value != value or value in (float("inf"), float("-inf")):
+        if not allow_nan:
+            raise ValueError("Out of range float values are not JSON compliant")
+        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+    return float.__repr__(value)
+
+
+def _key_text(key: Any, allow_nan: bool) -> str:
+    if isinstance(key, str):
+        return key
+    if key is True or key is False or key is None:
+        return "null" if key is None else ("true" if key else "false")
+    if isinstance(key, float):
+        return _float_text(key, allow_nan)
+    if isinstance(key, int):
+        return int.__repr__(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _scalar_text(item: Any, quote: Callable[[str], str], allow_nan: bool) -> str | None:
+    """The JSON text of a value without children, or None for a list, tuple, dict or other object."""
+    if item is None or item is True or item is False:
+        return "null" if item is None else ("true" if item else "false")
+    if isinstance(item, str):
+        return quote(item)
+    if isinstance(item, int):
+        return int.__repr__(item)
+    if isinstance(item, float):
+        return _float_text(item, allow_nan)
+    return None
+
+
+def _dumps_iteratively(
+    value: Any,
+    separators: tuple[str, str],
+    *,
+    ensure_ascii: bool,
+    allow_nan: bool,
+    default: Callable[[Any], Any] | None,
+) -> str:
+    """What `json.dumps(value, sort_keys=True, ...)` returns, with an explicit stack instead of recursion.
+
+    Hand-written because no JSON library both matches `json.dumps` byte for byte and has no depth
+    limit; it runs only for values the C encoder cannot take, so its speed does not matter.
+    """
+    item_sep, key_sep = separators
+    quote = encode_basestring_ascii if ensure_ascii else encode_basestring
+    out: list[str] = []
+    # Frames: the container's id, an iterator over its items, whether it is a dict, whether nothing is written yet.
+    stack: list[tuple[int, Iterator[Any], bool, list[bool]]] = []
+    open_ids: set[int] = set()  # the containers on the stack, to refuse a cycle as json.dumps does
+
+    def emit(item: Any) -> None:
+        text = _scalar_text(item, quote, allow_nan)
+        while text is None and not isinstance(item, list | tuple | dict):
+            if default is None:
+                raise TypeError(f"Object of type {type(item).__name__} is not JSON serializable")
+            item = default(item)
+            text = _scalar_text(item, quote, allow_nan)
+        if text is not None:
+            out.append(text)
+        elif not item:
+            out.append("{}" if isinstance(item, dict) else "[]")
+        else:
+            if id(item) in open_ids:
+                raise ValueError("Circular reference detected")
+            open_ids.add(id(item))
+            is_dict = isinstance(item, dict)
+            out.append("{" if is_dict else "[")
+            stack.append((id(item), iter(sorted(item.items())) if is_dict else iter(item), is_dict, [True]))
+
+    emit(value)
+    done: Any = object()
+    while stack:
+        ident, items, is_dict, first = stack[-1]
+        entry: Any = next(items, done)
+        if entry is done:
+            out.append("}" if is_dict else "]")
+            open_ids.discard(ident)
+            stack.pop()
+            continue
+        if not first[0]:
+            out.append(item_sep)
+        first[0] = False
+        if is_dict:
+            out += [quote(_key_text(entry[0], allow_nan)), key_sep]
+            entry = entry[1]
+        emit(entry)
+    return "".join(out)
 
 
 def is_sha256(text: str) -> bool:

@@ -29,6 +29,7 @@ __all__ = [
     "Settings",
     "find_workspace",
     "load_settings",
+    "not_utf8_message",
     "workspace_template",
 ]
 
@@ -166,6 +167,8 @@ def _read_config(path: Path) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(not_utf8_message(path, exc), hint="save it as UTF-8") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings; found a {type(data).__name__}")
     version = data.pop("version", CONFIG_VERSION)
@@ -177,6 +180,22 @@ def _read_config(path: Path) -> dict[str, Any]:
     if "workspace" in data:
         raise ConfigError(f"{path} sets `workspace`; the workspace is the folder holding keel.yaml, remove the key")
     return data
+
+
+def not_utf8_message(path: str | os.PathLike[str], exc: UnicodeDecodeError) -> str:
+    r"""Say which byte of a text file Keel reads as UTF-8 (keel.yaml, recipes, expectations) is not UTF-8.
+
+    Examples:
+        >>> try:
+        ...     b"a: caf\xe9".decode("utf-8")
+        ... except UnicodeDecodeError as exc:
+        ...     not_utf8_message("keel.yaml", exc)
+        'keel.yaml: expected UTF-8 text; byte 0xe9 at line 1, column 7 is not UTF-8'
+    """
+    data = exc.object
+    line = data.count(b"\n", 0, exc.start) + 1
+    column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+    return f"{path}: expected UTF-8 text; byte 0x{data[exc.start]:02x} at line {line}, column {column} is not UTF-8"
 
 
 def find_workspace(start: Path | None = None) -> Path:

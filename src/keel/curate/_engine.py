@@ -165,7 +165,12 @@ def _file_shards(
     """
     buffer: list[dict[str, Any]] = []
     items = read_file(
-        source.path, source.format, text_field=source.text_field, id_field=source.id_field, extractor=source.extractor
+        source.path,
+        source.format,
+        text_field=source.text_field,
+        id_field=source.id_field,
+        extractor=source.extractor,
+        encoding=source.encoding,
     )
     for item in items:
         if isinstance(item, Problem):

@@ -27,6 +27,11 @@ class ProblemReason(StrEnum):
     EMPTY_DOCUMENT = "empty_document"
     UNDECODABLE = "undecodable"
     UNREADABLE_FILE = "unreadable_file"
+    # What `keel.data`'s JSON line checks refuse (JsonLineReason): values that could not be kept exactly.
+    TOO_DEEP = "too_deep"
+    NON_FINITE_NUMBER = "non_finite_number"
+    INTEGER_OUT_OF_RANGE = "integer_out_of_range"
+    INVALID_UNICODE = "invalid_unicode"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,22 +7,25 @@ quarantine file (or, with `--strict`, turns into an error). Readers know nothing
 
 from __future__ import annotations
 
+import codecs
 import csv
-import gzip
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import pyarrow.parquet as pq
+import zstandard
 
 from keel.core.errors import InputError
 from keel.curate._problems import Problem, ProblemReason, file_mtime
+from keel.data._inputs import arrow_depth, open_decompressed
+from keel.data._json_lines import MAX_JSON_DEPTH, json_line_issue
 from keel.data._records import make_record
 
-__all__ = ["FORMATS", "InputFormat", "detect_format", "read_file"]
+__all__ = ["FORMATS", "InputFormat", "check_encoding", "detect_format", "read_file"]
 
 InputFormat = Literal["jsonl", "parquet", "csv", "text", "html", "warc", "pdf"]
 FORMATS: tuple[str, ...] = ("jsonl", "parquet", "csv", "text", "html", "warc", "pdf")
@@ -59,14 +62,30 @@ def detect_format(path: Path) -> InputFormat:
     )
 
 
-def _open_binary(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if path.name.endswith(".zst"):
-        import zstandard
+def check_encoding(encoding: str) -> str:
+    """The canonical name of a text encoding, or an `InputError` naming a few that exist.
 
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(path.open("rb")))
-    return path.open("rb")
+    Examples:
+        >>> check_encoding("Latin-1")
+        'iso8859-1'
+    """
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise InputError(
+            f"expected a text encoding Python knows (utf-8, latin-1, cp1252, utf-16, …); got {encoding!r}"
+        ) from None
+
+
+def _undecodable(exc: UnicodeDecodeError, encoding: str) -> str:
+    return (
+        f"byte 0x{exc.object[exc.start]:02x} at column {exc.start + 1} is not {encoding}; "
+        "set `encoding:` for this input if the file uses another"
+    )
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return open_decompressed(path)  # a truncated .gz or .zst raises EOFError: quarantined below
 
 
 def _record_from_object(
@@ -86,54 +105,114 @@ def _record_from_object(
     return make_record(text, uri, line, raw, fetched, meta, str(given_id) if given_id is not None else None)
 
 
-def _read_jsonl(path: Path, text_field: str, id_field: str | None) -> Iterator[dict[str, Any] | Problem]:
+def _json_line(raw: bytes, encoding: str) -> bytes | tuple[ProblemReason, str]:
+    """A line as UTF-8 bytes that are safe to parse and keep, or why it is not."""
+    if encoding != "utf-8":
+        try:
+            raw = raw.decode(encoding).encode("utf-8")
+        except UnicodeDecodeError as exc:
+            return ProblemReason.UNDECODABLE, _undecodable(exc, encoding)
+    else:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return ProblemReason.UNDECODABLE, _undecodable(exc, encoding)
+    # Fields other than text and id stay JSON text in `meta`, where big integers are exact.
+    issue = json_line_issue(raw, max_depth=MAX_JSON_DEPTH, exact_integers=False)
+    if issue is not None:
+        return ProblemReason(issue.reason.value), issue.detail
+    return raw
+
+
+def _read_jsonl(path: Path, text_field: str, id_field: str | None, encoding: str) -> Iterator[dict[str, Any] | Problem]:
     uri, fetched = path.resolve().as_uri(), file_mtime(path)
     with _open_binary(path) as stream:
-        for number, raw in enumerate(stream, start=1):
-            if not raw.strip():
-                continue
+        if "\n{".encode(encoding) == b"\n{":
+            yield from _jsonl_items(stream, encoding, uri, fetched, text_field, id_field)
+            return
+        # UTF-16/32: lines are not cut at the byte 0x0a; decode the stream, and hand on UTF-8 lines.
+        with io.TextIOWrapper(stream, encoding=encoding, newline="\n") as text:
+            read = 0
+
+            def utf8_lines() -> Iterator[bytes]:
+                nonlocal read
+                for line in text:
+                    read += 1
+                    yield line.encode("utf-8")
+
             try:
-                obj = json.loads(raw)
-            except UnicodeDecodeError as exc:
-                yield Problem(uri, number, ProblemReason.UNDECODABLE, str(exc)[:200])
-                continue
-            except json.JSONDecodeError as exc:
-                yield Problem(uri, number, ProblemReason.INVALID_JSON, exc.msg)
-                continue
-            yield _record_from_object(obj, raw.rstrip(b"\r\n"), uri, number, fetched, text_field, id_field)
+                yield from _jsonl_items(utf8_lines(), "utf-8", uri, fetched, text_field, id_field)
+            except UnicodeError as exc:  # a stream decoder cannot skip a bad line: the rest is set aside
+                reason = exc.reason if isinstance(exc, UnicodeDecodeError) else str(exc)
+                detail = f"{reason} ({encoding}); set `encoding:` for this input if the file uses another"
+                yield Problem(uri, read + 1, ProblemReason.UNDECODABLE, detail)
+
+
+def _jsonl_items(
+    lines: Iterable[bytes], encoding: str, uri: str, fetched: datetime, text_field: str, id_field: str | None
+) -> Iterator[dict[str, Any] | Problem]:
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        line = _json_line(raw, encoding)
+        if isinstance(line, tuple):
+            yield Problem(uri, number, line[0], line[1])
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield Problem(uri, number, ProblemReason.INVALID_JSON, exc.msg)
+            continue
+        except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+            yield Problem(uri, number, ProblemReason.INVALID_JSON, str(exc)[:200])
+            continue
+        yield _record_from_object(obj, raw.rstrip(b"\r\n"), uri, number, fetched, text_field, id_field)
 
 
 def _read_parquet(path: Path, text_field: str, id_field: str | None) -> Iterator[dict[str, Any] | Problem]:
     uri, fetched = path.resolve().as_uri(), file_mtime(path)
+    parquet = pq.ParquetFile(path)
+    for column in parquet.schema_arrow:
+        depth = arrow_depth(column.type) + 1
+        if depth > MAX_JSON_DEPTH:
+            detail = f"column {column.name!r} nests {depth} levels deep; at most {MAX_JSON_DEPTH} are allowed"
+            yield Problem(uri, None, ProblemReason.TOO_DEEP, detail)
+            return
     row = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+    for batch in parquet.iter_batches(batch_size=4096):
         for obj in batch.to_pylist():
             row += 1
-            raw = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False).encode()
+            try:  # the raw item is its JSON text: NaN and infinities have none
+                raw = json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False, allow_nan=False).encode()
+            except ValueError:
+                yield Problem(uri, row, ProblemReason.NON_FINITE_NUMBER, "NaN or an infinity is not a JSON number")
+                continue
             yield _record_from_object(obj, raw, uri, row, fetched, text_field, id_field)
 
 
-def _read_csv(path: Path, text_field: str, id_field: str | None) -> Iterator[dict[str, Any] | Problem]:
+def _read_csv(path: Path, text_field: str, id_field: str | None, encoding: str) -> Iterator[dict[str, Any] | Problem]:
     uri, fetched = path.resolve().as_uri(), file_mtime(path)
     delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
     with _open_binary(path) as stream:
-        text_stream = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
+        text_stream = io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")
         reader = csv.DictReader(text_stream, delimiter=delimiter)
         try:
             for obj in reader:
                 raw = json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()
                 yield _record_from_object(obj, raw, uri, reader.line_num, fetched, text_field, id_field)
         except UnicodeDecodeError as exc:
-            yield Problem(uri, reader.line_num + 1, ProblemReason.UNDECODABLE, str(exc)[:200])
+            detail = f"{str(exc)[:200]}; set `encoding:` for this input if the file uses another"
+            yield Problem(uri, reader.line_num + 1, ProblemReason.UNDECODABLE, detail)
 
 
-def _read_text_file(path: Path) -> Iterator[dict[str, Any] | Problem]:
+def _read_text_file(path: Path, encoding: str) -> Iterator[dict[str, Any] | Problem]:
     uri = path.resolve().as_uri()
     raw = path.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
-        yield Problem(uri, None, ProblemReason.UNDECODABLE, str(exc)[:200])
+        line = raw.count(b"\n", 0, exc.start) + 1
+        yield Problem(uri, line, ProblemReason.UNDECODABLE, _undecodable(exc, encoding).replace("column", "offset"))
         return
     if not text.strip():
         yield Problem(uri, None, ProblemReason.EMPTY_DOCUMENT)
@@ -148,6 +227,7 @@ def read_file(
     text_field: str = "text",
     id_field: str | None = None,
     extractor: str | None = None,
+    encoding: str = "utf-8",
 ) -> Iterator[dict[str, Any] | Problem]:
     """Yield the records of one input file, and a `Problem` for every item that is not one.
 
@@ -157,22 +237,25 @@ def read_file(
         text_field: The field holding the document text (JSONL, Parquet, CSV).
         id_field: A field holding the source's own id, used as the record id if given.
         extractor: The HTML main-text extractor for html and warc (`trafilatura` or `resiliparse`).
+        encoding: The text encoding of JSONL, CSV and text files (web pages declare their own).
     """
     if fmt in ("html", "warc", "pdf"):
         from keel.curate import _web_readers as web  # heavy parsers load only when web input is read
 
         yield from web.read_web_file(path, fmt, extractor=extractor or web.DEFAULT_EXTRACTOR)  # type: ignore[arg-type]
         return
+    encoding = check_encoding(encoding)
     try:
         if fmt == "jsonl":
-            yield from _read_jsonl(path, text_field, id_field)
+            yield from _read_jsonl(path, text_field, id_field, encoding)
         elif fmt == "parquet":
             yield from _read_parquet(path, text_field, id_field)
         elif fmt == "csv":
-            yield from _read_csv(path, text_field, id_field)
+            yield from _read_csv(path, text_field, id_field, encoding)
         else:
-            yield from _read_text_file(path)
-    except (OSError, EOFError, ValueError) as exc:  # a truncated .gz, an unreadable or corrupt file
+            yield from _read_text_file(path, encoding)
+    # A truncated .gz or .zst, junk under a .parquet name (ArrowInvalid is a ValueError), an unreadable file.
+    except (OSError, EOFError, ValueError, zstandard.ZstdError) as exc:
         yield Problem(
             path.resolve().as_uri(), None, ProblemReason.UNREADABLE_FILE, f"{type(exc).__name__}: {exc}"[:300]
         )

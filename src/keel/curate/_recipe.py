@@ -17,13 +17,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keel.core.errors import ConfigError, InputError
+from keel.core.settings import not_utf8_message
 from keel.curate._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, NormalizeStep
 from keel.curate._decontaminate import DecontaminateStep
 from keel.curate._language_step import LanguageStep
 from keel.curate._near_dedup import NearDedupStep
 from keel.curate._pii_step import PiiStep
 from keel.curate._quality_step import QualityStep
-from keel.curate._readers import InputFormat, detect_format
+from keel.curate._readers import InputFormat, check_encoding, detect_format
 from keel.curate._step import Step
 
 __all__ = ["Recipe", "ResolvedInput", "available_steps", "build_steps", "load_recipe", "parse_recipe"]
@@ -54,6 +55,7 @@ class ResolvedInput:
     text_field: str
     id_field: str | None
     extractor: str | None = None
+    encoding: str = "utf-8"
 
 
 class InputSpec(BaseModel):
@@ -66,6 +68,15 @@ class InputSpec(BaseModel):
     text_field: str = "text"
     id_field: str | None = None
     extractor: Literal["trafilatura", "resiliparse"] | None = None
+    encoding: str = Field("utf-8", description="Text encoding of JSONL, CSV and text files (e.g. latin-1, cp1252).")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            return check_encoding(encoding)
+        except InputError as exc:
+            raise ValueError(exc.message) from None
 
 
 class Recipe(BaseModel):
@@ -120,7 +131,9 @@ class Recipe(BaseModel):
                 raise InputError(f"input {spec.path!r} matches no files (looked for {pattern})")
             for path in matches:
                 fmt = spec.format or detect_format(path)
-                resolved.append(ResolvedInput(path.resolve(), fmt, spec.text_field, spec.id_field, spec.extractor))
+                resolved.append(
+                    ResolvedInput(path.resolve(), fmt, spec.text_field, spec.id_field, spec.extractor, spec.encoding)
+                )
         return resolved
 
 
@@ -175,6 +188,8 @@ def load_recipe(path: str | Path) -> Recipe:
         raise ConfigError(f"cannot read recipe {file}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"recipe {file} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(not_utf8_message(f"recipe {file}", exc), hint="save it as UTF-8") from None
     return parse_recipe(data, file.resolve().parent, str(file))
 
 

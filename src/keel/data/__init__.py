@@ -12,6 +12,7 @@ from typing import Any
 
 from keel.data._expectations import Expectations, ValidationReport, load_expectations, validate_version
 from keel.data._hashing import row_hashes
+from keel.data._json_lines import MAX_JSON_DEPTH
 from keel.data._records import RECORD_SCHEMA, make_record, record_id, records_to_table
 from keel.data._version_ops import (
     RecordTrace,
@@ -36,6 +37,7 @@ from keel.data._versions import (
 )
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "RECORD_SCHEMA",
     "DatasetVersion",
     "Expectations",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -13,7 +14,8 @@ __all__ = ["column_stats", "stats_changes"]
 def _scalar(value: pa.Scalar) -> Any:
     out = value.as_py()
     if isinstance(out, float):
-        return round(out, 6)
+        # NaN and infinities (a Parquet input may hold them) as text: the manifest is strict JSON.
+        return round(out, 6) if math.isfinite(out) else str(out)
     return out if isinstance(out, int | str | bool) or out is None else str(out)
 
 

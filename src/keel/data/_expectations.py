@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keel.core.errors import ConfigError
+from keel.core.settings import not_utf8_message
 from keel.data._versions import DatasetVersion, get_version, load_version
 from keel.store import Store
 
@@ -59,6 +60,8 @@ def load_expectations(path: str | os.PathLike[str]) -> Expectations:
     """Read and check an expectations file, reporting every problem with its path in the file."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(not_utf8_message(path, exc), hint="save the expectations file as UTF-8") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: could not read the expectations file ({exc})") from None
     try:

@@ -12,12 +12,13 @@ platforms and pyarrow versions.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
 import xxhash
+
+from keel.core.ids import stable_json
 
 __all__ = ["column_hashes", "row_hashes"]
 
@@ -72,9 +73,13 @@ def _fixed_width(array: pa.Array) -> np.ndarray:
     return _with_nulls(_mix(values), array)
 
 
-def _list(array: pa.Array) -> np.ndarray:
+def _list_children(array: pa.Array) -> list[pa.Array]:
     offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-    child = column_hashes(array.values.slice(offsets[0], offsets[-1] - offsets[0]))
+    return [array.values.slice(offsets[0], offsets[-1] - offsets[0])]
+
+
+def _list(array: pa.Array, child: np.ndarray) -> np.ndarray:
+    offsets = np.asarray(array.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
     offsets = offsets - offsets[0]
     lengths = np.diff(offsets)
     # Position inside its list, so [a, b] and [b, a] differ.
@@ -85,48 +90,46 @@ def _list(array: pa.Array) -> np.ndarray:
     return _with_nulls(_mix(sums ^ _mix(lengths.astype(_U64))), array)
 
 
-def _struct(array: pa.StructArray) -> np.ndarray:
+def _struct(array: pa.StructArray, fields: list[np.ndarray]) -> np.ndarray:
     acc = np.zeros(len(array), dtype=_U64)
-    for i in range(array.type.num_fields):
-        field = array.type.field(i)
-        acc = _mix(acc ^ _salt(field.name)) + column_hashes(array.field(i))
+    for i, hashed in enumerate(fields):
+        acc = _mix(acc ^ _salt(array.type.field(i).name)) + hashed
     return _with_nulls(_mix(acc), array)
 
 
 def _fallback(array: pa.Array) -> np.ndarray:
-    """Types without a vectorised path (maps, decimals, unions): canonical JSON of each value."""
+    """Types without a vectorised path (maps, decimals, unions): JSON text of each value.
+
+    `json.dumps` as it always was (so hashes stay the same), through `stable_json` for values
+    nested too deep for its recursion.
+    """
     digest = xxhash.xxh3_64_intdigest
-    values = (
-        _NULL[0] if v is None else digest(json.dumps(v, sort_keys=True, default=str).encode())
-        for v in array.to_pylist()
-    )
+    values = (_NULL[0] if v is None else digest(stable_json(v).encode()) for v in array.to_pylist())
     return np.fromiter(values, dtype=_U64, count=len(array))
 
 
-def column_hashes(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """One uint64 hash per value of `array`, equal for equal values of the same logical type.
-
-    Examples:
-        >>> import pyarrow as pa
-        >>> h = column_hashes(pa.array(["a", "b", "a", None]))
-        >>> bool(h[0] == h[2]), bool(h[0] == h[1]), h.dtype.name
-        (True, False, 'uint64')
-    """
+def _plain(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One chunk, dictionaries decoded, string views as large strings: the forms hashed below."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+    while pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    if pa.types.is_string_view(array.type):
+        array = array.cast(pa.large_string())
+    return array
+
+
+def _leaf(array: pa.Array) -> np.ndarray | None:
+    """The hashes of a value without children, or None for a list or struct."""
     kind = array.type
-    if pa.types.is_dictionary(kind):
-        return column_hashes(array.dictionary_decode())
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        return _strings(array.cast(pa.large_string()) if pa.types.is_string_view(kind) else array)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return _strings(array)
     if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
         return _strings(array)
     if pa.types.is_null(kind):
         return np.full(len(array), _NULL[0], dtype=_U64)
-    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return _list(array)
-    if pa.types.is_struct(kind):
-        return _struct(array)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_struct(kind):
+        return None
     if (
         pa.types.is_boolean(kind)
         or pa.types.is_integer(kind)
@@ -135,6 +138,55 @@ def column_hashes(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     ):
         return _fixed_width(array)
     return _fallback(array)
+
+
+def column_hashes(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """One uint64 hash per value of `array`, equal for equal values of the same logical type.
+
+    Nested lists and structs are walked with an explicit stack, not recursion, so a column nested
+    deeper than Python's recursion limit still hashes.
+
+    Examples:
+        >>> import pyarrow as pa
+        >>> h = column_hashes(pa.array(["a", "b", "a", None]))
+        >>> bool(h[0] == h[2]), bool(h[0] == h[1]), h.dtype.name
+        (True, False, 'uint64')
+    """
+    # Pre-order list of (array, child indices): a child always comes after its parent, so
+    # walking the list backwards hashes children before the lists and structs that hold them.
+    nodes: list[tuple[pa.Array, list[int]]] = []
+    todo: list[tuple[pa.Array | pa.ChunkedArray, int]] = [(array, -1)]
+    while todo:
+        current, parent = todo.pop()
+        plain = _plain(current)
+        nodes.append((plain, []))
+        if parent >= 0:
+            nodes[parent][1].append(len(nodes) - 1)
+        kind = plain.type
+        if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            children = _list_children(plain)
+        elif pa.types.is_struct(kind):
+            children = [plain.field(i) for i in range(kind.num_fields)]
+        else:
+            children = []
+        # Pushed in reverse so children are visited (and listed in `nodes[parent][1]`) in field order.
+        todo += [(child, len(nodes) - 1) for child in reversed(children)]
+    hashes: list[np.ndarray | None] = [None] * len(nodes)
+    for index in range(len(nodes) - 1, -1, -1):
+        plain, children_at = nodes[index]
+        parts = [hashes[i] for i in children_at]
+        for i in children_at:
+            hashes[i] = None  # free memory as soon as the parent has its children's hashes
+        leaf = _leaf(plain)
+        if leaf is not None:
+            hashes[index] = leaf
+        elif pa.types.is_struct(plain.type):
+            hashes[index] = _struct(plain, parts)  # type: ignore[arg-type]
+        else:
+            hashes[index] = _list(plain, parts[0])  # type: ignore[arg-type]
+    result = hashes[0]
+    assert result is not None
+    return result
 
 
 def row_hashes(table: pa.Table, exclude: Iterable[str] = ("id",)) -> np.ndarray:

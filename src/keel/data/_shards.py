@@ -1,4 +1,4 @@
-"""The files behind a dataset version: Parquet shards, their key files, deletion vectors, inputs.
+"""The files behind a dataset version: Parquet shards, their key files, deletion vectors.
 
 A shard is an immutable Parquet blob of records. Beside it, a small key blob (Arrow IPC: the
 record `id` and the 64-bit content hash of each row) lets a new commit or a diff match records
@@ -9,28 +9,20 @@ shards, the way Delta Lake and Iceberg share data files and add delete files.
 
 from __future__ import annotations
 
-import gzip
 import io
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import zstandard
 
-from keel.core.errors import InputError
 from keel.store import BlobInfo, BlobStore, read_bytes
 
 __all__ = [
     "ShardFiles",
     "read_deletes",
-    "read_inputs",
     "read_keys",
     "read_shard",
     "read_shard_rows",
@@ -107,75 +99,3 @@ def read_shard_rows(blobs: BlobStore, digest: str, rows: Sequence[int], columns:
         part = parquet.read_row_group(group, columns=columns)
         parts.append(part.slice(row - int(starts[group]), 1))
     return pa.concat_tables(parts) if parts else pa.table({c: [] for c in columns})
-
-
-# --- reading what `keel data commit` is given ------------------------------------------------
-
-
-def _open_text(path: Path) -> IO[bytes]:
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    if path.name.endswith(".zst"):
-        return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)  # noqa: SIM115
-    return open(path, "rb")  # noqa: SIM115
-
-
-def _read_jsonl(path: Path) -> pa.Table:
-    with _open_text(path) as stream:
-        data = stream.read()
-    try:
-        return pajson.read_json(pa.BufferReader(data), read_options=pajson.ReadOptions(block_size=1 << 24))
-    except pa.ArrowInvalid as exc:
-        # Arrow's message names neither the line nor what to do: find the line ourselves.
-        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            if line.strip():
-                try:
-                    json.loads(line)
-                except json.JSONDecodeError as bad:
-                    raise InputError(
-                        f"{path}:{number}: expected one JSON object per line; {bad.msg}",
-                        hint="fix the line, or curate the file first (`keel curate run`) to quarantine bad lines",
-                    ) from None
-        raise InputError(f"{path}: could not read it as JSON lines ({exc})") from None
-
-
-def _files_of(path: Path) -> list[Path]:
-    if path.is_dir():
-        found = sorted(
-            p for p in path.rglob("*") if p.is_file() and _kind(p) is not None and ".keel-work" not in p.parts
-        )
-        if not found:
-            raise InputError(f"{path}: expected Parquet or JSONL files in this directory; found none")
-        return found
-    if not path.exists():
-        raise InputError(f"{path}: no such file or directory")
-    if _kind(path) is None:
-        raise InputError(f"{path}: expected a .parquet, .jsonl, .jsonl.gz or .jsonl.zst file (or a directory of them)")
-    return [path]
-
-
-def _kind(path: Path) -> str | None:
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        return "parquet"
-    if any(name.endswith(ext) for ext in (".jsonl", ".jsonl.gz", ".jsonl.zst", ".ndjson")):
-        return "jsonl"
-    return None
-
-
-def read_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[pa.Table, list[Path]]:
-    """Read Parquet and JSONL files (or directories of them, such as a curation output) as one table.
-
-    Returns:
-        The rows of every file in order, and the files read.
-    """
-    if not paths:
-        raise InputError("expected at least one PATH: a Parquet or JSONL file, or a directory of them")
-    files = [f for p in paths for f in _files_of(Path(p))]
-    tables = [pq.read_table(f) if _kind(f) == "parquet" else _read_jsonl(f) for f in files]
-    try:
-        schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
-        merged = pa.concat_tables([t.cast(schema) if t.schema != schema else t for t in tables])
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise InputError(f"the input files have incompatible columns: {exc}", hint="commit them separately") from None
-    return merged, files

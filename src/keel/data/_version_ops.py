@@ -343,8 +343,8 @@ def trace_record(store: Store, record_id: str, *, depth: int = 10) -> RecordTrac
 
 
 def _source_of(store: Store, digest: str, row: int) -> tuple[dict[str, Any] | None, str | None]:
-    found = read_shard_rows(store.blobs, digest, [row], ["source", "text"]).to_pylist()
-    values = found[0] if found else {}  # a dataset with neither column has nothing to show
+    found = read_shard_rows(store.blobs, digest, [row], ["source", "text"])
+    values = found.to_pylist()[0] if found.num_columns else {}  # a dataset may have neither column
     text = values.get("text")
     source = values.get("source")
     return (source if isinstance(source, dict) else None), (text[:200] if isinstance(text, str) else None)

@@ -41,10 +41,10 @@ from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConflictErro
 from keel.core.ids import canonical_json
 from keel.data._column_stats import column_stats
 from keel.data._hashing import row_hashes
+from keel.data._inputs import check_table, read_inputs
 from keel.data._shards import (
     ShardFiles,
     read_deletes,
-    read_inputs,
     read_keys,
     read_shard,
     write_deletes,
@@ -504,6 +504,7 @@ def commit_version(
     run_id: str | None = None,
     inputs: Sequence[str] = (),
     shard_rows: int = SHARD_ROWS,
+    encoding: str = "utf-8",
 ) -> tuple[DatasetVersion, bool]:
     """Commit rows as the next version of dataset `name`.
 
@@ -518,15 +519,17 @@ def commit_version(
         run_id: The run that produced it: lineage `run → dataset-version`.
         inputs: Lineage node ids of what it was made from (e.g. `source:<uri>`).
         shard_rows: Rows per new Parquet shard.
+        encoding: The text encoding of JSON-lines files (converted to UTF-8).
 
     Returns:
         The version, and whether it is new (False when the rows equal the base version's).
     """
     check_name(name, "dataset")
     if isinstance(data, pa.Table):
+        check_table(data, "the table to commit")
         table, files = data, list[Path]()
     else:
-        table, files = read_inputs(list(data))
+        table, files = read_inputs(list(data), encoding=encoding)
     table, hashes = _prepare(table)
     with store.db.read() as conn:
         if parents is None:
