@@ -508,6 +508,8 @@ def _kind(path: Path) -> str | None:
 
 
 def _files_of(path: Path) -> list[Path]:
+    if path.is_dir() and (path / "report.json").is_file() and (path / "data").is_dir():
+        path = path / "data"  # a curation output: its records, not quarantine.jsonl or dropped/
     if path.is_dir():
         found = sorted(
             p for p in path.rglob("*") if p.is_file() and _kind(p) is not None and ".keel-work" not in p.parts
@@ -539,9 +541,10 @@ def read_inputs(paths: Sequence[str | os.PathLike[str]], *, encoding: str = "utf
         _read_parquet(f, MAX_JSON_DEPTH) if _kind(f) == "parquet" else read_jsonl_table(f, encoding=encoding)
         for f in files
     ]
+    # A column missing from a file is null there; int64 and float64 columns merge as float64, and
+    # Arrow refuses the merge if that would round an integer (beyond 2**53).
     try:
-        schema = pa.unify_schemas([t.schema for t in tables], promote_options="permissive")
-        merged = pa.concat_tables([t.cast(schema) if t.schema != schema else t for t in tables])
+        merged = pa.concat_tables(tables, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise InputError(f"the input files have incompatible columns: {exc}", hint="commit them separately") from None
     return merged, files

@@ -223,6 +223,30 @@ def test_the_python_api_refuses_tables_no_parquet_reader_could_open(workspace: P
         store.close()
 
 
+def test_files_with_different_columns_merge_and_big_integers_are_not_rounded(workspace: Path, tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text('{"id": "a", "n": 1}\n')
+    (tmp_path / "b.jsonl").write_text('{"id": "b", "m": "x", "n": 0.5}\n')
+    both = [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    assert _run(workspace, "data", "commit", "merged", *both).exit_code == 0
+    rows = _export(workspace, "merged", tmp_path / "out.jsonl")
+    assert rows == [{"id": "a", "n": 1.0, "m": None}, {"id": "b", "n": 0.5, "m": "x"}]
+    (tmp_path / "c.jsonl").write_text('{"id": "c", "n": 9007199254740993}\n')
+    result = _run(workspace, "data", "commit", "rounded", str(tmp_path / "b.jsonl"), str(tmp_path / "c.jsonl"))
+    _assert_refused(result, "incompatible columns", "9007199254740993 not in range")
+
+
+def test_a_curation_output_folder_commits_its_records_only(workspace: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    (out / "data").mkdir(parents=True)
+    (out / "report.json").write_text("{}")
+    (out / "quarantine.jsonl").write_text('{"file": "x", "line": 1, "reason": "invalid_json", "detail": ""}\n')
+    pq.write_table(pa.table({"id": ["a"], "text": ["kept"]}), out / "data" / "part-00000.parquet")
+    (out / "dropped" / "length").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["b"], "text": ["dropped"]}), out / "dropped" / "length" / "part-00000.parquet")
+    assert _run(workspace, "data", "commit", "curated", str(out)).exit_code == 0
+    assert _export(workspace, "curated", tmp_path / "o.jsonl") == [{"id": "a", "text": "kept"}]
+
+
 def test_trace_of_a_record_with_neither_text_nor_source(workspace: Path, tmp_path: Path) -> None:
     path = tmp_path / "q.jsonl"
     path.write_text('{"id": "q1", "question": "hi"}\n')
