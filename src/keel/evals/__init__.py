@@ -1,6 +1,6 @@
 """Floor 4: evaluation: task metrics, offline and LLM judges, bias probes, suites, statistics and gates."""
 
-from keel.evals._gate import GateReport, MetricComparison, compare_results, gate, subject_for_ref
+from keel.evals._gate import GateReport, MetricComparison, blind_spots, compare_results, gate, subject_for_ref
 from keel.evals._human import export_for_annotation, judge_agreement, read_ratings
 from keel.evals._llm_judge import JudgeParseError, LLMJudge, LLMJudgeOptions, parse_judgement
 from keel.evals._metrics import (
@@ -26,8 +26,11 @@ from keel.evals._stats import (
     PairedTest,
     bootstrap_ci,
     cohen_kappa,
+    holm_adjust,
+    minimum_detectable_effect,
     paired_bootstrap,
     paired_permutation,
+    sign_flip_p_values,
 )
 from keel.evals._suite import EvalCase, EvalSuite, cases_from_rows, load_suite, parse_suite
 
@@ -52,6 +55,7 @@ __all__ = [
     "PairedTest",
     "aggregate",
     "bias_probe",
+    "blind_spots",
     "bleu",
     "bootstrap_ci",
     "cases_from_rows",
@@ -68,12 +72,14 @@ __all__ = [
     "export_for_annotation",
     "gate",
     "get_result",
+    "holm_adjust",
     "is_refusal",
     "judge_agreement",
     "list_results",
     "load_cases",
     "load_suite",
     "make_judge",
+    "minimum_detectable_effect",
     "normalize_text",
     "paired_bootstrap",
     "paired_permutation",
@@ -84,6 +90,7 @@ __all__ = [
     "rouge",
     "run_suite",
     "score_outputs",
+    "sign_flip_p_values",
     "split_claims",
     "subject_for_ref",
     "toxicity",

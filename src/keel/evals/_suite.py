@@ -171,11 +171,16 @@ class JudgeSpec(_Strict):
 
 
 class GateSpec(_Strict):
-    """When a candidate counts as a regression: significant at `alpha` and worse by more than `min_delta`."""
+    """When a candidate counts as a regression: significant at `alpha` and worse by more than `min_delta`.
+
+    `alpha` bounds the family-wise false-failure rate over all metrics (Holm) unless `correction`
+    is "none", when each metric is tested at `alpha` on its own.
+    """
 
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     min_delta: float = Field(0.0, ge=0.0)
-    method: Literal["paired-bootstrap", "paired-permutation"] = "paired-bootstrap"
+    method: Literal["paired-bootstrap", "paired-permutation"] = "paired-permutation"
+    correction: Literal["holm", "none"] = "holm"
 
 
 class EvalSuite(_Strict):
@@ -204,8 +209,12 @@ class EvalSuite(_Strict):
         return self
 
     def digest(self) -> str:
-        """sha256 of the suite without its subject: equal for a baseline and a candidate of the same suite."""
-        body = self.model_dump(mode="json", exclude={"subject"})
+        """sha256 of the suite without its subject and gate: equal for a baseline and a candidate of the same suite.
+
+        The `gate` section is left out because it changes how results are compared, not what they
+        hold: a stricter alpha still gates stored results.
+        """
+        body = self.model_dump(mode="json", exclude={"subject", "gate"})
         return sha256_hex(canonical_json(body))
 
     def inline_cases(self) -> list[EvalCase]:
