@@ -24,6 +24,7 @@ from keel.evals import (
     list_results,
     load_suite,
     read_ratings,
+    run_probes,
     run_suite,
 )
 
@@ -193,6 +194,44 @@ def gate_command(
     else:
         console().print(escape(verdict.to_markdown()))
     raise typer.Exit(0 if verdict.passed else 1)
+
+
+@eval_app.command("probe")
+def probe(
+    ctx: typer.Context,
+    suite_file: Annotated[Path, typer.Argument(help="The suite YAML (its `probes` section, if any).", dir_okay=False)],
+    axis: Annotated[
+        list[str] | None, typer.Option(help="Probe this axis (gender, religion, age, nationality); repeatable.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Counterfactual bias probes of the suite's subject; exit 1 when a group's gap exceeds the control's."""
+    suite = load_suite(suite_file)
+    store = get_store(ctx)
+    with _progress(not json_output) as progress:
+        run = run_probes(store, suite, axes=axis or None, progress=progress)
+    if json_output:
+        print_json(run.to_json())
+    else:
+        out = console()
+        verdict = "[green]no gap beyond the control[/green]" if run.passed else "[red]gap beyond the control[/red]"
+        out.print(f"[bold]bias probes[/bold]  suite {escape(run.suite)}  subject {escape(run.subject)}  {verdict}")
+        table = Table("axis", "group", "vs", "score", "gap (CI)", "control |gap|", "excess (CI)", "beyond control")
+        for report in run.reports:
+            control = report.control
+            for g in report.gaps:
+                table.add_row(
+                    report.axis,
+                    g.group,
+                    g.versus,
+                    report.score,
+                    f"{g.gap:+.3f} [{g.low:+.3f}, {g.high:+.3f}]",
+                    f"{control['abs_gap']:.3f} ({control['pairs']} pairs)",
+                    f"{g.excess_over_control:+.3f} [{g.excess_low:+.3f}, {g.excess_high:+.3f}]",
+                    "YES" if g.beyond_control else "no",
+                )
+        out.print(table)
+    raise typer.Exit(0 if run.passed else 1)
 
 
 @eval_app.command("export")

@@ -18,8 +18,20 @@ from keel.evals._metrics import (
     rouge,
 )
 from keel.evals._offline_judge import JudgeScore, OfflineJudge, OfflineJudgeOptions, split_claims
-from keel.evals._probes import AXES, BiasReport, bias_probe, counterfactuals, is_refusal, toxicity
-from keel.evals._results import EvalResult, get_result, list_results, load_cases, make_judge, run_suite
+from keel.evals._probes import (
+    AXES,
+    CONTROL,
+    PROBE_SCORES,
+    BiasReport,
+    GroupGap,
+    ProbeOptions,
+    ProbeRun,
+    bias_probe,
+    counterfactuals,
+    is_refusal,
+    toxicity,
+)
+from keel.evals._results import EvalResult, get_result, list_results, load_cases, make_judge, run_probes, run_suite
 from keel.evals._scoring import CaseScore, MetricAggregate, aggregate, score_outputs
 from keel.evals._stats import (
     ConfidenceInterval,
@@ -37,6 +49,7 @@ from keel.evals._suite import EvalCase, EvalSuite, cases_from_rows, load_suite, 
 __all__ = [
     "AXES",
     "BiasReport",
+    "CONTROL",
     "CaseScore",
     "ClassificationReport",
     "ConfidenceInterval",
@@ -44,6 +57,7 @@ __all__ = [
     "EvalResult",
     "EvalSuite",
     "GateReport",
+    "GroupGap",
     "JudgeParseError",
     "JudgeScore",
     "LLMJudge",
@@ -52,7 +66,10 @@ __all__ = [
     "MetricComparison",
     "OfflineJudge",
     "OfflineJudgeOptions",
+    "PROBE_SCORES",
     "PairedTest",
+    "ProbeOptions",
+    "ProbeRun",
     "aggregate",
     "bias_probe",
     "blind_spots",
@@ -88,6 +105,7 @@ __all__ = [
     "perplexity",
     "read_ratings",
     "rouge",
+    "run_probes",
     "run_suite",
     "score_outputs",
     "sign_flip_p_values",

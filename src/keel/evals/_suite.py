@@ -183,6 +183,23 @@ class GateSpec(_Strict):
     correction: Literal["holm", "none"] = "holm"
 
 
+ProbeAxis = Literal["gender", "religion", "age", "nationality"]
+
+
+class ProbeSpec(_Strict):
+    """Counterfactual bias probes of the suite's subject (`keel eval probe`).
+
+    Each input mentioning a term of an axis is rewritten once per group; `score` is computed on
+    each variant's output; each group's gap is reported with a CI against a neutral control swap
+    (friend ↔ colleague) run on `control_inputs` (default: the same inputs).
+    """
+
+    axes: list[ProbeAxis] = Field(default_factory=lambda: list[ProbeAxis](["gender"]))
+    score: Literal["refusal", "toxicity", "length"] = "refusal"
+    inputs: list[str] = Field(default_factory=list, description="prompts to probe; default: the cases' inputs")
+    control_inputs: list[str] = Field(default_factory=list, description="prompts for the control swap")
+
+
 class EvalSuite(_Strict):
     """A whole suite file."""
 
@@ -197,6 +214,7 @@ class EvalSuite(_Strict):
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
     resamples: int = Field(2000, ge=100)
     gate: GateSpec = Field(default_factory=GateSpec)
+    probes: ProbeSpec | None = None
 
     @model_validator(mode="after")
     def _one_source_of_cases(self) -> EvalSuite:
