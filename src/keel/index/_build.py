@@ -60,10 +60,11 @@ class IndexBuild:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict: the version's fields, then what this build did (embedded and reused here)."""
         return {
             **self.index.to_json(),
             "created": self.created,
+            "embedded_chunks": self.embedded_chunks,
             "reused_chunks": self.reused_chunks,
             "reused_from": self.reused_from,
             "seconds": round(self.seconds, 3),
@@ -224,7 +225,8 @@ def build_index(
         previous = latest_version(conn, name)
     if _same_build(previous, source, embedder.model_id, settings, vectors):
         assert previous is not None
-        return IndexBuild(previous, False, 0, 0, None, time.perf_counter() - started)
+        # Nothing embedded: every chunk of the existing version is reused as it is.
+        return IndexBuild(previous, False, 0, previous.num_chunks, previous.ref, time.perf_counter() - started)
     chunks = chunk_records(source.table, settings, embedder)
     if progress:
         progress("chunk", source.table.num_rows, source.table.num_rows)
