@@ -50,6 +50,34 @@ def test_prune_reports_sparsity(store: Store, tiny: ModelVersion) -> None:
     model, _ = load_model(store, result.model.ref)
     weight = model.model.layers[0].mlp.up_proj.weight
     assert float((weight == 0).float().mean()) == pytest.approx(0.5, abs=0.01)
+    # The card says plainly that unstructured pruning saves neither size nor time.
+    card = get_model(store, result.model.ref).info["optimization"]
+    assert "does not make the model smaller or faster" in card["note"]
+    assert result.details["size_ratio"] >= 0.99
+
+
+def test_speed_is_compared_warm_and_alternating(
+    store: Store, tiny: ModelVersion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One cold measurement per model gave the int8 version a 1.95x "speed-up" that was not there.
+    from keel.train import _optimize
+
+    calls: list[int] = []
+    real = _optimize.measure
+
+    def counting(model: object, tokenizer: object, texts: list[str]) -> object:
+        calls.append(id(model))
+        return real(model, tokenizer, texts)
+
+    monkeypatch.setattr(_optimize, "measure", counting)
+    result = quantize_model(store, "tiny")
+    rounds = 2 * _optimize.SPEED_ROUNDS
+    warmup, timed = calls[-rounds - 2 : -rounds], calls[-rounds:]
+    first, second = warmup
+    assert first != second and timed == [first, second, second, first] * (_optimize.SPEED_ROUNDS // 2)
+    assert result.details["speedup"] == pytest.approx(
+        result.metrics["tokens_per_second"] / result.parent_metrics["tokens_per_second"], rel=1e-2
+    )
 
 
 def test_distill_trains_a_smaller_student(
