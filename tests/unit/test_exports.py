@@ -64,8 +64,8 @@ EXPECTED = {
     "keel.index": [
         "BuildProgress", "ChunkSettings", "DEFAULT_MODEL", "Embedder", "EvalQuery", "HNSW_THRESHOLD", "Hit",
         "IndexBuild", "IndexVersion", "RetrievalEval", "Retriever", "SearchMode", "SentenceTransformerEmbedder",
-        "Span", "VectorParams", "build_index", "build_vectors", "chunk_records", "chunk_text", "evaluate_index",
-        "get_index", "list_indexes", "load_embedder", "load_queries", "normalise", "open_index",
+        "Span", "VectorParams", "build_index", "build_vectors", "chunk_records", "chunk_text", "ef_search_for",
+        "evaluate_index", "get_index", "list_indexes", "load_embedder", "load_queries", "normalise", "open_index",
         "parse_filters", "parse_index_ref", "retrieval_metrics", "search", "vector_search",
     ],
     "keel.train": [

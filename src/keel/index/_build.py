@@ -8,6 +8,7 @@ uploading), then the version row, lineage and audit event are written in one tra
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from keel.index._engines import (
     bm25_to_bytes,
     build_bm25,
     build_vectors,
+    ef_search_for,
     vectors_to_bytes,
 )
 from keel.index._versions import (
@@ -233,6 +235,8 @@ def build_index(
     reuse = _reusable(store, previous, embedder.model_id, settings) if incremental else None
     embedded_vectors, embedded = _embed(chunks, embedder, reuse, progress)
     params = vectors or VectorParams.for_size(chunks.num_rows)
+    if params.kind == "hnsw" and not params.ef_search:  # "by size": fixed now, so the manifest says what is used
+        params = dataclasses.replace(params, ef_search=ef_search_for(chunks.num_rows))
     if progress:
         progress("index", 0, 1)
     files = _store_files(store, chunks, embedded_vectors, params)
