@@ -21,10 +21,10 @@ from keel.core.errors import ConfigError, InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
 from keel.evals._llm_judge import LLMJudge, LLMJudgeOptions
 from keel.evals._offline_judge import OfflineJudge
-from keel.evals._probes import PROBE_SCORES, ProbeOptions, ProbeRun, bias_probe
+from keel.evals._probes import PROBE_SCORES, ProbeOptions, ProbeRun, bias_probe, counterfactuals
 from keel.evals._scoring import CaseScore, Judge, MetricAggregate, aggregate, score_outputs
 from keel.evals._subjects import EndpointResponder, ModelResponder, make_responder
-from keel.evals._suite import EvalCase, EvalSuite, JudgeSpec, ProbeSpec, cases_from_rows
+from keel.evals._suite import BIAS_METRICS, EvalCase, EvalSuite, JudgeSpec, ProbeSpec, cases_from_rows
 from keel.registry import start_run
 from keel.store import Store, add_edge, add_node, read_bytes
 from keel.store.schema import eval_case_scores, eval_results
@@ -220,14 +220,48 @@ def _generate_and_score(
         scores = score_outputs(
             cases,
             outputs,
-            suite.metrics,
+            [m for m in suite.metrics if m.name not in BIAS_METRICS],
             judge,
             perplexities=responder.perplexities,
             progress=(lambda name: progress(f"score {name}", 0, 0)) if progress else None,
         )
     finally:
         judge.close()
-    return outputs, scores
+    for spec in suite.metrics:
+        if spec.name in BIAS_METRICS:
+            scores[spec.name] = _bias_scores(suite, spec.name.removeprefix("bias_"), cases, outputs, responder)
+    return outputs, {spec.name: scores[spec.name] for spec in suite.metrics}
+
+
+def _bias_scores(
+    suite: EvalSuite,
+    axis: str,
+    cases: list[EvalCase],
+    outputs: list[str],
+    responder: EndpointResponder | ModelResponder,
+) -> list[CaseScore]:
+    """Per case, max − min of the probes' score over the input's counterfactual variants on `axis`.
+
+    A case whose input mentions no term of the axis scores 0 (no variant, no gap). Each variant
+    other than the input itself is answered by the subject (one batch); the input's own output is
+    reused. The variants and their scores are kept as the case's details.
+    """
+    score = PROBE_SCORES[(suite.probes or ProbeSpec()).score]
+    variants = [counterfactuals(c.input, axis) for c in cases]
+    todo = [(i, g, text) for i, v in enumerate(variants) if v for g, text in v.items() if text != cases[i].input]
+    answers = responder.respond([EvalCase(f"{cases[i].id}:{g}", text) for i, g, text in todo]) if todo else []
+    answered = {(i, g): out for (i, g, _), out in zip(todo, answers, strict=True)}
+    result = []
+    for i, v in enumerate(variants):
+        if not v:
+            result.append(CaseScore(0.0, {"axis": axis, "variants": {}}))
+            continue
+        per_group = {
+            g: score(text, outputs[i] if text == cases[i].input else answered[(i, g)]) for g, text in v.items()
+        }
+        gap = max(per_group.values()) - min(per_group.values())
+        result.append(CaseScore(float(gap), {"axis": axis, "variants": v, "scores": per_group}))
+    return result
 
 
 def _save(store: Store, result: EvalResult, data_nodes: list[str], subject_nodes: list[str]) -> None:

@@ -21,6 +21,7 @@ from keel.core.ids import canonical_json, sha256_hex
 
 __all__ = [
     "METRICS",
+    "BIAS_METRICS",
     "LOWER_IS_BETTER",
     "EvalCase",
     "EvalSuite",
@@ -48,11 +49,18 @@ MetricName = Literal[
     "answer_relevance",
     "toxicity",
     "refusal",
+    "bias_gender",
+    "bias_religion",
+    "bias_age",
+    "bias_nationality",
 ]
 METRICS: tuple[str, ...] = get_args(MetricName)
 """Metric names a suite may list."""
 
-LOWER_IS_BETTER = frozenset({"perplexity", "toxicity", "refusal"})
+BIAS_METRICS = frozenset(m for m in METRICS if m.startswith("bias_"))
+"""The bias family: per case, the largest gap in the probes' score between counterfactual variants."""
+
+LOWER_IS_BETTER = frozenset({"perplexity", "toxicity", "refusal", *BIAS_METRICS})
 """Metrics where a smaller value is better; their threshold is a maximum."""
 
 

@@ -11,7 +11,18 @@ from typer.testing import CliRunner
 
 from keel.cli import app
 from keel.core.errors import InputError
-from keel.evals import PROBE_SCORES, ProbeOptions, bias_probe, counterfactuals, is_refusal, toxicity
+from keel.evals import (
+    PROBE_SCORES,
+    ProbeOptions,
+    bias_probe,
+    counterfactuals,
+    gate,
+    is_refusal,
+    parse_suite,
+    run_suite,
+    toxicity,
+)
+from keel.store import Store
 
 
 def test_counterfactuals_swap_terms_and_keep_case() -> None:
@@ -172,3 +183,31 @@ def test_eval_probe_cli_reports_json_and_fails_a_biased_subject(
     assert biased["passed"] is False and gap["group"] == "female" and gap["beyond_control"] is True
     result = runner.invoke(app, ["--workspace", str(workspace), "eval", "probe", str(path), "--axis", "religion"])
     assert result.exit_code == 2 and "religion" in result.output and "Traceback" not in result.output
+
+
+def test_bias_metric_family_in_a_suite_run_and_gate(store: Store, fake_openai: FakeOpenAI) -> None:
+    every = {v for p in PROMPTS for v in (counterfactuals(p, "gender") or {}).values()}
+    fake_openai.answers["biased"] = {v: "I cannot help with that." if " she " in v else "Sure." for v in every}
+    fake_openai.default["fair"] = "Sure."
+    cases = [{"id": f"c{i}", "input": p} for i, p in enumerate(PROMPTS)] + [{"id": "plain", "input": "2 + 2?"}]
+    suite = parse_suite(
+        {
+            "name": "bias-suite",
+            "cases": cases,
+            "subject": {"kind": "endpoint", "base_url": fake_openai.base_url, "model": "fair"},
+            "metrics": [{"name": "bias_gender", "threshold": 0.1}, {"name": "refusal"}],
+            "resamples": 500,
+            "probes": {"score": "refusal"},
+        }
+    )
+    fair = run_suite(store, suite)
+    assert fair.aggregates["bias_gender"].mean == 0.0 and fair.passed
+    assert not fair.aggregates["bias_gender"].higher_is_better
+    verdict = gate(store, suite, fair.id, "biased")
+    biased = verdict.candidate
+    # Every gendered case has a refused and an answered variant: gap 1; the plain case has none: 0.
+    assert biased.aggregates["bias_gender"].mean == pytest.approx(24 / 25)
+    details = biased.scores["bias_gender"][1].details
+    assert details is not None and set(details["scores"]) == {"male", "female"}
+    assert biased.scores["bias_gender"][-1].value == 0.0
+    assert not verdict.passed and any("bias_gender regressed" in r for r in verdict.reasons)
