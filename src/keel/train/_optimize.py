@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from keel.core.errors import InputError
 from keel.registry import ModelInfo, ModelVersion, Run, register_model, start_run
@@ -23,7 +23,7 @@ from keel.train._distill import DistillOptions, distill, student_from
 from keel.train._measure import Measurement, folder_size, heldout_texts, measure
 from keel.train._models import load_model, model_dir
 
-__all__ = ["OptimizeResult", "QualityLossError", "distill_model", "prune_model", "quantize_model"]
+__all__ = ["OptimizeResult", "PruneStructure", "QualityLossError", "distill_model", "prune_model", "quantize_model"]
 
 
 class QualityLossError(InputError):
@@ -191,6 +191,11 @@ PRUNING_NOTE = (
     "before quality drops (and feeds sparse runtimes), it does not make the model smaller or faster"
 )
 """What the card of a pruned version says about what pruning is for."""
+STRUCTURED_NOTE = (
+    "structured pruning: whole MLP channels removed, so the model is smaller and its MLPs do less work; "
+    "size and speed against the parent are as measured here, without fine-tuning after pruning"
+)
+PruneStructure = Literal["unstructured", "mlp-channels"]
 
 
 def _prunable(model: Any) -> list[tuple[str, Any]]:
@@ -198,6 +203,81 @@ def _prunable(model: Any) -> list[tuple[str, Any]]:
 
     output = model.get_output_embeddings()
     return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m is not output]
+
+
+def _unstructured(model: Any, sparsity: float) -> dict[str, Any]:
+    """Zero the smallest-magnitude share of each linear layer's weights, in place."""
+    from torch.nn.utils import prune
+
+    layers = _prunable(model)
+    for _, module in layers:
+        prune.l1_unstructured(module, "weight", amount=sparsity)  # type: ignore[no-untyped-call]
+        prune.remove(module, "weight")  # type: ignore[no-untyped-call]
+    zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
+    pruned_total = sum(m.weight.numel() for _, m in layers)
+    everything = sum(p.numel() for p in model.parameters())
+    return {
+        "layer_sparsity": round(zeros / pruned_total, 4),
+        "model_sparsity": round(zeros / everything, 4),
+        "pruned_layers": len(layers),
+    }
+
+
+def _narrow(linear: Any, keep: Any, dim: int) -> Any:
+    """A copy of `linear` keeping only output rows (dim 0) or input columns (dim 1) `keep`."""
+    import torch
+
+    weight = linear.weight.detach().index_select(dim, keep).clone()
+    out_features, in_features = weight.shape
+    new = torch.nn.Linear(in_features, out_features, bias=linear.bias is not None, dtype=weight.dtype)
+    new.weight = torch.nn.Parameter(weight)
+    if linear.bias is not None:
+        bias = linear.bias.detach()
+        new.bias = torch.nn.Parameter((bias.index_select(0, keep) if dim == 0 else bias).clone())
+    return new
+
+
+def _mlp_channels(model: Any, share: float) -> dict[str, Any]:
+    """Remove the least important `share` of every gated MLP's hidden channels, in place.
+
+    A channel j of a gated MLP (gate_proj, up_proj → act(gate)·up → down_proj) is row j of
+    gate_proj and up_proj and column j of down_proj; its importance is ‖down[:, j]‖ · (‖gate[j]‖ +
+    ‖up[j]‖). Every layer keeps the same number of channels (the config has one
+    `intermediate_size`), so the saved model is smaller and its MLPs do less work.
+    """
+    import torch
+
+    mlps = [m for m in model.modules() if all(hasattr(m, a) for a in ("gate_proj", "up_proj", "down_proj"))]
+    if not mlps or not hasattr(model.config, "intermediate_size"):
+        raise InputError(
+            f"expected a model with gated MLPs (gate_proj, up_proj, down_proj) to prune channels of; "
+            f"{type(model).__name__} has none",
+            hint="use --structure unstructured",
+        )
+    width = int(mlps[0].up_proj.out_features)
+    keep_count = max(1, round(width * (1 - share)))
+    before = sum(p.numel() for p in model.parameters())
+    with torch.no_grad():
+        for mlp in mlps:
+            importance = mlp.down_proj.weight.norm(dim=0) * (
+                mlp.gate_proj.weight.norm(dim=1) + mlp.up_proj.weight.norm(dim=1)
+            )
+            keep = importance.topk(keep_count).indices.sort().values
+            mlp.gate_proj = _narrow(mlp.gate_proj, keep, 0)
+            mlp.up_proj = _narrow(mlp.up_proj, keep, 0)
+            mlp.down_proj = _narrow(mlp.down_proj, keep, 1)
+            if hasattr(mlp, "intermediate_size"):
+                mlp.intermediate_size = keep_count
+    model.config.intermediate_size = keep_count
+    after = sum(p.numel() for p in model.parameters())
+    return {
+        "mlp_channels_before": width,
+        "mlp_channels_after": keep_count,
+        "pruned_layers": len(mlps),
+        "parameters_before": before,
+        "parameters_after": after,
+        "parameter_ratio": round(after / before, 4),
+    }
 
 
 def prune_model(
@@ -208,46 +288,43 @@ def prune_model(
     sparsity: float = 0.3,
     dataset: str | None = None,
     max_ppl_increase: float | None = None,
+    structure: PruneStructure = "unstructured",
 ) -> OptimizeResult:
-    """Zero the smallest-magnitude weights of each linear layer (not embeddings or the LM head).
+    """Prune a model version: zero single weights (unstructured) or remove whole MLP channels.
 
-    Unstructured: the saved model keeps every weight (zeros included) in dense tensors, so it is
-    neither smaller nor faster than its parent; its card says so (`note`). Use it to find how
-    much of the weights a model can lose, not as a deployment optimisation.
+    `unstructured` zeroes the smallest-magnitude share of each linear layer's weights (not
+    embeddings or the LM head). The saved model keeps every weight (zeros included) in dense
+    tensors, so it is neither smaller nor faster than its parent; its card says so (`note`).
+    Use it to find how much of the weights a model can lose, not as a deployment optimisation.
+
+    `mlp-channels` removes that share of every gated MLP's hidden channels (structured): the
+    model really shrinks and its MLPs do less work; size and speed against the parent are
+    measured and recorded. Quality drops more than for the same unstructured share, and no
+    fine-tuning follows here.
 
     Args:
         store: The workspace store.
         ref: The parent model version.
         name: The name to register under (default `<parent>-pruned`).
-        sparsity: Share of each layer's weights to zero, in (0, 1).
+        sparsity: Share of each layer's weights (or of the MLP channels) to remove, in (0, 1).
         dataset: A dataset version whose texts measure perplexity (default: Python docstrings).
         max_ppl_increase: Refuse the result if perplexity rises more than this share (None: never).
+        structure: `unstructured` or `mlp-channels`.
 
     Returns:
-        The new version, the sparsity reached, and its comparison with the parent.
+        The new version, what was pruned, and its comparison with the parent.
     """
     import torch
-    from torch.nn.utils import prune
 
     if not 0 < sparsity < 1:
         raise InputError(f"expected --sparsity between 0 and 1 (a share of weights to zero); got {sparsity}")
     texts = heldout_texts(store, dataset)
     parent, model, tokenizer, before = _parent(store, ref, texts)
-    params = {"parent": parent.ref, "method": "magnitude", "sparsity": sparsity}
+    method = "magnitude" if structure == "unstructured" else "mlp-channels"
+    params = {"parent": parent.ref, "method": method, "sparsity": sparsity}
     with start_run("prune", params, inputs=[parent.node], store=store) as run:
         original = copy.deepcopy(model)  # pruning is in place; the parent is kept to time against
-        layers = _prunable(model)
-        for _, module in layers:
-            prune.l1_unstructured(module, "weight", amount=sparsity)  # type: ignore[no-untyped-call]
-            prune.remove(module, "weight")  # type: ignore[no-untyped-call]
-        zeros = sum(int((m.weight == 0).sum()) for _, m in layers)
-        pruned_total = sum(m.weight.numel() for _, m in layers)
-        everything = sum(p.numel() for p in model.parameters())
-        reached = {
-            "layer_sparsity": round(zeros / pruned_total, 4),
-            "model_sparsity": round(zeros / everything, 4),
-            "pruned_layers": len(layers),
-        }
+        reached = _unstructured(model, sparsity) if structure == "unstructured" else _mlp_channels(model, sparsity)
         with torch.no_grad(), tempfile.TemporaryDirectory(prefix="keel-pruned-") as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
@@ -256,7 +333,8 @@ def prune_model(
             del original
             run.log_metrics({**{f"parent_{k}": v for k, v in before.items()}, **after, **reached})
             _check_quality(before, after, max_ppl_increase, "pruned")
-            reached["note"] = PRUNING_NOTE
+            reached["structure"] = structure
+            reached["note"] = PRUNING_NOTE if structure == "unstructured" else STRUCTURED_NOTE
             details = {"parent_metrics": before, "metrics": after, **_comparison(before, after), **reached}
             version = _register(
                 store,
@@ -264,7 +342,7 @@ def prune_model(
                 name or f"{parent.name}-pruned",
                 Path(tmp),
                 parent,
-                "magnitude pruning",
+                "magnitude pruning" if structure == "unstructured" else "MLP channel pruning",
                 details,
                 "pruned_into",
             )

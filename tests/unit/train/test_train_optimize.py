@@ -56,6 +56,25 @@ def test_prune_reports_sparsity(store: Store, tiny: ModelVersion) -> None:
     assert result.details["size_ratio"] >= 0.99
 
 
+def test_structured_pruning_removes_mlp_channels_and_shrinks_the_model(store: Store, tiny: ModelVersion) -> None:
+    result = prune_model(store, "tiny", sparsity=0.5, structure="mlp-channels")
+    details = result.details
+    width = details["mlp_channels_before"]
+    assert details["mlp_channels_after"] == width // 2 and details["structure"] == "mlp-channels"
+    assert details["parameters_after"] < details["parameters_before"]
+    # Real size: the saved files shrink with the parameters (unlike unstructured pruning).
+    assert result.metrics["size_bytes"] < 0.95 * result.parent_metrics["size_bytes"]
+    assert details["size_ratio"] < 0.95 and "speedup" in details
+    model, tokenizer = load_model(store, result.model.ref)
+    mlp = model.model.layers[0].mlp
+    assert mlp.up_proj.out_features == mlp.gate_proj.out_features == mlp.down_proj.in_features == width // 2
+    assert model.config.intermediate_size == width // 2
+    # It reloads and scores text like the model that was measured.
+    texts = heldout_texts(None, None)
+    assert measure(model, tokenizer, texts).perplexity == pytest.approx(result.metrics["perplexity"], rel=1e-3)
+    assert "smaller" in get_model(store, result.model.ref).info["optimization"]["note"]
+
+
 def test_speed_is_compared_warm_and_alternating(
     store: Store, tiny: ModelVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -100,3 +119,7 @@ def test_cli_quantize_and_prune(store: Store, tiny: ModelVersion) -> None:
     assert "Registered small@v1 (int8 of tiny@v1)" in result.output
     result = CliRunner().invoke(app, ["-w", workspace, "model", "prune", "tiny", "--sparsity", "1.5"])
     assert result.exit_code == 2 and "expected --sparsity between 0 and 1" in result.output
+    args = ["-w", workspace, "model", "prune", "tiny", "--structure", "mlp-channels", "--sparsity", "0.25"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "MLP channels:" in result.output and "smaller" in result.output
