@@ -92,7 +92,7 @@ _ALIASES: dict[str, dict[str, tuple[str, int]]] = {
 # Concepts whose form depends on the part of speech, per axis: index of the noun-sg form, adjective form.
 _NOUN_OR_ADJECTIVE = {"religion": (0, 2)}
 
-_HER, _HIS = 2, 2  # index of the determiner "his"/"her" in the gender lists
+_DETERMINER = 2  # index of the determiner "his"/"her" in the gender lists
 # Words after which "her" is an object and "his" a pronoun ("I saw her to the door", "the book is his.").
 _CLOSED = frozenset(
     """a an the this that these those some any every each no one two three my your our their its his her him
@@ -214,7 +214,7 @@ def _concept(axis: _Axis, text: str, match: re.Match[str]) -> tuple[str, int]:
     if axis.name == "gender" and match.group(0).lower() in ("her", "his"):
         # "her"/"his" before a noun is the determiner (concept 2); otherwise object "her" is concept 1
         # and pronoun "his" ("is his") swaps to "hers", handled in _form.
-        return group, _HER if _before_noun(text, match.end()) or group == "male" else 1
+        return group, _DETERMINER if _before_noun(text, match.end()) or group == "male" else 1
     if axis.name in _NOUN_OR_ADJECTIVE and len(senses) > 1:
         noun, adjective = _NOUN_OR_ADJECTIVE[axis.name]
         previous = _PREVIOUS_WORD.search(text, 0, match.start())
@@ -226,7 +226,7 @@ def _concept(axis: _Axis, text: str, match: re.Match[str]) -> tuple[str, int]:
 
 def _form(axis: _Axis, text: str, match: re.Match[str], group: str, index: int, target: str) -> str:
     form = axis.groups[target][index]
-    if axis.name == "gender" and index == _HIS and target == "female" and not _before_noun(text, match.end()):
+    if axis.name == "gender" and index == _DETERMINER and target == "female" and not _before_noun(text, match.end()):
         form = "hers"  # "the book is his" → "the book is hers"
     return form
 
