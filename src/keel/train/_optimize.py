@@ -237,12 +237,47 @@ def _narrow(linear: Any, keep: Any, dim: int) -> Any:
     return new
 
 
-def _mlp_channels(model: Any, share: float) -> dict[str, Any]:
+# Calibration text for channel importance: standard-library docstrings other than the held-out ones
+# (`_measure._DOC_MODULES`), so the perplexity reported is not measured on the text that chose channels.
+_CALIBRATION_MODULES = ("logging", "typing", "dataclasses", "itertools", "datetime", "random")
+
+
+def _calibration_texts() -> list[str]:
+    import importlib
+
+    docs = (importlib.import_module(name).__doc__ for name in _CALIBRATION_MODULES)
+    return [doc.strip() for doc in docs if doc and len(doc) > 200]
+
+
+def _channel_energy(model: Any, tokenizer: Any, mlps: list[Any]) -> list[Any]:
+    """Per MLP, the L2 norm over calibration tokens of each hidden channel's activation (down_proj's input)."""
+    energy: list[Any] = [0.0] * len(mlps)
+
+    def hook(i: int) -> Any:
+        def record(module: Any, inputs: tuple[Any, ...], output: Any) -> None:
+            x = inputs[0].detach().reshape(-1, inputs[0].shape[-1])
+            energy[i] = energy[i] + x.pow(2).sum(0)
+
+        return record
+
+    handles = [mlp.down_proj.register_forward_hook(hook(i)) for i, mlp in enumerate(mlps)]
+    try:
+        measure(model, tokenizer, _calibration_texts())
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [e.sqrt() for e in energy]
+
+
+def _mlp_channels(model: Any, tokenizer: Any, share: float) -> dict[str, Any]:
     """Remove the least important `share` of every gated MLP's hidden channels, in place.
 
     A channel j of a gated MLP (gate_proj, up_proj → act(gate)·up → down_proj) is row j of
-    gate_proj and up_proj and column j of down_proj; its importance is ‖down[:, j]‖ · (‖gate[j]‖ +
-    ‖up[j]‖). Every layer keeps the same number of channels (the config has one
+    gate_proj and up_proj and column j of down_proj. Its importance is ‖h_j‖ · ‖down[:, j]‖, with
+    h_j its activation over calibration text (the structured form of Wanda's |x|·|W| score). Weight
+    norms alone are not enough: on SmolLM2-135M they removed the few channels with very large
+    activations and 10% pruning took perplexity from 10.8 to 68,602; with activations, 10% gave
+    13.3 and 30% gave 21.9. Every layer keeps the same number of channels (the config has one
     `intermediate_size`), so the saved model is smaller and its MLPs do less work.
     """
     import torch
@@ -257,11 +292,10 @@ def _mlp_channels(model: Any, share: float) -> dict[str, Any]:
     width = int(mlps[0].up_proj.out_features)
     keep_count = max(1, round(width * (1 - share)))
     before = sum(p.numel() for p in model.parameters())
+    energy = _channel_energy(model, tokenizer, mlps)
     with torch.no_grad():
-        for mlp in mlps:
-            importance = mlp.down_proj.weight.norm(dim=0) * (
-                mlp.gate_proj.weight.norm(dim=1) + mlp.up_proj.weight.norm(dim=1)
-            )
+        for mlp, activation in zip(mlps, energy, strict=True):
+            importance = activation * mlp.down_proj.weight.norm(dim=0)
             keep = importance.topk(keep_count).indices.sort().values
             mlp.gate_proj = _narrow(mlp.gate_proj, keep, 0)
             mlp.up_proj = _narrow(mlp.up_proj, keep, 0)
@@ -324,7 +358,10 @@ def prune_model(
     params = {"parent": parent.ref, "method": method, "sparsity": sparsity}
     with start_run("prune", params, inputs=[parent.node], store=store) as run:
         original = copy.deepcopy(model)  # pruning is in place; the parent is kept to time against
-        reached = _unstructured(model, sparsity) if structure == "unstructured" else _mlp_channels(model, sparsity)
+        if structure == "unstructured":
+            reached = _unstructured(model, sparsity)
+        else:
+            reached = _mlp_channels(model, tokenizer, sparsity)
         with torch.no_grad(), tempfile.TemporaryDirectory(prefix="keel-pruned-") as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)

@@ -75,6 +75,32 @@ def test_structured_pruning_removes_mlp_channels_and_shrinks_the_model(store: St
     assert "smaller" in get_model(store, result.model.ref).info["optimization"]["note"]
 
 
+def test_channel_importance_ignores_rescalings_that_do_not_change_the_function(
+    store: Store, tiny: ModelVersion
+) -> None:
+    # Scaling a channel's up_proj row by 1000 and its down_proj column by 1/1000 leaves the model's
+    # output unchanged; importance by weight norms alone would then keep that channel for its big
+    # row, importance by activation x down norm (what is used) is unchanged, so the same channels go.
+    import copy
+
+    import torch
+
+    from keel.train._optimize import _mlp_channels
+
+    model, tokenizer = load_model(store, "tiny")
+    rescaled = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer in rescaled.model.layers:
+            layer.mlp.up_proj.weight[:4] *= 1000
+            layer.mlp.down_proj.weight[:, :4] /= 1000
+    texts = heldout_texts(None, None)
+    assert measure(rescaled, tokenizer, texts).perplexity == pytest.approx(measure(model, tokenizer, texts).perplexity)
+    _mlp_channels(model, tokenizer, 0.5)
+    _mlp_channels(rescaled, tokenizer, 0.5)
+    pruned = measure(model, tokenizer, texts).perplexity
+    assert measure(rescaled, tokenizer, texts).perplexity == pytest.approx(pruned, rel=1e-3)
+
+
 def test_speed_is_compared_warm_and_alternating(
     store: Store, tiny: ModelVersion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
