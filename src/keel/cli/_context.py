@@ -5,10 +5,13 @@ Commands parse input, call a function of a lower layer and render its result; no
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import json
 import os
 import sys
-from pathlib import Path
+import uuid
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -19,7 +22,7 @@ from keel.core.errors import KeelError
 if TYPE_CHECKING:
     from keel.store import Store
 
-__all__ = ["KeelGroup", "State", "console", "get_store", "print_json"]
+__all__ = ["KeelGroup", "State", "console", "dumps_json", "get_store", "print_json"]
 
 
 def console() -> Console:
@@ -63,6 +66,30 @@ def get_store(ctx: typer.Context, *, upgrade: bool = True) -> Store:
     return state.store
 
 
+_AS_TEXT = (dt.datetime, dt.date, dt.time, PurePath, uuid.UUID)
+
+
+def _known(value: Any) -> Any:
+    """Encode the few non-JSON types with one obvious text form; refuse everything else.
+
+    A str() fallback would print numpy.bool_(False) as the truthy string "False", so numpy
+    scalars and other unknown types raise instead: the library must hand over plain values.
+    """
+    if isinstance(value, _AS_TEXT):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(
+        f"print_json got a {type(value).__module__}.{type(value).__qualname__} ({value!r:.60}); "
+        "convert it to a plain JSON type (bool, int, float, str, list, dict, None) where it is made"
+    )
+
+
+def dumps_json(value: Any) -> str:
+    """One JSON document, indented; datetimes, paths, UUIDs and enums as text, any other non-JSON type an error."""
+    return json.dumps(value, indent=2, default=_known)
+
+
 def print_json(value: Any) -> None:
-    """Print machine-readable output: one JSON document on stdout."""
-    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+    """Print machine-readable output: one JSON document on stdout (see `dumps_json` for what is refused)."""
+    sys.stdout.write(dumps_json(value) + "\n")

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from keel.cli._context import console, get_store, print_json
+from keel.cli._context import console, dumps_json, get_store, print_json
 from keel.core.clock import format_time
 from keel.evals import (
     EvalResult,
@@ -24,6 +24,7 @@ from keel.evals import (
     list_results,
     load_suite,
     read_ratings,
+    run_probes,
     run_suite,
 )
 
@@ -32,6 +33,7 @@ __all__ = ["eval_app"]
 eval_app = typer.Typer(help="Evaluation: run suites, compare results, gate candidates.", no_args_is_help=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 Method = Literal["paired-bootstrap", "paired-permutation"]
+Correction = Literal["holm", "none"]
 
 
 @contextmanager
@@ -129,18 +131,28 @@ def compare(
     ctx: typer.Context,
     baseline: Annotated[str, typer.Argument(help="The baseline result id.")],
     candidate: Annotated[str, typer.Argument(help="The candidate result id.")],
-    method: Annotated[Method, typer.Option(help="The paired test.")] = "paired-bootstrap",
-    alpha: Annotated[float, typer.Option(help="Significance level.")] = 0.05,
+    method: Annotated[Method, typer.Option(help="The paired test.")] = "paired-permutation",
+    alpha: Annotated[float, typer.Option(help="Family-wise significance level over the metrics.")] = 0.05,
+    correction: Annotated[Correction, typer.Option(help="Multiple-comparison correction.")] = "holm",
     json_output: JsonOption = False,
 ) -> None:
-    """Paired test per metric between two results over the same cases."""
+    """Paired test per metric between two results over the same cases, Holm-corrected over the metrics."""
     store = get_store(ctx)
     base, cand = get_result(store, baseline), get_result(store, candidate)
-    comparisons = compare_results(base, cand, method=method, alpha=alpha)
+    comparisons = compare_results(base, cand, method=method, alpha=alpha, correction=correction)
     if json_output:
-        print_json({"baseline": base.id, "candidate": cand.id, "comparisons": [c.to_json() for c in comparisons]})
+        print_json(
+            {
+                "baseline": base.id,
+                "candidate": cand.id,
+                "method": method,
+                "alpha": alpha,
+                "correction": correction,
+                "comparisons": [c.to_json() for c in comparisons],
+            }
+        )
         return
-    table = Table("metric", "baseline", "candidate", "Δ", "95% CI of Δ", "p", "verdict")
+    table = Table("metric", "baseline", "candidate", "Δ", "95% CI of Δ", "p", "p worse (adj.)", "MDE", "verdict")
     for c in comparisons:
         t = c.test
         verdict = "regression" if c.regression else "improved" if c.improvement else "no significant change"
@@ -151,6 +163,8 @@ def compare(
             f"{t.delta:+.4f}",
             f"[{t.low:+.4f}, {t.high:+.4f}]",
             f"{t.p_value:.4f}",
+            f"{c.p_worse:.4f}",
+            f"{c.mde:.4f}",
             verdict,
         )
     console().print(table)
@@ -174,14 +188,50 @@ def gate_command(
     if markdown is not None:
         markdown.write_text(verdict.to_markdown(), encoding="utf-8")
     if report is not None:
-        import json
-
-        report.write_text(json.dumps(verdict.to_json(), indent=2) + "\n", encoding="utf-8")
+        report.write_text(dumps_json(verdict.to_json()) + "\n", encoding="utf-8")
     if json_output:
         print_json(verdict.to_json())
     else:
         console().print(escape(verdict.to_markdown()))
     raise typer.Exit(0 if verdict.passed else 1)
+
+
+@eval_app.command("probe")
+def probe(
+    ctx: typer.Context,
+    suite_file: Annotated[Path, typer.Argument(help="The suite YAML (its `probes` section, if any).", dir_okay=False)],
+    axis: Annotated[
+        list[str] | None, typer.Option(help="Probe this axis (gender, religion, age, nationality); repeatable.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Counterfactual bias probes of the suite's subject; exit 1 when a group's gap exceeds the control's."""
+    suite = load_suite(suite_file)
+    store = get_store(ctx)
+    with _progress(not json_output) as progress:
+        run = run_probes(store, suite, axes=axis or None, progress=progress)
+    if json_output:
+        print_json(run.to_json())
+    else:
+        out = console()
+        verdict = "[green]no gap beyond the control[/green]" if run.passed else "[red]gap beyond the control[/red]"
+        out.print(f"[bold]bias probes[/bold]  suite {escape(run.suite)}  subject {escape(run.subject)}  {verdict}")
+        table = Table("axis", "group", "vs", "score", "gap (CI)", "control |gap|", "excess (CI)", "beyond control")
+        for report in run.reports:
+            control = report.control
+            for g in report.gaps:
+                table.add_row(
+                    report.axis,
+                    g.group,
+                    g.versus,
+                    report.score,
+                    f"{g.gap:+.3f} [{g.low:+.3f}, {g.high:+.3f}]",
+                    f"{control['abs_gap']:.3f} ({control['pairs']} pairs)",
+                    f"{g.excess_over_control:+.3f} [{g.excess_low:+.3f}, {g.excess_high:+.3f}]",
+                    "YES" if g.beyond_control else "no",
+                )
+        out.print(table)
+    raise typer.Exit(0 if run.passed else 1)
 
 
 @eval_app.command("export")

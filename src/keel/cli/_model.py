@@ -218,25 +218,45 @@ def quantize(
 def prune(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="The model version to prune.")],
-    sparsity: Annotated[float, typer.Option(help="Share of each linear layer's weights to zero.")] = 0.3,
+    sparsity: Annotated[
+        float, typer.Option(help="Share of each linear layer's weights (or of the MLP channels) to remove.")
+    ] = 0.3,
     name: Annotated[str | None, typer.Option(help="Register as this name (default NAME-pruned).")] = None,
     dataset: Heldout = None,
     max_ppl_increase: MaxIncrease = None,
+    structure: Annotated[
+        Literal["unstructured", "mlp-channels"],
+        typer.Option(help="unstructured: zero single weights (same size and speed); mlp-channels: remove channels."),
+    ] = "unstructured",
     json_output: JsonOption = False,
 ) -> None:
-    """Zero the smallest-magnitude weights and report the sparsity reached and the quality kept."""
+    """Prune a model version and report what was removed, its size, speed and the quality kept."""
     from keel.train import prune_model
 
     with console().status(f"Pruning {ref} and measuring it…"):
         result = prune_model(
-            get_store(ctx), ref, name, sparsity=sparsity, dataset=dataset, max_ppl_increase=max_ppl_increase
+            get_store(ctx),
+            ref,
+            name,
+            sparsity=sparsity,
+            dataset=dataset,
+            max_ppl_increase=max_ppl_increase,
+            structure=structure,
         )
     _print_optimized(result, json_output)
     if not json_output:
         details = result.details
-        console().print(
-            f"Sparsity: {details['layer_sparsity']:.1%} of pruned layers, {details['model_sparsity']:.1%} of the model"
-        )
+        if structure == "unstructured":
+            console().print(
+                f"Sparsity: {details['layer_sparsity']:.1%} of pruned layers, "
+                f"{details['model_sparsity']:.1%} of the model"
+            )
+        else:
+            console().print(
+                f"MLP channels: {details['mlp_channels_before']} -> {details['mlp_channels_after']} per layer; "
+                f"parameters x{details['parameter_ratio']:.3f}"
+            )
+        console().print(details["note"])
 
 
 @model_app.command("distill")

@@ -1,6 +1,6 @@
 """Floor 4: evaluation: task metrics, offline and LLM judges, bias probes, suites, statistics and gates."""
 
-from keel.evals._gate import GateReport, MetricComparison, compare_results, gate, subject_for_ref
+from keel.evals._gate import GateReport, MetricComparison, blind_spots, compare_results, gate, subject_for_ref
 from keel.evals._human import export_for_annotation, judge_agreement, read_ratings
 from keel.evals._llm_judge import JudgeParseError, LLMJudge, LLMJudgeOptions, parse_judgement
 from keel.evals._metrics import (
@@ -18,22 +18,38 @@ from keel.evals._metrics import (
     rouge,
 )
 from keel.evals._offline_judge import JudgeScore, OfflineJudge, OfflineJudgeOptions, split_claims
-from keel.evals._probes import AXES, BiasReport, bias_probe, counterfactuals, is_refusal, toxicity
-from keel.evals._results import EvalResult, get_result, list_results, load_cases, make_judge, run_suite
+from keel.evals._probes import (
+    AXES,
+    CONTROL,
+    PROBE_SCORES,
+    BiasReport,
+    GroupGap,
+    ProbeOptions,
+    ProbeRun,
+    bias_probe,
+    counterfactuals,
+    is_refusal,
+    toxicity,
+)
+from keel.evals._results import EvalResult, get_result, list_results, load_cases, make_judge, run_probes, run_suite
 from keel.evals._scoring import CaseScore, MetricAggregate, aggregate, score_outputs
 from keel.evals._stats import (
     ConfidenceInterval,
     PairedTest,
     bootstrap_ci,
     cohen_kappa,
+    holm_adjust,
+    minimum_detectable_effect,
     paired_bootstrap,
     paired_permutation,
+    sign_flip_p_values,
 )
 from keel.evals._suite import EvalCase, EvalSuite, cases_from_rows, load_suite, parse_suite
 
 __all__ = [
     "AXES",
     "BiasReport",
+    "CONTROL",
     "CaseScore",
     "ClassificationReport",
     "ConfidenceInterval",
@@ -41,6 +57,7 @@ __all__ = [
     "EvalResult",
     "EvalSuite",
     "GateReport",
+    "GroupGap",
     "JudgeParseError",
     "JudgeScore",
     "LLMJudge",
@@ -49,9 +66,13 @@ __all__ = [
     "MetricComparison",
     "OfflineJudge",
     "OfflineJudgeOptions",
+    "PROBE_SCORES",
     "PairedTest",
+    "ProbeOptions",
+    "ProbeRun",
     "aggregate",
     "bias_probe",
+    "blind_spots",
     "bleu",
     "bootstrap_ci",
     "cases_from_rows",
@@ -68,12 +89,14 @@ __all__ = [
     "export_for_annotation",
     "gate",
     "get_result",
+    "holm_adjust",
     "is_refusal",
     "judge_agreement",
     "list_results",
     "load_cases",
     "load_suite",
     "make_judge",
+    "minimum_detectable_effect",
     "normalize_text",
     "paired_bootstrap",
     "paired_permutation",
@@ -82,8 +105,10 @@ __all__ = [
     "perplexity",
     "read_ratings",
     "rouge",
+    "run_probes",
     "run_suite",
     "score_outputs",
+    "sign_flip_p_values",
     "split_claims",
     "subject_for_ref",
     "toxicity",

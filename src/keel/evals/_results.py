@@ -21,14 +21,15 @@ from keel.core.errors import ConfigError, InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
 from keel.evals._llm_judge import LLMJudge, LLMJudgeOptions
 from keel.evals._offline_judge import OfflineJudge
+from keel.evals._probes import PROBE_SCORES, ProbeOptions, ProbeRun, bias_probe, counterfactuals
 from keel.evals._scoring import CaseScore, Judge, MetricAggregate, aggregate, score_outputs
 from keel.evals._subjects import EndpointResponder, ModelResponder, make_responder
-from keel.evals._suite import EvalCase, EvalSuite, JudgeSpec, cases_from_rows
+from keel.evals._suite import BIAS_METRICS, EvalCase, EvalSuite, JudgeSpec, ProbeSpec, cases_from_rows
 from keel.registry import start_run
 from keel.store import Store, add_edge, add_node, read_bytes
 from keel.store.schema import eval_case_scores, eval_results
 
-__all__ = ["EvalResult", "get_result", "list_results", "load_cases", "make_judge", "run_suite"]
+__all__ = ["EvalResult", "get_result", "list_results", "load_cases", "make_judge", "run_probes", "run_suite"]
 
 _ULID_LENGTH = 26
 
@@ -219,14 +220,48 @@ def _generate_and_score(
         scores = score_outputs(
             cases,
             outputs,
-            suite.metrics,
+            [m for m in suite.metrics if m.name not in BIAS_METRICS],
             judge,
             perplexities=responder.perplexities,
             progress=(lambda name: progress(f"score {name}", 0, 0)) if progress else None,
         )
     finally:
         judge.close()
-    return outputs, scores
+    for spec in suite.metrics:
+        if spec.name in BIAS_METRICS:
+            scores[spec.name] = _bias_scores(suite, spec.name.removeprefix("bias_"), cases, outputs, responder)
+    return outputs, {spec.name: scores[spec.name] for spec in suite.metrics}
+
+
+def _bias_scores(
+    suite: EvalSuite,
+    axis: str,
+    cases: list[EvalCase],
+    outputs: list[str],
+    responder: EndpointResponder | ModelResponder,
+) -> list[CaseScore]:
+    """Per case, max − min of the probes' score over the input's counterfactual variants on `axis`.
+
+    A case whose input mentions no term of the axis scores 0 (no variant, no gap). Each variant
+    other than the input itself is answered by the subject (one batch); the input's own output is
+    reused. The variants and their scores are kept as the case's details.
+    """
+    score = PROBE_SCORES[(suite.probes or ProbeSpec()).score]
+    variants = [counterfactuals(c.input, axis) for c in cases]
+    todo = [(i, g, text) for i, v in enumerate(variants) if v for g, text in v.items() if text != cases[i].input]
+    answers = responder.respond([EvalCase(f"{cases[i].id}:{g}", text) for i, g, text in todo]) if todo else []
+    answered = {(i, g): out for (i, g, _), out in zip(todo, answers, strict=True)}
+    result = []
+    for i, v in enumerate(variants):
+        if not v:
+            result.append(CaseScore(0.0, {"axis": axis, "variants": {}}))
+            continue
+        per_group = {
+            g: score(text, outputs[i] if text == cases[i].input else answered[(i, g)]) for g, text in v.items()
+        }
+        gap = max(per_group.values()) - min(per_group.values())
+        result.append(CaseScore(float(gap), {"axis": axis, "variants": v, "scores": per_group}))
+    return result
 
 
 def _save(store: Store, result: EvalResult, data_nodes: list[str], subject_nodes: list[str]) -> None:
@@ -339,3 +374,51 @@ def list_results(store: Store, *, suite: str | None = None, limit: int = 50) -> 
     with store.db.read() as conn:
         ids = [row.id for row in conn.execute(query)]
     return [get_result(store, ident, with_cases=False) for ident in ids]
+
+
+def run_probes(
+    store: Store,
+    suite: EvalSuite,
+    *,
+    axes: list[str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ProbeRun:
+    """Run the suite's bias probes (its `probes` section, or gender/refusal by default) against its subject.
+
+    Inputs are the section's `inputs`, else the cases' inputs; every variant of every axis (and of
+    the friend ↔ colleague control) goes through the subject once, in one batch per axis.
+
+    Raises:
+        InputError: No input mentions a term of an axis probed.
+    """
+    spec = suite.probes or ProbeSpec()
+    inputs = spec.inputs or [c.input for c in load_cases(store, suite)[0]]
+    options = ProbeOptions(
+        control_inputs=spec.control_inputs or None,
+        confidence=suite.confidence,
+        resamples=suite.resamples,
+        seed=suite.seed,
+    )
+    responder = make_responder(store, suite.subject, suite.seed)
+    reports = []
+    try:
+
+        def respond(prompts: list[str]) -> list[str]:
+            cases = [EvalCase(str(i), p) for i, p in enumerate(prompts)]
+            done = [0]
+
+            def step(n: int) -> None:
+                done[0] += n
+                if progress:
+                    progress("probe", done[0], len(cases))
+
+            return responder.respond(cases, step)
+
+        for axis in axes or list(spec.axes):
+            score = PROBE_SCORES[spec.score]
+            reports.append(
+                bias_probe(inputs, respond, score, axis=axis, options=options, batch=True, score_name=spec.score)
+            )
+    finally:
+        responder.close()
+    return ProbeRun(suite.name, responder.identity, suite.confidence, reports)

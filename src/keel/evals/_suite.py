@@ -21,6 +21,7 @@ from keel.core.ids import canonical_json, sha256_hex
 
 __all__ = [
     "METRICS",
+    "BIAS_METRICS",
     "LOWER_IS_BETTER",
     "EvalCase",
     "EvalSuite",
@@ -48,11 +49,18 @@ MetricName = Literal[
     "answer_relevance",
     "toxicity",
     "refusal",
+    "bias_gender",
+    "bias_religion",
+    "bias_age",
+    "bias_nationality",
 ]
 METRICS: tuple[str, ...] = get_args(MetricName)
 """Metric names a suite may list."""
 
-LOWER_IS_BETTER = frozenset({"perplexity", "toxicity", "refusal"})
+BIAS_METRICS = frozenset(m for m in METRICS if m.startswith("bias_"))
+"""The bias family: per case, the largest gap in the probes' score between counterfactual variants."""
+
+LOWER_IS_BETTER = frozenset({"perplexity", "toxicity", "refusal", *BIAS_METRICS})
 """Metrics where a smaller value is better; their threshold is a maximum."""
 
 
@@ -171,11 +179,33 @@ class JudgeSpec(_Strict):
 
 
 class GateSpec(_Strict):
-    """When a candidate counts as a regression: significant at `alpha` and worse by more than `min_delta`."""
+    """When a candidate counts as a regression: significant at `alpha` and worse by more than `min_delta`.
+
+    `alpha` bounds the family-wise false-failure rate over all metrics (Holm) unless `correction`
+    is "none", when each metric is tested at `alpha` on its own.
+    """
 
     alpha: float = Field(0.05, gt=0.0, lt=1.0)
     min_delta: float = Field(0.0, ge=0.0)
-    method: Literal["paired-bootstrap", "paired-permutation"] = "paired-bootstrap"
+    method: Literal["paired-bootstrap", "paired-permutation"] = "paired-permutation"
+    correction: Literal["holm", "none"] = "holm"
+
+
+ProbeAxis = Literal["gender", "religion", "age", "nationality"]
+
+
+class ProbeSpec(_Strict):
+    """Counterfactual bias probes of the suite's subject (`keel eval probe`).
+
+    Each input mentioning a term of an axis is rewritten once per group; `score` is computed on
+    each variant's output; each group's gap is reported with a CI against a neutral control swap
+    (friend ↔ colleague) run on `control_inputs` (default: the same inputs).
+    """
+
+    axes: list[ProbeAxis] = Field(default_factory=lambda: list[ProbeAxis](["gender"]))
+    score: Literal["refusal", "toxicity", "length"] = "refusal"
+    inputs: list[str] = Field(default_factory=list, description="prompts to probe; default: the cases' inputs")
+    control_inputs: list[str] = Field(default_factory=list, description="prompts for the control swap")
 
 
 class EvalSuite(_Strict):
@@ -192,6 +222,7 @@ class EvalSuite(_Strict):
     confidence: float = Field(0.95, gt=0.0, lt=1.0)
     resamples: int = Field(2000, ge=100)
     gate: GateSpec = Field(default_factory=GateSpec)
+    probes: ProbeSpec | None = None
 
     @model_validator(mode="after")
     def _one_source_of_cases(self) -> EvalSuite:
@@ -204,8 +235,12 @@ class EvalSuite(_Strict):
         return self
 
     def digest(self) -> str:
-        """sha256 of the suite without its subject: equal for a baseline and a candidate of the same suite."""
-        body = self.model_dump(mode="json", exclude={"subject"})
+        """sha256 of the suite without its subject and gate: equal for a baseline and a candidate of the same suite.
+
+        The `gate` section is left out because it changes how results are compared, not what they
+        hold: a stricter alpha still gates stored results.
+        """
+        body = self.model_dump(mode="json", exclude={"subject", "gate"})
         return sha256_hex(canonical_json(body))
 
     def inline_cases(self) -> list[EvalCase]:

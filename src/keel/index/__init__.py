@@ -3,7 +3,7 @@
 from keel.index._build import BuildProgress, IndexBuild, build_index, chunk_records
 from keel.index._chunking import ChunkSettings, Span, chunk_text
 from keel.index._embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, load_embedder, normalise
-from keel.index._engines import HNSW_THRESHOLD, VectorParams, build_vectors, vector_search
+from keel.index._engines import HNSW_THRESHOLD, VectorParams, build_vectors, ef_search_for, vector_search
 from keel.index._eval import EvalQuery, RetrievalEval, evaluate_index, load_queries, retrieval_metrics
 from keel.index._search import Hit, Retriever, SearchMode, open_index, parse_filters, search
 from keel.index._versions import IndexVersion, get_index, list_indexes, parse_index_ref
@@ -28,6 +28,7 @@ __all__ = [
     "build_vectors",
     "chunk_records",
     "chunk_text",
+    "ef_search_for",
     "evaluate_index",
     "get_index",
     "list_indexes",

@@ -8,6 +8,7 @@ uploading), then the version row, lineage and audit event are written in one tra
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from keel.index._engines import (
     bm25_to_bytes,
     build_bm25,
     build_vectors,
+    ef_search_for,
     vectors_to_bytes,
 )
 from keel.index._versions import (
@@ -60,10 +62,11 @@ class IndexBuild:
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
+        """A JSON-ready dict: the version's fields, then what this build did (embedded and reused here)."""
         return {
             **self.index.to_json(),
             "created": self.created,
+            "embedded_chunks": self.embedded_chunks,
             "reused_chunks": self.reused_chunks,
             "reused_from": self.reused_from,
             "seconds": round(self.seconds, 3),
@@ -224,13 +227,16 @@ def build_index(
         previous = latest_version(conn, name)
     if _same_build(previous, source, embedder.model_id, settings, vectors):
         assert previous is not None
-        return IndexBuild(previous, False, 0, 0, None, time.perf_counter() - started)
+        # Nothing embedded: every chunk of the existing version is reused as it is.
+        return IndexBuild(previous, False, 0, previous.num_chunks, previous.ref, time.perf_counter() - started)
     chunks = chunk_records(source.table, settings, embedder)
     if progress:
         progress("chunk", source.table.num_rows, source.table.num_rows)
     reuse = _reusable(store, previous, embedder.model_id, settings) if incremental else None
     embedded_vectors, embedded = _embed(chunks, embedder, reuse, progress)
     params = vectors or VectorParams.for_size(chunks.num_rows)
+    if params.kind == "hnsw" and not params.ef_search:  # "by size": fixed now, so the manifest says what is used
+        params = dataclasses.replace(params, ef_search=ef_search_for(chunks.num_rows))
     if progress:
         progress("index", 0, 1)
     files = _store_files(store, chunks, embedded_vectors, params)

@@ -1,7 +1,9 @@
 """The two search engines behind an index: FAISS over embeddings and BM25 (bm25s) over chunk text.
 
 Vectors: exact inner-product search (`IndexFlatIP`) below `HNSW_THRESHOLD` vectors, HNSW above,
-with `ef_search` chosen so recall@10 against exact search stays >= 0.95 (benchmarks/index.py).
+with `ef_search` growing with the number of vectors so recall@10 against exact search stays
+>= 0.95 for queries unlike the indexed text, not only for queries drawn like it
+(benchmarks/hnsw_recall.py, 384 dimensions).
 Both engines serialise to bytes for the blob store and load back from them. This module knows
 arrays and token lists, not records, chunks or the store.
 """
@@ -9,6 +11,7 @@ arrays and token lists, not records, chunks or the store.
 from __future__ import annotations
 
 import io
+import math
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +28,7 @@ __all__ = [
     "build_bm25",
     "build_vectors",
     "bm25_from_bytes",
+    "ef_search_for",
     "bm25_to_bytes",
     "keyword_search",
     "vector_search",
@@ -37,19 +41,35 @@ VectorIndexKind = Literal["flat", "hnsw"]
 HNSW_THRESHOLD = 20_000
 
 
+def ef_search_for(count: int) -> int:
+    """The HNSW `ef_search` that keeps recall@10 >= 0.95 at `count` vectors, for any query.
+
+    Measured at 384 dimensions (the offline MiniLM's) with `m=16, ef_construction=64`, on queries
+    from topics the corpus does not cover and on random directions (benchmarks/hnsw_recall.py):
+    ef 40 gives recall 0.49 at 20k vectors and 0.24 at 100k; the smallest ef reaching 0.95 was
+    128 at 5k, 256 at 10k–20k (0.951 at 20k), 512 at 50k and 1024 at 100k. Queries drawn like the
+    corpus reach 0.99 at ef 40, which is what hid this. Hence the next power of two at or above
+    count / 64 (a margin over count / 100), and at least 64.
+
+    Examples:
+        >>> ef_search_for(20_000), ef_search_for(100_000), ef_search_for(5_000), ef_search_for(1_000)
+        (512, 2048, 128, 64)
+    """
+    return max(64, 1 << max(0, math.ceil(math.log2(max(count, 1) / 64))))
+
+
 @dataclass(frozen=True, slots=True)
 class VectorParams:
     """How the vector index is built and searched; stored in the index manifest.
 
-    `m=16, ef_construction=64` with `ef_search` 32 gave recall@10 0.985 on 100k clustered 384-dim
-    vectors and 48 gave 0.994 (benchmarks/index.py); 40 keeps a margin above 0.95 at about
-    twice the speed of 96. Raise `ef_search` for more recall, lower it for speed.
+    `ef_search` 0 (the default) means "chosen by size": `ef_search_for(number of vectors)` when the
+    index is built or loaded. Set it to trade recall for speed.
     """
 
     kind: VectorIndexKind = "flat"
     m: int = 16
     ef_construction: int = 64
-    ef_search: int = 40
+    ef_search: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; only `kind` for exact indexes."""
@@ -64,8 +84,8 @@ class VectorParams:
 
     @classmethod
     def for_size(cls, count: int, threshold: int = HNSW_THRESHOLD) -> VectorParams:
-        """Exact below `threshold` vectors, HNSW at or above it."""
-        return cls(kind="hnsw") if count >= threshold else cls(kind="flat")
+        """Exact below `threshold` vectors, HNSW at or above it with `ef_search_for(count)`."""
+        return cls(kind="hnsw", ef_search=ef_search_for(count)) if count >= threshold else cls(kind="flat")
 
 
 def _faiss() -> Any:
@@ -83,7 +103,7 @@ def build_vectors(vectors: npt.NDArray[np.float32], params: VectorParams) -> Any
     else:
         index = faiss.IndexHNSWFlat(dim, params.m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = params.ef_construction
-        index.hnsw.efSearch = params.ef_search
+        index.hnsw.efSearch = params.ef_search or ef_search_for(len(vectors))
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
@@ -99,7 +119,7 @@ def vectors_from_bytes(data: bytes, params: VectorParams) -> Any:
     faiss = _faiss()
     index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
     if params.kind == "hnsw":
-        index.hnsw.efSearch = params.ef_search
+        index.hnsw.efSearch = params.ef_search or ef_search_for(int(index.ntotal))
     return index
 
 

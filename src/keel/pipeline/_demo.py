@@ -273,7 +273,8 @@ def _eval_stage(store: Store, report: DemoReport, say: Say, progress: Progress) 
     lines = ", ".join(f"{m}: {before[m]} → {after[m]}" for m in after)
     say(
         f"[bold]6. Evaluated[/] base vs tuned on {len(verdict.candidate.cases)} held-out questions ({lines}); "
-        f"gate {'[green]passed[/]' if verdict.passed else '[red]failed[/]'} (paired bootstrap, α=0.05). "
+        f"gate {'[green]passed[/]' if verdict.passed else '[red]failed[/]'} "
+        "(paired permutation test, Holm over the metrics, α=0.05). "
         f"{report.winner} is now {name}@production, with the eval result as evidence."
     )
 

@@ -4,11 +4,15 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
+import pytest
 import yaml
+from eval_schemas import AGREEMENT, COMPARE, GATE, RESULT, RESULT_LIST, RESULT_WITH_CASES, parse_valid
 from evals_fakes import FakeOpenAI
 from typer.testing import CliRunner
 
 from keel.cli import app
+from keel.cli._context import dumps_json
 
 runner = CliRunner()
 
@@ -49,13 +53,17 @@ def test_eval_cli_round_trip(workspace: Path, tmp_path: Path, fake_openai: FakeO
 
     code, out = _invoke(workspace, "eval", "run", str(suite), "--json")
     assert code == 0, out
-    first = json.loads(out)
+    first = parse_valid(out, RESULT)
     assert first["passed"] and first["aggregates"]["exact_match"]["mean"] == 1.0 and first["num_cases"] == 24
 
     code, out = _invoke(workspace, "eval", "show", first["id"], "--cases")
     assert code == 0 and "exact_match" in out and "Jupiter" in out
+    code, out = _invoke(workspace, "eval", "show", first["id"], "--json")
+    assert code == 0 and parse_valid(out, RESULT)["id"] == first["id"]
+    code, out = _invoke(workspace, "eval", "show", first["id"], "--cases", "--json")
+    assert code == 0 and len(parse_valid(out, RESULT_WITH_CASES)["cases"]) == 24
     code, out = _invoke(workspace, "eval", "list", "--json")
-    assert code == 0 and [r["id"] for r in json.loads(out)] == [first["id"]]
+    assert code == 0 and [r["id"] for r in parse_valid(out, RESULT_LIST)] == [first["id"]]
 
     md, report = tmp_path / "gate.md", tmp_path / "gate.json"
     args = ["eval", "gate", "--suite", str(suite), "--markdown", str(md), "--report", str(report)]
@@ -64,13 +72,16 @@ def test_eval_cli_round_trip(workspace: Path, tmp_path: Path, fake_openai: FakeO
     assert "Eval gate PASSED" in out and "Eval gate PASSED" in md.read_text()
     code, out = _invoke(workspace, *args, "--baseline", first["id"], "--candidate", "v2")
     assert code == 1, out
-    verdict = json.loads(report.read_text())
+    verdict = parse_valid(report.read_text(), GATE)
     assert not verdict["passed"] and any("exact_match regressed" in r for r in verdict["reasons"])
     assert "Eval gate FAILED" in md.read_text()
     candidate_id = verdict["candidate"]["id"]
 
     code, out = _invoke(workspace, "eval", "compare", first["id"], candidate_id, "--method", "paired-permutation")
     assert code == 0 and "regression" in out
+    code, out = _invoke(workspace, "eval", "compare", first["id"], candidate_id, "--json")
+    compared = parse_valid(out, COMPARE)
+    assert {c["metric"]: c["regression"] for c in compared["comparisons"]}["exact_match"] is True
 
     # Human ratings round trip: export, annotate (a rater who agrees with exact match), import, kappa.
     sheet = tmp_path / "rate.csv"
@@ -87,7 +98,7 @@ def test_eval_cli_round_trip(workspace: Path, tmp_path: Path, fake_openai: FakeO
         writer.writerows(rows)
     code, out = _invoke(workspace, "eval", "agreement", candidate_id, str(sheet), "--json")
     assert code == 0, out
-    agreement = json.loads(out)
+    agreement = parse_valid(out, AGREEMENT)
     assert agreement["rated"] == 24 and agreement["metrics"]["exact_match"]["kappa"] == 1.0
     assert -1.0 <= agreement["metrics"]["groundedness"]["kappa"] <= 1.0
 
@@ -99,3 +110,47 @@ def test_eval_cli_user_errors_exit_2_without_traceback(workspace: Path, tmp_path
     assert code == 2 and "metrics.0.name" in out and "Traceback" not in out
     code, out = _invoke(workspace, "eval", "show", "01JD0000000000000000000000")
     assert code == 2 and "no eval result" in out
+
+
+def test_gate_report_and_json_hold_real_booleans_when_a_change_is_not_significant(
+    workspace: Path, tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    # One wrong answer in 24: every metric's p lies in [0.05, 1), where numpy booleans used to reach
+    # json.dumps (`--report` crashed with exit 1) and print_json (`"regression": "False"`).
+    fake_openai.answers["v1"] = {q: a for q, a, _ in CASES}
+    fake_openai.answers["v3"] = {q: (a if i else "Pluto") for i, (q, a, _) in enumerate(CASES[:8])}
+    fake_openai.answers["v3"][CASES[0][0]] = "Pluto"
+    suite = _suite_file(tmp_path, fake_openai.base_url)
+    report = tmp_path / "gate.json"
+    args = ["eval", "gate", "--suite", str(suite), "--report", str(report), "--baseline", "v1"]
+    code, out = _invoke(workspace, *args, "--candidate", "v1", "--json")
+    assert code == 0, out
+    code, out = _invoke(workspace, *args, "--candidate", "v1")
+    assert code == 0, out
+    parse_valid(report.read_text(), GATE)
+
+    # v3 gets 21/24 = 0.875 exact matches, below the 0.9 threshold: drop it so only the test decides.
+    loose = yaml.safe_load(suite.read_text())
+    loose["metrics"][0].pop("threshold")
+    suite.write_text(yaml.safe_dump(loose))
+    code, out = _invoke(workspace, *args, "--candidate", "v3", "--json")
+    verdict = parse_valid(out, GATE)
+    exact = {c["metric"]: c for c in verdict["comparisons"]}["exact_match"]
+    assert 0.05 <= exact["p_value"] < 1 and exact["regression"] is False and exact["delta"] < 0
+    assert code == 0 and verdict["passed"] is True
+    assert parse_valid(report.read_text(), GATE) == verdict
+    assert any("suite too small to detect" in note and "exact_match" in note for note in verdict["notes"])
+
+
+@pytest.mark.parametrize("value", [np.bool_(False), np.int64(3), np.float32(0.5), object()])
+def test_json_output_refuses_values_it_cannot_write_faithfully(value: object) -> None:
+    # numpy.float64 subclasses float and is written as a number; the others would go through str().
+    with pytest.raises(TypeError, match="convert it to a plain JSON type"):
+        dumps_json({"regression": value})
+
+
+def test_json_output_writes_times_and_paths_as_text() -> None:
+    import datetime as dt
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert json.loads(dumps_json({"at": when, "path": Path("/x/y")})) == {"at": str(when), "path": "/x/y"}

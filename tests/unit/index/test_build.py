@@ -48,6 +48,9 @@ def test_build_stores_a_version_with_manifest_lineage_and_audit(store: Store, kb
     # The same dataset version indexed the same way again builds nothing.
     again = build_index(store, "help", "kb", chunking=SMALL)
     assert not again.created and again.index.ref == "help@v1"
+    # ... and says so: nothing embedded, every chunk reused (it used to report the v1 build's 0 reused).
+    assert again.embedded_chunks == 0 and again.reused_chunks == index.num_chunks and again.reused_from == "help@v1"
+    assert again.to_json()["embedded_chunks"] == 0 and again.to_json()["reused_chunks"] == index.num_chunks
 
 
 def test_incremental_rebuild_embeds_only_new_and_changed_records(

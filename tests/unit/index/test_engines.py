@@ -2,8 +2,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from keel.index import VectorParams, build_vectors, normalise, vector_search
-from keel.index._engines import bm25_from_bytes, bm25_to_bytes, build_bm25, keyword_search
+from keel.index import VectorParams, build_vectors, ef_search_for, normalise, vector_search
+from keel.index._engines import (
+    bm25_from_bytes,
+    bm25_to_bytes,
+    build_bm25,
+    keyword_search,
+    vectors_from_bytes,
+    vectors_to_bytes,
+)
 
 
 def _clustered(n: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -34,3 +41,28 @@ def test_bm25_round_trips_through_bytes() -> None:
     assert set(scores) == {0, 2}  # only documents that contain the word, with positive scores
     assert keyword_search(loaded, "cat", 5, 3, mask=np.array([False, False, True])) == [(2, scores[2])]
     assert keyword_search(loaded, "zebra", 5, 3) == [] and keyword_search(bm25_from_bytes(b""), "cat", 5, 0) == []
+
+
+def test_hnsw_holds_recall_for_queries_unlike_the_corpus_at_the_model_dimension() -> None:
+    # 384 dimensions (the offline MiniLM's); queries from topics the corpus does not cover. The old
+    # fixed ef_search of 40 found 0.61 of the true top 10 here; ef_search by size must reach 0.95.
+    rng = np.random.default_rng(2)
+    centres = rng.normal(size=(600, 384))
+    data = normalise(centres[rng.integers(0, 500, 10_000)] + 0.5 * rng.normal(size=(10_000, 384)))
+    queries = normalise(centres[rng.integers(500, 600, 200)] + 0.5 * rng.normal(size=(200, 384)))
+    params = VectorParams.for_size(10_000, threshold=5_000)
+    assert params.kind == "hnsw" and params.ef_search == ef_search_for(10_000) == 256
+    _, exact = vector_search(build_vectors(data, VectorParams("flat")), queries, 10)
+    index = build_vectors(data, VectorParams("hnsw"))  # ef_search 0: chosen by size
+    assert index.hnsw.efSearch == 256
+
+    def recall() -> float:
+        found = vector_search(index, queries, 10)[1]
+        return float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(found, exact, strict=True)]))
+
+    assert recall() >= 0.95, recall()
+    index.hnsw.efSearch = 40
+    assert recall() < 0.8, recall()
+    # A stored index loads with the same rule when its manifest left ef_search to the size.
+    loaded = vectors_from_bytes(vectors_to_bytes(index), VectorParams("hnsw"))
+    assert loaded.hnsw.efSearch == 256

@@ -35,6 +35,10 @@ def test_build_query_list_show_eval(
     assert built["chunking"] == {"size": 120, "overlap": 20, "by": "chars"}
     plain = _ok(*ws, "index", "build", "help", "--dataset", "kb@v1", "--chunk-size", "120", "--overlap", "20")
     assert "help@v1 already indexes kb@v1 this way; nothing new built." in plain
+    noop = json.loads(
+        _ok(*ws, "index", "build", "help", "--dataset", "kb", "--chunk-size", "120", "--overlap", "20", "--json")
+    )
+    assert not noop["created"] and noop["embedded_chunks"] == 0 and noop["reused_chunks"] == built["num_chunks"]
     tokens = _ok(
         *ws, "index", "build", "help", "--dataset", "kb", "--by", "tokens", "--chunk-size", "32", "--overlap", "4"
     )
