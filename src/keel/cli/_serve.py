@@ -25,4 +25,7 @@ def serve(
     store = get_store(ctx)
     settings = ServeSettings(require_keys=False) if no_auth else ServeSettings()
     console().print(f"Keel gateway on http://{host}:{port}/v1 (metrics at /metrics)")
-    uvicorn.run(create_app(Gateway(store, settings)), host=host, port=port, log_level="warning", ws="none")
+    # Bounded shutdown: requests still running after `shutdown_timeout_s` are cut, and the lifespan's
+    # close spills traces it could not write within the same bound, so SIGTERM always ends the process.
+    uvicorn.run(create_app(Gateway(store, settings)), host=host, port=port, log_level="warning", ws="none",
+                timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))  # fmt: skip
