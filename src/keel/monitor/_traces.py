@@ -28,15 +28,15 @@ _MAX_FLAGS, _FLAG_LENGTH = 32, 64
 
 
 def storable(text: str, limit: int = 256) -> str:
-    """`text` as any database, JSON encoder and Prometheus label can hold it, at most `limit` characters.
+    r"""`text` as any database, JSON encoder and Prometheus label can hold it, at most `limit` characters.
 
     Lone surrogates (which UTF-8 cannot encode) and other undecodable code points become their
-    backslash escapes, NUL becomes `\\x00` (PostgreSQL text refuses it), and a longer text is cut
+    backslash escapes, NUL becomes `\x00` (PostgreSQL text refuses it), and a longer text is cut
     and ends with `…`.
 
     Examples:
-        >>> storable("\\ud800 ok")
-        '\\\\ud800 ok'
+        >>> storable("\ud800 ok")
+        '\\ud800 ok'
         >>> storable("x" * 10, limit=4)
         'xxx…'
     """

@@ -41,6 +41,8 @@ _BAD_ROW = (ValueError, TypeError, sa_exc.DataError, sa_exc.IntegrityError)
 
 def _bad_row(exc: BaseException) -> bool:
     return isinstance(exc, _BAD_ROW) or isinstance(getattr(exc, "orig", None), _BAD_ROW)
+
+
 _QUARANTINE_MAX_BYTES = 64 * 1024 * 1024
 
 

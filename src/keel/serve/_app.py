@@ -158,13 +158,6 @@ def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="Keel gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.gateway = gateway
 
-    @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> Response:
-        # Unknown routes and methods answer in OpenAI's error shape too, not Starlette's {"detail": ...}.
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-        body = error_body(str(exc.detail), "invalid_request_error", code)
-        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         return await _serve(gateway, request, "chat")
@@ -207,6 +200,20 @@ def create_app(gateway: Gateway) -> FastAPI:
                  "owned_by": "keel"} for n in names]  # fmt: skip
         return JSONResponse({"object": "list", "data": data})
 
+    _add_operations(app, gateway)
+    return app
+
+
+def _add_operations(app: FastAPI, gateway: Gateway) -> None:
+    """Health, readiness, metrics, and OpenAI's error shape for unknown routes."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        # Unknown routes and methods answer in OpenAI's error shape too, not Starlette's {"detail": ...}.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        body = error_body(str(exc.detail), "invalid_request_error", code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return JSONResponse({"status": "ok"})
@@ -228,5 +235,3 @@ def create_app(gateway: Gateway) -> FastAPI:
             except (AuthenticationError, PermissionDeniedError) as exc:
                 return _error_response(exc)
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return app

@@ -21,7 +21,7 @@ from typing import Any
 
 from keel.core.ids import canonical_json, new_ulid
 from keel.govern import ApiKey, AuthenticationError, KeyVerifier, PermissionDeniedError
-from keel.monitor import Trace, TraceWriter, storable
+from keel.monitor import OtlpExporter, Trace, TraceWriter, storable
 from keel.registry import pull_model
 from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation
 from keel.serve._deployments import Deployment, Route, current_generation, load_deployments
@@ -133,6 +133,7 @@ class Gateway:
         self._building: dict[str, asyncio.Lock] = {}
         self._reloader: asyncio.Task[None] | None = None
         self._redis: Any = None
+        self._exporter: OtlpExporter | None = None
 
     @property
     def ready(self) -> bool:
@@ -159,8 +160,23 @@ class Gateway:
             self.limiter = RedisRateLimiter(self._redis)
             self.cache = RedisResponseCache(self._redis, self.settings.cache_max_entries)
         await self.reload()
+        self._start_export()
         await self.traces.start()
         self._reloader = asyncio.create_task(self._reload_forever(), name="keel-gateway-reload")
+
+    def _start_export(self) -> None:
+        endpoint = self.store.settings.otlp_endpoint
+        if not endpoint or self._exporter is not None:
+            return
+        self._exporter = OtlpExporter(endpoint, provider_of=self._provider_of)
+        self.traces.on_written = self._exporter.export
+
+    def _provider_of(self, trace: Trace) -> str:
+        deployment = self.deployments.get(trace.deployment)
+        for route in deployment.routes if deployment is not None else ():
+            if route.model == trace.model_version:
+                return route.backend
+        return UNKNOWN
 
     async def close(self) -> None:
         """Stop reloading, flush traces (spilling what is left after `shutdown_timeout_s`), close backends, Redis."""
@@ -176,6 +192,10 @@ class Gateway:
         self._backends.clear()
         if self._redis is not None:
             await self._redis.aclose()
+        if self._exporter is not None:
+            self.traces.on_written = None
+            await asyncio.to_thread(self._exporter.shutdown)  # bounded by the exporter's timeout
+            self._exporter = None
 
     async def reload(self, *, force: bool = False) -> bool:
         """Re-read deployments if their generation changed, and key rows; returns whether deployments changed."""

@@ -26,6 +26,7 @@ class PromptBlockedError(BadRequestError):
         super().__init__(message)
         self.flags = flags
 
+
 _INJECTION = re.compile(
     r"ignore (?:all |any |the )?(?:previous|prior|above|earlier) (?:instructions|prompts|rules|messages)"
     r"|disregard (?:all |any |the )?(?:previous|prior|above|system) (?:instructions|prompts|rules)"

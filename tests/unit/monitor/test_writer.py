@@ -12,8 +12,14 @@ from keel.store.schema import traces
 
 
 def _trace(store: Store, i: int = 0, **fields: object) -> Trace:
-    values: dict[str, object] = {"id": new_ulid(), "at": store.clock() + timedelta(milliseconds=i),
-                                 "deployment": "chat", "operation": "chat", "status": 200, "latency_ms": 1.0}  # fmt: skip
+    values: dict[str, object] = {
+        "id": new_ulid(),
+        "at": store.clock() + timedelta(milliseconds=i),
+        "deployment": "chat",
+        "operation": "chat",
+        "status": 200,
+        "latency_ms": 1.0,
+    }
     values.update(fields)
     return Trace(**values)  # type: ignore[arg-type]
 

@@ -77,9 +77,9 @@ def test_metrics_follow_the_genai_conventions(
               'gen_ai_response_model="chat@v1"')  # fmt: skip
     for operation in ("chat", "text_completion", "embeddings"):
         assert f'gen_ai_server_request_duration_seconds_count{{error_type="",{labels.format(operation)}}} ' in text
-    assert f'gen_ai_server_time_per_output_token_seconds_count{{{labels.format("chat")}}} 1.0' in text
+    assert f"gen_ai_server_time_per_output_token_seconds_count{{{labels.format('chat')}}} 1.0" in text
     assert f'gen_ai_client_token_usage_count{{{labels.format("embeddings")},gen_ai_token_type="output"}}' not in text
-    assert 'le="81.92"' in text and 'le="262144.0"' in text and 'le="0.075"' in text  # the conventions' bucket boundaries
+    assert 'le="81.92"' in text and 'le="262144.0"' in text and 'le="0.075"' in text  # the conventions' buckets
 
 
 def test_metrics_may_require_a_key_with_the_metrics_scope(
