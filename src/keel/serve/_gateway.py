@@ -274,6 +274,7 @@ class Gateway:
         """
         ctx.key = await self._verify(headers.get("authorization"))
         ctx.key_id = ctx.key.id if ctx.key is not None else None
+        ctx.prompt_version = headers.get("x-keel-prompt-version")  # on the trace even if the body is refused
 
     async def _verify(self, authorization: str | None) -> ApiKey | None:
         if self.keys is None:
