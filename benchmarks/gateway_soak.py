@@ -89,8 +89,9 @@ def _request(kind: str, i: int, port: int, key: str, huge_kb: int) -> tuple[byte
 async def _exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> tuple[int, bool, bytes]:
+    # No drain() before reading: a server may answer (401, 413) without reading a large body, and
+    # waiting for it to take the body would deadlock. The transport buffers the rest.
     writer.write(request)
-    await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1])
     length, close = 0, False
@@ -134,7 +135,7 @@ class Soak:
             self.statuses[(kind, status)] += 1
             if status >= 500 and len(self.samples) < 20:
                 self.samples.append(f"{kind}: {status} {body[:200]!r}")
-            if close and writer is not None:
+            if (close or len(request) > 65_536) and writer is not None:  # a large body may be left unread
                 writer.close()
                 reader = writer = None
             self.done += 1
