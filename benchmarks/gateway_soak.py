@@ -25,6 +25,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway_overhead import _free_port, _keel_workspace, _start, _wait_ready  # noqa: E402
+from gateway_overhead import _free_port, _keel_workspace, _wait_ready  # noqa: E402
 
 CHECKPOINT = 10_000
 
@@ -162,6 +163,12 @@ async def _get(port: int, path: str) -> bytes:
 HOSTILE = [kind for kind in _BUILDERS if not kind.startswith("normal")]
 
 
+def _start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
+    # The server's log goes to a file: a pipe nobody reads fills up and blocks the server on its next log line.
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=out)
+
+
 def _kinds(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     return [rng.choice(HOSTILE) if rng.random() < 0.01 else ("normal_embeddings" if rng.random() < 0.1 else "normal")
@@ -183,12 +190,15 @@ def main() -> None:
         stub_port, keel_port = _free_port(), _free_port()
         stub_code = ("import uvicorn; from keel.serve import stub_upstream_app; uvicorn.run(stub_upstream_app(), "
                      f"host='127.0.0.1', port={stub_port}, log_level='critical')")  # fmt: skip
-        stub = _start([sys.executable, "-c", stub_code])
+        stub = _start([sys.executable, "-c", stub_code], folder / "stub.log")
         servers = [stub]
         try:
             _wait_ready(stub_port, None, stub)
             key = _keel_workspace(folder, f"http://127.0.0.1:{stub_port}/v1")
-            keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)])
+            keel = _start(
+                [sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)],
+                folder / "keel.log",
+            )
             servers.append(keel)
             _wait_ready(keel_port, key, keel)
             soak = Soak(keel_port, key, kinds, args.huge_kb, psutil.Process(keel.pid))
@@ -215,6 +225,7 @@ def main() -> None:
             rows = db.execute("SELECT prompt_version, count(*) FROM traces GROUP BY prompt_version").fetchall()
             total_traces = db.execute("SELECT count(*) FROM traces").fetchone()[0]
         traced = {version: n for version, n in rows if version is not None}
+        gateway_log = (folder / "keel.log").read_text(errors="replace")
         normal_5xx = sum(
             n for (kind, status), n in soak.statuses.items() if kind.startswith("normal") and status >= 500
         )
@@ -245,6 +256,8 @@ def main() -> None:
             "metrics_bytes_end": len(metrics),
             "readyz_end": json.loads(ready),
             "samples_5xx": soak.samples,
+            "gateway_log_errors": gateway_log.count("ERROR") + gateway_log.count("Traceback"),
+            "gateway_log_tail": gateway_log[-600:],
             "load_average": [round(x, 2) for x in os.getloadavg()],
             "cpus": os.cpu_count(),
         })  # fmt: skip
