@@ -125,8 +125,8 @@ class TraceWriter:
         """
         trace = trace.storable()
         while True:
-            if self._closed or self._task is None:
-                self._overflow([trace])
+            if self._closed or self._task is None:  # a request that ended after shutdown began
+                self._spill([trace])
                 return
             if not self._queue.full():
                 self._queue.put_nowait(trace)
