@@ -4,6 +4,7 @@ import asyncio
 import json
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from keel.core.ids import new_ulid
 from keel.monitor import Trace, TraceWriter, get_trace, list_traces, storable
@@ -101,3 +102,37 @@ def test_database_down_writer_reports_failing_spills_on_close_and_next_start_wri
     up = asyncio.run(back())
     assert up.written == 5 and not list(up.folder.glob("*.jsonl"))
     assert sorted(t.id for t in list_traces(store, limit=10)) == sorted(t.id for t in made)
+
+
+def test_a_write_held_up_by_a_lock_is_reported_stuck_then_completes(workspace: Path) -> None:
+    import sqlite3
+
+    from keel.core.settings import load_settings
+    from keel.store import open_store
+
+    store = open_store(load_settings(workspace))
+    trace = _trace(store)
+    locker = sqlite3.connect(workspace / ".keel" / "keel.db", isolation_level=None)
+
+    async def run() -> list[str | None]:
+        writer = TraceWriter(store, stuck_after_s=0.2)
+        await writer.start()
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the database: the write waits on it
+        await writer.put(trace)
+        await _until(lambda: writer.health() is not None)
+        seen = [writer.health()]
+        locker.execute("COMMIT")
+        await asyncio.wait_for(writer.flush(), 60)
+        seen.append(writer.health())
+        await writer.close(timeout_s=10)
+        return seen
+
+    try:
+        stuck, after = asyncio.run(run())
+    finally:
+        locker.close()
+        store.close()
+    assert stuck is not None and "stuck" in stuck and after is None
+    reopened = open_store(load_settings(workspace))
+    assert get_trace(reopened, trace.id).id == trace.id
+    reopened.close()
