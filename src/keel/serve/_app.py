@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from keel.govern import AuthenticationError, PermissionDeniedError
+from keel.monitor import storable
 from keel.serve._backends import Operation
 from keel.serve._errors import BadRequestError, GatewayError, ModelNotFoundError, RateLimitedError, error_body
 from keel.serve._gateway import Gateway, RequestContext
@@ -60,7 +61,10 @@ def _cancelled(ctx: RequestContext) -> None:
 
 
 async def _finish(gateway: Gateway, ctx: RequestContext) -> None:
-    # Shielded: a request cancelled because its client left must still be recorded.
+    if ctx.error != "cancelled":
+        await gateway.finish(ctx)
+        return
+    # Shielded (only then: a scope costs ~20 µs): a request cancelled because its client left must still be recorded.
     with anyio.CancelScope(shield=True):
         await gateway.finish(ctx)
 
@@ -176,7 +180,7 @@ def create_app(gateway: Gateway) -> FastAPI:
             await gateway.authorize(request.headers.get("authorization"), model_id)
             found = gateway.deployments.get(model_id)
             if found is None:
-                raise ModelNotFoundError(f"no deployment named {model_id!r}", param="model")
+                raise ModelNotFoundError(f"no deployment named {storable(model_id, 128)!r}", param="model")
         except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
             return _error_response(exc)
         return JSONResponse({"id": model_id, "object": "model", "created": int(found.created_at.timestamp()),
