@@ -57,7 +57,8 @@ EXPECTED = {
         "looks_like_injection", "promote_deployment", "rollback_deployment", "serve_in_thread", "stub_upstream_app",
     ],
     "keel.monitor": [
-        "SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "summarize",
+        "OtlpExporter", "SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "storable",
+        "summarize",
     ],
     "keel.govern": [
         "ApiKey", "AuthenticationError", "CreatedKey", "KeyVerifier", "PermissionDeniedError", "PiiDetector",

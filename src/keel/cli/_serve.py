@@ -32,4 +32,7 @@ def serve(
         print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth})
     else:
         console().print(f"Keel gateway on {base}/v1 (metrics at /metrics)")
-    uvicorn.run(create_app(Gateway(store, settings)), host=host, port=port, log_level="warning", ws="none")
+    # Bounded shutdown: requests still running after `shutdown_timeout_s` are cut, and the lifespan's
+    # close spills traces it could not write within the same bound, so SIGTERM always ends the process.
+    uvicorn.run(create_app(Gateway(store, settings)), host=host, port=port, log_level="warning", ws="none",
+                timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))  # fmt: skip

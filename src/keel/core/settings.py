@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="WARNING", description="Threshold of Keel's log messages."
     )
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP endpoint (e.g. http://127.0.0.1:4318) the gateway exports its traces to as "
+        "OpenTelemetry spans with GenAI attributes; unset: no export.",
+    )
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 

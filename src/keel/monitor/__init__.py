@@ -1,6 +1,18 @@
-"""Floor 5: traces of served requests (batched writer, queries) and their summaries."""
+"""Floor 5: traces of served requests (batched writer, queries, OTLP export) and their summaries."""
 
+from keel.monitor._otlp import OtlpExporter
 from keel.monitor._summary import SummaryRow, percentile, summarize
-from keel.monitor._traces import Trace, TraceWriter, get_trace, list_traces
+from keel.monitor._traces import Trace, get_trace, list_traces, storable
+from keel.monitor._writer import TraceWriter
 
-__all__ = ["SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "summarize"]
+__all__ = [
+    "OtlpExporter",
+    "SummaryRow",
+    "Trace",
+    "TraceWriter",
+    "get_trace",
+    "list_traces",
+    "percentile",
+    "storable",
+    "summarize",
+]

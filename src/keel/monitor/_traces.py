@@ -1,16 +1,14 @@
-"""Traces: one row per served request, written in batches off the request path, and read back.
+"""Traces: one row per served request, made storable before they are written, and read back.
 
-`TraceWriter` takes traces from the gateway through a bounded queue: when writing falls behind,
-`put` waits (back-pressure) instead of dropping, and `close` drains what is queued. Each batch
-is one transaction that also adds the lineage edges `model-version:… → trace:<id>` (`served`).
+Every string of a trace may come from a request (a deployment name, a header), so `storable`
+escapes what no database can hold (lone surrogates, NUL) and cuts each to its column's length.
+Writing happens in `keel.monitor._writer`; this module only knows the row and the queries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -19,12 +17,36 @@ from sqlalchemy import select
 from keel.core.clock import format_time
 from keel.core.errors import NotFoundError
 from keel.core.ids import canonical_json
-from keel.store import Edge, Store, add_edges
+from keel.store import Store
 from keel.store.schema import traces
 
-__all__ = ["Trace", "TraceWriter", "get_trace", "list_traces"]
+__all__ = ["Trace", "get_trace", "list_traces", "storable"]
 
-log = logging.getLogger(__name__)
+# Column lengths of `traces` (store/schema.py): PostgreSQL refuses longer values.
+_LIMITS = {"deployment": 128, "model_version": 160, "prompt_version": 160, "key_id": 26, "operation": 32, "error": 64}
+_MAX_FLAGS, _FLAG_LENGTH = 32, 64
+
+
+def storable(text: str, limit: int = 256) -> str:
+    r"""`text` as any database, JSON encoder and Prometheus label can hold it, at most `limit` characters.
+
+    Lone surrogates (which UTF-8 cannot encode) and other undecodable code points become their
+    backslash escapes, NUL becomes `\x00` (PostgreSQL text refuses it), and a longer text is cut
+    and ends with `…`.
+
+    Examples:
+        >>> storable("\ud800 ok")
+        '\\ud800 ok'
+        >>> storable("x" * 10, limit=4)
+        'xxx…'
+    """
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
 
 
 @dataclass(slots=True)
@@ -53,6 +75,20 @@ class Trace:
         """The trace's lineage node id."""
         return f"trace:{self.id}"
 
+    def storable(self) -> Trace:
+        """This trace with every string made storable (see `storable`) and cut to its column's length."""
+        changes: dict[str, Any] = {}
+        for name, limit in _LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, str):
+                fixed = storable(value, limit)
+                if fixed is not value:
+                    changes[name] = fixed
+        flags = [storable(str(f), _FLAG_LENGTH) for f in self.flags[:_MAX_FLAGS]]
+        if flags != self.flags:
+            changes["flags"] = flags
+        return replace(self, **changes) if changes else self
+
     def to_row(self) -> dict[str, Any]:
         """The `traces` row."""
         row = asdict(self)
@@ -65,92 +101,16 @@ class Trace:
         return {**asdict(self), "at": format_time(self.at)}
 
 
+def trace_from_json(data: dict[str, Any]) -> Trace:
+    """The trace `Trace.to_json` made (as spill files hold them)."""
+    return Trace(**{**data, "at": datetime.fromisoformat(data["at"].replace("Z", "+00:00"))})
+
+
 def _from_row(row: Any) -> Trace:
     values = dict(row._mapping)
     values["cache_hit"] = bool(values["cache_hit"])
     values["flags"] = json.loads(values["flags"])
     return Trace(**values)
-
-
-class TraceWriter:
-    """Writes traces in batches from a background task; bounded, lossless, flushed on close.
-
-    Args:
-        store: The workspace store.
-        queue_size: Traces that may wait; beyond it `put` waits for the writer.
-        batch_size: Most traces per transaction.
-
-    Examples:
-        >>> writer = TraceWriter(store)  # doctest: +SKIP
-        >>> await writer.start(); await writer.put(trace); await writer.close()  # doctest: +SKIP
-    """
-
-    def __init__(self, store: Store, *, queue_size: int = 10_000, batch_size: int = 1_000) -> None:
-        self._store = store
-        self._batch_size = batch_size
-        self._queue: asyncio.Queue[Trace] = asyncio.Queue(maxsize=queue_size)
-        self._task: asyncio.Task[None] | None = None
-        self.written = 0
-
-    @property
-    def running(self) -> bool:
-        """Whether the background task is alive."""
-        return self._task is not None and not self._task.done()
-
-    async def start(self) -> None:
-        """Start the background task (in the running event loop)."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="keel-trace-writer")
-
-    async def put(self, trace: Trace) -> None:
-        """Queue a trace; waits while the queue is full."""
-        await self._queue.put(trace)
-
-    async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            await self._write_until_done(batch)
-            for _ in batch:
-                self._queue.task_done()
-
-    async def _write_until_done(self, batch: list[Trace]) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await asyncio.to_thread(self.write, batch)
-                return
-            except Exception:  # the database is down or locked: keep the batch and try again
-                log.exception("writing %d traces failed; retrying in %.1fs", len(batch), delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    def write(self, batch: list[Trace]) -> None:
-        """Insert traces and their lineage edges in one transaction (the writer task calls this)."""
-        if not batch:
-            return
-        with self._store.db.write() as conn:
-            conn.execute(traces.insert(), [t.to_row() for t in batch])
-            edges = [Edge(f"model-version:{t.model_version}", t.node, "served") for t in batch if t.model_version]
-            add_edges(conn, edges, at=batch[-1].at)
-        self.written += len(batch)
-
-    async def flush(self) -> None:
-        """Wait until every queued trace is written."""
-        await self._queue.join()
-
-    async def close(self) -> None:
-        """Write what is queued, then stop."""
-        if self._task is None:
-            return
-        await self.flush()
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
 
 
 def list_traces(

@@ -7,18 +7,22 @@ One handler turns every gateway, auth and rate-limit error into OpenAI's error d
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
 
 from keel.govern import AuthenticationError, PermissionDeniedError
+from keel.monitor import storable
 from keel.serve._backends import Operation
-from keel.serve._errors import BadRequestError, GatewayError, RateLimitedError, error_body
+from keel.serve._errors import BadRequestError, GatewayError, ModelNotFoundError, RateLimitedError, error_body
 from keel.serve._gateway import Gateway, RequestContext
 
 __all__ = ["create_app"]
@@ -48,7 +52,21 @@ def _error_response(exc: Exception) -> JSONResponse:
 
 
 def _fail(ctx: RequestContext, exc: Exception) -> None:
-    ctx.status, ctx.error, _ = _describe(exc)
+    ctx.status, ctx.error, ctx.error_code = _describe(exc)
+
+
+def _cancelled(ctx: RequestContext) -> None:
+    """The client went away before the answer was complete (499, as nginx logs it)."""
+    ctx.status, ctx.error = 499, "cancelled"
+
+
+async def _finish(gateway: Gateway, ctx: RequestContext) -> None:
+    if ctx.error != "cancelled":
+        await gateway.finish(ctx)
+        return
+    # Shielded (only then: a scope costs ~20 µs): a request cancelled because its client left must still be recorded.
+    with anyio.CancelScope(shield=True):
+        await gateway.finish(ctx)
 
 
 async def _parse(request: Request) -> dict[str, Any]:
@@ -74,6 +92,7 @@ async def _serve(gateway: Gateway, request: Request, operation: Operation) -> Re
     ctx = RequestContext(operation)
     streaming = False
     try:
+        await gateway.authenticate(ctx, request.headers)
         body = await _parse(request)
         _check(operation, body)
         deployment, body = await gateway.admit(ctx, body, request.headers)
@@ -89,9 +108,12 @@ async def _serve(gateway: Gateway, request: Request, operation: Operation) -> Re
         log.exception("unexpected error serving %s", operation)
         _fail(ctx, exc)
         return _error_response(exc)
+    except asyncio.CancelledError:
+        _cancelled(ctx)
+        raise
     finally:
         if not streaming:
-            await gateway.finish(ctx)
+            await _finish(gateway, ctx)
 
 
 async def _streamed(
@@ -108,8 +130,11 @@ async def _streamed(
         log.exception("unexpected error streaming")
         _fail(ctx, exc)
         yield b"data: " + json.dumps(error_body("internal error in the gateway", "api_error")).encode() + b"\n\n"
+    except (asyncio.CancelledError, GeneratorExit):  # the client disconnected mid-stream
+        _cancelled(ctx)
+        raise
     finally:
-        await gateway.finish(ctx)
+        await _finish(gateway, ctx)
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -149,6 +174,18 @@ def create_app(gateway: Gateway) -> FastAPI:
     async def embeddings(request: Request) -> Response:
         return await _serve(gateway, request, "embeddings")
 
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> Response:
+        try:
+            await gateway.authorize(request.headers.get("authorization"), model_id)
+            found = gateway.deployments.get(model_id)
+            if found is None:
+                raise ModelNotFoundError(f"no deployment named {storable(model_id, 128)!r}", param="model")
+        except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
+            return _error_response(exc)
+        return JSONResponse({"id": model_id, "object": "model", "created": int(found.created_at.timestamp()),
+                             "owned_by": "keel"})  # fmt: skip
+
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
         names = sorted(gateway.deployments)
@@ -167,19 +204,38 @@ def create_app(gateway: Gateway) -> FastAPI:
                  "owned_by": "keel"} for n in names]  # fmt: skip
         return JSONResponse({"object": "list", "data": data})
 
+    _add_operations(app, gateway)
+    return app
+
+
+def _add_operations(app: FastAPI, gateway: Gateway) -> None:
+    """Health, readiness, metrics, and OpenAI's error shape for unknown routes."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        # Unknown routes and methods answer in OpenAI's error shape too, not Starlette's {"detail": ...}.
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        body = error_body(str(exc.detail), "invalid_request_error", code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     @app.get("/healthz")
     async def healthz() -> Response:
         return JSONResponse({"status": "ok"})
 
     @app.get("/readyz")
     async def readyz() -> Response:
-        ready = gateway.ready
-        body = {"status": "ready" if ready else "starting", "generation": gateway.generation,
-                "deployments": len(gateway.deployments)}  # fmt: skip
-        return JSONResponse(body, status_code=200 if ready else 503)
+        reason = gateway.not_ready_reason()
+        body: dict[str, Any] = {"status": "ready" if reason is None else "not ready",
+                                "generation": gateway.generation, "deployments": len(gateway.deployments)}  # fmt: skip
+        if reason is not None:
+            body["reason"] = reason
+        return JSONResponse(body, status_code=200 if reason is None else 503)
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        if gateway.settings.metrics_require_key and gateway.keys is not None:
+            try:
+                await gateway.authorize(request.headers.get("authorization"), "metrics")
+            except (AuthenticationError, PermissionDeniedError) as exc:
+                return _error_response(exc)
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    return app

@@ -21,12 +21,12 @@ from typing import Any
 
 from keel.core.ids import canonical_json, new_ulid
 from keel.govern import ApiKey, AuthenticationError, KeyVerifier, PermissionDeniedError
-from keel.monitor import Trace, TraceWriter
+from keel.monitor import OtlpExporter, Trace, TraceWriter, storable
 from keel.registry import pull_model
 from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation
 from keel.serve._deployments import Deployment, Route, current_generation, load_deployments
 from keel.serve._errors import BadRequestError, ModelNotFoundError, RateLimitedError, UpstreamError
-from keel.serve._guardrails import Guardrails
+from keel.serve._guardrails import Guardrails, PromptBlockedError
 from keel.serve._limits import (
     MemoryRateLimiter,
     MemoryResponseCache,
@@ -35,7 +35,7 @@ from keel.serve._limits import (
     RedisResponseCache,
     ResponseCache,
 )
-from keel.serve._metrics import GatewayMetrics
+from keel.serve._metrics import UNKNOWN, GatewayMetrics, RequestMeasure
 from keel.serve._settings import ServeSettings
 from keel.store import Store
 
@@ -74,15 +74,19 @@ class RequestContext:
     started: float = field(default_factory=time.perf_counter)
     deployment: str = "-"
     route: Route | None = None
+    key: ApiKey | None = None
     key_id: str | None = None
     prompt_version: str | None = None
     status: int = 200
     error: str | None = None
+    error_code: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     ttft_s: float | None = None
     cache_hit: bool = False
     flags: list[str] = field(default_factory=list)
+    upstream_started: float | None = None
+    upstream_ended: float | None = None
 
     def usage(self, answer: Mapping[str, Any]) -> None:
         """Take token counts from an OpenAI `usage` block."""
@@ -121,6 +125,7 @@ class Gateway:
         self.traces = TraceWriter(
             store, queue_size=self.settings.trace_queue_size, batch_size=self.settings.trace_batch_size
         )
+        self.metrics.watch_traces(self._trace_stats)
         self.limiter: RateLimiter = MemoryRateLimiter()
         self.cache: ResponseCache = MemoryResponseCache(self.settings.cache_max_entries)
         self._model_dir = model_dir or store.settings.state_dir / "serve-models"
@@ -128,11 +133,23 @@ class Gateway:
         self._building: dict[str, asyncio.Lock] = {}
         self._reloader: asyncio.Task[None] | None = None
         self._redis: Any = None
+        self._exporter: OtlpExporter | None = None
 
     @property
     def ready(self) -> bool:
-        """Deployments are loaded and the trace writer runs."""
-        return self.generation >= 0 and self.traces.running
+        """Deployments are loaded and the trace writer writes."""
+        return self.not_ready_reason() is None
+
+    def not_ready_reason(self) -> str | None:
+        """Why the gateway should not take traffic (deployments not loaded, trace writer failing), or None."""
+        if self.generation < 0:
+            return "deployments are not loaded yet"
+        return self.traces.health()
+
+    def _trace_stats(self) -> dict[str, int]:
+        t = self.traces
+        return {"written": t.written, "quarantined": t.quarantined, "spilled": t.spilled, "queued": t.queued,
+                "healthy": int(t.health() is None)}  # fmt: skip
 
     async def start(self) -> None:
         """Load deployments, connect Redis if configured, start the trace writer and the reloader."""
@@ -143,20 +160,42 @@ class Gateway:
             self.limiter = RedisRateLimiter(self._redis)
             self.cache = RedisResponseCache(self._redis, self.settings.cache_max_entries)
         await self.reload()
+        self._start_export()
         await self.traces.start()
         self._reloader = asyncio.create_task(self._reload_forever(), name="keel-gateway-reload")
 
+    def _start_export(self) -> None:
+        endpoint = self.store.settings.otlp_endpoint
+        if not endpoint or self._exporter is not None:
+            return
+        self._exporter = OtlpExporter(endpoint, provider_of=self._provider_of)
+        self.traces.on_written = self._exporter.export
+
+    def _provider_of(self, trace: Trace) -> str:
+        deployment = self.deployments.get(trace.deployment)
+        for route in deployment.routes if deployment is not None else ():
+            if route.model == trace.model_version:
+                return route.backend
+        return UNKNOWN
+
     async def close(self) -> None:
-        """Stop reloading, flush traces, close backends and Redis."""
+        """Stop reloading, flush traces (spilling what is left after `shutdown_timeout_s`), close backends, Redis."""
         if self._reloader is not None:
             self._reloader.cancel()
             self._reloader = None
-        await self.traces.close()
+        await self.traces.close(timeout_s=self.settings.shutdown_timeout_s)
         for backend in self._backends.values():
-            await backend.aclose()
+            try:
+                await asyncio.wait_for(backend.aclose(), self.settings.shutdown_timeout_s)
+            except Exception:  # process boundary: a backend that cannot close must not keep the process alive
+                log.exception("closing a backend failed")
         self._backends.clear()
         if self._redis is not None:
             await self._redis.aclose()
+        if self._exporter is not None:
+            self.traces.on_written = None
+            await asyncio.to_thread(self._exporter.shutdown)  # bounded by the exporter's timeout
+            self._exporter = None
 
     async def reload(self, *, force: bool = False) -> bool:
         """Re-read deployments if their generation changed, and key rows; returns whether deployments changed."""
@@ -222,6 +261,22 @@ class Gateway:
             AuthenticationError: No, malformed, unknown, wrong or revoked key.
             PermissionDeniedError: The key's scopes exclude the deployment.
         """
+        key = await self._verify(authorization)
+        if key is not None and not key.allows(deployment):
+            raise PermissionDeniedError(f"this API key may not call deployment {storable(deployment, 128)!r}")
+        return key
+
+    async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> None:
+        """Verify the request's key before its body is read; only authenticated requests are traced.
+
+        Raises:
+            AuthenticationError: No, malformed, unknown, wrong or revoked key.
+        """
+        ctx.key = await self._verify(headers.get("authorization"))
+        ctx.key_id = ctx.key.id if ctx.key is not None else None
+        ctx.prompt_version = headers.get("x-keel-prompt-version")  # on the trace even if the body is refused
+
+    async def _verify(self, authorization: str | None) -> ApiKey | None:
         if self.keys is None:
             return None
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -230,8 +285,6 @@ class Gateway:
         key = self.keys.cached(presented)
         if key is None:  # argon2 costs tens of milliseconds: keep it off the event loop
             key = await asyncio.to_thread(self.keys.verify, presented)
-        if not key.allows(deployment):
-            raise PermissionDeniedError(f"this API key may not call deployment {deployment!r}")
         return key
 
     async def admit(
@@ -242,19 +295,28 @@ class Gateway:
         if not isinstance(name, str) or not name:
             raise BadRequestError("expected `model` to name a deployment; got none", param="model")
         ctx.deployment = name
-        key = await self.authorize(headers.get("authorization"), name)
+        if ctx.key is None:
+            await self.authenticate(ctx, headers)
+        key = ctx.key
+        if key is not None and not key.allows(name):
+            raise PermissionDeniedError(f"this API key may not call deployment {storable(name, 128)!r}")
         deployment = self.deployments.get(name)
         if deployment is None:
-            raise ModelNotFoundError(f"no deployment named {name!r}", hint="see GET /v1/models", param="model")
+            raise ModelNotFoundError(
+                f"no deployment named {storable(name, 128)!r}", hint="see GET /v1/models", param="model"
+            )
         if key is not None:
-            ctx.key_id = key.id
             if key.rate_per_minute is not None:
                 wait = await self.limiter.acquire(key.id, key.rate_per_minute, key.burst or 1)
                 if wait > 0:
                     raise RateLimitedError(
                         f"rate limit of {key.rate_per_minute:g} requests/minute reached for this key", retry_after=wait
                     )
-        body, ctx.flags = self.guardrails.check_request(body, deployment.settings)
+        try:
+            body, ctx.flags = self.guardrails.check_request(body, deployment.settings)
+        except PromptBlockedError as exc:
+            ctx.flags = exc.flags
+            raise
         ctx.prompt_version = headers.get("x-keel-prompt-version")
         sticky = headers.get(deployment.settings.sticky_header) or body.get("user")
         ctx.route = choose_route(deployment.routes, sticky if isinstance(sticky, str) else None)
@@ -278,6 +340,7 @@ class Gateway:
                 ctx.usage(cached)
                 return cached
         assert ctx.route is not None
+        ctx.upstream_started = time.perf_counter()
         try:
             answer = await (await self.backend(ctx.route)).complete(ctx.operation, body)
         except UpstreamError:
@@ -286,6 +349,7 @@ class Gateway:
             ctx.route = deployment.settings.fallback
             ctx.flags.append("fallback")
             answer = await (await self.backend(ctx.route)).complete(ctx.operation, body)
+        ctx.upstream_ended = time.perf_counter()
         answer["model"] = deployment.name
         if deployment.settings.pii == "redact" and self.guardrails.redact_answer(answer):
             ctx.flags.append("pii_redacted_response")
@@ -297,6 +361,7 @@ class Gateway:
     async def stream(self, ctx: RequestContext, deployment: Deployment, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """Answer a streaming request as SSE bytes; falls back only before the first chunk."""
         assert ctx.route is not None
+        ctx.upstream_started = time.perf_counter()
         try:
             chunks = (await self.backend(ctx.route)).stream(ctx.operation, body)
             first = await anext(chunks, None)
@@ -319,6 +384,7 @@ class Gateway:
             if chunk.get("choices") or chunk.get("usage"):
                 yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             chunk = await anext(chunks, None)
+        ctx.upstream_ended = time.perf_counter()
         yield b"data: [DONE]\n\n"
 
     def _finish_chunk(
@@ -341,21 +407,42 @@ class Gateway:
                     holder[key], _ = self.guardrails.redact_text(text[:cut])
 
     async def finish(self, ctx: RequestContext) -> None:
-        """Record the request: metrics now, the trace through the batch writer."""
-        seconds = time.perf_counter() - ctx.started
+        """Record the request: a count if it was never authenticated; else metrics now, the trace via the writer."""
+        ended = time.perf_counter()
+        if self.keys is not None and ctx.key is None:
+            # Unauthenticated: one counter, no trace and no per-deployment series, so anonymous
+            # callers can neither fill the trace table nor pose as a deployment's errors.
+            self.metrics.refused(ctx.error_code or ctx.error or "invalid_request_error")
+            return
+        seconds = ended - ctx.started
         route = ctx.route
         version = route.model if route is not None else None
         cost = 0.0
         if route is not None and not ctx.cache_hit:
             cost = (ctx.tokens_in * route.price_in + ctx.tokens_out * route.price_out) / 1000
+        upstream_s = None
+        if ctx.upstream_started is not None:
+            upstream_s = (ctx.upstream_ended or ended) - ctx.upstream_started
         self.metrics.observe(
-            ctx.operation, ctx.deployment, version, ctx.status, seconds, ctx.ttft_s, ctx.tokens_in, ctx.tokens_out,
-            error_type=ctx.error or "", cache_hit=ctx.cache_hit,
-        )  # fmt: skip
+            RequestMeasure(
+                operation=ctx.operation,
+                provider=route.backend if route is not None else UNKNOWN,
+                request_model=ctx.deployment if ctx.deployment in self.deployments else UNKNOWN,
+                response_model=version or UNKNOWN,
+                status=ctx.status,
+                seconds=seconds,
+                error_type=ctx.error or "",
+                upstream_s=upstream_s,
+                ttft_s=ctx.ttft_s,
+                tokens_in=ctx.tokens_in,
+                tokens_out=ctx.tokens_out,
+                cache_hit=ctx.cache_hit,
+            )
+        )
         trace = Trace(
             id=new_ulid(),
             at=self.store.clock(),
-            deployment=ctx.deployment[:128],
+            deployment=ctx.deployment,
             operation=ctx.operation,
             status=ctx.status,
             latency_ms=seconds * 1000,
@@ -370,4 +457,4 @@ class Gateway:
             cache_hit=ctx.cache_hit,
             flags=ctx.flags,
         )
-        await self.traces.put(trace)
+        await self.traces.put(trace)  # made storable there: every string of it may come from the request

@@ -16,7 +16,16 @@ from keel.serve._errors import BadRequestError
 if TYPE_CHECKING:
     from keel.govern import PiiDetector
 
-__all__ = ["Guardrails", "looks_like_injection"]
+__all__ = ["Guardrails", "PromptBlockedError", "looks_like_injection"]
+
+
+class PromptBlockedError(BadRequestError):
+    """A request refused by a guardrail; `flags` are what its trace records."""
+
+    def __init__(self, message: str, flags: list[str]) -> None:
+        super().__init__(message)
+        self.flags = flags
+
 
 _INJECTION = re.compile(
     r"ignore (?:all |any |the )?(?:previous|prior|above|earlier) (?:instructions|prompts|rules|messages)"
@@ -95,7 +104,9 @@ class Guardrails:
                     flags.append("max_tokens_clamped")
         if policy.injection != "off" and any(looks_like_injection(t) for t in _texts(body)):
             if policy.injection == "block":
-                raise BadRequestError("the prompt was blocked by the deployment's prompt-injection policy")
+                raise PromptBlockedError(
+                    "the prompt was blocked by the deployment's prompt-injection policy", [*flags, "prompt_injection"]
+                )
             flags.append("prompt_injection")
         if policy.pii == "redact":
             body, changed = self._redact_body(body)

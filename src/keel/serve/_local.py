@@ -267,7 +267,8 @@ class TransformersBackend:
             yield chunk("", first=True)
         usage = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
         end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
-        yield {**base, "choices": [{"index": 0, **end, "finish_reason": finish}], "usage": usage}
+        yield {**base, "choices": [{"index": 0, **end, "finish_reason": finish}]}
+        yield {**base, "choices": [], "usage": usage}  # as OpenAI sends it: usage alone, on a last chunk
 
     async def aclose(self) -> None:
         """Stop the batcher."""

@@ -36,3 +36,12 @@ class ServeSettings(BaseSettings):
     upstream_retries: int = Field(default=2, ge=0, description="Retries of a failed upstream request, with backoff.")
     breaker_failures: int = Field(default=5, gt=0, description="Consecutive failures that open a route's circuit.")
     breaker_cooldown_s: float = Field(default=10.0, gt=0, description="How long an open circuit refuses requests.")
+    shutdown_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="On shutdown, how long requests in flight and queued traces are waited for; "
+        "traces still queued then are spilled to .keel/traces/ and written at the next start.",
+    )
+    metrics_require_key: bool = Field(
+        default=False, description="Serve /metrics only to API keys with the `metrics` scope (or `*`)."
+    )

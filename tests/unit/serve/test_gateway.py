@@ -40,12 +40,15 @@ def test_chat_stream_completion_embeddings_models_and_traces(
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 200 and ready.json()["deployments"] == 1
         metrics = httpx.get(f"{url}/metrics").text
-        for name in ("gen_ai_client_operation_duration_bucket", "gen_ai_client_token_usage_bucket",
-                     "gen_ai_server_time_to_first_token_bucket", "gen_ai_server_request_duration_bucket"):  # fmt: skip
-            assert name in metrics
+        for name in ("gen_ai_client_operation_duration_seconds", "gen_ai_client_token_usage",
+                     "gen_ai_server_time_to_first_token_seconds", "gen_ai_server_request_duration_seconds",
+                     "gen_ai_server_time_per_output_token_seconds"):  # fmt: skip
+            assert f"{name}_bucket" in metrics
         assert (
             'gen_ai_token_type="input"' in metrics
             and 'keel_gateway_requests_total{gen_ai_request_model="chat"' in metrics
+            and 'gen_ai_operation_name="text_completion"' in metrics
+            and 'gen_ai_provider_name="openai"' in metrics
         )
     # The server stopped: its trace writer flushed every trace.
     traces = list_traces(store, limit=100)
@@ -106,8 +109,10 @@ def test_auth_failures_have_openai_shape(
             f"{url}/v1/chat/completions", content=b"{not json", headers={"authorization": f"Bearer {api_key}"}
         )
         assert raw.status_code == 400 and raw.json()["error"]["type"] == "invalid_request_error"
+        unauthenticated = httpx.get(f"{url}/metrics").text
+        assert 'keel_gateway_unauthenticated_requests_total{reason="invalid_api_key"} 4.0' in unauthenticated
     statuses = sorted(t.status for t in list_traces(store))
-    assert statuses == [200, 400, 401, 401, 401, 401, 403, 404]
+    assert statuses == [200, 400, 403, 404]  # the four 401s are counted, not traced
 
 
 def _wait_until_revoked(gateway: Any, secret: str) -> None:

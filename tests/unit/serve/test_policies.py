@@ -72,6 +72,7 @@ def test_guardrails_redact_block_flag_and_clamp(store: Store, upstream: str, cha
     assert flags["private/chat"] == ["max_tokens_clamped", "pii_redacted_prompt"]
     assert flags["private/completion"] == ["pii_redacted_prompt"]
     assert flags["lenient/chat"] == ["prompt_injection"]
+    assert flags["strict/chat"] == ["prompt_injection"]  # the blocked request's trace says why
 
 
 def test_a_streamed_answer_is_redacted_although_its_pii_arrives_token_by_token(
