@@ -32,7 +32,7 @@ EXPECTED = {
         "render_prompt", "rollback_model", "rollback_prompt", "start_run",
     ],
     "keel.evals": [
-        "AXES", "BiasReport", "CaseScore", "ClassificationReport", "ConfidenceInterval", "EvalCase",
+        "AXES", "BiasReport", "CaseScore", "ClaimModel", "ClassificationReport", "ConfidenceInterval", "EvalCase",
         "EvalResult", "EvalSuite", "GateReport", "JudgeParseError", "JudgeScore", "LLMJudge", "LLMJudgeOptions",
         "MetricAggregate", "MetricComparison", "OfflineJudge", "OfflineJudgeOptions", "PairedTest", "aggregate",
         "bias_probe", "bleu", "bootstrap_ci", "cases_from_rows", "chrf", "classification_report", "cohen_kappa",

@@ -17,7 +17,7 @@ from keel.evals._metrics import (
     perplexity,
     rouge,
 )
-from keel.evals._offline_judge import JudgeScore, OfflineJudge, OfflineJudgeOptions, split_claims
+from keel.evals._offline_judge import ClaimModel, JudgeScore, OfflineJudge, OfflineJudgeOptions, split_claims
 from keel.evals._probes import AXES, BiasReport, bias_probe, counterfactuals, is_refusal, toxicity
 from keel.evals._results import EvalResult, get_result, list_results, load_cases, make_judge, run_suite
 from keel.evals._scoring import CaseScore, MetricAggregate, aggregate, score_outputs
@@ -35,6 +35,7 @@ __all__ = [
     "AXES",
     "BiasReport",
     "CaseScore",
+    "ClaimModel",
     "ClassificationReport",
     "ConfidenceInterval",
     "EvalCase",

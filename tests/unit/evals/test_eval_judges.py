@@ -33,9 +33,10 @@ def test_offline_groundedness_separates_supported_from_unsupported() -> None:
         (supported if case["label"] == "supported" else unsupported).append(score.score)
         correct += (score.score == 1.0) == (case["label"] == "supported")
     accuracy = correct / len(cases)
-    # Measured 0.882 (60/68) when written; docs/evals.md reports it. Contradictions that reuse the
-    # context's own words (g16 "Sydney", g32 "open on Sundays") are the known misses.
-    assert accuracy >= 0.85
+    # The claim judge measures 0.779 (53/68) here; the word-overlap judge it replaced reached 0.882
+    # with thresholds tuned on this very set, and 0.66 on the hand-written held-out set
+    # (benchmarks/judges.py), where the claim judge reaches 0.74. docs/evals.md gives both.
+    assert accuracy >= 0.75
     assert sum(supported) / len(supported) > sum(unsupported) / len(unsupported) + 0.4
 
 
@@ -45,10 +46,11 @@ def test_offline_groundedness_explains_each_claim() -> None:
     score = judge.groundedness("Adults take 500 mg every six hours. The tablets are made by Bayer.", contexts)
     claims = score.details["claims"]
     assert [c["supported"] for c in claims] == [True, False]
-    assert score.score == 0.5
-    assert "name not in contexts" in claims[1]["vetoes"]
+    assert score.score == 0.5 and score.details["min_support"] == claims[1]["support"]
+    assert claims[1]["checks"]["entity_absent"] == 1.0  # "Bayer" is in no context
+    assert claims[0]["clauses"][0]["sentence"] == "The recommended adult dose is 500 mg every six hours."
     wrong = judge.groundedness("The recommended adult dose is 900 mg every six hours.", contexts)
-    assert wrong.score == 0.0 and "number not in passage" in wrong.details["claims"][0]["vetoes"]
+    assert wrong.score == 0.0 and wrong.details["claims"][0]["checks"]["number_absent"] == 1.0
     assert judge.groundedness("", contexts).score == 1.0
     assert judge.groundedness("Anything.", []).score == 0.0
 
