@@ -44,7 +44,8 @@ EXPECTED = {
     ],
     "keel.serve": [
         "Backend", "BadRequestError", "CircuitBreaker", "CircuitOpenError", "Deployment", "DeploymentEvent",
-        "DeploymentSettings", "Gateway", "GatewayError", "GatewayMetrics", "Guardrails", "MemoryRateLimiter",
+        "DeploymentSettings", "Gateway", "GatewayError", "GatewayMetrics", "Guardrails", "InjectionDetector",
+        "InjectionVerdict", "LlmGuardScanner", "MemoryRateLimiter",
         "MemoryResponseCache", "ModelNotFoundError", "OpenAIBackend", "Operation", "RateLimitedError",
         "RedisRateLimiter", "RedisResponseCache", "Route", "SentenceTransformersBackend", "ServeSettings",
         "TransformersBackend", "UpstreamError", "canary_deployment", "choose_route", "configure_deployment",
