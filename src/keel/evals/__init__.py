@@ -2,7 +2,16 @@
 
 from keel.evals._gate import GateReport, MetricComparison, compare_results, gate, subject_for_ref
 from keel.evals._human import export_for_annotation, judge_agreement, read_ratings
-from keel.evals._llm_judge import JudgeParseError, LLMJudge, LLMJudgeOptions, parse_judgement
+from keel.evals._llm_judge import (
+    JudgeCalibration,
+    JudgeModelError,
+    JudgeParseError,
+    LLMJudge,
+    LLMJudgeOptions,
+    LocalChatClient,
+    calibrate_judge,
+    parse_judgement,
+)
 from keel.evals._metrics import (
     ClassificationReport,
     bleu,
@@ -42,10 +51,13 @@ __all__ = [
     "EvalResult",
     "EvalSuite",
     "GateReport",
+    "JudgeCalibration",
+    "JudgeModelError",
     "JudgeParseError",
     "JudgeScore",
     "LLMJudge",
     "LLMJudgeOptions",
+    "LocalChatClient",
     "MetricAggregate",
     "MetricComparison",
     "OfflineJudge",
@@ -55,6 +67,7 @@ __all__ = [
     "bias_probe",
     "bleu",
     "bootstrap_ci",
+    "calibrate_judge",
     "cases_from_rows",
     "chrf",
     "classification_report",
