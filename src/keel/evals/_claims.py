@@ -272,18 +272,40 @@ def split_atomic_claims(text: str) -> list[str]:
     return claims
 
 
+def _suffixes(word: str) -> str:
+    # A light stemmer, written by hand to keep this module free of NLP dependencies: plural, then
+    # -ing/-ed, then -ly, then a final e, so invoice/invoices and reproduce/reproduced meet.
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 4 and (word.endswith(("ches", "shes")) or (word.endswith("es") and word[-3] in "sxz")):
+        word = word[:-2]
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    for suffix in ("ing", "ed"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsfz":
+                word = word[:-1]  # shipped -> ship, planned -> plan
+            break
+    if len(word) > 5 and word.endswith("ly"):
+        word = word[:-2]
+    if len(word) > 3 and word.endswith("i"):
+        word = word[:-1] + "y"  # applied -> appli -> apply
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+@lru_cache(maxsize=1)
+def _synonym_stems() -> dict[str, str]:
+    return {_suffixes(_IRREGULAR.get(w, w)): _suffixes(_IRREGULAR.get(g, g)) for w, g in _SYNONYMS.items()}
+
+
+@lru_cache(maxsize=50_000)
 def _stem(word: str) -> str:
     word = word.lower()
-    if word in _IRREGULAR:
-        word = _IRREGULAR[word]
-    else:
-        for suffix, repl in (("ies", "y"), ("ied", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
-            if len(word) > len(suffix) + 3 and word.endswith(suffix) and not word.endswith("ss"):
-                word = word[: -len(suffix)] + repl
-                if suffix in ("ed", "ing") and len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsfz":
-                    word = word[:-1]  # shipped -> ship, planned -> plan
-                break
-    return _SYNONYMS.get(word, word)
+    word = _suffixes(_IRREGULAR.get(word, word))
+    return _synonym_stems().get(word, word)
 
 
 def _number_value(token: str) -> float | None:
