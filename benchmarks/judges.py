@@ -108,7 +108,9 @@ class _Replay:
     def groundedness(self, answer: str, contexts: list[str]) -> object:
         from keel.evals import JudgeScore
 
-        return JudgeScore("groundedness", next(self.scores), "llm", {"model": self.model, "prompt": "builtin:groundedness@v2"})
+        return JudgeScore(
+            "groundedness", next(self.scores), "llm", {"model": self.model, "prompt": "builtin:groundedness@v2"}
+        )
 
 
 def main() -> None:
