@@ -2,7 +2,16 @@
 
 from keel.evals._gate import GateReport, MetricComparison, blind_spots, compare_results, gate, subject_for_ref
 from keel.evals._human import export_for_annotation, judge_agreement, read_ratings
-from keel.evals._llm_judge import JudgeParseError, LLMJudge, LLMJudgeOptions, parse_judgement
+from keel.evals._llm_judge import (
+    JudgeCalibration,
+    JudgeModelError,
+    JudgeParseError,
+    LLMJudge,
+    LLMJudgeOptions,
+    LocalChatClient,
+    calibrate_judge,
+    parse_judgement,
+)
 from keel.evals._metrics import (
     ClassificationReport,
     bleu,
@@ -17,7 +26,7 @@ from keel.evals._metrics import (
     perplexity,
     rouge,
 )
-from keel.evals._offline_judge import JudgeScore, OfflineJudge, OfflineJudgeOptions, split_claims
+from keel.evals._offline_judge import ClaimModel, JudgeScore, OfflineJudge, OfflineJudgeOptions, split_claims
 from keel.evals._probes import (
     AXES,
     CONTROL,
@@ -51,6 +60,7 @@ __all__ = [
     "BiasReport",
     "CONTROL",
     "CaseScore",
+    "ClaimModel",
     "ClassificationReport",
     "ConfidenceInterval",
     "EvalCase",
@@ -58,10 +68,13 @@ __all__ = [
     "EvalSuite",
     "GateReport",
     "GroupGap",
+    "JudgeCalibration",
+    "JudgeModelError",
     "JudgeParseError",
     "JudgeScore",
     "LLMJudge",
     "LLMJudgeOptions",
+    "LocalChatClient",
     "MetricAggregate",
     "MetricComparison",
     "OfflineJudge",
@@ -75,6 +88,7 @@ __all__ = [
     "blind_spots",
     "bleu",
     "bootstrap_ci",
+    "calibrate_judge",
     "cases_from_rows",
     "chrf",
     "classification_report",

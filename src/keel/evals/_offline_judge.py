@@ -1,49 +1,34 @@
 """The offline RAG triad judge: context relevance, groundedness and answer relevance without an LLM.
 
-Groundedness splits the answer into sentence-level claims and looks for each claim's best support
-among the context sentences (and adjacent pairs of them), scoring support as a weighted sum of
-embedding cosine (all-MiniLM-L6-v2) and lexical coverage (the share of the claim's content words
-found in the passage). Three checks that embeddings are blind to veto support: a number in the
-claim absent from the passage, a negation on one side only, and a capitalised name in the claim
-found in no context. It is a fast screen, not an entailment model; see docs/evals.md for its
-measured accuracy and failure modes.
+Groundedness checks claims, not words: the answer is split into claims, each claim into clauses,
+each clause aligned to the context sentence that best supports it, and typed slots compared
+(numbers and number words with units, dates, names and codes, negation, opposites on one scale,
+who-did-what-to-whom; see `_claims`). A logistic model over those checks plus the embedding
+cosine (all-MiniLM-L6-v2) gives each claim a support probability; its weights ship as package
+data, trained by scripts/train_groundedness.py on generated perturbations. It is a screen, not an
+entailment model; docs/evals.md gives its accuracy on hand-written cases and where it fails.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from keel.core.errors import ConfigError
+from keel.evals._claims import FEATURES, analyse, claim_features, index_contexts, split_atomic_claims, split_sentences
 from keel.evals._metrics import embed
 
-__all__ = ["JudgeScore", "OfflineJudge", "OfflineJudgeOptions", "split_claims"]
+__all__ = ["ClaimModel", "JudgeScore", "OfflineJudge", "OfflineJudgeOptions", "split_claims"]
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+(?:[.,]\d+)*")
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_NEGATIONS = frozenset(
-    """not no never none cannot nor neither without isn't doesn't didn't wasn't weren't aren't won't can't don't
-    hasn't haven't""".split()
-)
-# Opposites that embeddings place close together; a claim using one where its passage uses the other is vetoed.
-_ANTONYMS = (
-    ("open", "closed"), ("higher", "lower"), ("more", "less"), ("increase", "decrease"), ("most", "least"),
-    ("first", "last"), ("before", "after"), ("larger", "smaller"), ("largest", "smallest"), ("maximum", "minimum"),
-    ("true", "false"), ("allowed", "forbidden"), ("accepted", "rejected"), ("enabled", "disabled"),
-    ("always", "sometimes"), ("inside", "outside"), ("above", "below"), ("success", "failure"),
-)  # fmt: skip
-_OPPOSITE = dict(_ANTONYMS) | {b: a for a, b in _ANTONYMS}
-_STOPWORDS = frozenset(
-    """a an the and or but if then of to in on at by for with from as is are was were be been being it its this
-    that these those there their they them he she his her we our you your i me my which who whom whose what when
-    where why how do does did has have had so such than too very can could would should may might will shall also
-    about into over under after before during between through up down out off again further once all any both each
-    few more most other some only own same just""".split()
-)
+MODEL_FILE = "groundedness_model.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,14 +50,80 @@ class JudgeScore:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimModel:
+    """A logistic model over `_claims.FEATURES`: standardise, weigh, squash to a support probability."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    threshold: float
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def probability(self, values: Sequence[float]) -> float:
+        """P(the claim is supported) for one feature vector."""
+        z = self.intercept + sum(
+            c * (v - m) / s for c, v, m, s in zip(self.coef, values, self.mean, self.scale, strict=True)
+        )
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the package-data format)."""
+        return {
+            "features": list(self.features),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> ClaimModel:
+        """The model at `path`, or the one shipped with Keel.
+
+        Raises:
+            ConfigError: The file is not a model for these features.
+        """
+        text = path.read_text() if path else resources.files("keel.evals").joinpath("data", MODEL_FILE).read_text()
+        data = json.loads(text)
+        if tuple(data.get("features", ())) != FEATURES:
+            raise ConfigError(
+                f"expected a groundedness model over the features {list(FEATURES)}; "
+                f"got one over {data.get('features')} in {path or MODEL_FILE}",
+                hint="retrain it with scripts/train_groundedness.py",
+            )
+        return cls(
+            tuple(data["features"]),
+            tuple(data["mean"]),
+            tuple(data["scale"]),
+            tuple(data["coef"]),
+            float(data["intercept"]),
+            float(data["threshold"]),
+            dict(data.get("meta", {})),
+        )
+
+
+@cache
+def _shipped_model() -> ClaimModel:
+    return ClaimModel.load()
+
+
+@dataclass(frozen=True, slots=True)
 class OfflineJudgeOptions:
-    """Weights and thresholds of the offline judge (defaults chosen on tests/data/evals/groundedness.jsonl)."""
+    """How the offline judge aligns claims and decides support.
+
+    Attributes:
+        embedding_weight: Weight of embedding cosine against word coverage when picking a claim's best passage.
+        support_threshold: Probability from which a claim counts as supported; None takes the model's.
+        model_path: A groundedness model file; None uses the one shipped with Keel.
+    """
 
     embedding_weight: float = 0.5
-    support_threshold: float = 0.62
-    check_numbers: bool = True
-    check_negation: bool = True
-    check_names: bool = True
+    support_threshold: float | None = None
+    model_path: Path | None = None
 
 
 def split_claims(text: str) -> list[str]:
@@ -82,52 +133,7 @@ def split_claims(text: str) -> list[str]:
         >>> split_claims("Paris is the capital. It has 2.1 million people! Nice?")
         ['Paris is the capital.', 'It has 2.1 million people!', 'Nice?']
     """
-    return [part.strip() for part in _SENTENCE.split(text.strip()) if part.strip()]
-
-
-def _stem(word: str) -> str:
-    word = word.lower().strip("'")
-    for suffix in ("ing", "ed", "es", "s"):
-        if len(word) > len(suffix) + 3 and word.endswith(suffix):
-            return word[: -len(suffix)]
-    return word
-
-
-def _content(text: str) -> set[str]:
-    return {_stem(w) for w in _WORD.findall(text) if w.lower() not in _STOPWORDS and w.lower() not in _NEGATIONS}
-
-
-def _numbers(text: str) -> set[str]:
-    return {n.replace(",", "") for n in _NUMBER.findall(text)}
-
-
-def _negated(text: str) -> bool:
-    words = {w.lower() for w in _WORD.findall(text)}
-    return bool(words & _NEGATIONS) or "n't" in text.lower()
-
-
-def _names(text: str) -> set[str]:
-    # Capitalised words not at the start of a sentence: names, places, products.
-    found: set[str] = set()
-    for sentence in split_claims(text):
-        words = _WORD.findall(sentence)
-        found.update(_name(w) for w in words[1:] if w[0].isupper() and w.lower() not in _STOPWORDS)
-    return found
-
-
-def _name(word: str) -> str:
-    word = word.lower()
-    return word[:-2] if word.endswith("'s") else word
-
-
-def _opposed(claim: str, passage: str) -> bool:
-    claim_words = {w.lower() for w in _WORD.findall(claim)}
-    passage_words = {w.lower() for w in _WORD.findall(passage)}
-    return any(_OPPOSITE.get(w) in passage_words and w not in passage_words for w in claim_words)
-
-
-def _coverage(claim: set[str], passage: set[str]) -> float:
-    return len(claim & passage) / len(claim) if claim else 1.0
+    return split_sentences(text)
 
 
 class OfflineJudge:
@@ -143,9 +149,18 @@ class OfflineJudge:
 
     def __init__(self, options: OfflineJudgeOptions | None = None, *, cache_size: int = 10_000) -> None:
         self.options = options or OfflineJudgeOptions()
+        self._model: ClaimModel | None = None
         # Cases of one suite share contexts; each distinct text is embedded once per judge.
         self._cache: dict[str, np.ndarray] = {}
         self._cache_size = cache_size
+
+    @property
+    def model(self) -> ClaimModel:
+        """The claim-support model (loaded on first use)."""
+        if self._model is None:
+            path = self.options.model_path
+            self._model = ClaimModel.load(path) if path else _shipped_model()
+        return self._model
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
@@ -172,13 +187,13 @@ class OfflineJudge:
         """
         texts: list[str] = []
         if "groundedness" in metrics:
-            texts += [claim for answer in answers for claim in split_claims(answer)]
+            texts += [claim for answer in answers for claim in split_atomic_claims(answer)]
             texts += [p for case_contexts in contexts for p in self._passages(case_contexts)]
         if "answer_relevance" in metrics:
             texts += [*questions, *answers]
         if "context_relevance" in metrics:
             texts += questions
-            texts += [s for case_contexts in contexts for c in case_contexts for s in split_claims(c) or [c]]
+            texts += [s for case_contexts in contexts for c in case_contexts for s in split_sentences(c) or [c]]
         self._embed(texts)
 
     def groundedness(self, answer: str, contexts: Sequence[str]) -> JudgeScore:
@@ -189,72 +204,70 @@ class OfflineJudge:
             contexts: The retrieved passages it should rest on.
 
         Returns:
-            The score, with each claim's best supporting passage, support score and verdict.
+            The score; `details["claims"]` gives each claim's support probability, verdict, best
+            passage and per-clause evidence (aligned sentence and failed slot checks), and
+            `details["min_support"]` the lowest claim probability (a continuous score for ranking).
         """
-        claims = split_claims(answer)
+        claims = split_atomic_claims(answer)
         passages = self._passages(contexts)
         if not claims:
-            return JudgeScore("groundedness", 1.0, self.name, {"claims": []})
+            return JudgeScore("groundedness", 1.0, self.name, {"claims": [], "min_support": 1.0})
         if not passages:
-            details = [{"claim": c, "supported": False, "support": 0.0, "passage": None} for c in claims]
-            return JudgeScore("groundedness", 0.0, self.name, {"claims": details})
+            empty = [{"claim": c, "supported": False, "support": 0.0, "passage": None} for c in claims]
+            return JudgeScore("groundedness", 0.0, self.name, {"claims": empty, "min_support": 0.0})
         vectors = self._embed([*claims, *passages])
         cosine = vectors[: len(claims)] @ vectors[len(claims) :].T
-        all_context = " ".join(contexts)
-        known_names = _names(all_context) | {_name(w) for w in _WORD.findall(all_context)}
-        verdicts = [self._support(claim, passages, cosine[i], known_names) for i, claim in enumerate(claims)]
+        ctx = index_contexts(contexts, answer)
+        verdicts = [self._support(claim, passages, cosine[i], ctx) for i, claim in enumerate(claims)]
         score = sum(v["supported"] for v in verdicts) / len(verdicts)
-        return JudgeScore("groundedness", score, self.name, {"claims": verdicts})
+        details = {"claims": verdicts, "min_support": min(v["support"] for v in verdicts)}
+        return JudgeScore("groundedness", score, self.name, details)
+
+    def claim_features(self, answer: str, contexts: Sequence[str]) -> list[list[float]]:
+        """The feature vector of each claim of `answer` (what the model weighs; used to train it)."""
+        claims = split_atomic_claims(answer)
+        passages = self._passages(contexts)
+        if not claims or not passages:
+            return []
+        vectors = self._embed([*claims, *passages])
+        cosine = vectors[: len(claims)] @ vectors[len(claims) :].T
+        ctx = index_contexts(contexts, answer)
+        return [self._features(c, passages, cosine[i], ctx)[0] for i, c in enumerate(claims)]
 
     def _passages(self, contexts: Sequence[str]) -> list[str]:
         passages: list[str] = []
         for context in contexts:
-            sentences = split_claims(context)
+            sentences = split_sentences(context)
             passages.extend(sentences)
             # A claim may merge two adjacent sentences of the source.
             passages.extend(f"{a} {b}" for a, b in zip(sentences, sentences[1:], strict=False))
         return passages
 
-    def _support(self, claim: str, passages: list[str], cosine: np.ndarray, known_names: set[str]) -> dict[str, Any]:
-        opts = self.options
-        words = _content(claim)
-        combined = [
-            opts.embedding_weight * float(cosine[j]) + (1 - opts.embedding_weight) * _coverage(words, _content(p))
-            for j, p in enumerate(passages)
-        ]
-        name_veto = opts.check_names and not _names(claim) <= known_names
-        # The claim is supported by the best passage that clears the threshold with no veto; if none
-        # does, the best-scoring passage and its vetoes are reported.
-        order = sorted(range(len(passages)), key=lambda j: -combined[j])
-        chosen, chosen_vetoes = order[0], self._vetoes(claim, passages[order[0]], name_veto)
-        for j in order:
-            if combined[j] < opts.support_threshold:
-                break
-            vetoes = self._vetoes(claim, passages[j], name_veto)
-            if not vetoes:
-                chosen, chosen_vetoes = j, vetoes
-                break
-        supported = combined[chosen] >= opts.support_threshold and not chosen_vetoes
+    def _features(
+        self, claim: str, passages: list[str], cosine: np.ndarray, ctx: Any
+    ) -> tuple[list[float], int, list[dict[str, object]]]:
+        weight = self.options.embedding_weight
+        words = analyse(claim, ctx.names).content
+        coverage = [len(words & analyse(p, ctx.names).content) / len(words) if words else 1.0 for p in passages]
+        combined = [weight * float(cosine[j]) + (1 - weight) * coverage[j] for j in range(len(passages))]
+        best = int(np.argmax(combined))
+        values, evidence = claim_features(claim, ctx, float(np.max(cosine)), coverage[best])
+        return values, best, [{"cosine": round(float(np.max(cosine)), 4)}, *evidence]
+
+    def _support(self, claim: str, passages: list[str], cosine: np.ndarray, ctx: Any) -> dict[str, Any]:
+        values, best, evidence = self._features(claim, passages, cosine, ctx)
+        probability = self.model.probability(values)
+        threshold = self.options.support_threshold
+        threshold = self.model.threshold if threshold is None else threshold
         return {
             "claim": claim,
-            "supported": supported,
-            "support": round(combined[chosen], 4),
-            "passage": passages[chosen],
-            "vetoes": chosen_vetoes,
+            "supported": probability >= threshold,
+            "support": round(probability, 4),
+            "passage": passages[best],
+            "cosine": evidence[0]["cosine"],
+            "checks": {k: round(v, 4) for k, v in zip(FEATURES, values, strict=True)},
+            "clauses": evidence[1:],
         }
-
-    def _vetoes(self, claim: str, passage: str, name_veto: bool) -> list[str]:
-        opts = self.options
-        vetoes = []
-        if opts.check_numbers and not _numbers(claim) <= _numbers(passage):
-            vetoes.append("number not in passage")
-        if opts.check_negation and _negated(claim) != _negated(passage):
-            vetoes.append("negation differs")
-        if opts.check_negation and _opposed(claim, passage):
-            vetoes.append("opposite word")
-        if name_veto:
-            vetoes.append("name not in contexts")
-        return vetoes
 
     def context_relevance(self, question: str, contexts: Sequence[str]) -> JudgeScore:
         """Mean relevance of each context to the question: cosine of its best sentence, clipped to 0–1."""
@@ -262,7 +275,7 @@ class OfflineJudge:
             return JudgeScore("context_relevance", 0.0, self.name, {"contexts": []})
         per_context: list[float] = []
         for context in contexts:
-            sentences = split_claims(context) or [context]
+            sentences = split_sentences(context) or [context]
             vectors = self._embed([question, *sentences])
             per_context.append(max(0.0, float(np.max(vectors[1:] @ vectors[0]))))
         score = float(np.mean(per_context))

@@ -26,6 +26,7 @@ from keel.serve._deployments import (
 from keel.serve._errors import BadRequestError, GatewayError, ModelNotFoundError, RateLimitedError, UpstreamError
 from keel.serve._gateway import Gateway, choose_route
 from keel.serve._guardrails import Guardrails, looks_like_injection
+from keel.serve._injection import InjectionDetector, InjectionVerdict, LlmGuardScanner
 from keel.serve._limits import MemoryRateLimiter, MemoryResponseCache, RedisRateLimiter, RedisResponseCache
 from keel.serve._local import SentenceTransformersBackend, TransformersBackend
 from keel.serve._metrics import GatewayMetrics
@@ -44,6 +45,9 @@ __all__ = [
     "GatewayError",
     "GatewayMetrics",
     "Guardrails",
+    "InjectionDetector",
+    "InjectionVerdict",
+    "LlmGuardScanner",
     "MemoryRateLimiter",
     "MemoryResponseCache",
     "ModelNotFoundError",

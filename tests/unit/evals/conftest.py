@@ -27,7 +27,7 @@ def _app(fake: FakeOpenAI) -> Any:
                 "id": f"chatcmpl-{len(fake.requests)}",
                 "object": "chat.completion",
                 "created": 0,
-                "model": body["model"],
+                "model": fake.served.get(body["model"], body["model"]),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }
@@ -63,6 +63,7 @@ def fake_openai(openai_server: FakeOpenAI) -> Iterator[FakeOpenAI]:
     openai_server.answers.clear()
     openai_server.default.clear()
     openai_server.requests.clear()
+    openai_server.served.clear()
     yield openai_server
 
 

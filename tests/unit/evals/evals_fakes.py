@@ -16,6 +16,7 @@ class FakeOpenAI:
     answers: dict[str, dict[str, str]] = field(default_factory=dict)
     default: dict[str, str] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    served: dict[str, str] = field(default_factory=dict)  # the `model` a reply names, if not the one asked for
 
     def reply(self, body: dict[str, Any]) -> str | int:
         self.requests.append(body)

@@ -6,7 +6,17 @@ from pathlib import Path
 import pytest
 from evals_fakes import FakeOpenAI
 
-from keel.evals import JudgeParseError, LLMJudge, LLMJudgeOptions, OfflineJudge, parse_judgement, split_claims
+from keel.evals import (
+    JudgeModelError,
+    JudgeParseError,
+    LLMJudge,
+    LLMJudgeOptions,
+    LocalChatClient,
+    OfflineJudge,
+    calibrate_judge,
+    parse_judgement,
+    split_claims,
+)
 
 LABELLED = Path(__file__).resolve().parents[2] / "data" / "evals" / "groundedness.jsonl"
 
@@ -33,9 +43,10 @@ def test_offline_groundedness_separates_supported_from_unsupported() -> None:
         (supported if case["label"] == "supported" else unsupported).append(score.score)
         correct += (score.score == 1.0) == (case["label"] == "supported")
     accuracy = correct / len(cases)
-    # Measured 0.882 (60/68) when written; docs/evals.md reports it. Contradictions that reuse the
-    # context's own words (g16 "Sydney", g32 "open on Sundays") are the known misses.
-    assert accuracy >= 0.85
+    # The claim judge measures 0.765 (52/68) here; the word-overlap judge it replaced reached 0.882
+    # with thresholds tuned on this very set, and 0.66 on the hand-written held-out set
+    # (benchmarks/judges.py), where the claim judge reaches 0.75. docs/evals.md gives both.
+    assert accuracy >= 0.75
     assert sum(supported) / len(supported) > sum(unsupported) / len(unsupported) + 0.4
 
 
@@ -45,10 +56,11 @@ def test_offline_groundedness_explains_each_claim() -> None:
     score = judge.groundedness("Adults take 500 mg every six hours. The tablets are made by Bayer.", contexts)
     claims = score.details["claims"]
     assert [c["supported"] for c in claims] == [True, False]
-    assert score.score == 0.5
-    assert "name not in contexts" in claims[1]["vetoes"]
+    assert score.score == 0.5 and score.details["min_support"] == claims[1]["support"]
+    assert claims[1]["checks"]["entity_absent"] == 1.0  # "Bayer" is in no context
+    assert claims[0]["clauses"][0]["sentence"] == "The recommended adult dose is 500 mg every six hours."
     wrong = judge.groundedness("The recommended adult dose is 900 mg every six hours.", contexts)
-    assert wrong.score == 0.0 and "number not in passage" in wrong.details["claims"][0]["vetoes"]
+    assert wrong.score == 0.0 and wrong.details["claims"][0]["checks"]["number_absent"] == 1.0
     assert judge.groundedness("", contexts).score == 1.0
     assert judge.groundedness("Anything.", []).score == 0.0
 
@@ -102,7 +114,8 @@ def test_llm_judge_retries_past_errors_and_malformed_replies(fake_openai: FakeOp
     assert score.score == 0.9 and score.judge == "llm"
     details = score.details
     assert details["attempts"] == 3  # the 500 is retried by the HTTP client, then two unparseable replies
-    assert details["model"] == "judge" and details["prompt"] == "builtin:groundedness"
+    assert details["model"] == "judge" and details["prompt"] == "builtin:groundedness@v2"
+    assert details["served_model"] == "judge"
     assert details["sampling"] == {"temperature": 0.0, "max_tokens": 128, "seed": 0}
     assert len(details["prompt_sha256"]) == 64 and details["raw"] == '{"score": 0.9, "reason": "ok"}'
     sent = fake_openai.requests[-1]
@@ -148,3 +161,42 @@ def test_prefetch_batches_embeddings_without_changing_scores() -> None:
             plain.answer_relevance(question, answer).score, abs=1e-5
         )
     assert len(batched._cache) == cached  # everything needed was embedded up front
+
+
+def test_llm_judge_pinned_model_refuses_another(fake_openai: FakeOpenAI) -> None:
+    fake_openai.default["gpt-judge-2024-08-06"] = '{"score": 1}'
+    fake_openai.served["gpt-judge-2024-08-06"] = "gpt-judge-2025-01-01"
+    options = LLMJudgeOptions(base_url=fake_openai.base_url, model="gpt-judge-2024-08-06", pin_model=True)
+    with LLMJudge(options) as judge, pytest.raises(JudgeModelError, match="gpt-judge-2025-01-01"):
+        judge.groundedness("A.", ["A."])
+    unpinned = LLMJudgeOptions(base_url=fake_openai.base_url, model="gpt-judge-2024-08-06")
+    with LLMJudge(unpinned) as judge:
+        assert judge.groundedness("A.", ["A."]).details["served_model"] == "gpt-judge-2025-01-01"
+
+
+def test_calibration_against_the_offline_judge(fake_openai: FakeOpenAI) -> None:
+    context = ["All Keel routers come with a two-year limited warranty."]
+    cases = [
+        ("How long?", "Keel routers have a two-year warranty.", context),
+        ("How long?", "Keel routers have a five-year warranty.", context),
+        ("How long?", "Keel routers come with a two-year limited warranty.", context),
+        ("How long?", "The warranty is made by Bayer in Munich.", context),
+    ]
+    fake_openai.scripts["judge"] = ['{"score": 1}', '{"score": 0.2}', "Yes", "No."]
+    with LLMJudge(LLMJudgeOptions(base_url=fake_openai.base_url, model="judge")) as judge:
+        calibration = calibrate_judge(judge, OfflineJudge(), cases)
+    assert calibration.n == 4 and calibration.agreement == 1.0 and calibration.kappa == 1.0
+    assert calibration.pearson > 0.9 and calibration.judge["prompt"] == "builtin:groundedness@v2"
+    assert calibration.to_json()["judge"]["served_model"] == "judge"
+
+
+@pytest.mark.slow
+def test_local_smollm2_judge_runs_offline() -> None:
+    client = LocalChatClient.smollm2()
+    options = LLMJudgeOptions(base_url="local", model=client.name, max_tokens=24, max_attempts=3)
+    judge = LLMJudge(options, client=client)
+    try:
+        score = judge.groundedness("Paris is in France.", ["Paris is the capital of France."])
+    except JudgeParseError:
+        pytest.fail("SmolLM2 gave no parseable score in 3 attempts")
+    assert 0.0 <= score.score <= 1.0 and score.details["served_model"].startswith("smollm2-135m-instruct")

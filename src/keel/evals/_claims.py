@@ -1,0 +1,688 @@
+"""Claim analysis for the offline groundedness judge: atomic claims, alignment and typed slots.
+
+An answer is split into claims and each claim into clauses; every clause is aligned to the context
+sentence that best supports it, and typed slots are compared between them: numbers with units
+(number words included: "ten-year" is 10 year), dates, named entities and codes, polarity
+(negation), opposites on a shared scale (a hand-written lexicon), and roles (who did what to whom).
+The result is a small feature vector per claim; `_offline_judge` turns it into a probability with
+a logistic model trained on generated perturbations (scripts/train_groundedness.py). Pure text
+and numpy: no model is loaded here, and cosine similarities come from the caller.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+__all__ = ["FEATURES", "ClauseSlots", "analyse", "claim_features", "split_atomic_claims", "split_sentences"]
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+# Codes (LX200, db-02), times (2:06:12), numbers (1,480 / 3.5), words, currency and percent signs.
+_TOKEN = re.compile(r"[A-Za-z]+-?\d+[A-Za-z]*|\d+(?::\d\d)+|\d+(?:,\d{3})*(?:\.\d+)?|[A-Za-z]+(?:'[A-Za-z]+)?|[$€£%]")
+_CLAUSE_SPLIT = re.compile(
+    r"\s*[;:]\s+|,\s+(?=(?:and|but|while|whereas|although|though|so|which|who|with)\b)|,\s+|"
+    r"\s+(?=(?:but|while|whereas|although|though)\s)|\s+and\s+(?=(?:then\s+)?[a-z]+(?:ed|es|s)\b)|\s*\(\s*|\s*\)\s*"
+)
+
+_ONES = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "dozen": 12,
+}  # fmt: skip
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000, "bn": 1_000_000_000}
+_ORDINALS = {
+    "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
+    "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12,
+}  # fmt: skip
+_UNITS = {
+    "year": "year", "years": "year", "yr": "year", "month": "month", "months": "month", "week": "week",
+    "weeks": "week", "day": "day", "days": "day", "hour": "hour", "hours": "hour", "hr": "hour", "h": "hour",
+    "minute": "minute", "minutes": "minute", "min": "minute", "mins": "minute", "second": "second",
+    "seconds": "second", "sec": "second", "s": "second", "metre": "m", "metres": "m", "meter": "m", "meters": "m",
+    "m": "m", "km": "km", "kilometre": "km", "kilometres": "km", "kilometer": "km", "kilometers": "km",
+    "mile": "mile", "miles": "mile", "kg": "kg", "kilo": "kg", "kilos": "kg", "kilogram": "kg", "kilograms": "kg",
+    "g": "g", "gram": "g", "grams": "g", "mg": "mg", "gb": "gb", "mb": "mb", "tb": "tb", "volt": "v", "volts": "v",
+    "v": "v", "hz": "hz", "degree": "degree", "degrees": "degree", "percent": "%", "%": "%", "dollar": "$",
+    "dollars": "$", "$": "$", "usd": "$", "euro": "€", "euros": "€", "€": "€", "eur": "€", "pound": "£",
+    "pounds": "£", "£": "£", "gbp": "£", "am": "am", "pm": "pm",
+}  # fmt: skip
+_MONTHS = {
+    m: i + 1
+    for i, ms in enumerate(
+        (
+            "january jan",
+            "february feb",
+            "march mar",
+            "april apr",
+            "may",
+            "june jun",
+            "july jul",
+            "august aug",
+            "september sep sept",
+            "october oct",
+            "november nov",
+            "december dec",
+        )  # fmt: skip
+    )
+    for m in ms.split()
+}
+_WEEKDAYS = {
+    d: i
+    for i, ds in enumerate(
+        (
+            "monday mon",
+            "tuesday tue tues",
+            "wednesday wed",
+            "thursday thu thurs",
+            "friday fri",
+            "saturday sat",
+            "sunday sun",
+        )
+    )  # fmt: skip
+    for d in ds.split()
+}
+_NEGATIONS = frozenset(
+    """not no never none cannot nor neither without nothing nobody nowhere isn't doesn't didn't wasn't weren't
+    aren't won't can't don't hasn't haven't hadn't shouldn't wouldn't couldn't mustn't non unable""".split()
+)
+_PRONOUNS = frozenset("he she it they his her its their this these them him".split())
+_STOPWORDS = frozenset(
+    """a an the and or but if then of to in on at by for with from as is are was were be been being it its this
+    that these those there their they them he she his her we our you your i me my which who whom whose what when
+    where why how do does did has have had so such than too very can could would should may might will shall
+    also about into over under after before during between through up down out off again further once all any
+    both each few more most other some only own same just yes get gets got per each every via its it's one's
+    must need needs needed""".split()
+)
+_IRREGULAR = {
+    "beaten": "beat", "won": "win", "wins": "win", "bought": "buy", "sold": "sell", "fell": "fall", "fallen": "fall",
+    "rose": "rise", "risen": "rise", "ran": "run", "led": "lead", "left": "leave", "paid": "pay", "made": "make",
+    "took": "take", "taken": "take", "gave": "give", "given": "give", "came": "come", "went": "go", "gone": "go",
+    "sent": "send", "kept": "keep", "held": "hold", "began": "begin", "begun": "begin", "found": "find",
+    "brought": "bring", "built": "build", "wrote": "write", "written": "write", "lost": "lose", "told": "tell",
+    "met": "meet", "chose": "choose", "chosen": "choose", "broke": "break", "broken": "break", "drove": "drive",
+    "driven": "drive", "ate": "eat", "eaten": "eat", "grew": "grow", "grown": "grow", "knew": "know",
+    "known": "know", "shown": "show", "saw": "see", "seen": "see", "done": "do", "did": "do", "sat": "sit",
+    "spent": "spend", "set": "set", "put": "put", "cut": "cut", "shut": "shut", "lay": "lie", "lies": "lie",
+    "better": "good", "best": "good", "worse": "bad", "worst": "bad", "people": "person", "children": "child",
+    "men": "man", "women": "woman", "feet": "foot", "teeth": "tooth",
+}  # fmt: skip
+# Synonyms folded to one stem so paraphrases overlap; opposites are in _SCALES_LEXICON instead.
+_SYNONYMS = {
+    word: group.split()[0]
+    for group in (
+        "finish complete end",
+        "buy acquire purchase",
+        "begin start commence",
+        "big large huge",
+        "small little tiny",
+        "tall high",
+        "receive get obtain",
+        "require need",
+        "fix repair resolve",
+        "send dispatch ship",
+        "price cost fee",
+        "quick fast rapid",
+        "choose select pick",
+        "delete remove erase",
+        "defeat beat",
+        "manage run head lead",
+        "car vehicle",
+        "reply answer respond",
+        "help assist support",
+        "show display",
+        "leave depart",
+        "arrive reach",
+        "stop halt",
+        "allow permit",
+        "prohibit ban forbid",
+        "build construct",
+        "try attempt",
+        "say state",
+        "use utilise utilize",
+        "return refund",
+        "job role position",
+        "staff employee worker",
+        "client customer",
+        "bag luggage suitcase",
+        "doctor physician",
+        "automatically automatic",
+        "manually manual",
+        "rain rainfall",
+        "approve sign",
+        "work function operate",
+        "grow increase rise climb",
+        "decrease drop fall decline",
+        "sea ocean",
+        "town city",
+        "company firm business",
+        "shop store",
+        "mistake error",
+        "problem issue fault",
+        "bug defect",
+        "cancel cancellation",
+        "twice double",
+        "lake loch",
+    )
+    for word in group.split()
+}
+# Words on a scale: (scale, sign). Two texts using one scale with opposite signs contradict each other;
+# "not" in the same clause flips the sign. Hand-written (WordNet does not ship offline here).
+_SCALE_GROUPS = {
+    "open": ("open opened opens reopen", "closed close closes shut"),
+    "permit": (
+        "allow allowed allows permit permitted permits may authorised authorized legal entitled eligible",
+        "prohibit prohibited prohibits forbid forbidden forbids ban banned bans illegal barred ineligible",
+    ),
+    "include": ("include included includes including inclusive", "exclude excluded excludes excluding only-room"),
+    "enable": ("enable enabled enables active", "disable disabled disables inactive"),
+    "accept": ("accept accepted accepts approve approved", "reject rejected rejects refuse refused deny denied"),
+    "auto": ("automatic automatically auto", "manual manually yourself hand"),
+    "ns": ("north northern northward northwards", "south southern southward southwards"),
+    "ew": ("east eastern eastward eastwards", "west western westward westwards"),
+    "clock": ("clockwise", "anticlockwise counterclockwise counter-clockwise anti-clockwise"),
+    "temp": ("hot warm warmer hotter heat heated", "cold cool colder cooler chilled"),
+    "wet": ("wet rainy damp humid wetter", "dry drier dryer arid"),
+    "above": ("above over exceed exceeds exceeding beyond", "below under beneath"),
+    "high": ("high higher highest tall taller tallest upper", "low lower lowest short shorter shortest"),
+    "rise": (
+        "rise rose risen rises rising increase increased increases up gain gained gains grow grew grown climb climbed"
+        " surge surged jump jumped",
+        "fall fell fallen falls falling decrease decreased decreases down drop dropped drops decline declined"
+        " declines slump slumped plunge plunged",
+    ),
+    "win": ("win won wins winner victory beat beats defeat defeated", "lose lost loses loser losing defeat-noun"),
+    "order": ("first earliest earlier before prior previous preceding", "last latest later after next subsequent"),
+    "speed": ("fast faster fastest quick quicker quickest rapid", "slow slower slowest"),
+    "cheap": ("cheap cheaper cheapest inexpensive affordable", "expensive pricier priciest costly costlier dear"),
+    "long": ("long longer longest lengthy", "brief briefer"),
+    "big": ("big bigger biggest large larger largest huge major", "small smaller smallest little tiny minor"),
+    "heavy": ("heavy heavier heaviest", "light lighter lightest"),
+    "more": ("more most maximum max plus extra additional", "less least fewer fewest minimum min"),
+    "freq": ("always constantly permanently forever", "sometimes rarely occasionally seldom temporarily"),
+    "succeed": ("succeed succeeded succeeds success successful worked pass passed", "fail failed fails failure"),
+    "true": ("true correct valid right", "false incorrect invalid wrong"),
+    "free": ("free complimentary", "charge charged charges cost costs fee fees paid"),
+    "inside": ("inside indoor indoors internal interior inland", "outside outdoor outdoors external exterior abroad"),
+    "domestic": ("domestic home national local", "international foreign overseas abroad"),
+    "full": ("full", "empty"),
+    "safe": ("safe safely harmless", "unsafe dangerous harmful"),
+    "required": ("required mandatory compulsory obligatory", "optional voluntary"),
+    "recommend": ("recommended recommend advised", "discouraged"),
+    "young": ("young younger youngest new newer newest junior", "old older oldest senior"),
+    "early": ("early", "late"),
+    "start": ("start starts started begin began opening", "end ends ended stop stopped closing"),
+    "same": ("same identical equal", "different unlike"),
+    "public": ("public", "private"),
+    "online": ("online", "offline paper"),
+    "plus": ("positive profit surplus", "negative loss deficit"),
+    "majority": ("majority", "minority"),
+    "import": ("import imports imported", "export exports exported"),
+    "wide": ("wide wider widest broad", "narrow narrower narrowest"),
+    "strong": ("strong stronger strongest", "weak weaker weakest"),
+    "hard": ("hard harder difficult", "easy easier simple"),
+    "incremental": ("incremental", "full-copy"),
+}
+_SCALES_LEXICON: dict[str, tuple[str, int]] = {}
+for _scale, (_plus, _minus) in _SCALE_GROUPS.items():
+    _SCALES_LEXICON.update(dict.fromkeys(_plus.split(), (_scale, 1)))
+    _SCALES_LEXICON.update(dict.fromkeys(_minus.split(), (_scale, -1)))
+_PASSIVE = re.compile(r"\b(?:is|are|was|were|been|be|being|gets|got)\s+(?:\w+\s+){0,2}?by\b", re.IGNORECASE)
+
+FEATURES = (
+    # the larger of the best embedding cosine to a sentence or adjacent pair and the share of the
+    # claim's content words in its best passage (MiniLM rates "fifteen seconds" vs "15 seconds" 0.43)
+    "relatedness",
+    "coverage_context",  # share of the claim's content words anywhere in the contexts
+    "novel_words",  # log(1 + content words found nowhere in the contexts)
+    "clause_coverage",  # lowest share, over the claim's clauses, of words found in the clause's aligned sentence
+    "number_absent",  # claim numbers found nowhere in the contexts
+    "number_misplaced",  # claim numbers not in the aligned sentence but elsewhere in the contexts
+    "unit_mismatch",  # a number present with another unit
+    "date_mismatch",  # a month or weekday absent from the aligned sentence
+    "entity_absent",  # names and codes found nowhere in the contexts
+    "entity_misplaced",  # names and codes found in the contexts but not in the aligned sentence
+    "words_misplaced",  # other content words found in the contexts but not in the aligned sentence
+    "polarity_flip",  # negated on one side only
+    "scale_conflict",  # opposite ends of one scale (cheaper / more expensive)
+    "role_swap",  # the same two names on either side of the same verb, reversed
+)
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split text into sentences (on `.`, `!`, `?` followed by a capital or digit)."""
+    return [part.strip() for part in _SENTENCE.split(text.strip()) if part.strip()]
+
+
+def split_atomic_claims(text: str) -> list[str]:
+    """Split an answer into claims: its sentences, and the parts of a sentence joined by `;`.
+
+    Examples:
+        >>> split_atomic_claims("Basic costs $12; Plus costs $20. Both have trials.")
+        ['Basic costs $12', 'Plus costs $20.', 'Both have trials.']
+    """
+    claims: list[str] = []
+    for sentence in split_sentences(text):
+        parts = [part.strip() for part in sentence.split(";") if len(_TOKEN.findall(part)) >= 2]
+        claims.extend(parts or [sentence])
+    return claims
+
+
+def _suffixes(word: str) -> str:
+    # A light stemmer, written by hand to keep this module free of NLP dependencies: plural, then
+    # -ing/-ed, then -ly, then a final e, so invoice/invoices and reproduce/reproduced meet.
+    if len(word) > 4 and word.endswith("ies"):
+        word = word[:-3] + "y"
+    elif len(word) > 4 and (word.endswith(("ches", "shes")) or (word.endswith("es") and word[-3] in "sxz")):
+        word = word[:-2]
+    elif len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    for suffix in ("ing", "ed"):
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "lsfz":
+                word = word[:-1]  # shipped -> ship, planned -> plan
+            break
+    if len(word) > 5 and word.endswith("ly"):
+        word = word[:-2]
+    if len(word) > 3 and word.endswith("i"):
+        word = word[:-1] + "y"  # applied -> appli -> apply
+    if len(word) > 3 and word.endswith("e"):
+        word = word[:-1]
+    return word
+
+
+@lru_cache(maxsize=1)
+def _synonym_stems() -> dict[str, str]:
+    return {_suffixes(_IRREGULAR.get(w, w)): _suffixes(_IRREGULAR.get(g, g)) for w, g in _SYNONYMS.items()}
+
+
+@lru_cache(maxsize=50_000)
+def _stem(word: str) -> str:
+    word = word.lower()
+    word = _suffixes(_IRREGULAR.get(word, word))
+    return _synonym_stems().get(word, word)
+
+
+def _number_value(token: str) -> float | None:
+    try:
+        return float(token.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+@dataclass(slots=True)
+class _Token:
+    text: str
+    lower: str
+    index: int  # position in its text
+    initial: bool  # first word of a sentence
+
+
+@dataclass(slots=True)
+class ClauseSlots:
+    """The typed slots of one clause: content stems, numbers, dates, names, polarity, scales, role order."""
+
+    text: str
+    content: set[str] = field(default_factory=set)
+    numbers: dict[str, set[str | None]] = field(default_factory=dict)  # value -> units seen with it
+    dates: set[str] = field(default_factory=set)
+    entities: set[str] = field(default_factory=set)  # lower-cased name words and codes
+    entity_order: list[str] = field(default_factory=list)  # name groups in order of appearance
+    words_order: list[str] = field(default_factory=list)  # content stems in order
+    negated: bool = False
+    scales: dict[str, int] = field(default_factory=dict)
+    passive: bool = False
+    pronoun: bool = False
+
+
+def _tokens(text: str) -> list[_Token]:
+    text = re.sub(r"(?<=[A-Za-z])-(?=[A-Za-z])|(?<=\d)-(?=[A-Za-z])", " ", text)
+    out: list[_Token] = []
+    initial = True
+    for i, match in enumerate(_TOKEN.finditer(text)):
+        word = match.group(0)
+        out.append(_Token(word, word.lower(), i, initial))
+        before = text[match.end() : match.end() + 2]
+        initial = bool(re.match(r"[.!?:]\s", before)) or word in ('"',)
+    return out
+
+
+def _spelt_number(tokens: list[_Token], i: int) -> tuple[float, int]:
+    # "twenty six" -> 26, "two and a half" -> 2.5, "one hundred" -> 100; returns (value, index after it).
+    value = current = 0.0
+    j = i
+    while j < len(tokens):
+        w = tokens[j].lower
+        if w in _ONES:
+            current += _ONES[w]
+        elif w in _TENS:
+            current += _TENS[w]
+        elif w in _SCALES and j > i:
+            current = max(current, 1.0) * _SCALES[w]
+            if _SCALES[w] >= 1000:
+                value, current = value + current, 0.0
+        elif w == "and" and [t.lower for t in tokens[j + 1 : j + 3]] == ["a", "half"]:
+            current += 0.5
+            j += 2
+        else:
+            break
+        j += 1
+    return value + current, j
+
+
+def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
+    # Folds number words into digits, "4.2 million" into 4200000, and ordinals into #1, #2...
+    out: list[_Token] = []
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        value: float | None = None
+        j = i
+        if tok.lower in _ONES or tok.lower in _TENS:
+            value, j = _spelt_number(tokens, i)
+        elif _number_value(tok.lower) is not None and ":" not in tok.lower:
+            value = _number_value(tok.lower)
+            j = i + 1
+            if value is not None and j < len(tokens) and tokens[j].lower in _SCALES:
+                value *= _SCALES[tokens[j].lower]
+                j += 1
+        elif tok.lower in _ORDINALS and not (out and _number_value(out[-1].lower) is not None):
+            out.append(_Token(f"#{_ORDINALS[tok.lower]}", f"#{_ORDINALS[tok.lower]}", tok.index, tok.initial))
+            i += 1
+            continue
+        if value is None:
+            out.append(tok)
+            i += 1
+            continue
+        out.append(_Token(_fmt(value), _fmt(value), tok.index, tok.initial))
+        i = j
+    return out
+
+
+def _unit_after(tokens: list[_Token], k: int) -> str | None:
+    if k > 0 and tokens[k - 1].lower in ("$", "€", "£"):
+        return tokens[k - 1].lower
+    for t in tokens[k + 1 : k + 3]:
+        if t.lower in _UNITS:
+            return _UNITS[t.lower]
+        if t.lower not in ("per", "a", "of"):
+            break
+    return None
+
+
+def _is_code(word: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z]+-?\d+[A-Za-z]*", word))
+
+
+def _name_of(tok: _Token, names: frozenset[str]) -> str | None:
+    word, lower = tok.text, tok.lower
+    if not ((word[:1].isupper() and (not tok.initial or lower in names)) or _is_code(word)):
+        return None
+    if lower in _MONTHS or lower in _WEEKDAYS or lower in _STOPWORDS or lower == "i":
+        return None
+    return lower[:-2] if lower.endswith("'s") else lower
+
+
+def _date_of(word: str) -> str | None:
+    lower = word.lower()
+    if lower in _MONTHS and (word[0].isupper() or lower != "may"):
+        return f"month:{_MONTHS[lower]}"
+    if lower in _WEEKDAYS and word[0].isupper():
+        return f"day:{_WEEKDAYS[lower]}"
+    return None
+
+
+def _scale_of(tokens: list[_Token], k: int) -> tuple[str, int] | None:
+    lower = tokens[k].lower
+    before = tokens[k - 1].lower if k > 0 else ""
+    if lower in _SCALES_LEXICON:
+        scale, sign = _SCALES_LEXICON[lower]
+        if scale == "more" and k + 1 < len(tokens) and tokens[k + 1].lower in _SCALES_LEXICON:
+            return None  # "more expensive": the adjective carries the scale, "more"/"less" its direction
+        return scale, -sign if before in ("less", "fewer", "least") else sign
+    if before in ("more", "less", "most", "least") and lower not in _STOPWORDS:
+        return f"more:{_stem(lower)}", 1 if before in ("more", "most") else -1
+    return None
+
+
+@lru_cache(maxsize=20_000)
+def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
+    """The typed slots of a clause or sentence.
+
+    Args:
+        text: The clause.
+        names: Lower-cased words known to be names (seen capitalised mid-sentence somewhere), so a
+            capitalised first word counts as a name only when it is one of them.
+    """
+    slots = ClauseSlots(text)
+    tokens = _words_to_numbers(_tokens(text))
+    group: list[str] = []
+    for k, tok in enumerate(tokens):
+        word, lower = tok.text, tok.lower
+        value = _number_value(lower)
+        name = _name_of(tok, names)
+        if name:
+            group.append(name)
+            slots.entities.add(name)
+            continue
+        if group:
+            slots.entity_order.append(" ".join(group))
+            group = []
+        date = _date_of(word)
+        if date:
+            slots.dates.add(date)
+        elif value is not None or ":" in lower or lower.startswith("#"):
+            slots.numbers.setdefault(lower, set()).add(None if lower.startswith("#") else _unit_after(tokens, k))
+            slots.words_order.append(lower)
+        elif lower in _NEGATIONS or lower.endswith("n't"):
+            slots.negated = not slots.negated if lower not in ("no", "none") else True
+        elif lower in _PRONOUNS:
+            slots.pronoun = True
+        scale = _scale_of(tokens, k)
+        if scale:
+            slots.scales[scale[0]] = scale[1]
+        if lower[0].isalpha() and lower not in _STOPWORDS and lower not in _NEGATIONS:
+            stem = _stem(lower)
+            slots.content.add(stem)
+            slots.words_order.append(stem)
+    if group:
+        slots.entity_order.append(" ".join(group))
+    if slots.negated:
+        slots.scales = {k: -v for k, v in slots.scales.items()}
+    slots.passive = bool(_PASSIVE.search(text))
+    return slots
+
+
+def names_in(texts: Sequence[str]) -> frozenset[str]:
+    """Lower-cased words written with a capital inside a sentence (not as its first word) in `texts`."""
+    found: set[str] = set()
+    for text in texts:
+        for tok in _tokens(text):
+            if tok.text[:1].isupper() and not tok.initial and tok.lower not in _STOPWORDS:
+                found.add(tok.lower[:-2] if tok.lower.endswith("'s") else tok.lower)
+    return frozenset(found)
+
+
+def split_clauses(sentence: str) -> list[str]:
+    """Split a claim into clauses; pieces with fewer than two content words join the previous one."""
+    parts = [p for p in _CLAUSE_SPLIT.split(sentence) if p and p.strip()]
+    clauses: list[str] = []
+    for part in parts:
+        if clauses and len(analyse(part).content | set(analyse(part).numbers)) < 2:
+            clauses[-1] = f"{clauses[-1]} {part}"
+        elif not clauses and len(analyse(part).content | set(analyse(part).numbers)) < 2 and len(parts) > 1:
+            clauses.append(part)
+        else:
+            if clauses and len(analyse(clauses[-1]).content | set(analyse(clauses[-1]).numbers)) < 2:
+                clauses[-1] = f"{clauses[-1]} {part}"
+            else:
+                clauses.append(part)
+    return clauses or [sentence]
+
+
+def _overlap(claim: ClauseSlots, sentence: ClauseSlots) -> float:
+    # Names weigh half: in "Dr Okafor leads cardiology" the topic, not the name, says which sentence it is about.
+    words = claim.content - claim.entities
+    score = len(words & sentence.content) + 0.5 * len(claim.entities & sentence.entities)
+    score += len(set(claim.numbers) & set(sentence.numbers)) + len(claim.dates & sentence.dates)
+    total = len(words) + 0.5 * len(claim.entities) + len(claim.numbers) + len(claim.dates)
+    return score / total if total else 0.0
+
+
+def _orders(slots: ClauseSlots) -> list[str]:
+    return list(reversed(slots.entity_order)) if slots.passive else slots.entity_order
+
+
+def _between(order: list[str], a: str, b: str, words: list[str], text: str) -> set[str]:
+    # Content stems lying between the first mentions of names a and b.
+    low = text.lower()
+    start, end = sorted((low.find(a.split()[0]), low.find(b.split()[0])))
+    return {_stem(w) for w in re.findall(r"[a-z]+", low[start:end])} & set(words)
+
+
+def _roles(claim: ClauseSlots, sentence: ClauseSlots) -> tuple[int, int]:
+    """(pairs reversed around a shared verb, pairs reversed at all) of names both texts mention."""
+    c_order = [e for e in _orders(claim) if e in _orders(sentence)]
+    s_order = [e for e in _orders(sentence) if e in c_order]
+    swapped = pivoted = 0
+    for i, a in enumerate(c_order):
+        for b in c_order[i + 1 :]:
+            if a != b and a in s_order and b in s_order and s_order.index(a) > s_order.index(b):
+                swapped += 1
+                shared = _between(c_order, a, b, claim.words_order, claim.text) & _between(
+                    s_order, a, b, sentence.words_order, sentence.text
+                )
+                pivoted += bool(shared - claim.entities)
+    return pivoted, swapped
+
+
+@dataclass(slots=True)
+class _ContextIndex:
+    sentences: list[str]
+    slots: list[ClauseSlots]
+    neighbours: list[list[int]]
+    content: set[str]
+    numbers: set[str]
+    entities: set[str]
+    dates: set[str]
+    names: frozenset[str]
+    words: set[str]  # every lower-cased token of the contexts
+
+
+def index_contexts(contexts: Sequence[str], answer: str = "") -> _ContextIndex:
+    """Sentences of the contexts with their slots, and which sentences neighbour which.
+
+    Words written with a capital mid-sentence in the contexts or the answer count as names everywhere.
+    """
+    names = names_in([*contexts, answer])
+    sentences: list[str] = []
+    neighbours: list[list[int]] = []
+    for context in contexts:
+        parts = split_sentences(context)
+        start = len(sentences)
+        for k in range(len(parts)):
+            neighbours.append([start + j for j in (k - 1, k + 1) if 0 <= j < len(parts)])
+        sentences.extend(parts)
+    slots = [analyse(s, names) for s in sentences]
+    return _ContextIndex(
+        sentences,
+        slots,
+        neighbours,
+        set().union(*(s.content for s in slots)) if slots else set(),
+        set().union(*(s.numbers for s in slots)) if slots else set(),
+        set().union(*(s.entities for s in slots)) if slots else set(),
+        set().union(*(s.dates for s in slots)) if slots else set(),
+        names,
+        {t.lower for c in contexts for t in _tokens(c)},
+    )
+
+
+def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str, float], int]:
+    best = max(range(len(ctx.sentences)), key=lambda j: (_overlap(clause, ctx.slots[j]), -j))
+    sent = ctx.slots[best]
+    # A pronoun in the aligned sentence may stand for a name in a neighbouring sentence ("She leads ...").
+    reach = [sent] + ([ctx.slots[j] for j in ctx.neighbours[best]] if sent.pronoun else [])
+    content = set().union(*(s.content for s in reach))
+    entities = set().union(*(s.entities for s in reach))
+    words = clause.content - clause.entities
+    f: dict[str, float] = {}
+    found = len(words & content) + len(clause.entities & entities) + len(set(clause.numbers) & set(sent.numbers))
+    total = len(words) + len(clause.entities) + len(clause.numbers)
+    f["clause_coverage"] = found / total if total else 1.0
+    f["number_absent"] = len(set(clause.numbers) - ctx.numbers)
+    f["number_misplaced"] = len((set(clause.numbers) - set(sent.numbers)) & ctx.numbers)
+    f["unit_mismatch"] = sum(
+        1
+        for value, units in clause.numbers.items()
+        if value in sent.numbers
+        and None not in units
+        and None not in sent.numbers[value]
+        and not units & sent.numbers[value]
+    )
+    f["date_mismatch"] = len(clause.dates - sent.dates)
+    sent_words = {t.lower for t in _tokens(sent.text)}
+    # A name missing from the aligned sentence is misplaced when that sentence names someone else
+    # where the claim names it ("Tomas Berg manages Lisbon" against "Ana Ribeiro manages Lisbon");
+    # when it names no one, the name may come from a neighbour ("Support reproduced the bug").
+    rivals = sent.entities - clause.entities
+    nearby = sent_words | (
+        {t.lower for j in ctx.neighbours[best] for t in _tokens(ctx.sentences[j])} if not rivals else set()
+    )
+    f["entity_absent"] = len(clause.entities - ctx.words)
+    f["entity_misplaced"] = len((clause.entities - nearby) & ctx.words)
+    f["words_misplaced"] = len((words - content) & ctx.content)
+    scale_agree = any(sent.scales.get(k) == v for k, v in clause.scales.items())
+    conflict = any(sent.scales.get(k) == -v for k, v in clause.scales.items())
+    f["polarity_flip"] = float(clause.negated != sent.negated and not scale_agree and not conflict)
+    pivoted, swapped = _roles(clause, sent)
+    if conflict and swapped:
+        conflict, pivoted = False, 0  # "United lost to Rovers" = "Rovers beat United": both flips cancel
+    f["scale_conflict"] = float(conflict)
+    f["role_swap"] = float(pivoted > 0)
+    return f, best
+
+
+def claim_features(
+    claim: str, ctx: _ContextIndex, cosine: float, coverage: float
+) -> tuple[list[float], list[dict[str, object]]]:
+    """The feature vector (in `FEATURES` order) of one claim against indexed contexts.
+
+    Args:
+        claim: The claim.
+        ctx: `index_contexts` of the contexts.
+        cosine: The claim's best embedding cosine to a context sentence or adjacent pair.
+        coverage: The share of its content words in that best passage.
+
+    Returns:
+        The features, and per clause its aligned sentence and non-zero slot checks (the evidence).
+    """
+    whole = analyse(claim, ctx.names)
+    words = whole.content
+    values: dict[str, float] = {"relatedness": max(cosine, coverage)}
+    values["coverage_context"] = len(words & ctx.content) / len(words) if words else 1.0
+    values["novel_words"] = math.log1p(len(words - ctx.content - whole.entities))
+    evidence: list[dict[str, object]] = []
+    per_clause: list[dict[str, float]] = []
+    for text in split_clauses(claim):
+        clause = analyse(text, ctx.names)
+        if not (clause.content or clause.numbers or clause.dates):
+            continue
+        f, best = _clause_features(clause, ctx)
+        per_clause.append(f)
+        checks = {k: v for k, v in f.items() if v and k != "clause_coverage"}
+        evidence.append(
+            {"clause": text, "sentence": ctx.sentences[best], "coverage": round(f["clause_coverage"], 3), **checks}
+        )
+    for name in FEATURES[3:]:
+        pick = min if name == "clause_coverage" else max
+        values[name] = pick((f[name] for f in per_clause), default=1.0 if name == "clause_coverage" else 0.0)
+    return [float(values[name]) for name in FEATURES], evidence

@@ -1,0 +1,103 @@
+"""The typed slot checks of the claim judge, one failure mode of the old word-overlap judge each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from keel.evals import ClaimModel, OfflineJudge, OfflineJudgeOptions
+from keel.evals._claims import FEATURES, analyse, claim_features, index_contexts, split_atomic_claims, split_clauses
+
+
+def _checks(claim: str, contexts: list[str]) -> dict[str, float]:
+    values, _ = claim_features(claim, index_contexts(contexts, claim), cosine=0.9, coverage=1.0)
+    return dict(zip(FEATURES, values, strict=True))
+
+
+def test_number_words_are_numbers() -> None:
+    slots = analyse("The kettle carries a ten-year warranty and costs twenty-six dollars; allow two and a half hours.")
+    assert slots.numbers == {"10": {"year"}, "26": {"$"}, "2.5": {"hour"}}
+    context = ["The Brava kettle carries a ten-year warranty on the heating element. The lid is covered for two years."]
+    assert _checks("The heating element has a 10-year warranty.", context)["number_absent"] == 0
+    wrong = _checks("The heating element has a two-year warranty.", context)
+    assert wrong["number_misplaced"] == 1  # "two" is in the context, about the lid
+
+
+def test_opposites_on_a_scale_and_their_negation() -> None:
+    context = ["Pets are prohibited in all office buildings. Assistance dogs are permitted on every floor."]
+    assert _checks("Pets are permitted in the office buildings.", context)["scale_conflict"] == 1
+    assert _checks("Pets are not allowed in the office buildings.", context)["scale_conflict"] == 0
+    assert (
+        _checks("The Plus plan is cheaper than Basic.", ["The Plus plan is more expensive than Basic."])[
+            "scale_conflict"
+        ]
+        == 1
+    )
+    for claim, source in [
+        ("The lake is south of the town.", "The lake is north of the town."),
+        ("The T4 gearbox is automatic.", "The T4 gearbox is manual."),
+        ("Turn the handle anticlockwise.", "Turn the handle clockwise."),
+    ]:
+        assert _checks(claim, [source])["scale_conflict"] == 1, claim
+
+
+def test_roles_who_beat_whom() -> None:
+    context = ["In the final, Rovers beat United 3-1 at Hampden Park."]
+    assert _checks("United beat Rovers 3-1 in the final.", context)["role_swap"] == 1
+    # The passive and the converse verb keep the roles: no swap, no conflict.
+    assert _checks("United were beaten by Rovers in the final.", context)["role_swap"] == 0
+    converse = _checks("United lost the final to Rovers.", context)
+    assert converse["role_swap"] == 0 and converse["scale_conflict"] == 0
+
+
+def test_a_negation_in_a_neighbouring_sentence_is_not_the_claims() -> None:
+    context = ["Take one tablet every eight hours with food. You cannot drive within two hours of a dose."]
+    assert _checks("Take one tablet every 8 hours with food.", context)["polarity_flip"] == 0
+    assert _checks("You can drive within two hours of a dose.", context)["polarity_flip"] == 1
+
+
+def test_an_entity_the_context_gives_another_role() -> None:
+    context = ["Ana Ribeiro manages the Lisbon office. Tomas Berg now heads the Oslo team."]
+    assert _checks("Tomas Berg manages the Lisbon office.", context)["entity_misplaced"] == 1
+    assert _checks("Ana Ribeiro manages the Lisbon office.", context)["entity_misplaced"] == 0
+    # A fact split over two sentences, the second naming no one: the name comes from its neighbour.
+    split = ["Ticket 4471 was opened about Firefox. Support reproduced the bug on Tuesday."]
+    assert _checks("The Firefox bug was reproduced on Tuesday.", split)["entity_misplaced"] == 0
+
+
+def test_claims_and_clauses() -> None:
+    assert split_atomic_claims("Basic costs $12; Plus costs $20. Both have trials.") == [
+        "Basic costs $12",
+        "Plus costs $20.",
+        "Both have trials.",
+    ]
+    assert split_clauses("The element is guaranteed for 10 years, while the lid gets two years.") == [
+        "The element is guaranteed for 10 years",
+        "while the lid gets two years.",
+    ]
+
+
+def test_judge_verdicts_on_the_reported_failures() -> None:
+    judge = OfflineJudge()
+    kettle = ["The Brava kettle carries a ten-year warranty on the heating element. The lid is covered for two years."]
+    assert judge.groundedness("The heating element has a 10-year warranty.", kettle).score == 1.0
+    assert judge.groundedness("The heating element has a two-year warranty.", kettle).score == 0.0
+    match = ["In the 2023 cup final, Rovers beat United 3-1 at Hampden Park."]
+    assert judge.groundedness("United beat Rovers 3-1 in the 2023 cup final.", match).score == 0.0
+    office = ["Pets are prohibited in all office buildings. Assistance dogs are permitted on every floor."]
+    assert judge.groundedness("Pets are permitted in the office buildings.", office).score == 0.0
+    assert judge.groundedness("Assistance dogs are permitted on every floor.", office).score == 1.0
+
+
+def test_claim_model_file_is_checked(tmp_path: pytest.TempPathFactory) -> None:
+    shipped = OfflineJudge().model
+    assert shipped.features == FEATURES and 0 < shipped.threshold < 1
+    assert shipped.meta["trained_by"] == "scripts/train_groundedness.py"
+    bad = tmp_path / "model.json"  # type: ignore[operator]
+    bad.write_text(json.dumps({**shipped.to_json(), "features": ["cosine"]}))
+    from keel.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="retrain it"):
+        _ = OfflineJudge(OfflineJudgeOptions(model_path=bad)).model
+    assert ClaimModel.load(None).coef == shipped.coef
