@@ -50,17 +50,25 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
         yield update
 
 
+def _verdict(result: EvalResult) -> str:
+    """passed / failed, or "no gate" when no metric of the suite has a threshold (nothing was checked)."""
+    if all(agg.threshold is None for agg in result.aggregates.values()):
+        return "no gate"
+    return "passed" if result.passed else "failed"
+
+
 def _aggregates_table(result: EvalResult) -> Table:
     table = Table("metric", "mean", "95% CI", "threshold", "passed")
     for name, agg in result.aggregates.items():
         bound = "—" if agg.threshold is None else f"{'≥' if agg.higher_is_better else '≤'} {agg.threshold:g}"
-        table.add_row(name, f"{agg.mean:.4f}", f"[{agg.low:.4f}, {agg.high:.4f}]", bound, "yes" if agg.passed else "NO")
+        met = "no gate" if agg.threshold is None else "yes" if agg.passed else "NO"
+        table.add_row(name, f"{agg.mean:.4f}", f"[{agg.low:.4f}, {agg.high:.4f}]", bound, met)
     return table
 
 
 def _print_result(result: EvalResult) -> None:
     out = console()
-    verdict = "[green]passed[/green]" if result.passed else "[red]failed[/red]"
+    verdict = {"passed": "[green]passed[/green]", "failed": "[red]failed[/red]"}.get(_verdict(result), "no gate")
     out.print(f"[bold]eval-result:{result.id}[/bold]  suite {escape(result.suite)}  {verdict}")
     out.print(f"  subject {escape(result.subject)}; dataset {escape(result.dataset or '(inline cases)')}")
     out.print(f"  {result.num_cases} cases, seed {result.seed}, at {format_time(result.created_at)}")
@@ -118,11 +126,9 @@ def list_command(
     if json_output:
         print_json([r.to_json() for r in results])
         return
-    table = Table("id", "suite", "subject", "passed", "time (UTC)")
+    table = Table("id", "suite", "subject", "verdict", "time (UTC)")
     for r in results:
-        table.add_row(
-            r.id, escape(r.suite), escape(r.subject), "yes" if r.passed else "no", format_time(r.created_at)[:19]
-        )
+        table.add_row(r.id, escape(r.suite), escape(r.subject), _verdict(r), format_time(r.created_at)[:19])
     console().print(table if results else "No eval results yet: `keel eval run SUITE.yaml`.")
 
 

@@ -154,3 +154,15 @@ def test_json_output_writes_times_and_paths_as_text() -> None:
 
     when = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     assert json.loads(dumps_json({"at": when, "path": Path("/x/y")})) == {"at": str(when), "path": "/x/y"}
+
+
+def test_results_without_thresholds_say_no_gate(workspace: Path, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    fake_openai.answers["v1"] = {q: "Pluto" for q, _, _ in CASES}  # all wrong: still nothing was gated
+    suite = _suite_file(tmp_path, fake_openai.base_url)
+    spec = yaml.safe_load(suite.read_text())
+    spec["metrics"] = [{"name": "exact_match"}, {"name": "rougeL"}]
+    suite.write_text(yaml.safe_dump(spec))
+    code, out = _invoke(workspace, "eval", "run", str(suite))
+    assert code == 0 and "no gate" in out and "passed" not in out.splitlines()[0]
+    code, listed = _invoke(workspace, "eval", "list")
+    assert code == 0 and "no gate" in listed and "yes" not in listed
