@@ -51,7 +51,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int], None] | None]
 
 
 def _verdict(result: EvalResult) -> str:
-    """passed / failed, or "no gate" when no metric of the suite has a threshold (nothing was checked)."""
+    """The verdict shown: "passed", "failed", or "no gate" when no metric of the suite has a threshold."""
     if all(agg.threshold is None for agg in result.aggregates.values()):
         return "no gate"
     return "passed" if result.passed else "failed"
