@@ -211,8 +211,9 @@ class Gateway:
 
         if route.backend == "transformers":
             return await asyncio.to_thread(
-                TransformersBackend, folder, max_batch=route.max_batch, max_wait_ms=route.max_wait_ms
-            )
+                TransformersBackend, folder, max_batch=route.max_batch, max_wait_ms=route.max_wait_ms,
+                max_batch_tokens=route.max_batch_tokens, max_output_tokens=self.settings.max_output_tokens,
+            )  # fmt: skip
         return await asyncio.to_thread(SentenceTransformersBackend, folder)
 
     async def authorize(self, authorization: str | None, deployment: str) -> ApiKey | None:

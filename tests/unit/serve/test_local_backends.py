@@ -68,7 +68,7 @@ def test_transformers_backend_batches_concurrent_requests(store: Store, tmp_path
     assert len(texts) == 1  # greedy: the same prompt gives the same text, batched or not
     usage = answers[0]["usage"]
     assert 0 < usage["completion_tokens"] <= 5 and usage["prompt_tokens"] > 0
-    assert max(backend.batches) > 1 and sum(backend.batches) == 10  # 8 chats batched, + completion + stream
+    assert max(backend.step_rows) > 1 and backend.engine.admitted == 10  # 8 chats batched, + completion + stream
     assert completion["object"] == "text_completion" and completion["usage"]["completion_tokens"] <= 4
     assert lines[-1] == "data: [DONE]" and len(lines) >= 2
 
@@ -117,18 +117,19 @@ def test_transformers_backend_streams_each_token_as_it_is_generated(store: Store
 
     chat_chunks, completion_chunks, chat, completion, backend, seen, passes = asyncio.run(_with_gateway(store, run))
     assert len(seen) >= 3 and seen[0] < seen[-1] <= passes  # chunks left between forward passes
-    assert max(backend.batches) > 1  # the streams were batched with the plain requests
+    assert max(backend.step_rows) > 1  # the streams were batched with the plain requests
     answer = chat.json()
-    content = [c["choices"][0]["delta"].get("content", "") for c in chat_chunks]
+    assert chat_chunks[-1]["choices"] == []  # usage comes in a chunk of its own, as OpenAI sends it
+    content = [c["choices"][0]["delta"].get("content", "") for c in chat_chunks[:-1]]
     assert chat_chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert "".join(content) == answer["choices"][0]["message"]["content"]  # the same greedy answer
     tokens = answer["usage"]["completion_tokens"]
     assert tokens >= 3 and sum(1 for piece in content if piece) >= tokens - 1  # a chunk per token, not one
     assert chat_chunks[-1]["usage"] == answer["usage"]
-    assert chat_chunks[-1]["choices"][0]["finish_reason"] == answer["choices"][0]["finish_reason"]
-    text = "".join(c["choices"][0]["text"] for c in completion_chunks)
+    assert chat_chunks[-2]["choices"][0]["finish_reason"] == answer["choices"][0]["finish_reason"]
+    text = "".join(c["choices"][0]["text"] for c in completion_chunks if c["choices"])
     assert text == completion.json()["choices"][0]["text"]
-    assert sum(1 for c in completion_chunks if c["choices"][0]["text"]) >= 2
+    assert sum(1 for c in completion_chunks if c["choices"] and c["choices"][0]["text"]) >= 2
 
 
 def test_sentence_transformers_embeddings(store: Store, gateway_server: Any, api_key: str, openai_client: Any) -> None:
