@@ -55,7 +55,7 @@ EXPECTED = {
         "SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "summarize",
     ],
     "keel.govern": [
-        "ApiKey", "AuthenticationError", "CreatedKey", "KeyVerifier", "PermissionDeniedError", "PiiDetector",
+        "ApiKey", "AuthenticationError", "AuthenticationThrottledError", "CreatedKey", "KeyVerifier", "PermissionDeniedError", "PiiDetector",
         "PiiSpan", "PiiType", "RedactMode", "create_key", "list_keys", "redact", "revoke_key",
     ],
     "keel.index": [

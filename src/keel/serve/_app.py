@@ -96,7 +96,8 @@ async def _serve(gateway: Gateway, request: Request, operation: Operation) -> Re
     try:
         body = parse_body(await _read(request, gateway.settings.max_body_bytes))
         validate_request(operation, body)
-        deployment, body = await gateway.admit(ctx, body, request.headers)
+        client = request.client.host if request.client else None
+        deployment, body = await gateway.admit(ctx, body, request.headers, client)
         if body.get("stream") and operation != "embeddings":
             # Start the upstream call (or generation) before sending headers, so that a failure
             # to start is answered with its real status (502, 400, …), not a 200 stream.
@@ -201,13 +202,14 @@ def create_app(gateway: Gateway) -> FastAPI:
         names = sorted(gateway.deployments)
         if gateway.keys is not None:
             try:
-                key = await gateway.authorize(request.headers.get("authorization"), "*")
+                client = request.client.host if request.client else None
+                key = await gateway.authorize(request.headers.get("authorization"), "*", client)
             except PermissionDeniedError:
                 key = None  # a scoped key: list only what it may call
                 presented = (request.headers.get("authorization") or "")[7:].strip()
                 scoped = gateway.keys.cached(presented)
                 names = [n for n in names if scoped is not None and scoped.allows(n)]
-            except AuthenticationError as exc:
+            except (AuthenticationError, RateLimitedError) as exc:
                 return _error_response(exc)
             del key
         data = [{"id": n, "object": "model", "created": int(gateway.deployments[n].created_at.timestamp()),

@@ -85,6 +85,7 @@ class BatchEngine:
         self.steps = 0  # decode steps run
         self.step_rows: list[int] = []  # rows in each decode step, for tests and benchmarks
         self.admitted = 0
+        self.left: deque[tuple[str, int]] = deque(maxlen=1000)  # (finish reason, tokens) of rows that left
         self.lock = threading.Lock()  # held while the model runs: other users of the model wait on it
         self._waiting: deque[GenerationJob] = deque()
         self._wake = threading.Condition()
@@ -154,6 +155,9 @@ class BatchEngine:
         keep = [i for i, job in enumerate(self._rows) if job.finish is None and not job.abandoned]
         if len(keep) == len(self._rows):
             return
+        for job in self._rows:
+            if job.finish is not None or job.abandoned:
+                self.left.append((job.finish or "abandoned", len(job.tokens)))
         if not keep:
             self._reset()
             return
@@ -190,7 +194,8 @@ class BatchEngine:
         import torch
         from transformers import DynamicCache
 
-        job.generator = torch.Generator().manual_seed(job.seed if job.seed is not None else random.getrandbits(63))
+        seed = job.seed % 2**63 if job.seed is not None else random.getrandbits(63)  # torch takes 64 bits
+        job.generator = torch.Generator().manual_seed(seed)
         job.prefix = job.read = 0
         cache: Any = DynamicCache()
         out = self.model(input_ids=torch.tensor([job.ids]), cache=cache, use_cache=True)
@@ -249,7 +254,7 @@ class BatchEngine:
         greedy = logits.argmax(dim=-1).tolist()
         out: list[int] = []
         for i, job in enumerate(rows):
-            if job.temperature == 0:
+            if job.temperature < 1e-4:  # 0, or so near it that dividing by it would overflow: greedy
                 out.append(int(greedy[i]))
                 continue
             scores = logits[i].float() / job.temperature

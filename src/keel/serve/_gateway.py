@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from keel.core.ids import canonical_json, new_ulid
-from keel.govern import ApiKey, AuthenticationError, KeyVerifier, PermissionDeniedError
+from keel.govern import (
+    ApiKey,
+    AuthenticationError,
+    AuthenticationThrottledError,
+    KeyVerifier,
+    PermissionDeniedError,
+)
 from keel.monitor import Trace, TraceWriter
 from keel.registry import pull_model
 from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation
@@ -115,7 +121,16 @@ class Gateway:
         self.settings = settings or ServeSettings()
         self.metrics = GatewayMetrics()
         self.guardrails = Guardrails()
-        self.keys = KeyVerifier(store) if self.settings.require_keys else None
+        self.keys = (
+            KeyVerifier(
+                store,
+                failures=self.settings.auth_failures,
+                window_s=self.settings.auth_window_s,
+                refresh_interval_s=self.settings.reload_interval_s,
+            )
+            if self.settings.require_keys
+            else None
+        )
         self.deployments: dict[str, Deployment] = {}
         self.generation = -1
         self.traces = TraceWriter(
@@ -216,11 +231,12 @@ class Gateway:
             )  # fmt: skip
         return await asyncio.to_thread(SentenceTransformersBackend, folder)
 
-    async def authorize(self, authorization: str | None, deployment: str) -> ApiKey | None:
+    async def authorize(self, authorization: str | None, deployment: str, client: str | None = None) -> ApiKey | None:
         """The key of a request, checked for `deployment`; None when keys are not required.
 
         Raises:
             AuthenticationError: No, malformed, unknown, wrong or revoked key.
+            RateLimitedError: Too many failed key checks lately for this key id or `client` address.
             PermissionDeniedError: The key's scopes exclude the deployment.
         """
         if self.keys is None:
@@ -230,20 +246,26 @@ class Gateway:
         presented = authorization[7:].strip()
         key = self.keys.cached(presented)
         if key is None:  # argon2 costs tens of milliseconds: keep it off the event loop
-            key = await asyncio.to_thread(self.keys.verify, presented)
+            try:
+                key = await asyncio.to_thread(self.keys.verify, presented, client=client)
+            except AuthenticationThrottledError as exc:
+                raise RateLimitedError(str(exc), retry_after=exc.retry_after) from None
         if not key.allows(deployment):
             raise PermissionDeniedError(f"this API key may not call deployment {deployment!r}")
         return key
 
     async def admit(
-        self, ctx: RequestContext, body: dict[str, Any], headers: Mapping[str, str]
+        self, ctx: RequestContext, body: dict[str, Any], headers: Mapping[str, str], client: str | None = None
     ) -> tuple[Deployment, dict[str, Any]]:
-        """Authenticate, find the deployment, rate-limit, apply guardrails and choose the route."""
+        """Authenticate, find the deployment, rate-limit, apply guardrails and choose the route.
+
+        `client` is the caller's address, for the limit on failed key checks per address.
+        """
         name = body.get("model")
         if not isinstance(name, str) or not name:
             raise BadRequestError("expected `model` to name a deployment; got none", param="model")
         ctx.deployment = name
-        key = await self.authorize(headers.get("authorization"), name)
+        key = await self.authorize(headers.get("authorization"), name, client)
         deployment = self.deployments.get(name)
         if deployment is None:
             raise ModelNotFoundError(f"no deployment named {name!r}", hint="see GET /v1/models", param="model")

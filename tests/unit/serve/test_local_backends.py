@@ -12,26 +12,6 @@ from keel.serve import Gateway, ServeSettings, create_app, create_deployment
 from keel.store import Store
 
 
-def _tiny_llama(folder: Path) -> Path:
-    """A randomly initialised 2-layer Llama and a BPE tokenizer trained here, saved like any HF model."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    torch.manual_seed(0)
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<pad>", "</s>"])
-    tokenizer.train_from_iterator(["hello world, the quick brown fox jumps over the lazy dog"] * 50, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
-    config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id)  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return folder
-
-
 async def _with_gateway(store: Store, run: Any) -> Any:
     gateway = Gateway(store, ServeSettings(require_keys=False), model_dir=store.settings.state_dir / "models")
     await gateway.start()
@@ -44,11 +24,11 @@ async def _with_gateway(store: Store, run: Any) -> Any:
         await gateway.close()
 
 
-def test_transformers_backend_batches_concurrent_requests(store: Store, tmp_path: Path) -> None:
+def test_transformers_backend_batches_concurrent_requests(store: Store, tiny_llama: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
-    ref = register_model(store, "tiny", _tiny_llama(tmp_path / "tiny"))[0].ref
+    ref = register_model(store, "tiny", tiny_llama)[0].ref
     route = {"backend": "transformers", "max_batch": 8, "max_wait_ms": 200.0}
     create_deployment(store, "tiny", ref, route=route)
 
@@ -73,13 +53,13 @@ def test_transformers_backend_batches_concurrent_requests(store: Store, tmp_path
     assert lines[-1] == "data: [DONE]" and len(lines) >= 2
 
 
-def test_transformers_backend_streams_each_token_as_it_is_generated(store: Store, tmp_path: Path) -> None:
+def test_transformers_backend_streams_each_token_as_it_is_generated(store: Store, tiny_llama: Path) -> None:
     import json
 
     import torch
 
     torch.set_num_threads(1)
-    ref = register_model(store, "tiny", _tiny_llama(tmp_path / "tiny"))[0].ref
+    ref = register_model(store, "tiny", tiny_llama)[0].ref
     create_deployment(store, "tiny", ref, route={"backend": "transformers", "max_batch": 4, "max_wait_ms": 200.0})
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 12, "temperature": 0}
 
