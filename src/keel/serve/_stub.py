@@ -75,6 +75,8 @@ async def _embeddings(request: Request) -> Response:
     request.app.state.requests += 1
     body = json.loads(await request.body())
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    if inputs and all(isinstance(t, int) for t in inputs):  # one prompt as token ids
+        inputs = [inputs]
     data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0]} for i, t in enumerate(inputs)]
     tokens = sum(len(str(t).split()) for t in inputs)
     return JSONResponse({"object": "list", "model": body.get("model"), "data": data,
