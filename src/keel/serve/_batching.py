@@ -12,6 +12,7 @@ Knows nothing of HTTP or OpenAI shapes: requests arrive as token ids, text leave
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -19,7 +20,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["GenerationJob", "GenerationResult", "BatchEngine"]
+__all__ = ["BatchEngine", "GenerationJob", "GenerationResult"]
+
+log = logging.getLogger(__name__)
 
 # How many tokens before a row's newest ones are decoded with them: enough context for tokenizers
 # whose first token of a window decodes differently (SentencePiece's leading space), as TGI does.
@@ -138,6 +141,7 @@ class BatchEngine:
                     if self._rows:
                         self._step()
             except Exception as exc:  # request boundary: every row in the batch gets the error
+                log.exception("generation failed; failing the %d requests of the batch", len(self._rows))
                 for job in self._rows:
                     self._fail(job, exc)
                 self._reset()
@@ -187,7 +191,11 @@ class BatchEngine:
                     return
                 job = self._waiting.popleft()
             self.admitted += 1
-            self._prefill(job)
+            try:
+                self._prefill(job)
+            except Exception as exc:  # its own error first; the caller below fails the rest of the batch
+                self._fail(job, exc)
+                raise
 
     def _prefill(self, job: GenerationJob) -> None:
         """Run the prompt alone, sample its first token, and merge its cache into the batch's."""

@@ -62,6 +62,7 @@ class StreamOptions(_Open):
 class _Generation(_Open):
     model: str = Field(min_length=1, max_length=256, description="The deployment's name.")
     max_tokens: _Int | None = Field(default=None, ge=1)
+    max_completion_tokens: _Int | None = Field(default=None, ge=1)
     temperature: _Float | None = Field(default=None, ge=0, le=2)
     top_p: _Float | None = Field(default=None, ge=0, le=1)
     n: _Int | None = Field(default=None, ge=1, le=128)
@@ -78,7 +79,6 @@ class ChatCompletionRequest(_Generation):
     """`POST /v1/chat/completions`."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: _Int | None = Field(default=None, ge=1)
     logprobs: bool | None = Field(default=None, strict=True)
     top_logprobs: _Int | None = Field(default=None, ge=0, le=20)
     tools: list[dict[str, Any]] | None = None

@@ -67,6 +67,8 @@ def test_bad_input_is_a_400_naming_the_parameter_on_both_backends(
                 raw = json.dumps({"model": model, **body}).encode()  # json.dumps escapes the lone surrogate
                 out.append((param, await client.post("/v1/chat/completions", content=raw)))
             out.append(("input[0]", await client.post("/v1/embeddings", json={"model": model, "input": [None]})))
+            completion = {"model": model, "prompt": "x", "max_completion_tokens": "abc"}
+            out.append(("max_completion_tokens", await client.post("/v1/completions", json=completion)))
             nested = b'{"model": "chat", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}"
             out.append((None, await client.post("/v1/chat/completions", content=nested)))
             out.append(
