@@ -55,8 +55,9 @@ EXPECTED = {
         "SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "summarize",
     ],
     "keel.govern": [
-        "ApiKey", "AuthenticationError", "AuthenticationThrottledError", "CreatedKey", "KeyVerifier", "PermissionDeniedError", "PiiDetector",
-        "PiiSpan", "PiiType", "RedactMode", "create_key", "list_keys", "redact", "revoke_key",
+        "ApiKey", "AuthenticationError", "AuthenticationThrottledError", "CreatedKey", "KeyVerifier",
+        "PermissionDeniedError", "PiiDetector", "PiiSpan", "PiiType", "RedactMode", "create_key", "list_keys",
+        "redact", "revoke_key",
     ],
     "keel.index": [
         "BuildProgress", "ChunkSettings", "DEFAULT_MODEL", "Embedder", "EvalQuery", "HNSW_THRESHOLD", "Hit",
