@@ -9,6 +9,7 @@ from typing import Any
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 
 from keel.registry import register_model
 from keel.serve import create_deployment
@@ -36,15 +37,19 @@ def test_generated_requests_never_get_a_server_error(
             schema["components"]["schemas"][model]["properties"]["model"] = {"enum": ["chat", "tiny"]}
         loaded = schemathesis.openapi.from_dict(schema)
         statuses: dict[str, list[int]] = {path: [] for path in OPERATIONS}
-        for path in OPERATIONS:
+        # Valid requests (50 per operation), then invalid ones (25: wrong types, missing fields, …).
+        for path, mode, examples in [(p, GenerationMode.POSITIVE, 50) for p in OPERATIONS] + [
+            (p, GenerationMode.NEGATIVE, 25) for p in OPERATIONS
+        ]:
 
-            @given(case=loaded[path]["POST"].as_strategy())
-            @settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @given(case=loaded[path]["POST"].as_strategy(generation_mode=mode))
+            @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
             def call(case: schemathesis.Case) -> None:
-                response = case.call(base_url=url, session=session, headers={"authorization": f"Bearer {api_key}"})
+                headers = {"authorization": f"Bearer {api_key}"}
+                response = case.call(base_url=url, session=session, headers=headers, timeout=300)
                 statuses[case.path].append(response.status_code)
                 assert response.status_code < 500, (case.path, case.body, response.text[:500])
 
             call()
     for path, seen in statuses.items():
-        assert len(seen) >= 20 and 200 in seen, (path, seen)
+        assert len(seen) >= 40 and 200 in seen and 400 in seen, (path, seen)
