@@ -152,7 +152,12 @@ async def _streamed(
         yield _error_event(exc)
         yield b"data: [DONE]\n\n"
     finally:
-        await gateway.finish(ctx)
+        try:
+            close = getattr(pieces, "aclose", None)
+            if close is not None:  # a client that left: close the backend's stream now, so generation stops
+                await close()
+        finally:
+            await gateway.finish(ctx)
 
 
 async def _openapi(_: Request) -> Response:
