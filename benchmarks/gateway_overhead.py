@@ -2,14 +2,17 @@
 
 Three servers run as separate processes on 127.0.0.1: the stub OpenAI-compatible upstream
 (`keel.serve.stub_upstream_app`, answers at once), Keel's gateway (`keel serve`: API key auth,
-traces to SQLite, Prometheus metrics, all on) and the LiteLLM proxy (installed by this script into
-benchmarks/.venv-litellm, master key on). A raw keep-alive HTTP/1.1 client (asyncio streams, far
-cheaper per request than httpx, so the client is not what is measured) sends the same chat request
-to the stub directly and through each gateway, at concurrency 1 and 32.
-Also measures the dynamic-batching gain of the `transformers` backend on a tiny random Llama at
+request validation against the OpenAI schema, traces to SQLite, Prometheus metrics, all on) and
+the LiteLLM proxy (installed by this script into benchmarks/.venv-litellm, master key on). A raw
+keep-alive HTTP/1.1 client (asyncio streams, far cheaper per request than httpx, so the client is
+not what is measured) sends the same chat request to the stub directly and through each gateway,
+at concurrency 1 and 32. The three run alternately, round by round (`--rounds`), so a noisy
+neighbour on the shared machine hits all of them alike; each figure is the median over rounds.
+Also prints the CPU per request of Keel's request validation alone (parse + pydantic schema),
+and the continuous-batching gain of the `transformers` backend on a tiny random Llama at
 concurrency 16 (max batch 16 against max batch 1).
 
-    python benchmarks/gateway_overhead.py [--requests 300] [--skip-litellm]
+    python benchmarks/gateway_overhead.py [--requests 300] [--rounds 3] [--skip-litellm]
 
 Prints one JSON line. The machine is shared, so absolute numbers are noisy; the ratios measured
 in the same run are the result.
@@ -22,6 +25,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -213,13 +217,35 @@ def batching_gain(folder: Path) -> dict[str, Any]:
             "gain": round(batched / single, 2), "params": params}  # fmt: skip
 
 
+def validation_cpu(iterations: int = 20_000) -> dict[str, float]:
+    """CPU microseconds per request of parsing and validating a request body, in this process."""
+    from keel.serve._schema import parse_body, validate_request
+
+    long_chat = json.dumps({"model": "chat", "temperature": 0.2, "max_tokens": 256, "messages": [
+        {"role": "system" if i == 0 else ("user" if i % 2 else "assistant"), "content": "hello there " * 40}
+        for i in range(10)]}).encode()  # fmt: skip
+    out = {}
+    for name, raw in (("bench_body", BODY), ("ten_message_chat", long_chat)):
+        started = time.process_time()
+        for _ in range(iterations):
+            validate_request("chat", parse_body(raw))
+        out[f"{name}_us"] = round((time.process_time() - started) / iterations * 1e6, 2)
+    return out
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {k: round(statistics.median(r[k] for r in runs), 3) for k in runs[0] if runs[0][k] is not None}
+
+
 def main() -> None:
     """Run everything and print one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=300, help="requests at concurrency 1 (x4 at 32)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds over the servers")
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument("--skip-batching", action="store_true")
     args = parser.parse_args()
-    result: dict[str, Any] = {"benchmark": "gateway_overhead", "concurrency": [1, CONCURRENCY]}
+    result: dict[str, Any] = {"benchmark": "gateway_overhead", "concurrency": [1, CONCURRENCY], "rounds": args.rounds}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         stub_port, keel_port, litellm_port = _free_port(), _free_port(), _free_port()
@@ -229,28 +255,36 @@ def main() -> None:
         )
         stub = _start([sys.executable, "-c", stub_code])
         servers = [stub]
+        runs: dict[str, list[dict[str, Any]]] = {"direct": [], "keel": [], "litellm": []}
         try:
             _wait_ready(stub_port, None, stub)
             upstream = f"http://127.0.0.1:{stub_port}/v1"
-            result["direct"] = measure(stub_port, None, stub.pid, args.requests)
             key = _keel_workspace(folder, upstream)
             keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)])
             servers.append(keel)
             _wait_ready(keel_port, key, keel)
-            result["keel"] = measure(keel_port, key, keel.pid, args.requests)
-            _stop(keel)
+            targets: dict[str, tuple[int, str | None, int]] = {
+                "direct": (stub_port, None, stub.pid), "keel": (keel_port, key, keel.pid)}  # fmt: skip
             if not args.skip_litellm:
                 try:
                     litellm = _litellm(folder, upstream, litellm_port)
                     servers.append(litellm)
                     _wait_ready(litellm_port, "sk-bench", litellm)
-                    result["litellm"] = measure(litellm_port, "sk-bench", litellm.pid, args.requests)
+                    targets["litellm"] = (litellm_port, "sk-bench", litellm.pid)
                 except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
                     result["litellm"] = {"error": f"LiteLLM could not be installed or started: {exc}"[:500]}
+            for _ in range(args.rounds):  # alternate: every server is measured once per round
+                for name, (port, secret, pid) in targets.items():
+                    runs[name].append(measure(port, secret, pid, args.requests))
         finally:
             for proc in servers:
                 if proc.poll() is None:
                     _stop(proc)
+        for name, measured in runs.items():
+            if measured:
+                result[name] = _median(measured)
+        result["keel_c32_rps_by_round"] = [r["c32_rps"] for r in runs["keel"]]
+        result["litellm_c32_rps_by_round"] = [r["c32_rps"] for r in runs["litellm"]]
         direct, keel_numbers, lite = result["direct"], result["keel"], result.get("litellm", {})
         result["keel_added_p50_ms"] = round(keel_numbers["c1_p50_ms"] - direct["c1_p50_ms"], 3)
         result["keel_added_p99_ms"] = round(keel_numbers["c1_p99_ms"] - direct["c1_p99_ms"], 3)
@@ -261,7 +295,9 @@ def main() -> None:
             result["added_p50_ratio_litellm_over_keel"] = round(
                 result["litellm_added_p50_ms"] / max(result["keel_added_p50_ms"], 1e-3), 2
             )
-        result["batching"] = batching_gain(folder)
+        result["validation_cpu"] = validation_cpu()
+        if not args.skip_batching:
+            result["batching"] = batching_gain(folder)
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["cpus"] = os.cpu_count()
     print(json.dumps(result))

@@ -61,8 +61,9 @@ EXPECTED = {
         "summarize",
     ],
     "keel.govern": [
-        "ApiKey", "AuthenticationError", "CreatedKey", "KeyVerifier", "PermissionDeniedError", "PiiDetector",
-        "PiiSpan", "PiiType", "RedactMode", "create_key", "list_keys", "redact", "revoke_key",
+        "ApiKey", "AuthenticationError", "AuthenticationThrottledError", "CreatedKey", "KeyVerifier",
+        "PermissionDeniedError", "PiiDetector", "PiiSpan", "PiiType", "RedactMode", "create_key", "list_keys",
+        "redact", "revoke_key",
     ],
     "keel.index": [
         "BuildProgress", "ChunkSettings", "DEFAULT_MODEL", "Embedder", "EvalQuery", "HNSW_THRESHOLD", "Hit",

@@ -3,6 +3,7 @@
 from keel.govern._keys import (
     ApiKey,
     AuthenticationError,
+    AuthenticationThrottledError,
     CreatedKey,
     KeyVerifier,
     PermissionDeniedError,
@@ -16,6 +17,7 @@ from keel.govern._pii_redact import RedactMode, redact
 __all__ = [
     "ApiKey",
     "AuthenticationError",
+    "AuthenticationThrottledError",
     "CreatedKey",
     "KeyVerifier",
     "PermissionDeniedError",

@@ -1,8 +1,10 @@
 """Gateway API keys: argon2id-hashed secrets shown once, scoped to deployments, with a rate limit.
 
 A key reads `keel_<id>_<secret>`: the id (a ULID) finds the row, so verifying costs one argon2
-check; `KeyVerifier` then remembers the verified key under a sha256 of what was presented, so
-later requests cost a dictionary lookup. Knows nothing of HTTP: the gateway maps the errors.
+check; `KeyVerifier` then remembers the verdict under a sha256 of what was presented (a good key
+for good, a wrong secret for a while), so repeated requests cost a dictionary lookup. Failed
+checks are limited per key id and per client address, so guessing costs the guesser, not the
+server. Knows nothing of HTTP: the gateway maps the errors.
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ import json
 import re
 import secrets
 import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from types import SimpleNamespace
@@ -30,6 +35,7 @@ from keel.store.schema import api_keys
 __all__ = [
     "ApiKey",
     "AuthenticationError",
+    "AuthenticationThrottledError",
     "CreatedKey",
     "KeyVerifier",
     "PermissionDeniedError",
@@ -47,6 +53,14 @@ _HASHER = PasswordHasher()
 
 class AuthenticationError(KeelError):
     """No key, a malformed key, an unknown key, a wrong secret or a revoked key (HTTP 401)."""
+
+
+class AuthenticationThrottledError(AuthenticationError):
+    """Too many failed key checks lately for this key id or client address (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, hint=f"retry after {retry_after:.0f} s with a valid key")
+        self.retry_after = retry_after
 
 
 class PermissionDeniedError(KeelError):
@@ -190,18 +204,41 @@ class KeyVerifier:
     """Verifies presented keys against the store, paying argon2 once per key and process.
 
     Thread-safe. `refresh()` reloads the key rows (call it periodically) so that revocations and
-    new keys take effect without a restart; the verified-secret cache survives refreshes.
+    new keys take effect without a restart; the verified-secret cache survives refreshes. A wrong
+    secret is remembered for `window_s` (its hash, never the secret), so repeating it costs no
+    argon2; more than `failures` failed checks within `window_s` for one key id, or from one client
+    address, are refused with `AuthenticationThrottledError` before argon2 runs. An unknown key id
+    reloads the key table at most once per `refresh_interval_s`.
 
     Args:
         store: The workspace store.
+        failures: Failed checks allowed per key id and per client address within `window_s`.
+        window_s: The window of `failures`, and how long a wrong secret is remembered.
+        refresh_interval_s: Least time between reloads caused by unknown key ids.
+        clock: Monotonic seconds (injectable for tests).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        failures: int = 10,
+        window_s: float = 60.0,
+        refresh_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._lock = threading.Lock()
         self._keys: dict[str, ApiKey] = {}
         self._hashes: dict[str, str] = {}
         self._verified: dict[bytes, str] = {}  # sha256(presented) -> key id
+        self._rejected: OrderedDict[bytes, float] = OrderedDict()  # sha256(presented) -> until (bounded LRU)
+        self._failed: dict[str, deque[float]] = {}  # "id:…" / "ip:…" -> times of recent failed checks
+        self._failures, self._window_s, self._refresh_interval_s = failures, window_s, refresh_interval_s
+        self._clock = clock
+        self._refreshed_at = float("-inf")
+        self.argon2_checks = 0  # for tests and benchmarks
+        self.refreshes = 0
         self.refresh()
 
     def refresh(self) -> None:
@@ -211,6 +248,8 @@ class KeyVerifier:
         with self._lock:
             self._keys = {row.id: _from_row(row) for row in rows}
             self._hashes = {row.id: row.hash for row in rows}
+            self._refreshed_at = self._clock()
+            self.refreshes += 1
 
     def cached(self, presented: str) -> ApiKey | None:
         """The key, if this exact secret was verified before and the key is still live; no argon2."""
@@ -222,29 +261,78 @@ class KeyVerifier:
             raise AuthenticationError("this API key has been revoked", hint="ask for a new key")
         return key
 
-    def verify(self, presented: str) -> ApiKey:
+    def _throttle(self, name: str, now: float) -> None:
+        """Refuse if `name` failed too often within the window (the caller holds the lock)."""
+        times = self._failed.get(name)
+        while times and times[0] <= now - self._window_s:
+            times.popleft()
+        if times is not None and not times:
+            del self._failed[name]
+        elif times is not None and len(times) >= self._failures:
+            raise AuthenticationThrottledError(
+                f"too many failed API key checks ({len(times)} in {self._window_s:.0f} s) for this "
+                f"{'key' if name.startswith('id:') else 'client address'}",
+                retry_after=max(1.0, times[0] + self._window_s - now),
+            )
+
+    def _fail(self, names: list[str], now: float, digest: bytes | None = None) -> None:
+        with self._lock:
+            for name in names:
+                self._failed.setdefault(name, deque()).append(now)
+            if len(self._failed) > 100_000:  # bound the table: forget the quietest names
+                for stale in [n for n, t in self._failed.items() if not t or t[-1] <= now - self._window_s]:
+                    del self._failed[stale]
+            if digest is not None:
+                self._rejected[digest] = now + self._window_s
+                while len(self._rejected) > 10_000:
+                    self._rejected.popitem(last=False)
+
+    def verify(self, presented: str, *, client: str | None = None) -> ApiKey:
         """The live key `presented` belongs to.
+
+        Args:
+            presented: What the caller sent as its key.
+            client: The caller's address, for the limit on failed checks per address.
 
         Raises:
             AuthenticationError: Malformed, unknown, wrong or revoked.
+            AuthenticationThrottledError: Too many failed checks lately for the key id or the address.
         """
         key = self.cached(presented)
         if key is not None:
             return key
+        now = self._clock()
+        digest = hashlib.sha256(presented.encode()).digest()
+        names = [f"ip:{client}"] if client else []
         match = _KEY.fullmatch(presented)
+        if match is not None:
+            names.append(f"id:{match.group(1)}")
+        with self._lock:
+            for name in names:
+                self._throttle(name, now)
+            remembered = self._rejected.get(digest)
+        if remembered is not None and remembered > now:  # the same wrong secret again: no argon2
+            self._fail(names, now)
+            raise AuthenticationError("invalid API key secret")
         if match is None:
+            self._fail(names, now)
             raise AuthenticationError("expected an API key 'keel_<id>_<secret>'; got something else")
         key_id = match.group(1)
         encoded = self._hashes.get(key_id)
-        if encoded is None:
-            self.refresh()  # a key created since the last refresh
+        if encoded is None and now - self._refreshed_at >= self._refresh_interval_s:
+            self.refresh()  # a key created since the last refresh; at most once per interval
             encoded = self._hashes.get(key_id)
         if encoded is None:
+            self._fail(
+                [n for n in names if n.startswith("ip:")], now
+            )  # an unknown id is no one's key: count it against the address only
             raise AuthenticationError("unknown API key", hint="create one with `keel key create`")
+        self.argon2_checks += 1
         try:
             _HASHER.verify(encoded, presented)
         except (VerificationError, InvalidHashError):
+            self._fail(names, now, digest)
             raise AuthenticationError("invalid API key secret") from None
         with self._lock:
-            self._verified[hashlib.sha256(presented.encode()).digest()] = key_id
+            self._verified[digest] = key_id
         return self.cached(presented) or self._keys[key_id]

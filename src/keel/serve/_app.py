@@ -1,7 +1,7 @@
 """The HTTP face of the gateway: OpenAI's routes, health, readiness and Prometheus metrics.
 
-Handlers parse JSON themselves (no pydantic request models): the body is forwarded almost as is,
-and validating every OpenAI field here would cost time on each request and lag behind the API.
+Handlers read the body under a size bound, parse it, validate it against the OpenAI request
+schema (`_schema`: the fields Keel reads; unknown ones pass) and forward the parsed body as is.
 One handler turns every gateway, auth and rate-limit error into OpenAI's error document.
 """
 
@@ -22,8 +22,15 @@ from starlette.exceptions import HTTPException
 from keel.govern import AuthenticationError, PermissionDeniedError
 from keel.monitor import storable
 from keel.serve._backends import Operation
-from keel.serve._errors import BadRequestError, GatewayError, ModelNotFoundError, RateLimitedError, error_body
+from keel.serve._errors import (
+    GatewayError,
+    ModelNotFoundError,
+    PayloadTooLargeError,
+    RateLimitedError,
+    error_body,
+)
 from keel.serve._gateway import Gateway, RequestContext
+from keel.serve._schema import openapi_schema, parse_body, validate_request
 
 __all__ = ["create_app"]
 
@@ -69,37 +76,69 @@ async def _finish(gateway: Gateway, ctx: RequestContext) -> None:
         await gateway.finish(ctx)
 
 
-async def _parse(request: Request) -> dict[str, Any]:
+async def _read(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (never held whole beyond it)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"expected a request body of at most {limit} bytes; got {declared}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"expected a request body of at most {limit} bytes; got more")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client goes away (the body was read: the next ASGI message is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(request: Request, ctx: RequestContext, work: Any) -> dict[str, Any] | None:
+    """Run `work`; cancel it (so an in-process model stops generating) if the client leaves first."""
+    task = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(_disconnected(request))
     try:
-        body = json.loads(await request.body())
-    except ValueError:
-        raise BadRequestError("expected a JSON object as the request body; could not parse it") from None
-    if not isinstance(body, dict):
-        raise BadRequestError(f"expected a JSON object as the request body; got {type(body).__name__}")
-    return body
-
-
-def _check(operation: Operation, body: dict[str, Any]) -> None:
-    if operation == "chat" and not isinstance(body.get("messages"), list):
-        raise BadRequestError("expected `messages` to be a list of chat messages", param="messages")
-    if operation == "completion" and "prompt" not in body:
-        raise BadRequestError("expected a `prompt`", param="prompt")
-    if operation == "embeddings" and "input" not in body:
-        raise BadRequestError("expected an `input`", param="input")
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        ctx.status, ctx.error = 499, "cancelled"
+        return None
+    answer: dict[str, Any] = task.result()
+    return answer
 
 
 async def _serve(gateway: Gateway, request: Request, operation: Operation) -> Response:
     ctx = RequestContext(operation)
     streaming = False
     try:
-        await gateway.authenticate(ctx, request.headers)
-        body = await _parse(request)
-        _check(operation, body)
-        deployment, body = await gateway.admit(ctx, body, request.headers)
+        client = request.client.host if request.client else None
+        await gateway.authenticate(ctx, request.headers, client)  # before the body: only keyed requests are traced
+        body = parse_body(await _read(request, gateway.settings.max_body_bytes))
+        if isinstance(body.get("model"), str):  # a refused body's trace still names what it asked for
+            ctx.deployment = body["model"]
+        validate_request(operation, body)
+        deployment, body = await gateway.admit(ctx, body, request.headers, client)
         if body.get("stream") and operation != "embeddings":
+            # Start the upstream call (or generation) before sending headers, so that a failure
+            # to start is answered with its real status (502, 400, …), not a 200 stream.
+            pieces = gateway.stream(ctx, deployment, body)
+            first = await anext(pieces)
             streaming = True
-            return StreamingResponse(_streamed(gateway, ctx, deployment, body), media_type="text/event-stream")
-        answer = await gateway.complete(ctx, deployment, body)
+            return StreamingResponse(_streamed(gateway, ctx, first, pieces), media_type="text/event-stream")
+        work = gateway.complete(ctx, deployment, body)
+        if ctx.route is not None and ctx.route.backend == "openai":
+            answer = await work
+        else:  # in process: a client that leaves must not keep a model generating for nobody
+            found = await _unless_disconnected(request, ctx, work)
+            if found is None:
+                return Response(status_code=499)
+            answer = found
         return JSONResponse(answer, headers={"x-keel-model-version": ctx.route.model if ctx.route else ""})
     except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
         _fail(ctx, exc)
@@ -116,25 +155,46 @@ async def _serve(gateway: Gateway, request: Request, operation: Operation) -> Re
             await _finish(gateway, ctx)
 
 
+def _error_event(exc: Exception) -> bytes:
+    _, type_, code = _describe(exc)
+    message = str(exc) if isinstance(exc, GatewayError | AuthenticationError | PermissionDeniedError) else (
+        "internal error in the gateway")  # fmt: skip
+    return b"data: " + json.dumps(error_body(message, type_, code)).encode() + b"\n\n"
+
+
 async def _streamed(
-    gateway: Gateway, ctx: RequestContext, deployment: Any, body: dict[str, Any]
+    gateway: Gateway, ctx: RequestContext, first: bytes, pieces: AsyncIterator[bytes]
 ) -> AsyncIterator[bytes]:
     try:
-        async for piece in gateway.stream(ctx, deployment, body):
+        yield first
+        async for piece in pieces:
             yield piece
     except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
         _fail(ctx, exc)
-        # Headers are gone once a stream starts: report the error as a final event, as OpenAI does.
-        yield b"data: " + json.dumps(error_body(str(exc), _describe(exc)[1], _describe(exc)[2])).encode() + b"\n\n"
+        # Headers are gone once a stream starts: report the error as a final event, then end the
+        # stream as every stream ends, so clients waiting for `[DONE]` stop waiting.
+        yield _error_event(exc)
+        yield b"data: [DONE]\n\n"
     except Exception as exc:  # request boundary
         log.exception("unexpected error streaming")
         _fail(ctx, exc)
-        yield b"data: " + json.dumps(error_body("internal error in the gateway", "api_error")).encode() + b"\n\n"
+        yield _error_event(exc)
+        yield b"data: [DONE]\n\n"
     except (asyncio.CancelledError, GeneratorExit):  # the client disconnected mid-stream
         _cancelled(ctx)
         raise
     finally:
-        await _finish(gateway, ctx)
+        try:
+            close = getattr(pieces, "aclose", None)
+            if close is not None:  # a client that left: close the backend's stream now, so generation stops
+                await close()
+        finally:
+            await _finish(gateway, ctx)
+
+
+async def _openapi(_: Request) -> Response:
+    """The OpenAI request schema the gateway validates against (for clients and schemathesis)."""
+    return JSONResponse(openapi_schema())
 
 
 def create_app(gateway: Gateway) -> FastAPI:
@@ -191,19 +251,21 @@ def create_app(gateway: Gateway) -> FastAPI:
         names = sorted(gateway.deployments)
         if gateway.keys is not None:
             try:
-                key = await gateway.authorize(request.headers.get("authorization"), "*")
+                client = request.client.host if request.client else None
+                key = await gateway.authorize(request.headers.get("authorization"), "*", client)
             except PermissionDeniedError:
                 key = None  # a scoped key: list only what it may call
                 presented = (request.headers.get("authorization") or "")[7:].strip()
                 scoped = gateway.keys.cached(presented)
                 names = [n for n in names if scoped is not None and scoped.allows(n)]
-            except AuthenticationError as exc:
+            except (AuthenticationError, RateLimitedError) as exc:
                 return _error_response(exc)
             del key
         data = [{"id": n, "object": "model", "created": int(gateway.deployments[n].created_at.timestamp()),
                  "owned_by": "keel"} for n in names]  # fmt: skip
         return JSONResponse({"object": "list", "data": data})
 
+    app.add_route("/openapi.json", _openapi, methods=["GET"])
     _add_operations(app, gateway)
     return app
 

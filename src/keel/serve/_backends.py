@@ -4,6 +4,9 @@ Backends speak OpenAI-shaped dicts in and out, so the gateway treats an upstream
 in-process transformers model and a sentence-embedding model the same way. The upstream backend
 pools connections (one `aiohttp` session), bounds each call by a timeout, retries transient
 failures with exponential backoff, and stops calling a failing server through a circuit breaker.
+Only failures that say the server is unhealthy (connection errors, timeouts, 502/503/504) count
+toward the breaker and are retried; a 500 that one request's content caused is answered at once
+and leaves the circuit alone, so one caller cannot open it for everyone.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from keel.serve._errors import BadRequestError, GatewayError, UpstreamError
+from keel.serve._errors import BadRequestError, GatewayError, RateLimitedError, UpstreamError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -23,6 +26,7 @@ __all__ = ["Backend", "CircuitBreaker", "CircuitOpenError", "OpenAIBackend", "Op
 
 Operation = Literal["chat", "completion", "embeddings"]
 _PATHS: dict[str, str] = {"chat": "/chat/completions", "completion": "/completions", "embeddings": "/embeddings"}
+_UNHEALTHY = frozenset({502, 503, 504})  # statuses that say the server (or what is in front of it) is down
 
 
 class Backend(Protocol):
@@ -101,7 +105,7 @@ class OpenAIBackend:
         base_url: The server's API root, e.g. `http://127.0.0.1:8000/v1`.
         model: The model name sent upstream in place of the deployment's.
         timeout_s: Timeout of one attempt.
-        retries: Further attempts after a connection error, a timeout or a 5xx/429, with backoff.
+        retries: Further attempts after a connection error, a timeout, a 502/503/504 or a 429, with backoff.
         breaker: The circuit breaker of this route.
         api_key: Sent as a bearer token upstream.
     """
@@ -151,6 +155,21 @@ class OpenAIBackend:
         if attempt >= self.retries:
             raise UpstreamError(f"upstream {self.base_url} failed after {attempt + 1} attempt(s): {reason}")
 
+    def _refused(self, attempt: int, status: int, raw: bytes) -> GatewayError | None:
+        """The error to raise at once for an answer with `status`, or None to retry (unhealthy, or 429)."""
+        if status in _UNHEALTHY:
+            self._failed(attempt, f"HTTP {status}")
+            return None
+        if status == 429:  # busy, not broken: retried with backoff, never counted toward the breaker
+            if attempt >= self.retries:
+                return RateLimitedError(f"upstream {self.base_url} is rate limiting (HTTP 429)", retry_after=1.0)
+            return None
+        if status < 500:
+            self.breaker.success()  # the server works; the request was wrong
+        # A 500 (or 501, …) from a server that answers is about this request: the same request would
+        # fail the same way, so it is not retried and does not count toward the breaker.
+        return _client_error(status, raw)
+
     async def complete(self, operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
         """POST the request upstream and return its JSON answer."""
         url = self.base_url + _PATHS[operation]
@@ -166,10 +185,9 @@ class OpenAIBackend:
                 self.breaker.success()
                 answer: dict[str, Any] = json.loads(raw)
                 return answer
-            if status < 500 and status != 429:
-                self.breaker.success()  # the server works; the request was wrong
-                raise _client_error(status, raw)
-            self._failed(attempt, f"HTTP {status}")
+            error = self._refused(attempt, status, raw)
+            if error is not None:
+                raise error
         raise AssertionError("unreachable: the last failed attempt raises")
 
     async def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
@@ -180,10 +198,10 @@ class OpenAIBackend:
             started = False
             try:
                 async with self._client().post(url, data=payload) as response:
-                    if 400 <= response.status < 500 and response.status != 429:
-                        raise _client_error(response.status, await response.read())
                     if response.status >= 400:
-                        self._failed(attempt, f"HTTP {response.status}")
+                        error = self._refused(attempt, response.status, await response.read())
+                        if error is not None:
+                            raise error
                         continue
                     async for line in response.content:
                         if not line.startswith(b"data:"):
@@ -219,4 +237,6 @@ def _client_error(status: int, raw: bytes) -> GatewayError:
         message = str(json.loads(raw)["error"]["message"])
     except (ValueError, KeyError, TypeError):
         message = raw[:500].decode("utf-8", "replace")
+    if status >= 500:
+        return UpstreamError(f"upstream failed on this request (HTTP {status}), not retried: {message}")
     return BadRequestError(f"upstream refused the request (HTTP {status}): {message}")

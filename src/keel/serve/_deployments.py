@@ -57,6 +57,8 @@ class Route(BaseModel):
         price_out: Cost per 1,000 output tokens.
         max_batch: Most requests the `transformers` backend generates together.
         max_wait_ms: How long the batcher waits for a batch to fill.
+        max_batch_tokens: Bound of rows × longest row (prompt + output budget) in one
+            `transformers` batch: the size of its KV cache, in token positions.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,6 +72,7 @@ class Route(BaseModel):
     price_out: float = Field(default=0.0, ge=0)
     max_batch: int = Field(default=8, gt=0)
     max_wait_ms: float = Field(default=10.0, ge=0)
+    max_batch_tokens: int = Field(default=65_536, gt=0)
 
     @property
     def node(self) -> str:

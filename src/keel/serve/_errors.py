@@ -7,6 +7,7 @@ the shape the official `openai` client parses into its own exception classes.
     └── GatewayError
         ├── BadRequestError         400 invalid_request_error
         ├── ModelNotFoundError      404 invalid_request_error / model_not_found
+        ├── PayloadTooLargeError    413 invalid_request_error / request_too_large
         ├── RateLimitedError        429 rate_limit_exceeded
         └── UpstreamError           502 api_error (every route and the fallback failed)
     (401 and 403 come from keel.govern's AuthenticationError and PermissionDeniedError.)
@@ -22,6 +23,7 @@ __all__ = [
     "BadRequestError",
     "GatewayError",
     "ModelNotFoundError",
+    "PayloadTooLargeError",
     "RateLimitedError",
     "UpstreamError",
     "error_body",
@@ -53,6 +55,14 @@ class ModelNotFoundError(GatewayError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+
+
+class PayloadTooLargeError(GatewayError):
+    """The request body is larger than the gateway accepts (`KEEL_MAX_BODY_BYTES`)."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
 
 
 class RateLimitedError(GatewayError):

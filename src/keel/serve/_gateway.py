@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from keel.core.ids import canonical_json, new_ulid
-from keel.govern import ApiKey, AuthenticationError, KeyVerifier, PermissionDeniedError
+from keel.govern import (
+    ApiKey,
+    AuthenticationError,
+    AuthenticationThrottledError,
+    KeyVerifier,
+    PermissionDeniedError,
+)
 from keel.monitor import OtlpExporter, Trace, TraceWriter, storable
 from keel.registry import pull_model
 from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation
@@ -119,7 +125,16 @@ class Gateway:
         self.settings = settings or ServeSettings()
         self.metrics = GatewayMetrics()
         self.guardrails = Guardrails()
-        self.keys = KeyVerifier(store) if self.settings.require_keys else None
+        self.keys = (
+            KeyVerifier(
+                store,
+                failures=self.settings.auth_failures,
+                window_s=self.settings.auth_window_s,
+                refresh_interval_s=self.settings.reload_interval_s,
+            )
+            if self.settings.require_keys
+            else None
+        )
         self.deployments: dict[str, Deployment] = {}
         self.generation = -1
         self.traces = TraceWriter(
@@ -250,33 +265,35 @@ class Gateway:
 
         if route.backend == "transformers":
             return await asyncio.to_thread(
-                TransformersBackend, folder, max_batch=route.max_batch, max_wait_ms=route.max_wait_ms
-            )
+                TransformersBackend, folder, max_batch=route.max_batch, max_wait_ms=route.max_wait_ms,
+                max_batch_tokens=route.max_batch_tokens, max_output_tokens=self.settings.max_output_tokens,
+            )  # fmt: skip
         return await asyncio.to_thread(SentenceTransformersBackend, folder)
 
-    async def authorize(self, authorization: str | None, deployment: str) -> ApiKey | None:
+    async def authorize(self, authorization: str | None, deployment: str, client: str | None = None) -> ApiKey | None:
         """The key of a request, checked for `deployment`; None when keys are not required.
 
         Raises:
             AuthenticationError: No, malformed, unknown, wrong or revoked key.
+            RateLimitedError: Too many failed key checks lately for this key id or `client` address.
             PermissionDeniedError: The key's scopes exclude the deployment.
         """
-        key = await self._verify(authorization)
+        key = await self._verify(authorization, client)
         if key is not None and not key.allows(deployment):
             raise PermissionDeniedError(f"this API key may not call deployment {storable(deployment, 128)!r}")
         return key
 
-    async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> None:
+    async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str], client: str | None = None) -> None:
         """Verify the request's key before its body is read; only authenticated requests are traced.
 
         Raises:
             AuthenticationError: No, malformed, unknown, wrong or revoked key.
         """
-        ctx.key = await self._verify(headers.get("authorization"))
+        ctx.key = await self._verify(headers.get("authorization"), client)
         ctx.key_id = ctx.key.id if ctx.key is not None else None
         ctx.prompt_version = headers.get("x-keel-prompt-version")  # on the trace even if the body is refused
 
-    async def _verify(self, authorization: str | None) -> ApiKey | None:
+    async def _verify(self, authorization: str | None, client: str | None = None) -> ApiKey | None:
         if self.keys is None:
             return None
         if not authorization or not authorization.lower().startswith("bearer "):
@@ -284,19 +301,25 @@ class Gateway:
         presented = authorization[7:].strip()
         key = self.keys.cached(presented)
         if key is None:  # argon2 costs tens of milliseconds: keep it off the event loop
-            key = await asyncio.to_thread(self.keys.verify, presented)
+            try:
+                key = await asyncio.to_thread(self.keys.verify, presented, client=client)
+            except AuthenticationThrottledError as exc:
+                raise RateLimitedError(str(exc), retry_after=exc.retry_after) from None
         return key
 
     async def admit(
-        self, ctx: RequestContext, body: dict[str, Any], headers: Mapping[str, str]
+        self, ctx: RequestContext, body: dict[str, Any], headers: Mapping[str, str], client: str | None = None
     ) -> tuple[Deployment, dict[str, Any]]:
-        """Authenticate, find the deployment, rate-limit, apply guardrails and choose the route."""
+        """Authenticate, find the deployment, rate-limit, apply guardrails and choose the route.
+
+        `client` is the caller's address, for the limit on failed key checks per address.
+        """
         name = body.get("model")
         if not isinstance(name, str) or not name:
             raise BadRequestError("expected `model` to name a deployment; got none", param="model")
         ctx.deployment = name
         if ctx.key is None:
-            await self.authenticate(ctx, headers)
+            await self.authenticate(ctx, headers, client)
         key = ctx.key
         if key is not None and not key.allows(name):
             raise PermissionDeniedError(f"this API key may not call deployment {storable(name, 128)!r}")

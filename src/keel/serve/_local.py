@@ -1,235 +1,225 @@
-"""In-process backends: a `transformers` causal LM with dynamic batching, and sentence embeddings.
+"""In-process backends: a `transformers` causal LM with continuous batching, and sentence embeddings.
 
-Generation never runs on the event loop: a batcher task gathers concurrent requests until
-`max_batch` are waiting or `max_wait_ms` passed since the first, then one worker thread
-generates them together (left-padded), which is where a CPU or GPU earns its throughput. A
-streaming request rides in the same batch: each step's new token of its row is decoded and handed
-to it as it is generated.
+Generation never runs on the event loop: requests are checked and tokenised here (each alone,
+bounded by the model's context length before any tokenisation), then `_batching.BatchEngine`
+generates them in its thread, rows joining and leaving between steps, each sampled with its own
+parameters. A streaming request gets each token's text as it is generated. Parameters a backend
+cannot honour are refused with 400 naming them, never ignored.
 torch, transformers and sentence-transformers are imported when a backend is built, not before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from keel.core.ids import new_ulid
 from keel.serve._backends import Operation
+from keel.serve._batching import BatchEngine, GenerationJob, GenerationResult
 from keel.serve._errors import BadRequestError
 
 __all__ = ["SentenceTransformersBackend", "TransformersBackend"]
 
-
-@dataclass
-class _Job:
-    prompt: str
-    max_new_tokens: int
-    temperature: float
-    future: asyncio.Future[tuple[str, int, int, str]] = field(repr=False)
-    pieces: asyncio.Queue[str] | None = field(default=None, repr=False)  # streamed text, for a streaming request
-
-
-class _BatchStreamer:
-    """Hands each streaming row's new text to its job while `generate` runs (a transformers streamer).
-
-    transformers' own streamers take one row; this one takes the batch: `generate` calls `put` with the
-    prompts first, then with one new token per row per step. A row's text is the decode of all its tokens
-    so far; what it adds to what was sent is sent, unless it ends in a partial character (U+FFFD), which the
-    next token completes. Rows stop at end-of-sequence or their own `max_tokens`.
-    """
-
-    def __init__(self, tokenizer: Any, batch: list[_Job], loop: asyncio.AbstractEventLoop) -> None:
-        self.tokenizer, self.batch, self.loop = tokenizer, batch, loop
-        self.tokens: list[list[int]] = [[] for _ in batch]
-        self.sent = [0] * len(batch)
-        self.done = [job.pieces is None for job in batch]
-        self.prompt_seen = False
-
-    def put(self, value: Any) -> None:
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        eos = self.tokenizer.eos_token_id
-        for row, token in enumerate(value.reshape(-1).tolist()):
-            job = self.batch[row]
-            if self.done[row] or job.pieces is None or job.future.cancelled():  # cancelled: its client went away
-                continue
-            if token == eos or len(self.tokens[row]) >= job.max_new_tokens:
-                self.done[row] = True
-                continue
-            self.tokens[row].append(token)
-            text = _decode(self.tokenizer, self.tokens[row])
-            if len(text) > self.sent[row] and not text.endswith("\ufffd"):
-                self.loop.call_soon_threadsafe(job.pieces.put_nowait, text[self.sent[row] :])
-                self.sent[row] = len(text)
-
-    def end(self) -> None:
-        """Nothing to flush: the answer's final text settles any remainder."""
-
-
-def _decode(tokenizer: Any, tokens: list[int]) -> str:
-    """Tokens as text, the same way for a stream's prefixes and for the whole answer.
-
-    Without clean-up of tokenization spaces: with it (GPT-2-style tokenizers) a later token can change text
-    already decoded (`it '` then `it's`), and a stream could not be a prefix of the answer.
-    """
-    return str(tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False))
+# Tokenising more characters than this happens in a worker thread, not on the event loop.
+_INLINE_CHARS = 4096
 
 
 def _message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # content parts: keep the text ones
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        return "".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
     return ""
 
 
+def _set(value: Any) -> bool:
+    """Whether an optional parameter asks for something (not absent, null, false, zero or empty)."""
+    return value not in (None, False, 0, "", [], {})
+
+
+def _unsupported(operation: Operation, body: dict[str, Any]) -> list[str]:
+    """Parameters of `body` this backend cannot honour; refused rather than silently ignored."""
+    names = ["logprobs", "top_logprobs", "tools", "functions", "logit_bias", "presence_penalty",
+             "frequency_penalty", "audio", "prediction", "web_search_options", "suffix", "echo"]  # fmt: skip
+    found = [name for name in names if _set(body.get(name))]
+    if body.get("tool_choice") not in (None, "none"):
+        found.append("tool_choice")
+    if body.get("function_call") not in (None, "none"):
+        found.append("function_call")
+    response_format = body.get("response_format")
+    if response_format is not None and response_format.get("type") != "text":
+        found.append("response_format")
+    if body.get("modalities") not in (None, ["text"]):
+        found.append("modalities")
+    for name in ("n", "best_of"):
+        if body.get(name) not in (None, 1):
+            found.append(name)
+    if operation == "completion" and not isinstance(body.get("prompt"), str):
+        found.append("prompt")
+    return found
+
+
 class TransformersBackend:
-    """A Hugging Face causal LM generating in a worker thread, batching concurrent requests.
+    """A Hugging Face causal LM generating in a worker thread, batching concurrent requests continuously.
 
     Args:
         path: A model folder (`from_pretrained` layout, tokenizer included).
         max_batch: Most requests generated together.
-        max_wait_ms: How long the first waiting request waits for others.
+        max_wait_ms: When idle, how long the first request waits for others to form a batch.
         threads: torch threads for generation.
+        max_batch_tokens: Bound of rows × longest row (prompt + output budget) in one batch; the
+            KV cache never holds more token positions than this (a lone request excepted, which
+            the context length bounds).
+        max_output_tokens: Most tokens generated for one request, whatever it asks.
+        default_max_tokens: Output budget of a request that names none (completions; chat requests
+            get `max_output_tokens`, as OpenAI's default is "until the context ends").
     """
 
     def __init__(
-        self, path: str | Path, *, max_batch: int = 8, max_wait_ms: float = 10.0, threads: int | None = None
+        self,
+        path: str | Path,
+        *,
+        max_batch: int = 8,
+        max_wait_ms: float = 10.0,
+        threads: int | None = None,
+        max_batch_tokens: int = 65_536,
+        max_output_tokens: int = 4096,
+        default_max_tokens: int = 16,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads is not None:
             torch.set_num_threads(threads)
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_ms / 1000
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(str(path))
         self.model.eval()  # type: ignore[no-untyped-call]
-        self.batches: list[int] = []  # sizes of the batches generated, for tests and benchmarks
-        self._queue: asyncio.Queue[_Job] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._gpu = threading.Lock()
+        self.context = _context_length(self.model.config, self.tokenizer)
+        # A token covers at most this many characters: `chars > context * longest` proves a prompt
+        # too long without tokenising it (a 10 MB message is refused in microseconds).
+        self.longest_token = max((len(t) for t in self.tokenizer.get_vocab()), default=1) or 1
+        self.max_output_tokens = max_output_tokens
+        self.default_max_tokens = default_max_tokens
+        self.engine = BatchEngine(
+            self.model, self.tokenizer, max_batch=max_batch,
+            max_batch_tokens=max(max_batch_tokens, self.context), max_wait_s=max_wait_ms / 1000,
+        )  # fmt: skip
 
-    def _prompt(self, operation: Operation, body: dict[str, Any]) -> str:
+    @property
+    def step_rows(self) -> list[int]:
+        """Rows in each decode step so far (for tests and benchmarks)."""
+        return self.engine.step_rows
+
+    def _prompt(self, operation: Operation, body: dict[str, Any]) -> tuple[str, str]:
+        """The prompt text and the parameter it came from; refuses one provably over the context."""
         if operation == "completion":
-            prompt = body.get("prompt")
-            if not isinstance(prompt, str):
-                raise BadRequestError("expected `prompt` to be one string for this backend", param="prompt")
-            return prompt
+            prompt, param = str(body["prompt"]), "prompt"
+            self._bound(len(prompt), param)
+            return prompt, param
         messages = [
             {"role": m.get("role", "user"), "content": _message_text(m.get("content"))} for m in body["messages"]
         ]
+        self._bound(sum(len(m["content"]) for m in messages), "messages")
         if getattr(self.tokenizer, "chat_template", None):
-            return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            return str(text), "messages"
+        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:", "messages"
+
+    def _bound(self, chars: int, param: str) -> None:
+        if chars > self.context * self.longest_token:
+            raise BadRequestError(
+                f"this model's context is {self.context} tokens; the {param} has {chars} characters, which is "
+                f"more than {self.context} tokens of at most {self.longest_token} characters each",
+                hint="shorten the input",
+                param=param,
+            )
+
+    async def _job(
+        self, operation: Operation, body: dict[str, Any], pieces: asyncio.Queue[str] | None
+    ) -> GenerationJob:
+        if operation == "embeddings":
+            raise BadRequestError("this deployment serves a text-generation model; it has no embeddings", param="model")
+        refused = _unsupported(operation, body)
+        if refused:
+            names = ", ".join(f"`{n}`" for n in refused)
+            raise BadRequestError(
+                f"this deployment's model runs in process (transformers), which cannot honour {names}; "
+                "remove them or call a deployment on an upstream server that supports them",
+                param=refused[0],
+            )
+        text, param = self._prompt(operation, body)
+        if len(text) > _INLINE_CHARS:
+            ids = await asyncio.to_thread(self._tokenize, text)
+        else:
+            ids = self._tokenize(text)
+        if len(ids) >= self.context:
+            raise BadRequestError(
+                f"this model's context is {self.context} tokens; the {param} take {len(ids)}",
+                hint="shorten the input", param=param,
+            )  # fmt: skip
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        budget = (
+            int(asked) if asked else (self.default_max_tokens if operation == "completion" else self.max_output_tokens)
+        )
+        stop = body.get("stop")
+        loop = asyncio.get_running_loop()
+        return GenerationJob(
+            ids=ids,
+            max_new_tokens=max(1, min(budget, self.max_output_tokens, self.context - len(ids))),
+            loop=loop,
+            future=loop.create_future(),
+            temperature=float(body["temperature"]) if body.get("temperature") is not None else 1.0,
+            top_p=float(body["top_p"]) if body.get("top_p") is not None else 1.0,
+            seed=body.get("seed"),
+            stop=(stop,) if isinstance(stop, str) else tuple(stop or ()),
+            ignore_eos=body.get("ignore_eos") is True,  # vLLM's extension: generate the whole budget
+            pieces=pieces,
+        )
+
+    def _tokenize(self, text: str) -> list[int]:
+        ids = list(self.tokenizer(text)["input_ids"])
+        if not ids:
+            if self.tokenizer.bos_token_id is None:
+                raise BadRequestError("expected a non-empty prompt; this model has no start token to begin from")
+            ids = [self.tokenizer.bos_token_id]
+        return ids
 
     async def _submit(
         self, operation: Operation, body: dict[str, Any], pieces: asyncio.Queue[str] | None = None
-    ) -> tuple[str, int, int, str]:
-        if operation == "embeddings":
-            raise BadRequestError("this deployment serves a text-generation model; it has no embeddings", param="model")
-        if self._queue is None:
-            self._queue = asyncio.Queue()
-            self._task = asyncio.create_task(self._batcher())
-        loop = asyncio.get_running_loop()
-        job = _Job(
-            prompt=self._prompt(operation, body),
-            max_new_tokens=int(body.get("max_tokens") or body.get("max_completion_tokens") or 16),
-            temperature=float(body["temperature"]) if body.get("temperature") is not None else 1.0,
-            future=loop.create_future(),
-            pieces=pieces,
-        )
-        await self._queue.put(job)
-        return await job.future
-
-    async def _batcher(self) -> None:
-        assert self._queue is not None
-        while True:
-            batch = [await self._queue.get()]
-            deadline = time.monotonic() + self.max_wait_s
-            while len(batch) < self.max_batch:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
-                    break
-            batch = [job for job in batch if not job.future.done()]  # a caller that left while it waited
-            if not batch:
-                continue
-            self.batches.append(len(batch))
-            try:
-                results = await asyncio.to_thread(self._generate, batch, asyncio.get_running_loop())
-            except Exception as exc:  # request boundary: every waiting caller gets the error
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            for job, result in zip(batch, results, strict=True):
-                if not job.future.done():
-                    job.future.set_result(result)
-
-    def _generate(self, batch: list[_Job], loop: asyncio.AbstractEventLoop) -> list[tuple[str, int, int, str]]:
-        import torch
-
-        streaming = any(job.pieces is not None for job in batch)
-
-        greedy = all(job.temperature == 0 for job in batch)
-        most = max(job.max_new_tokens for job in batch)
-        inputs = self.tokenizer([job.prompt for job in batch], return_tensors="pt", padding=True)
-        with self._gpu, torch.inference_mode():
-            output = self.model.generate(
-                **inputs,
-                max_new_tokens=most,
-                do_sample=not greedy,
-                temperature=None if greedy else max(job.temperature for job in batch),
-                top_p=None,
-                top_k=None,
-                pad_token_id=self.tokenizer.pad_token_id,
-                num_beams=1,  # requests choose greedy or sampling; a model's own beam setting would refuse a streamer
-                streamer=_BatchStreamer(self.tokenizer, batch, loop) if streaming else None,
-            )
-        width = inputs["input_ids"].shape[1]
-        results = []
-        for row, job in enumerate(batch):
-            tokens = output[row, width : width + job.max_new_tokens].tolist()
-            eos = self.tokenizer.eos_token_id
-            finish = "length"
-            if eos is not None and eos in tokens:
-                tokens = tokens[: tokens.index(eos)]
-                finish = "stop"
-            prompt_tokens = int(inputs["attention_mask"][row].sum())
-            text = _decode(self.tokenizer, tokens)
-            results.append((text, prompt_tokens, len(tokens), finish))
-        return results
+    ) -> GenerationResult:
+        job = await self._job(operation, body, pieces)
+        self.engine.submit(job)
+        try:
+            return await asyncio.shield(job.future)
+        finally:
+            if not job.future.done():  # the caller left (cancelled): the engine drops its row at the next step
+                job.abandoned = True
+                job.future.cancel()
 
     async def complete(self, operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
-        """Generate one answer, batched with whatever else is waiting."""
-        text, tokens_in, tokens_out, finish = await self._submit(operation, body)
-        usage = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
+        """Generate one answer, batched with whatever else is running."""
+        result = await self._submit(operation, body)
+        usage = _usage(result)
         if operation == "completion":
-            choice: dict[str, Any] = {"index": 0, "text": text, "finish_reason": finish, "logprobs": None}
+            choice: dict[str, Any] = {"index": 0, "text": result.text, "finish_reason": result.finish_reason,
+                                      "logprobs": None}  # fmt: skip
             return {"id": f"cmpl-{new_ulid()}", "object": "text_completion", "created": int(time.time()),
                     "model": body.get("model", ""), "choices": [choice], "usage": usage}  # fmt: skip
-        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+        choice = {"index": 0, "message": {"role": "assistant", "content": result.text},
+                  "finish_reason": result.finish_reason}  # fmt: skip
         return {"id": f"chatcmpl-{new_ulid()}", "object": "chat.completion", "created": int(time.time()),
                 "model": body.get("model", ""), "choices": [choice], "usage": usage}  # fmt: skip
 
     async def stream(self, operation: Operation, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The answer as content chunks while it is generated (batched like any request), then usage."""
+        """Content chunks while the answer is generated, a finishing chunk, then a usage chunk (`choices: []`)."""
         pieces: asyncio.Queue[str] = asyncio.Queue()
-        answer = asyncio.ensure_future(self._submit(operation, body, pieces))
+        job = await self._job(operation, body, pieces)  # a refusal raises here, before any chunk
+        self.engine.submit(job)
         chat = operation != "completion"
         base = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{new_ulid()}",
                 "object": "chat.completion.chunk" if chat else "text_completion",
@@ -241,9 +231,10 @@ class TransformersBackend:
             return {**base, "choices": [{"index": 0, **delta, "finish_reason": None}]}
 
         sent = ""
-        waiting: asyncio.Future[str] | None = None
+        waiting: asyncio.Future[Any] | None = None
+        answer: asyncio.Future[Any] = job.future
         try:
-            while not answer.done() or not pieces.empty():
+            while not job.future.done() or not pieces.empty():
                 if pieces.empty():
                     waiting = asyncio.ensure_future(pieces.get())
                     await asyncio.wait({waiting, answer}, return_when=asyncio.FIRST_COMPLETED)
@@ -255,26 +246,39 @@ class TransformersBackend:
                     piece = pieces.get_nowait()
                 yield chunk(piece, first=not sent)
                 sent += piece
-            text, tokens_in, tokens_out, finish = answer.result()
+            result = job.future.result()
         finally:
             if waiting is not None and not waiting.done():
                 waiting.cancel()
-            if not answer.done():  # the client went away: its row is skipped from now on, its result dropped
-                answer.cancel()
-        if text.startswith(sent) and len(text) > len(sent):  # what decoding the whole answer settles
-            yield chunk(text[len(sent) :], first=not sent)
+            if not job.future.done():  # the client went away: the engine drops its row at the next step
+                job.abandoned = True
+                job.future.cancel()
+        if result.text.startswith(sent) and len(result.text) > len(sent):
+            yield chunk(result.text[len(sent) :], first=not sent)
         elif not sent and chat:
             yield chunk("", first=True)
-        usage = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}
         end: dict[str, Any] = {"delta": {}} if chat else {"text": ""}
-        yield {**base, "choices": [{"index": 0, **end, "finish_reason": finish}]}
-        yield {**base, "choices": [], "usage": usage}  # as OpenAI sends it: usage alone, on a last chunk
+        yield {**base, "choices": [{"index": 0, **end, "finish_reason": result.finish_reason}]}
+        yield {**base, "choices": [], "usage": _usage(result)}
 
     async def aclose(self) -> None:
-        """Stop the batcher."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
+        """Stop the engine (its thread ends after the current step)."""
+        await asyncio.to_thread(self.engine.close)
+
+
+def _usage(result: GenerationResult) -> dict[str, int]:
+    return {"prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens}  # fmt: skip
+
+
+def _context_length(config: Any, tokenizer: Any) -> int:
+    """The model's context in tokens: its position embeddings, else the tokenizer's stated maximum."""
+    for name in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    stated = getattr(tokenizer, "model_max_length", None)
+    return stated if isinstance(stated, int) and 0 < stated < 1_000_000 else 2048
 
 
 class SentenceTransformersBackend:
@@ -297,18 +301,33 @@ class SentenceTransformersBackend:
         return [v.tolist() for v in vectors], int(tokens)
 
     async def complete(self, operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
-        """Embed `input` (a string or a list of strings)."""
+        """Embed `input` (a string or a list of strings), as float lists or base64 float32 (`encoding_format`)."""
         if operation != "embeddings":
             raise BadRequestError("this deployment serves an embedding model; use /v1/embeddings", param="model")
         raw = body.get("input")
         texts = [raw] if isinstance(raw, str) else raw
         if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts) or not texts:
-            raise BadRequestError("expected `input` to be a string or a non-empty list of strings", param="input")
+            raise BadRequestError(
+                "expected `input` to be a string or a non-empty list of strings (this model takes text, not token ids)",
+                param="input",
+            )
+        dimensions = body.get("dimensions")
+        size = self.model.get_embedding_dimension() if dimensions is not None else None
+        if dimensions is not None and dimensions != size:
+            raise BadRequestError(
+                f"this embedding model gives {size} dimensions and cannot shorten them; got `dimensions` {dimensions}",
+                param="dimensions",
+            )
         vectors, tokens = await asyncio.to_thread(self._encode, texts)
+        encoded: list[Any] = vectors
+        if body.get("encoding_format") == "base64":  # what the official client asks for by default
+            import numpy as np
+
+            encoded = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
         return {
             "object": "list",
             "model": body.get("model", ""),
-            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+            "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(encoded)],
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 

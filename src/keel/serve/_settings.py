@@ -35,6 +35,18 @@ class ServeSettings(BaseSettings):
     upstream_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one upstream request.")
     upstream_retries: int = Field(default=2, ge=0, description="Retries of a failed upstream request, with backoff.")
     breaker_failures: int = Field(default=5, gt=0, description="Consecutive failures that open a route's circuit.")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, gt=0, description="Largest request body accepted; larger ones get 413."
+    )
+    max_output_tokens: int = Field(
+        default=4096, gt=0, description="Most tokens an in-process model generates for one request (a cap)."
+    )
+    auth_failures: int = Field(
+        default=10, gt=0, description="Failed key checks per key id, and per client address, before 429."
+    )
+    auth_window_s: float = Field(
+        default=60.0, gt=0, description="Window of `auth_failures`, and how long a failed secret is remembered."
+    )
     breaker_cooldown_s: float = Field(default=10.0, gt=0, description="How long an open circuit refuses requests.")
     shutdown_timeout_s: float = Field(
         default=10.0,

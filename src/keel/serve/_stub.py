@@ -1,8 +1,10 @@
 """A stand-in OpenAI-compatible server that answers at once: the "remote model" of tests and benchmarks.
 
 Chat and completions echo `"<model>: <last prompt>"`, embeddings return a fixed small vector,
-and streams send the answer word by word. Any path under `/fail/` answers HTTP 500, so one
-server plays both a healthy upstream and a broken one. It is not a model and knows no Keel.
+and streams send the answer word by word. Any path under `/fail/` answers HTTP 503, so one
+server plays both a healthy upstream and a broken one; a prompt containing `stub-500` gets HTTP
+500 (a request the server cannot handle, while it stays healthy). `app.state.requests` counts
+the requests it received. It is not a model and knows no Keel.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ def _usage(prompt: str, answer: str) -> dict[str, int]:
 
 
 async def _generate(request: Request) -> Response:
+    request.app.state.requests += 1
     body = json.loads(await request.body())
     chat = request.url.path.endswith("/chat/completions")
     prompt = _prompt(body)
+    if "stub-500" in prompt:
+        return JSONResponse({"error": {"message": "stub cannot handle this prompt", "type": "api_error"}}, 500)
     answer = f"{body.get('model')}: {prompt}"
     base = {"id": "cmpl-stub", "created": int(time.time()), "model": body.get("model")}
     if body.get("stream"):
@@ -67,8 +72,11 @@ async def _chunks(base: dict[str, Any], chat: bool, prompt: str, answer: str) ->
 
 
 async def _embeddings(request: Request) -> Response:
+    request.app.state.requests += 1
     body = json.loads(await request.body())
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+    if inputs and all(isinstance(t, int) for t in inputs):  # one prompt as token ids
+        inputs = [inputs]
     data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0]} for i, t in enumerate(inputs)]
     tokens = sum(len(str(t).split()) for t in inputs)
     return JSONResponse({"object": "list", "model": body.get("model"), "data": data,
@@ -76,7 +84,8 @@ async def _embeddings(request: Request) -> Response:
 
 
 async def _fail(request: Request) -> Response:
-    return JSONResponse({"error": {"message": "stub failure", "type": "api_error"}}, status_code=500)
+    request.app.state.requests += 1
+    return JSONResponse({"error": {"message": "stub is unavailable", "type": "api_error"}}, status_code=503)
 
 
 def stub_upstream_app() -> Starlette:
@@ -87,7 +96,7 @@ def stub_upstream_app() -> Starlette:
         >>> sorted(r.path for r in app.routes)[:2]
         ['/fail/{rest:path}', '/v1/chat/completions']
     """
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/chat/completions", _generate, methods=["POST"]),
             Route("/v1/completions", _generate, methods=["POST"]),
@@ -95,3 +104,5 @@ def stub_upstream_app() -> Starlette:
             Route("/fail/{rest:path}", _fail, methods=["POST"]),
         ]
     )
+    app.state.requests = 0
+    return app

@@ -12,26 +12,6 @@ from keel.serve import Gateway, ServeSettings, create_app, create_deployment
 from keel.store import Store
 
 
-def _tiny_llama(folder: Path) -> Path:
-    """A randomly initialised 2-layer Llama and a BPE tokenizer trained here, saved like any HF model."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    torch.manual_seed(0)
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<pad>", "</s>"])
-    tokenizer.train_from_iterator(["hello world, the quick brown fox jumps over the lazy dog"] * 50, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", pad_token="<pad>", eos_token="</s>")
-    config = LlamaConfig(vocab_size=fast.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-                         pad_token_id=fast.pad_token_id, eos_token_id=fast.eos_token_id)  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(folder)
-    fast.save_pretrained(folder)
-    return folder
-
-
 async def _with_gateway(store: Store, run: Any) -> Any:
     gateway = Gateway(store, ServeSettings(require_keys=False), model_dir=store.settings.state_dir / "models")
     await gateway.start()
@@ -44,11 +24,11 @@ async def _with_gateway(store: Store, run: Any) -> Any:
         await gateway.close()
 
 
-def test_transformers_backend_batches_concurrent_requests(store: Store, tmp_path: Path) -> None:
+def test_transformers_backend_batches_concurrent_requests(store: Store, tiny_llama: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
-    ref = register_model(store, "tiny", _tiny_llama(tmp_path / "tiny"))[0].ref
+    ref = register_model(store, "tiny", tiny_llama)[0].ref
     route = {"backend": "transformers", "max_batch": 8, "max_wait_ms": 200.0}
     create_deployment(store, "tiny", ref, route=route)
 
@@ -68,18 +48,18 @@ def test_transformers_backend_batches_concurrent_requests(store: Store, tmp_path
     assert len(texts) == 1  # greedy: the same prompt gives the same text, batched or not
     usage = answers[0]["usage"]
     assert 0 < usage["completion_tokens"] <= 5 and usage["prompt_tokens"] > 0
-    assert max(backend.batches) > 1 and sum(backend.batches) == 10  # 8 chats batched, + completion + stream
+    assert max(backend.step_rows) > 1 and backend.engine.admitted == 10  # 8 chats batched, + completion + stream
     assert completion["object"] == "text_completion" and completion["usage"]["completion_tokens"] <= 4
     assert lines[-1] == "data: [DONE]" and len(lines) >= 2
 
 
-def test_transformers_backend_streams_each_token_as_it_is_generated(store: Store, tmp_path: Path) -> None:
+def test_transformers_backend_streams_each_token_as_it_is_generated(store: Store, tiny_llama: Path) -> None:
     import json
 
     import torch
 
     torch.set_num_threads(1)
-    ref = register_model(store, "tiny", _tiny_llama(tmp_path / "tiny"))[0].ref
+    ref = register_model(store, "tiny", tiny_llama)[0].ref
     create_deployment(store, "tiny", ref, route={"backend": "transformers", "max_batch": 4, "max_wait_ms": 200.0})
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 12, "temperature": 0}
 
@@ -117,16 +97,17 @@ def test_transformers_backend_streams_each_token_as_it_is_generated(store: Store
 
     chat_chunks, completion_chunks, chat, completion, backend, seen, passes = asyncio.run(_with_gateway(store, run))
     assert len(seen) >= 3 and seen[0] < seen[-1] <= passes  # chunks left between forward passes
-    assert max(backend.batches) > 1  # the streams were batched with the plain requests
+    assert max(backend.step_rows) > 1  # the streams were batched with the plain requests
     answer = chat.json()
-    content = [c["choices"][0]["delta"].get("content", "") for c in chat_chunks if c["choices"]]
+    assert chat_chunks[-1]["choices"] == []  # usage comes in a chunk of its own, as OpenAI sends it
+    content = [c["choices"][0]["delta"].get("content", "") for c in chat_chunks[:-1]]
     assert chat_chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     assert "".join(content) == answer["choices"][0]["message"]["content"]  # the same greedy answer
     tokens = answer["usage"]["completion_tokens"]
     assert tokens >= 3 and sum(1 for piece in content if piece) >= tokens - 1  # a chunk per token, not one
-    assert chat_chunks[-1]["usage"] == answer["usage"] and chat_chunks[-1]["choices"] == []  # OpenAI's usage chunk
-    assert all("usage" not in c for c in chat_chunks[:-1])
+    assert chat_chunks[-1]["usage"] == answer["usage"]
     assert chat_chunks[-2]["choices"][0]["finish_reason"] == answer["choices"][0]["finish_reason"]
+    assert all("usage" not in c for c in chat_chunks[:-1])
     assert completion_chunks[-1]["choices"] == [] and completion_chunks[-1]["usage"]["completion_tokens"] > 0
     text = "".join(c["choices"][0]["text"] for c in completion_chunks if c["choices"])
     assert text == completion.json()["choices"][0]["text"]

@@ -80,7 +80,7 @@ def test_traces_are_exported_as_genai_spans(
     statuses = _serve(store, endpoint, api_key, [
         {"path": "/v1/chat/completions", "model": "chat", "messages": [{"role": "user", "content": "one two"}]},
         {"path": "/v1/completions", "model": "chat", "prompt": "x"},
-        {"path": "/v1/chat/completions", "model": "nope", "messages": []},
+        {"path": "/v1/chat/completions", "model": "nope", "messages": [{"role": "user", "content": "hi"}]},
     ])  # fmt: skip
     assert statuses == [200, 200, 404]
     # The gateway stopped: its exporter sent every span before close returned.

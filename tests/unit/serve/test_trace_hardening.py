@@ -79,9 +79,10 @@ def test_lone_surrogate_without_key_neither_blocks_traces_nor_metrics_nor_shutdo
         raw = httpx.post(f"{url}/v1/chat/completions", content=SURROGATE_BODY,
                          headers={"content-type": "application/json"})  # fmt: skip
         assert raw.status_code == 401
-        # The same body with a valid key: authenticated, so traced (its name made storable), answered 404.
+        # The same body with a valid key: authenticated, so traced (its name made storable), and refused by
+        # validation: a lone surrogate is no valid string (400 naming the parameter).
         hostile = httpx.post(f"{url}/v1/chat/completions", content=SURROGATE_BODY, headers=auth)
-        assert hostile.status_code == 404 and hostile.json()["error"]["code"] == "model_not_found"
+        assert hostile.status_code == 400 and hostile.json()["error"]["type"] == "invalid_request_error"
         for _ in range(3):
             assert httpx.post(f"{url}/v1/chat/completions", json=ok, headers=auth).status_code == 200
         _wait_for_traces(store, 4)
@@ -93,10 +94,11 @@ def test_lone_surrogate_without_key_neither_blocks_traces_nor_metrics_nor_shutdo
         # uvicorn shuts down gracefully (lifespan end: traces flushed), then re-raises the signal.
         assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
     found = list_traces(store, limit=10)
-    assert sorted(t.status for t in found) == [200, 200, 200, 404]
-    (bad,) = [t for t in found if t.status == 404]
-    assert bad.deployment == "\\ud800" and bad.key_id is not None
-    assert [r.deployment for r in summarize(store)] == ["\\ud800", "chat"]
+    assert sorted(t.status for t in found) == [200, 200, 200, 400]
+    (bad,) = [t for t in found if t.status == 400]
+    # the body is refused before its `model` is read, so the trace names no deployment ("-")
+    assert bad.deployment == "-" and bad.key_id is not None
+    assert [r.deployment for r in summarize(store)] == ["-", "chat"]
 
 
 def test_sigint_stops_the_gateway_too(store: Store, upstream: str, chat_versions: tuple[str, str]) -> None:
