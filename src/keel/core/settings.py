@@ -195,7 +195,7 @@ def not_utf8_message(path: str | os.PathLike[str], exc: UnicodeDecodeError) -> s
 
 
 def read_text_file(path: str | os.PathLike[str], what: str, *, error: type[KeelError] = ConfigError) -> str:
-    """Read a UTF-8 text file the user named, turning every way it can be unusable into one `error`.
+    """Read a UTF-8 text file the user named (a leading byte order mark is dropped), or raise one `error`.
 
     Args:
         path: The file.
@@ -214,7 +214,8 @@ def read_text_file(path: str | os.PathLike[str], what: str, *, error: type[KeelE
     """
     where = f"{what} {path}"
     try:
-        return Path(path).read_text(encoding="utf-8")
+        # utf-8-sig: drop the byte order mark Excel and Notepad put first (it would become part of a CSV header).
+        return Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise error(f"{where}: expected a file; nothing is there", hint="check the path") from None
     except IsADirectoryError:

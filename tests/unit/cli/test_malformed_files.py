@@ -15,13 +15,18 @@ Left out, on purpose:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from keel.cli import app
+from keel.core.errors import InputError, KeelError
 
 runner = CliRunner()
 
@@ -151,3 +156,125 @@ def test_a_malformed_keel_yaml_is_refused_in_one_line(kind: str, workspace: Path
     assert str(workspace if kind == "directory" else config) in lines[0], result.output
     assert "expected" in lines[0], result.output
     assert _tree(tmp_path) == before
+
+
+# --- property: whatever a file holds, each loader returns or raises a KeelError, nothing else -------------
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+# Keys each loader knows, so generated documents get past the first check and reach the validation.
+KNOWN_KEYS = [
+    "name", "base", "method", "data", "train", "subject", "metrics", "cases", "kind", "model", "inputs", "output",
+    "steps", "path", "format", "template", "variables", "examples", "description", "schema", "rows", "length",
+    "language", "no_pii", "not_null", "unique_ids", "min", "max", "query", "relevant", "case_id", "rating",
+]  # fmt: skip
+documents = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KNOWN_KEYS), inner, max_size=4),
+    max_leaves=6,
+)
+
+
+def _loaders() -> dict[str, Callable[[Path], object]]:
+    from keel.core.settings import read_config_file
+    from keel.curate import load_recipe
+    from keel.data import load_expectations
+    from keel.evals import load_suite, read_ratings
+    from keel.index import load_queries
+    from keel.registry import load_prompt_file
+    from keel.train import load_train_config
+
+    return {
+        "train.yaml": load_train_config,
+        "suite.yaml": load_suite,
+        "recipe.yaml": load_recipe,
+        "expect.yaml": load_expectations,
+        "prompt.yaml": load_prompt_file,
+        "ratings.jsonl": read_ratings,
+        "ratings.csv": read_ratings,
+        "queries.jsonl": load_queries,
+        "vars.json": lambda p: read_config_file(p, "vars file", syntax="json", error=InputError),
+    }
+
+
+def _encode(value: object, name: str, how: int) -> bytes:
+    if name.endswith(".jsonl") or name.endswith(".csv"):
+        items = value if isinstance(value, list) else [value]
+        return "".join(json.dumps(item) + "\n" for item in items).encode()
+    if how == 0 or name.endswith(".json"):
+        return json.dumps(value).encode()
+    return yaml.safe_dump(value, allow_unicode=True).encode()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.sampled_from(sorted(_loaders())),
+    content=st.one_of(
+        st.binary(max_size=64),
+        st.tuples(documents, st.integers(0, 1)),
+        st.tuples(values, st.integers(0, 1)),
+    ),
+)
+def test_any_content_is_read_or_refused_with_a_keel_error(name: str, content: bytes | tuple[object, int]) -> None:
+    import tempfile
+
+    data = content if isinstance(content, bytes) else _encode(content[0], name, content[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        try:
+            _loaders()[name](path)
+        except KeelError as exc:
+            assert exc.exit_code == 2
+            assert str(path) in str(exc) or path.name in str(exc), str(exc)
+
+
+def test_files_saved_with_a_byte_order_mark_are_read(workspace: Path, tmp_path: Path) -> None:
+    """Excel and Notepad start UTF-8 files with a BOM: a ratings CSV's first column must still be `case_id`."""
+    from keel.evals import read_ratings
+
+    sheet = tmp_path / "ratings.csv"
+    sheet.write_bytes(b"\xef\xbb\xbfcase_id,rating\nc1,yes\nc2,no\n")
+    assert read_ratings(sheet) == {"c1": 1, "c2": 0}
+    variables = tmp_path / "vars.json"
+    variables.write_bytes(b'\xef\xbb\xbf{"question": "hi"}')
+    prompt = tmp_path / "p.yaml"
+    prompt.write_bytes(b"\xef\xbb\xbftemplate: 'Q: {{ question }}'\n")
+    assert runner.invoke(app, ["-w", str(workspace), "prompt", "create", "p", str(prompt)]).exit_code == 0
+    rendered = runner.invoke(app, ["-w", str(workspace), "prompt", "render", "p", "--vars-file", str(variables)])
+    assert rendered.exit_code == 0 and "Q: hi" in rendered.output, rendered.output
+
+
+# Files a recipe names: the blocklist's words_file and decontaminate's eval_files (text or JSON Lines).
+RECIPE_FILE_STEPS = {
+    "words_file": ("words.txt", "  - blocklist: {{words_file: {path}}}\n"),
+    "eval_files": ("eval.jsonl", "  - decontaminate: {{eval_files: [{path}]}}\n"),
+}
+
+
+@pytest.mark.parametrize("kind", ["not-utf8", "syntax-error", "directory", "missing"])
+@pytest.mark.parametrize("step", sorted(RECIPE_FILE_STEPS))
+def test_a_malformed_file_named_by_a_recipe_is_refused_in_one_line(step: str, kind: str, tmp_path: Path) -> None:
+    name, line = RECIPE_FILE_STEPS[step]
+    if kind == "syntax-error" and not name.endswith(".jsonl"):
+        pytest.skip("a words file is plain lines: any UTF-8 text is valid")
+    named = tmp_path / name
+    if kind == "directory":
+        named.mkdir()
+    elif kind != "missing":
+        named.write_bytes(JSONL_FILES[kind] or b"")
+    (tmp_path / "in.jsonl").write_text('{"id": "a", "text": "some text to keep"}\n')
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("inputs: [{path: in.jsonl}]\noutput: out\nsteps:\n" + line.format(path=named))
+    before = _tree(tmp_path)
+    result = runner.invoke(app, ["curate", "run", str(recipe)])
+    lines = [text for text in result.output.splitlines() if text.strip()]
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and str(named) in lines[0] and "expected" in lines[0], result.output
+    assert _tree(tmp_path) == before, "something was written"
