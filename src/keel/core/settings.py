@@ -30,6 +30,7 @@ __all__ = [
     "CONFIG_FILE",
     "CONFIG_VERSION",
     "ENV_PREFIX",
+    "MAX_CONFIG_VALUES",
     "STATE_DIR",
     "Settings",
     "find_workspace",
@@ -250,7 +251,8 @@ def read_config_file(
 
     Raises:
         KeelError: (`error`) Any problem `read_text_file` reports; a syntax error (with its line and
-            column); content nested too deeply; an empty file; or anything but a mapping at the top.
+            column); content nested too deeply; an empty file; anything but a mapping at the top; or
+            more than `MAX_CONFIG_VALUES` values once aliases are expanded.
 
     Examples:
         >>> read_config_file("suite.yaml", "eval suite", holds="a mapping with name, subject, metrics and cases")
@@ -276,7 +278,33 @@ def read_config_file(
         raise error(f"{where}: expected {holds}; {found}")
     if not isinstance(data, dict):
         raise error(f"{where}: expected {holds}; found {_a(type(data).__name__)} at the top")
+    if _more_values_than(data, MAX_CONFIG_VALUES):
+        raise error(
+            f"{where}: expected at most {MAX_CONFIG_VALUES:,} values; found more once its YAML aliases (*name) "
+            "are expanded",
+            hint="use fewer aliases, or keep large data in a dataset the file names",
+        )
     return data
+
+
+# A few hundred bytes of nested YAML aliases expand to billions of values ("billion laughs"), which
+# validating and printing would hold in memory; no config Keel reads comes near this many.
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _more_values_than(data: Any, limit: int) -> bool:
+    """Count values as validation would see them (each alias expanded), stopping past `limit`."""
+    stack, seen = [data], 0
+    while stack:
+        value = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:

@@ -278,3 +278,24 @@ def test_a_malformed_file_named_by_a_recipe_is_refused_in_one_line(step: str, ki
     assert result.exit_code == 2, result.output
     assert len(lines) == 1 and str(named) in lines[0] and "expected" in lines[0], result.output
     assert _tree(tmp_path) == before, "something was written"
+
+
+def _alias_bomb(levels: int) -> str:
+    """A few hundred bytes of YAML whose aliases expand to 9**levels values (a "billion laughs")."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("command", ["train", "curate", "eval", "prompt"])
+def test_yaml_aliases_that_expand_past_the_limit_are_refused(command: str, workspace: Path, tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(_alias_bomb(7))  # 9**7 = 4.8 million strings from 500 bytes
+    args = {
+        "train": ["train", "validate", str(bomb)],
+        "curate": ["curate", "validate", str(bomb)],
+        "eval": ["-w", str(workspace), "eval", "run", str(bomb)],
+        "prompt": ["-w", str(workspace), "prompt", "create", "p", str(bomb)],
+    }[command]
+    _assert_one_line_refusal(args, bomb, _tree(tmp_path), tmp_path)
+    assert "expected at most 1,000,000 values" in runner.invoke(app, args).output
