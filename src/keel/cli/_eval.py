@@ -78,7 +78,7 @@ def _print_result(result: EvalResult) -> None:
 @eval_app.command("run")
 def run(
     ctx: typer.Context,
-    suite_file: Annotated[Path, typer.Argument(help="The suite YAML.", dir_okay=False)],
+    suite_file: Annotated[Path, typer.Argument(help="The suite YAML.")],
     json_output: JsonOption = False,
 ) -> None:
     """Evaluate the suite's subject on its cases and store the result."""
@@ -181,7 +181,7 @@ def gate_command(
     ctx: typer.Context,
     baseline: Annotated[str, typer.Option(help="Baseline: a result id, or a model/prompt ref to evaluate now.")],
     candidate: Annotated[str, typer.Option(help="Candidate: a result id, or a model/prompt ref to evaluate now.")],
-    suite_file: Annotated[Path, typer.Option("--suite", help="The suite YAML.", dir_okay=False)],
+    suite_file: Annotated[Path, typer.Option("--suite", help="The suite YAML.")],
     markdown: Annotated[Path | None, typer.Option(help="Also write the Markdown report here.")] = None,
     report: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
     json_output: JsonOption = False,
@@ -259,12 +259,13 @@ def export(
 def agreement(
     ctx: typer.Context,
     result_id: Annotated[str, typer.Argument(help="The eval result the ratings are for.")],
-    ratings: Annotated[Path, typer.Argument(help="The annotated .csv or .jsonl file.", dir_okay=False)],
+    ratings: Annotated[Path, typer.Argument(help="The annotated .csv or .jsonl file.")],
     threshold: Annotated[float, typer.Option(help="Judge scores at or above this count as 'yes'.")] = 0.5,
     json_output: JsonOption = False,
 ) -> None:
     """Cohen's kappa between human ratings and each judged metric of a result."""
-    report = judge_agreement(get_result(get_store(ctx), result_id), read_ratings(ratings), threshold=threshold)
+    rated = read_ratings(ratings)  # first: a bad file is reported without touching the workspace
+    report = judge_agreement(get_result(get_store(ctx), result_id), rated, threshold=threshold)
     if json_output:
         print_json(report)
         return

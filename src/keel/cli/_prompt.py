@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,15 +97,10 @@ def _values(pairs: list[str], vars_file: Path | None) -> dict[str, Any]:
     """Variable values from a JSON file, then `--var NAME=VALUE` pairs (which win)."""
     values: dict[str, Any] = {}
     if vars_file is not None:
-        try:
-            loaded = json.loads(vars_file.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise InputError(f"expected a readable JSON file at {vars_file}; {exc.strerror}") from None
-        except ValueError as exc:
-            raise InputError(f"expected JSON in {vars_file}; it is malformed: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise InputError(f"expected a JSON object of variable values in {vars_file}; got {type(loaded).__name__}")
-        values.update(loaded)
+        from keel.core.settings import read_config_file
+
+        holds = 'a JSON object of variable values, e.g. {"question": "..."}'
+        values.update(read_config_file(vars_file, "vars file", holds=holds, syntax="json", error=InputError))
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

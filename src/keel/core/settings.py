@@ -3,12 +3,17 @@
 Precedence: explicit argument > environment (`KEEL_*`) > the workspace's `keel.yaml` > default.
 The workspace is found like git finds a repository: `KEEL_WORKSPACE`, else the nearest
 directory at or above the working directory holding a `keel.yaml`. This is the only module
-of Keel that reads `os.environ`; it opens nothing but `keel.yaml`.
+of Keel that reads `os.environ`; of its own accord it opens nothing but `keel.yaml`.
+
+It also holds `read_config_file`, with which every loader of a file the user names (a recipe,
+a training config, an eval suite, a prompt file, ...) turns each way the file can be unusable
+into one `KeelError` line, worded the same everywhere.
 """
 
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 from pathlib import Path
@@ -19,17 +24,20 @@ from pydantic import Field, PrivateAttr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from keel.core.errors import ConfigError, WorkspaceNotFoundError
+from keel.core.errors import ConfigError, KeelError, WorkspaceNotFoundError
 
 __all__ = [
     "CONFIG_FILE",
     "CONFIG_VERSION",
     "ENV_PREFIX",
+    "MAX_CONFIG_VALUES",
     "STATE_DIR",
     "Settings",
     "find_workspace",
     "load_settings",
     "not_utf8_message",
+    "read_config_file",
+    "read_text_file",
     "workspace_template",
 ]
 
@@ -164,18 +172,7 @@ class _ProjectFileSource(PydanticBaseSettingsSource):
 
 
 def _read_config(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"{path} is not valid YAML: {exc}", hint="fix the file or re-create it with `keel init`"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(not_utf8_message(path, exc), hint="save it as UTF-8") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of settings; found a {type(data).__name__}")
+    data = read_config_file(path, "workspace config", holds="a mapping of settings", empty_ok=True)
     version = data.pop("version", CONFIG_VERSION)
     if version != CONFIG_VERSION:
         raise ConfigError(
@@ -201,6 +198,132 @@ def not_utf8_message(path: str | os.PathLike[str], exc: UnicodeDecodeError) -> s
     line = data.count(b"\n", 0, exc.start) + 1
     column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
     return f"{path}: expected UTF-8 text; byte 0x{data[exc.start]:02x} at line {line}, column {column} is not UTF-8"
+
+
+def read_text_file(path: str | os.PathLike[str], what: str, *, error: type[KeelError] = ConfigError) -> str:
+    """Read a UTF-8 text file the user named (a leading byte order mark is dropped), or raise one `error`.
+
+    Args:
+        path: The file.
+        what: What the file is, for the message: "recipe", "training config", "ratings file".
+        error: The `KeelError` subclass to raise (all of them exit 2).
+
+    Raises:
+        KeelError: (`error`) Nothing is at `path`, it is a directory, it cannot be read, or it is not UTF-8;
+            the message names the file, what was expected, what was found and what to do.
+
+    Examples:
+        >>> read_text_file("/nonexistent.yaml", "recipe")
+        Traceback (most recent call last):
+        ...
+        keel.core.errors.ConfigError: recipe /nonexistent.yaml: expected a file; nothing is there; check the path
+    """
+    where = f"{what} {path}"
+    try:
+        # utf-8-sig: drop the byte order mark Excel and Notepad put first (it would become part of a CSV header).
+        return Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise error(f"{where}: expected a file; nothing is there", hint="check the path") from None
+    except IsADirectoryError:
+        raise error(f"{where}: expected a file; found a directory", hint="pass the file itself") from None
+    except OSError as exc:
+        raise error(f"{where}: expected a readable file; {exc.strerror}", hint="check its permissions") from None
+    except UnicodeDecodeError as exc:
+        raise error(not_utf8_message(where, exc), hint="save it as UTF-8") from None
+
+
+def read_config_file(
+    path: str | os.PathLike[str],
+    what: str,
+    *,
+    holds: str = "a mapping",
+    syntax: Literal["yaml", "json"] = "yaml",
+    error: type[KeelError] = ConfigError,
+    empty_ok: bool = False,
+) -> dict[str, Any]:
+    """Read a YAML (or JSON) file the user named that must hold a mapping; any other content is one `error`.
+
+    Args:
+        path: The file.
+        what: What the file is, for the message: "recipe", "training config", "eval suite".
+        holds: What it must hold, for the message: "a mapping with inputs, output and steps".
+        syntax: `yaml` (JSON is valid YAML too) or `json` (strict JSON, as a `.json` file promises).
+        error: The `KeelError` subclass to raise (all of them exit 2).
+        empty_ok: An empty file (or one holding only comments or `null`) means an empty mapping.
+
+    Returns:
+        The mapping, still to be validated by the caller.
+
+    Raises:
+        KeelError: (`error`) Any problem `read_text_file` reports; a syntax error (with its line and
+            column); content nested too deeply; an empty file; anything but a mapping at the top; or
+            more than `MAX_CONFIG_VALUES` values once aliases are expanded.
+
+    Examples:
+        >>> read_config_file("suite.yaml", "eval suite", holds="a mapping with name, subject, metrics and cases")
+        ... # doctest: +SKIP
+        ConfigError: eval suite suite.yaml: expected a mapping with name, subject, metrics and cases; found a list
+    """
+    where = f"{what} {path}"
+    text = read_text_file(path, what, error=error)
+    try:
+        data = json.loads(text) if syntax == "json" and text.strip() else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise error(
+            f"{where}: expected JSON; line {exc.lineno}, column {exc.colno}: {exc.msg}", hint="fix the file there"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise error(f"{where}: expected YAML; {_yaml_problem(exc)}", hint="fix the file there") from None
+    except RecursionError:
+        raise error(f"{where}: expected {holds}; found values nested too deeply to read") from None
+    if data is None and empty_ok:
+        return {}
+    if data is None:
+        found = "the file is empty" if not text.strip() else "it holds only comments or null"
+        raise error(f"{where}: expected {holds}; {found}")
+    if not isinstance(data, dict):
+        raise error(f"{where}: expected {holds}; found {_a(type(data).__name__)} at the top")
+    if _more_values_than(data, MAX_CONFIG_VALUES):
+        raise error(
+            f"{where}: expected at most {MAX_CONFIG_VALUES:,} values; found more once its YAML aliases (*name) "
+            "are expanded",
+            hint="use fewer aliases, or keep large data in a dataset the file names",
+        )
+    return data
+
+
+# A few hundred bytes of nested YAML aliases expand to billions of values ("billion laughs"), which
+# validating and printing would hold in memory; no config Keel reads comes near this many.
+MAX_CONFIG_VALUES = 1_000_000
+
+
+def _more_values_than(data: Any, limit: int) -> bool:
+    """Count values as validation would see them (each alias expanded), stopping past `limit`."""
+    stack, seen = [data], 0
+    while stack:
+        value = stack.pop()
+        seen += 1
+        if seen > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line saying where and what: PyYAML's own message spans several lines."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = ", ".join(part for part in (exc.context, exc.problem) if part)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    return " ".join(str(exc).split())
+
+
+def _a(type_name: str) -> str:
+    names = {"list": "a list", "str": "a string", "int": "a number", "float": "a number", "bool": "a boolean"}
+    return names.get(type_name, f"a {type_name}")
 
 
 def find_workspace(start: Path | None = None) -> Path:

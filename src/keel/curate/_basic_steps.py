@@ -21,6 +21,7 @@ import xxhash
 from pydantic import Field, model_validator
 
 from keel.core.errors import InputError
+from keel.core.settings import read_text_file
 from keel.curate._step import GlobalStep, Step, StepParams, StepResult
 from keel.curate._words import text_buffer
 
@@ -322,10 +323,8 @@ class BlocklistStep(Step):
         p: BlocklistParams = params  # type: ignore[assignment]
         words = list(p.words)
         if p.words_file is not None:
-            try:
-                words += [w.strip() for w in p.words_file.read_text(encoding="utf-8").splitlines() if w.strip()]
-            except OSError as exc:
-                raise InputError(f"blocklist words_file {p.words_file} cannot be read: {exc.strerror}") from None
+            text = read_text_file(p.words_file, "blocklist words_file", error=InputError)
+            words += [w.strip() for w in text.splitlines() if w.strip()]
         self._words = re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.IGNORECASE) if words else None
         domains = [re.escape(d.lower().lstrip(".")) for d in p.domains]
         self._domains = re.compile(r"(?:^|[/.@])(?:" + "|".join(domains) + r")(?:[/:?#]|$)") if domains else None

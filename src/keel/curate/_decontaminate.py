@@ -16,6 +16,7 @@ import xxhash
 from pydantic import Field
 
 from keel.core.errors import InputError
+from keel.core.settings import read_text_file
 from keel.curate._step import Step, StepParams, StepResult
 
 __all__ = ["DecontaminateStep", "ngram_hashes"]
@@ -46,10 +47,7 @@ class DecontaminateParams(StepParams):
 
 
 def _eval_texts(path: Path, fields: list[str]) -> list[str]:
-    try:
-        content = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"decontaminate: cannot read evaluation file {path}: {exc}") from None
+    content = read_text_file(path, "decontaminate eval file", error=InputError)
     if not path.name.endswith((".jsonl", ".json")):
         return [content]
     texts = []
@@ -58,8 +56,11 @@ def _eval_texts(path: Path, fields: list[str]) -> list[str]:
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"decontaminate: {path} line {number} is not JSON") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            raise InputError(
+                f"decontaminate eval file {path} line {number}: expected one JSON object per line ({reason})"
+            ) from None
         texts += [str(obj[f]) for f in fields if isinstance(obj, dict) and obj.get(f)]
     return texts
 

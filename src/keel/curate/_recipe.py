@@ -13,11 +13,10 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from keel.core.errors import ConfigError, InputError
-from keel.core.settings import not_utf8_message
+from keel.core.settings import read_config_file
 from keel.curate._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, NormalizeStep
 from keel.curate._decontaminate import DecontaminateStep
 from keel.curate._language_step import LanguageStep
@@ -179,17 +178,11 @@ def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe file; relative paths in it are relative to the file.
 
     Raises:
-        ConfigError: The file is missing, not YAML, or has any invalid entry (all are listed).
+        ConfigError: The file is missing, a directory, not UTF-8, not YAML, not a mapping, or has any
+            invalid entry (all are listed).
     """
     file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipe {file}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"recipe {file} is not valid YAML: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(not_utf8_message(f"recipe {file}", exc), hint="save it as UTF-8") from None
+    data = read_config_file(file, "recipe", holds="a mapping with inputs, output and steps")
     return parse_recipe(data, file.resolve().parent, str(file))
 
 

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keel.core.errors import ConfigError
-from keel.core.settings import not_utf8_message
+from keel.core.settings import read_config_file
 from keel.data._versions import DatasetVersion, get_version, load_version
 from keel.store import Store
 
@@ -58,12 +56,8 @@ class Expectations(BaseModel):
 
 def load_expectations(path: str | os.PathLike[str]) -> Expectations:
     """Read and check an expectations file, reporting every problem with its path in the file."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except UnicodeDecodeError as exc:
-        raise ConfigError(not_utf8_message(path, exc), hint="save the expectations file as UTF-8") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: could not read the expectations file ({exc})") from None
+    keys = "schema, unique_ids, not_null, length, rows, language or no_pii"
+    raw = read_config_file(path, "expectations file", holds=f"a mapping of expectations ({keys})")
     try:
         return Expectations.model_validate(raw)
     except ValidationError as exc:

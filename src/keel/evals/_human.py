@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from keel.core.errors import InputError
+from keel.core.settings import read_text_file
 from keel.evals._results import EvalResult
 from keel.evals._stats import cohen_kappa
 
@@ -71,25 +72,36 @@ def read_ratings(path: str | os.PathLike[str]) -> dict[str, int]:
     """Read annotated ratings (CSV or JSONL with `case_id` and `rating`); unrated rows are skipped.
 
     Raises:
-        InputError: A row lacks `case_id` or has a rating that is not a yes/no judgement.
+        InputError: The file is missing, a directory, not UTF-8 or empty; a line is not a JSON object;
+            or a row lacks `case_id` or has a rating that is not a yes/no judgement.
     """
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read ratings file {source}: {exc.strerror}") from None
+    where = f"ratings file {source}"
+    text = read_text_file(source, "ratings file", error=InputError)
+    if not text.strip():
+        raise InputError(f"{where}: expected rows with `case_id` and `rating`; the file is empty")
+    rows: list[Any] = []
     if source.suffix.lower() == ".csv":
-        rows: list[dict[str, Any]] = list(csv.DictReader(text.splitlines()))
-    else:
         try:
-            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as exc:
-            raise InputError(f"ratings file {source} line {exc.lineno}: expected JSON ({exc.msg})") from None
+            rows = list(csv.DictReader(text.splitlines()))
+        except csv.Error as exc:
+            raise InputError(f"{where}: expected CSV; {exc}") from None
+    else:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except (json.JSONDecodeError, RecursionError) as exc:
+                reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+                raise InputError(f"{where} line {number}: expected one JSON object ({reason})") from None
     ratings: dict[str, int] = {}
     for i, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or not row.get("case_id"):
-            raise InputError(f"ratings file {source} row {i}: expected a `case_id`")
-        value = _rating(row.get("rating"), f"ratings file {source} row {i}")
+        if not isinstance(row, dict):
+            raise InputError(f"{where} row {i}: expected an object with `case_id` and `rating`; found {row!r:.40}")
+        if not row.get("case_id"):
+            raise InputError(f"{where} row {i}: expected a `case_id`")
+        value = _rating(row.get("rating"), f"{where} row {i}")
         if value is not None:
             ratings[str(row["case_id"])] = value
     return ratings

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from keel.core.errors import ConfigError
 from keel.core.ids import canonical_json, sha256_hex
+from keel.core.settings import read_config_file
 
 __all__ = [
     "METRICS",
@@ -285,15 +285,11 @@ def load_suite(path: str | Path) -> EvalSuite:
     """Read and validate a suite YAML file.
 
     Raises:
-        ConfigError: The file is missing, not YAML, or has any invalid entry (all are listed).
+        ConfigError: The file is missing, a directory, not UTF-8, not YAML, not a mapping, or has any
+            invalid entry (all are listed).
     """
     file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read suite {file}: {exc.strerror}", hint="pass the path of a suite YAML") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"suite {file} is not valid YAML: {exc}") from None
+    data = read_config_file(file, "eval suite", holds="a mapping with name, subject, metrics and cases")
     return parse_suite(data, f"suite {file}")
 
 

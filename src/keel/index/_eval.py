@@ -17,6 +17,7 @@ from typing import Any
 
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
+from keel.core.settings import read_text_file
 from keel.index._search import Retriever, SearchMode, open_index
 from keel.registry import Ref, start_run
 from keel.store import Store
@@ -72,26 +73,25 @@ def load_queries(path: str | Path) -> list[EvalQuery]:
     """Read evaluation cases from JSON Lines: `{"query": "...", "relevant": ["record-id", ...]}` per line.
 
     Raises:
-        InputError: The file is missing, a line is not such an object, or it holds no cases.
+        InputError: The file is missing, a directory or not UTF-8, a line is not such an object, or it holds
+            no cases.
     """
     file = Path(path)
-    if not file.is_file():
-        raise InputError(f"expected a JSON Lines file of queries; {file} does not exist")
     cases = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_text_file(file, "queries file", error=InputError).splitlines(), start=1):
         if not line.strip():
             continue
         try:
             item = json.loads(line)
             query, relevant = item["query"], item.get("relevant", item.get("relevant_ids"))
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (json.JSONDecodeError, RecursionError, KeyError, TypeError):
             item, query, relevant = None, None, None
         if not isinstance(query, str) or not isinstance(relevant, list) or not relevant:
             expected = '{"query": "...", "relevant": ["record-id", ...]}'
-            raise InputError(f"expected {expected} on line {number} of {file}; got {line[:80]!r}")
+            raise InputError(f"queries file {file} line {number}: expected {expected}; got {line[:80]!r}")
         cases.append(EvalQuery(query, tuple(str(r) for r in relevant)))
     if not cases:
-        raise InputError(f"expected at least one query in {file}; it is empty")
+        raise InputError(f"queries file {file}: expected at least one query; the file is empty")
     return cases
 
 

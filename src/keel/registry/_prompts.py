@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jinja2
-import yaml
 from jinja2 import meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
@@ -28,6 +27,7 @@ from sqlalchemy import Connection, and_, func, select
 from keel.core.clock import format_time
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
+from keel.core.settings import read_config_file
 from keel.registry._aliases import (
     AliasEvent,
     alias_history,
@@ -329,25 +329,9 @@ def load_prompt_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         >>> create_prompt(store, "support", **load_prompt_file("support.yaml"))  # doctest: +SKIP
     """
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"expected a prompt file (YAML) at {file}; nothing is there") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
-        raise InputError(f"expected a readable UTF-8 prompt file (YAML) at {file}; {reason}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = exc.problem_mark if isinstance(exc, yaml.MarkedYAMLError) else None
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"expected YAML in prompt file {file}; it is malformed{where}: {problem}") from None
-    if not isinstance(raw, dict):
-        raise InputError(
-            f"expected prompt file {file} to hold a mapping with keys template, variables, examples, "
-            f"description; got {type(raw).__name__}"
-        )
+    raw = read_config_file(
+        file, "prompt file", holds="a mapping with keys template, variables, examples, description", error=InputError
+    )
     content = _prepare(raw, f"prompt file {file}")
     return {
         "template": content.template,

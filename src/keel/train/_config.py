@@ -10,11 +10,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from keel.core.errors import ConfigError
 from keel.core.ids import canonical_json, sha256_hex
+from keel.core.settings import read_config_file
 
 __all__ = [
     "DataConfig",
@@ -193,13 +193,9 @@ def load_train_config(path: str | os.PathLike[str]) -> TrainConfig:
     """Read and validate a training config YAML file.
 
     Raises:
-        ConfigError: The file is missing, not YAML, or has invalid settings (all listed, with paths).
+        ConfigError: The file is missing, a directory, not UTF-8, not YAML, not a mapping, or has invalid
+            settings (all listed, with paths).
     """
     file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"expected a training config file at {file}; {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"expected YAML in {file}; {exc}") from None
+    data = read_config_file(file, "training config", holds="a mapping of settings (see docs/training.md)")
     return parse_train_config(data, source=str(file))

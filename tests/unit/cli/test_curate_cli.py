@@ -39,4 +39,4 @@ def test_user_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["curate", "validate", str(bad)])
     assert result.exit_code == 2 and "ConfigError" in result.output and "inputs" in result.output
     missing = runner.invoke(app, ["curate", "validate", str(tmp_path / "nope.yaml")])
-    assert missing.exit_code == 2 and "cannot read recipe" in missing.output
+    assert missing.exit_code == 2 and "nope.yaml: expected a file; nothing is there" in missing.output

@@ -97,8 +97,8 @@ def test_a_variable_that_must_hold_json(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("version: 1\n  bad: [", "is not valid YAML"),
-        ("- a\n- b\n", "must hold a mapping"),
+        ("version: 1\n  bad: [", "keel.yaml: expected YAML; line 2, column 6"),
+        ("- a\n- b\n", "expected a mapping of settings; found a list"),
         ("version: 2\n", "this Keel reads version 1"),
         ("version: 1\nworkspace: /elsewhere\n", "remove the key"),
     ],

@@ -67,5 +67,5 @@ def test_bad_ratings_are_reported_with_their_row(tmp_path: Path) -> None:
     assert read_ratings(sheet) == {}
     with pytest.raises(InputError, match="none of 0 matched"):
         judge_agreement(_result(), {})
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="ratings file .*missing.csv: expected a file; nothing is there"):
         read_ratings(tmp_path / "missing.csv")

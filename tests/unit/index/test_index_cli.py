@@ -74,7 +74,7 @@ def test_user_mistakes_exit_2_with_a_message(workspace: Path) -> None:
         (["index", "query", "nope", "text"], "NotFoundError: no index named 'nope'"),
         (["index", "show", "bad name"], "InputError: expected a index name"),
         (["index", "build", "help", "--dataset", "kb", "--chunk-size", "10", "--overlap", "10"], "overlap from 0"),
-        (["index", "eval", "nope", "--queries", "missing.jsonl"], "does not exist"),
+        (["index", "eval", "nope", "--queries", "missing.jsonl"], "missing.jsonl: expected a file; nothing is there"),
     ]:
         result = runner.invoke(app, [*ws, *args])
         assert result.exit_code == 2 and message in result.output, result.output

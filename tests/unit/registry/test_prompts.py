@@ -274,10 +274,10 @@ def test_load_prompt_file_refuses_unreadable_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="nothing is there"):
         load_prompt_file(tmp_path / "missing.yaml")
     (tmp_path / "broken.yaml").write_text("template: [unclosed\n")
-    with pytest.raises(InputError, match="malformed at line 2"):
+    with pytest.raises(InputError, match="expected YAML; line 2"):
         load_prompt_file(tmp_path / "broken.yaml")
     (tmp_path / "list.yaml").write_text("- a\n")
-    with pytest.raises(InputError, match="to hold a mapping.*got list"):
+    with pytest.raises(InputError, match="expected a mapping with keys template.*; found a list"):
         load_prompt_file(tmp_path / "list.yaml")
     (tmp_path / "undeclared.yaml").write_text("template: '{{ a }}{{ b }}'\nvariables: [a]\n")
     with pytest.raises(InputError, match="not declared: b"):

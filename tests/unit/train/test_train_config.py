@@ -56,7 +56,7 @@ def test_sweep_space_is_checked() -> None:
 
 
 def test_load_file_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="expected a training config file"):
+    with pytest.raises(ConfigError, match="training config .*missing.yaml: expected a file; nothing is there"):
         load_train_config(tmp_path / "missing.yaml")
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: [unclosed")
