@@ -185,15 +185,23 @@ def test_a_client_that_leaves_stops_its_generation(
     body = {"model": "tiny", "prompt": "the quick", "max_tokens": 250, "temperature": 0, "ignore_eos": True}
     headers = {"authorization": f"Bearer {api_key}"}
     with gateway_server() as (url, gateway), httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        client.post("/v1/completions", json={**body, "max_tokens": 1})  # builds the backend
+        backend = next(iter(gateway._backends.values()))
+        forward = backend.model.forward
+
+        def slow(*args: Any, **kwargs: Any) -> Any:  # 250 tokens take >= 5 s: the client surely leaves first
+            time.sleep(0.02)
+            return forward(*args, **kwargs)
+
+        backend.model.forward = slow
         with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
             lines = response.iter_lines()
             assert next(lines).startswith("data:")
         with pytest.raises(httpx.ReadTimeout):  # a plain request whose client gives up
-            client.post("/v1/completions", json=body, timeout=0.3)
-        backend = next(iter(gateway._backends.values()))
+            client.post("/v1/completions", json=body, timeout=0.5)
         deadline = time.monotonic() + 60
-        while len(backend.engine.left) < 2 and time.monotonic() < deadline:
+        while len(backend.engine.left) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        left = list(backend.engine.left)
+        left = list(backend.engine.left)[1:]  # after the warm-up request's row
     assert [reason for reason, _ in left] == ["abandoned", "abandoned"]
     assert all(tokens < 250 for _, tokens in left)
