@@ -7,18 +7,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from keel.cli._context import console, get_store, print_json
-from keel.cli._render import human_bytes
 from keel.core.errors import InputError, WorkspaceNotFoundError
-from keel.store import Store
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+    from rich.table import Table
+
     from keel.curate import CurationReport, DropExplanation
     from keel.curate import Progress as ProgressCallback
     from keel.data import DatasetVersion
+    from keel.store import Store
+
+# What only the human-readable output uses (rich's progress bar and tables, the renderers, which load the
+# registry) is imported where it is printed, so `keel curate run --json` does not pay for it.
 
 __all__ = ["curate_app"]
 
@@ -46,6 +49,8 @@ def validate(
 
 
 def _summary(report: CurationReport) -> Table:
+    from rich.table import Table
+
     table = Table(
         "step", "in", "out", "dropped (by reason)", "MB in", "seconds", title="curation", title_justify="left"
     )
@@ -119,6 +124,10 @@ def run(
         report, version, created = execute(None)
         print_json({**report.to_json(), "version": version.to_json() if version else None, "created": created})
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from keel.cli._render import human_bytes
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console(), transient=False) as bar:
         tasks: dict[str, TaskID] = {}

@@ -5,17 +5,45 @@ them on the local engine (a process pool) or on Ray Data (`keel.curate.ray`), an
 dataset version with lineage (`curate`).
 """
 
-from keel.curate._engine import CurationReport, LocalEngine, Progress
-from keel.curate._explain import DropExplanation, explain_record
-from keel.curate._langid import LanguageDetector
-from keel.curate._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
-from keel.curate._problems import Problem, ProblemReason
-from keel.curate._quality import QualityThresholds, quality_signals
-from keel.curate._readers import detect_format, read_file
-from keel.curate._recipe import Recipe, available_steps, build_steps, load_recipe, parse_recipe
-from keel.curate._run import CurationResult, curate, source_node
-from keel.curate._step import GlobalStep, Step, StepParams, StepResult, StepStats
-from keel.curate.ray import RayEngine
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keel.curate._engine import CurationReport, LocalEngine, Progress
+    from keel.curate._explain import DropExplanation, explain_record
+    from keel.curate._langid import LanguageDetector
+    from keel.curate._minhash import MinHashParams, NearDuplicateIndex, minhash_signatures
+    from keel.curate._problems import Problem, ProblemReason
+    from keel.curate._quality import QualityThresholds, quality_signals
+    from keel.curate._readers import detect_format, read_file
+    from keel.curate._recipe import Recipe, available_steps, build_steps, load_recipe, parse_recipe
+    from keel.curate._run import CurationResult, curate, source_node
+    from keel.curate._step import GlobalStep, Step, StepParams, StepResult, StepStats
+    from keel.curate.ray import RayEngine
+
+# Each name loads its module on first use (PEP 562): `keel curate explain` does not load the engines, and
+# `from keel.curate import LocalEngine` does not load the store and registry that `curate` commits with.
+_MODULES = {
+    **dict.fromkeys(("CurationReport", "LocalEngine", "Progress"), "_engine"),
+    **dict.fromkeys(("DropExplanation", "explain_record"), "_explain"),
+    "LanguageDetector": "_langid",
+    **dict.fromkeys(("MinHashParams", "NearDuplicateIndex", "minhash_signatures"), "_minhash"),
+    **dict.fromkeys(("Problem", "ProblemReason"), "_problems"),
+    **dict.fromkeys(("QualityThresholds", "quality_signals"), "_quality"),
+    **dict.fromkeys(("detect_format", "read_file"), "_readers"),
+    **dict.fromkeys(("Recipe", "available_steps", "build_steps", "load_recipe", "parse_recipe"), "_recipe"),
+    **dict.fromkeys(("CurationResult", "curate", "source_node"), "_run"),
+    **dict.fromkeys(("GlobalStep", "Step", "StepParams", "StepResult", "StepStats"), "_step"),
+    "RayEngine": "ray",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keel.curate' has no attribute {name!r}")
+    return getattr(import_module(f"keel.curate.{module}"), name)
+
 
 __all__ = [
     "CurationReport",

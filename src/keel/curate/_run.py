@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from keel.core.ids import sha256_hex
-from keel.registry import start_run
-from keel.store import Store
-from keel.store.schema import NODE_ID_LENGTH
 
 if TYPE_CHECKING:
     from keel.curate import CurationReport, Progress, Recipe
     from keel.data import DatasetVersion
+    from keel.store import Store
+
+# The store and the registry (SQLAlchemy, ~0.2 CPU-s of imports) load when a run is committed, not when
+# keel.curate is imported to run an engine alone.
 
 __all__ = ["CurationResult", "curate", "source_node"]
 
@@ -38,6 +39,8 @@ def source_node(path: Path) -> str:
 
 def uri_node(uri: str) -> str:
     """The lineage node of a source by its URI, as `source_node` names files."""
+    from keel.store.schema import NODE_ID_LENGTH
+
     node = f"source:{uri}"
     return node if len(node) <= NODE_ID_LENGTH else f"source:sha256:{sha256_hex(uri)}"
 
@@ -72,6 +75,7 @@ def curate(
     """
     from keel.curate import LocalEngine, RayEngine
     from keel.data import commit_version
+    from keel.registry import start_run
 
     if engine not in ("local", "ray"):
         from keel.core.errors import InputError

@@ -8,33 +8,70 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keel.data._expectations import Expectations, ValidationReport, load_expectations, validate_version
-from keel.data._hashing import row_hashes
-from keel.data._json_lines import MAX_JSON_DEPTH
-from keel.data._records import RECORD_SCHEMA, make_record, record_id, records_to_table
-from keel.data._version_ops import (
-    RecordTrace,
-    VersionDiff,
-    diff_versions,
-    export_version,
-    split_assignments,
-    split_version,
-    to_hf_dataset,
-    trace_record,
-)
-from keel.data._versions import (
-    DatasetVersion,
-    ShardEntry,
-    commit_version,
-    get_version,
-    iter_batches,
-    list_datasets,
-    list_versions,
-    load_version,
-    tag_version,
-)
+if TYPE_CHECKING:
+    from keel.data._expectations import Expectations, ValidationReport, load_expectations, validate_version
+    from keel.data._hashing import row_hashes
+    from keel.data._json_lines import MAX_JSON_DEPTH
+    from keel.data._records import RECORD_SCHEMA, make_record, record_id, records_to_table
+    from keel.data._version_ops import (
+        RecordTrace,
+        VersionDiff,
+        diff_versions,
+        export_version,
+        split_assignments,
+        split_version,
+        to_hf_dataset,
+        trace_record,
+    )
+    from keel.data._versions import (
+        DatasetVersion,
+        ShardEntry,
+        commit_version,
+        get_version,
+        iter_batches,
+        list_datasets,
+        list_versions,
+        load_version,
+        tag_version,
+    )
+
+# Each name loads its module on first use (PEP 562): the curation engine reads records through
+# keel.data._inputs and _records without paying for expectations, version operations or the store.
+_MODULES = {
+    **dict.fromkeys(("Expectations", "ValidationReport", "load_expectations", "validate_version"), "_expectations"),
+    "row_hashes": "_hashing",
+    "MAX_JSON_DEPTH": "_json_lines",
+    **dict.fromkeys(("RECORD_SCHEMA", "make_record", "record_id", "records_to_table"), "_records"),
+    **dict.fromkeys(
+        (
+            "RecordTrace",
+            "VersionDiff",
+            "diff_versions",
+            "export_version",
+            "split_assignments",
+            "split_version",
+            "to_hf_dataset",
+            "trace_record",
+        ),
+        "_version_ops",
+    ),
+    **dict.fromkeys(
+        (
+            "DatasetVersion",
+            "ShardEntry",
+            "commit_version",
+            "get_version",
+            "iter_batches",
+            "list_datasets",
+            "list_versions",
+            "load_version",
+            "tag_version",
+        ),
+        "_versions",
+    ),
+}
 
 __all__ = [
     "MAX_JSON_DEPTH",
@@ -103,7 +140,9 @@ _MOVED = {
 
 
 def __getattr__(name: str) -> Any:
-    """Resolve a name that moved out of keel.data, warning once per use site."""
+    """Load a name of this package on first use; resolve a name that moved out of keel.data, with a warning."""
+    if name in _MODULES:
+        return getattr(importlib.import_module(f"keel.data.{_MODULES[name]}"), name)
     module = _MOVED.get(name)
     if module is None:
         raise AttributeError(f"module 'keel.data' has no attribute {name!r}")

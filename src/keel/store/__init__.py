@@ -1,40 +1,93 @@
 """Floor 2: the metadata database, blob store, lineage graph and audit log of a workspace."""
 
-from keel.store._audit import AuditEvent, VerifyReport, events, record, redact_details, verify
-from keel.store._blobs import (
-    BlobInfo,
-    BlobStore,
-    FsspecBlobStore,
-    LocalBlobStore,
-    open_blob_store,
-    put_bytes,
-    read_bytes,
-    verify_blob,
-)
-from keel.store._db import Database, insert_for, mask_url
-from keel.store._lineage import (
-    Direction,
-    Edge,
-    LineageHit,
-    LineagePath,
-    add_edge,
-    add_edges,
-    add_node,
-    node_id,
-    parse_node_id,
-    path_between,
-    walk,
-)
-from keel.store._maintenance import (
-    DoctorReport,
-    Finding,
-    GcReport,
-    collect_garbage,
-    doctor,
-    parse_duration,
-    referenced_blobs,
-)
-from keel.store._workspace import Store, init_workspace, keel_version, open_store
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from keel.store._audit import AuditEvent, VerifyReport, events, record, redact_details, verify
+    from keel.store._blobs import (
+        BlobInfo,
+        BlobStore,
+        FsspecBlobStore,
+        LocalBlobStore,
+        open_blob_store,
+        put_bytes,
+        read_bytes,
+        verify_blob,
+    )
+    from keel.store._db import Database, insert_for, mask_url
+    from keel.store._lineage import (
+        Direction,
+        Edge,
+        LineageHit,
+        LineagePath,
+        add_edge,
+        add_edges,
+        add_node,
+        node_id,
+        parse_node_id,
+        path_between,
+        walk,
+    )
+    from keel.store._maintenance import (
+        DoctorReport,
+        Finding,
+        GcReport,
+        collect_garbage,
+        doctor,
+        parse_duration,
+        referenced_blobs,
+    )
+    from keel.store._workspace import Store, init_workspace, keel_version, open_store
+
+# Each name loads its module on first use (PEP 562): a command loads the parts of the store it uses
+# (`keel curate run` does not load doctor and gc's maintenance module).
+_MODULES = {
+    **dict.fromkeys(("AuditEvent", "VerifyReport", "events", "record", "redact_details", "verify"), "_audit"),
+    **dict.fromkeys(
+        (
+            "BlobInfo",
+            "BlobStore",
+            "FsspecBlobStore",
+            "LocalBlobStore",
+            "open_blob_store",
+            "put_bytes",
+            "read_bytes",
+            "verify_blob",
+        ),
+        "_blobs",
+    ),
+    **dict.fromkeys(("Database", "insert_for", "mask_url"), "_db"),
+    **dict.fromkeys(
+        (
+            "Direction",
+            "Edge",
+            "LineageHit",
+            "LineagePath",
+            "add_edge",
+            "add_edges",
+            "add_node",
+            "node_id",
+            "parse_node_id",
+            "path_between",
+            "walk",
+        ),
+        "_lineage",
+    ),
+    **dict.fromkeys(
+        ("DoctorReport", "Finding", "GcReport", "collect_garbage", "doctor", "parse_duration", "referenced_blobs"),
+        "_maintenance",
+    ),
+    **dict.fromkeys(("Store", "init_workspace", "keel_version", "open_store"), "_workspace"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keel.store' has no attribute {name!r}")
+    return getattr(import_module(f"keel.store.{module}"), name)
+
 
 __all__ = [
     "AuditEvent",

@@ -10,22 +10,16 @@ This module knows no table but Alembic's; domain modules bring their own queries
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.script.revision import ResolutionError
-from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -33,9 +27,21 @@ from sqlalchemy.pool import NullPool
 from keel.core.errors import DatabaseUnavailableError, SchemaError
 from keel.store.schema import metadata
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.dialects import postgresql, sqlite
+
+# Alembic (0.25-0.3 CPU-s of imports: its DDL implementations for every dialect, Mako, Pygments) is imported
+# only when a migration has to run or a revision has to be looked up; an up-to-date schema, every command's
+# common case, is recognised by reading `alembic_version` and the migration file names.
+
 __all__ = ["Database", "insert_for", "mask_url"]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# Every migration script is `versions/NNNN_name.py` with revision "NNNN" revising the one before it (a single
+# line of history, pinned by tests/unit/store/test_db.py), so the head is the largest number.
+_SCRIPT_NAME = re.compile(r"(\d{4})_\w+\.py")
 # Any constant works; it only has to be the same for every Keel process sharing a database.
 _PG_MIGRATION_LOCK = 0x6B65656C  # "keel"
 # Held exclusively by `keel gc` while it removes blobs, shared by writers about to reference blobs.
@@ -52,8 +58,12 @@ def insert_for(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Ins
     then work the same on SQLite and PostgreSQL.
     """
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def mask_url(url: str | URL) -> str:
@@ -201,15 +211,12 @@ class Database:
     def revision(self) -> str | None:
         """The schema revision the database is at, or None for an empty database."""
         with self.read() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return _current_revision(conn)
 
     @staticmethod
     def head() -> str:
         """The newest schema revision this version of Keel knows."""
-        head = _scripts().get_current_head()
-        if head is None:  # pragma: no cover - the package always ships migrations
-            raise SchemaError("Keel's migration scripts are missing from the installation", hint="reinstall Keel")
-        return head
+        return _head()
 
     def upgrade(self) -> bool:
         """Bring the schema to this Keel's head revision; safe to call from many processes at once.
@@ -227,7 +234,7 @@ class Database:
         with self.write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(select(func.pg_advisory_xact_lock(_PG_MIGRATION_LOCK)))
-            current = MigrationContext.configure(conn).get_current_revision()
+            current = _current_revision(conn)
             head = self.head()
             if current == head:
                 return False
@@ -237,6 +244,8 @@ class Database:
                     f"which this Keel does not know (its newest is {head!r})",
                     hint="upgrade Keel (`pip install -U keel-llmops`) to the version that wrote it",
                 )
+            from alembic import command
+
             config = _alembic_config()
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
@@ -255,7 +264,34 @@ class Database:
         self.engine.dispose()
 
 
+def _current_revision(conn: Connection) -> str | None:
+    """What Alembic's `MigrationContext.get_current_revision()` answers, without importing Alembic.
+
+    Alembic keeps the revision in the one row of `alembic_version` (no table: an empty database).
+    """
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(rows) > 1:  # several heads: Alembic's own error says what is wrong
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(conn).get_current_revision()
+    return str(rows[0]) if rows else None
+
+
+@cache
+def _head() -> str:
+    """The largest `NNNN` of the migration scripts' names (`_SCRIPT_NAME`); Alembic agrees (tests pin it)."""
+    numbers = [m[1] for p in (_MIGRATIONS / "versions").iterdir() if (m := _SCRIPT_NAME.fullmatch(p.name))]
+    if not numbers:  # pragma: no cover - the package always ships migrations
+        raise SchemaError("Keel's migration scripts are missing from the installation", hint="reinstall Keel")
+    return max(numbers)
+
+
 def _known_revision(revision: str) -> bool:
+    from alembic.script.revision import ResolutionError
+    from alembic.util import CommandError
+
     try:
         return _scripts().get_revision(revision) is not None
     except (ResolutionError, CommandError):
@@ -264,11 +300,14 @@ def _known_revision(revision: str) -> bool:
 
 @cache
 def _scripts() -> ScriptDirectory:
-    # Parsing the migration scripts costs milliseconds; every store open asks for the head.
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config())
 
 
 def _alembic_config() -> Config:  # not cached: upgrade() attaches its connection to it
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     return config

@@ -29,6 +29,17 @@ def _run(folder: Path, work: Any, **options: Any) -> Any:
     return asyncio.run(main())
 
 
+def _slow_down(backend: TransformersBackend, seconds: float) -> None:
+    """Make each forward pass take at least `seconds` (sleeping, so the event loop runs meanwhile)."""
+    forward = backend.model.forward
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return forward(*args, **kwargs)
+
+    backend.model.forward = slow  # type: ignore[method-assign]
+
+
 def _text(answer: dict[str, Any]) -> str:
     return str(answer["choices"][0]["message"]["content"])
 
@@ -87,6 +98,7 @@ def test_a_short_request_is_not_stuck_behind_a_long_one(tiny_llama: Path) -> Non
             order.append(name)
             return answer
 
+        _slow_down(backend, 0.002)  # 200 steps take >= 0.4 s, whatever the machine
         running = asyncio.ensure_future(one("long", long))
         while backend.engine.steps < 5:  # the long request is generating
             await asyncio.sleep(0.01)
@@ -105,6 +117,7 @@ def test_an_abandoned_stream_stops_generating_and_the_output_is_capped(tiny_llam
     body = {"prompt": "the quick", "max_tokens": 200, "temperature": 0, "ignore_eos": True}
 
     async def work(backend: TransformersBackend) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+        _slow_down(backend, 0.02)  # 30 steps take >= 0.6 s: the client surely leaves first
         chunks = backend.stream("completion", body)
         for _ in range(3):
             await anext(chunks)
