@@ -324,9 +324,11 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
         time.sleep(0.5)
         ask(QUESTIONS[2])
         canary_deployment(store, "assistant", report.base_model, weight=20, route=route)
+        promote_deployment(store, "assistant")  # blue/green: the base model takes every request
+        # and back: a rollback would restore the 80/20 canary (the state before the promote), so the winner is
+        # canaried in again and promoted, and the demo ends as it says, with the winner serving everything.
+        canary_deployment(store, "assistant", report.winner, weight=20, route=route)
         promote_deployment(store, "assistant")
-        rollback_deployment(store, "assistant")  # undoes the promote: back to the 80/20 canary
-        rollback_deployment(store, "assistant")  # undoes the canary: the winner alone, as the narrative says
         time.sleep(0.5)
         ask(QUESTIONS[3])
     report.deployment_history = [
@@ -334,8 +336,8 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
         for e in deployment_history(store, "assistant")
     ]
     say(
-        "   Canary of the base model at 20% → rolled back at once → canary again → promoted → rolled back twice "
-        f"(to the canary, then to {report.winner} alone): "
+        "   Canary of the base model at 20% → rolled back at once → canary again → promoted (blue/green) → "
+        f"{report.winner} canaried back in and promoted, so it serves every request again: "
         f"{len(report.deployment_history)} audited route changes, no request failed."
     )
     rows = summarize(store, deployment="assistant")
