@@ -28,6 +28,7 @@ def test_load_model_generates_and_applies_the_chat_template(
     import torch
     from transformers.utils import logging as hf_logging
 
+    hf_logging.enable_progress_bar()  # as in a fresh process (another test may have switched it off)
     capsys.readouterr()
     model, tokenizer = load_model(store, tiny.ref, dtype="float32")
     assert "Loading weights" not in capsys.readouterr().err  # transformers' own bar stays out of Keel's output
