@@ -68,7 +68,9 @@ def quiet_loading() -> Iterator[None]:
         yield
     finally:
         if enabled:
-            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
+            with warnings.catch_warnings():  # huggingface_hub refuses (and warns) when HF_HUB_DISABLE_PROGRESS_BARS
+                warnings.filterwarnings("ignore", message="Cannot enable progress bars", category=UserWarning)
+                hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _dtype(dtype: str | torch.dtype | None) -> Any:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ def test_load_model_generates_and_applies_the_chat_template(
     import torch
     from transformers.utils import logging as hf_logging
 
-    hf_logging.enable_progress_bar()  # as in a fresh process (another test may have switched it off)
+    with warnings.catch_warnings():  # as in a fresh process (another test may have switched bars off)
+        warnings.filterwarnings("ignore", message="Cannot enable progress bars", category=UserWarning)
+        hf_logging.enable_progress_bar()
     capsys.readouterr()
     model, tokenizer = load_model(store, tiny.ref, dtype="float32")
     assert "Loading weights" not in capsys.readouterr().err  # transformers' own bar stays out of Keel's output
