@@ -4,8 +4,9 @@ The Python API is the same set of functions the `keel` command calls; the most u
 the rest live in their components (`keel.store`, `keel.registry`, …).
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel.core._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from keel.core import KeelError, Settings, load_settings
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 # Loaded on first use (PEP 562), so `import keel.cli` and `keel --help` do not pay for SQLAlchemy, Alembic
 # and pydantic-settings (~1 s of imports) before a command needs them.
 _LAZY = {
-    **dict.fromkeys(("KeelError", "Settings", "load_settings"), "keel.core"),
+    **dict.fromkeys(("KeelError", "Settings", "load_settings"), "core"),
     **dict.fromkeys(
         (
             "alias_model",
@@ -36,16 +37,11 @@ _LAZY = {
             "render_prompt",
             "start_run",
         ),
-        "keel.registry",
+        "registry",
     ),  # fmt: skip
-    **dict.fromkeys(("Store", "init_workspace", "open_store"), "keel.store"),
+    **dict.fromkeys(("Store", "init_workspace", "open_store"), "store"),
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'keel' has no attribute {name!r}")
+__getattr__ = lazy_getattr("keel", _LAZY)
 
 
 __all__ = [

@@ -1,7 +1,8 @@
 """Floor 1: settings, errors, ids and hashing, clocks. Imports nothing else of Keel."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel.core._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from keel.core.clock import Clock, format_time, system_clock
@@ -28,14 +29,25 @@ _MODULES = {
     **dict.fromkeys(("Clock", "format_time", "system_clock"), "clock"),
     **dict.fromkeys(("canonical_json", "is_sha256", "new_ulid", "require_sha256", "sha256_hex"), "ids"),
     **dict.fromkeys(("Settings", "find_workspace", "load_settings"), "settings"),
+    **dict.fromkeys(
+        (
+            "BlobCorruptedError",
+            "BlobNotFoundError",
+            "ConfigError",
+            "ConflictError",
+            "DatabaseUnavailableError",
+            "InputError",
+            "IntegrityError",
+            "KeelError",
+            "NotFoundError",
+            "SchemaError",
+            "StoreError",
+            "WorkspaceNotFoundError",
+        ),
+        "errors",
+    ),  # fmt: skip
 }
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name) or ("errors" if name.endswith("Error") else None)
-    if module is None:
-        raise AttributeError(f"module 'keel.core' has no attribute {name!r}")
-    return getattr(import_module(f"keel.core.{module}"), name)
+__getattr__ = lazy_getattr("keel.core", _MODULES)
 
 
 __all__ = [

@@ -5,8 +5,9 @@ them on the local engine (a process pool) or on Ray Data (`keel.curate.ray`), an
 dataset version with lineage (`curate`).
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel.core._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from keel.curate._engine import CurationReport, LocalEngine, Progress
@@ -38,11 +39,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keel.curate' has no attribute {name!r}")
-    return getattr(import_module(f"keel.curate.{module}"), name)
+__getattr__ = lazy_getattr("keel.curate", _MODULES)
 
 
 __all__ = [

@@ -10,6 +10,8 @@ import importlib
 import warnings
 from typing import TYPE_CHECKING, Any
 
+from keel.core._lazy import lazy_getattr
+
 if TYPE_CHECKING:
     from keel.data._expectations import Expectations, ValidationReport, load_expectations, validate_version
     from keel.data._hashing import row_hashes
@@ -139,10 +141,13 @@ _MOVED = {
 }
 
 
+_own_names = lazy_getattr("keel.data", _MODULES)
+
+
 def __getattr__(name: str) -> Any:
     """Load a name of this package on first use; resolve a name that moved out of keel.data, with a warning."""
     if name in _MODULES:
-        return getattr(importlib.import_module(f"keel.data.{_MODULES[name]}"), name)
+        return _own_names(name)
     module = _MOVED.get(name)
     if module is None:
         raise AttributeError(f"module 'keel.data' has no attribute {name!r}")

@@ -1,7 +1,8 @@
 """Floor 3: runs, the model registry with alias history, the prompt registry, and model cards."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel.core._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from keel.registry._aliases import AliasEvent
@@ -102,11 +103,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keel.registry' has no attribute {name!r}")
-    return getattr(import_module(f"keel.registry.{module}"), name)
+__getattr__ = lazy_getattr("keel.registry", _MODULES)
 
 
 __all__ = [

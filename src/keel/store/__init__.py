@@ -1,7 +1,8 @@
 """Floor 2: the metadata database, blob store, lineage graph and audit log of a workspace."""
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from keel.core._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from keel.store._audit import AuditEvent, VerifyReport, events, record, redact_details, verify
@@ -82,11 +83,7 @@ _MODULES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _MODULES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keel.store' has no attribute {name!r}")
-    return getattr(import_module(f"keel.store.{module}"), name)
+__getattr__ = lazy_getattr("keel.store", _MODULES)
 
 
 __all__ = [
