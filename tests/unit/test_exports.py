@@ -58,7 +58,7 @@ EXPECTED = {
     ],
     "keel.monitor": [
         "OtlpExporter", "SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "storable",
-        "summarize",
+        "summarize", "TraceRetrieval", "traces_citing",
     ],
     "keel.govern": [
         "ApiKey", "AuthenticationError", "AuthenticationThrottledError", "CreatedKey", "KeyVerifier",
@@ -71,6 +71,7 @@ EXPECTED = {
         "Span", "VectorParams", "build_index", "build_vectors", "chunk_records", "chunk_text", "ef_search_for",
         "evaluate_index", "get_index", "list_indexes", "load_embedder", "load_queries", "normalise", "open_index",
         "parse_filters", "parse_index_ref", "retrieval_metrics", "search", "vector_search",
+        "FILLABLE", "RagAnswer", "RagApp", "RetrievalSettings", "RetrieverPool", "check_app", "query_of",
     ],
     "keel.train": [
         "DataConfig", "DistillOptions", "DpoConfig", "HyperParameters", "LoraSettings", "OptimizeResult",

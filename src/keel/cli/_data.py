@@ -284,10 +284,15 @@ def trace(
     record_id: Annotated[str, typer.Argument(help="A record id.")],
     json_output: JsonOption = False,
 ) -> None:
-    """A record's source, every version that holds it, and everything made from those versions."""
-    found = trace_record(get_store(ctx), record_id)
+    """A record's source, every version that holds it, everything made from them, and the answers that cited it."""
+    from keel.monitor import traces_citing
+
+    store = get_store(ctx)
+    found = trace_record(store, record_id)
+    cited_by = [{"trace": t.id, "at": format_time(t.at), "deployment": t.deployment, "model_version": t.model_version}
+                for t in traces_citing(store, record_id)]  # fmt: skip
     if json_output:
-        print_json(found.to_json())
+        print_json({**found.to_json(), "cited_by": cited_by})
         return
     out = console()
     out.print(f"[bold]{found.record_id}[/]")
@@ -298,3 +303,7 @@ def trace(
         out.print(f"text: {found.text_preview!r}")
     roots = [f"dataset-version:{ref}" for ref in found.versions]
     out.print(lineage_tree(f"in {len(found.versions)} version(s); downstream:", roots, found.downstream))
+    if cited_by:
+        out.print(f"cited by {len(cited_by)} served answer(s), newest first:")
+        for answer in cited_by:
+            out.print(escape(f"  trace:{answer['trace']}  {answer['at']}  {answer['deployment']}"))

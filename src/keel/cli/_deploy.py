@@ -10,6 +10,7 @@ from rich.table import Table
 
 from keel.cli._context import console, get_store, print_json
 from keel.core.clock import format_time
+from keel.core.errors import InputError
 from keel.serve import (
     Deployment,
     DeploymentSettings,
@@ -40,10 +41,32 @@ Upstream = Annotated[str | None, typer.Option(help="Upstream base URL for the op
 UpstreamModel = Annotated[str | None, typer.Option(help="Model name sent upstream (default: the registry name).")]
 PriceIn = Annotated[float | None, typer.Option(help="Cost per 1,000 input tokens.")]
 PriceOut = Annotated[float | None, typer.Option(help="Cost per 1,000 output tokens.")]
+Prompt = Annotated[
+    str | None, typer.Option(help="A prompt version (NAME@vN or NAME@alias, pinned now) rendered before each chat.")
+]
+Index = Annotated[str | None, typer.Option(help="An index version (NAME@vN, pinned now) searched for each chat.")]
+TopK = Annotated[int | None, typer.Option("--k", help="Most retrieved chunks given to the prompt (default 4).")]
+MinScore = Annotated[float | None, typer.Option(help="Leave out chunks scoring below this.")]
+Mode = Annotated[
+    Literal["hybrid", "vector", "keyword"] | None, typer.Option(help="How the index is searched (default hybrid).")
+]
+ContextTokens = Annotated[int | None, typer.Option(help="Most estimated tokens of retrieved context (default 2000).")]
+QueryFrom = Annotated[
+    Literal["last-user", "first-user", "all-user"] | None,
+    typer.Option("--query", help="Which message is the query (default: the last user message)."),
+]
 
 
 def _routes_text(deployment: Deployment) -> str:
-    return ", ".join(f"{r.model} {r.weight}% ({r.backend})" for r in deployment.routes)
+    return ", ".join(f"{r.label()} {r.weight}% ({r.backend})" for r in deployment.routes)
+
+
+def _retrieval(
+    k: int | None, min_score: float | None, mode: str | None, context: int | None, query: str | None
+) -> dict[str, Any] | None:
+    given = {"k": k, "min_score": min_score, "mode": mode, "max_context_tokens": context, "query": query}
+    values = {key: v for key, v in given.items() if v is not None}
+    return values or None
 
 
 def _show(deployment: Deployment, json_output: bool, verb: str) -> None:
@@ -71,13 +94,21 @@ def create(
     cache_ttl: Annotated[float, typer.Option(help="Seconds to reuse temperature-0 answers (0: off).")] = 0.0,
     fallback_model: Annotated[str | None, typer.Option(help="Registry ref answering when the route fails.")] = None,
     fallback_upstream: Annotated[str | None, typer.Option(help="Upstream URL of the fallback.")] = None,
+    prompt: Prompt = None,
+    index: Index = None,
+    k: TopK = None,
+    min_score: MinScore = None,
+    mode: Mode = None,
+    max_context_tokens: ContextTokens = None,
+    query: QueryFrom = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create deployment NAME sending every request to one model version."""
+    """Create deployment NAME sending every request to one model version (with a prompt and an index: a RAG app)."""
     store = get_store(ctx)
     route: dict[str, Any] = {"backend": backend, "upstream": upstream, "upstream_model": upstream_model,
                              "price_in": price_in, "price_out": price_out, "max_batch": max_batch,
-                             "max_wait_ms": max_wait_ms}  # fmt: skip
+                             "max_wait_ms": max_wait_ms, "prompt": prompt, "index": index,
+                             "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query)}  # fmt: skip
     fallback = None
     if fallback_model is not None:
         from keel.registry import get_model
@@ -93,14 +124,29 @@ def create(
 def canary(
     ctx: typer.Context,
     name: Name,
-    model: Model,
+    model: Annotated[
+        str | None, typer.Option("--model", help="A registry reference (default: the primary route's model).")
+    ] = None,
     weight: Annotated[int, typer.Option(help="Percent of requests the canary gets (1-99).")] = 10,
     upstream: Upstream = None,
     upstream_model: UpstreamModel = None,
+    prompt: Prompt = None,
+    index: Index = None,
+    k: TopK = None,
+    min_score: MinScore = None,
+    mode: Mode = None,
+    max_context_tokens: ContextTokens = None,
+    query: QueryFrom = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Send WEIGHT% of NAME's requests to another model version."""
-    route = {k: v for k, v in {"upstream": upstream, "upstream_model": upstream_model}.items() if v is not None}
+    """Send WEIGHT% of NAME's requests to another model, prompt or index version; the rest stays as it is."""
+    given = {"upstream": upstream, "upstream_model": upstream_model, "prompt": prompt, "index": index,
+             "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query)}  # fmt: skip
+    route = {key: v for key, v in given.items() if v is not None}
+    if model is None and not route.keys() & {"prompt", "index", "retrieval"}:
+        raise InputError(
+            f"expected what the canary of {name!r} changes: --model, --prompt, --index or a retrieval setting; got none"
+        )
     _show(canary_deployment(get_store(ctx), name, model, weight=weight, route=route), json_output, "Canary on")
 
 
@@ -171,6 +217,9 @@ def history(ctx: typer.Context, name: Name, json_output: JsonOption = False) -> 
         return
     table = Table("#", "time (UTC)", "action", "routes after", "actor")
     for e in found:
-        routes = ", ".join(f"{r['model']} {r.get('weight', 100)}%" for r in e.to_routes)
+        routes = ", ".join(
+            f"{' + '.join(r[k] for k in ('model', 'prompt', 'index') if r.get(k))} {r.get('weight', 100)}%"
+            for r in e.to_routes
+        )
         table.add_row(str(e.id), format_time(e.at)[:19], e.action, escape(routes), escape(e.actor))
     console().print(table)

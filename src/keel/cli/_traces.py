@@ -45,10 +45,26 @@ def show(
     trace_id: Annotated[str, typer.Argument(help="The trace's id.")],
     json_output: JsonOption = False,
 ) -> None:
-    """Show one trace."""
-    trace = get_trace(get_store(ctx), trace_id).to_json()
+    """Show one trace; for a RAG route, the chunks it retrieved and the time of each step."""
+    found = get_trace(get_store(ctx), trace_id)
+    trace = found.to_json()
     if json_output:
         print_json(trace)
         return
+    out = console()
     for key, value in trace.items():
-        console().print(escape(f"{key}: {value}"))
+        if key != "retrieval":
+            out.print(escape(f"{key}: {value}"))
+    retrieval = found.retrieval
+    if retrieval is None:
+        return
+    out.print(escape(f"index: {retrieval.index_version or '—'}  prompt: {retrieval.prompt_version or '—'}"
+                     f"{'  (retrieval FAILED)' if retrieval.failed else ''}"))  # fmt: skip
+    generation = "—" if retrieval.generation_ms is None else f"{retrieval.generation_ms:.1f}"
+    out.print(f"retrieval ms: embed {retrieval.embed_ms:.1f}, search {retrieval.search_ms:.1f}, "
+              f"render {retrieval.render_ms:.1f}; generation ms: {generation}")  # fmt: skip
+    table = Table("rank", "chunk", "record", "score", "source")
+    for chunk in retrieval.chunks:
+        table.add_row(str(chunk.get("rank")), escape(str(chunk.get("chunk_id"))), escape(str(chunk.get("record_id"))),
+                      f"{float(chunk.get('score') or 0):.4f}", escape(str(chunk.get("source") or "—")))  # fmt: skip
+    out.print(table if retrieval.chunks else "No chunks retrieved.")

@@ -5,11 +5,13 @@ from keel.index._chunking import ChunkSettings, Span, chunk_text
 from keel.index._embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder, load_embedder, normalise
 from keel.index._engines import HNSW_THRESHOLD, VectorParams, build_vectors, ef_search_for, vector_search
 from keel.index._eval import EvalQuery, RetrievalEval, evaluate_index, load_queries, retrieval_metrics
+from keel.index._rag import FILLABLE, RagAnswer, RagApp, RetrievalSettings, RetrieverPool, check_app, query_of
 from keel.index._search import Hit, Retriever, SearchMode, open_index, parse_filters, search
 from keel.index._versions import IndexVersion, get_index, list_indexes, parse_index_ref
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FILLABLE",
     "HNSW_THRESHOLD",
     "BuildProgress",
     "ChunkSettings",
@@ -18,8 +20,12 @@ __all__ = [
     "Hit",
     "IndexBuild",
     "IndexVersion",
+    "RagAnswer",
+    "RagApp",
+    "RetrievalSettings",
     "RetrievalEval",
     "Retriever",
+    "RetrieverPool",
     "SearchMode",
     "SentenceTransformerEmbedder",
     "Span",
@@ -27,6 +33,7 @@ __all__ = [
     "build_index",
     "build_vectors",
     "chunk_records",
+    "check_app",
     "chunk_text",
     "ef_search_for",
     "evaluate_index",
@@ -38,6 +45,7 @@ __all__ = [
     "open_index",
     "parse_filters",
     "parse_index_ref",
+    "query_of",
     "retrieval_metrics",
     "search",
     "vector_search",

@@ -154,8 +154,10 @@ class Retriever:
     def _meta_keys(self) -> set[str]:
         return {f"meta.{k}" for m in self._meta() for k in m}
 
-    def _vector_candidates(self, query: str, n: int, mask: npt.NDArray[np.bool_] | None) -> list[tuple[int, float]]:
-        q = self.embedder.embed([query])
+    def _vector_candidates(
+        self, query: str, n: int, mask: npt.NDArray[np.bool_] | None, vector: npt.NDArray[np.float32] | None = None
+    ) -> list[tuple[int, float]]:
+        q = self.embedder.embed([query]) if vector is None else vector.reshape(1, -1)
         if mask is None:
             scores, ids = vector_search(self.vectors, q, n)
             return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
@@ -168,7 +170,14 @@ class Retriever:
         return [(int(rows[i]), float(sims[i])) for i in top]
 
     def search(
-        self, query: str, k: int = 5, *, filters: Mapping[str, str] | None = None, mode: SearchMode = "hybrid"
+        self,
+        query: str,
+        k: int = 5,
+        *,
+        filters: Mapping[str, str] | None = None,
+        mode: SearchMode = "hybrid",
+        vector: npt.NDArray[np.float32] | None = None,
+        vector_weight: float = 0.5,
     ) -> list[Hit]:
         """The `k` best chunks for `query`.
 
@@ -177,6 +186,8 @@ class Retriever:
             k: How many hits at most.
             filters: Column or meta values every hit must have (`{"lang": "en"}`).
             mode: `hybrid` (vector and BM25 fused by reciprocal rank), `vector` or `keyword`.
+            vector: The query's embedding when the caller made it already (a server times it apart).
+            vector_weight: In hybrid mode, the share of the fused score from the vector ranks (0.5: equal).
 
         Returns:
             Hits best first; in hybrid mode `score` is the fused score, else the engine's own.
@@ -190,14 +201,19 @@ class Retriever:
         mask = self.mask(filters) if filters else None
         # Fusion needs depth: a chunk ranked 30th by one engine and 2nd by the other may belong in the top k.
         depth = max(k, 50) if mode == "hybrid" else k
-        dense = self._vector_candidates(query, depth, mask) if mode != "keyword" else []
+        dense = self._vector_candidates(query, depth, mask, vector) if mode != "keyword" else []
         sparse = keyword_search(self.bm25, query, depth, len(self), mask) if mode != "vector" else []
         if mask is not None:
             sparse = [(i, s) for i, s in sparse if mask[i]]
-        return self._hits(dense, sparse, k, mode)
+        return self._hits(dense, sparse, k, mode, vector_weight)
 
     def _hits(
-        self, dense: list[tuple[int, float]], sparse: list[tuple[int, float]], k: int, mode: SearchMode
+        self,
+        dense: list[tuple[int, float]],
+        sparse: list[tuple[int, float]],
+        k: int,
+        mode: SearchMode,
+        vector_weight: float = 0.5,
     ) -> list[Hit]:
         vec, kw = dict(dense), dict(sparse)
         if mode == "vector":
@@ -206,9 +222,10 @@ class Retriever:
             ranked = sparse[:k]
         else:
             fused: dict[int, float] = {}
-            for results in (dense, sparse):
+            # Weighted RRF; at the default 0.5 both factors are 1, the plain fusion of Cormack et al.
+            for results, weight in ((dense, 2 * vector_weight), (sparse, 2 * (1 - vector_weight))):
                 for rank, (row, _) in enumerate(results, start=1):
-                    fused[row] = fused.get(row, 0.0) + 1.0 / (RRF_K + rank)
+                    fused[row] = fused.get(row, 0.0) + weight / (RRF_K + rank)
             ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
         rows = self.chunks.take(pa.array([row for row, _ in ranked], type=pa.int64())).to_pylist()
         extra = [c for c in self.chunks.column_names if c not in RESERVED]

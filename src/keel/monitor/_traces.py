@@ -18,9 +18,9 @@ from keel.core.clock import format_time
 from keel.core.errors import NotFoundError
 from keel.core.ids import canonical_json
 from keel.store import Store
-from keel.store.schema import traces
+from keel.store.schema import lineage_edges, trace_retrievals, traces
 
-__all__ = ["Trace", "get_trace", "list_traces", "storable"]
+__all__ = ["Trace", "TraceRetrieval", "get_trace", "list_traces", "storable", "traces_citing"]
 
 # Column lengths of `traces` (store/schema.py): PostgreSQL refuses longer values.
 _LIMITS = {"deployment": 128, "model_version": 160, "prompt_version": 160, "key_id": 26, "operation": 32, "error": 64}
@@ -50,8 +50,36 @@ def storable(text: str, limit: int = 256) -> str:
 
 
 @dataclass(slots=True)
+class TraceRetrieval:
+    """What a RAG route retrieved for one request: versions, chunks with scores, and the time of each step.
+
+    `chunks` hold `chunk_id`, `record_id`, `source` (URI), `score` and `rank`, best first;
+    `generation_ms` is the backend's time, apart from retrieval's. `failed` marks a retrieval that
+    failed (the request was answered 503).
+    """
+
+    index_version: str | None
+    prompt_version: str | None
+    chunks: list[dict[str, Any]]
+    embed_ms: float
+    search_ms: float
+    render_ms: float
+    generation_ms: float | None = None
+    failed: bool = False
+
+    @property
+    def retrieval_ms(self) -> float:
+        """Embedding, search and rendering together."""
+        return self.embed_ms + self.search_ms + self.render_ms
+
+    def to_row(self, trace_id: str) -> dict[str, Any]:
+        """The `trace_retrievals` row."""
+        return {**asdict(self), "trace_id": trace_id, "chunks": canonical_json(self.chunks), "failed": int(self.failed)}
+
+
+@dataclass(slots=True)
 class Trace:
-    """One served request."""
+    """One served request; `retrieval` is set for requests to a RAG route."""
 
     id: str
     at: datetime
@@ -69,6 +97,7 @@ class Trace:
     cost: float = 0.0
     cache_hit: bool = False
     flags: list[str] = field(default_factory=list)
+    retrieval: TraceRetrieval | None = None
 
     @property
     def node(self) -> str:
@@ -92,6 +121,7 @@ class Trace:
     def to_row(self) -> dict[str, Any]:
         """The `traces` row."""
         row = asdict(self)
+        del row["retrieval"]  # its own table, `trace_retrievals`
         row["cache_hit"] = int(self.cache_hit)
         row["flags"] = canonical_json(self.flags)
         return row
@@ -103,7 +133,14 @@ class Trace:
 
 def trace_from_json(data: dict[str, Any]) -> Trace:
     """The trace `Trace.to_json` made (as spill files hold them)."""
-    return Trace(**{**data, "at": datetime.fromisoformat(data["at"].replace("Z", "+00:00"))})
+    retrieval = data.get("retrieval")
+    return Trace(
+        **{
+            **data,
+            "at": datetime.fromisoformat(data["at"].replace("Z", "+00:00")),
+            "retrieval": TraceRetrieval(**retrieval) if isinstance(retrieval, dict) else None,
+        }
+    )
 
 
 def _from_row(row: Any) -> Trace:
@@ -134,6 +171,27 @@ def get_trace(store: Store, trace_id: str) -> Trace:
     """
     with store.db.read() as conn:
         row = conn.execute(select(traces).where(traces.c.id == trace_id)).first()
+        found = conn.execute(select(trace_retrievals).where(trace_retrievals.c.trace_id == trace_id)).first()
     if row is None:
         raise NotFoundError(f"no trace with id {trace_id!r}", hint="see `keel trace list`")
-    return _from_row(row)
+    trace = _from_row(row)
+    if found is not None:
+        values = dict(found._mapping)
+        del values["trace_id"]
+        trace.retrieval = TraceRetrieval(
+            **{**values, "chunks": json.loads(values["chunks"]), "failed": bool(values["failed"])}
+        )
+    return trace
+
+
+def traces_citing(store: Store, record_id: str, *, limit: int = 50) -> list[Trace]:
+    """The newest traces whose answer cited a chunk of record `record_id` (edges `record:<id>` → `trace:<id>`)."""
+    with store.db.read() as conn:
+        nodes = conn.scalars(
+            select(lineage_edges.c.downstream).where(
+                lineage_edges.c.upstream == f"record:{record_id}", lineage_edges.c.kind == "cited"
+            )
+        ).all()
+        ids = [n.removeprefix("trace:") for n in nodes]
+        query = select(traces).where(traces.c.id.in_(ids)).order_by(traces.c.at.desc(), traces.c.id.desc()).limit(limit)
+        return [_from_row(row) for row in conn.execute(query)] if ids else []

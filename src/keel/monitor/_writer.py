@@ -28,7 +28,7 @@ from keel.core.clock import format_time
 from keel.core.ids import new_ulid
 from keel.monitor._traces import Trace, trace_from_json
 from keel.store import Edge, Store, add_edges
-from keel.store.schema import traces
+from keel.store.schema import NODE_ID_LENGTH, trace_retrievals, traces
 
 __all__ = ["TraceWriter"]
 
@@ -213,7 +213,11 @@ class TraceWriter:
         with self._store.db.write() as conn:
             conn.execute(traces.insert(), [t.to_row() for t in batch])
             edges = [Edge(f"model-version:{t.model_version}", t.node, "served") for t in batch if t.model_version]
-            add_edges(conn, edges, at=batch[-1].at)
+            retrieved = [t for t in batch if t.retrieval is not None]
+            if retrieved:
+                conn.execute(trace_retrievals.insert(), [t.retrieval.to_row(t.id) for t in retrieved if t.retrieval])
+                edges += [e for t in retrieved for e in _retrieval_edges(t)]
+            add_edges(conn, list(dict.fromkeys(edges)), at=batch[-1].at)
         self.written += len(batch)
 
     def _quarantine(self, trace: Trace, exc: Exception) -> None:
@@ -311,6 +315,36 @@ class TraceWriter:
         self._inflight = []
         self._spill(left)
         self._close_overflow()
+
+
+def _node(kind: str, identity: Any) -> str | None:
+    """A lineage node id, or None when the identity cannot make one (too long, blank, with spaces)."""
+    text = f"{kind}:{identity}"
+    return text if isinstance(identity, str) and identity and len(text) <= NODE_ID_LENGTH and not any(
+        c.isspace() for c in identity) else None  # fmt: skip
+
+
+def _retrieval_edges(trace: Trace) -> list[Edge]:
+    """Lineage of a RAG answer: index version, prompt version and each cited record → the trace; source → record.
+
+    So `keel data trace RECORD` finds the answers that cited it, and a path from the trace reaches the
+    source page through retrieval as well as through training.
+    """
+    from keel.curate._run import uri_node  # the same node the curation run gave the source
+
+    retrieval = trace.retrieval
+    assert retrieval is not None
+    found: list[tuple[str | None, str | None, str]] = [
+        (_node("index-version", retrieval.index_version), trace.node, "retrieved"),
+        (_node("prompt-version", retrieval.prompt_version), trace.node, "prompted"),
+    ]
+    for chunk in retrieval.chunks:
+        record = _node("record", chunk.get("record_id"))
+        found.append((record, trace.node, "cited"))
+        uri = chunk.get("source")
+        if isinstance(uri, str) and uri and not any(c.isspace() for c in uri):
+            found.append((uri_node(uri), record, "holds"))
+    return [Edge(up, down, kind) for up, down, kind in found if up is not None and down is not None]
 
 
 def _json(trace: Trace) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, func, select, update
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json
+from keel.index import RetrievalSettings, check_app
 from keel.registry import get_model
 from keel.registry._refs import check_name
 from keel.store import Store
@@ -59,6 +60,10 @@ class Route(BaseModel):
         max_wait_ms: How long the batcher waits for a batch to fill.
         max_batch_tokens: Bound of rows × longest row (prompt + output budget) in one
             `transformers` batch: the size of its KV cache, in token positions.
+        prompt: A prompt version `NAME@vN` rendered as the first system message of each chat
+            request (with the question, the retrieved chunks and the history); pinned when written.
+        index: An index version `NAME@vN` searched for each chat request; pinned when written.
+        retrieval: How the index is searched (k, minimum score, mode, context budget, query message).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -73,11 +78,23 @@ class Route(BaseModel):
     max_batch: int = Field(default=8, gt=0)
     max_wait_ms: float = Field(default=10.0, ge=0)
     max_batch_tokens: int = Field(default=65_536, gt=0)
+    prompt: str | None = None
+    index: str | None = None
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
 
     @property
     def node(self) -> str:
         """The lineage node of the model version."""
         return f"model-version:{self.model}"
+
+    @property
+    def augmented(self) -> bool:
+        """Whether chat requests are retrieved for and/or rendered through a prompt (a RAG app)."""
+        return self.prompt is not None or self.index is not None
+
+    def label(self) -> str:
+        """`model`, plus ` + prompt` and ` + index` when the route has them."""
+        return " + ".join(p for p in (self.model, self.prompt, self.index) if p)
 
 
 class DeploymentSettings(BaseModel):
@@ -169,6 +186,17 @@ def _from_row(row: Any) -> Deployment:
 def _route(store: Store, model: str, **fields: Any) -> Route:
     version = get_model(store, model, with_files=False)
     values = {k: v for k, v in fields.items() if v is not None}
+    # Aliases resolve now and the versions are pinned in the route (and so in its history): moving
+    # an alias later changes nothing served until the deployment is written again.
+    values["prompt"], values["index"] = check_app(store, values.get("prompt"), values.get("index"))
+    if isinstance(values.get("retrieval"), dict):
+        try:
+            values["retrieval"] = RetrievalSettings.model_validate(values["retrieval"])
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(p) for p in error["loc"])
+            raise InputError(f"expected valid retrieval settings; {where}: {error['msg']}") from None
+    values = {k: v for k, v in values.items() if v is not None}
     try:
         route = Route(model=version.ref, **values)
     except ValidationError as exc:
@@ -264,12 +292,16 @@ def create_deployment(
 
 
 def canary_deployment(
-    store: Store, name: str, model: str, *, weight: int, route: dict[str, Any] | None = None
+    store: Store, name: str, model: str | None, *, weight: int, route: dict[str, Any] | None = None
 ) -> Deployment:
     """Send `weight`% of `name`'s requests to `model`, the rest to the current primary route.
 
-    The canary inherits the primary's backend fields unless `route` overrides them; an earlier
-    canary is replaced.
+    The canary inherits the primary's backend fields, prompt, index and retrieval settings unless
+    `route` overrides them; an earlier canary is replaced. With `model` None the canary keeps the
+    primary's model, so it differs only in what `route` changes (`{"index": "kb@v2"}`).
+
+    Examples:
+        >>> canary_deployment(store, "assistant", None, weight=10, route={"index": "kb@v2"})  # doctest: +SKIP
 
     Raises:
         InputError: `weight` outside 1..99, or bad route fields.
@@ -280,8 +312,17 @@ def canary_deployment(
     with store.db.write() as conn:
         row = _lock(conn, name)
         primary = _parse_routes(row.routes)[0]
-        inherited = primary.model_dump(exclude={"model", "weight", "upstream_model"}, exclude_defaults=True)
-        canary = _route(store, model, **{**inherited, **(route or {}), "weight": weight})
+        kept = {"model", "weight"} if model is None else {"model", "weight", "upstream_model"}
+        inherited = primary.model_dump(exclude=kept, exclude_defaults=True)
+        fields = {**inherited, **(route or {}), "weight": weight}
+        if isinstance(inherited.get("retrieval"), dict) and isinstance((route or {}).get("retrieval"), dict):
+            fields["retrieval"] = {**inherited["retrieval"], **(route or {})["retrieval"]}  # change only what is given
+        canary = _route(store, model or primary.model, **fields)
+        if canary.model_dump(exclude={"weight"}) == primary.model_dump(exclude={"weight"}):
+            raise InputError(
+                f"the canary of {name!r} would be the same as its primary route ({primary.label()})",
+                hint="change the model, --prompt or --index",
+            )
         _change(store, conn, row, "canary", (primary.model_copy(update={"weight": 100 - weight}), canary))
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 

@@ -25,6 +25,7 @@ __all__ = [
     "ModelNotFoundError",
     "PayloadTooLargeError",
     "RateLimitedError",
+    "RetrievalError",
     "UpstreamError",
     "error_body",
 ]
@@ -83,6 +84,14 @@ class UpstreamError(GatewayError):
     status = 502
     type = "api_error"
     code = "upstream_error"
+
+
+class RetrievalError(GatewayError):
+    """A RAG route could not retrieve (index or embedding model failing): the service is unavailable, not broken."""
+
+    status = 503
+    type = "api_error"
+    code = "retrieval_unavailable"
 
 
 def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:

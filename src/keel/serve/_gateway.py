@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keel.core.errors import InputError
 from keel.core.ids import canonical_json, new_ulid
 from keel.govern import (
     ApiKey,
@@ -27,11 +28,12 @@ from keel.govern import (
     KeyVerifier,
     PermissionDeniedError,
 )
-from keel.monitor import OtlpExporter, Trace, TraceWriter, storable
+from keel.index import RagAnswer, RagApp, RetrieverPool
+from keel.monitor import OtlpExporter, Trace, TraceRetrieval, TraceWriter, storable
 from keel.registry import pull_model
 from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation
 from keel.serve._deployments import Deployment, Route, current_generation, load_deployments
-from keel.serve._errors import BadRequestError, ModelNotFoundError, RateLimitedError, UpstreamError
+from keel.serve._errors import BadRequestError, ModelNotFoundError, RateLimitedError, RetrievalError, UpstreamError
 from keel.serve._guardrails import Guardrails, PromptBlockedError
 from keel.serve._limits import (
     MemoryRateLimiter,
@@ -93,6 +95,8 @@ class RequestContext:
     flags: list[str] = field(default_factory=list)
     upstream_started: float | None = None
     upstream_ended: float | None = None
+    rag: RagAnswer | None = None
+    rag_route: Route | None = None
 
     def usage(self, answer: Mapping[str, Any]) -> None:
         """Take token counts from an OpenAI `usage` block."""
@@ -145,6 +149,8 @@ class Gateway:
         self.cache: ResponseCache = MemoryResponseCache(self.settings.cache_max_entries)
         self._model_dir = model_dir or store.settings.state_dir / "serve-models"
         self._backends: dict[str, Backend] = {}
+        self.retrievers = RetrieverPool(store)  # index versions and embedders, loaded once, shared by routes
+        self._apps: dict[str, RagApp] = {}
         self._building: dict[str, asyncio.Lock] = {}
         self._reloader: asyncio.Task[None] | None = None
         self._redis: Any = None
@@ -270,6 +276,64 @@ class Gateway:
             )  # fmt: skip
         return await asyncio.to_thread(SentenceTransformersBackend, folder)
 
+    async def app(self, route: Route) -> RagApp:
+        """The RAG app of `route` (its pinned prompt and index), built on first use; index versions are shared."""
+        key = canonical_json([route.prompt, route.index, route.retrieval.model_dump()])
+        found = self._apps.get(key)
+        if found is not None:
+            return found
+        lock = self._building.setdefault(f"app:{key}", asyncio.Lock())
+        async with lock:
+            found = self._apps.get(key)
+            if found is None:
+                app = await asyncio.to_thread(self.retrievers.app, route.prompt, route.index, route.retrieval)
+                found = self._apps[key] = app
+        return found
+
+    async def augment(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
+        """For a chat request to a RAG route: retrieve, render the prompt, and return the body to send.
+
+        Embedding and search run in worker threads (the event loop keeps serving); each step is timed
+        apart for the trace. The request's own messages follow the prompt's system message unchanged.
+
+        Raises:
+            BadRequestError: The conversation has no user text to retrieve for.
+            RetrievalError: The index or its embedding model failed (503; the trace is flagged).
+        """
+        route = ctx.route
+        if ctx.operation != "chat" or route is None or not route.augmented:
+            return body
+        ctx.rag_route = route
+        if route.prompt is not None:
+            ctx.prompt_version = route.prompt
+        messages = body.get("messages") or []
+        try:
+            app = await self.app(route)
+            query = app.query(messages)
+            started = time.perf_counter()
+            vector = None
+            if app.retriever is not None and route.retrieval.mode != "keyword":
+                vector = await asyncio.to_thread(app.embed, query)
+            embedded = time.perf_counter()
+            hits = await asyncio.to_thread(app.search, query, vector) if app.retriever is not None else []
+            searched = time.perf_counter()
+            rendered = app.render(messages, query, hits)
+        except InputError as exc:
+            raise BadRequestError(exc.message, param="messages") from None
+        except Exception as exc:  # request boundary: a failing index or model is the service's fault, not the caller's
+            log.exception("retrieval failed for deployment %s (index %s)", ctx.deployment, route.index)
+            ctx.flags.append("retrieval_failed")
+            ctx.rag = RagAnswer([], [])
+            raise RetrievalError(
+                f"retrieval from {route.index or route.prompt} failed ({type(exc).__name__}); try again later"
+            ) from None
+        done = time.perf_counter()
+        ms = 1000.0
+        ctx.rag = RagAnswer(
+            hits, rendered, (embedded - started) * ms, (searched - embedded) * ms, (done - searched) * ms
+        )
+        return {**body, "messages": rendered}
+
     async def authorize(self, authorization: str | None, deployment: str, client: str | None = None) -> ApiKey | None:
         """The key of a request, checked for `deployment`; None when keys are not required.
 
@@ -353,7 +417,8 @@ class Gateway:
         return hashlib.sha256(canonical_json([ctx.route.model, ctx.operation, content]).encode()).hexdigest()
 
     async def complete(self, ctx: RequestContext, deployment: Deployment, body: dict[str, Any]) -> dict[str, Any]:
-        """Answer a non-streaming request: cache, backend (with fallback), redaction."""
+        """Answer a non-streaming request: retrieval (RAG routes), cache, backend (with fallback), redaction."""
+        body = await self.augment(ctx, body)
         ttl = deployment.settings.cache_ttl_s
         cache_key = self._cache_key(ctx, body) if ttl > 0 else None
         if cache_key is not None:
@@ -374,6 +439,8 @@ class Gateway:
             answer = await (await self.backend(ctx.route)).complete(ctx.operation, body)
         ctx.upstream_ended = time.perf_counter()
         answer["model"] = deployment.name
+        if ctx.rag is not None:  # a top-level field: the openai client keeps it in `response.model_extra`
+            answer["citations"] = ctx.rag.citations()
         if deployment.settings.pii == "redact" and self.guardrails.redact_answer(answer):
             ctx.flags.append("pii_redacted_response")
         ctx.usage(answer)
@@ -382,7 +449,11 @@ class Gateway:
         return answer
 
     async def stream(self, ctx: RequestContext, deployment: Deployment, body: dict[str, Any]) -> AsyncIterator[bytes]:
-        """Answer a streaming request as SSE bytes; falls back only before the first chunk."""
+        """Answer a streaming request as SSE bytes; falls back only before the first chunk.
+
+        On a RAG route the first chunk carries the citations.
+        """
+        body = await self.augment(ctx, body)
         assert ctx.route is not None
         ctx.upstream_started = time.perf_counter()
         try:
@@ -397,6 +468,7 @@ class Gateway:
             first = await anext(chunks, None)
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         held: dict[int, str] = {}  # text of each choice waiting for a line end before it is redacted
+        cited = False
         chunk = first
         while chunk is not None:
             if ctx.ttft_s is None and chunk.get("choices"):
@@ -405,6 +477,8 @@ class Gateway:
                 ctx.usage(chunk)
             self._finish_chunk(chunk, deployment, want_usage, held)
             if chunk.get("choices") or chunk.get("usage"):
+                if ctx.rag is not None and not cited:
+                    chunk["citations"], cited = ctx.rag.citations(), True
                 yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             chunk = await anext(chunks, None)
         ctx.upstream_ended = time.perf_counter()
@@ -479,5 +553,22 @@ class Gateway:
             cost=cost,
             cache_hit=ctx.cache_hit,
             flags=ctx.flags,
+            retrieval=self._retrieval_of(ctx, upstream_s),
         )
         await self.traces.put(trace)  # made storable there: every string of it may come from the request
+
+    @staticmethod
+    def _retrieval_of(ctx: RequestContext, upstream_s: float | None) -> TraceRetrieval | None:
+        route, rag = ctx.rag_route, ctx.rag
+        if route is None or rag is None:
+            return None
+        return TraceRetrieval(
+            index_version=route.index,
+            prompt_version=route.prompt,
+            chunks=rag.citations(),
+            embed_ms=rag.embed_ms,
+            search_ms=rag.search_ms,
+            render_ms=rag.render_ms,
+            generation_ms=None if upstream_s is None else upstream_s * 1000,
+            failed="retrieval_failed" in ctx.flags,
+        )

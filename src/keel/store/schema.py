@@ -489,3 +489,20 @@ traces = Table(
     Index(None, "deployment", "at"),
     comment="One served request each: route, versions, tokens, latency, cost, cache and guardrail outcome.",
 )
+
+trace_retrievals = Table(
+    "trace_retrievals",
+    metadata,
+    # No foreign key to traces: the trace writer inserts both in one transaction, and the traces
+    # table's retention may differ. One row per request to a RAG route.
+    Column("trace_id", String(26), primary_key=True, comment="the trace's ULID"),
+    Column("index_version", String(160), nullable=True, comment="NAME@vN searched"),
+    Column("prompt_version", String(160), nullable=True, comment="NAME@vN rendered"),
+    Column("chunks", Text, nullable=False, comment="canonical JSON: chunk_id, record_id, source, score, rank"),
+    Column("embed_ms", Float, nullable=False),
+    Column("search_ms", Float, nullable=False),
+    Column("render_ms", Float, nullable=False),
+    Column("generation_ms", Float, nullable=True, comment="the backend's time, apart from retrieval"),
+    Column("failed", Integer, nullable=False, comment="1 when retrieval failed (answered 503)"),
+    comment="What a RAG route retrieved for one served request: versions, chunks with scores, step times.",
+)
