@@ -31,7 +31,7 @@ from keel.evals._stats import (
     paired_bootstrap,
     paired_permutation,
 )
-from keel.evals._suite import EndpointSubject, EvalSuite, ModelSubject, PromptSubject
+from keel.evals._suite import AppSubject, DeploymentSubject, EndpointSubject, EvalSuite, ModelSubject, PromptSubject
 from keel.store import Store
 
 __all__ = ["GateReport", "MetricComparison", "blind_spots", "compare_results", "gate", "subject_for_ref"]
@@ -225,11 +225,26 @@ def blind_spots(comparisons: list[MetricComparison]) -> list[str]:
 
 
 def subject_for_ref(suite: EvalSuite, ref: str) -> EvalSuite:
-    """The suite with its subject pointed at `ref`: a model name (endpoint), a model ref, or a prompt ref."""
+    """The suite with its subject pointed at `ref`.
+
+    `ref` is a model name (endpoint), a model ref, a prompt ref, a deployment name, or for an app
+    a version of its index or prompt (`kb@v2`, `support@v4`: whichever the name matches; any other
+    name is the target model's).
+    """
     subject = suite.subject
-    new: EndpointSubject | ModelSubject | PromptSubject
+    new: EndpointSubject | ModelSubject | PromptSubject | DeploymentSubject | AppSubject
     if isinstance(subject, PromptSubject):
         new = subject.model_copy(update={"prompt": ref})
+    elif isinstance(subject, DeploymentSubject):
+        new = subject.model_copy(update={"deployment": ref})
+    elif isinstance(subject, AppSubject):
+        name = ref.split("@", 1)[0]
+        if subject.index is not None and name == subject.index.split("@", 1)[0]:
+            new = subject.model_copy(update={"index": ref})
+        elif subject.prompt is not None and name == subject.prompt.split("@", 1)[0]:
+            new = subject.model_copy(update={"prompt": ref})
+        else:
+            new = subject.model_copy(update={"target": subject.target.model_copy(update={"model": ref})})
     else:
         new = subject.model_copy(update={"model": ref})
     return suite.model_copy(update={"subject": new})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -215,6 +215,8 @@ def _generate_and_score(
             progress("generate", done[0], len(cases))
 
     outputs = responder.respond(cases, step)
+    if responder.contexts is not None:  # a deployment or an app: judge the chunks it retrieved, and keep them
+        cases[:] = [replace(c, contexts=ctx) for c, ctx in zip(cases, responder.contexts, strict=True)]
     judge = make_judge(suite.judge, store)
     try:
         scores = score_outputs(

@@ -1,8 +1,10 @@
-"""What a suite evaluates: an OpenAI-compatible endpoint, a registry model version, or a prompt version.
+"""What a suite evaluates: an endpoint, a model version, a prompt version, a deployment, or a RAG app.
 
 Each subject turns case inputs into outputs and names the lineage nodes it stands for. A model
 version is pulled from the registry and decoded greedily with transformers under a fixed seed;
 an endpoint is called through the official `openai` client at temperature 0 unless told otherwise.
+A deployment and an app also give each case's retrieved chunks (`contexts`), which replace the
+suite's own contexts, so the RAG judges score what was retrieved for the answer.
 """
 
 from __future__ import annotations
@@ -11,10 +13,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from keel.evals._suite import EndpointSubject, EvalCase, ModelSubject, PromptSubject, Sampling
+from keel.evals._suite import (
+    AppSubject,
+    DeploymentSubject,
+    EndpointSubject,
+    EvalCase,
+    ModelSubject,
+    PromptSubject,
+    Sampling,
+)
 from keel.store import Store
 
 __all__ = ["EndpointResponder", "ModelResponder", "Responder", "make_responder"]
+
+Messages = Callable[[EvalCase], list[dict[str, Any]]]
 
 Progress = Callable[[int], None]
 
@@ -46,6 +58,9 @@ class EndpointResponder:
     seed: int
     render: Callable[[EvalCase], str] = field(default=lambda case: case.input)
     nodes: list[str] = field(default_factory=list)
+    messages_of: Messages | None = None
+    contexts: list[tuple[str, ...]] | None = None
+    citations: Callable[[Any], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         from openai import OpenAI
@@ -53,6 +68,8 @@ class EndpointResponder:
         self._client = OpenAI(base_url=self.spec.base_url, api_key=self.spec.api_key, max_retries=2)
         self.identity = f"endpoint:{self.spec.model}@{self.spec.base_url}"
         self.nodes = [*self.nodes, self.identity.replace(" ", "")]
+        if self.citations is not None:
+            self.contexts = []
 
     def respond(self, cases: Sequence[EvalCase], progress: Progress | None = None) -> list[str]:
         """Send each case (rendered) as a user message and collect the replies."""
@@ -60,7 +77,10 @@ class EndpointResponder:
         outputs = []
         for case in cases:
             messages: list[Any] = [{"role": "system", "content": self.spec.system}] if self.spec.system else []
-            messages.append({"role": "user", "content": self.render(case)})
+            if self.messages_of is not None:
+                messages += self.messages_of(case)
+            else:
+                messages.append({"role": "user", "content": self.render(case)})
             response = self._client.chat.completions.create(
                 model=self.spec.model,
                 messages=messages,
@@ -69,6 +89,8 @@ class EndpointResponder:
                 seed=sampling.seed if sampling.seed is not None else self.seed,
             )
             outputs.append((response.choices[0].message.content or "") if response.choices else "")
+            if self.citations is not None and self.contexts is not None:
+                self.contexts.append(self.citations((response.model_extra or {}).get("citations") or []))
             if progress:
                 progress(1)
         return outputs
@@ -97,6 +119,7 @@ class ModelResponder:
     seed: int
     render: Callable[[EvalCase], str] = field(default=lambda case: case.input)
     nodes: list[str] = field(default_factory=list)
+    contexts: list[tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         # The training stack's loader: full weights, or a PEFT adapter on its base, as the model was trained.
@@ -198,14 +221,82 @@ def _prompt_renderer(store: Store, ref: str) -> tuple[Callable[[EvalCase], str],
     return render, prompt.node_id
 
 
+def _deployment_responder(store: Store, spec: DeploymentSubject, seed: int) -> EndpointResponder:
+    """A deployment asked through the gateway; the texts of each answer's citations are its contexts."""
+    from keel.index import RetrieverPool
+
+    pool = RetrieverPool(store)
+    rows: dict[str, dict[str, int]] = {}
+
+    def texts(citations: Any) -> tuple[str, ...]:
+        found = []
+        for citation in citations if isinstance(citations, list) else []:
+            index, chunk = citation.get("index"), citation.get("chunk_id")
+            if not isinstance(index, str) or not isinstance(chunk, str):
+                continue
+            retriever = pool.retriever(index)  # loaded once per index version for the whole suite
+            if index not in rows:
+                rows[index] = {c: i for i, c in enumerate(retriever.chunks.column("chunk_id").to_pylist())}
+            row = rows[index].get(chunk)
+            if row is not None:
+                found.append(str(retriever.chunks.column("text")[row].as_py()))
+        return tuple(found)
+
+    endpoint = EndpointSubject(kind="endpoint", base_url=spec.base_url, model=spec.deployment, api_key=spec.api_key,
+                               sampling=spec.sampling)  # fmt: skip
+    responder = EndpointResponder(endpoint, seed, nodes=[f"deployment:{spec.deployment}"], citations=texts)
+    responder.identity = f"deployment:{spec.deployment}@{spec.base_url}"
+    return responder
+
+
+def _app_responder(store: Store, spec: AppSubject, seed: int) -> EndpointResponder | ModelResponder:
+    """A RAG app in process: retrieval and prompt here, the answer from the target; the chunks are the contexts."""
+    from keel.index import RetrieverPool, check_app
+
+    prompt, index = check_app(store, spec.prompt, spec.index)  # pinned now: the result names exact versions
+    app = RetrieverPool(store).app(prompt, index, spec.retrieval)
+    answers: dict[str, Any] = {}
+
+    def messages_of(case: EvalCase) -> list[dict[str, Any]]:
+        answer = app.answer([{"role": "user", "content": case.input}])
+        answers[case.id] = answer
+        return answer.messages
+
+    def render(case: EvalCase) -> str:  # a model in process reads one text: the rendered prompt, then the question
+        return "\n\n".join(str(m["content"]) for m in messages_of(case))
+
+    nodes = [
+        n for n in (f"prompt-version:{prompt}" if prompt else None, f"index-version:{index}" if index else None) if n
+    ]
+    responder: EndpointResponder | ModelResponder
+    if isinstance(spec.target, EndpointSubject):
+        responder = EndpointResponder(spec.target, seed, nodes=nodes, messages_of=messages_of)
+    else:
+        responder = ModelResponder(store, spec.target, seed, render, nodes)
+    inner = responder.respond
+
+    def respond(cases: Sequence[EvalCase], progress: Progress | None = None) -> list[str]:
+        outputs = inner(cases, progress)
+        responder.contexts = [tuple(h.text for h in answers[c.id].hits) for c in cases]
+        return outputs
+
+    responder.respond = respond  # type: ignore[method-assign]
+    responder.identity = f"app:{'+'.join(p for p in (prompt, index) if p)}->{responder.identity}"
+    return responder
+
+
 def make_responder(
-    store: Store, spec: EndpointSubject | ModelSubject | PromptSubject, seed: int
+    store: Store, spec: EndpointSubject | ModelSubject | PromptSubject | DeploymentSubject | AppSubject, seed: int
 ) -> EndpointResponder | ModelResponder:
-    """Build the responder for a suite's subject (a prompt version wraps its target's responder)."""
+    """Build the responder for a suite's subject (a prompt version or an app wraps its target's responder)."""
     if isinstance(spec, EndpointSubject):
         return EndpointResponder(spec, seed)
     if isinstance(spec, ModelSubject):
         return ModelResponder(store, spec, seed)
+    if isinstance(spec, DeploymentSubject):
+        return _deployment_responder(store, spec, seed)
+    if isinstance(spec, AppSubject):
+        return _app_responder(store, spec, seed)
     render, node = _prompt_renderer(store, spec.prompt)
     if isinstance(spec.target, EndpointSubject):
         responder: EndpointResponder | ModelResponder = EndpointResponder(spec.target, seed, render, [node])

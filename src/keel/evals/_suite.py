@@ -18,11 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from keel.core.errors import ConfigError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.core.settings import read_config_file
+from keel.index import RetrievalSettings
 
 __all__ = [
     "METRICS",
     "BIAS_METRICS",
     "LOWER_IS_BETTER",
+    "AppSubject",
+    "DeploymentSubject",
     "EvalCase",
     "EvalSuite",
     "EndpointSubject",
@@ -126,7 +129,38 @@ class PromptSubject(_Strict):
     target: Annotated[EndpointSubject | ModelSubject, Field(discriminator="kind")]
 
 
-Subject = Annotated[EndpointSubject | ModelSubject | PromptSubject, Field(discriminator="kind")]
+class DeploymentSubject(_Strict):
+    """A deployment on a running Keel gateway, asked as users ask it; a RAG route's citations are the contexts."""
+
+    kind: Literal["deployment"]
+    base_url: str = Field(description="the gateway's API root, e.g. http://127.0.0.1:8000/v1")
+    deployment: str
+    api_key: str = "not-needed"
+    sampling: Sampling = Field(default_factory=Sampling)
+
+
+class AppSubject(_Strict):
+    """A RAG app as a route would serve it, run in process: retrieve from `index`, render `prompt`, ask `target`.
+
+    The retrieved chunks are each case's contexts, so the RAG judges score what users would get.
+    """
+
+    kind: Literal["app"]
+    target: Annotated[EndpointSubject | ModelSubject, Field(discriminator="kind")]
+    prompt: str | None = Field(None, description="registry ref: NAME, NAME@vN or NAME@alias")
+    index: str | None = Field(None, description="index ref: NAME or NAME@vN")
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+
+    @model_validator(mode="after")
+    def _something_to_apply(self) -> AppSubject:
+        if self.prompt is None and self.index is None:
+            raise ValueError("an app needs a prompt, an index or both; with neither, use the target as the subject")
+        return self
+
+
+Subject = Annotated[
+    EndpointSubject | ModelSubject | PromptSubject | DeploymentSubject | AppSubject, Field(discriminator="kind")
+]
 
 
 class MetricSpec(_Strict):

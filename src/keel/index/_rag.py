@@ -107,6 +107,7 @@ class RagAnswer:
     embed_ms: float = 0.0
     search_ms: float = 0.0
     render_ms: float = 0.0
+    index: str | None = None
 
     @property
     def retrieval_ms(self) -> float:
@@ -114,9 +115,14 @@ class RagAnswer:
         return self.embed_ms + self.search_ms + self.render_ms
 
     def citations(self) -> list[dict[str, Any]]:
-        """One entry per chunk given to the model: chunk id, record id, source URI, score, rank."""
+        """One entry per chunk given to the model: chunk id, record id, source URI, score, rank, index version.
+
+        The index version is named in each citation: during an index canary, a client (or an eval of a
+        deployment) can tell which version a chunk came from.
+        """
         return [
             {
+                "index": self.index,
                 "chunk_id": h.chunk_id,
                 "record_id": h.record_id,
                 "source": (h.source or {}).get("uri"),
@@ -260,8 +266,14 @@ class RagApp:
         searched = time.perf_counter()
         rendered = self.render(messages, query, hits)
         done = time.perf_counter()
+        ms = 1e3
         return RagAnswer(
-            hits, rendered, (embedded - started) * 1e3, (searched - embedded) * 1e3, (done - searched) * 1e3
+            hits,
+            rendered,
+            (embedded - started) * ms,
+            (searched - embedded) * ms,
+            (done - searched) * ms,
+            self.index_ref,
         )
 
 

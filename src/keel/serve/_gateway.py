@@ -323,14 +323,14 @@ class Gateway:
         except Exception as exc:  # request boundary: a failing index or model is the service's fault, not the caller's
             log.exception("retrieval failed for deployment %s (index %s)", ctx.deployment, route.index)
             ctx.flags.append("retrieval_failed")
-            ctx.rag = RagAnswer([], [])
+            ctx.rag = RagAnswer([], [], index=route.index)
             raise RetrievalError(
                 f"retrieval from {route.index or route.prompt} failed ({type(exc).__name__}); try again later"
             ) from None
         done = time.perf_counter()
         ms = 1000.0
         ctx.rag = RagAnswer(
-            hits, rendered, (embedded - started) * ms, (searched - embedded) * ms, (done - searched) * ms
+            hits, rendered, (embedded - started) * ms, (searched - embedded) * ms, (done - searched) * ms, app.index_ref
         )
         return {**body, "messages": rendered}
 
