@@ -44,6 +44,7 @@ from keel.serve._limits import (
     ResponseCache,
 )
 from keel.serve._metrics import UNKNOWN, GatewayMetrics, RequestMeasure
+from keel.serve._retrieval import EmbedBatcher
 from keel.serve._settings import ServeSettings
 from keel.store import Store
 
@@ -151,6 +152,7 @@ class Gateway:
         self._backends: dict[str, Backend] = {}
         self.retrievers = RetrieverPool(store)  # index versions and embedders, loaded once, shared by routes
         self._apps: dict[str, RagApp] = {}
+        self._batchers: dict[str, EmbedBatcher] = {}  # one per embedding model: concurrent queries share passes
         self._building: dict[str, asyncio.Lock] = {}
         self._reloader: asyncio.Task[None] | None = None
         self._redis: Any = None
@@ -211,6 +213,9 @@ class Gateway:
             except Exception:  # process boundary: a backend that cannot close must not keep the process alive
                 log.exception("closing a backend failed")
         self._backends.clear()
+        for batcher in self._batchers.values():
+            await batcher.aclose()
+        self._batchers.clear()
         if self._redis is not None:
             await self._redis.aclose()
         if self._exporter is not None:
@@ -290,6 +295,14 @@ class Gateway:
                 found = self._apps[key] = app
         return found
 
+    def _batcher(self, app: RagApp) -> EmbedBatcher:
+        assert app.retriever is not None
+        embedder = app.retriever.embedder
+        found = self._batchers.get(embedder.model_id)
+        if found is None:
+            found = self._batchers[embedder.model_id] = EmbedBatcher(embedder)
+        return found
+
     async def augment(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         """For a chat request to a RAG route: retrieve, render the prompt, and return the body to send.
 
@@ -313,7 +326,7 @@ class Gateway:
             started = time.perf_counter()
             vector = None
             if app.retriever is not None and route.retrieval.mode != "keyword":
-                vector = await asyncio.to_thread(app.embed, query)
+                vector = await self._batcher(app).embed(query)
             embedded = time.perf_counter()
             hits = await asyncio.to_thread(app.search, query, vector) if app.retriever is not None else []
             searched = time.perf_counter()

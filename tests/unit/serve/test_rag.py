@@ -328,3 +328,44 @@ def test_canary_by_index_splits_and_rolls_back_without_failures(
     again = canary_deployment(store, "assistant", None, weight=10, route={"index": "kb@v2"})
     promoted = promote_deployment(store, "assistant")
     assert promoted.routes[0].index == "kb@v2" and again.routes[1].index == "kb@v2"
+
+
+def test_embed_batcher_shares_forward_passes_and_hands_errors_to_each_caller() -> None:
+    import asyncio
+
+    import numpy as np
+
+    from keel.index import DEFAULT_MODEL, load_embedder
+    from keel.serve._retrieval import EmbedBatcher
+
+    embedder = load_embedder(DEFAULT_MODEL)
+    queries = [f"question number {i} about refunds ✓" for i in range(16)]
+
+    async def run() -> tuple[list[Any], EmbedBatcher]:
+        batcher = EmbedBatcher(embedder, max_batch=8)
+        try:
+            return list(await asyncio.gather(*(batcher.embed(q) for q in queries))), batcher
+        finally:
+            await batcher.aclose()
+
+    vectors, batcher = asyncio.run(run())
+    assert batcher.embedded == 16 and batcher.batches < 16  # concurrent queries rode together
+    np.testing.assert_allclose(np.stack(vectors), embedder.embed(queries), atol=1e-5)
+
+    class Broken:
+        model_id, dimension = "broken", 3
+
+        def embed(self, texts: Any, progress: Any = None) -> Any:
+            raise RuntimeError("model file unreadable")
+
+        def token_offsets(self, text: str) -> list[tuple[int, int]]:
+            return []
+
+    async def fail() -> list[Any]:
+        broken = EmbedBatcher(Broken())
+        try:
+            return await asyncio.gather(*(broken.embed(q) for q in queries[:4]), return_exceptions=True)
+        finally:
+            await broken.aclose()
+
+    assert all(isinstance(e, RuntimeError) for e in asyncio.run(fail()))

@@ -1,0 +1,92 @@
+"""Query embedding for RAG routes, batched across concurrent requests.
+
+One forward pass of a sentence encoder over 16 short queries costs a few times one query's pass,
+not 16 times: under load, requests that arrive while a batch is being embedded wait for the next
+batch together. An idle gateway embeds a lone query at once (no timer, no added latency).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from keel.index import Embedder
+
+__all__ = ["EmbedBatcher"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    text: str
+    future: asyncio.Future[npt.NDArray[np.float32]] = field(repr=False)
+
+
+class EmbedBatcher:
+    """Embeds queries with one embedder, in batches formed by whatever arrived while the last one ran.
+
+    Args:
+        embedder: The index version's embedder (shared by every route using that model).
+        max_batch: Most queries in one forward pass.
+
+    Examples:
+        >>> batcher = EmbedBatcher(embedder)  # doctest: +SKIP
+        >>> vector = await batcher.embed("how do refunds work?")  # doctest: +SKIP
+    """
+
+    def __init__(self, embedder: Embedder, *, max_batch: int = 32) -> None:
+        self.embedder = embedder
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.embedded = 0
+
+    async def embed(self, text: str) -> npt.NDArray[np.float32]:
+        """The unit vector of `text`; raises what the embedder raised."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._run(self._queue), name="keel-embed-batcher")
+        future: asyncio.Future[npt.NDArray[np.float32]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(text, future))
+        return await future
+
+    async def _run(self, queue: asyncio.Queue[_Pending]) -> None:
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            live = [p for p in batch if not p.future.done()]  # a caller that left needs no vector
+            if not live:
+                continue
+            try:
+                vectors = await asyncio.to_thread(self.embedder.embed, [p.text for p in live])
+            except Exception as exc:  # handed to each waiting request, which answers 503
+                log.warning("embedding %d queries failed: %s", len(live), exc)
+                for pending in live:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.embedded += len(live)
+            for pending, vector in zip(live, vectors, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(vector)
+
+    async def aclose(self) -> None:
+        """Stop the worker; queries still waiting are cancelled."""
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+            self._worker = None
+        while self._queue is not None and not self._queue.empty():
+            self._queue.get_nowait().future.cancel()
