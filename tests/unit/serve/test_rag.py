@@ -164,6 +164,18 @@ def test_cli_refuses_bad_app_in_one_line(store: Store, rag: dict[str, str], tmp_
         "model": rag["model"], "upstream": "http://u/v1", "prompt": "support@v1", "index": "kb@v1",
         "retrieval": {"k": 3},
     }  # fmt: skip
+    ws = ["-w", str(tmp_path / "ws"), "deploy"]
+    nothing = runner.invoke(app, [*ws, "canary", "a", "--weight", "10"])
+    assert nothing.exit_code == 2 and "expected what the canary of 'a' changes" in nothing.output
+    canary = runner.invoke(app, [*ws, "canary", "a", "--index", "kb@v2", "--weight", "10", "--json"])
+    assert canary.exit_code == 0, canary.output
+    routes = json.loads(canary.output)["routes"]
+    assert [(r["index"], r["prompt"], r["retrieval"], r["weight"]) for r in routes] == [
+        ("kb@v1", "support@v1", {"k": 3}, 90),
+        ("kb@v2", "support@v1", {"k": 3}, 10),
+    ]  # the canary differs only in its index version
+    shown = runner.invoke(app, [*ws, "history", "a"])
+    assert shown.exit_code == 0 and "kb@v2 10%" in shown.output
 
 
 def test_rag_chat_cites_pinned_index_sync_and_streaming(
