@@ -18,12 +18,12 @@ EXPECTED = {
         "new_ulid", "require_sha256", "sha256_hex", "system_clock",
     ],
     "keel.store": [
-        "AuditEvent", "BlobInfo", "BlobStore", "Database", "Direction", "DoctorReport", "Edge", "Finding",
-        "FsspecBlobStore", "GcReport", "LineageHit", "LineagePath", "LocalBlobStore", "Store", "VerifyReport",
-        "add_edge", "add_edges", "add_node", "collect_garbage", "doctor", "events", "init_workspace", "insert_for",
-        "keel_version", "mask_url", "node_id", "open_blob_store", "open_store", "parse_duration", "parse_node_id",
-        "path_between", "put_bytes", "read_bytes", "record", "redact_details", "referenced_blobs", "verify",
-        "verify_blob", "walk",
+        "AuditEvent", "AuditKey", "BlobInfo", "BlobStore", "Checkpoint", "Database", "Direction", "DoctorReport",
+        "Edge", "Finding", "FsspecBlobStore", "GcReport", "LineageHit", "LineagePath", "LocalBlobStore", "Store",
+        "VerifyReport", "add_edge", "add_edges", "add_node", "checkpoint", "collect_garbage", "doctor", "events",
+        "init_workspace", "insert_for", "keel_version", "load_audit_key", "mask_url", "node_id", "open_blob_store",
+        "open_store", "parse_duration", "parse_node_id", "path_between", "put_bytes", "read_bytes", "record",
+        "redact_details", "referenced_blobs", "seal_legacy", "verify", "verify_blob", "walk",
     ],
     "keel.registry": [
         "AliasEvent", "ManifestFile", "ModelInfo", "ModelVersion", "PromptSummary", "PromptVersion", "Ref",
