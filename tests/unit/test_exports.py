@@ -61,9 +61,13 @@ EXPECTED = {
         "summarize",
     ],
     "keel.govern": [
-        "ApiKey", "AuthenticationError", "AuthenticationThrottledError", "CreatedKey", "KeyVerifier",
-        "PermissionDeniedError", "PiiDetector", "PiiSpan", "PiiType", "RedactMode", "create_key", "list_keys",
-        "redact", "revoke_key",
+        "ACTIONS", "ApiKey", "ApprovalRequest", "ApprovalRequiredError", "AuthenticationError",
+        "AuthenticationThrottledError", "BUILTIN_ROLES", "Binding", "CLASSIFICATIONS", "CreatedKey", "Decision",
+        "Identity", "KeyVerifier", "PermissionDeniedError", "PiiDetector", "PiiSpan", "PiiType", "RedactMode",
+        "access_enabled", "approve", "authenticate_key", "check", "classify_dataset", "create_key",
+        "current_principal", "dataset_classification", "define_role", "get_request", "grant", "list_bindings",
+        "list_keys", "list_requests", "list_roles", "protect", "redact", "reject", "require", "require_read",
+        "revoke", "revoke_key", "whoami",
     ],
     "keel.index": [
         "BuildProgress", "ChunkSettings", "DEFAULT_MODEL", "Embedder", "EvalQuery", "HNSW_THRESHOLD", "Hit",
