@@ -6,7 +6,7 @@ same rules. Roles (viewer, editor, approver, admin, and custom ones) are granted
 scope: `*` (the workspace) or `KIND:NAME-GLOB` such as `dataset:faq-*`. The bindings live in Keel's own
 tables and are loaded into a casbin enforcer (RBAC with glob-matched domains); decisions are memoised
 per policy snapshot. Enforcement starts once a second principal holds a role: until then a workspace
-behaves as a single user's laptop, where its owner may do anything.
+behaves as a single user's laptop, where its owner may do anything; it stays on while any role is granted.
 """
 
 from __future__ import annotations
@@ -192,7 +192,9 @@ class _Snapshot:
 
     @property
     def enforced(self) -> bool:
-        return len(self.principals) > 1
+        # The first grant binds the granter (admin) and the grantee: two principals. Enforcement then stays
+        # on while any role is granted, so revoking the others never reopens the workspace to everyone.
+        return bool(self.bindings)
 
     def allows(self, principal: str, resource: str, action: str) -> bool:
         # Memoised: casbin evaluates a request in ~0.1 ms, a dict answers a repeated one in well under 1 us
@@ -275,7 +277,7 @@ def current_principal(store: Store) -> str:
 
 
 def access_enabled(store: Store) -> bool:
-    """Whether permissions are enforced: once more than one principal holds a role."""
+    """Whether permissions are enforced: from the first grant (two principals) while any role is granted."""
     return _snapshot(store).enforced
 
 
@@ -297,8 +299,8 @@ def require(store: Store, action: str, resource: str) -> str:
     """Refuse, with an audited denial, unless the acting principal may do `action` on `resource`.
 
     Call it at the entry of a library function, before its transaction: the one check behind the CLI,
-    the Python API and the gateway. While the workspace has at most one principal with a role, every
-    action is allowed (a single user's workspace behaves as before roles existed).
+    the Python API and the gateway. Until the first grant every action is allowed (a single user's
+    workspace behaves as before roles existed).
 
     Args:
         store: The workspace store; its principal is the one checked.
