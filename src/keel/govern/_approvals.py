@@ -232,8 +232,10 @@ def _decide(
     store: Store, request_id: str, status: str, note: str | None, evidence: list[str] | None
 ) -> ApprovalRequest:
     request = get_request(store, request_id)
-    decider = require(store, "approval.approve", request.object_id)
-    if decider == request.requested_by:
+    decider = current_principal(store)
+    if decider != request.requested_by:
+        require(store, "approval.approve", request.object_id)
+    else:
         raise PermissionDeniedError(
             f"{decider} requested {request_id}; a different principal must approve or reject it",
             hint="ask another principal with the approver role",
