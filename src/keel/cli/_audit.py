@@ -75,9 +75,7 @@ def verify_chain(
     elif report.ok:
         redacted = f", {report.redacted} with redacted details" if report.redacted else ""
         anchored = f"; checkpoint at event {report.checkpoint_seq} holds" if anchor else ""
-        console().print(
-            f"Audit chain intact: {report.checked:,} events verified with key {report.key_id}{redacted}{anchored}."
-        )
+        console().print(f"Audit chain intact: {report.checked:,} events verified{redacted}{anchored}.")
     else:
         console().print(
             f"[red]Audit chain broken at event {report.first_bad_seq}[/red]: {report.reason}.", soft_wrap=True
