@@ -39,6 +39,7 @@ __all__ = [
     "audit_events",
     "audit_head",
     "blobs",
+    "dataset_classifications",
     "dataset_records",
     "dataset_shards",
     "dataset_version_shards",
@@ -315,7 +316,6 @@ datasets = Table(
     Column("name", String(128), primary_key=True),
     Column("description", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
-    Column("classification", String(16), nullable=True, comment="public, internal, confidential or restricted"),
     comment="A named line of dataset versions.",
 )
 
@@ -500,6 +500,18 @@ traces = Table(
 
 # ---------------------------------------------------------------------------------------------
 # Access (keel.govern): roles granted on scopes, protected targets, approvals; migration 0011.
+
+# The same table as the erasure/encryption branch's migration 0012 (keel.data._classification writes it there):
+# on merge, keep one definition and one CREATE TABLE.
+dataset_classifications = Table(
+    "dataset_classifications",
+    metadata,
+    Column("name", String(128), primary_key=True, comment="dataset name (may precede its first version)"),
+    Column("classification", String(16), nullable=False, comment="public, internal, confidential or restricted"),
+    Column("updated_by", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    comment="Each dataset's classification; versions of restricted datasets are committed encrypted.",
+)
 
 access_roles = Table(
     "access_roles",

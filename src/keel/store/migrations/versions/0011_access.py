@@ -1,4 +1,4 @@
-"""access: roles on scopes, protected targets, approvals, keyed audit events, dataset classification (keel.govern)
+"""access: roles on scopes, protected targets, approvals, keyed audit events, dataset classifications (keel.govern)
 
 Existing audit events keep their sha256 chain; they get no MAC here (the key lives outside the database):
 `open_store` MACs them once, right after this migration ran, and records it as one `audit.seal` event
@@ -46,15 +46,23 @@ def upgrade() -> None:
                 comment="which audit key made `mac` (sha256 of its public key)",
             )
         )
-    with op.batch_alter_table("datasets", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "classification",
-                sa.String(length=16),
-                nullable=True,
-                comment="public, internal, confidential or restricted",
-            )
-        )
+    # Also created by the erasure/encryption branch's 0012: on merge, keep one of the two.
+    op.create_table(
+        "dataset_classifications",
+        sa.Column(
+            "name", sa.String(length=128), nullable=False, comment="dataset name (may precede its first version)"
+        ),
+        sa.Column(
+            "classification",
+            sa.String(length=16),
+            nullable=False,
+            comment="public, internal, confidential or restricted",
+        ),
+        sa.Column("updated_by", sa.String(length=255), nullable=False),
+        sa.Column("updated_at", keel.store.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_dataset_classifications")),
+        comment="Each dataset's classification; versions of restricted datasets are committed encrypted.",
+    )
     op.create_table(
         "access_roles",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -134,8 +142,7 @@ def downgrade() -> None:
     op.drop_table("access_protections")
     op.drop_table("access_bindings")
     op.drop_table("access_roles")
-    with op.batch_alter_table("datasets", schema=None) as batch_op:
-        batch_op.drop_column("classification")
+    op.drop_table("dataset_classifications")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
         batch_op.drop_column("key_id")
         batch_op.drop_column("mac")
