@@ -15,23 +15,19 @@ import os
 import secrets
 import stat
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING
 
 from keel.core.errors import ConfigError
 from keel.core.settings import Settings
 
-__all__ = ["AuditKey", "load_audit_key", "public_key_id", "verify_signature"]
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+__all__ = ["AuditKey", "load_audit_key", "verify_signature"]
 
 _SEED_BYTES = 32
-
-
-def public_key_id(public_raw: bytes) -> str:
-    """The 16-hex-digit id of a key: the start of the sha256 of its Ed25519 public key."""
-    return hashlib.sha256(public_raw).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -40,28 +36,33 @@ class AuditKey:
 
     Examples:
         >>> key = AuditKey.from_seed(bytes(32))
-        >>> len(key.mac(b"event")), key.key_id == public_key_id(key.public_raw)
-        (64, True)
+        >>> len(key.mac(b"event")), len(key.key_id)
+        (64, 16)
     """
 
     key_id: str
-    public_raw: bytes
     _mac_key: bytes = field(repr=False)
-    _signer: Ed25519PrivateKey = field(repr=False)
+    _sign_seed: bytes = field(repr=False)
 
     @classmethod
     def from_seed(cls, seed: bytes) -> AuditKey:
-        """Derive the HMAC and Ed25519 keys from a 32-byte seed (domain-separated sha256)."""
+        """Derive the HMAC key, the Ed25519 key and the key id from a 32-byte seed (domain-separated sha256)."""
         if len(seed) != _SEED_BYTES:
             raise ConfigError(f"expected a {_SEED_BYTES}-byte audit key; got {len(seed)} bytes")
+        key_id = hashlib.sha256(b"keel-audit-id\0" + seed).hexdigest()[:16]
         mac_key = hashlib.sha256(b"keel-audit-hmac\0" + seed).digest()
-        signer = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"keel-audit-ed25519\0" + seed).digest())
-        public_raw = signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return cls(public_key_id(public_raw), public_raw, mac_key, signer)
+        return cls(key_id, mac_key, hashlib.sha256(b"keel-audit-ed25519\0" + seed).digest())
 
     def mac(self, payload: bytes) -> str:
         """HMAC-SHA256 of `payload`, lowercase hex."""
         return hmac.new(self._mac_key, payload, hashlib.sha256).hexdigest()
+
+    @cached_property
+    def _signer(self) -> Ed25519PrivateKey:
+        # Imported here: every change appends an audit event (HMAC only); few sign (~50 ms of imports).
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return Ed25519PrivateKey.from_private_bytes(self._sign_seed)
 
     def sign(self, payload: bytes) -> str:
         """Ed25519 signature of `payload`, base64."""
@@ -70,11 +71,17 @@ class AuditKey:
     @property
     def public_key(self) -> str:
         """The Ed25519 public key, base64: what a checkpoint's reader needs to check its signature."""
-        return base64.b64encode(self.public_raw).decode()
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        raw = self._signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return base64.b64encode(raw).decode()
 
 
 def verify_signature(public_key_b64: str, signature_b64: str, payload: bytes) -> bool:
     """Whether `signature_b64` is a valid Ed25519 signature of `payload` by `public_key_b64`."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         public = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key_b64, validate=True))
         public.verify(base64.b64decode(signature_b64, validate=True), payload)
