@@ -215,7 +215,7 @@ def get_request(store: Store, request_id: str) -> ApprovalRequest:
     with store.db.read() as conn:
         row = conn.execute(select(approval_requests).where(approval_requests.c.id == request_id)).first()
     if row is None:
-        raise NotFoundError(f"no approval request {request_id!r}", hint="see `keel approve --list`")
+        raise NotFoundError(f"no approval request {request_id!r}", hint="see `keel access requests`")
     return _from_row(row)
 
 
