@@ -46,10 +46,14 @@ def test_concurrent_appends_from_many_processes(store: Store, database_url: str,
     total = PROCESSES * EVENTS_EACH
     with store.db.read() as conn:
         seqs = conn.execute(select(audit_events.c.seq).order_by(audit_events.c.seq)).scalars().all()
-        per_worker = dict(conn.execute(select(audit_events.c.actor, func.count()).group_by(audit_events.c.actor)).all())
-        report = verify(conn)
+        # KEEL_ACTOR (here `actor=`) is the on-behalf-of note; the actor is the authenticated principal.
+        by_note = select(audit_events.c.on_behalf_of, func.count()).group_by(audit_events.c.on_behalf_of)
+        per_worker = dict(conn.execute(by_note).all())
+        actors = set(conn.scalars(select(audit_events.c.actor).distinct()))
+        report = verify(conn, key=store.audit_key)
     assert seqs == list(range(1, total + 1))
     assert per_worker == {f"worker:{w}": EVENTS_EACH for w in range(PROCESSES)}
+    assert actors == {store.actor}
     assert report.ok and report.checked == total
 
     # Tamper with one event's details behind Keel's back: verify names exactly that event.

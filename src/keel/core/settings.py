@@ -12,9 +12,9 @@ into one `KeelError` line, worded the same everywhere.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -77,7 +77,19 @@ class Settings(BaseSettings):
         "for an S3-compatible server (JSON in the environment).",
     )
     actor: str | None = Field(
-        default=None, description="Who is acting, as recorded in the audit log; default local:<OS user>."
+        default=None,
+        description="On whose behalf the authenticated principal acts: recorded in the audit log as an "
+        "'on behalf of' note beside the principal, never as the actor itself.",
+    )
+    api_key: str | None = Field(
+        default=None,
+        description="Act as this API key's principal (key:<id>) instead of the local OS user; the key "
+        "(keel_<id>_<secret>) is verified against the workspace's argon2 hashes before any change.",
+    )
+    audit_key: str | None = Field(
+        default=None,
+        description="The audit log's secret key (64 hex digits): HMAC of every event and the Ed25519 key "
+        "that signs checkpoints. Unset: .keel/audit.key (0600), created on first use. Keep it out of the database.",
     )
     shared: bool = Field(
         default=False,
@@ -137,13 +149,26 @@ class Settings(BaseSettings):
 
     @property
     def resolved_actor(self) -> str:
-        """The audit actor: `actor` if set, else `local:<OS user name>`."""
-        if self.actor:
-            return self.actor
+        """The local principal: `local:<OS user name>` of the effective user id.
+
+        Read from the password database, not from `USER`/`LOGNAME` (which `getpass.getuser` trusts and
+        anyone can set): the OS account is what authenticated this process. `actor` never replaces it;
+        it is the "on behalf of" note (`on_behalf_of`).
+        """
         try:
-            return f"local:{getpass.getuser()}"
+            return f"local:{pwd.getpwuid(os.geteuid()).pw_name}"
         except (KeyError, OSError):  # no passwd entry, e.g. an arbitrary uid in a container
-            return f"local:uid{os.getuid()}"
+            return f"local:uid{os.geteuid()}"
+
+    @property
+    def on_behalf_of(self) -> str | None:
+        """Who the principal says it acts for (`KEEL_ACTOR`), recorded as a note beside the actor."""
+        return self.actor or None
+
+    @property
+    def audit_key_file(self) -> Path:
+        """Where the audit key is kept when `audit_key` is unset: `.keel/audit.key`, mode 0600."""
+        return self.state_dir / "audit.key"
 
     def source_of(self, name: str) -> str:
         """Say where setting `name` came from, for error messages.

@@ -82,6 +82,9 @@ def curate(
 
         raise InputError(f"expected engine 'local' or 'ray'; got {engine!r}")
 
+    from keel.govern import require
+
+    require(store, "dataset.commit", f"dataset:{dataset}")  # before the curation, not after it
     inputs = [source_node(s.path) for s in recipe.resolve_inputs()]
     if engine == "local":
         workers = workers or 1

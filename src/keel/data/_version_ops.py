@@ -31,6 +31,7 @@ from keel.data._versions import (
     iter_batches,
     load_version,
 )
+from keel.govern._access import require_read
 from keel.store import LineageHit, Store, walk
 from keel.store.schema import dataset_records, dataset_shards, dataset_version_shards, dataset_versions
 
@@ -114,6 +115,8 @@ def diff_versions(store: Store, before_ref: str, after_ref: str) -> VersionDiff:
     million-row versions that differ in 1% of records reads the keys of that 1%, not the data.
     """
     before, after = get_version(store, before_ref), get_version(store, after_ref)
+    for name in {before.name, after.name}:  # the diff lists record ids of a `restricted` dataset
+        require_read(store, name)
     left = {e.digest: e for e in before.shards}
     right = {e.digest: e for e in after.shards}
     gone = Counter(k for d, e in left.items() for k in _only_in(store, e, right.get(d)))

@@ -50,6 +50,8 @@ from keel.data._shards import (
     write_deletes,
     write_shard,
 )
+from keel.govern._access import require, require_read
+from keel.govern._approvals import approval_gate
 from keel.registry._aliases import aliases_of, lock_name, move_alias, resolve_version
 from keel.registry._refs import check_name, parse_ref
 from keel.store import BlobInfo, Store, add_edge, add_node, insert_for, read_bytes, verify_blob
@@ -268,6 +270,7 @@ def _live_positions(store: Store, entry: ShardEntry) -> np.ndarray:
 def iter_batches(store: Store, ref: str | DatasetVersion, columns: Sequence[str] | None = None) -> Iterator[pa.Table]:
     """The version's rows shard by shard, each shard's blob verified before use."""
     version = ref if isinstance(ref, DatasetVersion) else get_version(store, ref)
+    require_read(store, version.name)  # records of a `restricted` dataset need `dataset.read` on it
     for entry in version.shards:
         table = read_shard(store.blobs, entry.digest, columns)
         if entry.deletes is not None:
@@ -525,6 +528,7 @@ def commit_version(
         The version, and whether it is new (False when the rows equal the base version's).
     """
     check_name(name, "dataset")
+    require(store, "dataset.commit", f"dataset:{name}")
     if isinstance(data, pa.Table):
         check_table(data, "the table to commit")
         table, files = data, list[Path]()
@@ -709,7 +713,8 @@ def _publish(
 
 def tag_version(store: Store, ref: str, tag: str, *, reason: str = "", remove: bool = False) -> DatasetVersion:
     """Point tag `tag` of the dataset at `ref`'s version (or remove it); audited with its history."""
-    with store.db.write() as conn:
+    require(store, "dataset.alias", f"dataset:{ref.split('@', 1)[0]}")
+    with approval_gate(store, reason=reason or "tag"), store.db.write() as conn:
         version = _resolve(store, conn, ref)
         move_alias(
             store, conn, "dataset", version.name, tag, None if remove else version.version, reason=reason or "tag"

@@ -25,6 +25,7 @@ from keel.evals._probes import PROBE_SCORES, ProbeOptions, ProbeRun, bias_probe,
 from keel.evals._scoring import CaseScore, Judge, MetricAggregate, aggregate, score_outputs
 from keel.evals._subjects import EndpointResponder, ModelResponder, make_responder
 from keel.evals._suite import BIAS_METRICS, EvalCase, EvalSuite, JudgeSpec, ProbeSpec, cases_from_rows
+from keel.govern import require
 from keel.registry import start_run
 from keel.store import Store, add_edge, add_node, read_bytes
 from keel.store.schema import eval_case_scores, eval_results
@@ -160,6 +161,7 @@ def run_suite(
     Returns:
         The stored result.
     """
+    require(store, "eval.run", f"eval:{suite.name}")
     cases, dataset_ref, dataset_node = load_cases(store, suite)
     if not cases:
         raise ConfigError(f"suite {suite.name!r} has no cases to evaluate")

@@ -27,8 +27,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, update
 
 from keel.core.clock import format_time
-from keel.core.errors import InputError, KeelError, NotFoundError
+from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
+from keel.govern._errors import AuthenticationError, AuthenticationThrottledError, PermissionDeniedError
 from keel.store import Store
 from keel.store.schema import api_keys
 
@@ -39,6 +40,7 @@ __all__ = [
     "CreatedKey",
     "KeyVerifier",
     "PermissionDeniedError",
+    "authenticate_key",
     "create_key",
     "list_keys",
     "revoke_key",
@@ -49,22 +51,6 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 # Verification happens once per key per process (then the cache answers), so the library's
 # defaults (64 MiB, 3 passes) cost nothing per request and keep brute force expensive.
 _HASHER = PasswordHasher()
-
-
-class AuthenticationError(KeelError):
-    """No key, a malformed key, an unknown key, a wrong secret or a revoked key (HTTP 401)."""
-
-
-class AuthenticationThrottledError(AuthenticationError):
-    """Too many failed key checks lately for this key id or client address (HTTP 429)."""
-
-    def __init__(self, message: str, *, retry_after: float) -> None:
-        super().__init__(message, hint=f"retry after {retry_after:.0f} s with a valid key")
-        self.retry_after = retry_after
-
-
-class PermissionDeniedError(KeelError):
-    """A valid key used on a deployment outside its scopes (HTTP 403)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +135,9 @@ def create_key(
     """
     if not _NAME.fullmatch(name):
         raise InputError(f"expected a key name of letters, digits, '.', '_' or '-' (max 128); got {name!r}")
+    from keel.govern._access import require
+
+    require(store, "key.create", f"key:{name}")
     scopes = ["*"] if scopes is None else sorted(set(scopes))
     if not scopes:
         raise InputError("expected at least one scope (a deployment name, or '*' for all); got none")
@@ -190,6 +179,11 @@ def revoke_key(store: Store, key_id: str) -> ApiKey:
     Raises:
         NotFoundError: No key has this id.
     """
+    from keel.govern._access import require
+
+    with store.db.read() as conn:
+        name = conn.scalar(select(api_keys.c.name).where(api_keys.c.id == key_id))
+    require(store, "key.revoke", f"key:{name or key_id}")
     with store.db.write() as conn:
         row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
         if row is None:
@@ -198,6 +192,30 @@ def revoke_key(store: Store, key_id: str) -> ApiKey:
             conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(revoked_at=store.clock()))
             store.audit(conn, "key.revoke", f"api-key:{key_id}", {"name": row.name})
         return _from_row(conn.execute(select(api_keys).where(api_keys.c.id == key_id)).one())
+
+
+def authenticate_key(store: Store, presented: str) -> ApiKey:
+    """The live key `presented` belongs to, checked with one argon2 verification (no cache, no throttle).
+
+    For a process acting as a key's principal (`KEEL_API_KEY`); the gateway uses `KeyVerifier`.
+
+    Raises:
+        AuthenticationError: Malformed, unknown, wrong or revoked.
+    """
+    match = _KEY.fullmatch(presented.strip())
+    if match is None:
+        raise AuthenticationError("KEEL_API_KEY: expected an API key 'keel_<id>_<secret>'; got something else")
+    with store.db.read() as conn:
+        row = conn.execute(select(api_keys).where(api_keys.c.id == match.group(1))).first()
+    if row is None:
+        raise AuthenticationError("KEEL_API_KEY: unknown API key", hint="see `keel key list`")
+    try:
+        _HASHER.verify(row.hash, presented.strip())
+    except (VerificationError, InvalidHashError):
+        raise AuthenticationError("KEEL_API_KEY: invalid API key secret") from None
+    if row.revoked_at is not None:
+        raise AuthenticationError("KEEL_API_KEY: this API key has been revoked", hint="ask for a new key")
+    return _from_row(row)
 
 
 class KeyVerifier:

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
+from keel.govern import require
 from keel.index._chunking import ChunkSettings, chunk_text
 from keel.index._dataset import DatasetInput, extra_columns, resolve_dataset
 from keel.index._embedding import DEFAULT_MODEL, Embedder, SentenceTransformerEmbedder
@@ -220,6 +221,7 @@ def build_index(
     if "@" in name:
         raise InputError(f"expected an index NAME without a version; got {name!r}")
     parse_index_ref(name)
+    require(store, "index.build", f"index:{name}")
     settings = chunking or ChunkSettings()
     embedder = SentenceTransformerEmbedder(model) if isinstance(model, str) else model
     source = resolve_dataset(store, dataset)

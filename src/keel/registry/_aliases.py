@@ -14,6 +14,8 @@ from sqlalchemy import Connection, Table, and_, delete, func, select, update
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
+from keel.govern._access import require
+from keel.govern._approvals import approval_gate, consume_approval
 from keel.registry._refs import Ref, Subject, check_alias, check_name, parse_ref
 from keel.store import Store, insert_for
 from keel.store.schema import alias_events, aliases, dataset_versions, model_versions, prompt_versions
@@ -159,6 +161,9 @@ def move_alias(
         raise NotFoundError(f"{subject} {name!r} has no alias {alias!r} to remove")
     if current is not None and current == version:
         raise InputError(f"{subject} {name!r} alias {alias!r} already points at v{version}; nothing to move")
+    # A protected alias (`keel access protect`) moves only on another principal's approval of this very move.
+    change = {"alias": alias, "from": current, "to": version}
+    approval = consume_approval(store, conn, f"{subject}.alias", f"{subject}:{name}", f"alias:{alias}", change)
     if version is None:
         conn.execute(delete(aliases).where(key))
     elif current is None:
@@ -182,7 +187,14 @@ def move_alias(
         conn,
         f"{subject}.alias",
         f"{subject}:{name}",
-        {"alias": alias, "from": current, "to": version, "evidence": evidence, "alias_event": event_id},
+        {
+            "alias": alias,
+            "from": current,
+            "to": version,
+            "evidence": evidence,
+            "alias_event": event_id,
+            **({"approval": approval} if approval else {}),
+        },
     )
     return AliasEvent(id=int(event_id), **row)  # type: ignore[arg-type]
 
@@ -269,7 +281,8 @@ def set_alias(
         NotFoundError: No such name or version, or no alias to remove.
     """
     check_name(name, subject)
-    with store.db.write() as conn:
+    require(store, f"{subject}.alias", f"{subject}:{name}")
+    with approval_gate(store, reason=reason, evidence=evidence), store.db.write() as conn:
         number = None if version is None else resolve_version(conn, subject, version_target(subject, name, version))
         return move_alias(store, conn, subject, name, alias, number, reason=reason, evidence=evidence)
 
@@ -283,7 +296,8 @@ def roll_back_alias(
         NotFoundError: No such name, or the alias has no earlier version.
     """
     check_name(name, subject)
-    with store.db.write() as conn:
+    require(store, f"{subject}.alias", f"{subject}:{name}")
+    with approval_gate(store, reason=reason, evidence=evidence), store.db.write() as conn:
         resolve_version(conn, subject, Ref(name))  # a clear error when there is no such name
         target = previous_version(conn, subject, name, alias)
         return move_alias(store, conn, subject, name, alias, target, reason=reason, evidence=evidence)

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, select
 from keel.core.clock import format_time
 from keel.core.errors import InputError, IntegrityError, NotFoundError
 from keel.core.ids import canonical_json
+from keel.govern._access import require
 from keel.registry._aliases import (
     AliasEvent,
     alias_history,
@@ -243,6 +244,7 @@ def register_model(
     check_name(name)
     if path is None and run_id is None:
         raise InputError("expected a model PATH to register or --run RUN whose artifacts are the model")
+    require(store, "model.register", f"model:{name}")
     files = _upload(store, Path(path) if path is not None else None, run_id)
     for f in files:
         _safe_relative(f.path)

@@ -28,6 +28,7 @@ from keel.core.clock import format_time
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.core.settings import read_config_file
+from keel.govern._access import require
 from keel.registry._aliases import (
     AliasEvent,
     alias_history,
@@ -427,6 +428,7 @@ def create_prompt(
         "description": description,
     }
     content = _prepare(raw, f"prompt {name!r}")
+    require(store, "prompt.create", f"prompt:{name}")
     with store.db.write() as conn:
         at = store.clock()
         lock_name(conn, prompts, name, at)

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Select, and_, func, select, update
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
+from keel.govern._access import require
 from keel.registry._env import capture_environment, process_alive, process_identity
 from keel.store import Store, add_edge, insert_for, open_store
 from keel.store.schema import run_artifacts, run_latest_metrics, run_metrics, run_params, runs
@@ -234,6 +235,7 @@ def start_run(
     run = Run(store, new_ulid())
     env = {**capture_environment(seed=seed), "process": process_identity()}
     try:
+        require(store, "run.write", f"run:{name or kind}")
         with store.db.write() as conn:
             conn.execute(
                 runs.insert().values(

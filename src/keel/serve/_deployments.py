@@ -19,6 +19,8 @@ from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.index import RetrievalSettings, check_app
+from keel.govern import require
+from keel.govern._approvals import approval_gate, consume_approval
 from keel.registry import get_model
 from keel.registry._refs import check_name
 from keel.store import Store
@@ -222,6 +224,10 @@ def _change(store: Store, conn: Connection, row: Any, action: str, routes: tuple
     now = store.clock()
     before = row.routes
     after = _dump(routes)
+    approval = None
+    if action == "promote":  # a protected promotion (`keel access protect deployment:NAME promote`) needs approval
+        change = {"from": json.loads(before), "to": json.loads(after)}
+        approval = consume_approval(store, conn, "deployment.promote", f"deployment:{row.name}", "promote", change)
     values: dict[str, Any] = {"routes": after, "updated_at": now, **extra}
     conn.execute(update(deployments).where(deployments.c.name == row.name).values(**values))
     conn.execute(
@@ -229,9 +235,8 @@ def _change(store: Store, conn: Connection, row: Any, action: str, routes: tuple
             deployment=row.name, action=action, from_routes=before, to_routes=after, actor=store.actor, at=now
         )
     )
-    store.audit(
-        conn, f"deployment.{action}", f"deployment:{row.name}", {"from": json.loads(before), "to": json.loads(after)}
-    )
+    details = {"from": json.loads(before), "to": json.loads(after), **({"approval": approval} if approval else {})}
+    store.audit(conn, f"deployment.{action}", f"deployment:{row.name}", details)
 
 
 def create_deployment(
@@ -263,6 +268,7 @@ def create_deployment(
         >>> create_deployment(store, "chat", "chat@v1", route=upstream)  # doctest: +SKIP
     """
     check_name(name, "deployment")
+    require(store, "deployment.create", f"deployment:{name}")
     first = _route(store, model, **(route or {}))
     settings = settings or DeploymentSettings()
     now = store.clock()
@@ -309,6 +315,7 @@ def canary_deployment(
     """
     if not 0 < weight < 100:
         raise InputError(f"expected a canary weight between 1 and 99 (percent); got {weight}")
+    require(store, "deployment.change", f"deployment:{name}")
     with store.db.write() as conn:
         row = _lock(conn, name)
         primary = _parse_routes(row.routes)[0]
@@ -332,8 +339,10 @@ def promote_deployment(store: Store, name: str) -> Deployment:
 
     Raises:
         InputError: The deployment has a single route, so nothing to promote.
+        ApprovalRequiredError: Promotion is protected and not yet approved: a request was filed.
     """
-    with store.db.write() as conn:
+    require(store, "deployment.promote", f"deployment:{name}")
+    with approval_gate(store, reason=f"promote {name}"), store.db.write() as conn:
         row = _lock(conn, name)
         routes = _parse_routes(row.routes)
         if len(routes) < 2:
@@ -348,6 +357,7 @@ def rollback_deployment(store: Store, name: str) -> Deployment:
     Raises:
         InputError: The deployment has never changed since it was created.
     """
+    require(store, "deployment.change", f"deployment:{name}")
     with store.db.write() as conn:
         row = _lock(conn, name)
         last = conn.execute(
@@ -364,6 +374,7 @@ def rollback_deployment(store: Store, name: str) -> Deployment:
 
 def configure_deployment(store: Store, name: str, settings: DeploymentSettings) -> Deployment:
     """Replace a deployment's policies (guardrails, cache, fallback); recorded like a route change."""
+    require(store, "deployment.change", f"deployment:{name}")
     with store.db.write() as conn:
         row = _lock(conn, name)
         values = {"settings": canonical_json(settings.model_dump(exclude_defaults=True))}

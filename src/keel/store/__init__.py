@@ -5,7 +5,18 @@ from typing import TYPE_CHECKING
 from keel.core._lazy import lazy_getattr
 
 if TYPE_CHECKING:
-    from keel.store._audit import AuditEvent, VerifyReport, events, record, redact_details, verify
+    from keel.store._audit import (
+        AuditEvent,
+        Checkpoint,
+        VerifyReport,
+        checkpoint,
+        events,
+        record,
+        redact_details,
+        seal_legacy,
+        verify,
+    )
+    from keel.store._audit_key import AuditKey, load_audit_key
     from keel.store._blobs import (
         BlobInfo,
         BlobStore,
@@ -44,7 +55,21 @@ if TYPE_CHECKING:
 # Each name loads its module on first use (PEP 562): a command loads the parts of the store it uses
 # (`keel curate run` does not load doctor and gc's maintenance module).
 _MODULES = {
-    **dict.fromkeys(("AuditEvent", "VerifyReport", "events", "record", "redact_details", "verify"), "_audit"),
+    **dict.fromkeys(
+        (
+            "AuditEvent",
+            "Checkpoint",
+            "VerifyReport",
+            "checkpoint",
+            "events",
+            "record",
+            "redact_details",
+            "seal_legacy",
+            "verify",
+        ),
+        "_audit",
+    ),
+    **dict.fromkeys(("AuditKey", "load_audit_key"), "_audit_key"),
     **dict.fromkeys(
         (
             "BlobInfo",
@@ -88,6 +113,8 @@ __getattr__ = lazy_getattr("keel.store", _MODULES)
 
 __all__ = [
     "AuditEvent",
+    "AuditKey",
+    "Checkpoint",
     "BlobInfo",
     "BlobStore",
     "Database",
@@ -105,12 +132,14 @@ __all__ = [
     "add_edge",
     "add_edges",
     "add_node",
+    "checkpoint",
     "collect_garbage",
     "doctor",
     "events",
     "init_workspace",
     "insert_for",
     "keel_version",
+    "load_audit_key",
     "mask_url",
     "node_id",
     "open_blob_store",
@@ -123,6 +152,7 @@ __all__ = [
     "record",
     "referenced_blobs",
     "redact_details",
+    "seal_legacy",
     "verify",
     "verify_blob",
     "walk",

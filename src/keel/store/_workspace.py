@@ -18,6 +18,7 @@ from keel.core.clock import Clock, system_clock
 from keel.core.errors import ConfigError
 from keel.core.settings import CONFIG_FILE, STATE_DIR, Settings, load_settings, workspace_template
 from keel.store import _audit
+from keel.store._audit_key import AuditKey, load_audit_key
 from keel.store._blobs import BlobInfo, BlobStore, LocalBlobStore, open_blob_store
 from keel.store._db import PG_GC_LOCK, Database, insert_for
 from keel.store.schema import blobs
@@ -50,18 +51,43 @@ class Store:
     db: Database
     blobs: BlobStore
     clock: Clock = field(default=system_clock)
+    # The authenticated principal, set by keel.govern once it verified an API key (`key:<id>`);
+    # None means the local OS user (`settings.resolved_actor`).
+    principal: str | None = None
+    # Per-store state that higher layers keep here rather than in module globals (keel.govern's
+    # policy snapshot); opaque to the store.
+    extensions: dict[str, Any] = field(default_factory=dict, repr=False)
+    _audit_key: AuditKey | None = field(default=None, repr=False)
 
     @property
     def actor(self) -> str:
-        """The principal recorded in the audit log for this store's operations."""
-        return self.settings.resolved_actor
+        """The authenticated principal recorded in the audit log: never a free environment variable."""
+        return self.principal or self.settings.resolved_actor
+
+    @property
+    def audit_key(self) -> AuditKey:
+        """The workspace's audit key (`KEEL_AUDIT_KEY` or `.keel/audit.key`, created on first use)."""
+        if self._audit_key is None:
+            self._audit_key = load_audit_key(self.settings)
+        assert self._audit_key is not None  # load_audit_key creates it when missing
+        return self._audit_key
 
     def audit(
         self, conn: Connection, action: str, object_id: str, details: dict[str, Any] | None = None
     ) -> _audit.AuditEvent:
-        """Record an audit event as this store's actor, in the caller's write transaction."""
+        """Record an audit event as this store's principal, MACed with the audit key, in the caller's transaction.
+
+        `KEEL_ACTOR`, when set, is recorded beside the principal as `on_behalf_of`, never instead of it.
+        """
         return _audit.record(
-            conn, actor=self.actor, action=action, object_id=object_id, details=details, at=self.clock()
+            conn,
+            actor=self.actor,
+            action=action,
+            object_id=object_id,
+            details=details,
+            at=self.clock(),
+            on_behalf_of=self.settings.on_behalf_of,
+            key=self.audit_key,
         )
 
     def put_blob(self, source: str | os.PathLike[str] | IO[bytes], conn: Connection | None = None) -> BlobInfo:
@@ -137,12 +163,16 @@ def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Sto
         origin=settings.source_of("database_url"),
         file_mode=0o660 if settings.shared else 0o600,
     )
-    if upgrade:
-        db.upgrade()
+    migrated = db.upgrade() if upgrade else False
     blob_store = open_blob_store(settings.resolved_blob_url, settings.blob_options, shared=settings.shared)
     if isinstance(blob_store, LocalBlobStore) and not db.read_only:
         _sweep_partials(blob_store)
-    return Store(settings=settings, db=db, blobs=blob_store)
+    store = Store(settings=settings, db=db, blobs=blob_store)
+    if migrated:
+        # A chain made before audit keys existed is MACed once, now, with the workspace's key.
+        with db.write() as conn:
+            _audit.seal_legacy(conn, store.audit_key, actor=store.actor, at=store.clock())
+    return store
 
 
 def _sweep_partials(blob_store: LocalBlobStore) -> None:

@@ -29,12 +29,17 @@ from sqlalchemy import (
 __all__ = [
     "NODE_ID_LENGTH",
     "UTCDateTime",
+    "access_bindings",
+    "access_protections",
+    "access_roles",
     "alias_events",
     "aliases",
     "api_keys",
+    "approval_requests",
     "audit_events",
     "audit_head",
     "blobs",
+    "dataset_classifications",
     "dataset_records",
     "dataset_shards",
     "dataset_version_shards",
@@ -148,6 +153,9 @@ audit_events = Table(
     Column("redacted_at", UTCDateTime, nullable=True),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    Column("on_behalf_of", String(255), nullable=True, comment="KEEL_ACTOR's note: whom the actor says it acts for"),
+    Column("mac", String(64), nullable=True, comment="HMAC-SHA256 of `hash` under the audit key kept outside the DB"),
+    Column("key_id", String(16), nullable=True, comment="which audit key made `mac` (sha256 of its public key)"),
     comment="Append-only, hash-chained record of every mutating operation.",
 )
 
@@ -505,4 +513,73 @@ trace_retrievals = Table(
     Column("generation_ms", Float, nullable=True, comment="the backend's time, apart from retrieval"),
     Column("failed", Integer, nullable=False, comment="1 when retrieval failed (answered 503)"),
     comment="What a RAG route retrieved for one served request: versions, chunks with scores, step times.",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Access (keel.govern): roles granted on scopes, protected targets, approvals; migration 0011.
+
+# The same table as the erasure/encryption branch's migration 0012 (keel.data._classification writes it there):
+# on merge, keep one definition and one CREATE TABLE.
+dataset_classifications = Table(
+    "dataset_classifications",
+    metadata,
+    Column("name", String(128), primary_key=True, comment="dataset name (may precede its first version)"),
+    Column("classification", String(16), nullable=False, comment="public, internal, confidential or restricted"),
+    Column("updated_by", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    comment="Each dataset's classification; versions of restricted datasets are committed encrypted.",
+)
+
+access_roles = Table(
+    "access_roles",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("actions", Text, nullable=False, comment='canonical JSON list of action globs, e.g. ["dataset.*"]'),
+    Column("description", Text, nullable=True),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="Custom roles; viewer, editor, approver and admin are built in and not stored.",
+)
+
+access_bindings = Table(
+    "access_bindings",
+    metadata,
+    Column("principal", String(255), primary_key=True, comment="local:<user>, key:<id> or user:<name>"),
+    Column("role", String(64), primary_key=True),
+    Column("scope", String(255), primary_key=True, comment="* (the workspace) or KIND:NAME-GLOB"),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="Who holds which role on which scope: the policy loaded into the casbin enforcer.",
+)
+
+access_protections = Table(
+    "access_protections",
+    metadata,
+    Column("scope", String(255), primary_key=True, comment="KIND:NAME-GLOB, e.g. model:* or deployment:chat"),
+    Column("target", String(64), primary_key=True, comment="alias:<name> or promote"),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="Aliases and deployment promotions that move only with another principal's approval.",
+)
+
+approval_requests = Table(
+    "approval_requests",
+    metadata,
+    Column("id", String(26), primary_key=True, comment="ULID"),
+    Column(
+        "action", String(64), nullable=False, comment="model.alias, prompt.alias, dataset.alias, deployment.promote"
+    ),
+    Column("object_id", String(NODE_ID_LENGTH), nullable=False),
+    Column("change", Text, nullable=False, comment="canonical JSON of exactly what moves, e.g. alias and version"),
+    Column("reason", Text, nullable=False),
+    Column("evidence", Text, nullable=True, comment="canonical JSON list of supporting ids, e.g. eval results"),
+    Column("requested_by", String(255), nullable=False),
+    Column("requested_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False, comment="pending, approved, rejected or used"),
+    Column("decided_by", String(255), nullable=True),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("note", Text, nullable=True, comment="the approver's note"),
+    Column("used_at", UTCDateTime, nullable=True),
+    Index(None, "object_id", "status"),
+    comment="Requests to move a protected target, the approval by another principal, and when it was used.",
 )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from keel.govern import require
 from keel.registry import ModelInfo, ModelVersion, Run, list_runs, register_model, start_run
 from keel.store import Store, add_edge
 from keel.train._config import TrainConfig
@@ -120,6 +121,8 @@ def train(
     Examples:
         >>> train(store, load_train_config("sft.yaml"))  # doctest: +SKIP
     """
+    if save_to is None:  # refused before hours of training, not at the registration that ends it
+        require(store, "model.register", f"model:{config.name}")
     import torch
 
     if config.training.threads is not None:
