@@ -128,7 +128,8 @@ def configure(
         bool | None, typer.Option(help="Keep what requests asked and were answered (for feedback export).")
     ] = None,
     online_eval: Annotated[
-        float | None, typer.Option(min=0.0, max=1.0, help="Fraction of answers scored in the background by judges (0-1).")
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Fraction of answers scored in the background by judges (0-1)."),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:

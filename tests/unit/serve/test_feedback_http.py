@@ -1,4 +1,4 @@
-"""Feedback over HTTP: the `openai` client's trace id, `POST /v1/feedback`, bad input, concurrency, online evaluation."""
+"""Feedback over HTTP: the `openai` client's trace id, `POST /v1/feedback`, bad input, online evaluation."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def test_feedback_over_http_with_the_openai_clients_trace_id(
         chat = raw.parse()
         trace_id = chat.model_extra["trace_id"]
         assert raw.headers["x-keel-trace-id"] == trace_id and len(trace_id) == 26
-        stream = client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "a b"}], stream=True)
+        question = [{"role": "user", "content": "a b"}]
+        stream = client.chat.completions.create(model="chat", messages=question, stream=True)
         streamed_ids = {c.model_extra["trace_id"] for c in stream}
         assert len(streamed_ids) == 1 and streamed_ids != {trace_id}
         other = openai_client(url, create_key(store, "other", scopes=["other"]).secret)
@@ -64,8 +65,11 @@ def test_feedback_over_http_with_the_openai_clients_trace_id(
         refused = {
             "score out of range": (post({"trace_id": trace_id, "score": 2}), 400, "a number from 0 to 1"),
             "score not a number": (post({"trace_id": trace_id, "score": "meh"}), 400, "thumbs 'up'/'down'"),
-            "NaN score": (post(None, content=b'{"trace_id": "%s", "score": NaN}' % trace_id.encode()), 400,
-                          "a number from 0 to 1"),
+            "NaN score": (
+                post(None, content=b'{"trace_id": "%s", "score": NaN}' % trace_id.encode()),
+                400,
+                "a number from 0 to 1",
+            ),
             "nothing given": (post({"trace_id": trace_id}), 400, "at least one of `score`"),
             "unknown field": (post({"trace_id": trace_id, "score": 1, "rating": 5}), 400, "unknown feedback field"),
             "bad source": (post({"trace_id": trace_id, "score": 1, "source": "bot"}), 400, "`source`"),
@@ -84,8 +88,8 @@ def test_feedback_over_http_with_the_openai_clients_trace_id(
         assert garbage.status_code == 400 and "JSON" in garbage.json()["error"]["message"]
         huge = httpx.post(f"{url}/v1/feedback", headers=auth, json={"trace_id": trace_id, "comment": "x" * 70_000})
         assert huge.status_code == 413
-        lone = httpx.post(f"{url}/v1/feedback", headers={**auth, "Content-Type": "application/json"},
-                          content=b'{"trace_id": "%s", "score": 1, "comment": "\\ud800 \\u0000 ok"}' % trace_id.encode())  # fmt: skip
+        odd = b'{"trace_id": "%s", "score": 1, "comment": "\\ud800 \\u0000 ok"}' % trace_id.encode()
+        lone = httpx.post(f"{url}/v1/feedback", headers={**auth, "Content-Type": "application/json"}, content=odd)
         assert lone.status_code == 202, lone.text
 
         async def many() -> list[int]:
