@@ -1,5 +1,6 @@
 """Floor 5: traces of served requests (batched writer, queries, OTLP export), feedback, and their summaries."""
 
+from keel.monitor._export import ExportForm, FeedbackExport, export_feedback
 from keel.monitor._feedback import (
     SOURCES,
     Feedback,
@@ -12,26 +13,32 @@ from keel.monitor._feedback import (
 )
 from keel.monitor._otlp import OtlpExporter
 from keel.monitor._summary import SummaryRow, percentile, summarize
+from keel.monitor._time import parse_duration, parse_since
 from keel.monitor._traces import Trace, TraceContent, get_trace, get_trace_contents, list_traces, storable
 from keel.monitor._writer import BatchWriter, TraceWriter
 
 __all__ = [
     "SOURCES",
     "BatchWriter",
+    "ExportForm",
     "Feedback",
+    "FeedbackExport",
     "FeedbackWriter",
     "OtlpExporter",
     "SummaryRow",
     "Trace",
     "TraceContent",
     "TraceWriter",
+    "export_feedback",
     "feedback_scores",
     "get_trace",
     "get_trace_contents",
     "list_feedback",
     "list_traces",
     "make_feedback",
+    "parse_duration",
     "parse_score",
+    "parse_since",
     "percentile",
     "record_feedback",
     "storable",

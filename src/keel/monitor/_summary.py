@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from keel.core.clock import format_time
+from keel.core.errors import InputError
 from keel.store import Store
 from keel.store.schema import feedback, traces
 
@@ -98,7 +99,7 @@ def summarize(
         given in the window; `feedback_score` and `judge_score` are the mean human and judge scores.
     """
     if by is not None and by.total_seconds() <= 0:
-        raise ValueError(f"expected a positive bucket length; got {by}")
+        raise InputError(f"expected a positive bucket length; got {by}")
     seconds = by.total_seconds() if by is not None else None
     latencies, totals = _trace_groups(store, deployment, since, seconds)
     scores = _feedback_groups(store, deployment, since, seconds)
