@@ -41,6 +41,9 @@ SOURCES: tuple[str, ...] = ("human", "judge")
 _THUMBS = {"up": 1.0, "down": 0.0, "thumbs_up": 1.0, "thumbs_down": 0.0, "👍": 1.0, "👎": 0.0}
 _ULID_CHARS = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 _LABEL_LENGTH, _ACTOR_LENGTH = 64, 255
+# Column lengths of `feedback` (store/schema.py), and the bound of its texts.
+_LIMITS = {"comment": CONTENT_LIMIT, "correction": CONTENT_LIMIT, "deployment": 128, "model_version": 160,
+           "actor": _ACTOR_LENGTH, "label": _LABEL_LENGTH}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,15 +69,15 @@ class Feedback:
         return f"feedback:{self.id}"
 
     def storable(self) -> Feedback:
-        """This feedback with every text made storable (the gateway's strings come from requests)."""
-        return replace(
-            self,
-            comment=None if self.comment is None else storable(self.comment, CONTENT_LIMIT),
-            correction=None if self.correction is None else storable(self.correction, CONTENT_LIMIT),
-            deployment=None if self.deployment is None else storable(self.deployment, 128),
-            model_version=None if self.model_version is None else storable(self.model_version, 160),
-            actor=storable(self.actor, _ACTOR_LENGTH),
-        )
+        """This feedback with every text made storable (the gateway's strings come from requests); itself if all are."""
+        changes: dict[str, Any] = {}
+        for name, limit in _LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, str):
+                fixed = storable(value, limit)
+                if fixed is not value:
+                    changes[name] = fixed
+        return replace(self, **changes) if changes else self
 
     def to_row(self) -> dict[str, Any]:
         """The `feedback` row."""
@@ -160,7 +163,7 @@ def make_feedback(
     at: datetime,
     details: dict[str, Any] | None = None,
 ) -> Feedback:
-    """Validated feedback (not yet tied to a deployment); every face builds it here.
+    """Validated feedback, not yet tied to a deployment (`storable()` bounds its texts); every face builds it here.
 
     Raises:
         InputError: A malformed trace id, score, label or source; texts too long or not strings;
@@ -182,14 +185,14 @@ def make_feedback(
         id=new_ulid(),
         trace_id=trace,
         at=at,
-        label=storable(label.strip(), _LABEL_LENGTH),
+        label=label.strip(),
         score=value,
         comment=note,
         correction=fixed,
         source=str(source),
         actor=actor,
         details=details,
-    ).storable()
+    )
 
 
 def write_feedback(conn: Any, batch: list[Feedback]) -> None:

@@ -614,7 +614,7 @@ class Gateway:
             raise PermissionDeniedError(
                 f"this API key may not send feedback on deployment {storable(deployment, 128)!r}'s answers"
             )
-        made = replace(made, deployment=deployment, model_version=version).storable()
+        made = replace(made, deployment=deployment, model_version=version).storable()  # itself when already storable
         await self.feedback.put(made)
         return made
 
