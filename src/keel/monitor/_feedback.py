@@ -81,9 +81,11 @@ class Feedback:
 
     def to_row(self) -> dict[str, Any]:
         """The `feedback` row."""
-        row = asdict(self)
-        row["details"] = None if self.details is None else canonical_json(self.details)
-        return row
+        # Spelled out: dataclasses.asdict deep-copies and cost 21 µs of the writer's ~70 µs per feedback.
+        return {"id": self.id, "trace_id": self.trace_id, "at": self.at, "deployment": self.deployment,
+                "model_version": self.model_version, "label": self.label, "score": self.score,
+                "comment": self.comment, "correction": self.correction, "source": self.source, "actor": self.actor,
+                "details": None if self.details is None else canonical_json(self.details)}  # fmt: skip
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
