@@ -59,9 +59,9 @@ def _error_response(exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
 
 
-def _traced(response: Response, ctx: RequestContext) -> Response:
-    """`response` naming its trace, when the request is traced (an authenticated one)."""
-    if ctx.key is not None:
+def _traced(response: Response, gateway: Gateway, ctx: RequestContext) -> Response:
+    """`response` naming its trace, when the request is traced (authenticated, or keys are not required)."""
+    if ctx.key is not None or gateway.keys is None:
         response.headers["x-keel-trace-id"] = ctx.trace_id
     return response
 
@@ -154,11 +154,11 @@ async def _serve(gateway: Gateway, request: Request, operation: Operation) -> Re
                                      "x-keel-trace-id": ctx.trace_id})  # fmt: skip
     except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
         _fail(ctx, exc)
-        return _traced(_error_response(exc), ctx)
+        return _traced(_error_response(exc), gateway, ctx)
     except Exception as exc:  # request boundary: answer 500 in OpenAI's shape, and log the bug
         log.exception("unexpected error serving %s", operation)
         _fail(ctx, exc)
-        return _traced(_error_response(exc), ctx)
+        return _traced(_error_response(exc), gateway, ctx)
     except asyncio.CancelledError:
         _cancelled(ctx)
         raise

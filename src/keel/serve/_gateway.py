@@ -126,7 +126,7 @@ class RequestContext:
 
 _FEEDBACK_FIELDS = frozenset(("trace_id", "score", "label", "comment", "correction", "source", "details"))
 # Traces this gateway answered lately, so feedback on them is checked without a database read.
-_RECENT_TRACES = 100_000
+_RECENT_TRACES = 50_000  # ~170 bytes each (the strings are shared with the deployments): ~9 MB at most
 # Feedback may arrive (at another replica) before the trace's batch is written: wait this long for it.
 _TRACE_WAIT_S = 3.0
 

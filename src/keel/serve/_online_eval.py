@@ -57,12 +57,16 @@ class OnlineEvaluator:
         self._queue: asyncio.Queue[EvalSample] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
         self._judge: Any = None
+        self._closed = False
         self.scored = 0
         self.dropped = 0
         self.failed = 0
 
     def offer(self, sample: EvalSample) -> bool:
-        """Queue `sample` if there is room; returns whether it was queued."""
+        """Queue `sample` if there is room (and the evaluator is not closed); returns whether it was queued."""
+        if self._closed:
+            self.dropped += 1
+            return False
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="keel-online-eval")
         try:
@@ -78,6 +82,7 @@ class OnlineEvaluator:
 
     async def close(self) -> None:
         """Stop scoring; samples still queued are dropped (they are a sample, not a record)."""
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             try:

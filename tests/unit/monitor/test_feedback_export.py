@@ -146,3 +146,50 @@ def test_feedback_cli_add_list_export_and_summary_series(store: Store, tmp_path:
     assert runner.invoke(app, ["-w", workspace, "monitor", "summary", "--by", "0m"]).exit_code == 2
     table = runner.invoke(app, ["-w", workspace, "monitor", "summary", "--by", "1h"])
     assert table.exit_code == 0 and "start (UTC)" in table.output
+
+
+def test_feedback_writer_spills_during_an_outage_and_the_next_writer_stores_everything(store: Store) -> None:
+    import asyncio
+    import time
+
+    from keel.monitor import FeedbackWriter, make_feedback
+    from keel.store.schema import feedback
+
+    trace = served(store, "q", "a")
+    made = [make_feedback(trace, score=i / 4, comment="\ud800 naïve", actor="t", at=store.clock()) for i in range(5)]
+    with store.db.write() as conn:
+        feedback.drop(conn)  # the database refuses every write, as an outage would
+
+    async def until(check: object) -> None:
+        deadline = time.monotonic() + 30
+        while not check():  # type: ignore[operator]
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+
+    async def outage() -> FeedbackWriter:
+        writer = FeedbackWriter(store, queue_size=2, batch_size=2)
+        await writer.start()
+        await writer.put(made[0])
+        await until(lambda: writer.health() is not None)
+        assert "feedback writer has failed" in (writer.health() or "")
+        for item in made[1:]:
+            await asyncio.wait_for(writer.put(item), 10)
+        await writer.close(timeout_s=0.5)
+        return writer
+
+    down = asyncio.run(outage())
+    assert down.spilled == 5 and down.folder.name == "feedback" and list(down.folder.glob("spill-*.jsonl"))
+    with store.db.write() as conn:
+        feedback.create(conn)
+
+    async def back() -> FeedbackWriter:
+        writer = FeedbackWriter(store)
+        await writer.start()
+        await until(lambda: writer.written == 5)
+        await writer.close(timeout_s=10)
+        return writer
+
+    assert asyncio.run(back()).written == 5
+    stored = list_feedback(store, trace_id=trace, limit=None)
+    assert sorted(f.score for f in stored) == [0, 0.25, 0.5, 0.75, 1.0]  # type: ignore[type-var]
+    assert all(f.comment == "\\ud800 naïve" for f in stored)
