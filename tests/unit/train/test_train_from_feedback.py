@@ -61,3 +61,28 @@ def test_dpo_run_on_an_exported_feedback_version_registers_a_model(
         upstream = {hit.node for hit in walk(conn, "model-version:sky-bot@v1", "upstream", depth=3)}
     # The model's lineage reaches the served answers (and through them the versions that answered).
     assert {f"trace:{t}" for t in traces} <= upstream and "model-version:tiny@v2" in upstream
+
+
+def test_the_demos_feedback_step_rates_answers_exports_and_retrains(store: Store, tiny: ModelVersion) -> None:
+    import pyarrow as pa
+
+    from keel.data import commit_version, load_version
+    from keel.pipeline._demo import DemoReport, _feedback_stage
+
+    qa = {"How much is the lamp?": "The Aurora Headlamp costs 39 euros.", "Is the jacket red?": "It is blue."}
+    rows = [{"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]} for q, a in qa.items()]
+    sft, _ = commit_version(store, "acme-sft", pa.Table.from_pylist(rows))
+    wrong = [_served(store, "How much is the lamp?", "It is free.", "tiny@v1") for _ in range(2)]
+    right = _served(store, "Is the jacket red?", "It is blue.", "tiny@v1")
+    _served(store, "Is the jacket red?", "No idea.", "tiny@v2")  # not the winner's answer: not rated
+    said: list[str] = []
+    report = DemoReport(workspace=store.settings.workspace, fast=True, datasets={"sft": sft.ref},
+                        base_model="tiny@v1", winner="tiny@v1")  # fmt: skip
+    _feedback_stage(store, report, said.append, lambda label, done, total: None)
+    assert report.feedback["up"] == 1 and report.feedback["down"] == 2
+    assert report.feedback["dataset"] == "assistant-feedback@v1" and report.feedback["model"] == "acme-assistant-dpo@v1"
+    pairs = load_version(store, report.feedback["dataset"]).to_pylist()
+    assert sorted(p["traces"][0] for p in pairs) == sorted(wrong) and right not in str(pairs)
+    assert {(p["chosen"], p["rejected"]) for p in pairs} == {("The Aurora Headlamp costs 39 euros.", "It is free.")}
+    assert get_model(store, "acme-assistant-dpo").info["method"] == "dpo"
+    assert any("9. Feedback" in line for line in said) and any("assistant-feedback@v1" in line for line in said)
