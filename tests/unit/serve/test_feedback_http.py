@@ -47,7 +47,9 @@ def test_feedback_over_http_with_the_openai_clients_trace_id(
         other_trace = other.chat.completions.create(model="other", messages=[{"role": "user", "content": "x"}])
 
         auth = {"Authorization": f"Bearer {key}"}
-        refused_chat = httpx.post(f"{url}/v1/chat/completions", headers=auth, json={"model": "other", "messages": []})
+        refused_chat = httpx.post(
+            f"{url}/v1/chat/completions", headers=auth, json={"model": "other", "messages": question}
+        )
         assert refused_chat.status_code == 403 and len(refused_chat.headers["x-keel-trace-id"]) == 26
         sent = httpx.post(f"{url}/v1/feedback", headers=auth, json={
             "trace_id": trace_id, "score": "down", "comment": "wrong: 30 days, café ☕",
