@@ -197,6 +197,7 @@ class Gateway:
             store, queue_size=self.settings.trace_queue_size, batch_size=self.settings.trace_batch_size
         )
         self.online = OnlineEvaluator(store, self.feedback, self.guardrails)
+        self.metrics.watch_feedback(self._feedback_stats)
         self._recent: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self.limiter: RateLimiter = MemoryRateLimiter()
         self.cache: ResponseCache = MemoryResponseCache(self.settings.cache_max_entries)
@@ -222,6 +223,11 @@ class Gateway:
         t = self.traces
         return {"written": t.written, "quarantined": t.quarantined, "spilled": t.spilled, "queued": t.queued,
                 "healthy": int(t.health() is None)}  # fmt: skip
+
+    def _feedback_stats(self) -> dict[str, int]:
+        f, online = self.feedback, self.online
+        return {"written": f.written, "quarantined": f.quarantined, "spilled": f.spilled, "queued": f.queued,
+                "judged": online.scored, "dropped": online.dropped}  # fmt: skip
 
     async def start(self) -> None:
         """Load deployments, connect Redis if configured, start the trace writer and the reloader."""

@@ -103,6 +103,8 @@ def test_feedback_over_http_with_the_openai_clients_trace_id(
             return [a.status_code for a in answers]
 
         assert asyncio.run(many()) == [202] * 64
+        _until(lambda: _gateway.feedback.written == 3 + 64)
+        assert "keel_feedback_written_total 67.0" in httpx.get(f"{url}/metrics").text
     # The gateway stopped: its feedback writer flushed everything it accepted.
     stored = list_feedback(store, trace_id=trace_id, limit=None)
     assert len(stored) == 3 + 64
@@ -155,6 +157,8 @@ def test_online_evaluation_scores_a_sample_in_the_background(
             for text in ("What is the refund window?", "Mail me at jane.doe@example.com please")
         ]
         _until(lambda: gateway.online.scored == 2, timeout=120)
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "keel_online_eval_scored_total 2.0" in metrics and "keel_online_eval_dropped_total 0.0" in metrics
     judged = list_feedback(store, source="judge", limit=None)
     assert {(f.trace_id, f.label) for f in judged} == {
         (t, label) for t in ids for label in ("answer_relevance", "guardrail:pii", "guardrail:injection")
