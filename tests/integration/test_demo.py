@@ -59,6 +59,11 @@ def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
         traces = list_traces(store, deployment="assistant", limit=100)
         assert len(traces) == 8 and all(t.status == 200 for t in traces)
         assert report["monitoring"] and sum(r["requests"] for r in report["monitoring"]) == 8
+        # feedback: the winner's answers rated; corrections exported as DPO pairs and a model retrained on them
+        assert report["feedback"]["up"] + report["feedback"]["down"] >= 4
+        if report["feedback"]["down"]:
+            assert report["feedback"]["dataset"] == "assistant-feedback@v1"
+            assert get_model(store, report["feedback"]["model"]).info["method"] == "dpo"
         # lineage: a served response through the model, its training data and the curated KB to the source page
         assert report["lineage"][0].startswith("trace:") and report["lineage"][-1].startswith("source:file://")
         if report["winner"] == report["tuned_model"]:

@@ -53,6 +53,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "key": ("keel.cli._keys", "keys_app", "Gateway API keys: argon2-hashed, scoped to deployments, rate limited."),
     "trace": ("keel.cli._traces", "traces_app", "Traces: one per request the gateway served."),
     "monitor": ("keel.cli._monitor", "monitor_app", "Monitoring of served traffic."),
+    "feedback": ("keel.cli._feedback", "feedback_app",
+                 "Feedback on served answers: scores, labels, corrections; exported as SFT or DPO data."),
     "data": ("keel.cli._data", "data_app", "Dataset versions: immutable, content-addressed, diffable, traceable."),
     "train": ("keel.cli._train", "train_app", "Fine-tune models: LoRA, full, DPO; resume killed runs; sweep."),
     "index": ("keel.cli._index", "index_app",

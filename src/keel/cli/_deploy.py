@@ -170,12 +170,20 @@ def configure(
     pii: Annotated[Literal["off", "redact"] | None, typer.Option(help="Redact personal data.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Clamp output tokens to this.")] = None,
     cache_ttl: Annotated[float | None, typer.Option(help="Seconds to reuse temperature-0 answers.")] = None,
+    record_content: Annotated[
+        bool | None, typer.Option(help="Keep what requests asked and were answered (for feedback export).")
+    ] = None,
+    online_eval: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Fraction of answers scored in the background by judges (0-1)."),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Change NAME's guardrail and cache policies; unchanged options keep their values."""
+    """Change NAME's guardrail, cache, content and online-evaluation policies; unchanged options keep their values."""
     store = get_store(ctx)
     current = get_deployment(store, name).settings
-    changes = {"injection": injection, "pii": pii, "max_tokens": max_tokens, "cache_ttl_s": cache_ttl}
+    changes = {"injection": injection, "pii": pii, "max_tokens": max_tokens, "cache_ttl_s": cache_ttl,
+               "record_content": record_content, "online_eval": online_eval}  # fmt: skip
     settings = current.model_copy(update={k: v for k, v in changes.items() if v is not None})
     _show(
         configure_deployment(store, name, DeploymentSettings.model_validate(settings.model_dump())),

@@ -18,13 +18,35 @@ from keel.core.clock import format_time
 from keel.core.errors import NotFoundError
 from keel.core.ids import canonical_json
 from keel.store import Store
-from keel.store.schema import lineage_edges, trace_retrievals, traces
+from keel.store.schema import lineage_edges, trace_contents, trace_retrievals, traces
 
-__all__ = ["Trace", "TraceRetrieval", "get_trace", "list_traces", "storable", "traces_citing"]
+__all__ = [
+    "CONTENT_LIMIT",
+    "Trace",
+    "TraceContent",
+    "TraceRetrieval",
+    "get_trace",
+    "get_trace_contents",
+    "list_traces",
+    "storable",
+    "traces_citing",
+]
 
 # Column lengths of `traces` (store/schema.py): PostgreSQL refuses longer values.
 _LIMITS = {"deployment": 128, "model_version": 160, "prompt_version": 160, "key_id": 26, "operation": 32, "error": 64}
 _MAX_FLAGS, _FLAG_LENGTH = 32, 64
+CONTENT_LIMIT = 32_768  # characters kept of each text of a recorded request or answer
+
+
+def _bounded(value: Any) -> Any:
+    """`value` with every string made storable and cut to `CONTENT_LIMIT` characters."""
+    if isinstance(value, str):
+        return storable(value, CONTENT_LIMIT)
+    if isinstance(value, list):
+        return [_bounded(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(str(k), 64): _bounded(v) for k, v in value.items()}
+    return value
 
 
 def storable(text: str, limit: int = 256) -> str:
@@ -98,6 +120,10 @@ class Trace:
     cache_hit: bool = False
     flags: list[str] = field(default_factory=list)
     retrieval: TraceRetrieval | None = None
+    # What was asked ({"messages": [...]} or {"prompt": ...}) and answered, when the deployment records
+    # content; stored in `trace_contents`, not in the `traces` row.
+    request: dict[str, Any] | None = None
+    response: str | None = None
 
     @property
     def node(self) -> str:
@@ -121,10 +147,17 @@ class Trace:
     def to_row(self) -> dict[str, Any]:
         """The `traces` row."""
         row = asdict(self)
-        del row["retrieval"]  # its own table, `trace_retrievals`
+        del row["retrieval"], row["request"], row["response"]  # their own tables
         row["cache_hit"] = int(self.cache_hit)
         row["flags"] = canonical_json(self.flags)
         return row
+
+    def content_row(self) -> dict[str, Any] | None:
+        """The `trace_contents` row (each text made storable and cut to `CONTENT_LIMIT`), or None without content."""
+        if self.request is None:
+            return None
+        response = None if self.response is None else storable(self.response, CONTENT_LIMIT)
+        return {"trace_id": self.id, "request": canonical_json(_bounded(self.request)), "response": response}
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -195,3 +228,34 @@ def traces_citing(store: Store, record_id: str, *, limit: int = 50) -> list[Trac
         ids = [n.removeprefix("trace:") for n in nodes]
         query = select(traces).where(traces.c.id.in_(ids)).order_by(traces.c.at.desc(), traces.c.id.desc()).limit(limit)
         return [_from_row(row) for row in conn.execute(query)] if ids else []
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContent:
+    """What one served request asked (`messages` for chat, else `prompt`) and the text it was answered."""
+
+    trace_id: str
+    messages: list[dict[str, Any]] | None
+    prompt: str | None
+    response: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def _content(row: Any) -> TraceContent:
+    request = json.loads(row.request)
+    messages = request.get("messages") if isinstance(request.get("messages"), list) else None
+    prompt = request.get("prompt") if isinstance(request.get("prompt"), str) else None
+    return TraceContent(row.trace_id, messages, prompt, row.response)
+
+
+def get_trace_contents(store: Store, trace_ids: list[str]) -> dict[str, TraceContent]:
+    """The recorded content of each trace that has one, by trace id (deployments may record none)."""
+    found: dict[str, TraceContent] = {}
+    with store.db.read() as conn:
+        for start in range(0, len(trace_ids), 500):  # bounded IN lists
+            query = select(trace_contents).where(trace_contents.c.trace_id.in_(trace_ids[start : start + 500]))
+            found.update((row.trace_id, _content(row)) for row in conn.execute(query))
+    return found

@@ -1,5 +1,7 @@
-"""The trace writer: a bounded queue drained in batches by one background task, which nothing can stall.
+"""Batch writers: a bounded queue drained in batches by one background task, which nothing can stall.
 
+`BatchWriter` is the design; `TraceWriter` writes traces (and what they asked and answered), and
+`keel.monitor._feedback.FeedbackWriter` writes feedback, each with its lineage edges:
 - A batch is one transaction that also adds the lineage edges `model-version:… → trace:<id>`.
 - The database down or locked: the batch is kept and retried with backoff; `health()` says so.
 - A trace the database refuses on its own (a value it cannot hold) is quarantined: counted,
@@ -7,6 +9,7 @@
 - `close()` waits a bounded time, then spills whatever is still queued to `.keel/traces/spill-*.jsonl`;
   the next writer started on the workspace writes spilled traces first. Nothing is dropped silently.
 It knows rows and files only: what a trace holds is decided by the gateway.
+(Feedback goes the same way, under `.keel/feedback/`.)
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Generic, Protocol, Self, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
@@ -28,9 +31,9 @@ from keel.core.clock import format_time
 from keel.core.ids import new_ulid
 from keel.monitor._traces import Trace, trace_from_json
 from keel.store import Edge, Store, add_edges
-from keel.store.schema import NODE_ID_LENGTH, trace_retrievals, traces
+from keel.store.schema import NODE_ID_LENGTH, trace_contents, trace_retrievals, traces
 
-__all__ = ["TraceWriter"]
+__all__ = ["BatchWriter", "TraceWriter"]
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +49,28 @@ def _bad_row(exc: BaseException) -> bool:
 _QUARANTINE_MAX_BYTES = 64 * 1024 * 1024
 
 
-class TraceWriter:
-    """Writes traces in batches from a background task; bounded, lossless, never stalled by one bad trace.
+class _Item(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    def storable(self) -> Self: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+Item = TypeVar("Item", bound=_Item)
+
+
+class BatchWriter(Generic[Item]):
+    """Writes items in batches from a background task; bounded, lossless, never stalled by one bad item.
+
+    Subclasses say what an item is (`noun`, `folder_name`) and implement `write`, `_already_stored` and `_load`.
 
     Args:
         store: The workspace store.
-        queue_size: Traces that may wait; beyond it `put` waits for the writer (back-pressure).
-        batch_size: Most traces per transaction.
-        folder: Where quarantined and spilled traces go; `.keel/traces` of the workspace by default.
+        queue_size: Items that may wait; beyond it `put` waits for the writer (back-pressure).
+        batch_size: Most items per transaction.
+        folder: Where quarantined and spilled items go; `.keel/<folder_name>` of the workspace by default.
         stuck_after_s: A write running longer than this makes `health()` report the writer stuck.
         on_written: Called (in the writer's thread) with each batch once it is stored, e.g. an OTLP export.
 
@@ -61,6 +78,9 @@ class TraceWriter:
         >>> writer = TraceWriter(store)  # doctest: +SKIP
         >>> await writer.start(); await writer.put(trace); await writer.close(timeout_s=10)  # doctest: +SKIP
     """
+
+    noun = "item"
+    folder_name = "items"
 
     def __init__(
         self,
@@ -70,19 +90,19 @@ class TraceWriter:
         batch_size: int = 1_000,
         folder: Path | None = None,
         stuck_after_s: float = 30.0,
-        on_written: Callable[[list[Trace]], None] | None = None,
+        on_written: Callable[[list[Item]], None] | None = None,
     ) -> None:
         self._store = store
         self._batch_size = batch_size
-        self._queue: asyncio.Queue[Trace] = asyncio.Queue(maxsize=queue_size)
+        self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
-        self._inflight: list[Trace] = []
+        self._inflight: list[Item] = []
         self._write_started: float | None = None
         self._failing_since: float | None = None
         self._closed = False
         self._overflow_file: IO[str] | None = None
         self._overflow_path: Path | None = None
-        self.folder = folder or store.settings.state_dir / "traces"
+        self.folder = folder or store.settings.state_dir / self.folder_name
         self.stuck_after_s = stuck_after_s
         self.on_written = on_written
         self.last_error: str | None = None
@@ -97,45 +117,45 @@ class TraceWriter:
 
     @property
     def queued(self) -> int:
-        """Traces waiting in the queue."""
+        """Items waiting in the queue."""
         return self._queue.qsize()
 
     def health(self) -> str | None:
         """Why the writer cannot be relied on (not running, failing, stuck), or None when it is fine."""
         if not self.running:
-            return "the trace writer is not running"
+            return f"the {self.noun} writer is not running"
         now = time.monotonic()
         if self._failing_since is not None:
-            return f"the trace writer has failed to write for {now - self._failing_since:.0f}s: {self.last_error}"
+            return f"the {self.noun} writer has failed to write for {now - self._failing_since:.0f}s: {self.last_error}"
         if self._write_started is not None and now - self._write_started > self.stuck_after_s:
-            return f"the trace writer is stuck: one write has run for {now - self._write_started:.0f}s"
+            return f"the {self.noun} writer is stuck: one write has run for {now - self._write_started:.0f}s"
         return None
 
     async def start(self) -> None:
-        """Start the background task (in the running event loop); it first writes traces spilled earlier."""
+        """Start the background task (in the running event loop); it first writes items spilled earlier."""
         if self._task is None:
             self._closed = False
-            self._task = asyncio.create_task(self._run(), name="keel-trace-writer")
+            self._task = asyncio.create_task(self._run(), name=f"keel-{self.noun}-writer")
 
-    async def put(self, trace: Trace) -> None:
-        """Queue a trace (made storable).
+    async def put(self, item: Item) -> None:
+        """Queue an item (made storable).
 
         While the queue is full, waits for the writer (back-pressure); but when the writer is failing
-        or stuck, appends the trace to an overflow file instead, so no request waits on a dead database.
+        or stuck, appends the item to an overflow file instead, so no request waits on a dead database.
         """
-        trace = trace.storable()
+        item = item.storable()
         while True:
             if self._closed or self._task is None:  # a request that ended after shutdown began
-                self._spill([trace])
+                self._spill([item])
                 return
             if not self._queue.full():
-                self._queue.put_nowait(trace)
+                self._queue.put_nowait(item)
                 return
             if self.health() is not None:
-                self._overflow([trace])
+                self._overflow([item])
                 return
             try:
-                await asyncio.wait_for(self._queue.put(trace), 1.0)
+                await asyncio.wait_for(self._queue.put(item), 1.0)
                 return
             except TimeoutError:  # look at the writer's health again
                 continue
@@ -152,7 +172,7 @@ class TraceWriter:
             for _ in batch:
                 self._queue.task_done()
 
-    async def _store_until_done(self, pending: list[Trace]) -> None:
+    async def _store_until_done(self, pending: list[Item]) -> None:
         delay = 0.1
         while pending:
             self._write_started = time.monotonic()
@@ -162,14 +182,14 @@ class TraceWriter:
                 self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 if self._failing_since is None:
                     self._failing_since = time.monotonic()
-                log.exception("writing %d traces failed; retrying in %.1fs", len(pending), delay)
+                log.exception("writing %d %ss failed; retrying in %.1fs", len(pending), self.noun, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
                 self._write_started = None
         self._failing_since = None
 
-    def _write_pending(self, pending: list[Trace]) -> None:
+    def _write_pending(self, pending: list[Item]) -> None:
         """Write `pending` (removing what is stored or quarantined); raises when the database is unwell."""
         try:
             self.write(pending)
@@ -180,79 +200,73 @@ class TraceWriter:
         except Exception as exc:
             if not _bad_row(exc):
                 raise
-            log.warning("a batch of %d traces was refused; writing them one by one", len(pending))
+            log.warning("a batch of %d %ss was refused; writing them one by one", len(pending), self.noun)
         while pending:
-            trace = pending[0]
+            item = pending[0]
             try:
-                self.write([trace])
-                self._written([trace])
+                self.write([item])
+                self._written([item])
             except Exception as exc:
                 if not _bad_row(exc):
                     raise
-                # This trace cannot be stored: keep it aside, never retry it. (An integrity error may
-                # also be a spilled trace that an interrupted write stored after all: then skip it.)
-                if not isinstance(exc, sa_exc.IntegrityError) or not self._already_stored(trace):
-                    self._quarantine(trace, exc)
+                # This item cannot be stored: keep it aside, never retry it. (An integrity error may
+                # also be a spilled item that an interrupted write stored after all: then skip it.)
+                if not isinstance(exc, sa_exc.IntegrityError) or not self._already_stored(item):
+                    self._quarantine(item, exc)
             pending.pop(0)
 
-    def _written(self, batch: list[Trace]) -> None:
+    def _written(self, batch: list[Item]) -> None:
         if self.on_written is not None:
             try:
                 self.on_written(batch)
             except Exception:  # an exporter must never stop the writer
-                log.exception("the trace export hook failed")
+                log.exception("the %s export hook failed", self.noun)
 
-    def _already_stored(self, trace: Trace) -> bool:
-        with self._store.db.read() as conn:
-            return conn.scalar(select(traces.c.id).where(traces.c.id == trace.id)) is not None
+    def _already_stored(self, item: Item) -> bool:
+        """Whether `item` is in the database (a spilled item an interrupted write stored after all)."""
+        raise NotImplementedError
 
-    def write(self, batch: list[Trace]) -> None:
-        """Insert traces and their lineage edges in one transaction (the writer task calls this)."""
-        if not batch:
-            return
-        with self._store.db.write() as conn:
-            conn.execute(traces.insert(), [t.to_row() for t in batch])
-            edges = [Edge(f"model-version:{t.model_version}", t.node, "served") for t in batch if t.model_version]
-            retrieved = [t for t in batch if t.retrieval is not None]
-            if retrieved:
-                conn.execute(trace_retrievals.insert(), [t.retrieval.to_row(t.id) for t in retrieved if t.retrieval])
-                edges += [e for t in retrieved for e in _retrieval_edges(t)]
-            add_edges(conn, list(dict.fromkeys(edges)), at=batch[-1].at)
-        self.written += len(batch)
+    def write(self, batch: list[Item]) -> None:
+        """Insert items and their lineage edges in one transaction (the writer task calls this)."""
+        raise NotImplementedError
 
-    def _quarantine(self, trace: Trace, exc: Exception) -> None:
+    def _load(self, data: dict[str, Any]) -> Item:
+        """The item `to_json` made (as spill files hold them)."""
+        raise NotImplementedError
+
+    def _quarantine(self, item: Item, exc: Exception) -> None:
         self.quarantined += 1
         reason = f"{type(exc).__name__}: {str(exc)[:500]}"
-        log.error("trace %s cannot be stored and is quarantined: %s", trace.id, reason)
+        log.error("%s %s cannot be stored and is quarantined: %s", self.noun, item.id, reason)
         path = self.folder / "quarantine.jsonl"
         if path.exists() and path.stat().st_size > _QUARANTINE_MAX_BYTES:
-            log.error("%s is over %d bytes: trace %s is counted only", path, _QUARANTINE_MAX_BYTES, trace.id)
+            log.error("%s is over %d bytes: %s %s is counted only", path, _QUARANTINE_MAX_BYTES, self.noun, item.id)
             return
-        line = {"quarantined_at": format_time(datetime.now(UTC)), "reason": reason, "trace": _json(trace)}
+        line = {"quarantined_at": format_time(datetime.now(UTC)), "reason": reason, self.noun: item.to_json()}
         self.folder.mkdir(parents=True, exist_ok=True)
         with path.open("a", encoding="ascii") as f:  # json.dumps escapes every non-ASCII character
             f.write(json.dumps(line) + "\n")
 
-    def _spill(self, batch: list[Trace]) -> None:
+    def _spill(self, batch: list[Item]) -> None:
         if not batch:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"spill-{new_ulid()}.jsonl"
         temporary = path.with_suffix(".tmp")
         with temporary.open("w", encoding="ascii") as f:
-            f.writelines(json.dumps(_json(t)) + "\n" for t in batch)
+            f.writelines(json.dumps(t.to_json()) + "\n" for t in batch)
         temporary.replace(path)
         self.spilled += len(batch)
-        log.warning("spilled %d unwritten traces to %s; the next gateway start writes them", len(batch), path)
+        log.warning("spilled %d unwritten %ss to %s; the next gateway start writes them", len(batch), self.noun, path)
 
-    def _overflow(self, batch: list[Trace]) -> None:
+    def _overflow(self, batch: list[Item]) -> None:
         """Append to this writer's overflow file, renamed to a spill file (recovered at next start) on close."""
         if self._overflow_file is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._overflow_path = self.folder / f"overflow-{new_ulid()}.jsonl"
             self._overflow_file = self._overflow_path.open("a", encoding="ascii")
-            log.error("the trace writer cannot keep up (%s): traces go to %s", self.health(), self._overflow_path)
-        self._overflow_file.writelines(json.dumps(_json(t)) + "\n" for t in batch)
+            log.error("the %s writer cannot keep up (%s): writing to %s", self.noun, self.health(), self._overflow_path)
+        self._overflow_file.writelines(json.dumps(t.to_json()) + "\n" for t in batch)
         self._overflow_file.flush()
         self.spilled += len(batch)
 
@@ -263,7 +277,7 @@ class TraceWriter:
             self._overflow_file = self._overflow_path = None
 
     async def _recover(self) -> None:
-        """Write the traces earlier writers spilled; a file is claimed by renaming it, so one writer takes it."""
+        """Write the items earlier writers spilled; a file is claimed by renaming it, so one writer takes it."""
         for path in sorted(self.folder.glob("spill-*.jsonl")) if self.folder.is_dir() else []:
             claimed = path.with_name(f"recovering-{os.getpid()}-{path.name}")
             try:
@@ -273,11 +287,11 @@ class TraceWriter:
             found, bad = [], 0
             for line in claimed.read_text(encoding="ascii", errors="replace").splitlines():
                 try:
-                    found.append(trace_from_json(json.loads(line)).storable())
+                    found.append(self._load(json.loads(line)).storable())
                 except (ValueError, TypeError, KeyError):
                     bad += 1
             if bad:
-                log.error("%s: %d lines were not traces and are left in %s", path, bad, claimed)
+                log.error("%s: %d lines were not %ss and are left in %s", path, bad, self.noun, claimed)
             try:
                 await self._store_until_done(found)
             except asyncio.CancelledError:  # shut down before the database came back: leave the file for later
@@ -285,10 +299,10 @@ class TraceWriter:
                 raise
             if not bad:
                 claimed.unlink()
-            log.warning("wrote %d traces spilled by an earlier gateway (%s)", len(found), path.name)
+            log.warning("wrote %d %ss spilled by an earlier gateway (%s)", len(found), self.noun, path.name)
 
     async def flush(self) -> None:
-        """Wait until every queued trace is written or quarantined."""
+        """Wait until every queued item is written or quarantined."""
         await self._queue.join()
 
     async def close(self, *, timeout_s: float | None = None) -> None:
@@ -299,14 +313,14 @@ class TraceWriter:
         try:
             await asyncio.wait_for(self._queue.join(), timeout_s)
         except TimeoutError:
-            log.error("traces were not written within %.1fs of shutdown: %s", timeout_s, self.health())
+            log.error("%ss were not written within %.1fs of shutdown: %s", self.noun, timeout_s, self.health())
         self._task.cancel()
         try:
             await self._task
         except asyncio.CancelledError:
             pass
         except Exception:  # the task died: what it held is spilled below
-            log.exception("the trace writer had failed")
+            log.exception("the %s writer had failed", self.noun)
         self._task = None
         left = list(self._inflight)
         while not self._queue.empty():
@@ -347,5 +361,32 @@ def _retrieval_edges(trace: Trace) -> list[Edge]:
     return [Edge(up, down, kind) for up, down, kind in found if up is not None and down is not None]
 
 
-def _json(trace: Trace) -> dict[str, Any]:
-    return trace.to_json()
+class TraceWriter(BatchWriter[Trace]):
+    """Writes traces, what they asked and answered (`trace_contents`), and `model-version → trace` edges."""
+
+    noun = "trace"
+    folder_name = "traces"
+
+    def _already_stored(self, item: Trace) -> bool:
+        with self._store.db.read() as conn:
+            return conn.scalar(select(traces.c.id).where(traces.c.id == item.id)) is not None
+
+    def _load(self, data: dict[str, Any]) -> Trace:
+        return trace_from_json(data)
+
+    def write(self, batch: list[Trace]) -> None:
+        """Insert traces, their contents and their lineage edges in one transaction (the writer task calls this)."""
+        if not batch:
+            return
+        contents = [row for row in (t.content_row() for t in batch) if row is not None]
+        with self._store.db.write() as conn:
+            conn.execute(traces.insert(), [t.to_row() for t in batch])
+            if contents:
+                conn.execute(trace_contents.insert(), contents)
+            edges = [Edge(f"model-version:{t.model_version}", t.node, "served") for t in batch if t.model_version]
+            retrieved = [t for t in batch if t.retrieval is not None]
+            if retrieved:
+                conn.execute(trace_retrievals.insert(), [t.retrieval.to_row(t.id) for t in retrieved if t.retrieval])
+                edges += [e for t in retrieved for e in _retrieval_edges(t)]
+            add_edges(conn, list(dict.fromkeys(edges)), at=batch[-1].at)
+        self.written += len(batch)

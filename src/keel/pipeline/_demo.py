@@ -82,6 +82,7 @@ class DemoReport:
     answers: list[tuple[str, str]] = field(default_factory=list)
     deployment_history: list[str] = field(default_factory=list)
     monitoring: list[dict[str, Any]] = field(default_factory=list)
+    feedback: dict[str, Any] = field(default_factory=dict)
     lineage: list[str] = field(default_factory=list)
     audit_events: int = 0
     audit_ok: bool = False
@@ -126,6 +127,8 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
             _eval_stage(store, report, say, progress)
         with _stage(report, "serve"):
             _serve_stage(store, report, say, progress)
+        with _stage(report, "feedback"):
+            _feedback_stage(store, report, say, progress)
         with _stage(report, "lineage"):
             _lineage_stage(store, report, say)
     finally:
@@ -351,6 +354,65 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
         )
 
 
+def _feedback_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
+    """A reviewer rates the winner's served answers; the corrections become a DPO version; a model is retrained."""
+    from keel.data import get_version, load_version
+    from keel.monitor import export_feedback, get_trace_contents, list_traces, record_feedback
+    from keel.registry import get_model
+    from keel.train import parse_train_config, train
+
+    sft = load_version(store, get_version(store, report.datasets["sft"]), columns=["messages"]).to_pylist()
+    reference = {r["messages"][0]["content"]: r["messages"][-1]["content"] for r in sft}
+    served = [t for t in list_traces(store, deployment="assistant", limit=200) if t.model_version == report.winner]
+    contents = get_trace_contents(store, [t.id for t in served])
+    ups = downs = 0
+    for content in contents.values():
+        question = (content.messages or [{}])[0].get("content")
+        if question not in reference or content.response is None:
+            continue
+        if content.response.strip().lower() == reference[question].strip().lower():
+            record_feedback(store, content.trace_id, score="up", actor="demo-reviewer")
+            ups += 1
+        else:  # the reviewer writes the answer the page gives
+            correction = reference[question]
+            record_feedback(store, content.trace_id, score="down", correction=correction, actor="demo-reviewer")
+            downs += 1
+    report.feedback = {"up": ups, "down": downs}
+    say(
+        f"[bold]9. Feedback[/] on {ups + downs} served answers of {report.winner}: {ups} thumbs up, {downs} down "
+        "with the right answer as a correction (keel feedback add / POST /v1/feedback)."
+    )
+    if not downs:
+        say("   Every answer was right: no preference pair to learn from.")
+        return
+    exported = export_feedback(store, "assistant-feedback", form="dpo", deployment="assistant")
+    report.feedback["dataset"] = exported.version
+    assert report.winner is not None and report.base_model is not None
+    winner_is_adapter = get_model(store, report.winner, with_files=False).format == "peft-adapter"
+    base = report.base_model if winner_is_adapter else report.winner
+    config = parse_train_config(
+        {
+            "name": "acme-assistant-dpo",
+            "base": base,
+            "method": "dpo",
+            "data": {"train": exported.version, "max_length": 96},
+            "lora": {"r": 8, "alpha": 16, "target_modules": "all-linear"},
+            "training": {"max_steps": 4, "batch_size": 2, "learning_rate": 5e-4, "save_steps": 4, "logging_steps": 1},
+            "output": {"description": "The production model retrained on reviewers' corrections (DPO)."},
+            "seed": 0,
+        },
+        source="the demo's DPO config",
+    )
+    result = train(store, config, progress=lambda done, total: progress(f"DPO on {exported.version}", done, total))
+    assert result.model is not None
+    report.feedback["model"] = result.model.ref
+    say(
+        f"   keel feedback export → {exported.version}: {exported.rows} preference pairs (correction preferred to the "
+        f"served answer), each naming its trace, PII redacted. DPO on {base} for 4 steps → {result.model.ref}, "
+        "whose lineage reaches the served answers."
+    )
+
+
 def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
     from keel.data import get_version, load_version, trace_record
     from keel.monitor import list_traces
@@ -375,7 +437,7 @@ def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
     report.audit_ok, report.audit_events = audit.ok, audit.checked
     if report.lineage:
         say(
-            f"[bold]9. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page its training pair was read "
+            f"[bold]10. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page its training pair was read "
             f"from (record {record} of {report.datasets['kb']}):"
         )
         for depth, node in enumerate(report.lineage):

@@ -23,13 +23,21 @@ from keel.serve._deployments import (
     promote_deployment,
     rollback_deployment,
 )
-from keel.serve._errors import BadRequestError, GatewayError, ModelNotFoundError, RateLimitedError, UpstreamError
+from keel.serve._errors import (
+    BadRequestError,
+    GatewayError,
+    ModelNotFoundError,
+    RateLimitedError,
+    TraceNotFoundError,
+    UpstreamError,
+)
 from keel.serve._gateway import Gateway, choose_route
 from keel.serve._guardrails import Guardrails, looks_like_injection
 from keel.serve._injection import InjectionDetector, InjectionVerdict, LlmGuardScanner
 from keel.serve._limits import MemoryRateLimiter, MemoryResponseCache, RedisRateLimiter, RedisResponseCache
 from keel.serve._local import SentenceTransformersBackend, TransformersBackend
 from keel.serve._metrics import GatewayMetrics
+from keel.serve._online_eval import EvalSample, OnlineEvaluator
 from keel.serve._settings import ServeSettings
 from keel.serve._thread import serve_in_thread
 
@@ -44,6 +52,7 @@ __all__ = [
     "Gateway",
     "GatewayError",
     "GatewayMetrics",
+    "EvalSample",
     "Guardrails",
     "InjectionDetector",
     "InjectionVerdict",
@@ -53,6 +62,7 @@ __all__ = [
     "ModelNotFoundError",
     "OpenAIBackend",
     "Operation",
+    "OnlineEvaluator",
     "RateLimitedError",
     "RedisRateLimiter",
     "RedisResponseCache",
@@ -60,6 +70,7 @@ __all__ = [
     "SentenceTransformersBackend",
     "ServeSettings",
     "TransformersBackend",
+    "TraceNotFoundError",
     "UpstreamError",
     "canary_deployment",
     "choose_route",

@@ -23,6 +23,7 @@ from keel.govern import AuthenticationError, PermissionDeniedError
 from keel.monitor import storable
 from keel.serve._backends import Operation
 from keel.serve._errors import (
+    BadRequestError,
     GatewayError,
     ModelNotFoundError,
     PayloadTooLargeError,
@@ -56,6 +57,13 @@ def _error_response(exc: Exception) -> JSONResponse:
         headers["retry-after"] = f"{max(1, round(exc.retry_after))}"
     param = exc.param if isinstance(exc, GatewayError) else None
     return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
+
+
+def _traced(response: Response, gateway: Gateway, ctx: RequestContext) -> Response:
+    """`response` naming its trace, when the request is traced (authenticated, or keys are not required)."""
+    if ctx.key is not None or gateway.keys is None:
+        response.headers["x-keel-trace-id"] = ctx.trace_id
+    return response
 
 
 def _fail(ctx: RequestContext, exc: Exception) -> None:
@@ -130,7 +138,8 @@ async def _serve(gateway: Gateway, request: Request, operation: Operation) -> Re
             pieces = gateway.stream(ctx, deployment, body)
             first = await anext(pieces)
             streaming = True
-            return StreamingResponse(_streamed(gateway, ctx, first, pieces), media_type="text/event-stream")
+            return StreamingResponse(_streamed(gateway, ctx, first, pieces), media_type="text/event-stream",
+                                     headers={"x-keel-trace-id": ctx.trace_id})  # fmt: skip
         work = gateway.complete(ctx, deployment, body)
         if ctx.route is not None and ctx.route.backend == "openai":
             answer = await work
@@ -139,14 +148,17 @@ async def _serve(gateway: Gateway, request: Request, operation: Operation) -> Re
             if found is None:
                 return Response(status_code=499)
             answer = found
-        return JSONResponse(answer, headers={"x-keel-model-version": ctx.route.model if ctx.route else ""})
+        # A copy: the answer may be the response cache's, shared with other requests.
+        return JSONResponse({**answer, "trace_id": ctx.trace_id},
+                            headers={"x-keel-model-version": ctx.route.model if ctx.route else "",
+                                     "x-keel-trace-id": ctx.trace_id})  # fmt: skip
     except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
         _fail(ctx, exc)
-        return _error_response(exc)
+        return _traced(_error_response(exc), gateway, ctx)
     except Exception as exc:  # request boundary: answer 500 in OpenAI's shape, and log the bug
         log.exception("unexpected error serving %s", operation)
         _fail(ctx, exc)
-        return _error_response(exc)
+        return _traced(_error_response(exc), gateway, ctx)
     except asyncio.CancelledError:
         _cancelled(ctx)
         raise
@@ -266,8 +278,34 @@ def create_app(gateway: Gateway) -> FastAPI:
         return JSONResponse({"object": "list", "data": data})
 
     app.add_route("/openapi.json", _openapi, methods=["GET"])
+    _add_feedback(app, gateway)
     _add_operations(app, gateway)
     return app
+
+
+def _add_feedback(app: FastAPI, gateway: Gateway) -> None:
+    """`POST /v1/feedback`: a score, label, comment or corrected answer on an answer, by its trace id (202)."""
+
+    async def feedback(request: Request) -> Response:
+        try:
+            client = request.client.host if request.client else None
+            raw = await _read(request, 64 * 1024)
+            try:
+                body = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                raise BadRequestError("expected a JSON object as the request body; could not parse it") from None
+            made = await gateway.receive_feedback(request.headers, body, client)
+        except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
+            return _error_response(exc)
+        except Exception as exc:  # request boundary: answer 500 in OpenAI's shape, and log the bug
+            log.exception("unexpected error receiving feedback")
+            return _error_response(exc)
+        return JSONResponse({"id": made.id, "object": "feedback", "trace_id": made.trace_id, "label": made.label,
+                             "score": made.score, "source": made.source}, status_code=202)  # fmt: skip
+
+    # A plain Starlette route: FastAPI's dependency solving and endpoint wrapping cost more CPU than the
+    # handler itself at thousands of posts per second, and this handler needs neither.
+    app.add_route("/v1/feedback", feedback, methods=["POST"])
 
 
 def _add_operations(app: FastAPI, gateway: Gateway) -> None:

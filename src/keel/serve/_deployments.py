@@ -18,9 +18,9 @@ from sqlalchemy import Connection, func, select, update
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json
-from keel.index import RetrievalSettings, check_app
 from keel.govern import require
 from keel.govern._approvals import approval_gate, consume_approval
+from keel.index import RetrievalSettings, check_app
 from keel.registry import get_model
 from keel.registry._refs import check_name
 from keel.store import Store
@@ -109,6 +109,10 @@ class DeploymentSettings(BaseModel):
         cache_ttl_s: How long identical temperature-0 answers are reused; 0 turns the cache off.
         sticky_header: Requests carrying the same value of this header always take the same route.
         fallback: The route tried when the chosen one fails after retries or its circuit is open.
+        record_content: Keep what each chat or completion request asked and was answered (after
+            redaction), so feedback can be exported as training data; off keeps metadata only.
+        online_eval: The fraction of answers scored in the background by the offline judges and the
+            guardrail detectors, stored as feedback with source `judge`; 0 turns it off.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -119,6 +123,8 @@ class DeploymentSettings(BaseModel):
     cache_ttl_s: float = Field(default=0.0, ge=0)
     sticky_header: str = "x-keel-user"
     fallback: Route | None = None
+    record_content: bool = True
+    online_eval: float = Field(default=0.0, ge=0, le=1)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ the shape the official `openai` client parses into its own exception classes.
     └── GatewayError
         ├── BadRequestError         400 invalid_request_error
         ├── ModelNotFoundError      404 invalid_request_error / model_not_found
+        ├── TraceNotFoundError      404 invalid_request_error / trace_not_found
         ├── PayloadTooLargeError    413 invalid_request_error / request_too_large
         ├── RateLimitedError        429 rate_limit_exceeded
         └── UpstreamError           502 api_error (every route and the fallback failed)
@@ -26,6 +27,7 @@ __all__ = [
     "PayloadTooLargeError",
     "RateLimitedError",
     "RetrievalError",
+    "TraceNotFoundError",
     "UpstreamError",
     "error_body",
 ]
@@ -56,6 +58,14 @@ class ModelNotFoundError(GatewayError):
     status = 404
     type = "invalid_request_error"
     code = "model_not_found"
+
+
+class TraceNotFoundError(GatewayError):
+    """Feedback names a trace the gateway never served (or whose trace was erased)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "trace_not_found"
 
 
 class PayloadTooLargeError(GatewayError):

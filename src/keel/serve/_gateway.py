@@ -14,10 +14,15 @@ import json
 import logging
 import random
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import select
+from ulid import ULID
 
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, new_ulid
@@ -29,11 +34,27 @@ from keel.govern import (
     PermissionDeniedError,
 )
 from keel.index import RagAnswer, RagApp, RetrieverPool
-from keel.monitor import OtlpExporter, Trace, TraceRetrieval, TraceWriter, storable
+from keel.monitor import (
+    Feedback,
+    FeedbackWriter,
+    OtlpExporter,
+    Trace,
+    TraceRetrieval,
+    TraceWriter,
+    make_feedback,
+    storable,
+)
 from keel.registry import pull_model
 from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation
 from keel.serve._deployments import Deployment, Route, current_generation, load_deployments
-from keel.serve._errors import BadRequestError, ModelNotFoundError, RateLimitedError, RetrievalError, UpstreamError
+from keel.serve._errors import (
+    BadRequestError,
+    ModelNotFoundError,
+    RateLimitedError,
+    RetrievalError,
+    TraceNotFoundError,
+    UpstreamError,
+)
 from keel.serve._guardrails import Guardrails, PromptBlockedError
 from keel.serve._limits import (
     MemoryRateLimiter,
@@ -44,9 +65,11 @@ from keel.serve._limits import (
     ResponseCache,
 )
 from keel.serve._metrics import UNKNOWN, GatewayMetrics, RequestMeasure
+from keel.serve._online_eval import EvalSample, OnlineEvaluator
 from keel.serve._retrieval import EmbedBatcher
 from keel.serve._settings import ServeSettings
 from keel.store import Store
+from keel.store.schema import traces
 
 __all__ = ["Gateway", "RequestContext", "choose_route"]
 
@@ -98,12 +121,50 @@ class RequestContext:
     upstream_ended: float | None = None
     rag: RagAnswer | None = None
     rag_route: Route | None = None
+    # Issued when the request arrives, so the answer can carry it (body field and header).
+    trace_id: str = field(default_factory=new_ulid)
+    # What was asked and answered (when the deployment records content or the answer is sampled for
+    # online evaluation), and the retrieved passages the answer should rest on (RAG routes set them).
+    request: dict[str, Any] | None = None
+    response: str | None = None
+    contexts: list[str] = field(default_factory=list)
+    record_content: bool = False
+    judge: bool = False
 
     def usage(self, answer: Mapping[str, Any]) -> None:
         """Take token counts from an OpenAI `usage` block."""
         usage = answer.get("usage") or {}
         self.tokens_in = int(usage.get("prompt_tokens") or 0)
         self.tokens_out = int(usage.get("completion_tokens") or 0)
+
+
+_FEEDBACK_FIELDS = frozenset(("trace_id", "score", "label", "comment", "correction", "source", "details"))
+# Traces this gateway answered lately, so feedback on them is checked without a database read.
+_RECENT_TRACES = 50_000  # ~170 bytes each (the strings are shared with the deployments): ~9 MB at most
+# Feedback may arrive (at another replica) before the trace's batch is written: wait this long for it.
+_TRACE_WAIT_S = 3.0
+
+
+def _question(request: dict[str, Any]) -> str:
+    """The last user turn of a chat (or the prompt of a completion), as text."""
+    for message in reversed(request.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return content if isinstance(content, str) else ""
+    prompt = request.get("prompt")
+    return prompt if isinstance(prompt, str) else ""
+
+
+def _answer_text(answer: Mapping[str, Any]) -> str | None:
+    """The text of an OpenAI answer's first choice."""
+    choices = answer.get("choices") or []
+    if not choices or not isinstance(choices[0], dict):
+        return None
+    choice = choices[0]
+    text = (choice.get("message") or {}).get("content") if "message" in choice else choice.get("text")
+    return text if isinstance(text, str) else None
 
 
 def _route_key(route: Route) -> str:
@@ -146,6 +207,12 @@ class Gateway:
             store, queue_size=self.settings.trace_queue_size, batch_size=self.settings.trace_batch_size
         )
         self.metrics.watch_traces(self._trace_stats)
+        self.feedback = FeedbackWriter(
+            store, queue_size=self.settings.trace_queue_size, batch_size=self.settings.trace_batch_size
+        )
+        self.online = OnlineEvaluator(store, self.feedback, self.guardrails)
+        self.metrics.watch_feedback(self._feedback_stats)
+        self._recent: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self.limiter: RateLimiter = MemoryRateLimiter()
         self.cache: ResponseCache = MemoryResponseCache(self.settings.cache_max_entries)
         self._model_dir = model_dir or store.settings.state_dir / "serve-models"
@@ -174,6 +241,11 @@ class Gateway:
         return {"written": t.written, "quarantined": t.quarantined, "spilled": t.spilled, "queued": t.queued,
                 "healthy": int(t.health() is None)}  # fmt: skip
 
+    def _feedback_stats(self) -> dict[str, int]:
+        f, online = self.feedback, self.online
+        return {"written": f.written, "quarantined": f.quarantined, "spilled": f.spilled, "queued": f.queued,
+                "judged": online.scored, "dropped": online.dropped}  # fmt: skip
+
     async def start(self) -> None:
         """Load deployments, connect Redis if configured, start the trace writer and the reloader."""
         if self.settings.redis_url:
@@ -185,6 +257,7 @@ class Gateway:
         await self.reload()
         self._start_export()
         await self.traces.start()
+        await self.feedback.start()
         self._reloader = asyncio.create_task(self._reload_forever(), name="keel-gateway-reload")
 
     def _start_export(self) -> None:
@@ -206,7 +279,9 @@ class Gateway:
         if self._reloader is not None:
             self._reloader.cancel()
             self._reloader = None
+        await self.online.close()
         await self.traces.close(timeout_s=self.settings.shutdown_timeout_s)
+        await self.feedback.close(timeout_s=self.settings.shutdown_timeout_s)
         for backend in self._backends.values():
             try:
                 await asyncio.wait_for(backend.aclose(), self.settings.shutdown_timeout_s)
@@ -345,6 +420,7 @@ class Gateway:
         ctx.rag = RagAnswer(
             hits, rendered, (embedded - started) * ms, (searched - embedded) * ms, (done - searched) * ms, app.index_ref
         )
+        ctx.contexts = [h.text for h in hits]  # what online evaluation judges groundedness against
         return {**body, "messages": rendered}
 
     async def authorize(self, authorization: str | None, deployment: str, client: str | None = None) -> ApiKey | None:
@@ -418,9 +494,20 @@ class Gateway:
             ctx.flags = exc.flags
             raise
         ctx.prompt_version = headers.get("x-keel-prompt-version")
+        self._keep_request(ctx, deployment, body)
         sticky = headers.get(deployment.settings.sticky_header) or body.get("user")
         ctx.route = choose_route(deployment.routes, sticky if isinstance(sticky, str) else None)
         return deployment, body
+
+    def _keep_request(self, ctx: RequestContext, deployment: Deployment, body: dict[str, Any]) -> None:
+        """Hold what was asked (after guardrails) when it is recorded or sampled for online evaluation."""
+        if ctx.operation == "embeddings":
+            return
+        policy = deployment.settings
+        ctx.record_content = policy.record_content
+        ctx.judge = policy.online_eval > 0 and random.random() < policy.online_eval
+        if ctx.record_content or ctx.judge:
+            ctx.request = {"messages": body["messages"]} if "messages" in body else {"prompt": body.get("prompt")}
 
     def _cache_key(self, ctx: RequestContext, body: dict[str, Any]) -> str | None:
         if ctx.operation != "embeddings" and body.get("temperature") != 0:
@@ -439,6 +526,8 @@ class Gateway:
             if cached is not None:
                 ctx.cache_hit = True
                 ctx.usage(cached)
+                if ctx.request is not None:
+                    ctx.response = _answer_text(cached)
                 return cached
         assert ctx.route is not None
         ctx.upstream_started = time.perf_counter()
@@ -457,6 +546,8 @@ class Gateway:
         if deployment.settings.pii == "redact" and self.guardrails.redact_answer(answer):
             ctx.flags.append("pii_redacted_response")
         ctx.usage(answer)
+        if ctx.request is not None:
+            ctx.response = _answer_text(answer)
         if cache_key is not None:
             await self.cache.put(cache_key, answer, ttl)
         return answer
@@ -482,6 +573,7 @@ class Gateway:
         want_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         held: dict[int, str] = {}  # text of each choice waiting for a line end before it is redacted
         cited = False
+        said: list[str] | None = [] if ctx.request is not None else None  # the first choice's text, as sent
         chunk = first
         while chunk is not None:
             if ctx.ttft_s is None and chunk.get("choices"):
@@ -490,11 +582,16 @@ class Gateway:
                 ctx.usage(chunk)
             self._finish_chunk(chunk, deployment, want_usage, held)
             if chunk.get("choices") or chunk.get("usage"):
+                chunk["trace_id"] = ctx.trace_id
                 if ctx.rag is not None and not cited:
                     chunk["citations"], cited = ctx.rag.citations(), True
+                if said is not None:
+                    said.extend(_delta_text(chunk))
                 yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
             chunk = await anext(chunks, None)
         ctx.upstream_ended = time.perf_counter()
+        if said is not None:
+            ctx.response = "".join(said)
         yield b"data: [DONE]\n\n"
 
     def _finish_chunk(
@@ -550,7 +647,7 @@ class Gateway:
             )
         )
         trace = Trace(
-            id=new_ulid(),
+            id=ctx.trace_id,
             at=self.store.clock(),
             deployment=ctx.deployment,
             operation=ctx.operation,
@@ -567,8 +664,15 @@ class Gateway:
             cache_hit=ctx.cache_hit,
             flags=ctx.flags,
             retrieval=self._retrieval_of(ctx, upstream_s),
+            request=ctx.request if ctx.record_content else None,
+            response=ctx.response if ctx.record_content else None,
         )
+        self._remember(ctx.trace_id, ctx.deployment, version)
         await self.traces.put(trace)  # made storable there: every string of it may come from the request
+        if ctx.judge and ctx.status == 200 and ctx.request is not None and ctx.response is not None:
+            sample = EvalSample(ctx.trace_id, ctx.deployment, version, _question(ctx.request), ctx.response,
+                                list(ctx.contexts))  # fmt: skip
+            self.online.offer(sample)
 
     @staticmethod
     def _retrieval_of(ctx: RequestContext, upstream_s: float | None) -> TraceRetrieval | None:
@@ -585,3 +689,94 @@ class Gateway:
             generation_ms=None if upstream_s is None else upstream_s * 1000,
             failed="retrieval_failed" in ctx.flags,
         )
+
+    def _remember(self, trace_id: str, deployment: str, version: str | None) -> None:
+        self._recent[trace_id] = (deployment, version)
+        if len(self._recent) > _RECENT_TRACES:
+            self._recent.popitem(last=False)
+
+    async def receive_feedback(self, headers: Mapping[str, str], body: object, client: str | None = None) -> Feedback:
+        """Check and queue feedback sent to `POST /v1/feedback`; returns it as it will be stored.
+
+        Raises:
+            AuthenticationError: No, malformed, unknown, wrong or revoked key.
+            PermissionDeniedError: The key lacks the `feedback` scope, or may not call the trace's deployment.
+            BadRequestError: The body is not valid feedback (what was expected, what was found).
+            TraceNotFoundError: No trace has this id.
+        """
+        key = await self._verify(headers.get("authorization"), client)
+        if key is not None and not key.allows("feedback"):
+            raise PermissionDeniedError(
+                "this API key may not send feedback: it needs the `feedback` scope (or `*`)",
+                hint="create one with `keel key create NAME --scope feedback --scope DEPLOYMENT`",
+            )
+        if not isinstance(body, dict):
+            raise BadRequestError(f"expected a JSON object with a `trace_id`; got {type(body).__name__}")
+        unknown = sorted(set(body) - _FEEDBACK_FIELDS)
+        if unknown:
+            raise BadRequestError(
+                f"unknown feedback field {storable(str(unknown[0]), 64)!r}; expected {sorted(_FEEDBACK_FIELDS)}",
+                param=storable(str(unknown[0]), 64),
+            )
+        details = body.get("details")
+        if details is not None and not isinstance(details, dict):
+            raise BadRequestError(f"expected `details` to be a JSON object; got {type(details).__name__}")
+        try:
+            made = make_feedback(
+                body.get("trace_id"), score=body.get("score"), label=body.get("label"), comment=body.get("comment"),
+                correction=body.get("correction"), source=body.get("source", "human"),
+                actor=f"api-key:{key.id}" if key is not None else "anonymous", at=self.store.clock(), details=details,
+            )  # fmt: skip
+        except InputError as exc:
+            raise BadRequestError(str(exc)) from None
+        deployment, version = await self._trace_of(made.trace_id)
+        if key is not None and not key.allows(deployment):
+            raise PermissionDeniedError(
+                f"this API key may not send feedback on deployment {storable(deployment, 128)!r}'s answers"
+            )
+        made = replace(made, deployment=deployment, model_version=version).storable()  # itself when already storable
+        await self.feedback.put(made)
+        return made
+
+    async def _trace_of(self, trace_id: str) -> tuple[str, str | None]:
+        """The deployment and model version of a trace: remembered, else read (waiting briefly for a fresh one)."""
+        found = self._recent.get(trace_id)
+        if found is not None:
+            return found
+
+        def read() -> tuple[str, str | None] | None:
+            with self.store.db.read() as conn:
+                row = conn.execute(
+                    select(traces.c.deployment, traces.c.model_version).where(traces.c.id == trace_id)
+                ).first()
+            return None if row is None else (row.deployment, row.model_version)
+
+        deadline = time.monotonic() + (_TRACE_WAIT_S if _issued_lately(trace_id, self.store.clock()) else 0)
+        while True:
+            row = await asyncio.to_thread(read)
+            if row is not None:
+                return row
+            if time.monotonic() >= deadline:
+                raise TraceNotFoundError(
+                    f"no trace with id {trace_id!r}", hint="send the `trace_id` of an answer this gateway served",
+                    param="trace_id",
+                )  # fmt: skip
+            await asyncio.sleep(0.2)
+
+
+def _issued_lately(trace_id: str, now: datetime) -> bool:
+    """Whether a ULID's timestamp is within the last minute (its trace may not be written yet)."""
+    try:
+        issued = ULID.from_str(trace_id).datetime
+    except ValueError:
+        return False
+    return timedelta(0) <= now - issued <= timedelta(minutes=1)
+
+
+def _delta_text(chunk: Mapping[str, Any]) -> list[str]:
+    """The first choice's new text in a streamed chunk."""
+    for choice in chunk.get("choices") or []:
+        if isinstance(choice, dict) and int(choice.get("index", 0)) == 0:
+            text = (choice.get("delta") or {}).get("content") if "delta" in choice else choice.get("text")
+            return [text] if isinstance(text, str) else []
+    return []

@@ -72,6 +72,23 @@ class _TraceWriterCollector(Collector):
         yield GaugeMetricFamily("keel_trace_writer_healthy", "1 when the trace writer writes.", value=stats["healthy"])
 
 
+class _FeedbackCollector(Collector):
+    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        for name, doc in (("written", "Feedback rows stored."), ("quarantined", "Feedback the database refused, kept "
+                          "aside in .keel/feedback/quarantine.jsonl."), ("spilled", "Feedback written to a spill file "
+                          "instead; stored at the next start.")):  # fmt: skip
+            yield CounterMetricFamily(f"keel_feedback_{name}", doc, value=stats[name])
+        yield GaugeMetricFamily("keel_feedback_queue_depth", "Feedback waiting to be written.", value=stats["queued"])
+        yield CounterMetricFamily("keel_online_eval_scored", "Answers scored by online evaluation.",
+                                  value=stats["judged"])  # fmt: skip
+        yield CounterMetricFamily("keel_online_eval_dropped", "Samples dropped because the judging queue was full.",
+                                  value=stats["dropped"])  # fmt: skip
+
+
 class GatewayMetrics:
     """The gateway's metrics and their text exposition.
 
@@ -124,6 +141,10 @@ class GatewayMetrics:
     def watch_traces(self, stats: Callable[[], dict[str, int]]) -> None:
         """Expose the trace writer's counters; `stats` returns written, quarantined, spilled, queued, healthy."""
         self.registry.register(_TraceWriterCollector(stats))
+
+    def watch_feedback(self, stats: Callable[[], dict[str, int]]) -> None:
+        """Expose the feedback writer's and online evaluation's counters (`stats`: written, …, judged, dropped)."""
+        self.registry.register(_FeedbackCollector(stats))
 
     def observe(self, m: RequestMeasure) -> None:
         """Record one finished, authenticated request."""

@@ -136,6 +136,7 @@ def test_exact_cache_answers_deterministic_requests(
         return out
 
     first, second, sampled = _serve(store, calls, redis_url=redis_url)
+    assert first.pop("trace_id") != second.pop("trace_id")  # a cached answer names its own request's trace
     assert first == second and sampled["choices"] == first["choices"]
     hits = [(t.cache_hit, t.cost > 0) for t in reversed(list_traces(store))]
     assert hits == [(False, True), (True, False), (False, True)]
