@@ -11,11 +11,13 @@ and numpy: no model is loaded here, and cosine similarities come from the caller
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib import resources
 
 __all__ = ["FEATURES", "ClauseSlots", "analyse", "claim_features", "split_atomic_claims", "split_sentences"]
 
@@ -30,8 +32,10 @@ _CLAUSE_SPLIT = re.compile(
 _ONES = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19, "dozen": 12,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "dozen": 12, "twice": 2, "thrice": 3,
 }  # fmt: skip
+# "one" is a pronoun after these ("no one", "the one", "which one"), not a number.
+_NOT_ONE = frozenset("no any every some each the this that which no-one someone".split())
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000, "bn": 1_000_000_000}
 _ORDINALS = {
@@ -48,7 +52,9 @@ _UNITS = {
     "g": "g", "gram": "g", "grams": "g", "mg": "mg", "gb": "gb", "mb": "mb", "tb": "tb", "volt": "v", "volts": "v",
     "v": "v", "hz": "hz", "degree": "degree", "degrees": "degree", "percent": "%", "%": "%", "dollar": "$",
     "dollars": "$", "$": "$", "usd": "$", "euro": "€", "euros": "€", "€": "€", "eur": "€", "pound": "£",
-    "pounds": "£", "£": "£", "gbp": "£", "am": "am", "pm": "pm",
+    "pounds": "£", "£": "£", "gbp": "£", "am": "am", "pm": "pm", "w": "w", "watt": "w", "watts": "w", "kw": "kw",
+    "kwh": "kwh", "mah": "mah", "ml": "ml", "l": "l", "litre": "l", "litres": "l", "liter": "l", "liters": "l",
+    "cm": "cm", "mm": "mm", "kph": "kph", "mph": "mph", "°c": "degree", "celsius": "degree", "c": "degree",
 }  # fmt: skip
 _MONTHS = {
     m: i + 1
@@ -308,6 +314,35 @@ def _stem(word: str) -> str:
     return _synonym_stems().get(word, word)
 
 
+@cache
+def _wordnet() -> tuple[dict[str, frozenset[str]], frozenset[tuple[str, str]]]:
+    """WordNet's synonyms and opposites as stems (package data built by scripts/build_wordnet_lexicon.py)."""
+    data = json.loads(resources.files("keel.evals").joinpath("data", "wordnet_lexicon.json").read_text())
+    synonyms: dict[str, set[str]] = {}
+    for word, others in data["synonyms"].items():
+        stem = _stem(word)
+        synonyms.setdefault(stem, set()).update(_stem(o) for o in others)
+    opposites: set[tuple[str, str]] = set()
+    for a, b in data["antonyms"]:
+        sa, sb = _stem(a), _stem(b)
+        if sa != sb and sb not in synonyms.get(sa, ()):
+            opposites.update({(sa, sb), (sb, sa)})
+    return {k: frozenset(v - {k}) for k, v in synonyms.items()}, frozenset(opposites)
+
+
+def covered(words: Iterable[str], target: set[str] | frozenset[str]) -> set[str]:
+    """The stems of `words` found in `target`, directly or through a WordNet synonym ("guarantee"/"warrant")."""
+    synonyms = _wordnet()[0]
+    return {w for w in words if w in target or not synonyms.get(w, frozenset()).isdisjoint(target)}
+
+
+def opposed(claim: set[str], source: set[str]) -> bool:
+    """Whether the claim uses a word whose WordNet opposite the source uses instead ("permitted"/"prohibited")."""
+    opposites = _wordnet()[1]
+    mine, theirs = claim - source, source - claim
+    return any((a, b) in opposites for a in mine for b in theirs)
+
+
 def _number_value(token: str) -> float | None:
     try:
         return float(token.replace(",", ""))
@@ -387,7 +422,9 @@ def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
         tok = tokens[i]
         value: float | None = None
         j = i
-        if tok.lower in _ONES or tok.lower in _TENS:
+        if tok.lower == "one" and i and tokens[i - 1].lower in _NOT_ONE:
+            pass
+        elif tok.lower in _ONES or tok.lower in _TENS:
             value, j = _spelt_number(tokens, i)
         elif _number_value(tok.lower) is not None and ":" not in tok.lower:
             value = _number_value(tok.lower)
@@ -469,7 +506,9 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
     for k, tok in enumerate(tokens):
         word, lower = tok.text, tok.lower
         value = _number_value(lower)
-        name = _name_of(tok, names)
+        # "15 W", "15 watts": a unit is checked with its number (unit_mismatch), not as a name or word.
+        unit = lower in _UNITS and k > 0 and _number_value(tokens[k - 1].lower) is not None
+        name = None if unit else _name_of(tok, names)
         if name:
             group.append(name)
             slots.entities.add(name)
@@ -486,11 +525,13 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
         elif lower in _NEGATIONS or lower.endswith("n't"):
             slots.negated = not slots.negated if lower not in ("no", "none") else True
         elif lower in _PRONOUNS:
-            slots.pronoun = True
+            # Only a pronoun near the start stands for someone named in a neighbouring sentence
+            # ("She leads ..."); "receive a laptop on their first day" refers within the sentence.
+            slots.pronoun = slots.pronoun or k < 4 or lower in ("he", "she", "they")
         scale = _scale_of(tokens, k)
         if scale:
             slots.scales[scale[0]] = scale[1]
-        if lower[0].isalpha() and lower not in _STOPWORDS and lower not in _NEGATIONS:
+        if lower[0].isalpha() and lower not in _STOPWORDS and lower not in _NEGATIONS and not unit:
             stem = _stem(lower)
             slots.content.add(stem)
             slots.words_order.append(stem)
@@ -532,7 +573,7 @@ def split_clauses(sentence: str) -> list[str]:
 def _overlap(claim: ClauseSlots, sentence: ClauseSlots) -> float:
     # Names weigh half: in "Dr Okafor leads cardiology" the topic, not the name, says which sentence it is about.
     words = claim.content - claim.entities
-    score = len(words & sentence.content) + 0.5 * len(claim.entities & sentence.entities)
+    score = len(covered(words, sentence.content)) + 0.5 * len(claim.entities & sentence.entities)
     score += len(set(claim.numbers) & set(sentence.numbers)) + len(claim.dates & sentence.dates)
     total = len(words) + 0.5 * len(claim.entities) + len(claim.numbers) + len(claim.dates)
     return score / total if total else 0.0
@@ -569,6 +610,7 @@ def _roles(claim: ClauseSlots, sentence: ClauseSlots) -> tuple[int, int]:
 class _ContextIndex:
     sentences: list[str]
     slots: list[ClauseSlots]
+    clauses: list[list[ClauseSlots]]  # each sentence's clauses, so negation and roles keep to their clause
     neighbours: list[list[int]]
     content: set[str]
     numbers: set[str]
@@ -596,6 +638,7 @@ def index_contexts(contexts: Sequence[str], answer: str = "") -> _ContextIndex:
     return _ContextIndex(
         sentences,
         slots,
+        [[analyse(c, names) for c in split_clauses(s)] for s in sentences],
         neighbours,
         set().union(*(s.content for s in slots)) if slots else set(),
         set().union(*(s.numbers for s in slots)) if slots else set(),
@@ -615,7 +658,8 @@ def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str,
     entities = set().union(*(s.entities for s in reach))
     words = clause.content - clause.entities
     f: dict[str, float] = {}
-    found = len(words & content) + len(clause.entities & entities) + len(set(clause.numbers) & set(sent.numbers))
+    found = len(covered(words, content)) + len(clause.entities & entities)
+    found += len(set(clause.numbers) & set(sent.numbers))
     total = len(words) + len(clause.entities) + len(clause.numbers)
     f["clause_coverage"] = found / total if total else 1.0
     f["number_absent"] = len(set(clause.numbers) - ctx.numbers)
@@ -639,11 +683,19 @@ def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str,
     )
     f["entity_absent"] = len(clause.entities - ctx.words)
     f["entity_misplaced"] = len((clause.entities - nearby) & ctx.words)
-    f["words_misplaced"] = len((words - content) & ctx.content)
-    scale_agree = any(sent.scales.get(k) == v for k, v in clause.scales.items())
-    conflict = any(sent.scales.get(k) == -v for k, v in clause.scales.items())
-    f["polarity_flip"] = float(clause.negated != sent.negated and not scale_agree and not conflict)
-    pivoted, swapped = _roles(clause, sent)
+    f["words_misplaced"] = len((words - covered(words, content)) & ctx.content)
+    # Polarity, opposites and roles are compared with the clause of that sentence the claim matches
+    # best: "It has not been tested in adults, and children should not receive it" holds two negations.
+    part = max(ctx.clauses[best], key=lambda c: _overlap(clause, c))
+    flipped = clause.negated != part.negated
+    scale_agree = any(part.scales.get(k) == v for k, v in clause.scales.items())
+    conflict = any(part.scales.get(k) == -v for k, v in clause.scales.items())
+    # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
+    opposite = opposed(words, part.content - part.entities)
+    if opposite and not scale_agree:
+        conflict, scale_agree = (False, True) if flipped else (True, scale_agree)
+    f["polarity_flip"] = float(flipped and not scale_agree and not conflict)
+    pivoted, swapped = _roles(clause, part if len(set(_orders(part)) & set(_orders(clause))) >= 2 else sent)
     if conflict and swapped:
         conflict, pivoted = False, 0  # "United lost to Rovers" = "Rovers beat United": both flips cancel
     f["scale_conflict"] = float(conflict)
@@ -668,8 +720,9 @@ def claim_features(
     whole = analyse(claim, ctx.names)
     words = whole.content
     values: dict[str, float] = {"relatedness": max(cosine, coverage)}
-    values["coverage_context"] = len(words & ctx.content) / len(words) if words else 1.0
-    values["novel_words"] = math.log1p(len(words - ctx.content - whole.entities))
+    found = covered(words, ctx.content)
+    values["coverage_context"] = len(found) / len(words) if words else 1.0
+    values["novel_words"] = math.log1p(len(words - found - whole.entities))
     evidence: list[dict[str, object]] = []
     per_clause: list[dict[str, float]] = []
     for text in split_clauses(claim):
