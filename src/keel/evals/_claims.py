@@ -649,6 +649,60 @@ def index_contexts(contexts: Sequence[str], answer: str = "") -> _ContextIndex:
     )
 
 
+def _left(order: list[str], k: int) -> set[str]:
+    return {w for w in order[max(0, k - 3) : k] if _number_value(w) is None and not w.startswith("#")}
+
+
+def _numbers_rebound(clause: ClauseSlots, sent: ClauseSlots) -> int:
+    """Numbers of both texts that the claim attaches to what the source says of another number.
+
+    "The exam is worth 30% and the project 70%" against "an exam worth 70% and a project worth 30%":
+    the words before 30 in the claim are the words before 70 in the source.
+    """
+    shared = [w for w in clause.words_order if w in sent.numbers]
+    if len(set(sent.numbers)) < 2 or not shared:
+        return 0
+    where = {w: k for k, w in enumerate(sent.words_order) if w in sent.numbers}
+    rebound = 0
+    for k, number in enumerate(clause.words_order):
+        if number not in where:
+            continue
+        mine = _left(clause.words_order, k)
+        own = len(mine & _left(sent.words_order, where[number]))
+        others = [j for n, j in where.items() if n != number and n in clause.numbers and not n.startswith("#")]
+        other = max((len(mine & _left(sent.words_order, j)) for j in others), default=0)
+        rebound += other >= 2 and other > own
+    return rebound
+
+
+def _subject_misplaced(clause: ClauseSlots, ctx: _ContextIndex) -> int:
+    """1 when the clause opens with a name and the sentence that best matches the rest of it lacks that name.
+
+    "Tomas Berg manages the Lisbon office" against "Ana Ribeiro manages the Lisbon office. Tomas Berg
+    now heads the Oslo team": what is said (manages, office) is said of someone else.
+    """
+    tokens = _tokens(clause.text)
+    if len(tokens) < 2 or not clause.entity_order or not tokens[0].text[:1].isupper():
+        return 0
+    subject = clause.entity_order[0]
+    # The first word of "Tomas Berg manages" is not known as a name, the second is.
+    if subject.split()[0] not in (tokens[0].lower.removesuffix("'s"), tokens[1].lower.removesuffix("'s")):
+        return 0
+    words = clause.content - clause.entities - {_stem(t.lower) for t in tokens if t.text[:1].isupper()}
+    numbers = set(clause.numbers)
+    if len(words) + len(numbers) < 2:
+        return 0
+
+    def said(j: int) -> float:
+        return len(covered(words, ctx.slots[j].content)) + len(numbers & set(ctx.slots[j].numbers))
+
+    best = max(range(len(ctx.sentences)), key=lambda j: (said(j), -j))
+    holder = ctx.slots[best]
+    if said(best) < 2 or set(subject.split()) & holder.entities or holder.pronoun:
+        return 0
+    return int(subject.split()[0] in ctx.words)
+
+
 def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str, float], int]:
     best = max(range(len(ctx.sentences)), key=lambda j: (_overlap(clause, ctx.slots[j]), -j))
     sent = ctx.slots[best]
@@ -663,7 +717,12 @@ def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str,
     total = len(words) + len(clause.entities) + len(clause.numbers)
     f["clause_coverage"] = found / total if total else 1.0
     f["number_absent"] = len(set(clause.numbers) - ctx.numbers)
-    f["number_misplaced"] = len((set(clause.numbers) - set(sent.numbers)) & ctx.numbers)
+    # A number may come from another sentence about another name the clause mentions ("Basic is
+    # cheaper than Plus, at $12 versus $20": $20 is in the sentence about Plus).
+    linked = set(sent.numbers).union(
+        *(set(o.numbers) for o in ctx.slots if (o.entities - sent.entities) & clause.entities)
+    )
+    f["number_misplaced"] = len((set(clause.numbers) - linked) & ctx.numbers) + _numbers_rebound(clause, sent)
     f["unit_mismatch"] = sum(
         1
         for value, units in clause.numbers.items()
@@ -682,7 +741,7 @@ def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str,
         {t.lower for j in ctx.neighbours[best] for t in _tokens(ctx.sentences[j])} if not rivals else set()
     )
     f["entity_absent"] = len(clause.entities - ctx.words)
-    f["entity_misplaced"] = len((clause.entities - nearby) & ctx.words)
+    f["entity_misplaced"] = len((clause.entities - nearby) & ctx.words) or _subject_misplaced(clause, ctx)
     f["words_misplaced"] = len((words - covered(words, content)) & ctx.content)
     # Polarity, opposites and roles are compared with the clause of that sentence the claim matches
     # best: "It has not been tested in adults, and children should not receive it" holds two negations.
