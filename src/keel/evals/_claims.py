@@ -703,7 +703,46 @@ def _subject_misplaced(clause: ClauseSlots, ctx: _ContextIndex) -> int:
     return int(subject.split()[0] in ctx.words)
 
 
-def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str, float], int]:
+_HIGHER = frozenset("more larger bigger longer higher taller heavier older greater costlier pricier later".split())
+_LOWER = frozenset("less fewer smaller shorter lower cheaper lighter younger earlier".split())
+
+
+def _compared(clause: ClauseSlots, ctx: _ContextIndex) -> int:
+    """+1 when "A is cheaper than B" agrees with the numbers the context gives A and B, -1 when not, else 0.
+
+    The comparative before "than" sets the direction ("more expensive", "longer": A's number is the
+    larger); A is the name before it, B the first name after it, and each one's number is the first
+    number, with a unit, of a context sentence naming it (the same unit for both).
+    """
+    lowered = [t.lower for t in _tokens(clause.text)]
+    if "than" not in lowered:
+        return 0
+    k = lowered.index("than")
+    word, before = lowered[k - 1] if k else "", lowered[k - 2] if k > 1 else ""
+    direction = 1 if word in _HIGHER or before == "more" else -1 if word in _LOWER or before == "less" else 0
+    if word in ("expensive", "costly") and before == "less":
+        direction = -1
+    a = next((e for e in reversed(clause.entity_order) if e.split()[0] in " ".join(lowered[:k]).split()), None)
+    b = next((e for e in clause.entity_order if e.split()[0] in lowered[k + 1 :]), None)
+    if not direction or not a or not b or a == b:
+        return 0
+
+    def number(entity: str) -> dict[str | None, float]:
+        for slots in ctx.slots:
+            if entity.split()[0] in slots.entities:
+                return {u: float(v) for v, units in slots.numbers.items() for u in units if u and _number_value(v)}
+        return {}
+
+    na, nb = number(a), number(b)
+    unit = next((u for u in na if u in nb and na[u] != nb[u]), None)
+    if unit is None:
+        return 0
+    return 1 if (na[unit] > nb[unit]) == (direction > 0) else -1
+
+
+def _clause_features(
+    clause: ClauseSlots, ctx: _ContextIndex, claim_entities: frozenset[str] = frozenset()
+) -> tuple[dict[str, float], int]:
     best = max(range(len(ctx.sentences)), key=lambda j: (_overlap(clause, ctx.slots[j]), -j))
     sent = ctx.slots[best]
     # A pronoun in the aligned sentence may stand for a name in a neighbouring sentence ("She leads ...").
@@ -720,7 +759,7 @@ def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str,
     # A number may come from another sentence about another name the clause mentions ("Basic is
     # cheaper than Plus, at $12 versus $20": $20 is in the sentence about Plus).
     linked = set(sent.numbers).union(
-        *(set(o.numbers) for o in ctx.slots if (o.entities - sent.entities) & clause.entities)
+        *(set(o.numbers) for o in ctx.slots if (o.entities - sent.entities) & (clause.entities | claim_entities))
     )
     f["number_misplaced"] = len((set(clause.numbers) - linked) & ctx.numbers) + _numbers_rebound(clause, sent)
     f["unit_mismatch"] = sum(
@@ -757,7 +796,7 @@ def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str,
     pivoted, swapped = _roles(clause, part if len(set(_orders(part)) & set(_orders(clause))) >= 2 else sent)
     if conflict and swapped:
         conflict, pivoted = False, 0  # "United lost to Rovers" = "Rovers beat United": both flips cancel
-    f["scale_conflict"] = float(conflict)
+    f["scale_conflict"] = float(conflict or _compared(clause, ctx) < 0)
     f["role_swap"] = float(pivoted > 0)
     return f, best
 
@@ -788,7 +827,7 @@ def claim_features(
         clause = analyse(text, ctx.names)
         if not (clause.content or clause.numbers or clause.dates):
             continue
-        f, best = _clause_features(clause, ctx)
+        f, best = _clause_features(clause, ctx, frozenset(whole.entities))
         per_clause.append(f)
         checks = {k: v for k, v in f.items() if v and k != "clause_coverage"}
         evidence.append(
