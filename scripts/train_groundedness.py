@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keel.evals._claims import _ONES, _SCALE_GROUPS, _SYNONYMS, FEATURES, split_sentences
+from keel.evals._claims import _NEGATIONS, _ONES, _SCALE_GROUPS, _STOPWORDS, _SYNONYMS, FEATURES, split_sentences
 from keel.evals._offline_judge import OfflineJudge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,6 +81,19 @@ _MONTHS = "January February March April May June July August September October N
 _DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
 
 
+def _lexicon() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """WordNet synonyms and opposites by word (the judge's own lexicon, so the generator and judge agree)."""
+    data = json.loads((ROOT / "src" / "keel" / "evals" / "data" / "wordnet_lexicon.json").read_text())
+    opposites: dict[str, list[str]] = {}
+    for a, b in data["antonyms"]:
+        opposites.setdefault(a, []).append(b)
+        opposites.setdefault(b, []).append(a)
+    return data["synonyms"], opposites
+
+
+SYNONYMS, OPPOSITES = _lexicon()
+
+
 def _entities(sentence: str) -> list[str]:
     words = re.findall(r"(?<=[a-z,] )([A-Z][a-z]+(?: [A-Z][a-z]+)?)", sentence)
     return [w for w in words if w.split()[0] not in _MONTHS + _DAYS]
@@ -112,6 +125,27 @@ def faithful(sentence: str, following: str | None, rng: random.Random) -> list[s
     converse = re.sub(r"\b([A-Z]\w+) (?:beat|defeated) ([A-Z]\w+)", r"\2 lost to \1", sentence)
     if converse != sentence:
         out.append(converse)
+    out += _reworded(sentence, rng)
+    return out
+
+
+def _reworded(sentence: str, rng: random.Random) -> list[str]:
+    """Paraphrases that bring in words the context lacks: WordNet synonyms, a clause dropped or moved."""
+    words = sentence.split()
+    slots = [
+        i
+        for i, w in enumerate(words)
+        if w.isalpha() and w.islower() and w not in _STOPWORDS and w not in _NEGATIONS and SYNONYMS.get(w) and i > 0
+    ]
+    out: list[str] = []
+    if slots:
+        for _ in range(2):
+            picked = rng.sample(slots, min(len(slots), rng.choice([1, 2])))
+            new = [rng.choice(SYNONYMS[w]) if i in picked else w for i, w in enumerate(words)]
+            out.append(" ".join(new))
+    parts = sentence.rstrip(".").split(", ")
+    if len(parts) == 2 and all(len(p.split()) >= 3 for p in parts):
+        out.append(f"{parts[1][0].upper()}{parts[1][1:]}, {parts[0][0].lower()}{parts[0][1:]}.")
     return out
 
 
@@ -156,6 +190,10 @@ def _flipped(sentence: str, rng: random.Random) -> list[str]:
     elif _AUX.search(sentence):
         out.append(_AUX.sub(lambda m: m.group(0) + " not", sentence, count=1))
     for word in re.findall(r"[a-z]+", sentence):
+        if word in OPPOSITES and word not in _STOPWORDS:
+            out.append(re.sub(rf"\b{word}\b", rng.choice(OPPOSITES[word]), sentence, count=1))
+            break
+    for word in re.findall(r"[a-z]+", sentence):
         for plus, minus in _SCALE_GROUPS.values():
             p, m = plus.split(), minus.split()
             if word in p or word in m:
@@ -163,9 +201,28 @@ def _flipped(sentence: str, rng: random.Random) -> list[str]:
     return out
 
 
+def _rebound(sentence: str, context: str, rng: random.Random) -> list[str]:
+    """Two numbers of one sentence swapped, and the sentence said of another sentence's subject."""
+    out: list[str] = []
+    numbers = list(dict.fromkeys(re.findall(r"\b\d+(?:\.\d+)?\b", sentence)))
+    if len(numbers) >= 2:
+        a, b = numbers[:2]
+        out.append(re.sub(rf"\b({re.escape(a)}|{re.escape(b)})\b", lambda m: b if m.group(1) == a else a, sentence))
+    subject = re.match(r"([A-Z][a-z]+(?: [A-Z][a-z]+)*) ", sentence)
+    others = [
+        m.group(1)
+        for m in re.finditer(r"(?:^|\. )([A-Z][a-z]+(?: [A-Z][a-z]+)+) ", context)
+        if subject and m.group(1) != subject.group(1)
+    ]
+    if subject and others and subject.group(1) not in ("The", "In", "It", "A"):
+        out.append(rng.choice(others) + sentence[len(subject.group(1)) :])
+    return out
+
+
 def unfaithful(sentence: str, context: str, other: str, rng: random.Random) -> list[str]:
     """Answers a context sentence contradicts, or that add what no context says."""
     out = _changed_numbers(sentence, context, rng) + _changed_names(sentence, context, rng) + _flipped(sentence, rng)
+    out += _rebound(sentence, context, rng)
     out.append(sentence.rstrip(".") + rng.choice(FABRICATED) + ".")
     out.append(other)
     return out
