@@ -29,6 +29,8 @@ from keel.evals._offline_judge import OfflineJudge
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "keel" / "evals" / "data" / "groundedness_model.json"
 SEED = 20261206
+# Regularisation: C=0.1 ranked the 105 dev cases best among 0.1, 1 and 10 (AUC and accuracy within 0.03)
+C = 0.1
 POSITIVE = {"relatedness", "coverage_context", "clause_coverage"}
 
 PARAGRAPHS = [
@@ -263,7 +265,7 @@ def dev_threshold(
             z = intercept + ((feats - mean) / scale) @ coef
             scores.append(float(np.min(1 / (1 + np.exp(-z)))))
             labels.append(answer["label"] == "faithful")
-    grid = [round(t, 2) for t in np.arange(0.05, 0.96, 0.05)]
+    grid = [round(t, 2) for t in np.arange(0.02, 0.97, 0.02)]
     accuracy = [np.mean([(s >= t) == lab for s, lab in zip(scores, labels, strict=True)]) for t in grid]
     return grid[int(np.argmax(accuracy))]
 
@@ -296,7 +298,7 @@ def main() -> None:
     # and the rest refitted, so the model cannot reward a contradiction the generator rarely made.
     sign = np.array([1.0 if name in POSITIVE else -1.0 for name in FEATURES])
     keep = np.ones(len(FEATURES), dtype=bool)
-    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
     while True:
         model.fit(z * keep, y)
         wrong = keep & (model.coef_[0] * sign < 0)

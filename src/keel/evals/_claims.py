@@ -784,14 +784,16 @@ def _clause_features(
     f["words_misplaced"] = len((words - covered(words, content)) & ctx.content)
     # Polarity, opposites and roles are compared with the clause of that sentence the claim matches
     # best: "It has not been tested in adults, and children should not receive it" holds two negations.
+    # Opposites are looked for in every clause of it, each with its own negation ("revenue of $4.2
+    # million for the quarter, up 12%": "up" is in the second clause).
     part = max(ctx.clauses[best], key=lambda c: _overlap(clause, c))
     flipped = clause.negated != part.negated
-    scale_agree = any(part.scales.get(k) == v for k, v in clause.scales.items())
-    conflict = any(part.scales.get(k) == -v for k, v in clause.scales.items())
+    scale_agree = any(c.scales.get(k) == v for c in ctx.clauses[best] for k, v in clause.scales.items())
+    conflict = any(c.scales.get(k) == -v for c in ctx.clauses[best] for k, v in clause.scales.items())
     # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
-    opposite = opposed(words, part.content - part.entities)
-    if opposite and not scale_agree:
-        conflict, scale_agree = (False, True) if flipped else (True, scale_agree)
+    for c in ctx.clauses[best]:
+        if not scale_agree and opposed(words, c.content - c.entities):
+            conflict, scale_agree = (False, True) if clause.negated != c.negated else (True, scale_agree)
     f["polarity_flip"] = float(flipped and not scale_agree and not conflict)
     pivoted, swapped = _roles(clause, part if len(set(_orders(part)) & set(_orders(clause))) >= 2 else sent)
     if conflict and swapped:
