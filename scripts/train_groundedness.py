@@ -32,6 +32,10 @@ SEED = 20261206
 # Regularisation: C=0.1 ranked the 105 dev cases best among 0.1, 1 and 10 (AUC and accuracy within 0.03)
 C = 0.1
 POSITIVE = {"relatedness", "coverage_context", "clause_coverage"}
+# Left out of the fit (weight 0): the share of the claim's words found anywhere in the contexts and
+# the count of words found nowhere penalise a paraphrase's own vocabulary, and on the 105 dev cases
+# the model ranks as well without them (AUC 0.909 / 0.955, accuracy 0.914 against 0.902 / 0.952 / 0.914).
+UNUSED = {"coverage_context", "novel_words"}
 
 PARAGRAPHS = [
     "The museum opens at 10am on weekdays and at 9am on Saturdays. Entry is free for children under 12. "
@@ -221,17 +225,19 @@ def _rebound(sentence: str, context: str, rng: random.Random) -> list[str]:
     return out
 
 
-def unfaithful(sentence: str, context: str, other: str, rng: random.Random) -> list[str]:
-    """Answers a context sentence contradicts, or that add what no context says."""
+def contradicting(sentence: str, context: str, rng: random.Random) -> list[str]:
+    """Answers a context sentence contradicts."""
     out = _changed_numbers(sentence, context, rng) + _changed_names(sentence, context, rng) + _flipped(sentence, rng)
-    out += _rebound(sentence, context, rng)
-    out.append(sentence.rstrip(".") + rng.choice(FABRICATED) + ".")
-    out.append(other)
-    return out
+    return out + _rebound(sentence, context, rng)
+
+
+def unsupported(sentence: str, other: str, rng: random.Random) -> list[str]:
+    """Answers that add what no context says: a fabricated clause, a sentence of another paragraph."""
+    return [sentence.rstrip(".") + rng.choice(FABRICATED) + ".", other]
 
 
 def generate(rng: random.Random) -> list[tuple[str, list[str], int]]:
-    """(answer, contexts, label) triples: label 1 for faithful."""
+    """(answer, contexts, label) triples: label 1 for faithful, 0 for unsupported, -1 for contradicting."""
     seeds = list(PARAGRAPHS)
     labelled = ROOT / "tests" / "data" / "evals" / "groundedness.jsonl"
     for line in labelled.read_text().splitlines():
@@ -246,7 +252,8 @@ def generate(rng: random.Random) -> list[tuple[str, list[str], int]]:
             following = sentences[k + 1] if k + 1 < len(sentences) else None
             rows += [(a, [context], 1) for a in faithful(sentence, following, rng)]
             other = rng.choice(split_sentences(other_context))
-            rows += [(a, [context], 0) for a in unfaithful(sentence, context, other, rng) if a != sentence]
+            rows += [(a, [context], -1) for a in contradicting(sentence, context, rng) if a != sentence]
+            rows += [(a, [context], 0) for a in unsupported(sentence, other, rng)]
     return rows
 
 
@@ -286,9 +293,9 @@ def main() -> None:
         if not feats:
             continue
         # An unfaithful answer's weakest claim carries the fault; a faithful answer's claims all hold.
-        claims = feats if label else [min(feats, key=lambda f: f[FEATURES.index("clause_coverage")])]
+        claims = feats if label == 1 else [min(feats, key=lambda f: f[FEATURES.index("clause_coverage")])]
         x_rows += claims
-        y += [label] * len(claims)
+        y += [int(label == 1)] * len(claims)
     x = np.asarray(x_rows)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
@@ -297,7 +304,7 @@ def main() -> None:
     # fitted weight comes out with the wrong sign (a side effect of correlated features) is dropped
     # and the rest refitted, so the model cannot reward a contradiction the generator rarely made.
     sign = np.array([1.0 if name in POSITIVE else -1.0 for name in FEATURES])
-    keep = np.ones(len(FEATURES), dtype=bool)
+    keep = np.array([name not in UNUSED for name in FEATURES])
     model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
     while True:
         model.fit(z * keep, y)

@@ -343,6 +343,29 @@ def opposed(claim: set[str], source: set[str]) -> bool:
     return any((a, b) in opposites for a in mine for b in theirs)
 
 
+# Units one number may be restated in ("two weeks" / "14 days", "12 km" / "12,000 metres").
+_CONVERSIONS = {
+    "week": (("day", 7),), "day": (("hour", 24), ("week", 1 / 7)), "hour": (("minute", 60), ("day", 1 / 24)),
+    "minute": (("second", 60), ("hour", 1 / 60)), "second": (("minute", 1 / 60),), "year": (("month", 12),),
+    "month": (("year", 1 / 12),), "km": (("m", 1000),), "m": (("km", 1 / 1000), ("cm", 100)), "kg": (("g", 1000),),
+    "g": (("kg", 1 / 1000),), "l": (("ml", 1000),), "ml": (("l", 1 / 1000),),
+}  # fmt: skip
+
+
+def restated(numbers: dict[str, set[str | None]]) -> dict[str, set[str]]:
+    """Each number with the values it may be written as in another unit: {"2": {"2", "14"}} for two weeks."""
+    out: dict[str, set[str]] = {}
+    for value, units in numbers.items():
+        forms = {value}
+        number = _number_value(value)
+        for unit in units:
+            for _, factor in _CONVERSIONS.get(unit or "", ()):
+                if number is not None and abs(number * factor - round(number * factor, 3)) < 1e-9:
+                    forms.add(_fmt(round(number * factor, 3)))
+        out[value] = forms
+    return out
+
+
 def _number_value(token: str) -> float | None:
     try:
         return float(token.replace(",", ""))
@@ -422,8 +445,12 @@ def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
         tok = tokens[i]
         value: float | None = None
         j = i
-        if tok.lower == "one" and i and tokens[i - 1].lower in _NOT_ONE:
-            pass
+        if tok.lower == "one" and (
+            (i and tokens[i - 1].lower in _NOT_ONE)
+            or i + 1 == len(tokens)
+            or (tokens[i + 1].lower in _STOPWORDS and tokens[i + 1].lower not in _UNITS)
+        ):
+            pass  # "no one", "a new one was ordered", "one of them": a pronoun, not a number
         elif tok.lower in _ONES or tok.lower in _TENS:
             value, j = _spelt_number(tokens, i)
         elif _number_value(tok.lower) is not None and ":" not in tok.lower:
@@ -527,7 +554,7 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
         elif lower in _PRONOUNS:
             # Only a pronoun near the start stands for someone named in a neighbouring sentence
             # ("She leads ..."); "receive a laptop on their first day" refers within the sentence.
-            slots.pronoun = slots.pronoun or k < 4 or lower in ("he", "she", "they")
+            slots.pronoun = slots.pronoun or k < 4 or lower in ("he", "she", "they", "it", "them", "him")
         scale = _scale_of(tokens, k)
         if scale:
             slots.scales[scale[0]] = scale[1]
@@ -686,7 +713,8 @@ def _subject_misplaced(clause: ClauseSlots, ctx: _ContextIndex) -> int:
         return 0
     subject = clause.entity_order[0]
     # The first word of "Tomas Berg manages" is not known as a name, the second is.
-    if subject.split()[0] not in (tokens[0].lower.removesuffix("'s"), tokens[1].lower.removesuffix("'s")):
+    opening = [tokens[0].lower] + ([tokens[1].lower] if tokens[0].lower not in _STOPWORDS else [])
+    if subject.split()[0] not in [w.removesuffix("'s") for w in opening]:
         return 0
     words = clause.content - clause.entities - {_stem(t.lower) for t in tokens if t.text[:1].isupper()}
     numbers = set(clause.numbers)
@@ -751,17 +779,19 @@ def _clause_features(
     entities = set().union(*(s.entities for s in reach))
     words = clause.content - clause.entities
     f: dict[str, float] = {}
+    forms = restated(clause.numbers)
     found = len(covered(words, content)) + len(clause.entities & entities)
-    found += len(set(clause.numbers) & set(sent.numbers))
+    found += sum(1 for v in clause.numbers if forms[v] & set(sent.numbers))
     total = len(words) + len(clause.entities) + len(clause.numbers)
     f["clause_coverage"] = found / total if total else 1.0
-    f["number_absent"] = len(set(clause.numbers) - ctx.numbers)
+    f["number_absent"] = sum(1 for v in clause.numbers if not forms[v] & ctx.numbers)
     # A number may come from another sentence about another name the clause mentions ("Basic is
     # cheaper than Plus, at $12 versus $20": $20 is in the sentence about Plus).
     linked = set(sent.numbers).union(
         *(set(o.numbers) for o in ctx.slots if (o.entities - sent.entities) & (clause.entities | claim_entities))
     )
-    f["number_misplaced"] = len((set(clause.numbers) - linked) & ctx.numbers) + _numbers_rebound(clause, sent)
+    f["number_misplaced"] = sum(1 for v in clause.numbers if forms[v] & ctx.numbers and not forms[v] & linked)
+    f["number_misplaced"] += _numbers_rebound(clause, sent)
     f["unit_mismatch"] = sum(
         1
         for value, units in clause.numbers.items()
@@ -787,7 +817,10 @@ def _clause_features(
     # Opposites are looked for in every clause of it, each with its own negation ("revenue of $4.2
     # million for the quarter, up 12%": "up" is in the second clause).
     part = max(ctx.clauses[best], key=lambda c: _overlap(clause, c))
-    flipped = clause.negated != part.negated
+    # Flipped only when no clause of the sentence that shares a word with the claim has its polarity
+    # ("the soup has no dairy" against "made with vegetable stock and contains no dairy").
+    sharing = [c for c in ctx.clauses[best] if covered(words, c.content)] or [part]
+    flipped = all(clause.negated != c.negated for c in sharing)
     scale_agree = any(c.scales.get(k) == v for c in ctx.clauses[best] for k, v in clause.scales.items())
     conflict = any(c.scales.get(k) == -v for c in ctx.clauses[best] for k, v in clause.scales.items())
     # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
