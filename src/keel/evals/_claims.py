@@ -825,7 +825,7 @@ def _clause_features(
     conflict = any(c.scales.get(k) == -v for c in ctx.clauses[best] for k, v in clause.scales.items())
     # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
     for c in ctx.clauses[best]:
-        if not scale_agree and opposed(words, c.content - c.entities):
+        if opposed(words, c.content - c.entities):
             conflict, scale_agree = (False, True) if clause.negated != c.negated else (True, scale_agree)
     f["polarity_flip"] = float(flipped and not scale_agree and not conflict)
     pivoted, swapped = _roles(clause, part if len(set(_orders(part)) & set(_orders(clause))) >= 2 else sent)
