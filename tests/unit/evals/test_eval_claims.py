@@ -171,7 +171,8 @@ def test_generator_never_sees_the_test_split() -> None:
     spec.loader.exec_module(train)
     rows = train.generate(random.Random(train.SEED))
     texts = {a for a, _, _ in rows} | {c for _, cs, _ in rows for c in cs}
-    held_out = [json.loads(line) for line in (root / "benchmarks" / "data" / "groundedness_handwritten.jsonl").open()]
+    data = root / "benchmarks" / "data" / "groundedness_handwritten.jsonl"
+    held_out = [json.loads(line) for line in data.read_text().splitlines()]
     test = [g for g in held_out if g["split"] == "test"]
     assert len(test) == 50 and {g["split"] for g in held_out} == {"dev", "test"}
     for group in test:
