@@ -1,15 +1,17 @@
 """Train the offline groundedness judge's claim model from generated perturbations (deterministic).
 
 Seed paragraphs (the contexts of tests/data/evals/groundedness.jsonl plus the ones below) are cut
-into sentences; each sentence yields faithful answers (a copy, a clause dropped, two sentences
-merged, numbers spelt out, synonyms, a filler phrase) and unfaithful ones (a number, entity, date
-or scale word changed, a negation added or removed, two names swapped, a fabricated clause, a
-sentence from another paragraph). Every answer's claims are featurised by `OfflineJudge` and a
-logistic regression (scikit-learn, lbfgs) is fitted; the weights go to
-src/keel/evals/data/groundedness_model.json. Generated faithful answers are near-copies, so the
-fitted probability is too strict for real paraphrases: the decision threshold is the one with the
-best accuracy on the 15 `dev` contexts (45 cases) of benchmarks/data/groundedness_handwritten.jsonl.
-Its 50 `test` contexts are never read here.
+into sentences; each sentence yields faithful answers (a copy, a clause dropped or moved, two
+sentences merged, numbers spelt out, hand-listed and WordNet synonyms, a filler phrase, a converse
+verb) and unfaithful ones: contradicting (a number, entity, date, scale word or WordNet opposite
+changed, a negation added or removed, two names or two numbers swapped, the sentence said of
+another subject) and unsupported (a fabricated clause, a sentence from another paragraph). Every
+answer's claims are featurised by `OfflineJudge` and a logistic regression (scikit-learn, lbfgs,
+C=0.1) is fitted; the weights go to src/keel/evals/data/groundedness_model.json. Generated
+faithful answers are near-copies, so the fitted probability is too strict for real paraphrases:
+the decision threshold is the one with the best accuracy on the 45 `dev` contexts (135 cases) of
+benchmarks/data/groundedness_handwritten.jsonl. Its 50 `test` contexts are never read here, and
+none of their text is in the seeds (tests/unit/evals/test_eval_claims.py checks it).
 
     PYTHONPATH=src python scripts/train_groundedness.py
 """
@@ -23,13 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-from keel.evals._claims import _ONES, _SCALE_GROUPS, _SYNONYMS, FEATURES, split_sentences
+from keel.evals._claims import _NEGATIONS, _ONES, _SCALE_GROUPS, _STOPWORDS, _SYNONYMS, FEATURES, split_sentences
 from keel.evals._offline_judge import OfflineJudge
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "keel" / "evals" / "data" / "groundedness_model.json"
 SEED = 20261206
+# Regularisation: C=0.1 ranked the 105 dev cases best among 0.1, 1 and 10 (AUC and accuracy within 0.03)
+C = 0.1
 POSITIVE = {"relatedness", "coverage_context", "clause_coverage"}
+# Left out of the fit (weight 0): the share of the claim's words found anywhere in the contexts and
+# the count of words found nowhere penalise a paraphrase's own vocabulary, and on the 105 dev cases
+# the model ranks as well without them (AUC 0.909 / 0.955, accuracy 0.914 against 0.902 / 0.952 / 0.914).
+UNUSED = {"coverage_context", "novel_words"}
 
 PARAGRAPHS = [
     "The museum opens at 10am on weekdays and at 9am on Saturdays. Entry is free for children under 12. "
@@ -81,6 +89,19 @@ _MONTHS = "January February March April May June July August September October N
 _DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
 
 
+def _lexicon() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """WordNet synonyms and opposites by word (the judge's own lexicon, so the generator and judge agree)."""
+    data = json.loads((ROOT / "src" / "keel" / "evals" / "data" / "wordnet_lexicon.json").read_text())
+    opposites: dict[str, list[str]] = {}
+    for a, b in data["antonyms"]:
+        opposites.setdefault(a, []).append(b)
+        opposites.setdefault(b, []).append(a)
+    return data["synonyms"], opposites
+
+
+SYNONYMS, OPPOSITES = _lexicon()
+
+
 def _entities(sentence: str) -> list[str]:
     words = re.findall(r"(?<=[a-z,] )([A-Z][a-z]+(?: [A-Z][a-z]+)?)", sentence)
     return [w for w in words if w.split()[0] not in _MONTHS + _DAYS]
@@ -112,6 +133,27 @@ def faithful(sentence: str, following: str | None, rng: random.Random) -> list[s
     converse = re.sub(r"\b([A-Z]\w+) (?:beat|defeated) ([A-Z]\w+)", r"\2 lost to \1", sentence)
     if converse != sentence:
         out.append(converse)
+    out += _reworded(sentence, rng)
+    return out
+
+
+def _reworded(sentence: str, rng: random.Random) -> list[str]:
+    """Paraphrases that bring in words the context lacks: WordNet synonyms, a clause dropped or moved."""
+    words = sentence.split()
+    slots = [
+        i
+        for i, w in enumerate(words)
+        if w.isalpha() and w.islower() and w not in _STOPWORDS and w not in _NEGATIONS and SYNONYMS.get(w) and i > 0
+    ]
+    out: list[str] = []
+    if slots:
+        for _ in range(2):
+            picked = rng.sample(slots, min(len(slots), rng.choice([1, 2])))
+            new = [rng.choice(SYNONYMS[w]) if i in picked else w for i, w in enumerate(words)]
+            out.append(" ".join(new))
+    parts = sentence.rstrip(".").split(", ")
+    if len(parts) == 2 and all(len(p.split()) >= 3 for p in parts):
+        out.append(f"{parts[1][0].upper()}{parts[1][1:]}, {parts[0][0].lower()}{parts[0][1:]}.")
     return out
 
 
@@ -156,6 +198,10 @@ def _flipped(sentence: str, rng: random.Random) -> list[str]:
     elif _AUX.search(sentence):
         out.append(_AUX.sub(lambda m: m.group(0) + " not", sentence, count=1))
     for word in re.findall(r"[a-z]+", sentence):
+        if word in OPPOSITES and word not in _STOPWORDS:
+            out.append(re.sub(rf"\b{word}\b", rng.choice(OPPOSITES[word]), sentence, count=1))
+            break
+    for word in re.findall(r"[a-z]+", sentence):
         for plus, minus in _SCALE_GROUPS.values():
             p, m = plus.split(), minus.split()
             if word in p or word in m:
@@ -163,16 +209,37 @@ def _flipped(sentence: str, rng: random.Random) -> list[str]:
     return out
 
 
-def unfaithful(sentence: str, context: str, other: str, rng: random.Random) -> list[str]:
-    """Answers a context sentence contradicts, or that add what no context says."""
-    out = _changed_numbers(sentence, context, rng) + _changed_names(sentence, context, rng) + _flipped(sentence, rng)
-    out.append(sentence.rstrip(".") + rng.choice(FABRICATED) + ".")
-    out.append(other)
+def _rebound(sentence: str, context: str, rng: random.Random) -> list[str]:
+    """Two numbers of one sentence swapped, and the sentence said of another sentence's subject."""
+    out: list[str] = []
+    numbers = list(dict.fromkeys(re.findall(r"\b\d+(?:\.\d+)?\b", sentence)))
+    if len(numbers) >= 2:
+        a, b = numbers[:2]
+        out.append(re.sub(rf"\b({re.escape(a)}|{re.escape(b)})\b", lambda m: b if m.group(1) == a else a, sentence))
+    subject = re.match(r"([A-Z][a-z]+(?: [A-Z][a-z]+)*) ", sentence)
+    others = [
+        m.group(1)
+        for m in re.finditer(r"(?:^|\. )([A-Z][a-z]+(?: [A-Z][a-z]+)+) ", context)
+        if subject and m.group(1) != subject.group(1)
+    ]
+    if subject and others and subject.group(1) not in ("The", "In", "It", "A"):
+        out.append(rng.choice(others) + sentence[len(subject.group(1)) :])
     return out
 
 
+def contradicting(sentence: str, context: str, rng: random.Random) -> list[str]:
+    """Answers a context sentence contradicts."""
+    out = _changed_numbers(sentence, context, rng) + _changed_names(sentence, context, rng) + _flipped(sentence, rng)
+    return out + _rebound(sentence, context, rng)
+
+
+def unsupported(sentence: str, other: str, rng: random.Random) -> list[str]:
+    """Answers that add what no context says: a fabricated clause, a sentence of another paragraph."""
+    return [sentence.rstrip(".") + rng.choice(FABRICATED) + ".", other]
+
+
 def generate(rng: random.Random) -> list[tuple[str, list[str], int]]:
-    """(answer, contexts, label) triples: label 1 for faithful."""
+    """(answer, contexts, label) triples: label 1 for faithful, 0 for unsupported, -1 for contradicting."""
     seeds = list(PARAGRAPHS)
     labelled = ROOT / "tests" / "data" / "evals" / "groundedness.jsonl"
     for line in labelled.read_text().splitlines():
@@ -187,7 +254,8 @@ def generate(rng: random.Random) -> list[tuple[str, list[str], int]]:
             following = sentences[k + 1] if k + 1 < len(sentences) else None
             rows += [(a, [context], 1) for a in faithful(sentence, following, rng)]
             other = rng.choice(split_sentences(other_context))
-            rows += [(a, [context], 0) for a in unfaithful(sentence, context, other, rng) if a != sentence]
+            rows += [(a, [context], -1) for a in contradicting(sentence, context, rng) if a != sentence]
+            rows += [(a, [context], 0) for a in unsupported(sentence, other, rng)]
     return rows
 
 
@@ -206,7 +274,7 @@ def dev_threshold(
             z = intercept + ((feats - mean) / scale) @ coef
             scores.append(float(np.min(1 / (1 + np.exp(-z)))))
             labels.append(answer["label"] == "faithful")
-    grid = [round(t, 2) for t in np.arange(0.05, 0.96, 0.05)]
+    grid = [round(t, 2) for t in np.arange(0.02, 0.97, 0.02)]
     accuracy = [np.mean([(s >= t) == lab for s, lab in zip(scores, labels, strict=True)]) for t in grid]
     return grid[int(np.argmax(accuracy))]
 
@@ -227,9 +295,9 @@ def main() -> None:
         if not feats:
             continue
         # An unfaithful answer's weakest claim carries the fault; a faithful answer's claims all hold.
-        claims = feats if label else [min(feats, key=lambda f: f[FEATURES.index("clause_coverage")])]
+        claims = feats if label == 1 else [min(feats, key=lambda f: f[FEATURES.index("clause_coverage")])]
         x_rows += claims
-        y += [label] * len(claims)
+        y += [int(label == 1)] * len(claims)
     x = np.asarray(x_rows)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
@@ -238,8 +306,8 @@ def main() -> None:
     # fitted weight comes out with the wrong sign (a side effect of correlated features) is dropped
     # and the rest refitted, so the model cannot reward a contradiction the generator rarely made.
     sign = np.array([1.0 if name in POSITIVE else -1.0 for name in FEATURES])
-    keep = np.ones(len(FEATURES), dtype=bool)
-    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000)
+    keep = np.array([name not in UNUSED for name in FEATURES])
+    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
     while True:
         model.fit(z * keep, y)
         wrong = keep & (model.coef_[0] * sign < 0)

@@ -11,11 +11,13 @@ and numpy: no model is loaded here, and cosine similarities come from the caller
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
+from importlib import resources
 
 __all__ = ["FEATURES", "ClauseSlots", "analyse", "claim_features", "split_atomic_claims", "split_sentences"]
 
@@ -30,8 +32,10 @@ _CLAUSE_SPLIT = re.compile(
 _ONES = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
     "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
-    "seventeen": 17, "eighteen": 18, "nineteen": 19, "dozen": 12,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "dozen": 12, "twice": 2, "thrice": 3,
 }  # fmt: skip
+# "one" is a pronoun after these ("no one", "the one", "which one"), not a number.
+_NOT_ONE = frozenset("no any every some each the this that which no-one someone".split())
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000, "bn": 1_000_000_000}
 _ORDINALS = {
@@ -48,7 +52,9 @@ _UNITS = {
     "g": "g", "gram": "g", "grams": "g", "mg": "mg", "gb": "gb", "mb": "mb", "tb": "tb", "volt": "v", "volts": "v",
     "v": "v", "hz": "hz", "degree": "degree", "degrees": "degree", "percent": "%", "%": "%", "dollar": "$",
     "dollars": "$", "$": "$", "usd": "$", "euro": "€", "euros": "€", "€": "€", "eur": "€", "pound": "£",
-    "pounds": "£", "£": "£", "gbp": "£", "am": "am", "pm": "pm",
+    "pounds": "£", "£": "£", "gbp": "£", "am": "am", "pm": "pm", "w": "w", "watt": "w", "watts": "w", "kw": "kw",
+    "kwh": "kwh", "mah": "mah", "ml": "ml", "l": "l", "litre": "l", "litres": "l", "liter": "l", "liters": "l",
+    "cm": "cm", "mm": "mm", "kph": "kph", "mph": "mph", "°c": "degree", "celsius": "degree", "c": "degree",
 }  # fmt: skip
 _MONTHS = {
     m: i + 1
@@ -308,6 +314,58 @@ def _stem(word: str) -> str:
     return _synonym_stems().get(word, word)
 
 
+@cache
+def _wordnet() -> tuple[dict[str, frozenset[str]], frozenset[tuple[str, str]]]:
+    """WordNet's synonyms and opposites as stems (package data built by scripts/build_wordnet_lexicon.py)."""
+    data = json.loads(resources.files("keel.evals").joinpath("data", "wordnet_lexicon.json").read_text())
+    synonyms: dict[str, set[str]] = {}
+    for word, others in data["synonyms"].items():
+        stem = _stem(word)
+        synonyms.setdefault(stem, set()).update(_stem(o) for o in others)
+    opposites: set[tuple[str, str]] = set()
+    for a, b in data["antonyms"]:
+        sa, sb = _stem(a), _stem(b)
+        if sa != sb and sb not in synonyms.get(sa, ()):
+            opposites.update({(sa, sb), (sb, sa)})
+    return {k: frozenset(v - {k}) for k, v in synonyms.items()}, frozenset(opposites)
+
+
+def covered(words: Iterable[str], target: set[str] | frozenset[str]) -> set[str]:
+    """The stems of `words` found in `target`, directly or through a WordNet synonym ("guarantee"/"warrant")."""
+    synonyms = _wordnet()[0]
+    return {w for w in words if w in target or not synonyms.get(w, frozenset()).isdisjoint(target)}
+
+
+def opposed(claim: set[str], source: set[str]) -> bool:
+    """Whether the claim uses a word whose WordNet opposite the source uses instead ("permitted"/"prohibited")."""
+    opposites = _wordnet()[1]
+    mine, theirs = claim - source, source - claim
+    return any((a, b) in opposites for a in mine for b in theirs)
+
+
+# Units one number may be restated in ("two weeks" / "14 days", "12 km" / "12,000 metres").
+_CONVERSIONS = {
+    "week": (("day", 7),), "day": (("hour", 24), ("week", 1 / 7)), "hour": (("minute", 60), ("day", 1 / 24)),
+    "minute": (("second", 60), ("hour", 1 / 60)), "second": (("minute", 1 / 60),), "year": (("month", 12),),
+    "month": (("year", 1 / 12),), "km": (("m", 1000),), "m": (("km", 1 / 1000), ("cm", 100)), "kg": (("g", 1000),),
+    "g": (("kg", 1 / 1000),), "l": (("ml", 1000),), "ml": (("l", 1 / 1000),),
+}  # fmt: skip
+
+
+def restated(numbers: dict[str, set[str | None]]) -> dict[str, set[str]]:
+    """Each number with the values it may be written as in another unit: {"2": {"2", "14"}} for two weeks."""
+    out: dict[str, set[str]] = {}
+    for value, units in numbers.items():
+        forms = {value}
+        number = _number_value(value)
+        for unit in units:
+            for _, factor in _CONVERSIONS.get(unit or "", ()):
+                if number is not None and abs(number * factor - round(number * factor, 3)) < 1e-9:
+                    forms.add(_fmt(round(number * factor, 3)))
+        out[value] = forms
+    return out
+
+
 def _number_value(token: str) -> float | None:
     try:
         return float(token.replace(",", ""))
@@ -387,7 +445,13 @@ def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
         tok = tokens[i]
         value: float | None = None
         j = i
-        if tok.lower in _ONES or tok.lower in _TENS:
+        if tok.lower == "one" and (
+            (i and tokens[i - 1].lower in _NOT_ONE)
+            or i + 1 == len(tokens)
+            or (tokens[i + 1].lower in _STOPWORDS and tokens[i + 1].lower not in _UNITS)
+        ):
+            pass  # "no one", "a new one was ordered", "one of them": a pronoun, not a number
+        elif tok.lower in _ONES or tok.lower in _TENS:
             value, j = _spelt_number(tokens, i)
         elif _number_value(tok.lower) is not None and ":" not in tok.lower:
             value = _number_value(tok.lower)
@@ -469,7 +533,9 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
     for k, tok in enumerate(tokens):
         word, lower = tok.text, tok.lower
         value = _number_value(lower)
-        name = _name_of(tok, names)
+        # "15 W", "15 watts": a unit is checked with its number (unit_mismatch), not as a name or word.
+        unit = lower in _UNITS and k > 0 and _number_value(tokens[k - 1].lower) is not None
+        name = None if unit else _name_of(tok, names)
         if name:
             group.append(name)
             slots.entities.add(name)
@@ -486,11 +552,13 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
         elif lower in _NEGATIONS or lower.endswith("n't"):
             slots.negated = not slots.negated if lower not in ("no", "none") else True
         elif lower in _PRONOUNS:
-            slots.pronoun = True
+            # Only a pronoun near the start stands for someone named in a neighbouring sentence
+            # ("She leads ..."); "receive a laptop on their first day" refers within the sentence.
+            slots.pronoun = slots.pronoun or k < 4 or lower in ("he", "she", "they", "it", "them", "him")
         scale = _scale_of(tokens, k)
         if scale:
             slots.scales[scale[0]] = scale[1]
-        if lower[0].isalpha() and lower not in _STOPWORDS and lower not in _NEGATIONS:
+        if lower[0].isalpha() and lower not in _STOPWORDS and lower not in _NEGATIONS and not unit:
             stem = _stem(lower)
             slots.content.add(stem)
             slots.words_order.append(stem)
@@ -532,7 +600,7 @@ def split_clauses(sentence: str) -> list[str]:
 def _overlap(claim: ClauseSlots, sentence: ClauseSlots) -> float:
     # Names weigh half: in "Dr Okafor leads cardiology" the topic, not the name, says which sentence it is about.
     words = claim.content - claim.entities
-    score = len(words & sentence.content) + 0.5 * len(claim.entities & sentence.entities)
+    score = len(covered(words, sentence.content)) + 0.5 * len(claim.entities & sentence.entities)
     score += len(set(claim.numbers) & set(sentence.numbers)) + len(claim.dates & sentence.dates)
     total = len(words) + 0.5 * len(claim.entities) + len(claim.numbers) + len(claim.dates)
     return score / total if total else 0.0
@@ -569,6 +637,7 @@ def _roles(claim: ClauseSlots, sentence: ClauseSlots) -> tuple[int, int]:
 class _ContextIndex:
     sentences: list[str]
     slots: list[ClauseSlots]
+    clauses: list[list[ClauseSlots]]  # each sentence's clauses, so negation and roles keep to their clause
     neighbours: list[list[int]]
     content: set[str]
     numbers: set[str]
@@ -596,6 +665,7 @@ def index_contexts(contexts: Sequence[str], answer: str = "") -> _ContextIndex:
     return _ContextIndex(
         sentences,
         slots,
+        [[analyse(c, names) for c in split_clauses(s)] for s in sentences],
         neighbours,
         set().union(*(s.content for s in slots)) if slots else set(),
         set().union(*(s.numbers for s in slots)) if slots else set(),
@@ -606,7 +676,101 @@ def index_contexts(contexts: Sequence[str], answer: str = "") -> _ContextIndex:
     )
 
 
-def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str, float], int]:
+def _left(order: list[str], k: int) -> set[str]:
+    return {w for w in order[max(0, k - 3) : k] if _number_value(w) is None and not w.startswith("#")}
+
+
+def _numbers_rebound(clause: ClauseSlots, sent: ClauseSlots) -> int:
+    """Numbers of both texts that the claim attaches to what the source says of another number.
+
+    "The exam is worth 30% and the project 70%" against "an exam worth 70% and a project worth 30%":
+    the words before 30 in the claim are the words before 70 in the source.
+    """
+    shared = [w for w in clause.words_order if w in sent.numbers]
+    if len(set(sent.numbers)) < 2 or not shared:
+        return 0
+    where = {w: k for k, w in enumerate(sent.words_order) if w in sent.numbers}
+    rebound = 0
+    for k, number in enumerate(clause.words_order):
+        if number not in where:
+            continue
+        mine = _left(clause.words_order, k)
+        own = len(mine & _left(sent.words_order, where[number]))
+        others = [j for n, j in where.items() if n != number and n in clause.numbers and not n.startswith("#")]
+        other = max((len(mine & _left(sent.words_order, j)) for j in others), default=0)
+        rebound += other >= 2 and other > own
+    return rebound
+
+
+def _subject_misplaced(clause: ClauseSlots, ctx: _ContextIndex) -> int:
+    """1 when the clause opens with a name and the sentence that best matches the rest of it lacks that name.
+
+    "Tomas Berg manages the Lisbon office" against "Ana Ribeiro manages the Lisbon office. Tomas Berg
+    now heads the Oslo team": what is said (manages, office) is said of someone else.
+    """
+    tokens = _tokens(clause.text)
+    if len(tokens) < 2 or not clause.entity_order or not tokens[0].text[:1].isupper():
+        return 0
+    subject = clause.entity_order[0]
+    # The first word of "Tomas Berg manages" is not known as a name, the second is.
+    opening = [tokens[0].lower] + ([tokens[1].lower] if tokens[0].lower not in _STOPWORDS else [])
+    if subject.split()[0] not in [w.removesuffix("'s") for w in opening]:
+        return 0
+    words = clause.content - clause.entities - {_stem(t.lower) for t in tokens if t.text[:1].isupper()}
+    numbers = set(clause.numbers)
+    if len(words) + len(numbers) < 2:
+        return 0
+
+    def said(j: int) -> float:
+        return len(covered(words, ctx.slots[j].content)) + len(numbers & set(ctx.slots[j].numbers))
+
+    best = max(range(len(ctx.sentences)), key=lambda j: (said(j), -j))
+    holder = ctx.slots[best]
+    if said(best) < 2 or set(subject.split()) & holder.entities or holder.pronoun:
+        return 0
+    return int(subject.split()[0] in ctx.words)
+
+
+_HIGHER = frozenset("more larger bigger longer higher taller heavier older greater costlier pricier later".split())
+_LOWER = frozenset("less fewer smaller shorter lower cheaper lighter younger earlier".split())
+
+
+def _compared(clause: ClauseSlots, ctx: _ContextIndex) -> int:
+    """+1 when "A is cheaper than B" agrees with the numbers the context gives A and B, -1 when not, else 0.
+
+    The comparative before "than" sets the direction ("more expensive", "longer": A's number is the
+    larger); A is the name before it, B the first name after it, and each one's number is the first
+    number, with a unit, of a context sentence naming it (the same unit for both).
+    """
+    lowered = [t.lower for t in _tokens(clause.text)]
+    if "than" not in lowered:
+        return 0
+    k = lowered.index("than")
+    word, before = lowered[k - 1] if k else "", lowered[k - 2] if k > 1 else ""
+    direction = 1 if word in _HIGHER or before == "more" else -1 if word in _LOWER or before == "less" else 0
+    if word in ("expensive", "costly") and before == "less":
+        direction = -1
+    a = next((e for e in reversed(clause.entity_order) if e.split()[0] in " ".join(lowered[:k]).split()), None)
+    b = next((e for e in clause.entity_order if e.split()[0] in lowered[k + 1 :]), None)
+    if not direction or not a or not b or a == b:
+        return 0
+
+    def number(entity: str) -> dict[str | None, float]:
+        for slots in ctx.slots:
+            if entity.split()[0] in slots.entities:
+                return {u: float(v) for v, units in slots.numbers.items() for u in units if u and _number_value(v)}
+        return {}
+
+    na, nb = number(a), number(b)
+    unit = next((u for u in na if u in nb and na[u] != nb[u]), None)
+    if unit is None:
+        return 0
+    return 1 if (na[unit] > nb[unit]) == (direction > 0) else -1
+
+
+def _clause_features(
+    clause: ClauseSlots, ctx: _ContextIndex, claim_entities: frozenset[str] = frozenset()
+) -> tuple[dict[str, float], int]:
     best = max(range(len(ctx.sentences)), key=lambda j: (_overlap(clause, ctx.slots[j]), -j))
     sent = ctx.slots[best]
     # A pronoun in the aligned sentence may stand for a name in a neighbouring sentence ("She leads ...").
@@ -615,11 +779,19 @@ def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str,
     entities = set().union(*(s.entities for s in reach))
     words = clause.content - clause.entities
     f: dict[str, float] = {}
-    found = len(words & content) + len(clause.entities & entities) + len(set(clause.numbers) & set(sent.numbers))
+    forms = restated(clause.numbers)
+    found = len(covered(words, content)) + len(clause.entities & entities)
+    found += sum(1 for v in clause.numbers if forms[v] & set(sent.numbers))
     total = len(words) + len(clause.entities) + len(clause.numbers)
     f["clause_coverage"] = found / total if total else 1.0
-    f["number_absent"] = len(set(clause.numbers) - ctx.numbers)
-    f["number_misplaced"] = len((set(clause.numbers) - set(sent.numbers)) & ctx.numbers)
+    f["number_absent"] = sum(1 for v in clause.numbers if not forms[v] & ctx.numbers)
+    # A number may come from another sentence about another name the clause mentions ("Basic is
+    # cheaper than Plus, at $12 versus $20": $20 is in the sentence about Plus).
+    linked = set(sent.numbers).union(
+        *(set(o.numbers) for o in ctx.slots if (o.entities - sent.entities) & (clause.entities | claim_entities))
+    )
+    f["number_misplaced"] = sum(1 for v in clause.numbers if forms[v] & ctx.numbers and not forms[v] & linked)
+    f["number_misplaced"] += _numbers_rebound(clause, sent)
     f["unit_mismatch"] = sum(
         1
         for value, units in clause.numbers.items()
@@ -638,15 +810,28 @@ def _clause_features(clause: ClauseSlots, ctx: _ContextIndex) -> tuple[dict[str,
         {t.lower for j in ctx.neighbours[best] for t in _tokens(ctx.sentences[j])} if not rivals else set()
     )
     f["entity_absent"] = len(clause.entities - ctx.words)
-    f["entity_misplaced"] = len((clause.entities - nearby) & ctx.words)
-    f["words_misplaced"] = len((words - content) & ctx.content)
-    scale_agree = any(sent.scales.get(k) == v for k, v in clause.scales.items())
-    conflict = any(sent.scales.get(k) == -v for k, v in clause.scales.items())
-    f["polarity_flip"] = float(clause.negated != sent.negated and not scale_agree and not conflict)
-    pivoted, swapped = _roles(clause, sent)
+    f["entity_misplaced"] = len((clause.entities - nearby) & ctx.words) or _subject_misplaced(clause, ctx)
+    f["words_misplaced"] = len((words - covered(words, content)) & ctx.content)
+    # Polarity, opposites and roles are compared with the clause of that sentence the claim matches
+    # best: "It has not been tested in adults, and children should not receive it" holds two negations.
+    # Opposites are looked for in every clause of it, each with its own negation ("revenue of $4.2
+    # million for the quarter, up 12%": "up" is in the second clause).
+    part = max(ctx.clauses[best], key=lambda c: _overlap(clause, c))
+    # Flipped only when no clause of the sentence that shares a word with the claim has its polarity
+    # ("the soup has no dairy" against "made with vegetable stock and contains no dairy").
+    sharing = [c for c in ctx.clauses[best] if covered(words, c.content)] or [part]
+    flipped = all(clause.negated != c.negated for c in sharing)
+    scale_agree = any(c.scales.get(k) == v for c in ctx.clauses[best] for k, v in clause.scales.items())
+    conflict = any(c.scales.get(k) == -v for c in ctx.clauses[best] for k, v in clause.scales.items())
+    # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
+    for c in ctx.clauses[best]:
+        if opposed(words, c.content - c.entities):
+            conflict, scale_agree = (False, True) if clause.negated != c.negated else (True, scale_agree)
+    f["polarity_flip"] = float(flipped and not scale_agree and not conflict)
+    pivoted, swapped = _roles(clause, part if len(set(_orders(part)) & set(_orders(clause))) >= 2 else sent)
     if conflict and swapped:
         conflict, pivoted = False, 0  # "United lost to Rovers" = "Rovers beat United": both flips cancel
-    f["scale_conflict"] = float(conflict)
+    f["scale_conflict"] = float(conflict or _compared(clause, ctx) < 0)
     f["role_swap"] = float(pivoted > 0)
     return f, best
 
@@ -668,15 +853,16 @@ def claim_features(
     whole = analyse(claim, ctx.names)
     words = whole.content
     values: dict[str, float] = {"relatedness": max(cosine, coverage)}
-    values["coverage_context"] = len(words & ctx.content) / len(words) if words else 1.0
-    values["novel_words"] = math.log1p(len(words - ctx.content - whole.entities))
+    found = covered(words, ctx.content)
+    values["coverage_context"] = len(found) / len(words) if words else 1.0
+    values["novel_words"] = math.log1p(len(words - found - whole.entities))
     evidence: list[dict[str, object]] = []
     per_clause: list[dict[str, float]] = []
     for text in split_clauses(claim):
         clause = analyse(text, ctx.names)
         if not (clause.content or clause.numbers or clause.dates):
             continue
-        f, best = _clause_features(clause, ctx)
+        f, best = _clause_features(clause, ctx, frozenset(whole.entities))
         per_clause.append(f)
         checks = {k: v for k, v in f.items() if v and k != "clause_coverage"}
         evidence.append(

@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from keel.core.errors import ConfigError
-from keel.evals._claims import FEATURES, analyse, claim_features, index_contexts, split_atomic_claims, split_sentences
+from keel.evals._claims import (
+    FEATURES,
+    analyse,
+    claim_features,
+    covered,
+    index_contexts,
+    split_atomic_claims,
+    split_sentences,
+)
 from keel.evals._metrics import embed
 
 __all__ = ["ClaimModel", "JudgeScore", "OfflineJudge", "OfflineJudgeOptions", "split_claims"]
@@ -248,7 +256,7 @@ class OfflineJudge:
     ) -> tuple[list[float], int, list[dict[str, object]]]:
         weight = self.options.embedding_weight
         words = analyse(claim, ctx.names).content
-        coverage = [len(words & analyse(p, ctx.names).content) / len(words) if words else 1.0 for p in passages]
+        coverage = [len(covered(words, analyse(p, ctx.names).content)) / len(words) if words else 1.0 for p in passages]
         combined = [weight * float(cosine[j]) + (1 - weight) * coverage[j] for j in range(len(passages))]
         best = int(np.argmax(combined))
         values, evidence = claim_features(claim, ctx, float(np.max(cosine)), coverage[best])

@@ -101,3 +101,80 @@ def test_claim_model_file_is_checked(tmp_path: pytest.TempPathFactory) -> None:
     with pytest.raises(ConfigError, match="retrain it"):
         _ = OfflineJudge(OfflineJudgeOptions(model_path=bad)).model
     assert ClaimModel.load(None).coef == shipped.coef
+
+
+def test_wordnet_opposites_and_synonyms() -> None:
+    # Opposites not on the hand-written scales come from WordNet; across a negation they agree.
+    context = ["When heated, the alloy expands by about 2 percent."]
+    assert _checks("When heated, the alloy shrinks by about 2 percent.", context)["scale_conflict"] == 1
+    assert _checks("When heated, the alloy does not shrink.", context)["scale_conflict"] == 0
+    assert _checks("When heated, the alloy expands by about 2 percent.", context)["scale_conflict"] == 0
+    # A WordNet synonym counts as found: "repair" for "fix" leaves nothing uncovered.
+    fixed = _checks("Engineers repair the pump every spring.", ["Engineers fix the pump every spring."])
+    assert fixed["clause_coverage"] == 1.0
+
+
+def test_numbers_restated_and_pronoun_one() -> None:
+    leave = ["Annual leave must be requested at least two weeks in advance."]
+    assert _checks("Ask for annual leave 14 days in advance.", leave)["number_absent"] == 0
+    assert _checks("Ask for annual leave 10 days in advance.", leave)["number_absent"] == 1
+    assert "1" not in analyse("A new one was ordered, and no one was home.").numbers
+    assert analyse("Take one tablet.").numbers == {"1": {None}}
+
+
+def test_numbers_bound_to_another_thing() -> None:
+    context = ["The course is assessed by a written exam worth 70% and a group project worth 30%."]
+    assert _checks("The written exam is worth 30% and the group project 70%.", context)["number_misplaced"] >= 1
+    assert _checks("The written exam is worth 70% and the group project 30%.", context)["number_misplaced"] == 0
+
+
+def test_comparatives_against_the_numbers() -> None:
+    plans = ["The Basic plan costs $12 a month. The Plus plan costs $20 a month."]
+    assert _checks("The Plus plan is cheaper than the Basic plan.", plans)["scale_conflict"] == 1
+    assert _checks("The Basic plan is cheaper than the Plus plan.", plans)["scale_conflict"] == 0
+    assert _checks("Plus is more expensive than Basic.", plans)["scale_conflict"] == 0
+
+
+def test_negation_kept_to_its_clause() -> None:
+    context = ["It has not been tested in pregnant women, and children should not receive it."]
+    assert _checks("Children can receive the vaccine.", context)["polarity_flip"] == 1
+    soup = ["Our tomato soup is made with vegetable stock and contains no dairy."]
+    assert _checks("The tomato soup has no dairy in it.", soup)["polarity_flip"] == 0
+
+
+def test_an_opening_name_said_of_someone_else() -> None:
+    context = [
+        "Expense claims under 500 pounds are approved by the line manager. "
+        "Larger claims go to Priya Nair in finance, who signs them off within five days."
+    ]
+    assert _checks("Priya Nair approves claims under 500 pounds.", context)["entity_misplaced"] == 1
+    assert _checks("Priya Nair signs off larger claims.", context)["entity_misplaced"] == 0
+
+
+def test_claims_in_unicode_and_odd_input() -> None:
+    # Judged without error, whatever the text: empty, symbols only, non-Latin scripts, a lone number.
+    for claim in ["", "—", "Привет, мир.", "東京は日本の首都です。", "42", "N/A!!"]:
+        values, _ = claim_features(claim, index_contexts(["Tokyo is the capital of Japan."], claim), 0.5, 0.5)
+        assert len(values) == len(FEATURES)
+
+
+def test_generator_never_sees_the_test_split() -> None:
+    # The claim model's training data must not contain the held-out cases' contexts or answers.
+    import importlib.util
+    import random
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("train_groundedness", root / "scripts" / "train_groundedness.py")
+    assert spec and spec.loader
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    rows = train.generate(random.Random(train.SEED))
+    texts = {a for a, _, _ in rows} | {c for _, cs, _ in rows for c in cs}
+    data = root / "benchmarks" / "data" / "groundedness_handwritten.jsonl"
+    held_out = [json.loads(line) for line in data.read_text().splitlines()]
+    test = [g for g in held_out if g["split"] == "test"]
+    assert len(test) == 50 and {g["split"] for g in held_out} == {"dev", "test"}
+    for group in test:
+        assert not set(group["contexts"]) & texts
+        assert not {a["text"] for a in group["answers"]} & texts
