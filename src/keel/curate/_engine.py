@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.curate._problems import Problem
-from keel.curate._process import die_with_parent, lock_output
+from keel.curate._process import block_pandas, die_with_parent, lock_output
 from keel.curate._readers import read_file
 from keel.curate._recipe import Recipe, ResolvedInput, build_steps
 from keel.curate._step import GlobalStep, Step, StepStats
@@ -230,6 +230,12 @@ def _shard_table(records: list[dict[str, Any]]) -> pa.Table:
         "meta": pa.array([r["meta"] for r in records], RECORD_SCHEMA.field("meta").type),
     }
     return pa.Table.from_arrays([columns[name] for name in RECORD_SCHEMA.names], schema=RECORD_SCHEMA)
+
+
+def _start_worker(parent_pid: int) -> None:
+    """Set up a pool worker: it dies with the run (`die_with_parent`) and, running only curation, loads no pandas."""
+    die_with_parent(parent_pid)
+    block_pandas()
 
 
 @lru_cache(maxsize=1)
@@ -476,7 +482,7 @@ class LocalEngine:
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=get_context("spawn"),
-            initializer=die_with_parent,
+            initializer=_start_worker,
             initargs=(os.getpid(),),
         )
 
