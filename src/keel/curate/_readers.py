@@ -123,6 +123,7 @@ def _json_line(raw: bytes, encoding: str) -> tuple[bytes, str] | _Refusal:
 
 # One decoder for every line: `json.loads` with a hook builds a new one per call.
 _DECODER = json.JSONDecoder(object_pairs_hook=unique_pairs)
+_NOT_PLAIN_START = (b"", b"\x00", b"\xef", b"\xfe", b"\xff")  # empty, NUL, or the first byte of a byte-order mark
 
 
 def _parse(line: bytes, text: str) -> Any:
@@ -134,7 +135,10 @@ def _parse(line: bytes, text: str) -> Any:
     byte-order mark skipped), reusing the text already decoded when that is the same.
     """
     try:
-        encoding = json.detect_encoding(line)
+        # json.detect_encoding says UTF-8 whenever the first byte starts no byte-order mark and neither of
+        # the first two bytes is NUL: asked only otherwise (it is a tenth of the reader's time per line).
+        utf8 = line[:1] not in _NOT_PLAIN_START and line[1:2] != b"\x00"
+        encoding = "utf-8" if utf8 else json.detect_encoding(line)
         value = _DECODER.decode(text if encoding == "utf-8" else line.decode(encoding, "surrogatepass"))
     except (ValueError, RecursionError):  # JSONDecodeError, DuplicateKeyError, UnicodeDecodeError
         return _parse_checked(line)

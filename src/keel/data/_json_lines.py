@@ -153,6 +153,8 @@ def _may_have_issue_parsed(value: Any, max_depth: int, exact_integers: bool) -> 
     or (with `exact_integers`) an integer outside int64: all visible in the parsed value, since the parser
     reads numbers with the same `float`/`int` and, without repeated keys, drops nothing.
     """
+    if max_depth >= 1 and type(value) is dict and all(type(item) is str for item in value.values()):
+        return False  # the usual record, {"id": ..., "text": ...}: one level of strings, nothing to walk
     todo: list[tuple[Any, int]] = [([value], 0)]  # containers and their depth; the value itself sits in a list
     while todo:
         container, depth = todo.pop()

@@ -77,7 +77,7 @@ def make_record(
         "id": record_id_override or record_id(uri, locator, raw_sha),
         "text": text,
         "source": {"uri": uri, "sha256": raw_sha, "fetched_at": fetched_at.astimezone(UTC)},
-        "meta": _META_ENCODER.encode(dict(meta or {})),
+        "meta": _META_ENCODER.encode(dict(meta)) if meta else "{}",
     }
 
 

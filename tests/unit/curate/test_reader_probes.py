@@ -198,6 +198,10 @@ TRICKY_LINES = [
     b'{"text": "x", "a": {"b": 1, "b": 2}}',
     b'\xef\xbb\xbf{"text": "a byte-order mark"}',
     b'{\x00"text": "x"}',  # a NUL second byte: json.loads(bytes) reads it as UTF-16
+    b'\x00{"text": "x"}',
+    b' {"text": "leading space"}',
+    b"{}",
+    b"1",
     b'{"text": "\\ud83d\\ude00 paired", "t": "\\\\ud800 escaped backslash"}',
     b'{"text": "lone \\udc00"}',
     b'{"text": "NaN, Infinity, e100, [[[[ in prose"}',
