@@ -39,6 +39,7 @@ from keel.curate._readers import read_file
 from keel.curate._recipe import Recipe, ResolvedInput, build_steps
 from keel.curate._step import GlobalStep, Step, StepStats
 from keel.curate._workfiles import decode, encode, file_digest, read_verified, write_bytes
+from keel.data._inputs import read_parquet_file
 from keel.data._records import RECORD_SCHEMA, records_to_table
 
 __all__ = ["CurationReport", "LocalEngine", "Progress", "run_warnings"]
@@ -363,7 +364,7 @@ def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
         decision = decode(read_verified(Path(spec["decision"]), spec["decision_digest"]))
     dropped_dir = Path(spec["dropped_dir"]) if spec["dropped_dir"] else None
     table, stats, asides = _run_stage_steps(
-        steps, positions, pq.read_table(spec["input"]), decision, keep_dropped=dropped_dir is not None
+        steps, positions, read_parquet_file(spec["input"]), decision, keep_dropped=dropped_dir is not None
     )
     if dropped_dir is not None:
         _write_asides(steps, asides, dropped_dir, spec["shard"])
@@ -645,7 +646,7 @@ def _published(table: pa.Table) -> pa.Table:
     """
     sink = pa.BufferOutputStream()
     pq.write_table(table.slice(0, 0), sink, **_WORK_PARQUET)
-    table = table.cast(pq.read_table(pa.BufferReader(sink.getvalue())).schema)
+    table = table.cast(pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema_arrow)
     return table.cast(_output_schema(table))
 
 
