@@ -391,12 +391,12 @@ def _dedup_index_mb(recipe_path: Path) -> float:
     This is what the parent must hold for the whole corpus at once (the dedup index); everything else the
     engine holds is per shard or per slice. Re-run here on the run's own observation files, under tracemalloc.
     """
-    import pickle
     import tracemalloc
 
     from keel.curate import load_recipe
     from keel.curate._recipe import build_steps
     from keel.curate._step import GlobalStep
+    from keel.curate._workfiles import decode
 
     recipe = load_recipe(recipe_path)
     work = next((recipe.output_dir / ".keel-work").iterdir())
@@ -404,7 +404,7 @@ def _dedup_index_mb(recipe_path: Path) -> float:
     dedup = [step for step in build_steps(recipe.step_specs()) if isinstance(step, GlobalStep)]
     for stage, step in enumerate(dedup):  # stage N's shards hold the observations for the Nth global step
         tracemalloc.start()
-        step.decide([pickle.loads(p.read_bytes()) for p in sorted((work / f"stage{stage}").glob("*.observation.pkl"))])
+        step.decide([decode(p.read_bytes()) for p in sorted((work / f"stage{stage}").glob("*.observation.bin"))])
         peak = max(peak, tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     return peak / 1e6

@@ -157,5 +157,6 @@ def root(
 
 
 def main(*args: Any) -> None:
-    """Entry point of the `keel` console script."""
+    """Entry point of the `keel` console script: the process is the command's own (`State.owns_process`)."""
+    State.owns_process = True
     app(*args)

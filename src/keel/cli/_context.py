@@ -32,7 +32,13 @@ def console() -> Console:
 
 
 class State:
-    """Per-invocation state on `ctx.obj`: the chosen workspace and the store once opened."""
+    """Per-invocation state on `ctx.obj`: the chosen workspace and the store once opened.
+
+    `owns_process` is True when the command runs as the `keel` program (`main`), not inside a caller's process
+    (a test's `CliRunner`): only then may a command change what the process imports (`keel curate run`).
+    """
+
+    owns_process = False
 
     def __init__(self, workspace: Path | None) -> None:
         self.workspace = workspace

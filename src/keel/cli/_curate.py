@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from keel.cli._context import console, get_store, print_json
+from keel.cli._context import State, console, get_store, print_json
 from keel.core.errors import InputError, WorkspaceNotFoundError
 
 if TYPE_CHECKING:
@@ -106,16 +106,23 @@ def run(
 
     if engine not in ("local", "ray"):
         raise InputError(f"expected --engine local or ray; got {engine!r}")
+    if engine == "local" and State.owns_process:  # Ray Data uses pandas; the local engine never does
+        from keel.curate._process import block_pandas
+
+        block_pandas()
     recipe = load_recipe(recipe_path)
     store = _open_workspace(ctx, dataset, commit)
     name = dataset or recipe_path.name.split(".")[0]
 
     def execute(progress: ProgressCallback | None) -> tuple[CurationReport, DatasetVersion | None, bool]:
         if store is None:
-            from keel.curate import LocalEngine, RayEngine
+            if engine == "ray":  # Ray Data's imports only when asked for
+                from keel.curate import RayEngine
 
-            runner = RayEngine(address, num_cpus=workers) if engine == "ray" else LocalEngine(workers=workers or 1)
-            return runner.run(recipe, strict=strict, progress=progress), None, False
+                return RayEngine(address, num_cpus=workers).run(recipe, strict=strict, progress=progress), None, False
+            from keel.curate import LocalEngine
+
+            return LocalEngine(workers=workers or 1).run(recipe, strict=strict, progress=progress), None, False
         result = curate(store, recipe, dataset=name, workers=workers, strict=strict, progress=progress,
                         engine=engine, address=address)  # fmt: skip
         return result.report, result.version, result.created

@@ -34,11 +34,12 @@ import pyarrow.parquet as pq
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.curate._problems import Problem
-from keel.curate._process import die_with_parent, lock_output
+from keel.curate._process import block_pandas, die_with_parent, lock_output
 from keel.curate._readers import read_file
 from keel.curate._recipe import Recipe, ResolvedInput, build_steps
 from keel.curate._step import GlobalStep, Step, StepStats
 from keel.curate._workfiles import decode, encode, file_digest, read_verified, write_bytes
+from keel.data._inputs import read_parquet_file
 from keel.data._records import RECORD_SCHEMA, records_to_table
 
 __all__ = ["CurationReport", "LocalEngine", "Progress", "run_warnings"]
@@ -232,6 +233,12 @@ def _shard_table(records: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays([columns[name] for name in RECORD_SCHEMA.names], schema=RECORD_SCHEMA)
 
 
+def _start_worker(parent_pid: int) -> None:
+    """Set up a pool worker: it dies with the run (`die_with_parent`) and, running only curation, loads no pandas."""
+    die_with_parent(parent_pid)
+    block_pandas()
+
+
 @lru_cache(maxsize=1)
 def _tune_allocator() -> bool:
     """Keep freed memory for reuse instead of returning it to the OS (glibc only; elsewhere a no-op).
@@ -357,7 +364,7 @@ def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
         decision = decode(read_verified(Path(spec["decision"]), spec["decision_digest"]))
     dropped_dir = Path(spec["dropped_dir"]) if spec["dropped_dir"] else None
     table, stats, asides = _run_stage_steps(
-        steps, positions, pq.read_table(spec["input"]), decision, keep_dropped=dropped_dir is not None
+        steps, positions, read_parquet_file(spec["input"]), decision, keep_dropped=dropped_dir is not None
     )
     if dropped_dir is not None:
         _write_asides(steps, asides, dropped_dir, spec["shard"])
@@ -476,7 +483,7 @@ class LocalEngine:
         return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=get_context("spawn"),
-            initializer=die_with_parent,
+            initializer=_start_worker,
             initargs=(os.getpid(),),
         )
 
@@ -639,7 +646,7 @@ def _published(table: pa.Table) -> pa.Table:
     """
     sink = pa.BufferOutputStream()
     pq.write_table(table.slice(0, 0), sink, **_WORK_PARQUET)
-    table = table.cast(pq.read_table(pa.BufferReader(sink.getvalue())).schema)
+    table = table.cast(pq.ParquetFile(pa.BufferReader(sink.getvalue())).schema_arrow)
     return table.cast(_output_schema(table))
 
 

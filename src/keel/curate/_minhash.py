@@ -409,11 +409,17 @@ def sketch_jaccard(a: npt.NDArray[np.uint32], b: npt.NDArray[np.uint32], k: int)
     """
     if not len(a) or not len(b):
         return 0.0
-    union = np.union1d(a, b)
-    if len(a) >= k or len(b) >= k:
-        union = union[:k]
-    shared = np.intersect1d(a, b, assume_unique=True)
-    return int(np.count_nonzero(shared <= union[-1])) / len(union)
+    # Written by hand for speed: both sketches are sorted and distinct, so one binary search finds the shared
+    # values; np.union1d and np.intersect1d sorted both again (~3x the CPU per pair, measured on the pairs of
+    # benchmarks/curation_vs_datatrove.py). The union itself is built only when it must be cut at k.
+    at = np.searchsorted(b, a)
+    shared = b[np.minimum(at, len(b) - 1)] == a
+    both = int(np.count_nonzero(shared))
+    union = len(a) + len(b) - both
+    if union <= k or (len(a) < k and len(b) < k):
+        return both / union
+    kth = np.union1d(a, b)[k - 1]  # the union's k-th smallest value bounds the shared values that count
+    return int(np.count_nonzero(a[shared] <= kth)) / k
 
 
 SKETCH_BAND = 0.2  # pairs whose MinHash estimate is this far below the threshold are not looked at again

@@ -1,8 +1,8 @@
 """Process hygiene for the local engine: workers die with their parent, and one run at a time per output folder.
 
 A worker of a killed run must not keep working (and writing) on its own, re-parented to PID 1; a second run
-over the same output folder must not write the same work files at the same time. This module knows nothing
-of recipes or steps.
+over the same output folder must not write the same work files at the same time. Curation's own processes
+also spare pyarrow its import of pandas (`block_pandas`). This module knows nothing of recipes or steps.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import os
 import signal
 import sys
 import threading
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import ModuleType
 
 from filelock import FileLock, Timeout
 
 from keel.core.errors import InputError
 
-__all__ = ["die_with_parent", "lock_output"]
+__all__ = ["block_pandas", "die_with_parent", "lock_output"]
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _WATCH_SECONDS = 0.5
@@ -69,3 +71,35 @@ def lock_output(output_dir: Path) -> FileLock:
             hint="wait for it to finish (or stop it), or give this recipe another output folder",
         ) from None
     return lock
+
+
+class _NoPandas:
+    """A `sys.meta_path` finder under which `import pandas` fails (see `block_pandas`)."""
+
+    def find_spec(self, name: str, path: object = None, target: ModuleType | None = None) -> ModuleSpec | None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(
+                "pandas is not imported in Keel's curation processes (keel.curate._process.block_pandas): "
+                "pyarrow would load it only to look for pandas objects, which curation never has",
+                name=name,
+            )
+        return None
+
+
+def block_pandas() -> bool:
+    """Make `import pandas` fail in this process from now on, unless it is imported already; True if it did.
+
+    pyarrow imports pandas the first time it converts Python or numpy data, or converts Arrow data to numpy
+    (`pa.array`, `pa.table`, `Array.to_numpy`), only to recognise pandas objects and pandas' nulls; without
+    pandas it works as in an environment that lacks it (a supported set-up). That import is 0.2-0.3 CPU-s,
+    about 10% of `keel curate run` on the corpus of benchmarks/curation_vs_datatrove.py, in every process.
+    Curation hands pyarrow no pandas objects, so its own processes block it: the `keel curate run` command
+    with the local engine, and the local engine's worker processes. Never in a library caller's process,
+    whose code may use pandas. Each later conversion asks once more and is refused by the first finder on
+    `sys.meta_path` (microseconds).
+    """
+    if "pandas" in sys.modules:
+        return False
+    if not any(isinstance(finder, _NoPandas) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
+    return True

@@ -1,13 +1,14 @@
 """Curation recipes: YAML naming inputs, steps with their params, and outputs, validated all at once.
 
 `load_recipe` reports every problem in the file in one `ConfigError`, each with its path
-(`steps[2].quality.min_words: …`). Step names resolve through `available_steps()`, the one place
+(`steps[2].quality.min_words: …`). Step names resolve through `step_class()`, whose table is the one place
 that lists Keel's built-in steps; the engine builds steps from the validated specs.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib
 from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
@@ -17,32 +18,39 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from keel.core.errors import ConfigError, InputError
 from keel.core.settings import read_config_file
-from keel.curate._basic_steps import BlocklistStep, ExactDedupStep, LengthStep, NormalizeStep
-from keel.curate._decontaminate import DecontaminateStep
-from keel.curate._language_step import LanguageStep
-from keel.curate._near_dedup import NearDedupStep
-from keel.curate._pii_step import PiiStep
-from keel.curate._quality_step import QualityStep
 from keel.curate._readers import InputFormat, check_encoding, detect_format
 from keel.curate._step import Step
 
-__all__ = ["Recipe", "ResolvedInput", "available_steps", "build_steps", "load_recipe", "parse_recipe"]
+__all__ = ["Recipe", "ResolvedInput", "available_steps", "build_steps", "load_recipe", "parse_recipe", "step_class"]
+
+
+# Every step a recipe may name: its module and class. A recipe loads only the modules of the steps it names
+# (near_dedup alone does not load the PII detector, which loads keel.govern, nor fastText or ftfy).
+_STEPS = {
+    "normalize": ("_basic_steps", "NormalizeStep"),
+    "language": ("_language_step", "LanguageStep"),
+    "length": ("_basic_steps", "LengthStep"),
+    "quality": ("_quality_step", "QualityStep"),
+    "blocklist": ("_basic_steps", "BlocklistStep"),
+    "exact_dedup": ("_basic_steps", "ExactDedupStep"),
+    "near_dedup": ("_near_dedup", "NearDedupStep"),
+    "pii": ("_pii_step", "PiiStep"),
+    "decontaminate": ("_decontaminate", "DecontaminateStep"),
+}
+
+
+def step_class(name: str) -> type[Step] | None:
+    """The class of the step a recipe calls `name` (its module imported now), or None if there is none."""
+    where = _STEPS.get(name)
+    if where is None:
+        return None
+    cls: type[Step] = getattr(importlib.import_module(f"keel.curate.{where[0]}"), where[1])
+    return cls
 
 
 def available_steps() -> dict[str, type[Step]]:
-    """Every step a recipe may name, by name."""
-    classes: tuple[type[Step], ...] = (
-        NormalizeStep,
-        LanguageStep,
-        LengthStep,
-        QualityStep,
-        BlocklistStep,
-        ExactDedupStep,
-        NearDedupStep,
-        PiiStep,
-        DecontaminateStep,
-    )
-    return {cls.name: cls for cls in classes}
+    """Every step a recipe may name, by name (importing every step's module)."""
+    return {name: cls for name in _STEPS if (cls := step_class(name)) is not None}
 
 
 @dataclass(frozen=True)
@@ -137,12 +145,11 @@ class Recipe(BaseModel):
 
 
 def _step_errors(recipe: Recipe) -> list[str]:
-    known = available_steps()
     errors = []
     for i, (name, params) in enumerate(recipe.step_specs()):
-        cls = known.get(name)
+        cls = step_class(name)
         if cls is None:
-            errors.append(f"steps[{i}]: unknown step {name!r}; known steps: {', '.join(sorted(known))}")
+            errors.append(f"steps[{i}]: unknown step {name!r}; known steps: {', '.join(sorted(_STEPS))}")
             continue
         missing = [package for package in cls.requires if find_spec(package) is None]
         if missing:
@@ -188,5 +195,10 @@ def load_recipe(path: str | Path) -> Recipe:
 
 def build_steps(specs: list[tuple[str, dict[str, Any]]] | list[list[Any]]) -> list[Step]:
     """Instantiate steps from (name, params) specs that `parse_recipe` already validated."""
-    known = available_steps()
-    return [known[name](known[name].Params.model_validate(params)) for name, params in specs]
+    steps = []
+    for name, params in specs:
+        cls = step_class(name)
+        if cls is None:
+            raise InputError(f"expected a known step name; got {name!r}", hint="validate the recipe with load_recipe")
+        steps.append(cls(cls.Params.model_validate(params)))
+    return steps

@@ -73,7 +73,6 @@ def curate(
     Returns:
         The report, run id and committed version.
     """
-    from keel.curate import LocalEngine, RayEngine
     from keel.data import commit_version
     from keel.registry import start_run
 
@@ -92,8 +91,14 @@ def curate(
     if engine != "local":
         params["engine"] = engine
     with start_run("curate", params, inputs=inputs, store=store) as run:
-        runner = RayEngine(address, num_cpus=workers) if engine == "ray" else LocalEngine(workers=workers or 1)
-        report = runner.run(recipe, strict=strict, progress=progress)
+        if engine == "ray":  # Ray Data's imports only when asked for
+            from keel.curate import RayEngine
+
+            report = RayEngine(address, num_cpus=workers).run(recipe, strict=strict, progress=progress)
+        else:
+            from keel.curate import LocalEngine
+
+            report = LocalEngine(workers=workers or 1).run(recipe, strict=strict, progress=progress)
         run.log_metrics(
             {
                 "records_read": report.records_read,

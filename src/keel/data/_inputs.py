@@ -31,7 +31,15 @@ import zstandard
 from keel.core.errors import InputError
 from keel.data._json_lines import MAX_JSON_DEPTH, SUSPECT, JsonIssue, JsonLineReason, json_line_issue
 
-__all__ = ["ZstdFramesReader", "arrow_depth", "check_table", "open_decompressed", "read_inputs", "read_jsonl_table"]
+__all__ = [
+    "ZstdFramesReader",
+    "arrow_depth",
+    "check_table",
+    "open_decompressed",
+    "read_inputs",
+    "read_jsonl_table",
+    "read_parquet_file",
+]
 
 _WIDE_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{16,}(?![\d.eE])")  # an integer token of 16+ digits
 _CHUNK = 1 << 25  # bytes scanned per numpy pass: bounds the scan's temporary memory
@@ -482,9 +490,28 @@ def check_table(table: pa.Table, where: str, max_depth: int = MAX_JSON_DEPTH) ->
     _check_empty_objects(where, table.schema)
 
 
+_DATASET_BATCH_ROWS = 131_072  # the batch size of pyarrow's dataset scanner, which `pq.read_table` uses
+
+
+def read_parquet_file(path: Path | str) -> pa.Table:
+    """`pq.read_table(path)`: the same table, schema, metadata and chunks (one per row group), read directly.
+
+    Written by hand for speed: `pq.read_table` goes through pyarrow's dataset scanner, whose first use in a
+    process imports pyarrow.dataset (and pandas, unless blocked) and starts its thread pool; reading the
+    file's row groups directly cost 0.02 CPU-s for three 5 MB shards against 0.135 for `pq.read_table` in a
+    fresh process (0.046 later). The scanner cuts row groups of more than its batch size into batches, so
+    such files (and files without row groups) are still read through it.
+    """
+    parquet = pq.ParquetFile(path)
+    groups = [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)]
+    if not groups or max(groups) > _DATASET_BATCH_ROWS:
+        return pq.read_table(path)
+    return pa.concat_tables([parquet.read_row_group(i) for i in range(len(groups))])
+
+
 def _read_parquet(path: Path, max_depth: int) -> pa.Table:
     try:
-        table = pq.read_table(path)
+        table = read_parquet_file(path)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(
             f"{path}: expected a Parquet file; could not read it ({exc})",

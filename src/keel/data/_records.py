@@ -47,6 +47,11 @@ def record_id(uri: str, locator: str | int, raw_sha256: str) -> str:
     return sha256_hex(f"{uri}\x00{locator}\x00{raw_sha256}")[:24]
 
 
+# One encoder for every record's meta (the output of json.dumps(meta, sort_keys=True, ensure_ascii=False,
+# default=str)): `json.dumps` with options builds a new encoder per call.
+_META_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
+
+
 def make_record(
     text: str,
     uri: str,
@@ -72,7 +77,7 @@ def make_record(
         "id": record_id_override or record_id(uri, locator, raw_sha),
         "text": text,
         "source": {"uri": uri, "sha256": raw_sha, "fetched_at": fetched_at.astimezone(UTC)},
-        "meta": json.dumps(dict(meta or {}), sort_keys=True, ensure_ascii=False, default=str),
+        "meta": _META_ENCODER.encode(dict(meta)) if meta else "{}",
     }
 
 

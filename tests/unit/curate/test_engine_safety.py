@@ -157,3 +157,43 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     while any(_alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert [w for w in workers if _alive(w)] == []
+
+
+def test_a_process_that_blocks_pandas_keeps_pyarrow_working() -> None:
+    probe = (
+        "import json, sys\n"
+        "import numpy as np, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq\n"
+        "from keel.curate._process import block_pandas\n"
+        "first, again = block_pandas(), block_pandas()\n"
+        "table = pa.table({'n': pa.array([1, None, 3]), 's': pa.array(['a', 'b', None])})\n"
+        "sink = pa.BufferOutputStream(); pq.write_table(table, sink)\n"
+        "back = pq.read_table(pa.BufferReader(sink.getvalue()))\n"
+        "total = int(pc.sum(back['n']).as_py()) + int(np.asarray(back['n'].fill_null(0)).sum())\n"
+        "try:\n    import pandas\n    refused = ''\nexcept ModuleNotFoundError as exc:\n    refused = str(exc)\n"
+        "print(json.dumps([first, again, back.equals(table), total, 'pandas' in sys.modules, refused]))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    first, again, equal, total, loaded, refused = json.loads(done.stdout)
+    assert (first, again, equal, total, loaded) == (True, True, True, 8, False)
+    assert "block_pandas" in refused  # the error names where the block comes from
+
+
+def test_blocking_pandas_after_it_was_imported_does_nothing() -> None:
+    probe = "import pandas, sys\nfrom keel.curate._process import block_pandas\nprint(block_pandas())"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False"]
+
+
+def test_the_command_without_pandas_writes_the_bytes_the_library_writes(tmp_path: Path) -> None:
+    """`keel curate run` (its own process: pandas blocked, in its workers too) and `LocalEngine` in this one."""
+    recipe = _setup(tmp_path, docs=60, shard_size=16)
+    LocalEngine(workers=1).run(load_recipe(recipe))
+    library = _outputs(tmp_path / "out")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    cli = [sys.executable, "-c", "from keel.cli import main; main()", "curate", "run", str(recipe), "--no-commit"]
+    for workers in ("1", "2"):
+        (tmp_path / "out").rename(tmp_path / f"out-before-{workers}")
+        subprocess.run([*cli, "--workers", workers, "--json"], env=env, capture_output=True, check=True)
+        assert _outputs(tmp_path / "out") == library

@@ -428,3 +428,25 @@ def test_a_long_chain_of_pairs_is_decided_the_same_past_the_vectorised_rounds(mo
     chained = representatives(n, extra_lo, extra_hi).tolist()
     monkeypatch.setattr(minhash_module, "_VECTOR_ROUNDS", 10_000)
     assert chained == representatives(n, extra_lo, extra_hi).tolist() and chained[200] == 0 and chained[250] == 4
+
+
+def _sketch_jaccard_by_sets(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    """The definition, with Python sets: of the k smallest values of the union, the share in both."""
+    if not len(a) or not len(b):
+        return 0.0
+    union = sorted(set(a.tolist()) | set(b.tolist()))
+    if len(a) >= k or len(b) >= k:
+        union = union[:k]
+    shared = set(a.tolist()) & set(b.tolist())
+    return sum(value <= union[-1] for value in shared) / len(union)
+
+
+@pytest.mark.parametrize("k", [1, 4, 64, 384])
+def test_sketch_jaccard_matches_its_definition_on_random_sketches(k: int) -> None:
+    rng = np.random.default_rng(k)
+    for trial in range(400):
+        values = 1 << (12 if trial % 2 else 30)  # small ranges make many shared values
+        pool = rng.choice(values, size=int(rng.integers(1, 3 * k + 2)), replace=False)
+        a, b = (np.sort(rng.choice(pool, size=int(rng.integers(0, len(pool) + 1)), replace=False))[:k] for _ in "ab")
+        a, b = a.astype(np.uint32), b.astype(np.uint32)
+        assert sketch_jaccard(a, b, k) == _sketch_jaccard_by_sets(a, b, k)

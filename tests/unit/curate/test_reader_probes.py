@@ -19,6 +19,7 @@ from keel.cli import app
 from keel.core.errors import ConfigError, InputError
 from keel.curate import read_file
 from keel.curate._problems import Problem, ProblemReason
+from keel.curate._readers import _parse, _parse_checked, _Refusal
 from keel.curate._recipe import parse_recipe
 from keel.data import MAX_JSON_DEPTH
 
@@ -182,3 +183,51 @@ def test_readers_never_raise_and_yield_only_storable_records(tmp_path: Path, dat
         _assert_storable(record)
     assert all(p.line is not None and 1 <= p.line <= len(data) for p in problems)
     assert len(records) + len(problems) <= len(data)
+
+
+def _outcome(value: Any) -> Any:
+    """A parse result comparable with ==: refusals as (reason, detail), values as their JSON (NaN-safe)."""
+    if isinstance(value, _Refusal):
+        return ("refused", value.reason, value.detail)
+    return ("value", json.dumps(value, sort_keys=True))
+
+
+TRICKY_LINES = [
+    b'{"text": "x", "a": NaN, "a": 1}',  # a repeated key hides a NaN from the parsed value
+    b'{"text": "x", "a": ' + b"[" * 40 + b"]" * 40 + b', "a": 1}',  # ... and nesting
+    b'{"text": "x", "a": {"b": 1, "b": 2}}',
+    b'\xef\xbb\xbf{"text": "a byte-order mark"}',
+    b'{\x00"text": "x"}',  # a NUL second byte: json.loads(bytes) reads it as UTF-16
+    b'\x00{"text": "x"}',
+    b' {"text": "leading space"}',
+    b"{}",
+    b"1",
+    b'{"text": "\\ud83d\\ude00 paired", "t": "\\\\ud800 escaped backslash"}',
+    b'{"text": "lone \\udc00"}',
+    b'{"text": "NaN, Infinity, e100, [[[[ in prose"}',
+    b'{"text": "x", "n": -Infinity}',
+    b'{"text": "x", "n": 1.5e308, "m": 1e309}',
+    b'{"text": "x", "n": 123456789012345678901234567890}',
+    b'{"text": "x", "n": ' + b"9" * 5000 + b"}",
+    b'{"text": "x", "n": ' + b"[" * 5000 + b"]" * 5000 + b"}",  # too deep for the parser's recursion limit
+    b'{"text": "x"} trailing',
+    b"NaN",
+    b"[1, 2, {}]",
+    b'"just a string"',
+]
+
+
+@pytest.mark.parametrize("line", TRICKY_LINES)
+def test_parsing_first_gives_the_answers_of_checking_the_bytes_first(line: bytes) -> None:
+    text = line.decode("utf-8")
+    assert _outcome(_parse(line, text)) == _outcome(_parse_checked(line))
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines)
+def test_parsing_first_agrees_with_the_byte_checks_on_generated_lines(line: bytes) -> None:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # refused before parsing either way
+    assert _outcome(_parse(line, text)) == _outcome(_parse_checked(line))

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keel.data._json_lines import MAX_JSON_DEPTH, JsonLineReason, json_depth, json_line_issue, may_have_issue
+from keel.data._json_lines import (
+    MAX_JSON_DEPTH,
+    DuplicateKeyError,
+    JsonLineReason,
+    json_depth,
+    json_line_issue,
+    may_have_issue,
+    parsed_line_issue,
+    unique_pairs,
+)
 
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -99,3 +108,29 @@ def test_each_kind_of_line_that_cannot_be_stored(line: bytes, reason: JsonLineRe
 )
 def test_lines_that_only_look_suspect_pass(line: bytes) -> None:
     assert json_line_issue(line) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(json_values, st.booleans(), st.booleans())
+def test_the_check_of_a_parsed_value_answers_as_the_check_of_its_bytes(
+    value: object, ascii_only: bool, exact_integers: bool
+) -> None:
+    line = json.dumps({"v": value}, ensure_ascii=ascii_only).encode()
+    parsed = json.loads(line, object_pairs_hook=unique_pairs)
+    options = {"max_depth": 4, "exact_integers": exact_integers}
+    assert parsed_line_issue(line, parsed, **options) == json_line_issue(line, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b'{"n": NaN}', b'{"n": [1, -Infinity]}', b'{"n": 1e400}', b'{"n": 9223372036854775808}', b'{"s": "\\ud800"}'],
+)
+def test_a_parsed_value_with_an_issue_gets_the_byte_checks_answer(line: bytes) -> None:
+    issue = parsed_line_issue(line, json.loads(line))
+    assert issue is not None and issue == json_line_issue(line)
+
+
+def test_a_repeated_key_is_refused_by_the_pairs_hook() -> None:
+    with pytest.raises(DuplicateKeyError):
+        json.loads(b'{"a": NaN, "a": 1}', object_pairs_hook=unique_pairs)
+    assert json.loads(b'{"a": {"b": 1}, "c": 2}', object_pairs_hook=unique_pairs) == {"a": {"b": 1}, "c": 2}

@@ -7,6 +7,7 @@ import multiprocessing as mp
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -28,6 +29,7 @@ from keel.data import (
     trace_record,
     validate_version,
 )
+from keel.data._inputs import read_parquet_file
 from keel.store import Store, add_edge, events, open_store, read_bytes, verify, walk
 from keel.store.schema import dataset_records, dataset_versions
 
@@ -256,3 +258,25 @@ def test_a_crash_mid_commit_leaves_no_half_version(store: Store) -> None:
     second, created = commit_version(store, "docs", _records(500, changed=frozenset(range(20))), shard_rows=100)
     assert created and second.ref == "docs@v2"
     assert diff_versions(store, "docs@v1", "docs@v2").changed == [f"doc-{i:05d}" for i in range(20)]
+
+
+@pytest.mark.parametrize("row_group_size", [3, 64, 131_072, 131_073])
+def test_read_parquet_file_reads_what_read_table_reads_chunk_for_chunk(tmp_path: Path, row_group_size: int) -> None:
+    rows = 131_100 if row_group_size > 1000 else 500  # past pyarrow's scanner batch size only where it matters
+    numbers = pa.array(np.arange(rows))
+    spans = pa.StructArray.from_arrays([numbers, numbers.cast(pa.string())], names=["start", "type"])
+    table = pa.table(
+        {
+            "id": numbers.cast(pa.string()),
+            "n": numbers,
+            "spans": pa.ListArray.from_arrays(pa.array(np.arange(0, rows + 1, dtype=np.int32)), spans),
+        }
+    )
+    for name, part in (("empty", table.slice(0, 0)), ("small", table.slice(0, 100)), ("all", table)):
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(part, path, row_group_size=row_group_size)
+        mine, theirs = read_parquet_file(path), pq.read_table(path)
+        assert mine.equals(theirs, check_metadata=True)
+        assert [[len(c) for c in col.chunks] for col in mine.columns] == [
+            [len(c) for c in col.chunks] for col in theirs.columns
+        ]
