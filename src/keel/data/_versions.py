@@ -59,6 +59,7 @@ from keel.store.schema import (
     dataset_version_shards,
     dataset_versions,
     datasets,
+    subject_index,
 )
 
 __all__ = [
@@ -419,6 +420,21 @@ def _plan(store: Store, base: DatasetVersion | None, table: pa.Table, hashes: np
     return plan
 
 
+SUBJECTS_COLUMN = "pii_subjects"  # keyed hashes the `pii` step adds; indexed into `subject_index` at commit
+
+
+def subject_rows(table: pa.Table) -> list[tuple[str, int]]:
+    """(subject key, row) for every keyed hash in the table's `pii_subjects` column (none without it)."""
+    if SUBJECTS_COLUMN not in table.column_names:
+        return []
+    column = table.column(SUBJECTS_COLUMN).combine_chunks()
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        return []
+    keys = pc.list_flatten(column).to_pylist()
+    rows = pc.list_parent_indices(column).to_pylist()
+    return sorted({(k, r) for k, r in zip(keys, rows, strict=True) if isinstance(k, str) and len(k) == 64})
+
+
 def _write_new(
     store: Store, table: pa.Table, hashes: np.ndarray, rows: np.ndarray, shard_rows: int
 ) -> list[ShardFiles]:
@@ -444,6 +460,7 @@ class _Staged:
     manifest_blob: BlobInfo
     new_shards: list[ShardFiles]
     new_blobs: list[BlobInfo]
+    subjects: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # shard digest -> (subject, row)
 
 
 def _stage(
@@ -490,7 +507,12 @@ def _stage(
         "created_by": store.actor,
     }
     manifest_blob = store.blobs.put_stream(io.BytesIO(canonical_json(manifest).encode()))
-    return _Staged(manifest, manifest_blob, written, new_blobs + [manifest_blob])
+    subjects: dict[str, list[tuple[str, int]]] = {}
+    if SUBJECTS_COLUMN in table.column_names:
+        for start, files in zip(range(0, len(plan.new_rows), shard_rows), written, strict=True):
+            index = plan.new_rows[start : start + shard_rows]
+            subjects[files.data.digest] = subject_rows(table.select([SUBJECTS_COLUMN]).take(pa.array(index)))
+    return _Staged(manifest, manifest_blob, written, new_blobs + [manifest_blob], subjects)
 
 
 def commit_version(
@@ -587,11 +609,18 @@ def _register_shards(store: Store, conn: Connection, staged: _Staged) -> dict[st
         assert shard_id is not None
         ids[files.data.digest] = int(shard_id[0])
         record_ids, _ = read_keys(store.blobs, files.keys.digest)
-        _insert_records(conn, ids[files.data.digest], record_ids)
+        insert_records(conn, ids[files.data.digest], record_ids)
+        insert_subjects(conn, ids[files.data.digest], staged.subjects.get(files.data.digest, []))
     return ids
 
 
-def _insert_records(conn: Connection, shard_id: int, record_ids: pa.Array) -> None:
+def insert_subjects(conn: Connection, shard_id: int, pairs: Sequence[tuple[str, int]]) -> None:
+    """Index a shard's keyed subject hashes (from its `pii_subjects` column) by (subject, shard, row)."""
+    if pairs:
+        conn.execute(subject_index.insert(), [{"subject": k, "shard_id": shard_id, "row": r} for k, r in pairs])
+
+
+def insert_records(conn: Connection, shard_id: int, record_ids: pa.Array) -> None:
     """Index every record of a new shard by id, in id order so the B-tree grows at its end.
 
     COPY on PostgreSQL (~10x faster than INSERTs for 1M rows); one executemany on SQLite.

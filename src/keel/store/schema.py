@@ -43,6 +43,8 @@ __all__ = [
     "deployment_events",
     "deployments",
     "eval_case_scores",
+    "erasure_marks",
+    "erasures",
     "eval_results",
     "index_versions",
     "indexes",
@@ -58,6 +60,8 @@ __all__ = [
     "run_metrics",
     "run_params",
     "runs",
+    "subject_index",
+    "trace_subjects",
     "traces",
 ]
 
@@ -488,4 +492,48 @@ traces = Table(
     Column("flags", Text, nullable=False, comment="canonical JSON list of guardrail flags"),
     Index(None, "deployment", "at"),
     comment="One served request each: route, versions, tokens, latency, cost, cache and guardrail outcome.",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Data-subject erasure (keel.govern, keel.data, keel.monitor): migration 0012.
+
+subject_index = Table(
+    "subject_index",
+    metadata,
+    Column("subject", String(64), primary_key=True, comment="HMAC-SHA256 of 'type:value' under the workspace key"),
+    Column("shard_id", Integer, ForeignKey("dataset_shards.id"), primary_key=True),
+    Column("row", BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
+    comment="Where each detected personal value sits, by keyed hash (never the value): found after redaction.",
+)
+
+trace_subjects = Table(
+    "trace_subjects",
+    metadata,
+    Column("subject", String(64), primary_key=True, comment="HMAC-SHA256 of 'type:value' under the workspace key"),
+    Column("trace_id", String(26), primary_key=True),
+    sqlite_with_rowid=False,
+    comment="Which traces carried which personal value, by keyed hash, for erasure.",
+)
+
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", String(26), primary_key=True, comment="ULID; lineage and audit object erasure:<id>"),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("certificate", Text, nullable=False, comment="canonical JSON of the signed certificate"),
+    Column("certificate_sha256", String(64), nullable=False),
+    Column("signature", String(128), nullable=False, comment="Ed25519 signature of the certificate, hex"),
+    comment="Every data-subject erasure carried out, with its signed certificate.",
+)
+
+erasure_marks = Table(
+    "erasure_marks",
+    metadata,
+    Column("node", String(NODE_ID_LENGTH), primary_key=True, comment="lineage node id of the marked object"),
+    Column("erasure_id", String(26), ForeignKey("erasures.id"), primary_key=True),
+    Column("mark", String(64), nullable=False, comment="erased, trained_on_erased_data or serves_erased_data"),
+    Column("replaced_by", String(NODE_ID_LENGTH), nullable=True, comment="the version written without the records"),
+    comment="Objects an erasure removed or tainted: shown by `model show`, cards and `deploy list`.",
 )
