@@ -53,6 +53,12 @@ def _show(deployment: Deployment, json_output: bool, verb: str) -> None:
         console().print(escape(f"{verb} {deployment.name}: {_routes_text(deployment)}"))
 
 
+Retain = Annotated[
+    str | None,
+    typer.Option(help="Keep traces (and feedback) this long, e.g. 30d; `keel govern enforce` deletes older."),
+]
+
+
 @deploy_app.command("create")
 def create(
     ctx: typer.Context,
@@ -71,6 +77,7 @@ def create(
     cache_ttl: Annotated[float, typer.Option(help="Seconds to reuse temperature-0 answers (0: off).")] = 0.0,
     fallback_model: Annotated[str | None, typer.Option(help="Registry ref answering when the route fails.")] = None,
     fallback_upstream: Annotated[str | None, typer.Option(help="Upstream URL of the fallback.")] = None,
+    retain: Retain = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create deployment NAME sending every request to one model version."""
@@ -84,7 +91,7 @@ def create(
 
         fallback = Route(model=get_model(store, fallback_model, with_files=False).ref, upstream=fallback_upstream)
     settings = DeploymentSettings(
-        injection=injection, pii=pii, max_tokens=max_tokens, cache_ttl_s=cache_ttl, fallback=fallback
+        injection=injection, pii=pii, max_tokens=max_tokens, cache_ttl_s=cache_ttl, fallback=fallback, retain=retain
     )
     _show(create_deployment(store, name, model, route=route, settings=settings), json_output, "Created")
 
@@ -124,12 +131,13 @@ def configure(
     pii: Annotated[Literal["off", "redact"] | None, typer.Option(help="Redact personal data.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Clamp output tokens to this.")] = None,
     cache_ttl: Annotated[float | None, typer.Option(help="Seconds to reuse temperature-0 answers.")] = None,
+    retain: Retain = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Change NAME's guardrail and cache policies; unchanged options keep their values."""
+    """Change NAME's guardrail, cache and retention policies; unchanged options keep their values."""
     store = get_store(ctx)
     current = get_deployment(store, name).settings
-    changes = {"injection": injection, "pii": pii, "max_tokens": max_tokens, "cache_ttl_s": cache_ttl}
+    changes = {"injection": injection, "pii": pii, "max_tokens": max_tokens, "cache_ttl_s": cache_ttl, "retain": retain}
     settings = current.model_copy(update={k: v for k, v in changes.items() if v is not None})
     _show(
         configure_deployment(store, name, DeploymentSettings.model_validate(settings.model_dump())),
@@ -145,9 +153,10 @@ def list_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json([d.to_json() for d in found])
         return
-    table = Table("deployment", "routes", "updated (UTC)")
+    table = Table("deployment", "routes", "updated (UTC)", "erased data")
     for d in found:
-        table.add_row(escape(d.name), escape(_routes_text(d)), format_time(d.updated_at)[:19])
+        erased = "serves a model trained on erased data" if d.erased_data else ""
+        table.add_row(escape(d.name), escape(_routes_text(d)), format_time(d.updated_at)[:19], erased)
     console().print(table if found else "No deployments yet: `keel deploy create NAME --model REF`.")
 
 

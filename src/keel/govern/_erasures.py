@@ -19,15 +19,14 @@ from sqlalchemy import Connection, select
 
 from keel.core.ids import canonical_json
 from keel.govern._keyring import Keyring, verify_signature
+from keel.registry._marks import Mark
 from keel.store import Store, insert_for
 from keel.store.schema import erasure_marks, erasures
 
 __all__ = [
     "CERTIFICATE_FORMAT",
     "Certificate",
-    "Mark",
     "get_certificate",
-    "marks_for",
     "record_erasure",
     "sha256_text",
     "verify_certificate",
@@ -39,20 +38,6 @@ CERTIFICATE_FORMAT = "keel.erasure-certificate/1"
 def sha256_text(text: str) -> str:
     """The sha256 of a text's UTF-8 bytes, hex: how certificates name record and trace ids."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Mark:
-    """What an erasure did to one object."""
-
-    node: str
-    mark: str  # erased, trained_on_erased_data, serves_erased_data
-    erasure_id: str
-    replaced_by: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return {"mark": self.mark, "erasure": self.erasure_id, "replaced_by": self.replaced_by}
 
 
 @dataclass(frozen=True)
@@ -129,13 +114,3 @@ def verify_certificate(certificate: Certificate) -> bool:
     return verify_signature(
         str(certificate.document.get("public_key", "")), text.encode("utf-8"), certificate.signature
     )
-
-
-def marks_for(conn: Connection, nodes: Sequence[str]) -> dict[str, list[Mark]]:
-    """The erasure marks of each of these lineage nodes (absent: none)."""
-    found: dict[str, list[Mark]] = {}
-    for start in range(0, len(nodes), 500):
-        part = list(nodes[start : start + 500])
-        for row in conn.execute(select(erasure_marks).where(erasure_marks.c.node.in_(part))):
-            found.setdefault(row.node, []).append(Mark(row.node, row.mark, row.erasure_id, row.replaced_by))
-    return found

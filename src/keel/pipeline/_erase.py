@@ -22,12 +22,13 @@ from keel.core.clock import format_time
 from keel.core.errors import BlobNotFoundError, InputError
 from keel.core.ids import new_ulid
 from keel.data._erasure import DatasetHits, ReplacedVersion, erase_rows, find_rows, live_hits
-from keel.govern._erasures import Certificate, Mark, marks_for, record_erasure, sha256_text
+from keel.govern._erasures import Certificate, record_erasure, sha256_text
 from keel.govern._keyring import load_keyring, parse_subject
 from keel.index._build import build_index
 from keel.index._engines import VectorParams
 from keel.index._versions import IndexVersion, _from_row
 from keel.monitor._traces import delete_traces, trace_ids_of
+from keel.registry._marks import Mark, marks_for
 from keel.serve._deployments import list_deployments
 from keel.store import Store, read_bytes, walk
 from keel.store.schema import blobs, index_versions

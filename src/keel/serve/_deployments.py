@@ -8,19 +8,20 @@ one transaction. The newest event id is the generation gateways poll to reload w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Connection, func, select, update
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.registry import get_model
+from keel.registry._marks import marks_for
 from keel.registry._refs import check_name
-from keel.store import Store
+from keel.store import Store, parse_duration
 from keel.store.schema import deployment_events, deployments
 
 __all__ = [
@@ -90,6 +91,7 @@ class DeploymentSettings(BaseModel):
         cache_ttl_s: How long identical temperature-0 answers are reused; 0 turns the cache off.
         sticky_header: Requests carrying the same value of this header always take the same route.
         fallback: The route tried when the chosen one fails after retries or its circuit is open.
+        retain: How long its traces (and feedback) are kept, e.g. `30d`; `keel govern enforce` deletes older ones.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -100,6 +102,14 @@ class DeploymentSettings(BaseModel):
     cache_ttl_s: float = Field(default=0.0, ge=0)
     sticky_header: str = "x-keel-user"
     fallback: Route | None = None
+    retain: str | None = None
+
+    @field_validator("retain")
+    @classmethod
+    def _check_retain(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError(f"expected a retention such as 30d or 12h, above zero; got {value!r}")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +121,7 @@ class Deployment:
     settings: DeploymentSettings
     created_at: datetime
     updated_at: datetime
+    erased_data: tuple[dict[str, Any], ...] = ()  # erasure marks: serves a model trained on erased data
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -120,6 +131,7 @@ class Deployment:
             "settings": self.settings.model_dump(exclude_defaults=True),
             "created_at": format_time(self.created_at),
             "updated_at": format_time(self.updated_at),
+            "erased_data": list(self.erased_data),
         }
 
 
@@ -344,8 +356,14 @@ def get_deployment(store: Store, name: str) -> Deployment:
 
 
 def list_deployments(store: Store) -> list[Deployment]:
-    """Every deployment, by name."""
-    return list(load_deployments(store)[1].values())
+    """Every deployment, by name, with the erasure marks of each (serving a model trained on erased data)."""
+    found = list(load_deployments(store)[1].values())
+    with store.db.read() as conn:
+        marks = marks_for(conn, [f"deployment:{d.name}" for d in found])
+    return [
+        replace(d, erased_data=tuple(m.to_json() for m in marks.get(f"deployment:{d.name}", []))) if marks else d
+        for d in found
+    ]
 
 
 def current_generation(conn: Connection) -> int:
