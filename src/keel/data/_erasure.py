@@ -229,12 +229,11 @@ def erase_rows(
         for shard_id, (digest, keys, rows) in hits.shards.items()
     }
     at = store.clock()
-    blob_rows: list[BlobInfo] = []
     shard_ids: dict[str, int] = {}
+    _insert_blobs(conn, [b for s in new_shards.values() if s.files for b in (s.files.data, s.files.keys)], at)
     for shard in new_shards.values():
         if shard.files is None:
             continue
-        blob_rows += [shard.files.data, shard.files.keys]
         shard_id, created = _register(conn, shard)
         shard_ids[shard.files.data.digest] = shard_id
         if created:
@@ -248,13 +247,7 @@ def erase_rows(
         producer = {"command": "erase", "erasure": erasure_id, "replaces": f"{name}@v{version}"}
         manifest, vectors = _new_manifest(store, old, digest, new_shards, producer)
         manifest_blob = store.blobs.put_stream(io.BytesIO(canonical_json(manifest).encode()))
-        blob_rows += [*vectors, manifest_blob]
-        conn.execute(
-            insert_for(conn, blobs)
-            .values([{"digest": b.digest, "size": b.size, "created_at": at} for b in blob_rows])
-            .on_conflict_do_nothing()
-        )
-        blob_rows = []
+        _insert_blobs(conn, [*vectors, manifest_blob], at)
         new_version = _insert_version(store, conn, name, manifest, manifest_blob, shard_ids, at)
         old_node, new_node = f"dataset-version:{name}@v{version}", f"dataset-version:{name}@v{new_version}"
         add_edge(conn, old_node, add_node(conn, new_node, at=at), "erased_into", at=at)
@@ -279,6 +272,12 @@ def erase_rows(
         doomed += [digest, keys]
     conn.execute(delete(blobs).where(blobs.c.digest.in_(doomed)))
     return replaced, doomed
+
+
+def _insert_blobs(conn: Connection, infos: list[BlobInfo], at: Any) -> None:
+    if infos:
+        rows = [{"digest": b.digest, "size": b.size, "created_at": at} for b in infos]
+        conn.execute(insert_for(conn, blobs).values(rows).on_conflict_do_nothing())
 
 
 def _register(conn: Connection, shard: _NewShard) -> tuple[int, bool]:
