@@ -27,6 +27,7 @@ from keel.govern import (
     KeyVerifier,
     PermissionDeniedError,
 )
+from keel.govern._keyring import Keyring, load_keyring
 from keel.monitor import OtlpExporter, Trace, TraceWriter, storable
 from keel.registry import pull_model
 from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation
@@ -91,6 +92,7 @@ class RequestContext:
     ttft_s: float | None = None
     cache_hit: bool = False
     flags: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
     upstream_started: float | None = None
     upstream_ended: float | None = None
 
@@ -149,6 +151,13 @@ class Gateway:
         self._reloader: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._exporter: OtlpExporter | None = None
+        self._keyring: Keyring | None = None
+
+    def _subject_keyring(self) -> Keyring:
+        """The workspace's governance keyring, read once: it keys the subjects recorded with traces."""
+        if self._keyring is None:
+            self._keyring = load_keyring(self.store.settings)
+        return self._keyring
 
     @property
     def ready(self) -> bool:
@@ -335,6 +344,8 @@ class Gateway:
                     raise RateLimitedError(
                         f"rate limit of {key.rate_per_minute:g} requests/minute reached for this key", retry_after=wait
                     )
+        if deployment.settings.pii == "redact":  # its detector runs anyway: index who the request named
+            ctx.subjects = self.guardrails.subject_keys(body, self._subject_keyring().value_key)
         try:
             body, ctx.flags = self.guardrails.check_request(body, deployment.settings)
         except PromptBlockedError as exc:
@@ -479,5 +490,6 @@ class Gateway:
             cost=cost,
             cache_hit=ctx.cache_hit,
             flags=ctx.flags,
+            subjects=ctx.subjects,
         )
         await self.traces.put(trace)  # made storable there: every string of it may come from the request
