@@ -106,3 +106,39 @@ def scan(
         console().print(f"{model.ref}: {verdict} ({report.files} file(s), {len(report.findings)} finding(s))")
     if not report.safe:
         raise typer.Exit(2)
+
+
+@govern_app.command("classify")
+def classify(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="The dataset's name (it may have no version yet).")],
+    classification: Annotated[str, typer.Argument(help="public, internal, confidential or restricted.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Classify a dataset; versions of a restricted one are committed encrypted (AES-256-GCM) from now on."""
+    from keel.data._classification import classify_dataset
+
+    result = classify_dataset(get_store(ctx), dataset, classification)
+    if json_output:
+        print_json(result)
+        return
+    console().print(f"{escape(dataset)} is {classification} (was {result['before'] or 'unclassified'}).")
+    if classification == "restricted" and result["existing_versions"]:
+        console().print(
+            f"  its {result['existing_versions']} existing version(s) stay as they were written; "
+            "commit a new version to hold its rows encrypted, and erase the old ones' records if need be."
+        )
+
+
+@govern_app.command("rotate-key")
+def rotate_key(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Re-wrap every data key under a new key-encryption key and retire the old one; audited."""
+    from keel.data._classification import rotate_keys
+
+    rotation = rotate_keys(get_store(ctx))
+    if json_output:
+        print_json(rotation.to_json())
+        return
+    console().print(
+        f"Re-wrapped {rotation.data_keys} data key(s) under {rotation.new_kek}; retired {', '.join(rotation.retired)}."
+    )

@@ -2,7 +2,7 @@
 
 Detection and redaction live in keel.govern._pii_detect; this module turns them into a column whose
 offsets point into the text the step outputs (at the placeholders once redacted), and a column
-`pii_subjects` of the keyed hashes of the values found (keel.govern._keyring; never the values), which
+`pii_subjects` of the keyed hashes of the values found (keel.core.keyring; never the values), which
 a dataset commit indexes so `keel govern erase --subject` finds the records after redaction.
 """
 
@@ -14,9 +14,9 @@ import pyarrow as pa
 from pydantic import Field
 
 from keel.core.errors import WorkspaceNotFoundError
+from keel.core.keyring import SUBJECT_TYPES, Keyring, load_keyring
 from keel.core.settings import load_settings
 from keel.curate._step import Step, StepParams, StepResult
-from keel.govern._keyring import SUBJECT_TYPES, Keyring, load_keyring
 from keel.govern._pii_detect import DEFAULT_REGIONS, DEFAULT_TYPES, PiiDetector, PiiSpan, PiiType
 from keel.govern._pii_redact import redact
 

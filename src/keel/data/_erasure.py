@@ -23,9 +23,10 @@ import pyarrow as pa
 from sqlalchemy import Connection, delete, select, tuple_
 
 from keel.core.ids import canonical_json
+from keel.data._classification import get_classification, sealing_store
 from keel.data._column_stats import column_stats
 from keel.data._shards import ShardFiles, read_deletes, read_keys, read_shard, write_deletes, write_shard
-from keel.data._versions import ShardEntry, _load_manifest, complement, insert_records, insert_subjects, subject_rows
+from keel.data._versions import ShardEntry, _insert_records, _load_manifest, complement, insert_subjects, subject_rows
 from keel.registry._aliases import aliases_of, move_alias
 from keel.store import BlobInfo, Store, add_edge, add_node, insert_for
 from keel.store.schema import (
@@ -224,6 +225,9 @@ def erase_rows(
         The replaced versions, and the digests of the old blobs that held erased rows (shards, key
         files, manifests) to delete from the blob store.
     """
+    restricted = sorted({n for n, _, _ in hits.versions if get_classification(conn, n) == "restricted"})
+    if restricted:  # rewritten shards of a restricted dataset are sealed like its commits
+        store = sealing_store(store, restricted[0], conn)
     new_shards = {
         digest: _rewrite_shard(store, digest, keys, rows, hits.rows[shard_id])
         for shard_id, (digest, keys, rows) in hits.shards.items()
@@ -238,7 +242,7 @@ def erase_rows(
         shard_ids[shard.files.data.digest] = shard_id
         if created:
             record_ids, _ = read_keys(store.blobs, shard.files.keys.digest)
-            insert_records(conn, shard_id, record_ids)
+            _insert_records(conn, shard_id, record_ids)
             insert_subjects(conn, shard_id, shard.subjects)
     replaced: list[ReplacedVersion] = []
     doomed: list[str] = []

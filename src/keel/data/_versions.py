@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from keel.core.clock import format_time
 from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConflictError, InputError, NotFoundError
 from keel.core.ids import canonical_json
+from keel.data._classification import sealing_store
 from keel.data._column_stats import column_stats
 from keel.data._hashing import row_hashes
 from keel.data._inputs import check_table, read_inputs
@@ -568,6 +569,7 @@ def commit_version(
         producer.setdefault("files", [str(f) for f in files])
     if run_id is not None:
         producer.setdefault("run", run_id)
+    store = sealing_store(store, name)  # a restricted dataset's blobs are written as ciphertext
     staged = _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows)
     if base is not None and base.name == name and _same_files(staged.manifest, base.manifest):
         return base, False  # a damaged base shard was rewritten to its own bytes: repaired, nothing new
@@ -609,7 +611,7 @@ def _register_shards(store: Store, conn: Connection, staged: _Staged) -> dict[st
         assert shard_id is not None
         ids[files.data.digest] = int(shard_id[0])
         record_ids, _ = read_keys(store.blobs, files.keys.digest)
-        insert_records(conn, ids[files.data.digest], record_ids)
+        _insert_records(conn, ids[files.data.digest], record_ids)
         insert_subjects(conn, ids[files.data.digest], staged.subjects.get(files.data.digest, []))
     return ids
 
@@ -620,7 +622,7 @@ def insert_subjects(conn: Connection, shard_id: int, pairs: Sequence[tuple[str, 
         conn.execute(subject_index.insert(), [{"subject": k, "shard_id": shard_id, "row": r} for k, r in pairs])
 
 
-def insert_records(conn: Connection, shard_id: int, record_ids: pa.Array) -> None:
+def _insert_records(conn: Connection, shard_id: int, record_ids: pa.Array) -> None:
     """Index every record of a new shard by id, in id order so the B-tree grows at its end.
 
     COPY on PostgreSQL (~10x faster than INSERTs for 1M rows); one executemany on SQLite.

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from keel.core.ids import canonical_json
-from keel.govern._keyring import Keyring, verify_signature
+from keel.core.keyring import Keyring, verify_signature
 from keel.registry._marks import Mark
 from keel.store import Store, insert_for
 from keel.store.schema import erasure_marks, erasures

@@ -21,9 +21,9 @@ from sqlalchemy import Connection, delete, inspect, select, text
 from keel.core.clock import format_time
 from keel.core.errors import BlobNotFoundError, InputError
 from keel.core.ids import new_ulid
+from keel.core.keyring import load_keyring, parse_subject
 from keel.data._erasure import DatasetHits, ReplacedVersion, erase_rows, find_rows, live_hits
 from keel.govern._erasures import Certificate, record_erasure, sha256_text
-from keel.govern._keyring import load_keyring, parse_subject
 from keel.index._build import build_index
 from keel.index._engines import VectorParams
 from keel.index._versions import IndexVersion, _from_row

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.core.ids import canonical_json, new_ulid
+from keel.core.keyring import Keyring, load_keyring
 from keel.govern import (
     ApiKey,
     AuthenticationError,
@@ -27,7 +28,6 @@ from keel.govern import (
     KeyVerifier,
     PermissionDeniedError,
 )
-from keel.govern._keyring import Keyring, load_keyring
 from keel.monitor import OtlpExporter, Trace, TraceWriter, storable
 from keel.registry import pull_model
 from keel.serve._backends import Backend, CircuitBreaker, OpenAIBackend, Operation

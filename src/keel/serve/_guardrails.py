@@ -94,7 +94,7 @@ class Guardrails:
 
     def subject_keys(self, body: dict[str, Any], key: Callable[[str, str], str]) -> list[str]:
         """The keyed hashes (`key(type, value)`) of the personal values in a request's texts, for erasure."""
-        from keel.govern._keyring import SUBJECT_TYPES
+        from keel.core.keyring import SUBJECT_TYPES
 
         found = set()
         for text in _texts(body):

@@ -35,6 +35,8 @@ __all__ = [
     "audit_events",
     "audit_head",
     "blobs",
+    "data_keys",
+    "dataset_classifications",
     "dataset_records",
     "dataset_shards",
     "dataset_version_shards",
@@ -536,4 +538,28 @@ erasure_marks = Table(
     Column("mark", String(64), nullable=False, comment="erased, trained_on_erased_data or serves_erased_data"),
     Column("replaced_by", String(NODE_ID_LENGTH), nullable=True, comment="the version written without the records"),
     comment="Objects an erasure removed or tainted: shown by `model show`, cards and `deploy list`.",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Encryption at rest (keel.store sealed blobs, keel.data classification): migration 0012.
+
+dataset_classifications = Table(
+    "dataset_classifications",
+    metadata,
+    Column("name", String(128), primary_key=True, comment="dataset name (may precede its first version)"),
+    Column("classification", String(16), nullable=False, comment="public, internal, confidential or restricted"),
+    Column("updated_by", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    comment="Each dataset's classification; versions of restricted datasets are committed encrypted.",
+)
+
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("id", String(26), primary_key=True, comment="ULID, written into each blob it encrypts"),
+    Column("dataset", String(128), nullable=False, index=True),
+    Column("kek_id", String(32), nullable=False, comment="the workspace key-encryption key that wraps it"),
+    Column("wrapped", Text, nullable=False, comment="base64 of AES-GCM nonce + wrapped AES-256 data key"),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="Per-version data keys of restricted datasets, wrapped by a workspace key kept outside the database.",
 )

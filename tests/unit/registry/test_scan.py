@@ -88,11 +88,13 @@ def test_an_innocent_pickle_passes(tmp_path: Path) -> None:
         (lambda d: d[:6], "8-byte header length"),
     ],
 )
-def test_a_malformed_safetensors_header_is_dangerous(tmp_path: Path, mutate: object, detail: str) -> None:
+def test_a_malformed_safetensors_header_is_reported(tmp_path: Path, mutate: object, detail: str) -> None:
     path = tmp_path / "model.safetensors"
     path.write_bytes(mutate(_safetensors(tmp_path)))  # type: ignore[operator]
     report = scan_files([("model.safetensors", path)])
-    assert not report.safe and detail in report.findings[0].detail
+    assert [f.severity for f in report.findings] == ["suspicious"] and detail in report.findings[0].detail
+    good = tmp_path / "good.safetensors"
+    assert scan_files([("good.safetensors", good)]).findings == []
 
 
 def test_an_executable_is_dangerous_whatever_its_name(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""erasure: subject index, trace subjects, erasures and their marks (keel.govern)
+"""erasure and encryption: subject index, trace subjects, erasures and marks, classifications, data keys
 
 Revision ID: 0012
 Revises: 0007
@@ -70,8 +70,41 @@ def upgrade() -> None:
         comment="Objects an erasure removed or tainted: shown by `model show`, cards and `deploy list`.",
     )
 
+    op.create_table(
+        "dataset_classifications",
+        sa.Column(
+            "name", sa.String(length=128), nullable=False, comment="dataset name (may precede its first version)"
+        ),
+        sa.Column(
+            "classification",
+            sa.String(length=16),
+            nullable=False,
+            comment="public, internal, confidential or restricted",
+        ),
+        sa.Column("updated_by", sa.String(length=255), nullable=False),
+        sa.Column("updated_at", keel.store.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_dataset_classifications")),
+        comment="Each dataset's classification; versions of restricted datasets are committed encrypted.",
+    )
+    op.create_table(
+        "data_keys",
+        sa.Column("id", sa.String(length=26), nullable=False, comment="ULID, written into each blob it encrypts"),
+        sa.Column("dataset", sa.String(length=128), nullable=False),
+        sa.Column(
+            "kek_id", sa.String(length=32), nullable=False, comment="the workspace key-encryption key that wraps it"
+        ),
+        sa.Column("wrapped", sa.Text(), nullable=False, comment="base64 of AES-GCM nonce + wrapped AES-256 data key"),
+        sa.Column("created_at", keel.store.schema.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_data_keys")),
+        comment="Per-version data keys of restricted datasets, wrapped by a workspace key kept outside the database.",
+    )
+    op.create_index(op.f("ix_data_keys_dataset"), "data_keys", ["dataset"], unique=False)
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_data_keys_dataset"), table_name="data_keys")
+    op.drop_table("data_keys")
+    op.drop_table("dataset_classifications")
     op.drop_table("erasure_marks")
     op.drop_table("erasures")
     op.drop_table("trace_subjects")

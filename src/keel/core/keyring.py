@@ -1,10 +1,12 @@
 """The workspace's governance keys, kept outside the database, and the keyed hashes of data subjects.
 
-A keyring holds two secrets: the HMAC key that turns a personal value (`email:jane@example.com`)
-into the 64-hex-digit subject key the subject index stores (so a subject is found after redaction,
-and the value itself is never stored), and the Ed25519 key that signs erasure certificates. It is
-read from `KEEL_GOVERN_KEY` or from the key file (`.keel/govern.key` by default, made 0600 on first
-use). Whoever holds the database alone can neither reverse a subject key nor forge a certificate.
+A keyring holds the HMAC key that turns a personal value (`email:jane@example.com`) into the
+64-hex-digit subject key the subject index stores (so a subject is found after redaction, and the
+value itself is never stored), the Ed25519 key that signs erasure certificates, and the key-encryption
+keys (AES-256, newest first) that wrap the per-version data keys of restricted datasets. It is read
+from `KEEL_GOVERN_KEY` or from the key file (`.keel/govern.key` by default, made 0600 on first use).
+Whoever holds the database alone can neither reverse a subject key, forge a certificate nor decrypt.
+It lives on the core floor because the blob store (floor 2) unwraps data keys with it.
 """
 
 from __future__ import annotations
@@ -19,14 +21,25 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from keel.core.errors import ConfigError, InputError
 from keel.core.settings import Settings
 
-__all__ = ["KEYRING_FORMAT", "SUBJECT_TYPES", "Keyring", "load_keyring", "normalize_subject", "parse_subject"]
+__all__ = [
+    "KEYRING_FORMAT",
+    "SUBJECT_TYPES",
+    "Keyring",
+    "load_keyring",
+    "new_kek",
+    "normalize_subject",
+    "parse_subject",
+    "save_keyring",
+    "verify_signature",
+]
 
 KEYRING_FORMAT = "keel.govern-keyring/1"
 # The PII detector's types whose values identify a person; `type:value` on the command line.
@@ -40,18 +53,52 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def new_kek() -> tuple[str, bytes]:
+    """A fresh key-encryption key: (id, 32 random bytes)."""
+    return f"kek-{secrets.token_hex(6)}", secrets.token_bytes(32)
+
+
 @dataclass(frozen=True)
 class Keyring:
-    """The subject-hashing key and the certificate-signing key of one workspace."""
+    """The subject-hashing key, the certificate-signing key and the key-encryption keys of one workspace."""
 
     subject_secret: bytes
     signing_seed: bytes
     source: str
+    keks: tuple[tuple[str, bytes], ...] = ()  # (id, AES-256 key), the current one first
 
     @classmethod
     def generate(cls, source: str = "generated") -> Keyring:
         """A keyring with fresh random keys."""
-        return cls(secrets.token_bytes(32), secrets.token_bytes(32), source)
+        return cls(secrets.token_bytes(32), secrets.token_bytes(32), source, (new_kek(),))
+
+    def wrap(self, data_key: bytes) -> tuple[str, str]:
+        """Encrypt a data key under the current key-encryption key: (kek id, base64 of nonce + ciphertext)."""
+        kek_id, kek = self.keks[0]
+        nonce = secrets.token_bytes(12)
+        return kek_id, _b64(nonce + AESGCM(kek).encrypt(nonce, data_key, kek_id.encode()))
+
+    def unwrap(self, kek_id: str, wrapped: str) -> bytes:
+        """Decrypt a data key wrapped by `wrap`.
+
+        Raises:
+            ConfigError: This keyring lacks that key-encryption key, or the wrapped key does not open with it.
+        """
+        kek = dict(self.keks).get(kek_id)
+        if kek is None:
+            raise ConfigError(
+                f"expected key-encryption key {kek_id} in the governance keyring {self.source}; it holds "
+                f"{', '.join(k for k, _ in self.keks) or 'none'}",
+                hint="restore the key file in use when the data was written, or finish `keel govern rotate-key`",
+            )
+        raw = base64.b64decode(wrapped)
+        try:
+            return AESGCM(kek).decrypt(raw[:12], raw[12:], kek_id.encode())
+        except InvalidTag:
+            raise ConfigError(
+                f"the data key wrapped under {kek_id} does not decrypt with the keyring {self.source}",
+                hint="the key file was replaced; restore the original from your secret store",
+            ) from None
 
     @classmethod
     def from_json(cls, text: str, source: str) -> Keyring:
@@ -65,21 +112,24 @@ class Keyring:
             if data.get("format") != KEYRING_FORMAT:
                 raise ValueError(f"format {data.get('format')!r}")
             subject, signing = base64.b64decode(data["subject"]), base64.b64decode(data["signing"])
-            if len(subject) != 32 or len(signing) != 32:
+            keks = tuple((str(k["id"]), base64.b64decode(k["key"])) for k in data["kek"])
+            if len(subject) != 32 or len(signing) != 32 or not keks or any(len(k) != 32 for _, k in keks):
                 raise ValueError("keys of 32 bytes")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(
-                f"expected a governance keyring ({KEYRING_FORMAT}: JSON with base64 `subject` and `signing` keys of "
-                f"32 bytes) in {source}; found something else ({exc})",
+                f"expected a governance keyring ({KEYRING_FORMAT}: JSON with base64 `subject`, `signing` and `kek` "
+                f"keys of 32 bytes) in {source}; found something else ({exc})",
                 hint="restore the key file from your secret store; a new one cannot find subjects hashed before",
             ) from None
-        return cls(subject, signing, source)
+        return cls(subject, signing, source, keks)
 
     def to_json(self) -> str:
         """The keyring as its key file holds it."""
+        keks = [{"id": kek_id, "key": _b64(key)} for kek_id, key in self.keks]
         return json.dumps(
-            {"format": KEYRING_FORMAT, "subject": _b64(self.subject_secret), "signing": _b64(self.signing_seed)}
-        )
+            {"format": KEYRING_FORMAT, "subject": _b64(self.subject_secret), "signing": _b64(self.signing_seed),
+             "kek": keks}
+        )  # fmt: skip
 
     def subject_key(self, subject: str) -> str:
         """The keyed hash of a normalized `type:value` subject, as the subject index stores it.
@@ -147,6 +197,20 @@ def load_keyring(settings: Settings, *, create: bool = True) -> Keyring:
         out.flush()
         os.fsync(out.fileno())
     return ring
+
+
+def save_keyring(ring: Keyring, path: Path) -> None:
+    """Replace the key file atomically (write 0600 beside it, fsync, rename): a crash leaves the old or the new."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.new")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(ring.to_json())
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 _DIGITS = re.compile(r"\D")
