@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from tests.unit.govern.test_erasure import _raw_blob_files  # the raw reader of local files and S3 objects
 from typer.testing import CliRunner
 
 from keel.cli._app import app
@@ -23,7 +24,6 @@ from keel.data import commit_version, load_version
 from keel.data._classification import classify_dataset, rotate_keys
 from keel.pipeline._erase import erase_subjects
 from keel.store import Store, init_workspace, open_store
-from tests.unit.govern.test_erasure import _raw_blob_files  # the raw reader of local files and S3 objects
 
 CANARY = "Canary sentence 7731: the vault code is heron-plum-ladder."
 

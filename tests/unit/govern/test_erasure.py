@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 from keel.cli._app import app
 from keel.core.errors import InputError, NotFoundError
+from keel.core.keyring import load_keyring, parse_subject
 from keel.curate._pii_step import PiiParams, PiiStep
 from keel.data import commit_version, get_version, load_version, make_record, records_to_table
 from keel.govern._erasures import verify_certificate
-from keel.core.keyring import load_keyring, parse_subject
 from keel.index import build_index
 from keel.monitor import Trace, TraceWriter, list_traces
 from keel.pipeline._erase import erase_subjects, erasure_impact
