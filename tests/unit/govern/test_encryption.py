@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from tests.unit.govern.test_erasure import _raw_blob_files  # the raw reader of local files and S3 objects
+from tests.unit.govern.blobscan import raw_blob_files
 from typer.testing import CliRunner
 
 from keel.cli._app import app
@@ -53,12 +53,12 @@ def _holds_canary(data: bytes) -> bool:
 
 def _check(store: Store) -> None:
     commit_version(store, "open", _rows(30))
-    assert [name for name, data in _raw_blob_files(store) if _holds_canary(data)]  # control: plaintext is found
-    before = {name for name, _ in _raw_blob_files(store)}
+    assert [name for name, data in raw_blob_files(store) if _holds_canary(data)]  # control: plaintext is found
+    before = {name for name, _ in raw_blob_files(store)}
     classify_dataset(store, "vault", "restricted")
     commit_version(store, "vault", _rows(30), shard_rows=10)
     commit_version(store, "vault", _rows(33), shard_rows=10)  # reuses the sealed shards of v1
-    vault_blobs = [(name, data) for name, data in _raw_blob_files(store) if name not in before]
+    vault_blobs = [(name, data) for name, data in raw_blob_files(store) if name not in before]
     assert len(vault_blobs) >= 8
     assert not [name for name, data in vault_blobs if _holds_canary(data)]
     assert all(data.startswith(b"\x00KEEL-AESGCM1") for _, data in vault_blobs)
@@ -73,7 +73,7 @@ def _check(store: Store) -> None:
         _, certificate = erase_subjects(again, record_ids=["r0"])
         assert certificate is not None
         assert load_version(again, "vault@v4").num_rows == 32
-        assert not [name for name, data in _raw_blob_files(again) if _holds_canary(data) and name not in before]
+        assert not [name for name, data in raw_blob_files(again) if _holds_canary(data) and name not in before]
     finally:
         again.close()
 

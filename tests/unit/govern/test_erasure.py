@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from tests.unit.govern.blobscan import raw_blob_files
 from typer.testing import CliRunner
 
 from keel.cli._app import app
@@ -92,24 +93,6 @@ def _blob_bytes(store: Store) -> Iterator[tuple[str, bytes]]:
             yield digest, reader.read()
 
 
-def _raw_blob_files(store: Store) -> Iterator[tuple[str, bytes]]:
-    """The blob store as files or objects, read without Keel (local directory, or S3 through boto3)."""
-    url = store.blobs.url
-    if "://" not in url:
-        for path in Path(url).rglob("*"):
-            if path.is_file():
-                yield str(path), path.read_bytes()
-        return
-    import boto3
-
-    options = store.settings.blob_options
-    client = boto3.client("s3", endpoint_url=options["endpoint_url"], aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")  # fmt: skip
-    bucket, prefix = url.removeprefix("s3://").split("/", 1)
-    for item in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-        yield item["Key"], client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-
-
 def _database_bytes(store: Store) -> bytes:
     state = store.settings.state_dir
     return b"".join(p.read_bytes() for p in state.glob("keel.db*"))
@@ -137,7 +120,7 @@ def _seed(store: Store, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 def _assert_erased_everywhere(store: Store) -> None:
     assert not [d for d, data in _blob_bytes(store) if _contains(data)]
-    assert not [name for name, data in _raw_blob_files(store) if _contains(data)]
+    assert not [name for name, data in raw_blob_files(store) if _contains(data)]
     if store.db.dialect == "sqlite":
         assert not any(n in _database_bytes(store) for n in NEEDLES)
 
@@ -146,7 +129,7 @@ def _erase_and_check(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     seeded = _seed(store, monkeypatch)
     # Positive control: the search finds the subject before the erasure.
     assert any(_contains(data) for _, data in _blob_bytes(store))
-    assert any(_contains(data) for _, data in _raw_blob_files(store)) or "://" not in store.blobs.url
+    assert any(_contains(data) for _, data in raw_blob_files(store)) or "://" not in store.blobs.url
 
     impact = erasure_impact(store, [f"email:{SUBJECT}"])
     found = impact.to_json()
