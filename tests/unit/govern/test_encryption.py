@@ -136,3 +136,29 @@ def test_rotation_refuses_a_keyring_from_the_environment(workspace: Path, monkey
             rotate_keys(open_store(load_settings(workspace)))
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_sslmode_in_the_url_reaches_the_driver() -> None:
+    """`?sslmode=` is passed through to libpq: the test server has no TLS, so `require` is refused by name."""
+    import os
+
+    from keel.core.errors import DatabaseUnavailableError
+    from keel.store import Database
+
+    url = os.environ.get("KEEL_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("needs KEEL_TEST_POSTGRES_URL")
+    base = url.split("?", 1)[0]
+    plain, required = (
+        Database(f"{base}?sslmode=disable", origin="test"),
+        Database(f"{base}?sslmode=require", origin="t"),
+    )
+    try:
+        with plain.read() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        with pytest.raises(DatabaseUnavailableError, match="SSL was required"), required.read() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    finally:
+        plain.dispose()
+        required.dispose()
