@@ -117,8 +117,12 @@ def main() -> None:
             "versions": args.versions,
             "traces": args.traces,
             "seed_s": round(seed_s, 1),
-            "found": {"records_live": found["records"], "stored_rows": found["shard_rows"],
-                      "versions": len(found["dataset_versions"]), "traces": found["traces"]},  # fmt: skip
+            "found": {
+                "records_live": found["records"],
+                "stored_rows": found["shard_rows"],
+                "versions": len(found["dataset_versions"]),
+                "traces": found["traces"],
+            },  # fmt: skip
             "impact_s": round(impact_s, 3),
             "impact_cpu_s": round(impact_cpu, 3),
             "erase_s": round(erase_s, 2),
