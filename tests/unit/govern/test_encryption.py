@@ -132,8 +132,12 @@ def test_rotation_refuses_a_keyring_from_the_environment(workspace: Path, monkey
         from keel.core.keyring import load_keyring
 
         monkeypatch.setenv("KEEL_GOVERN_KEY", load_keyring(store.settings).to_json())
-        with pytest.raises(ConfigError, match="KEEL_GOVERN_KEY"):
-            rotate_keys(open_store(load_settings(workspace)))
+        from_env = open_store(load_settings(workspace))
+        try:
+            with pytest.raises(ConfigError, match="KEEL_GOVERN_KEY"):
+                rotate_keys(from_env)
+        finally:
+            from_env.close()
     finally:
         store.close()
 

@@ -51,7 +51,7 @@ def test_enforce_deletes_only_traces_older_than_each_deployments_retention(store
     _traces(store, "short", [0.1, 0.5, 2, 30, 24 * 40], "01JSHORT")
     _traces(store, "forever", [0.1, 24 * 400], "01JFOREVER")
     with store.db.write() as conn:  # a feedback table as the feedback feature makes it (trace_id + text)
-        conn.execute(text("CREATE TABLE feedback (id INTEGER PRIMARY KEY, trace_id VARCHAR(26), comment TEXT)"))
+        conn.execute(text("CREATE TABLE feedback (trace_id VARCHAR(26), comment TEXT)"))
         conn.execute(text("INSERT INTO feedback (trace_id, comment) VALUES ('01JSHORT000000000000000003', 'slow')"))
         conn.execute(text("INSERT INTO feedback (trace_id, comment) VALUES ('01JSHORT000000000000000000', 'ok')"))
     results = enforce_retention(store)
