@@ -166,6 +166,11 @@ def _erase_and_check(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     assert model.erased_data and model.erased_data[0]["mark"] == "trained_on_erased_data"
     assert model_card(store, "tiny@v1")["erased_data"] == model.erased_data
     assert list_deployments(store)[0].erased_data
+    runner = CliRunner()  # the faces say it too
+    assert "trained on erased data" in runner.invoke(app, ["model", "show", "tiny@v1"]).output
+    assert "Trained on erased data" in runner.invoke(app, ["model", "card", "tiny@v1"]).output
+    listed = runner.invoke(app, ["deploy", "list", "--json"]).output
+    assert json.loads(listed)[0]["erased_data"][0]["mark"] == "serves_erased_data"
     # Running it again finds nothing.
     again = erasure_impact(store, [f"email:{SUBJECT}"])
     assert again.empty and again.to_json()["records"] == 0
@@ -232,6 +237,13 @@ def test_spellings_of_one_subject_hash_alike_and_the_key_stays_out_of_the_databa
     )
     assert ring.subject_key(parse_subject("phone:+1 (415) 555-0100")) == ring.subject_key(
         parse_subject("phone:14155550100")
+    )
+    # Unicode: case-folded (ß → ss), and distinct from a look-alike ASCII address.
+    assert ring.subject_key(parse_subject("email:STRAßE@Bücher.de")) == ring.subject_key(
+        parse_subject("email:strasse@bücher.de")
+    )
+    assert ring.subject_key(parse_subject("email:jose@example.com")) != ring.subject_key(
+        parse_subject("email:josé@example.com")
     )
     key_file = store.settings.resolved_govern_key_file
     assert key_file.stat().st_mode & 0o777 == 0o600
