@@ -59,6 +59,11 @@ Retain = Annotated[
 ]
 
 
+AllowUnsafe = Annotated[
+    bool, typer.Option("--allow-unsafe", help="Deploy a version registered over dangerous scan findings (audited).")
+]
+
+
 @deploy_app.command("create")
 def create(
     ctx: typer.Context,
@@ -78,6 +83,7 @@ def create(
     fallback_model: Annotated[str | None, typer.Option(help="Registry ref answering when the route fails.")] = None,
     fallback_upstream: Annotated[str | None, typer.Option(help="Upstream URL of the fallback.")] = None,
     retain: Retain = None,
+    allow_unsafe: AllowUnsafe = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create deployment NAME sending every request to one model version."""
@@ -93,7 +99,8 @@ def create(
     settings = DeploymentSettings(
         injection=injection, pii=pii, max_tokens=max_tokens, cache_ttl_s=cache_ttl, fallback=fallback, retain=retain
     )
-    _show(create_deployment(store, name, model, route=route, settings=settings), json_output, "Created")
+    created = create_deployment(store, name, model, route=route, settings=settings, allow_unsafe=allow_unsafe)
+    _show(created, json_output, "Created")
 
 
 @deploy_app.command("canary")
@@ -104,11 +111,13 @@ def canary(
     weight: Annotated[int, typer.Option(help="Percent of requests the canary gets (1-99).")] = 10,
     upstream: Upstream = None,
     upstream_model: UpstreamModel = None,
+    allow_unsafe: AllowUnsafe = False,
     json_output: JsonOption = False,
 ) -> None:
     """Send WEIGHT% of NAME's requests to another model version."""
     route = {k: v for k, v in {"upstream": upstream, "upstream_model": upstream_model}.items() if v is not None}
-    _show(canary_deployment(get_store(ctx), name, model, weight=weight, route=route), json_output, "Canary on")
+    changed = canary_deployment(get_store(ctx), name, model, weight=weight, route=route, allow_unsafe=allow_unsafe)
+    _show(changed, json_output, "Canary on")
 
 
 @deploy_app.command("promote")

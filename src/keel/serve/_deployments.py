@@ -20,8 +20,9 @@ from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.registry import get_model
 from keel.registry._marks import marks_for
+from keel.registry._models import UnsafeModelError
 from keel.registry._refs import check_name
-from keel.store import Store, parse_duration
+from keel.store import Store, events, parse_duration
 from keel.store.schema import deployment_events, deployments
 
 __all__ = [
@@ -178,8 +179,19 @@ def _from_row(row: Any) -> Deployment:
     )
 
 
-def _route(store: Store, model: str, **fields: Any) -> Route:
+def _registered_unsafe(store: Store, node: str) -> bool:
+    """Whether a model version was registered with `--allow-unsafe` over dangerous scan findings."""
+    with store.db.read() as conn:
+        return bool(events(conn, action="model.register.unsafe", object_id=node, limit=1))
+
+
+def _route(store: Store, model: str, allow_unsafe: bool = False, **fields: Any) -> Route:
     version = get_model(store, model, with_files=False)
+    if not allow_unsafe and _registered_unsafe(store, version.node):
+        raise UnsafeModelError(
+            f"refusing to deploy {version.ref}: it was registered with --allow-unsafe over dangerous scan findings",
+            hint=f"see `keel scan {version.ref}`; pass --allow-unsafe to deploy it anyway (audited)",
+        )
     values = {k: v for k, v in fields.items() if v is not None}
     try:
         route = Route(model=version.ref, **values)
@@ -200,6 +212,11 @@ def _lock(conn: Connection, name: str) -> Any:
             f"no deployment named {name!r}", hint="create it with `keel deploy create NAME --model REF`"
         )
     return row
+
+
+def _audit_unsafe(store: Store, conn: Connection, name: str, route: Route, allowed: bool) -> None:
+    if allowed and _registered_unsafe(store, route.node):
+        store.audit(conn, "deployment.allow_unsafe", f"deployment:{name}", {"model": route.model})
 
 
 def _change(store: Store, conn: Connection, row: Any, action: str, routes: tuple[Route, ...], **extra: Any) -> None:
@@ -225,6 +242,7 @@ def create_deployment(
     *,
     route: dict[str, Any] | None = None,
     settings: DeploymentSettings | None = None,
+    allow_unsafe: bool = False,
 ) -> Deployment:
     """Create deployment `name` sending every request to one model version.
 
@@ -233,13 +251,15 @@ def create_deployment(
         name: The deployment's name: what clients pass as `model`.
         model: A registry reference (`chat`, `chat@v2`, `chat@production`), pinned to its version now.
         route: Route fields besides the model (`backend`, `upstream`, `price_in`, …).
-        settings: Guardrail, cache and fallback policies.
+        settings: Guardrail, cache, fallback and retention policies.
+        allow_unsafe: Deploy a version registered over dangerous scan findings (audited).
 
     Returns:
         The deployment.
 
     Raises:
         InputError: A bad name or route field.
+        UnsafeModelError: The version was registered with --allow-unsafe and `allow_unsafe` is False.
         NotFoundError: The model reference resolves to no version.
 
     Examples:
@@ -247,7 +267,7 @@ def create_deployment(
         >>> create_deployment(store, "chat", "chat@v1", route=upstream)  # doctest: +SKIP
     """
     check_name(name, "deployment")
-    first = _route(store, model, **(route or {}))
+    first = _route(store, model, allow_unsafe, **(route or {}))
     settings = settings or DeploymentSettings()
     now = store.clock()
     with store.db.write() as conn:
@@ -272,11 +292,18 @@ def create_deployment(
             )
         )
         store.audit(conn, "deployment.create", f"deployment:{name}", {"to": json.loads(routes)})
+        _audit_unsafe(store, conn, name, first, allow_unsafe)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
 def canary_deployment(
-    store: Store, name: str, model: str, *, weight: int, route: dict[str, Any] | None = None
+    store: Store,
+    name: str,
+    model: str,
+    *,
+    weight: int,
+    route: dict[str, Any] | None = None,
+    allow_unsafe: bool = False,
 ) -> Deployment:
     """Send `weight`% of `name`'s requests to `model`, the rest to the current primary route.
 
@@ -293,8 +320,9 @@ def canary_deployment(
         row = _lock(conn, name)
         primary = _parse_routes(row.routes)[0]
         inherited = primary.model_dump(exclude={"model", "weight", "upstream_model"}, exclude_defaults=True)
-        canary = _route(store, model, **{**inherited, **(route or {}), "weight": weight})
+        canary = _route(store, model, allow_unsafe, **{**inherited, **(route or {}), "weight": weight})
         _change(store, conn, row, "canary", (primary.model_copy(update={"weight": 100 - weight}), canary))
+        _audit_unsafe(store, conn, name, canary, allow_unsafe)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 

@@ -102,3 +102,22 @@ def test_an_executable_is_dangerous_whatever_its_name(tmp_path: Path) -> None:
     path.write_bytes(b"\x7fELF\x02\x01\x01" + b"\x00" * 64)
     report = scan_files([("tokenizer.json", path)])
     assert not report.safe and report.findings[0].kind == "executable"
+
+
+def test_a_version_registered_unsafe_is_not_deployed_unless_allowed(store: Store, tmp_path: Path) -> None:
+    from keel.serve import canary_deployment, create_deployment
+
+    clean = _model(tmp_path / "clean", {"model.safetensors": _safetensors(tmp_path)})
+    evil = _model(tmp_path / "evil", {"pytorch_model.bin": pickle.dumps(_Payload())})
+    register_model(store, "m", clean)
+    register_model(store, "m", evil, allow_unsafe=True)
+    route = {"upstream": "http://127.0.0.1:9/v1"}
+    with pytest.raises(UnsafeModelError, match="refusing to deploy m@v2"):
+        create_deployment(store, "d", "m@v2", route=route)
+    create_deployment(store, "d", "m@v1", route=route)
+    with pytest.raises(UnsafeModelError, match="refusing to deploy m@v2"):
+        canary_deployment(store, "d", "m@v2", weight=10)
+    canary_deployment(store, "d", "m@v2", weight=10, allow_unsafe=True)
+    with store.db.read() as conn:
+        allowed = events(conn, action="deployment.allow_unsafe")
+    assert [(e.object_id, e.details["model"]) for e in allowed] == [("deployment:d", "m@v2")]
