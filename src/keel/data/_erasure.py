@@ -262,13 +262,17 @@ def erase_rows(
     replaced: list[ReplacedVersion] = []
     doomed: list[str] = []
     stats_cache: _StatsCache = {}
+    counted: set[str] = set()
     for name, version, digest in hits.versions:
         old = _load_manifest(store, digest)
         producer = {"command": "erase", "erasure": erasure_id, "replaces": f"{name}@v{version}"}
         manifest, vectors = _new_manifest(store, old, digest, new_shards, producer, stats_cache)
         manifest_blob = store.blobs.put_stream(io.BytesIO(canonical_json(manifest).encode()))
         _insert_blobs(conn, [*vectors, manifest_blob], at)
-        new_version = _insert_version(store, conn, name, manifest, manifest_blob, shard_ids, at)
+        # A rewritten shard is new bytes for the first version that uses it only, as in a commit.
+        fresh = {d: i for d, i in shard_ids.items() if d not in counted}
+        counted.update(e["digest"] for e in manifest["shards"])
+        new_version = _insert_version(store, conn, name, manifest, manifest_blob, fresh, at)
         old_node, new_node = f"dataset-version:{name}@v{version}", f"dataset-version:{name}@v{new_version}"
         add_edge(conn, old_node, add_node(conn, new_node, at=at), "erased_into", at=at)
         for tag, points_at in aliases_of(conn, "dataset", name).items():
