@@ -182,10 +182,13 @@ def erase_subjects(
             _secure_delete(conn)
             done.replaced, doomed = erase_rows(store, conn, impact.hits, erasure_id)
         done.blobs += doomed
+        _delete_blobs(store, doomed)  # at once: nothing references them any more, and nothing would find them
     replacement = {r.old_digest: r for r in done.replaced}
     for index in impact.indexes:
         done.indexes.append(_rebuild_index(store, index, replacement.get(index.dataset_digest or "")))
-        done.blobs += done.indexes[-1].pop("_doomed")
+        doomed = done.indexes[-1].pop("_doomed")
+        done.blobs += doomed
+        _delete_blobs(store, doomed)
     keyring = load_keyring(store.settings)
     with store.db.write() as conn:
         _secure_delete(conn)
@@ -193,11 +196,15 @@ def erase_subjects(
         done.feedback = _erase_feedback(conn, impact, subjects)
         marks = _marks(conn, impact, done, erasure_id)
         certificate = record_erasure(store, conn, keyring, _document(store, erasure_id, impact, done), marks)
-    for digest in dict.fromkeys(done.blobs):
-        with contextlib.suppress(BlobNotFoundError):
-            store.blobs.delete(digest)
     _checkpoint(store)
     return impact, certificate
+
+
+def _delete_blobs(store: Store, digests: list[str]) -> None:
+    """Delete blobs whose rows a committed transaction removed (a crash before this leaves orphans for `keel gc`)."""
+    for digest in dict.fromkeys(digests):
+        with contextlib.suppress(BlobNotFoundError):
+            store.blobs.delete(digest)
 
 
 def _secure_delete(conn: Connection) -> None:
