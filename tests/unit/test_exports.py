@@ -87,7 +87,7 @@ EXPECTED = {
         "quantize_model", "sweep", "train",
     ],
     "keel.cli": ["app", "main"],
-    "keel.pipeline": ["DemoReport", "run_demo"],
+    "keel.pipeline": ["DemoReport", "ErasureImpact", "erase_subjects", "erasure_impact", "run_demo"],
     "keel.data": [
         "MAX_JSON_DEPTH", "RECORD_SCHEMA", "DatasetVersion", "Expectations", "RecordTrace", "ShardEntry",
         "ValidationReport",

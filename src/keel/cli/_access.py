@@ -14,7 +14,6 @@ from keel.govern import (
     ACTIONS,
     approve,
     check,
-    classify_dataset,
     define_role,
     grant,
     list_bindings,
@@ -166,21 +165,6 @@ def protect_command(
     else:
         verb = "no longer needs" if remove else "now needs"
         console().print(f"{escape(target)} on {escape(scope)} {verb} another principal's approval.")
-
-
-@access_app.command("classify")
-def classify_command(
-    ctx: typer.Context,
-    dataset: Annotated[str, typer.Argument(help="The dataset's name.")],
-    classification: Annotated[str, typer.Argument(help="public, internal, confidential or restricted.")],
-    json_output: JsonOption = False,
-) -> None:
-    """Classify a dataset; reading a restricted one's records needs the dataset.read permission."""
-    classify_dataset(get_store(ctx), dataset, classification)
-    if json_output:
-        print_json({"dataset": dataset, "classification": classification})
-    else:
-        console().print(f"Dataset {escape(dataset)} is now {classification}.")
 
 
 @access_app.command("requests")

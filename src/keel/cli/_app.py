@@ -60,6 +60,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "index": ("keel.cli._index", "index_app",
               "Retrieval indexes: chunks, embeddings, vector and keyword search over dataset versions."),
     "eval": ("keel.cli._eval", "eval_app", "Evaluation: run suites, compare results, gate candidates."),
+    "govern": ("keel.cli._govern", "govern_app",
+               "Governance: data-subject erasure with a signed certificate, retention."),
+    "scan": ("keel.cli._govern", "scan",
+             "Scan a model version's files: pickles that import or call, executables, safetensors headers."),
 }  # fmt: skip
 # Command groups are singular nouns (kubectl/gh style). The plural names of December 2026 stay, hidden, for one
 # release so scripts written against them keep working.

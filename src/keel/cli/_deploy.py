@@ -76,6 +76,17 @@ def _show(deployment: Deployment, json_output: bool, verb: str) -> None:
         console().print(escape(f"{verb} {deployment.name}: {_routes_text(deployment)}"))
 
 
+Retain = Annotated[
+    str | None,
+    typer.Option(help="Keep traces (and feedback) this long, e.g. 30d; `keel govern enforce` deletes older."),
+]
+
+
+AllowUnsafe = Annotated[
+    bool, typer.Option("--allow-unsafe", help="Deploy a version registered over dangerous scan findings (audited).")
+]
+
+
 @deploy_app.command("create")
 def create(
     ctx: typer.Context,
@@ -101,6 +112,8 @@ def create(
     mode: Mode = None,
     max_context_tokens: ContextTokens = None,
     query: QueryFrom = None,
+    retain: Retain = None,
+    allow_unsafe: AllowUnsafe = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create deployment NAME sending every request to one model version (with a prompt and an index: a RAG app)."""
@@ -115,9 +128,10 @@ def create(
 
         fallback = Route(model=get_model(store, fallback_model, with_files=False).ref, upstream=fallback_upstream)
     settings = DeploymentSettings(
-        injection=injection, pii=pii, max_tokens=max_tokens, cache_ttl_s=cache_ttl, fallback=fallback
+        injection=injection, pii=pii, max_tokens=max_tokens, cache_ttl_s=cache_ttl, fallback=fallback, retain=retain
     )
-    _show(create_deployment(store, name, model, route=route, settings=settings), json_output, "Created")
+    created = create_deployment(store, name, model, route=route, settings=settings, allow_unsafe=allow_unsafe)
+    _show(created, json_output, "Created")
 
 
 @deploy_app.command("canary")
@@ -137,6 +151,7 @@ def canary(
     mode: Mode = None,
     max_context_tokens: ContextTokens = None,
     query: QueryFrom = None,
+    allow_unsafe: AllowUnsafe = False,
     json_output: JsonOption = False,
 ) -> None:
     """Send WEIGHT% of NAME's requests to another model, prompt or index version; the rest stays as it is."""
@@ -147,7 +162,11 @@ def canary(
         raise InputError(
             f"expected what the canary of {name!r} changes: --model, --prompt, --index or a retrieval setting; got none"
         )
-    _show(canary_deployment(get_store(ctx), name, model, weight=weight, route=route), json_output, "Canary on")
+    _show(
+        canary_deployment(get_store(ctx), name, model, weight=weight, route=route, allow_unsafe=allow_unsafe),
+        json_output,
+        "Canary on",
+    )
 
 
 @deploy_app.command("promote")
@@ -177,13 +196,14 @@ def configure(
         float | None,
         typer.Option(min=0.0, max=1.0, help="Fraction of answers scored in the background by judges (0-1)."),
     ] = None,
+    retain: Retain = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Change NAME's guardrail, cache, content and online-evaluation policies; unchanged options keep their values."""
+    """Change NAME's guardrail, cache, content, online-evaluation and retention policies; the rest stay."""
     store = get_store(ctx)
     current = get_deployment(store, name).settings
     changes = {"injection": injection, "pii": pii, "max_tokens": max_tokens, "cache_ttl_s": cache_ttl,
-               "record_content": record_content, "online_eval": online_eval}  # fmt: skip
+               "record_content": record_content, "online_eval": online_eval, "retain": retain}  # fmt: skip
     settings = current.model_copy(update={k: v for k, v in changes.items() if v is not None})
     _show(
         configure_deployment(store, name, DeploymentSettings.model_validate(settings.model_dump())),
@@ -199,9 +219,10 @@ def list_command(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json([d.to_json() for d in found])
         return
-    table = Table("deployment", "routes", "updated (UTC)")
+    table = Table("deployment", "routes", "updated (UTC)", "erased data")
     for d in found:
-        table.add_row(escape(d.name), escape(_routes_text(d)), format_time(d.updated_at)[:19])
+        erased = "serves a model trained on erased data" if d.erased_data else ""
+        table.add_row(escape(d.name), escape(_routes_text(d)), format_time(d.updated_at)[:19], erased)
     console().print(table if found else "No deployments yet: `keel deploy create NAME --model REF`.")
 
 

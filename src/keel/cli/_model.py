@@ -40,13 +40,18 @@ def register(
     description: Annotated[str | None, typer.Option(help="One paragraph for the card.")] = None,
     intended_use: Annotated[str | None, typer.Option(help="What it is for, for the card.")] = None,
     limitations: Annotated[str | None, typer.Option(help="Known limitations, for the card.")] = None,
+    allow_unsafe: Annotated[
+        bool, typer.Option("--allow-unsafe", help="Register files the scan finds dangerous (audited).")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Store a model's files as blobs and register them as the next version of NAME."""
+    """Scan a model's files, store them as blobs and register them as the next version of NAME."""
     store = get_store(ctx)
     info = ModelInfo(description=description, intended_use=intended_use, limitations=limitations)
     with console().status(f"Storing files of {name}…"):
-        model, created = register_model(store, name, path, run_id=run, base_model=base_model, info=info)
+        model, created = register_model(
+            store, name, path, run_id=run, base_model=base_model, info=info, allow_unsafe=allow_unsafe
+        )
     if json_output:
         print_json({**model.to_json(), "created": created})
     elif created:
@@ -87,6 +92,8 @@ def show(
     out.print(f"[bold]{model.ref}[/bold]  {model.format}  {human_bytes(model.size)}  aliases: {aliases}")
     out.print(f"  registered by {model.created_by} at {format_time(model.created_at)}")
     out.print(f"  run {model.run_id or '—'}; base model {model.base_model or '—'}")
+    for mark in model.erased_data:
+        out.print(f"  [bold red]trained on erased data[/bold red] (erasure {mark['erasure']})")
     for f in model.files:
         out.print(f"  {f.path}  {human_bytes(f.size)}  [dim]{f.digest[:12]}[/dim]")
 

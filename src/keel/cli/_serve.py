@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from keel.cli._context import console, get_store, print_json
+from keel.core.errors import InputError
 
 __all__ = ["serve"]
 
@@ -16,6 +18,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without API keys (local use only).")] = False,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate (chain) to serve HTTPS with.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Announce the listening address as one JSON line (for supervisors).")
     ] = False,
@@ -25,9 +29,10 @@ def serve(
 
     from keel.serve import Gateway, ServeSettings, create_app
 
+    _check_tls(tls_cert, tls_key)
     store = get_store(ctx)
     settings = ServeSettings(require_keys=False) if no_auth else ServeSettings()
-    base = f"http://{host}:{port}"
+    base = f"{'https' if tls_cert else 'http'}://{host}:{port}"
     if json_output:
         print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth})
     else:
@@ -35,4 +40,21 @@ def serve(
     # Bounded shutdown: requests still running after `shutdown_timeout_s` are cut, and the lifespan's
     # close spills traces it could not write within the same bound, so SIGTERM always ends the process.
     uvicorn.run(create_app(Gateway(store, settings)), host=host, port=port, log_level="warning", ws="none",
-                timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)))  # fmt: skip
+                timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
+                ssl_certfile=str(tls_cert) if tls_cert else None,
+                ssl_keyfile=str(tls_key) if tls_key else None)  # fmt: skip
+
+
+def _check_tls(cert: Path | None, key: Path | None) -> None:
+    """Both TLS files or neither, each a readable PEM file."""
+    if (cert is None) != (key is None):
+        raise InputError("expected both --tls-cert and --tls-key for HTTPS, or neither; got only one")
+    for option, path in (("--tls-cert", cert), ("--tls-key", key)):
+        if path is None:
+            continue
+        try:
+            head = path.read_bytes()[:4096]
+        except OSError as exc:
+            raise InputError(f"expected a readable PEM file for {option}; {path}: {exc.strerror}") from None
+        if b"-----BEGIN " not in head:
+            raise InputError(f"expected a PEM file (-----BEGIN ...) for {option}; {path} is not one")

@@ -105,6 +105,17 @@ class Settings(BaseSettings):
         "OpenTelemetry spans with GenAI attributes; unset: no export.",
     )
 
+    govern_key_file: Path | None = Field(
+        default=None,
+        description="File holding the workspace's governance keys (subject hashing, erasure certificates), "
+        "kept outside the database; default .keel/govern.key, created 0600 on first use.",
+    )
+    govern_key: str | None = Field(
+        default=None,
+        description="The governance keyring itself, as the JSON a key file holds (for containers); "
+        "takes the place of govern_key_file.",
+    )
+
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
@@ -146,6 +157,14 @@ class Settings(BaseSettings):
             return self.blob_url
         path = Path(self.blob_url).expanduser()
         return str(path if path.is_absolute() else self.workspace / path)
+
+    @property
+    def resolved_govern_key_file(self) -> Path:
+        """Where the governance keyring lives: `govern_key_file`, relative to the workspace, or .keel/govern.key."""
+        if self.govern_key_file is None:
+            return self.state_dir / "govern.key"
+        path = self.govern_key_file.expanduser()
+        return path if path.is_absolute() else self.workspace / path
 
     @property
     def resolved_actor(self) -> str:

@@ -1,7 +1,9 @@
 """`pii`: find personal data and secrets, redact them, and record where (never what) in `pii_spans`.
 
 Detection and redaction live in keel.govern._pii_detect; this module turns them into a column whose
-offsets point into the text the step outputs (at the placeholders once redacted).
+offsets point into the text the step outputs (at the placeholders once redacted), and a column
+`pii_subjects` of the keyed hashes of the values found (keel.core.keyring; never the values), which
+a dataset commit indexes so `keel govern erase --subject` finds the records after redaction.
 """
 
 from __future__ import annotations
@@ -11,11 +13,16 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import Field
 
+from keel.core.errors import WorkspaceNotFoundError
+from keel.core.keyring import SUBJECT_TYPES, Keyring, load_keyring
+from keel.core.settings import load_settings
 from keel.curate._step import Step, StepParams, StepResult
 from keel.govern._pii_detect import DEFAULT_REGIONS, DEFAULT_TYPES, PiiDetector, PiiSpan, PiiType
 from keel.govern._pii_redact import redact
 
-__all__ = ["PII_SPANS_TYPE", "PiiStep"]
+__all__ = ["PII_SPANS_TYPE", "PII_SUBJECTS_TYPE", "PiiStep"]
+
+PII_SUBJECTS_TYPE = pa.list_(pa.string())
 
 PII_SPANS_TYPE = pa.list_(
     pa.struct(
@@ -44,6 +51,11 @@ class PiiParams(StepParams):
     salt: str = Field("", description="Secret mixed into hash-mode pseudonyms.")
     drop_types: list[PiiType] = Field(
         default_factory=list, description="Drop documents containing any of these (e.g. [secret]) instead."
+    )
+    index_subjects: bool = Field(
+        True,
+        description="Add `pii_subjects`: keyed hashes (HMAC under the workspace key) of the personal values found, "
+        "so `keel govern erase --subject` finds the records after redaction. Needs a workspace.",
     )
 
 
@@ -74,6 +86,16 @@ class PiiStep(Step):
         super().__init__(params)
         p: PiiParams = params  # type: ignore[assignment]
         self._detector = PiiDetector([str(t) for t in p.types], p.phone_regions)
+        self._keyring: Keyring | None = None
+
+    def _subject_keyring(self) -> Keyring | None:
+        """The workspace keyring (loaded once per step instance), or None outside a workspace."""
+        if self._keyring is None:
+            try:
+                self._keyring = load_keyring(load_settings())
+            except WorkspaceNotFoundError:
+                return None
+        return self._keyring
 
     def apply(self, table: pa.Table) -> StepResult:
         """Add `pii_spans`; rewrite `text` when redacting; drop documents holding a `drop_types` finding."""
@@ -82,9 +104,13 @@ class PiiStep(Step):
         found = self._detector.detect_many(texts)
         new_texts, columns, reasons = [], [], []
         drop = {str(t) for t in p.drop_types}
+        keyring = self._subject_keyring() if p.index_subjects else None
+        subjects: list[list[str]] = []
         for text, spans in zip(texts, found, strict=True):
             for span in spans:
                 self.count(f"found.{span.type}")
+            if keyring is not None:
+                subjects.append(_subject_keys(keyring, text, spans))
             if p.action == "redact":
                 text, recorded = _rewrite(text, spans, p)
             else:
@@ -95,4 +121,15 @@ class PiiStep(Step):
             reasons.append(f"pii_{hit[0]}" if hit else None)
         table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(new_texts, pa.string()))
         table = table.append_column("pii_spans", pa.array(columns, PII_SPANS_TYPE))
+        if keyring is not None:
+            table = table.append_column("pii_subjects", pa.array(subjects, PII_SUBJECTS_TYPE))
+        else:
+            self.count("subjects.no_workspace_key")
         return StepResult(table, reasons)
+
+
+def _subject_keys(keyring: Keyring, text: str, spans: list[PiiSpan]) -> list[str]:
+    """The sorted, distinct keyed hashes of the values in `spans` whose type identifies a person."""
+    return sorted(
+        {keyring.value_key(str(s.type), text[s.start : s.end]) for s in spans if str(s.type) in SUBJECT_TYPES}
+    )

@@ -8,7 +8,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["column_stats", "stats_changes"]
+__all__ = ["column_stats", "merge_stats", "stats_changes"]
 
 
 def _scalar(value: pa.Scalar) -> Any:
@@ -68,3 +68,51 @@ def stats_changes(before: dict[str, dict[str, Any]], after: dict[str, dict[str, 
         if diff:
             changes[name] = diff
     return changes
+
+
+_SUMS = ("nulls", "empty", "true")
+_MINS = ("min_length", "min")
+_MAXS = ("max_length", "max", "max_items")
+_MEANS = ("mean_length", "mean", "mean_items")
+
+
+def merge_stats(parts: list[tuple[dict[str, dict[str, Any]], int]]) -> dict[str, dict[str, Any]]:
+    """The statistics of the rows of several tables, from each table's `column_stats` and row count.
+
+    What an erasure uses to describe a new version from its shards' statistics (each computed once)
+    instead of decoding every version whole: sums add, minima and maxima combine, means are weighted
+    by the non-null values. Means agree with `column_stats` of the concatenation to rounding.
+
+    Examples:
+        >>> import pyarrow as pa
+        >>> a, b = pa.table({"n": [1, 2]}), pa.table({"n": [None, 6]})
+        >>> merge_stats([(column_stats(a), 2), (column_stats(b), 2)]) == column_stats(pa.concat_tables([a, b]))
+        True
+    """
+    if not parts:
+        return {}
+    merged: dict[str, dict[str, Any]] = {}
+    for name in parts[0][0]:
+        columns = [(stats[name], rows) for stats, rows in parts]
+        out: dict[str, Any] = {"type": columns[0][0]["type"], "nulls": sum(s.get("nulls", 0) for s, _ in columns)}
+        valid = [(s, rows - s.get("nulls", 0)) for s, rows in columns if rows - s.get("nulls", 0) > 0]
+        total = sum(v for _, v in valid)
+        if total:
+            keys = [k for k in valid[0][0] if k not in ("type", "nulls")]
+            for key in keys:
+                values = [(s[key], v) for s, v in valid if key in s]
+                numbers = [x for x, _ in values if isinstance(x, int | float) and not isinstance(x, bool)]
+                if key in _SUMS:
+                    out[key] = sum(int(x) for x, _ in values)
+                elif key in _MINS and len(numbers) == len(values):
+                    out[key] = min(numbers)
+                elif key in _MAXS and len(numbers) == len(values):
+                    out[key] = max(numbers)
+                elif key in _MEANS and len(numbers) == len(values):
+                    out[key] = _scalar(pa.scalar(sum(x * v for x, v in values) / sum(v for _, v in values)))
+                elif key in _MINS:  # timestamps kept as text: ISO strings order as times
+                    out[key] = min(str(x) for x, _ in values)
+                elif key in _MAXS:
+                    out[key] = max(str(x) for x, _ in values)
+        merged[name] = out
+    return merged

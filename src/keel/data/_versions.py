@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from keel.core.clock import format_time
 from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConflictError, InputError, NotFoundError
 from keel.core.ids import canonical_json
+from keel.data._classification import sealing_store
 from keel.data._column_stats import column_stats
 from keel.data._hashing import row_hashes
 from keel.data._inputs import check_table, read_inputs
@@ -422,6 +423,21 @@ def _plan(store: Store, base: DatasetVersion | None, table: pa.Table, hashes: np
     return plan
 
 
+SUBJECTS_COLUMN = "pii_subjects"  # keyed hashes the `pii` step adds; indexed into `subject_index` at commit
+
+
+def subject_rows(table: pa.Table) -> list[tuple[str, int]]:
+    """(subject key, row) for every keyed hash in the table's `pii_subjects` column (none without it)."""
+    if SUBJECTS_COLUMN not in table.column_names:
+        return []
+    column = table.column(SUBJECTS_COLUMN).combine_chunks()
+    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type)):
+        return []
+    keys = pc.list_flatten(column).to_pylist()
+    rows = pc.list_parent_indices(column).to_pylist()
+    return sorted({(k, r) for k, r in zip(keys, rows, strict=True) if isinstance(k, str) and len(k) == 64})
+
+
 def _write_new(
     store: Store, table: pa.Table, hashes: np.ndarray, rows: np.ndarray, shard_rows: int
 ) -> list[ShardFiles]:
@@ -447,6 +463,7 @@ class _Staged:
     manifest_blob: BlobInfo
     new_shards: list[ShardFiles]
     new_blobs: list[BlobInfo]
+    subjects: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # shard digest -> (subject, row)
 
 
 def _stage(
@@ -493,7 +510,12 @@ def _stage(
         "created_by": store.actor,
     }
     manifest_blob = store.blobs.put_stream(io.BytesIO(canonical_json(manifest).encode()))
-    return _Staged(manifest, manifest_blob, written, new_blobs + [manifest_blob])
+    subjects: dict[str, list[tuple[str, int]]] = {}
+    if SUBJECTS_COLUMN in table.column_names:
+        for start, files in zip(range(0, len(plan.new_rows), shard_rows), written, strict=True):
+            index = plan.new_rows[start : start + shard_rows]
+            subjects[files.data.digest] = subject_rows(table.select([SUBJECTS_COLUMN]).take(pa.array(index)))
+    return _Staged(manifest, manifest_blob, written, new_blobs + [manifest_blob], subjects)
 
 
 def commit_version(
@@ -550,6 +572,7 @@ def commit_version(
         producer.setdefault("files", [str(f) for f in files])
     if run_id is not None:
         producer.setdefault("run", run_id)
+    store = sealing_store(store, name)  # a restricted dataset's blobs are written as ciphertext
     staged = _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows)
     if base is not None and base.name == name and _same_files(staged.manifest, base.manifest):
         return base, False  # a damaged base shard was rewritten to its own bytes: repaired, nothing new
@@ -592,7 +615,23 @@ def _register_shards(store: Store, conn: Connection, staged: _Staged) -> dict[st
         ids[files.data.digest] = int(shard_id[0])
         record_ids, _ = read_keys(store.blobs, files.keys.digest)
         _insert_records(conn, ids[files.data.digest], record_ids)
+        insert_subjects(conn, ids[files.data.digest], staged.subjects.get(files.data.digest, []))
     return ids
+
+
+def insert_subjects(conn: Connection, shard_id: int, pairs: Sequence[tuple[str, int]]) -> None:
+    """Index a shard's keyed subject hashes (from its `pii_subjects` column) by (subject, shard, row)."""
+    if not pairs:
+        return
+    rows = sorted((k, shard_id, r) for k, r in pairs)  # in key order: the B-tree grows at its end
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy("COPY subject_index (subject, shard_id, row) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+        return
+    # The driver's executemany: measured 1.0 s for 60,000 rows where SQLAlchemy's dict-per-row insert took 3.0 s.
+    conn.exec_driver_sql("INSERT INTO subject_index (subject, shard_id, row) VALUES (?, ?, ?)", rows)
 
 
 def _insert_records(conn: Connection, shard_id: int, record_ids: pa.Array) -> None:

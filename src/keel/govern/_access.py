@@ -262,9 +262,12 @@ def _snapshot(store: Store) -> _Snapshot:
     return snap
 
 
-def _changed(store: Store) -> None:
+def policy_changed(store: Store) -> None:
     """Forget this store's snapshot after it changed the policy: its next check reloads."""
     store.extensions.pop(_SNAPSHOT, None)
+
+
+_changed = policy_changed
 
 
 def current_principal(store: Store) -> str:
@@ -524,31 +527,14 @@ def protected_targets(conn: Connection) -> list[tuple[str, str]]:
     return [(r.scope, r.target) for r in conn.execute(select(access_protections.c.scope, access_protections.c.target))]
 
 
-def classify_dataset(store: Store, name: str, classification: str) -> None:
+def classify_dataset(store: Store, name: str, classification: str) -> dict[str, Any]:
     """Set a dataset's classification; reading a `restricted` one's records then needs `dataset.read`.
 
-    Raises:
-        InputError: Not one of `CLASSIFICATIONS`.
-        NotFoundError: No such dataset.
+    `keel.data._classification` writes it: one writer, which also seals a restricted dataset's later versions.
     """
-    if classification not in CLASSIFICATIONS:
-        raise InputError(f"expected a classification in {', '.join(CLASSIFICATIONS)}; got {classification!r}")
-    require(store, "dataset.classify", f"dataset:{name}")
-    row = {"name": name, "classification": classification, "updated_by": store.actor, "updated_at": store.clock()}
-    with store.db.write() as conn:
-        if conn.scalar(select(datasets.c.name).where(datasets.c.name == name)) is None:
-            raise NotFoundError(f"no dataset named {name!r}", hint="see `keel data list`")
-        before = conn.scalar(
-            select(dataset_classifications.c.classification).where(dataset_classifications.c.name == name)
-        )
-        conn.execute(
-            insert_for(conn, dataset_classifications)
-            .values(**row)
-            .on_conflict_do_update(index_elements=["name"], set_={k: v for k, v in row.items() if k != "name"})
-        )
-        details = {"classification": classification, "before": before}
-        store.audit(conn, "dataset.classify", f"dataset:{name}", details)
-    _changed(store)
+    from keel.data._classification import classify_dataset as classify
+
+    return classify(store, name, classification)
 
 
 def dataset_classification(conn: Connection, name: str) -> str:

@@ -8,27 +8,31 @@ Writing happens in `keel.monitor._writer`; this module only knows the row and th
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, delete, select
 
 from keel.core.clock import format_time
 from keel.core.errors import NotFoundError
 from keel.core.ids import canonical_json
 from keel.store import Store
-from keel.store.schema import lineage_edges, trace_contents, trace_retrievals, traces
+from keel.store.schema import lineage_edges, lineage_nodes, trace_contents, trace_retrievals, trace_subjects, traces
 
 __all__ = [
     "CONTENT_LIMIT",
     "Trace",
     "TraceContent",
     "TraceRetrieval",
+    "delete_traces",
+    "expired_traces",
     "get_trace",
     "get_trace_contents",
     "list_traces",
     "storable",
+    "trace_ids_of",
     "traces_citing",
 ]
 
@@ -124,6 +128,8 @@ class Trace:
     # content; stored in `trace_contents`, not in the `traces` row.
     request: dict[str, Any] | None = None
     response: str | None = None
+    # Keyed hashes of the personal values the request carried (never the values): `trace_subjects`, for erasure.
+    subjects: list[str] = field(default_factory=list)
 
     @property
     def node(self) -> str:
@@ -147,7 +153,7 @@ class Trace:
     def to_row(self) -> dict[str, Any]:
         """The `traces` row."""
         row = asdict(self)
-        del row["retrieval"], row["request"], row["response"]  # their own tables
+        del row["retrieval"], row["request"], row["response"], row["subjects"]  # their own tables
         row["cache_hit"] = int(self.cache_hit)
         row["flags"] = canonical_json(self.flags)
         return row
@@ -181,6 +187,37 @@ def _from_row(row: Any) -> Trace:
     values["cache_hit"] = bool(values["cache_hit"])
     values["flags"] = json.loads(values["flags"])
     return Trace(**values)
+
+
+def trace_ids_of(conn: Connection, subjects: Sequence[str]) -> list[str]:
+    """The ids of the traces that carried any of these subject keys."""
+    found: set[str] = set()
+    for start in range(0, len(subjects), 500):
+        part = list(subjects[start : start + 500])
+        found.update(conn.scalars(select(trace_subjects.c.trace_id).where(trace_subjects.c.subject.in_(part))))
+    return sorted(found)
+
+
+def delete_traces(conn: Connection, ids: Sequence[str]) -> int:
+    """Delete traces with their subject, content and retrieval rows and lineage edges, in the caller's transaction."""
+    deleted = 0
+    for start in range(0, len(ids), 500):
+        part = list(ids[start : start + 500])
+        conn.execute(delete(trace_subjects).where(trace_subjects.c.trace_id.in_(part)))
+        # What was asked and answered, and what was retrieved (with the cited record ids), go with the trace.
+        conn.execute(delete(trace_contents).where(trace_contents.c.trace_id.in_(part)))
+        conn.execute(delete(trace_retrievals).where(trace_retrievals.c.trace_id.in_(part)))
+        nodes = [f"trace:{i}" for i in part]
+        conn.execute(delete(lineage_edges).where(lineage_edges.c.downstream.in_(nodes)))
+        conn.execute(delete(lineage_edges).where(lineage_edges.c.upstream.in_(nodes)))
+        conn.execute(delete(lineage_nodes).where(lineage_nodes.c.id.in_(nodes)))
+        deleted += conn.execute(delete(traces).where(traces.c.id.in_(part))).rowcount
+    return deleted
+
+
+def expired_traces(conn: Connection, deployment: str, before: datetime) -> list[str]:
+    """The ids of a deployment's traces older than `before`."""
+    return list(conn.scalars(select(traces.c.id).where(traces.c.deployment == deployment, traces.c.at < before)))
 
 
 def list_traces(

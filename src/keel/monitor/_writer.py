@@ -31,7 +31,7 @@ from keel.core.clock import format_time
 from keel.core.ids import new_ulid
 from keel.monitor._traces import Trace, trace_from_json
 from keel.store import Edge, Store, add_edges
-from keel.store.schema import NODE_ID_LENGTH, trace_contents, trace_retrievals, traces
+from keel.store.schema import NODE_ID_LENGTH, trace_contents, trace_retrievals, trace_subjects, traces
 
 __all__ = ["BatchWriter", "TraceWriter"]
 
@@ -383,6 +383,9 @@ class TraceWriter(BatchWriter[Trace]):
             conn.execute(traces.insert(), [t.to_row() for t in batch])
             if contents:
                 conn.execute(trace_contents.insert(), contents)
+            subjects = [{"subject": k, "trace_id": t.id} for t in batch for k in dict.fromkeys(t.subjects)]
+            if subjects:
+                conn.execute(trace_subjects.insert(), subjects)
             edges = [Edge(f"model-version:{t.model_version}", t.node, "served") for t in batch if t.model_version]
             retrieved = [t for t in batch if t.retrieval is not None]
             if retrieved:

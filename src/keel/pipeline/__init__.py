@@ -1,4 +1,4 @@
-"""Floor 6: the lifecycle, end to end, built from the layers below."""
+"""Floor 6: the lifecycle, end to end, built from the layers below; data-subject erasure across all of it."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import warnings
 from typing import Any
 
 from keel.pipeline._demo import DemoReport, run_demo
+from keel.pipeline._erase import ErasureImpact, erase_subjects, erasure_impact
 
-__all__ = ["DemoReport", "run_demo"]
+__all__ = ["DemoReport", "ErasureImpact", "erase_subjects", "erasure_impact", "run_demo"]
 
 _MOVED = ("CurationResult", "curate", "source_node")  # to keel.curate in December 2026; old path kept one release
 

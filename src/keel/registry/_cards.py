@@ -80,6 +80,7 @@ def model_card(store: Store, ref: str) -> dict[str, Any]:
         "intended_use": model.info.get("intended_use") or NOT_STATED,
         "limitations": model.info.get("limitations") or NOT_STATED,
         "lineage": dict(sorted(by_kind.items())),
+        "erased_data": model.erased_data,
     }
 
 
@@ -109,6 +110,11 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         "## Training data",
         "",
         *_bullets(card["training_data"], "No dataset versions are linked in lineage."),
+        *[
+            f"- **Trained on erased data**: erasure `{m['erasure']}` removed records of its training data "
+            "after it was trained; retrain on the replacement versions."
+            for m in card.get("erased_data", [])
+        ],
         "",
         "## Training",
         "",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path, PurePosixPath
@@ -31,7 +32,9 @@ from keel.registry._aliases import (
     roll_back_alias,
     set_alias,
 )
+from keel.registry._marks import marks_for
 from keel.registry._refs import Ref, check_name, parse_ref
+from keel.registry._scan import ScanReport, scan_files
 from keel.store import BlobInfo, Store, add_edge, add_node, read_bytes
 from keel.store.schema import model_versions, models, run_artifacts, runs
 
@@ -39,6 +42,7 @@ __all__ = [
     "ManifestFile",
     "ModelInfo",
     "ModelVersion",
+    "UnsafeModelError",
     "detect_format",
     "alias_model",
     "get_model",
@@ -47,6 +51,7 @@ __all__ = [
     "pull_model",
     "register_model",
     "rollback_model",
+    "scan_model",
 ]
 
 MANIFEST_SCHEMA = 1
@@ -78,6 +83,7 @@ class ModelVersion:
     created_at: datetime
     aliases: list[str] = field(default_factory=list)
     files: list[ManifestFile] = field(default_factory=list)
+    erased_data: list[dict[str, Any]] = field(default_factory=list)  # erasure marks: "trained on erased data"
 
     @property
     def ref(self) -> str:
@@ -106,6 +112,7 @@ class ModelVersion:
             "created_by": self.created_by,
             "created_at": format_time(self.created_at),
             "files": [_entry(f) for f in self.files],
+            "erased_data": self.erased_data,
         }
 
 
@@ -225,8 +232,13 @@ def register_model(
     run_id: str | None = None,
     base_model: str | None = None,
     info: ModelInfo | None = None,
+    allow_unsafe: bool = False,
 ) -> tuple[ModelVersion, bool]:
     """Register a model directory (or a run's artifacts) as the next version of `name`.
+
+    The files are scanned first (`keel.registry._scan`): a pickle that imports or calls, an
+    executable or a malformed safetensors header refuses the registration unless `allow_unsafe`,
+    which registers it anyway and audits the findings.
 
     Args:
         store: The workspace store.
@@ -237,14 +249,24 @@ def register_model(
         base_model: What it was tuned from: a registry ref (`base@v1`, linked in lineage),
             a hub id or a path.
         info: Description, intended use and limitations for the model card.
+        allow_unsafe: Register files the scan finds dangerous (audited as `model.register.unsafe`).
 
     Returns:
         The version, and whether it is new (False when the same files are already the latest version).
+
+    Raises:
+        UnsafeModelError: The scan found something dangerous and `allow_unsafe` is False.
     """
     check_name(name)
     if path is None and run_id is None:
         raise InputError("expected a model PATH to register or --run RUN whose artifacts are the model")
     require(store, "model.register", f"model:{name}")
+    report = scan_files(_local_files(Path(path))) if path is not None else None
+    if report is not None and not report.safe and not allow_unsafe:
+        raise UnsafeModelError(
+            f"refusing to register {name}: {report.summary()}",
+            hint="inspect the files with `keel scan`; pass --allow-unsafe to register them anyway (audited)",
+        )
     files = _upload(store, Path(path) if path is not None else None, run_id)
     for f in files:
         _safe_relative(f.path)
@@ -257,7 +279,25 @@ def register_model(
             # them again now, registered in it; gc cannot run until it ends.
             files = _upload(store, Path(path) if path is not None else None, run_id, conn)
             manifest_info = store.put_blob(io.BytesIO(manifest.encode()), conn)
-        return _publish(store, conn, name, files, fmt, manifest_info, run_id, base_model, info)
+        model, created = _publish(store, conn, name, files, fmt, manifest_info, run_id, base_model, info)
+        if report is not None and not report.safe and created:
+            store.audit(conn, "model.register.unsafe", model.node, report.to_json())
+        return model, created
+
+
+class UnsafeModelError(InputError):
+    """A model's files hold a pickle that imports or calls, an executable, or a malformed header."""
+
+
+def scan_model(store: Store, ref: str) -> tuple[ModelVersion, ScanReport]:
+    """Scan a registered model version's files (copied from the blob store to a temporary folder)."""
+    model = get_model(store, ref, with_files=True)
+    with tempfile.TemporaryDirectory(prefix="keel-scan-") as tmp:
+        local = []
+        for i, f in enumerate(model.files):
+            dest = Path(tmp) / str(i) / PurePosixPath(f.path).name
+            local.append((f.path, store.blobs.get_file(f.digest, dest)))
+        return model, scan_files(local)
 
 
 def _publish(
@@ -338,6 +378,10 @@ def _load(store: Store, conn: Connection, name: str, version: int, *, with_files
         created_at=row.created_at,
         aliases=pointing,
         files=files,
+        erased_data=[
+            m.to_json()
+            for m in marks_for(conn, [f"model-version:{name}@v{version}"]).get(f"model-version:{name}@v{version}", [])
+        ],
     )
 
 

@@ -8,11 +8,11 @@ one transaction. The newest event id is the generation gateways poll to reload w
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Connection, func, select, update
 
 from keel.core.clock import format_time
@@ -22,8 +22,10 @@ from keel.govern import require
 from keel.govern._approvals import approval_gate, consume_approval
 from keel.index import RetrievalSettings, check_app
 from keel.registry import get_model
+from keel.registry._marks import marks_for
+from keel.registry._models import UnsafeModelError
 from keel.registry._refs import check_name
-from keel.store import Store
+from keel.store import Store, events, parse_duration
 from keel.store.schema import deployment_events, deployments
 
 __all__ = [
@@ -113,6 +115,7 @@ class DeploymentSettings(BaseModel):
             redaction), so feedback can be exported as training data; off keeps metadata only.
         online_eval: The fraction of answers scored in the background by the offline judges and the
             guardrail detectors, stored as feedback with source `judge`; 0 turns it off.
+        retain: How long its traces (and feedback) are kept, e.g. `30d`; `keel govern enforce` deletes older ones.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -125,6 +128,14 @@ class DeploymentSettings(BaseModel):
     fallback: Route | None = None
     record_content: bool = True
     online_eval: float = Field(default=0.0, ge=0, le=1)
+    retain: str | None = None
+
+    @field_validator("retain")
+    @classmethod
+    def _check_retain(cls, value: str | None) -> str | None:
+        if value is not None and parse_duration(value) <= 0:
+            raise ValueError(f"expected a retention such as 30d or 12h, above zero; got {value!r}")
+        return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,7 @@ class Deployment:
     settings: DeploymentSettings
     created_at: datetime
     updated_at: datetime
+    erased_data: tuple[dict[str, Any], ...] = ()  # erasure marks: serves a model trained on erased data
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -145,6 +157,7 @@ class Deployment:
             "settings": self.settings.model_dump(exclude_defaults=True),
             "created_at": format_time(self.created_at),
             "updated_at": format_time(self.updated_at),
+            "erased_data": list(self.erased_data),
         }
 
 
@@ -191,8 +204,19 @@ def _from_row(row: Any) -> Deployment:
     )
 
 
-def _route(store: Store, model: str, **fields: Any) -> Route:
+def _registered_unsafe(store: Store, node: str) -> bool:
+    """Whether a model version was registered with `--allow-unsafe` over dangerous scan findings."""
+    with store.db.read() as conn:
+        return bool(events(conn, action="model.register.unsafe", object_id=node, limit=1))
+
+
+def _route(store: Store, model: str, allow_unsafe: bool = False, **fields: Any) -> Route:
     version = get_model(store, model, with_files=False)
+    if not allow_unsafe and _registered_unsafe(store, version.node):
+        raise UnsafeModelError(
+            f"refusing to deploy {version.ref}: it was registered with --allow-unsafe over dangerous scan findings",
+            hint=f"see `keel scan {version.ref}`; pass --allow-unsafe to deploy it anyway (audited)",
+        )
     values = {k: v for k, v in fields.items() if v is not None}
     # Aliases resolve now and the versions are pinned in the route (and so in its history): moving
     # an alias later changes nothing served until the deployment is written again.
@@ -226,6 +250,11 @@ def _lock(conn: Connection, name: str) -> Any:
     return row
 
 
+def _audit_unsafe(store: Store, conn: Connection, name: str, route: Route, allowed: bool) -> None:
+    if allowed and _registered_unsafe(store, route.node):
+        store.audit(conn, "deployment.allow_unsafe", f"deployment:{name}", {"model": route.model})
+
+
 def _change(store: Store, conn: Connection, row: Any, action: str, routes: tuple[Route, ...], **extra: Any) -> None:
     now = store.clock()
     before = row.routes
@@ -252,6 +281,7 @@ def create_deployment(
     *,
     route: dict[str, Any] | None = None,
     settings: DeploymentSettings | None = None,
+    allow_unsafe: bool = False,
 ) -> Deployment:
     """Create deployment `name` sending every request to one model version.
 
@@ -260,13 +290,15 @@ def create_deployment(
         name: The deployment's name: what clients pass as `model`.
         model: A registry reference (`chat`, `chat@v2`, `chat@production`), pinned to its version now.
         route: Route fields besides the model (`backend`, `upstream`, `price_in`, …).
-        settings: Guardrail, cache and fallback policies.
+        settings: Guardrail, cache, fallback and retention policies.
+        allow_unsafe: Deploy a version registered over dangerous scan findings (audited).
 
     Returns:
         The deployment.
 
     Raises:
         InputError: A bad name or route field.
+        UnsafeModelError: The version was registered with --allow-unsafe and `allow_unsafe` is False.
         NotFoundError: The model reference resolves to no version.
 
     Examples:
@@ -275,7 +307,7 @@ def create_deployment(
     """
     check_name(name, "deployment")
     require(store, "deployment.create", f"deployment:{name}")
-    first = _route(store, model, **(route or {}))
+    first = _route(store, model, allow_unsafe, **(route or {}))
     settings = settings or DeploymentSettings()
     now = store.clock()
     with store.db.write() as conn:
@@ -300,11 +332,18 @@ def create_deployment(
             )
         )
         store.audit(conn, "deployment.create", f"deployment:{name}", {"to": json.loads(routes)})
+        _audit_unsafe(store, conn, name, first, allow_unsafe)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
 def canary_deployment(
-    store: Store, name: str, model: str | None, *, weight: int, route: dict[str, Any] | None = None
+    store: Store,
+    name: str,
+    model: str | None,
+    *,
+    weight: int,
+    route: dict[str, Any] | None = None,
+    allow_unsafe: bool = False,
 ) -> Deployment:
     """Send `weight`% of `name`'s requests to `model`, the rest to the current primary route.
 
@@ -330,13 +369,14 @@ def canary_deployment(
         fields = {**inherited, **(route or {}), "weight": weight}
         if isinstance(inherited.get("retrieval"), dict) and isinstance((route or {}).get("retrieval"), dict):
             fields["retrieval"] = {**inherited["retrieval"], **(route or {})["retrieval"]}  # change only what is given
-        canary = _route(store, model or primary.model, **fields)
+        canary = _route(store, model or primary.model, allow_unsafe, **fields)
         if canary.model_dump(exclude={"weight"}) == primary.model_dump(exclude={"weight"}):
             raise InputError(
                 f"the canary of {name!r} would be the same as its primary route ({primary.label()})",
                 hint="change the model, --prompt or --index",
             )
         _change(store, conn, row, "canary", (primary.model_copy(update={"weight": 100 - weight}), canary))
+        _audit_unsafe(store, conn, name, canary, allow_unsafe)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
@@ -402,8 +442,14 @@ def get_deployment(store: Store, name: str) -> Deployment:
 
 
 def list_deployments(store: Store) -> list[Deployment]:
-    """Every deployment, by name."""
-    return list(load_deployments(store)[1].values())
+    """Every deployment, by name, with the erasure marks of each (serving a model trained on erased data)."""
+    found = list(load_deployments(store)[1].values())
+    with store.db.read() as conn:
+        marks = marks_for(conn, [f"deployment:{d.name}" for d in found])
+    return [
+        replace(d, erased_data=tuple(m.to_json() for m in marks.get(f"deployment:{d.name}", []))) if marks else d
+        for d in found
+    ]
 
 
 def current_generation(conn: Connection) -> int:

@@ -26,6 +26,7 @@ from ulid import ULID
 
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, new_ulid
+from keel.core.keyring import Keyring, load_keyring
 from keel.govern import (
     ApiKey,
     AuthenticationError,
@@ -117,6 +118,7 @@ class RequestContext:
     ttft_s: float | None = None
     cache_hit: bool = False
     flags: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
     upstream_started: float | None = None
     upstream_ended: float | None = None
     rag: RagAnswer | None = None
@@ -224,6 +226,13 @@ class Gateway:
         self._reloader: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._exporter: OtlpExporter | None = None
+        self._keyring: Keyring | None = None
+
+    def _subject_keyring(self) -> Keyring:
+        """The workspace's governance keyring, read once: it keys the subjects recorded with traces."""
+        if self._keyring is None:
+            self._keyring = load_keyring(self.store.settings)
+        return self._keyring
 
     @property
     def ready(self) -> bool:
@@ -488,6 +497,8 @@ class Gateway:
                     raise RateLimitedError(
                         f"rate limit of {key.rate_per_minute:g} requests/minute reached for this key", retry_after=wait
                     )
+        if deployment.settings.pii == "redact":  # its detector runs anyway: index who the request named
+            ctx.subjects = self.guardrails.subject_keys(body, self._subject_keyring().value_key)
         try:
             body, ctx.flags = self.guardrails.check_request(body, deployment.settings)
         except PromptBlockedError as exc:
@@ -666,6 +677,7 @@ class Gateway:
             retrieval=self._retrieval_of(ctx, upstream_s),
             request=ctx.request if ctx.record_content else None,
             response=ctx.response if ctx.record_content else None,
+            subjects=ctx.subjects,
         )
         self._remember(ctx.trace_id, ctx.deployment, version)
         await self.traces.put(trace)  # made storable there: every string of it may come from the request

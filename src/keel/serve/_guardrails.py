@@ -8,6 +8,7 @@ languages, then asks a hashed n-gram model shipped as package data (`_injection`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,17 @@ class Guardrails:
 
         spans = self.pii.detect(text)
         return redact(text, spans) if spans else text
+
+    def subject_keys(self, body: dict[str, Any], key: Callable[[str, str], str]) -> list[str]:
+        """The keyed hashes (`key(type, value)`) of the personal values in a request's texts, for erasure."""
+        from keel.core.keyring import SUBJECT_TYPES
+
+        found = set()
+        for text in _texts(body):
+            for span in self.pii.detect(text):
+                if str(span.type) in SUBJECT_TYPES:
+                    found.add(key(str(span.type), text[span.start : span.end]))
+        return sorted(found)
 
     def check_request(self, body: dict[str, Any], policy: DeploymentSettings) -> tuple[dict[str, Any], list[str]]:
         """Apply the request-side policies; returns the (maybe rewritten) body and the flags raised.

@@ -12,15 +12,18 @@ __all__ = ["serve_in_thread"]
 
 
 @contextmanager
-def serve_in_thread(app: Any, *, start_timeout_s: float = 60.0) -> Iterator[str]:
-    """Serve `app` on a free port of 127.0.0.1 until the block ends; yields its base URL.
+def serve_in_thread(
+    app: Any, *, start_timeout_s: float = 60.0, tls_cert: str | None = None, tls_key: str | None = None
+) -> Iterator[str]:
+    """Serve `app` on a free port of 127.0.0.1 until the block ends; yields its base URL (https with TLS files).
 
     Raises:
         RuntimeError: uvicorn did not start within `start_timeout_s`.
     """
     import uvicorn
 
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on")
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on",
+                            ssl_certfile=tls_cert, ssl_keyfile=tls_key)  # fmt: skip
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -31,7 +34,7 @@ def serve_in_thread(app: Any, *, start_timeout_s: float = 60.0) -> Iterator[str]
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls_cert else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=60)

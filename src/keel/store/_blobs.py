@@ -6,6 +6,11 @@ appear atomically when an upload completes). Both stream in chunks, so multi-GB 
 in memory, and both verify the digest on every read. A write whose digest is already stored
 checks the stored bytes (size first, then the hash) and atomically replaces them when they are
 damaged, so re-adding the original file repairs a corrupted blob. Neither knows the database.
+
+Sealed blobs (restricted datasets) are AES-256-GCM ciphertext behind a `SEAL_MAGIC` header naming
+their data key: `SealingBlobStore` writes them, and a store given an `unsealer` (the workspace's
+data-key look-up) decrypts them on `open`, so every reader gets plaintext and the disk or bucket
+holds only ciphertext. The digest stays the sha256 of the stored (encrypted) bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,10 +33,12 @@ from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConfigError,
 from keel.core.ids import new_ulid, require_sha256
 
 __all__ = [
+    "SEAL_MAGIC",
     "BlobInfo",
     "BlobStore",
     "FsspecBlobStore",
     "LocalBlobStore",
+    "SealingBlobStore",
     "open_blob_store",
     "put_bytes",
     "read_bytes",
@@ -93,6 +100,91 @@ class BlobStore(Protocol):
     def modified_at(self, digest: str) -> float:
         """When the blob was last written or re-added, in seconds since the epoch (what `keel gc` ages by)."""
         ...
+
+
+SEAL_MAGIC = b"\x00KEEL-AESGCM1"  # then the data key's 26-character id, a 12-byte nonce, ciphertext + tag
+_KEY_ID_LENGTH = 26
+_SEAL_HEADER = len(SEAL_MAGIC) + _KEY_ID_LENGTH
+Unsealer = Callable[[str], bytes]  # data key id -> the AES-256 key; raises when it cannot be had
+
+
+def seal(data: bytes, key_id: str, key: bytes) -> bytes:
+    """Encrypt `data` with AES-256-GCM under a data key; the header (magic + key id) is authenticated too."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # only restricted datasets pay its import
+
+    header = SEAL_MAGIC + key_id.encode("ascii")
+    if len(header) != _SEAL_HEADER:
+        raise ValueError(f"expected a data key id of {_KEY_ID_LENGTH} ASCII characters; got {key_id!r}")
+    nonce = os.urandom(12)
+    return header + nonce + AESGCM(key).encrypt(nonce, data, header)
+
+
+def _unsealed(reader: BinaryIO, unsealer: Unsealer | None, location: str) -> BinaryIO:
+    """The plaintext of a sealed blob (read whole, verified, decrypted), or the reader as it is."""
+    if unsealer is None or not isinstance(reader, io.BufferedReader):
+        return reader
+    if not reader.peek(_SEAL_HEADER)[: len(SEAL_MAGIC)] == SEAL_MAGIC:
+        return reader
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    with reader:
+        data = reader.read()
+    key_id = data[len(SEAL_MAGIC) : _SEAL_HEADER].decode("ascii", "replace")
+    key = unsealer(key_id)
+    try:
+        plain = AESGCM(key).decrypt(
+            data[_SEAL_HEADER : _SEAL_HEADER + 12], data[_SEAL_HEADER + 12 :], data[:_SEAL_HEADER]
+        )
+    except InvalidTag:
+        raise BlobCorruptedError(
+            f"the sealed blob at {location} does not decrypt with its data key {key_id}",
+            hint="restore the key file in use when it was written",
+        ) from None
+    return io.BytesIO(plain)
+
+
+class SealingBlobStore:
+    """A blob store that encrypts every blob put through it under one data key (reads go to the inner store).
+
+    Args:
+        inner: The workspace's blob store (given an unsealer, it decrypts on `open`).
+        key_id: The data key's id, written in each blob's header.
+        key: The 32-byte AES-256 data key.
+    """
+
+    def __init__(self, inner: BlobStore, key_id: str, key: bytes) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self._key_id = key_id
+        self._key = key
+
+    def put_file(self, path: str | os.PathLike[str]) -> BlobInfo:
+        return self.put_stream(io.BytesIO(Path(path).read_bytes()))
+
+    def put_stream(self, stream: IO[bytes]) -> BlobInfo:
+        return self.inner.put_stream(io.BytesIO(seal(stream.read(), self._key_id, self._key)))
+
+    def open(self, digest: str) -> BinaryIO:
+        return self.inner.open(digest)
+
+    def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
+        return self.inner.get_file(digest, dest)
+
+    def exists(self, digest: str) -> bool:
+        return self.inner.exists(digest)
+
+    def size(self, digest: str) -> int:
+        return self.inner.size(digest)
+
+    def delete(self, digest: str) -> bool:
+        return self.inner.delete(digest)
+
+    def digests(self) -> Iterator[str]:
+        return self.inner.digests()
+
+    def modified_at(self, digest: str) -> float:
+        return self.inner.modified_at(digest)
 
 
 def put_bytes(store: BlobStore, data: bytes) -> BlobInfo:
@@ -235,6 +327,7 @@ class LocalBlobStore:
         self.file_mode = 0o440 if shared else 0o400
         self.dir_mode = 0o2770 if shared else 0o700
         self._tmp = self.root / "tmp"
+        self.unsealer: Unsealer | None = None  # set by the workspace: decrypts sealed blobs on open
         if not self._tmp.is_dir():  # a read-only workspace has it already and cannot make it
             for directory in (self.root, self._tmp):
                 self._mkdir(directory)
@@ -310,7 +403,9 @@ class LocalBlobStore:
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {digest} in {self.url}", hint=_MISSING) from None
         size = os.fstat(raw.fileno()).st_size
-        return io.BufferedReader(_VerifyingReader(raw, digest, size, str(path)), CHUNK)
+        return _unsealed(
+            io.BufferedReader(_VerifyingReader(raw, digest, size, str(path)), CHUNK), self.unsealer, str(path)
+        )
 
     def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
         return _get_file(self, digest, Path(dest))
@@ -418,6 +513,7 @@ class FsspecBlobStore:
         self.url = url
         self.fs = fs
         self.root = root.rstrip("/")
+        self.unsealer: Unsealer | None = None  # set by the workspace: decrypts sealed blobs on open
 
     def __repr__(self) -> str:
         return f"FsspecBlobStore({self.url!r})"
@@ -457,7 +553,8 @@ class FsspecBlobStore:
             raw = self.fs.open(key, "rb", block_size=CHUNK)
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {digest} in {self.url}", hint=_MISSING) from None
-        return io.BufferedReader(_VerifyingReader(raw, digest, size, f"{self.url}/{key}"), CHUNK)
+        reader = io.BufferedReader(_VerifyingReader(raw, digest, size, f"{self.url}/{key}"), CHUNK)
+        return _unsealed(reader, self.unsealer, f"{self.url}/{key}")
 
     def get_file(self, digest: str, dest: str | os.PathLike[str]) -> Path:
         return _get_file(self, digest, Path(dest))

@@ -7,6 +7,7 @@ brings the schema up to date and opens the blob store. Nothing here runs at impo
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -15,13 +16,13 @@ from typing import IO, Any
 from sqlalchemy import Connection, func, select
 
 from keel.core.clock import Clock, system_clock
-from keel.core.errors import ConfigError
+from keel.core.errors import ConfigError, StoreError
 from keel.core.settings import CONFIG_FILE, STATE_DIR, Settings, load_settings, workspace_template
 from keel.store import _audit
 from keel.store._audit_key import AuditKey, load_audit_key
-from keel.store._blobs import BlobInfo, BlobStore, LocalBlobStore, open_blob_store
+from keel.store._blobs import BlobInfo, BlobStore, FsspecBlobStore, LocalBlobStore, open_blob_store
 from keel.store._db import PG_GC_LOCK, Database, insert_for
-from keel.store.schema import blobs
+from keel.store.schema import blobs, data_keys
 
 __all__ = ["PARTIAL_GRACE_SECONDS", "Store", "init_workspace", "keel_version", "open_store"]
 
@@ -165,6 +166,8 @@ def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Sto
     )
     migrated = db.upgrade() if upgrade else False
     blob_store = open_blob_store(settings.resolved_blob_url, settings.blob_options, shared=settings.shared)
+    if isinstance(blob_store, LocalBlobStore | FsspecBlobStore):
+        blob_store.unsealer = DataKeys(db, settings)
     if isinstance(blob_store, LocalBlobStore) and not db.read_only:
         _sweep_partials(blob_store)
     store = Store(settings=settings, db=db, blobs=blob_store)
@@ -173,6 +176,45 @@ def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Sto
         with db.write() as conn:
             _audit.seal_legacy(conn, store.audit_key, actor=store.actor, at=store.clock())
     return store
+
+
+class DataKeys:
+    """The blob store's unsealer: a data key by id, unwrapped with the workspace keyring (read on first use)."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self._db = db
+        self._settings = settings
+        self._keys: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key_id: str) -> bytes:
+        with self._lock:
+            if key_id in self._keys:
+                return self._keys[key_id]
+        with self._db.read() as conn:
+            row = conn.execute(select(data_keys.c.kek_id, data_keys.c.wrapped).where(data_keys.c.id == key_id)).first()
+        if row is None:
+            raise StoreError(
+                f"a sealed blob names data key {key_id}, which this workspace's database does not hold: "
+                "it was destroyed, or the blob store belongs to another workspace",
+                hint="point KEEL_DATABASE_URL at the database this blob store was written with",
+            )
+        from keel.core.keyring import load_keyring
+
+        key = load_keyring(self._settings, create=False).unwrap(row.kek_id, row.wrapped)
+        with self._lock:
+            self._keys[key_id] = key
+        return key
+
+    def remember(self, key_id: str, key: bytes) -> None:
+        """Know a data key made in a transaction not yet committed (its writer reads its own blobs back)."""
+        with self._lock:
+            self._keys[key_id] = key
+
+    def forget(self) -> None:
+        """Drop the cached keys (after a key rotation or a data key's destruction)."""
+        with self._lock:
+            self._keys.clear()
 
 
 def _sweep_partials(blob_store: LocalBlobStore) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "audit_events",
     "audit_head",
     "blobs",
+    "data_keys",
     "dataset_classifications",
     "dataset_records",
     "dataset_shards",
@@ -48,6 +49,8 @@ __all__ = [
     "deployment_events",
     "deployments",
     "eval_case_scores",
+    "erasure_marks",
+    "erasures",
     "eval_results",
     "feedback",
     "index_versions",
@@ -65,6 +68,8 @@ __all__ = [
     "run_params",
     "runs",
     "trace_contents",
+    "subject_index",
+    "trace_subjects",
     "traces",
 ]
 
@@ -520,8 +525,53 @@ trace_retrievals = Table(
 # ---------------------------------------------------------------------------------------------
 # Access (keel.govern): roles granted on scopes, protected targets, approvals; migration 0011.
 
-# The same table as the erasure/encryption branch's migration 0012 (keel.data._classification writes it there):
-# on merge, keep one definition and one CREATE TABLE.
+# ---------------------------------------------------------------------------------------------
+# Data-subject erasure (keel.govern, keel.data, keel.monitor): migration 0012.
+
+subject_index = Table(
+    "subject_index",
+    metadata,
+    Column("subject", String(64), primary_key=True, comment="HMAC-SHA256 of 'type:value' under the workspace key"),
+    Column("shard_id", Integer, ForeignKey("dataset_shards.id"), primary_key=True),
+    Column("row", BigInteger, primary_key=True),
+    sqlite_with_rowid=False,
+    comment="Where each detected personal value sits, by keyed hash (never the value): found after redaction.",
+)
+
+trace_subjects = Table(
+    "trace_subjects",
+    metadata,
+    Column("subject", String(64), primary_key=True, comment="HMAC-SHA256 of 'type:value' under the workspace key"),
+    Column("trace_id", String(26), primary_key=True),
+    sqlite_with_rowid=False,
+    comment="Which traces carried which personal value, by keyed hash, for erasure.",
+)
+
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", String(26), primary_key=True, comment="ULID; lineage and audit object erasure:<id>"),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(255), nullable=False),
+    Column("certificate", Text, nullable=False, comment="canonical JSON of the signed certificate"),
+    Column("certificate_sha256", String(64), nullable=False),
+    Column("signature", String(128), nullable=False, comment="Ed25519 signature of the certificate, hex"),
+    comment="Every data-subject erasure carried out, with its signed certificate.",
+)
+
+erasure_marks = Table(
+    "erasure_marks",
+    metadata,
+    Column("node", String(NODE_ID_LENGTH), primary_key=True, comment="lineage node id of the marked object"),
+    Column("erasure_id", String(26), ForeignKey("erasures.id"), primary_key=True),
+    Column("mark", String(64), nullable=False, comment="erased, trained_on_erased_data or serves_erased_data"),
+    Column("replaced_by", String(NODE_ID_LENGTH), nullable=True, comment="the version written without the records"),
+    comment="Objects an erasure removed or tainted: shown by `model show`, cards and `deploy list`.",
+)
+
+# ---------------------------------------------------------------------------------------------
+# Encryption at rest (keel.store sealed blobs, keel.data classification): migration 0012.
+
 dataset_classifications = Table(
     "dataset_classifications",
     metadata,
@@ -620,4 +670,15 @@ feedback = Table(
     Index(None, "deployment", "at"),
     Index(None, "at"),
     comment="Scores, labels, comments and corrected answers on served answers, from people or judges.",
+)
+
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("id", String(26), primary_key=True, comment="ULID, written into each blob it encrypts"),
+    Column("dataset", String(128), nullable=False, index=True),
+    Column("kek_id", String(32), nullable=False, comment="the workspace key-encryption key that wraps it"),
+    Column("wrapped", Text, nullable=False, comment="base64 of AES-GCM nonce + wrapped AES-256 data key"),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="Per-version data keys of restricted datasets, wrapped by a workspace key kept outside the database.",
 )
