@@ -523,10 +523,10 @@ trace_retrievals = Table(
 )
 
 # ---------------------------------------------------------------------------------------------
-# Access (keel.govern): roles granted on scopes, protected targets, approvals; migration 0011.
+# Access (keel.govern): roles granted on scopes, protected targets, approvals; migration 0009.
 
 # ---------------------------------------------------------------------------------------------
-# Data-subject erasure (keel.govern, keel.data, keel.monitor): migration 0012.
+# Data-subject erasure (keel.govern, keel.data, keel.monitor): migration 0011.
 
 subject_index = Table(
     "subject_index",
@@ -570,7 +570,7 @@ erasure_marks = Table(
 )
 
 # ---------------------------------------------------------------------------------------------
-# Encryption at rest (keel.store sealed blobs, keel.data classification): migration 0012.
+# Encryption at rest (keel.store sealed blobs, keel.data classification): migration 0011.
 
 dataset_classifications = Table(
     "dataset_classifications",
@@ -638,7 +638,7 @@ approval_requests = Table(
 
 # ---------------------------------------------------------------------------------------------
 # Feedback (keel.monitor): scores on served answers from people and judges, and what was asked
-# and answered, for export to training data; migration 0009.
+# and answered, for export to training data; migration 0010.
 
 trace_contents = Table(
     "trace_contents",

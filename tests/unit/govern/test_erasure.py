@@ -12,6 +12,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from keel.curate._pii_step import PiiParams, PiiStep
 from keel.data import commit_version, get_version, load_version, make_record, records_to_table
 from keel.govern._erasures import verify_certificate
 from keel.index import build_index
-from keel.monitor import Trace, TraceWriter, list_traces
+from keel.monitor import Trace, TraceWriter, list_traces, record_feedback
 from keel.pipeline._erase import erase_subjects, erasure_impact
 from keel.registry import get_model, model_card
 from keel.serve._deployments import create_deployment, list_deployments
@@ -114,7 +115,12 @@ def _seed(store: Store, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
               status=200, latency_ms=5.0, model_version=model.ref, subjects=[key] if i < 5 else [])
         for i in range(7)
     ]  # fmt: skip
+    # The first answer's recorded content carries the e-mail too (the trace_contents table).
+    asked = {"messages": [{"role": "user", "content": f"I am {SUBJECT}"}]}
+    traces[0] = replace(traces[0], request=asked, response="ok")
     TraceWriter(store).write(traces)
+    record_feedback(store, traces[0].id, score="up")  # feedback on a trace of the subject
+    record_feedback(store, traces[6].id, score="down", comment=f"mail me at {SUBJECT}")  # the value in its text
     return {"model": model, "key": key}
 
 
@@ -136,7 +142,7 @@ def _erase_and_check(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     assert found["dataset_versions"] == {"people@v1": 2, "people@v2": 3}
     assert found["records"] == 5 and found["index_versions"] == ["kb@v1"] and found["traces"] == 5
     assert found["models"] == [seeded["model"].node] and found["deployments"] == ["chat"]
-    assert found["feedback"] is None  # this workspace has no feedback table
+    assert found["feedback"] == 2  # on a trace of the subject, and naming the subject in its comment
 
     impact, certificate = erase_subjects(store, [f"email:{SUBJECT}"])
     assert certificate is not None and verify_certificate(certificate)
@@ -146,6 +152,7 @@ def _erase_and_check(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
         ("people@v2", 9, 6),
     ]
     assert done["index_versions"][0]["old"] == "kb@v1" and done["index_versions"][0]["new"] == "kb@v2"
+    assert done["feedback_deleted"] == 2
     assert done["traces_deleted"] == 5 and done["models_marked"] == [seeded["model"].node]
     assert done["deployments_marked"] == ["chat"] and done["shards_destroyed"]
     assert set(done["shards_destroyed"]) <= set(done["blobs_deleted"])

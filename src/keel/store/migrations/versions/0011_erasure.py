@@ -1,7 +1,7 @@
 """erasure and encryption: subject index, trace subjects, erasures and marks, classifications, data keys
 
-Revision ID: 0012
-Revises: 0007
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import keel.store.schema
 
-revision = "0012"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
@@ -70,7 +70,7 @@ def upgrade() -> None:
         comment="Objects an erasure removed or tainted: shown by `model show`, cards and `deploy list`.",
     )
 
-    # dataset_classifications: created by 0011 (access), which writes and reads the same table.
+    # dataset_classifications: created by 0009 (access), which writes and reads the same table.
     op.create_table(
         "data_keys",
         sa.Column("id", sa.String(length=26), nullable=False, comment="ULID, written into each blob it encrypts"),

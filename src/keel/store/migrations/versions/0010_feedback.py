@@ -1,7 +1,7 @@
 """feedback: scores on served answers, and the content of served requests (keel.monitor)
 
-Revision ID: 0009
-Revises: 0007
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 import keel.store.schema
 
-revision = "0009"
-down_revision = "0011"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -4,8 +4,8 @@ Existing audit events keep their sha256 chain; they get no MAC here (the key liv
 `open_store` MACs them once, right after this migration ran, and records it as one `audit.seal` event
 (keel.store._audit.seal_legacy).
 
-Revision ID: 0011
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 
 import keel.store.schema
 
-revision = "0011"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
