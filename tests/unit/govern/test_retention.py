@@ -11,7 +11,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from keel.cli._app import app
-from keel.monitor import Trace, TraceWriter, list_traces
+from keel.monitor import Trace, TraceWriter, list_traces, record_feedback
 from keel.monitor._retention import enforce_retention
 from keel.registry import register_model
 from keel.serve import DeploymentSettings, create_deployment
@@ -48,21 +48,19 @@ def test_enforce_deletes_only_traces_older_than_each_deployments_retention(store
     route = {"upstream": "http://127.0.0.1:9/v1"}
     create_deployment(store, "short", ref, route=route, settings=DeploymentSettings(retain="1h"))
     create_deployment(store, "forever", ref, route=route)
-    _traces(store, "short", [0.1, 0.5, 2, 30, 24 * 40], "01JSHORT")
-    _traces(store, "forever", [0.1, 24 * 400], "01JFOREVER")
-    with store.db.write() as conn:  # a feedback table as the feedback feature makes it (trace_id + text)
-        conn.execute(text("CREATE TABLE feedback (trace_id VARCHAR(26), comment TEXT)"))
-        conn.execute(text("INSERT INTO feedback (trace_id, comment) VALUES ('01JSHORT000000000000000003', 'slow')"))
-        conn.execute(text("INSERT INTO feedback (trace_id, comment) VALUES ('01JSHORT000000000000000000', 'ok')"))
+    _traces(store, "short", [0.1, 0.5, 2, 30, 24 * 40], "01JSHXRT")
+    _traces(store, "forever", [0.1, 24 * 400], "01JFXREVER")
+    record_feedback(store, "01JSHXRT000000000000000003", score="down", comment="slow")  # on an expired trace
+    record_feedback(store, "01JSHXRT000000000000000000", score="up", comment="ok")
     results = enforce_retention(store)
     assert [(r.deployment, r.traces, r.feedback) for r in results] == [("short", 3, 1)]
     left = sorted(t.id for t in list_traces(store, limit=100))
-    assert left == ["01JFOREVER0000000000000000", "01JFOREVER0000000000000001",
-                    "01JSHORT000000000000000000", "01JSHORT000000000000000001"]  # fmt: skip
+    assert left == ["01JFXREVER0000000000000000", "01JFXREVER0000000000000001",
+                    "01JSHXRT000000000000000000", "01JSHXRT000000000000000001"]  # fmt: skip
     with store.db.read() as conn:
         audited = events(conn, action="govern.retention")
         assert conn.execute(text("SELECT COUNT(*) FROM trace_subjects")).scalar() == 4
-        assert conn.execute(text("SELECT trace_id FROM feedback")).scalars().all() == ["01JSHORT000000000000000000"]
+        assert conn.execute(text("SELECT trace_id FROM feedback")).scalars().all() == ["01JSHXRT000000000000000000"]
     assert audited[0].object_id == "deployment:short" and audited[0].details["traces_deleted"] == 3
     assert enforce_retention(store)[0].traces == 0  # idempotent
 
