@@ -16,18 +16,24 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from keel.serve._injection import hashed_features, normalise_prompt
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from injection_corpus import generate  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "scripts" / "data" / "injection_train.txt"
 OUT = ROOT / "src" / "keel" / "serve" / "data" / "injection_model.npz"
-BUCKETS = 2**15
+BUCKETS = 2**16
 SEED = 20261206
 MAX_FALSE_POSITIVES = 0.01
+GENERATED = 4000  # injections, and as many benign requests (scripts/injection_corpus.py)
+C = 16.0  # chosen on the dev split among 1, 4, 16, 64 (recall at 1% false positives)
 WRAPS = [
     ("Hi there. ", ""),
     ("", " Thanks!"),
@@ -63,36 +69,50 @@ def matrix(texts: list[str]) -> object:
 
 
 def main() -> None:
-    """Fit, pick the threshold out of fold, write the model; print one JSON line."""
+    """Fit, pick the threshold on the hand-written lines out of fold, write the model; print one JSON line."""
+    from scipy.sparse import vstack
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.model_selection import StratifiedGroupKFold
 
-    rows = examples()
-    x = matrix([t for t, _ in rows])
-    y = np.array([label for _, label in rows])
-    model = LogisticRegression(C=8.0, class_weight="balanced", solver="liblinear", max_iter=1000)
-    groups = np.arange(len(rows)) % (len(rows) // 2)  # an example and its wrapped copy share a group
+    hand = examples()
+    generated = generate(GENERATED, GENERATED, SEED)
+    x_hand, x_gen = matrix([t for t, _ in hand]), matrix([t for t, _ in generated])
+    y_hand = np.array([label for _, label in hand])
+    y_gen = np.array([label for _, label in generated])
+
+    def model() -> LogisticRegression:
+        return LogisticRegression(C=C, class_weight="balanced", solver="liblinear", max_iter=2000)
+
+    # Dev split: each fold of hand-written lines (a line and its wrapped copy together) is scored by a model
+    # fitted on the other folds plus every generated example, so the threshold is chosen on hand-written text
+    # the model did not see, written apart from the generator's clauses.
+    groups = np.arange(len(hand)) % (len(hand) // 2)
     folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=SEED)
-    oof = cross_val_predict(model, x, y, cv=folds, groups=groups, method="predict_proba")[:, 1]
-    benign = np.sort(oof[y == 0])
+    oof = np.zeros(len(hand))
+    for train, test in folds.split(x_hand, y_hand, groups):
+        fitted = model().fit(vstack([x_hand[train], x_gen]), np.concatenate([y_hand[train], y_gen]))
+        oof[test] = fitted.predict_proba(x_hand[test])[:, 1]
+    benign = np.sort(oof[y_hand == 0])
     threshold = float(max(0.5, benign[int(np.ceil((1 - MAX_FALSE_POSITIVES) * len(benign))) - 1] + 1e-3))
-    recall = float(np.mean(oof[y == 1] >= threshold))
-    model.fit(x, y)
+    recall = float(np.mean(oof[y_hand == 1] >= threshold))
+    final = model().fit(vstack([x_hand, x_gen]), np.concatenate([y_hand, y_gen]))
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("wb") as f:
         np.savez_compressed(
             f,
-            weights=model.coef_[0].astype(np.float16),
-            intercept=np.float64(model.intercept_[0]),
+            weights=final.coef_[0].astype(np.float16),
+            intercept=np.float64(final.intercept_[0]),
             threshold=np.float64(round(threshold, 4)),
         )
     print(
         json.dumps(
             {
-                "examples": len(rows),
-                "injections": int(y.sum()),
+                "hand_written": len(hand),
+                "generated": len(generated),
+                "injections": int(y_hand.sum() + y_gen.sum()),
                 "threshold": round(threshold, 4),
-                "oof_recall": round(recall, 4),
+                "dev_recall": round(recall, 4),
+                "dev_false_positive_rate": round(float(np.mean(oof[y_hand == 0] >= threshold)), 4),
                 "bytes": OUT.stat().st_size,
             }
         )

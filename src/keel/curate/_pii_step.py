@@ -12,7 +12,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from keel.curate._step import Step, StepParams, StepResult
-from keel.govern._pii_detect import DEFAULT_REGIONS, DEFAULT_TYPES, PiiDetector, PiiSpan, PiiType
+from keel.govern._pii_detect import DEFAULT_REGIONS, DEFAULT_TYPES, PiiDetector, PiiEngine, PiiSpan, PiiType
 from keel.govern._pii_redact import redact
 
 __all__ = ["PII_SPANS_TYPE", "PiiStep"]
@@ -45,6 +45,11 @@ class PiiParams(StepParams):
     drop_types: list[PiiType] = Field(
         default_factory=list, description="Drop documents containing any of these (e.g. [secret]) instead."
     )
+    engine: PiiEngine = Field(
+        "keel",
+        description="Who finds person and address: keel, or presidio (needs presidio-analyzer and a spaCy "
+        "pipeline installed; never downloaded).",
+    )
 
 
 def _rewrite(text: str, spans: list[PiiSpan], p: PiiParams) -> tuple[str, list[dict[str, object]]]:
@@ -73,7 +78,7 @@ class PiiStep(Step):
     def __init__(self, params: StepParams) -> None:
         super().__init__(params)
         p: PiiParams = params  # type: ignore[assignment]
-        self._detector = PiiDetector([str(t) for t in p.types], p.phone_regions)
+        self._detector = PiiDetector([str(t) for t in p.types], p.phone_regions, engine=p.engine)
 
     def apply(self, table: pa.Table) -> StepResult:
         """Add `pii_spans`; rewrite `text` when redacting; drop documents holding a `drop_types` finding."""
