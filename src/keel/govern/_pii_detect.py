@@ -26,11 +26,24 @@ from keel.govern._pii_people import PeopleFinder
 if TYPE_CHECKING:
     from phonenumbers import PhoneMetadata
 
-__all__ = ["DEFAULT_REGIONS", "DEFAULT_TYPES", "PEOPLE_TYPES", "PhoneLeniency", "PiiDetector", "PiiSpan", "PiiType"]
+    from keel.govern._pii_presidio import PresidioFinder
+
+__all__ = [
+    "DEFAULT_REGIONS",
+    "DEFAULT_TYPES",
+    "PEOPLE_TYPES",
+    "PhoneLeniency",
+    "PiiDetector",
+    "PiiEngine",
+    "PiiSpan",
+    "PiiType",
+]
 
 DEFAULT_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "AU", "CA", "BR", "JP")
 
 PhoneLeniency = Literal["possible", "valid", "strict_grouping", "exact_grouping"]
+# Who finds names and places: Keel's own classifier, or Presidio over an installed spaCy model (`_pii_presidio`).
+PiiEngine = Literal["keel", "presidio"]
 
 
 class PiiType(StrEnum):
@@ -653,6 +666,10 @@ class PiiDetector:
             precision was 0.877 for "possible", 0.976 for "valid" and 0.998 for "strict_grouping" and
             "exact_grouping", recall 1.0 for all; "strict_grouping" is the default because libphonenumber
             warns that "exact_grouping" loses numbers outside +1.
+        engine: Who finds `person` and `address`: `keel` (the built-in classifier and patterns) or `presidio`
+            (Presidio's spaCy NER, when `presidio-analyzer` and an English spaCy pipeline are installed; never
+            downloaded). Dates of birth and document numbers stay Keel's either way: Presidio has no
+            date-of-birth entity and its document recognizers are US-only.
 
     Names, street addresses, dates of birth and identity-document numbers (`person`, `address`,
     `date_of_birth`, `id_document`) come from `_pii_people`: a name classifier over lexicon and context
@@ -664,7 +681,8 @@ class PiiDetector:
         types: The types this detector looks for, in `PiiType` order.
 
     Raises:
-        InputError: An unknown type, phone region or leniency.
+        InputError: An unknown type, phone region, leniency or engine.
+        ConfigError: `engine="presidio"` without Presidio or an English spaCy pipeline installed.
 
     Examples:
         >>> detector = PiiDetector(types=["email", "ipv4"])
@@ -679,6 +697,7 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
         phone_regions: Sequence[str] = DEFAULT_REGIONS,
         *,
         phone_leniency: PhoneLeniency = "strict_grouping",
+        engine: PiiEngine = "keel",
     ) -> None:
         valid = [t.value for t in PiiType]
         if types == "all":
@@ -702,9 +721,18 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
         self._phones: _PhoneFinder | None = None
         if PiiType.PHONE in wanted:
             self._phones = _PhoneFinder([r.upper() for r in phone_regions], phone_leniency)
+        if engine not in ("keel", "presidio"):
+            raise InputError(f"expected PII engine 'keel' or 'presidio', got {engine!r}")
         people = [t.value for t in wanted if t in PEOPLE_TYPES]
         if PiiType.US_SSN in wanted and "id_document" not in people:
             people.append("id_document")  # its pattern also finds SSNs written with spaces after an SSN word
+        self._presidio: PresidioFinder | None = None
+        if engine == "presidio":
+            from keel.govern._pii_presidio import PRESIDIO_TYPES, PresidioFinder
+
+            self._presidio = PresidioFinder(tuple(t for t in people if t in PRESIDIO_TYPES))
+            people = [t for t in people if t not in PRESIDIO_TYPES]
+        self.engine: PiiEngine = engine
         self._people: PeopleFinder | None = PeopleFinder(tuple(people)) if people else None
 
     def detect(self, text: str) -> list[PiiSpan]:
@@ -735,7 +763,7 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
             spans.extend(find(scan))
         if self._phones is not None and runs:
             spans.extend(self._phones(text, runs, spans, starts))
-        if self._people is not None:
+        if self._people is not None or self._presidio is not None:
             spans.extend(self._people_spans(text, starts))
         per_text: list[list[PiiSpan]] = [[] for _ in starts]
         i = 0
@@ -750,12 +778,13 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
 
     def _people_spans(self, text: str, starts: list[int]) -> list[PiiSpan]:
         """What `_pii_people` finds in each joined text (run per text: its features look across words)."""
-        assert self._people is not None
+        finders = [f for f in (self._people, self._presidio) if f is not None]
         wanted = set(self.types)
         spans = []
         ends = [*(start - len(_SEPARATOR) for start in starts[1:]), len(text)]
         for offset, end_of_piece in zip(starts, ends, strict=True):  # not split(): a text may hold a NUL itself
-            for kind, start, end in self._people.find(text[offset:end_of_piece]):
+            piece = text[offset:end_of_piece]
+            for kind, start, end in (found for finder in finders for found in finder.find(piece)):
                 if PiiType(kind) in wanted:
                     spans.append(PiiSpan(PiiType(kind), start + offset, end + offset))
         return spans

@@ -44,18 +44,17 @@ HNSW_THRESHOLD = 20_000
 def ef_search_for(count: int) -> int:
     """The HNSW `ef_search` that keeps recall@10 >= 0.95 at `count` vectors, for any query.
 
-    Measured at 384 dimensions (the offline MiniLM's) with `m=16, ef_construction=64`, on queries
-    from topics the corpus does not cover and on random directions (benchmarks/hnsw_recall.py):
-    ef 40 gives recall 0.49 at 20k vectors and 0.24 at 100k; the smallest ef reaching 0.95 was
-    128 at 5k, 256 at 10k–20k (0.951 at 20k), 512 at 50k and 1024 at 100k. Queries drawn like the
-    corpus reach 0.99 at ef 40, which is what hid this. Hence the next power of two at or above
-    count / 64 (a margin over count / 100), and at least 64.
+    Measured with `m=16, ef_construction=64` on queries from topics the corpus does not cover.
+    Synthetic clustered 384-d vectors (benchmarks/hnsw_recall.py) needed 256 at 10k-20k and 1024 at 100k.
+    Real all-MiniLM-L6-v2 embeddings of python3-doc (14,567 chunks, benchmarks/hnsw_recall_real.py) are
+    harder: off-topic questions reached 0.83 at ef 128, 0.92 at 256 and 0.966 at 512 (questions about
+    Python 0.99 from ef 64). Hence the next power of two at or above count / 32, and at least 64.
 
     Examples:
-        >>> ef_search_for(20_000), ef_search_for(100_000), ef_search_for(5_000), ef_search_for(1_000)
-        (512, 2048, 128, 64)
+        >>> ef_search_for(14_567), ef_search_for(20_000), ef_search_for(100_000), ef_search_for(1_000)
+        (512, 1024, 4096, 64)
     """
-    return max(64, 1 << max(0, math.ceil(math.log2(max(count, 1) / 64))))
+    return max(64, 1 << max(0, math.ceil(math.log2(max(count, 1) / 32))))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 Each check returns flags (strings recorded on the trace) and, for redaction, rewritten text.
 The PII detector is `keel.govern`'s, built once per gateway. Injection detection normalises the
-text (look-alikes, invisible and non-breaking spaces, case), matches phrasing patterns in six
-languages, then asks a hashed n-gram model shipped as package data (`_injection`).
+text (look-alikes, invisible and non-breaking spaces, accents, case), matches phrasing patterns in
+sixteen languages, then asks a hashed n-gram model shipped as package data (`_injection`); system and
+developer messages are the application's own and are not checked.
 """
 
 from __future__ import annotations
@@ -49,10 +50,17 @@ def looks_like_injection(text: str) -> bool:
     return _default_detector().check(text).flagged
 
 
+# Roles whose text the application wrote, not its user: their "never reveal these instructions" is no attack.
+_TRUSTED_ROLES = frozenset({"system", "developer"})
+
+
 def _texts(body: dict[str, Any]) -> list[str]:
+    """The texts of a request that a user or a tool could have written (system and developer messages left out)."""
     if "messages" in body:
         out: list[str] = []
         for m in body["messages"]:
+            if m.get("role") in _TRUSTED_ROLES:
+                continue
             content = m.get("content")
             if isinstance(content, str):
                 out.append(content)

@@ -31,6 +31,9 @@ __all__ = ["InjectionDetector", "InjectionVerdict", "LlmGuardScanner", "hashed_f
 
 MODEL_FILE = "injection_model.npz"
 _MIN_WORDS = 4
+# Chinese and Japanese put no spaces between words: eight of their characters count as four words.
+_MIN_CJK = 8
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff]")
 # Invisible characters used to split trigger words: zero-width spaces and joiners, word joiner,
 # BOM, soft hyphen, Mongolian vowel separator, bidi marks.
 _INVISIBLE = dict.fromkeys(
@@ -50,11 +53,22 @@ _CONFUSABLES = str.maketrans(
 _LEET = str.maketrans("013457@$", "oieastas")
 _MIXED_SCRIPT = re.compile(r"\w*[A-Za-z]\w*")
 _LEET_WORD = re.compile(r"\b(?=[a-z0-9@$]*[a-z])(?=[a-z0-9@$]*[0-9@$])[a-z0-9@$]{3,}\b")
-_SPACED = re.compile(r"\b(?:\w[ .\-_*]){3,}\w\b")
+# Letters spelled out one by one ("I G N O R E   P R E V I O U S", "i.g.n.o.r.e"): one separator inside a
+# word, so the wider gap between spelled-out words survives as a word break.
+_SPACED = re.compile(r"(?<!\w)(?:\w[ .\-_*]){3,}\w(?!\w)")
 _SPACES = re.compile(r"\s+")
+# Hyphens splitting a word into pieces ("dis-re-gard pre-vi-ous in-struc-tions"): joined, as for
+# "e-mail"; training text goes through the same function, so the model sees the same forms.
+_INNER_HYPHEN = re.compile(r"(?<=[^\W\d_])-(?=[^\W\d_])")
+# Accents and other combining marks of Latin, Greek and Cyrillic letters ("instruções" and "instrucoes",
+# the dot of Turkish "İ" once lower-cased); other scripts' marks (Devanagari vowel signs) are letters there.
+_COMBINING = re.compile("[\u0300-\u036f]")
+# Dotless i, used with a dotted capital İ to dodge ASCII lower-casing ("İGNORE", "ıgnore").
+_DOTLESS = str.maketrans("ı", "i")
 
 # Phrasing patterns, matched on normalised text; up to three filler words are allowed between the
-# parts ("ignore all of the previous instructions"). Non-English lines: fr, es, de, it, pt.
+# parts ("ignore all of the previous instructions"). Non-English lines: fr, es, de, it, pt, nl, sv, pl,
+# ru, tr, zh, ja, ar, hi, ko (written for Keel from how each language says "ignore the instructions").
 _F = r"(?:\W+\w+){0,3}?\W+"
 
 
@@ -85,7 +99,12 @@ _PATTERNS = [
     rf"\b{_PRETEND}{_F}{_WITHOUT}{_F}?{_LIMITS}\b",
     rf"\b{_DISABLE}{_F}?{_SAFETY}{_F}?{_CHECKS}\b",
     r"\bnew (?:system )?instructions?\s*:",
-    r"\b(?:developer|debug|god|admin|maintenance) mode\b.{0,40}\b(?:enabled|activated|on|unlocked)\b",
+    # "developer mode enabled", "debug mode is now on": the state word ends the clause ("developer mode on the
+    # TV" is a question about a TV).
+    r"\b(?:developer|debug|god|admin|maintenance) mode (?:is |has been )?(?:now )?"
+    r"(?:enabled|activated|on|unlocked)\b(?! (?:the|my|a|an|your|this|that)\b)",
+    # Naming the hidden prompt is itself the tell in a support chat ("what's in your system prompt?").
+    r"\bsystem ?prompts?\b|\b(?:your|the) (?:hidden|secret|confidential) (?:instructions|rules|prompt)\b",
     r"\[/?(?:system|inst)\]|<\|?(?:system|im_start)\|?>|###\s*system",
     rf"\b(?:ignore|ignorez|oublie|oubliez)\b{_F}?(?:les |toutes les |tes |vos )?(?:instructions|consignes|règles)\b",
     r"\b(?:ignora|olvida|olvídate de|omite)\b(?:\W+\w+){0,3}?\W+(?:instrucciones|reglas|indicaciones)\b",
@@ -93,8 +112,28 @@ _PATTERNS = [
     r"\b(?:ignora|dimentica)\b(?:\W+\w+){0,3}?\W+(?:istruzioni|regole|indicazioni)\b",
     r"\b(?:ignore|esqueça|esqueca|desconsidere)\b(?:\W+\w+){0,3}?\W+(?:instruções|instrucoes|regras)\b",
     r"\b(?:prompt (?:du )?système|prompt del sistema|systemprompt|system-prompt|prompt do sistema)\b",
+    r"\b(?:negeer|vergeet)\b(?:\W+\w+){0,3}?\W+(?:instructies|regels|aanwijzingen)\b",
+    r"\b(?:ignorera|glöm|strunta i)\b(?:\W+\w+){0,3}?\W+(?:instruktioner(?:na)?|regler(?:na)?)\b",
+    r"\b(?:zignoruj|ignoruj|zapomnij)\b(?:\W+\w+){0,3}?\W+(?:instrukcj\w*|polece\w*|zasad\w*|regu\w*)",
+    r"(?:игнорируй|проигнорируй|забудь|не следуй|не обращай внимания на)(?:\W+\w+){0,3}?\W+"
+    r"(?:инструкци\w*|правил\w*|указани\w*)",
+    r"(?:системн\w* (?:промпт|подсказк)\w*|sistem (?:istem|mesaj|talimat)\w*)",
+    r"\b(?:talimat|kural|yonerge)\w*(?:\W+\w+){0,3}?\W+(?:unut|yok say|gormezden gel|dikkate alma|ihmal et)",
+    r"(?:忽略|无视|忘记|忘掉|不要理会|無視|忘れ)[^。！？.!?]{0,12}(?:指令|指示|规则|提示|ルール|命令)"
+    r"|(?:指令|指示|规则|ルール|命令)[^。！？.!?]{0,12}(?:忽略|无视|忘记|忘掉|無視|忘れ)|系统提示|システムプロンプト",
+    r"(?:تجاهل|انس|تجاهلي)(?:\W+\w+){0,3}?\W+(?:التعليمات|الأوامر|القواعد|تعليمات)",
+    r"(?:निर्देश|नियम)\w*(?:\W+\w+){0,4}?\W+(?:अनदेखा|भूल|नज़रअंदाज़)",
+    r"(?:지시|지침|규칙|명령)\w*(?:\W+\w+){0,3}?\W*(?:무시|잊어)",
 ]
-_PATTERN = re.compile("|".join(f"(?:{p})" for p in _PATTERNS), re.IGNORECASE)
+
+
+def _unaccented(pattern: str) -> str:
+    """The pattern as normalised text spells it: combining marks of Latin, Greek, Cyrillic letters dropped."""
+    pattern = unicodedata.normalize("NFKC", pattern)
+    return unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", pattern)))
+
+
+_PATTERN = re.compile("|".join(f"(?:{_unaccented(p)})" for p in _PATTERNS), re.IGNORECASE)
 
 
 def _fold_mixed(match: re.Match[str]) -> str:
@@ -117,8 +156,10 @@ def normalise_prompt(text: str) -> str:
     """
     text = unicodedata.normalize("NFKC", text).translate(_INVISIBLE)
     text = _MIXED_SCRIPT.sub(_fold_mixed, text)
-    text = _SPACES.sub(" ", text).strip().lower()
-    text = _SPACED.sub(_join_spaced, text)
+    text = _SPACED.sub(_join_spaced, text.strip())
+    text = _SPACES.sub(" ", text).lower().translate(_DOTLESS)
+    text = unicodedata.normalize("NFC", _COMBINING.sub("", unicodedata.normalize("NFD", text)))
+    text = _INNER_HYPHEN.sub("", text)
     return _LEET_WORD.sub(lambda m: m.group(0).translate(_LEET), text)
 
 
@@ -185,7 +226,7 @@ class InjectionDetector:
             return InjectionVerdict(True, "pattern", 1.0, {"match": match.group(0)})
         probability = 0.0
         # A handful of words carries no injection the patterns miss, and the model over-reads them ("ignore typos").
-        if self.use_model and len(normalised.split()) >= _MIN_WORDS:
+        if self.use_model and (len(normalised.split()) >= _MIN_WORDS or len(_CJK.findall(normalised)) >= _MIN_CJK):
             weights, intercept, shipped_threshold = _shipped_weights()
             threshold = shipped_threshold if self._threshold is None else self._threshold
             features = hashed_features(normalised, len(weights))

@@ -51,10 +51,10 @@ def test_hnsw_holds_recall_for_queries_unlike_the_corpus_at_the_model_dimension(
     data = normalise(centres[rng.integers(0, 500, 10_000)] + 0.5 * rng.normal(size=(10_000, 384)))
     queries = normalise(centres[rng.integers(500, 600, 200)] + 0.5 * rng.normal(size=(200, 384)))
     params = VectorParams.for_size(10_000, threshold=5_000)
-    assert params.kind == "hnsw" and params.ef_search == ef_search_for(10_000) == 256
+    assert params.kind == "hnsw" and params.ef_search == ef_search_for(10_000) == 512
     _, exact = vector_search(build_vectors(data, VectorParams("flat")), queries, 10)
     index = build_vectors(data, VectorParams("hnsw"))  # ef_search 0: chosen by size
-    assert index.hnsw.efSearch == 256
+    assert index.hnsw.efSearch == 512
 
     def recall() -> float:
         found = vector_search(index, queries, 10)[1]
@@ -65,4 +65,4 @@ def test_hnsw_holds_recall_for_queries_unlike_the_corpus_at_the_model_dimension(
     assert recall() < 0.8, recall()
     # A stored index loads with the same rule when its manifest left ef_search to the size.
     loaded = vectors_from_bytes(vectors_to_bytes(index), VectorParams("hnsw"))
-    assert loaded.hnsw.efSearch == 256
+    assert loaded.hnsw.efSearch == 512

@@ -1,0 +1,157 @@
+"""HNSW recall@10 on real MiniLM embeddings of real text, by ef_search and query kind.
+
+Corpus: Python's HTML documentation as Debian's python3-doc installs it, read by Keel's HTML reader
+(resiliparse main text) and cut by Keel's chunker (`chunk_text`) at the default 800 characters with 100
+of overlap, and again at 300/37 (an eighth of overlap, as at the default; more, shorter chunks: a larger
+index from the same pages). Every chunk is embedded with the offline all-MiniLM-L6-v2
+(`SentenceTransformerEmbedder`); the vectors are cached under `--cache` keyed by the chunks' hash, since
+embedding is the slow part (minutes on 2 idle cores, an hour on a loaded machine).
+
+Queries (benchmarks/data/hnsw_queries.txt, hand-written): `python` questions in a user's words (not
+documentation prose), `offtopic` questions the corpus does not cover (their nearest chunks are
+scattered: the hard case for HNSW), and, as a worst case, `random` unit directions. For each ef_search
+it prints recall@10 of the HNSW index Keel builds (m = 16, ef_construction = 64) against exact search
+(`IndexFlatIP`, the peer, same run) and queries/s one at a time; `choice` is the smallest ef_search
+with recall >= 0.95 on both question kinds, `default_ef_search` the one Keel picks for that size.
+
+    python benchmarks/hnsw_recall_real.py [--cache ~/.cache/keel-bench] [--chunk-sizes 800 300] [--max-chunks N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+# This folder holds a `datasets.py`, which would shadow Hugging Face `datasets`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+
+from keel.curate._web_readers import read_web_file  # noqa: E402
+from keel.index import VectorParams, build_vectors, ef_search_for, normalise, vector_search  # noqa: E402
+from keel.index._chunking import ChunkSettings, chunk_text  # noqa: E402
+from keel.index._embedding import SentenceTransformerEmbedder  # noqa: E402
+
+QUERIES = Path(__file__).resolve().parent / "data" / "hnsw_queries.txt"
+EFS = (16, 32, 40, 64, 96, 128, 256, 512)
+HTML_ROOTS = ("/usr/share/doc/python3/html", "/usr/share/doc/python3.11/html", "/usr/share/doc/python3-doc/html")
+
+
+def html_root() -> Path:
+    """The folder of python3-doc's HTML pages."""
+    for candidate in HTML_ROOTS:
+        if (Path(candidate) / "library" / "index.html").is_file():
+            return Path(candidate).resolve()
+    sys.exit("python3-doc is not installed: apt-get install python3-doc")
+
+
+def page_texts(root: Path) -> list[str]:
+    """The main text of every page, as `keel data ingest` reads HTML."""
+    texts = []
+    for path in sorted(root.rglob("*.html")):
+        texts += [r["text"] for r in read_web_file(path, "html") if isinstance(r, dict)]
+    return texts
+
+
+def chunks(texts: list[str], size: int) -> list[str]:
+    """Keel's chunks of `texts` at `size` characters, overlap an eighth (the default 800/100)."""
+    settings = ChunkSettings(size=size, overlap=size // 8)
+    return [span.text for text in texts for span in chunk_text(text, settings)]
+
+
+def embedded(texts: list[str], cache: Path, embedder: SentenceTransformerEmbedder) -> np.ndarray:
+    """The MiniLM vectors of `texts`, from the cache when these exact texts were embedded before."""
+    digest = hashlib.sha256("\x00".join([embedder.model_id, *texts]).encode()).hexdigest()[:16]
+    path = cache / f"minilm-{digest}.npy"
+    if path.exists():
+        return np.load(path)
+    started = time.perf_counter()
+    vectors = embedder.embed(texts)
+    print(json.dumps({"embedded": len(texts), "seconds": round(time.perf_counter() - started, 1)}), file=sys.stderr)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
+    return float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(approx, exact, strict=True)]))
+
+
+def _single_qps(index: object, queries: np.ndarray) -> float:
+    started = time.perf_counter()
+    for row in queries:
+        vector_search(index, row[None, :], 10)
+    return round(len(queries) / (time.perf_counter() - started), 1)
+
+
+def measure(data: np.ndarray, kinds: dict[str, np.ndarray]) -> dict[str, object]:
+    """Recall@10 and single-query speed of HNSW by ef_search against exact search on `data`."""
+    flat = build_vectors(data, VectorParams("flat"))
+    exact = {kind: vector_search(flat, q, 10)[1] for kind, q in kinds.items()}
+    questions = np.concatenate([kinds["python"], kinds["offtopic"]])
+    started = time.perf_counter()
+    hnsw = build_vectors(data, VectorParams("hnsw"))
+    build_s = time.perf_counter() - started
+    rows = []
+    for ef in sorted({*EFS, ef_search_for(len(data))}):
+        hnsw.hnsw.efSearch = ef
+        recall = {kind: round(_recall(vector_search(hnsw, q, 10)[1], exact[kind]), 4) for kind, q in kinds.items()}
+        rows.append({"ef_search": ef, "recall_at_10": recall, "qps_single": _single_qps(hnsw, questions)})
+    good = [r["ef_search"] for r in rows if min(r["recall_at_10"]["python"], r["recall_at_10"]["offtopic"]) >= 0.95]  # type: ignore[index]
+    default = ef_search_for(len(data))
+    return {
+        "vectors": len(data),
+        "hnsw_build_s": round(build_s, 1),
+        "exact_qps_single": _single_qps(flat, questions),
+        "by_ef_search": rows,
+        "choice": good[0] if good else None,
+        "default_ef_search": default,
+        "default_recall_at_10": next(r["recall_at_10"] for r in rows if r["ef_search"] == default),
+    }
+
+
+def main() -> None:
+    """Embed (or load) the corpus at each chunk size, then measure; one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
+    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[800, 300])
+    parser.add_argument("--max-chunks", type=int, help="keep at most this many chunks, evenly spaced (a quick run)")
+    args = parser.parse_args()
+    import faiss  # type: ignore[import-untyped,unused-ignore]
+    import torch
+
+    torch.set_num_threads(2)
+    faiss.omp_set_num_threads(1)  # one query at a time, as a server answers them
+    embedder = SentenceTransformerEmbedder()
+    lines = [line.split("\t", 1) for line in QUERIES.read_text().splitlines() if line and not line.startswith("#")]
+    rng = np.random.default_rng(0)
+    kinds = {kind: embedder.embed([q for k, q in lines if k == kind]) for kind in ("python", "offtopic")} | {
+        "random": normalise(rng.normal(size=(100, embedder.dimension)).astype(np.float32))
+    }
+    texts = page_texts(html_root())
+    results = []
+    for size in args.chunk_sizes:
+        cut = chunks(texts, size)
+        if args.max_chunks and len(cut) > args.max_chunks:
+            cut = [cut[i * len(cut) // args.max_chunks] for i in range(args.max_chunks)]
+        data = embedded(cut, args.cache, embedder)
+        results.append({"chunk_size": size, **measure(data, kinds)})
+        print(json.dumps({"partial": results[-1]}), file=sys.stderr, flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "hnsw_recall_real",
+                "pages": len(texts),
+                "queries": {k: len(v) for k, v in kinds.items()},
+                "sizes": results,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
