@@ -32,6 +32,8 @@ __all__ = [
     "configure_deployment",
     "create_deployment",
     "current_generation",
+    "abort_canary",
+    "record_analysis",
     "deployment_history",
     "get_deployment",
     "list_deployments",
@@ -134,6 +136,7 @@ class DeploymentEvent:
     to_routes: list[dict[str, Any]]
     actor: str
     at: datetime
+    evidence: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -145,6 +148,7 @@ class DeploymentEvent:
             "to_routes": self.to_routes,
             "actor": self.actor,
             "at": format_time(self.at),
+            "evidence": self.evidence,
         }
 
 
@@ -190,7 +194,15 @@ def _lock(conn: Connection, name: str) -> Any:
     return row
 
 
-def _change(store: Store, conn: Connection, row: Any, action: str, routes: tuple[Route, ...], **extra: Any) -> None:
+def _change(
+    store: Store,
+    conn: Connection,
+    row: Any,
+    action: str,
+    routes: tuple[Route, ...],
+    evidence: dict[str, Any] | None = None,
+    **extra: Any,
+) -> None:
     now = store.clock()
     before = row.routes
     after = _dump(routes)
@@ -198,12 +210,19 @@ def _change(store: Store, conn: Connection, row: Any, action: str, routes: tuple
     conn.execute(update(deployments).where(deployments.c.name == row.name).values(**values))
     conn.execute(
         deployment_events.insert().values(
-            deployment=row.name, action=action, from_routes=before, to_routes=after, actor=store.actor, at=now
+            deployment=row.name,
+            action=action,
+            from_routes=before,
+            to_routes=after,
+            actor=store.actor,
+            at=now,
+            evidence=None if evidence is None else canonical_json(evidence),
         )
     )
-    store.audit(
-        conn, f"deployment.{action}", f"deployment:{row.name}", {"from": json.loads(before), "to": json.loads(after)}
-    )
+    details: dict[str, Any] = {"from": json.loads(before), "to": json.loads(after)}
+    if evidence is not None:
+        details["evidence"] = evidence
+    store.audit(conn, f"deployment.{action}", f"deployment:{row.name}", details)
 
 
 def create_deployment(
@@ -264,12 +283,18 @@ def create_deployment(
 
 
 def canary_deployment(
-    store: Store, name: str, model: str, *, weight: int, route: dict[str, Any] | None = None
+    store: Store,
+    name: str,
+    model: str,
+    *,
+    weight: int,
+    route: dict[str, Any] | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> Deployment:
     """Send `weight`% of `name`'s requests to `model`, the rest to the current primary route.
 
     The canary inherits the primary's backend fields unless `route` overrides them; an earlier
-    canary is replaced.
+    canary is replaced. `evidence` (a rollout controller's analysis) is kept on the event and audited.
 
     Raises:
         InputError: `weight` outside 1..99, or bad route fields.
@@ -282,12 +307,13 @@ def canary_deployment(
         primary = _parse_routes(row.routes)[0]
         inherited = primary.model_dump(exclude={"model", "weight", "upstream_model"}, exclude_defaults=True)
         canary = _route(store, model, **{**inherited, **(route or {}), "weight": weight})
-        _change(store, conn, row, "canary", (primary.model_copy(update={"weight": 100 - weight}), canary))
+        routes = (primary.model_copy(update={"weight": 100 - weight}), canary)
+        _change(store, conn, row, "canary", routes, evidence)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
-def promote_deployment(store: Store, name: str) -> Deployment:
-    """Blue/green switch: the canary (last route) takes every request.
+def promote_deployment(store: Store, name: str, *, evidence: dict[str, Any] | None = None) -> Deployment:
+    """Blue/green switch: the canary (last route) takes every request; `evidence` is kept on the event.
 
     Raises:
         InputError: The deployment has a single route, so nothing to promote.
@@ -297,7 +323,7 @@ def promote_deployment(store: Store, name: str) -> Deployment:
         routes = _parse_routes(row.routes)
         if len(routes) < 2:
             raise InputError(f"deployment {name!r} has one route; nothing to promote", hint="start a canary first")
-        _change(store, conn, row, "promote", (routes[-1].model_copy(update={"weight": 100}),))
+        _change(store, conn, row, "promote", (routes[-1].model_copy(update={"weight": 100}),), evidence)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
@@ -319,6 +345,31 @@ def rollback_deployment(store: Store, name: str) -> Deployment:
             raise InputError(f"deployment {name!r} has not changed since it was created; nothing to roll back to")
         _change(store, conn, row, "rollback", _parse_routes(last.from_routes))
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
+
+
+def abort_canary(store: Store, name: str, *, evidence: dict[str, Any] | None = None) -> Deployment:
+    """Send every request back to the primary (stable) route at once: a rollout's automatic rollback.
+
+    Unlike `rollback_deployment`, which undoes only the last change (after two canary steps that
+    is the smaller canary), this drops the canary whatever its weight. Recorded as `rollback`.
+
+    Raises:
+        InputError: The deployment has a single route, so no canary to abort.
+    """
+    with store.db.write() as conn:
+        row = _lock(conn, name)
+        routes = _parse_routes(row.routes)
+        if len(routes) < 2:
+            raise InputError(f"deployment {name!r} has one route; no canary to roll back")
+        _change(store, conn, row, "rollback", (routes[0].model_copy(update={"weight": 100}),), evidence)
+        return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
+
+
+def record_analysis(store: Store, name: str, evidence: dict[str, Any]) -> None:
+    """Record a rollout check that changed no route (hold) as an `analysis` event with its evidence."""
+    with store.db.write() as conn:
+        row = _lock(conn, name)
+        _change(store, conn, row, "analysis", _parse_routes(row.routes), evidence)
 
 
 def configure_deployment(store: Store, name: str, settings: DeploymentSettings) -> Deployment:
@@ -381,6 +432,7 @@ def deployment_history(store: Store, name: str) -> list[DeploymentEvent]:
             to_routes=json.loads(r.to_routes),
             actor=r.actor,
             at=r.at,
+            evidence=json.loads(r.evidence) if r.evidence else None,
         )
         for r in rows
     ]
