@@ -380,7 +380,7 @@ def configure_deployment(store: Store, name: str, settings: DeploymentSettings) 
     with store.db.write() as conn:
         row = _lock(conn, name)
         values = {"settings": canonical_json(settings.model_dump(exclude_defaults=True))}
-        _change(store, conn, row, "configure", _parse_routes(row.routes), **values)
+        _change(store, conn, row, "configure", _parse_routes(row.routes), None, **values)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 

@@ -451,7 +451,9 @@ deployment_events = Table(
     Column("to_routes", Text, nullable=False, comment="canonical JSON"),
     Column("actor", String(255), nullable=False),
     Column("at", UTCDateTime, nullable=False),
-    Column("evidence", Text, nullable=True, comment="canonical JSON: why a rollout controller decided (migration 0010)"),
+    Column(
+        "evidence", Text, nullable=True, comment="canonical JSON: why a rollout controller decided (migration 0010)"
+    ),
     Index(None, "deployment", "id"),
     comment="Append-only history of every route change of every deployment: the rollback trail.",
 )
@@ -520,7 +522,12 @@ alerts = Table(
     Column("pending_since", UTCDateTime, nullable=False),
     Column("fired_at", UTCDateTime, nullable=True),
     Column("resolved_at", UTCDateTime, nullable=True),
-    Column("notified", Integer, nullable=False, comment="1 once the firing was sent (0: suppressed by cool-down or inhibition)"),
+    Column(
+        "notified",
+        Integer,
+        nullable=False,
+        comment="1 once the firing was sent (0: suppressed by cool-down or inhibition)",
+    ),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "fingerprint", "id"),
     comment="One row per alert incident: pending, firing, then resolved; repeats update the open row.",

@@ -34,7 +34,9 @@ def upgrade() -> None:
         "alerts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("rule", sa.String(length=128), nullable=False),
-        sa.Column("fingerprint", sa.String(length=64), nullable=False, comment="sha256 of the rule name and its labels"),
+        sa.Column(
+            "fingerprint", sa.String(length=64), nullable=False, comment="sha256 of the rule name and its labels"
+        ),
         sa.Column("severity", sa.String(length=32), nullable=False),
         sa.Column("labels", sa.Text(), nullable=False, comment="canonical JSON object"),
         sa.Column("state", sa.String(length=16), nullable=False, comment="pending, firing or resolved"),
