@@ -57,8 +57,10 @@ EXPECTED = {
         "looks_like_injection", "promote_deployment", "rollback_deployment", "serve_in_thread", "stub_upstream_app",
     ],
     "keel.monitor": [
-        "OtlpExporter", "SummaryRow", "Trace", "TraceWriter", "get_trace", "list_traces", "percentile", "storable",
-        "summarize",
+        "DriftOptions", "DriftReport", "FeatureDrift", "Guard", "GuardResult", "Observation", "OtlpExporter",
+        "Rollout", "RolloutDecision", "SummaryRow", "Trace", "TraceWriter", "check_guard", "compare_observations",
+        "dataset_observations", "detect_drift", "get_rollout", "get_trace", "list_traces", "mmd_test", "parse_guard",
+        "percentile", "start_rollout", "step_rollouts", "storable", "summarize", "trace_observations",
     ],
     "keel.govern": [
         "ApiKey", "AuthenticationError", "AuthenticationThrottledError", "CreatedKey", "KeyVerifier",
