@@ -57,10 +57,12 @@ EXPECTED = {
         "looks_like_injection", "promote_deployment", "rollback_deployment", "serve_in_thread", "stub_upstream_app",
     ],
     "keel.monitor": [
-        "DriftOptions", "DriftReport", "FeatureDrift", "Guard", "GuardResult", "Observation", "OtlpExporter",
-        "Rollout", "RolloutDecision", "SummaryRow", "Trace", "TraceWriter", "check_guard", "compare_observations",
-        "dataset_observations", "detect_drift", "get_rollout", "get_trace", "list_traces", "mmd_test", "parse_guard",
-        "percentile", "start_rollout", "step_rollouts", "storable", "summarize", "trace_observations",
+        "AlertConfig", "AlertEvent", "AlertRule", "DriftOptions", "DriftReport", "FeatureDrift", "Guard",
+        "GuardResult", "Observation", "OtlpExporter", "Rollout", "RolloutDecision", "SummaryRow", "Tick", "Trace",
+        "TraceWriter", "check_guard", "compare_observations", "dataset_observations", "detect_drift",
+        "evaluate_alerts", "get_rollout", "get_trace", "list_alerts", "list_traces", "load_alert_config", "mmd_test",
+        "monitor_tick", "parse_duration", "parse_guard", "percentile", "prometheus_rules", "start_rollout",
+        "step_rollouts", "storable", "summarize", "trace_observations", "watch",
     ],
     "keel.govern": [
         "ApiKey", "AuthenticationError", "AuthenticationThrottledError", "CreatedKey", "KeyVerifier",

@@ -13,6 +13,16 @@ from keel.monitor._traces import Trace, get_trace, list_traces, storable
 from keel.monitor._writer import TraceWriter
 
 if TYPE_CHECKING:
+    from keel.monitor._alerts import (
+        AlertConfig,
+        AlertEvent,
+        AlertRule,
+        evaluate_alerts,
+        list_alerts,
+        load_alert_config,
+        parse_duration,
+        prometheus_rules,
+    )
     from keel.monitor._drift import (
         DriftOptions,
         DriftReport,
@@ -33,8 +43,23 @@ if TYPE_CHECKING:
         start_rollout,
         step_rollouts,
     )
+    from keel.monitor._watch import Tick, monitor_tick, watch
 
 _MODULES = {
+    **dict.fromkeys(
+        (
+            "AlertConfig",
+            "AlertEvent",
+            "AlertRule",
+            "evaluate_alerts",
+            "list_alerts",
+            "load_alert_config",
+            "parse_duration",
+            "prometheus_rules",
+        ),
+        "_alerts",
+    ),
+    **dict.fromkeys(("Tick", "monitor_tick", "watch"), "_watch"),
     **dict.fromkeys(
         ("DriftOptions", "DriftReport", "FeatureDrift", "compare_observations", "detect_drift", "mmd_test"), "_drift"
     ),
@@ -57,6 +82,9 @@ _MODULES = {
 __getattr__ = lazy_getattr(__name__, _MODULES)
 
 __all__ = [
+    "AlertConfig",
+    "AlertEvent",
+    "AlertRule",
     "DriftOptions",
     "DriftReport",
     "FeatureDrift",
@@ -67,21 +95,29 @@ __all__ = [
     "Rollout",
     "RolloutDecision",
     "SummaryRow",
+    "Tick",
     "Trace",
     "TraceWriter",
     "check_guard",
     "compare_observations",
     "dataset_observations",
     "detect_drift",
+    "evaluate_alerts",
     "get_rollout",
     "get_trace",
+    "list_alerts",
     "list_traces",
+    "load_alert_config",
     "mmd_test",
+    "monitor_tick",
+    "parse_duration",
     "parse_guard",
     "percentile",
+    "prometheus_rules",
     "start_rollout",
     "step_rollouts",
     "storable",
     "summarize",
     "trace_observations",
+    "watch",
 ]

@@ -33,6 +33,8 @@ class Observation:
     tokens_out: int | None = None
     status: int | None = None
     latency_ms: float | None = None
+    cost: float = 0.0
+    cache_hit: bool = False
     model_version: str | None = None
     flags: list[str] = field(default_factory=list)
     feedback: float | None = None
@@ -68,6 +70,8 @@ def trace_observations(
             traces.c.id,
             traces.c.status,
             traces.c.latency_ms,
+            traces.c.cost,
+            traces.c.cache_hit,
             traces.c.tokens_in,
             traces.c.tokens_out,
             traces.c.flags,
@@ -97,6 +101,8 @@ def trace_observations(
                 tokens_out=int(r.tokens_out),
                 status=int(r.status),
                 latency_ms=float(r.latency_ms),
+                cost=float(r.cost),
+                cache_hit=bool(r.cache_hit),
                 model_version=r.model_version,
                 flags=json.loads(r.flags) if r.flags != "[]" else [],
                 feedback=human,
