@@ -63,14 +63,14 @@ def _traffic(store: Store, minutes_ago: float, count: int, *, failing: float, la
 
 
 def _config(url: str, tmp_path: Path, **extra: Any) -> AlertConfig:
+    append = f"import sys; open({str(tmp_path / 'cmd.jsonl')!r}, 'a').write(sys.stdin.read() + '\\n')"
     data = {
         "rules": [{"name": "HighErrorRate", "metric": "error_rate", "deployment": "chat", "window": "5m",
                    "condition": "> 5%", "severity": "critical", "labels": {"team": "search"}}],
         "sinks": [
             {"type": "webhook", "url": f"{url}/alertmanager", "format": "alertmanager"},
             {"type": "webhook", "url": f"{url}/slack", "format": "slack"},
-            {"type": "command", "command": [sys.executable, "-c",
-                                            f"import sys; open({str(tmp_path / 'cmd.jsonl')!r}, 'a').write(sys.stdin.read() + '\\n')"]},
+            {"type": "command", "command": [sys.executable, "-c", append]},
             {"type": "log"},
         ],
         **extra,
@@ -126,8 +126,8 @@ def test_cool_down_for_duration_and_inhibition(
 ) -> None:
     url, received = webhook
     config = _config(url, tmp_path, cooldown="30m")
-    config.rules.append(config.rules[0].model_copy(update={"name": "SlowAnswers", "metric": "p95_ms",
-                                                           "condition": "> 500", "severity": "warning", "for_": "2m"}))  # fmt: skip
+    slow = {"name": "SlowAnswers", "metric": "p95_ms", "condition": "> 500", "severity": "warning", "for_": "2m"}
+    config.rules.append(config.rules[0].model_copy(update=slow))
     _traffic(store, 2, 50, failing=0.5, latency_ms=900.0)
     now = store.clock()
     first = monitor_tick(store, config, now=now)
