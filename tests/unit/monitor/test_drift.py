@@ -91,7 +91,7 @@ def test_feedback_scores_are_read_when_a_feedback_table_exists(store: Store) -> 
     _write(store, [{"status": 200} for _ in range(60)], start_hours_ago=30)
     _write(store, [{"status": 200} for _ in range(60)], start_hours_ago=10)
     with store.db.write() as conn:
-        conn.execute(text("CREATE TABLE feedback (id INTEGER PRIMARY KEY, trace_id VARCHAR(26), score FLOAT, "
+        conn.execute(text("CREATE TABLE feedback (trace_id VARCHAR(26), score FLOAT, "
                           "source VARCHAR(16))"))  # fmt: skip
         ids = [r[0] for r in conn.execute(text("SELECT id FROM traces ORDER BY at"))]
         for i, trace_id in enumerate(ids):
