@@ -309,9 +309,11 @@ def evaluate_alerts(store: Store, config: AlertConfig, *, now: datetime | None =
     values = _Values(store, now)
     cooldown = parse_duration(config.cooldown)
     events: list[AlertEvent] = []
+    # Computed before the write transaction: a drift rule embeds texts, and SQLite's writer lock
+    # held that long would stall the gateway's trace writer.
+    computed = [(rule, values.value(rule)) for rule in config.rules]
     with store.db.write() as conn:
-        for rule in config.rules:
-            value = values.value(rule)
+        for rule, value in computed:
             event = _advance(store, conn, rule, value, now, cooldown)
             if event is not None:
                 events.append(event)
