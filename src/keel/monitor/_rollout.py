@@ -152,6 +152,7 @@ class Rollout:
     step: int
     failures: int
     window_start: datetime
+    updated_at: datetime
 
     @property
     def weight(self) -> int:
@@ -160,7 +161,8 @@ class Rollout:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {**asdict(self), "window_start": format_time(self.window_start), "weight": self.weight}
+        return {**asdict(self), "window_start": format_time(self.window_start),
+                "updated_at": format_time(self.updated_at), "weight": self.weight}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +269,7 @@ def _from_row(row: Any) -> Rollout:
         guards=tuple(spec["guards"]), steps=tuple(spec["steps"]), interval_s=float(spec["interval_s"]),
         alpha=float(spec["alpha"]), min_requests=int(spec["min_requests"]), max_failures=int(spec["max_failures"]),
         state=row.state, step=int(row.step), failures=int(row.failures), window_start=row.window_start,
+        updated_at=row.updated_at,
     )  # fmt: skip
 
 
@@ -302,9 +305,23 @@ def step_rollouts(store: Store, *, now: datetime | None = None) -> list[RolloutD
         running = [_from_row(r) for r in conn.execute(select(rollouts).where(rollouts.c.state == "running"))]
     decisions = []
     for rollout in running:
-        if now - rollout.window_start >= timedelta(seconds=rollout.interval_s):
+        # Due once per interval: since the window started, and since the last check (a wait keeps its window).
+        last = max(rollout.window_start, rollout.updated_at)
+        if now - last >= timedelta(seconds=rollout.interval_s) and _claim(store, rollout, now):
             decisions.append(_check(store, rollout, now))
     return decisions
+
+
+def _claim(store: Store, rollout: Rollout, now: datetime) -> bool:
+    """Take this check: False when another controller (a second `keel monitor watch`) took it first."""
+    with store.db.write() as conn:
+        claimed = conn.execute(
+            update(rollouts)
+            .where(rollouts.c.id == rollout.id, rollouts.c.state == "running",
+                   rollouts.c.updated_at == rollout.updated_at)
+            .values(updated_at=now)
+        ).rowcount  # fmt: skip
+    return claimed == 1
 
 
 def _check(store: Store, rollout: Rollout, now: datetime) -> RolloutDecision:

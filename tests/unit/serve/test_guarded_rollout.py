@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -49,7 +50,7 @@ def _traffic(store: Store, url: str, key: str, openai_client: Any, count: int) -
 def _tick(store: Store) -> Any:
     rollout = get_rollout(store, "chat")
     assert rollout is not None
-    wait = (rollout.window_start + INTERVAL - store.clock()).total_seconds()
+    wait = (max(rollout.window_start, rollout.updated_at) + INTERVAL - store.clock()).total_seconds()
     if wait > 0:
         time.sleep(wait)
     decisions = step_rollouts(store)
@@ -180,3 +181,23 @@ def test_deployments_that_record_text_keep_prompt_and_answer_for_drift(
     assert first.prompt is None and first.answer is None
     assert second.prompt == "Mail <EMAIL> ☃ now"  # recorded after redaction, never the raw address
     assert second.answer is not None and "jane.doe" not in second.answer and second.tokens_in > 0
+
+
+def test_two_controllers_ticking_at_once_take_each_check_once(
+    store: Store, upstream: str, chat_versions: tuple[str, str]
+) -> None:
+    create_deployment(store, "chat", "chat@v1", route={"upstream": f"{upstream}/v1"})
+    start_rollout(
+        store, "chat", "chat@v2", guards=["error_rate<1%"], steps=[10, 100], interval=timedelta(milliseconds=1)
+    )
+    time.sleep(0.05)
+    barrier = threading.Barrier(4)
+
+    def tick(_: int) -> int:
+        barrier.wait()
+        return len(step_rollouts(store))
+
+    with ThreadPoolExecutor(4) as pool:
+        taken = list(pool.map(tick, range(4)))
+    assert sum(taken) == 1
+    assert [e.action for e in deployment_history(store, "chat")] == ["create", "canary", "analysis"]
