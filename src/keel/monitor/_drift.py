@@ -46,7 +46,8 @@ class DriftOptions:
         min_samples: Fewest observations on each side for a feature to be tested.
         max_texts: Texts per side read by the language and PII detectors (a seeded random sample).
         max_embeddings: Texts per side embedded for the MMD test (a seeded random sample).
-        permutations: Permutations of the MMD test (its p-value's resolution is 1 / (permutations + 1)).
+        permutations: Permutations of the MMD test; a gamma distribution fitted to them gives the p-value,
+            so p-values far below 1 / permutations are still resolved.
         seed: Seed of the samples and permutations: the same inputs give the same report.
         embed: Texts to unit vectors; the offline MiniLM embedder when None. Tests may pass a cheaper one.
         language: Texts to language codes; the curation language detector when None.
@@ -56,7 +57,7 @@ class DriftOptions:
     min_samples: int = 30
     max_texts: int = 2000
     max_embeddings: int = 500
-    permutations: int = 1000
+    permutations: int = 200
     seed: int = 0
     embed: Callable[[Sequence[str]], np.ndarray] | None = None
     language: Callable[[Sequence[str]], list[str]] | None = None
@@ -370,8 +371,10 @@ def mmd_test(
     """Maximum mean discrepancy (squared, biased) between samples `x` and `y` and its permutation p-value.
 
     The kernel is Gaussian with the median pairwise distance as bandwidth. All permutations are
-    scored in one matrix product (K @ signs), so 1,000 + 1,000 points and 500 permutations take
-    well under a second; the p-value counts the observed split among the permutations.
+    scored in one matrix product (K @ signs). The p-value is the upper tail of a gamma distribution
+    fitted (by moments) to the permuted statistics, which are positive and right-skewed (Gretton et
+    al.'s gamma approximation): 200 permutations then resolve p-values of 0.001 and below, where
+    counting would need thousands. The benchmark's false-alarm rates check its calibration.
 
     Examples:
         >>> rng = np.random.default_rng(0)
@@ -382,20 +385,23 @@ def mmd_test(
     if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
         raise InputError(f"expected two 2-D samples of the same width; got shapes {x.shape} and {y.shape}")
     rng = rng or np.random.default_rng(0)
-    z = np.vstack([x, y])
+    z = np.vstack([x, y]).astype(np.float32)  # float32 halves the cost; MMD needs no more precision
     squared = np.sum(z * z, axis=1)
     distances = np.maximum(squared[:, None] + squared[None, :] - 2.0 * (z @ z.T), 0.0)
-    upper = distances[np.triu_indices(len(z), k=1)]
-    bandwidth = float(np.median(upper[upper > 0])) if np.any(upper > 0) else 1.0
+    positive = distances[distances > 0]
+    bandwidth = float(np.median(positive)) if positive.size else 1.0
     kernel = np.exp(-distances / bandwidth)
     n, m = len(x), len(y)
     labels = np.concatenate([np.full(n, 1.0 / n), np.full(m, -1.0 / m)])
     # Column 0 is the observed split; the others are permutations of it.
-    signs = np.empty((n + m, permutations + 1))
+    signs = np.empty((n + m, permutations + 1), dtype=np.float32)
     signs[:, 0] = labels
     for j in range(1, permutations + 1):
         signs[:, j] = rng.permutation(labels)
-    scores = np.einsum("ij,ij->j", signs, kernel @ signs)
-    observed = float(scores[0])
-    p = float((np.sum(scores[1:] >= observed) + 1) / (permutations + 1))
+    scores = np.einsum("ij,ij->j", signs, kernel @ signs).astype(np.float64)
+    observed, null = float(scores[0]), scores[1:]
+    mean, var = float(null.mean()), float(null.var())
+    if mean <= 0 or var <= 0:  # every permutation scored the same: no evidence either way
+        return observed, 1.0
+    p = float(stats.gamma.sf(observed, a=mean * mean / var, scale=var / mean))
     return observed, p
