@@ -71,7 +71,6 @@ def create(
     cache_ttl: Annotated[float, typer.Option(help="Seconds to reuse temperature-0 answers (0: off).")] = 0.0,
     fallback_model: Annotated[str | None, typer.Option(help="Registry ref answering when the route fails.")] = None,
     fallback_upstream: Annotated[str | None, typer.Option(help="Upstream URL of the fallback.")] = None,
-    record_text: Annotated[bool, typer.Option(help="Keep prompts and answers for drift (trace_texts).")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create deployment NAME sending every request to one model version."""
@@ -85,12 +84,7 @@ def create(
 
         fallback = Route(model=get_model(store, fallback_model, with_files=False).ref, upstream=fallback_upstream)
     settings = DeploymentSettings(
-        injection=injection,
-        pii=pii,
-        max_tokens=max_tokens,
-        cache_ttl_s=cache_ttl,
-        fallback=fallback,
-        record_text=record_text,
+        injection=injection, pii=pii, max_tokens=max_tokens, cache_ttl_s=cache_ttl, fallback=fallback
     )
     _show(create_deployment(store, name, model, route=route, settings=settings), json_output, "Created")
 
@@ -158,16 +152,12 @@ def configure(
     pii: Annotated[Literal["off", "redact"] | None, typer.Option(help="Redact personal data.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Clamp output tokens to this.")] = None,
     cache_ttl: Annotated[float | None, typer.Option(help="Seconds to reuse temperature-0 answers.")] = None,
-    record_text: Annotated[
-        bool | None, typer.Option(help="Keep prompts and answers for drift (trace_texts).", show_default=False)
-    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Change NAME's guardrail, cache and text-recording policies; unchanged options keep their values."""
+    """Change NAME's guardrail and cache policies; unchanged options keep their values."""
     store = get_store(ctx)
     current = get_deployment(store, name).settings
-    changes = {"injection": injection, "pii": pii, "max_tokens": max_tokens, "cache_ttl_s": cache_ttl,
-               "record_text": record_text}  # fmt: skip
+    changes = {"injection": injection, "pii": pii, "max_tokens": max_tokens, "cache_ttl_s": cache_ttl}
     settings = current.model_copy(update={k: v for k, v in changes.items() if v is not None})
     _show(
         configure_deployment(store, name, DeploymentSettings.model_validate(settings.model_dump())),

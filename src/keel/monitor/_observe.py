@@ -1,8 +1,10 @@
 """What drift compares: one observation per request, read from traces or from a dataset version.
 
-Traces give counts, flags and status; `trace_texts` gives the prompt and answer of deployments
-that record texts; feedback scores come from the `feedback` table when it exists (another part
-of Keel writes it; a workspace without it simply has no feedback feature). A dataset version
+Traces give counts, flags and status; `trace_contents` gives what was asked and answered, for
+deployments that record content (the request JSON: drift reads its last user message); feedback
+scores come from the `feedback` table (source `judge` apart). Both tables are written by the
+feedback side of the monitor; a workspace without them (an older schema) has no text or feedback
+features, and drift says so instead of failing. A dataset version
 gives prompts only, from its `prompt`, `messages` or `text` column.
 """
 
@@ -18,7 +20,7 @@ from sqlalchemy import Connection, inspect, select, text
 from keel.core.errors import InputError
 from keel.data import get_version, load_version
 from keel.store import Store
-from keel.store.schema import UTCDateTime, trace_texts, traces
+from keel.store.schema import UTCDateTime, traces
 
 __all__ = ["Observation", "dataset_observations", "feedback_scores", "trace_observations"]
 
@@ -76,10 +78,7 @@ def trace_observations(
             traces.c.tokens_out,
             traces.c.flags,
             traces.c.model_version,
-            trace_texts.c.prompt,
-            trace_texts.c.answer,
         )
-        .select_from(traces.outerjoin(trace_texts, trace_texts.c.trace_id == traces.c.id))
         .where(traces.c.deployment == deployment, traces.c.at >= since, traces.c.at < until)
         .order_by(traces.c.at, traces.c.id)
     )
@@ -89,14 +88,16 @@ def trace_observations(
         query = query.limit(limit)
     with store.db.read() as conn:
         rows = conn.execute(query).all()
+        contents = _contents(conn, deployment, since, until)
         scores = feedback_scores(conn, deployment, since, until)
     out = []
     for r in rows:
         human, judge = scores.get(r.id, (None, None))
+        prompt, answer = contents.get(r.id, (None, None))
         out.append(
             Observation(
-                prompt=r.prompt,
-                answer=r.answer,
+                prompt=prompt,
+                answer=answer,
                 tokens_in=int(r.tokens_in),
                 tokens_out=int(r.tokens_out),
                 status=int(r.status),
@@ -110,6 +111,28 @@ def trace_observations(
                 trace_id=r.id,
             )
         )
+    return out
+
+
+def _contents(conn: Connection, deployment: str, since: datetime, until: datetime) -> dict[str, tuple[Any, Any]]:
+    """(last user message, answer) per trace of the window from `trace_contents`; {} without that table."""
+    if not inspect(conn).has_table("trace_contents"):
+        return {}
+    query = text(
+        "SELECT c.trace_id AS trace_id, c.request AS request, c.response AS response FROM trace_contents c "
+        "JOIN traces t ON t.id = c.trace_id "
+        "WHERE t.deployment = :deployment AND t.at >= :since AND t.at < :until"
+    ).bindparams(deployment=deployment, since=_bind_time(conn, since), until=_bind_time(conn, until))
+    out: dict[str, tuple[Any, Any]] = {}
+    for row in conn.execute(query):
+        try:
+            request = json.loads(row.request)
+        except (TypeError, json.JSONDecodeError):
+            request = None
+        prompt = None
+        if isinstance(request, dict):
+            prompt = _last_user(request["messages"]) if "messages" in request else request.get("prompt")
+        out[row.trace_id] = (prompt if isinstance(prompt, str) else None, row.response)
     return out
 
 

@@ -25,7 +25,6 @@ __all__ = ["Trace", "get_trace", "list_traces", "storable"]
 # Column lengths of `traces` (store/schema.py): PostgreSQL refuses longer values.
 _LIMITS = {"deployment": 128, "model_version": 160, "prompt_version": 160, "key_id": 26, "operation": 32, "error": 64}
 _MAX_FLAGS, _FLAG_LENGTH = 32, 64
-_TEXT_LENGTH = 4000  # of a recorded prompt or answer (trace_texts): enough for drift, bounded for storage
 
 
 def storable(text: str, limit: int = 256) -> str:
@@ -70,8 +69,6 @@ class Trace:
     cost: float = 0.0
     cache_hit: bool = False
     flags: list[str] = field(default_factory=list)
-    prompt: str | None = None
-    answer: str | None = None
 
     @property
     def node(self) -> str:
@@ -87,30 +84,17 @@ class Trace:
                 fixed = storable(value, limit)
                 if fixed is not value:
                     changes[name] = fixed
-        for name in ("prompt", "answer"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                fixed = storable(value, _TEXT_LENGTH)
-                if fixed is not value:
-                    changes[name] = fixed
         flags = [storable(str(f), _FLAG_LENGTH) for f in self.flags[:_MAX_FLAGS]]
         if flags != self.flags:
             changes["flags"] = flags
         return replace(self, **changes) if changes else self
 
     def to_row(self) -> dict[str, Any]:
-        """The `traces` row (the recorded texts go to `trace_texts`, see `text_row`)."""
+        """The `traces` row."""
         row = asdict(self)
-        del row["prompt"], row["answer"]
         row["cache_hit"] = int(self.cache_hit)
         row["flags"] = canonical_json(self.flags)
         return row
-
-    def text_row(self) -> dict[str, Any] | None:
-        """The `trace_texts` row, or None when the deployment does not record texts."""
-        if self.prompt is None:
-            return None
-        return {"trace_id": self.id, "prompt": self.prompt, "answer": self.answer}
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -123,7 +107,6 @@ def trace_from_json(data: dict[str, Any]) -> Trace:
 
 
 def _from_row(row: Any) -> Trace:
-    # Queries here read `traces` only: a trace read back carries no texts (see keel.monitor._observe).
     values = dict(row._mapping)
     values["cache_hit"] = bool(values["cache_hit"])
     values["flags"] = json.loads(values["flags"])

@@ -28,7 +28,7 @@ from keel.core.clock import format_time
 from keel.core.ids import new_ulid
 from keel.monitor._traces import Trace, trace_from_json
 from keel.store import Edge, Store, add_edges
-from keel.store.schema import trace_texts, traces
+from keel.store.schema import traces
 
 __all__ = ["TraceWriter"]
 
@@ -212,9 +212,6 @@ class TraceWriter:
             return
         with self._store.db.write() as conn:
             conn.execute(traces.insert(), [t.to_row() for t in batch])
-            texts = [row for row in (t.text_row() for t in batch) if row is not None]
-            if texts:
-                conn.execute(trace_texts.insert(), texts)
             edges = [Edge(f"model-version:{t.model_version}", t.node, "served") for t in batch if t.model_version]
             add_edges(conn, edges, at=batch[-1].at)
         self.written += len(batch)

@@ -92,8 +92,6 @@ class DeploymentSettings(BaseModel):
         cache_ttl_s: How long identical temperature-0 answers are reused; 0 turns the cache off.
         sticky_header: Requests carrying the same value of this header always take the same route.
         fallback: The route tried when the chosen one fails after retries or its circuit is open.
-        record_text: Keep each request's last user message (after redaction) and its non-streamed
-            answer, at most 4,000 characters each, in `trace_texts`: what drift's text features read.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -104,7 +102,6 @@ class DeploymentSettings(BaseModel):
     cache_ttl_s: float = Field(default=0.0, ge=0)
     sticky_header: str = "x-keel-user"
     fallback: Route | None = None
-    record_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,8 +91,6 @@ class RequestContext:
     ttft_s: float | None = None
     cache_hit: bool = False
     flags: list[str] = field(default_factory=list)
-    prompt: str | None = None
-    answer: str | None = None
     upstream_started: float | None = None
     upstream_ended: float | None = None
 
@@ -101,30 +99,6 @@ class RequestContext:
         usage = answer.get("usage") or {}
         self.tokens_in = int(usage.get("prompt_tokens") or 0)
         self.tokens_out = int(usage.get("completion_tokens") or 0)
-
-
-def _last_prompt(body: Mapping[str, Any]) -> str:
-    """The last user message (chat) or the prompt (completion), as text; `""` for anything else."""
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                if isinstance(content, list):  # content parts: keep the text ones
-                    return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-                return content if isinstance(content, str) else ""
-        return ""
-    prompt = body.get("prompt")
-    return prompt if isinstance(prompt, str) else ""
-
-
-def _answer_text(answer: Mapping[str, Any]) -> str | None:
-    choices = answer.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None
-    first = choices[0]
-    text = (first.get("message") or {}).get("content") if "message" in first else first.get("text")
-    return text if isinstance(text, str) else None
 
 
 def _route_key(route: Route) -> str:
@@ -367,8 +341,6 @@ class Gateway:
             ctx.flags = exc.flags
             raise
         ctx.prompt_version = headers.get("x-keel-prompt-version")
-        if deployment.settings.record_text:
-            ctx.prompt = _last_prompt(body)
         sticky = headers.get(deployment.settings.sticky_header) or body.get("user")
         ctx.route = choose_route(deployment.routes, sticky if isinstance(sticky, str) else None)
         return deployment, body
@@ -405,8 +377,6 @@ class Gateway:
         if deployment.settings.pii == "redact" and self.guardrails.redact_answer(answer):
             ctx.flags.append("pii_redacted_response")
         ctx.usage(answer)
-        if ctx.prompt is not None:
-            ctx.answer = _answer_text(answer)
         if cache_key is not None:
             await self.cache.put(cache_key, answer, ttl)
         return answer
@@ -509,7 +479,5 @@ class Gateway:
             cost=cost,
             cache_hit=ctx.cache_hit,
             flags=ctx.flags,
-            prompt=ctx.prompt,
-            answer=ctx.answer,
         )
         await self.traces.put(trace)  # made storable there: every string of it may come from the request

@@ -45,6 +45,7 @@ __all__ = [
     "deployments",
     "eval_case_scores",
     "eval_results",
+    "feedback",
     "index_versions",
     "indexes",
     "lineage_edges",
@@ -60,7 +61,7 @@ __all__ = [
     "run_metrics",
     "run_params",
     "runs",
-    "trace_texts",
+    "trace_contents",
     "traces",
 ]
 
@@ -496,17 +497,44 @@ traces = Table(
     comment="One served request each: route, versions, tokens, latency, cost, cache and guardrail outcome.",
 )
 
+# ---------------------------------------------------------------------------------------------
+# Feedback (keel.monitor): scores on served answers from people and judges, and what was asked
+# and answered, for export to training data; migration 0009.
 
-# Operating (keel.monitor): request texts for drift, alerts, guarded rollouts; migration 0010.
-
-trace_texts = Table(
-    "trace_texts",
+trace_contents = Table(
+    "trace_contents",
     metadata,
-    Column("trace_id", String(26), primary_key=True, comment="the trace's ULID"),
-    Column("prompt", Text, nullable=False, comment="the last user message, after guardrails (redacted when set)"),
-    Column("answer", Text, nullable=True, comment="the answer text of a non-streamed request"),
-    comment="What a request asked and was answered, kept when the deployment records texts: drift reads it.",
+    # No foreign key: the trace and its content are written in the same batch, and erasure may remove either.
+    Column("trace_id", String(26), primary_key=True),
+    Column("request", Text, nullable=False, comment="canonical JSON: {'messages': [...]} or {'prompt': ...}"),
+    Column("response", Text, nullable=True, comment="the text of the first choice; NULL when none"),
+    comment="What a served chat or completion request asked and was answered, when its deployment records it.",
 )
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", String(26), primary_key=True, comment="ULID; lineage node feedback:<id>"),
+    # No foreign key: feedback may be written before its trace (both are batched) and outlive its erasure.
+    Column("trace_id", String(26), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("deployment", String(128), nullable=True, comment="the trace's deployment"),
+    Column("model_version", String(160), nullable=True, comment="the trace's model version (its route)"),
+    Column("label", String(64), nullable=False, comment="what is scored: 'rating', 'answer_relevance', …"),
+    Column("score", Float, nullable=True, comment="0–1; thumbs up is 1, thumbs down 0"),
+    Column("comment", Text, nullable=True),
+    Column("correction", Text, nullable=True, comment="a corrected answer"),
+    Column("source", String(16), nullable=False, comment="human or judge"),
+    Column("actor", String(255), nullable=False, comment="the API key id, user or judge that gave it"),
+    Column("details", Text, nullable=True, comment="canonical JSON: a judge's evidence"),
+    Index(None, "trace_id"),
+    Index(None, "deployment", "at"),
+    Index(None, "at"),
+    comment="Scores, labels, comments and corrected answers on served answers, from people or judges.",
+)
+
+
+# Operating (keel.monitor): alerts and guarded rollouts; migration 0010.
 
 alerts = Table(
     "alerts",

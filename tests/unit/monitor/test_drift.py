@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import random
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from keel.core.ids import new_ulid
 from keel.data import commit_version
 from keel.monitor import DriftOptions, Observation, Trace, TraceWriter, compare_observations, detect_drift, mmd_test
 from keel.store import Store
+from keel.store.schema import feedback, trace_contents
 
 
 def test_drift_detects_off_topic_queries_with_the_real_embedder_and_stays_quiet_without(
@@ -47,13 +49,24 @@ def _hashed(texts: list[str]) -> np.ndarray:
 
 
 def _write(store: Store, rows: list[dict[str, object]], start_hours_ago: float) -> None:
+    """Traces, and for rows with a prompt, the `trace_contents` row a recording deployment's gateway writes."""
     now = store.clock()
-    batch = [
-        Trace(id=new_ulid(), at=now - timedelta(hours=start_hours_ago) + timedelta(seconds=i), deployment="chat",
-              operation="chat", latency_ms=5.0, model_version="chat@v1", **row)  # type: ignore[arg-type]
-        for i, row in enumerate(rows)
-    ]  # fmt: skip
-    TraceWriter(store).write([t.storable() for t in batch])
+    batch, contents = [], []
+    for i, row in enumerate(rows):
+        fields = {k: v for k, v in row.items() if k not in ("prompt", "answer")}
+        trace = Trace(id=new_ulid(), at=now - timedelta(hours=start_hours_ago) + timedelta(seconds=i),
+                      deployment="chat", operation="chat", latency_ms=5.0, model_version="chat@v1",
+                      **fields)  # type: ignore[arg-type]  # fmt: skip
+        batch.append(trace)
+        if "prompt" in row:
+            request = {
+                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": row["prompt"]}]
+            }
+            contents.append({"trace_id": trace.id, "request": json.dumps(request), "response": row.get("answer")})
+    TraceWriter(store).write(batch)
+    if contents:
+        with store.db.write() as conn:
+            conn.execute(trace_contents.insert(), contents)
 
 
 def test_baseline_window_drift_over_stored_traces_names_what_moved(store: Store, product_questions: list[str]) -> None:
@@ -78,7 +91,7 @@ def test_baseline_window_drift_over_stored_traces_names_what_moved(store: Store,
     refusal = report.feature("refusal_rate")
     assert refusal is not None and refusal.current == 1.0 and refusal.reference == 0.0
     assert refusal.sentence.startswith("100.0% of answers were refusals in the window against 0.0% in the reference")
-    assert report.skipped["feedback_score"] == "neither side records it"  # no feedback table in this workspace
+    assert report.skipped["feedback_score"] == "neither side records it"  # no feedback recorded
     assert report.to_json()["drifted"] is True
 
     # Traffic like the baseline's on both sides (30 h and 50 h ago): nothing drifts.
@@ -87,25 +100,35 @@ def test_baseline_window_drift_over_stored_traces_names_what_moved(store: Store,
     assert quiet.features and [f.sentence for f in quiet.features if f.drifted] == []
 
 
-def test_feedback_scores_are_read_when_a_feedback_table_exists(store: Store) -> None:
+def test_feedback_and_judge_scores_are_features(store: Store) -> None:
     _write(store, [{"status": 200} for _ in range(60)], start_hours_ago=30)
     _write(store, [{"status": 200} for _ in range(60)], start_hours_ago=10)
     with store.db.write() as conn:
-        conn.execute(text("CREATE TABLE feedback (trace_id VARCHAR(26), score FLOAT, "
-                          "source VARCHAR(16))"))  # fmt: skip
         ids = [r[0] for r in conn.execute(text("SELECT id FROM traces ORDER BY at"))]
+        rows = []
         for i, trace_id in enumerate(ids):
-            recent = i >= 60
-            conn.execute(text("INSERT INTO feedback (trace_id, score, source) VALUES (:t, :s, 'human')"),
-                         {"t": trace_id, "s": (0.2 if recent else 0.9) + (i % 3) * 0.05})  # fmt: skip
-            conn.execute(
-                text("INSERT INTO feedback (trace_id, score, source) VALUES (:t, 0.8, 'judge')"), {"t": trace_id}
-            )
+            human = (0.2 if i >= 60 else 0.9) + (i % 3) * 0.05
+            for source, score in (("human", human), ("judge", 0.8)):
+                rows.append({"id": new_ulid(), "trace_id": trace_id, "at": store.clock(), "deployment": "chat",
+                             "label": "rating", "score": score, "source": source, "actor": "test"})  # fmt: skip
+        conn.execute(feedback.insert(), rows)
     report = detect_drift(store, "chat", window=timedelta(days=1), baseline_window=timedelta(days=1),
                           options=DriftOptions(embed=_hashed))  # fmt: skip
-    feedback, judge = report.feature("feedback_score"), report.feature("judge_score")
-    assert feedback is not None and feedback.drifted and feedback.current < feedback.reference
+    human, judge = report.feature("feedback_score"), report.feature("judge_score")
+    assert human is not None and human.drifted and human.current < human.reference
     assert judge is not None and not judge.drifted
+
+
+def test_drift_tolerates_a_workspace_without_content_or_feedback_tables(store: Store) -> None:
+    _write(store, [{"status": 200, "tokens_in": 10, "prompt": "hi"} for _ in range(40)], start_hours_ago=30)
+    _write(store, [{"status": 200, "tokens_in": 50, "prompt": "hi"} for _ in range(40)], start_hours_ago=10)
+    with store.db.write() as conn:
+        conn.execute(text("DROP TABLE trace_contents"))
+        conn.execute(text("DROP TABLE feedback"))
+    report = detect_drift(store, "chat", window=timedelta(days=1), baseline_window=timedelta(days=1),
+                          options=DriftOptions(embed=_hashed))  # fmt: skip
+    assert {f.feature for f in report.features} == {"tokens_in", "tokens_out", "error_rate", "guardrail_rate"}
+    assert report.skipped["query_embedding"] == "neither side records it" and report.drifted
 
 
 def test_a_dataset_version_is_a_reference(store: Store, product_questions: list[str]) -> None:

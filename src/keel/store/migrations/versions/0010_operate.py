@@ -1,7 +1,7 @@
-"""operate: request texts for drift, alerts, guarded rollouts, evidence of deployment decisions (keel.monitor)
+"""operate: alerts, guarded rollouts, evidence of deployment decisions (keel.monitor)
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-06
 """
 
@@ -11,25 +11,12 @@ from alembic import op
 import keel.store.schema
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "trace_texts",
-        sa.Column("trace_id", sa.String(length=26), nullable=False, comment="the trace's ULID"),
-        sa.Column(
-            "prompt",
-            sa.Text(),
-            nullable=False,
-            comment="the last user message, after guardrails (redacted when set)",
-        ),
-        sa.Column("answer", sa.Text(), nullable=True, comment="the answer text of a non-streamed request"),
-        sa.PrimaryKeyConstraint("trace_id", name=op.f("pk_trace_texts")),
-        comment="What a request asked and was answered, kept when the deployment records texts: drift reads it.",
-    )
     op.create_table(
         "alerts",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -105,4 +92,3 @@ def downgrade() -> None:
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alerts_fingerprint_id"))
     op.drop_table("alerts")
-    op.drop_table("trace_texts")
