@@ -44,6 +44,8 @@ class DriftOptions:
     Attributes:
         alpha: False-alarm rate of the whole report; each of k features is decided at alpha / k.
         min_samples: Fewest observations on each side for a feature to be tested.
+        max_contents: Traces per side whose recorded request and answer are read (a seeded random
+            sample): the text features see at most this many.
         max_texts: Texts per side read by the language and PII detectors (a seeded random sample).
         max_embeddings: Texts per side embedded for the MMD test (a seeded random sample).
         permutations: Permutations of the MMD test; a gamma distribution fitted to them gives the p-value,
@@ -55,6 +57,7 @@ class DriftOptions:
 
     alpha: float = 0.01
     min_samples: int = 30
+    max_contents: int = 10_000
     max_texts: int = 2000
     max_embeddings: int = 500
     permutations: int = 200
@@ -157,17 +160,17 @@ def detect_drift(
         raise InputError(f"expected positive windows; got window {window} and baseline {baseline_window}")
     end = now or store.clock()
     start = end - window
-    current = trace_observations(store, deployment, start, end)
+    options = options or DriftOptions()
+    current = trace_observations(store, deployment, start, end, contents=options.max_contents)
     if reference is not None:
         before = dataset_observations(store, reference)
         label = reference
     else:
         assert baseline_window is not None
-        before = trace_observations(store, deployment, start - baseline_window, start)
+        before = trace_observations(store, deployment, start - baseline_window, start, contents=options.max_contents)
         label = f"{_duration(baseline_window)} before the window"
     features, skipped = compare_observations(before, current, options)
-    return DriftReport(deployment, label, f"last {_duration(window)}", (options or DriftOptions()).alpha,
-                       features, skipped)  # fmt: skip
+    return DriftReport(deployment, label, f"last {_duration(window)}", options.alpha, features, skipped)
 
 
 def _duration(delta: timedelta) -> str:

@@ -11,6 +11,7 @@ gives prompts only, from its `prompt`, `messages` or `text` column.
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy import Connection, inspect, select, text
 from keel.core.errors import InputError
 from keel.data import get_version, load_version
 from keel.store import Store
-from keel.store.schema import UTCDateTime, traces
+from keel.store.schema import UTCDateTime, trace_contents, traces
 
 __all__ = ["Observation", "dataset_observations", "feedback_scores", "trace_observations"]
 
@@ -53,6 +54,7 @@ def trace_observations(
     *,
     model_version: str | None = None,
     limit: int | None = None,
+    contents: int | None = None,
 ) -> list[Observation]:
     """The requests `deployment` served in `[since, until)`, oldest first, with texts and feedback where kept.
 
@@ -63,6 +65,8 @@ def trace_observations(
         until: End of the window (exclusive).
         model_version: Only requests this version answered (a canary, say).
         limit: Read at most this many (the newest are dropped).
+        contents: Read the recorded request and answer of at most this many traces, a seeded random
+            sample (decoding every request's JSON is most of the cost over 100,000 traces); all when None.
 
     Returns:
         The observations.
@@ -88,12 +92,15 @@ def trace_observations(
         query = query.limit(limit)
     with store.db.read() as conn:
         rows = conn.execute(query).all()
-        contents = _contents(conn, deployment, since, until)
+        ids = [r.id for r in rows]
+        if contents is not None and len(ids) > contents:
+            ids = random.Random(0).sample(ids, contents)
+        texts = _contents(conn, ids)
         scores = feedback_scores(conn, deployment, since, until)
     out = []
     for r in rows:
         human, judge = scores.get(r.id, (None, None))
-        prompt, answer = contents.get(r.id, (None, None))
+        prompt, answer = texts.get(r.id, (None, None))
         out.append(
             Observation(
                 prompt=prompt,
@@ -114,17 +121,19 @@ def trace_observations(
     return out
 
 
-def _contents(conn: Connection, deployment: str, since: datetime, until: datetime) -> dict[str, tuple[Any, Any]]:
-    """(last user message, answer) per trace of the window from `trace_contents`; {} without that table."""
-    if not inspect(conn).has_table("trace_contents"):
+def _contents(conn: Connection, ids: list[str]) -> dict[str, tuple[Any, Any]]:
+    """(last user message, answer) of these traces from `trace_contents`; {} without that table."""
+    if not ids or not inspect(conn).has_table("trace_contents"):
         return {}
-    query = text(
-        "SELECT c.trace_id AS trace_id, c.request AS request, c.response AS response FROM trace_contents c "
-        "JOIN traces t ON t.id = c.trace_id "
-        "WHERE t.deployment = :deployment AND t.at >= :since AND t.at < :until"
-    ).bindparams(deployment=deployment, since=_bind_time(conn, since), until=_bind_time(conn, until))
+    table = trace_contents
+    rows: list[Any] = []
+    for start in range(0, len(ids), 1000):  # bounded IN lists: SQLite and PostgreSQL limit parameters
+        chunk = ids[start : start + 1000]
+        rows += conn.execute(
+            select(table.c.trace_id, table.c.request, table.c.response).where(table.c.trace_id.in_(chunk))
+        ).all()
     out: dict[str, tuple[Any, Any]] = {}
-    for row in conn.execute(query):
+    for row in rows:
         try:
             request = json.loads(row.request)
         except (TypeError, json.JSONDecodeError):
