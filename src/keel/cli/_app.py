@@ -52,7 +52,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                "Deployments: routes to model versions, canaries, blue/green, rollback."),
     "key": ("keel.cli._keys", "keys_app", "Gateway API keys: argon2-hashed, scoped to deployments, rate limited."),
     "trace": ("keel.cli._traces", "traces_app", "Traces: one per request the gateway served."),
-    "monitor": ("keel.cli._monitor", "monitor_app", "Monitoring of served traffic."),
+    "monitor": ("keel.cli._monitor", "monitor_app", "Served traffic: summaries, drift, alerts, guarded rollouts."),
     "feedback": ("keel.cli._feedback", "feedback_app",
                  "Feedback on served answers: scores, labels, corrections; exported as SFT or DPO data."),
     "data": ("keel.cli._data", "data_app", "Dataset versions: immutable, content-addressed, diffable, traceable."),

@@ -152,9 +152,19 @@ def canary(
     max_context_tokens: ContextTokens = None,
     query: QueryFrom = None,
     allow_unsafe: AllowUnsafe = False,
+    guard: Annotated[
+        list[str] | None,
+        typer.Option(help="Guarded rollout: a condition the canary must keep, e.g. 'error_rate<1%' (repeatable)."),
+    ] = None,
+    steps: Annotated[
+        str | None, typer.Option(help="Guarded rollout: canary weights in turn, ending at 100 (default: WEIGHT,100).")
+    ] = None,
+    interval: Annotated[str, typer.Option(help="Guarded rollout: length of each analysis window.")] = "10m",
+    min_requests: Annotated[int, typer.Option(help="Guarded rollout: canary requests a window needs.")] = 50,
+    alpha: Annotated[float, typer.Option(help="Guarded rollout: significance of the canary-vs-stable tests.")] = 0.05,
     json_output: JsonOption = False,
 ) -> None:
-    """Send WEIGHT% of NAME's requests to another model, prompt or index version; the rest stays as it is."""
+    """Send WEIGHT% of NAME's requests to another model, prompt or index version; with --guard, a rollout."""
     given = {"upstream": upstream, "upstream_model": upstream_model, "prompt": prompt, "index": index,
              "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query)}  # fmt: skip
     route = {key: v for key, v in given.items() if v is not None}
@@ -162,11 +172,30 @@ def canary(
         raise InputError(
             f"expected what the canary of {name!r} changes: --model, --prompt, --index or a retrieval setting; got none"
         )
-    _show(
-        canary_deployment(get_store(ctx), name, model, weight=weight, route=route, allow_unsafe=allow_unsafe),
-        json_output,
-        "Canary on",
-    )
+    store = get_store(ctx)
+    if not guard:
+        _show(
+            canary_deployment(store, name, model, weight=weight, route=route, allow_unsafe=allow_unsafe),
+            json_output,
+            "Canary on",
+        )
+        return
+    from keel.monitor import parse_duration, start_rollout
+
+    try:
+        weights = [int(s) for s in steps.split(",")] if steps else [weight, 100]
+    except ValueError:
+        raise InputError(f"expected --steps as comma-separated percentages such as 10,50,100; got {steps!r}") from None
+    if model is None:
+        raise InputError("a guarded rollout (--guard) needs --model: it steps a model canary; got none")
+    rollout = start_rollout(store, name, model, guards=guard, steps=weights, interval=parse_duration(interval),
+                            route=route, alpha=alpha, min_requests=min_requests)  # fmt: skip
+    if json_output:
+        print_json(rollout.to_json())
+        return
+    console().print(escape(f"Guarded rollout of {rollout.canary} on {name}: {rollout.weight}% now, steps "
+                           f"{','.join(map(str, rollout.steps))} every {interval}, guards {', '.join(rollout.guards)}; "
+                           "`keel monitor watch` runs it."))  # fmt: skip
 
 
 @deploy_app.command("promote")
@@ -244,11 +273,12 @@ def history(ctx: typer.Context, name: Name, json_output: JsonOption = False) -> 
     if json_output:
         print_json([e.to_json() for e in found])
         return
-    table = Table("#", "time (UTC)", "action", "routes after", "actor")
+    table = Table("#", "time (UTC)", "action", "routes after", "actor", "why")
     for e in found:
         routes = ", ".join(
             f"{' + '.join(r[k] for k in ('model', 'prompt', 'index') if r.get(k))} {r.get('weight', 100)}%"
             for r in e.to_routes
         )
-        table.add_row(str(e.id), format_time(e.at)[:19], e.action, escape(routes), escape(e.actor))
+        why = str(e.evidence.get("reason") or e.evidence.get("decision", "")) if e.evidence else ""
+        table.add_row(str(e.id), format_time(e.at)[:19], e.action, escape(routes), escape(e.actor), escape(why))
     console().print(table)

@@ -1,9 +1,11 @@
-"""`keel monitor …`: latency, tokens, cost and errors of served traffic."""
+"""`keel monitor …`: traffic summaries, drift, alerts and the loop that runs guarded rollouts."""
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,7 +17,7 @@ from keel.monitor import parse_duration, summarize
 
 __all__ = ["monitor_app"]
 
-monitor_app = typer.Typer(help="Monitoring of served traffic.", no_args_is_help=True)
+monitor_app = typer.Typer(help="Served traffic: summaries, drift, alerts, guarded rollouts.", no_args_is_help=True)
 
 
 @monitor_app.command("summary")
@@ -49,3 +51,143 @@ def summary(
 
 def _score(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f}"
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+RulesOption = Annotated[
+    Path | None, typer.Option("--rules", help="Alerts YAML file (rules, sinks, cool-down, inhibitions).")
+]
+
+
+@monitor_app.command("drift")
+def drift(
+    ctx: typer.Context,
+    deployment: Annotated[str, typer.Argument(help="The deployment whose traffic is tested.")],
+    reference: Annotated[
+        str | None, typer.Option(help="A dataset version (NAME@vN) whose prompts are the reference.")
+    ] = None,
+    baseline_window: Annotated[
+        str | None, typer.Option(help="Or: this much traffic before the window, e.g. 7d.")
+    ] = None,
+    window: Annotated[str, typer.Option(help="The current window, ending now, e.g. 1d or 6h.")] = "1d",
+    alpha: Annotated[
+        float, typer.Option(help="False-alarm rate of the whole report (Bonferroni over features).")
+    ] = 0.01,
+    json_output: JsonOption = False,
+) -> None:
+    """Test DEPLOYMENT's recent traffic for drift from a dataset version or an earlier window, by feature."""
+    from keel.monitor import DriftOptions, detect_drift, parse_duration
+
+    store = get_store(ctx)
+    report = detect_drift(
+        store, deployment, window=parse_duration(window), reference=reference,
+        baseline_window=None if baseline_window is None else parse_duration(baseline_window),
+        options=DriftOptions(alpha=alpha),
+    )  # fmt: skip
+    if json_output:
+        print_json(report.to_json())
+        return
+    out = console()
+    out.print(escape(f"{deployment}: {report.window} against {report.reference}"))
+    table = Table("feature", "test", "statistic", "p-value", "drift", "finding")
+    for f in report.features:
+        table.add_row(f.feature, f.test, f"{f.statistic:.4g}", f"{f.p_value:.3g}", "yes" if f.drifted else "no",
+                      escape(f.sentence))  # fmt: skip
+    out.print(table)
+    for name, why in report.skipped.items():
+        out.print(escape(f"not tested: {name}: {why}"))
+    out.print("Drift detected." if report.drifted else "No drift detected.")
+
+
+def _print_tick(tick: Any, json_output: bool) -> None:
+    if json_output:
+        print_json(tick.to_json())
+        return
+    out = console()
+    for d in tick.rollouts:
+        out.print(escape(f"rollout {d.deployment}: {d.decision} (canary {d.weight}%): {d.reason}"))
+    for e in tick.alerts:
+        note = "" if e.notify else f" (not sent: {e.suppressed})"
+        out.print(escape(f"alert {e.rule} {e.status} [{e.severity}]: {e.summary}{note}"))
+    for sink, error in tick.sink_failures.items():
+        out.print(escape(f"sink {sink} failed: {error}"))
+    if not (tick.rollouts or tick.alerts):
+        out.print("Nothing changed.")
+
+
+@monitor_app.command("check")
+def check(ctx: typer.Context, rules: RulesOption = None, json_output: JsonOption = False) -> None:
+    """Run the monitor once: step due guarded rollouts, evaluate alert rules, notify (for cron or CI)."""
+    from keel.monitor import load_alert_config, monitor_tick
+
+    config = None if rules is None else load_alert_config(rules)
+    _print_tick(monitor_tick(get_store(ctx), config), json_output)
+
+
+@monitor_app.command("watch")
+def watch(
+    ctx: typer.Context,
+    rules: RulesOption = None,
+    every: Annotated[str, typer.Option(help="Time between ticks, e.g. 30s.")] = "30s",
+    json_output: JsonOption = False,
+) -> None:
+    """Run the monitor until interrupted: guarded rollouts and alert rules, every EVERY (one JSON line per tick)."""
+    from keel.monitor import load_alert_config, parse_duration
+    from keel.monitor import watch as watch_loop
+
+    config = None if rules is None else load_alert_config(rules)
+    interval = parse_duration(every)
+    store = get_store(ctx)
+    if not json_output:
+        console().print(escape(f"Watching every {every} ({len(config.rules) if config else 0} rules); Ctrl-C stops."))
+    try:
+        watch_loop(store, config, every=interval, on_tick=lambda tick: _print_tick(tick, json_output))
+    except KeyboardInterrupt:
+        return
+
+
+@monitor_app.command("alerts")
+def alerts_command(
+    ctx: typer.Context,
+    state: Annotated[str | None, typer.Option(help="Only incidents in this state: pending, firing, resolved.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Alert incidents, newest first."""
+    from keel.monitor import list_alerts
+
+    found = list_alerts(get_store(ctx), state=state)
+    if json_output:
+        print_json(found)
+        return
+    table = Table("#", "rule", "severity", "state", "value", "fired (UTC)", "resolved (UTC)", "sent")
+    for a in found:
+        table.add_row(str(a["id"]), escape(a["rule"]), a["severity"], a["state"],
+                      "—" if a["value"] is None else f"{a['value']:.4g}", (a["fired_at"] or "—")[:19],
+                      (a["resolved_at"] or "—")[:19], "yes" if a["notified"] else "no")  # fmt: skip
+    console().print(table if found else "No alerts yet.")
+
+
+@monitor_app.command("prometheus-rules")
+def prometheus_rules_command(
+    rules: Annotated[Path, typer.Argument(help="Alerts YAML file.")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the rule file here (default: stdout).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write RULES as a Prometheus rule file; rules over trace-only metrics (drift, feedback) are listed as skipped."""
+    import yaml
+
+    from keel.monitor import load_alert_config, prometheus_rules
+
+    document, skipped = prometheus_rules(load_alert_config(rules))
+    text = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    if json_output:
+        print_json({"rules": document, "skipped": skipped, "output": None if output is None else str(output)})
+        return
+    if output is None:
+        sys.stdout.write(text)
+    for why in skipped:
+        sys.stderr.write(f"skipped {why}\n")

@@ -1,5 +1,12 @@
-"""Floor 5: traces of served requests (batched writer, queries, OTLP export), feedback, and their summaries."""
+"""Floor 5: served requests' traces and feedback, their summaries, and drift, alerts and rollouts over them.
 
+Traces, feedback, the writers and summaries load with the package (the gateway needs them); drift (scipy,
+the embedder), alerts and rollouts (which act through keel.serve) load on first use.
+"""
+
+from typing import TYPE_CHECKING
+
+from keel.core._lazy import lazy_getattr
 from keel.monitor._export import ExportForm, FeedbackExport, export_feedback
 from keel.monitor._feedback import (
     SOURCES,
@@ -26,32 +33,127 @@ from keel.monitor._traces import (
 )
 from keel.monitor._writer import BatchWriter, TraceWriter
 
+if TYPE_CHECKING:
+    from keel.monitor._alerts import (
+        AlertConfig,
+        AlertEvent,
+        AlertRule,
+        evaluate_alerts,
+        list_alerts,
+        load_alert_config,
+        prometheus_rules,
+    )
+    from keel.monitor._drift import (
+        DriftOptions,
+        DriftReport,
+        FeatureDrift,
+        compare_observations,
+        detect_drift,
+        mmd_test,
+    )
+    from keel.monitor._observe import Observation, dataset_observations, trace_observations
+    from keel.monitor._rollout import (
+        Guard,
+        GuardResult,
+        Rollout,
+        RolloutDecision,
+        check_guard,
+        get_rollout,
+        parse_guard,
+        start_rollout,
+        step_rollouts,
+    )
+    from keel.monitor._watch import Tick, monitor_tick, watch
+
+_MODULES = {
+    **dict.fromkeys(
+        (
+            "AlertConfig",
+            "AlertEvent",
+            "AlertRule",
+            "evaluate_alerts",
+            "list_alerts",
+            "load_alert_config",
+            "prometheus_rules",
+        ),
+        "_alerts",
+    ),
+    **dict.fromkeys(("Tick", "monitor_tick", "watch"), "_watch"),
+    **dict.fromkeys(
+        ("DriftOptions", "DriftReport", "FeatureDrift", "compare_observations", "detect_drift", "mmd_test"), "_drift"
+    ),
+    **dict.fromkeys(("Observation", "dataset_observations", "trace_observations"), "_observe"),
+    **dict.fromkeys(
+        (
+            "Guard",
+            "GuardResult",
+            "Rollout",
+            "RolloutDecision",
+            "check_guard",
+            "get_rollout",
+            "parse_guard",
+            "start_rollout",
+            "step_rollouts",
+        ),
+        "_rollout",
+    ),
+}
+__getattr__ = lazy_getattr(__name__, _MODULES)
+
 __all__ = [
-    "SOURCES",
+    "AlertConfig",
+    "AlertEvent",
+    "AlertRule",
     "BatchWriter",
+    "DriftOptions",
+    "DriftReport",
     "ExportForm",
+    "FeatureDrift",
     "Feedback",
     "FeedbackExport",
     "FeedbackWriter",
+    "Guard",
+    "GuardResult",
+    "Observation",
     "OtlpExporter",
+    "Rollout",
+    "RolloutDecision",
+    "SOURCES",
     "SummaryRow",
+    "Tick",
     "Trace",
-    "TraceRetrieval",
     "TraceContent",
+    "TraceRetrieval",
     "TraceWriter",
+    "check_guard",
+    "compare_observations",
+    "dataset_observations",
+    "detect_drift",
+    "evaluate_alerts",
     "export_feedback",
     "feedback_scores",
+    "get_rollout",
     "get_trace",
     "get_trace_contents",
+    "list_alerts",
     "list_feedback",
     "list_traces",
+    "load_alert_config",
     "make_feedback",
+    "mmd_test",
+    "monitor_tick",
     "parse_duration",
+    "parse_guard",
     "parse_score",
     "parse_since",
     "percentile",
+    "prometheus_rules",
     "record_feedback",
+    "start_rollout",
+    "step_rollouts",
     "storable",
     "summarize",
+    "trace_observations",
     "traces_citing",
+    "watch",
 ]

@@ -37,6 +37,8 @@ __all__ = [
     "configure_deployment",
     "create_deployment",
     "current_generation",
+    "abort_canary",
+    "record_analysis",
     "deployment_history",
     "get_deployment",
     "list_deployments",
@@ -172,6 +174,7 @@ class DeploymentEvent:
     to_routes: list[dict[str, Any]]
     actor: str
     at: datetime
+    evidence: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -183,6 +186,7 @@ class DeploymentEvent:
             "to_routes": self.to_routes,
             "actor": self.actor,
             "at": format_time(self.at),
+            "evidence": self.evidence,
         }
 
 
@@ -255,7 +259,15 @@ def _audit_unsafe(store: Store, conn: Connection, name: str, route: Route, allow
         store.audit(conn, "deployment.allow_unsafe", f"deployment:{name}", {"model": route.model})
 
 
-def _change(store: Store, conn: Connection, row: Any, action: str, routes: tuple[Route, ...], **extra: Any) -> None:
+def _change(
+    store: Store,
+    conn: Connection,
+    row: Any,
+    action: str,
+    routes: tuple[Route, ...],
+    evidence: dict[str, Any] | None = None,
+    **extra: Any,
+) -> None:
     now = store.clock()
     before = row.routes
     after = _dump(routes)
@@ -267,10 +279,20 @@ def _change(store: Store, conn: Connection, row: Any, action: str, routes: tuple
     conn.execute(update(deployments).where(deployments.c.name == row.name).values(**values))
     conn.execute(
         deployment_events.insert().values(
-            deployment=row.name, action=action, from_routes=before, to_routes=after, actor=store.actor, at=now
+            deployment=row.name,
+            action=action,
+            from_routes=before,
+            to_routes=after,
+            actor=store.actor,
+            at=now,
+            evidence=None if evidence is None else canonical_json(evidence),
         )
     )
-    details = {"from": json.loads(before), "to": json.loads(after), **({"approval": approval} if approval else {})}
+    details: dict[str, Any] = {"from": json.loads(before), "to": json.loads(after)}
+    if approval:
+        details["approval"] = approval
+    if evidence is not None:
+        details["evidence"] = evidence
     store.audit(conn, f"deployment.{action}", f"deployment:{row.name}", details)
 
 
@@ -344,12 +366,14 @@ def canary_deployment(
     weight: int,
     route: dict[str, Any] | None = None,
     allow_unsafe: bool = False,
+    evidence: dict[str, Any] | None = None,
 ) -> Deployment:
     """Send `weight`% of `name`'s requests to `model`, the rest to the current primary route.
 
     The canary inherits the primary's backend fields, prompt, index and retrieval settings unless
     `route` overrides them; an earlier canary is replaced. With `model` None the canary keeps the
-    primary's model, so it differs only in what `route` changes (`{"index": "kb@v2"}`).
+    primary's model, so it differs only in what `route` changes (`{"index": "kb@v2"}`). `evidence` (a rollout
+    controller's analysis) is kept on the event and audited.
 
     Examples:
         >>> canary_deployment(store, "assistant", None, weight=10, route={"index": "kb@v2"})  # doctest: +SKIP
@@ -375,13 +399,14 @@ def canary_deployment(
                 f"the canary of {name!r} would be the same as its primary route ({primary.label()})",
                 hint="change the model, --prompt or --index",
             )
-        _change(store, conn, row, "canary", (primary.model_copy(update={"weight": 100 - weight}), canary))
+        routes = (primary.model_copy(update={"weight": 100 - weight}), canary)
+        _change(store, conn, row, "canary", routes, evidence)
         _audit_unsafe(store, conn, name, canary, allow_unsafe)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
-def promote_deployment(store: Store, name: str) -> Deployment:
-    """Blue/green switch: the canary (last route) takes every request.
+def promote_deployment(store: Store, name: str, *, evidence: dict[str, Any] | None = None) -> Deployment:
+    """Blue/green switch: the canary (last route) takes every request; `evidence` is kept on the event.
 
     Raises:
         InputError: The deployment has a single route, so nothing to promote.
@@ -393,7 +418,7 @@ def promote_deployment(store: Store, name: str) -> Deployment:
         routes = _parse_routes(row.routes)
         if len(routes) < 2:
             raise InputError(f"deployment {name!r} has one route; nothing to promote", hint="start a canary first")
-        _change(store, conn, row, "promote", (routes[-1].model_copy(update={"weight": 100}),))
+        _change(store, conn, row, "promote", (routes[-1].model_copy(update={"weight": 100}),), evidence)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
@@ -418,13 +443,40 @@ def rollback_deployment(store: Store, name: str) -> Deployment:
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
+def abort_canary(store: Store, name: str, *, evidence: dict[str, Any] | None = None) -> Deployment:
+    """Send every request back to the primary (stable) route at once: a rollout's automatic rollback.
+
+    Unlike `rollback_deployment`, which undoes only the last change (after two canary steps that
+    is the smaller canary), this drops the canary whatever its weight. Recorded as `rollback`.
+
+    Raises:
+        InputError: The deployment has a single route, so no canary to abort.
+    """
+    require(store, "deployment.change", f"deployment:{name}")
+    with store.db.write() as conn:
+        row = _lock(conn, name)
+        routes = _parse_routes(row.routes)
+        if len(routes) < 2:
+            raise InputError(f"deployment {name!r} has one route; no canary to roll back")
+        _change(store, conn, row, "rollback", (routes[0].model_copy(update={"weight": 100}),), evidence)
+        return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
+
+
+def record_analysis(store: Store, name: str, evidence: dict[str, Any]) -> None:
+    """Record a rollout check that changed no route (hold) as an `analysis` event with its evidence."""
+    require(store, "deployment.change", f"deployment:{name}")
+    with store.db.write() as conn:
+        row = _lock(conn, name)
+        _change(store, conn, row, "analysis", _parse_routes(row.routes), evidence)
+
+
 def configure_deployment(store: Store, name: str, settings: DeploymentSettings) -> Deployment:
     """Replace a deployment's policies (guardrails, cache, fallback); recorded like a route change."""
     require(store, "deployment.change", f"deployment:{name}")
     with store.db.write() as conn:
         row = _lock(conn, name)
         values = {"settings": canonical_json(settings.model_dump(exclude_defaults=True))}
-        _change(store, conn, row, "configure", _parse_routes(row.routes), **values)
+        _change(store, conn, row, "configure", _parse_routes(row.routes), None, **values)
         return _from_row(conn.execute(select(deployments).where(deployments.c.name == name)).one())
 
 
@@ -485,6 +537,7 @@ def deployment_history(store: Store, name: str) -> list[DeploymentEvent]:
             to_routes=json.loads(r.to_routes),
             actor=r.actor,
             at=r.at,
+            evidence=json.loads(r.evidence) if r.evidence else None,
         )
         for r in rows
     ]

@@ -2,7 +2,9 @@
 
 Chat and completions echo `"<model>: <last prompt>"`, embeddings return a fixed small vector,
 and streams send the answer word by word. Any path under `/fail/` answers HTTP 503, so one
-server plays both a healthy upstream and a broken one; a prompt containing `stub-500` gets HTTP
+server plays both a healthy upstream and a broken one. Under `/flaky/P/` exactly P percent of
+requests, spread evenly (the 5th, 10th, … for 20), answer HTTP 500 (not retried by the gateway,
+unlike 503) and the rest as usual: a canary that fails some of its traffic. A prompt containing `stub-500` gets HTTP
 500 (a request the server cannot handle, while it stays healthy). `app.state.requests` counts
 the requests it received. It is not a model and knows no Keel.
 """
@@ -83,6 +85,19 @@ async def _embeddings(request: Request) -> Response:
                          "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})  # fmt: skip
 
 
+async def _flaky(request: Request) -> Response:
+    percent = int(request.path_params["percent"])
+    state = request.app.state
+    state.flaky_seen += 1
+    # The n-th request fails when the running count of failures owed, n * P // 100, steps up.
+    if state.flaky_seen * percent // 100 > (state.flaky_seen - 1) * percent // 100:
+        state.requests += 1
+        return JSONResponse({"error": {"message": "stub failed this request", "type": "api_error"}}, 500)
+    if request.path_params["rest"].endswith("embeddings"):
+        return await _embeddings(request)
+    return await _generate(request)
+
+
 async def _fail(request: Request) -> Response:
     request.app.state.requests += 1
     return JSONResponse({"error": {"message": "stub is unavailable", "type": "api_error"}}, status_code=503)
@@ -102,7 +117,9 @@ def stub_upstream_app() -> Starlette:
             Route("/v1/completions", _generate, methods=["POST"]),
             Route("/v1/embeddings", _embeddings, methods=["POST"]),
             Route("/fail/{rest:path}", _fail, methods=["POST"]),
+            Route("/flaky/{percent:int}/{rest:path}", _flaky, methods=["POST"]),
         ]
     )
     app.state.requests = 0
+    app.state.flaky_seen = 0
     return app

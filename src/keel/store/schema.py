@@ -32,6 +32,7 @@ __all__ = [
     "access_bindings",
     "access_protections",
     "access_roles",
+    "alerts",
     "alias_events",
     "aliases",
     "api_keys",
@@ -62,6 +63,7 @@ __all__ = [
     "models",
     "prompt_versions",
     "prompts",
+    "rollouts",
     "run_artifacts",
     "run_latest_metrics",
     "run_metrics",
@@ -463,6 +465,9 @@ deployment_events = Table(
     Column("to_routes", Text, nullable=False, comment="canonical JSON"),
     Column("actor", String(255), nullable=False),
     Column("at", UTCDateTime, nullable=False),
+    Column(
+        "evidence", Text, nullable=True, comment="canonical JSON: why a rollout controller decided (migration 0010)"
+    ),
     Index(None, "deployment", "id"),
     comment="Append-only history of every route change of every deployment: the rollback trail.",
 )
@@ -681,4 +686,48 @@ data_keys = Table(
     Column("wrapped", Text, nullable=False, comment="base64 of AES-GCM nonce + wrapped AES-256 data key"),
     Column("created_at", UTCDateTime, nullable=False),
     comment="Per-version data keys of restricted datasets, wrapped by a workspace key kept outside the database.",
+)
+
+
+# Operating (keel.monitor): alerts and guarded rollouts; migration 0012.
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule", String(128), nullable=False),
+    Column("fingerprint", String(64), nullable=False, comment="sha256 of the rule name and its labels"),
+    Column("severity", String(32), nullable=False),
+    Column("labels", Text, nullable=False, comment="canonical JSON object"),
+    Column("state", String(16), nullable=False, comment="pending, firing or resolved"),
+    Column("value", Float, nullable=True, comment="the last value the rule's metric had"),
+    Column("summary", Text, nullable=False),
+    Column("pending_since", UTCDateTime, nullable=False),
+    Column("fired_at", UTCDateTime, nullable=True),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column(
+        "notified",
+        Integer,
+        nullable=False,
+        comment="1 once the firing was sent (0: suppressed by cool-down or inhibition)",
+    ),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "fingerprint", "id"),
+    comment="One row per alert incident: pending, firing, then resolved; repeats update the open row.",
+)
+
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("deployment", String(128), ForeignKey("deployments.name"), nullable=False),
+    Column("spec", Text, nullable=False, comment="canonical JSON: canary, stable, guards, steps, interval"),
+    Column("state", String(16), nullable=False, comment="running, promoted, rolled_back or cancelled"),
+    Column("step", Integer, nullable=False, comment="index into the steps: the weight the canary has now"),
+    Column("failures", Integer, nullable=False, comment="consecutive checks with a breached but unproven guard"),
+    Column("window_start", UTCDateTime, nullable=False, comment="start of the interval being analysed"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index(None, "deployment", "state"),
+    comment="Guarded rollouts: a canary stepped up on passing analyses or rolled back on failing ones.",
 )
