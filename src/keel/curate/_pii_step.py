@@ -128,8 +128,8 @@ class PiiStep(Step):
         table = table.append_column("pii_spans", pa.array(columns, PII_SPANS_TYPE))
         if keyring is not None:
             table = table.append_column("pii_subjects", pa.array(subjects, PII_SUBJECTS_TYPE))
-        else:
-            self.count("subjects.no_workspace_key")
+        elif p.index_subjects:
+            self.count("subjects.no_workspace_key", table.num_rows)  # records, so batching cannot change it
         return StepResult(table, reasons)
 
 

@@ -31,6 +31,7 @@ def test_feedback_over_http_with_the_openai_clients_trace_id(
     create_deployment(store, "other", "chat@v2", route={"upstream": f"{upstream}/v1"})
     key = create_key(store, "app", scopes=["chat", "feedback"]).secret
     no_scope = create_key(store, "chat-only", scopes=["chat"]).secret
+    other_key = create_key(store, "other", scopes=["other"]).secret  # before the gateway starts: its key list is fresh
     with gateway_server() as (url, _gateway):
         client = openai_client(url, key)
         raw = client.chat.completions.with_raw_response.create(
@@ -43,7 +44,7 @@ def test_feedback_over_http_with_the_openai_clients_trace_id(
         stream = client.chat.completions.create(model="chat", messages=question, stream=True)
         streamed_ids = {c.model_extra["trace_id"] for c in stream}
         assert len(streamed_ids) == 1 and streamed_ids != {trace_id}
-        other = openai_client(url, create_key(store, "other", scopes=["other"]).secret)
+        other = openai_client(url, other_key)
         other_trace = other.chat.completions.create(model="other", messages=[{"role": "user", "content": "x"}])
 
         auth = {"Authorization": f"Bearer {key}"}
