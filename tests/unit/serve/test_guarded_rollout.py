@@ -157,10 +157,10 @@ def test_two_controllers_ticking_at_once_take_each_check_once(
     store: Store, upstream: str, chat_versions: tuple[str, str]
 ) -> None:
     create_deployment(store, "chat", "chat@v1", route={"upstream": f"{upstream}/v1"})
-    start_rollout(
-        store, "chat", "chat@v2", guards=["error_rate<1%"], steps=[10, 100], interval=timedelta(milliseconds=1)
-    )
-    time.sleep(0.05)
+    start_rollout(store, "chat", "chat@v2", guards=["error_rate<1%"], steps=[10, 100], interval=timedelta(seconds=2))
+    # Due once; the next check is 2 s after whichever tick takes this one (with a 1 ms interval a tick that
+    # read the rollout just after another's claim found a new check due and rightly took it too).
+    time.sleep(2.05)
     barrier = threading.Barrier(4)
 
     def tick(_: int) -> int:
