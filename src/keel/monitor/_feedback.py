@@ -19,7 +19,7 @@ from sqlalchemy import select
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
-from keel.monitor._traces import CONTENT_LIMIT, storable
+from keel.monitor._traces import CONTENT_LIMIT, storable, storable_changes
 from keel.monitor._writer import BatchWriter
 from keel.store import Edge, Store, add_edges
 from keel.store.schema import feedback, traces
@@ -70,13 +70,7 @@ class Feedback:
 
     def storable(self) -> Feedback:
         """This feedback with every text made storable (the gateway's strings come from requests); itself if all are."""
-        changes: dict[str, Any] = {}
-        for name, limit in _LIMITS.items():
-            value = getattr(self, name)
-            if isinstance(value, str):
-                fixed = storable(value, limit)
-                if fixed is not value:
-                    changes[name] = fixed
+        changes = storable_changes(self, _LIMITS)
         return replace(self, **changes) if changes else self
 
     def to_row(self) -> dict[str, Any]:

@@ -53,6 +53,22 @@ def _bounded(value: Any) -> Any:
     return value
 
 
+def storable_changes(item: Any, limits: dict[str, int]) -> dict[str, Any]:
+    """The string fields of `item` named in `limits` (with their column lengths) that `storable` changes.
+
+    Traces and feedback use it to copy themselves only when a field needs it (a `dataclasses.replace` per item
+    would cost the writers' hot path).
+    """
+    changes: dict[str, Any] = {}
+    for name, limit in limits.items():
+        value = getattr(item, name)
+        if isinstance(value, str):
+            fixed = storable(value, limit)
+            if fixed is not value:
+                changes[name] = fixed
+    return changes
+
+
 def storable(text: str, limit: int = 256) -> str:
     r"""`text` as any database, JSON encoder and Prometheus label can hold it, at most `limit` characters.
 
@@ -138,13 +154,7 @@ class Trace:
 
     def storable(self) -> Trace:
         """This trace with every string made storable (see `storable`) and cut to its column's length."""
-        changes: dict[str, Any] = {}
-        for name, limit in _LIMITS.items():
-            value = getattr(self, name)
-            if isinstance(value, str):
-                fixed = storable(value, limit)
-                if fixed is not value:
-                    changes[name] = fixed
+        changes = storable_changes(self, _LIMITS)
         flags = [storable(str(f), _FLAG_LENGTH) for f in self.flags[:_MAX_FLAGS]]
         if flags != self.flags:
             changes["flags"] = flags
