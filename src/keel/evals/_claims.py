@@ -95,6 +95,15 @@ _NEGATIONS = frozenset(
     """not no never none cannot nor neither without nothing nobody nowhere isn't doesn't didn't wasn't weren't
     aren't won't can't don't hasn't haven't hadn't shouldn't wouldn't couldn't mustn't non unable""".split()
 )
+# Verbs and adjectives that say "no" without a negation word: "must avoid alcohol" = "do not drink alcohol".
+_NEGATIVE_WORDS = "avoid refrain cease discontinue abolish lack absent unavailable exempt".split()
+
+
+@cache
+def _negative_stems() -> frozenset[str]:  # noqa: N802 - a constant, built once the stemmer exists
+    return frozenset(_stem(w) for w in _NEGATIVE_WORDS)
+
+
 _PRONOUNS = frozenset("he she it they his her its their this these them him".split())
 _STOPWORDS = frozenset(
     """a an the and or but if then of to in on at by for with from as is are was were be been being it its this
@@ -340,7 +349,15 @@ def opposed(claim: set[str], source: set[str]) -> bool:
     """Whether the claim uses a word whose WordNet opposite the source uses instead ("permitted"/"prohibited")."""
     opposites = _wordnet()[1]
     mine, theirs = claim - source, source - claim
-    return any((a, b) in opposites for a in mine for b in theirs)
+    return any((a, b) in opposites or _prefixed(a, b) or _prefixed(b, a) for a in mine for b in theirs)
+
+
+_NEGATING_PREFIXES = ("un", "non", "in", "im", "il", "ir", "dis")
+
+
+def _prefixed(a: str, b: str) -> bool:
+    """Whether stem `a` is stem `b` with a negating prefix ("unencrypted"/"encrypted", "disabled"/"abled")."""
+    return len(b) >= 4 and any(a == p + b or a == f"{p}-{b}" for p in _NEGATING_PREFIXES)
 
 
 # Units one number may be restated in ("two weeks" / "14 days", "12 km" / "12,000 metres").
@@ -397,6 +414,7 @@ class ClauseSlots:
     entity_order: list[str] = field(default_factory=list)  # name groups in order of appearance
     words_order: list[str] = field(default_factory=list)  # content stems in order
     negated: bool = False
+    negative: bool = False  # negated, or saying no with a verb ("avoid", "discontinued"), odd times
     scales: dict[str, int] = field(default_factory=dict)
     passive: bool = False
     pronoun: bool = False
@@ -508,6 +526,8 @@ def _date_of(word: str) -> str | None:
 def _scale_of(tokens: list[_Token], k: int) -> tuple[str, int] | None:
     lower = tokens[k].lower
     before = tokens[k - 1].lower if k > 0 else ""
+    if lower == "longer" and before in ("no", "any"):
+        return None  # "no longer made": a negation, not a length
     if lower in _SCALES_LEXICON:
         scale, sign = _SCALES_LEXICON[lower]
         if scale == "more" and k + 1 < len(tokens) and tokens[k + 1].lower in _SCALES_LEXICON:
@@ -557,7 +577,9 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
             slots.pronoun = slots.pronoun or k < 4 or lower in ("he", "she", "they", "it", "them", "him")
         scale = _scale_of(tokens, k)
         if scale:
-            slots.scales[scale[0]] = scale[1]
+            # Both ends of one scale in one clause ("high ... low", "free of charge") say nothing alone: 0.
+            old = slots.scales.get(scale[0])
+            slots.scales[scale[0]] = scale[1] if old is None or old == scale[1] else 0
         if lower[0].isalpha() and lower not in _STOPWORDS and lower not in _NEGATIONS and not unit:
             stem = _stem(lower)
             slots.content.add(stem)
@@ -566,6 +588,7 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
         slots.entity_order.append(" ".join(group))
     if slots.negated:
         slots.scales = {k: -v for k, v in slots.scales.items()}
+    slots.negative = slots.negated != (sum(_stem(t.lower) in _negative_stems() for t in tokens) % 2 == 1)
     slots.passive = bool(_PASSIVE.search(text))
     return slots
 
@@ -820,9 +843,13 @@ def _clause_features(
     # Flipped only when no clause of the sentence that shares a word with the claim has its polarity
     # ("the soup has no dairy" against "made with vegetable stock and contains no dairy").
     sharing = [c for c in ctx.clauses[best] if covered(words, c.content)] or [part]
-    flipped = all(clause.negated != c.negated for c in sharing)
-    scale_agree = any(c.scales.get(k) == v for c in ctx.clauses[best] for k, v in clause.scales.items())
-    conflict = any(c.scales.get(k) == -v for c in ctx.clauses[best] for k, v in clause.scales.items())
+    flipped = all(clause.negative != c.negative for c in sharing)
+    scale_agree = any(
+        k in c.scales and (c.scales[k] == v or not v or not c.scales[k])
+        for c in ctx.clauses[best]
+        for k, v in clause.scales.items()
+    )
+    conflict = any(v and c.scales.get(k) == -v for c in ctx.clauses[best] for k, v in clause.scales.items())
     # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
     for c in ctx.clauses[best]:
         if opposed(words, c.content - c.entities):
