@@ -9,8 +9,9 @@ another subject) and unsupported (a fabricated clause, a sentence from another p
 answer's claims are featurised by `OfflineJudge` and a logistic regression (scikit-learn, lbfgs,
 C=0.1) is fitted; the weights go to src/keel/evals/data/groundedness_model.json. Generated
 faithful answers are near-copies, so the fitted probability is too strict for real paraphrases:
-the decision threshold is the one with the best accuracy on the 45 `dev` contexts (135 cases) of
-benchmarks/data/groundedness_handwritten.jsonl. Its 50 `test` contexts are never read here, and
+the decision threshold is the one with the best accuracy on the 75 `dev` contexts (225 cases) of
+benchmarks/data/groundedness_handwritten.jsonl, scored as the judge scores them (support capped by
+relatedness, `OfflineJudgeOptions.relatedness_floor`). Its 50 `test` contexts are never read here, and
 none of their text is in the seeds (tests/unit/evals/test_eval_claims.py checks it).
 
     PYTHONPATH=src python scripts/train_groundedness.py
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from keel.evals._claims import _NEGATIONS, _ONES, _SCALE_GROUPS, _STOPWORDS, _SYNONYMS, FEATURES, split_sentences
-from keel.evals._offline_judge import OfflineJudge
+from keel.evals._offline_judge import OfflineJudge, capped_support
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "keel" / "evals" / "data" / "groundedness_model.json"
@@ -272,7 +273,9 @@ def dev_threshold(
         for answer in group["answers"]:
             feats = np.asarray(judge.claim_features(answer["text"], group["contexts"]))
             z = intercept + ((feats - mean) / scale) @ coef
-            scores.append(float(np.min(1 / (1 + np.exp(-z)))))
+            floor = judge.options.relatedness_floor
+            support = [capped_support(float(p), float(f[0]), floor) for p, f in zip(1 / (1 + np.exp(-z)), feats)]
+            scores.append(min(support))
             labels.append(answer["label"] == "faithful")
     grid = [round(t, 2) for t in np.arange(0.02, 0.97, 0.02)]
     accuracy = [np.mean([(s >= t) == lab for s, lab in zip(scores, labels, strict=True)]) for t in grid]

@@ -703,8 +703,20 @@ def _left(order: list[str], k: int) -> set[str]:
     return {w for w in order[max(0, k - 3) : k] if _number_value(w) is None and not w.startswith("#")}
 
 
+def _right(order: list[str], k: int) -> set[str]:
+    # The words after a number up to the next one ("40 hours on low and 6 hours on high").
+    out: set[str] = set()
+    for w in order[k + 1 : k + 4]:
+        if _number_value(w) is not None or w.startswith("#"):
+            break
+        out.add(w)
+    return out
+
+
 def _numbers_rebound(clause: ClauseSlots, sent: ClauseSlots) -> int:
     """Numbers of both texts that the claim attaches to what the source says of another number.
+
+    The words before a number (three at most) or after it (up to the next number) say what it counts.
 
     "The exam is worth 30% and the project 70%" against "an exam worth 70% and a project worth 30%":
     the words before 30 in the claim are the words before 70 in the source.
@@ -721,7 +733,11 @@ def _numbers_rebound(clause: ClauseSlots, sent: ClauseSlots) -> int:
         own = len(mine & _left(sent.words_order, where[number]))
         others = [j for n, j in where.items() if n != number and n in clause.numbers and not n.startswith("#")]
         other = max((len(mine & _left(sent.words_order, j)) for j in others), default=0)
-        rebound += other >= 2 and other > own
+        # Or the words that follow it: "40 hours on high" against "40 hours on low and 6 hours on high".
+        after = _right(clause.words_order, k)
+        own_after = len(after & _right(sent.words_order, where[number]))
+        other_after = max((len(after & _right(sent.words_order, j)) for j in others), default=0)
+        rebound += (other >= 2 and other > own) or (other_after >= 1 and own_after == 0)
     return rebound
 
 
@@ -849,7 +865,14 @@ def _clause_features(
         for c in ctx.clauses[best]
         for k, v in clause.scales.items()
     )
-    conflict = any(v and c.scales.get(k) == -v for c in ctx.clauses[best] for k, v in clause.scales.items())
+    # A scale conflicts when some clause of the sentence holds its other end and none holds the claim's
+    # ("to the west ... eastward" against "rises in the western hills and flows east" does not).
+    conflict = any(
+        v
+        and any(c.scales.get(k) == -v for c in ctx.clauses[best])
+        and not any(c.scales.get(k) in (v, 0) for c in ctx.clauses[best])
+        for k, v in clause.scales.items()
+    )
     # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
     for c in ctx.clauses[best]:
         if opposed(words, c.content - c.entities):

@@ -127,11 +127,27 @@ class OfflineJudgeOptions:
         embedding_weight: Weight of embedding cosine against word coverage when picking a claim's best passage.
         support_threshold: Probability from which a claim counts as supported; None takes the model's.
         model_path: A groundedness model file; None uses the one shipped with Keel.
+        relatedness_floor: A claim's support is capped at its relatedness rescaled from this floor to 1
+            (0 at the floor), so a claim nothing in the contexts resembles cannot be supported however
+            few checks it fails. 0.5 ranked the dev cases best among 0 to 0.6 (faithful against
+            unsupported AUC 0.934 against 0.881 uncapped, contradicting unchanged).
     """
 
     embedding_weight: float = 0.5
     support_threshold: float | None = None
     model_path: Path | None = None
+    relatedness_floor: float = 0.5
+
+
+def capped_support(probability: float, relatedness: float, floor: float) -> float:
+    """The model's support probability, capped by how closely the claim resembles its best passage.
+
+    Examples:
+        >>> capped_support(0.9, 0.75, 0.5), capped_support(0.3, 0.95, 0.5), capped_support(0.9, 0.4, 0.5)
+        (0.5, 0.3, 0.0)
+    """
+    cap = (relatedness - floor) / (1.0 - floor) if floor < 1.0 else 1.0
+    return max(0.0, min(probability, cap))
 
 
 def split_claims(text: str) -> list[str]:
@@ -264,7 +280,7 @@ class OfflineJudge:
 
     def _support(self, claim: str, passages: list[str], cosine: np.ndarray, ctx: Any) -> dict[str, Any]:
         values, best, evidence = self._features(claim, passages, cosine, ctx)
-        probability = self.model.probability(values)
+        probability = capped_support(self.model.probability(values), values[0], self.options.relatedness_floor)
         threshold = self.options.support_threshold
         threshold = self.model.threshold if threshold is None else threshold
         return {
