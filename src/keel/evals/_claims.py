@@ -38,6 +38,7 @@ _ONES = {
 _NOT_ONE = frozenset("no any every some each the this that which no-one someone".split())
 _TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _SCALES = {"hundred": 100, "thousand": 1_000, "million": 1_000_000, "billion": 1_000_000_000, "bn": 1_000_000_000}
+_FRACTIONS = {"half": 0.5, "quarter": 0.25}
 _ORDINALS = {
     "first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8,
     "ninth": 9, "tenth": 10, "eleventh": 11, "twelfth": 12,
@@ -376,7 +377,10 @@ def restated(numbers: dict[str, set[str | None]]) -> dict[str, set[str]]:
         forms = {value}
         number = _number_value(value)
         for unit in units:
-            for _, factor in _CONVERSIONS.get(unit or "", ()):
+            # A share written as a fraction or a percentage: "a quarter" / "25%".
+            factors = ((None, 100),) if unit is None and number is not None and 0 < number < 1 else ()
+            factors += ((None, 0.01),) if unit == "%" else ()
+            for _, factor in factors + _CONVERSIONS.get(unit or "", ()):
                 if number is not None and abs(number * factor - round(number * factor, 3)) < 1e-9:
                     forms.add(_fmt(round(number * factor, 3)))
         out[value] = forms
@@ -477,6 +481,23 @@ def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
             if value is not None and j < len(tokens) and tokens[j].lower in _SCALES:
                 value *= _SCALES[tokens[j].lower]
                 j += 1
+        elif tok.lower in ("noon", "midday", "midnight"):
+            # "closes at noon" = "closes at 12pm"
+            out += [
+                _Token("12", "12", tok.index, tok.initial),
+                _Token(*(["pm"] * 2 if tok.lower != "midnight" else ["am"] * 2), tok.index, False),
+            ]
+            i += 1
+            continue
+        elif (
+            tok.lower in _FRACTIONS
+            and (
+                (i and tokens[i - 1].lower in ("a", "an", "one"))
+                or (i + 1 < len(tokens) and tokens[i + 1].lower in ("a", "an"))
+            )
+            and not (i + 1 < len(tokens) and tokens[i + 1].lower == "as")
+        ):
+            value, j = _FRACTIONS[tok.lower], i + 1  # "a quarter" (= 25%), "half an hour"; not "half as often"
         elif tok.lower in _ORDINALS and not (out and _number_value(out[-1].lower) is not None):
             out.append(_Token(f"#{_ORDINALS[tok.lower]}", f"#{_ORDINALS[tok.lower]}", tok.index, tok.initial))
             i += 1
@@ -496,7 +517,7 @@ def _unit_after(tokens: list[_Token], k: int) -> str | None:
     for t in tokens[k + 1 : k + 3]:
         if t.lower in _UNITS:
             return _UNITS[t.lower]
-        if t.lower not in ("per", "a", "of"):
+        if t.lower not in ("per", "a", "an", "of"):
             break
     return None
 
@@ -637,7 +658,10 @@ def _between(order: list[str], a: str, b: str, words: list[str], text: str) -> s
     # Content stems lying between the first mentions of names a and b.
     low = text.lower()
     start, end = sorted((low.find(a.split()[0]), low.find(b.split()[0])))
-    return {_stem(w) for w in re.findall(r"[a-z]+", low[start:end])} & set(words)
+    found = re.findall(r"[a-z]+", low[start:end])
+    # Words at one end of one scale count as the same verb ("Jensen won ... ahead of Adair" / "Adair beat Jensen").
+    scales = {f"scale:{_SCALES_LEXICON[w][0]}:{_SCALES_LEXICON[w][1]}" for w in found if w in _SCALES_LEXICON}
+    return ({_stem(w) for w in found} & set(words)) | scales
 
 
 def _roles(claim: ClauseSlots, sentence: ClauseSlots) -> tuple[int, int]:
@@ -808,7 +832,10 @@ def _compared(clause: ClauseSlots, ctx: _ContextIndex) -> int:
 
 
 def _clause_features(
-    clause: ClauseSlots, ctx: _ContextIndex, claim_entities: frozenset[str] = frozenset()
+    clause: ClauseSlots,
+    ctx: _ContextIndex,
+    claim_entities: frozenset[str] = frozenset(),
+    claim_negative: bool | None = None,
 ) -> tuple[dict[str, float], int]:
     best = max(range(len(ctx.sentences)), key=lambda j: (_overlap(clause, ctx.slots[j]), -j))
     sent = ctx.slots[best]
@@ -850,6 +877,13 @@ def _clause_features(
     )
     f["entity_absent"] = len(clause.entities - ctx.words)
     f["entity_misplaced"] = len((clause.entities - nearby) & ctx.words) or _subject_misplaced(clause, ctx)
+    # Or in the sentence, but not in the clause of it that says the rest, which names another instead:
+    # "left our Cork depot" against "left our Dublin depot on Tuesday and arrived at the Cork sorting centre".
+    part = max(ctx.clauses[best], key=lambda c: _overlap(clause, c))
+    if not f["entity_misplaced"] and len(ctx.clauses[best]) > 1 and part.entities - clause.entities:
+        rest = words - clause.entities
+        if len(covered(rest, part.content)) >= max(2, len(rest) // 2):
+            f["entity_misplaced"] = len(clause.entities - part.entities)
     f["words_misplaced"] = len((words - covered(words, content)) & ctx.content)
     # Polarity, opposites and roles are compared with the clause of that sentence the claim matches
     # best: "It has not been tested in adults, and children should not receive it" holds two negations.
@@ -859,7 +893,9 @@ def _clause_features(
     # Flipped only when no clause of the sentence that shares a word with the claim has its polarity
     # ("the soup has no dairy" against "made with vegetable stock and contains no dairy").
     sharing = [c for c in ctx.clauses[best] if covered(words, c.content)] or [part]
-    flipped = all(clause.negative != c.negative for c in sharing)
+    # A clause split from its negation ("Don't drink alcohol | while on metronidazole") takes the claim's.
+    negatives = {clause.negative, clause.negative if claim_negative is None else claim_negative}
+    flipped = all(c.negative not in negatives for c in sharing)
     scale_agree = any(
         k in c.scales and (c.scales[k] == v or not v or not c.scales[k])
         for c in ctx.clauses[best]
@@ -874,8 +910,10 @@ def _clause_features(
         for k, v in clause.scales.items()
     )
     # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
+    # A claim word the sentence itself uses has no opposite there ("west ... eastward" against "western
+    # hills ... flows east").
     for c in ctx.clauses[best]:
-        if opposed(words, c.content - c.entities):
+        if opposed(words - sent.content, c.content - c.entities):
             conflict, scale_agree = (False, True) if clause.negated != c.negated else (True, scale_agree)
     f["polarity_flip"] = float(flipped and not scale_agree and not conflict)
     pivoted, swapped = _roles(clause, part if len(set(_orders(part)) & set(_orders(clause))) >= 2 else sent)
@@ -912,7 +950,7 @@ def claim_features(
         clause = analyse(text, ctx.names)
         if not (clause.content or clause.numbers or clause.dates):
             continue
-        f, best = _clause_features(clause, ctx, frozenset(whole.entities))
+        f, best = _clause_features(clause, ctx, frozenset(whole.entities), whole.negative)
         per_clause.append(f)
         checks = {k: v for k, v in f.items() if v and k != "clause_coverage"}
         evidence.append(
