@@ -394,8 +394,17 @@ def _number_value(token: str) -> float | None:
         return None
 
 
-def _fmt(value: float) -> str:
-    return f"{value:g}"
+def _fmt(value: float, digits: str | None = None) -> str:
+    """A number's canonical text: "1480", "3.5"; exact for integers below 10^15 ("1234567", not "1.23457e+06").
+
+    Past that a float cannot tell neighbours apart, so `digits` (the number as written, without commas
+    or leading zeros) is kept instead: 10^400 and 10^401 stay two numbers, not both "inf".
+    """
+    if not math.isfinite(value) or abs(value) >= 1e15:
+        return digits or f"{value:.15g}"
+    if abs(value - round(value)) < 1e-9:
+        return str(round(value))
+    return f"{value:.12g}"
 
 
 @dataclass(slots=True)
@@ -466,6 +475,7 @@ def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
     while i < len(tokens):
         tok = tokens[i]
         value: float | None = None
+        digits: str | None = None
         j = i
         if tok.lower == "one" and (
             (i and tokens[i - 1].lower in _NOT_ONE)
@@ -477,9 +487,11 @@ def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
             value, j = _spelt_number(tokens, i)
         elif _number_value(tok.lower) is not None and ":" not in tok.lower:
             value = _number_value(tok.lower)
+            digits = tok.lower.replace(",", "").lstrip("0") or "0"
             j = i + 1
             if value is not None and j < len(tokens) and tokens[j].lower in _SCALES:
                 value *= _SCALES[tokens[j].lower]
+                digits += "0" * round(math.log10(_SCALES[tokens[j].lower])) if "." not in digits else ""
                 j += 1
         elif tok.lower in ("noon", "midday", "midnight"):
             # "closes at noon" = "closes at 12pm"
@@ -506,7 +518,8 @@ def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
             out.append(tok)
             i += 1
             continue
-        out.append(_Token(_fmt(value), _fmt(value), tok.index, tok.initial))
+        text = _fmt(value, digits)
+        out.append(_Token(text, text, tok.index, tok.initial))
         i = j
     return out
 
@@ -946,6 +959,12 @@ def claim_features(
     values["novel_words"] = math.log1p(len(words - found - whole.entities))
     evidence: list[dict[str, object]] = []
     per_clause: list[dict[str, float]] = []
+    if not ctx.sentences:
+        # Nothing to rest on: every word, number and name of the claim is absent.
+        values.update(dict.fromkeys(FEATURES[3:], 0.0))
+        values["number_absent"], values["entity_absent"] = float(len(whole.numbers)), float(len(whole.entities))
+        values["clause_coverage"] = 0.0 if words or whole.numbers else 1.0
+        return [float(values[name]) for name in FEATURES], evidence
     for text in split_clauses(claim):
         clause = analyse(text, ctx.names)
         if not (clause.content or clause.numbers or clause.dates):
