@@ -909,24 +909,21 @@ def _clause_features(
     # A clause split from its negation ("Don't drink alcohol | while on metronidazole") takes the claim's.
     negatives = {clause.negative, clause.negative if claim_negative is None else claim_negative}
     flipped = all(c.negative not in negatives for c in sharing)
-    scale_agree = any(
-        k in c.scales and (c.scales[k] == v or not v or not c.scales[k])
-        for c in ctx.clauses[best]
-        for k, v in clause.scales.items()
-    )
-    # A scale conflicts when some clause of the sentence holds its other end and none holds the claim's
-    # ("to the west ... eastward" against "rises in the western hills and flows east" does not).
-    conflict = any(
-        v
-        and any(c.scales.get(k) == -v for c in ctx.clauses[best])
-        and not any(c.scales.get(k) in (v, 0) for c in ctx.clauses[best])
-        for k, v in clause.scales.items()
-    )
-    # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" / "disabled").
-    # A claim word the sentence itself uses has no opposite there ("west ... eastward" against "western
-    # hills ... flows east").
+    # Each scale of the claim is compared with the clause of the sentence that says the rest of it
+    # when that clause uses the scale, else with every clause: "rises in the eastern hills" conflicts with
+    # "rises in the western hills and flows east"; "to the west ... eastward" does not.
+    held: dict[str, set[int]] = {}
+    for k, v in clause.scales.items():
+        signs = {part.scales[k]} if k in part.scales else {c.scales[k] for c in ctx.clauses[best] if k in c.scales}
+        held[k] = signs
+    agreeing = {k for k, v in clause.scales.items() if held[k] and (not v or held[k] & {v, 0})}
+    scale_agree = bool(agreeing)
+    conflict = any(v and -v in held[k] and k not in agreeing for k, v in clause.scales.items())
+    # A WordNet opposite contradicts at equal polarity and agrees across a negation ("not enabled" /
+    # "disabled"); not for a word the sentence itself uses, nor one whose end of a scale it holds.
+    settled = {_stem(t.lower) for t in _tokens(clause.text) if _SCALES_LEXICON.get(t.lower, ("",))[0] in agreeing}
     for c in ctx.clauses[best]:
-        if opposed(words - sent.content, c.content - c.entities):
+        if opposed(words - sent.content - settled, c.content - c.entities):
             conflict, scale_agree = (False, True) if clause.negated != c.negated else (True, scale_agree)
     f["polarity_flip"] = float(flipped and not scale_agree and not conflict)
     pivoted, swapped = _roles(clause, part if len(set(_orders(part)) & set(_orders(clause))) >= 2 else sent)
