@@ -677,10 +677,15 @@ def _between(order: list[str], a: str, b: str, words: list[str], text: str) -> s
     return ({_stem(w) for w in found} & set(words)) | scales
 
 
-def _roles(claim: ClauseSlots, sentence: ClauseSlots) -> tuple[int, int]:
-    """(pairs reversed around a shared verb, pairs reversed at all) of names both texts mention."""
-    c_order = [e for e in _orders(claim) if e in _orders(sentence)]
-    s_order = [e for e in _orders(sentence) if e in c_order]
+def _roles(claim: ClauseSlots, sentence: ClauseSlots, order: list[str] | None = None) -> tuple[int, int]:
+    """(pairs reversed around a shared verb, pairs reversed at all) of names both texts mention.
+
+    `order` gives the sentence's names in role order when it is read clause by clause (a passive
+    clause reverses its own names only).
+    """
+    order = _orders(sentence) if order is None else order
+    c_order = [e for e in _orders(claim) if e in order]
+    s_order = [e for e in order if e in c_order]
     swapped = pivoted = 0
     for i, a in enumerate(c_order):
         for b in c_order[i + 1 :]:
@@ -923,10 +928,14 @@ def _clause_features(
     # "disabled"); not for a word the sentence itself uses, nor one whose end of a scale it holds.
     settled = {_stem(t.lower) for t in _tokens(clause.text) if _SCALES_LEXICON.get(t.lower, ("",))[0] in agreeing}
     for c in ctx.clauses[best]:
-        if opposed(words - sent.content - settled, c.content - c.entities):
+        if opposed(words - sent.content - settled, c.content - c.entities - words):
             conflict, scale_agree = (False, True) if clause.negated != c.negated else (True, scale_agree)
     f["polarity_flip"] = float(flipped and not scale_agree and not conflict)
-    pivoted, swapped = _roles(clause, part if len(set(_orders(part)) & set(_orders(clause))) >= 2 else sent)
+    # Roles are read in the clause that says the rest of the claim, or in the whole sentence when it
+    # names more of the claim's names ("Jensen won the marathon, | two minutes ahead of Adair").
+    in_part, in_sent = (len(set(_orders(x)) & set(_orders(clause))) for x in (part, sent))
+    by_clause = [e for c in ctx.clauses[best] for e in _orders(c)]
+    pivoted, swapped = _roles(clause, part) if in_part >= 2 and in_part >= in_sent else _roles(clause, sent, by_clause)
     if conflict and swapped:
         conflict, pivoted = False, 0  # "United lost to Rovers" = "Rovers beat United": both flips cancel
     f["scale_conflict"] = float(conflict or _compared(clause, ctx) < 0)
