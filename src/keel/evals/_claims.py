@@ -812,6 +812,55 @@ def _subject_misplaced(clause: ClauseSlots, ctx: _ContextIndex) -> int:
     return int(subject.split()[0] in ctx.words)
 
 
+_AUXILIARIES = frozenset(
+    "is are was were be been can could may might must will would shall should has have had do does did get gets".split()
+)
+
+
+def _subject_words(text: str) -> list[str]:
+    """Content stems of a clause's subject: the words before its first auxiliary (at most four), or its first one."""
+    tokens = [t for t in _tokens(text) if t.lower not in ("a", "an", "the", "our", "your", "their", "its")]
+    head = []
+    for t in tokens[:5]:
+        if t.lower in _AUXILIARIES:
+            break
+        head.append(t)
+    else:
+        head = tokens[:1]
+    if len(head) > 4:
+        head = head[:1]
+    return [_stem(t.lower) for t in head if t.lower.isalpha() and t.lower not in _STOPWORDS | _PRONOUNS]
+
+
+def _noun_subject_misplaced(clause: ClauseSlots, ctx: _ContextIndex) -> int:
+    """1 when what the clause says is said in the contexts of another subject the contexts also name.
+
+    "Contractors receive a company laptop" against "Permanent staff receive a company laptop ...
+    Contractors must use their own devices": the sentence that says the rest names another subject,
+    and "contractors" is a subject elsewhere, so the claim moved it; a paraphrase's new word ("kids"
+    for "children") is found nowhere else and passes.
+    """
+    words = _subject_words(clause.text)
+    subject = set(words)
+    rest = clause.content - subject - clause.entities
+    numbers = set(clause.numbers)
+    if not subject or len(rest) + len(numbers) < 2 or len(ctx.sentences) < 2:
+        return 0
+
+    def said(j: int) -> float:
+        return len(covered(rest, ctx.slots[j].content)) + len(numbers & set(ctx.slots[j].numbers))
+
+    best = max(range(len(ctx.sentences)), key=lambda j: (said(j), -j))
+    # The subject's head (its last word: "soup" of "tomato soup") must be missing there, another subject
+    # named instead, and the claim's subject named by a sentence that says less of the rest.
+    if said(best) < 2 or covered(words[-1:], ctx.slots[best].content):
+        return 0
+    missing = subject - covered(subject, ctx.slots[best].content)
+    rival = set(_subject_words(ctx.sentences[best])) - clause.content
+    own = [said(j) for j in range(len(ctx.sentences)) if j != best and missing & ctx.slots[j].content]
+    return int(bool(rival and own and max(own) < said(best)))
+
+
 _HIGHER = frozenset("more larger bigger longer higher taller heavier older greater costlier pricier later".split())
 _LOWER = frozenset("less fewer smaller shorter lower cheaper lighter younger earlier".split())
 
@@ -894,7 +943,11 @@ def _clause_features(
         {t.lower for j in ctx.neighbours[best] for t in _tokens(ctx.sentences[j])} if not rivals else set()
     )
     f["entity_absent"] = len(clause.entities - ctx.words)
-    f["entity_misplaced"] = len((clause.entities - nearby) & ctx.words) or _subject_misplaced(clause, ctx)
+    f["entity_misplaced"] = (
+        len((clause.entities - nearby) & ctx.words)
+        or _subject_misplaced(clause, ctx)
+        or _noun_subject_misplaced(clause, ctx)
+    )
     # Or in the sentence, but not in the clause of it that says the rest, which names another instead:
     # "left our Cork depot" against "left our Dublin depot on Tuesday and arrived at the Cork sorting centre".
     part = max(ctx.clauses[best], key=lambda c: _overlap(clause, c))

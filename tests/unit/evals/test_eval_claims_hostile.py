@@ -122,3 +122,16 @@ def test_accuracy_floor_on_the_held_out_split() -> None:
     assert correct / len(rows) >= 0.70
     assert auc(scores["faithful"], scores["unsupported"]) >= 0.80
     assert auc(scores["faithful"], scores["contradicting"]) >= 0.55
+
+
+def test_a_common_noun_subject_said_of_another() -> None:
+    staff = [
+        "Permanent staff receive a company laptop on their first day. "
+        "Contractors must use their own devices and are not given company hardware."
+    ]
+    assert _checks("Contractors receive a company laptop on their first day.", staff)["entity_misplaced"] == 1
+    assert _checks("Permanent staff receive a company laptop on their first day.", staff)["entity_misplaced"] == 0
+    assert _checks("Contractors bring their own devices.", staff)["entity_misplaced"] == 0
+    # A paraphrase's own word for the subject is found nowhere else: not a move.
+    pool = ["The pool opens on 1 June. Children under eight must be accompanied by an adult in the water."]
+    assert _checks("Kids younger than 8 need an adult with them in the water.", pool)["entity_misplaced"] == 0
