@@ -350,7 +350,20 @@ def opposed(claim: set[str], source: set[str]) -> bool:
     """Whether the claim uses a word whose WordNet opposite the source uses instead ("permitted"/"prohibited")."""
     opposites = _wordnet()[1]
     mine, theirs = claim - source, source - claim
-    return any((a, b) in opposites or _prefixed(a, b) or _prefixed(b, a) for a in mine for b in theirs)
+    return any(
+        ((a, b) in opposites and (a, b) not in _CONVERSES) or _prefixed(a, b) or _prefixed(b, a)
+        for a in mine
+        for b in theirs
+    )
+
+
+# WordNet opposites that name one event from its two sides ("you can buy it" = "it is sold"): role
+# swaps, not contradictions, so they are left to the role check.
+_CONVERSES = frozenset(
+    (x, y)
+    for a, b in (("buy", "sell"), ("lend", "borrow"), ("send", "receive"), ("teach", "learn"), ("give", "take"))
+    for x, y in ((_stem(a), _stem(b)), (_stem(b), _stem(a)))
+)
 
 
 _NEGATING_PREFIXES = ("un", "non", "in", "im", "il", "ir", "dis")
@@ -552,8 +565,9 @@ def _date_of(word: str) -> str | None:
     lower = word.lower()
     if lower in _MONTHS and (word[0].isupper() or lower != "may"):
         return f"month:{_MONTHS[lower]}"
-    if lower in _WEEKDAYS and word[0].isupper():
-        return f"day:{_WEEKDAYS[lower]}"
+    day = lower[:-1] if lower.endswith("s") and lower[:-1] in _WEEKDAYS and len(lower) > 4 else lower
+    if day in _WEEKDAYS and word[0].isupper():
+        return f"day:{_WEEKDAYS[day]}"  # "Sunday" and "Sundays"
     return None
 
 
@@ -603,7 +617,10 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
         elif value is not None or ":" in lower or lower.startswith("#"):
             slots.numbers.setdefault(lower, set()).add(None if lower.startswith("#") else _unit_after(tokens, k))
             slots.words_order.append(lower)
-        elif lower in _NEGATIONS or lower.endswith("n't"):
+        elif lower in _NEGATIONS or lower.endswith("n't") or (
+            # "rather than getting company equipment", "instead of paying": what follows is denied
+            (lower, tokens[k + 1].lower if k + 1 < len(tokens) else "") in (("rather", "than"), ("instead", "of"))
+        ):
             slots.negated = not slots.negated if lower not in ("no", "none") else True
         elif lower in _PRONOUNS:
             # Only a pronoun near the start stands for someone named in a neighbouring sentence
