@@ -147,6 +147,24 @@ def _write_parquet(table: pa.Table, path: Path, *, final: bool = True) -> str:
     return digest
 
 
+def _pass_on(source: Path, path: Path, digest: str) -> str:
+    """Give a work shard that a stage left unchanged its next name (atomically), without re-encoding it.
+
+    A stage without per-record steps (a recipe starting with a global step) only observes its shards; writing
+    each back cost ~0.02-0.05 CPU-s per 15 MB of text (encode and sha256) for the same rows. A hard link costs
+    nothing; where links are refused, the bytes are copied. Either way the file holds `source`'s bytes, whose
+    sha256 its marker recorded as `digest`.
+    """
+    tmp = path.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, path)
+    return digest
+
+
 def _write_json(data: Any, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
@@ -380,6 +398,8 @@ def _stage_task(spec: dict[str, Any]) -> dict[str, Any]:
         digests["observation"] = write_bytes(encode(observation), Path(spec["observation"]))
     if spec["last"]:  # written as published, so publishing copies bytes instead of decoding and re-encoding
         digests["output"] = _write_parquet(_published(table), Path(spec["output"]))
+    elif not positions and spec.get("input_digest"):  # nothing ran on the rows: the input is the output
+        digests["output"] = _pass_on(Path(spec["input"]), Path(spec["output"]), spec["input_digest"])
     else:
         digests["output"] = _write_parquet(table, Path(spec["output"]), final=False)
     done = {"stats": all_stats, "rows": table.num_rows, "digests": digests}
@@ -457,7 +477,7 @@ class LocalEngine:
             pool = self._pool()
             try:
                 shards = self._read(pool, sources, recipe, work, strict, report, progress)
-                final = self._stages(pool, steps, recipe, shards, work, report, progress)
+                final = self._stages(pool, steps, recipe, list(shards), work, report, progress, shards)
             finally:
                 if pool is not None:
                     pool.shutdown(cancel_futures=True)
@@ -508,7 +528,8 @@ class LocalEngine:
         return results
 
     def _read(self, pool: ProcessPoolExecutor | None, sources: Sequence[ResolvedInput], recipe: Recipe, work: Path,
-              strict: bool, report: CurationReport, progress: Progress | None) -> list[str]:  # fmt: skip
+              strict: bool, report: CurationReport, progress: Progress | None) -> dict[str, str]:  # fmt: skip
+        """Read every input into shards; returns each shard's name and sha256, in input order."""
         results: list[dict[str, Any]] = [{}] * len(sources)
         todo = []
         for index, source in enumerate(sources):
@@ -521,15 +542,16 @@ class LocalEngine:
         fresh = self._map(pool, _read_task, [args for _, args in todo], "read", progress)
         for (index, _), result in zip(todo, fresh, strict=True):
             results[index] = result
-        shards = []
+        shards = {}
         for result in results:
-            shards += result["shards"]
+            shards.update({name: result["digests"][name] for name in result["shards"]})
             report.records_read += result["records"]
             report.quarantined.update(result["problems"])
         return shards
 
     def _stages(self, pool: ProcessPoolExecutor | None, steps: list[Step], recipe: Recipe, shards: list[str],
-                work: Path, report: CurationReport, progress: Progress | None) -> Path:  # fmt: skip
+                work: Path, report: CurationReport, progress: Progress | None,
+                input_digests: dict[str, str] | None = None) -> Path:  # fmt: skip
         for step in steps:
             report.steps[step.name] = StepStats()
         source_dir = work / "read"
@@ -549,6 +571,7 @@ class LocalEngine:
                 {
                     "steps_json": steps_json,
                     "input": str(source_dir / f"{shard}.parquet"),
+                    "input_digest": (input_digests or {}).get(shard),
                     "output": str(stage_dir / f"{shard}.parquet"),
                     "done": str(stage_dir / f"{shard}.done.json"),
                     "shard": shard,
@@ -571,6 +594,7 @@ class LocalEngine:
                 return stage_dir
             observed = [result["digests"]["observation"] for result in results]
             decision_digests = self._decide(steps[global_at], global_at, shards, observed, stage_dir, work, report)
+            input_digests = {shard: result["digests"]["output"] for shard, result in zip(shards, results, strict=True)}
             source_dir, start, stage = stage_dir, global_at, stage + 1
 
     def _run_stage(self, pool: ProcessPoolExecutor | None, specs: list[dict[str, Any]], label: str,

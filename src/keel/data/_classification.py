@@ -19,7 +19,6 @@ from sqlalchemy import Connection, func, select, update
 
 from keel.core.errors import ConfigError, InputError
 from keel.core.ids import new_ulid
-from keel.core.keyring import Keyring, load_keyring, new_kek, save_keyring
 from keel.govern._access import policy_changed, require
 from keel.registry._refs import check_name
 from keel.store import Store, insert_for
@@ -76,6 +75,8 @@ def classify_dataset(store: Store, name: str, classification: str) -> dict[str, 
 
 
 def _new_data_key(store: Store, conn: Connection, name: str) -> tuple[str, bytes]:
+    from keel.core.keyring import load_keyring  # here: cryptography is 0.01 CPU-s a commit of an open dataset skips
+
     keyring = load_keyring(store.settings)
     key = os.urandom(32)
     key_id = new_ulid()
@@ -137,6 +138,8 @@ def rotate_keys(store: Store) -> KeyRotation:
             "expected the governance keyring in a key file to rotate it; it comes from KEEL_GOVERN_KEY",
             hint="unset KEEL_GOVERN_KEY, rotate the key file (govern_key_file), then set the variable from it",
         )
+    from keel.core.keyring import Keyring, load_keyring, new_kek, save_keyring
+
     ring = load_keyring(settings, create=False)
     path = settings.resolved_govern_key_file
     fresh = new_kek()

@@ -129,6 +129,29 @@ def test_a_crashed_run_resumes_from_finished_shards(tmp_path: Path) -> None:
     assert _digests(tmp_path / "out") == expected and again.records_out == first.records_out
 
 
+def test_a_recipe_starting_with_a_dedup_step_passes_its_shards_on_unchanged(tmp_path: Path) -> None:
+    """Its first stage runs no step on the rows, so its shards are the read shards (linked, not re-encoded)."""
+    _corpus(tmp_path)
+    dedup = "  - exact_dedup: {}\n  - near_dedup: {threshold: 0.7}\n"
+    first = LocalEngine().run(load_recipe(_recipe(tmp_path, dedup)))
+    work = next((tmp_path / "out" / ".keel-work").iterdir())
+    read = sorted((work / "read").glob("*.parquet"))
+    assert [p.read_bytes() for p in sorted((work / "stage0").glob("*.parquet"))] == [p.read_bytes() for p in read]
+    passed_on = _digests(tmp_path / "out")
+    # A crash after the first stage resumes from its passed-on shards, whose markers vouch for them.
+    for marker in (work / "stage1").glob("*.done.json"):
+        marker.unlink()
+    shutil.rmtree(tmp_path / "out" / "data")
+    again = LocalEngine().run(load_recipe(_recipe(tmp_path, dedup)))
+    assert again.resumed_shards == 3 * len(read) and again.recomputed_shards == 0  # read, stage 0, stage 2
+    assert _digests(tmp_path / "out") == passed_on
+    # The same rows through a step that keeps them all: stage 0 re-encodes its shards, and the output is the same.
+    shutil.rmtree(tmp_path / "out")
+    kept = LocalEngine().run(load_recipe(_recipe(tmp_path, "  - length: {min_chars: 1}\n" + dedup)))
+    assert kept.steps["length"].records_out == kept.records_read
+    assert _digests(tmp_path / "out") == passed_on and kept.records_out == first.records_out < first.records_read
+
+
 def test_strict_mode_names_the_first_bad_item(tmp_path: Path) -> None:
     _corpus(tmp_path)
     with pytest.raises(InputError, match=r"bad input \(--strict\): .*a.jsonl line 21: invalid_json"):
