@@ -37,7 +37,7 @@ from keel.index._chunking import ChunkSettings, chunk_text  # noqa: E402
 from keel.index._embedding import SentenceTransformerEmbedder  # noqa: E402
 
 QUERIES = Path(__file__).resolve().parent / "data" / "hnsw_queries.txt"
-EFS = (16, 32, 40, 64, 96, 128, 256, 512)
+EFS = (16, 32, 40, 64, 96, 128, 256, 512, 1024, 2048, 4096)
 HTML_ROOTS = ("/usr/share/doc/python3/html", "/usr/share/doc/python3.11/html", "/usr/share/doc/python3-doc/html")
 
 
@@ -57,10 +57,17 @@ def page_texts(root: Path) -> list[str]:
     return texts
 
 
-def chunks(texts: list[str], size: int) -> list[str]:
-    """Keel's chunks of `texts` at `size` characters, overlap an eighth (the default 800/100)."""
-    settings = ChunkSettings(size=size, overlap=size // 8)
-    return [span.text for text in texts for span in chunk_text(text, settings)]
+def chunks(texts: list[str], size: int | str) -> list[str]:
+    """Keel's chunks of `texts` at `size` characters, overlap an eighth (the default 800/100).
+
+    `size` may join sizes with `+` (`200+300`): the distinct chunks of each cut, in order, as an index
+    of the same pages chunked two ways holds them (a larger index of real text than one cut gives).
+    """
+    seen: dict[str, None] = {}
+    for one in str(size).split("+"):
+        settings = ChunkSettings(size=int(one), overlap=int(one) // 8)
+        seen.update((span.text, None) for text in texts for span in chunk_text(text, settings))
+    return list(seen)
 
 
 def embedded(texts: list[str], cache: Path, embedder: SentenceTransformerEmbedder) -> np.ndarray:
@@ -70,7 +77,13 @@ def embedded(texts: list[str], cache: Path, embedder: SentenceTransformerEmbedde
     if path.exists():
         return np.load(path)
     started = time.perf_counter()
-    vectors = embedder.embed(texts)
+    step = max(1, len(texts) // 20)
+
+    def progress(done: int, total: int) -> None:
+        if done % step < embedder.batch_size or done == total:
+            print(json.dumps({"embedding": done, "of": total, "s": round(time.perf_counter() - started)}), file=sys.stderr)
+
+    vectors = embedder.embed(texts, progress=progress)
     print(json.dumps({"embedded": len(texts), "seconds": round(time.perf_counter() - started, 1)}), file=sys.stderr)
     cache.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
@@ -118,7 +131,7 @@ def main() -> None:
     """Embed (or load) the corpus at each chunk size, then measure; one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
-    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[800, 300])
+    parser.add_argument("--chunk-sizes", nargs="+", default=["800", "300"], help="sizes; 200+300 joins two cuts")
     parser.add_argument("--max-chunks", type=int, help="keep at most this many chunks, evenly spaced (a quick run)")
     args = parser.parse_args()
     import faiss  # type: ignore[import-untyped,unused-ignore]
