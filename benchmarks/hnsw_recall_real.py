@@ -49,11 +49,19 @@ def html_root() -> Path:
     sys.exit("python3-doc is not installed: apt-get install python3-doc")
 
 
-def page_texts(root: Path) -> list[str]:
-    """The main text of every page, as `keel data ingest` reads HTML."""
+def page_texts(root: Path, cache: Path | None = None) -> list[str]:
+    """The main text of every page, as `keel data ingest` reads HTML (kept in `cache`: reading takes minutes)."""
+    paths = sorted(root.rglob("*.html"))
+    key = hashlib.sha256("\x00".join(f"{p}:{p.stat().st_mtime_ns}" for p in paths).encode()).hexdigest()[:16]
+    saved = cache / f"pages-{key}.json" if cache is not None else None
+    if saved is not None and saved.exists():
+        return list(json.loads(saved.read_text()))
     texts = []
-    for path in sorted(root.rglob("*.html")):
+    for path in paths:
         texts += [r["text"] for r in read_web_file(path, "html") if isinstance(r, dict)]
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(texts))
     return texts
 
 
@@ -70,24 +78,40 @@ def chunks(texts: list[str], size: int | str) -> list[str]:
     return list(seen)
 
 
-def embedded(texts: list[str], cache: Path, embedder: SentenceTransformerEmbedder) -> np.ndarray:
-    """The MiniLM vectors of `texts`, from the cache when these exact texts were embedded before."""
+BLOCK = 1024
+
+
+def embedded(
+    texts: list[str], cache: Path, embedder: SentenceTransformerEmbedder, minutes: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """MiniLM vectors of `texts` (or of a uniform sample of them, when `minutes` run out): (rows, vectors).
+
+    Texts are embedded in a seeded random order, in blocks of `BLOCK` each cached under `--cache` as soon as
+    it is done, keyed by the texts' hash: a run that stops (or is stopped) early keeps what it embedded, a
+    later run resumes, and whatever prefix exists is a uniform sample of the corpus. `texts[rows[i]]` has
+    vector `vectors[i]`.
+    """
     digest = hashlib.sha256("\x00".join([embedder.model_id, *texts]).encode()).hexdigest()[:16]
-    path = cache / f"minilm-{digest}.npy"
-    if path.exists():
-        return np.load(path)
+    folder = cache / f"minilm-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    order = np.random.default_rng(0).permutation(len(texts))
     started = time.perf_counter()
-    step = max(1, len(texts) // 20)
-
-    def progress(done: int, total: int) -> None:
-        if done % step < embedder.batch_size or done == total:
-            print(json.dumps({"embedding": done, "of": total, "s": round(time.perf_counter() - started)}), file=sys.stderr)
-
-    vectors = embedder.embed(texts, progress=progress)
-    print(json.dumps({"embedded": len(texts), "seconds": round(time.perf_counter() - started, 1)}), file=sys.stderr)
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+    parts = []
+    for block, at in enumerate(range(0, len(texts), BLOCK)):
+        path = folder / f"block-{block:04d}.npy"
+        rows = order[at : at + BLOCK]
+        if path.exists():
+            parts.append(np.load(path))
+            continue
+        if minutes is not None and time.perf_counter() - started > minutes * 60:
+            break
+        parts.append(embedder.embed([texts[i] for i in rows]))
+        np.save(path, parts[-1])
+        done = at + len(rows)
+        print(json.dumps({"embedded": done, "of": len(texts), "s": round(time.perf_counter() - started)}),
+              file=sys.stderr, flush=True)  # fmt: skip
+    vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), np.float32)
+    return order[: len(vectors)], vectors
 
 
 def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -133,11 +157,15 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     parser.add_argument("--chunk-sizes", nargs="+", default=["800", "300"], help="sizes; 200+300 joins two cuts")
     parser.add_argument("--max-chunks", type=int, help="keep at most this many chunks, evenly spaced (a quick run)")
+    parser.add_argument("--max-minutes", type=float, help="embed for at most this long; measure the sample embedded")
+    parser.add_argument("--nested", type=int, default=1, help="also measure the first 1/2, 1/4 ... of the sample")
     args = parser.parse_args()
     import faiss  # type: ignore[import-untyped,unused-ignore]
     import torch
 
-    torch.set_num_threads(2)
+    # One thread: on a shared, loaded machine torch's two OpenMP threads spin waiting for each other
+    # (MiniLM measured 4-25x the CPU per text with two), and a second process can use the other core.
+    torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)  # one query at a time, as a server answers them
     embedder = SentenceTransformerEmbedder()
     lines = [line.split("\t", 1) for line in QUERIES.read_text().splitlines() if line and not line.startswith("#")]
@@ -145,15 +173,16 @@ def main() -> None:
     kinds = {kind: embedder.embed([q for k, q in lines if k == kind]) for kind in ("python", "offtopic")} | {
         "random": normalise(rng.normal(size=(100, embedder.dimension)).astype(np.float32))
     }
-    texts = page_texts(html_root())
+    texts = page_texts(html_root(), args.cache)
     results = []
     for size in args.chunk_sizes:
         cut = chunks(texts, size)
         if args.max_chunks and len(cut) > args.max_chunks:
             cut = [cut[i * len(cut) // args.max_chunks] for i in range(args.max_chunks)]
-        data = embedded(cut, args.cache, embedder)
-        results.append({"chunk_size": size, **measure(data, kinds)})
-        print(json.dumps({"partial": results[-1]}), file=sys.stderr, flush=True)
+        _, data = embedded(cut, args.cache, embedder, args.max_minutes)
+        for part in range(args.nested - 1, -1, -1):  # smallest first: how the needed ef_search grows with size
+            results.append({"chunk_size": size, "chunks": len(cut), **measure(data[: len(data) >> part], kinds)})
+            print(json.dumps({"partial": results[-1]}), file=sys.stderr, flush=True)
     print(
         json.dumps(
             {

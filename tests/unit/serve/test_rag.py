@@ -381,3 +381,46 @@ def test_embed_batcher_shares_forward_passes_and_hands_errors_to_each_caller() -
             await broken.aclose()
 
     assert all(isinstance(e, RuntimeError) for e in asyncio.run(fail()))
+
+
+def test_embed_batcher_runs_torch_on_one_thread_and_leaves_others_default() -> None:
+    import asyncio
+    import threading
+
+    import torch
+
+    from keel.serve._retrieval import EmbedBatcher
+
+    seen: list[tuple[str, int]] = []
+
+    class Recording:
+        model_id, dimension = "recording", 2
+
+        def embed(self, texts: Any, progress: Any = None) -> Any:
+            import numpy as np
+
+            seen.append((threading.current_thread().name, torch.get_num_threads()))
+            return np.ones((len(texts), 2), np.float32)
+
+        def token_offsets(self, text: str) -> list[tuple[int, int]]:
+            return []
+
+    default = torch.get_num_threads()
+
+    async def run(threads: int | None) -> None:
+        batcher = EmbedBatcher(Recording(), threads=threads)
+        try:
+            await asyncio.gather(*(batcher.embed(f"q{i}") for i in range(3)))
+        finally:
+            await batcher.aclose()
+
+    asyncio.run(run(1))
+    assert seen and all(name.startswith("keel-embed") and count == 1 for name, count in seen)
+    later: list[int] = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert torch.get_num_threads() == default and later == [default]  # other threads keep torch's default
+    seen.clear()
+    asyncio.run(run(None))
+    assert seen and all(count == default for _, count in seen)
