@@ -82,36 +82,43 @@ BLOCK = 1024
 
 
 def embedded(
-    texts: list[str], cache: Path, embedder: SentenceTransformerEmbedder, minutes: float | None = None
+    texts: list[str],
+    cache: Path,
+    embedder: SentenceTransformerEmbedder,
+    minutes: float | None = None,
+    reverse: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """MiniLM vectors of `texts` (or of a uniform sample of them, when `minutes` run out): (rows, vectors).
 
     Texts are embedded in a seeded random order, in blocks of `BLOCK` each cached under `--cache` as soon as
     it is done, keyed by the texts' hash: a run that stops (or is stopped) early keeps what it embedded, a
-    later run resumes, and whatever prefix exists is a uniform sample of the corpus. `texts[rows[i]]` has
-    vector `vectors[i]`.
+    later run resumes, and whatever blocks exist are a uniform sample of the corpus. `texts[rows[i]]` has
+    vector `vectors[i]`. With `reverse`, blocks are embedded last first: a second process then embeds
+    beside a first one without both doing the same blocks.
     """
     digest = hashlib.sha256("\x00".join([embedder.model_id, *texts]).encode()).hexdigest()[:16]
     folder = cache / f"minilm-{digest}"
     folder.mkdir(parents=True, exist_ok=True)
     order = np.random.default_rng(0).permutation(len(texts))
     started = time.perf_counter()
-    parts = []
-    for block, at in enumerate(range(0, len(texts), BLOCK)):
+    blocks = list(enumerate(range(0, len(texts), BLOCK)))
+    for block, at in reversed(blocks) if reverse else blocks:
         path = folder / f"block-{block:04d}.npy"
-        rows = order[at : at + BLOCK]
         if path.exists():
-            parts.append(np.load(path))
             continue
         if minutes is not None and time.perf_counter() - started > minutes * 60:
             break
-        parts.append(embedder.embed([texts[i] for i in rows]))
-        np.save(path, parts[-1])
-        done = at + len(rows)
-        print(json.dumps({"embedded": done, "of": len(texts), "s": round(time.perf_counter() - started)}),
+        vectors = embedder.embed([texts[i] for i in order[at : at + BLOCK]])
+        np.save(folder / f"{path.name}.part.npy", vectors)
+        (folder / f"{path.name}.part.npy").rename(path)  # whole blocks only, for a process reading beside
+        print(json.dumps({"block": block, "of": len(blocks), "s": round(time.perf_counter() - started)}),
               file=sys.stderr, flush=True)  # fmt: skip
-    vectors = np.concatenate(parts) if parts else np.zeros((0, embedder.dimension), np.float32)
-    return order[: len(vectors)], vectors
+    done = [(at, np.load(folder / f"block-{block:04d}.npy")) for block, at in blocks
+            if (folder / f"block-{block:04d}.npy").exists()]  # fmt: skip
+    if not done:
+        return np.zeros(0, np.int64), np.zeros((0, embedder.dimension), np.float32)
+    rows = np.concatenate([order[at : at + len(v)] for at, v in done])
+    return rows, np.concatenate([v for _, v in done])
 
 
 def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -159,6 +166,7 @@ def main() -> None:
     parser.add_argument("--max-chunks", type=int, help="keep at most this many chunks, evenly spaced (a quick run)")
     parser.add_argument("--max-minutes", type=float, help="embed for at most this long; measure the sample embedded")
     parser.add_argument("--nested", type=int, default=1, help="also measure the first 1/2, 1/4 ... of the sample")
+    parser.add_argument("--reverse", action="store_true", help="embed the last blocks first (a second process)")
     args = parser.parse_args()
     import faiss  # type: ignore[import-untyped,unused-ignore]
     import torch
@@ -179,7 +187,7 @@ def main() -> None:
         cut = chunks(texts, size)
         if args.max_chunks and len(cut) > args.max_chunks:
             cut = [cut[i * len(cut) // args.max_chunks] for i in range(args.max_chunks)]
-        _, data = embedded(cut, args.cache, embedder, args.max_minutes)
+        _, data = embedded(cut, args.cache, embedder, args.max_minutes, args.reverse)
         for part in range(args.nested - 1, -1, -1):  # smallest first: how the needed ef_search grows with size
             results.append({"chunk_size": size, "chunks": len(cut), **measure(data[: len(data) >> part], kinds)})
             print(json.dumps({"partial": results[-1]}), file=sys.stderr, flush=True)

@@ -202,20 +202,28 @@ REAL_CUT = "200+300"  # python3-doc's pages chunked at 200 and at 300 characters
 
 
 def _real_corpus(count: int, cache: Path) -> tuple[Any, Any]:
-    """`count` chunks of python3-doc as records (each one chunk long) and the embedder that knows their vectors."""
+    """Up to `count` chunks of python3-doc as records (each one chunk long) and the embedder that knows their vectors.
+
+    Only chunks whose vectors hnsw_recall_real.py has cached are used (a uniform sample, when it has not
+    embedded them all): embedding 100,000 chunks takes from minutes to hours with the machine's load.
+    """
     from keel.data import make_record, records_to_table
     from keel.index._embedding import SentenceTransformerEmbedder
 
-    texts = _real.chunks(_real.page_texts(_real.html_root()), REAL_CUT)
-    if len(texts) < count:
-        sys.exit(f"python3-doc gives {len(texts)} chunks at {REAL_CUT} characters; ask for --chunks {len(texts)} or fewer")
-    texts = [texts[i * len(texts) // count] for i in range(count)]
+    texts = _real.chunks(_real.page_texts(_real.html_root(), cache), REAL_CUT)
+    if len(texts) > count:
+        texts = [texts[i * len(texts) // count] for i in range(count)]
     model = SentenceTransformerEmbedder()
-    vectors = _real.embedded(texts, cache, model)
+    rows, vectors = _real.embedded(texts, cache, model, minutes=0)
+    if not len(rows):
+        sys.exit(
+            f"no cached vectors: run python benchmarks/hnsw_recall_real.py --chunk-sizes {REAL_CUT} --max-chunks {count}"
+        )
+    texts = [texts[i] for i in rows]
     fetched = datetime(2026, 12, 1, tzinfo=UTC)
-    rows = [make_record(t, f"file:///usr/share/doc/python3/html#chunk-{i}", 0, t.encode(), fetched, {},
-                        record_id_override=f"doc-{i}") for i, t in enumerate(texts)]  # fmt: skip
-    return records_to_table(rows), CachedCorpusEmbedder(texts, vectors, model)
+    records = [make_record(t, f"file:///usr/share/doc/python3/html#chunk-{i}", 0, t.encode(), fetched, {},
+                           record_id_override=f"doc-{i}") for i, t in enumerate(texts)]  # fmt: skip
+    return records_to_table(records), CachedCorpusEmbedder(texts, vectors, model)
 
 
 def _recall(retriever: Any, k: int) -> dict[str, Any]:
@@ -405,8 +413,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests at concurrency 1 (x2 at 16)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--extra-routes", type=int, default=20)
-    parser.add_argument("--embed-corpus", action="store_true",
-                        help="index python3-doc's chunks embedded by MiniLM (cached in --cache) instead of random vectors")
+    parser.add_argument(
+        "--embed-corpus",
+        action="store_true",
+        help="index python3-doc's chunks embedded by MiniLM (cached in --cache) instead of random vectors",
+    )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     parser.add_argument("--ef-search", type=int, default=0, help="HNSW ef_search of the index (0: Keel's default)")
     args = parser.parse_args()
@@ -429,7 +440,7 @@ def main() -> None:
         try:
             upstream = f"http://127.0.0.1:{stub_port}/v1"
             ws = _workspace(folder, args.chunks, upstream, args.embed_corpus, args.cache, args.ef_search)
-            result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"],
+            result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"], indexed_chunks=ws["num_chunks"],
                           mapped=ws["mapped"], embedded_at_build=ws["embedded_at_build"])  # fmt: skip
             keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)])
             servers.append(keel)

@@ -424,3 +424,30 @@ def test_embed_batcher_runs_torch_on_one_thread_and_leaves_others_default() -> N
     seen.clear()
     asyncio.run(run(None))
     assert seen and all(count == default for _, count in seen)
+
+
+def test_routes_share_one_loaded_index_version_and_one_embedder(
+    store: Store,
+    rag: dict[str, str],
+    recorder: tuple[str, Recorder],
+    gateway_server: Any,
+    openai_client: Any,
+    api_key: str,
+) -> None:
+    upstream, _ = recorder
+    route = {"upstream": upstream, "prompt": "support", "index": "kb@v1"}
+    create_deployment(store, "assistant", rag["model"], route=route)
+    create_deployment(store, "terse", rag["model"], route={**route, "retrieval": {"k": 1}})
+    create_deployment(store, "next", rag["model"], route={**route, "index": "kb@v2"})
+    with gateway_server() as (url, gateway):
+        client = openai_client(url, api_key)
+        for name in ("assistant", "terse", "next", "assistant"):
+            client.chat.completions.create(model=name, messages=REFUND)
+        apps, batchers = list(gateway._apps.values()), len(gateway._batchers)
+        loaded = gateway.retrievers._retrievers
+    assert len(apps) == 3 and sorted(loaded) == ["kb@v1", "kb@v2"]
+    v1 = [a.retriever for a in apps if a.index_ref == "kb@v1"]
+    assert len(v1) == 2 and v1[0] is v1[1] is loaded["kb@v1"]  # two routes, one loaded index version
+    assert loaded["kb@v1"].embedder is loaded["kb@v2"].embedder  # one embedding model per process
+    assert loaded["kb@v1"].mapped == ["embeddings", "vectors"]  # memory-mapped from the local blob store
+    assert batchers == 1  # one embedding queue per model: the routes' queries are batched together
