@@ -217,7 +217,7 @@ def _real_corpus(count: int, cache: Path) -> tuple[Any, Any]:
     rows, vectors = _real.embedded(texts, cache, model, minutes=0)
     if not len(rows):
         sys.exit(
-            f"no cached vectors: run python benchmarks/hnsw_recall_real.py --chunk-sizes {REAL_CUT} --max-chunks {count}"
+            f"no cached vectors: run benchmarks/hnsw_recall_real.py --chunk-sizes {REAL_CUT} --max-chunks {count}"
         )
     texts = [texts[i] for i in rows]
     fetched = datetime(2026, 12, 1, tzinfo=UTC)
@@ -440,8 +440,9 @@ def main() -> None:
         try:
             upstream = f"http://127.0.0.1:{stub_port}/v1"
             ws = _workspace(folder, args.chunks, upstream, args.embed_corpus, args.cache, args.ef_search)
-            result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"], indexed_chunks=ws["num_chunks"],
-                          mapped=ws["mapped"], embedded_at_build=ws["embedded_at_build"])  # fmt: skip
+            result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"],
+                          indexed_chunks=ws["num_chunks"], mapped=ws["mapped"],
+                          embedded_at_build=ws["embedded_at_build"])  # fmt: skip
             keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)])
             servers.append(keel)
             lc_args = {
