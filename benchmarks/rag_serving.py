@@ -216,9 +216,7 @@ def _real_corpus(count: int, cache: Path) -> tuple[Any, Any]:
     model = SentenceTransformerEmbedder()
     rows, vectors = _real.embedded(texts, cache, model, minutes=0)
     if not len(rows):
-        sys.exit(
-            f"no cached vectors: run benchmarks/hnsw_recall_real.py --chunk-sizes {REAL_CUT} --max-chunks {count}"
-        )
+        sys.exit(f"no cached vectors: run benchmarks/hnsw_recall_real.py --chunk-sizes {REAL_CUT} --max-chunks {count}")
     texts = [texts[i] for i in rows]
     fetched = datetime(2026, 12, 1, tzinfo=UTC)
     records = [make_record(t, f"file:///usr/share/doc/python3/html#chunk-{i}", 0, t.encode(), fetched, {},
