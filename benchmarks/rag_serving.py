@@ -12,9 +12,15 @@ LangChain app is `langchain-community`'s FAISS vector store as a retriever, a `C
 reuses the Keel venv's torch, sentence-transformers and faiss through a .pth file, so both embed
 with the same libraries).
 
-The chunk vectors of the index are seeded random unit vectors (`--embed-corpus` embeds the
-chunks with MiniLM instead: ~15 minutes for 100,000 on this machine): what is measured is serving,
-which does the same work on any vectors of that size. Queries are embedded by the real model.
+The chunk vectors of the index are seeded random unit vectors by default: the cost of serving is
+the same on any vectors of that size, but HNSW's recall is not, and random vectors are its worst
+case. `--embed-corpus` indexes real text instead: python3-doc's pages cut at 200 and at 300
+characters (~101,000 distinct chunks), with the MiniLM vectors hnsw_recall_real.py cached (embedding
+100,000 chunks costs about 70 CPU-minutes; only the cached ones are indexed), and asks a question
+about Python. Queries are always embedded by the real model. Printed either way: recall@4 (the
+route's k) and recall@10 of the served index against exact search, for the hand-written Python and
+off-topic questions of benchmarks/data/hnsw_queries.txt; `--ef-search` sets the index's ef_search
+(0: Keel's default for the size); `mapped` names the index files the gateway memory-maps.
 
 Measured, servers alternating round by round (`--rounds`), medians over rounds:
 - p50 latency at concurrency 1 of Keel's RAG route, of the same model's plain route (no prompt,
@@ -24,7 +30,8 @@ Measured, servers alternating round by round (`--rounds`), medians over rounds:
 - resident memory added per extra route sharing the index version (`--extra-routes` routes made,
   one request each so each builds its app).
 
-    python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2]
+    python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2] [--ef-search N]
+        [--embed-corpus] [--peer-threads N]
 
 Prints one JSON line. The machine (2 cores) is shared with other work, so wall-clock figures are
 noisy; the ratios measured in the same run are the result.
@@ -418,6 +425,7 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     parser.add_argument("--ef-search", type=int, default=0, help="HNSW ef_search of the index (0: Keel's default)")
+    parser.add_argument("--peer-threads", type=int, default=0, help="OMP_NUM_THREADS of the LangChain app (0: unset)")
     args = parser.parse_args()
     python = ensure_langchain_venv()
     result: dict[str, Any] = {
@@ -427,6 +435,7 @@ def main() -> None:
         "concurrency": [1, CONCURRENCY],
         "rounds": args.rounds,
         "corpus_vectors": "minilm" if args.embed_corpus else "random",
+        "peer_torch_threads": args.peer_threads or "default",
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -453,9 +462,9 @@ def main() -> None:
                 "ef_search": ws["ef_search"],
                 "system": SYSTEM,
             }
-            langchain = _start(
-                [str(python), "-c", LANGCHAIN_APP, json.dumps(lc_args)], env={"PYTHONPATH": ""}, cwd=folder
-            )
+            # --peer-threads 1 gives the LangChain app's torch one thread, as Keel's query embedder has.
+            peer_env = {"PYTHONPATH": ""} | ({"OMP_NUM_THREADS": str(args.peer_threads)} if args.peer_threads else {})
+            langchain = _start([str(python), "-c", LANGCHAIN_APP, json.dumps(lc_args)], env=peer_env, cwd=folder)
             servers.append(langchain)
             question = PYTHON_QUESTION if args.embed_corpus else QUESTIONS[0]
             rag, plain = _request(keel_port, ws["key"], "rag", question), _request(keel_port, ws["key"], "plain")
