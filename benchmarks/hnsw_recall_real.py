@@ -37,7 +37,7 @@ from keel.index._chunking import ChunkSettings, chunk_text  # noqa: E402
 from keel.index._embedding import SentenceTransformerEmbedder  # noqa: E402
 
 QUERIES = Path(__file__).resolve().parent / "data" / "hnsw_queries.txt"
-EFS = (16, 32, 40, 64, 96, 128, 256, 512)
+EFS = (16, 32, 40, 64, 96, 128, 256, 512, 1024, 2048, 4096)
 HTML_ROOTS = ("/usr/share/doc/python3/html", "/usr/share/doc/python3.11/html", "/usr/share/doc/python3-doc/html")
 
 
@@ -49,32 +49,76 @@ def html_root() -> Path:
     sys.exit("python3-doc is not installed: apt-get install python3-doc")
 
 
-def page_texts(root: Path) -> list[str]:
-    """The main text of every page, as `keel data ingest` reads HTML."""
+def page_texts(root: Path, cache: Path | None = None) -> list[str]:
+    """The main text of every page, as `keel data ingest` reads HTML (kept in `cache`: reading takes minutes)."""
+    paths = sorted(root.rglob("*.html"))
+    key = hashlib.sha256("\x00".join(f"{p}:{p.stat().st_mtime_ns}" for p in paths).encode()).hexdigest()[:16]
+    saved = cache / f"pages-{key}.json" if cache is not None else None
+    if saved is not None and saved.exists():
+        return list(json.loads(saved.read_text()))
     texts = []
-    for path in sorted(root.rglob("*.html")):
+    for path in paths:
         texts += [r["text"] for r in read_web_file(path, "html") if isinstance(r, dict)]
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(texts))
     return texts
 
 
-def chunks(texts: list[str], size: int) -> list[str]:
-    """Keel's chunks of `texts` at `size` characters, overlap an eighth (the default 800/100)."""
-    settings = ChunkSettings(size=size, overlap=size // 8)
-    return [span.text for text in texts for span in chunk_text(text, settings)]
+def chunks(texts: list[str], size: int | str) -> list[str]:
+    """Keel's chunks of `texts` at `size` characters, overlap an eighth (the default 800/100).
+
+    `size` may join sizes with `+` (`200+300`): the distinct chunks of each cut, in order, as an index
+    of the same pages chunked two ways holds them (a larger index of real text than one cut gives).
+    """
+    seen: dict[str, None] = {}
+    for one in str(size).split("+"):
+        settings = ChunkSettings(size=int(one), overlap=int(one) // 8)
+        seen.update((span.text, None) for text in texts for span in chunk_text(text, settings))
+    return list(seen)
 
 
-def embedded(texts: list[str], cache: Path, embedder: SentenceTransformerEmbedder) -> np.ndarray:
-    """The MiniLM vectors of `texts`, from the cache when these exact texts were embedded before."""
+BLOCK = 1024
+
+
+def embedded(
+    texts: list[str],
+    cache: Path,
+    embedder: SentenceTransformerEmbedder,
+    minutes: float | None = None,
+    reverse: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MiniLM vectors of `texts` (or of a uniform sample of them, when `minutes` run out): (rows, vectors).
+
+    Texts are embedded in a seeded random order, in blocks of `BLOCK` each cached under `--cache` as soon as
+    it is done, keyed by the texts' hash: a run that stops (or is stopped) early keeps what it embedded, a
+    later run resumes, and whatever blocks exist are a uniform sample of the corpus. `texts[rows[i]]` has
+    vector `vectors[i]`. With `reverse`, blocks are embedded last first: a second process then embeds
+    beside a first one without both doing the same blocks.
+    """
     digest = hashlib.sha256("\x00".join([embedder.model_id, *texts]).encode()).hexdigest()[:16]
-    path = cache / f"minilm-{digest}.npy"
-    if path.exists():
-        return np.load(path)
+    folder = cache / f"minilm-{digest}"
+    folder.mkdir(parents=True, exist_ok=True)
+    order = np.random.default_rng(0).permutation(len(texts))
     started = time.perf_counter()
-    vectors = embedder.embed(texts)
-    print(json.dumps({"embedded": len(texts), "seconds": round(time.perf_counter() - started, 1)}), file=sys.stderr)
-    cache.mkdir(parents=True, exist_ok=True)
-    np.save(path, vectors)
-    return vectors
+    blocks = list(enumerate(range(0, len(texts), BLOCK)))
+    for block, at in reversed(blocks) if reverse else blocks:
+        path = folder / f"block-{block:04d}.npy"
+        if path.exists():
+            continue
+        if minutes is not None and time.perf_counter() - started > minutes * 60:
+            break
+        vectors = embedder.embed([texts[i] for i in order[at : at + BLOCK]])
+        np.save(folder / f"{path.name}.part.npy", vectors)
+        (folder / f"{path.name}.part.npy").rename(path)  # whole blocks only, for a process reading beside
+        print(json.dumps({"block": block, "of": len(blocks), "s": round(time.perf_counter() - started)}),
+              file=sys.stderr, flush=True)  # fmt: skip
+    done = [(at, np.load(folder / f"block-{block:04d}.npy")) for block, at in blocks
+            if (folder / f"block-{block:04d}.npy").exists()]  # fmt: skip
+    if not done:
+        return np.zeros(0, np.int64), np.zeros((0, embedder.dimension), np.float32)
+    rows = np.concatenate([order[at : at + len(v)] for at, v in done])
+    return rows, np.concatenate([v for _, v in done])
 
 
 def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -118,13 +162,18 @@ def main() -> None:
     """Embed (or load) the corpus at each chunk size, then measure; one JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
-    parser.add_argument("--chunk-sizes", type=int, nargs="+", default=[800, 300])
+    parser.add_argument("--chunk-sizes", nargs="+", default=["800", "300"], help="sizes; 200+300 joins two cuts")
     parser.add_argument("--max-chunks", type=int, help="keep at most this many chunks, evenly spaced (a quick run)")
+    parser.add_argument("--max-minutes", type=float, help="embed for at most this long; measure the sample embedded")
+    parser.add_argument("--nested", type=int, default=1, help="also measure the first 1/2, 1/4 ... of the sample")
+    parser.add_argument("--reverse", action="store_true", help="embed the last blocks first (a second process)")
     args = parser.parse_args()
     import faiss  # type: ignore[import-untyped,unused-ignore]
     import torch
 
-    torch.set_num_threads(2)
+    # One thread: on a shared, loaded machine torch's two OpenMP threads spin waiting for each other
+    # (MiniLM measured 4-25x the CPU per text with two), and a second process can use the other core.
+    torch.set_num_threads(1)
     faiss.omp_set_num_threads(1)  # one query at a time, as a server answers them
     embedder = SentenceTransformerEmbedder()
     lines = [line.split("\t", 1) for line in QUERIES.read_text().splitlines() if line and not line.startswith("#")]
@@ -132,15 +181,16 @@ def main() -> None:
     kinds = {kind: embedder.embed([q for k, q in lines if k == kind]) for kind in ("python", "offtopic")} | {
         "random": normalise(rng.normal(size=(100, embedder.dimension)).astype(np.float32))
     }
-    texts = page_texts(html_root())
+    texts = page_texts(html_root(), args.cache)
     results = []
     for size in args.chunk_sizes:
         cut = chunks(texts, size)
         if args.max_chunks and len(cut) > args.max_chunks:
             cut = [cut[i * len(cut) // args.max_chunks] for i in range(args.max_chunks)]
-        data = embedded(cut, args.cache, embedder)
-        results.append({"chunk_size": size, **measure(data, kinds)})
-        print(json.dumps({"partial": results[-1]}), file=sys.stderr, flush=True)
+        _, data = embedded(cut, args.cache, embedder, args.max_minutes, args.reverse)
+        for part in range(args.nested - 1, -1, -1):  # smallest first: how the needed ef_search grows with size
+            results.append({"chunk_size": size, "chunks": len(cut), **measure(data[: len(data) >> part], kinds)})
+            print(json.dumps({"partial": results[-1]}), file=sys.stderr, flush=True)
     print(
         json.dumps(
             {

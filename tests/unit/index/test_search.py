@@ -108,3 +108,46 @@ def test_an_hnsw_index_answers_like_the_exact_one(store: Store, kb: Any) -> None
     query = "what happens when I exceed the request limit"
     approx_ids = [h.chunk_id for h in retriever.search(query, k=5, mode="vector")]
     assert approx_ids == [h.chunk_id for h in search(store, exact.ref, query, k=5, mode="vector")]
+
+
+def test_index_files_are_memory_mapped_and_answer_as_read_ones(store: Store, kb: Any) -> None:
+    import numpy as np
+
+    from keel.index import VectorParams, get_index
+    from keel.index._search import Retriever
+    from keel.store import read_bytes
+
+    ref = build_index(store, "help", kb.ref, chunking=SMALL, vectors=VectorParams("hnsw", ef_search=48)).index.ref
+    mapped = open_index(store, ref)
+    assert mapped.mapped == ["embeddings", "vectors"]
+    assert isinstance(mapped.embeddings, np.memmap) and not mapped.embeddings.flags.writeable
+    assert mapped.vectors.hnsw.efSearch == 48
+    version = get_index(store, ref)
+    manifest = version.manifest(store)
+    blobs = {key: read_bytes(store.blobs, entry["digest"]) for key, entry in manifest["files"].items()}
+    read = Retriever(version, manifest, blobs, mapped.embedder)
+    assert read.mapped == [] and not isinstance(read.embeddings, np.memmap)
+    for query, filters in (("I forgot my password", None), ("express delivery", {"topic": "delivery"})):
+        got = [(h.chunk_id, round(h.score, 5)) for h in mapped.search(query, k=3, filters=filters)]
+        assert got == [(h.chunk_id, round(h.score, 5)) for h in read.search(query, k=3, filters=filters)]
+        assert got
+
+
+def test_only_verified_plaintext_local_blobs_are_mappable(store: Store, tmp_path: Any) -> None:
+    import os
+
+    from keel.core.errors import KeelError
+    from keel.store import FsspecBlobStore, mappable_path, put_bytes
+    from keel.store._blobs import SealingBlobStore
+
+    plain = put_bytes(store.blobs, b"vectors " * 100).digest
+    path = mappable_path(store.blobs, plain)
+    assert path is not None and path.read_bytes() == b"vectors " * 100
+    sealed = put_bytes(SealingBlobStore(store.blobs, "k" * 26, os.urandom(32)), b"secret vectors").digest
+    assert mappable_path(store.blobs, sealed) is None  # encrypted on disk: read it through the unsealer
+    remote = FsspecBlobStore(f"memory://{tmp_path.name}/blobs")
+    assert mappable_path(remote, put_bytes(remote, b"remote").digest) is None
+    path.chmod(0o600)
+    path.write_bytes(b"tampered " * 100)
+    with pytest.raises(KeelError, match="corrupted"):
+        mappable_path(store.blobs, plain)

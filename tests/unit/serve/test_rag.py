@@ -381,3 +381,73 @@ def test_embed_batcher_shares_forward_passes_and_hands_errors_to_each_caller() -
             await broken.aclose()
 
     assert all(isinstance(e, RuntimeError) for e in asyncio.run(fail()))
+
+
+def test_embed_batcher_runs_torch_on_one_thread_and_leaves_others_default() -> None:
+    import asyncio
+    import threading
+
+    import torch
+
+    from keel.serve._retrieval import EmbedBatcher
+
+    seen: list[tuple[str, int]] = []
+
+    class Recording:
+        model_id, dimension = "recording", 2
+
+        def embed(self, texts: Any, progress: Any = None) -> Any:
+            import numpy as np
+
+            seen.append((threading.current_thread().name, torch.get_num_threads()))
+            return np.ones((len(texts), 2), np.float32)
+
+        def token_offsets(self, text: str) -> list[tuple[int, int]]:
+            return []
+
+    default = torch.get_num_threads()
+
+    async def run(threads: int | None) -> None:
+        batcher = EmbedBatcher(Recording(), threads=threads)
+        try:
+            await asyncio.gather(*(batcher.embed(f"q{i}") for i in range(3)))
+        finally:
+            await batcher.aclose()
+
+    asyncio.run(run(1))
+    assert seen and all(name.startswith("keel-embed") and count == 1 for name, count in seen)
+    later: list[int] = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert torch.get_num_threads() == default and later == [default]  # other threads keep torch's default
+    seen.clear()
+    asyncio.run(run(None))
+    assert seen and all(count == default for _, count in seen)
+
+
+def test_routes_share_one_loaded_index_version_and_one_embedder(
+    store: Store,
+    rag: dict[str, str],
+    recorder: tuple[str, Recorder],
+    gateway_server: Any,
+    openai_client: Any,
+    api_key: str,
+) -> None:
+    upstream, _ = recorder
+    route = {"upstream": upstream, "prompt": "support", "index": "kb@v1"}
+    create_deployment(store, "assistant", rag["model"], route=route)
+    create_deployment(store, "terse", rag["model"], route={**route, "retrieval": {"k": 1}})
+    create_deployment(store, "next", rag["model"], route={**route, "index": "kb@v2"})
+    with gateway_server() as (url, gateway):
+        client = openai_client(url, api_key)
+        for name in ("assistant", "terse", "next", "assistant"):
+            client.chat.completions.create(model=name, messages=REFUND)
+        apps, batchers = list(gateway._apps.values()), len(gateway._batchers)
+        loaded = gateway.retrievers._retrievers
+    assert len(apps) == 3 and sorted(loaded) == ["kb@v1", "kb@v2"]
+    v1 = [a.retriever for a in apps if a.index_ref == "kb@v1"]
+    assert len(v1) == 2 and v1[0] is v1[1] is loaded["kb@v1"]  # two routes, one loaded index version
+    assert loaded["kb@v1"].embedder is loaded["kb@v2"].embedder  # one embedding model per process
+    assert loaded["kb@v1"].mapped == ["embeddings", "vectors"]  # memory-mapped from the local blob store
+    assert batchers == 1  # one embedding queue per model: the routes' queries are batched together
