@@ -742,6 +742,12 @@ rollouts = Table(
     Column("window_start", UTCDateTime, nullable=False, comment="start of the interval being analysed"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column(
+        "lease_until",
+        UTCDateTime,
+        nullable=True,
+        comment="a controller is checking it until then; no other may (migration 0016)",
+    ),
     Index(None, "deployment", "state"),
     comment="Guarded rollouts: a canary stepped up on passing analyses or rolled back on failing ones.",
 )
