@@ -43,9 +43,7 @@ def _watcher(workspace: str, database_url: str, folder: str, worker: int, barrie
 
 
 @pytest.mark.timeout(600)
-def test_two_watchers_open_fire_and_resolve_each_incident_once(
-    store: Store, database_url: str, tmp_path: Path
-) -> None:
+def test_two_watchers_open_fire_and_resolve_each_incident_once(store: Store, database_url: str, tmp_path: Path) -> None:
     start = store.clock() - timedelta(minutes=10)
     TraceWriter(store).write([
         Trace(id=new_ulid(), at=start + timedelta(seconds=i), deployment="chat", operation="chat",

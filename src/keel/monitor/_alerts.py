@@ -337,10 +337,12 @@ def _open_incident(conn: Connection, fingerprint: str) -> Any:
 def _advance(
     store: Store, conn: Connection, rule: AlertRule, value: float | None, now: datetime, cooldown: timedelta
 ) -> AlertEvent | None:
-    """Move the rule's open incident one step. Safe with other watchers on the same database: each
-    transition is a compare-and-set on the incident's state, and a second open incident of one
+    """Move the rule's open incident one step; safe with other watchers on the same database.
+
+    Each transition is a compare-and-set on the incident's state, and a second open incident of one
     fingerprint conflicts with a partial unique index (migration 0016), so only one process opens,
-    fires or resolves an incident, and only that one reports (and so sends) the transition."""
+    fires or resolves an incident, and only that one reports (and so sends) the transition.
+    """
     labels = rule.all_labels()
     fingerprint = sha256_hex(canonical_json(labels).encode())
     open_row = _open_incident(conn, fingerprint)

@@ -273,7 +273,13 @@ class Database:
         PostgreSQL engines pool already, and a read-only file is not written: those return `self`.
         """
         database = self.url.database
-        if self.dialect != "sqlite" or self.read_only or not database or database == ":memory:" or database.startswith("file:"):
+        if (
+            self.dialect != "sqlite"
+            or self.read_only
+            or not database
+            or database == ":memory:"
+            or database.startswith("file:")
+        ):
             return self
         kept = object.__new__(Database)
         kept.url, kept.display_url, kept.origin = self.url, self.display_url, self.origin
