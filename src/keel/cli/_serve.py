@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +23,10 @@ def serve(
     json_output: Annotated[
         bool, typer.Option("--json", help="Announce the listening address as one JSON line (for supervisors).")
     ] = False,
+    no_rollouts: Annotated[
+        bool,
+        typer.Option("--no-rollouts", help="Do not step guarded rollouts here; leave them to `keel monitor watch`."),
+    ] = False,
 ) -> None:
     """Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."""
     import uvicorn
@@ -31,7 +35,10 @@ def serve(
 
     _check_tls(tls_cert, tls_key)
     store = get_store(ctx)
-    settings = ServeSettings(require_keys=False) if no_auth else ServeSettings()
+    overrides: dict[str, Any] = {"require_keys": False} if no_auth else {}
+    if no_rollouts:
+        overrides["rollout_check_s"] = 0
+    settings = ServeSettings(**overrides)
     base = f"{'https' if tls_cert else 'http'}://{host}:{port}"
     if json_output:
         print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth})

@@ -20,15 +20,15 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select, text, update
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.monitor._observe import Observation, trace_observations
 from keel.monitor._summary import percentile
-from keel.store import Store
-from keel.store.schema import alerts
+from keel.store import Store, insert_for
+from keel.store.schema import OPEN_ALERT, alerts
 
 __all__ = [
     "AlertConfig",
@@ -327,29 +327,44 @@ def evaluate_alerts(store: Store, config: AlertConfig, *, now: datetime | None =
     return events
 
 
+_OPEN = ("pending", "firing")
+
+
+def _open_incident(conn: Connection, fingerprint: str) -> Any:
+    return conn.execute(select(alerts).where(alerts.c.fingerprint == fingerprint, alerts.c.state.in_(_OPEN))).first()
+
+
 def _advance(
     store: Store, conn: Connection, rule: AlertRule, value: float | None, now: datetime, cooldown: timedelta
 ) -> AlertEvent | None:
+    """Move the rule's open incident one step; safe with other watchers on the same database.
+
+    Each transition is a compare-and-set on the incident's state, and a second open incident of one
+    fingerprint conflicts with a partial unique index (migration 0016), so only one process opens,
+    fires or resolves an incident, and only that one reports (and so sends) the transition.
+    """
     labels = rule.all_labels()
     fingerprint = sha256_hex(canonical_json(labels).encode())
-    open_row = conn.execute(
-        select(alerts).where(alerts.c.fingerprint == fingerprint, alerts.c.state.in_(("pending", "firing")))
-    ).first()
+    open_row = _open_incident(conn, fingerprint)
     active = value is not None and rule.active(value)
     summary = _summary_text(rule, value)
     if not active:
         if open_row is None:
             return None
-        conn.execute(update(alerts).where(alerts.c.id == open_row.id)
-                     .values(state="resolved", resolved_at=now, value=value, updated_at=now))  # fmt: skip
-        if open_row.state == "pending":
-            return None  # never fired: nothing to tell
+        resolved = conn.execute(
+            update(alerts)
+            .where(alerts.c.id == open_row.id, alerts.c.state == open_row.state)
+            .values(state="resolved", resolved_at=now, value=value, updated_at=now)
+        ).rowcount
+        if resolved != 1 or open_row.state == "pending":
+            return None  # another watcher resolved it first, or it never fired: nothing to tell
         unsent = None if open_row.notified else "its firing was not sent"
         return _event(open_row.id, rule, "resolved", labels, value, summary, open_row.fired_at, now, fingerprint,
                       notify=bool(open_row.notified), suppressed=unsent)  # fmt: skip
     if open_row is None:
-        result = conn.execute(
-            alerts.insert().values(
+        conn.execute(
+            insert_for(conn, alerts)
+            .values(
                 rule=rule.name,
                 fingerprint=fingerprint,
                 severity=rule.severity,
@@ -360,10 +375,14 @@ def _advance(
                 pending_since=now,
                 notified=0,
                 updated_at=now,
-            )  # fmt: skip
+            )
+            # The predicate as the partial index spells it: PostgreSQL matches the index by its text.
+            .on_conflict_do_nothing(index_elements=["fingerprint"], index_where=text(OPEN_ALERT))
         )
-        assert result.inserted_primary_key is not None
-        open_row = conn.execute(select(alerts).where(alerts.c.id == result.inserted_primary_key[0])).one()
+        # Ours, or the one another watcher opened a moment before (PostgreSQL's conflict waited for its commit).
+        open_row = _open_incident(conn, fingerprint)
+        if open_row is None:
+            return None  # opened and resolved by another watcher in between: the next evaluation sees it
     conn.execute(update(alerts).where(alerts.c.id == open_row.id).values(value=value, summary=summary, updated_at=now))
     if open_row.state == "firing" or now - open_row.pending_since < parse_duration(rule.for_):
         return None  # a repeat of a firing alert, or not active long enough yet
@@ -374,8 +393,13 @@ def _advance(
         .limit(1)
     ).scalar()
     cooling = previous is not None and now - previous < cooldown
-    conn.execute(update(alerts).where(alerts.c.id == open_row.id)
-                 .values(state="firing", fired_at=now, notified=0 if cooling else 1))  # fmt: skip
+    fired = conn.execute(
+        update(alerts)
+        .where(alerts.c.id == open_row.id, alerts.c.state == "pending")
+        .values(state="firing", fired_at=now, notified=0 if cooling else 1)
+    ).rowcount
+    if fired != 1:
+        return None  # another watcher fired it first, and sent it
     reason = f"resolved {format_time(previous)}, within the {cooldown} cool-down" if previous and cooling else None
     return _event(open_row.id, rule, "firing", labels, value, summary, now, None, fingerprint,
                   notify=not cooling, suppressed=reason)  # fmt: skip

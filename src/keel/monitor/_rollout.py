@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from scipy import stats
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
@@ -308,20 +308,38 @@ def step_rollouts(store: Store, *, now: datetime | None = None) -> list[RolloutD
         # Due once per interval: since the window started, and since the last check (a wait keeps its window).
         last = max(rollout.window_start, rollout.updated_at)
         if now - last >= timedelta(seconds=rollout.interval_s) and _claim(store, rollout, now):
-            decisions.append(_check(store, rollout, now))
+            try:
+                decisions.append(_check(store, rollout, now))
+            finally:
+                _release(store, rollout)
     return decisions
 
 
+# How long a claimed check keeps other controllers off; a controller that died mid-check delays the rollout this long.
+CHECK_LEASE = timedelta(minutes=5)
+
+
 def _claim(store: Store, rollout: Rollout, now: datetime) -> bool:
-    """Take this check: False when another controller (a second `keel monitor watch`) took it first."""
+    """Take this check: False when another controller (a gateway replica, a `keel monitor watch`) took it first.
+
+    A compare-and-set on the row as it was read (`updated_at`, `step`), which also takes a lease: while
+    one controller checks, a second that read the row after the claim finds the lease and leaves it,
+    even when the check outlasts the interval.
+    """
     with store.db.write() as conn:
         claimed = conn.execute(
             update(rollouts)
             .where(rollouts.c.id == rollout.id, rollouts.c.state == "running",
-                   rollouts.c.updated_at == rollout.updated_at)
-            .values(updated_at=now)
+                   rollouts.c.updated_at == rollout.updated_at, rollouts.c.step == rollout.step,
+                   or_(rollouts.c.lease_until.is_(None), rollouts.c.lease_until <= now))
+            .values(updated_at=now, lease_until=now + CHECK_LEASE)
         ).rowcount  # fmt: skip
     return claimed == 1
+
+
+def _release(store: Store, rollout: Rollout) -> None:
+    with store.db.write() as conn:
+        conn.execute(update(rollouts).where(rollouts.c.id == rollout.id).values(lease_until=None))
 
 
 def _check(store: Store, rollout: Rollout, now: datetime) -> RolloutDecision:

@@ -224,6 +224,7 @@ class Gateway:
         self._batchers: dict[str, EmbedBatcher] = {}  # one per embedding model: concurrent queries share passes
         self._building: dict[str, asyncio.Lock] = {}
         self._reloader: asyncio.Task[None] | None = None
+        self._controller: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._exporter: OtlpExporter | None = None
         self._keyring: Keyring | None = None
@@ -268,6 +269,8 @@ class Gateway:
         await self.traces.start()
         await self.feedback.start()
         self._reloader = asyncio.create_task(self._reload_forever(), name="keel-gateway-reload")
+        if self.settings.rollout_check_s > 0:
+            self._controller = asyncio.create_task(self._step_rollouts_forever(), name="keel-rollout-controller")
 
     def _start_export(self) -> None:
         endpoint = self.store.settings.otlp_endpoint
@@ -285,9 +288,10 @@ class Gateway:
 
     async def close(self) -> None:
         """Stop reloading, flush traces (spilling what is left after `shutdown_timeout_s`), close backends, Redis."""
-        if self._reloader is not None:
-            self._reloader.cancel()
-            self._reloader = None
+        for task in (self._reloader, self._controller):
+            if task is not None:
+                task.cancel()
+        self._reloader = self._controller = None
         await self.online.close()
         await self.traces.close(timeout_s=self.settings.shutdown_timeout_s)
         await self.feedback.close(timeout_s=self.settings.shutdown_timeout_s)
@@ -329,6 +333,26 @@ class Gateway:
                 await self.reload()
             except Exception:  # the database blinked: keep serving the deployments we have
                 log.exception("reloading deployments failed; serving the last ones read")
+
+    async def _step_rollouts_forever(self) -> None:
+        """The guarded-rollout controller inside the gateway: step the rollouts that are due, every few seconds.
+
+        Each check is claimed in the database before it is acted on, so replicas of the gateway and
+        `keel monitor watch` processes sharing the workspace never both act on one.
+        """
+        from keel.monitor import step_rollouts  # monitor acts on deployments through serve: no import cycle at load
+
+        while True:
+            await asyncio.sleep(self.settings.rollout_check_s)
+            try:
+                decisions = await asyncio.to_thread(step_rollouts, self.store)
+                for decision in decisions:
+                    log.info("guarded rollout of %s: %s at %d%%: %s", decision.deployment, decision.decision,
+                                decision.weight, decision.reason)  # fmt: skip
+                if any(d.decision not in ("wait", "hold") for d in decisions):
+                    await self.reload()  # serve the new weights now, not at the next reload
+            except Exception:  # the database blinked: the check is still due at the next look
+                log.exception("stepping guarded rollouts failed; trying again in %.0fs", self.settings.rollout_check_s)
 
     async def backend(self, route: Route) -> Backend:
         """The backend serving `route`, built on first use and shared by every request to it."""

@@ -54,6 +54,13 @@ class ServeSettings(BaseSettings):
         description="On shutdown, how long requests in flight and queued traces are waited for; "
         "traces still queued then are spilled to .keel/traces/ and written at the next start.",
     )
+    rollout_check_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often the gateway looks for guarded rollouts whose interval is due and steps them "
+        "(a database claim lets one replica or `keel monitor watch` take each check); 0 leaves them to "
+        "`keel monitor watch`.",
+    )
     metrics_require_key: bool = Field(
         default=False, description="Serve /metrics only to API keys with the `metrics` scope (or `*`)."
     )

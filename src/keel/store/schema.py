@@ -24,10 +24,12 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    text,
 )
 
 __all__ = [
     "NODE_ID_LENGTH",
+    "OPEN_ALERT",
     "UTCDateTime",
     "access_bindings",
     "access_protections",
@@ -691,6 +693,9 @@ data_keys = Table(
 
 # Operating (keel.monitor): alerts and guarded rollouts; migration 0012.
 
+# The open incidents of `alerts`, as its partial unique index and the inserts that rely on it spell it.
+OPEN_ALERT = "state IN ('pending', 'firing')"
+
 alerts = Table(
     "alerts",
     metadata,
@@ -713,6 +718,15 @@ alerts = Table(
     ),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "fingerprint", "id"),
+    # At most one open incident per rule and label set, whatever number of `keel monitor watch` processes
+    # evaluate the rules at once (migration 0016).
+    Index(
+        "uq_alerts_open_fingerprint",
+        "fingerprint",
+        unique=True,
+        sqlite_where=text(OPEN_ALERT),
+        postgresql_where=text(OPEN_ALERT),
+    ),
     comment="One row per alert incident: pending, firing, then resolved; repeats update the open row.",
 )
 
@@ -728,6 +742,12 @@ rollouts = Table(
     Column("window_start", UTCDateTime, nullable=False, comment="start of the interval being analysed"),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column(
+        "lease_until",
+        UTCDateTime,
+        nullable=True,
+        comment="a controller is checking it until then; no other may (migration 0016)",
+    ),
     Index(None, "deployment", "state"),
     comment="Guarded rollouts: a canary stepped up on passing analyses or rolled back on failing ones.",
 )

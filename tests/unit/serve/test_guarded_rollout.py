@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import openai
@@ -71,7 +72,7 @@ def test_a_canary_failing_20_percent_of_requests_is_rolled_back_automatically(
     create_deployment(store, "chat", "chat@v1", route={"upstream": f"{upstream}/v1"})
     start_rollout(store, "chat", "chat@v2", guards=["error_rate<1%", "p95_ms<800"], steps=[10, 50, 100],
                   interval=INTERVAL, route={"upstream": f"{upstream}/flaky/20/v1"}, min_requests=20)  # fmt: skip
-    with gateway_server() as (url, gateway):
+    with gateway_server(rollout_check_s=0) as (url, gateway):  # this test ticks the controller itself
         _wait_for_routes(gateway, ["chat@v1", "chat@v2"])
         failed = _traffic(store, url, api_key, openai_client, 400)
         assert failed > 0  # the canary's upstream fails every fifth request
@@ -100,7 +101,7 @@ def test_a_healthy_canary_is_promoted_step_by_step_to_100_percent(
     create_deployment(store, "chat", "chat@v1", route={"upstream": f"{upstream}/v1"})
     start_rollout(store, "chat", "chat@v2", guards=["error_rate<1%", "p95_ms<800", "feedback>=baseline-0.05"],
                   steps=[10, 50, 100], interval=INTERVAL, min_requests=20)  # fmt: skip
-    with gateway_server() as (url, gateway):
+    with gateway_server(rollout_check_s=0) as (url, gateway):  # this test ticks the controller itself
         _wait_for_routes(gateway, ["chat@v1", "chat@v2"])
         # Too little canary traffic yet: the controller waits and says why.
         _traffic(store, url, api_key, openai_client, 5)
@@ -171,3 +172,29 @@ def test_two_controllers_ticking_at_once_take_each_check_once(
         taken = list(pool.map(tick, range(4)))
     assert sum(taken) == 1
     assert [e.action for e in deployment_history(store, "chat")] == ["create", "canary", "analysis"]
+
+
+def test_two_gateway_replicas_drive_a_rollout_to_promotion_and_take_each_check_once(
+    store: Store, upstream: str, chat_versions: tuple[str, str], gateway_server: Any, api_key: str, openai_client: Any
+) -> None:
+    create_deployment(store, "chat", "chat@v1", route={"upstream": f"{upstream}/v1"})
+    # (No latency guard: on a loaded test machine the p95 of a stub answer may pass 800 ms.)
+    start_rollout(store, "chat", "chat@v2", guards=["error_rate<1%"], steps=[10, 50, 100], interval=INTERVAL,
+                  min_requests=20)  # fmt: skip
+    # Two replicas on one workspace, each looking for due checks every 20 ms; nobody calls step_rollouts here.
+    with gateway_server(rollout_check_s=0.02) as (first, _), gateway_server(rollout_check_s=0.02) as (second, _):
+        deadline = time.monotonic() + 120
+        while (rollout := get_rollout(store, "chat")) is not None and rollout.state == "running":
+            assert time.monotonic() < deadline, "the gateways did not finish the rollout"
+            for url in (first, second):
+                assert _traffic(store, url, api_key, openai_client, 30) == 0
+    history = deployment_history(store, "chat")
+    assert rollout is not None and rollout.state == "promoted", [e.evidence for e in history]
+    assert [(r.model, r.weight) for r in get_deployment(store, "chat").routes] == [("chat@v2", 100)]
+    checks = [e.evidence for e in history if e.evidence and "window" in e.evidence]
+    decisions = [c["decision"] for c in checks]
+    assert decisions.count("step") == 1 and decisions[-1] == "promote" and set(decisions) <= {"wait", "step", "promote"}
+    # One actor per check: consecutive checks are at least one interval apart (two replicas acting on one
+    # check would leave two decisions milliseconds apart).
+    ends = [datetime.fromisoformat(c["window"][1].replace("Z", "+00:00")) for c in checks]
+    assert all(later - earlier >= INTERVAL for earlier, later in itertools.pairwise(ends)), ends
