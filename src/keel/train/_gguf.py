@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import importlib.metadata
 import importlib.util
+import logging
 import math
 import os
 import subprocess
@@ -27,7 +28,7 @@ from keel.core.errors import InputError, NotFoundError
 from keel.registry import ModelVersion, start_run
 from keel.store import Store
 from keel.train._measure import Measurement, folder_size, heldout_texts, measure
-from keel.train._models import load_model
+from keel.train._models import load_model, quiet_loading
 from keel.train._optimize import OptimizeResult, _check_quality, _comparison, _metrics, _register
 
 __all__ = [
@@ -143,6 +144,9 @@ def _convert(converter: Path, hf_folder: Path, out: Path, outtype: str) -> None:
 def quantize_gguf(source: Path, target: Path, quant: GgufQuant, threads: int | None = None) -> None:
     """Quantise a float GGUF file to q8_0 or q4_k_m with llama.cpp's quantiser (`llama_model_quantize`)."""
     llama_cpp = require_llama_cpp()
+    # llama.cpp logs each tensor through llama-cpp-python's logger, which prints everything until a
+    # `Llama(verbose=False)` raises its level; raised here too, so `--json` output stays JSON.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, _FTYPES[quant])
     params.nthread = threads or 0
@@ -240,8 +244,9 @@ def export_gguf(
         prefix="keel-gguf-"
     ) as tmp:
         hf, out = Path(tmp) / "hf", Path(tmp) / "out"
-        model.save_pretrained(hf)
-        tokenizer.save_pretrained(hf)
+        with quiet_loading():
+            model.save_pretrained(hf)
+            tokenizer.save_pretrained(hf)
         say("measuring the parent")
         before = _metrics(measure(model, tokenizer, texts, max_length=_MAX_LENGTH), folder_size(hf))
         ids = _token_ids(tokenizer, texts)
