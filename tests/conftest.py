@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +126,87 @@ def s3_blob_url(s3_server: dict[str, Any]) -> str:
 def reopen(store: Store) -> Store:
     """A second, independent store on the same workspace (as another process would open it)."""
     return open_store(load_settings(store.settings.workspace))
+
+
+LLAMA_CPP_SKIP = (
+    "llama.cpp tests need llama-cpp-python (built from source, ~5 minutes): "
+    'CMAKE_ARGS="-DLLAVA_BUILD=OFF" pip wheel llama-cpp-python --no-deps -w ~/.cache/keel-wheels, then '
+    "pip install ~/.cache/keel-wheels/llama_cpp_python-*.whl diskcache sentencepiece, and "
+    "pip download --no-deps --no-binary :all: llama-cpp-python==VERSION -d ~/.cache/keel-wheels for the converter "
+    "(.ci/run does all of this)"
+)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp() -> Any:
+    """The llama_cpp module; skips (fails in CI) when llama-cpp-python or its converter source is missing."""
+    try:
+        import llama_cpp
+    except ImportError:
+        if REQUIRE_ALL_TIERS:
+            pytest.fail(LLAMA_CPP_SKIP)
+        pytest.skip(LLAMA_CPP_SKIP)
+    import importlib.metadata
+
+    version = importlib.metadata.version("llama-cpp-python")
+    if not (Path.home() / ".cache" / "keel-wheels" / f"llama_cpp_python-{version}.tar.gz").is_file():
+        if REQUIRE_ALL_TIERS:
+            pytest.fail(LLAMA_CPP_SKIP)
+        pytest.skip(LLAMA_CPP_SKIP)
+    return llama_cpp
+
+
+# The demo's questions, with answers a tiny model learns in a few dozen steps.
+DEMO_ANSWERS = {
+    "How long is the warranty on the Harbor Folding Kayak?": "The Harbor Folding Kayak has a five year warranty.",
+    "How much does the Aurora Headlamp cost?": "The Aurora Headlamp costs 39 dollars.",
+    "What colour is the Nimbus Rain Jacket?": "The Nimbus Rain Jacket is green.",
+    "How quickly does the Ember Camp Stove ship?": "The Ember Camp Stove ships in two days.",
+}
+
+
+@dataclass(frozen=True)
+class TunedTiny:
+    """A workspace holding a tiny base, its LoRA adapter tuned on the demo questions, the merged weights and GGUF exports."""
+
+    workspace: Path
+    adapter: str
+    merged: str
+    gguf_f16: str
+    export: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def tuned_tiny(tmp_path_factory: pytest.TempPathFactory, llama_cpp: Any) -> Iterator[TunedTiny]:
+    """The demo's tiny tuned model, built the way the tests build tiny models, and exported to GGUF f16."""
+    import pyarrow as pa
+    import torch
+
+    from keel.data import commit_version
+    from keel.train import TinyModelOptions, export_gguf, new_tiny_model, parse_train_config, train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("tuned-tiny") / "ws"
+    store = init_workspace(root)
+    try:
+        texts = [f"{q} {a}" for q, a in DEMO_ANSWERS.items()] * 40
+        options = TinyModelOptions(vocab_size=512, hidden_size=64, num_layers=2, num_heads=4, seq_len=64, steps=30)
+        new_tiny_model(store, "tiny", texts, options)
+        rows = [
+            {"id": f"qa-{i}-{j}", "messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+            for j in range(6)
+            for i, (q, a) in enumerate(DEMO_ANSWERS.items())
+        ]
+        qa, _ = commit_version(store, "qa", pa.Table.from_pylist(rows))
+        config = {
+            "name": "assistant", "base": "tiny@v1", "data": {"train": qa.ref, "max_length": 64},
+            "lora": {"r": 8, "alpha": 16, "target_modules": "all-linear"},
+            "training": {"max_steps": 40, "batch_size": 8, "save_steps": 40, "learning_rate": 0.01},
+            "output": {"merge": True}, "seed": 0,
+        }  # fmt: skip
+        result = train(store, parse_train_config(config))
+        assert result.model is not None and result.merged is not None
+        exported = export_gguf(store, result.model.ref, "f16", threads=1)
+        yield TunedTiny(root, result.model.ref, result.merged.ref, exported.model.ref, exported.to_json())
+    finally:
+        store.close()

@@ -49,7 +49,8 @@ EXPECTED = {
     "keel.serve": [
         "Backend", "BadRequestError", "CircuitBreaker", "CircuitOpenError", "Deployment", "DeploymentEvent",
         "DeploymentSettings", "EvalSample", "Gateway", "GatewayError", "GatewayMetrics", "Guardrails",
-        "InjectionDetector", "InjectionVerdict", "LlmGuardScanner", "MemoryRateLimiter", "MemoryResponseCache",
+        "InjectionDetector", "InjectionVerdict", "LlamaCppBackend", "LlmGuardScanner", "MemoryRateLimiter",
+        "MemoryResponseCache",
         "ModelNotFoundError", "OnlineEvaluator", "OpenAIBackend", "Operation", "RateLimitedError", "RedisRateLimiter",
         "RedisResponseCache", "Route", "SentenceTransformersBackend", "ServeSettings", "TraceNotFoundError",
         "TransformersBackend", "UpstreamError", "canary_deployment", "choose_route", "configure_deployment",
@@ -87,7 +88,7 @@ EXPECTED = {
     "keel.train": [
         "DataConfig", "DistillOptions", "DpoConfig", "HyperParameters", "LoraSettings", "OptimizeResult",
         "OutputConfig", "QualityLossError", "SearchDimension", "SweepConfig", "SweepResult", "TinyModelOptions",
-        "TrainConfig", "TrainResult", "Trial", "bundled_gguf", "distill_model", "find_resumable_run",
+        "TrainConfig", "TrainResult", "Trial", "bundled_gguf", "distill_model", "export_gguf", "find_resumable_run",
         "import_gguf", "load_model", "load_train_config", "new_tiny_model", "parse_train_config", "prune_model",
         "quantize_model", "sweep", "train",
     ],

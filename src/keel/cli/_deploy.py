@@ -34,7 +34,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable
 Name = Annotated[str, typer.Argument(help="The deployment (what clients pass as `model`).")]
 Model = Annotated[str, typer.Option("--model", help="A registry reference: NAME, NAME@vN or NAME@alias.")]
 Backend = Annotated[
-    Literal["openai", "transformers", "sentence-transformers"] | None,
+    Literal["openai", "transformers", "sentence-transformers", "llama.cpp"] | None,
     typer.Option(help="Where the model runs: an upstream OpenAI-compatible server, or in process."),
 ]
 Upstream = Annotated[str | None, typer.Option(help="Upstream base URL for the openai backend, e.g. http://h:8000/v1.")]

@@ -175,6 +175,34 @@ def import_gguf_command(
         console().print(f"Registered {model.ref}: {model.format}, {human_bytes(model.size)}")
 
 
+@model_app.command("export-gguf")
+def export_gguf_command(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The model version to export (full weights, or a PEFT adapter).")],
+    quant: Annotated[
+        Literal["q4_k_m", "q8_0", "f16"], typer.Option(help="GGUF weight type: llama.cpp's quantiser, or f16.")
+    ] = "q8_0",
+    name: Annotated[str | None, typer.Option(help="Register as this name (default NAME-gguf).")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="Dataset version to measure perplexity on (default: Python docs).")
+    ] = None,
+    max_ppl_increase: Annotated[
+        float | None, typer.Option(help="Refuse the file if perplexity rises more than this share (e.g. 0.1).")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="llama.cpp threads for quantising and scoring.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Convert a model version (adapters merged) to one GGUF file with llama.cpp's tools and register it."""
+    from keel.train import export_gguf
+
+    with console().status(f"Exporting {ref} to GGUF ({quant})…") as status:
+        result = export_gguf(
+            get_store(ctx), ref, quant, name, dataset=dataset, max_ppl_increase=max_ppl_increase, threads=threads,
+            progress=lambda stage: status.update(f"Exporting {ref} to GGUF ({quant}): {stage}…"),
+        )  # fmt: skip
+    _print_optimized(result, json_output)
+
+
 @model_app.command("new-tiny")
 def new_tiny(
     ctx: typer.Context,

@@ -105,6 +105,13 @@ class Settings(BaseSettings):
         "OpenTelemetry spans with GenAI attributes; unset: no export.",
     )
 
+    llama_cpp_source: Path | None = Field(
+        default=None,
+        description="Where `keel model export-gguf` finds llama.cpp's convert_hf_to_gguf.py: a llama.cpp checkout, "
+        "or a llama-cpp-python source distribution (.tar.gz) whose vendored copy is unpacked once; default the "
+        "installed llama-cpp-python version's sdist in ~/.cache/keel-wheels.",
+    )
+
     govern_key_file: Path | None = Field(
         default=None,
         description="File holding the workspace's governance keys (subject hashing, erasure certificates), "

@@ -81,6 +81,7 @@ def model_card(store: Store, ref: str) -> dict[str, Any]:
         "limitations": model.info.get("limitations") or NOT_STATED,
         "lineage": dict(sorted(by_kind.items())),
         "erased_data": model.erased_data,
+        "optimization": model.info.get("optimization"),
     }
 
 
@@ -134,4 +135,23 @@ def render_card_markdown(card: dict[str, Any]) -> str:
         lines.append(f"- Code: {commit}; Python {env.get('python')}; {env.get('platform')}")
         lines += [f"- {name} {version}" for name, version in env.get("packages", {}).items()]
     lines += ["", "## Evaluation", "", *_bullets(card["evaluations"], "No evaluation results are linked yet."), ""]
+    lines += _optimization_lines(card.get("optimization"))
     return "\n".join(lines)
+
+
+def _optimization_lines(found: dict[str, Any] | None) -> list[str]:
+    """Quantisation, export or pruning against the parent, as measured when the version was made."""
+    if not found:
+        return []
+    lines = ["## Optimisation", "", f"- {found.get('method')} of `{found.get('parent')}`"]
+    if found.get("quantization"):
+        lines.append(f"- Quantisation: {found['quantization']}")
+    before, after = found.get("parent_metrics") or {}, found.get("metrics") or {}
+    if "perplexity" in before and "perplexity" in after:
+        lines.append(
+            f"- Perplexity on held-out text: {before['perplexity']:.4g} (parent) → {after['perplexity']:.4g} "
+            f"({found.get('perplexity_change', 0):+.2%})"
+        )
+    if "size_bytes" in before and "size_bytes" in after:
+        lines.append(f"- Size: {int(before['size_bytes']):,} → {int(after['size_bytes']):,} bytes")
+    return [*lines, ""]

@@ -35,6 +35,7 @@ from keel.serve._gateway import Gateway, choose_route
 from keel.serve._guardrails import Guardrails, looks_like_injection
 from keel.serve._injection import InjectionDetector, InjectionVerdict, LlmGuardScanner
 from keel.serve._limits import MemoryRateLimiter, MemoryResponseCache, RedisRateLimiter, RedisResponseCache
+from keel.serve._llamacpp import LlamaCppBackend
 from keel.serve._local import SentenceTransformersBackend, TransformersBackend
 from keel.serve._metrics import GatewayMetrics
 from keel.serve._online_eval import EvalSample, OnlineEvaluator
@@ -60,6 +61,7 @@ __all__ = [
     "MemoryRateLimiter",
     "MemoryResponseCache",
     "ModelNotFoundError",
+    "LlamaCppBackend",
     "OpenAIBackend",
     "Operation",
     "OnlineEvaluator",

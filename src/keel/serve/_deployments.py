@@ -47,7 +47,7 @@ __all__ = [
     "rollback_deployment",
 ]
 
-BackendKind = Literal["openai", "transformers", "sentence-transformers"]
+BackendKind = Literal["openai", "transformers", "sentence-transformers", "llama.cpp"]
 
 
 class Route(BaseModel):
@@ -55,8 +55,8 @@ class Route(BaseModel):
 
     Attributes:
         model: The registry version that answers, `NAME@vN` (its lineage node links the traces).
-        backend: `openai` (an upstream OpenAI-compatible server), `transformers` or
-            `sentence-transformers` (in process, loaded from the registry).
+        backend: `openai` (an upstream OpenAI-compatible server), `transformers`,
+            `sentence-transformers` or `llama.cpp` (a GGUF version; in process, loaded from the registry).
         weight: Relative share of requests.
         upstream: Base URL of the upstream server (`http://host:8000/v1`) for `openai`.
         upstream_model: The model name sent upstream; the registry model's name by default.
@@ -237,6 +237,11 @@ def _route(store: Store, model: str, allow_unsafe: bool = False, **fields: Any) 
         route = Route(model=version.ref, **values)
     except ValidationError as exc:
         raise InputError(f"expected valid route settings for {version.ref}; {exc.errors()[0]['msg']}") from None
+    if route.backend == "llama.cpp" and version.format != "gguf":
+        raise InputError(
+            f"the llama.cpp backend serves GGUF versions; {version.ref} is {version.format}",
+            hint=f"export it first: keel model export-gguf {version.ref}",
+        )
     if route.backend == "openai" and not route.upstream:
         raise InputError(
             f"the openai backend needs an upstream URL for {version.ref}; got none",

@@ -170,6 +170,8 @@ def _answer_text(answer: Mapping[str, Any]) -> str | None:
 
 
 def _route_key(route: Route) -> str:
+    if route.backend == "llama.cpp":  # no per-route settings: every route of a GGUF version shares one model
+        return f"llama.cpp:{route.model}"
     return route.model_dump_json(exclude={"weight", "price_in", "price_out"})
 
 
@@ -382,6 +384,10 @@ class Gateway:
             await asyncio.to_thread(pull_model, self.store, route.model, folder)
         from keel.serve._local import SentenceTransformersBackend, TransformersBackend
 
+        if route.backend == "llama.cpp":
+            from keel.serve._llamacpp import LlamaCppBackend
+
+            return await asyncio.to_thread(LlamaCppBackend, folder, max_output_tokens=self.settings.max_output_tokens)
         if route.backend == "transformers":
             return await asyncio.to_thread(
                 TransformersBackend, folder, max_batch=route.max_batch, max_wait_ms=route.max_wait_ms,

@@ -80,6 +80,8 @@ class TransformersBackend:
             get `max_output_tokens`, as OpenAI's default is "until the context ends").
     """
 
+    runtime = "transformers"  # named in refusals
+
     def __init__(
         self,
         path: str | Path,
@@ -148,7 +150,7 @@ class TransformersBackend:
         if refused:
             names = ", ".join(f"`{n}`" for n in refused)
             raise BadRequestError(
-                f"this deployment's model runs in process (transformers), which cannot honour {names}; "
+                f"this deployment's model runs in process ({self.runtime}), which cannot honour {names}; "
                 "remove them or call a deployment on an upstream server that supports them",
                 param=refused[0],
             )

@@ -13,6 +13,7 @@ from keel.train._config import (
     parse_train_config,
 )
 from keel.train._distill import DistillOptions
+from keel.train._gguf import export_gguf
 from keel.train._models import bundled_gguf, import_gguf, load_model
 from keel.train._optimize import OptimizeResult, QualityLossError, distill_model, prune_model, quantize_model
 from keel.train._recipe import TrainResult, find_resumable_run, train
@@ -37,6 +38,7 @@ __all__ = [
     "Trial",
     "bundled_gguf",
     "distill_model",
+    "export_gguf",
     "find_resumable_run",
     "import_gguf",
     "load_model",

@@ -138,10 +138,10 @@ def quantize_model(
     dataset: str | None = None,
     max_ppl_increase: float | None = 0.10,
 ) -> OptimizeResult:
-    """Quantise a model's linear layers to int8 weights for CPU and register it if quality holds.
+    """Quantise a model's linear layers to int8 for CPU (int8 kernels at inference) and register it if quality holds.
 
-    Weight-only, per output channel, symmetric; embeddings and the LM head stay float32 (their
-    outliers are what makes naive dynamic int8 lose so much on small models).
+    Weights per output channel, symmetric; activations quantised on the fly per group of similar rows
+    (`keel.train._quant`); embeddings and the LM head stay float32.
 
     Args:
         store: The workspace store.
@@ -158,7 +158,7 @@ def quantize_model(
     texts = heldout_texts(store, dataset)
     parent, model, tokenizer, before = _parent(store, ref, texts)
     with start_run(
-        "quantize", {"parent": parent.ref, "method": "int8-weight-only"}, inputs=[parent.node], store=store
+        "quantize", {"parent": parent.ref, "method": "int8-dynamic"}, inputs=[parent.node], store=store
     ) as run:
         original = copy.deepcopy(model)  # quantisation is in place; the parent is kept to time against
         layers = quantize_int8(model)
