@@ -249,10 +249,10 @@ def _parse_stage(name: str, raw: StageSpec, params: dict[str, Any], base: Path, 
                 refs[side].append(parse_reference(str(value), base))
             except InputError as exc:
                 problems.append(f"{at}.{side}[{i}]: {exc}")
-    if len(problems) > before:
+    if len(problems) > before and not isinstance(args, dict):
         return None
     # Files an operation reads (its recipe, config, suite) are inputs too: editing one re-runs the stage.
-    implicit = [parse_reference(str(args[k]), base) for k in file_args(op) if k in args]
+    implicit = [parse_reference(str(args[k]), base) for k in file_args(op) if isinstance(args.get(k), str) and args[k]]
     inputs = tuple(dict.fromkeys([*refs["inputs"], *implicit]))
     used_params = {p: params[p] for p in sorted(used)}
     return Stage(name, op, args, inputs, tuple(refs["outputs"]), tuple(raw.needs), raw.gate, used_params)
