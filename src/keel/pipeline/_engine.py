@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 Progress = Callable[[str, int, int], None]
+_PINNED = re.compile(r"v[0-9]+")
 StageStatus = Literal["finished", "cached", "failed", "skipped", "would-run", "running"]
 
 
@@ -87,6 +89,7 @@ class StageOutcome:
     summary: str = ""
     seconds: float = 0.0
     reasons: list[str] = field(default_factory=list)
+    gate_said_no: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -162,7 +165,7 @@ class _Resolver:
 
     def resolve(self, ref: Reference) -> tuple[str, str] | None:
         """(digest, pinned reference) or None when the input does not exist."""
-        if ref.kind != "path" and ref.version in (None, "latest") and ref.key in self.made:
+        if ref.kind != "path" and ref.key in self.made and not _PINNED.fullmatch(ref.version or ""):
             kind, _, rest = self.made[ref.key].partition(":")
             name, _, version = rest.partition("@")
             ref = Reference(kind, name, version or None)
@@ -177,7 +180,7 @@ class _Resolver:
 
     def forget(self, stage: Stage) -> None:
         """Drop memoised digests a stage may have changed (its outputs)."""
-        keys = {o.key for o in stage.outputs}
+        keys = {f"{o.kind}:{o.name}" for o in stage.outputs}
         paths = {o.name for o in stage.outputs if o.kind == "path"}
         self._memo = {t: v for t, v in self._memo.items() if _key_of(t) not in keys and t not in paths}
 
@@ -466,7 +469,7 @@ def run_pipeline(
                 if outcome.status == "failed":
                     error = outcome.reasons[0] if outcome.reasons else "failed"
                     evidence = outcome.summary or None
-                    cls = GateFailedError if stage.gate or stage.op in GATES else StageFailedError
+                    cls = GateFailedError if outcome.gate_said_no else StageFailedError
                     raise cls(f"stage {stage.name!r} failed: {error}", evidence=evidence, outcomes=outcomes)
             run.log_metrics({"stages_run": len(ran), "stages_cached": sum(o.status == "cached" for o in outcomes)})
     return run.id, outcomes
@@ -532,9 +535,10 @@ def _run_stage(
         with store.db.write() as conn:
             _end(conn, store, row_id, "failed", {})
         assert result is not None
-        what = "gate said no" if (stage.gate or stage.op in GATES) else "command failed"
+        is_gate = stage.gate or stage.op in GATES
+        what = "gate said no" if is_gate else "command failed"
         return StageOutcome(stage.name, "failed", stage_runs[stage.name], {}, result.evidence or result.summary,
-                            time.perf_counter() - started, [f"{what} ({result.summary})"])  # fmt: skip
+                            time.perf_counter() - started, [f"{what} ({result.summary})"], is_gate)  # fmt: skip
     except KeelError as exc:
         if stage.name in stage_runs:
             with store.db.write() as conn:

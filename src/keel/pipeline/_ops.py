@@ -61,16 +61,29 @@ def _bare(ref: str) -> str:
 
 
 def _set_dotted(data: dict[str, Any], sets: dict[str, Any]) -> dict[str, Any]:
-    """Apply `{"training.max_steps": 40}` overrides to a parsed YAML mapping."""
+    """Apply `{"training.max_steps": 40}` overrides to a parsed YAML mapping; a number indexes a list.
+
+    Examples:
+        >>> _set_dotted({"metrics": [{"name": "chrf"}]}, {"metrics.0.threshold": 50})
+        {'metrics': [{'name': 'chrf', 'threshold': 50}]}
+    """
     for dotted, value in sets.items():
-        node = data
+        node: Any = data
         *parents, leaf = dotted.split(".")
         for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"expected {part!r} in {dotted!r} to be a mapping to set {leaf!r} in; found {child!r}")
+            child = node[int(part)] if isinstance(node, list) and part.isdigit() and int(part) < len(node) else None
+            if not isinstance(node, list):
+                child = node.setdefault(part, {})
+            if not isinstance(child, dict | list):
+                raise ConfigError(f"expected {part!r} in {dotted!r} to be a mapping or list to set {leaf!r} in; "
+                                  f"found {child!r}")  # fmt: skip
             node = child
-        node[leaf] = value
+        if isinstance(node, list):
+            if not leaf.isdigit() or int(leaf) >= len(node):
+                raise ConfigError(f"expected an index below {len(node)} at the end of {dotted!r}; got {leaf!r}")
+            node[int(leaf)] = value
+        else:
+            node[leaf] = value
     return data
 
 
@@ -249,7 +262,8 @@ def _alias(ctx: OpContext, args: AliasArgs) -> OpResult:
 
     version = get_model(ctx.store, _bare(args.model), with_files=False)
     alias_model(ctx.store, version.name, args.alias, version.version, reason=args.reason, evidence=f"run:{ctx.run_id}")
-    return OpResult({f"model:{version.name}": f"model:{version.ref}"}, summary=f"{version.name}@{args.alias} → {version.ref}")
+    made = {f"model:{version.name}@{args.alias}": f"model:{version.ref}"}
+    return OpResult(made, summary=f"{version.name}@{args.alias} → {version.ref}")
 
 
 class PromptArgs(_Args):
@@ -276,10 +290,22 @@ class DeployArgs(_Args):
 
 
 def _deploy(ctx: OpContext, args: DeployArgs) -> OpResult:
-    from keel.serve import create_deployment
+    """Create the deployment; if it exists, move every request to this model (canary, then promote: audited)."""
+    from keel.core.errors import NotFoundError
+    from keel.registry import get_model
+    from keel.serve import canary_deployment, create_deployment, get_deployment, promote_deployment
 
     route = {k: _bare(v) if k in ("prompt", "index") and isinstance(v, str) else v for k, v in args.route.items()}
-    deployment = create_deployment(ctx.store, args.name, _bare(args.model), route=route or None)
+    model = get_model(ctx.store, _bare(args.model), with_files=False).ref
+    try:
+        current = get_deployment(ctx.store, args.name)
+    except NotFoundError:
+        deployment = create_deployment(ctx.store, args.name, model, route=route or None)
+    else:
+        deployment = current
+        if [(r.model, r.weight) for r in current.routes] != [(model, 100)]:
+            canary_deployment(ctx.store, args.name, model, weight=50, route=route or None)
+            deployment = promote_deployment(ctx.store, args.name, evidence={"pipeline_stage": ctx.stage})
     return OpResult({f"deployment:{args.name}": f"deployment:{deployment.name}"}, summary=_routes(deployment))
 
 

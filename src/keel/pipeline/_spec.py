@@ -27,6 +27,7 @@ KINDS = ("dataset", "model", "index", "prompt", "deployment")
 """The Keel objects a reference may name; any other string is a path relative to the pipeline file."""
 
 _PARAM = re.compile(r"\$\{params\.([A-Za-z_][A-Za-z0-9_.-]*)\}")
+_VERSION = re.compile(r"v[0-9]+")
 _STAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 _REF = re.compile(r"(dataset|model|index|prompt|deployment):([A-Za-z0-9][A-Za-z0-9._-]{0,127})(?:@([A-Za-z0-9_-]+))?")
 
@@ -41,13 +42,19 @@ class Reference:
 
     @property
     def key(self) -> str:
-        """What the DAG matches on: kind and name, without the version (`dataset:acme-kb`, `path:data/x`)."""
+        """What the DAG matches on: kind and name (`dataset:acme-kb`), with an alias (`model:chat@production`).
+
+        A version number or `latest` is not part of it: `model:chat@latest` reads what makes `model:chat`,
+        while `model:chat@production` reads what moves the alias.
+        """
+        if self.version and self.version != "latest" and not _VERSION.fullmatch(self.version):
+            return f"{self.kind}:{self.name}@{self.version}"
         return f"{self.kind}:{self.name}"
 
     def __str__(self) -> str:
         if self.kind == "path":
             return self.name
-        return f"{self.key}@{self.version}" if self.version else self.key
+        return f"{self.kind}:{self.name}@{self.version}" if self.version else f"{self.kind}:{self.name}"
 
 
 def parse_reference(text: str, base_dir: Path | None = None) -> Reference:
