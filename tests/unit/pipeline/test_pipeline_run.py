@@ -146,7 +146,7 @@ def test_a_kill_during_train_resumes_there(store: Store, project: Path) -> None:
 
 def test_two_runs_of_one_pipeline_never_overlap(store: Store, project: Path) -> None:
     pipeline = load_pipeline(project)
-    with pipeline_lock(store, pipeline.name, "01HOLDER0000000000000000000"):
+    with pipeline_lock(store, pipeline.name, "01HOLDER000000000000000000"):
         with pytest.raises(PipelineBusyError, match="is already running"):
             run_pipeline(store, pipeline, ["cases"])
     _, outcomes = run_pipeline(store, pipeline, ["cases"])  # released: runs, and only what `cases` needs
