@@ -434,8 +434,11 @@ def run_pipeline(
     force: list[str] = (),  # type: ignore[assignment]
     progress: Progress | None = None,
     on_stage: Say | None = None,
+    trigger: str | None = None,
 ) -> tuple[str, list[StageOutcome]]:
     """Run the pipeline's stages (or `targets` and what they need) in DAG order, skipping cached ones.
+
+    `trigger` says what started the run (a schedule, an alert), kept in the run's parameters.
 
     Returns:
         The pipeline run's id and each stage's outcome.
@@ -450,7 +453,7 @@ def run_pipeline(
     forced = _check_force(pipeline, list(force))
     stages = _selected(pipeline, targets)
     params = {"pipeline": pipeline.name, "file": str(pipeline.path), "params": pipeline.params,
-              "stages": [s.name for s in stages], "force": sorted(forced)}  # fmt: skip
+              "stages": [s.name for s in stages], "force": sorted(forced), "trigger": trigger or "by hand"}  # fmt: skip
     outcomes: list[StageOutcome] = []
     with start_run("pipeline", params, name=pipeline.name, store=store) as run:
         with pipeline_lock(store, pipeline.name, run.id):

@@ -96,6 +96,16 @@ class StageSpec(BaseModel):
     gate: bool = Field(False, description="A shell stage whose failure is a gate's (exit 1, evidence shown).")
 
 
+class TriggerSpec(BaseModel):
+    """When `keel monitor watch --pipeline FILE` starts a run: on a schedule, when alert rules fire, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule: str | None = Field(None, description="Run when the last run started longer ago than this (`24h`).")
+    alerts: list[str] = Field(default_factory=list, description="Run when one of these alert rules starts firing.")
+    stages: list[str] = Field(default_factory=list, description="The stages to run (with what they need); default all.")
+
+
 class PipelineSpec(BaseModel):
     """The whole file as written."""
 
@@ -104,6 +114,7 @@ class PipelineSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
     params: dict[str, Any] = Field(default_factory=dict)
     stages: dict[str, StageSpec]
+    triggers: TriggerSpec = Field(default_factory=TriggerSpec)
 
 
 @dataclass(frozen=True)
@@ -129,6 +140,7 @@ class Pipeline:
     path: Path
     params: dict[str, Any]
     stages: dict[str, Stage]  # topological order
+    triggers: TriggerSpec = field(default_factory=TriggerSpec)
 
     def downstream(self, names: set[str]) -> set[str]:
         """`names` and every stage that (transitively) waits for one of them."""
@@ -222,9 +234,18 @@ def parse_pipeline(
         if stage is not None:
             stages[name] = stage
     ordered = _order(stages, problems)
+    problems += [f"triggers.stages[{i}]: no stage named {s!r}" for i, s in enumerate(spec.triggers.stages)
+                 if s not in spec.stages]  # fmt: skip
+    if spec.triggers.schedule is not None:
+        from keel.monitor import parse_duration
+
+        try:
+            parse_duration(spec.triggers.schedule)
+        except InputError as exc:
+            problems.append(f"triggers.schedule: {exc}")
     if problems:
         raise ConfigError(f"{where} has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
-    return Pipeline(spec.name, path.resolve(), params, ordered)
+    return Pipeline(spec.name, path.resolve(), params, ordered, spec.triggers)
 
 
 def _parse_stage(name: str, raw: StageSpec, params: dict[str, Any], base: Path, problems: list[str]) -> Stage | None:
