@@ -29,9 +29,7 @@ FileOption = Annotated[
 ParamsOption = Annotated[
     Path | None, typer.Option("--params", help="A params YAML (default: params.yaml next to the pipeline file).")
 ]
-SetOption = Annotated[
-    list[str] | None, typer.Option("--set", help="Override a param: --set KEY=VALUE (repeatable).")
-]
+SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a param: --set KEY=VALUE (repeatable).")]
 StagesArgument = Annotated[
     list[str] | None, typer.Argument(help="Stages to run (with the stages they need); default: all.")
 ]
@@ -65,8 +63,16 @@ def validate(
 
 
 def _stage_json(stage: Any) -> dict[str, Any]:
-    return {"name": stage.name, "op": stage.op, "args": stage.args, "params": stage.params, "after": list(stage.after),
-            "inputs": [str(r) for r in stage.inputs], "outputs": [str(r) for r in stage.outputs], "gate": stage.gate}  # fmt: skip
+    return {
+        "name": stage.name,
+        "op": stage.op,
+        "args": stage.args,
+        "params": stage.params,
+        "after": list(stage.after),
+        "inputs": [str(r) for r in stage.inputs],
+        "outputs": [str(r) for r in stage.outputs],
+        "gate": stage.gate,
+    }
 
 
 @pipeline_app.command("run")
@@ -221,12 +227,16 @@ def show(
     nodes: dict[str, Any] = {}
     for stage in pipeline.stages.values():
         info = last.get(stage.name)
-        status = f"{_MARK.get(info['status'], '·')} {info['status']} {format_time(info['ended_at'])}" if info else "· never ran"
+        status = (
+            f"{_MARK.get(info['status'], '·')} {info['status']} {format_time(info['ended_at'])}"
+            if info
+            else "· never ran"
+        )
         made = ", ".join(info["outputs"].values()) if info and info["outputs"] else ", ".join(map(str, stage.outputs))
         label = f"[bold]{stage.name}[/] [dim]{stage.op}[/]  {status}" + (f"  → {escape(made)}" if made else "")
         # Drawn under its last predecessor; other predecessors are named, so the DAG reads as a tree.
         parent = nodes.get(stage.after[-1]) if stage.after else None
-        others = [a for a in stage.after[:-1]]
+        others = list(stage.after[:-1])
         if others:
             label += f"  [dim](also after {', '.join(others)})[/]"
         nodes[stage.name] = (parent or tree).add(label)
@@ -241,8 +251,7 @@ def ci_init(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing workflow file.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Write a CI workflow: on pull requests the eval and gate stages (gate report as job summary); on main,
-    the deploy stages."""
+    """Write a CI workflow: eval and gate stages on pull requests (gate report as summary), deploys on main."""
     from keel.pipeline._ci import ci_stages, ci_workflow
 
     pipeline = _load(file, None, None)
@@ -256,4 +265,6 @@ def ci_init(
     if json_output:
         print_json({"path": str(target), "pull_request": checks, "main": deploys})
         return
-    console().print(f"Wrote {target}: pull requests run {', '.join(checks)}; main runs {', '.join(deploys) or 'nothing'}.")
+    console().print(
+        f"Wrote {target}: pull requests run {', '.join(checks)}; main runs {', '.join(deploys) or 'nothing'}."
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,8 +254,13 @@ def last_statuses(store: Store, pipeline: Pipeline) -> dict[str, dict[str, Any]]
     with store.db.read() as conn:
         rows = conn.execute(select(pipeline_stages).join(latest, pipeline_stages.c.id == latest.c.id)).all()
     return {
-        r.stage: {"status": r.status, "run_id": r.run_id, "pipeline_run_id": r.pipeline_run_id,
-                  "ended_at": r.ended_at, "outputs": json.loads(r.outputs)}  # fmt: skip
+        r.stage: {
+            "status": r.status,
+            "run_id": r.run_id,
+            "pipeline_run_id": r.pipeline_run_id,
+            "ended_at": r.ended_at,
+            "outputs": json.loads(r.outputs),
+        }  # fmt: skip
         for r in rows
     }
 
@@ -322,7 +327,7 @@ def _check_force(pipeline: Pipeline, force: list[str]) -> set[str]:
 
 
 def plan_pipeline(
-    store: Store, pipeline: Pipeline, targets: list[str] | None = None, *, force: list[str] = ()
+    store: Store, pipeline: Pipeline, targets: list[str] | None = None, *, force: Sequence[str] = ()
 ) -> list[PlannedStage]:
     """Which stages a run would execute and why, without running anything (`keel pipeline diff`).
 
@@ -349,7 +354,9 @@ def plan_pipeline(
                     plan.append(PlannedStage(stage.name, "cached", ["inputs and params unchanged"], key))
                     continue
                 reasons = [f"input {m} does not exist yet" for m in missing]
-                reasons += _changes(_last_finished(conn, pipeline.name, stage.name), stage, digests, pipeline.path.parent)
+                reasons += _changes(
+                    _last_finished(conn, pipeline.name, stage.name), stage, digests, pipeline.path.parent
+                )
                 plan.append(PlannedStage(stage.name, "run", reasons, key))
             runs.add(stage.name)
     return plan
@@ -403,8 +410,9 @@ def _close_dead(store: Store, conn: sa.Connection, pipeline: str, run_id: str) -
     from keel.store.schema import runs
 
     stage_runs = conn.scalars(
-        select(pipeline_stages.c.run_id).where(pipeline_stages.c.pipeline_run_id == run_id,
-                                               pipeline_stages.c.status == "running")  # fmt: skip
+        select(pipeline_stages.c.run_id).where(
+            pipeline_stages.c.pipeline_run_id == run_id, pipeline_stages.c.status == "running"
+        )  # fmt: skip
     ).all()
     conn.execute(
         update(pipeline_stages)
@@ -431,7 +439,7 @@ def run_pipeline(
     pipeline: Pipeline,
     targets: list[str] | None = None,
     *,
-    force: list[str] = (),  # type: ignore[assignment]
+    force: Sequence[str] = (),
     progress: Progress | None = None,
     on_stage: Say | None = None,
     trigger: str | None = None,
@@ -525,8 +533,7 @@ def _run_stage(
                 row_id = _record(conn, store, pipeline, stage, run.id, parent, key, "running", digests, {})
                 _edges(conn, store, stage, run.id, parent, stage_runs, "contains")
             stage_runs[stage.name] = run.id
-            context = OpContext(store, pipeline.path.parent, lambda label, d, t: progress(f"{stage.name}: {label}", d, t),
-                                run.id, stage.name)  # fmt: skip
+            context = OpContext(store, pipeline.path.parent, _prefixed(progress, stage.name), run.id, stage.name)
             result = OPERATIONS[stage.op].run(context, OPERATIONS[stage.op].args.model_validate(stage.args))
             if result.passed is False:
                 raise _GateSaidNo(result)
@@ -558,6 +565,10 @@ def _run_stage(
     resolver.forget(stage)
     resolver.made.update(outputs)
     return StageOutcome(stage.name, "finished", run.id, outputs, result.summary, time.perf_counter() - started, reasons)
+
+
+def _prefixed(progress: Progress, stage: str) -> Progress:
+    return lambda label, done, total: progress(f"{stage}: {label}", done, total)
 
 
 class _GateSaidNo(Exception):  # noqa: N818 - internal control flow, never escapes this module
@@ -622,7 +633,9 @@ def _record(
               "cache_key": key, "status": status, "inputs": canonical_json(digests),
               "args": canonical_json({"with": stage.args, "params": stage.params}),
               "outputs": canonical_json(outputs), "started_at": now, "ended_at": done}  # fmt: skip
-    return int(conn.execute(pipeline_stages.insert().values(**values)).inserted_primary_key[0])
+    inserted = conn.execute(pipeline_stages.insert().values(**values)).inserted_primary_key
+    assert inserted is not None
+    return int(inserted[0])
 
 
 def _end(conn: sa.Connection, store: Store, row_id: int, status: str, outputs: dict[str, str]) -> None:
@@ -636,8 +649,7 @@ def _end(conn: sa.Connection, store: Store, row_id: int, status: str, outputs: d
 def _edges(
     conn: sa.Connection, store: Store, stage: Stage, run_id: str, parent: str, stage_runs: dict[str, str], kind: str
 ) -> None:
-    """The DAG in the lineage graph: the pipeline run contains (or reuses) each stage's run; each stage's run
-    follows the runs of the stages it waits for."""
+    """The DAG in the lineage graph: the pipeline run contains each stage's run; it follows its predecessors'."""
     at = store.clock()
     add_edge(conn, f"run:{parent}", f"run:{run_id}", kind, at=at)
     for before in stage.after:

@@ -102,7 +102,9 @@ def _curate(ctx: OpContext, args: CurateArgs) -> OpResult:
     result = curate(ctx.store, load_recipe(ctx.path(args.recipe)), dataset=args.dataset, workers=args.workers,
                     progress=ctx.progress)  # fmt: skip
     ref = result.version.ref
-    return OpResult({f"dataset:{args.dataset}": f"dataset:{ref}"}, summary=f"{result.report.records_out} records → {ref}")
+    return OpResult(
+        {f"dataset:{args.dataset}": f"dataset:{ref}"}, summary=f"{result.report.records_out} records → {ref}"
+    )
 
 
 def _curate_inputs(args: dict[str, Any], base: Path) -> list[Path]:
@@ -129,7 +131,9 @@ def _commit(ctx: OpContext, args: CommitArgs) -> OpResult:
     files = [ctx.path(f) for f in args.files]
     version, created = commit_version(ctx.store, args.name, files, message=args.message,
                                       inputs=[source_node(f) for f in files], run_id=ctx.run_id)  # fmt: skip
-    return OpResult({f"dataset:{args.name}": f"dataset:{version.ref}"}, summary=f"{version.num_rows} rows → {version.ref}")
+    return OpResult(
+        {f"dataset:{args.name}": f"dataset:{version.ref}"}, summary=f"{version.num_rows} rows → {version.ref}"
+    )
 
 
 class SplitArgs(_Args):
@@ -172,8 +176,10 @@ class IndexArgs(_Args):
 def _index(ctx: OpContext, args: IndexArgs) -> OpResult:
     from keel.index import build_index
 
-    extra = {"model": args.model} if args.model else {}
-    built = build_index(ctx.store, args.name, _bare(args.dataset), progress=ctx.progress, **extra)
+    if args.model:
+        built = build_index(ctx.store, args.name, _bare(args.dataset), model=args.model, progress=ctx.progress)
+    else:
+        built = build_index(ctx.store, args.name, _bare(args.dataset), progress=ctx.progress)
     return OpResult({f"index:{args.name}": f"index:{built.index.ref}"}, summary=f"{built.index.num_chunks} chunks")
 
 

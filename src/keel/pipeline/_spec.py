@@ -21,7 +21,16 @@ from keel.core.errors import ConfigError, InputError
 from keel.core.settings import read_config_file
 from keel.pipeline._ops import OPERATIONS, file_args
 
-__all__ = ["KINDS", "Pipeline", "Reference", "Stage", "load_pipeline", "parse_pipeline", "parse_reference", "parse_sets"]
+__all__ = [
+    "KINDS",
+    "Pipeline",
+    "Reference",
+    "Stage",
+    "load_pipeline",
+    "parse_pipeline",
+    "parse_reference",
+    "parse_sets",
+]
 
 KINDS = ("dataset", "model", "index", "prompt", "deployment")
 """The Keel objects a reference may name; any other string is a path relative to the pipeline file."""
@@ -223,8 +232,8 @@ def parse_pipeline(
     try:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        problems = [_located(err) for err in exc.errors()]
-        raise ConfigError(f"{where} has {len(problems)} problem(s):\n  " + "\n  ".join(problems)) from None
+        found = [_located(err) for err in exc.errors()]
+        raise ConfigError(f"{where} has {len(found)} problem(s):\n  " + "\n  ".join(found)) from None
     params = {**spec.params, **(params_file or {}), **(sets or {})}
     problems: list[str] = []
     base = path.parent.resolve()

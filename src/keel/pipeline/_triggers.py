@@ -42,7 +42,10 @@ class TriggerDecision:
 def last_started(store: Store, pipeline: str) -> datetime | None:
     """When the newest run of `pipeline` started, or None if it never ran."""
     with store.db.read() as conn:
-        return conn.scalar(select(func.max(runs.c.started_at)).where(runs.c.kind == "pipeline", runs.c.name == pipeline))
+        last: datetime | None = conn.scalar(
+            select(func.max(runs.c.started_at)).where(runs.c.kind == "pipeline", runs.c.name == pipeline)
+        )
+    return last
 
 
 def due_pipelines(

@@ -3,7 +3,6 @@ cache hits, re-runs from a changed param, a failing gate, a kill during train, t
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -40,9 +39,7 @@ def _statuses(outcomes: list) -> dict[str, str]:  # type: ignore[type-arg]
     return {o.stage: o.status for o in outcomes}
 
 
-def test_unchanged_run_is_all_cached_and_a_train_param_reruns_train_and_downstream(
-    store: Store, project: Path
-) -> None:
+def test_unchanged_run_is_all_cached_and_a_train_param_reruns_train_and_downstream(store: Store, project: Path) -> None:
     pipeline = load_pipeline(project)
     run_id, first = run_pipeline(store, pipeline)
     assert set(_statuses(first).values()) == {"finished"} and len(first) == 7
@@ -117,8 +114,9 @@ def test_a_kill_during_train_resumes_there(store: Store, project: Path) -> None:
         while time.monotonic() < deadline:
             with store.db.read() as conn:
                 training = conn.execute(
-                    select(pipeline_stages.c.id).where(pipeline_stages.c.stage == "train",
-                                                       pipeline_stages.c.status == "running")  # fmt: skip
+                    select(pipeline_stages.c.id).where(
+                        pipeline_stages.c.stage == "train", pipeline_stages.c.status == "running"
+                    )  # fmt: skip
                 ).first()
             if training is not None or proc.poll() is not None:
                 break

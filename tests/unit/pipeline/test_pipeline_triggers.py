@@ -9,10 +9,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from keel.cli import app
+from keel.core.settings import load_settings
 from keel.pipeline import load_pipeline
 from keel.pipeline._engine import pipeline_lock
 from keel.pipeline._triggers import PipelineTrigger, due_pipelines, last_started
-from keel.core.settings import load_settings
 from keel.store import open_store
 
 
@@ -73,8 +73,8 @@ def test_an_alert_starts_the_pipeline_and_the_lock_prevents_an_overlap(workspace
     (workspace / "alerts2.yaml").write_text(
         "rules:\n  - {name: idle, metric: requests, condition: '< 2', window: 5m}\n"
     )
-    result = CliRunner().invoke(app, ["-w", str(workspace), "monitor", "check", "--rules",
-                                      str(workspace / "alerts2.yaml"), "--pipeline", str(workspace / "pipeline.yaml")])  # fmt: skip
+    rules, file = str(workspace / "alerts2.yaml"), str(workspace / "pipeline.yaml")
+    result = CliRunner().invoke(app, ["-w", str(workspace), "monitor", "check", "--rules", rules, "--pipeline", file])
     assert result.exit_code == 0, result.output
     assert "pipeline retrain started: alert idle fired" in result.output
     assert "1 ran, 0 cached" in result.output and (workspace / "hi.txt").exists()  # only the trigger's stages

@@ -34,15 +34,15 @@ def upgrade() -> None:
         sa.Column(
             "inputs", sa.Text(), nullable=False, comment="canonical JSON: each input reference → its content digest"
         ),
-        sa.Column("args", sa.Text(), nullable=False, comment="canonical JSON of the stage's arguments, params substituted"),
+        sa.Column(
+            "args", sa.Text(), nullable=False, comment="canonical JSON of the stage's arguments, params substituted"
+        ),
         sa.Column(
             "outputs", sa.Text(), nullable=False, comment="canonical JSON: each declared output → the version made"
         ),
         sa.Column("started_at", keel.store.schema.UTCDateTime(timezone=True), nullable=False),
         sa.Column("ended_at", keel.store.schema.UTCDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["pipeline_run_id"], ["runs.id"], name=op.f("fk_pipeline_stages_pipeline_run_id_runs")
-        ),
+        sa.ForeignKeyConstraint(["pipeline_run_id"], ["runs.id"], name=op.f("fk_pipeline_stages_pipeline_run_id_runs")),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.id"], name=op.f("fk_pipeline_stages_run_id_runs"), ondelete="CASCADE"
         ),
@@ -54,7 +54,9 @@ def upgrade() -> None:
         batch_op.create_index(
             batch_op.f("ix_pipeline_stages_pipeline_stage_cache_key"), ["pipeline", "stage", "cache_key"], unique=False
         )
-        batch_op.create_index(batch_op.f("ix_pipeline_stages_pipeline_stage_id"), ["pipeline", "stage", "id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_pipeline_stages_pipeline_stage_id"), ["pipeline", "stage", "id"], unique=False
+        )
 
     op.create_table(
         "pipeline_locks",
