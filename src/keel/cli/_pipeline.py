@@ -211,14 +211,13 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """Draw the DAG, each stage with what it waits for, what it makes, and its last status."""
-    from keel.core.clock import format_time
     from keel.pipeline import last_statuses
 
     pipeline = _load(file, params, set_)
     last = last_statuses(get_store(ctx), pipeline)
     if json_output:
         print_json({"name": pipeline.name, "stages": [
-            {**_stage_json(s), "last": {**last[s.name], "ended_at": format_time(last[s.name]["ended_at"])}
+            {**_stage_json(s), "last": {**last[s.name], "ended_at": _when(last[s.name]["ended_at"])}
              if s.name in last else None} for s in pipeline.stages.values()]})  # fmt: skip
         return
     from rich.tree import Tree
@@ -227,11 +226,10 @@ def show(
     nodes: dict[str, Any] = {}
     for stage in pipeline.stages.values():
         info = last.get(stage.name)
-        status = (
-            f"{_MARK.get(info['status'], '·')} {info['status']} {format_time(info['ended_at'])}"
-            if info
-            else "· never ran"
-        )
+        status = "· never ran"
+        if info:
+            when = f"{info['ended_at']:%Y-%m-%d %H:%M:%S}" if info["ended_at"] else "(still running)"
+            status = f"{_MARK.get(info['status'], '·')} {info['status']} {when}"
         made = ", ".join(info["outputs"].values()) if info and info["outputs"] else ", ".join(map(str, stage.outputs))
         label = f"[bold]{stage.name}[/] [dim]{stage.op}[/]  {status}" + (f"  → {escape(made)}" if made else "")
         # Drawn under its last predecessor; other predecessors are named, so the DAG reads as a tree.
@@ -241,6 +239,12 @@ def show(
             label += f"  [dim](also after {', '.join(others)})[/]"
         nodes[stage.name] = (parent or tree).add(label)
     console().print(tree)
+
+
+def _when(at: Any) -> str | None:
+    from keel.core.clock import format_time
+
+    return None if at is None else format_time(at)
 
 
 @ci_app.command("init")

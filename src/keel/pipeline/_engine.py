@@ -344,7 +344,9 @@ def plan_pipeline(
             if stage.name in forced:
                 plan.append(PlannedStage(stage.name, "run", ["forced (--force)"]))
             elif upstream:
-                plan.append(PlannedStage(stage.name, "run", [f"upstream stage {', '.join(upstream)} runs first"]))
+                plural = len(upstream) > 1
+                why = f"upstream stage{'s' if plural else ''} {', '.join(upstream)} run{'' if plural else 's'} first"
+                plan.append(PlannedStage(stage.name, "run", [why]))
             else:
                 digests, missing = resolver.inputs(stage)
                 key = cache_key(stage, digests)
