@@ -550,7 +550,8 @@ def _run_stage(
         is_gate = stage.gate or stage.op in GATES
         what = "gate said no" if is_gate else "command failed"
         return StageOutcome(stage.name, "failed", stage_runs[stage.name], {}, result.evidence or result.summary,
-                            time.perf_counter() - started, [f"{what} ({result.summary})"], is_gate)  # fmt: skip
+                            time.perf_counter() - started, [f"{what} ({result.summary})"], is_gate,
+                            result.details)  # fmt: skip
     except KeelError as exc:
         if stage.name in stage_runs:
             with store.db.write() as conn:
@@ -566,7 +567,10 @@ def _run_stage(
         _end(conn, store, row_id, "finished", outputs)
     resolver.forget(stage)
     resolver.made.update(outputs)
-    return StageOutcome(stage.name, "finished", run.id, outputs, result.summary, time.perf_counter() - started, reasons)
+    seconds = time.perf_counter() - started
+    return StageOutcome(
+        stage.name, "finished", run.id, outputs, result.summary, seconds, reasons, details=result.details
+    )
 
 
 def _prefixed(progress: Progress, stage: str) -> Progress:

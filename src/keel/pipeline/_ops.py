@@ -48,6 +48,7 @@ class OpResult:
     passed: bool | None = None
     evidence: str | None = None
     summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)  # what the operation measured, for narration
 
 
 class _Args(BaseModel):
@@ -101,10 +102,15 @@ def _curate(ctx: OpContext, args: CurateArgs) -> OpResult:
 
     result = curate(ctx.store, load_recipe(ctx.path(args.recipe)), dataset=args.dataset, workers=args.workers,
                     progress=ctx.progress)  # fmt: skip
-    ref = result.version.ref
-    return OpResult(
-        {f"dataset:{args.dataset}": f"dataset:{ref}"}, summary=f"{result.report.records_out} records → {ref}"
-    )
+    ref, report = result.version.ref, result.report
+    details = {
+        "read": report.records_read,
+        "kept": report.records_out,
+        "dropped": {reason: n for step in report.steps.values() for reason, n in sorted(step.dropped.items())},
+        "counters": {name: dict(step.counters) for name, step in report.steps.items()},
+    }
+    made = {f"dataset:{args.dataset}": f"dataset:{ref}"}
+    return OpResult(made, summary=f"{report.records_out} records → {ref}", details=details)
 
 
 def _curate_inputs(args: dict[str, Any], base: Path) -> list[Path]:
@@ -180,7 +186,8 @@ def _index(ctx: OpContext, args: IndexArgs) -> OpResult:
         built = build_index(ctx.store, args.name, _bare(args.dataset), model=args.model, progress=ctx.progress)
     else:
         built = build_index(ctx.store, args.name, _bare(args.dataset), progress=ctx.progress)
-    return OpResult({f"index:{args.name}": f"index:{built.index.ref}"}, summary=f"{built.index.num_chunks} chunks")
+    made = {f"index:{args.name}": f"index:{built.index.ref}"}
+    return OpResult(made, summary=f"{built.index.num_chunks} chunks", details={"embedded": built.embedded_chunks})
 
 
 class TrainArgs(_Args):
@@ -201,7 +208,9 @@ def _train(ctx: OpContext, args: TrainArgs) -> OpResult:
         raise InputError(f"expected training to register a model; {config.name} made none")
     loss = result.metrics.get("train_loss") or result.metrics.get("loss")
     summary = f"{config.method}, {result.train_tokens:,} tokens" + (f", loss {loss:.2f}" if loss is not None else "")
-    return OpResult({f"model:{config.name}": f"model:{result.model.ref}"}, summary=summary)
+    details = {"run_id": result.run_id, "method": config.method, "base": config.base, "loss": loss,
+               "steps": config.training.max_steps, "tokens": result.train_tokens, "seconds": result.train_seconds}  # fmt: skip
+    return OpResult({f"model:{config.name}": f"model:{result.model.ref}"}, summary=summary, details=details)
 
 
 class EvalArgs(_Args):
@@ -242,7 +251,12 @@ def _gate(ctx: OpContext, args: GateArgs) -> OpResult:
     if args.report:
         ctx.path(args.report).parent.mkdir(parents=True, exist_ok=True)
         ctx.path(args.report).write_text(markdown, encoding="utf-8")
-    return OpResult(passed=verdict.passed, evidence=markdown, summary="passed" if verdict.passed else "failed")
+    scores = {r.subject.removeprefix("model-version:"): {k: round(a.mean, 3) for k, a in r.aggregates.items()}
+              for r in (verdict.baseline, verdict.candidate)}  # fmt: skip
+    details = {"scores": scores, "cases": len(verdict.candidate.cases), "baseline_result": verdict.baseline.id,
+               "candidate_result": verdict.candidate.id}  # fmt: skip
+    verdict_word = "passed" if verdict.passed else "failed"
+    return OpResult(passed=verdict.passed, evidence=markdown, summary=verdict_word, details=details)
 
 
 class RegisterArgs(_Args):
@@ -356,6 +370,26 @@ def _export(ctx: OpContext, args: ExportArgs) -> OpResult:
     return OpResult({f"dataset:{args.name}": f"dataset:{made.version}"}, summary=f"{made.rows} rows → {made.version}")
 
 
+class CallArgs(_Args):
+    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="`package.module:function`.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the function.")
+
+
+def _call(ctx: OpContext, args: CallArgs) -> OpResult:
+    """A Python step of your own, by dotted path: `function(context, **args)` returns an `OpResult`."""
+    import importlib
+
+    module, _, name = args.function.partition(":")
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"expected an importable function {args.function!r}; {type(exc).__name__}: {exc}") from None
+    result = function(ctx, **args.args)
+    if not isinstance(result, OpResult):
+        raise ConfigError(f"expected {args.function} to return an OpResult; it returned {type(result).__name__}")
+    return result
+
+
 class ShellArgs(_Args):
     command: str
 
@@ -397,6 +431,7 @@ OPERATIONS: dict[str, Operation] = {
     "deploy.canary": Operation(CanaryArgs, _canary, (), None, "keel deploy canary"),
     "deploy.promote": Operation(PromoteArgs, _promote, (), None, "keel deploy promote"),
     "feedback.export": Operation(ExportArgs, _export, (), None, "keel feedback export"),
+    "call": Operation(CallArgs, _call, (), None, "a Python function"),
     "shell": Operation(ShellArgs, _shell, (), None, "sh -c"),
 }
 GATES = ("eval.gate", "data.validate")
