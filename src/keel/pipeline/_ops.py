@@ -209,7 +209,8 @@ def _train(ctx: OpContext, args: TrainArgs) -> OpResult:
     loss = result.metrics.get("train_loss") or result.metrics.get("loss")
     summary = f"{config.method}, {result.train_tokens:,} tokens" + (f", loss {loss:.2f}" if loss is not None else "")
     details = {"run_id": result.run_id, "method": config.method, "base": config.base, "loss": loss,
-               "steps": config.training.max_steps, "tokens": result.train_tokens, "seconds": result.train_seconds}  # fmt: skip
+               "steps": config.training.max_steps, "tokens": result.train_tokens,
+               "seconds": result.train_seconds}  # fmt: skip
     return OpResult({f"model:{config.name}": f"model:{result.model.ref}"}, summary=summary, details=details)
 
 
