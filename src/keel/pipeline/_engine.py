@@ -90,6 +90,7 @@ class StageOutcome:
     seconds: float = 0.0
     reasons: list[str] = field(default_factory=list)
     gate_said_no: bool = False
+    details: dict[str, Any] = field(default_factory=dict)  # what the operation measured (not for cached stages)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

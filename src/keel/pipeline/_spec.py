@@ -325,7 +325,7 @@ def _order(stages: dict[str, Stage], problems: list[str]) -> dict[str, Stage]:
                 after.append(need)
         graph[stage.name] = tuple(dict.fromkeys(after))
     try:
-        order = list(TopologicalSorter(graph).static_order())
+        TopologicalSorter(graph).prepare()  # raises on a cycle, naming it
     except CycleError as exc:
         cycle = list(exc.args[1])
         problems.append(
@@ -333,7 +333,20 @@ def _order(stages: dict[str, Stage], problems: list[str]) -> dict[str, Stage]:
             "a stage cannot (transitively) read its own output"
         )
         return stages
-    return {n: _with_after(stages[n], graph[n]) for n in order if n in stages}
+    return {n: _with_after(stages[n], graph[n]) for n in _file_order(graph) if n in stages}
+
+
+def _file_order(graph: dict[str, tuple[str, ...]]) -> list[str]:
+    """A topological order that keeps the file's order wherever the DAG allows (the order people wrote)."""
+    placed: set[str] = set()
+    order: list[str] = []
+    pending = list(graph)
+    while pending:
+        ready = next(n for n in pending if all(a in placed or a not in graph for a in graph[n]))
+        pending.remove(ready)
+        placed.add(ready)
+        order.append(ready)
+    return order
 
 
 def _with_after(stage: Stage, after: tuple[str, ...]) -> Stage:
