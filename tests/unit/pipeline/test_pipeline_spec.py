@@ -127,3 +127,31 @@ def test_references_and_sets_refuse_bad_input() -> None:
     assert parse_reference("model:chat@latest").key == "model:chat"
     with pytest.raises(Exception, match="expected --set KEY=VALUE"):
         parse_sets(["steps"])
+
+
+def test_the_shipped_demo_pipeline_validates_in_file_order(tmp_path: Path) -> None:
+    from importlib.resources import files
+
+    from keel.pipeline._demo import DEMO_FILES
+    from keel.pipeline._sample_corpus import write_sample_corpus
+
+    shipped = sorted(p.name for p in files("keel.pipeline").joinpath("demo").iterdir() if p.name.endswith(".yaml"))
+    assert shipped == sorted(DEMO_FILES) and len(shipped) >= 4
+    (tmp_path / "pipeline").mkdir()
+    for name in shipped:
+        (tmp_path / "pipeline" / name).write_bytes(files("keel.pipeline").joinpath("demo", name).read_bytes())
+    write_sample_corpus(tmp_path / "corpus")
+    pipeline = load_pipeline(tmp_path / "pipeline")
+    assert list(pipeline.stages) == ["curate", "sft", "cases", "index", "base", "train", "gate", "production", "deploy"]
+    assert pipeline.stages["train"].after == ("sft", "base")
+    assert pipeline.stages["deploy"].after == ("production",)
+    slow = load_pipeline(tmp_path / "pipeline", sets={"fast": False, "base": "smollm2-135m-instruct"})
+    assert slow.stages["base"].args["args"] == {
+        "name": "smollm2-135m-instruct",
+        "fast": False,
+        "dataset": "acme-kb@latest",
+    }
+    assert [str(r) for r in slow.stages["train"].inputs][:2] == [
+        "dataset:acme-sft@latest",
+        "model:smollm2-135m-instruct@latest",
+    ]
