@@ -67,6 +67,7 @@ class DemoReport:
     deployment_history: list[str] = field(default_factory=list)
     monitoring: list[dict[str, Any]] = field(default_factory=list)
     feedback: dict[str, Any] = field(default_factory=dict)
+    rag: dict[str, Any] = field(default_factory=dict)
     lineage: list[str] = field(default_factory=list)
     audit_events: int = 0
     audit_ok: bool = False
@@ -113,7 +114,7 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
     return report
 
 
-DEMO_FILES = ("pipeline.yaml", "recipe.yaml", "train.yaml", "suite.yaml")
+DEMO_FILES = ("pipeline.yaml", "recipe.yaml", "train.yaml", "suite.yaml", "prompt.yaml")
 """The demo's pipeline and the files it names, shipped in keel/pipeline/demo/ and copied into the workspace."""
 
 
@@ -335,6 +336,7 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
         say(f"[bold]7. Deployed[/] {report.winner} as `assistant` behind the OpenAI-compatible gateway at {url}.")
         for question, answer in report.answers[:2]:
             say(f"   openai client → {question!r}\n   ← {answer!r}")
+        _ask_rag(store, client, report, say)
         canary_deployment(store, "assistant", report.base_model, weight=20, route=route)
         time.sleep(0.5)
         for question in QUESTIONS[:2]:
@@ -368,6 +370,31 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
             f"p50 {row.p50_ms:.0f} ms, p95 {row.p95_ms:.0f} ms, {row.tokens_in}+{row.tokens_out} tokens, "
             f"cost ${row.cost:.5f}, error rate {row.error_rate:.0%}"
         )
+
+
+def _ask_rag(store: Store, client: Any, report: DemoReport, say: Say) -> None:
+    """One question to the RAG route the pipeline deployed (model + prompt + index), with its citations."""
+    from keel.core.errors import NotFoundError
+    from keel.serve import get_deployment
+
+    try:
+        route = get_deployment(store, "assistant-rag").routes[0]
+    except NotFoundError:  # the gate failed, so the pipeline stopped before deploying it
+        return
+    reply = client.chat.completions.create(
+        model="assistant-rag", messages=[{"role": "user", "content": QUESTIONS[0]}], temperature=0, max_tokens=32
+    )
+    citations = (reply.model_extra or {}).get("citations") or []
+    answer = (reply.choices[0].message.content or "").strip()
+    kept = [{k: c.get(k) for k in ("rank", "record_id", "source", "score")} for c in citations]
+    report.rag = {"route": {"model": route.model, "prompt": route.prompt, "index": route.index}, "answer": answer,
+                  "citations": kept}  # fmt: skip
+    cited = ", ".join(f"[{c.get('rank')}] record {c.get('record_id')} ({str(c.get('source')).rsplit('/', 1)[-1]})"
+                      for c in citations)  # fmt: skip
+    say(
+        f"   RAG route `assistant-rag` ({route.model} + prompt {route.prompt} + index {route.index}) → "
+        f"{QUESTIONS[0]!r}\n   ← {answer!r}, citing {cited or 'nothing'}"
+    )
 
 
 def _feedback_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:

@@ -142,7 +142,19 @@ def test_the_shipped_demo_pipeline_validates_in_file_order(tmp_path: Path) -> No
         (tmp_path / "pipeline" / name).write_bytes(files("keel.pipeline").joinpath("demo", name).read_bytes())
     write_sample_corpus(tmp_path / "corpus")
     pipeline = load_pipeline(tmp_path / "pipeline")
-    assert list(pipeline.stages) == ["curate", "sft", "cases", "index", "base", "train", "gate", "production", "deploy"]
+    assert list(pipeline.stages) == [
+        "curate",
+        "sft",
+        "cases",
+        "index",
+        "base",
+        "train",
+        "gate",
+        "production",
+        "deploy",
+        "prompt",
+        "rag",
+    ]
     assert pipeline.stages["train"].after == ("sft", "base")
     assert pipeline.stages["deploy"].after == ("production",)
     slow = load_pipeline(tmp_path / "pipeline", sets={"fast": False, "base": "smollm2-135m-instruct"})
