@@ -72,6 +72,24 @@ def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
         with store.db.read() as conn:
             assert path_between(conn, report["lineage"][0], report["lineage"][-1]) is not None
         assert report["audit_ok"] is True
+        # the build half ran as the shipped pipeline: a pipeline run with a child run per stage; run again, all cached
+        with store.db.read() as conn:
+            assert len(list_runs(conn, kind="pipeline")) == 1
+            stage_runs = list_runs(conn, kind="pipeline-stage")
+        if report["gate_passed"]:
+            assert len(stage_runs) == 11
+            # the RAG route: model + prompt + index pinned when written; its answer cites the kayak's page
+            assert report["rag"]["route"] == {
+                "model": report["winner"],
+                "prompt": "acme-support@v1",
+                "index": "acme-kb-index@v1",
+            }
+            assert any(str(c["source"]).endswith("harbor-kayak.html") for c in report["rag"]["citations"])
+        pipeline_file = str(tmp_path / "demo" / "pipeline" / "pipeline.yaml")
+        again = runner.invoke(app, ["-w", str(tmp_path / "demo"), "pipeline", "run", "-f", pipeline_file, "--json"])
+        if report["gate_passed"]:
+            assert again.exit_code == 0, again.output
+            assert {s["status"] for s in json.loads(again.stdout)["stages"]} == {"cached"}
     finally:
         store.close()
 

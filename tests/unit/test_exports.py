@@ -93,7 +93,11 @@ EXPECTED = {
         "quantize_model", "sweep", "train",
     ],
     "keel.cli": ["app", "main"],
-    "keel.pipeline": ["DemoReport", "ErasureImpact", "erase_subjects", "erasure_impact", "run_demo"],
+    "keel.pipeline": [
+        "DemoReport", "ErasureImpact", "GateFailedError", "Pipeline", "PipelineBusyError", "PlannedStage", "Stage",
+        "StageFailedError", "StageOutcome", "erase_subjects", "erasure_impact", "last_statuses", "load_pipeline",
+        "parse_pipeline", "plan_pipeline", "run_demo", "run_pipeline",
+    ],
     "keel.data": [
         "MAX_JSON_DEPTH", "RECORD_SCHEMA", "DatasetVersion", "Expectations", "RecordTrace", "ShardEntry",
         "ValidationReport",

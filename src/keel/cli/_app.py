@@ -62,6 +62,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("keel.cli._eval", "eval_app", "Evaluation: run suites, compare results, gate candidates."),
     "govern": ("keel.cli._govern", "govern_app",
                "Governance: data-subject erasure with a signed certificate, retention."),
+    "pipeline": ("keel.cli._pipeline", "pipeline_app",
+                 "Pipelines: the lifecycle declared once in pipeline.yaml, run with caching and gates."),
+    "ci": ("keel.cli._pipeline", "ci_app", "CI workflows that run a pipeline on pull requests and on the main branch."),
     "scan": ("keel.cli._govern", "scan",
              "Scan a model version's files: pickles that import or call, executables, safetensors headers."),
 }  # fmt: skip

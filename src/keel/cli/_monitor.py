@@ -115,13 +115,53 @@ def _print_tick(tick: Any, json_output: bool) -> None:
         out.print("Nothing changed.")
 
 
+PipelineOption = Annotated[
+    list[Path] | None,
+    typer.Option("--pipeline", help="A pipeline.yaml whose `triggers:` (schedule, alerts) start runs; repeatable."),
+]
+
+
+def _trigger(store: Any, files: list[Path] | None) -> Any:
+    """A `keel.pipeline` trigger for the pipelines given, or None (pipelines are floor 6: the CLI joins them)."""
+    if not files:
+        return None
+    from keel.pipeline import load_pipeline
+    from keel.pipeline._triggers import PipelineTrigger
+
+    return PipelineTrigger(store, [load_pipeline(f) for f in files])
+
+
+def _print_triggered(decisions: list[Any], json_output: bool) -> None:
+    for d in decisions:
+        if json_output:
+            print_json({"pipeline_started": d.to_json()})
+        else:
+            console().print(escape(f"pipeline {d.pipeline} started: {d.reason}"))
+
+
 @monitor_app.command("check")
-def check(ctx: typer.Context, rules: RulesOption = None, json_output: JsonOption = False) -> None:
-    """Run the monitor once: step due guarded rollouts, evaluate alert rules, notify (for cron or CI)."""
+def check(
+    ctx: typer.Context, rules: RulesOption = None, pipeline: PipelineOption = None, json_output: JsonOption = False
+) -> None:
+    """Run the monitor once: step due guarded rollouts, evaluate alert rules, notify (for cron or CI).
+
+    With --pipeline, also start each pipeline its triggers make due, and wait for it.
+    """
     from keel.monitor import load_alert_config, monitor_tick
 
     config = None if rules is None else load_alert_config(rules)
-    _print_tick(monitor_tick(get_store(ctx), config), json_output)
+    store = get_store(ctx)
+    trigger = _trigger(store, pipeline)
+    tick = monitor_tick(store, config)
+    _print_tick(tick, json_output)
+    if trigger is not None:
+        _print_triggered(trigger.on_tick(tick), json_output)
+        trigger.wait()
+        for name, result in trigger.results.items():
+            if json_output:
+                print_json({"pipeline": name, "result": result})
+            else:
+                console().print(escape(f"pipeline {name}: {result}"))
 
 
 @monitor_app.command("watch")
@@ -129,6 +169,7 @@ def watch(
     ctx: typer.Context,
     rules: RulesOption = None,
     every: Annotated[str, typer.Option(help="Time between ticks, e.g. 30s.")] = "30s",
+    pipeline: PipelineOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run the monitor until interrupted: guarded rollouts and alert rules, every EVERY (one JSON line per tick)."""
@@ -138,10 +179,17 @@ def watch(
     config = None if rules is None else load_alert_config(rules)
     interval = parse_duration(every)
     store = get_store(ctx)
+    trigger = _trigger(store, pipeline)
     if not json_output:
         console().print(escape(f"Watching every {every} ({len(config.rules) if config else 0} rules); Ctrl-C stops."))
+
+    def on_tick(tick: Any) -> None:
+        _print_tick(tick, json_output)
+        if trigger is not None:
+            _print_triggered(trigger.on_tick(tick), json_output)
+
     try:
-        watch_loop(store, config, every=interval, on_tick=lambda tick: _print_tick(tick, json_output))
+        watch_loop(store, config, every=interval, on_tick=on_tick)
     except KeyboardInterrupt:
         return
 

