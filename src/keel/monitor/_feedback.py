@@ -19,6 +19,7 @@ from sqlalchemy import select
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
+from keel.govern import require
 from keel.monitor._traces import CONTENT_LIMIT, storable, storable_changes
 from keel.monitor._writer import BatchWriter
 from keel.store import Edge, Store, add_edges
@@ -230,12 +231,16 @@ def record_feedback(
     Raises:
         InputError: Malformed input (see `make_feedback`).
         NotFoundError: No trace has this id.
+        PermissionDeniedError: The acting principal may not `feedback.write` on the trace's deployment.
 
     Examples:
         >>> record_feedback(store, "01JF…", score="down", correction="Returns take 30 days.")  # doctest: +SKIP
     """
     made = make_feedback(trace_id, score=score, label=label, comment=comment, correction=correction,
                          source=source, actor=actor or store.actor, at=store.clock(), details=details)  # fmt: skip
+    with store.db.read() as conn:
+        deployment = conn.scalar(select(traces.c.deployment).where(traces.c.id == made.trace_id))
+    require(store, "feedback.write", f"deployment:{deployment or '-'}")
     with store.db.write() as conn:
         row = conn.execute(
             select(traces.c.deployment, traces.c.model_version).where(traces.c.id == made.trace_id)
