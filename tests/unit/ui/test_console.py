@@ -145,3 +145,17 @@ def test_lists_page_by_keyset(workspace_built: Workspace, admin: TestClient, mon
     assert after is not None
     rest = admin.get(f"/runs?sort=loss&order=asc&after={after.group(1)}").text
     assert len(set(re.findall(r'/runs/([0-9A-Z]{26})"', rest))) == 1
+
+
+def test_mounted_under_the_gateway_at_ui(workspace_built: Workspace) -> None:
+    from keel.serve import Gateway, ServeSettings, create_app
+
+    app = create_app(Gateway(workspace_built.store, ServeSettings(require_keys=False)))
+    app.mount("/ui", create_console(workspace_built.store))  # what `keel serve --ui` does
+    client = TestClient(app, follow_redirects=False)
+    assert client.get("/ui/runs").headers["location"] == "/ui/login?next=%2Fruns"
+    page = client.get("/ui/login")
+    assert 'href="/ui/static/keel.css"' in page.text and client.get("/ui/static/uPlot.iife.min.js").status_code == 200
+    response = client.post("/ui/login", data={"key": workspace_built.admin_key, "csrf": csrf_of(page.text)})
+    assert response.headers["location"] == "/ui/"
+    assert 'href="/ui/deployments/chat"' in client.get("/ui/deployments").text
