@@ -40,7 +40,8 @@ def pages(ws: Workspace) -> list[str]:
             "/datasets/faq/diff?before=v1&after=v2", "/runs", "/runs?sort=loss&order=asc", f"/runs/{ws.run_ids[0]}",
             f"/runs/compare?ids={ws.run_ids[0]}&ids={ws.run_ids[1]}".replace("&ids=", ","), "/models",
             "/models/chat", "/models/chat/v1", "/prompts", "/prompts/support?var_topic=returns", "/indexes",
-            "/deployments", "/deployments/chat", "/traces", f"/traces/{ws.trace_ids[1]}", "/review", "/audit"]  # fmt: skip
+            "/deployments", "/deployments/chat", "/traces", f"/traces/{ws.trace_ids[1]}", "/review", "/audit",
+            "/audit/verify"]  # fmt: skip
 
 
 def test_every_page_needs_a_session(workspace_built: Workspace) -> None:
@@ -56,7 +57,7 @@ def test_every_page_renders_for_an_admin(workspace_built: Workspace, admin: Test
         response = admin.get(path)
         assert response.status_code == 200, (path, response.text[:2000])
         assert "<h1>" in response.text and "Content-Security-Policy" in response.headers
-    assert re.search(r"Chain verification:\s+verified", admin.get("/audit").text)
+    assert re.search(r"Chain verification:\s+verified", admin.get("/audit/verify").text)
     diff = admin.get("/datasets/faq/diff?before=v1&after=v2").text  # ids are content hashes: an edit adds and removes
     assert '<dt>added</dt><dd id="added">1</dd>' in diff and "<dt>removed</dt><dd>1</dd>" in diff
     assert "Support is open 8 to 8" in admin.get("/datasets/faq/v2?q=every+day").text

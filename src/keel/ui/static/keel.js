@@ -15,7 +15,9 @@ document.addEventListener("DOMContentLoaded", () => {
     const chart = JSON.parse(block.textContent);
     const series = [{ label: el.dataset.time === "yes" ? "time" : "step" }];
     chart.labels.forEach((label, i) => series.push({ label, stroke: palette[i % palette.length], width: 2, spanGaps: true }));
-    const opts = { width: 460, height: 220, series, scales: { x: { time: el.dataset.time === "yes" } } };
+    const short = (u, values) => values.map((v) => (v == null ? "" : +v.toPrecision(3)));
+    const axes = [{}, { values: short, size: 60 }];
+    const opts = { width: 460, height: 220, series, axes, scales: { x: { time: el.dataset.time === "yes" } } };
     new uPlot(opts, chart.data, el);
   }
 });
