@@ -23,7 +23,9 @@ def serve(
     json_output: Annotated[
         bool, typer.Option("--json", help="Announce the listening address as one JSON line (for supervisors).")
     ] = False,
-    with_ui: Annotated[bool, typer.Option("--ui", help="Also serve the web console at /ui (as `keel ui` does).")] = False,
+    with_ui: Annotated[
+        bool, typer.Option("--ui", help="Also serve the web console at /ui (as `keel ui` does).")
+    ] = False,
 ) -> None:
     """Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."""
     import uvicorn
@@ -43,7 +45,9 @@ def serve(
         print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth}
                    | ({"ui": f"{base}/ui/"} if with_ui else {}))  # fmt: skip
     else:
-        console().print(f"Keel gateway on {base}/v1 (metrics at /metrics)" + (f", console on {base}/ui/" if with_ui else ""))
+        console().print(
+            f"Keel gateway on {base}/v1 (metrics at /metrics)" + (f", console on {base}/ui/" if with_ui else "")
+        )
     # Bounded shutdown: requests still running after `shutdown_timeout_s` are cut, and the lifespan's
     # close spills traces it could not write within the same bound, so SIGTERM always ends the process.
     uvicorn.run(app, host=host, port=port, log_level="warning", ws="none",

@@ -19,7 +19,7 @@ def ui(
         bool, typer.Option("--json", help="Announce the listening address as one JSON line (for supervisors).")
     ] = False,
 ) -> None:
-    """Serve the web console: datasets, runs, models, deployments, traces, review and audit, signed in by API key."""
+    """Serve the web console (data, runs, models, deployments, traces, review, audit); sign in with an API key."""
     import uvicorn
 
     from keel.ui import create_console

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -261,11 +262,14 @@ def list_feedback(
     until: datetime | None = None,
     source: str | None = None,
     limit: int | None = 50,
+    trace_ids: Sequence[str] | None = None,
 ) -> list[Feedback]:
-    """Feedback, newest first, optionally of one trace or deployment, in a window, from one source."""
+    """Feedback, newest first, optionally of one trace (or of any of `trace_ids`) or deployment, in a window, by source."""
     query = select(feedback).order_by(feedback.c.at.desc(), feedback.c.id.desc())
     if trace_id is not None:
         query = query.where(feedback.c.trace_id == trace_id.upper())
+    if trace_ids is not None:
+        query = query.where(feedback.c.trace_id.in_([t.upper() for t in trace_ids]))
     if deployment is not None:
         query = query.where(feedback.c.deployment == deployment)
     if since is not None:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select
+from sqlalchemy import Connection, delete, or_, select
 
 from keel.core.clock import format_time
 from keel.core.errors import NotFoundError
@@ -241,7 +241,8 @@ def list_traces(
     query = select(traces).order_by(traces.c.at.desc(), traces.c.id.desc()).limit(limit)
     if after is not None:
         at = select(traces.c.at).where(traces.c.id == after).scalar_subquery()
-        query = query.where(or_(traces.c.at < at, and_(traces.c.at == at, traces.c.id < after)))
+        # `at <= cursor` first: a range the (at) index answers; the OR only breaks ties within it.
+        query = query.where(traces.c.at <= at, or_(traces.c.at < at, traces.c.id < after))
     if deployment is not None:
         query = query.where(traces.c.deployment == deployment)
     if errors_only:

@@ -30,8 +30,9 @@ def _deployment_actions(app: FastAPI, console: Console) -> None:
         form = await request.form()
         model = str(form.get("model", "")).strip() or None
         weight = parse_weight(str(form.get("weight", "")))
-        return _act(console, request, name, "Canary started", lambda s: canary_deployment(s, name, model,
-                                                                                            weight=weight))
+        return _act(
+            console, request, name, "Canary started", lambda s: canary_deployment(s, name, model, weight=weight)
+        )
 
     @app.post("/deployments/{name}/promote")
     async def promote(request: Request, name: str) -> Response:
@@ -60,12 +61,11 @@ def _review_routes(app: FastAPI, console: Console) -> None:
     async def review(request: Request, deployment: str = "", after: str = "") -> Response:
         page = list_traces(console.store, deployment=deployment or None, limit=PAGE, after=after or None)
         contents = get_trace_contents(console.store, [t.id for t in page])
-        items = []
-        for trace in page:
-            content = contents.get(trace.id)
-            if content is not None:
-                reviewed = list_feedback(console.store, trace_id=trace.id, source="human", limit=1)
-                items.append({"trace": trace, "content": content, "reviewed": bool(reviewed)})
+        given = list_feedback(console.store, trace_ids=list(contents), source="human", limit=None)
+        reviewed = {f.trace_id for f in given}
+        items = [
+            {"trace": t, "content": contents[t.id], "reviewed": t.id in reviewed} for t in page if t.id in contents
+        ]
         nxt = page[-1].id if len(page) == PAGE else None
         return console.render(request, "review.html", title="Review queue", items=items, next=nxt,
                               deployment=deployment)  # fmt: skip
