@@ -264,7 +264,7 @@ def list_feedback(
     limit: int | None = 50,
     trace_ids: Sequence[str] | None = None,
 ) -> list[Feedback]:
-    """Feedback, newest first, optionally of one trace (or of any of `trace_ids`) or deployment, in a window, by source."""
+    """Feedback, newest first, optionally of one trace (or any of `trace_ids`) or deployment, in a window, by source."""
     query = select(feedback).order_by(feedback.c.at.desc(), feedback.c.id.desc())
     if trace_id is not None:
         query = query.where(feedback.c.trace_id == trace_id.upper())
