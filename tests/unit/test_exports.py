@@ -93,6 +93,7 @@ EXPECTED = {
     ],
     "keel.cli": ["app", "main"],
     "keel.pipeline": ["DemoReport", "ErasureImpact", "erase_subjects", "erasure_impact", "run_demo"],
+    "keel.ui": ["create_console"],
     "keel.data": [
         "MAX_JSON_DEPTH", "RECORD_SCHEMA", "DatasetVersion", "Expectations", "RecordTrace", "ShardEntry",
         "ValidationReport",
