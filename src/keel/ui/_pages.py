@@ -232,9 +232,11 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         history = deployment_history(console.store, name)[::-1]
         since = console.store.clock() - timedelta(hours=max(1, min(hours, 24 * 90)))
         bucket = timedelta(minutes=5) if hours <= 24 else timedelta(hours=1)
+        # One pass over the window's traces (summarize reads each row in Python): the charts use the buckets,
+        # the table adds them up per version; its latency column is the worst bucket's p95, as labelled.
         rows = summarize(console.store, deployment=name, since=since, by=bucket)
         charts = _monitor_charts(rows)
-        totals = summarize(console.store, deployment=name, since=since)
+        totals = _totals(rows)
         return console.render(request, "deployment.html", title=f"Deployment {name}", deployment=found,
                               history=history, charts=charts, totals=totals, hours=hours)  # fmt: skip
 
@@ -253,6 +255,24 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         feedback = list_feedback(console.store, trace_id=found.id, limit=None)
         return console.render(request, "trace.html", title=f"Trace {found.id}", trace=found, content=content,
                               feedback=feedback)  # fmt: skip
+
+
+def _totals(rows: list[Any]) -> list[dict[str, Any]]:
+    """Per model version, the window's sums of bucketed summary rows, and the worst bucket's p95 latency."""
+    totals: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        version = row.model_version or "—"
+        empty = {"requests": 0, "errors": 0, "tokens_out": 0, "cost": 0.0, "feedback": 0, "worst_p95_ms": 0.0}
+        t = totals.setdefault(version, {"model_version": version, **empty})
+        t["requests"] += row.requests
+        t["errors"] += row.errors
+        t["tokens_out"] += row.tokens_out
+        t["cost"] += row.cost
+        t["feedback"] += row.feedback
+        t["worst_p95_ms"] = max(t["worst_p95_ms"], row.p95_ms or 0.0)
+    for t in totals.values():
+        t["error_rate"] = t["errors"] / t["requests"] if t["requests"] else 0.0
+    return list(totals.values())
 
 
 def _monitor_charts(rows: list[Any]) -> dict[str, str]:
