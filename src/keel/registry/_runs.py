@@ -473,12 +473,12 @@ def _page_by_metric(
     page = select(m.c.run_id).where(m.c.key == sort_by)
     if after is not None:
         last = run_latest_metrics.alias("last")
-        value = select(last.c.value).where(last.c.run_id == after, last.c.key == sort_by).scalar_subquery()
+        at = select(last.c.value).where(last.c.run_id == after, last.c.key == sort_by).scalar_subquery()
         # A range on (key, value) the index answers, then the tie-break on run_id within it.
         if descending:
-            page = page.where(m.c.value <= value, or_(m.c.value < value, m.c.run_id < after))
+            page = page.where(m.c.value <= at, or_(m.c.value < at, m.c.run_id < after))
         else:
-            page = page.where(m.c.value >= value, or_(m.c.value > value, m.c.run_id > after))
+            page = page.where(m.c.value >= at, or_(m.c.value > at, m.c.run_id > after))
     if all(_matches_at_least(conn, k, v, SORT_FIRST_MIN_MATCHES) for k, v in flat.items()):
         for key, value in flat.items():  # walk the metric's index, checking each run's filters
             p = run_params.alias()

@@ -7,6 +7,7 @@ shown), never by OFFSET, so the thousandth page costs what the first does.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -148,8 +149,8 @@ def _run_routes(app: FastAPI, console: Console) -> None:
                              descending=order != "asc", limit=PAGE, after=after or None)  # fmt: skip
         metrics = sorted({key for run in page for key in run.metrics})
         nxt = page[-1].id if len(page) == PAGE else None
-        filters = {"kind": kind, "status": status, "sort": sort, "order": order}
-        return console.render(request, "runs.html", title="Runs", runs=page, metrics=metrics, next=nxt, **filters)
+        return console.render(request, "runs.html", title="Runs", runs=page, metrics=metrics, next=nxt, kind=kind,
+                              status=status, sort=sort, order=order)  # fmt: skip
 
     @app.get("/runs/compare", response_class=HTMLResponse)
     async def compare(request: Request, ids: str = "") -> Response:
@@ -278,7 +279,7 @@ def _totals(rows: list[Any]) -> list[dict[str, Any]]:
 def _monitor_charts(rows: list[Any]) -> dict[str, str]:
     """Latency, tokens, cost and errors over time, one line per model version."""
     charts: dict[str, str] = {}
-    picks = {
+    picks: dict[str, Callable[[Any], float]] = {
         "p95 latency (ms)": lambda r: r.p95_ms,
         "tokens out": lambda r: r.tokens_out,
         "cost": lambda r: r.cost,
