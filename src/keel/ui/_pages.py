@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
 from keel.core.errors import InputError
-from keel.data import diff_versions, get_version, iter_batches, list_datasets, list_versions
+from keel.data import diff_versions, get_version, iter_batches, list_datasets, list_versions, trace_record
 from keel.evals import list_results
 from keel.index import list_indexes, search
 from keel.monitor import get_trace, get_trace_contents, list_feedback, list_traces, summarize
@@ -35,7 +35,7 @@ from keel.registry import (
     render_prompt,
 )
 from keel.serve import deployment_history, get_deployment, list_deployments
-from keel.store import events, verify
+from keel.store import events, verify, walk
 from keel.ui._app import PAGE, Console
 
 __all__ = ["add_routes"]
@@ -105,6 +105,11 @@ def _data_routes(app: FastAPI, console: Console) -> None:
         rows, nxt = _records(console, ref, q.strip(), after)
         return console.render(request, "records.html", title=f"Dataset {ref}", version=found, ref=ref, rows=rows,
                               q=q, next=nxt, after=after)  # fmt: skip
+
+    @app.get("/records/{record_id}", response_class=HTMLResponse)
+    async def record(request: Request, record_id: str) -> Response:
+        found = trace_record(console.store, record_id)
+        return console.render(request, "record.html", title=f"Record {record_id}", record=found)
 
     @app.get("/datasets/{name}/diff", response_class=HTMLResponse)
     async def dataset_diff(request: Request, name: str, before: str = "", after: str = "") -> Response:
@@ -254,8 +259,10 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         found = get_trace(console.store, trace_id)
         content = get_trace_contents(console.store, [found.id]).get(found.id)
         feedback = list_feedback(console.store, trace_id=found.id, limit=None)
+        with console.store.db.read() as conn:
+            lineage = walk(conn, f"trace:{found.id}", "upstream", depth=3, limit=PAGE)
         return console.render(request, "trace.html", title=f"Trace {found.id}", trace=found, content=content,
-                              feedback=feedback)  # fmt: skip
+                              feedback=feedback, lineage=lineage)  # fmt: skip
 
 
 def _totals(rows: list[Any]) -> list[dict[str, Any]]:

@@ -36,12 +36,13 @@ def admin(workspace_built: Workspace) -> Iterator[TestClient]:
 
 
 def pages(ws: Workspace) -> list[str]:
-    return ["/", "/datasets", "/datasets/faq", "/datasets/faq/v1", "/datasets/faq/v2?q=support",
-            "/datasets/faq/diff?before=v1&after=v2", "/runs", "/runs?sort=loss&order=asc", f"/runs/{ws.run_ids[0]}",
-            f"/runs/compare?ids={ws.run_ids[0]}&ids={ws.run_ids[1]}".replace("&ids=", ","), "/models",
-            "/models/chat", "/models/chat/v1", "/prompts", "/prompts/support?var_topic=returns", "/indexes",
-            "/deployments", "/deployments/chat", "/traces", f"/traces/{ws.trace_ids[1]}", "/review", "/audit",
-            "/audit/verify"]  # fmt: skip
+    return [
+        "/", "/datasets", "/datasets/faq", "/datasets/faq/v1", "/datasets/faq/v2?q=support",
+        "/datasets/faq/diff?before=v1&after=v2", f"/records/{ws.record_id}", "/runs", "/runs?sort=loss&order=asc",
+        f"/runs/{ws.run_ids[0]}", f"/runs/compare?ids={ws.run_ids[0]},{ws.run_ids[1]}", "/models", "/models/chat",
+        "/models/chat/v1", "/prompts", "/prompts/support?var_topic=returns", "/indexes", "/deployments",
+        "/deployments/chat", "/traces", f"/traces/{ws.trace_ids[1]}", "/review", "/audit", "/audit/verify",
+    ]  # fmt: skip
 
 
 def test_every_page_needs_a_session(workspace_built: Workspace) -> None:
@@ -62,6 +63,8 @@ def test_every_page_renders_for_an_admin(workspace_built: Workspace, admin: Test
     assert '<dt>added</dt><dd id="added">1</dd>' in diff and "<dt>removed</dt><dd>1</dd>" in diff
     assert "Support is open 8 to 8" in admin.get("/datasets/faq/v2?q=every+day").text
     assert workspace_built.record_id in admin.get(f"/datasets/faq/v1?q={workspace_built.record_id}").text
+    record = admin.get(f"/records/{workspace_built.record_id}").text
+    assert "file:///docs/0.txt" in record and 'href="/datasets/faq/v1"' in record
     assert "You answer questions about returns." in admin.get("/prompts/support?var_topic=returns").text
     trace = admin.get(f"/traces/{workspace_built.trace_ids[1]}").text
     assert "How long do returns take? (1)" in trace and "Returns take 14 days." in trace and "wrong period" in trace
