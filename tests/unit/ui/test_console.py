@@ -163,3 +163,13 @@ def test_mounted_under_the_gateway_at_ui(workspace_built: Workspace) -> None:
     response = client.post("/ui/login", data={"key": workspace_built.admin_key, "csrf": csrf_of(page.text)})
     assert response.headers["location"] == "/ui/"
     assert 'href="/ui/deployments/chat"' in client.get("/ui/deployments").text
+
+
+def test_index_query_box(workspace_built: Workspace, admin: TestClient) -> None:
+    from keel.index import build_index
+
+    build_index(workspace_built.store, "kb", "faq@v2")
+    page = admin.get("/indexes").text
+    assert "kb@v1" in page and "faq@v2" in page
+    hits = admin.get("/indexes", params={"ref": "kb@v1", "q": "support hours every day", "mode": "keyword"}).text
+    assert "Support is open 8 to 8, every day." in hits.split('<ol class="hits">')[1]
