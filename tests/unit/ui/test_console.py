@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 
@@ -173,3 +174,42 @@ def test_index_query_box(workspace_built: Workspace, admin: TestClient) -> None:
     assert "kb@v1" in page and "faq@v2" in page
     hits = admin.get("/indexes", params={"ref": "kb@v1", "q": "support hours every day", "mode": "keyword"}).text
     assert "Support is open 8 to 8, every day." in hits.split('<ol class="hits">')[1]
+
+
+def test_keel_ui_serves_the_console(workspace_built: Workspace) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "keel", "ui", "--port", str(port), "--json"]
+    with subprocess.Popen(command, cwd=workspace_built.store.settings.workspace, env=dict(os.environ),
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:  # fmt: skip
+        try:
+            assert proc.stdout is not None
+            announced = "".join(iter(proc.stdout.readline, "}\n")) + "}"  # one (indented) JSON document
+            assert json.loads(announced) == {"url": f"http://127.0.0.1:{port}/"}
+            for _ in range(300):
+                try:
+                    response = httpx.get(f"http://127.0.0.1:{port}/runs", follow_redirects=False)
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.1)
+            assert response.status_code == 303 and response.headers["location"] == "/login?next=%2Fruns"
+        finally:
+            proc.terminate()
+
+
+def test_keel_ui_outside_a_workspace_is_one_line() -> None:
+    from typer.testing import CliRunner
+
+    from keel.cli import app
+
+    result = CliRunner().invoke(app, ["ui"])
+    assert result.exit_code == 2 and "WorkspaceNotFoundError: expected a Keel workspace" in result.output
