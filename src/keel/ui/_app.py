@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -25,7 +26,14 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError, KeelError, NotFoundError
-from keel.govern import AuthenticationError, PermissionDeniedError, authenticate_key, check, list_keys
+from keel.govern import (
+    AuthenticationError,
+    AuthenticationThrottledError,
+    KeyVerifier,
+    PermissionDeniedError,
+    check,
+    list_keys,
+)
 from keel.store import Store
 
 __all__ = ["Console", "create_console"]
@@ -43,6 +51,8 @@ class Console:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # The gateway's verifier: argon2 once per key, and failed sign-ins throttled per key id and per address.
+        self.keys = KeyVerifier(store)
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
         self.templates.env.filters["when"] = _when
         self.templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
@@ -181,6 +191,11 @@ def create_console(store: Store, *, secret_key: str | None = None, https_only: b
     async def bad_input(request: Request, exc: InputError) -> Response:
         return console.render(request, "error.html", 400, title="Bad input", message=str(exc))
 
+    @app.exception_handler(RequestValidationError)
+    async def bad_query(request: Request, exc: RequestValidationError) -> Response:
+        wrong = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        return console.render(request, "error.html", 400, title="Bad input", message=f"expected {wrong}")
+
     @app.exception_handler(PermissionDeniedError)
     async def denied(request: Request, exc: PermissionDeniedError) -> Response:
         return console.render(request, "error.html", 403, title="Refused", message=str(exc))
@@ -199,10 +214,10 @@ def _sign_in_routes(app: FastAPI, console: Console) -> None:
         presented = str(form.get("key", ""))
         target = str(form.get("next", "/"))
         try:
-            key = authenticate_key(console.store, presented)
+            key = console.keys.verify(presented.strip(), client=request.client.host if request.client else None)
         except AuthenticationError as exc:
-            message = str(exc).removeprefix("KEEL_API_KEY: ")
-            return console.render(request, "login.html", 401, title="Sign in", error=message, next=target)
+            status = 429 if isinstance(exc, AuthenticationThrottledError) else 401
+            return console.render(request, "login.html", status, title="Sign in", error=str(exc), next=target)
         principal = f"key:{key.id}"
         if not check(console.store, principal, "console.read", "*").allowed:
             request.state.principal = principal

@@ -64,6 +64,9 @@ def test_every_page_renders_for_an_admin(workspace_built: Workspace, admin: Test
     assert '<dt>added</dt><dd id="added">1</dd>' in diff and "<dt>removed</dt><dd>1</dd>" in diff
     assert "Support is open 8 to 8" in admin.get("/datasets/faq/v2?q=every+day").text
     assert workspace_built.record_id in admin.get(f"/datasets/faq/v1?q={workspace_built.record_id}").text
+    bad = admin.get("/deployments/chat?hours=soon")
+    assert bad.status_code == 400 and "hours: Input should be a valid integer" in bad.text
+    assert admin.get("/traces/01J00000000000000000000000").status_code == 404
     record = admin.get(f"/records/{workspace_built.record_id}").text
     assert "file:///docs/0.txt" in record and 'href="/datasets/faq/v1"' in record
     assert "You answer questions about returns." in admin.get("/prompts/support?var_topic=returns").text
@@ -80,6 +83,9 @@ def test_sign_in_refuses_bad_keys_and_csrf(workspace_built: Workspace) -> None:
     forged = client.post("/login", data={"key": workspace_built.admin_key, "csrf": "forged"})
     assert forged.status_code == 403 and "CSRF" in forged.text
     assert client.get("/").status_code == 303  # still signed out
+    wrong = workspace_built.admin_key[:-4] + "AAAA"
+    statuses = [client.post("/login", data={"key": wrong, "csrf": token}).status_code for _ in range(11)]
+    assert statuses[0] == 401 and statuses[-1] == 429  # more than 10 failures a minute: throttled before argon2
 
 
 def test_canary_promote_and_rollback_as_admin(workspace_built: Workspace, admin: TestClient) -> None:
