@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from keel.core.errors import InputError
 from keel.data import diff_versions, get_version, iter_batches, list_datasets, list_versions, trace_record
-from keel.evals import list_results
+from keel.evals import get_result
 from keel.index import list_indexes, search
 from keel.monitor import get_trace, get_trace_contents, list_feedback, list_traces, summarize
 from keel.registry import (
@@ -191,7 +191,9 @@ def _registry_routes(app: FastAPI, console: Console) -> None:
         latest = get_model(console.store, name, with_files=False)
         versions = [get_model(console.store, f"{name}@v{v}", with_files=False) for v in range(latest.version, 0, -1)]
         history = model_history(console.store, name)
-        results = [r for r in list_results(console.store, limit=200) if r.subject.split("@")[0].endswith(name)]
+        # The results the lineage graph links to each version (what its card lists), newest version first.
+        linked = [n for v in versions for n in model_card(console.store, f"{name}@v{v.version}")["evaluations"]]
+        results = [get_result(console.store, node.removeprefix("eval-result:"), with_cases=False) for node in linked]
         return console.render(request, "model.html", title=f"Model {name}", name=name, versions=versions,
                               history=history, results=results)  # fmt: skip
 
