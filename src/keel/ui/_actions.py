@@ -58,17 +58,16 @@ def _act(console: Console, request: Request, name: str, done: str, action: objec
 
 def _review_routes(app: FastAPI, console: Console) -> None:
     @app.get("/review", response_class=HTMLResponse)
-    async def review(request: Request, deployment: str = "", after: str = "") -> Response:
+    async def review(request: Request, deployment: str = "", pending: bool = False, after: str = "") -> Response:
         page = list_traces(console.store, deployment=deployment or None, limit=PAGE, after=after or None)
         contents = get_trace_contents(console.store, [t.id for t in page])
         given = list_feedback(console.store, trace_ids=list(contents), source="human", limit=None)
         reviewed = {f.trace_id for f in given}
-        items = [
-            {"trace": t, "content": contents[t.id], "reviewed": t.id in reviewed} for t in page if t.id in contents
-        ]
+        shown = [t for t in page if t.id in contents and not (pending and t.id in reviewed)]
+        items = [{"trace": t, "content": contents[t.id], "reviewed": t.id in reviewed} for t in shown]
         nxt = page[-1].id if len(page) == PAGE else None
         return console.render(request, "review.html", title="Review queue", items=items, next=nxt,
-                              deployment=deployment)  # fmt: skip
+                              deployment=deployment, pending=pending)  # fmt: skip
 
     @app.post("/review/{trace_id}")
     async def rate(request: Request, trace_id: str) -> Response:

@@ -141,6 +141,9 @@ def test_review_correction_shows_on_the_trace_page(workspace_built: Workspace, a
     assert response.status_code == 303 and response.headers["location"].endswith(f"/traces/{trace_id}")
     trace = admin.get(f"/traces/{trace_id}").text
     assert "Feedback recorded." in trace and "Returns are accepted within 30 days." in trace
+    pending = admin.get("/review?pending=true").text
+    assert f"/review/{trace_id}" not in pending and f"/review/{workspace_built.trace_ids[1]}" not in pending
+    assert f"/review/{workspace_built.trace_ids[0]}" in pending
 
 
 def test_lists_page_by_keyset(workspace_built: Workspace, admin: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
