@@ -25,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from keel.core.clock import format_time
-from keel.core.errors import InputError, KeelError, NotFoundError
+from keel.core.errors import InputError, KeelError, NotFoundError, StoreError
 from keel.govern import (
     AuthenticationError,
     AuthenticationThrottledError,
@@ -88,13 +88,16 @@ class Console:
         """Refuse a request and record the refusal in the audit log, like a denied library call."""
         principal = getattr(request.state, "principal", None) or "console:anonymous"
         store = dataclasses.replace(self.store, principal=principal)
-        with store.db.write() as conn:
-            store.audit(
-                conn,
-                "access.denied",
-                f"console:{request.url.path}"[:255],
-                {"action": f"console.{request.method.lower()}", "principal": principal, "reason": reason},
-            )
+        try:
+            with store.db.write() as conn:
+                store.audit(
+                    conn,
+                    "access.denied",
+                    f"console:{request.url.path}"[:255],
+                    {"action": f"console.{request.method.lower()}", "principal": principal, "reason": reason},
+                )
+        except StoreError:  # a read-only workspace: the refusal stands, unrecorded (as keel.govern does)
+            pass
         return self.render(request, "error.html", status_code, title="Refused", message=reason)
 
     def back(self, request: Request, path: str, flash: str | None = None, **query: str) -> RedirectResponse:
@@ -206,7 +209,7 @@ def create_console(store: Store, *, secret_key: str | None = None, https_only: b
 def _sign_in_routes(app: FastAPI, console: Console) -> None:
     @app.get("/login", response_class=HTMLResponse)
     async def login_page(request: Request, next: str = "/") -> Response:
-        return console.render(request, "login.html", title="Sign in", next=next if next.startswith("/") else "/")
+        return console.render(request, "login.html", title="Sign in", next=_local(next))
 
     @app.post("/login", response_class=HTMLResponse)
     async def login(request: Request) -> Response:
@@ -224,12 +227,17 @@ def _sign_in_routes(app: FastAPI, console: Console) -> None:
             return console.refuse(request, f"{principal} holds no role that may sign in to the console (console.read)")
         request.session.clear()
         request.session.update({"principal": principal, "key_id": key.id, "csrf": secrets.token_urlsafe(32)})
-        return console.back(request, target if target.startswith("/") and not target.startswith("//") else "/")
+        return console.back(request, _local(target))
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         request.session.clear()
         return console.back(request, "/login", flash="Signed out.")
+
+
+def _local(target: str) -> str:
+    """A path on this console to go to after sign-in; anything else (another site: `//x`, `/` + backslash) is `/`."""
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
 
 
 def parse_weight(value: str) -> int:

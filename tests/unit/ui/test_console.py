@@ -222,3 +222,11 @@ def test_keel_ui_outside_a_workspace_is_one_line() -> None:
 
     result = CliRunner().invoke(app, ["ui"])
     assert result.exit_code == 2 and "WorkspaceNotFoundError: expected a Keel workspace" in result.output
+
+
+def test_sign_in_goes_back_only_to_console_paths(workspace_built: Workspace) -> None:
+    client = TestClient(create_console(workspace_built.store), follow_redirects=False)
+    for target, expected in (("/runs", "/runs"), ("//evil.example", "/"), ("/\\evil.example", "/"), ("x", "/")):
+        page = client.get("/login", params={"next": target})
+        data = {"key": workspace_built.viewer_key, "csrf": csrf_of(page.text), "next": target}
+        assert client.post("/login", data=data).headers["location"] == expected
