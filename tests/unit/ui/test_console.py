@@ -230,3 +230,13 @@ def test_sign_in_goes_back_only_to_console_paths(workspace_built: Workspace) -> 
         page = client.get("/login", params={"next": target})
         data = {"key": workspace_built.viewer_key, "csrf": csrf_of(page.text), "next": target}
         assert client.post("/login", data=data).headers["location"] == expected
+
+
+def test_revoking_the_key_ends_its_sessions(workspace_built: Workspace) -> None:
+    from keel.govern import list_keys, revoke_key
+
+    with signed_in(workspace_built, workspace_built.viewer_key) as viewer:
+        assert viewer.get("/runs").status_code == 200
+        (key,) = [k for k in list_keys(workspace_built.store) if k.name == "console-viewer"]
+        revoke_key(workspace_built.store, key.id)
+        assert viewer.get("/runs").headers["location"] == "/login?next=%2Fruns"
