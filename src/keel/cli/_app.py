@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
              "Run Keel's whole loop on a fictional company's documents, offline, narrating each stage."),
     "serve": ("keel.cli._serve", "serve",
               "Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."),
+    "ui": ("keel.cli._ui", "ui",
+           "Serve the web console (data, runs, models, deployments, traces, review, audit); sign in with an API key."),
     "doctor": ("keel.cli._maintenance", "doctor_command",
                "Check the database's integrity, every referenced blob, leftovers, the audit chain and permissions."),
     "gc": ("keel.cli._maintenance", "gc_command",

@@ -27,6 +27,9 @@ def serve(
         bool,
         typer.Option("--no-rollouts", help="Do not step guarded rollouts here; leave them to `keel monitor watch`."),
     ] = False,
+    with_ui: Annotated[
+        bool, typer.Option("--ui", help="Also serve the web console at /ui (as `keel ui` does).")
+    ] = False,
 ) -> None:
     """Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."""
     import uvicorn
@@ -40,13 +43,21 @@ def serve(
         overrides["rollout_check_s"] = 0
     settings = ServeSettings(**overrides)
     base = f"{'https' if tls_cert else 'http'}://{host}:{port}"
+    app = create_app(Gateway(store, settings))
+    if with_ui:
+        from keel.ui import create_console
+
+        app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret, https_only=tls_cert is not None))
     if json_output:
-        print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth})
+        print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth}
+                   | ({"ui": f"{base}/ui/"} if with_ui else {}))  # fmt: skip
     else:
-        console().print(f"Keel gateway on {base}/v1 (metrics at /metrics)")
+        console().print(
+            f"Keel gateway on {base}/v1 (metrics at /metrics)" + (f", console on {base}/ui/" if with_ui else "")
+        )
     # Bounded shutdown: requests still running after `shutdown_timeout_s` are cut, and the lifespan's
     # close spills traces it could not write within the same bound, so SIGTERM always ends the process.
-    uvicorn.run(create_app(Gateway(store, settings)), host=host, port=port, log_level="warning", ws="none",
+    uvicorn.run(app, host=host, port=port, log_level="warning", ws="none",
                 timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
                 ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None)  # fmt: skip

@@ -91,6 +91,11 @@ class Settings(BaseSettings):
         description="The audit log's secret key (64 hex digits): HMAC of every event and the Ed25519 key "
         "that signs checkpoints. Unset: .keel/audit.key (0600), created on first use. Keep it out of the database.",
     )
+    ui_secret: str | None = Field(
+        default=None,
+        description="Signs the web console's session cookies (`keel ui`); set the same value on every replica "
+        "so sessions survive restarts. Unset: a random secret per process (signing in again after a restart).",
+    )
     shared: bool = Field(
         default=False,
         description="Share the workspace with the OS group of its folder: .keel 2770, the database 660, "

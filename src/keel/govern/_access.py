@@ -74,6 +74,8 @@ ACTIONS: dict[str, str] = {
     "index.build": "build a retrieval index version",
     "eval.run": "record an eval result",
     "run.write": "start a run and log to it",
+    "console.read": "sign in to the web console (`keel ui`) on the workspace",
+    "feedback.write": "record feedback on a served answer (the console's review queue, `keel feedback add`)",
     "deployment.create": "create a deployment",
     "deployment.change": "canary, roll back or configure a deployment",
     "deployment.promote": "promote a deployment's canary",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
+from keel.govern import require
 from keel.monitor._traces import CONTENT_LIMIT, storable, storable_changes
 from keel.monitor._writer import BatchWriter
 from keel.store import Edge, Store, add_edges
@@ -230,12 +232,16 @@ def record_feedback(
     Raises:
         InputError: Malformed input (see `make_feedback`).
         NotFoundError: No trace has this id.
+        PermissionDeniedError: The acting principal may not `feedback.write` on the trace's deployment.
 
     Examples:
         >>> record_feedback(store, "01JF…", score="down", correction="Returns take 30 days.")  # doctest: +SKIP
     """
     made = make_feedback(trace_id, score=score, label=label, comment=comment, correction=correction,
                          source=source, actor=actor or store.actor, at=store.clock(), details=details)  # fmt: skip
+    with store.db.read() as conn:
+        deployment = conn.scalar(select(traces.c.deployment).where(traces.c.id == made.trace_id))
+    require(store, "feedback.write", f"deployment:{deployment or '-'}")
     with store.db.write() as conn:
         row = conn.execute(
             select(traces.c.deployment, traces.c.model_version).where(traces.c.id == made.trace_id)
@@ -256,11 +262,14 @@ def list_feedback(
     until: datetime | None = None,
     source: str | None = None,
     limit: int | None = 50,
+    trace_ids: Sequence[str] | None = None,
 ) -> list[Feedback]:
-    """Feedback, newest first, optionally of one trace or deployment, in a window, from one source."""
+    """Feedback, newest first, optionally of one trace (or any of `trace_ids`) or deployment, in a window, by source."""
     query = select(feedback).order_by(feedback.c.at.desc(), feedback.c.id.desc())
     if trace_id is not None:
         query = query.where(feedback.c.trace_id == trace_id.upper())
+    if trace_ids is not None:
+        query = query.where(feedback.c.trace_id.in_([t.upper() for t in trace_ids]))
     if deployment is not None:
         query = query.where(feedback.c.deployment == deployment)
     if since is not None:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, or_, select
 
 from keel.core.clock import format_time
 from keel.core.errors import NotFoundError
@@ -231,10 +231,18 @@ def expired_traces(conn: Connection, deployment: str, before: datetime) -> list[
 
 
 def list_traces(
-    store: Store, *, deployment: str | None = None, errors_only: bool = False, limit: int = 50
+    store: Store, *, deployment: str | None = None, errors_only: bool = False, limit: int = 50, after: str | None = None
 ) -> list[Trace]:
-    """The newest traces first, optionally of one deployment or only failed ones."""
+    """The newest traces first, optionally of one deployment or only failed ones.
+
+    `after` is the last trace id of the previous page: the next page starts below it (keyset paging, so a page
+    deep in a million traces costs what the first does).
+    """
     query = select(traces).order_by(traces.c.at.desc(), traces.c.id.desc()).limit(limit)
+    if after is not None:
+        at = select(traces.c.at).where(traces.c.id == after).scalar_subquery()
+        # `at <= cursor` first: a range the (at) index answers; the OR only breaks ties within it.
+        query = query.where(traces.c.at <= at, or_(traces.c.at < at, traces.c.id < after))
     if deployment is not None:
         query = query.where(traces.c.deployment == deployment)
     if errors_only:

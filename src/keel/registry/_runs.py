@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, and_, func, select, update
+from sqlalchemy import Connection, Select, and_, func, or_, select, update
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError, NotFoundError
@@ -383,6 +383,7 @@ def list_runs(
     descending: bool = True,
     limit: int = 50,
     offset: int = 0,
+    after: str | None = None,
 ) -> list[RunInfo]:
     """Runs matching every filter, a page at a time.
 
@@ -396,6 +397,8 @@ def list_runs(
         descending: Sort direction for `sort_by`.
         limit: Page size.
         offset: Runs to skip.
+        after: The last run id of the previous page: the page starts after it in this order (keyset
+            paging, which costs the same at any depth; the console uses it instead of `offset`).
 
     Returns:
         One page of runs with their latest metrics (environments omitted for speed).
@@ -407,8 +410,10 @@ def list_runs(
             p = run_params.alias(f"p{i}")
             page = page.join(p, and_(p.c.run_id == runs.c.id, p.c.key == key, p.c.value == value))
         page = _where_run(page.order_by(runs.c.id.desc()), kind, status)
+        if after is not None:
+            page = page.where(runs.c.id < after)
     else:
-        page = _page_by_metric(conn, flat, sort_by, descending, kind, status)
+        page = _page_by_metric(conn, flat, sort_by, descending, kind, status, after)
     # Find the page's ids from indexes alone, then read just those runs: sorting a thousand
     # matching rows with their params text costs ten times more than sorting their ids.
     ids = list(conn.execute(page.limit(limit).offset(offset)).scalars())
@@ -455,11 +460,25 @@ def _matches_at_least(conn: Connection, key: str, value: str, n: int) -> bool:
 
 
 def _page_by_metric(
-    conn: Connection, flat: dict[str, str], sort_by: str, descending: bool, kind: str | None, status: str | None
+    conn: Connection,
+    flat: dict[str, str],
+    sort_by: str,
+    descending: bool,
+    kind: str | None,
+    status: str | None,
+    after: str | None = None,
 ) -> Select[Any]:
     m = run_latest_metrics.alias("sort_metric")
     order = (m.c.value.desc(), m.c.run_id.desc()) if descending else (m.c.value, m.c.run_id)
     page = select(m.c.run_id).where(m.c.key == sort_by)
+    if after is not None:
+        last = run_latest_metrics.alias("last")
+        at = select(last.c.value).where(last.c.run_id == after, last.c.key == sort_by).scalar_subquery()
+        # A range on (key, value) the index answers, then the tie-break on run_id within it.
+        if descending:
+            page = page.where(m.c.value <= at, or_(m.c.value < at, m.c.run_id < after))
+        else:
+            page = page.where(m.c.value >= at, or_(m.c.value > at, m.c.run_id > after))
     if all(_matches_at_least(conn, k, v, SORT_FIRST_MIN_MATCHES) for k, v in flat.items()):
         for key, value in flat.items():  # walk the metric's index, checking each run's filters
             p = run_params.alias()

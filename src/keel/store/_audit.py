@@ -212,8 +212,9 @@ def events(
     after_seq: int | None = None,
     limit: int | None = 100,
     newest_first: bool = True,
+    before_seq: int | None = None,
 ) -> list[AuditEvent]:
-    """Events matching every given filter, newest first by default."""
+    """Events matching every given filter, newest first by default; `before_seq` pages back (keyset)."""
     query = select(audit_events)
     if action is not None:
         query = query.where(audit_events.c.action == action)
@@ -223,6 +224,8 @@ def events(
         query = query.where(audit_events.c.actor == actor)
     if after_seq is not None:
         query = query.where(audit_events.c.seq > after_seq)
+    if before_seq is not None:
+        query = query.where(audit_events.c.seq < before_seq)
     query = query.order_by(audit_events.c.seq.desc() if newest_first else audit_events.c.seq)
     if limit is not None:
         query = query.limit(limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -193,3 +194,16 @@ def test_feedback_writer_spills_during_an_outage_and_the_next_writer_stores_ever
     stored = list_feedback(store, trace_id=trace, limit=None)
     assert sorted(f.score for f in stored) == [0, 0.25, 0.5, 0.75, 1.0]  # type: ignore[type-var]
     assert all(f.comment == "\\ud800 naïve" for f in stored)
+
+
+def test_feedback_needs_the_feedback_write_permission(store: Store) -> None:
+    from keel.govern import PermissionDeniedError, create_key, grant
+
+    first, second = served(store, "q1", "a1"), served(store, "q2", "a2")
+    viewer = create_key(store, "viewer")
+    grant(store, f"key:{viewer.key.id}", "viewer")
+    as_viewer = replace(store, principal=f"key:{viewer.key.id}")
+    with pytest.raises(PermissionDeniedError, match="feedback.write on deployment:chat"):
+        record_feedback(as_viewer, first, score="up")
+    record_feedback(store, second, score="up")  # the granter is admin
+    assert [f.trace_id for f in list_feedback(store, trace_ids=[first, second.lower()])] == [second]

@@ -69,3 +69,15 @@ def test_summary_per_deployment_and_version(store: Store) -> None:
     assert summarize(store, since=store.clock() + timedelta(days=1)) == []
     assert len(list_traces(store, errors_only=True)) == 4
     assert percentile([], 0.5) == 0.0
+
+
+def test_list_traces_pages_by_keyset_through_ties(store: Store) -> None:
+    at = store.clock()
+    written = [_trace(store, i, at=at + timedelta(seconds=i // 3)) for i in range(7)]  # three share each second
+    TraceWriter(store).write([t.storable() for t in written])
+    pages, after = [], None
+    while page := list_traces(store, limit=2, after=after):
+        pages.append([t.id for t in page])
+        after = page[-1].id
+    newest_first = [t.id for t in sorted(written, key=lambda t: (t.at, t.id), reverse=True)]
+    assert [i for p in pages for i in p] == newest_first and len(pages) == 4

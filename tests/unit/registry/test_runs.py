@@ -174,3 +174,20 @@ def test_keel_start_run_finds_the_workspace_from_the_working_directory(
     with store.db.read() as conn:
         assert get_run(conn, run.id).status == "finished"
     store.close()
+
+
+def test_list_runs_pages_by_keyset_in_either_order(store: Store) -> None:
+    for i in range(7):
+        with start_run("train", {"i": i}, store=store) as run:
+            run.log_metric("loss", float(i % 3))  # ties: the run id breaks them
+    for descending in (True, False):
+        with store.db.read() as conn:
+            whole = [r.id for r in list_runs(conn, sort_by="loss", descending=descending, limit=100)]
+            paged, after = [], None
+            while page := list_runs(conn, sort_by="loss", descending=descending, limit=3, after=after):
+                paged += [r.id for r in page]
+                after = page[-1].id
+        assert paged == whole and len(whole) == 7
+    with store.db.read() as conn:
+        newest = [r.id for r in list_runs(conn, limit=100)]
+        assert [r.id for r in list_runs(conn, limit=3, after=newest[2])] == newest[3:6]

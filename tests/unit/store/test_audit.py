@@ -134,3 +134,13 @@ def test_an_event_needs_actor_action_and_object(store: Store) -> None:
 def test_an_empty_log_verifies(store: Store) -> None:
     report = _verify(store)
     assert report.ok and report.checked == 0 and report.head_seq is None
+
+
+def test_events_page_back_from_before_seq(store: Store) -> None:
+    with store.db.write() as conn:
+        for i in range(5):
+            store.audit(conn, "test.event", f"thing:{i}")
+    with store.db.read() as conn:
+        newest = events(conn, action="test.event", limit=None)
+        older = events(conn, action="test.event", before_seq=newest[1].seq, limit=2)
+    assert [e.seq for e in older] == [newest[2].seq, newest[3].seq]

@@ -1,0 +1,254 @@
+"""The console's ASGI app: sign-in with an API key into a signed session cookie, CSRF on every form, pages.
+
+Each request acts as the signed-in principal through a copy of the workspace store (`Store.principal`), so
+the library's own `keel.govern.require` checks refuse a viewer's POST and audit it, exactly as the CLI would.
+This module knows about sessions, forms and templates; what a page shows comes from the library.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.middleware.sessions import SessionMiddleware
+
+from keel.core.clock import format_time
+from keel.core.errors import InputError, KeelError, NotFoundError, StoreError
+from keel.govern import (
+    AuthenticationError,
+    AuthenticationThrottledError,
+    KeyVerifier,
+    PermissionDeniedError,
+    check,
+    list_keys,
+)
+from keel.store import Store
+
+__all__ = ["Console", "create_console"]
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "keel_console"
+SESSION_HOURS = 8
+PAGE = 50  # rows per page of every list
+# No inline script anywhere: charts read their data from <script type="application/json"> blocks.
+CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+
+
+class Console:
+    """What every page handler needs: the workspace store, the templates, and the acting principal's store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        # The gateway's verifier: argon2 once per key, and failed sign-ins throttled per key id and per address.
+        self.keys = KeyVerifier(store)
+        self.templates = Jinja2Templates(directory=str(HERE / "templates"))
+        self.templates.env.filters["when"] = _when
+        self.templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
+        self.templates.env.globals["page_size"] = PAGE
+
+    def acting(self, request: Request) -> Store:
+        """The store acting as the request's signed-in principal (the audit actor of what it changes)."""
+        return dataclasses.replace(self.store, principal=request.state.principal)
+
+    def may(self, request: Request, action: str, resource: str) -> bool:
+        """Whether the signed-in principal may do `action` on `resource` (shows or hides a button)."""
+        return check(self.store, request.state.principal, action, resource).allowed
+
+    def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+        """A page: the template with the session's principal, CSRF token and flash message."""
+        context.setdefault("title", template.removesuffix(".html").replace("_", " ").capitalize())
+        flash = request.session.pop("flash", None)
+        return self.templates.TemplateResponse(
+            request,
+            template,
+            {
+                "principal": getattr(request.state, "principal", None),
+                "csrf": request.session.get("csrf", ""),
+                "base": request.scope.get("root_path", ""),
+                "flash": flash,
+                "may": lambda action, resource: self.may(request, action, resource),
+                **context,
+            },
+            status_code=status_code,
+        )
+
+    def refuse(self, request: Request, reason: str, status_code: int = 403) -> Response:
+        """Refuse a request and record the refusal in the audit log, like a denied library call."""
+        principal = getattr(request.state, "principal", None) or "console:anonymous"
+        store = dataclasses.replace(self.store, principal=principal)
+        try:
+            with store.db.write() as conn:
+                store.audit(
+                    conn,
+                    "access.denied",
+                    f"console:{request.url.path}"[:255],
+                    {"action": f"console.{request.method.lower()}", "principal": principal, "reason": reason},
+                )
+        except StoreError:  # a read-only workspace: the refusal stands, unrecorded (as keel.govern does)
+            pass
+        return self.render(request, "error.html", status_code, title="Refused", message=reason)
+
+    def back(self, request: Request, path: str, flash: str | None = None, **query: str) -> RedirectResponse:
+        """Redirect (303, after a POST) to a console path, with an optional flash message."""
+        if flash:
+            request.session["flash"] = flash
+        suffix = f"?{urlencode(query)}" if query else ""
+        return RedirectResponse(f"{request.scope.get('root_path', '')}{path}{suffix}", status_code=303)
+
+
+def _when(value: datetime | str | None) -> str:
+    if value is None:
+        return "—"
+    return format_time(value) if isinstance(value, datetime) else str(value)
+
+
+_OPEN = ("/login", "/static/")
+
+
+def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    """Every path but sign-in and static files needs a live session; every POST needs the session's CSRF token."""
+
+    async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
+        request.state.principal = None
+        if "csrf" not in request.session:
+            request.session["csrf"] = secrets.token_urlsafe(32)
+        principal = request.session.get("principal")
+        if principal is not None and request.session.get("key_id") not in _live_keys(console.store):
+            request.session.pop("principal", None)  # revoked since sign-in: the session ends with the key
+            principal = None
+        request.state.principal = principal
+        if request.method == "POST":
+            # The body, not request.form(): Starlette replays a read body to the handler, not a parsed stream.
+            # Every console form is urlencoded (no file uploads).
+            token = parse_qs((await request.body()).decode("utf-8", "replace")).get("csrf", [""])[0]
+            if not hmac.compare_digest(token.encode(), str(request.session["csrf"]).encode()):
+                return console.refuse(request, "the form's CSRF token is missing or wrong: reload the page and retry")
+            if principal is None and path != "/login":
+                return console.refuse(request, "sign in first: this action needs a console session", 401)
+        elif principal is None and not path.startswith(_OPEN):
+            return console.back(request, "/login", next=path)
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return guard
+
+
+def _live_keys(store: Store) -> set[str]:
+    return {key.id for key in list_keys(store)}
+
+
+def create_console(store: Store, *, secret_key: str | None = None, https_only: bool = False) -> FastAPI:
+    """The console as an ASGI app: `keel ui` serves it, `keel serve --ui` mounts it at `/ui`.
+
+    Args:
+        store: The workspace store; each request acts through a copy carrying the signed-in principal.
+        secret_key: Signs the session cookie; a random one per process by default (sessions end on restart).
+        https_only: Mark the session cookie Secure (serve over HTTPS).
+
+    Returns:
+        A FastAPI app with every page, sign-in and the static assets.
+
+    Examples:
+        >>> import uvicorn  # doctest: +SKIP
+        >>> uvicorn.run(create_console(open_store()), port=8080)  # doctest: +SKIP
+    """
+    from keel.ui import _actions, _pages
+
+    console = Console(store)
+    app = FastAPI(title="Keel console", docs_url=None, redoc_url=None, openapi_url=None)
+    app.middleware("http")(_guard(console))
+    # Added last, so it runs first: the guard reads the session it decoded.
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=secret_key or secrets.token_urlsafe(32),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_HOURS * 3600,
+        same_site="strict",
+        https_only=https_only,
+    )
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    _sign_in_routes(app, console)
+    _pages.add_routes(app, console)
+    _actions.add_routes(app, console)
+
+    @app.exception_handler(NotFoundError)
+    async def not_found(request: Request, exc: NotFoundError) -> Response:
+        return console.render(request, "error.html", 404, title="Not found", message=str(exc))
+
+    @app.exception_handler(InputError)
+    async def bad_input(request: Request, exc: InputError) -> Response:
+        return console.render(request, "error.html", 400, title="Bad input", message=str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_query(request: Request, exc: RequestValidationError) -> Response:
+        wrong = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
+        return console.render(request, "error.html", 400, title="Bad input", message=f"expected {wrong}")
+
+    @app.exception_handler(PermissionDeniedError)
+    async def denied(request: Request, exc: PermissionDeniedError) -> Response:
+        return console.render(request, "error.html", 403, title="Refused", message=str(exc))
+
+    return app
+
+
+def _sign_in_routes(app: FastAPI, console: Console) -> None:
+    @app.get("/login", response_class=HTMLResponse)
+    async def login_page(request: Request, next: str = "/") -> Response:
+        return console.render(request, "login.html", title="Sign in", next=_local(next))
+
+    @app.post("/login", response_class=HTMLResponse)
+    async def login(request: Request) -> Response:
+        form = await request.form()
+        presented = str(form.get("key", ""))
+        target = str(form.get("next", "/"))
+        try:
+            key = console.keys.verify(presented.strip(), client=request.client.host if request.client else None)
+        except AuthenticationError as exc:
+            status = 429 if isinstance(exc, AuthenticationThrottledError) else 401
+            return console.render(request, "login.html", status, title="Sign in", error=str(exc), next=target)
+        principal = f"key:{key.id}"
+        if not check(console.store, principal, "console.read", "*").allowed:
+            request.state.principal = principal
+            return console.refuse(request, f"{principal} holds no role that may sign in to the console (console.read)")
+        request.session.clear()
+        request.session.update({"principal": principal, "key_id": key.id, "csrf": secrets.token_urlsafe(32)})
+        return console.back(request, _local(target))
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        request.session.clear()
+        return console.back(request, "/login", flash="Signed out.")
+
+
+def _local(target: str) -> str:
+    """A path on this console to go to after sign-in; anything else (another site: `//x`, `/` + backslash) is `/`."""
+    return target if target.startswith("/") and not target.startswith(("//", "/\\")) else "/"
+
+
+def parse_weight(value: str) -> int:
+    """A canary weight from a form field: a whole percent."""
+    try:
+        return int(value)
+    except ValueError:
+        raise InputError(f"expected a canary weight as a whole percent (1-99); got {value!r}") from None
+
+
+def keel_error_message(exc: KeelError) -> str:
+    """One line for a flash message: the error and its hint."""
+    hint = getattr(exc, "hint", None)
+    return f"{type(exc).__name__}: {exc}" + (f" ({hint})" if hint else "")
