@@ -141,6 +141,7 @@ def make_judge(spec: JudgeSpec, store: Store | None = None) -> Judge:
         max_attempts=spec.max_attempts,
         prompts=prompts,
         prompt_refs=refs,
+        pin_model=spec.pin_model,
     )
     return LLMJudge(options)
 

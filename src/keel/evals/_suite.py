@@ -204,6 +204,7 @@ class JudgeSpec(_Strict):
     seed: int | None = 0
     max_attempts: int = Field(3, ge=1)
     prompts: dict[str, str] = Field(default_factory=dict, description="metric -> registry prompt ref")
+    pin_model: bool = Field(False, description="refuse a reply whose model is not exactly `model`")
 
     @model_validator(mode="after")
     def _llm_needs_endpoint(self) -> JudgeSpec:

@@ -119,9 +119,10 @@ def test_accuracy_floor_on_the_held_out_split() -> None:
         p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
         return float(np.mean((p > n) + 0.5 * (p == n)))
 
-    assert correct / len(rows) >= 0.70
-    assert auc(scores["faithful"], scores["unsupported"]) >= 0.80
-    assert auc(scores["faithful"], scores["contradicting"]) >= 0.55
+    # Measured 0.773, 0.862 and 0.616 (docs/evals.md); the floors sit well below them.
+    assert correct / len(rows) >= 0.68
+    assert auc(scores["faithful"], scores["unsupported"]) >= 0.78
+    assert auc(scores["faithful"], scores["contradicting"]) >= 0.52
 
 
 def test_a_common_noun_subject_said_of_another() -> None:

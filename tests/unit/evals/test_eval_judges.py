@@ -200,3 +200,19 @@ def test_local_smollm2_judge_runs_offline() -> None:
     except JudgeParseError:
         pytest.fail("SmolLM2 gave no parseable score in 3 attempts")
     assert 0.0 <= score.score <= 1.0 and score.details["served_model"].startswith("smollm2-135m-instruct")
+
+
+def test_a_suite_judge_spec_pins_the_model(fake_openai: FakeOpenAI) -> None:
+    from keel.evals import make_judge
+    from keel.evals._suite import JudgeSpec
+
+    fake_openai.default["gpt-judge-2024-08-06"] = '{"score": 1}'
+    fake_openai.served["gpt-judge-2024-08-06"] = "gpt-judge-2025-01-01"
+    spec = JudgeSpec(kind="llm", base_url=fake_openai.base_url, model="gpt-judge-2024-08-06", pin_model=True)
+    judge = make_judge(spec)
+    with pytest.raises(JudgeModelError, match="gpt-judge-2025-01-01"):
+        judge.groundedness("A.", ["A."])
+    judge.close()
+    unpinned = make_judge(spec.model_copy(update={"pin_model": False}))
+    assert unpinned.groundedness("A.", ["A."]).details["served_model"] == "gpt-judge-2025-01-01"
+    unpinned.close()
