@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,6 +24,9 @@ def serve(
     json_output: Annotated[
         bool, typer.Option("--json", help="Announce the listening address as one JSON line (for supervisors).")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (uvicorn's); set KEEL_REDIS_URL so they share limits.")
+    ] = 1,
 ) -> None:
     """Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."""
     import uvicorn
@@ -34,12 +38,24 @@ def serve(
     settings = ServeSettings(require_keys=False) if no_auth else ServeSettings()
     base = f"{'https' if tls_cert else 'http'}://{host}:{port}"
     if json_output:
-        print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth})
+        print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth, "workers": workers})
     else:
-        console().print(f"Keel gateway on {base}/v1 (metrics at /metrics)")
+        plural = f", {workers} workers" if workers > 1 else ""
+        console().print(f"Keel gateway on {base}/v1 (metrics at /metrics){plural}")
+        if workers > 1 and not settings.redis_url:
+            console().print("[yellow]Without KEEL_REDIS_URL each worker keeps its own rate limits and cache.[/]")
     # Bounded shutdown: requests still running after `shutdown_timeout_s` are cut, and the lifespan's
     # close spills traces it could not write within the same bound, so SIGTERM always ends the process.
-    uvicorn.run(create_app(Gateway(store, settings)), host=host, port=port, log_level="warning", ws="none",
+    app: Any = "keel.serve._workers:gateway_app"
+    if workers == 1:
+        app = create_app(Gateway(store, settings))
+    else:
+        # Workers are spawned processes that build their own app (keel.serve._workers): they find the
+        # workspace and the gateway settings in the environment they inherit from this process.
+        os.environ["KEEL_WORKSPACE"] = str(store.settings.workspace)
+        if no_auth:
+            os.environ["KEEL_REQUIRE_KEYS"] = "false"
+    uvicorn.run(app, factory=workers > 1, workers=workers, host=host, port=port, log_level="warning", ws="none",
                 timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
                 ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None)  # fmt: skip
