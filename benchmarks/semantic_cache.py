@@ -131,7 +131,8 @@ def main() -> None:
                    "wall_ms": round(hnsw_wall, 4), "exact_cpu_ms": round(flat_cpu, 4),
                    "exact_wall_ms": round(flat_wall, 4), "cpu_ratio_exact_over_hnsw": round(flat_cpu / hnsw_cpu, 1),
                    "same_top1_as_exact_real": round(float(same[:real].mean()), 3),
-                   "same_top1_as_exact_near_duplicates": round(float(same[real:].mean()), 3), "build_s": round(build_s, 1),
+                   "same_top1_as_exact_near_duplicates": round(float(same[real:].mean()), 3),
+                   "build_s": round(build_s, 1),
                    "at_scale_chosen": at_scale},
         "threads": os.cpu_count(), "load": os.getloadavg()[0],
     }))  # fmt: skip

@@ -97,7 +97,8 @@ def load_prices(workspace: Path | None = None) -> PriceTable:
     except ValidationError as exc:
         first = exc.errors()[0]
         path = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"expected a valid price table in {merged.get('source', 'shipped')}: {path}: {first['msg']}") from None
+        where = merged.get("source", "shipped")
+        raise ConfigError(f"expected a valid price table in {where}: {path}: {first['msg']}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,8 @@ class CostReport:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         out = asdict(self)
-        out["since"], out["until"], out["api_over_self_hosted"] = format_time(self.since), format_time(self.until), self.ratio
+        out["since"], out["until"] = format_time(self.since), format_time(self.until)
+        out["api_over_self_hosted"] = self.ratio
         return out
 
 
@@ -191,8 +193,11 @@ def cost_report(
                                         traces.c.at >= since, traces.c.at <= until)  # fmt: skip
     with store.db.read() as conn:
         rows = conn.execute(query).all()
-        if not rows and conn.execute(select(deployments.c.name).where(deployments.c.name == deployment)).first() is None:
-            raise NotFoundError(f"no deployment named {deployment!r} and no traces of one", hint="see `keel deploy list`")
+        known = rows or conn.execute(select(deployments.c.name).where(deployments.c.name == deployment)).first()
+        if not known:
+            raise NotFoundError(
+                f"no deployment named {deployment!r} and no traces of one", hint="see `keel deploy list`"
+            )
     served = [r for r in rows if not r.cache_hit]
     spans = [(r.at.timestamp() - r.latency_ms / 1000, r.at.timestamp()) for r in served]
     busy = _busy_seconds(spans)

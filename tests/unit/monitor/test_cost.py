@@ -65,7 +65,9 @@ def test_workspace_price_file_overrides_and_cli(store: Store, tmp_path: Path) ->
     )
     table = load_prices(workspace)
     assert table.apis["gpt-4o-mini"].output_per_million == 2.0 and "claude-sonnet-4" in table.apis
-    out = runner.invoke(app, ["-w", str(workspace), "monitor", "cost", "chat", "--compare-api", "gpt-4o-mini", "--json"])
+    out = runner.invoke(
+        app, ["-w", str(workspace), "monitor", "cost", "chat", "--compare-api", "gpt-4o-mini", "--json"]
+    )
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
     assert got["prices_as_of"] == "2026-12-01" and got["hardware_cost_per_hour"] == 1.8
@@ -77,7 +79,9 @@ def test_workspace_price_file_overrides_and_cli(store: Store, tmp_path: Path) ->
 def test_cost_refuses_bad_input_in_one_line(store: Store, tmp_path: Path) -> None:
     _traffic(store, tmp_path)
     ws = str(store.settings.workspace)
-    unknown = runner.invoke(app, ["-w", ws, "monitor", "cost", "chat", "--compare-api", "gpt-9", "--hardware-cost-per-hour", "1"])
+    unknown = runner.invoke(
+        app, ["-w", ws, "monitor", "cost", "chat", "--compare-api", "gpt-9", "--hardware-cost-per-hour", "1"]
+    )
     assert unknown.exit_code == 2 and "expected an API named in the price table" in unknown.output
     assert "Traceback" not in unknown.output
     no_rate = runner.invoke(app, ["-w", ws, "monitor", "cost", "chat"])

@@ -31,8 +31,9 @@ def test_paraphrase_hits_and_other_questions_miss(store: Store, upstream: str, c
         _ask("Is the Aurora Headlamp waterproof?"),  # same product, another question: not reused
         _ask("What does the Aurora Headlamp cost?", temperature=0.7),  # sampled: never cached
         _ask("What does the Aurora Headlamp cost?", max_tokens=5),  # other parameters: another partition
-        {"model": "chat", "temperature": 0, "messages": [{"role": "system", "content": "Answer in French."},
-                                                         {"role": "user", "content": "What does the Aurora Headlamp cost?"}]},
+        {"model": "chat", "temperature": 0, "messages": [
+            {"role": "system", "content": "Answer in French."},
+            {"role": "user", "content": "What does the Aurora Headlamp cost?"}]},  # another system prompt
     ]  # fmt: skip
     gateway = Gateway(store, ServeSettings(require_keys=False))
 
