@@ -218,6 +218,10 @@ def configure(
     pii: Annotated[Literal["off", "redact"] | None, typer.Option(help="Redact personal data.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Clamp output tokens to this.")] = None,
     cache_ttl: Annotated[float | None, typer.Option(help="Seconds to reuse temperature-0 answers.")] = None,
+    semantic_cache: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Also reuse answers to questions this cosine-similar (0.92; 0: off)."),
+    ] = None,
     record_content: Annotated[
         bool | None, typer.Option(help="Keep what requests asked and were answered (for feedback export).")
     ] = None,
@@ -234,6 +238,10 @@ def configure(
     changes = {"injection": injection, "pii": pii, "max_tokens": max_tokens, "cache_ttl_s": cache_ttl,
                "record_content": record_content, "online_eval": online_eval, "retain": retain}  # fmt: skip
     settings = current.model_copy(update={k: v for k, v in changes.items() if v is not None})
+    if semantic_cache is not None:
+        settings = settings.model_copy(update={"semantic_cache": semantic_cache or None})
+    if settings.semantic_cache and not settings.cache_ttl_s:
+        raise InputError("expected --cache-ttl above 0 with --semantic-cache (its answers expire with it); got 0")
     _show(
         configure_deployment(store, name, DeploymentSettings.model_validate(settings.model_dump())),
         json_output,

@@ -239,3 +239,42 @@ def prometheus_rules_command(
         sys.stdout.write(text)
     for why in skipped:
         sys.stderr.write(f"skipped {why}\n")
+
+
+@monitor_app.command("cost")
+def cost(
+    ctx: typer.Context,
+    deployment: Annotated[str, typer.Argument(help="The deployment whose traffic is priced.")],
+    compare_api: Annotated[
+        str, typer.Option("--compare-api", help="An API of the price table (gpt-4o-mini, claude-3.5-haiku, …).")
+    ] = "gpt-4o-mini",
+    hours: Annotated[float, typer.Option(min=0.001, help="The period: the last HOURS hours.")] = 24.0,
+    hardware_cost_per_hour: Annotated[
+        float | None,
+        typer.Option(min=0.0, help="The serving machine's cost per hour (default: `hardware:` in api_prices.yaml)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """What DEPLOYMENT's traffic cost self-hosted (tokens ÷ measured throughput × hardware cost) vs an API."""
+    from keel.monitor import cost_report
+
+    store = get_store(ctx)
+    until = store.clock()
+    report = cost_report(store, deployment, api=compare_api, since=until - timedelta(hours=hours), until=until,
+                         hardware_cost_per_hour=hardware_cost_per_hour)  # fmt: skip
+    if json_output:
+        print_json(report.to_json())
+        return
+    r, cur = report, report.currency
+    table = Table("", "self-hosted", escape(r.api))
+    table.add_row("tokens in / out", f"{r.tokens_in:,} / {r.tokens_out:,}", f"{r.tokens_in:,} / {r.tokens_out:,}")
+    table.add_row("rate", f"{r.hardware_cost_per_hour:g} {cur}/hour at {r.tokens_per_second:,.1f} tokens/s",
+                  f"{r.api_input_per_million:g} / {r.api_output_per_million:g} {cur} per million in / out")  # fmt: skip
+    table.add_row("cost", f"{r.self_hosted_cost:.4f} {cur} ({r.busy_seconds:,.1f} s busy)", f"{r.api_cost:.4f} {cur}")
+    console().print(
+        f"{escape(deployment)}: {r.requests} answered requests in the last {hours:g} h "
+        f"({r.cache_hits} from the cache, not priced); API prices as of {r.prices_as_of} ({escape(r.prices_source)})."
+    )
+    console().print(table)
+    verdict = "—" if r.ratio is None else f"the API would cost {r.ratio:.2f}× the self-hosted busy time"
+    console().print(f"{verdict}; a machine kept for it all period costs {r.provisioned_cost:.2f} {cur}.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,9 @@ def serve(
     with_ui: Annotated[
         bool, typer.Option("--ui", help="Also serve the web console at /ui (as `keel ui` does).")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes (uvicorn's); set KEEL_REDIS_URL so they share limits.")
+    ] = 1,
 ) -> None:
     """Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."""
     import uvicorn
@@ -43,21 +47,42 @@ def serve(
         overrides["rollout_check_s"] = 0
     settings = ServeSettings(**overrides)
     base = f"{'https' if tls_cert else 'http'}://{host}:{port}"
-    app = create_app(Gateway(store, settings))
-    if with_ui:
-        from keel.ui import create_console
-
-        app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret, https_only=tls_cert is not None))
     if json_output:
-        print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth}
+        print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth, "workers": workers}
                    | ({"ui": f"{base}/ui/"} if with_ui else {}))  # fmt: skip
     else:
+        plural = f", {workers} workers" if workers > 1 else ""
         console().print(
-            f"Keel gateway on {base}/v1 (metrics at /metrics)" + (f", console on {base}/ui/" if with_ui else "")
+            f"Keel gateway on {base}/v1 (metrics at /metrics){plural}"
+            + (f", console on {base}/ui/" if with_ui else "")
         )
+        if workers > 1 and not settings.redis_url:
+            console().print("[yellow]Without KEEL_REDIS_URL each worker keeps its own rate limits and cache.[/]")
     # Bounded shutdown: requests still running after `shutdown_timeout_s` are cut, and the lifespan's
     # close spills traces it could not write within the same bound, so SIGTERM always ends the process.
-    uvicorn.run(app, host=host, port=port, log_level="warning", ws="none",
+    app: Any = "keel.serve._workers:gateway_app"
+    if workers == 1:
+        app = create_app(Gateway(store, settings))
+        if with_ui:
+            from keel.ui import create_console
+
+            app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret, https_only=tls_cert is not None))
+    else:
+        # Workers are spawned processes that build their own app (keel.serve._workers): they find the
+        # workspace and the gateway settings in the environment they inherit from this process.
+        os.environ["KEEL_WORKSPACE"] = str(store.settings.workspace)
+        if no_auth:
+            os.environ["KEEL_REQUIRE_KEYS"] = "false"
+        if no_rollouts:
+            os.environ["KEEL_ROLLOUT_CHECK_S"] = "0"
+        if with_ui:
+            app = "keel.ui._workers:gateway_with_console"
+            if not store.settings.ui_secret:
+                # One secret for every worker, or a session signed by one worker is refused by the next.
+                import secrets
+
+                os.environ["KEEL_UI_SECRET"] = secrets.token_hex(32)
+    uvicorn.run(app, factory=workers > 1, workers=workers, host=host, port=port, log_level="warning", ws="none",
                 timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
                 ssl_certfile=str(tls_cert) if tls_cert else None,
                 ssl_keyfile=str(tls_key) if tls_key else None)  # fmt: skip

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         load_alert_config,
         prometheus_rules,
     )
+    from keel.monitor._cost import CostReport, PriceTable, cost_report, load_prices
     from keel.monitor._drift import (
         DriftOptions,
         DriftReport,
@@ -79,6 +80,7 @@ _MODULES = {
         "_alerts",
     ),
     **dict.fromkeys(("Tick", "monitor_tick", "watch"), "_watch"),
+    **dict.fromkeys(("CostReport", "PriceTable", "cost_report", "load_prices"), "_cost"),
     **dict.fromkeys(
         ("DriftOptions", "DriftReport", "FeatureDrift", "compare_observations", "detect_drift", "mmd_test"), "_drift"
     ),
@@ -105,6 +107,7 @@ __all__ = [
     "AlertEvent",
     "AlertRule",
     "BatchWriter",
+    "CostReport",
     "DriftOptions",
     "DriftReport",
     "ExportForm",
@@ -116,6 +119,7 @@ __all__ = [
     "GuardResult",
     "Observation",
     "OtlpExporter",
+    "PriceTable",
     "Rollout",
     "RolloutDecision",
     "SOURCES",
@@ -127,6 +131,7 @@ __all__ = [
     "TraceWriter",
     "check_guard",
     "compare_observations",
+    "cost_report",
     "dataset_observations",
     "detect_drift",
     "evaluate_alerts",
@@ -139,6 +144,7 @@ __all__ = [
     "list_feedback",
     "list_traces",
     "load_alert_config",
+    "load_prices",
     "make_feedback",
     "mmd_test",
     "monitor_tick",

@@ -111,6 +111,8 @@ class DeploymentSettings(BaseModel):
         pii: `redact` rewrites personal data in prompts and responses (`<EMAIL>`), `off` leaves it.
         max_tokens: Most output tokens a request may ask for; larger requests are clamped (and flagged).
         cache_ttl_s: How long identical temperature-0 answers are reused; 0 turns the cache off.
+        semantic_cache: When set (with `cache_ttl_s`), a temperature-0 question whose MiniLM embedding is
+            at least this cosine-similar to a cached one (same route, same rest of the request) gets its answer.
         sticky_header: Requests carrying the same value of this header always take the same route.
         fallback: The route tried when the chosen one fails after retries or its circuit is open.
         record_content: Keep what each chat or completion request asked and was answered (after
@@ -126,6 +128,7 @@ class DeploymentSettings(BaseModel):
     pii: Literal["off", "redact"] = "off"
     max_tokens: int | None = Field(default=None, gt=0)
     cache_ttl_s: float = Field(default=0.0, ge=0)
+    semantic_cache: float | None = Field(default=None, gt=0, le=1)
     sticky_header: str = "x-keel-user"
     fallback: Route | None = None
     record_content: bool = True

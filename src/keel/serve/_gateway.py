@@ -34,7 +34,8 @@ from keel.govern import (
     KeyVerifier,
     PermissionDeniedError,
 )
-from keel.index import RagAnswer, RagApp, RetrieverPool
+from keel.index import DEFAULT_MODEL as DEFAULT_EMBEDDER
+from keel.index import RagAnswer, RagApp, RetrieverPool, load_embedder
 from keel.monitor import (
     Feedback,
     FeedbackWriter,
@@ -68,6 +69,7 @@ from keel.serve._limits import (
 from keel.serve._metrics import UNKNOWN, GatewayMetrics, RequestMeasure
 from keel.serve._online_eval import EvalSample, OnlineEvaluator
 from keel.serve._retrieval import EmbedBatcher
+from keel.serve._semantic import SemanticCache, SemanticHit, semantic_parts
 from keel.serve._settings import ServeSettings
 from keel.store import Store
 from keel.store.schema import traces
@@ -219,6 +221,7 @@ class Gateway:
         self._recent: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self.limiter: RateLimiter = MemoryRateLimiter()
         self.cache: ResponseCache = MemoryResponseCache(self.settings.cache_max_entries)
+        self.semantic: SemanticCache | None = None  # made at the first question a deployment asks it to cache
         self._model_dir = model_dir or store.settings.state_dir / "serve-models"
         self._backends: dict[str, Backend] = {}
         self.retrievers = RetrieverPool(store)  # index versions and embedders, loaded once, shared by routes
@@ -565,12 +568,11 @@ class Gateway:
         if cache_key is not None:
             cached = await self.cache.get(cache_key)
             if cached is not None:
-                ctx.cache_hit = True
-                ctx.usage(cached)
-                if ctx.request is not None:
-                    ctx.response = _answer_text(cached)
-                return cached
+                return self._cached(ctx, cached)
         assert ctx.route is not None
+        semantic = await self._semantic_lookup(ctx, deployment, body) if cache_key is not None else None
+        if isinstance(semantic, SemanticHit):
+            return self._cached(ctx, semantic.answer)
         ctx.upstream_started = time.perf_counter()
         try:
             answer = await (await self.backend(ctx.route)).complete(ctx.operation, body)
@@ -591,7 +593,44 @@ class Gateway:
             ctx.response = _answer_text(answer)
         if cache_key is not None:
             await self.cache.put(cache_key, answer, ttl)
+        if semantic is not None and self.semantic is not None:
+            assert not isinstance(semantic, SemanticHit)
+            self.semantic.put(semantic[0], semantic[1], answer, ttl)
         return answer
+
+    def _cached(self, ctx: RequestContext, answer: dict[str, Any]) -> dict[str, Any]:
+        ctx.cache_hit = True
+        ctx.usage(answer)
+        if ctx.request is not None:
+            ctx.response = _answer_text(answer)
+        return answer
+
+    async def _semantic_lookup(
+        self, ctx: RequestContext, deployment: Deployment, body: dict[str, Any]
+    ) -> SemanticHit | tuple[str, Any] | None:
+        """A semantic hit, else (partition, vector) to store the answer under; None when it does not apply."""
+        threshold = deployment.settings.semantic_cache
+        if threshold is None or ctx.operation == "embeddings":
+            return None
+        assert ctx.route is not None
+        parts = semantic_parts(ctx.route.model, ctx.operation, body)
+        if parts is None:
+            return None
+        try:
+            batcher = self._batchers.get(DEFAULT_EMBEDDER)
+            if batcher is None:
+                batcher = self._batchers[DEFAULT_EMBEDDER] = EmbedBatcher(load_embedder(DEFAULT_EMBEDDER))
+            vector = await batcher.embed(parts[1])
+        except Exception:  # request boundary: without an embedding the request is answered uncached
+            log.exception("embedding a question for the semantic cache of %s failed", deployment.name)
+            return None
+        if self.semantic is None:
+            self.semantic = SemanticCache(len(vector), self.settings.cache_max_entries)
+        hit = self.semantic.get(parts[0], vector, threshold)
+        if hit is not None:
+            ctx.flags.append("semantic_cache")
+            return hit
+        return parts[0], vector
 
     async def stream(self, ctx: RequestContext, deployment: Deployment, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """Answer a streaming request as SSE bytes; falls back only before the first chunk.
