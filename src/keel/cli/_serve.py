@@ -53,8 +53,7 @@ def serve(
     else:
         plural = f", {workers} workers" if workers > 1 else ""
         console().print(
-            f"Keel gateway on {base}/v1 (metrics at /metrics){plural}"
-            + (f", console on {base}/ui/" if with_ui else "")
+            f"Keel gateway on {base}/v1 (metrics at /metrics){plural}" + (f", console on {base}/ui/" if with_ui else "")
         )
         if workers > 1 and not settings.redis_url:
             console().print("[yellow]Without KEEL_REDIS_URL each worker keeps its own rate limits and cache.[/]")
@@ -66,7 +65,8 @@ def serve(
         if with_ui:
             from keel.ui import create_console
 
-            app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret, https_only=tls_cert is not None))
+            secure = tls_cert is not None
+            app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret, https_only=secure))
     else:
         # Workers are spawned processes that build their own app (keel.serve._workers): they find the
         # workspace and the gateway settings in the environment they inherit from this process.
