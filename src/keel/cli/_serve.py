@@ -77,6 +77,7 @@ def serve(
             os.environ["KEEL_ROLLOUT_CHECK_S"] = "0"
         if with_ui:
             app = "keel.ui._workers:gateway_with_console"
+            os.environ["KEEL_UI_HTTPS_ONLY"] = "1" if tls_cert else "0"
             if not store.settings.ui_secret:
                 # One secret for every worker, or a session signed by one worker is refused by the next.
                 import secrets

@@ -5,6 +5,7 @@ Lives here, not in `keel.serve`, because the gateway's floor may not import the 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 __all__ = ["gateway_with_console"]
@@ -24,5 +25,6 @@ def gateway_with_console() -> Any:
 
     app = gateway_app()
     store = app.state.gateway.store  # the worker's own store (create_app keeps its gateway on app.state)
-    app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret))
+    secure = os.environ.get("KEEL_UI_HTTPS_ONLY") == "1"  # set by `keel serve` when it serves TLS
+    app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret, https_only=secure))
     return app
