@@ -5,7 +5,7 @@ Corpus: Python's HTML documentation as Debian's python3-doc installs it, read by
 of overlap, and again at 300/37 (an eighth of overlap, as at the default; more, shorter chunks: a larger
 index from the same pages). Every chunk is embedded with the offline all-MiniLM-L6-v2
 (`SentenceTransformerEmbedder`); the vectors are cached under `--cache` keyed by the chunks' hash, since
-embedding is the slow part (minutes on 2 idle cores, an hour on a loaded machine).
+embedding is the slow part (about 40 ms of CPU per 250-character chunk with one torch thread).
 
 Queries (benchmarks/data/hnsw_queries.txt, hand-written): `python` questions in a user's words (not
 documentation prose), `offtopic` questions the corpus does not cover (their nearest chunks are
@@ -14,7 +14,14 @@ it prints recall@10 of the HNSW index Keel builds (m = 16, ef_construction = 64)
 (`IndexFlatIP`, the peer, same run) and queries/s one at a time; `choice` is the smallest ef_search
 with recall >= 0.95 on both question kinds, `default_ef_search` the one Keel picks for that size.
 
+`--chunk-sizes 200+300` joins two cuts (100,000+ distinct chunks from the same pages). Chunks are
+embedded in a seeded random order in cached blocks of 1,024, so `--max-minutes M` stops embedding
+after M minutes and measures the uniform sample embedded so far (a later run resumes), `--nested N`
+also measures its first half, quarter, ... (how the ef_search needed grows with size), and
+`--reverse` embeds the last blocks first, for a second process beside a first one.
+
     python benchmarks/hnsw_recall_real.py [--cache ~/.cache/keel-bench] [--chunk-sizes 800 300] [--max-chunks N]
+        [--max-minutes M] [--nested N] [--reverse]
 """
 
 from __future__ import annotations
