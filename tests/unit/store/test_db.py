@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from keel.core.errors import DatabaseUnavailableError, SchemaError
 from keel.store import Database, Store, mask_url
@@ -77,24 +77,3 @@ def test_an_unreachable_server_is_one_clear_error() -> None:
 def test_mask_url_hides_only_the_password() -> None:
     assert mask_url("postgresql://u:p@h/d") == "postgresql://u:***@h/d"
     assert mask_url("sqlite:////x/keel.db") == "sqlite:////x/keel.db"
-
-
-def test_a_kept_open_handle_writes_every_transaction_through_one_connection(database_url: str) -> None:
-    db = Database(database_url)
-    db.upgrade()
-    kept = db.kept_open()
-    if db.dialect != "sqlite":
-        assert kept is db  # PostgreSQL's engine pools already
-        db.dispose()
-        return
-    connects: list[object] = []
-    event.listen(kept.engine, "connect", lambda *_: connects.append(1))
-    for i in range(3):
-        with kept.write() as conn:
-            conn.execute(text("CREATE TABLE IF NOT EXISTS kept (i INTEGER)"))
-            conn.execute(text("INSERT INTO kept VALUES (:i)"), {"i": i})
-    with db.read() as conn:  # the store's own handle sees what the kept one committed
-        assert conn.scalar(text("SELECT count(*) FROM kept")) == 3
-    assert len(connects) == 1
-    kept.dispose()
-    db.dispose()
