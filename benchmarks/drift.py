@@ -9,7 +9,8 @@ languages are computed once per distinct text and looked up during trials (the r
 each distinct text once too). The domain-classifier alternative (logistic regression on the same
 embeddings, cross-fitted AUC tested with Mann-Whitney) runs on the same windows for comparison.
 
-    python benchmarks/drift.py [--trials 200] [--sizes 100,500,2000] [--shifts 0,0.1,0.25,0.5] [--traces 100000]
+    python benchmarks/drift.py [--trials 200] [--null-trials 1000] [--sizes 100,500,2000] [--shifts 0,0.1,0.25,0.5]
+                               [--traces 100000]
 
 Prints one JSON line per (size, shift) and one for the timing; the machine was shared while measured,
 so CPU seconds are the figure to compare, wall seconds are shown too.
@@ -89,28 +90,32 @@ def power(args: argparse.Namespace, reference: list[str], other: list[str]) -> N
         for shift in args.shifts:
             rng = random.Random(f"{n}-{shift}")
             alarms = embedding_alarms = classifier_alarms = 0
+            by_feature: dict[str, int] = {}
+            trials = args.null_trials if shift == 0 and args.null_trials else args.trials
             cpu = time.process_time()
-            for trial in range(args.trials):
+            for trial in range(trials):
                 ref = [rng.choice(reference) for _ in range(n)]
                 cur = [rng.choice(other) if rng.random() < shift else rng.choice(reference) for _ in range(n)]
                 options.seed = trial
                 features, _ = compare_observations([Observation(prompt=t) for t in ref],
                                                    [Observation(prompt=t) for t in cur], options)  # fmt: skip
                 alarms += any(f.drifted for f in features)
+                for f in features:
+                    by_feature[f.feature] = by_feature.get(f.feature, 0) + f.drifted
                 embedding_alarms += next(f for f in features if f.feature == "query_embedding").p_value < ALPHA
                 if n <= 500 and trial < args.classifier_trials:
                     x, y = vectors[[row[t] for t in ref]], vectors[[row[t] for t in cur]]
                     classifier_alarms += classifier_p(x, y, trial) < ALPHA
             line = {
-                "benchmark": "drift_power", "window": n, "off_topic_share": shift, "trials": args.trials,
-                "alpha": ALPHA, "report_alarm_rate": alarms / args.trials,
-                "mmd_alarm_rate": embedding_alarms / args.trials,
-                "cpu_s_per_report": (time.process_time() - cpu) / args.trials, "prep_cpu_s": round(prep_cpu, 1),
+                "benchmark": "drift_power", "window": n, "off_topic_share": shift, "trials": trials,
+                "alpha": ALPHA, "report_alarm_rate": alarms / trials, "mmd_alarm_rate": embedding_alarms / trials,
+                "alarms_by_feature": by_feature,
+                "cpu_s_per_report": (time.process_time() - cpu) / trials, "prep_cpu_s": round(prep_cpu, 1),
             }  # fmt: skip
             if n <= 500 and args.classifier_trials:
-                trials = min(args.trials, args.classifier_trials)
-                line["classifier_alarm_rate"] = classifier_alarms / trials
-                line["classifier_trials"] = trials
+                judged = min(trials, args.classifier_trials)
+                line["classifier_alarm_rate"] = classifier_alarms / judged
+                line["classifier_trials"] = judged
             print(json.dumps(line), flush=True)
 
 
@@ -164,6 +169,12 @@ def timing(count: int, reference: list[str], other: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument(
+        "--null-trials",
+        type=int,
+        default=1000,
+        help="trials of unshifted windows (false alarms need more than power: 0 means --trials)",
+    )
     parser.add_argument("--classifier-trials", type=int, default=200)
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[100, 500, 2000])
     parser.add_argument("--shifts", type=lambda s: [float(x) for x in s.split(",")], default=[0.0, 0.1, 0.25, 0.5])

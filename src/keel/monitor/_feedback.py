@@ -344,6 +344,6 @@ class FeedbackWriter(BatchWriter[Feedback]):
         """Insert feedback and its lineage edges in one transaction (the writer task calls this)."""
         if not batch:
             return
-        with self.db.write() as conn:
+        with self._store.db.write() as conn:
             write_feedback(conn, batch)
         self.written += len(batch)

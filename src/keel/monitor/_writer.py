@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar
+from typing import IO, Any, Generic, Protocol, Self, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import select
@@ -32,9 +32,6 @@ from keel.core.ids import new_ulid
 from keel.monitor._traces import Trace, trace_from_json
 from keel.store import Edge, Store, add_edges
 from keel.store.schema import NODE_ID_LENGTH, trace_contents, trace_retrievals, trace_subjects, traces
-
-if TYPE_CHECKING:
-    from keel.store import Database
 
 __all__ = ["BatchWriter", "TraceWriter"]
 
@@ -96,7 +93,6 @@ class BatchWriter(Generic[Item]):
         on_written: Callable[[list[Item]], None] | None = None,
     ) -> None:
         self._store = store
-        self._db: Database | None = None  # the writer's own kept-open connection, from start() to close()
         self._batch_size = batch_size
         self._queue: asyncio.Queue[Item] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
@@ -113,11 +109,6 @@ class BatchWriter(Generic[Item]):
         self.written = 0
         self.quarantined = 0
         self.spilled = 0
-
-    @property
-    def db(self) -> Database:
-        """The database this writer writes through: its kept-open handle while started, else the store's."""
-        return self._db or self._store.db
 
     @property
     def running(self) -> bool:
@@ -144,7 +135,6 @@ class BatchWriter(Generic[Item]):
         """Start the background task (in the running event loop); it first writes items spilled earlier."""
         if self._task is None:
             self._closed = False
-            self._db = self._store.db.kept_open()
             self._task = asyncio.create_task(self._run(), name=f"keel-{self.noun}-writer")
 
     async def put(self, item: Item) -> None:
@@ -339,9 +329,6 @@ class BatchWriter(Generic[Item]):
         self._inflight = []
         self._spill(left)
         self._close_overflow()
-        if self._db is not None and self._db is not self._store.db:
-            self._db.dispose()
-        self._db = None
 
 
 def _node(kind: str, identity: Any) -> str | None:
@@ -392,7 +379,7 @@ class TraceWriter(BatchWriter[Trace]):
         if not batch:
             return
         contents = [row for row in (t.content_row() for t in batch) if row is not None]
-        with self.db.write() as conn:
+        with self._store.db.write() as conn:
             conn.execute(traces.insert(), [t.to_row() for t in batch])
             if contents:
                 conn.execute(trace_contents.insert(), contents)

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from sqlalchemy import Connection, Engine, Table, create_engine, event, func, inspect, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlalchemy.pool import NullPool, QueuePool
+from sqlalchemy.pool import NullPool
 
 from keel.core.errors import DatabaseUnavailableError, SchemaError
 from keel.store.schema import metadata
@@ -264,39 +264,6 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection (call before forking, or at exit)."""
         self.engine.dispose()
-
-    def kept_open(self) -> Database:
-        """A handle on the same database whose one SQLite connection stays open between transactions.
-
-        For one long-lived writer in one process (the gateway's trace and feedback writers). Through
-        `write()` each batch would open a connection, set its pragmas and close it, and closing the
-        last connection to a WAL database checkpoints the log: 27% of the feedback writer's time in
-        a profile of `benchmarks/feedback.py`. The caller disposes of it; it must not cross a fork().
-        PostgreSQL engines pool already, and a read-only file is not written: those return `self`.
-        """
-        database = self.url.database
-        if (
-            self.dialect != "sqlite"
-            or self.read_only
-            or not database
-            or database == ":memory:"
-            or database.startswith("file:")
-        ):
-            return self
-        kept = object.__new__(Database)
-        kept.url, kept.display_url, kept.origin = self.url, self.display_url, self.origin
-        kept.file_mode, kept.read_only = self.file_mode, False
-        kept.engine = create_engine(
-            self.url,
-            poolclass=QueuePool,
-            pool_size=1,
-            max_overflow=0,
-            # The writer's transactions run one at a time, each in some thread of the event loop's executor.
-            connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
-        )
-        event.listen(kept.engine, "connect", _sqlite_on_connect)
-        event.listen(kept.engine, "begin", _sqlite_on_begin)
-        return kept
 
 
 def _current_revision(conn: Connection) -> str | None:
