@@ -77,7 +77,10 @@ def main() -> None:
     texts = _paragraphs(args.rows)
     table = _table(texts)
     result: dict[str, Any] = {"benchmark": "augment", "rows": len(texts), "delay_ms": args.delay_ms}
-    with serve_in_thread(_delayed(stub_upstream_app(), args.delay_ms / 1000)) as url, tempfile.TemporaryDirectory() as tmp:
+    with (
+        serve_in_thread(_delayed(stub_upstream_app(), args.delay_ms / 1000)) as url,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         runs = {}
         for label, concurrency in (("one_by_one", 1), ("batched", args.concurrency)):
             params = {"base_url": f"{url}/v1", "model": "stub", "concurrency": concurrency,

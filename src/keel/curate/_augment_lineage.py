@@ -131,7 +131,11 @@ class DedupAgainstParentStep(GlobalStep):
             return [obs["hashes"][bounds[i] : bounds[i + 1]] for i in range(len(obs["ids"]))]
 
         shingles = [rows(obs) for obs in observations]
-        by_id = {i: s for obs, mine in zip(observations, shingles, strict=True) for i, s in zip(obs["ids"], mine)}
+        by_id = {
+            i: s
+            for obs, mine in zip(observations, shingles, strict=True)
+            for i, s in zip(obs["ids"], mine, strict=True)
+        }
         drops, orphans = [], 0
         for obs, mine in zip(observations, shingles, strict=True):
             shard = []
@@ -154,4 +158,3 @@ class DedupAgainstParentStep(GlobalStep):
     def report(self, decision: Any) -> dict[str, Any]:
         """How many children copied their parent, and how many named a parent not in the data."""
         return getattr(self, "_report", {"copies": sum(len(d) for d in decision)})
-

@@ -32,6 +32,7 @@ from keel.curate._step import Step, StepParams, StepResult
 __all__ = ["EdaStep", "SynonymStep", "eda_edit", "load_lexicon"]
 
 Operation = Literal["synonym", "insert", "swap", "delete"]
+OPERATIONS: tuple[Operation, ...] = ("synonym", "insert", "swap", "delete")
 # Words EDA leaves alone when replacing or inserting (its paper uses a stop-word list the same way).
 _STOPWORDS = frozenset(
     "a an the and or but if of at by for with about to from in on off out over under is are was were be been being "
@@ -57,7 +58,9 @@ def load_lexicon(path: Path | None) -> dict[str, tuple[str, ...]]:
     except ValueError as exc:
         raise InputError(f"expected JSON {{word: [synonyms]}} in lexicon_file {path}; it is not JSON ({exc})") from None
     if not isinstance(data, dict) or not all(isinstance(v, list) for v in data.values()):
-        raise InputError(f"expected a JSON object {{word: [synonyms, ...]}} in lexicon_file {path}; found another shape")
+        raise InputError(
+            f"expected a JSON object {{word: [synonyms, ...]}} in lexicon_file {path}; found another shape"
+        )
     return {str(word).lower(): tuple(str(s) for s in others if s) for word, others in data.items()}
 
 
@@ -152,7 +155,9 @@ class _WordStep(Step):
         ids, texts = table.column("id").to_pylist(), table.column("text").to_pylist()
         parents, copies, out, details = [], [], [], []
         ops = self._operations()
-        for row, (record_id, text, parent) in enumerate(zip(ids, texts, table.column("parent_id").to_pylist())):
+        for row, (record_id, text, parent) in enumerate(
+            zip(ids, texts, table.column("parent_id").to_pylist(), strict=True)
+        ):
             if parent is not None and not p.augment_children:
                 continue
             words = len(text.split())
@@ -182,7 +187,7 @@ class EdaParams(_WordParams):
     """Parameters of `eda`."""
 
     operations: list[Operation] = Field(
-        default_factory=lambda: ["synonym", "insert", "swap", "delete"],
+        default_factory=lambda: list(OPERATIONS),
         min_length=1,
         description="EDA's four operations; copy k of a row uses operations[k % len(operations)].",
     )

@@ -1,7 +1,8 @@
 """What a curation step is: typed params, a per-batch method, and (for dedup) a two-phase global method.
 
 A step returns its output table and, if it filters, one drop reason per row (None keeps the row);
-augmentation steps append new rows after their input's. The engine applies the mask, counts drops by reason and keeps dropped rows aside when
+augmentation steps append new rows after their input's.
+The engine applies the mask, counts drops by reason and keeps dropped rows aside when
 asked, so no step can drop silently. Steps know nothing of processes, shards or Ray.
 """
 
