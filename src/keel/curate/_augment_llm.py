@@ -101,7 +101,6 @@ class _ModelStep(Step):
 
     def __init__(self, params: StepParams) -> None:
         super().__init__(params)
-        self._client: Any = None
         self._cache: GenerationCache | None = None
         self._cache_resolved = False
 
@@ -119,12 +118,11 @@ class _ModelStep(Step):
         return self._cache
 
     def _openai(self) -> Any:
-        if self._client is None:
-            from openai import OpenAI
+        """A client for one batch (closed after it: steps have no end-of-run hook to close a kept one)."""
+        from openai import OpenAI
 
-            p: ModelParams = self.params  # type: ignore[assignment]
-            self._client = OpenAI(base_url=p.base_url, api_key=p.api_key, timeout=p.timeout, max_retries=2)
-        return self._client
+        p: ModelParams = self.params  # type: ignore[assignment]
+        return OpenAI(base_url=p.base_url, api_key=p.api_key, timeout=p.timeout, max_retries=2)
 
     def _request(self, prompt: str, copy: int) -> dict[str, Any]:
         p: ModelParams = self.params  # type: ignore[assignment]
@@ -136,11 +134,12 @@ class _ModelStep(Step):
             "seed": p.seed + copy,
         }
 
-    def _call(self, request: dict[str, Any]) -> str | Exception:
+    @staticmethod
+    def _call(client: Any, request: dict[str, Any]) -> str | Exception:
         from openai import OpenAIError
 
         try:
-            response = self._openai().chat.completions.create(**request)
+            response = client.chat.completions.create(**request)
         except OpenAIError as exc:
             return exc
         return (response.choices[0].message.content or "").strip() if response.choices else ""
@@ -158,8 +157,8 @@ class _ModelStep(Step):
         self.count("cache.hits", len(prompts) - len(todo))
         if not todo:
             return answers
-        with ThreadPoolExecutor(max_workers=min(p.concurrency, len(todo))) as pool:
-            results = list(pool.map(self._call, [requests[i] for i in todo]))
+        with self._openai() as client, ThreadPoolExecutor(max_workers=min(p.concurrency, len(todo))) as pool:
+            results = list(pool.map(lambda request: self._call(client, request), [requests[i] for i in todo]))
         errors = [r for r in results if isinstance(r, Exception)]
         if errors and len(errors) == len(todo):
             raise InputError(

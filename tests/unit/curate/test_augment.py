@@ -195,3 +195,13 @@ def test_bad_augmentation_config_is_one_line_per_problem(tmp_path: Path) -> None
         assert where in problems
     result = CliRunner().invoke(app, ["curate", "validate", str(tmp_path / "out.yaml")])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_a_later_augmentation_step_leaves_earlier_children_alone_unless_asked() -> None:
+    made = _step("synonym", seed=3).apply(_table(TEXTS[:1])).table
+    assert made.num_rows == 2
+    again = _step("eda", operations=["swap"], copies=1).apply(made).table.to_pylist()
+    assert [r["parent_id"] for r in again[2:]] == [made.column("id")[0].as_py()]  # only the original grew
+    chained = _step("eda", operations=["swap"], copies=1, augment_children=True).apply(made).table.to_pylist()
+    assert [r["parent_id"] for r in chained[2:]] == made.column("id").to_pylist()  # a child names its own parent
+    assert [r["augment_op"] for r in chained] == [None, "synonym", "eda", "eda"]
