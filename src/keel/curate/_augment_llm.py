@@ -98,6 +98,7 @@ class _ModelStep(Step):
 
     Params = ModelParams
     requires = ("openai",)
+    adds_rows = True
 
     def __init__(self, params: StepParams) -> None:
         super().__init__(params)

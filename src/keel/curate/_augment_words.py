@@ -138,6 +138,7 @@ class _WordParams(StepParams):
 
 
 class _WordStep(Step):
+    adds_rows = True
     operations: tuple[Operation, ...] = ("synonym",)
 
     def __init__(self, params: StepParams) -> None:

@@ -94,6 +94,7 @@ class Step(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[StepParams]]
     requires: ClassVar[tuple[str, ...]] = ()
+    adds_rows: ClassVar[bool] = False  # an augmentation step: appends rows after its input's
 
     def __init__(self, params: StepParams) -> None:
         self.params = params

@@ -205,3 +205,13 @@ def test_a_later_augmentation_step_leaves_earlier_children_alone_unless_asked() 
     chained = _step("eda", operations=["swap"], copies=1, augment_children=True).apply(made).table.to_pylist()
     assert [r["parent_id"] for r in chained[2:]] == made.column("id").to_pylist()  # a child names its own parent
     assert [r["augment_op"] for r in chained] == [None, "synonym", "eda", "eda"]
+
+
+def test_the_ray_engine_refuses_steps_that_add_rows_before_ray_starts(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    from keel.curate import RayEngine
+
+    recipe = load_recipe(_recipe(tmp_path, "  - eda: {copies: 1}\n"))
+    with pytest.raises(ConfigError, match="does not run steps that add rows; found 'eda'"):
+        RayEngine(num_cpus=1).run(recipe)
+    assert not (tmp_path / "out").exists()
