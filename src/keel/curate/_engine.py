@@ -104,6 +104,7 @@ _SETTING_FOR_REASON = {
     "blocked_domain": "domains",
     "eval_contamination": "ngram / min_eval_words",
     "empty_after_normalize": "the inputs' text_field",
+    "copies_parent": "threshold / ngram",
 }
 
 

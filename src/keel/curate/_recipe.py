@@ -36,6 +36,11 @@ _STEPS = {
     "near_dedup": ("_near_dedup", "NearDedupStep"),
     "pii": ("_pii_step", "PiiStep"),
     "decontaminate": ("_decontaminate", "DecontaminateStep"),
+    "paraphrase": ("_augment_llm", "ParaphraseStep"),
+    "back_translate": ("_augment_llm", "BackTranslateStep"),
+    "synonym": ("_augment_words", "SynonymStep"),
+    "eda": ("_augment_words", "EdaStep"),
+    "dedup_against_parent": ("_augment_lineage", "DedupAgainstParentStep"),
 }
 
 

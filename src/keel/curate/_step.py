@@ -1,7 +1,8 @@
 """What a curation step is: typed params, a per-batch method, and (for dedup) a two-phase global method.
 
-A step returns its output table and, if it filters, one drop reason per input row (None keeps
-the row). The engine applies the mask, counts drops by reason and keeps dropped rows aside when
+A step returns its output table and, if it filters, one drop reason per row (None keeps the row);
+augmentation steps append new rows after their input's.
+The engine applies the mask, counts drops by reason and keeps dropped rows aside when
 asked, so no step can drop silently. Steps know nothing of processes, shards or Ray.
 """
 
@@ -26,7 +27,10 @@ class StepParams(BaseModel):
 
 @dataclass
 class StepResult:
-    """A step's output: the table (same rows as its input), and per-row drop reasons if it filters."""
+    """A step's output: the table and, if it filters, one drop reason per output row.
+
+    The table holds the input's rows in order; an augmentation step appends the rows it made after them.
+    """
 
     table: pa.Table
     drop_reasons: list[str | None] | None = None
@@ -90,6 +94,7 @@ class Step(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[StepParams]]
     requires: ClassVar[tuple[str, ...]] = ()
+    adds_rows: ClassVar[bool] = False  # an augmentation step: appends rows after its input's
 
     def __init__(self, params: StepParams) -> None:
         self.params = params

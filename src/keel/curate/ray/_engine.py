@@ -451,6 +451,11 @@ class RayEngine:
 def _check_supported(steps: list[Step]) -> None:
     """Refuse, before any work, what the distributed phases do not implement."""
     for step in steps:
+        if step.adds_rows:  # its new rows would have no place in the global row order the dedup phases use
+            raise ConfigError(
+                f"the ray engine does not run steps that add rows; found {step.name!r}",
+                hint="run this recipe with --engine local",
+            )
         if isinstance(step, GlobalStep) and not isinstance(step, ExactDedupStep | NearDedupStep):
             raise ConfigError(
                 f"the ray engine runs the global steps exact_dedup and near_dedup; found {step.name!r}",
