@@ -9,6 +9,7 @@ run on one thread of their own whose torch uses one OpenMP thread (`threads`): s
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import logging
 import threading
@@ -69,7 +70,7 @@ class EmbedBatcher:
         self.embedder = embedder
         self.max_batch = max_batch
         self._executor = ThreadPoolExecutor(
-            1, "keel-embed", initializer=_torch_threads if threads else None, initargs=(threads,) if threads else ()
+            1, "keel-embed", initializer=functools.partial(_torch_threads, threads) if threads else None
         )
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
