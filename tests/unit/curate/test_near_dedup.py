@@ -129,12 +129,15 @@ def test_templated_short_texts_are_all_kept_at_the_default_threshold() -> None:
 
 
 def test_the_demo_corpus_loses_no_distinct_ticket(tmp_path: Path) -> None:
-    from keel.pipeline._demo import DEMO_RECIPE
+    from importlib.resources import files
+
     from keel.pipeline._sample_corpus import write_sample_corpus
 
     corpus = write_sample_corpus(tmp_path / "corpus")
-    (corpus.root / "recipe.yaml").write_text(DEMO_RECIPE, encoding="utf-8")
-    LocalEngine().run(load_recipe(corpus.root / "recipe.yaml"))
+    recipe = tmp_path / "pipeline" / "recipe.yaml"  # the demo pipeline's recipe reads ../corpus
+    recipe.parent.mkdir()
+    recipe.write_bytes(files("keel.pipeline").joinpath("demo", "recipe.yaml").read_bytes())
+    LocalEngine().run(load_recipe(recipe))
     tickets = [json.loads(line) for line in (corpus.raw_dir / "tickets.jsonl").read_text().splitlines()]
     kept = pq.read_table(sorted((corpus.root / "curated" / "data").glob("*.parquet"))).column("id").to_pylist()
     assert len({t["text"] for t in tickets}) == len(tickets) == corpus.counts["tickets"]

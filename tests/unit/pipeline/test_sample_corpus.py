@@ -1,19 +1,21 @@
 from __future__ import annotations
 
 import json
+from importlib.resources import files
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from keel.curate import LocalEngine, load_recipe
-from keel.pipeline._demo import DEMO_RECIPE
 from keel.pipeline._sample_corpus import PRODUCTS, sft_pairs, write_sample_corpus
 
 
 def test_sft_pairs_are_read_out_of_the_curated_product_pages(tmp_path: Path) -> None:
     corpus = write_sample_corpus(tmp_path / "corpus")
-    (corpus.root / "recipe.yaml").write_text(DEMO_RECIPE, encoding="utf-8")
-    report = LocalEngine().run(load_recipe(corpus.root / "recipe.yaml"))
+    recipe = tmp_path / "pipeline" / "recipe.yaml"  # the demo pipeline's recipe reads ../corpus
+    recipe.parent.mkdir()
+    recipe.write_bytes(files("keel.pipeline").joinpath("demo", "recipe.yaml").read_bytes())
+    report = LocalEngine().run(load_recipe(recipe))
     table = pq.read_table(sorted((corpus.root / "curated" / "data").glob("*.parquet")))
     records = list(zip(table.column("id").to_pylist(), table.column("text").to_pylist(), strict=True))
     pairs = sft_pairs(records)
