@@ -25,6 +25,8 @@ LOCK_HEADER_3 = \# \`make lock\` after changing pyproject.toml. torch comes from
 lock:
 	python3 -m venv .venv-lock
 	.venv-lock/bin/pip install --quiet uv==0.13.9
+	# The current lock as uv's preferences (it reads an existing output file): only what changed moves.
+	grep -v '^#' requirements/lock.txt > .venv-lock/raw.txt
 	.venv-lock/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--python-platform x86_64-manylinux_2_28 -c requirements/torch.txt --no-annotate --no-header -q \
 		-o .venv-lock/raw.txt
