@@ -16,8 +16,8 @@ from alembic import op
 
 import keel.store.schema
 
-revision = "0016"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
