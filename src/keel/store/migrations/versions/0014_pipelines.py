@@ -1,7 +1,7 @@
 """pipelines: each stage execution with its cache key, and one lock per pipeline (keel.pipeline)
 
 Revision ID: 0014
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-06
 """
 

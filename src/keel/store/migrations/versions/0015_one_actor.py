@@ -6,8 +6,8 @@ left open twice by that race before this revision are resolved first (the oldest
 A guarded-rollout check that outlasted its interval could be claimed again by a second controller
 (a gateway replica): `rollouts.lease_until` marks a check in progress.
 
-Revision ID: 0016
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-06
 """
 
