@@ -20,7 +20,7 @@ from typing import Any
 
 from keel.core.errors import IntegrityError
 
-__all__ = ["QUANT_FORMAT", "Int8Linear", "load_int8", "quantize_int8", "save_int8"]
+__all__ = ["QUANT_FORMAT", "load_int8", "quantize_int8", "save_int8"]
 
 QUANT_FORMAT = "keel-int8-dynamic-v2"
 _V1 = "keel-int8-weight-only-v1"  # weights dequantised to float32 at load
@@ -63,9 +63,8 @@ def _int8_module() -> Any:
             out = torch.empty(flat.shape[0], self.out_features, dtype=x.dtype)
             for value in torch.unique(group):
                 rows = (group == value).nonzero().squeeze(1)
-                out[rows] = torch.ops.quantized.linear_dynamic(
-                    flat[rows], packed, reduce_range=self.reduce_range
-                ).to(x.dtype)
+                found = torch.ops.quantized.linear_dynamic(flat[rows], packed, reduce_range=self.reduce_range)
+                out[rows] = found.to(x.dtype)
             return out.reshape(*x.shape[:-1], self.out_features)
 
     return Int8Linear
