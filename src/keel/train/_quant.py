@@ -48,7 +48,7 @@ def _int8_module() -> Any:
     import torch
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-    class Int8Linear(DynamicLinear):  # type: ignore[misc]
+    class Int8Linear(DynamicLinear):
         """A dynamically quantised Linear whose activations get one scale per group of similar rows."""
 
         reduce_range = not _vnni()  # 7-bit activations where AVX2 kernels could saturate
