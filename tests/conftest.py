@@ -167,7 +167,7 @@ DEMO_ANSWERS = {
 
 @dataclass(frozen=True)
 class TunedTiny:
-    """A workspace holding a tiny base, its LoRA adapter tuned on the demo questions, the merged weights and GGUF exports."""
+    """A workspace with a tiny base, its LoRA adapter tuned on the demo questions, merged weights, a GGUF export."""
 
     workspace: Path
     adapter: str

@@ -16,7 +16,7 @@ import random
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from keel.serve._batching import GenerationJob, GenerationResult, _put, _settle
 from keel.serve._errors import GatewayError
@@ -66,7 +66,7 @@ class _GgufTokenizer:
 
     def apply_chat_template(self, messages: list[dict[str, str]], **_: Any) -> str:
         assert self._formatter is not None
-        return str(self._formatter(messages=messages).prompt)
+        return str(self._formatter(messages=cast(Any, messages)).prompt)
 
     def __call__(self, text: str) -> dict[str, list[int]]:
         # Special tokens written in the text (the template's markers) parse as themselves, and the
@@ -204,7 +204,7 @@ class LlamaCppBackend(TransformersBackend):
         llm = llama_cpp.Llama(
             model_path=str(file), n_ctx=context or 0, n_threads=threads, n_threads_batch=threads, verbose=False
         )
-        self.tokenizer = _GgufTokenizer(llm)
+        self.tokenizer = _GgufTokenizer(llm)  # type: ignore[assignment]
         self.context = int(llm.n_ctx())
         # A token covers at most this many characters (as the parent computes from its vocabulary).
         self.longest_token = max((len(llm.detokenize([t])) for t in range(llm.n_vocab())), default=1) or 1

@@ -43,7 +43,7 @@ __all__ = [
 
 GgufQuant = Literal["f16", "q8_0", "q4_k_m"]
 LLAMA_CPP_HINT = (
-    "build it once (about 5 minutes): CMAKE_ARGS=\"-DLLAVA_BUILD=OFF\" pip wheel llama-cpp-python --no-deps "
+    'build it once (about 5 minutes): CMAKE_ARGS="-DLLAVA_BUILD=OFF" pip wheel llama-cpp-python --no-deps '
     "-w ~/.cache/keel-wheels, then pip install ~/.cache/keel-wheels/llama_cpp_python-*.whl "
     "(or pip install 'keel-llmops[llamacpp]', which builds it)"
 )
@@ -240,9 +240,10 @@ def export_gguf(
     say("loading and merging the model")
     parent, model, tokenizer = _merged(store, ref)
     params = {"parent": parent.ref, "quantization": quant, "llama_cpp_python": _llama_cpp_version()}
-    with start_run("export", params, inputs=[parent.node], store=store) as run, tempfile.TemporaryDirectory(
-        prefix="keel-gguf-"
-    ) as tmp:
+    with (
+        start_run("export", params, inputs=[parent.node], store=store) as run,
+        tempfile.TemporaryDirectory(prefix="keel-gguf-") as tmp,
+    ):
         hf, out = Path(tmp) / "hf", Path(tmp) / "out"
         with quiet_loading():
             model.save_pretrained(hf)

@@ -36,8 +36,8 @@ def byte_level_gpt2(tokenizer_json: Path) -> bool:
 def main(argv: list[str]) -> None:
     """Import the converter from `argv[0]`, adjust its pre-tokenizer lookup, and run it on `argv[1:]`."""
     sys.path.insert(0, argv[0])
-    import convert_hf_to_gguf  # the converter's own module, from the folder just added
-    from conversion import TextModel
+    import convert_hf_to_gguf  # type: ignore[import-not-found]  # the converter's own module, from that folder
+    from conversion import TextModel  # type: ignore[import-not-found]
 
     known = TextModel.get_vocab_base_pre
 
@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
                 return "gpt-2"
             raise
 
-    TextModel.get_vocab_base_pre = pre_tokenizer  # type: ignore[method-assign]
+    TextModel.get_vocab_base_pre = pre_tokenizer
     sys.argv = ["convert_hf_to_gguf.py", *argv[1:]]
     convert_hf_to_gguf.main()
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import openai
 import pytest
+from tests.conftest import DEMO_ANSWERS, TunedTiny
 
 from keel.core.errors import InputError
 from keel.core.settings import load_settings
@@ -14,7 +15,6 @@ from keel.govern import create_key
 from keel.serve import Gateway, LlamaCppBackend, ServeSettings, create_app, create_deployment, serve_in_thread
 from keel.store import Store, open_store
 from keel.train import load_model
-from tests.conftest import DEMO_ANSWERS, TunedTiny
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import TunedTiny
 from typer.testing import CliRunner
 
 from keel.cli import app
@@ -16,7 +17,6 @@ from keel.registry import get_model, model_card, render_card_markdown
 from keel.store import open_store, walk
 from keel.train import export_gguf
 from keel.train._gguf_convert import byte_level_gpt2
-from tests.conftest import TunedTiny
 
 
 def test_export_registers_a_gguf_version_derived_from_the_adapter(tuned_tiny: TunedTiny) -> None:
