@@ -19,7 +19,7 @@ from keel.core.errors import InputError
 from keel.data import diff_versions, get_version, iter_batches, list_datasets, list_versions, trace_record
 from keel.evals import get_result
 from keel.index import list_indexes, search
-from keel.monitor import get_trace, get_trace_contents, list_feedback, list_traces, summarize
+from keel.monitor import get_trace, get_trace_contents, list_feedback, list_traces
 from keel.registry import (
     get_model,
     get_prompt,
@@ -37,6 +37,7 @@ from keel.registry import (
 from keel.serve import deployment_history, get_deployment, list_deployments
 from keel.store import events, verify, walk
 from keel.ui._app import PAGE, Console
+from keel.ui._series import series
 
 __all__ = ["add_routes"]
 
@@ -240,9 +241,9 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         history = deployment_history(console.store, name)[::-1]
         since = console.store.clock() - timedelta(hours=max(1, min(hours, 24 * 90)))
         bucket = timedelta(minutes=5) if hours <= 24 else timedelta(hours=1)
-        # One pass over the window's traces (summarize reads each row in Python): the charts use the buckets,
-        # the table adds them up per version; its latency column is the worst bucket's p95, as labelled.
-        rows = summarize(console.store, deployment=name, since=since, by=bucket)
+        # Aggregated in the database (counts, sums and a latency histogram per bucket; see _series): the charts
+        # use the buckets, the table adds them up per version; its latency column is the worst bucket's p95.
+        rows = series(console.store, name, since, bucket)
         charts = _monitor_charts(rows)
         totals = _totals(rows)
         return console.render(request, "deployment.html", title=f"Deployment {name}", deployment=found,
