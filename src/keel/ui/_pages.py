@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from keel.core.errors import InputError
+from keel.core.errors import InputError, NotFoundError
 from keel.data import diff_versions, get_version, iter_batches, list_datasets, list_versions, trace_record
 from keel.evals import get_result
 from keel.index import list_indexes, search
@@ -37,12 +37,26 @@ from keel.registry import (
 from keel.serve import deployment_history, get_deployment, list_deployments
 from keel.store import events, verify, walk
 from keel.ui._app import PAGE, Console
+from keel.ui._graph import lineage_svg
 from keel.ui._series import series
 
 __all__ = ["add_routes"]
 
 # Overview counts: the objects a person asks "how many" about (the full table list is `keel status`).
 OVERVIEW_TABLES = ("datasets", "dataset_versions", "runs", "model_versions", "prompt_versions", "deployments")
+
+
+def _lineage(console: Console, request: Request, node: str, depth: int) -> Any:
+    """The lineage graph around `node` (up to `depth` edges each way, 50 nodes each way), or None if it has none."""
+    with console.store.db.read() as conn:
+        try:
+            up = walk(conn, node, "upstream", depth=depth, limit=PAGE)
+            down = walk(conn, node, "downstream", depth=depth, limit=PAGE)
+        except NotFoundError:
+            return None
+    if not up and not down:
+        return None
+    return lineage_svg(node, up, down, request.scope.get("root_path", ""))
 
 
 def _chart(series: dict[str, list[tuple[Any, float]]]) -> str:
@@ -104,8 +118,9 @@ def _data_routes(app: FastAPI, console: Console) -> None:
         ref = f"{name}@v{version}"
         found = get_version(console.store, ref)
         rows, nxt = _records(console, ref, q.strip(), after)
+        graph = _lineage(console, request, f"dataset-version:{found.ref}", 2)
         return console.render(request, "records.html", title=f"Dataset {ref}", version=found, ref=ref, rows=rows,
-                              q=q, next=nxt, after=after)  # fmt: skip
+                              q=q, next=nxt, after=after, graph=graph)  # fmt: skip
 
     @app.get("/records/{record_id}", response_class=HTMLResponse)
     async def record(request: Request, record_id: str) -> Response:
@@ -203,7 +218,9 @@ def _registry_routes(app: FastAPI, console: Console) -> None:
         ref = f"{name}@v{version}"
         card = render_card_markdown(model_card(console.store, ref))
         found = get_model(console.store, ref)
-        return console.render(request, "model_version.html", title=f"Model {ref}", model=found, card=card, ref=ref)
+        graph = _lineage(console, request, f"model-version:{ref}", 2)
+        return console.render(request, "model_version.html", title=f"Model {ref}", model=found, card=card, ref=ref,
+                              graph=graph)  # fmt: skip
 
     @app.get("/prompts", response_class=HTMLResponse)
     async def prompts(request: Request) -> Response:
@@ -264,8 +281,9 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         feedback = list_feedback(console.store, trace_id=found.id, limit=None)
         with console.store.db.read() as conn:
             lineage = walk(conn, f"trace:{found.id}", "upstream", depth=3, limit=PAGE)
+        graph = _lineage(console, request, f"trace:{found.id}", 3)
         return console.render(request, "trace.html", title=f"Trace {found.id}", trace=found, content=content,
-                              feedback=feedback, lineage=lineage)  # fmt: skip
+                              feedback=feedback, lineage=lineage, graph=graph)  # fmt: skip
 
 
 def _totals(rows: list[Any]) -> list[dict[str, Any]]:

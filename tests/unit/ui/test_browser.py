@@ -163,3 +163,20 @@ def test_a_post_without_a_session_is_refused(browser: Any, console_url: str, wor
     with workspace_built.store.db.read() as conn:
         refusals = events(conn, action="access.denied", limit=2)
     assert {e.actor for e in refusals} == {"console:anonymous"}
+
+
+def test_lineage_graph_links_navigate(browser: Any, console_url: str, workspace_built: Workspace, tmp_path: Path) -> None:
+    """The trace page draws its lineage as an SVG; a node's link opens that node's page, whose graph links back."""
+    trace_id = workspace_built.trace_ids[1]
+    page = sign_in(browser, console_url, workspace_built.admin_key)
+    page.goto(f"{console_url}/traces/{trace_id}")
+    graph = page.locator("#lineage-graph svg")
+    assert graph.count() == 1 and graph.locator("rect").count() >= 2
+    page.screenshot(path=str(tmp_path / "trace_lineage.png"), full_page=True)
+    graph.locator('a[data-node="model-version:chat@v1"]').click()
+    page.wait_for_url(f"{console_url}/models/chat/v1")
+    back = page.locator(f'#lineage-graph svg a[data-node="trace:{trace_id}"]')
+    assert back.count() == 1  # the model version's graph shows the traces it answered, downstream
+    back.click()
+    page.wait_for_url(f"{console_url}/traces/{trace_id}")
+    assert page.locator("h1").inner_text() == f"Trace {trace_id}"
