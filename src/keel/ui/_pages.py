@@ -161,7 +161,43 @@ def _records(console: Console, ref: str, query: str, after: int) -> tuple[list[d
     return rows, None
 
 
+def curation_view(report: dict[str, Any]) -> dict[str, Any]:
+    """What the curation page shows from a run's report.json: drops by step and reason, PII found, near duplicates.
+
+    PII counts are the `found.<type>` counters of each step that has them (the pii step counts every span it
+    found); near-duplicate figures are each global step's `dropped_to_kept` similarity summary (near_dedup's).
+    """
+    steps = report.get("steps", {})
+    drops = [(step, reason, n) for step, stats in steps.items() for reason, n in stats.get("dropped", {}).items()]
+    by_reason: dict[str, int] = {}
+    for _, reason, n in drops:
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    pii = [(step, key.removeprefix("found."), n) for step, stats in steps.items()
+           for key, n in stats.get("counters", {}).items() if key.startswith("found.")]  # fmt: skip
+    near = []
+    for step, facts in report.get("global", {}).items():
+        summary = facts.get("dropped_to_kept")
+        if summary is not None:
+            top = max((b[2] for b in summary["histogram"]), default=0)
+            near.append({"step": step, "facts": facts, "summary": summary, "top": top})
+    return {"steps": steps, "drops": drops, "by_reason": sorted(by_reason.items(), key=lambda kv: -kv[1]),
+            "pii": pii, "near": near}  # fmt: skip
+
+
 def _run_routes(app: FastAPI, console: Console) -> None:
+    @app.get("/runs/{run_id}/curation", response_class=HTMLResponse)
+    async def curation(request: Request, run_id: str) -> Response:
+        with console.store.db.read() as conn:
+            found = get_run(conn, run_id)
+        digest = found.artifacts.get("report.json")
+        if found.kind != "curate" or digest is None:
+            raise NotFoundError(f"run {found.id} is a {found.kind} run with no report.json, not a curation run",
+                                hint="curation runs are listed on /runs?kind=curate")  # fmt: skip
+        with console.store.blobs.open(digest) as handle:
+            report = json.load(handle)
+        return console.render(request, "curation.html", title=f"Curation run {found.id}", run=found, report=report,
+                              view=curation_view(report))  # fmt: skip
+
     @app.get("/runs", response_class=HTMLResponse)
     async def runs(request: Request, kind: str = "", status: str = "", sort: str = "", order: str = "desc",
                    after: str = "") -> Response:  # fmt: skip
