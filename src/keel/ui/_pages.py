@@ -46,17 +46,20 @@ __all__ = ["add_routes"]
 OVERVIEW_TABLES = ("datasets", "dataset_versions", "runs", "model_versions", "prompt_versions", "deployments")
 
 
-def _lineage(console: Console, request: Request, node: str, depth: int) -> Any:
-    """The lineage graph around `node` (up to `depth` edges each way, 50 nodes each way), or None if it has none."""
+def _lineage(console: Console, request: Request, node: str, depth: int) -> tuple[list[Any], Any]:
+    """The upstream hits around `node` and its lineage graph (up to `depth` edges and 50 nodes each way).
+
+    No hits and no graph for a node that is not in the lineage graph (traces loaded in bulk have none).
+    """
     with console.store.db.read() as conn:
         try:
             up = walk(conn, node, "upstream", depth=depth, limit=PAGE)
             down = walk(conn, node, "downstream", depth=depth, limit=PAGE)
         except NotFoundError:
-            return None
+            return [], None
     if not up and not down:
-        return None
-    return lineage_svg(node, up, down, request.scope.get("root_path", ""))
+        return [], None
+    return up, lineage_svg(node, up, down, request.scope.get("root_path", ""))
 
 
 def _chart(series: dict[str, list[tuple[Any, float]]]) -> str:
@@ -118,7 +121,7 @@ def _data_routes(app: FastAPI, console: Console) -> None:
         ref = f"{name}@v{version}"
         found = get_version(console.store, ref)
         rows, nxt = _records(console, ref, q.strip(), after)
-        graph = _lineage(console, request, f"dataset-version:{found.ref}", 2)
+        _, graph = _lineage(console, request, f"dataset-version:{found.ref}", 2)
         return console.render(request, "records.html", title=f"Dataset {ref}", version=found, ref=ref, rows=rows,
                               q=q, next=nxt, after=after, graph=graph)  # fmt: skip
 
@@ -254,7 +257,7 @@ def _registry_routes(app: FastAPI, console: Console) -> None:
         ref = f"{name}@v{version}"
         card = render_card_markdown(model_card(console.store, ref))
         found = get_model(console.store, ref)
-        graph = _lineage(console, request, f"model-version:{ref}", 2)
+        _, graph = _lineage(console, request, f"model-version:{ref}", 2)
         return console.render(request, "model_version.html", title=f"Model {ref}", model=found, card=card, ref=ref,
                               graph=graph)  # fmt: skip
 
@@ -315,9 +318,7 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         found = get_trace(console.store, trace_id)
         content = get_trace_contents(console.store, [found.id]).get(found.id)
         feedback = list_feedback(console.store, trace_id=found.id, limit=None)
-        with console.store.db.read() as conn:
-            lineage = walk(conn, f"trace:{found.id}", "upstream", depth=3, limit=PAGE)
-        graph = _lineage(console, request, f"trace:{found.id}", 3)
+        lineage, graph = _lineage(console, request, f"trace:{found.id}", 3)
         return console.render(request, "trace.html", title=f"Trace {found.id}", trace=found, content=content,
                               feedback=feedback, lineage=lineage, graph=graph)  # fmt: skip
 
