@@ -57,6 +57,12 @@ def lineage_svg(center: str, upstream: Iterable[Any], downstream: Iterable[Any],
     for hit in downstream:
         layer.setdefault(hit.node, int(hit.depth))
         edges.append((hit.via, hit.node, hit.edge_kind))
+    columns = _order(center, layer, edges)
+    return _draw(center, columns, edges, base)
+
+
+def _order(center: str, layer: dict[str, int], edges: list[tuple[str, str, str]]) -> dict[int, list[str]]:
+    """The nodes of each column, ordered by the mean row of their neighbours one column nearer the centre."""
     neighbours: dict[str, list[str]] = defaultdict(list)
     for a, b, _ in edges:
         neighbours[a].append(b)
@@ -77,13 +83,17 @@ def lineage_svg(center: str, upstream: Iterable[Any], downstream: Iterable[Any],
         columns[index].sort(key=barycentre)
         for position, node in enumerate(columns[index]):
             row[node] = float(position)
+    return columns
+
+
+def _draw(center: str, columns: dict[int, list[str]], edges: list[tuple[str, str, str]], base: str) -> Markup:
     height_rows = max(len(nodes) for nodes in columns.values())
     first = min(columns)
     xy: dict[str, tuple[float, float]] = {}
     for index, nodes in columns.items():
         offset = (height_rows - len(nodes)) / 2  # centre short columns
         for position, node in enumerate(nodes):
-            x = PAD + (index - first) * (BOX_W + GAP_X)
+            x = float(PAD + (index - first) * (BOX_W + GAP_X))
             y = PAD + (position + offset) * (BOX_H + GAP_Y)
             xy[node] = (x, y)
     width = PAD * 2 + len(columns) * BOX_W + (len(columns) - 1) * GAP_X

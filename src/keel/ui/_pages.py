@@ -65,7 +65,8 @@ def _lineage(console: Console, request: Request, node: str, depth: int) -> tuple
 def _chart(series: dict[str, list[tuple[Any, float]]]) -> str:
     """A uPlot data block: x values shared by every series (steps or epoch seconds), None where one has no point."""
     xs = sorted({x for points in series.values() for x, _ in points})
-    columns = [[dict(points).get(x) for x in xs] for points in series.values()]
+    lookups = [dict(points) for points in series.values()]  # once per series, not once per x
+    columns = [[lookup.get(x) for x in xs] for lookup in lookups]
     return json.dumps({"labels": list(series), "data": [xs, *columns]})
 
 

@@ -165,7 +165,9 @@ def test_a_post_without_a_session_is_refused(browser: Any, console_url: str, wor
     assert {e.actor for e in refusals} == {"console:anonymous"}
 
 
-def test_lineage_graph_links_navigate(browser: Any, console_url: str, workspace_built: Workspace, tmp_path: Path) -> None:
+def test_lineage_graph_links_navigate(
+    browser: Any, console_url: str, workspace_built: Workspace, tmp_path: Path
+) -> None:
     """The trace page draws its lineage as an SVG; a node's link opens that node's page, whose graph links back."""
     trace_id = workspace_built.trace_ids[1]
     page = sign_in(browser, console_url, workspace_built.admin_key)
