@@ -134,14 +134,16 @@ def series(store: Store, deployment: str, since: datetime, by: timedelta) -> lis
         lambda: {"hist": [], "errors": 0, "tokens_in": 0, "tokens_out": 0, "cost": 0.0, "hits": 0}
     )
     with store.db.read() as conn:
-        for row in conn.execute(trace_query):
-            g = groups[(int(row.tb), row.model_version)]
-            g["hist"].append((int(row.lb), int(row.n)))
-            g["errors"] += int(row.errors)
-            g["tokens_in"] += int(row.tokens_in)
-            g["tokens_out"] += int(row.tokens_out)
-            g["cost"] += float(row.cost)
-            g["hits"] += int(row.hits)
+        # About one row per trace at 5-minute buckets (a few traces per bucket and version): plain tuples, as
+        # attribute access on SQLAlchemy rows was a third of this function's time.
+        for tb, version, lb, n, errors, tokens_in, tokens_out, cost, hits in conn.execute(trace_query):
+            g = groups[(tb, version)]
+            g["hist"].append((lb, n))
+            g["errors"] += errors
+            g["tokens_in"] += tokens_in
+            g["tokens_out"] += tokens_out
+            g["cost"] += cost
+            g["hits"] += hits
         scores = {(int(r.tb), r.model_version): r for r in conn.execute(feedback_query)}
     rows = []
     for key in sorted(set(groups) | set(scores), key=lambda k: (k[0], k[1] or "")):
