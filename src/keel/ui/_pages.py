@@ -165,13 +165,16 @@ def _records(console: Console, ref: str, query: str, after: int) -> tuple[list[d
     return rows, None
 
 
-def curation_view(report: dict[str, Any]) -> dict[str, Any]:
+def curation_view(report: dict[str, Any], recipe: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the curation page shows from a run's report.json: drops by step and reason, PII found, near duplicates.
 
+    Steps are in the recipe's order when the run's parameters hold it (report.json's keys are sorted).
     PII counts are the `found.<type>` counters of each step that has them (the pii step counts every span it
     found); near-duplicate figures are each global step's `dropped_to_kept` similarity summary (near_dedup's).
     """
-    steps = report.get("steps", {})
+    order = [name for entry in (recipe or {}).get("steps", []) for name in entry]
+    reported = report.get("steps", {})
+    steps = {name: reported[name] for name in [*order, *reported] if name in reported}
     drops = [(step, reason, n) for step, stats in steps.items() for reason, n in stats.get("dropped", {}).items()]
     by_reason: dict[str, int] = {}
     for _, reason, n in drops:
@@ -200,7 +203,7 @@ def _run_routes(app: FastAPI, console: Console) -> None:
         with console.store.blobs.open(digest) as handle:
             report = json.load(handle)
         return console.render(request, "curation.html", title=f"Curation run {found.id}", run=found, report=report,
-                              view=curation_view(report))  # fmt: skip
+                              view=curation_view(report, found.params.get("recipe")))  # fmt: skip
 
     @app.get("/runs", response_class=HTMLResponse)
     async def runs(request: Request, kind: str = "", status: str = "", sort: str = "", order: str = "desc",
