@@ -35,7 +35,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from _pg import postgres_schema_url  # noqa: E402
 from keel.core.ids import canonical_json  # noqa: E402
 from keel.govern import create_key, grant  # noqa: E402
-from keel.monitor import get_trace, list_traces  # noqa: E402
+from keel.monitor import get_trace, list_traces, summarize  # noqa: E402
 from keel.registry import get_run, list_runs, register_model  # noqa: E402
 from keel.serve import create_deployment  # noqa: E402
 from keel.store import Store, init_workspace  # noqa: E402
@@ -179,6 +179,7 @@ def measure(store: Store, secret: str, run_ids: list[str], trace_ids: list[str],
         status = client.get(path).status_code
         assert status == 200, (path, status)
         results[name] = _time(lambda p=path: client.get(p), repeats)  # type: ignore[misc]
+    day = store.clock() - timedelta(hours=24)
     peers = {  # the library call behind the page, same run
         "runs": lambda: _read(store, lambda c: list_runs(c, limit=50)),
         "runs_sorted_by_metric": lambda: _read(store, lambda c: list_runs(c, sort_by="loss", limit=50)),
@@ -186,6 +187,8 @@ def measure(store: Store, secret: str, run_ids: list[str], trace_ids: list[str],
         "traces": lambda: list_traces(store, limit=50),
         "traces_deep_keyset": lambda: list_traces(store, limit=50, after=deep_trace),
         "trace": lambda: get_trace(store, trace_ids[-1]),
+        # Before the SQL aggregation the page called summarize (every trace of the window read in Python).
+        "deployment_with_24h_charts": lambda: summarize(store, deployment="chat", since=day, by=timedelta(minutes=5)),
     }
     for name, call in peers.items():
         peer = _time(call, repeats)

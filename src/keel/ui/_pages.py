@@ -15,11 +15,11 @@ import pyarrow.compute as pc
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 
-from keel.core.errors import InputError
+from keel.core.errors import InputError, NotFoundError
 from keel.data import diff_versions, get_version, iter_batches, list_datasets, list_versions, trace_record
 from keel.evals import get_result
 from keel.index import list_indexes, search
-from keel.monitor import get_trace, get_trace_contents, list_feedback, list_traces, summarize
+from keel.monitor import get_trace, get_trace_contents, list_feedback, list_traces
 from keel.registry import (
     get_model,
     get_prompt,
@@ -37,6 +37,8 @@ from keel.registry import (
 from keel.serve import deployment_history, get_deployment, list_deployments
 from keel.store import events, verify, walk
 from keel.ui._app import PAGE, Console
+from keel.ui._graph import lineage_svg
+from keel.ui._series import series
 
 __all__ = ["add_routes"]
 
@@ -44,10 +46,27 @@ __all__ = ["add_routes"]
 OVERVIEW_TABLES = ("datasets", "dataset_versions", "runs", "model_versions", "prompt_versions", "deployments")
 
 
+def _lineage(console: Console, request: Request, node: str, depth: int) -> tuple[list[Any], Any]:
+    """The upstream hits around `node` and its lineage graph (up to `depth` edges and 50 nodes each way).
+
+    No hits and no graph for a node that is not in the lineage graph (traces loaded in bulk have none).
+    """
+    with console.store.db.read() as conn:
+        try:
+            up = walk(conn, node, "upstream", depth=depth, limit=PAGE)
+            down = walk(conn, node, "downstream", depth=depth, limit=PAGE)
+        except NotFoundError:
+            return [], None
+    if not up and not down:
+        return [], None
+    return up, lineage_svg(node, up, down, request.scope.get("root_path", ""))
+
+
 def _chart(series: dict[str, list[tuple[Any, float]]]) -> str:
     """A uPlot data block: x values shared by every series (steps or epoch seconds), None where one has no point."""
     xs = sorted({x for points in series.values() for x, _ in points})
-    columns = [[dict(points).get(x) for x in xs] for points in series.values()]
+    lookups = [dict(points) for points in series.values()]  # once per series, not once per x
+    columns = [[lookup.get(x) for x in xs] for lookup in lookups]
     return json.dumps({"labels": list(series), "data": [xs, *columns]})
 
 
@@ -103,8 +122,9 @@ def _data_routes(app: FastAPI, console: Console) -> None:
         ref = f"{name}@v{version}"
         found = get_version(console.store, ref)
         rows, nxt = _records(console, ref, q.strip(), after)
+        _, graph = _lineage(console, request, f"dataset-version:{found.ref}", 2)
         return console.render(request, "records.html", title=f"Dataset {ref}", version=found, ref=ref, rows=rows,
-                              q=q, next=nxt, after=after)  # fmt: skip
+                              q=q, next=nxt, after=after, graph=graph)  # fmt: skip
 
     @app.get("/records/{record_id}", response_class=HTMLResponse)
     async def record(request: Request, record_id: str) -> Response:
@@ -145,7 +165,46 @@ def _records(console: Console, ref: str, query: str, after: int) -> tuple[list[d
     return rows, None
 
 
+def curation_view(report: dict[str, Any], recipe: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the curation page shows from a run's report.json: drops by step and reason, PII found, near duplicates.
+
+    Steps are in the recipe's order when the run's parameters hold it (report.json's keys are sorted).
+    PII counts are the `found.<type>` counters of each step that has them (the pii step counts every span it
+    found); near-duplicate figures are each global step's `dropped_to_kept` similarity summary (near_dedup's).
+    """
+    order = [name for entry in (recipe or {}).get("steps", []) for name in entry]
+    reported = report.get("steps", {})
+    steps = {name: reported[name] for name in [*order, *reported] if name in reported}
+    drops = [(step, reason, n) for step, stats in steps.items() for reason, n in stats.get("dropped", {}).items()]
+    by_reason: dict[str, int] = {}
+    for _, reason, n in drops:
+        by_reason[reason] = by_reason.get(reason, 0) + n
+    pii = [(step, key.removeprefix("found."), n) for step, stats in steps.items()
+           for key, n in stats.get("counters", {}).items() if key.startswith("found.")]  # fmt: skip
+    near = []
+    for step, facts in report.get("global", {}).items():
+        summary = facts.get("dropped_to_kept")
+        if summary is not None:
+            top = max((b[2] for b in summary["histogram"]), default=0)
+            near.append({"step": step, "facts": facts, "summary": summary, "top": top})
+    return {"steps": steps, "drops": drops, "by_reason": sorted(by_reason.items(), key=lambda kv: -kv[1]),
+            "pii": pii, "near": near}  # fmt: skip
+
+
 def _run_routes(app: FastAPI, console: Console) -> None:
+    @app.get("/runs/{run_id}/curation", response_class=HTMLResponse)
+    async def curation(request: Request, run_id: str) -> Response:
+        with console.store.db.read() as conn:
+            found = get_run(conn, run_id)
+        digest = found.artifacts.get("report.json")
+        if found.kind != "curate" or digest is None:
+            raise NotFoundError(f"run {found.id} is a {found.kind} run with no report.json, not a curation run",
+                                hint="curation runs are listed on /runs?kind=curate")  # fmt: skip
+        with console.store.blobs.open(digest) as handle:
+            report = json.load(handle)
+        return console.render(request, "curation.html", title=f"Curation run {found.id}", run=found, report=report,
+                              view=curation_view(report, found.params.get("recipe")))  # fmt: skip
+
     @app.get("/runs", response_class=HTMLResponse)
     async def runs(request: Request, kind: str = "", status: str = "", sort: str = "", order: str = "desc",
                    after: str = "") -> Response:  # fmt: skip
@@ -202,7 +261,9 @@ def _registry_routes(app: FastAPI, console: Console) -> None:
         ref = f"{name}@v{version}"
         card = render_card_markdown(model_card(console.store, ref))
         found = get_model(console.store, ref)
-        return console.render(request, "model_version.html", title=f"Model {ref}", model=found, card=card, ref=ref)
+        _, graph = _lineage(console, request, f"model-version:{ref}", 2)
+        return console.render(request, "model_version.html", title=f"Model {ref}", model=found, card=card, ref=ref,
+                              graph=graph)  # fmt: skip
 
     @app.get("/prompts", response_class=HTMLResponse)
     async def prompts(request: Request) -> Response:
@@ -240,9 +301,9 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         history = deployment_history(console.store, name)[::-1]
         since = console.store.clock() - timedelta(hours=max(1, min(hours, 24 * 90)))
         bucket = timedelta(minutes=5) if hours <= 24 else timedelta(hours=1)
-        # One pass over the window's traces (summarize reads each row in Python): the charts use the buckets,
-        # the table adds them up per version; its latency column is the worst bucket's p95, as labelled.
-        rows = summarize(console.store, deployment=name, since=since, by=bucket)
+        # Aggregated in the database (counts, sums and a latency histogram per bucket; see _series): the charts
+        # use the buckets, the table adds them up per version; its latency column is the worst bucket's p95.
+        rows = series(console.store, name, since, bucket)
         charts = _monitor_charts(rows)
         totals = _totals(rows)
         return console.render(request, "deployment.html", title=f"Deployment {name}", deployment=found,
@@ -261,10 +322,9 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         found = get_trace(console.store, trace_id)
         content = get_trace_contents(console.store, [found.id]).get(found.id)
         feedback = list_feedback(console.store, trace_id=found.id, limit=None)
-        with console.store.db.read() as conn:
-            lineage = walk(conn, f"trace:{found.id}", "upstream", depth=3, limit=PAGE)
+        lineage, graph = _lineage(console, request, f"trace:{found.id}", 3)
         return console.render(request, "trace.html", title=f"Trace {found.id}", trace=found, content=content,
-                              feedback=feedback, lineage=lineage)  # fmt: skip
+                              feedback=feedback, lineage=lineage, graph=graph)  # fmt: skip
 
 
 def _totals(rows: list[Any]) -> list[dict[str, Any]]:

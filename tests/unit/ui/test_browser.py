@@ -163,3 +163,48 @@ def test_a_post_without_a_session_is_refused(browser: Any, console_url: str, wor
     with workspace_built.store.db.read() as conn:
         refusals = events(conn, action="access.denied", limit=2)
     assert {e.actor for e in refusals} == {"console:anonymous"}
+
+
+def test_lineage_graph_links_navigate(
+    browser: Any, console_url: str, workspace_built: Workspace, tmp_path: Path
+) -> None:
+    """The trace page draws its lineage as an SVG; a node's link opens that node's page, whose graph links back."""
+    trace_id = workspace_built.trace_ids[1]
+    page = sign_in(browser, console_url, workspace_built.admin_key)
+    page.goto(f"{console_url}/traces/{trace_id}")
+    graph = page.locator("#lineage-graph svg")
+    assert graph.count() == 1 and graph.locator("rect").count() >= 2
+    page.screenshot(path=str(tmp_path / "trace_lineage.png"), full_page=True)
+    graph.locator('a[data-node="model-version:chat@v1"]').click()
+    page.wait_for_url(f"{console_url}/models/chat/v1")
+    back = page.locator(f'#lineage-graph svg a[data-node="trace:{trace_id}"]')
+    assert back.count() == 1  # the model version's graph shows the traces it answered, downstream
+    back.click()
+    page.wait_for_url(f"{console_url}/traces/{trace_id}")
+    assert page.locator("h1").inner_text() == f"Trace {trace_id}"
+
+
+def test_curation_report_from_the_dataset_version(
+    browser: Any, console_url: str, workspace_built: Workspace, tmp_path: Path
+) -> None:
+    """The dataset version a curation produced links to the run's report page, which passes the page checks."""
+    from keel.curate import curate, load_recipe
+
+    from .test_curation_page import RECIPE, _corpus
+
+    work = tmp_path / "curation"
+    work.mkdir()
+    _corpus(work)
+    (work / "r.yaml").write_text(RECIPE)
+    result = curate(workspace_built.store, load_recipe(work / "r.yaml"), dataset="docs")
+    page = sign_in(browser, console_url, workspace_built.admin_key)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{console_url}/datasets/docs/v{result.version.version}")
+    page.locator("#curation-link").click()
+    page.wait_for_url(f"{console_url}/runs/{result.run_id}/curation")
+    check_accessibility(page, "/runs/ID/curation")
+    assert page.locator("#drops-by-reason tbody tr").count() >= 2
+    assert page.locator("table.similarity meter").count() >= 1
+    page.screenshot(path=str(tmp_path / "curation.png"), full_page=True)
+    assert errors == [], errors

@@ -240,3 +240,20 @@ def test_revoking_the_key_ends_its_sessions(workspace_built: Workspace) -> None:
         (key,) = [k for k in list_keys(workspace_built.store) if k.name == "console-viewer"]
         revoke_key(workspace_built.store, key.id)
         assert viewer.get("/runs").headers["location"] == "/login?next=%2Fruns"
+
+
+def test_a_trace_without_a_lineage_node_shows_no_lineage(admin: TestClient, workspace_built: Workspace) -> None:
+    """Traces written straight into the table (bulk loads, imports) have no lineage node: the page still shows."""
+    from datetime import timedelta
+
+    from keel.store.schema import traces
+
+    store = workspace_built.store
+    row = {"id": "01M00000000000000000000000", "at": store.clock() - timedelta(minutes=1), "deployment": "chat",
+           "model_version": "chat@v1", "prompt_version": None, "key_id": None, "operation": "chat", "status": 200,
+           "error": None, "tokens_in": 1, "tokens_out": 1, "ttft_ms": None, "latency_ms": 12.0, "cost": 0.0,
+           "cache_hit": 0, "flags": "[]"}  # fmt: skip
+    with store.db.write() as conn:
+        conn.execute(traces.insert(), [row])
+    page = admin.get(f"/traces/{row['id']}")
+    assert page.status_code == 200 and "No recorded lineage." in page.text and "lineage-graph" not in page.text
