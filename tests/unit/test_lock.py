@@ -1,4 +1,5 @@
-"""requirements/lock.txt (with torch.txt and llamacpp.txt) must pin every dependency pyproject.toml declares, at a version it allows.
+"""requirements/lock.txt (with torch.txt and llamacpp.txt) must pin every dependency pyproject.toml declares,
+at a version it allows.
 
 Only declared requirements are checked; what they pull in (their own extras included) is pinned by `make lock`.
 """

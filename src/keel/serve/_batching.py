@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BatchEngine", "GenerationJob", "GenerationResult"]
+__all__ = ["BatchEngine", "GenerationJob", "GenerationResult", "JobThread"]
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,44 @@ class GenerationJob:
         return len(self.ids) + self.max_new_tokens
 
 
-class BatchEngine:
+class JobThread:
+    """A queue of generation jobs and the one thread that works through it (started by the first job).
+
+    Subclasses set `thread_name`, call `_start_queue()` in `__init__` and implement `_run`.
+    """
+
+    thread_name = "keel-generate"
+
+    def _start_queue(self) -> None:
+        self._waiting: deque[GenerationJob] = deque()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def submit(self, job: GenerationJob) -> None:
+        """Queue a job; the engine thread starts on the first one."""
+        with self._wake:
+            if self._closed:
+                raise RuntimeError("the generation engine was closed")
+            self._waiting.append(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _stop_thread(self, timeout: float | None) -> None:
+        """Mark closed, wake the thread and wait for it to end (at most `timeout` seconds)."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+
+class BatchEngine(JobThread):
     """Generates for many requests at once in one thread, admitting new ones between steps.
 
     Args:
@@ -81,6 +118,8 @@ class BatchEngine:
         max_wait_s: When idle, how long the first request waits for others to form a batch.
     """
 
+    thread_name = "keel-batch-engine"
+
     def __init__(self, model: Any, tokenizer: Any, *, max_batch: int, max_batch_tokens: int, max_wait_s: float) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.max_batch, self.max_batch_tokens, self.max_wait_s = max_batch, max_batch_tokens, max_wait_s
@@ -90,10 +129,7 @@ class BatchEngine:
         self.admitted = 0
         self.left: deque[tuple[str, int]] = deque(maxlen=1000)  # (finish reason, tokens) of rows that left
         self.lock = threading.Lock()  # held while the model runs: other users of the model wait on it
-        self._waiting: deque[GenerationJob] = deque()
-        self._wake = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        self._start_queue()
         # the batch: rows, their KV cache (a transformers DynamicCache) and attention mask, the token
         # each row feeds next and that token's position
         self._rows: list[GenerationJob] = []
@@ -102,24 +138,9 @@ class BatchEngine:
         self._next: list[int] = []
         self._positions: list[int] = []
 
-    def submit(self, job: GenerationJob) -> None:
-        """Queue a job; the engine thread starts on the first one."""
-        with self._wake:
-            if self._closed:
-                raise RuntimeError("the generation engine was closed")
-            self._waiting.append(job)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="keel-batch-engine", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
     def close(self) -> None:
         """Stop after the current step; waiting and running jobs are cancelled."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._stop_thread(timeout=30)
 
     def _run(self) -> None:
         import torch

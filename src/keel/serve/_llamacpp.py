@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections import deque
 from pathlib import Path
 from typing import Any, cast
 
-from keel.serve._batching import GenerationJob, GenerationResult, _put, _settle
+from keel.serve._batching import GenerationJob, GenerationResult, JobThread, _put, _settle
 from keel.serve._errors import GatewayError
 from keel.serve._local import TransformersBackend
 
@@ -77,37 +76,21 @@ class _GgufTokenizer:
         return str(self.llm.detokenize(tokens).decode("utf-8", "replace"))
 
 
-class _LlamaEngine:
+class _LlamaEngine(JobThread):
     """Runs jobs one after another in one thread, streaming each one's text as it is generated."""
+
+    thread_name = "keel-llama-cpp"
 
     def __init__(self, llm: Any, llama_cpp: Any) -> None:
         self.llm, self._llama_cpp = llm, llama_cpp
         self.step_rows: list[int] = []
         self.admitted = 0
         self.lock = threading.Lock()  # held while the model runs
-        self._waiting: deque[GenerationJob] = deque()
-        self._wake = threading.Condition()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-
-    def submit(self, job: GenerationJob) -> None:
-        """Queue a job; the engine thread starts on the first one."""
-        with self._wake:
-            if self._closed:
-                raise RuntimeError("the generation engine was closed")
-            self._waiting.append(job)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="keel-llama-cpp", daemon=True)
-                self._thread.start()
-            self._wake.notify()
+        self._start_queue()
 
     def close(self) -> None:
         """Stop after the current job; waiting jobs are cancelled; the model is freed."""
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        if self._thread is not None:
-            self._thread.join()
+        self._stop_thread(timeout=None)
         with self.lock:
             self.llm.close()
 
