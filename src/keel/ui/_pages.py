@@ -62,12 +62,21 @@ def _lineage(console: Console, request: Request, node: str, depth: int) -> tuple
     return up, lineage_svg(node, up, down, request.scope.get("root_path", ""))
 
 
-def _chart(series: dict[str, list[tuple[Any, float]]]) -> str:
-    """A uPlot data block: x values shared by every series (steps or epoch seconds), None where one has no point."""
+def _chart(series: dict[str, list[tuple[Any, float]]], x_range: tuple[float, float] | None = None) -> str:
+    """A uPlot data block: x values shared by every series (steps or epoch seconds), None where one has no point.
+
+    `x_range` fixes the x axis (a time window), else uPlot fits it to the points (and a single point gets
+    an axis years wide). The JSON sits in a `<script>` block, so `<`, `>` and `&` are escaped: a model or
+    run name holding `</script>` stays text.
+    """
     xs = sorted({x for points in series.values() for x, _ in points})
     lookups = [dict(points) for points in series.values()]  # once per series, not once per x
     columns = [[lookup.get(x) for x in xs] for lookup in lookups]
-    return json.dumps({"labels": list(series), "data": [xs, *columns]})
+    block: dict[str, Any] = {"labels": list(series), "data": [xs, *columns]}
+    if x_range is not None:
+        block["range"] = list(x_range)
+    text = json.dumps(block)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def add_routes(app: FastAPI, console: Console) -> None:
@@ -304,7 +313,7 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         # Aggregated in the database (counts, sums and a latency histogram per bucket; see _series): the charts
         # use the buckets, the table adds them up per version; its latency column is the worst bucket's p95.
         rows = series(console.store, name, since, bucket)
-        charts = _monitor_charts(rows)
+        charts = _monitor_charts(rows, (since.timestamp(), console.store.clock().timestamp()))
         totals = _totals(rows)
         return console.render(request, "deployment.html", title=f"Deployment {name}", deployment=found,
                               history=history, charts=charts, totals=totals, hours=hours)  # fmt: skip
@@ -345,7 +354,7 @@ def _totals(rows: list[Any]) -> list[dict[str, Any]]:
     return list(totals.values())
 
 
-def _monitor_charts(rows: list[Any]) -> dict[str, str]:
+def _monitor_charts(rows: list[Any], window: tuple[float, float]) -> dict[str, str]:
     """Latency, tokens, cost and errors over time, one line per model version."""
     charts: dict[str, str] = {}
     picks: dict[str, Callable[[Any], float]] = {
@@ -360,5 +369,5 @@ def _monitor_charts(rows: list[Any]) -> dict[str, str]:
         for row in rows:
             if row.start is not None:
                 series.setdefault(row.model_version or "-", []).append((int(row.start.timestamp()), pick(row)))
-        charts[title] = _chart(series)
+        charts[title] = _chart(series, window)
     return charts

@@ -257,3 +257,15 @@ def test_a_trace_without_a_lineage_node_shows_no_lineage(admin: TestClient, work
         conn.execute(traces.insert(), [row])
     page = admin.get(f"/traces/{row['id']}")
     assert page.status_code == 200 and "No recorded lineage." in page.text and "lineage-graph" not in page.text
+
+
+def test_a_chart_block_keeps_hostile_names_as_text_and_holds_its_time_window() -> None:
+    from keel.ui._pages import _chart
+
+    name = "chat</script><script>alert(1)</script>&"
+    block = _chart({name: [(1_700_000_000, 2.0)]}, (1_699_990_000.0, 1_700_010_000.0))
+    assert "<" not in block and ">" not in block and "&" not in block
+    parsed = json.loads(block)
+    assert parsed["labels"] == [name]
+    assert parsed["data"] == [[1_700_000_000], [2.0]]
+    assert parsed["range"] == [1_699_990_000.0, 1_700_010_000.0]  # one point still gets the page's 24 h axis

@@ -17,7 +17,9 @@ document.addEventListener("DOMContentLoaded", () => {
     chart.labels.forEach((label, i) => series.push({ label, stroke: palette[i % palette.length], width: 2, spanGaps: true }));
     const short = (u, values) => values.map((v) => (v == null ? "" : +v.toPrecision(3)));
     const axes = [{}, { values: short, size: 60 }];
-    const opts = { width: 460, height: 220, series, axes, scales: { x: { time: el.dataset.time === "yes" } } };
+    const x = { time: el.dataset.time === "yes" };
+    if (chart.range) x.range = () => chart.range; // the page's time window, not a fit to the points
+    const opts = { width: 460, height: 220, series, axes, scales: { x } };
     new uPlot(opts, chart.data, el);
   }
 });
