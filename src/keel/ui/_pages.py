@@ -19,7 +19,7 @@ from keel.core.errors import InputError, NotFoundError
 from keel.data import diff_versions, get_version, iter_batches, list_datasets, list_versions, trace_record
 from keel.evals import get_result
 from keel.index import list_indexes, search
-from keel.monitor import get_trace, get_trace_contents, list_feedback, list_traces
+from keel.monitor import cost_report, get_trace, get_trace_contents, list_feedback, list_traces, load_prices
 from keel.registry import (
     get_model,
     get_prompt,
@@ -317,6 +317,25 @@ def _serving_routes(app: FastAPI, console: Console) -> None:
         totals = _totals(rows)
         return console.render(request, "deployment.html", title=f"Deployment {name}", deployment=found,
                               history=history, charts=charts, totals=totals, hours=hours)  # fmt: skip
+
+    @app.get("/deployments/{name}/cost", response_class=HTMLResponse)
+    async def cost(
+        request: Request, name: str, api: str = "gpt-4o-mini", hours: float = 24.0, hardware: float | None = None
+    ) -> Response:
+        # Reads the window's traces (busy time needs each request's span), so it is its own page, not part of
+        # the deployment page's budget; the same report as `keel monitor cost`.
+        get_deployment(console.store, name)  # 404 for an unknown deployment
+        prices = load_prices(console.store.settings.workspace)
+        hours = max(0.1, min(hours, 24.0 * 90))
+        until = console.store.clock()
+        report, missing = None, ""
+        if hardware is None and prices.hardware is None:
+            missing = "Give the serving machine's cost per hour (or set `hardware:` in api_prices.yaml)."
+        else:
+            report = cost_report(console.store, name, api=api, since=until - timedelta(hours=hours), until=until,
+                                 hardware_cost_per_hour=hardware)  # fmt: skip
+        return console.render(request, "cost.html", title=f"Cost of {name}", name=name, report=report, prices=prices,
+                              api=api, hours=hours, hardware=hardware, missing=missing)  # fmt: skip
 
     @app.get("/traces", response_class=HTMLResponse)
     async def traces(request: Request, deployment: str = "", errors: bool = False, after: str = "") -> Response:

@@ -42,7 +42,8 @@ def pages(ws: Workspace) -> list[str]:
         "/datasets/faq/diff?before=v1&after=v2", f"/records/{ws.record_id}", "/runs", "/runs?sort=loss&order=asc",
         f"/runs/{ws.run_ids[0]}", f"/runs/compare?ids={ws.run_ids[0]},{ws.run_ids[1]}", "/models", "/models/chat",
         "/models/chat/v1", "/prompts", "/prompts/support?var_topic=returns", "/indexes", "/deployments",
-        "/deployments/chat", "/traces", f"/traces/{ws.trace_ids[1]}", "/review", "/audit", "/audit/verify",
+        "/deployments/chat", "/deployments/chat/cost", "/traces", f"/traces/{ws.trace_ids[1]}", "/review", "/audit",
+        "/audit/verify",
     ]  # fmt: skip
 
 
@@ -269,3 +270,23 @@ def test_a_chart_block_keeps_hostile_names_as_text_and_holds_its_time_window() -
     assert parsed["labels"] == [name]
     assert parsed["data"] == [[1_700_000_000], [2.0]]
     assert parsed["range"] == [1_699_990_000.0, 1_700_010_000.0]  # one point still gets the page's 24 h axis
+
+
+def test_cost_page_shows_the_cli_report(workspace_built: Workspace, admin: TestClient) -> None:
+    from datetime import timedelta
+
+    from keel.monitor import cost_report
+
+    asked = admin.get("/deployments/chat/cost")  # no machine cost anywhere: the form says what to give
+    assert asked.status_code == 200 and 'id="cost-missing"' in asked.text
+    page = admin.get("/deployments/chat/cost?api=gpt-4o-mini&hours=24&hardware=2.5")
+    assert page.status_code == 200
+    store = workspace_built.store
+    until = store.clock()
+    since = until - timedelta(hours=24)
+    report = cost_report(store, "chat", api="gpt-4o-mini", since=since, hardware_cost_per_hour=2.5)
+    assert report.requests > 0
+    cell = re.search(r'id="api-cost">([0-9.]+) ', page.text)
+    assert cell is not None and float(cell.group(1)) == pytest.approx(report.api_cost, abs=1e-4)
+    assert admin.get("/deployments/chat/cost?api=no-such-api&hardware=1").status_code == 400
+    assert admin.get("/deployments/nope/cost?hardware=1").status_code == 404
