@@ -1,0 +1,1 @@
+"""Labelling: schemas, queues, weak supervision and active learning."""
