@@ -3,7 +3,7 @@
 `rank` orders the items not yet labelled. Strategies: `random` (seeded shuffle); `uncertainty` (smallest margin
 between the top two classes, or highest entropy, of a logistic regression trained on the labelled items over
 MiniLM sentence embeddings, or of a generative model's class log-probabilities when given); `diversity`
-(k-means clusters of the embeddings, visited round-robin, least-labelled cluster first); `judge_disagreement`
+(k-center greedy over the embeddings: the item farthest from everything labelled next); `judge_disagreement`
 (largest gap between two judges' scores). `simulate` replays labelling with gold labels to count the labels a
 strategy needs to reach a target accuracy. It does not know where texts come from (a queue, a dataset version).
 """
@@ -34,6 +34,7 @@ __all__ = [
 Strategy = Literal["random", "uncertainty", "diversity", "judge_disagreement"]
 STRATEGIES: tuple[str, ...] = ("random", "uncertainty", "diversity", "judge_disagreement")
 Vectors = npt.NDArray[np.float32]
+_K_CENTER_PICKS = 5_000
 
 
 def embed(texts: Sequence[str], *, model: str | None = None) -> Vectors:
@@ -77,24 +78,32 @@ def _uncertainty(probs: npt.NDArray[np.float64], measure: str) -> npt.NDArray[np
 
 
 def _diversity(vectors: Vectors, pool: list[int], labelled: Sequence[int], seed: int) -> list[int]:
-    """k-means over all items; clusters with the fewest labelled items first, nearest-to-centre first within each."""
-    from sklearn.cluster import KMeans
+    """k-center greedy (farthest-first): each pick is the item farthest from everything labelled or picked.
 
-    n_clusters = max(1, min(len(pool), int(np.sqrt(len(vectors))) + 1))
-    km = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed).fit(vectors)
-    assignments = km.labels_
-    distance = np.linalg.norm(vectors - km.cluster_centers_[assignments], axis=1)
-    labelled_count = np.bincount(assignments[list(labelled)], minlength=n_clusters) if labelled else np.zeros(n_clusters)
-    sizes = np.bincount(assignments, minlength=n_clusters)
-    clusters = sorted(range(n_clusters), key=lambda c: (labelled_count[c], -sizes[c], c))
-    members = {c: sorted((i for i in pool if assignments[i] == c), key=lambda i: (distance[i], i)) for c in clusters}
-    order: list[int] = []
-    depth = 0
-    while len(order) < len(pool):
-        for c in clusters:
-            if depth < len(members[c]):
-                order.append(members[c][depth])
-        depth += 1
+    O(items × dimension) per pick; past `_K_CENTER_PICKS` picks the rest follow in a seeded random order, so
+    ranking 100,000 items stays seconds while the first thousands of picks (all a person labels) are spread out.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    anchors = list(labelled)
+    if not anchors:  # nothing labelled: start from the item nearest the centre of everything
+        anchors = [min(pool, key=lambda i: (float(np.linalg.norm(x[i] - x.mean(axis=0))), i))]
+        first = [anchors[0]]
+    else:
+        first = []
+    # Cosine distance on unit vectors: 1 - similarity; the minimum over anchors is the distance to the labelled set.
+    nearest = 1.0 - (x @ x[anchors].T).max(axis=1)
+    remaining = np.zeros(len(x), dtype=bool)
+    remaining[pool] = True
+    remaining[first] = False
+    order = list(first)
+    ties = _tie_order(len(x), seed).astype(np.float64) * 1e-12  # a deterministic, seed-dependent tie-break
+    while remaining.any() and len(order) < _K_CENTER_PICKS:
+        pick = int(np.argmax(np.where(remaining, nearest + ties, -np.inf)))
+        order.append(pick)
+        remaining[pick] = False
+        nearest = np.minimum(nearest, 1.0 - x @ x[pick])
+    rest = np.nonzero(remaining)[0]
+    order.extend(rest[np.random.default_rng(seed).permutation(len(rest))].tolist())
     return order
 
 

@@ -28,7 +28,7 @@ import numpy.typing as npt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from keel.core.errors import InputError
+from keel.core.errors import InputError, NotFoundError
 from keel.label._label_model import ABSTAIN_CODE, DawidSkene, majority_vote
 
 __all__ = [
@@ -529,7 +529,7 @@ def weak_label_version(
     """
     import pyarrow as pa
 
-    from keel.data import commit_version, get_version, load_version
+    from keel.data import commit_version, get_version, list_versions, load_version
 
     source = get_version(store, ref)
     table = load_version(store, source)
@@ -564,10 +564,19 @@ def weak_label_version(
         if name in table.column_names:
             table = table.drop_columns([name])
         table = table.append_column(name, values)
+    target = to or source.name
+    parents = [source.ref]
+    try:
+        latest = list_versions(store, target)[0]
+    except NotFoundError:
+        latest = None
+    if latest is not None and latest.ref != source.ref:
+        # The target's latest version first: a rerun that labels the same rows the same way commits nothing new.
+        parents.insert(0, latest.ref)
     version, new = commit_version(
-        store, to or source.name, table,
+        store, target, table,
         message=message or f"weak labels from {len(lfs.lfs)} labelling functions ({Path(lfs.source).name}) on {source.ref}",
-        parents=[source.ref],
+        parents=parents,
         producer={"command": "label weak apply", "source": source.ref, "lfs_file": Path(lfs.source).name,
                   "lfs_sha256": lfs.digest, "lfs": matrix.lf_names, "classes": matrix.classes,
                   "label_model": "dawid-skene", "gold": gold},
