@@ -82,7 +82,7 @@ class DawidSkene:
         # Abstain (-1) becomes outcome k, the last column of each confusion matrix.
         return np.where(votes < 0, self.n_classes, votes).astype(np.int64)
 
-    def _m_step(self, outcomes: npt.NDArray[np.int64], q: Floats) -> None:
+    def _m_step(self, outcomes: npt.NDArray[np.int64], q: Floats) -> Floats:
         k, m = self.n_classes, outcomes.shape[1]
         self.priors = (q.sum(axis=0) + self.smoothing) / (q.shape[0] + k * self.smoothing)
         confusion = np.empty((m, k, k + 1))
@@ -94,6 +94,7 @@ class DawidSkene:
             counts = q.T @ one_hot + self.smoothing + eye
             confusion[j] = counts / counts.sum(axis=1, keepdims=True)
         self.confusion = confusion
+        return confusion
 
     def _posterior(self, outcomes: npt.NDArray[np.int64]) -> Floats:
         assert self.priors is not None and self.confusion is not None, "fit the model first"
@@ -113,12 +114,14 @@ class DawidSkene:
         outcomes = self._outcomes(votes)
         q, _ = majority_vote(votes, self.n_classes)
         self.iterations, self.confusion = 0, None
-        for self.iterations in range(1, self.max_iter + 1):  # noqa: B007 - the count is kept on the model
-            before = None if self.confusion is None else self.confusion.copy()
-            self._m_step(outcomes, q)
+        before: Floats | None = None
+        while self.iterations < self.max_iter:
+            self.iterations += 1
+            after = self._m_step(outcomes, q)
             q = self._posterior(outcomes)
-            if before is not None and float(np.abs(self.confusion - before).max()) < self.tol:  # type: ignore[operator]
+            if before is not None and float(np.abs(after - before).max()) < self.tol:
                 break
+            before = after
         return self
 
     def predict_proba(self, votes: Matrix) -> Floats:

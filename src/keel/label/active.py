@@ -208,10 +208,11 @@ def simulate(
     max_labels: int = 500,
     test_fraction: float = 0.3,
 ) -> SimulationResult:
-    """Replay labelling with gold labels: start from `initial` random labels, then label `batch` at a time in
-    the strategy's order, retraining the classifier each round, until its held-out accuracy reaches `target`.
+    """Replay labelling with gold labels and count the labels a strategy needs to reach `target` accuracy.
 
-    The held-out split and the initial labels depend only on `seed`, so strategies are compared on the same items.
+    It starts from `initial` random labels, then labels `batch` at a time in the strategy's order, retraining
+    the classifier each round, until its held-out accuracy reaches `target` or `max_labels` are spent. The
+    held-out split and the initial labels depend only on `seed`, so strategies are compared on the same items.
     """
     if len(texts) != len(gold):
         raise InputError(f"expected one gold label per text; got {len(texts)} texts and {len(gold)} labels")
@@ -246,7 +247,7 @@ def generative_class_logprobs(
     prompt: str = "Text: {text}\nCategory:",
     batch_size: int = 8,
 ) -> npt.NDArray[np.float64]:
-    """log P(" class" | prompt) under a causal language model, summed over the class's tokens: (texts × classes).
+    """The log-probability of " class" after the prompt under a causal LM, summed over its tokens: texts × classes.
 
     `model` and `tokenizer` are a transformers causal LM and its tokenizer (a registered model, SmolLM2, Keel's
     tiny model). The result feeds `rank(..., strategy="uncertainty", class_logprobs=...)`.

@@ -110,7 +110,9 @@ def regex_lf(name: str, regex: str, label: str, *, field: str = "text", ignore_c
     try:
         pattern = re.compile(regex, re.IGNORECASE if ignore_case else 0)
     except re.error as exc:
-        raise InputError(f"labelling function {name!r}: expected a valid regular expression; {regex!r}: {exc}") from None
+        raise InputError(
+            f"labelling function {name!r}: expected a valid regular expression; {regex!r}: {exc}"
+        ) from None
     return LabelingFunction(name, lambda v: label if v and pattern.search(str(v)) else None, field, "regex")
 
 
@@ -398,7 +400,9 @@ class LFStats:
     accuracy: float | None  # of those votes, the share equal to gold
 
 
-def lf_summary(matrix: LabelMatrix, gold: Sequence[str | None] | None = None, kinds: Sequence[str] = ()) -> list[LFStats]:
+def lf_summary(
+    matrix: LabelMatrix, gold: Sequence[str | None] | None = None, kinds: Sequence[str] = ()
+) -> list[LFStats]:
     """Coverage, overlap, conflict and (where gold labels exist) empirical accuracy of each function."""
     v = matrix.votes
     n = max(v.shape[0], 1)
@@ -550,14 +554,23 @@ def weak_label_version(
     )  # fmt: skip
     if not commit:
         return run
-    hard_prob = [float(p[matrix.classes.index(lab)]) if lab else None for p, lab in zip(weak.probs, weak.labels, strict=True)]
+    hard_prob = [
+        float(p[matrix.classes.index(lab)]) if lab else None for p, lab in zip(weak.probs, weak.labels, strict=True)
+    ]
     columns = {
         "weak_label": pa.array(weak.labels, pa.string()),
         "weak_prob": pa.array(hard_prob, pa.float64()),
-        "weak_probs": pa.array([json.dumps(dict(zip(matrix.classes, np.round(p, 6).tolist(), strict=True)))
-                                for p in weak.probs], pa.string()),  # fmt: skip
-        "weak_votes": pa.array([json.dumps({matrix.lf_names[j]: matrix.classes[c] for j, c in enumerate(row) if c >= 0})
-                                for row in matrix.votes.tolist()], pa.string()),  # fmt: skip
+        "weak_probs": pa.array(
+            [json.dumps(dict(zip(matrix.classes, np.round(p, 6).tolist(), strict=True))) for p in weak.probs],
+            pa.string(),
+        ),  # fmt: skip
+        "weak_votes": pa.array(
+            [
+                json.dumps({matrix.lf_names[j]: matrix.classes[c] for j, c in enumerate(row) if c >= 0})
+                for row in matrix.votes.tolist()
+            ],
+            pa.string(),
+        ),  # fmt: skip
         "weak_lfs": pa.array(weak.voters, pa.list_(pa.string())),
     }
     for name, values in columns.items():
@@ -575,7 +588,8 @@ def weak_label_version(
         parents.insert(0, latest.ref)
     version, new = commit_version(
         store, target, table,
-        message=message or f"weak labels from {len(lfs.lfs)} labelling functions ({Path(lfs.source).name}) on {source.ref}",
+        message=message or f"weak labels from {len(lfs.lfs)} labelling functions ({Path(lfs.source).name}) on "
+        f"{source.ref}",
         parents=parents,
         producer={"command": "label weak apply", "source": source.ref, "lfs_file": Path(lfs.source).name,
                   "lfs_sha256": lfs.digest, "lfs": matrix.lf_names, "classes": matrix.classes,

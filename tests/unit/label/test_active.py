@@ -3,10 +3,11 @@ accuracy on the ticket-intent task (MiniLM embeddings, averaged over seeds so on
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
-from typing import Any
 from keel.core.errors import InputError
 from keel.label.active import generative_class_logprobs, labels_needed, rank, simulate
 
@@ -59,8 +60,15 @@ def test_uncertainty_needs_fewer_labels_than_random_to_reach_the_target(ticket_t
     budget, seeds = 300, range(5)
     results = {
         strategy: [
-            simulate(ticket_task.texts, ticket_task.gold, strategy=strategy, target=0.95, seed=seed,
-                     embeddings=ticket_task.embeddings, max_labels=budget)  # fmt: skip
+            simulate(
+                ticket_task.texts,
+                ticket_task.gold,
+                strategy=strategy,
+                target=0.95,
+                seed=seed,
+                embeddings=ticket_task.embeddings,
+                max_labels=budget,
+            )  # fmt: skip
             for seed in seeds
         ]
         for strategy in ("random", "uncertainty")

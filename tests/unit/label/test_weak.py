@@ -105,7 +105,9 @@ def test_the_label_model_learns_which_function_to_trust_where_the_majority_canno
 
 def test_yaml_problems_are_listed_at_once(tmp_path: Path) -> None:
     bad = tmp_path / "lfs.yaml"
-    bad.write_text("lfs:\n  - {name: a, keywords: [x]}\n  - {name: b, regex: 'y', keywords: [z], label: c}\n  - {nme: c}\n")
+    bad.write_text(
+        "lfs:\n  - {name: a, keywords: [x]}\n  - {name: b, regex: 'y', keywords: [z], label: c}\n  - {nme: c}\n"
+    )
     with pytest.raises(InputError) as caught:
         load_lfs(bad)
     message = str(caught.value)
