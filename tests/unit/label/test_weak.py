@@ -190,6 +190,17 @@ def test_the_label_model_beats_majority_vote_on_the_ticket_task(seed: int) -> No
     assert scores["covered"] >= 0.99 * len(examples)
 
 
+def test_modelling_abstention_is_what_makes_one_class_keyword_rules_informative() -> None:
+    examples = ticket_intents(1000, seed=7)
+    loaded = load_lfs(TICKET_LFS)
+    matrix = apply_lfs(loaded.lfs, [{"text": e.text} for e in examples], loaded.classes)
+    gold = [e.intent for e in examples]
+    ignoring = combine(matrix, model=DawidSkene(6, model_abstain=False).fit(matrix.votes)).accuracy(gold)
+    modelling = combine(matrix).accuracy(gold)
+    # Every rule votes one class: without abstentions its votes carry no information, and the priors decide.
+    assert ignoring["label_model"] < 0.5 < ignoring["majority_vote"] < modelling["label_model"]
+
+
 def _commit_tickets(store: Store, n: int, seed: int, name: str = "tickets") -> str:
     examples = ticket_intents(n, seed=seed)
     table = pa.table({"id": [e.id for e in examples], "text": [e.text for e in examples],
