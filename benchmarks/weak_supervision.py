@@ -35,7 +35,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import numpy as np  # noqa: E402
 
-from keel.label.active import embed, labels_needed, simulate  # noqa: E402
+from keel.label.active import embed, labels_needed, rank, simulate  # noqa: E402
 from keel.label.weak import apply_lfs, combine, load_lfs  # noqa: E402
 from keel.pipeline._ticket_intents import ticket_intents  # noqa: E402
 
@@ -175,12 +175,25 @@ def _print_active(texts: list[str], gold: list[str], x: np.ndarray, args: Any, c
         for strategy in ("random", "uncertainty", "diversity")
     }
     needed = labels_needed(results, args.budget)
+    intents = len(set(gold))
+
+    def to_cover(order: list[int]) -> int:  # picks until every intent has been seen once (cold start)
+        seen: set[str] = set()
+        for n, i in enumerate(order, 1):
+            seen.add(gold[i])
+            if len(seen) == intents:
+                return n
+        return len(order)
+
+    cover = {s: [to_cover(rank(texts, strategy=s, embeddings=x, seed=seed)) for seed in range(args.seeds)]
+             for s in ("random", "diversity")}  # fmt: skip
     print(json.dumps({
         "benchmark": "active_learning", **common, "target_accuracy": args.target, "budget": args.budget,
         "labels_to_target": needed, "peer": "random",
         "ratio_random_over_uncertainty": round(needed["random"] / needed["uncertainty"], 3),
         "ratio_random_over_diversity": round(needed["random"] / needed["diversity"], 3),
         "per_seed": {s: [r.labels_to_target for r in rs] for s, rs in results.items()},
+        "picks_to_see_every_intent": cover,
         "cpu_s": round(_cpu() - cpu, 2), "wall_s": round(time.perf_counter() - wall, 2),
         "load_1m": round(os.getloadavg()[0], 2),
     }))  # fmt: skip

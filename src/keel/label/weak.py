@@ -4,10 +4,10 @@ A labelling function (LF) looks at one row and returns a class or `ABSTAIN`. LFs
 the `@labeling_function()` decorator, or YAML entries: keywords, a regex, or a model's answer to a prompt
 through any OpenAI-compatible endpoint (Keel's gateway, vLLM, a hosted API; requests run concurrently and
 every answer is cached on disk by (model, prompt, input)). Applying LFs gives a label matrix (rows × LFs, class
-index or -1). The label model is a hand-written Dawid–Skene EM (`_label_model.py` says why: it measured better
-than Snorkel's `LabelModel` on the same matrices); it outputs a probability per class, a hard label and the LFs that voted, and
-`weak_label_version` commits them as a dataset version derived from its source. Nothing here trains a
-classifier on the weak labels; that is the user's next step (see benchmarks/weak_supervision.py).
+index or -1). The label model is a hand-written Dawid–Skene EM (`_label_model.py` says why: it measured
+better than Snorkel's `LabelModel` on the same matrices); it outputs a probability per class, a hard label and
+the LFs that voted, and `weak_label_version` commits them as a dataset version derived from its source. Nothing
+here trains a classifier on the weak labels; that is the user's next step (see benchmarks/weak_supervision.py).
 """
 
 from __future__ import annotations
