@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -38,10 +39,23 @@ _K_CENTER_PICKS = 5_000
 
 
 def embed(texts: Sequence[str], *, model: str | None = None) -> Vectors:
-    """Unit-length sentence embeddings (the offline MiniLM by default), one row per text."""
-    from keel.index._embedding import DEFAULT_MODEL, SentenceTransformerEmbedder
+    """Unit-length sentence embeddings (the offline MiniLM by default), one row per text.
 
-    return SentenceTransformerEmbedder(model or DEFAULT_MODEL).embed(list(texts))
+    The last few calls are remembered per process: a queue that re-ranks the same items after every label
+    (`rank` without `embeddings=`) embeds them once. The returned array is read-only.
+    """
+    from keel.index._embedding import DEFAULT_MODEL
+
+    return _embed_cached(model or DEFAULT_MODEL, tuple(texts))
+
+
+@lru_cache(maxsize=4)
+def _embed_cached(model: str, texts: tuple[str, ...]) -> Vectors:
+    from keel.index._embedding import SentenceTransformerEmbedder
+
+    vectors = SentenceTransformerEmbedder(model).embed(list(texts))
+    vectors.setflags(write=False)
+    return vectors
 
 
 def _classifier(x: Vectors, y: Sequence[str], seed: int) -> Any:

@@ -105,3 +105,15 @@ def test_generative_class_logprobs_sum_the_class_tokens_under_a_causal_lm() -> N
     assert logp[1, 2] == pytest.approx(by_hand, abs=1e-4)
     order = rank(texts, strategy="uncertainty", class_logprobs=logp)
     assert sorted(order) == [0, 1]
+
+
+def test_rank_embeds_with_minilm_when_not_given_embeddings_and_remembers_them(ticket_task: Any) -> None:
+    from keel.label.active import _embed_cached
+
+    labelled = {i: ticket_task.gold[i] for i in range(30)}
+    before = _embed_cached.cache_info().hits
+    order = rank(ticket_task.texts, strategy="uncertainty", labelled=labelled, seed=1)
+    assert _embed_cached.cache_info().hits == before + 1  # the session fixture embedded the same texts
+    assert order == rank(ticket_task.texts, strategy="uncertainty", labelled=labelled, seed=1,
+                         embeddings=ticket_task.embeddings)  # fmt: skip
+    assert sorted(order) == list(range(30, len(ticket_task.texts)))
