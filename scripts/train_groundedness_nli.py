@@ -263,7 +263,9 @@ def tune(head_path: Path) -> dict[str, Any]:
         auc_c = _auc(faithful, [s for s, lab in zip(scores, labels, strict=True) if lab == "contradicting"])
         auc_u = _auc(faithful, [s for s, lab in zip(scores, labels, strict=True) if lab == "unsupported"])
         for threshold in [round(t, 2) for t in np.arange(0.02, 0.97, 0.02)]:
-            acc = float(np.mean([(s >= threshold) == (lab == "faithful") for s, lab in zip(scores, labels, strict=True)]))
+            acc = float(
+                np.mean([(s >= threshold) == (lab == "faithful") for s, lab in zip(scores, labels, strict=True)])
+            )
             if acc > best[0]:
                 best = (acc, weight, threshold)
         table[weight] = (round(auc_c, 4), round(auc_u, 4))

@@ -302,8 +302,7 @@ def calibrate_judge_command(
     json_output: JsonOption = False,
 ) -> None:
     """Agreement of an LLM judge with the offline judge on a suite's cases: kappa, agreement, correlation, AUC."""
-    from keel.evals import LLMJudge, LLMJudgeOptions, LocalChatClient, OfflineJudge
-    from keel.evals import load_cases
+    from keel.evals import LLMJudge, LLMJudgeOptions, LocalChatClient, OfflineJudge, load_cases
     from keel.evals._suite import JudgeSpec
 
     suite = load_suite(suite_file)

@@ -104,7 +104,7 @@ class EntailmentHead:
     def probability(self, features: np.ndarray) -> np.ndarray:
         """P(supported) for each row of features (or one vector)."""
         z = ((np.atleast_2d(features) - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
+        return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0))), dtype=np.float64)
 
     def save(self, path: Path) -> None:
         """Write the head (float32 arrays and a JSON meta block)."""

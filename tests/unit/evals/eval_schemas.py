@@ -175,6 +175,8 @@ def parse_valid(text: str, schema: dict[str, Any]) -> Any:
     value = json.loads(text, parse_constant=no_constants)
     jsonschema.Draft202012Validator(schema).validate(value)
     return value
+
+
 CALIBRATION = _object(
     {
         "suite": TEXT,
