@@ -61,3 +61,26 @@ def test_the_judge_reports_the_heads_verdict_per_claim() -> None:
         ]
         is None
     )
+
+
+def test_the_heads_training_pairs_hold_no_test_case() -> None:
+    import importlib.util
+    import json
+    import random
+
+    from keel.evals._claims import split_sentences
+
+    root = Path(__file__).resolve().parents[3]
+    spec = importlib.util.spec_from_file_location("train_nli", root / "scripts" / "train_groundedness_nli.py")
+    assert spec and spec.loader
+    train = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train)
+    pairs = train.generate(random.Random(train.SEED), 900, 900)
+    assert len(pairs) > 10_000 and {y for _, _, y in pairs} == {0, 1, 2}
+    texts = {c for _, c, _ in pairs} | {s for p in {p for p, _, _ in pairs} for s in split_sentences(p)}
+    data = root / "benchmarks" / "data" / "groundedness_handwritten.jsonl"
+    test = [g for g in map(json.loads, data.read_text().splitlines()) if g["split"] == "test"]
+    assert len(test) == 50
+    for group in test:
+        assert not {s for c in group["contexts"] for s in split_sentences(c)} & texts
+        assert not {a["text"] for a in group["answers"]} & texts
