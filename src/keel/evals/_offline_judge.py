@@ -33,8 +33,9 @@ from keel.evals._claims import (
     split_sentences,
 )
 from keel.evals._metrics import embed
+from keel.evals._nli import EntailmentHead, TokenEncoder, blend, pair_features, shipped_head
 
-__all__ = ["ClaimModel", "JudgeScore", "OfflineJudge", "OfflineJudgeOptions", "split_claims"]
+__all__ = ["ClaimModel", "JudgeScore", "OfflineJudge", "OfflineJudgeOptions", "claim_head_features", "split_claims"]
 
 MODEL_FILE = "groundedness_model.json"
 
@@ -119,6 +120,25 @@ def _shipped_model() -> ClaimModel:
     return ClaimModel.load()
 
 
+def claim_head_features(
+    judge: OfflineJudge,
+    claim: str,
+    claim_vector: np.ndarray,
+    passages: Sequence[str],
+    cosine: np.ndarray,
+    contexts: Sequence[str],
+    top: int = 6,
+) -> np.ndarray:
+    """The entailment head's input for one claim: its tokens against the `top` closest context sentences."""
+    sentences = list(dict.fromkeys(s for c in contexts for s in (split_sentences(c) or [c])))
+    vectors = judge._embed(sentences)
+    order = sorted(np.argsort(-(vectors @ claim_vector))[:top])
+    tokens = judge.tokens.encode([claim, *(sentences[i] for i in order)])
+    premise = np.concatenate(tokens[1:]) if len(tokens) > 1 else np.zeros((0, 384), dtype=np.float32)
+    best = judge._embed([passages[int(np.argmax(cosine))]])[0]
+    return pair_features(tokens[0], premise, claim_vector, best)
+
+
 @dataclass(frozen=True, slots=True)
 class OfflineJudgeOptions:
     """How the offline judge aligns claims and decides support.
@@ -131,12 +151,17 @@ class OfflineJudgeOptions:
             (0 at the floor), so a claim nothing in the contexts resembles cannot be supported however
             few checks it fails. 0.5 ranked the dev cases best among 0 to 0.6 (faithful against
             unsupported AUC 0.934 against 0.881 uncapped, contradicting unchanged).
+        nli_weight: Weight of the learned entailment head (`_nli`) against the rule model in a claim's
+            support (a weighted geometric mean); None takes the head file's, 0 leaves the head out.
+        nli_path: An entailment head file; None uses the one shipped with Keel.
     """
 
     embedding_weight: float = 0.5
     support_threshold: float | None = None
     model_path: Path | None = None
     relatedness_floor: float = 0.5
+    nli_weight: float | None = None
+    nli_path: Path | None = None
 
 
 def capped_support(probability: float, relatedness: float, floor: float) -> float:
@@ -174,6 +199,8 @@ class OfflineJudge:
     def __init__(self, options: OfflineJudgeOptions | None = None, *, cache_size: int = 10_000) -> None:
         self.options = options or OfflineJudgeOptions()
         self._model: ClaimModel | None = None
+        self._head: EntailmentHead | None = None
+        self.tokens = TokenEncoder()
         # Cases of one suite share contexts; each distinct text is embedded once per judge.
         self._cache: dict[str, np.ndarray] = {}
         self._cache_size = cache_size
@@ -185,6 +212,21 @@ class OfflineJudge:
             path = self.options.model_path
             self._model = ClaimModel.load(path) if path else _shipped_model()
         return self._model
+
+    @property
+    def head(self) -> EntailmentHead:
+        """The learned entailment head (loaded on first use)."""
+        if self._head is None:
+            path = self.options.nli_path
+            self._head = EntailmentHead.load(path) if path else shipped_head()
+        return self._head
+
+    @property
+    def nli_weight(self) -> float:
+        """The head's weight in a claim's support (the option, else the head file's)."""
+        if self.options.nli_weight is not None:
+            return self.options.nli_weight
+        return float(self.head.meta.get("weight", 0.0))
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
@@ -211,8 +253,13 @@ class OfflineJudge:
         """
         texts: list[str] = []
         if "groundedness" in metrics:
-            texts += [claim for answer in answers for claim in split_atomic_claims(answer)]
+            claims = [claim for answer in answers for claim in split_atomic_claims(answer)]
+            texts += claims
             texts += [p for case_contexts in contexts for p in self._passages(case_contexts)]
+            if self.nli_weight > 0:
+                sentences = [s for case_contexts in contexts for c in case_contexts for s in split_sentences(c) or [c]]
+                texts += sentences
+                self.tokens.encode(list(dict.fromkeys([*claims, *sentences])))
         if "answer_relevance" in metrics:
             texts += [*questions, *answers]
         if "context_relevance" in metrics:
@@ -242,7 +289,9 @@ class OfflineJudge:
         vectors = self._embed([*claims, *passages])
         cosine = vectors[: len(claims)] @ vectors[len(claims) :].T
         ctx = index_contexts(contexts, answer)
-        verdicts = [self._support(claim, passages, cosine[i], ctx) for i, claim in enumerate(claims)]
+        verdicts = [
+            self._support(claim, passages, cosine[i], ctx, vectors[i], contexts) for i, claim in enumerate(claims)
+        ]
         score = sum(v["supported"] for v in verdicts) / len(verdicts)
         details = {"claims": verdicts, "min_support": min(v["support"] for v in verdicts)}
         return JudgeScore("groundedness", score, self.name, details)
@@ -278,17 +327,34 @@ class OfflineJudge:
         values, evidence = claim_features(claim, ctx, float(np.max(cosine)), coverage[best])
         return values, best, [{"cosine": round(float(np.max(cosine)), 4)}, *evidence]
 
-    def _support(self, claim: str, passages: list[str], cosine: np.ndarray, ctx: Any) -> dict[str, Any]:
+    def _support(
+        self,
+        claim: str,
+        passages: list[str],
+        cosine: np.ndarray,
+        ctx: Any,
+        claim_vector: np.ndarray,
+        contexts: Sequence[str],
+    ) -> dict[str, Any]:
         values, best, evidence = self._features(claim, passages, cosine, ctx)
-        probability = capped_support(self.model.probability(values), values[0], self.options.relatedness_floor)
+        rule = self.model.probability(values)
+        weight = self.nli_weight
+        learned = None
+        if weight > 0:
+            features = claim_head_features(self, claim, claim_vector, passages, cosine, contexts)
+            learned = float(self.head.probability(features)[0])
+            rule = blend(rule, learned, weight)
+        probability = capped_support(rule, values[0], self.options.relatedness_floor)
         threshold = self.options.support_threshold
-        threshold = self.model.threshold if threshold is None else threshold
+        if threshold is None:
+            threshold = float(self.head.meta["threshold"]) if weight > 0 else self.model.threshold
         return {
             "claim": claim,
             "supported": probability >= threshold,
             "support": round(probability, 4),
             "passage": passages[best],
             "cosine": evidence[0]["cosine"],
+            "entailment": None if learned is None else round(learned, 4),
             "checks": {k: round(v, 4) for k, v in zip(FEATURES, values, strict=True)},
             "clauses": evidence[1:],
         }

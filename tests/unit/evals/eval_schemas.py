@@ -175,3 +175,24 @@ def parse_valid(text: str, schema: dict[str, Any]) -> Any:
     value = json.loads(text, parse_constant=no_constants)
     jsonschema.Draft202012Validator(schema).validate(value)
     return value
+
+
+CALIBRATION = _object(
+    {
+        "suite": TEXT,
+        "result": {"type": ["string", "null"]},
+        "metric": TEXT,
+        "n": COUNT,
+        "pearson": NUMBER,
+        "spearman": NUMBER,
+        "kappa": {"type": "number", "minimum": -1, "maximum": 1},
+        "agreement": P_VALUE,
+        "mean_difference": NUMBER,
+        "threshold": P_VALUE,
+        "auc": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "reference": TEXT,
+        "judge": _object(
+            {"name": TEXT, "model": TEXT, "served_model": TEXT, "prompt": TEXT, "prompt_sha256": TEXT}, extra=True
+        ),
+    }
+)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from eval_schemas import AGREEMENT, COMPARE, GATE, RESULT, RESULT_LIST, RESULT_WITH_CASES, parse_valid
+from eval_schemas import AGREEMENT, CALIBRATION, COMPARE, GATE, RESULT, RESULT_LIST, RESULT_WITH_CASES, parse_valid
 from evals_fakes import FakeOpenAI
 from typer.testing import CliRunner
 
@@ -166,3 +166,49 @@ def test_results_without_thresholds_say_no_gate(workspace: Path, tmp_path: Path,
     assert code == 0 and "no gate" in out and "passed" not in out.splitlines()[0]
     code, listed = _invoke(workspace, "eval", "list")
     assert code == 0 and "no gate" in listed and "yes" not in listed
+
+
+GROUNDED = [
+    ("How long?", "Keel routers have a two-year warranty.", "All Keel routers come with a two-year warranty."),
+    ("How long?", "Keel routers have a five-year warranty.", "All Keel routers come with a two-year warranty."),
+    ("Where?", "The plant is in Leeds.", "The plant is in Leeds and employs 40 people."),
+    ("Where?", "The plant is in Munich and was built by Bayer.", "The plant is in Leeds and employs 40 people."),
+]
+
+
+def test_calibrate_judge_against_the_offline_judge(workspace: Path, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    suite = {
+        "name": "grounded",
+        "cases": [{"id": f"g{i}", "input": q, "expected": a, "contexts": [c]} for i, (q, a, c) in enumerate(GROUNDED)],
+        "subject": {"kind": "endpoint", "base_url": fake_openai.base_url, "model": "v1"},
+        "metrics": [{"name": "groundedness"}],
+        "judge": {"kind": "llm", "base_url": fake_openai.base_url, "model": "judge-1", "pin_model": True},
+    }
+    path = tmp_path / "grounded.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    # The stub judge agrees with the offline verdicts on three cases and scores the fabricated one 0.9.
+    fake_openai.scripts["judge-1"] = ['{"score": 1}', '{"score": 0.1}', "Yes, supported.", '{"score": 0.9}']
+    code, out = _invoke(workspace, "eval", "calibrate-judge", str(path), "--json")
+    assert code == 0, out
+    report = parse_valid(out, CALIBRATION)
+    assert report["n"] == 4 and report["reference"] == "offline" and report["judge"]["model"] == "judge-1"
+    assert report["agreement"] == 0.75 and report["kappa"] == 0.5
+    # Offline passes cases 0 and 2 (judge 1, 1) and fails 1 and 3 (judge 0.1, 0.9): the judge ranks
+    # every pair right (AUC 1) though its 0.5 threshold lets the fabricated answer through.
+    assert report["auc"] == 1.0
+    assert [r["messages"][0]["content"].count("two-year") for r in fake_openai.requests[-4:]][:2] == [2, 1]
+
+    # A URL judge with --model; the human table names the model and the reference.
+    fake_openai.scripts["judge-2"] = ['{"score": 1}', '{"score": 0}', '{"score": 1}', '{"score": 0}']
+    code, out = _invoke(workspace, "eval", "calibrate-judge", str(path), "--judge", fake_openai.base_url,
+                        "--model", "judge-2")  # fmt: skip
+    assert code == 0, out
+    assert "judge-2" in out and "offline" in out and "100.0%" in out
+
+    # Bad input: one clear line and exit 2.
+    code, out = _invoke(workspace, "eval", "calibrate-judge", str(path), "--judge", "gpt-4o")
+    assert code == 2 and "expected --judge suite, smollm2 or an http(s) base URL" in out
+    suite["judge"] = {"kind": "offline"}
+    path.write_text(yaml.safe_dump(suite))
+    code, out = _invoke(workspace, "eval", "calibrate-judge", str(path))
+    assert code == 2 and "expected an llm judge" in out
