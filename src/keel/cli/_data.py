@@ -370,8 +370,11 @@ def synthesize_command(
     with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console(), transient=True) as bar:  # fmt: skip
         task = bar.add_task("Synthesizing (documents)", total=None)
-        report = synthesize(store, source, to, options, lambda _label, done, total: bar.update(task, completed=done,
-                                                                                                total=total))  # fmt: skip
+
+        def advance(_label: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = synthesize(store, source, to, options, advance)
     out = console()
     table = Table("type", "generated", "kept")
     for qtype, made in report.generated.items():

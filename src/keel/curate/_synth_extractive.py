@@ -21,7 +21,7 @@ _MONTHS = "January|February|March|April|May|June|July|August|September|October|N
 _DATE = re.compile(rf"\b(?:(?:{_MONTHS})(?:\s+\d{{1,2}})?(?:,?\s+(?:19|20)\d\d)?|(?:19|20)\d\d)\b")
 _NUMBER = re.compile(r"(?<![\w.-])(\d+(?:[.,]\d+)?%?)(?:\s+(?:to|and)\s+\d+(?:[.,]\d+)?)?(?=[\s.,;:!?)]|$)")
 _NAME = re.compile(r"(?<![.!?]\s)\b([A-Z][a-zA-Z]+(?:\s+(?:of\s+)?[A-Z][a-zA-Z]+)*)")
-_UNIT = re.compile(r"\s+((?:business\s+)?[a-z]+)")
+_UNIT = re.compile(r"\s+((?:business\s+)?(?![A-Z])[^\W\d_]+)")
 _NOT_UNITS = frozenset(
     "a an and are as at be by for from if in is it its of on or than that the to was were which with".split()
 )

@@ -236,6 +236,8 @@ def _extractive_drafts(docs: list[_Doc], i: int, options: SynthesizeOptions) -> 
         other = docs[j]
         theirs = [(c, q) for c in other.chunks for q in extract_questions(c, options.per_doc, rng)]
         for k, ((ca, a), (cb, b)) in enumerate(zip(found, theirs, strict=False)):
+            if a.statement == b.statement or ca == cb:  # a near-copy document: one hop asked twice
+                continue
             second = b.question[0].lower() + b.question[1:] if b.question[1:2].islower() else b.question
             meta = {"answer_starts": [a.answer_start, b.answer_start], "parts": [a.answer, b.answer], "hop": k}
             drafts.append(
