@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from keel.core.errors import InputError
+from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.curate._augment_lineage import jaccard, word_shingles
 from keel.curate._generate import (
@@ -567,7 +567,7 @@ def synthesize(
         to,
         table,
         message=f"{len(kept)} synthetic questions from {source.ref} ({generator}, seed {options.seed})",
-        parents=[source.ref],
+        parents=[*_previous(store, to), source.ref],
         producer={
             "command": "synthesize",
             "source": source.ref,
@@ -581,6 +581,14 @@ def synthesize(
     )
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _previous(store: Store, name: str) -> list[str]:
+    """The latest version of `name`, if any: the base a new version reuses (so equal rows commit nothing new)."""
+    try:
+        return [get_version(store, f"{name}@latest").ref]
+    except NotFoundError:
+        return []
 
 
 def _options_json(options: SynthesizeOptions) -> dict[str, Any]:
