@@ -148,25 +148,49 @@ class LocalModelBackend:
     """
 
     def __init__(self, workspace: Path | None, ref: str, *, batch_size: int = 16) -> None:
+        from keel.registry import get_model
         from keel.store import open_store
-        from keel.train._models import load_model, model_dir
 
         try:
-            settings = load_settings(workspace)
+            self.settings = load_settings(workspace)
         except WorkspaceNotFoundError:
             raise InputError(
                 f"a local model ({ref}) is loaded from a workspace's registry, and no workspace was found",
                 hint="run inside a workspace (or pass -w), or give base_url to call a served model instead",
             ) from None
-        store = open_store(settings)
+        store = open_store(self.settings)
         try:
-            version, _ = model_dir(store, ref)
-            self.model, self.tokenizer = load_model(store, version.ref)
+            version = get_model(store, ref, with_files=False)
         finally:
             store.close()
         self.ref, self.batch_size = version.ref, batch_size
         self.identity = {"local_model": version.ref, "manifest": version.manifest_digest}
-        self.tokenizer.padding_side = "left"  # generation continues from the right end of every row
+        self._loaded: tuple[Any, Any] | None = None
+
+    def _load(self) -> tuple[Any, Any]:
+        """The model and tokenizer, loaded on first use (a run answered wholly from the cache never loads them)."""
+        if self._loaded is None:
+            from keel.store import open_store
+            from keel.train._models import load_model
+
+            store = open_store(self.settings)
+            try:
+                model, tokenizer = load_model(store, self.ref)
+            finally:
+                store.close()
+            tokenizer.padding_side = "left"  # generation continues from the right end of every row
+            self._loaded = (model, tokenizer)
+        return self._loaded
+
+    @property
+    def model(self) -> Any:
+        """The transformers model (loaded on first use)."""
+        return self._load()[0]
+
+    @property
+    def tokenizer(self) -> Any:
+        """Its tokenizer (loaded on first use)."""
+        return self._load()[1]
 
     def describe(self) -> str:
         """What answers, for error messages."""
