@@ -115,7 +115,7 @@ def main() -> None:
             model["one_by_one"] = _run(store, "m1", SynthesizeOptions(**base, concurrency=1, seed=100))
             model["concurrent"] = _run(store, "m2", SynthesizeOptions(**base, concurrency=args.concurrency, seed=200))
             model["rerun_from_cache"] = _run(
-                store, "m3", SynthesizeOptions(**base, concurrency=args.concurrency, seed=2)
+                store, "m3", SynthesizeOptions(**base, concurrency=args.concurrency, seed=200)
             )
             model["concurrent_with_judge"] = _run(
                 store, "m4", SynthesizeOptions(**{**base, "judge": True}, concurrency=args.concurrency, seed=300)
