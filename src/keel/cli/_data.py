@@ -347,7 +347,7 @@ def synthesize_command(
     from keel.curate import SynthesizeOptions, synthesize
 
     options = SynthesizeOptions(
-        types=tuple(t.strip() for t in types.split(",") if t.strip()),  # type: ignore[arg-type]
+        types=tuple(t.strip() for t in types.split(",") if t.strip()),
         per_doc=per_doc,
         limit=limit,
         seed=seed,
@@ -377,8 +377,8 @@ def synthesize_command(
         report = synthesize(store, source, to, options, advance)
     out = console()
     table = Table("type", "generated", "kept")
-    for qtype, made in report.generated.items():
-        table.add_row(qtype, str(made), str(report.kept.get(qtype, 0)))
+    for qtype, generated in report.generated.items():
+        table.add_row(qtype, str(generated), str(report.kept.get(qtype, 0)))
     out.print(table)
     for reason, counts in sorted(report.dropped.items()):
         out.print(f"  dropped {escape(reason)}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))

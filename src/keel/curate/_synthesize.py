@@ -81,7 +81,7 @@ class SynthesizeOptions:
     `model_name` (an OpenAI-compatible endpoint), and `prompt` (a prompt ref; default `synthesize-qa`).
     """
 
-    types: tuple[QuestionType, ...] = QUESTION_TYPES
+    types: tuple[str, ...] = QUESTION_TYPES
     per_doc: int = 2
     limit: int | None = None
     seed: int = 0
