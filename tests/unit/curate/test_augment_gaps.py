@@ -169,3 +169,21 @@ def test_paraphrase_with_a_registered_local_model_runs_in_process_in_batches(
     assert len(cached) == 3 and {c["request"]["backend"]["local_model"] for c in cached} == {"tiny@v1"}
     # A rerun into another folder answers from the cache and writes the same rows.
     assert run("second").to_pylist() == table.to_pylist()
+
+
+def test_synthesize_with_a_local_model_counts_its_non_json_replies(tiny_workspace: Path) -> None:
+    from keel.core.errors import InputError
+    from keel.curate import SynthesizeOptions, synthesize
+    from keel.data import commit_version
+
+    store = open_store(load_settings(tiny_workspace))
+    try:
+        commit_version(store, "docs", _table())
+        options = SynthesizeOptions(generator="model", model="tiny@v1", types=("factual",), per_doc=1, max_tokens=8)
+        with pytest.raises(InputError, match=r"no question survived the filters \(3 generated .*malformed_json 3"):
+            synthesize(store, "docs@v1", "docs-qa", options)
+    finally:
+        store.close()
+    cached = [json.loads(p.read_text()) for p in (tiny_workspace / ".keel" / "cache" / "augment").glob("*/*.json")]
+    assert len(cached) == 3
+    assert {c["request"]["backend"]["local_model"] for c in cached} == {"tiny@v1"}
