@@ -485,6 +485,42 @@ def _rows(drafts: list[_Draft], source: DatasetVersion, generator: str, model: s
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def _collect(
+    docs: list[_Doc],
+    options: SynthesizeOptions,
+    model_gen: _ModelGenerator | None,
+    keeper: _Filter,
+    progress: Progress | None,
+) -> tuple[list[_Draft], Counter[str]]:
+    """Generate and filter document by document (16 per model batch) until done or `limit` rows are kept.
+
+    Returns the kept drafts and how many were generated per type (unusable model replies included).
+    """
+    kept: list[_Draft] = []
+    generated: Counter[str] = Counter()
+    step = 16 if model_gen else 1
+    for start in range(0, len(docs), step):
+        indices = range(start, min(start + step, len(docs)))
+        if model_gen is not None:
+            drafts = model_gen.drafts(docs, indices, keeper.drop)
+        else:
+            drafts = [d for i in indices for d in _extractive_drafts(docs, i, options)]
+        for draft in drafts:
+            if options.limit is not None and len(kept) >= options.limit:
+                break  # the rest of the batch is neither generated nor dropped as far as the report goes
+            generated[draft.qtype] += 1
+            if keeper.keep(draft):
+                kept.append(draft)
+        if progress:
+            progress("Synthesizing", indices.stop, len(docs))
+        if options.limit is not None and len(kept) >= options.limit:
+            break
+    for reason in ("malformed_json", "missing_fields", "request_failed"):
+        for qtype, n in keeper.dropped.get(reason, {}).items():
+            generated[qtype] += n
+    return kept, generated
+
+
 def synthesize(
     store: Store, source_ref: str, to: str, options: SynthesizeOptions | None = None, progress: Progress | None = None
 ) -> SynthesisReport:
@@ -527,25 +563,7 @@ def synthesize(
 
         judge = OfflineJudge()
     keeper = _Filter(options, judge)
-    kept: list[_Draft] = []
-    generated: Counter[str] = Counter()
-    step = 16 if model_gen else 1
-    for start in range(0, len(docs), step):
-        indices = range(start, min(start + step, len(docs)))
-        if model_gen is not None:
-            drafts = model_gen.drafts(docs, indices, keeper.drop)
-        else:
-            drafts = [d for i in indices for d in _extractive_drafts(docs, i, options)]
-        generated.update(d.qtype for d in drafts)
-        kept += [d for d in drafts if keeper.keep(d)]
-        if progress:
-            progress("Synthesizing", indices.stop, len(docs))
-        if options.limit is not None and len(kept) >= options.limit:
-            kept = kept[: options.limit]
-            break
-    for reason in ("malformed_json", "missing_fields", "request_failed"):
-        for qtype, n in keeper.dropped.get(reason, {}).items():
-            generated[qtype] += n
+    kept, generated = _collect(docs, options, model_gen, keeper, progress)
     if judge is not None:
         judge.close()
     report.generated = {t: generated[t] for t in options.types}

@@ -130,6 +130,7 @@ def test_limit_types_and_length_bounds(kb: tuple[Store, Path]) -> None:
     store, _ = kb
     report = synthesize(store, "kb@v1", "kb-few", SynthesizeOptions(types=("factual",), limit=4, judge=False))
     assert report.kept == {"factual": 4} and report.version is not None and report.version.num_rows == 4
+    assert report.generated["factual"] == 4 + sum(n.get("factual", 0) for n in report.dropped.values())
     strict = synthesize(
         store, "kb@v1", "kb-short", SynthesizeOptions(types=("factual",), question_words=(4, 12), judge=False)
     )
