@@ -209,10 +209,12 @@ class LocalModelBackend:
         groups: dict[tuple[float, int], list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault((float(request.get("temperature", 0.0)), int(request["max_tokens"])), []).append(i)
+        texts_of = {i: self._text(r["messages"]) for i, r in enumerate(requests)}
         for (temperature, max_tokens), members in groups.items():
+            members.sort(key=lambda i: (len(texts_of[i]), i))  # similar lengths share a batch: less padding
             for start in range(0, len(members), self.batch_size):
                 batch = members[start : start + self.batch_size]
-                texts = [self._text(requests[i]["messages"]) for i in batch]
+                texts = [texts_of[i] for i in batch]
                 encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
                 sample = temperature > 0
                 if sample:
