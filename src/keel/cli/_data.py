@@ -329,9 +329,9 @@ def synthesize_command(
     model: Annotated[str | None, typer.Option(help="A registered model NAME@vN, run in this process.")] = None,
     base_url: Annotated[str | None, typer.Option(help="An OpenAI-compatible API root (e.g. Keel's gateway).")] = None,
     model_name: Annotated[str | None, typer.Option(help="The model or deployment name sent to --base-url.")] = None,
-    api_key: Annotated[
-        str, typer.Option(envvar="KEEL_SYNTHESIZE_API_KEY", help="Bearer key for --base-url.")
-    ] = "not-needed",
+    api_key: Annotated[str, typer.Option(help="Bearer key for --base-url (a Keel API key for the gateway).")] = (
+        "not-needed"
+    ),
     text_column: Annotated[str, typer.Option(help="The column holding each document's text.")] = "text",
     judge: Annotated[
         bool, typer.Option(help="Check answers against their context with the offline groundedness judge.")
