@@ -6,8 +6,12 @@ endpoint. The same rows go through the step twice, each time with an empty answe
 (one request at a time, the peer) and `--concurrency` requests in flight. Wall-clock rows/s and the ratio
 come from the same run; CPU seconds of this process are reported too. `eda` (4 copies per row, all four
 operations, the shipped WordNet lexicon) runs on the paragraphs of Keel's own docs/*.md: real English.
+`--local-rows N` adds `paraphrase` with a registered local model (a tiny model Keel trains in a temporary
+workspace, loaded in process): `batch_size: 1` (the peer) vs `--local-batch` rows per generate call, greedy,
+`--local-tokens` new tokens each, CPU seconds and the same-run ratio.
 
-    python benchmarks/augment.py [--rows 200] [--delay-ms 20] [--concurrency 16] [--eda-rows 2000]
+    python -P benchmarks/augment.py [--rows 200] [--delay-ms 20] [--concurrency 16] [--eda-rows 2000]
+        [--local-rows 64] [--local-batch 16] [--local-tokens 16]
 
 Prints one JSON line; the target is a batched/one-by-one ratio >= 3. The accuracy of a classifier trained on 50
 labels + weak labels vs 50 labels alone is measured by `benchmarks/weak_supervision.py` (docs/weak-supervision.md).
@@ -67,12 +71,42 @@ def _timed(step: Any, table: pa.Table) -> tuple[pa.Table, float, float]:
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _local(rows: int, batch: int, tokens: int) -> dict[str, Any]:
+    """Paraphrase with the tiny local model, one row per generate call vs `batch` rows."""
+    import torch
+
+    from keel.store import init_workspace
+    from keel.train import TinyModelOptions, new_tiny_model
+
+    torch.set_num_threads(1)
+    texts = _paragraphs(rows)
+    out: dict[str, Any] = {"rows": len(texts), "batch_size": batch, "max_tokens": tokens}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = init_workspace(Path(tmp) / "ws")
+        new_tiny_model(store, "tiny", texts, TinyModelOptions(steps=20))
+        store.close()
+        for label, size in (("one_by_one", 1), ("batched", batch)):
+            params = {"model": "tiny@v1", "workspace": str(Path(tmp) / "ws"), "batch_size": size, "temperature": 0,
+                      "max_tokens": tokens, "cache_dir": str(Path(tmp) / label)}  # fmt: skip
+            (step,) = build_steps([("paraphrase", params)])
+            step.backend().model  # noqa: B018 - load the model before the clock starts
+            _, wall, cpu = _timed(step, _table(texts))
+            out[label] = {"rows_per_s": round(len(texts) / wall, 2), "rows_per_cpu_s": round(len(texts) / cpu, 2),
+                          "wall_s": round(wall, 3), "cpu_s": round(cpu, 3)}  # fmt: skip
+    out["ratio_batched_vs_one_by_one"] = round(out["batched"]["rows_per_s"] / out["one_by_one"]["rows_per_s"], 2)
+    out["ratio_by_cpu"] = round(out["batched"]["rows_per_cpu_s"] / out["one_by_one"]["rows_per_cpu_s"], 2)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--delay-ms", type=float, default=20.0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--eda-rows", type=int, default=2000)
+    parser.add_argument("--local-rows", type=int, default=0, help="Rows for the local-model run (0: skip it).")
+    parser.add_argument("--local-batch", type=int, default=16)
+    parser.add_argument("--local-tokens", type=int, default=16)
     args = parser.parse_args()
 
     texts = _paragraphs(args.rows)
@@ -101,6 +135,8 @@ def main() -> None:
     out, wall, cpu = _timed(eda, eda_table)
     result["eda"] = {"rows_in": eda_table.num_rows, "rows_made": out.num_rows - eda_table.num_rows,
                      "input_rows_per_cpu_s": round(eda_table.num_rows / cpu, 1), "cpu_s": round(cpu, 3)}  # fmt: skip
+    if args.local_rows:
+        result["paraphrase_local"] = _local(args.local_rows, args.local_batch, args.local_tokens)
     result["target_ratio"] = 3.0
     result["load_1m"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result))

@@ -111,9 +111,10 @@ EXPECTED = {
     "keel.curate": [
         "CurationReport", "CurationResult", "DropExplanation", "GlobalStep", "LanguageDetector", "LocalEngine",
         "MinHashParams", "NearDuplicateIndex", "Problem", "ProblemReason", "Progress", "QualityThresholds",
-        "RayEngine", "Recipe", "Step", "StepParams", "StepResult", "StepStats", "available_steps", "build_steps",
-        "curate", "detect_format", "explain_record", "load_recipe", "minhash_signatures", "parse_recipe",
-        "quality_signals", "read_file", "source_node",
+        "RayEngine", "Recipe", "Step", "StepParams", "StepResult", "StepStats", "SynthesisReport",
+        "SynthesizeOptions", "available_steps", "build_steps", "curate", "detect_format", "explain_record",
+        "load_recipe", "minhash_signatures", "parse_generation", "parse_recipe", "quality_signals", "read_file",
+        "source_node", "synthesize",
     ],
     "keel.curate.ray": ["RayEngine"],
 }  # fmt: skip

@@ -112,6 +112,9 @@ def run(
         block_pandas()
     recipe = load_recipe(recipe_path)
     store = _open_workspace(ctx, dataset, commit)
+    workspace = ctx.find_root().obj.workspace if store is None else None
+    if workspace is not None:  # -w with --no-commit: model steps still cache in (and load models from) it
+        recipe = recipe.with_workspace(workspace)
     name = dataset or recipe_path.name.split(".")[0]
 
     def execute(progress: ProgressCallback | None) -> tuple[CurationReport, DatasetVersion | None, bool]:

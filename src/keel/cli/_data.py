@@ -307,3 +307,82 @@ def trace(
         out.print(f"cited by {len(cited_by)} served answer(s), newest first:")
         for answer in cited_by:
             out.print(escape(f"  trace:{answer['trace']}  {answer['at']}  {answer['deployment']}"))
+
+
+@data_app.command("synthesize")
+def synthesize_command(
+    ctx: typer.Context,
+    source: Annotated[str, typer.Argument(help="The version whose documents are asked about: NAME@vN or NAME@tag.")],
+    to: Annotated[str, typer.Option("--to", help="The dataset to commit the questions to.")],
+    types: Annotated[
+        str, typer.Option(help="Question types, comma-separated: factual, multi_hop, unanswerable.")
+    ] = "factual,multi_hop,unanswerable",
+    per_doc: Annotated[int, typer.Option("--per-doc", help="Questions of each type per document.")] = 2,
+    limit: Annotated[int | None, typer.Option(help="At most this many rows kept.")] = None,
+    seed: Annotated[int, typer.Option(help="Picks among equally good sentences and partner documents.")] = 0,
+    generator: Annotated[
+        str, typer.Option(help="`extractive` (offline, rule-based) or `model` (a model writes them).")
+    ] = "extractive",
+    prompt: Annotated[
+        str | None, typer.Option(help="Prompt version for --generator model (default: synthesize-qa, shipped).")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="A registered model NAME@vN, run in this process.")] = None,
+    base_url: Annotated[str | None, typer.Option(help="An OpenAI-compatible API root (e.g. Keel's gateway).")] = None,
+    model_name: Annotated[str | None, typer.Option(help="The model or deployment name sent to --base-url.")] = None,
+    api_key: Annotated[str, typer.Option(help="Bearer key for --base-url (a Keel API key for the gateway).")] = (
+        "not-needed"
+    ),
+    text_column: Annotated[str, typer.Option(help="The column holding each document's text.")] = "text",
+    judge: Annotated[
+        bool, typer.Option(help="Check answers against their context with the offline groundedness judge.")
+    ] = True,
+    json_output: JsonOption = False,
+) -> None:
+    """Generate question/answer/context rows from a version's documents, filter them, commit a derived version.
+
+    Every row names its source record ids, the generator, model and prompt version; the same inputs and
+    seed give the same rows. Drops are counted per filter: malformed model output, length, near-duplicate
+    questions, and answers the groundedness judge finds unsupported (or, for unanswerable ones, supported).
+    """
+    from keel.curate import SynthesizeOptions, synthesize
+
+    options = SynthesizeOptions(
+        types=tuple(t.strip() for t in types.split(",") if t.strip()),
+        per_doc=per_doc,
+        limit=limit,
+        seed=seed,
+        generator=generator,  # type: ignore[arg-type]
+        prompt=prompt,
+        model=model,
+        base_url=base_url,
+        model_name=model_name,
+        api_key=api_key,
+        text_column=text_column,
+        judge=judge,
+    )
+    store = get_store(ctx)
+    if json_output:
+        report = synthesize(store, source, to, options)
+        print_json(report.to_json())
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console(), transient=True) as bar:  # fmt: skip
+        task = bar.add_task("Synthesizing (documents)", total=None)
+
+        def advance(_label: str, done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        report = synthesize(store, source, to, options, advance)
+    out = console()
+    table = Table("type", "generated", "kept")
+    for qtype, generated in report.generated.items():
+        table.add_row(qtype, str(generated), str(report.kept.get(qtype, 0)))
+    out.print(table)
+    for reason, counts in sorted(report.dropped.items()):
+        out.print(f"  dropped {escape(reason)}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    version = report.version
+    assert version is not None
+    made = f"Committed {version.ref}" if report.created else f"{version.ref} already holds exactly these rows"
+    out.print(f"{made}: {version.num_rows:,} rows from {report.source} ({report.generator}) in {report.seconds:.1f}s.")

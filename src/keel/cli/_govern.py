@@ -69,6 +69,7 @@ def _print_impact(found: dict[str, object]) -> None:
     out.print(f"  feedback: {'no feedback table' if feedback is None else feedback}")
     out.print(f"  models trained on them: {escape(', '.join(found['models']) or '—')}")  # type: ignore[arg-type]
     out.print(f"  deployments serving those: {escape(', '.join(found['deployments']) or '—')}")  # type: ignore[arg-type]
+    out.print(f"  cached model generations: {found.get('cached_generations', 0)}")
 
 
 @govern_app.command("enforce")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from keel.curate._recipe import Recipe, available_steps, build_steps, load_recipe, parse_recipe
     from keel.curate._run import CurationResult, curate, source_node
     from keel.curate._step import GlobalStep, Step, StepParams, StepResult, StepStats
+    from keel.curate._synthesize import SynthesisReport, SynthesizeOptions, parse_generation, synthesize
     from keel.curate.ray import RayEngine
 
 # Each name loads its module on first use (PEP 562): `keel curate explain` does not load the engines, and
@@ -35,6 +36,7 @@ _MODULES = {
     **dict.fromkeys(("Recipe", "available_steps", "build_steps", "load_recipe", "parse_recipe"), "_recipe"),
     **dict.fromkeys(("CurationResult", "curate", "source_node"), "_run"),
     **dict.fromkeys(("GlobalStep", "Step", "StepParams", "StepResult", "StepStats"), "_step"),
+    **dict.fromkeys(("SynthesisReport", "SynthesizeOptions", "parse_generation", "synthesize"), "_synthesize"),
     "RayEngine": "ray",
 }
 
@@ -61,6 +63,8 @@ __all__ = [
     "StepParams",
     "StepResult",
     "StepStats",
+    "SynthesisReport",
+    "SynthesizeOptions",
     "available_steps",
     "build_steps",
     "curate",
@@ -68,8 +72,10 @@ __all__ = [
     "explain_record",
     "load_recipe",
     "minhash_signatures",
+    "parse_generation",
     "parse_recipe",
     "quality_signals",
     "read_file",
     "source_node",
+    "synthesize",
 ]

@@ -1,27 +1,31 @@
-"""`paraphrase` and `back_translate`: new rows written by a model behind any OpenAI-compatible endpoint.
+"""`paraphrase` and `back_translate`: new rows written by a model, served or loaded in process.
 
-The endpoint is Keel's gateway (`base_url: http://HOST:PORT/v1`, `model:` a deployment name, `api_key:` a
-Keel API key) or any other server speaking the OpenAI chat API (vLLM, a hosted API). Requests run
-`concurrency` at a time from a thread pool; every answer is cached on disk by sha256 of (model, the rendered
-prompt with its input, sampling settings, copy number), under the workspace's `.keel/cache/augment/` (or
-`cache_dir`), so a rerun sends no request and writes the same bytes even when the model samples.
+The model is either behind an OpenAI-compatible endpoint, Keel's gateway (`base_url: http://HOST:PORT/v1`,
+`model:` a deployment name, `api_key:` a Keel API key) or any server speaking the OpenAI chat API (vLLM, a
+hosted API), requests running `concurrency` at a time; or, without `base_url`, a registered model version
+(`model: NAME@vN`) loaded in this process by transformers and run in batches of `batch_size`. Every answer is
+cached on disk by sha256 of (where it came from, model, the rendered prompt with its input, sampling settings,
+copy number), under the workspace's `.keel/cache/augment/` (or `cache_dir`), so a rerun sends no request and
+writes the same bytes even when the model samples.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from keel.core.errors import InputError, WorkspaceNotFoundError
-from keel.core.ids import canonical_json, sha256_hex
-from keel.core.settings import load_settings
 from keel.curate._augment_lineage import append_children, with_lineage_columns
+from keel.curate._generate import (
+    ChatBackend,
+    GenerationCache,
+    LocalModelBackend,
+    OpenAIBackend,
+    generate_cached,
+    workspace_cache_root,
+)
 from keel.curate._step import Step, StepParams, StepResult
 
 __all__ = ["BackTranslateStep", "GenerationCache", "ParaphraseStep"]
@@ -34,45 +38,17 @@ TO_PIVOT_PROMPT = "Translate the text below into {language}. Answer with the tra
 FROM_PIVOT_PROMPT = "Translate the text below into {language}. Answer with the translation only.\n\n{text}"
 
 
-class GenerationCache:
-    """Model answers on disk, one small JSON file per key (`ab/abcd….json`), written atomically.
-
-    One file per answer lets worker processes share the cache without a lock: two writers of one key write the
-    same answer or the first stays (os.replace is atomic).
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    @staticmethod
-    def key(request: dict[str, Any]) -> str:
-        """The cache key of one request: sha256 of its canonical JSON."""
-        return sha256_hex(canonical_json(request))
-
-    def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.json"
-
-    def get(self, key: str) -> str | None:
-        """The cached answer, or None."""
-        try:
-            return str(json.loads(self._path(key).read_text(encoding="utf-8"))["answer"])
-        except (OSError, ValueError, KeyError):
-            return None
-
-    def put(self, key: str, request: dict[str, Any], answer: str) -> None:
-        """Store `answer` (with its request, for audit)."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"request": request, "answer": answer}, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-
-
 class ModelParams(StepParams):
     """Where the model is and how to sample it: shared by `paraphrase` and `back_translate`."""
 
-    base_url: str = Field(description="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (Keel's gateway).")
-    model: str = Field(min_length=1, description="Model or Keel deployment name sent as `model`.")
+    base_url: str | None = Field(
+        None,
+        description="OpenAI-compatible API root, e.g. http://127.0.0.1:8000/v1 (Keel's gateway); "
+        "omit it to load `model` (a registered NAME@vN) in this process.",
+    )
+    model: str = Field(
+        min_length=1, description="Model or Keel deployment name sent as `model`; without base_url, a NAME@vN."
+    )
     api_key: str = Field("not-needed", description="Bearer key (a Keel API key for the gateway).")
     copies: int = Field(1, ge=1, le=32, description="New rows per input row (copy k samples with seed + k).")
     temperature: float = Field(0.7, ge=0, le=2)
@@ -80,17 +56,30 @@ class ModelParams(StepParams):
     seed: int = Field(0, description="Sent as the request's `seed`; part of the cache key.")
     concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
     timeout: float = Field(60.0, gt=0, description="Seconds per request.")
+    batch_size: int = Field(16, ge=1, le=512, description="Rows per generate call of a local model.")
     cache_dir: Path | None = Field(
         None, description="Answer cache; default the workspace's .keel/cache/augment (no cache outside a workspace)."
+    )
+    workspace: Path | None = Field(
+        None, description="The workspace (cache, local models); `keel curate run` sets it from -w or discovery."
     )
     augment_children: bool = Field(False, description="Also augment rows an earlier augmentation step made.")
 
     @field_validator("base_url")
     @classmethod
-    def _http(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
+    def _http(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
             raise ValueError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1; got {url!r}")
-        return url.rstrip("/")
+        return url.rstrip("/") if url else None
+
+    @model_validator(mode="after")
+    def _local_ref(self) -> ModelParams:
+        if self.base_url is None and "@" not in self.model:
+            raise ValueError(
+                f"expected base_url (a served model) or model as a registered version NAME@vN (loaded in process); "
+                f"got model {self.model!r} without base_url"
+            )
+        return self
 
 
 class _ModelStep(Step):
@@ -104,26 +93,27 @@ class _ModelStep(Step):
         super().__init__(params)
         self._cache: GenerationCache | None = None
         self._cache_resolved = False
+        self._backend: ChatBackend | None = None
 
     def _answer_cache(self) -> GenerationCache | None:
         p: ModelParams = self.params  # type: ignore[assignment]
         if not self._cache_resolved:
             self._cache_resolved = True
-            root = p.cache_dir
-            if root is None:
-                try:
-                    root = load_settings().state_dir / "cache" / "augment"
-                except WorkspaceNotFoundError:
-                    root = None
+            root = p.cache_dir or workspace_cache_root(p.workspace)
             self._cache = GenerationCache(root) if root is not None else None
         return self._cache
 
-    def _openai(self) -> Any:
-        """A client for one batch (closed after it: steps have no end-of-run hook to close a kept one)."""
-        from openai import OpenAI
-
+    def backend(self) -> ChatBackend:
+        """The endpoint, or the local model (loaded once per step, on first use)."""
         p: ModelParams = self.params  # type: ignore[assignment]
-        return OpenAI(base_url=p.base_url, api_key=p.api_key, timeout=p.timeout, max_retries=2)
+        if self._backend is None:
+            if p.base_url is not None:
+                self._backend = OpenAIBackend(
+                    p.base_url, api_key=p.api_key, timeout=p.timeout, concurrency=p.concurrency
+                )
+            else:
+                self._backend = LocalModelBackend(p.workspace, p.model, batch_size=p.batch_size)
+        return self._backend
 
     def _request(self, prompt: str, copy: int) -> dict[str, Any]:
         p: ModelParams = self.params  # type: ignore[assignment]
@@ -135,47 +125,13 @@ class _ModelStep(Step):
             "seed": p.seed + copy,
         }
 
-    @staticmethod
-    def _call(client: Any, request: dict[str, Any]) -> str | Exception:
-        from openai import OpenAIError
-
-        try:
-            response = client.chat.completions.create(**request)
-        except OpenAIError as exc:
-            return exc
-        return (response.choices[0].message.content or "").strip() if response.choices else ""
-
     def generate(self, prompts: list[str], copies: list[int]) -> list[str | None]:
-        """One answer per prompt (None where the request failed), from the cache or `concurrency` requests at a time."""
-        p: ModelParams = self.params  # type: ignore[assignment]
+        """One answer per prompt (None where the request failed), from the cache or the model."""
         cache = self._answer_cache()
         if cache is None:
             self.count("cache.off_outside_workspace", len(prompts))
         requests = [self._request(prompt, copy) for prompt, copy in zip(prompts, copies, strict=True)]
-        keys = [GenerationCache.key(r) for r in requests]
-        answers: list[str | None] = [cache.get(k) if cache else None for k in keys]
-        todo = [i for i, a in enumerate(answers) if a is None]
-        self.count("cache.hits", len(prompts) - len(todo))
-        if not todo:
-            return answers
-        with self._openai() as client, ThreadPoolExecutor(max_workers=min(p.concurrency, len(todo))) as pool:
-            results = list(pool.map(lambda request: self._call(client, request), [requests[i] for i in todo]))
-        errors = [r for r in results if isinstance(r, Exception)]
-        if errors and len(errors) == len(todo):
-            raise InputError(
-                f"{self.name}: every request to {p.base_url} (model {p.model!r}) failed; first error: "
-                f"{type(errors[0]).__name__}: {str(errors[0]).splitlines()[0] if str(errors[0]) else ''}",
-                hint="check base_url, model and api_key (the server must speak the OpenAI chat API)",
-            )
-        for i, result in zip(todo, results, strict=True):
-            if isinstance(result, Exception):
-                self.count(f"failed.{type(result).__name__}")
-                continue
-            answers[i] = result
-            if cache is not None:
-                cache.put(keys[i], requests[i], result)
-        self.count("requests", len(todo))
-        return answers
+        return generate_cached(self.backend(), cache, requests, lambda name, n: self.count(name, n), self.name)
 
     def _targets(self, table: pa.Table) -> list[tuple[int, int]]:
         """(row, copy) pairs to augment, in row order."""

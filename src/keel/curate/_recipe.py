@@ -44,6 +44,9 @@ _STEPS = {
 }
 
 
+_WORKSPACE_STEPS = frozenset({"paraphrase", "back_translate"})  # steps with a `workspace` parameter
+
+
 def step_class(name: str) -> type[Step] | None:
     """The class of the step a recipe calls `name` (its module imported now), or None if there is none."""
     where = _STEPS.get(name)
@@ -128,6 +131,19 @@ class Recipe(BaseModel):
     def step_specs(self) -> list[tuple[str, dict[str, Any]]]:
         """The steps as (name, params) pairs."""
         return [(name, params or {}) for entry in self.steps for name, params in entry.items()]
+
+    def with_workspace(self, workspace: Path) -> Recipe:
+        """This recipe with `workspace` given to every model step that names none (its cache and local models).
+
+        Steps run in worker processes that find the workspace from KEEL_WORKSPACE or the cwd; a `-w` chosen
+        on the command line reaches them only through their parameters.
+        """
+        steps = []
+        for name, params in self.step_specs():
+            if name in _WORKSPACE_STEPS and params.get("workspace") is None:
+                params = {**params, "workspace": str(workspace)}
+            steps.append({name: params})
+        return self.model_copy(update={"steps": steps})
 
     def fingerprint_data(self) -> dict[str, Any]:
         """What makes two runs the same run (for resuming): the recipe minus where it lives."""

@@ -85,6 +85,7 @@ def curate(
 
     require(store, "dataset.commit", f"dataset:{dataset}")  # before the curation, not after it
     inputs = [source_node(s.path) for s in recipe.resolve_inputs()]
+    recipe = recipe.with_workspace(store.settings.workspace)
     if engine == "local":
         workers = workers or 1
     params = {"recipe": recipe.model_dump(mode="json"), "workers": workers, "dataset": dataset, "strict": strict}

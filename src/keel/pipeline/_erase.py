@@ -3,9 +3,11 @@
 `erasure_impact` finds every place a subject (by keyed hash) or a record id reaches, reading only
 indexes and lineage; `erase_subjects` then writes dataset versions without the records and deletes
 the old shards' blobs, rebuilds the affected index versions and deletes the old ones' files, deletes
-the subject's traces (and feedback, where that table exists), marks the models trained on the
-affected versions and the deployments serving them, and records a signed certificate in the audit
-log. It lives on the pipeline floor because it calls every floor below; each part is theirs.
+the subject's traces (and feedback, where that table exists) and the cached model generations
+(augmentation and synthesis answers under `.keel/cache/augment`) whose request or answer holds an
+erased value, marks the models trained on the affected versions and the deployments serving them,
+and records a signed certificate in the audit log. It lives on the pipeline floor because it calls
+every floor below; each part is theirs.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, delete, inspect, select, text
@@ -22,6 +25,7 @@ from keel.core.clock import format_time
 from keel.core.errors import BlobNotFoundError, InputError
 from keel.core.ids import new_ulid
 from keel.core.keyring import load_keyring, parse_subject
+from keel.curate._generate import GenerationCache, workspace_cache_root
 from keel.data._erasure import DatasetHits, ReplacedVersion, erase_rows, find_rows, live_hits
 from keel.govern._erasures import Certificate, record_erasure, sha256_text
 from keel.index._build import build_index
@@ -52,11 +56,12 @@ class ErasureImpact:
     feedback: int | None = None  # None: no feedback table in this workspace
     models: list[str] = field(default_factory=list)
     deployments: list[str] = field(default_factory=list)
+    generations: list[Path] = field(default_factory=list, repr=False)  # cached answers holding a value
 
     @property
     def empty(self) -> bool:
         """Whether nothing holds the subject."""
-        return self.hits.empty and not self.indexes and not self.traces and not self.feedback
+        return self.hits.empty and not self.indexes and not self.traces and not self.feedback and not self.generations
 
     def to_json(self) -> dict[str, Any]:
         """The impact report (`keel govern erase` without --yes)."""
@@ -71,6 +76,7 @@ class ErasureImpact:
             "feedback": self.feedback,
             "models": self.models,
             "deployments": self.deployments,
+            "cached_generations": len(self.generations),
         }
 
 
@@ -139,11 +145,23 @@ def erasure_impact(store: Store, subjects: Sequence[str] = (), record_ids: Seque
             )
         impact.models = _models_downstream(conn, [f"dataset-version:{n}@v{v}" for n, v, _ in hits.versions])
     impact.records = live_hits(store, hits)
+    impact.generations = _cached_generations(store, subjects)
     served = set(impact.models)
     impact.deployments = sorted(
         d.name for d in list_deployments(store) if any(f"model-version:{r.model}" in served for r in d.routes)
     )
     return impact
+
+
+def _cached_generations(store: Store, subjects: Sequence[str]) -> list[Path]:
+    """Cached model answers (augmentation, synthesis) whose request or answer holds a subject's value.
+
+    By value, not keyed hash: the cache stores text, not hashes. A cache given its own `cache_dir` outside
+    the workspace is not searched (docs/curation.md says so).
+    """
+    root = workspace_cache_root(store.settings.workspace)
+    values = _raw_values(subjects)
+    return GenerationCache(root).holding(values) if root is not None and values else []
 
 
 def _models_downstream(conn: Connection, nodes: list[str]) -> list[str]:
@@ -162,6 +180,7 @@ class _Done:
     blobs: list[str] = field(default_factory=list)
     traces: int = 0
     feedback: int | None = None
+    generations: int = 0
 
 
 def erase_subjects(
@@ -195,6 +214,9 @@ def erase_subjects(
         done.traces = delete_traces(conn, impact.traces)
         done.feedback = _erase_feedback(conn, impact, subjects)
         marks = _marks(conn, impact, done, erasure_id)
+        for path in impact.generations:  # before the certificate: it counts what was removed
+            path.unlink(missing_ok=True)
+            done.generations += 1
         certificate = record_erasure(store, conn, keyring, _document(store, erasure_id, impact, done), marks)
     _checkpoint(store)
     return impact, certificate
@@ -292,6 +314,7 @@ def _document(store: Store, erasure_id: str, impact: ErasureImpact, done: _Done)
             "feedback_table": done.feedback is not None,
             "models_marked": impact.models,
             "deployments_marked": impact.deployments,
+            "cached_generations_deleted": done.generations,
         },
     }
 
