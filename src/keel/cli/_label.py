@@ -1,6 +1,6 @@
 """`keel label …`: label schemas, queues, labelling in the terminal, agreement, Label Studio/Argilla files, commit.
 
-`keel label QUEUE` is `keel label annotate QUEUE`. The terminal session reads one key per answer on a
+keel label QUEUE is short for `keel label annotate QUEUE`. The terminal session reads one key per answer on a
 terminal (classes and ratings of up to ten keys) and one line per answer otherwise (piped input, spans,
 free text, multi-label classes), so scripts and tests drive it through stdin.
 """
@@ -8,6 +8,7 @@ free text, multi-label classes), so scripts and tests drive it through stdin.
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +26,7 @@ __all__ = ["label_app"]
 
 
 class _LabelGroup(typer.core.TyperGroup):
-    """`keel label QUEUE` runs `keel label annotate QUEUE`: a first word that is no command names a queue."""
+    """keel label QUEUE runs `keel label annotate QUEUE`: a first word that is no command names a queue."""
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
         if args and not args[0].startswith("-") and args[0] not in self.commands:
@@ -55,9 +56,13 @@ def _split(value: str | None) -> tuple[str, ...]:
 def schema_set(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The dataset (or traces:DEPLOYMENT) whose items it labels.")],
-    classes: Annotated[str | None, typer.Option(help="Classes, comma-separated: one per item (--multi: several).")] = None,
+    classes: Annotated[
+        str | None, typer.Option(help="Classes, comma-separated: one per item (--multi: several).")
+    ] = None,
     multi: Annotated[bool, typer.Option("--multi", help="With --classes: an item may take several classes.")] = False,
-    spans: Annotated[str | None, typer.Option(help="Span classes, comma-separated (character offsets in the text).")] = None,
+    spans: Annotated[
+        str | None, typer.Option(help="Span classes, comma-separated (character offsets in the text).")
+    ] = None,
     rating: Annotated[int | None, typer.Option(help="A rating from 1 to this number.")] = None,
     text: Annotated[bool, typer.Option("--text", help="A free-text answer.")] = False,
     json_output: JsonOption = False,
@@ -88,7 +93,9 @@ def schema_set(
 @schema_app.command("show")
 def schema_show(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(help="The dataset (or traces:DEPLOYMENT); every schema if omitted.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="The dataset (or traces:DEPLOYMENT); every schema if omitted.")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show a dataset's label schema (or every schema)."""
@@ -110,11 +117,14 @@ def queue_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The queue's name.")],
     source: Annotated[str, typer.Option("--from", help="data:NAME@vN (data:NAME: its latest) or traces:DEPLOYMENT.")],
-    order: Annotated[Literal["sequential", "random", "uncertainty", "diversity"],
-                     typer.Option(help="Labelling order; uncertainty and diversity are active learning.")] = "sequential",
+    order: Annotated[
+        Literal["sequential", "random", "uncertainty", "diversity"],
+        typer.Option(help="Labelling order; uncertainty and diversity are active learning."),
+    ] = "sequential",
     seed: Annotated[int, typer.Option(help="Seed of the random and active orders.")] = 0,
-    annotators: Annotated[str | None, typer.Option(help="Principals to assign items to, comma-separated "
-                                                        "(default: anyone).")] = None,
+    annotators: Annotated[
+        str | None, typer.Option(help="Principals to assign items to, comma-separated (default: anyone).")
+    ] = None,
     overlap: Annotated[int, typer.Option(help="Annotators per item (2+ to measure agreement).")] = 1,
     field: Annotated[str, typer.Option(help="The column annotators read (dataset sources).")] = "text",
     since: Annotated[str | None, typer.Option(help="traces: only since this long ago (7d) or ISO time.")] = None,
@@ -245,9 +255,36 @@ def _command_of(answer: str, schema: Any) -> str | None:
     return None
 
 
+class _Session:
+    """What the session shows: Rich panels for a person, or (`--json`) one JSON object per line for a program."""
+
+    def __init__(self, queue: Any, as_json: bool) -> None:
+        self.queue, self.as_json, self.out = queue, as_json, _screen()
+
+    def say(self, event: str, message: str, /, **data: Any) -> None:
+        if self.as_json:
+            sys.stdout.write(json.dumps({"event": event, **data}, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            self.out.print(escape(message), style="red" if event == "error" else None)
+
+    def show(self, item: Any, answered: int) -> None:
+        if self.as_json:
+            self.say("item", "", **item.to_json(), keys=self.queue.schema.keys())
+            return
+        _show(self.out, item, self.queue, answered)
+        self.out.print(escape(_help_line(self.queue.schema)))
+        self.out.print("> ", end="")
+
+
 @label_app.command("annotate")
-def annotate(ctx: typer.Context, queue: Annotated[str, typer.Argument(help="The queue to label.")]) -> None:
-    """Label a queue's items in the terminal, from where you left off (also `keel label QUEUE`).
+def annotate(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Argument(help="The queue to label.")],
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object per event (item, label, "
+                                                             "skip, undo, error, end) instead of panels.")] = False,
+) -> None:  # fmt: skip
+    """Label a queue's items in the terminal, from where you left off (also: keel label QUEUE).
 
     Each answer is stored the moment it is given; `s` skips, `u` undoes your last answer, `q` quits.
     """
@@ -255,37 +292,41 @@ def annotate(ctx: typer.Context, queue: Annotated[str, typer.Argument(help="The 
 
     store = get_store(ctx)
     q = get_queue(store, queue)
-    out = _screen()
+    session = _Session(q, json_output)
     schema = q.schema
-    single_key = sys.stdin.isatty() and bool(schema.keys()) and not schema.multi
-    out.print(escape(f"Labelling {q.name} as {store.actor}: {schema.describe()}"))
+    single_key = sys.stdin.isatty() and bool(schema.keys()) and not schema.multi and not json_output
+    session.say("start", f"Labelling {q.name} as {store.actor}: {schema.describe()}", queue=q.name,
+                annotator=store.actor, schema=schema.to_json())  # fmt: skip
     answered = 0
     while (item := next_item(store, q)) is not None:
-        _show(out, item, q, answered)
-        out.print(escape(_help_line(schema)))
-        out.print("> ", end="")
-        answer = _read_answer(out, single_key)
+        session.show(item, answered)
+        answer = _read_answer(session.out, single_key)
         command = None if answer is None else _command_of(answer, schema)
         if answer is None or command == "quit":
-            out.print(escape(f"Stopped; {answered} answered this session. `keel label {q.name}` resumes."))
+            session.say("end", f"Stopped; {answered} answered this session. `keel label annotate {q.name}` resumes.",
+                        answered=answered, reason="quit")  # fmt: skip
             return
         if command == "skip":
-            skip_item(store, q, item.position, origin="terminal")
+            skipped = skip_item(store, q, item.position, origin="terminal")
+            session.say("skip", f"Skipped item {item.position + 1}.", **skipped.to_json())
         elif command == "undo":
             undone = undo_last(store, q)
-            out.print(escape(f"Undid your answer on item {undone.position + 1} ({undone.item_id})." if undone
-                             else "Nothing to undo."))  # fmt: skip
+            text = (
+                f"Undid your answer on item {undone.position + 1} ({undone.item_id})." if undone else "Nothing to undo."
+            )
+            session.say("undo", text, label=undone.to_json() if undone else None)
             answered = max(0, answered - (1 if undone else 0))
             continue
         else:
             try:
                 made = record_label(store, q, item.position, answer, origin="terminal")
             except InputError as exc:
-                out.print(escape(f"Not stored: {exc}"), style="red")
+                session.say("error", f"Not stored: {exc}", message=str(exc))
                 continue
-            out.print(escape(f"✓ {made.value}"))
+            session.say("label", f"✓ {made.value}", **made.to_json())
         answered += 1
-    out.print(escape(f"Nothing left for you in {q.name}; {answered} answered this session."))
+    session.say("end", f"Nothing left for you in {q.name}; {answered} answered this session.", answered=answered,
+                reason="done")  # fmt: skip
 
 
 @label_app.command("add")
@@ -293,8 +334,10 @@ def add(
     ctx: typer.Context,
     queue: Annotated[str, typer.Argument(help="The queue.")],
     item: Annotated[str, typer.Argument(help="The item's id (the record's or the trace's id).")],
-    label: Annotated[str | None, typer.Option(help="The answer: a class (a,b for multi), a rating, spans "
-                                                   "(LABEL=text; LABEL:0-5) or text.")] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(help="The answer: a class (a,b for multi), a rating, spans (LABEL=text; LABEL:0-5) or text."),
+    ] = None,
     skip: Annotated[bool, typer.Option("--skip", help="Record a skip instead.")] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -377,8 +420,9 @@ def export(
     queue: Annotated[str, typer.Argument(help="The queue.")],
     fmt: FormatOption,
     output: Annotated[Path, typer.Option("-o", "--output", help="The JSON file to write.", dir_okay=False)],
-    config: Annotated[Path | None, typer.Option(help="label-studio: also write the labelling config (XML) "
-                                                     "here.", dir_okay=False)] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="label-studio: also write the labelling config (XML) here.", dir_okay=False)
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Write a queue's items and labels as Label Studio tasks or Argilla records (JSON)."""
@@ -421,7 +465,9 @@ def commit(
     ctx: typer.Context,
     queue: Annotated[str, typer.Argument(help="The queue.")],
     to: Annotated[str, typer.Option("--to", help="The dataset to commit the labelled rows to.")],
-    resolve: Annotated[str, typer.Option(help="majority, or annotator:PRINCIPAL to keep one person's answers.")] = "majority",
+    resolve: Annotated[
+        str, typer.Option(help="majority, or annotator:PRINCIPAL to keep one person's answers.")
+    ] = "majority",
     message: Annotated[str | None, typer.Option(help="The version's message.")] = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -12,7 +12,7 @@ text exactly. Ratings also get Krippendorff's alpha with the interval metric.
 from __future__ import annotations
 
 import itertools
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -52,7 +52,7 @@ def fleiss_kappa(counts: Sequence[Sequence[int]]) -> float:
     return (p_bar - p_e) / (1 - p_e)
 
 
-def _delta(metric: Metric, values: list[Any], totals: dict[Any, int]) -> Any:
+def _delta(metric: Metric, values: list[Any], totals: dict[Any, float]) -> Any:
     if metric == "nominal":
         return lambda a, b: 0.0 if a == b else 1.0
     if metric == "interval":
@@ -77,16 +77,16 @@ def krippendorff_alpha(units: Sequence[Sequence[Hashable]], metric: Metric = "no
         >>> round(krippendorff_alpha([["a", "a"], ["b", "b"], ["a", "b"]]), 4)
         0.4444
     """
-    coincidence: Counter[tuple[Any, Any]] = Counter()
+    coincidence: defaultdict[tuple[Any, Any], float] = defaultdict(float)
     for unit in units:
         m = len(unit)
         if m < 2:
             continue
         for i, j in itertools.permutations(range(m), 2):
-            coincidence[(unit[i], unit[j])] += 1 / (m - 1)  # type: ignore[assignment]
-    totals: Counter[Any] = Counter()
+            coincidence[(unit[i], unit[j])] += 1 / (m - 1)
+    totals: defaultdict[Any, float] = defaultdict(float)
     for (c, _), weight in coincidence.items():
-        totals[c] += weight  # type: ignore[assignment]
+        totals[c] += weight
     n = sum(totals.values())
     if n <= 1:
         raise InputError("expected at least one item with two or more ratings to compute Krippendorff's alpha")
@@ -95,7 +95,7 @@ def krippendorff_alpha(units: Sequence[Sequence[Hashable]], metric: Metric = "no
     expected = sum(totals[c] * totals[k] * delta(c, k) for c in totals for k in totals)
     if expected == 0:
         return 1.0  # one value throughout: no disagreement was possible
-    return 1 - (n - 1) * observed / expected
+    return float(1 - (n - 1) * observed / expected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +173,7 @@ def agreement(store: Store, queue: Queue) -> AgreementReport:
             hint="make the queue with --overlap 2 (or more) and have several people label it",
         )
     annotators = sorted({a for answers in shared.values() for a in answers})
-    pairwise = []
+    pairwise: list[dict[str, Any]] = []
     for a, b in itertools.combinations(annotators, 2):
         both = [p for p, answers in shared.items() if a in answers and b in answers]
         if both:
@@ -201,6 +201,6 @@ def agreement(store: Store, queue: Queue) -> AgreementReport:
     coincidence = _coincidence(shared, categories)
     per_class = {c: {"agreement": coincidence[i][i] / sum(coincidence[i]) if sum(coincidence[i]) else 0.0,
                      "values": round(sum(coincidence[i]), 6)} for i, c in enumerate(categories)}  # fmt: skip
-    cohen = pairwise[0]["kappa"] if len(annotators) == 2 and pairwise else None
+    cohen: float | None = float(pairwise[0]["kappa"]) if len(annotators) == 2 and pairwise else None
     return AgreementReport(queue.name, queue.schema.kind, annotators, len(shared), pairwise, cohen, fleiss, alpha,
                            categories, confusion, per_class)  # fmt: skip

@@ -56,7 +56,9 @@ def label_type(queue: Queue) -> Any:
     return pa.string()
 
 
-def resolve_labels(labels: list[Label], resolve: str) -> tuple[dict[int, tuple[Any, list[str], dict[str, Any]]], dict[str, int]]:
+def resolve_labels(
+    labels: list[Label], resolve: str
+) -> tuple[dict[int, tuple[Any, list[str], dict[str, Any]]], dict[str, int]]:
     """Each position's resolved (value, annotators who gave it, every vote), and counts of what was left out."""
     votes: dict[int, dict[str, Any]] = {}
     for label in labels:

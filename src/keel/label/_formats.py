@@ -79,7 +79,8 @@ def _ls_results(schema: LabelSchema, value: Any, text: str, item_id: str, annota
     if schema.kind == "text":
         return [{"id": _result_id(item_id, annotator, 0), **base, "value": {"text": [value]}}]
     return [{"id": _result_id(item_id, annotator, n), **base,
-             "value": {"start": s["start"], "end": s["end"], "text": text[s["start"] : s["end"]], "labels": [s["label"]]}}
+             "value": {"start": s["start"], "end": s["end"], "text": text[s["start"] : s["end"]],
+                       "labels": [s["label"]]}}
             for n, s in enumerate(value)]  # fmt: skip
 
 
@@ -149,7 +150,9 @@ def export_labels(store: Store, queue: Queue, path: str | os.PathLike[str], *, f
     if format not in FORMATS:
         raise InputError(f"expected a format among {list(FORMATS)}; got {format!r}")
     items, by_position = _items_and_labels(store, queue)
-    document = _label_studio(queue, items, by_position) if format == "label-studio" else _argilla(queue, items, by_position)
+    document = (
+        _label_studio(queue, items, by_position) if format == "label-studio" else _argilla(queue, items, by_position)
+    )
     target = Path(path)
     staged = target.with_name(f".{target.name}.partial")
     staged.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -322,7 +325,9 @@ def import_labels(store: Store, queue: Queue, path: str | os.PathLike[str], *, f
             try:
                 answer.value = queue.schema.parse(answer.value, items[answer.position].text)
             except InputError as exc:
-                raise InputError(f"{source}: item {items[answer.position].item_id!r} by {answer.annotator}: {exc}") from None
+                raise InputError(
+                    f"{source}: item {items[answer.position].item_id!r} by {answer.annotator}: {exc}"
+                ) from None
     for answer in answers:
         if answer.skipped:
             skip_item(store, queue, answer.position, annotator=answer.annotator, origin="import", at=answer.at)

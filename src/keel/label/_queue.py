@@ -9,6 +9,7 @@ the first item in order they have neither labelled nor skipped. With `annotators
 
 from __future__ import annotations
 
+import importlib
 import json
 import random
 from collections.abc import Sequence
@@ -194,7 +195,8 @@ def _data_items(store: Store, ref: str, text_field: str) -> tuple[str, list[Item
         )
     table = load_version(store, version, columns=["id", text_field])
     ids, texts = table.column("id").to_pylist(), table.column(text_field).to_pylist()
-    return version.ref, [Item(-1, str(i), t if isinstance(t, str) else json.dumps(t)) for i, t in zip(ids, texts)]
+    items = [Item(-1, str(i), t if isinstance(t, str) else json.dumps(t)) for i, t in zip(ids, texts, strict=True)]
+    return version.ref, items
 
 
 def _source_items(store: Store, source: str, text_field: str, since: datetime | None) -> tuple[str, list[Item]]:
@@ -208,7 +210,7 @@ def _source_items(store: Store, source: str, text_field: str, since: datetime | 
 
 def _contents(store: Store, queue: Queue) -> dict[str, Item]:
     """Every item's content by item id, read once per store (versions are immutable)."""
-    key = (_TEXTS, queue.source, queue.field)
+    key = f"{_TEXTS}:{queue.source}:{queue.field}"
     cached: dict[str, Item] | None = store.extensions.get(key)
     if cached is None:
         if queue.source.startswith("traces:"):
@@ -233,8 +235,8 @@ def _ordered(items: list[Item], order: str, seed: int) -> list[Item]:
         return shuffled
     if order not in ORDERS:
         raise InputError(f"expected an order among {list(ORDERS)}; got {order!r}")
-    try:
-        from keel.label.active import rank  # type: ignore[import-not-found, unused-ignore]
+    try:  # the weak-supervision side provides it; imported by name so this module stands without it
+        rank = importlib.import_module("keel.label.active").rank
     except ModuleNotFoundError as exc:
         if exc.name != "keel.label.active":
             raise
@@ -352,7 +354,9 @@ def get_queue(store: Store, name: str) -> Queue:
 def list_queues(store: Store) -> list[Queue]:
     """Every queue, by name."""
     with store.db.read() as conn:
-        sizes = dict(conn.execute(select(label_items.c.queue, func.count()).group_by(label_items.c.queue)).all())
+        sizes: dict[str, int] = dict(
+            conn.execute(select(label_items.c.queue, func.count()).group_by(label_items.c.queue)).all()
+        )
         rows = conn.execute(select(label_queues).order_by(label_queues.c.name)).all()
     return [_queue_from_row(row, int(sizes.get(row.name, 0))) for row in rows]
 
@@ -388,14 +392,16 @@ def position_of(store: Store, queue: Queue, item_id: str) -> int:
             select(label_items.c.position).where(label_items.c.queue == queue.name, label_items.c.item_id == item_id)
         )
     if position is None:
-        raise NotFoundError(f"queue {queue.name!r} has no item {item_id!r}", hint="ids are the records' (or traces') ids")
+        raise NotFoundError(
+            f"queue {queue.name!r} has no item {item_id!r}", hint="ids are the records' (or traces') ids"
+        )
     return int(position)
 
 
 def _answers(store: Store, queue: str) -> list[Any]:
     with store.db.read() as conn:
         query = select(labels.c.position, labels.c.annotator, labels.c.status).where(labels.c.queue == queue)
-        return conn.execute(query).all()
+        return list(conn.execute(query).all())
 
 
 def next_item(store: Store, queue: Queue, annotator: str | None = None) -> Item | None:

@@ -76,7 +76,7 @@ class LabelSchema:
         return cls(data["kind"], tuple(data.get("classes", ())), bool(data.get("multi")), int(data.get("scale", 0)))
 
     def describe(self) -> str:
-        """One line: `classes (single): a, b`, `rating 1-5`, …"""
+        """One line such as `classes (single): a, b` or `rating 1-5`."""
         if self.kind == "classes":
             return f"classes ({'multi' if self.multi else 'single'}): {', '.join(self.classes)}"
         if self.kind == "spans":

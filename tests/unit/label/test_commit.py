@@ -6,12 +6,12 @@ import json
 
 import pyarrow as pa
 import pytest
+from tests.unit.label.conftest import served
 
 from keel.core.errors import InputError
 from keel.data import DatasetVersion, get_version, load_version
 from keel.label import LabelSchema, commit_labels, create_queue, record_label, set_schema, skip_item
 from keel.store import Store, events, walk
-from tests.unit.label.conftest import served
 
 
 def test_majority_commit_keeps_source_columns_names_annotators_and_leaves_ties_out(

@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tests.unit.label.conftest import TICKETS, commit_tickets
 
 from keel.core.errors import InputError
 from keel.data import DatasetVersion
@@ -22,7 +23,6 @@ from keel.label import (
     skip_item,
 )
 from keel.store import Store
-from tests.unit.label.conftest import TICKETS, commit_tickets
 
 ANSWERS = {
     "classes": ["billing", "bug", "billing"],
@@ -64,7 +64,7 @@ def test_label_studio_export_import_round_trips_exactly(store: Store, tmp_path: 
     tasks = json.loads(exported.read_text())
     result = tasks[0]["annotations"][0]["result"]
     assert all(r["from_name"] == "label" and r["to_name"] == "text" for r in result)
-    assert f'name="label" toName="text"' in label_studio_config(SCHEMAS[kind])
+    assert 'name="label" toName="text"' in label_studio_config(SCHEMAS[kind])
 
 
 def test_a_label_studio_export_as_label_studio_writes_it_imports(store: Store, tmp_path: Path) -> None:
@@ -113,7 +113,8 @@ def test_an_argilla_records_file_imports_and_keel_files_map_users_back(store: St
          "suggestions": {"label": {"value": [{"start": 0, "end": 3, "label": "PER"}], "score": 0.7, "agent": "gliner"}},
          "responses": {"label": [{"value": [{"start": 18, "end": 25, "label": "ORG"}], "user_id": ann},
                                  {"value": None, "user_id": bob, "status": "discarded"},
-                                 {"value": [{"start": 0, "end": 3, "label": "PER"}], "user_id": ann, "status": "draft"}]},
+                                 {"value": [{"start": 0, "end": 3, "label": "PER"}], "user_id": ann,
+                                  "status": "draft"}]},
          "vectors": {}, "_server_id": str(uuid.uuid4())},
         {"id": str(uuid.uuid4()), "fields": {"text": TICKETS[2]}, "metadata": {}, "suggestions": {},
          "responses": {"label": [{"value": [], "user_id": bob}]}, "vectors": {}, "_server_id": None},
@@ -143,7 +144,8 @@ def test_a_file_with_an_answer_the_schema_refuses_stores_nothing(store: Store, t
     tasks = [{"data": {"id": "t0"}, "annotations": [{"completed_by": 1, "result": [
                  {"from_name": "l", "to_name": "text", "type": "choices", "value": {"choices": ["bug"]}}]}]},
              {"data": {"id": "t1"}, "annotations": [{"completed_by": 1, "result": [
-                 {"from_name": "l", "to_name": "text", "type": "choices", "value": {"choices": ["refund"]}}]}]}]  # fmt: skip
+                 {"from_name": "l", "to_name": "text", "type": "choices",
+                  "value": {"choices": ["refund"]}}]}]}]  # fmt: skip
     path = tmp_path / "tasks.json"
     path.write_text(json.dumps(tasks))
     with pytest.raises(InputError, match="item 't1' by user:labelstudio-1: expected one of the classes"):

@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import reopen
+from tests.unit.label.conftest import TICKETS, commit_tickets
 from typer.testing import CliRunner
 
 from keel.cli import app
 from keel.data import DatasetVersion
 from keel.label import get_queue, list_labels, next_item, record_label
 from keel.store import Store
-from tests.conftest import reopen
-from tests.unit.label.conftest import TICKETS, commit_tickets
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -56,7 +56,7 @@ def test_labelling_in_the_terminal_through_stdin(store: Store, tickets: DatasetV
     assert code == 0, out
     assert TICKETS[0] in out and "[1] billing  [2] bug  [3] other" in out
     assert "Undid your answer on item 3" in out and "Not stored: expected one of the classes" in out
-    assert "`keel label q` resumes" in out
+    assert "`keel label annotate q` resumes" in out
     queue = get_queue(store, "q")
     assert [(lb.item_id, lb.value, lb.origin) for lb in list_labels(store, queue)] == [
         ("t0", "billing", "terminal"), ("t1", "bug", "terminal"), ("t2", "other", "terminal")]  # fmt: skip
@@ -68,6 +68,11 @@ def test_labelling_in_the_terminal_through_stdin(store: Store, tickets: DatasetV
     assert code == 2 and "expected one of the classes" in out
     code, out = run(store, "label", "list", "q", "--json")
     assert len(json.loads(out)) == 5
+    code, out = run(store, "label", "annotate", "q", "--json", input="3\nnope\n:q\n")
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["event"] for e in events] == ["start", "item", "label", "item", "error", "item", "end"]
+    assert events[1]["item_id"] == "t5" and events[1]["keys"] == {"1": "billing", "2": "bug", "3": "other"}
+    assert events[2]["value"] == "other" and events[-1] == {"event": "end", "answered": 1, "reason": "quit"}
 
 
 def test_free_text_and_span_answers_are_lines_with_colon_commands(store: Store) -> None:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from tests.unit.label.conftest import TICKETS, served
 
 from keel.core.errors import ConflictError, InputError, NotFoundError
 from keel.data import DatasetVersion
@@ -27,7 +28,6 @@ from keel.label import (
     undo_last,
 )
 from keel.store import Store, events
-from tests.unit.label.conftest import TICKETS, served
 
 
 def test_schema_parses_each_kind_to_one_canonical_value() -> None:
