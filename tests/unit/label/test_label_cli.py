@@ -71,7 +71,7 @@ def test_labelling_in_the_terminal_through_stdin(store: Store, tickets: DatasetV
     code, out = run(store, "label", "annotate", "q", "--json", input="3\nnope\n:q\n")
     events = [json.loads(line) for line in out.splitlines()]
     assert [e["event"] for e in events] == ["start", "item", "label", "item", "error", "item", "end"]
-    assert events[1]["item_id"] == "t5" and events[1]["keys"] == {"1": "billing", "2": "bug", "3": "other"}
+    assert events[1]["item_id"] == "t4" and events[1]["keys"] == {"1": "billing", "2": "bug", "3": "other"}
     assert events[2]["value"] == "other" and events[-1] == {"event": "end", "answered": 1, "reason": "quit"}
 
 
