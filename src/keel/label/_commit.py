@@ -19,7 +19,7 @@ from typing import Any
 
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json
-from keel.label._queue import Label, Queue, get_item, list_labels
+from keel.label._queue import Label, Queue, list_labels, present_items
 from keel.store import Store
 
 __all__ = ["LabelCommit", "commit_labels", "label_type", "resolve_labels"]
@@ -116,10 +116,13 @@ def commit_labels(
     unlabelled = queue.size - len(chosen) - sum(left_out.values())
     if unlabelled:
         left_out["unlabelled"] = unlabelled
+    items = {item.position: item for item in present_items(store, queue) if item.position in chosen}
+    if len(items) < len(chosen):  # erased from the source since they were labelled
+        left_out["erased"] = len(chosen) - len(items)
+        chosen = {p: v for p, v in chosen.items() if p in items}
     if not chosen:
         raise InputError(f"no item of queue {queue.name!r} resolves to a label ({left_out or 'none labelled'})",
                          hint="label items first (`keel label annotate`), or pick --resolve annotator:X")  # fmt: skip
-    items = {p: get_item(store, queue, p) for p in chosen}
     if queue.source.startswith("data:"):
         ref = queue.source.removeprefix("data:")
         table = load_version(store, ref)

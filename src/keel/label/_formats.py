@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from keel.core.clock import format_time
 from keel.core.errors import InputError
-from keel.label._queue import Item, Label, Queue, get_item, list_labels, record_label, skip_item
+from keel.label._queue import Item, Label, Queue, list_labels, present_items, record_label, skip_item
 from keel.label._schema import LabelSchema
 from keel.store import Store
 
@@ -58,7 +58,7 @@ class ImportReport:
 
 
 def _items_and_labels(store: Store, queue: Queue) -> tuple[list[Item], dict[int, list[Label]]]:
-    items = [get_item(store, queue, p) for p in range(queue.size)]
+    items = present_items(store, queue)
     by_position: dict[int, list[Label]] = {}
     for label in list_labels(store, queue):
         by_position.setdefault(label.position, []).append(label)
@@ -310,6 +310,7 @@ def import_labels(store: Store, queue: Queue, path: str | os.PathLike[str], *, f
     document = _load_json_list(source, "tasks" if format == "label-studio" else "records")
     items, _ = _items_and_labels(store, queue)
     ids = {item.item_id: item.position for item in items}
+    at = {item.position: item for item in items}
     texts: dict[str, int] = {}
     for item in items:
         texts.setdefault(item.text, item.position)
@@ -323,10 +324,10 @@ def import_labels(store: Store, queue: Queue, path: str | os.PathLike[str], *, f
     for answer in answers:  # every answer checked before any is stored
         if not answer.skipped:
             try:
-                answer.value = queue.schema.parse(answer.value, items[answer.position].text)
+                answer.value = queue.schema.parse(answer.value, at[answer.position].text)
             except InputError as exc:
                 raise InputError(
-                    f"{source}: item {items[answer.position].item_id!r} by {answer.annotator}: {exc}"
+                    f"{source}: item {at[answer.position].item_id!r} by {answer.annotator}: {exc}"
                 ) from None
     for answer in answers:
         if answer.skipped:

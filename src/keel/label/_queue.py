@@ -385,6 +385,17 @@ def get_item(store: Store, queue: Queue, position: int) -> Item:
     return Item(position, item_id, content.text, content.prompt)
 
 
+def present_items(store: Store, queue: Queue) -> list[Item]:
+    """The queue's items in order, without those its source no longer holds (erased since the queue was made)."""
+    contents = _contents(store, queue)
+    found = []
+    for position, item_id in enumerate(_item_ids(store, queue.name)):
+        content = contents.get(item_id)
+        if content is not None:
+            found.append(Item(position, item_id, content.text, content.prompt))
+    return found
+
+
 def position_of(store: Store, queue: Queue, item_id: str) -> int:
     """The position of the item with id `item_id` in `queue`."""
     with store.db.read() as conn:
@@ -422,7 +433,10 @@ def next_item(store: Store, queue: Queue, annotator: str | None = None) -> Item 
             continue
         if not queue.annotators and labelled.get(position, 0) >= queue.overlap:
             continue
-        return get_item(store, queue, position)
+        try:
+            return get_item(store, queue, position)
+        except NotFoundError:  # erased from the source since the queue was made: nothing to show
+            continue
     return None
 
 

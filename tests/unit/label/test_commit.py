@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -83,3 +84,30 @@ def test_commit_from_traces_links_each_trace(store: Store) -> None:
     with store.db.read() as conn:
         upstream = {hit.node for hit in walk(conn, "dataset-version:chat-labels@v1", "upstream")}
     assert f"trace:{trace}" in upstream
+
+
+def test_an_item_erased_from_its_source_is_no_longer_shown_exported_or_committed(store: Store, tmp_path: Path) -> None:
+    from sqlalchemy import delete
+    from tests.conftest import reopen
+
+    from keel.label import export_labels, next_item
+    from keel.store.schema import trace_contents
+
+    first = served(store, "My email is ann@example.com", "Noted.")
+    second = served(store, "Where is my parcel?", "It ships in two days.")
+    set_schema(store, "traces:chat", LabelSchema("classes", ("good", "bad")))
+    queue = create_queue(store, "t", "traces:chat")
+    record_label(store, queue, 0, "good")
+    with store.db.write() as conn:  # as a data-subject erasure removes a trace's content
+        conn.execute(delete(trace_contents).where(trace_contents.c.trace_id == first))
+    fresh = reopen(store)
+    try:
+        item = next_item(fresh, queue, "user:other")
+        assert item is not None and item.item_id == second
+        export_labels(fresh, queue, tmp_path / "ls.json", format="label-studio")
+        assert "ann@example.com" not in (tmp_path / "ls.json").read_text()
+        record_label(fresh, queue, 1, "bad")
+        result = commit_labels(fresh, queue, "chat-labels")
+        assert result.rows == 1 and result.left_out == {"erased": 1}
+    finally:
+        fresh.close()
