@@ -117,6 +117,13 @@ EXPECTED = {
         "source_node", "synthesize",
     ],
     "keel.curate.ray": ["RayEngine"],
+    "keel.label": [
+        "FORMATS", "KINDS", "ORDERS", "AgreementReport", "ImportReport", "Item", "Label", "LabelCommit", "LabelSchema",
+        "Progress", "Queue", "agreement", "commit_labels", "create_queue", "export_labels", "fleiss_kappa", "get_item",
+        "get_queue", "get_schema", "import_labels", "krippendorff_alpha", "label_studio_config", "list_labels",
+        "list_queues", "list_schemas", "next_item", "position_of", "present_items", "queue_progress", "record_label",
+        "set_schema", "skip_item", "undo_last",
+    ],
 }  # fmt: skip
 
 

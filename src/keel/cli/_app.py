@@ -57,6 +57,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "monitor": ("keel.cli._monitor", "monitor_app", "Served traffic: summaries, drift, alerts, guarded rollouts."),
     "feedback": ("keel.cli._feedback", "feedback_app",
                  "Feedback on served answers: scores, labels, corrections; exported as SFT or DPO data."),
+    "label": ("keel.cli._label", "label_app",
+              "Label data: schemas, queues, annotation in the terminal, agreement, Label Studio/Argilla formats."),
     "data": ("keel.cli._data", "data_app", "Dataset versions: immutable, content-addressed, diffable, traceable."),
     "train": ("keel.cli._train", "train_app", "Fine-tune models: LoRA, full, DPO; resume killed runs; sweep."),
     "index": ("keel.cli._index", "index_app",

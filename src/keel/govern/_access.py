@@ -76,6 +76,7 @@ ACTIONS: dict[str, str] = {
     "run.write": "start a run and log to it",
     "console.read": "sign in to the web console (`keel ui`) on the workspace",
     "feedback.write": "record feedback on a served answer (the console's review queue, `keel feedback add`)",
+    "label.write": "set label schemas, make label queues and label their items (`keel label`)",
     "deployment.create": "create a deployment",
     "deployment.change": "canary, roll back or configure a deployment",
     "deployment.promote": "promote a deployment's canary",

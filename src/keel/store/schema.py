@@ -17,6 +17,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     text,
 )
 
@@ -58,6 +60,10 @@ __all__ = [
     "feedback",
     "index_versions",
     "indexes",
+    "label_items",
+    "label_queues",
+    "label_schemas",
+    "labels",
     "lineage_edges",
     "lineage_nodes",
     "metadata",
@@ -783,4 +789,58 @@ pipeline_locks = Table(
     Column("holder", Text, nullable=False, comment="canonical JSON: host, pid and start of the holding process"),
     Column("acquired_at", UTCDateTime, nullable=False),
     comment="At most one run of each pipeline at a time; a holder whose process died is taken over.",
+)
+
+
+# Labelling (keel.label): label schemas, queues of items to label, and each annotator's labels; migration 0016.
+
+label_schemas = Table(
+    "label_schemas",
+    metadata,
+    Column("name", String(160), primary_key=True, comment="a dataset's name, or traces:DEPLOYMENT"),
+    Column("kind", String(16), nullable=False, comment="classes, spans, rating or text"),
+    Column("spec", Text, nullable=False, comment="canonical JSON: classes, multi, scale"),
+    Column("updated_by", String(255), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    comment="What annotators answer about a dataset's (or a deployment's traces') items.",
+)
+
+label_queues = Table(
+    "label_queues",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("source", String(255), nullable=False, comment="data:NAME@vN or traces:DEPLOYMENT"),
+    Column("spec", Text, nullable=False, comment="canonical JSON: the schema as it was, field, order, annotators"),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    comment="A queue of items to label, in labelling order, drawn from a dataset version or served traces.",
+)
+
+label_items = Table(
+    "label_items",
+    metadata,
+    Column("queue", String(128), ForeignKey("label_queues.name", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True, comment="0-based place in the labelling order"),
+    # A reference, not the text: the text is read from the version or the trace when shown, so erasure reaches it.
+    Column("item_id", String(255), nullable=False, comment="the record id, or the trace id"),
+    Index(None, "queue", "item_id"),
+    comment="The items of each queue, by position in labelling order; their text stays in the source.",
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("queue", String(128), nullable=False),
+    Column("position", Integer, nullable=False),
+    Column("annotator", String(255), nullable=False, comment="the principal who answered"),
+    Column("status", String(16), nullable=False, comment="labelled or skipped"),
+    Column("value", Text, nullable=True, comment="canonical JSON of the answer; NULL when skipped"),
+    Column("origin", String(32), nullable=False, comment="terminal, cli, console or import"),
+    Column("at", UTCDateTime, nullable=False),
+    ForeignKeyConstraint(["queue", "position"], ["label_items.queue", "label_items.position"], ondelete="CASCADE"),
+    UniqueConstraint("queue", "position", "annotator"),
+    # An annotator's latest answer in a queue (undo, resume).
+    Index(None, "queue", "annotator", "id"),
+    comment="Each annotator's answer (or skip) on each item of a queue; one per annotator and item.",
 )

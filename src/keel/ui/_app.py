@@ -167,7 +167,7 @@ def create_console(store: Store, *, secret_key: str | None = None, https_only: b
         >>> import uvicorn  # doctest: +SKIP
         >>> uvicorn.run(create_console(open_store()), port=8080)  # doctest: +SKIP
     """
-    from keel.ui import _actions, _pages
+    from keel.ui import _actions, _labels, _pages
 
     console = Console(store)
     app = FastAPI(title="Keel console", docs_url=None, redoc_url=None, openapi_url=None)
@@ -185,6 +185,7 @@ def create_console(store: Store, *, secret_key: str | None = None, https_only: b
     _sign_in_routes(app, console)
     _pages.add_routes(app, console)
     _actions.add_routes(app, console)
+    _labels.add_routes(app, console)
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> Response:
