@@ -58,10 +58,10 @@ EXPECTED = {
         "looks_like_injection", "promote_deployment", "rollback_deployment", "serve_in_thread", "stub_upstream_app",
     ],
     "keel.monitor": [
-        "AlertConfig", "AlertEvent", "AlertRule", "BatchWriter", "CostReport", "DriftOptions", "DriftReport",
+        "AlertConfig", "AlertEvaluatorLease", "AlertEvent", "AlertRule", "BatchWriter", "CostReport", "DriftOptions", "DriftReport",
         "ExportForm", "FeatureDrift", "Feedback", "FeedbackExport", "FeedbackWriter", "Guard", "GuardResult",
         "Observation", "OtlpExporter", "PriceTable", "Rollout", "RolloutDecision", "SOURCES", "SummaryRow", "Tick",
-        "Trace", "TraceContent", "TraceRetrieval", "TraceWriter", "check_guard", "compare_observations",
+        "Trace", "TraceContent", "TraceRetrieval", "TraceWriter", "alert_tick", "check_guard", "compare_observations",
         "cost_report", "dataset_observations", "detect_drift", "evaluate_alerts", "export_feedback",
         "feedback_scores", "get_rollout", "get_trace", "get_trace_contents", "list_alerts", "list_feedback",
         "list_traces", "load_alert_config", "load_prices", "make_feedback", "mmd_test", "monitor_tick",
