@@ -72,6 +72,7 @@ class DemoReport:
     feedback: dict[str, Any] = field(default_factory=dict)
     retrained_gate: dict[str, Any] = field(default_factory=dict)
     rollout: dict[str, Any] = field(default_factory=dict)
+    narrative: list[str] = field(default_factory=list)
     rag: dict[str, Any] = field(default_factory=dict)
     lineage: list[str] = field(default_factory=list)
     audit_events: int = 0
@@ -105,6 +106,7 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
         os.environ.setdefault(name, value)  # the narrative is the demo's output, not library progress bars
     store = init_workspace(directory)
     report = DemoReport(workspace=store.settings.workspace, fast=fast)
+    say = _recorded(say, report.narrative)
     say(f"[bold]1. Workspace[/] at {report.workspace} (metadata in {store.db.display_url}, blobs in {store.blobs.url})")
     try:
         _pipeline_stages(store, report, say, progress)  # curate … deploy: the shipped pipeline.yaml
@@ -120,6 +122,17 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
     finally:
         store.close()
     return report
+
+
+def _recorded(say: Say, lines: list[str]) -> Say:
+    """`say`, also keeping each line (without Rich markup) in `lines`: what the screen showed, for --json and tests."""
+    from rich.text import Text
+
+    def both(line: str) -> None:
+        lines.append(Text.from_markup(line).plain)
+        say(line)
+
+    return both
 
 
 DEMO_FILES = ("pipeline.yaml", "recipe.yaml", "train.yaml", "suite.yaml", "prompt.yaml")
@@ -541,6 +554,7 @@ def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progres
     # rollout_check_s=0: this server does not step the rollout itself; the ticks below do, so each decision prints.
     gateway = Gateway(store, ServeSettings(reload_interval_s=0.2, rollout_check_s=0))
     decisions: list[dict[str, Any]] = []
+    rated: list[tuple[str, bool]] = []
     asked = 0
     with serve_in_thread(create_app(gateway)) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=300)
@@ -555,11 +569,14 @@ def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progres
                 answer = (reply.choices[0].message.content or "").strip()
                 trace_id = (reply.model_extra or {}).get("trace_id")
                 if trace_id:
-                    right = answer.lower() == reference.strip().lower()
-                    record_feedback(store, trace_id, score="up" if right else "down", actor="demo-reviewer")
+                    rated.append((trace_id, answer.lower() == reference.strip().lower()))
                 progress("canary traffic", asked, ROLLOUT_BATCH * ROLLOUT_MAX_TICKS)
-            # A tick once the interval has passed, and the trace writer has written the window's requests.
+            # A tick once the interval has passed, and the trace writer has written the window's requests;
+            # the reviewer's ratings are recorded then (feedback attaches to a stored trace).
             time.sleep(max(0.0, ROLLOUT_INTERVAL_S - (time.monotonic() - started)) + 0.5)
+            for trace_id, right in rated:
+                record_feedback(store, trace_id, score="up" if right else "down", actor="demo-reviewer")
+            rated.clear()
             for decision in step_rollouts(store):
                 decisions.append(decision.to_json())
                 colour = {"rollback": "red", "promote": "green", "step": "green"}.get(decision.decision, "yellow")
