@@ -78,7 +78,7 @@ def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
             assert len(eval_runs) == 3  # the gate evaluated only the retrained model: production's result reused
             verdict = [line for line in report["narrative"] if line.strip().startswith("Verdict:")]
             assert verdict and ("passed" in verdict[0]) == gate["passed"]
-            assert any(line.startswith("11. Gate") and retrained in line for line in report["narrative"])
+            assert any(line.startswith("10. Gate") and retrained in line for line in report["narrative"])
             # the guarded canary: every decision printed with its evidence, and the end state matches the last one
             assert decisions and rollout["candidate"] == retrained
             ticks = [line for line in report["narrative"] if line.strip().startswith("tick: ")]

@@ -525,7 +525,7 @@ def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progres
         for c in verdict.comparisons
     )
     say(
-        f"[bold]11. Gate[/] (keel eval gate --baseline {verdict.baseline.id} --candidate {candidate}): "
+        f"[bold]10. Gate[/] (keel eval gate --baseline {verdict.baseline.id} --candidate {candidate}): "
         f"{report.winner} vs {candidate} on {verdict.candidate.num_cases} held-out questions, paired permutation "
         f"test, Holm over the metrics, α={verdict.alpha}: {lines}."
     )
@@ -543,7 +543,7 @@ def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progres
                             min_requests=ROLLOUT_MIN_REQUESTS)  # fmt: skip
     guards = " ".join(f"--guard '{g}'" for g in ROLLOUT_GUARDS)
     say(
-        f"[bold]12. Guarded canary[/] (keel deploy canary assistant --model {candidate} {guards} "
+        f"[bold]11. Guarded canary[/] (keel deploy canary assistant --model {candidate} {guards} "
         f"--steps {','.join(map(str, steps))} --interval {ROLLOUT_INTERVAL_S:g}s --min-requests "
         f"{ROLLOUT_MIN_REQUESTS}): {rollout.weight}% of requests now. Each window the reviewer rates the answers "
         "of both versions; each tick (keel monitor check) the controller tests the canary against stable."
@@ -629,7 +629,7 @@ def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
     report.audit_ok, report.audit_events = audit.ok, audit.checked
     if report.lineage:
         say(
-            f"[bold]10. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page its training pair was read "
+            f"[bold]12. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page its training pair was read "
             f"from (record {record} of {report.datasets['kb']}):"
         )
         for depth, node in enumerate(report.lineage):
