@@ -371,7 +371,11 @@ class Gateway:
         from keel.monitor import AlertEvaluatorLease, alert_tick, load_alert_config  # monitor above serve: lazy
 
         assert self.settings.alerts_file is not None
-        config = load_alert_config(self.settings.alerts_file)
+        try:
+            config = load_alert_config(self.settings.alerts_file)
+        except InputError as exc:  # KEEL_ALERTS_FILE set by hand (`keel serve --alerts` checked it already)
+            log.error("not evaluating alert rules: %s", exc)
+            return
         lease = AlertEvaluatorLease(self.store)
         try:
             while True:
