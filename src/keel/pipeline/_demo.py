@@ -500,7 +500,7 @@ def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progres
     from keel.data import get_version, load_version
     from keel.evals import gate, list_results, load_suite
     from keel.govern import create_key
-    from keel.monitor import record_feedback, start_rollout, step_rollouts
+    from keel.monitor import start_rollout, step_rollouts
     from keel.serve import Gateway, ServeSettings, create_app, get_deployment, serve_in_thread
 
     assert report.winner is not None
@@ -575,7 +575,7 @@ def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progres
             # the reviewer's ratings are recorded then (feedback attaches to a stored trace).
             time.sleep(max(0.0, ROLLOUT_INTERVAL_S - (time.monotonic() - started)) + 0.5)
             for trace_id, right in rated:
-                record_feedback(store, trace_id, score="up" if right else "down", actor="demo-reviewer")
+                _rate(store, trace_id, "up" if right else "down")
             rated.clear()
             for decision in step_rollouts(store):
                 decisions.append(decision.to_json())
@@ -594,7 +594,7 @@ def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progres
     report.rollout = {"candidate": candidate, "guards": list(ROLLOUT_GUARDS), "steps": steps, "requests": asked,
                       "decisions": decisions, "final": final, "routes": routes}  # fmt: skip
     if final == "promote":
-        ending = f"{candidate} passed every window and was promoted: it serves every request of `assistant`."
+        ending = f"{candidate} held its guards at the last step and was promoted: it serves all of `assistant`."
     elif final == "rollback":
         ending = f"the controller rolled {candidate} back on that evidence: {report.winner} serves every request."
     else:
@@ -603,6 +603,22 @@ def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progres
     shown = ", ".join(f"{m} {w}%" for m, w in routes)
     say(f"   {asked} requests, {len(decisions)} decisions, each a deployment event with its evidence: {ending} "
         f"Routes now: {shown}.")  # fmt: skip
+
+
+def _rate(store: Store, trace_id: str, score: str, *, wait_s: float = 60.0) -> None:
+    """The demo reviewer's rating of one answer, once the gateway's trace writer has stored its trace."""
+    from keel.core.errors import NotFoundError
+    from keel.monitor import record_feedback
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            record_feedback(store, trace_id, score=score, actor="demo-reviewer")
+            return
+        except NotFoundError:  # written in batches: on a loaded machine a moment later than the answer
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
