@@ -117,6 +117,11 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
         if report.feedback.get("model"):
             with _stage(report, "rollout"):
                 _rollout_stage(store, report, say, progress)
+        else:  # SmolLM2 often answers all four right: then there is no retrained model to gate or canary
+            say(
+                "[bold]10–11. Gate and guarded canary[/]: skipped, and said so: no answer was corrected, so no model "
+                "was retrained and there is nothing to gate against production or to put out as a canary."
+            )
         with _stage(report, "lineage"):
             _lineage_stage(store, report, say)
     finally:
