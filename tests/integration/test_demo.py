@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from keel.cli import app
 from keel.core.settings import load_settings
 from keel.data import get_version, load_version
-from keel.monitor import list_traces
+from keel.monitor import get_rollout, list_traces
 from keel.registry import get_model, list_runs
 from keel.serve import deployment_history, get_deployment
 from keel.store import open_store, path_between
@@ -42,7 +42,7 @@ def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
             curate_runs = list_runs(conn, kind="curate")
             train_runs = list_runs(conn, kind="train")
             eval_runs = list_runs(conn, kind="eval")
-        assert len(curate_runs) == 1 and len(train_runs) >= 1 and len(eval_runs) == 2
+        assert len(curate_runs) == 1 and len(train_runs) >= 1 and len(eval_runs) == 2 + bool(report["rollout"])
         # index: the top hit for the kayak question is the kayak's product page
         assert report["index"] == "acme-kb-index@v1" and "Kayak" in report["retrieval_hit"]["text"]
         # training and evaluation: a registered tuned version, gate verdict recorded, winner aliased
@@ -53,17 +53,46 @@ def test_keel_demo_fast_runs_the_whole_loop(tmp_path: Path) -> None:
         assert set(report["scores"]) == {report["base_model"], report["tuned_model"]}
         # serving: deployment history with canary, promote and rollbacks; one trace per request, none failed
         actions = [e.action for e in deployment_history(store, "assistant")]
-        assert actions.count("rollback") == 1 and actions.count("promote") == 2 and actions.count("canary") == 3
-        # it ends as the narrative says: the winner takes every request (no canary left on the base model)
-        assert [(r.model, r.weight) for r in get_deployment(store, "assistant").routes] == [(report["winner"], 100)]
-        traces = list_traces(store, deployment="assistant", limit=100)
-        assert len(traces) == 8 and all(t.status == 200 for t in traces)
+        rollout = report["rollout"]
+        decisions = [d["decision"] for d in rollout.get("decisions", [])]
+        assert actions.count("rollback") == 1 + decisions.count("rollback")
+        assert actions.count("promote") == 2 + decisions.count("promote")
+        # the guarded canary's start and each step are canary events; waits and holds are analyses
+        assert actions.count("canary") == 3 + bool(rollout) + decisions.count("step")
+        assert actions.count("analysis") == decisions.count("wait") + decisions.count("hold")
+        traces = list_traces(store, deployment="assistant", limit=500)
+        assert len(traces) == 8 + rollout.get("requests", 0) and all(t.status == 200 for t in traces)
         assert report["monitoring"] and sum(r["requests"] for r in report["monitoring"]) == 8
         # feedback: the winner's answers rated; corrections exported as DPO pairs and a model retrained on them
         assert report["feedback"]["up"] + report["feedback"]["down"] >= 4
-        if report["feedback"]["down"]:
+        routes = [(r.model, r.weight) for r in get_deployment(store, "assistant").routes]
+        if not report["feedback"]["down"]:  # nothing to retrain on: the winner serves every request, as it was
+            assert not rollout and routes == [(report["winner"], 100)]
+        else:
             assert report["feedback"]["dataset"] == "assistant-feedback@v1"
-            assert get_model(store, report["feedback"]["model"]).info["method"] == "dpo"
+            retrained = report["feedback"]["model"]
+            assert get_model(store, retrained).info["method"] == "dpo"
+            # gate: the retrained model against production, the paired test's verdict shown on screen
+            gate = report["retrained_gate"]
+            assert set(gate["metrics"]) == {"rougeL", "chrf"} and isinstance(gate["passed"], bool)
+            assert len(eval_runs) == 3  # the gate evaluated only the retrained model: production's result reused
+            verdict = [line for line in report["narrative"] if line.strip().startswith("Verdict:")]
+            assert verdict and ("passed" in verdict[0]) == gate["passed"]
+            assert any(line.startswith("10. Gate") and retrained in line for line in report["narrative"])
+            # the guarded canary: every decision printed with its evidence, and the end state matches the last one
+            assert decisions and rollout["candidate"] == retrained
+            ticks = [line for line in report["narrative"] if line.strip().startswith("tick: ")]
+            assert [line.split()[1] for line in ticks] == decisions
+            assert all(d["evidence"]["canary"]["model"] == retrained for d in rollout["decisions"])
+            state = get_rollout(store, "assistant")
+            assert state is not None
+            if decisions[-1] == "promote":
+                assert routes == [(retrained, 100)] and state.state == "promoted"
+            elif decisions[-1] == "rollback":
+                assert routes == [(report["winner"], 100)] and state.state == "rolled_back"
+            else:  # undecided after the demo's ticks: still a canary, still running
+                assert [m for m, _ in routes] == [report["winner"], retrained] and state.state == "running"
+            assert rollout["routes"] == [list(r) for r in routes]
         # lineage: a served response through the model, its training data and the curated KB to the source page
         assert report["lineage"][0].startswith("trace:") and report["lineage"][-1].startswith("source:file://")
         if report["winner"] == report["tuned_model"]:

@@ -26,7 +26,8 @@ def demo(
 
     Curate → dataset versions → retrieval index → LoRA fine-tune → evaluate and gate → register and
     alias → deploy behind the gateway → traffic with the openai client → monitoring → roll back and
-    forward → lineage of a served response back to its source.
+    forward → feedback → a DPO version → a retrained model → gate → guarded canary (each controller
+    decision with its evidence) → lineage of a served response back to its source.
     """
     ctx.find_root().obj.workspace = directory
     out = console()

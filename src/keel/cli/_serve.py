@@ -34,6 +34,11 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes (uvicorn's); set KEEL_REDIS_URL so they share limits.")
     ] = 1,
+    alerts: Annotated[
+        Path | None,
+        typer.Option(help="Evaluate this alerts file's rules here (as `keel monitor watch --rules`); one worker does."),
+    ] = None,
+    alerts_every: Annotated[str, typer.Option(help="Time between evaluations of --alerts, e.g. 30s.")] = "30s",
 ) -> None:
     """Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."""
     import uvicorn
@@ -45,15 +50,24 @@ def serve(
     overrides: dict[str, Any] = {"require_keys": False} if no_auth else {}
     if no_rollouts:
         overrides["rollout_check_s"] = 0
+    if alerts is not None:
+        from keel.monitor import load_alert_config, parse_duration
+
+        load_alert_config(alerts)  # a bad file is refused here, once, not logged by every worker
+        overrides["alerts_file"] = str(alerts.resolve())
+        overrides["alerts_every_s"] = parse_duration(alerts_every).total_seconds()
     settings = ServeSettings(**overrides)
     base = f"{'https' if tls_cert else 'http'}://{host}:{port}"
     if json_output:
         print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth, "workers": workers}
-                   | ({"ui": f"{base}/ui/"} if with_ui else {}))  # fmt: skip
+                   | ({"ui": f"{base}/ui/"} if with_ui else {})
+                   | ({"alerts": settings.alerts_file} if settings.alerts_file else {}))  # fmt: skip
     else:
         plural = f", {workers} workers" if workers > 1 else ""
         console().print(
-            f"Keel gateway on {base}/v1 (metrics at /metrics){plural}" + (f", console on {base}/ui/" if with_ui else "")
+            f"Keel gateway on {base}/v1 (metrics at /metrics){plural}"
+            + (f", console on {base}/ui/" if with_ui else "")
+            + (f", alert rules of {alerts} every {alerts_every}" if alerts is not None else "")
         )
         if workers > 1 and not settings.redis_url:
             console().print("[yellow]Without KEEL_REDIS_URL each worker keeps its own rate limits and cache.[/]")
@@ -75,6 +89,9 @@ def serve(
             os.environ["KEEL_REQUIRE_KEYS"] = "false"
         if no_rollouts:
             os.environ["KEEL_ROLLOUT_CHECK_S"] = "0"
+        if settings.alerts_file:
+            os.environ["KEEL_ALERTS_FILE"] = settings.alerts_file
+            os.environ["KEEL_ALERTS_EVERY_S"] = str(settings.alerts_every_s)
         if with_ui:
             app = "keel.ui._workers:gateway_with_console"
             os.environ["KEEL_UI_HTTPS_ONLY"] = "1" if tls_cert else "0"

