@@ -51,10 +51,7 @@ Mode = Annotated[
     Literal["hybrid", "vector", "keyword"] | None, typer.Option(help="How the index is searched (default hybrid).")
 ]
 EfSearch = Annotated[
-    int | None,
-    typer.Option(
-        min=1, max=65_536, help="HNSW search breadth of this route's queries (default: the index version's own)."
-    ),
+    int | None, typer.Option(help="HNSW search breadth of this route's queries (default: the index version's own).")
 ]
 ContextTokens = Annotated[int | None, typer.Option(help="Most estimated tokens of retrieved context (default 2000).")]
 QueryFrom = Annotated[
