@@ -231,7 +231,10 @@ def build_index(
     with store.db.read() as conn:
         previous = latest_version(conn, name)
     if _same_build(previous, source, embedder.model_id, settings, vectors) and (
-        ef_search is None or previous is None or previous.manifest(store)["vectors"].get("ef_search") == ef_search
+        ef_search is None
+        or previous is None
+        or previous.kind != "hnsw"  # an exact index has no search breadth to differ in
+        or previous.manifest(store)["vectors"].get("ef_search") == ef_search
     ):
         assert previous is not None
         # Nothing embedded: every chunk of the existing version is reused as it is.
