@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -108,6 +109,7 @@ class BatchWriter(Generic[Item]):
         # opening a SQLite connection (and its PRAGMAs) per batch was ~13% of a busy gateway's CPU.
         self._executor: ThreadPoolExecutor | None = None
         self._conn: Connection | None = None
+        self._conn_thread = 0
         self.folder = folder or store.settings.state_dir / self.folder_name
         self.stuck_after_s = stuck_after_s
         self.on_written = on_written
@@ -231,8 +233,11 @@ class BatchWriter(Generic[Item]):
         failure other than a refused row closes the connection, so a database that went away is connected
         to again on the next try. Called on the writer's thread only.
         """
+        if self._conn is not None and self._conn_thread != threading.get_ident():
+            self._conn = None  # `write` called from another thread (a test, a script): SQLite's are per thread
         if self._conn is None:
             self._conn = self._store.db.engine.connect().execution_options(keel_write=True)
+            self._conn_thread = threading.get_ident()
         try:
             with self._conn.begin():
                 yield self._conn
