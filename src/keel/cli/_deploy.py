@@ -50,6 +50,9 @@ MinScore = Annotated[float | None, typer.Option(help="Leave out chunks scoring b
 Mode = Annotated[
     Literal["hybrid", "vector", "keyword"] | None, typer.Option(help="How the index is searched (default hybrid).")
 ]
+EfSearch = Annotated[
+    int | None, typer.Option(help="HNSW search breadth of this route's queries (default: the index version's own).")
+]
 ContextTokens = Annotated[int | None, typer.Option(help="Most estimated tokens of retrieved context (default 2000).")]
 QueryFrom = Annotated[
     Literal["last-user", "first-user", "all-user"] | None,
@@ -62,9 +65,15 @@ def _routes_text(deployment: Deployment) -> str:
 
 
 def _retrieval(
-    k: int | None, min_score: float | None, mode: str | None, context: int | None, query: str | None
+    k: int | None,
+    min_score: float | None,
+    mode: str | None,
+    context: int | None,
+    query: str | None,
+    ef_search: int | None = None,
 ) -> dict[str, Any] | None:
-    given = {"k": k, "min_score": min_score, "mode": mode, "max_context_tokens": context, "query": query}
+    given = {"k": k, "min_score": min_score, "mode": mode, "max_context_tokens": context, "query": query,
+             "ef_search": ef_search}  # fmt: skip
     values = {key: v for key, v in given.items() if v is not None}
     return values or None
 
@@ -112,6 +121,7 @@ def create(
     mode: Mode = None,
     max_context_tokens: ContextTokens = None,
     query: QueryFrom = None,
+    ef_search: EfSearch = None,
     retain: Retain = None,
     allow_unsafe: AllowUnsafe = False,
     json_output: JsonOption = False,
@@ -121,7 +131,8 @@ def create(
     route: dict[str, Any] = {"backend": backend, "upstream": upstream, "upstream_model": upstream_model,
                              "price_in": price_in, "price_out": price_out, "max_batch": max_batch,
                              "max_wait_ms": max_wait_ms, "prompt": prompt, "index": index,
-                             "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query)}  # fmt: skip
+                             "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query,
+                                                     ef_search)}  # fmt: skip
     fallback = None
     if fallback_model is not None:
         from keel.registry import get_model
@@ -151,6 +162,7 @@ def canary(
     mode: Mode = None,
     max_context_tokens: ContextTokens = None,
     query: QueryFrom = None,
+    ef_search: EfSearch = None,
     allow_unsafe: AllowUnsafe = False,
     guard: Annotated[
         list[str] | None,
@@ -166,7 +178,7 @@ def canary(
 ) -> None:
     """Send WEIGHT% of NAME's requests to another model, prompt or index version; with --guard, a rollout."""
     given = {"upstream": upstream, "upstream_model": upstream_model, "prompt": prompt, "index": index,
-             "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query)}  # fmt: skip
+             "retrieval": _retrieval(k, min_score, mode, max_context_tokens, query, ef_search)}  # fmt: skip
     route = {key: v for key, v in given.items() if v is not None}
     if model is None and not route.keys() & {"prompt", "index", "retrieval"}:
         raise InputError(

@@ -24,6 +24,14 @@ index_app = typer.Typer(
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 RefArg = Annotated[str, typer.Argument(metavar="REF", help="NAME, NAME@vN or NAME@latest.")]
+EfSearchOption = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=65_536,
+        help="HNSW search breadth (default: chosen by the index's size); exact indexes ignore it.",
+    ),
+]
 ModeOption = Annotated[
     Literal["hybrid", "vector", "keyword"], typer.Option(help="Fuse vector and BM25 results, or use one.")
 ]
@@ -48,6 +56,7 @@ def build(
     full: Annotated[
         bool, typer.Option("--full", help="Embed every chunk; reuse nothing from the last version.")
     ] = False,
+    ef_search: EfSearchOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Build the next version of index NAME from a dataset version, embedding only new or changed records."""
@@ -72,6 +81,7 @@ def build(
             model=model or DEFAULT_MODEL,
             incremental=not full,
             progress=advance,
+            ef_search=ef_search,
         )
     if json_output:
         print_json(result.to_json())
@@ -97,12 +107,13 @@ def query(
         list[str], typer.Option("--filter", help="KEY=VALUE on a record column or meta field; repeat to combine.")
     ] = [],  # noqa: B006
     mode: ModeOption = "hybrid",
+    ef_search: EfSearchOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Search an index version: the best chunks, their scores and the records they come from."""
     from keel.index import parse_filters, search
 
-    hits = search(get_store(ctx), ref, text, k, filters=parse_filters(filter_), mode=mode)
+    hits = search(get_store(ctx), ref, text, k, filters=parse_filters(filter_), mode=mode, ef_search=ef_search)
     if json_output:
         print_json([hit.to_json() for hit in hits])
         return

@@ -197,6 +197,7 @@ def build_index(
     vectors: VectorParams | None = None,
     incremental: bool = True,
     progress: BuildProgress | None = None,
+    ef_search: int | None = None,
 ) -> IndexBuild:
     """Build the next version of index `name` from a dataset version (or an Arrow table of records).
 
@@ -209,6 +210,8 @@ def build_index(
         vectors: Vector index settings; by default exact below `HNSW_THRESHOLD` chunks, HNSW above.
         incremental: Reuse embeddings of unchanged records from the latest version of `name`.
         progress: Called with (stage, done, total) as work advances.
+        ef_search: The HNSW search breadth stored with the version (when it is HNSW), instead of the
+            one chosen by size; routes may still set their own.
 
     Returns:
         The build: version, whether it is new (False when the latest version already indexes
@@ -227,7 +230,12 @@ def build_index(
     source = resolve_dataset(store, dataset)
     with store.db.read() as conn:
         previous = latest_version(conn, name)
-    if _same_build(previous, source, embedder.model_id, settings, vectors):
+    if _same_build(previous, source, embedder.model_id, settings, vectors) and (
+        ef_search is None
+        or previous is None
+        or previous.kind != "hnsw"  # an exact index has no search breadth to differ in
+        or previous.manifest(store)["vectors"].get("ef_search") == ef_search
+    ):
         assert previous is not None
         # Nothing embedded: every chunk of the existing version is reused as it is.
         return IndexBuild(previous, False, 0, previous.num_chunks, previous.ref, time.perf_counter() - started)
@@ -237,6 +245,8 @@ def build_index(
     reuse = _reusable(store, previous, embedder.model_id, settings) if incremental else None
     embedded_vectors, embedded = _embed(chunks, embedder, reuse, progress)
     params = vectors or VectorParams.for_size(chunks.num_rows)
+    if params.kind == "hnsw" and ef_search:
+        params = dataclasses.replace(params, ef_search=ef_search)
     if params.kind == "hnsw" and not params.ef_search:  # "by size": fixed now, so the manifest says what is used
         params = dataclasses.replace(params, ef_search=ef_search_for(chunks.num_rows))
     if progress:

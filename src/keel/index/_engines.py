@@ -138,12 +138,23 @@ def vectors_from_file(path: str | Path, params: VectorParams) -> Any:
     return index
 
 
-def vector_search(index: Any, queries: npt.NDArray[np.float32], k: int) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
-    """Top-`k` (scores, ids) per query row; ids are -1 where fewer than `k` vectors exist."""
+def vector_search(
+    index: Any, queries: npt.NDArray[np.float32], k: int, *, ef_search: int | None = None
+) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Top-`k` (scores, ids) per query row; ids are -1 where fewer than `k` vectors exist.
+
+    `ef_search` searches an HNSW index with that breadth for this call only (FAISS's per-search
+    parameters), leaving the index's own setting to other callers sharing it; exact indexes ignore it.
+    """
     k = max(1, min(k, int(index.ntotal)))
     if index.ntotal == 0:
         return np.zeros((len(queries), 0), np.float32), np.zeros((len(queries), 0), np.int64)
-    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if ef_search and hasattr(index, "hnsw"):
+        params = _faiss().SearchParametersHNSW(efSearch=max(int(ef_search), k))
+        scores, ids = index.search(queries, k, params=params)
+    else:
+        scores, ids = index.search(queries, k)
     return scores, ids
 
 

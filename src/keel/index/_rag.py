@@ -58,6 +58,9 @@ class RetrievalSettings(BaseModel):
         vector_weight: In hybrid mode, the vector ranks' share of the fused score.
         max_context_tokens: Chunks are added best first while their estimated tokens fit.
         query: Which message is the query: the last user message, the first, or all user messages joined.
+        ef_search: HNSW search breadth for this app's queries (None: the index version's own, chosen
+            by its size when built). Lower is faster and may miss neighbours: measure recall at the
+            model's dimension (benchmarks/hnsw_recall_real.py). Exact (small) indexes ignore it.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,6 +71,7 @@ class RetrievalSettings(BaseModel):
     vector_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     max_context_tokens: int = Field(default=2000, gt=0)
     query: Literal["last-user", "first-user", "all-user"] = "last-user"
+    ef_search: int | None = Field(default=None, ge=1, le=65_536)
 
 
 def _text(content: Any) -> str:
@@ -226,7 +230,9 @@ class RagApp:
         """The chunks to give the prompt: the best `k`, above `min_score`, within the token budget."""
         assert self.retriever is not None
         s = self.settings
-        hits = self.retriever.search(query, s.k, mode=s.mode, vector=vector, vector_weight=s.vector_weight)
+        hits = self.retriever.search(
+            query, s.k, mode=s.mode, vector=vector, vector_weight=s.vector_weight, ef_search=s.ef_search
+        )
         kept, budget = [], s.max_context_tokens * CHARS_PER_TOKEN
         for hit in hits:
             if s.min_score is not None and hit.score < s.min_score:

@@ -186,11 +186,16 @@ class Retriever:
         return {f"meta.{k}" for m in self._meta() for k in m}
 
     def _vector_candidates(
-        self, query: str, n: int, mask: npt.NDArray[np.bool_] | None, vector: npt.NDArray[np.float32] | None = None
+        self,
+        query: str,
+        n: int,
+        mask: npt.NDArray[np.bool_] | None,
+        vector: npt.NDArray[np.float32] | None = None,
+        ef_search: int | None = None,
     ) -> list[tuple[int, float]]:
         q = self.embedder.embed([query]) if vector is None else vector.reshape(1, -1)
         if mask is None:
-            scores, ids = vector_search(self.vectors, q, n)
+            scores, ids = vector_search(self.vectors, q, n, ef_search=ef_search)
             return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         rows = np.flatnonzero(mask)
         if rows.size == 0:
@@ -209,6 +214,7 @@ class Retriever:
         mode: SearchMode = "hybrid",
         vector: npt.NDArray[np.float32] | None = None,
         vector_weight: float = 0.5,
+        ef_search: int | None = None,
     ) -> list[Hit]:
         """The `k` best chunks for `query`.
 
@@ -219,6 +225,8 @@ class Retriever:
             mode: `hybrid` (vector and BM25 fused by reciprocal rank), `vector` or `keyword`.
             vector: The query's embedding when the caller made it already (a server times it apart).
             vector_weight: In hybrid mode, the share of the fused score from the vector ranks (0.5: equal).
+            ef_search: HNSW search breadth for this query (None: the index version's own); exact indexes
+                ignore it.
 
         Returns:
             Hits best first; in hybrid mode `score` is the fused score, else the engine's own.
@@ -232,7 +240,7 @@ class Retriever:
         mask = self.mask(filters) if filters else None
         # Fusion needs depth: a chunk ranked 30th by one engine and 2nd by the other may belong in the top k.
         depth = max(k, 50) if mode == "hybrid" else k
-        dense = self._vector_candidates(query, depth, mask, vector) if mode != "keyword" else []
+        dense = self._vector_candidates(query, depth, mask, vector, ef_search) if mode != "keyword" else []
         sparse = keyword_search(self.bm25, query, depth, len(self), mask) if mode != "vector" else []
         if mask is not None:
             sparse = [(i, s) for i, s in sparse if mask[i]]
@@ -309,6 +317,7 @@ def search(
     *,
     filters: Mapping[str, str] | None = None,
     mode: SearchMode = "hybrid",
+    ef_search: int | None = None,
 ) -> list[Hit]:
     """Open an index version and return the `k` best chunks for `query` (see `Retriever.search`).
 
@@ -316,4 +325,4 @@ def search(
         >>> hits = search(store, "docs", "how do refunds work?", k=3, filters={"lang": "en"})  # doctest: +SKIP
         >>> hits[0].record_id, hits[0].source["uri"]  # doctest: +SKIP
     """
-    return open_index(store, ref).search(query, k, filters=filters, mode=mode)
+    return open_index(store, ref).search(query, k, filters=filters, mode=mode, ef_search=ef_search)

@@ -344,6 +344,6 @@ class FeedbackWriter(BatchWriter[Feedback]):
         """Insert feedback and its lineage edges in one transaction (the writer task calls this)."""
         if not batch:
             return
-        with self._store.db.write() as conn:
+        with self._transaction() as conn:
             write_feedback(conn, batch)
         self.written += len(batch)

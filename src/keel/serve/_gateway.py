@@ -16,6 +16,7 @@ import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -227,6 +228,9 @@ class Gateway:
         self.retrievers = RetrieverPool(store)  # index versions and embedders, loaded once, shared by routes
         self._apps: dict[str, RagApp] = {}
         self._batchers: dict[str, EmbedBatcher] = {}  # one per embedding model: concurrent queries share passes
+        # Index searches run on one thread of their own (FAISS frees the GIL while it searches): beside the
+        # embedder's thread that fills two cores, where the default pool's many threads only contend.
+        self._searcher: ThreadPoolExecutor | None = None
         self._building: dict[str, asyncio.Lock] = {}
         self._reloader: asyncio.Task[None] | None = None
         self._controller: asyncio.Task[None] | None = None
@@ -312,6 +316,9 @@ class Gateway:
         for batcher in self._batchers.values():
             await batcher.aclose()
         self._batchers.clear()
+        if self._searcher is not None:
+            self._searcher.shutdown(wait=False)
+            self._searcher = None
         if self._redis is not None:
             await self._redis.aclose()
         if self._exporter is not None:
@@ -445,6 +452,11 @@ class Gateway:
                 found = self._apps[key] = app
         return found
 
+    def _search_thread(self) -> ThreadPoolExecutor:
+        if self._searcher is None:
+            self._searcher = ThreadPoolExecutor(1, thread_name_prefix="keel-search")
+        return self._searcher
+
     def _batcher(self, app: RagApp) -> EmbedBatcher:
         assert app.retriever is not None
         embedder = app.retriever.embedder
@@ -478,7 +490,11 @@ class Gateway:
             if app.retriever is not None and route.retrieval.mode != "keyword":
                 vector = await self._batcher(app).embed(query)
             embedded = time.perf_counter()
-            hits = await asyncio.to_thread(app.search, query, vector) if app.retriever is not None else []
+            hits = (
+                await asyncio.get_running_loop().run_in_executor(self._search_thread(), app.search, query, vector)
+                if app.retriever is not None
+                else []
+            )
             searched = time.perf_counter()
             rendered = app.render(messages, query, hits)
         except InputError as exc:

@@ -97,7 +97,9 @@ class EmbedBatcher:
                 continue
             try:
                 texts = [p.text for p in live]
-                vectors = await asyncio.get_running_loop().run_in_executor(self._executor, self.embedder.embed, texts)
+                # A sentence-transformers embedder embeds a batch of queries without `encode`'s per-call work.
+                embed = getattr(self.embedder, "embed_queries", self.embedder.embed)
+                vectors = await asyncio.get_running_loop().run_in_executor(self._executor, embed, texts)
             except Exception as exc:  # handed to each waiting request, which answers 503
                 log.warning("embedding %d queries failed: %s", len(live), exc)
                 for pending in live:

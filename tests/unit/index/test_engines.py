@@ -66,3 +66,9 @@ def test_hnsw_holds_recall_for_queries_unlike_the_corpus_at_the_model_dimension(
     # A stored index loads with the same rule when its manifest left ef_search to the size.
     loaded = vectors_from_bytes(vectors_to_bytes(index), VectorParams("hnsw"))
     assert loaded.hnsw.efSearch == 512
+    # A caller's own ef_search (a route's) widens this one search, and leaves the shared index's setting alone.
+    wide = vector_search(index, queries, 10, ef_search=512)[1]
+    assert float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(wide, exact, strict=True)])) >= 0.95
+    assert index.hnsw.efSearch == 40 and recall() < 0.8
+    flat = build_vectors(data, VectorParams("flat"))  # exact search has no breadth to set: the same answer
+    assert (vector_search(flat, queries, 10, ef_search=8)[1] == exact).all()

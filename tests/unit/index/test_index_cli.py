@@ -39,6 +39,9 @@ def test_build_query_list_show_eval(
         _ok(*ws, "index", "build", "help", "--dataset", "kb", "--chunk-size", "120", "--overlap", "20", "--json")
     )
     assert not noop["created"] and noop["embedded_chunks"] == 0 and noop["reused_chunks"] == built["num_chunks"]
+    same = _ok(*ws, "index", "build", "help", "--dataset", "kb", "--chunk-size", "120", "--overlap", "20",
+               "--ef-search", "64", "--json")  # fmt: skip
+    assert not json.loads(same)["created"]  # nor builds anything new: an exact index has no breadth to store
     tokens = _ok(
         *ws, "index", "build", "help", "--dataset", "kb", "--by", "tokens", "--chunk-size", "32", "--overlap", "4"
     )
@@ -47,6 +50,9 @@ def test_build_query_list_show_eval(
     hits = json.loads(_ok(*ws, "index", "query", "help@v1", "how do I get a refund", "-k", "2", "--json"))
     assert len(hits) == 2 and hits[0]["record_id"] == "refunds"
     assert hits[0]["source"]["uri"] == "file:///kb/refunds.md"
+    # An exact index has no search breadth: --ef-search changes nothing found.
+    assert json.loads(_ok(*ws, "index", "query", "help@v1", "how do I get a refund", "-k", "2", "--ef-search", "1",
+                          "--json")) == hits  # fmt: skip
     german = json.loads(_ok(*ws, "index", "query", "help", "Versand", "--filter", "lang=de", "--json"))
     assert [h["record_id"] for h in german] == ["versand"]
     shown = _ok(*ws, "index", "query", "help@v1", "webhook signature", "-k", "1")

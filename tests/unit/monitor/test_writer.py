@@ -136,3 +136,37 @@ def test_a_write_held_up_by_a_lock_is_reported_stuck_then_completes(workspace: P
     reopened = open_store(load_settings(workspace))
     assert get_trace(reopened, trace.id).id == trace.id
     reopened.close()
+
+
+def test_the_writer_keeps_one_connection_and_opens_another_when_the_database_drops_it(store: Store) -> None:
+    from sqlalchemy import event, text
+
+    checkouts: list[int] = []
+    event.listen(store.db.engine, "checkout", lambda *_: checkouts.append(1))
+    made = [_trace(store, i) for i in range(4)]
+
+    async def run() -> TraceWriter:
+        writer = TraceWriter(store)
+        await writer.start()
+        for t in made[:3]:  # three batches, one connection (a connection per batch cost a busy gateway ~13%)
+            await writer.put(t)
+            await asyncio.wait_for(writer.flush(), 30)
+        assert len(checkouts) == 1
+        if store.db.dialect == "postgresql":  # the server ends the writer's session between batches
+            loop = asyncio.get_running_loop()
+            conn = writer._conn
+            assert conn is not None
+            pid = await loop.run_in_executor(writer._executor, lambda: conn.scalar(text("select pg_backend_pid()")))
+            with store.db.read() as other:
+                other.execute(text("select pg_terminate_backend(:pid)"), {"pid": pid})
+        await writer.put(made[3])
+        await asyncio.wait_for(writer.flush(), 60)
+        assert writer.health() is None
+        await writer.close(timeout_s=10)
+        return writer
+
+    writer = asyncio.run(run())
+    assert writer.written == 4 and writer.spilled == 0
+    assert sorted(t.id for t in list_traces(store, limit=10)) == sorted(t.id for t in made)
+    if store.db.dialect == "postgresql":
+        assert writer.last_error is not None  # the write on the dropped session failed, and was retried

@@ -153,16 +153,19 @@ def test_cli_refuses_bad_app_in_one_line(store: Store, rag: dict[str, str], tmp_
         (["--prompt", "support@v7"], "support"),
         (["--index", "kb@v9"], "kb"),
         (["--index", "kb", "--k", "0"], "k:"),
+        (["--index", "kb", "--ef-search", "0"], "ef_search:"),
     ):
         result = runner.invoke(app, [*base, *extra])
         assert result.exit_code == 2, result.output
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert len(lines) == 1 and words in lines[0] and "Traceback" not in result.output
-    ok = runner.invoke(app, [*base, "--prompt", "support@production", "--index", "kb@v1", "--k", "3", "--json"])
+    ok = runner.invoke(
+        app, [*base, "--prompt", "support@production", "--index", "kb@v1", "--k", "3", "--ef-search", "64", "--json"]
+    )
     assert ok.exit_code == 0, ok.output
     assert json.loads(ok.output)["routes"][0] == {
         "model": rag["model"], "upstream": "http://u/v1", "prompt": "support@v1", "index": "kb@v1",
-        "retrieval": {"k": 3},
+        "retrieval": {"k": 3, "ef_search": 64},
     }  # fmt: skip
     ws = ["-w", str(tmp_path / "ws"), "deploy"]
     nothing = runner.invoke(app, [*ws, "canary", "a", "--weight", "10"])
@@ -171,8 +174,8 @@ def test_cli_refuses_bad_app_in_one_line(store: Store, rag: dict[str, str], tmp_
     assert canary.exit_code == 0, canary.output
     routes = json.loads(canary.output)["routes"]
     assert [(r["index"], r["prompt"], r["retrieval"], r["weight"]) for r in routes] == [
-        ("kb@v1", "support@v1", {"k": 3}, 90),
-        ("kb@v2", "support@v1", {"k": 3}, 10),
+        ("kb@v1", "support@v1", {"k": 3, "ef_search": 64}, 90),
+        ("kb@v2", "support@v1", {"k": 3, "ef_search": 64}, 10),
     ]  # the canary differs only in its index version
     shown = runner.invoke(app, [*ws, "history", "a"])
     assert shown.exit_code == 0 and "kb@v2 10%" in shown.output
