@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
-
-from ulid import ULID
 
 from keel.core.errors import InputError
 
@@ -21,14 +22,31 @@ __all__ = ["canonical_json", "is_sha256", "new_ulid", "sha256_hex", "require_sha
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+# ULIDs are made here rather than by python-ulid: importing it reads its own package metadata
+# (importlib.metadata, email parsing), ~0.07 CPU-s on every command that records anything, for what is
+# 48 bits of milliseconds and 80 random bits in Crockford's base32. As python-ulid's default generator does,
+# ids made in the same millisecond by this process increase by one in their random part (strictly sortable).
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ULID_LOCK = threading.Lock()
+_ulid_last = [0, 0]  # the millisecond and random part of the last ULID made by this process
+
+
 def new_ulid() -> str:
-    """A new ULID string: unique, and sortable by creation time.
+    """A new ULID string: unique, and sortable by creation time (also within a millisecond, in one process).
 
     Examples:
         >>> len(new_ulid())
         26
     """
-    return str(ULID())
+    with _ULID_LOCK:
+        millis = time.time_ns() // 1_000_000
+        if millis <= _ulid_last[0] and _ulid_last[1] < (1 << 80) - 1:
+            millis, random = _ulid_last[0], _ulid_last[1] + 1
+        else:
+            random = int.from_bytes(os.urandom(10), "big")
+        _ulid_last[:] = millis, random
+    value = (millis << 80) | random
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
 def sha256_hex(data: bytes | str) -> str:

@@ -15,14 +15,11 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from keel.core.errors import ConfigError, KeelError, WorkspaceNotFoundError
 
@@ -47,11 +44,11 @@ STATE_DIR = ".keel"
 CONFIG_VERSION = 1
 
 
-class Settings(BaseSettings):
+class Settings(BaseModel):
     """Resolved settings of one Keel workspace.
 
-    Build it with `load_settings()`, which finds the workspace and reports every bad value
-    at once with where it came from.
+    Build it with `load_settings()`, which finds the workspace, merges its sources (arguments over
+    `KEEL_*` variables over `keel.yaml`) and reports every bad value at once with where it came from.
 
     Examples:
         >>> settings = load_settings("/srv/ws")  # a folder holding keel.yaml
@@ -59,7 +56,7 @@ class Settings(BaseSettings):
         'sqlite:////srv/ws/.keel/keel.db'
     """
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     workspace: Path = Field(description="Root directory of the workspace (the folder holding keel.yaml).")
     database_url: str | None = Field(
@@ -130,19 +127,6 @@ class Settings(BaseSettings):
 
     _sources: dict[str, str] = PrivateAttr(default_factory=dict)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Explicit arguments, then `KEEL_*` variables, then the workspace's `keel.yaml`."""
-        explicit = getattr(init_settings, "init_kwargs", {}).get("workspace")
-        return init_settings, env_settings, _ProjectFileSource(settings_cls, Path(explicit) if explicit else None)
-
     @property
     def state_dir(self) -> Path:
         """The `.keel` directory holding the embedded database and blobs."""
@@ -211,20 +195,43 @@ class Settings(BaseSettings):
         return self._sources.get(name, "the default")
 
 
-class _ProjectFileSource(PydanticBaseSettingsSource):
+class _ProjectFileSource:
     """Values from the workspace's `keel.yaml`, below arguments and environment in precedence."""
 
-    def __init__(self, settings_cls: type[BaseSettings], workspace: Path | None) -> None:
-        super().__init__(settings_cls)
+    def __init__(self, workspace: Path | None) -> None:
         self.workspace = find_workspace(workspace)
         self.data = _read_config(self.workspace / CONFIG_FILE)
 
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        """Return the file's value for one field (unused: `__call__` returns them all)."""
-        return self.data.get(field_name), field_name, False
-
     def __call__(self) -> dict[str, Any]:
         return {"workspace": self.workspace, **self.data}
+
+
+# Settings are read from the environment here rather than by pydantic-settings: its import (asyncio, ssl,
+# argparse, its cloud sources) cost ~0.1-0.17 CPU-s on every command that opens a workspace, about a tenth of
+# a `keel curate run` on 15 MB. The rules are pydantic-settings' for these fields: `KEEL_<NAME>`, matched
+# without regard to case; a mapping-valued setting holds JSON; every other value is validated from its text.
+_JSON_FIELDS = ("blob_options",)
+
+
+def _environment_values() -> dict[str, Any]:
+    """The `KEEL_*` variables naming a setting, by setting name (JSON decoded where the setting is a mapping)."""
+    prefix = ENV_PREFIX.lower()
+    fields = Settings.model_fields
+    values: dict[str, Any] = {}
+    for key, value in os.environ.items():
+        name = key.lower()
+        if not name.startswith(prefix) or (name := name[len(prefix) :]) not in fields:
+            continue
+        if name in _JSON_FIELDS:
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{name} (from {key}): expected JSON such as "
+                    f'{{"endpoint_url": "http://127.0.0.1:9000"}}; got {value!r}'
+                ) from None
+        values[name] = value
+    return values
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -448,16 +455,10 @@ def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Sett
     """
     if workspace is not None:
         overrides["workspace"] = Path(workspace)
-    file_source = _ProjectFileSource(Settings, overrides.get("workspace"))
+    file_source = _ProjectFileSource(overrides.get("workspace"))
     sources = _describe_sources(file_source, overrides)
     try:
-        settings = Settings(**overrides)
-    except SettingsError as exc:  # a KEEL_* variable that must hold JSON does not
-        name = m.group(1) if (m := re.search(r'field "(\w+)"', str(exc))) else "?"
-        raise ConfigError(
-            f"{name} (from {sources.get(name, 'the environment')}): expected JSON such as "
-            f'{{"endpoint_url": "http://127.0.0.1:9000"}}; got {os.environ.get(ENV_PREFIX + name.upper())!r}'
-        ) from None
+        settings = Settings(**_merged(file_source(), _environment_values(), overrides))
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -468,6 +469,17 @@ def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Sett
     settings._sources = sources
     _check_database_url(settings)
     return settings
+
+
+def _merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Later layers over earlier ones; mappings are merged key by key, as pydantic-settings merges its sources."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                value = _merged(merged[key], value)
+            merged[key] = value
+    return merged
 
 
 def _describe_sources(file_source: _ProjectFileSource, overrides: dict[str, Any]) -> dict[str, str]:

@@ -19,12 +19,10 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import lru_cache
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,6 +39,9 @@ from keel.curate._step import GlobalStep, Step, StepStats
 from keel.curate._workfiles import decode, encode, file_digest, read_verified, write_bytes
 from keel.data._inputs import read_parquet_file
 from keel.data._records import RECORD_SCHEMA, records_to_table
+
+if TYPE_CHECKING:  # the process pool's module (~0.04 CPU-s) loads only when a run has workers
+    from concurrent.futures import Future, ProcessPoolExecutor
 
 __all__ = ["CurationReport", "LocalEngine", "Progress", "run_warnings"]
 
@@ -499,6 +500,9 @@ class LocalEngine:
     def _pool(self) -> ProcessPoolExecutor | None:
         if self.workers == 1:
             return None
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
         # spawn, not fork: workers may load models and threads; forking those is unsafe.
         # Each worker ends when this process does, even on SIGKILL (`die_with_parent`).
         return ProcessPoolExecutor(
@@ -519,6 +523,8 @@ class LocalEngine:
                 if progress:
                     progress(label, i + 1, len(calls))
             return results
+        from concurrent.futures import as_completed
+
         futures: dict[Future[Any], int] = {pool.submit(fn, *args): i for i, args in enumerate(calls)}
         done = 0
         for future in as_completed(futures):

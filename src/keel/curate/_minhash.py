@@ -40,6 +40,23 @@ __all__ = [
     "similarity_summary",
 ]
 
+
+def sorted_unique(values: npt.NDArray[Any], counts: bool = False) -> Any:
+    """`np.unique(values)` (with `return_counts=True` when `counts`) by one sort and a comparison of neighbours.
+
+    np.unique's first call imports numpy.ma (~0.03 CPU-s, to check for masked arrays) in every run; this is the
+    same sorted array of distinct values (and how often each occurs), without it.
+    """
+    ordered = np.sort(values)
+    first = np.ones(len(ordered), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    unique = ordered[first]
+    if not counts:
+        return unique
+    starts = np.flatnonzero(first)
+    return unique, np.diff(np.append(starts, len(ordered)))
+
+
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 SIG = npt.NDArray[np.uint32]
@@ -593,7 +610,7 @@ def cluster_report(
     """
     members = np.bincount(rep, minlength=len(rep))
     sizes = members[members > 1]
-    histogram = np.unique(sizes, return_counts=True)
+    histogram = sorted_unique(sizes, counts=True)
     dropped = np.flatnonzero(rep != np.arange(len(rep)))
     nearest = dropped[np.lexsort((dropped, rep_similarity[dropped]))][:examples]
     return {
@@ -721,7 +738,7 @@ class NearDuplicateIndex:
                 raise InputError(f"expected {len(keys)} texts, one per key, found {len(texts)}")
             shingles, counts = _shingles(texts, self.params)
             bounds = np.cumsum(counts)
-            self._sets = (self._sets or []) + [np.unique(s) for s in np.split(shingles, bounds[:-1])]
+            self._sets = (self._sets or []) + [sorted_unique(s) for s in np.split(shingles, bounds[:-1])]
         self._keys.append(np.asarray(list(keys), dtype=np.str_))
         self._sigs.append(np.asarray(signatures, dtype=np.uint32))
         self._scores.append(np.zeros(len(keys)) if scores is None else np.asarray(scores, dtype=np.float64))
@@ -758,7 +775,7 @@ class NearDuplicateIndex:
         if self._result is not None:
             return self._result
         keys = np.concatenate(self._keys) if self._keys else np.zeros(0, dtype=np.str_)
-        unique, seen = np.unique(keys, return_counts=True)
+        unique, seen = sorted_unique(keys, counts=True)
         if (seen > 1).any():
             raise InputError(
                 f"expected unique keys across shards, found {str(unique[seen > 1][0])!r} twice", hint="use record ids"
@@ -786,7 +803,8 @@ class NearDuplicateIndex:
         rows, bands = int(self.params.rows or 0), int(self.params.bands or 0)
         valid = np.flatnonzero(~(sig == EMPTY).all(axis=1))
         sub = sig[valid]
-        codes = np.unique(np.concatenate([_band_pairs(sub, b, rows) for b in range(bands)] + [np.zeros(0, np.int64)]))
+        pairs = [_band_pairs(sub, b, rows) for b in range(bands)]
+        codes = sorted_unique(np.concatenate([*pairs, np.zeros(0, np.int64)]))
         lo, hi = np.divmod(codes, max(len(sub), 1))
         return valid[lo], valid[hi]
 

@@ -732,6 +732,9 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
 
             self._presidio = PresidioFinder(tuple(t for t in people if t in PRESIDIO_TYPES))
             people = [t for t in people if t not in PRESIDIO_TYPES]
+        if "id_document" in people and PiiType.ID_DOCUMENT not in wanted:
+            # asked for SSNs only: the finder's SSN pattern alone, not the document numbers it would drop
+            people[people.index("id_document")] = "us_ssn"
         self.engine: PiiEngine = engine
         self._people: PeopleFinder | None = PeopleFinder(tuple(people)) if people else None
 

