@@ -31,6 +31,20 @@ _ULID_LOCK = threading.Lock()
 _ulid_last = [0, 0]  # the millisecond and random part of the last ULID made by this process
 
 
+def _reset_after_fork() -> None:
+    """Start a forked child's ULIDs afresh.
+
+    From its parent's last ULID both would count up to the same ids in that millisecond (curation's workers and
+    `keel serve --workers` fork), and a lock held by another thread at the fork would never be released in the child.
+    """
+    global _ULID_LOCK
+    _ULID_LOCK = threading.Lock()
+    _ulid_last[:] = 0, 0
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 def new_ulid() -> str:
     """A new ULID string: unique, and sortable by creation time (also within a millisecond, in one process).
 

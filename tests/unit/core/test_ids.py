@@ -63,3 +63,29 @@ def test_values_nested_past_the_recursion_limit_serialise() -> None:
     text = canonical_json(deep)
     assert text == '[{"k":' * 5000 + "[]" + "}]" * 5000
     assert stable_json({"a": deep}) == '{"a": ' + '[{"k": ' * 5000 + "[]" + "}]" * 5000 + "}"
+
+
+def test_a_forked_child_does_not_repeat_its_parents_ulids_in_the_same_millisecond(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+    import time
+
+    import keel.core.ids
+
+    frozen = time.time_ns()
+    monkeypatch.setattr(keel.core.ids.time, "time_ns", lambda: frozen)  # parent and child in one millisecond
+    read, write = os.pipe()
+    parent_ids = [new_ulid() for _ in range(50)]  # the counter is now past a fresh random part
+    pid = os.fork()
+    if pid == 0:  # the child: its ids start from new random bits, not from the parent's last id + 1
+        os.close(read)
+        os.write(write, "\n".join(new_ulid() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    more_parent_ids = [new_ulid() for _ in range(50)]
+    with os.fdopen(read) as pipe:
+        child_ids = pipe.read().split("\n")
+    os.waitpid(pid, 0)
+    assert len(child_ids) == 50
+    assert not set(child_ids) & set(parent_ids + more_parent_ids)
