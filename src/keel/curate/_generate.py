@@ -130,9 +130,19 @@ class OpenAIBackend:
 
         if not requests:
             return []
+        from openai import APIConnectionError, APITimeoutError
+
         client = OpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout, max_retries=2)
-        with client, ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests))) as pool:
-            return list(pool.map(lambda request: call(client, request), requests))
+        with client:
+            # The first request goes alone: an endpoint that cannot be reached fails it (after the client's
+            # retries) and every other request is answered with that error at once, instead of each one waiting
+            # out its own retries against a server that is not there. A slow answer (a timeout) stops nothing.
+            first = call(client, requests[0])
+            unreachable = isinstance(first, APIConnectionError) and not isinstance(first, APITimeoutError)
+            if unreachable or len(requests) == 1:
+                return [first] * len(requests)
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(requests) - 1)) as pool:
+                return [first, *pool.map(lambda request: call(client, request), requests[1:])]
 
     def describe(self) -> str:
         """Where requests go, for error messages."""

@@ -187,3 +187,36 @@ def test_synthesize_with_a_local_model_counts_its_non_json_replies(tiny_workspac
     cached = [json.loads(p.read_text()) for p in (tiny_workspace / ".keel" / "cache" / "augment").glob("*/*.json")]
     assert len(cached) == 3
     assert {c["request"]["backend"]["local_model"] for c in cached} == {"tiny@v1"}
+
+
+def test_an_endpoint_that_drops_every_connection_is_tried_once_not_once_per_request() -> None:
+    """A server that accepts and closes at once: the first request and its two retries reach it, the rest do not."""
+    import socket
+    import threading
+
+    from openai import APIConnectionError
+
+    from keel.curate._generate import OpenAIBackend
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+
+    def drop_connections() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed by the test
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=drop_connections, daemon=True).start()
+    try:
+        backend = OpenAIBackend(f"http://127.0.0.1:{server.getsockname()[1]}/v1", concurrency=4)
+        requests = [{"model": "m", "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 4}
+                    for i in range(12)]  # fmt: skip
+        answers = backend.complete(requests)
+    finally:
+        server.close()
+    assert len(answers) == 12 and all(isinstance(a, APIConnectionError) for a in answers)
+    assert len(accepted) == 3  # one request and the client's two retries; 36 before
