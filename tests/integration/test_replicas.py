@@ -8,9 +8,8 @@ with the CLI is picked up by every replica, and every keyed request is traced on
 from __future__ import annotations
 
 import os
+import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
+from tests.integration.keel_serve import keel_serve
 from typer.testing import CliRunner
 
 from keel.cli import app
@@ -56,36 +56,11 @@ def shared(postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     store.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _gateway(workspace: Path, redis_url: str, *extra: str) -> Iterator[str]:
     """`keel serve` in its own process, with Redis; yields its base URL once /readyz answers 200."""
-    port = _free_port()
-    env = {**os.environ, "KEEL_REDIS_URL": redis_url}
-    cmd = [sys.executable, "-m", "keel", "-w", str(workspace), "serve", "--port", str(port), *extra]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(proc.communicate()[1].decode()[-2000:])
-            time.sleep(0.2)
+    with keel_serve(workspace, *extra, env={"KEEL_REDIS_URL": redis_url}, stop=signal.SIGTERM) as (url, _):
         yield url
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
 
 
 def _setup(store: Store, upstream: str, tmp_path: Path) -> str:

@@ -9,15 +9,10 @@ answered is read from the kernel's socket table) and each sees the session.
 from __future__ import annotations
 
 import http.client
-import os
 import re
 import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +25,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from tests.integration.keel_serve import keel_serve
 
 from keel.govern import create_key, grant
 from keel.monitor import list_alerts
@@ -38,38 +34,6 @@ from keel.serve import create_deployment, serve_in_thread, stub_upstream_app
 from keel.store import Store, events
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _keel_serve(workspace: Path, *extra: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`keel serve --workers 2 …` in its own process; yields its base URL once /readyz answers, then stops it."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "keel", "-w", str(workspace), "serve", "--port", str(port), "--workers", "2", *extra]
-    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(proc.communicate()[1].decode()[-3000:])
-            time.sleep(0.2)
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
 
 
 def _webhook() -> tuple[Starlette, list[dict[str, Any]]]:
@@ -114,7 +78,9 @@ def test_alert_rules_evaluated_in_keel_serve_fire_once_across_workers_and_resolv
         rules_file = tmp_path / "alerts.yaml"
         rules_file.write_text(yaml.safe_dump(rules), encoding="utf-8")
         workspace = store.settings.workspace
-        url, _ = stack.enter_context(_keel_serve(workspace, "--alerts", str(rules_file), "--alerts-every", "0.5s"))
+        url, _ = stack.enter_context(
+            keel_serve(workspace, "--workers", "2", "--alerts", str(rules_file), "--alerts-every", "0.5s")
+        )
 
         # One worker holds the evaluator's lease while the server runs: the test cannot take it.
         lease = FileLock(store.settings.state_dir / "alerts-evaluator.lock", thread_local=False)
@@ -161,7 +127,7 @@ def test_keel_serve_workers_with_console_share_one_session(store: Store, tmp_pat
     grant(store, f"key:{admin.key.id}", "admin")
     pages = ["/ui/", "/ui/datasets", "/ui/models", "/ui/deployments", "/ui/deployments/chat", "/ui/traces",
              "/ui/audit", "/ui/runs"]  # fmt: skip
-    with _keel_serve(store.settings.workspace, "--ui") as (url, proc):
+    with keel_serve(store.settings.workspace, "--workers", "2", "--ui") as (url, proc):
         workers = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as login:
             form = login.get("/ui/login")
