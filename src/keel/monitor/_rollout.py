@@ -453,11 +453,11 @@ def check_guard(guard: Guard, canary: list[Observation], stable: list[Observatio
         else:
             p = 1.0
     confirmed = breached and p is not None and p < alpha
-    shown = "n/a" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
+    shown = "p n/a" if p is None else ("p<0.001" if p < 0.001 else f"p={p:.3f}")
     fmt = _formatter(guard.metric)
     sentence = (
         f"{guard.text}: canary {fmt(value)} vs stable {fmt(base) if base is not None else 'n/a'}, limit {fmt(limit)} "
-        f"— {'breached' if breached else 'held'} (canary worse than stable: p={shown})"
+        f"— {'breached' if breached else 'held'} (canary worse than stable: {shown})"
     )
     return GuardResult(guard.text, value, base, limit, breached, p, confirmed, sentence)
 

@@ -152,6 +152,9 @@ def test_a_breach_stable_shares_is_held_not_blamed_on_the_canary() -> None:
     worse = check_guard(parse_guard("feedback>=baseline-0.05"), [Observation(feedback=0.5)] * 40,
                         [Observation(feedback=0.9)] * 40, 0.05)  # fmt: skip
     assert worse.breached and worse.confirmed and worse.limit == pytest.approx(0.85)
+    # The evidence names the test's p-value as a reader expects it: "p<0.001", never "p=<0.001".
+    assert worse.sentence.endswith("(canary worse than stable: p<0.001)"), worse.sentence
+    assert held.sentence.endswith(f"(canary worse than stable: p={held.p_value:.3f})"), held.sentence
 
 
 def test_two_controllers_ticking_at_once_take_each_check_once(
