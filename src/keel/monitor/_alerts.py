@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, select, text, update
 
 from keel.core.clock import format_time
+from keel.core.durations import looks_like_duration, parse_duration
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.monitor._observe import Observation, trace_observations
@@ -37,7 +38,6 @@ __all__ = [
     "evaluate_alerts",
     "list_alerts",
     "load_alert_config",
-    "parse_duration",
     "prometheus_rules",
 ]
 
@@ -45,25 +45,12 @@ Severity = Literal["info", "warning", "critical"]
 _RANK = {"info": 0, "warning": 1, "critical": 2}
 TRAFFIC_METRICS = ("requests", "error_rate", "p50_ms", "p95_ms", "p99_ms", "tokens_in", "tokens_out", "cost",
                    "cache_hit_rate", "feedback")  # fmt: skip
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _CONDITION = re.compile(r"^\s*(<=|>=|==|!=|<|>)\s*(-?\d+(?:\.\d+)?)\s*(%?)\s*$")
 
 
-def parse_duration(text: str) -> timedelta:
-    """`30s`, `5m`, `1h`, `7d` as a timedelta.
-
-    Raises:
-        InputError: Not a number followed by ms, s, m, h, d or w.
-
-    Examples:
-        >>> parse_duration("5m")
-        datetime.timedelta(seconds=300)
-    """
-    found = _DURATION.match(str(text))
-    if found is None:
-        raise InputError(f"expected a duration such as 30s, 5m, 1h or 7d; got {text!r}")
-    return timedelta(seconds=float(found[1]) * _UNITS[found[2]])
+def _alert_duration(text: str) -> timedelta:
+    """A rule's or file's duration; `0s` is allowed (a rule with `for: 0s` fires on its first breach)."""
+    return parse_duration(text, allow_zero=True)
 
 
 class AlertRule(BaseModel):
@@ -109,7 +96,7 @@ class AlertRule(BaseModel):
     @field_validator("window", "for_", "baseline")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if _DURATION.match(str(value)) is None:
+        if not looks_like_duration(value):
             raise ValueError(f"expected a duration such as 30s, 5m, 1h or 7d; got {value!r}")
         return str(value)
 
@@ -193,7 +180,7 @@ def load_alert_config(path: str | Path) -> AlertConfig:
             raise InputError(f"{path}: a webhook sink needs a url")
         if sink.type == "command" and not sink.command:
             raise InputError(f"{path}: a command sink needs a command (a list: program and arguments)")
-    parse_duration(config.cooldown)
+    _alert_duration(config.cooldown)
     return config
 
 
@@ -256,7 +243,7 @@ class _Values:
     def _window(self, deployment: str | None, window: str) -> list[Observation]:
         key = (deployment, window)
         if key not in self._windows:
-            since = self.now - parse_duration(window)
+            since = self.now - _alert_duration(window)
             if deployment is None:
                 from keel.serve import list_deployments
 
@@ -273,8 +260,8 @@ class _Values:
             raise InputError(f"alert rule {rule.name!r}: a drift rule needs a deployment")
         key = (rule.deployment, rule.window, rule.baseline, rule.reference)
         if key not in self._drift:
-            baseline = None if rule.reference else parse_duration(rule.baseline)
-            window = parse_duration(rule.window)
+            baseline = None if rule.reference else _alert_duration(rule.baseline)
+            window = _alert_duration(rule.window)
             self._drift[key] = detect_drift(self.store, rule.deployment, window=window, reference=rule.reference,
                                             baseline_window=baseline, now=self.now)  # fmt: skip
         report = self._drift[key]
@@ -307,7 +294,7 @@ def evaluate_alerts(store: Store, config: AlertConfig, *, now: datetime | None =
     """
     now = now or store.clock()
     values = _Values(store, now)
-    cooldown = parse_duration(config.cooldown)
+    cooldown = _alert_duration(config.cooldown)
     events: list[AlertEvent] = []
     # Computed before the write transaction: a drift rule embeds texts, and SQLite's writer lock
     # held that long would stall the gateway's trace writer.
@@ -384,7 +371,7 @@ def _advance(
         if open_row is None:
             return None  # opened and resolved by another watcher in between: the next evaluation sees it
     conn.execute(update(alerts).where(alerts.c.id == open_row.id).values(value=value, summary=summary, updated_at=now))
-    if open_row.state == "firing" or now - open_row.pending_since < parse_duration(rule.for_):
+    if open_row.state == "firing" or now - open_row.pending_since < _alert_duration(rule.for_):
         return None  # a repeat of a firing alert, or not active long enough yet
     previous = conn.execute(
         select(alerts.c.resolved_at)
@@ -492,7 +479,7 @@ def prometheus_rules(config: AlertConfig) -> tuple[dict[str, Any], list[str]]:
             "labels": {k: v for k, v in rule.all_labels().items() if k != "alertname"},
             "annotations": {"summary": _summary_text(rule, None).replace("no data", "{{ $value }}")},
         }
-        if parse_duration(rule.for_) > timedelta(0):
+        if _alert_duration(rule.for_) > timedelta(0):
             entry["for"] = rule.for_.strip()
         out.append(entry)
     return {"groups": [{"name": "keel", "rules": out}]}, skipped

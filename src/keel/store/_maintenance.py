@@ -21,7 +21,8 @@ from typing import Any, Literal
 from sqlalchemy import Column, Connection, delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConfigError, DatabaseUnavailableError, InputError
+from keel.core import durations
+from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConfigError, DatabaseUnavailableError
 from keel.store import _audit
 from keel.store._audit_key import load_audit_key
 from keel.store._blobs import LocalBlobStore, read_bytes, verify_blob
@@ -375,18 +376,10 @@ def collect_garbage(store: Store, *, grace_seconds: float = 3600.0, dry_run: boo
 
 
 def parse_duration(value: str) -> float:
-    """Seconds in `30s`, `10m`, `1h`, `2d` or a plain number of seconds.
+    """Seconds in `30s`, `10m`, `1h`, `2d` or a plain number of seconds (zero allowed).
 
     Examples:
         >>> parse_duration("1h"), parse_duration("90s"), parse_duration("0")
         (3600.0, 90.0, 0.0)
     """
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = (value[:-1], value[-1]) if value and value[-1] in units else (value, "s")
-    try:
-        seconds = float(number) * units[unit]
-    except ValueError:
-        seconds = -1.0
-    if seconds < 0 or seconds != seconds:
-        raise InputError(f"expected a duration such as 30s, 10m, 1h or 2d; got {value!r}")
-    return seconds
+    return durations.parse_duration(value, allow_zero=True, bare_seconds=True).total_seconds()
