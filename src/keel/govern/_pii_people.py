@@ -238,10 +238,21 @@ def _name_evidence(text: str, start: int, end: int, lexicon: _Lexicon) -> bool:
     if word in lexicon.common:
         sentence = re.split(r"[.!?\n]", before)[-1]
         return any(w in _STRONG_CUES for w in re.findall(r"[^\W\d_]+", sentence.casefold())[-2:])
-    # A term, not a person, when the same text writes it in lower case or inside an identifier (emin, MIN_EMIN).
-    return (
-        re.search(rf"(?<![\w.]){re.escape(word)}(?!\w)|(?i:[_.]{re.escape(word)}\b|\b{re.escape(word)}_)", text) is None
-    )
+    return not _used_as_term(text, word)
+
+
+def _used_as_term(text: str, word: str) -> bool:
+    """Does `text` also write `word` (casefolded) in lower case or inside an identifier (emin, MIN_EMIN, .emin)?
+
+    Substring tests first (a C scan each), the regex only on a hit: this runs once per lone name on the page.
+    """
+    escaped = re.escape(word)
+    if word in text and re.search(rf"(?<![\w.]){escaped}(?!\w)", text):
+        return True
+    forms = (word, word.upper(), word.title())
+    if any(f"_{f}" in text or f".{f}" in text or f"{f}_" in text for f in forms):
+        return re.search(rf"(?i:[_.]{escaped}\b|\b{escaped}_)", text) is not None
+    return False
 
 
 def _probability(weights: tuple[float, ...], features: list[float]) -> float:
