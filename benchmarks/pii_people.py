@@ -3,10 +3,15 @@
 The sentences (benchmarks/data/pii_people_handwritten.txt) were written by hand, in styles the classifier's
 training generator never produces; a detection counts when its type matches and it overlaps a true span.
 Also runs the detector over real documentation (the Python HTML docs installed by Debian's python3-doc, text
-extracted with resiliparse) and reports what it finds there per MB, with the most frequent detections, since
-that text has no personal data beyond a few author names.
+extracted with resiliparse) and reports what it finds there per MB, with the most frequent detections, and its
+precision there (`docs_precision`): every detection of a seeded random sample of up to `--sample` per type is
+looked up in benchmarks/data/pii_people_docs_labels.jsonl, hand labels keyed by page, type, offset and text (a
+person's name, real or fictional, or a street address is right; a product, language, place, eponym, common word
+or code name is wrong). When a type has at most `--sample` detections every one is labelled and the figure is
+exact; detections no label covers are counted in `docs_unlabelled` and written by `--write-unlabelled FILE` for
+labelling. That text has no personal data beyond authors, contributors and the fictional people of examples.
 
-    python benchmarks/pii_people.py [--docs /usr/share/doc/python3.11/html] [--max-docs 400]
+    python benchmarks/pii_people.py [--docs /usr/share/doc/python3.11/html] [--max-docs 400] [--sample 300]
 
 When `presidio-analyzer` and an English spaCy pipeline are installed, the same sentences (and the first
 `--presidio-docs` pages) are also run through `PiiDetector(engine="presidio")`, whose names and places come from
@@ -200,7 +205,7 @@ def main() -> None:
     parser.add_argument("--docs", type=Path, default=Path("/usr/share/doc/python3.11/html"))
     parser.add_argument("--max-docs", type=int, default=400)
     parser.add_argument("--presidio-docs", type=int, default=60, help="pages for the (slower) Presidio engine")
-    parser.add_argument("--sample", type=int, default=100, help="detections of each type labelled on the docs")
+    parser.add_argument("--sample", type=int, default=300, help="detections of each type labelled on the docs")
     parser.add_argument(
         "--write-unlabelled", type=Path, help="write the sampled docs detections with no hand label to this JSONL"
     )
