@@ -2,9 +2,10 @@
 
 Offline and model-free at run time: names come from a small logistic token classifier (weights in
 `_data/people_model.json`, trained by `scripts/train_pii_people.py` on Faker-generated sentences) over lexicon
-and context features (`_data/people_lexicon.json.gz`, built by `scripts/build_pii_lexicon.py`); addresses,
-dates of birth and document numbers from patterns that need a street type, a birth cue or a document cue next
-to the value. Returns `(type, start, end)` triples; `_pii_detect` turns them into spans. Knows nothing of records.
+and context features (`_data/people_lexicon.json.gz`, built by `scripts/build_pii_lexicon.py`), kept only where
+evidence beyond a capital letter says it is a name (`_name_evidence`: real text is full of capitalised terms,
+headings and code names the classifier never saw in training); addresses, dates of birth and document numbers
+from patterns that need a street type, a birth cue or a document cue next to the value. Returns `(type, start, end)` triples; `_pii_detect` turns them into spans. Knows nothing of records.
 """
 
 from __future__ import annotations
@@ -186,7 +187,7 @@ def _in_place(text: str, start: int, end: int, places: frozenset[str]) -> bool:
 _ABBREVIATED_DAYS = frozenset(
     "jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur fri sat sun".split()
 )
-_TITLE_BEFORE = re.compile(rf"\b(?i:{'|'.join(sorted(TITLES, key=len, reverse=True))})\.?[ \t]+$")
+_TITLE_BEFORE = re.compile(rf"\b(?=[A-Z])(?i:{'|'.join(sorted(TITLES, key=len, reverse=True))})\.?[ \t]+$")
 # A capital initial next to a word ("A. M. Kuchling", "Terry J. Reedy"): a name written the way authors sign.
 _INITIAL_BEFORE = re.compile(r"(?:^|[\s(,])[A-Z]\.[ \t]?(?:[A-Z]\.[ \t]?)*$")
 _INITIAL_AFTER = re.compile(r"[ \t][A-Z]\.(?=\s|,|$)")
