@@ -5,7 +5,8 @@ Offline and model-free at run time: names come from a small logistic token class
 and context features (`_data/people_lexicon.json.gz`, built by `scripts/build_pii_lexicon.py`), kept only where
 evidence beyond a capital letter says it is a name (`_name_evidence`: real text is full of capitalised terms,
 headings and code names the classifier never saw in training); addresses, dates of birth and document numbers
-from patterns that need a street type, a birth cue or a document cue next to the value. Returns `(type, start, end)` triples; `_pii_detect` turns them into spans. Knows nothing of records.
+from patterns that need a street type, a birth cue or a document cue next to the value. Returns `(type, start,
+end)` triples; `_pii_detect` turns them into spans. Knows nothing of records.
 """
 
 from __future__ import annotations
