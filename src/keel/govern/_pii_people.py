@@ -222,10 +222,10 @@ def _name_evidence(text: str, start: int, end: int, lexicon: _Lexicon) -> bool:
     before = text[max(0, start - 30) : start]
     if _TITLE_BEFORE.search(before):
         return True
-    named = [w for w in words if _is_name(w, lexicon)]
     if len(words) > 1:
-        # A name word that is no English word (Priya, Kowalczyk), or a given name then a surname (Mark Smith).
-        return any(w not in lexicon.common for w in named) or (
+        # A word that is no English word (Priya, Storchaka), or a given name then a surname (Mark Smith); a run
+        # of English words only is a heading or a term (Authentication Handler, Love Story).
+        return any(w not in lexicon.common for w in words) or (
             words[0] in lexicon.first and _is_name(words[-1], lexicon) and words[-1] in lexicon.last
         )
     word = words[0]
@@ -233,7 +233,7 @@ def _name_evidence(text: str, start: int, end: int, lexicon: _Lexicon) -> bool:
         return False
     if _INITIAL_BEFORE.search(before) or _INITIAL_AFTER.match(text, end):
         return True
-    if not named or word in lexicon.place_words or before.rstrip(" '\"").endswith("="):
+    if not _is_name(word, lexicon) or word in lexicon.place_words or before.rstrip(" '\"").endswith("="):
         return False  # no name, a place (Paris, Washington), or a value in code (metaclass=Meta)
     if word not in lexicon.first and text[end : end + 2] in ("'s", "’s"):
         return False  # a lone surname's: a firm, a journal or an eponym (Borland's compiler, Pearson's r)
