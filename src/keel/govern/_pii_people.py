@@ -190,7 +190,7 @@ _ABBREVIATED_DAYS = frozenset(
 )
 _TITLE_BEFORE = re.compile(rf"\b(?=[A-Z])(?i:{'|'.join(sorted(TITLES, key=len, reverse=True))})\.?[ \t]+$")
 # A capital initial next to a word ("A. M. Kuchling", "Terry J. Reedy"): a name written the way authors sign.
-_INITIAL_BEFORE = re.compile(r"(?:^|[\s(,])[A-Z]\.[ \t]?(?:[A-Z]\.[ \t]?)*$")
+_INITIAL_BEFORE = re.compile(r"(?:^|[\s(,-])[A-Z]\.[ \t]?(?:[A-Z]\.[ \t]?)*$")
 _INITIAL_AFTER = re.compile(r"[ \t][A-Z]\.(?=\s|,|$)")
 # Words that, right before a lone capitalised word that is also an English word, make it a name ("Thanks, Mark").
 _STRONG_CUES = frozenset(
