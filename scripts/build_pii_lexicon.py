@@ -1,8 +1,10 @@
 """Build the lexicon behind Keel's offline name and address detection (src/keel/govern/_data/).
 
-Sources, both installed locally (nothing is downloaded at run time):
+Sources, all installed locally (nothing is downloaded at run time):
 - given names and surnames of 38 locales from Faker's person providers (MIT licence), Latin script only
   (romanised names where a locale ships them);
+- one-word places (countries, states, cities, capitals) and language names from Faker's address, date-time and
+  person providers;
 - common English words: the lowercase entries of Debian's `wamerican-small` and `wbritish-small` word lists
   (SCOWL, public-domain-style licence), so a capitalised "Will" or "Grant" at a sentence start is not taken
   for a name without other evidence.
@@ -65,6 +67,15 @@ def main() -> None:
         for attribute in ("countries", "states", "cities"):
             values = getattr(provider, attribute, None) or ()
             places.update(str(v) for v in (values.values() if isinstance(values, dict) else values))
+    # Capitals and the cities time zones are named after (Paris, Chicago) from Faker's date-time provider.
+    for country in importlib.import_module("faker.providers.date_time").Provider.countries:
+        cities = [tz.split("/")[-1].replace("_", " ") for tz in country.timezones]
+        places.update([country.name, country.capital, *cities])
+    # Language names (English, German, Tamil): capitalised words that are surnames or given names in Faker too.
+    languages: set[str] = set()
+    for locale in ["en", "en_US"]:
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        languages.update(str(v) for v in getattr(provider, "language_names", ()) or ())
     common: set[str] = set()
     for path in WORD_LISTS:
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -77,6 +88,9 @@ def main() -> None:
         "common": sorted(common),
         # Multi-word place names (countries, states, cities): a capitalised run equal to one is not a person.
         "places": sorted({_fold(p) for p in places if " " in p.strip() and _latin(p)}),
+        # One-word places and language names: a lone capitalised one is not a person unless it is a given name.
+        "place_words": sorted({_fold(p) for p in places if " " not in p.strip() and _latin(p) and p.strip().isalpha()}),
+        "languages": sorted({_fold(n) for n in languages if n.isalpha() and _latin(n)}),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     data = json.dumps(lexicon, ensure_ascii=False, separators=(",", ":")).encode()

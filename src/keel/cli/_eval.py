@@ -344,7 +344,8 @@ def calibrate_judge_command(
         with _progress(not json_output) as progress:
             if progress:
                 progress("judging", 0, len(cases))
-            report = calibrate_judge(candidate, reference, cases, metric=metric, threshold=threshold)
+            on_case = (lambda done, total: progress("judging", done, total)) if progress else None
+            report = calibrate_judge(candidate, reference, cases, metric=metric, threshold=threshold, on_case=on_case)
     finally:
         candidate.close()
     data = {"suite": suite.name, "result": result, **report.to_json()}
@@ -366,3 +367,8 @@ def calibrate_judge_command(
     )
     console().print(table)
     console().print(f"  metric {metric}, pass at ≥ {threshold:g}; prompt {escape(str(report.judge.get('prompt')))}")
+    if report.unscored:
+        console().print(
+            f"  {len(report.unscored)} of {len(cases)} cases left out: the judge gave no parseable score "
+            f"(cases {', '.join(pairs[i][0].id for i in report.unscored)})"
+        )

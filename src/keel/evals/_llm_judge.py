@@ -369,6 +369,8 @@ class JudgeCalibration:
     # P(judge's score on a case the reference passes > on one it fails), ties half; None if one side is empty
     auc: float | None = None
     reference: str = "offline"
+    # Indexes of the cases the judge gave no parseable score for (left out of every figure; `n` counts the rest)
+    unscored: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -384,6 +386,7 @@ class JudgeCalibration:
             "auc": self.auc,
             "reference": self.reference,
             "judge": self.judge,
+            "unscored": list(self.unscored),
         }
 
 
@@ -400,8 +403,12 @@ def calibrate_judge(
     *,
     metric: str = "groundedness",
     threshold: float = 0.5,
+    on_case: Callable[[int, int], None] | None = None,
 ) -> JudgeCalibration:
     """Score `(question, answer, contexts)` cases with both judges and measure their agreement.
+
+    A case the judge gives no parseable score for, after its retries, is left out and listed in `unscored`
+    (a small local model fails some; one such case must not lose the others' scores).
 
     Args:
         judge: The judge to calibrate (an `LLMJudge`).
@@ -409,10 +416,14 @@ def calibrate_judge(
         cases: The suite's cases, with the answers to judge.
         metric: `groundedness`, `context_relevance` or `answer_relevance`.
         threshold: Score from which a verdict counts as a pass, for kappa and agreement.
+        on_case: Called with (cases done, cases) after each case, for progress.
 
     Returns:
         Correlations, kappa, agreement, mean difference and the AUC of the judge's scores against the
         reference's verdicts, with the judge's model, served model and prompt.
+
+    Raises:
+        JudgeParseError: The judge scored none of the cases.
     """
     from keel.evals._stats import cohen_kappa
 
@@ -423,12 +434,24 @@ def calibrate_judge(
             return j.context_relevance(question, contexts)
         return j.answer_relevance(question, answer)
 
-    mine, theirs, identity = [], [], {}
-    for question, answer, contexts in cases:
-        score = run(judge, question, answer, contexts)
-        mine.append(score.score)
-        theirs.append(run(reference, question, answer, contexts).score)
-        identity = {k: score.details.get(k) for k in ("model", "served_model", "prompt", "prompt_sha256")}
+    mine, theirs, identity, unscored, last_error = [], [], {}, [], None
+    for index, (question, answer, contexts) in enumerate(cases):
+        try:
+            score = run(judge, question, answer, contexts)
+        except JudgeParseError as error:
+            unscored.append(index)
+            last_error = error
+        else:
+            mine.append(score.score)
+            theirs.append(run(reference, question, answer, contexts).score)
+            identity = {k: score.details.get(k) for k in ("model", "served_model", "prompt", "prompt_sha256")}
+        if on_case is not None:
+            on_case(index + 1, len(cases))
+    if cases and not mine:
+        raise JudgeParseError(
+            f"expected the judge to score at least one of the {len(cases)} cases; it scored none ({last_error})",
+            hint="use a larger judge model, or raise max_attempts",
+        )
     a, b = np.asarray(mine, dtype=float), np.asarray(theirs, dtype=float)
     ranks = [np.argsort(np.argsort(x, kind="stable"), kind="stable").astype(float) for x in (a, b)]
     verdicts = [[int(v >= threshold) for v in x] for x in (a, b)]
@@ -448,4 +471,5 @@ def calibrate_judge(
         judge={"name": getattr(judge, "name", "?"), **identity},
         auc=auc,
         reference=getattr(reference, "name", "?"),
+        unscored=tuple(unscored),
     )

@@ -2,9 +2,11 @@
 
 Offline and model-free at run time: names come from a small logistic token classifier (weights in
 `_data/people_model.json`, trained by `scripts/train_pii_people.py` on Faker-generated sentences) over lexicon
-and context features (`_data/people_lexicon.json.gz`, built by `scripts/build_pii_lexicon.py`); addresses,
-dates of birth and document numbers from patterns that need a street type, a birth cue or a document cue next
-to the value. Returns `(type, start, end)` triples; `_pii_detect` turns them into spans. Knows nothing of records.
+and context features (`_data/people_lexicon.json.gz`, built by `scripts/build_pii_lexicon.py`), kept only where
+evidence beyond a capital letter says it is a name (`_name_evidence`: real text is full of capitalised terms,
+headings and code names the classifier never saw in training); addresses, dates of birth and document numbers
+from patterns that need a street type, a birth cue or a document cue next to the value. Returns `(type, start,
+end)` triples; `_pii_detect` turns them into spans. Knows nothing of records.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class _Lexicon:
     last: frozenset[str]
     common: frozenset[str]
     places: frozenset[str]
+    place_words: frozenset[str]
+    languages: frozenset[str]
 
 
 @cache
@@ -70,7 +74,7 @@ def _lexicon() -> _Lexicon:
     raw = resources.files("keel.govern").joinpath("_data/people_lexicon.json.gz").read_bytes()
     data = json.loads(gzip.decompress(raw))
     return _Lexicon(
-        frozenset(data["first"]), frozenset(data["last"]), frozenset(data["common"]), frozenset(data["places"])
+        *(frozenset(data[key]) for key in ("first", "last", "common", "places", "place_words", "languages"))
     )
 
 
@@ -180,6 +184,79 @@ def _in_place(text: str, start: int, end: int, places: frozenset[str]) -> bool:
     return False
 
 
+# Month and weekday abbreviations: "Jan" alone is a month in a table far more often than Jan de Vries.
+_ABBREVIATED_DAYS = frozenset(
+    "jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur fri sat sun".split()
+)
+_TITLE_BEFORE = re.compile(rf"\b(?=[A-Z])(?i:{'|'.join(sorted(TITLES, key=len, reverse=True))})\.?[ \t]+$")
+# A capital initial next to a word ("A. M. Kuchling", "Terry J. Reedy"): a name written the way authors sign.
+_INITIAL_BEFORE = re.compile(r"(?:^|[\s(,-])[A-Z]\.[ \t]?(?:[A-Z]\.[ \t]?)*$")
+_INITIAL_AFTER = re.compile(r"[ \t][A-Z]\.(?=\s|,|$)")
+# Words that, right before a lone capitalised word that is also an English word, make it a name ("Thanks, Mark").
+_STRONG_CUES = frozenset(
+    "name named called contact dear hi hello hey thanks thank regards sincerely signed cc attn attention asked told "
+    "emailed spoke ask tell email call ping colleague manager customer client agent patient mr mrs ms dr".split()
+)
+
+
+def _is_name(word: str, lexicon: _Lexicon) -> bool:
+    """Is this word (or every part of a hyphenated one) a given name or a surname of the lexicon?"""
+    parts = word.split("-")
+    return all(part in lexicon.first or part in lexicon.last for part in parts if part)
+
+
+def _name_evidence(text: str, start: int, end: int, lexicon: _Lexicon) -> bool:
+    """Does the span the classifier took for a name carry evidence that it is one, beyond being capitalised?
+
+    The classifier, trained on sentences where capitalised words are mostly names, takes any unknown capitalised
+    word for one; real text is full of them (Unix, Traceback, Namespaces, Borland). A span stays a name when a
+    title or initial stands by it, or when its words are names of the lexicon and not merely English words: a
+    lone word that is both ("Mark", "Line", "Harry") needs a cue word right before it, and a lone name that the
+    same text also writes in lower case ("emin") is a term, not a person.
+    """
+    words = [w.casefold() for w in _WORD.findall(text, start, end)]
+    if not words:
+        return False
+    if len(words) == 1 and len(words[0]) < 2:
+        return False  # a letter: "MS C runtime", "Appendix B"
+    before = text[max(0, start - 30) : start]
+    if _TITLE_BEFORE.search(before):
+        return True
+    if len(words) > 1:
+        # A word that is no English word (Priya, Storchaka), or a given name then a surname (Mark Smith); a run
+        # of English words only is a heading or a term (Authentication Handler, Love Story).
+        return any(w not in lexicon.common for w in words) or (
+            words[0] in lexicon.first and _is_name(words[-1], lexicon) and words[-1] in lexicon.last
+        )
+    word = words[0]
+    if word in _ABBREVIATED_DAYS or _MONTH_NAME.fullmatch(word) or word in CALENDAR or word in lexicon.languages:
+        return False
+    if _INITIAL_BEFORE.search(before) or _INITIAL_AFTER.match(text, end):
+        return True
+    if not _is_name(word, lexicon) or word in lexicon.place_words or before.rstrip(" '\"").endswith("="):
+        return False  # no name, a place (Paris, Washington), or a value in code (metaclass=Meta)
+    if word not in lexicon.first and text[end : end + 2] in ("'s", "’s"):
+        return False  # a lone surname's: a firm, a journal or an eponym (Borland's compiler, Pearson's r)
+    if word in lexicon.common:
+        sentence = re.split(r"[.!?\n]", before)[-1]
+        return any(w in _STRONG_CUES for w in re.findall(r"[^\W\d_]+", sentence.casefold())[-2:])
+    return not _used_as_term(text, word)
+
+
+def _used_as_term(text: str, word: str) -> bool:
+    """Does `text` also write `word` (casefolded) in lower case or inside an identifier (emin, MIN_EMIN, .emin)?
+
+    Substring tests first (a C scan each), the regex only on a hit: this runs once per lone name on the page.
+    """
+    escaped = re.escape(word)
+    if word in text and re.search(rf"(?<![\w.]){escaped}(?!\w)", text):
+        return True
+    forms = (word, word.upper(), word.title())
+    if any(f"_{f}" in text or f".{f}" in text or f"{f}_" in text for f in forms):
+        return re.search(rf"(?i:[_.]{escaped}\b|\b{escaped}_)", text) is not None
+    return False
+
+
 def _probability(weights: tuple[float, ...], features: list[float]) -> float:
     z = sum(w * f for w, f in zip(weights, features, strict=True))
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
@@ -226,6 +303,7 @@ _MONTHS = (
     r"février|mars|avril|juin|juillet|août|septembre|octobre|novembre|décembre|enero|febrero|marzo|abril|mayo|"
     r"junio|julio|agosto|septiembre|octubre|noviembre|diciembre"
 )
+_MONTH_NAME = re.compile(rf"(?i:{_MONTHS})")
 _DATE = (
     rf"(?:\d{{4}}-\d{{2}}-\d{{2}}|\d{{1,2}}[./-]\d{{1,2}}[./-]\d{{2,4}}|\d{{1,2}}(?:st|nd|rd|th)?\.?\s+(?:of\s+)?"
     rf"(?:{_MONTHS})\.?,?\s+\d{{4}}|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})"
@@ -348,8 +426,12 @@ class PeopleFinder:
                 spans[-1][1] = tok.end()
             else:
                 spans.append([tok.start(), tok.end()])
-        places = (self._lexicon or _lexicon()).places
-        return [(s, e) for s, e in spans if not _in_place(text, s, e, places)]
+        lexicon = self._lexicon or _lexicon()
+        return [
+            (s, e)
+            for s, e in spans
+            if not _in_place(text, s, e, lexicon.places) and _name_evidence(text, s, e, lexicon)
+        ]
 
 
 def describe_model() -> dict[str, Any]:

@@ -194,5 +194,6 @@ CALIBRATION = _object(
         "judge": _object(
             {"name": TEXT, "model": TEXT, "served_model": TEXT, "prompt": TEXT, "prompt_sha256": TEXT}, extra=True
         ),
+        "unscored": {"type": "array", "items": COUNT},
     }
 )

@@ -189,6 +189,19 @@ def test_calibration_against_the_offline_judge(fake_openai: FakeOpenAI) -> None:
     assert calibration.pearson > 0.9 and calibration.judge["prompt"] == "builtin:groundedness@v2"
     assert calibration.to_json()["judge"]["served_model"] == "judge"
 
+    # A case the judge scores in no attempt is left out and listed; the others keep their figures.
+    fake_openai.scripts["judge-2"] = ['{"score": 1}', "Hmm.", "Let me think.", "Well.", "Yes", "No."]
+    done: list[tuple[int, int]] = []
+    options = LLMJudgeOptions(base_url=fake_openai.base_url, model="judge-2", max_attempts=3)
+    with LLMJudge(options) as judge:
+        calibration = calibrate_judge(judge, OfflineJudge(), cases, on_case=lambda i, n: done.append((i, n)))
+    assert calibration.unscored == (1,) and calibration.n == 3 and calibration.agreement == 1.0
+    assert calibration.to_json()["unscored"] == [1] and done == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    fake_openai.scripts["judge-3"] = ["Hmm."] * 12
+    with LLMJudge(LLMJudgeOptions(base_url=fake_openai.base_url, model="judge-3")) as judge:
+        with pytest.raises(JudgeParseError, match="scored none"):
+            calibrate_judge(judge, OfflineJudge(), cases)
+
 
 @pytest.mark.slow
 def test_local_smollm2_judge_runs_offline() -> None:

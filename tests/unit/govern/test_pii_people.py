@@ -31,6 +31,10 @@ def _found(finder: PeopleFinder, text: str) -> list[tuple[str, str]]:
         ("He was born on 30 April 1961 in Accra.", [("date_of_birth", "30 April 1961")]),
         ("Passport number: K4471932 (issued 2019).", [("id_document", "K4471932")]),
         ("SSN 219 09 9999 on the form.", [("us_ssn", "219 09 9999")]),
+        # A lone name that is also an English word needs a cue; an initial or a title vouches for any name.
+        ("Thanks, Mark! Hi Grace, the order shipped.", [("person", "Grace"), ("person", "Mark")]),
+        ("Author: A. M. Kuchling", [("person", "Kuchling")]),
+        ("The ticket was closed by Dr. Unwin.", [("person", "Unwin")]),
     ],
 )
 def test_finds_what_people_write(finder: PeopleFinder, text: str, expected: list[tuple[str, str]]) -> None:
@@ -46,6 +50,16 @@ def test_finds_what_people_write(finder: PeopleFinder, text: str, expected: list
         "Flights to Costa Rica and Saint Lucia leave on Monday.",  # multi-word places, weekdays
         "The meeting on 12 March 2024 moved to Room 4.",  # a date that is no birth date
         "Order 48213 ships in 3 business days.",
+        # Real documentation (python3-doc): platforms, headings, code terms, months, languages, places, eponyms.
+        "Availability: Unix, not Emscripten, not WASI.",
+        'Traceback (most recent call last):\n  File "<stdin>", line 1',
+        "Changed in version 3.6: Line numbers can be decreasing.",
+        "Namespaces are implemented as dictionaries.",
+        "Jan 1\nFeb 2\nMar 3",
+        "Use the German locale; the name might vary with platform.",
+        "Use Borland's free compiler to build Python.",
+        "class X(metaclass=Meta): pass",
+        "The context's Emin and Emax limits; MIN_EMIN is the lowest Emin.",
     ],
 )
 def test_leaves_prose_without_personal_data_alone(finder: PeopleFinder, text: str) -> None:
