@@ -1,0 +1,91 @@
+"""Rewritten curation steps give what the straightforward per-text implementation gives, on varied text.
+
+The speed work on normalize, language and pii (issue 18) moved per-text Python into batch kernels and
+pre-screens; each test here keeps a plain reference implementation and compares outputs on text chosen to
+break pre-screens: unicode in several scripts, mojibake, control characters, code, empty texts, huge lines.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from keel.curate import build_steps
+from keel.data import records_to_table
+from keel.data._records import make_record
+
+
+def _varied() -> list[str]:
+    base = [
+        "",
+        " ",
+        "plain ascii text, nothing to do.",
+        "The caf\u00e9 is open \u2014 isn\u2019t it? \u00b6",
+        "The caf\u00c3\u00a9 is open",  # mojibake
+        "caf\u00c3\u00a9 " * 3000,  # a huge line of mojibake
+        "x" * 200_000 + "\u00e9\u00e9",  # a huge ASCII line, then two non-ASCII characters together
+        "\u00e9" + "a" * 2 + "\u00e8",  # two non-ASCII 2 apart
+        "\u00e9" + "a" * 3 + "\u00e8",  # and 3 apart
+        "C1 control \u0085 and \u009f here",
+        "\u0152uvre \u0153uf \u00c2 \u00c3",
+        "e\u0301 combining acute (NFD)",
+        "\u30c6\u30b9\u30c8\u3067\u3059\u3002\u65e5\u672c\u8a9e\u306e\u6587\u7ae0",
+        "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440! \u042d\u0442\u043e \u0442\u0435\u0441\u0442.",
+        "emoji \U0001f600\U0001f600 astral \U00010348 and NUL \x00 bell \x07 escape \x1b[31mred\x1b[0m",
+        "def f(x):\n    return {'a': x}  # code\n\n\n\tindented\r\n",
+        "\ufeffBOM and \u00a0no-break\u2009thin space",
+        "mail ada@example.org, call +44 20 7946 0958, card 4111 1111 1111 1111, host 10.0.0.7",
+        "IBAN GB82 WEST 1234 5698 7654 32 and SSN 536-90-4399, key AKIAIOSFODNN7EXAMPLE",
+    ]
+    broken = [t.encode().decode("cp1252", errors="replace") for t in base if not t.isascii()]
+    return base + broken + [t.encode("utf-8", "replace").decode("latin-1") for t in base[3:8]]
+
+
+def _table(texts: list[str]) -> pa.Table:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    return records_to_table(make_record(t, f"file:///{i}", i, b"", now) for i, t in enumerate(texts))
+
+
+def _reference_normalize(text: str) -> tuple[str, bool]:
+    """The step's default parameters, one text at a time: (output, whether mojibake was repaired)."""
+    import re
+
+    import ftfy
+    from ftfy.badness import is_bad
+
+    from keel.curate._basic_steps import _conservative_ftfy
+
+    repaired = False
+    if not text.isascii() and is_bad(text):
+        text, repaired = ftfy.fix_text(text, _conservative_ftfy()), True
+    text = unicodedata.normalize("NFC", text)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text), repaired
+
+
+def test_the_batch_mojibake_check_agrees_with_the_per_text_one(doc_pages: list[Any]) -> None:
+    from keel.curate._basic_steps import may_be_mojibake, may_be_mojibake_many
+
+    texts = _varied() + [p.text for p in doc_pages[:120]]
+    texts += [p.text.encode().decode("cp1252", errors="replace") for p in doc_pages[:40]]
+    assert may_be_mojibake_many(pa.array(texts)).tolist() == [may_be_mojibake(t) for t in texts]
+    assert may_be_mojibake_many(pa.array([], pa.string())).tolist() == []
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_normalize_gives_what_the_per_text_reference_gives(chunks: int) -> None:
+    texts = _varied()
+    table = _table(texts)
+    if chunks > 1:  # a chunked text column, as a table read from several files has
+        table = pa.concat_tables([table.slice(0, 5), table.slice(5, 7), table.slice(12)])
+    (step,) = build_steps([("normalize", {})])
+    result = step.apply(table)
+    expected = [_reference_normalize(t) for t in texts]
+    assert result.table.column("text").to_pylist() == [out for out, _ in expected]
+    assert result.drop_reasons == [None if out else "empty_after_normalize" for out, _ in expected]
+    assert step.counters["mojibake_repaired"] == sum(r for _, r in expected)
+    assert step.counters["changed"] == sum(out != t for t, (out, _) in zip(texts, expected, strict=True))
