@@ -89,3 +89,95 @@ def test_normalize_gives_what_the_per_text_reference_gives(chunks: int) -> None:
     assert result.drop_reasons == [None if out else "empty_after_normalize" for out, _ in expected]
     assert step.counters["mojibake_repaired"] == sum(r for _, r in expected)
     assert step.counters["changed"] == sum(out != t for t, (out, _) in zip(texts, expected, strict=True))
+
+
+def _secret_texts() -> list[str]:
+    """Every secret kind, SSNs after their cue words, and near misses, in several casings and spacings."""
+    import random
+    import string
+
+    rng = random.Random(7)
+    alnum = string.ascii_letters + string.digits
+
+    def rand(alphabet: str, n: int) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(n))
+
+    values = [
+        "AK" + "IA" + rand(string.ascii_uppercase + "234567", 16),
+        "AS" + "IA" + rand(string.ascii_uppercase + "234567", 16),
+        "gh" + "p_" + rand(alnum, 36),
+        "gh" + "s_" + rand(alnum, 40),
+        "github" + "_pat_" + rand(alnum, 22) + "_" + rand(alnum, 59),
+        "xo" + "xb-" + rand(string.digits, 12) + "-" + rand(string.digits, 13) + "-" + rand(alnum, 24),
+        f"https://hooks.slack.com/services/T{rand('ABCDEFG0123', 9)}/B{rand('ABC012', 9)}/{rand(alnum, 24)}",
+        "AI" + "za" + rand(alnum + "_-", 35),
+        "sk" + "_live_" + rand(alnum, 24),
+        "rk" + "_test_" + rand(alnum, 24),
+        "sk-" + "proj-" + rand(alnum, 40) + "T3Blbk" + "FJ" + rand(alnum, 40),
+        "sk-" + "ant-api03-" + rand(alnum, 95),
+        "hf" + "_" + rand(string.ascii_letters, 34),
+        "-----BEGIN RSA " + "PRIVATE KEY-----\n" + rand(alnum, 64) + "\n-----END RSA PRIVATE KEY-----",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0." + rand(alnum + "_-", 43),
+    ]
+    secret = rand(alnum, 20) + "7"
+    assigned = [
+        f"aws_secret_access_key = {rand(alnum + '/+', 40)}",
+        f"AWS_SECRET_ACCESS_KEY={rand(alnum + '/+', 40)}",
+        f'"aws_secret_key": "{rand(alnum + "/+", 40)}"',
+        f'api_key = "{secret}"',
+        f"API_KEY={secret}",
+        f"Api-Key: {secret}",
+        f"client_secret: {secret}",
+        f"Authorization: Bearer {secret}",
+        f"auth_token: {secret}",
+        f"DB_PASSWORD={secret}",
+        f"passwd\u3000=\u00a0{secret}",  # Unicode spaces around the "="
+        f"pwd := {secret}",
+        f"password => '{secret}'",
+        f"PASS\u017fWORD: {secret}",  # a long s
+        f"\u0130\u0130 token: {secret}",  # "İ" lower-cases to two characters
+        "the password is required",
+        "password: ********",
+        "token is " + secret,
+        "SSN 536 90 4399",
+        "Social Security number: 536 90 4399",
+        "SOCIAL  SECURITY # 536.90.4399",
+        "\u017f\u017fn 536 90 4399",
+        "soc\u0131al security 536 90 4399",
+    ]
+    texts = [f"{head}{v}{tail}" for v in values for head, tail in (("", ""), ("key ", "."), ("x", "y"))]
+    texts += assigned + [t.upper() for t in assigned] + [t.lower() for t in assigned]
+    texts += ["plain prose with no secret at all", "", "\x00", "the high ground, ghosts and thoughts"]
+    return texts
+
+
+def test_the_pii_screen_finds_what_the_unscreened_search_finds(
+    doc_pages: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+    import random
+    import sys
+    from pathlib import Path
+
+    from keel.govern import PiiDetector
+
+    spec = importlib.util.spec_from_file_location(
+        "pii_bench", Path(__file__).resolve().parents[3] / "benchmarks" / "pii.py"
+    )
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "pii_bench", bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    values = bench.Values(random.Random(3))
+    generated = [bench.document(values).text for _ in range(600)]
+    pages = [p.text for p in doc_pages[:150]]
+    texts = _secret_texts() + _varied() + generated + pages
+    found = set()
+    for types in (None, ["secret"], ["us_ssn"], ["secret", "email", "id_document"]):
+        detector = PiiDetector(types)
+        screened = detector.detect_many(texts)
+        assert screened == [detector.detect(t) for t in texts]  # one text at a time: never screened
+        found |= {s.type for spans in screened for s in spans}
+    assert {"secret", "us_ssn", "email", "phone"} <= found
+    secrets = PiiDetector(["secret"]).detect_many(_secret_texts())
+    assert sum(bool(s) for s in secrets) >= 60
