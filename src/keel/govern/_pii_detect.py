@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache, partial
 from itertools import accumulate
-from typing import TYPE_CHECKING, AnyStr, Literal
+from typing import TYPE_CHECKING, Any, AnyStr, Literal
 
 from keel.core.errors import InputError
 from keel.govern import _pii_patterns as pat
@@ -754,19 +754,24 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
         """
         return self._detect_joined(text, [0])[0]
 
-    def detect_many(self, texts: Sequence[str]) -> list[list[PiiSpan]]:
+    def detect_many(self, texts: Sequence[str], *, arrow: Any = None) -> list[list[PiiSpan]]:
         """`detect` for each text, in order, with the same results but in one pass over all of them.
 
         The texts are searched joined (by NUL, which no pattern matches), so the per-text cost of a call
         disappears: a batch of short clean texts costs what one long text does. The joined copy lives for
         the call, so pass batches (a record batch's worth), not a whole corpus.
+
+        Args:
+            texts: The texts.
+            arrow: The same texts as an Arrow string array or chunked array, when the caller holds them so
+                (a record batch's column): the batch screen then reads it instead of converting `texts`.
         """
         if len(texts) < 2:
             return [self.detect(text) for text in texts]
         starts = list(accumulate((len(t) + len(_SEPARATOR) for t in texts[:-1]), initial=0))
-        return self._detect_joined(_SEPARATOR.join(texts), starts, self._screen(texts, starts))
+        return self._detect_joined(_SEPARATOR.join(texts), starts, self._screen(texts, starts, arrow))
 
-    def _screen(self, texts: Sequence[str], starts: list[int]) -> list[tuple[int, int]] | None:
+    def _screen(self, texts: Sequence[str], starts: list[int], arrow: Any = None) -> list[tuple[int, int]] | None:
         """(start, end) in the joined text of the texts that may hold a secret or a spaced SSN, or None: all may.
 
         One RE2 pass over the batch (`pat.SECRET_OR_SSN_SCREEN`, ~0.5 GB/s) instead of the secret finder's
@@ -781,9 +786,11 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
         import pyarrow.compute as pc
 
         try:
-            array = pa.array(texts, pa.large_string())
+            array = pa.array(texts, pa.large_string()) if arrow is None else arrow
         except (UnicodeEncodeError, pa.ArrowException):  # lone surrogates from a lossy decode upstream
             return None
+        if len(array) != len(texts) or array.null_count:
+            raise InputError(f"expected {len(texts)} texts without nulls as `arrow`, got {len(array)}")
         flagged = pc.indices_nonzero(pc.match_substring_regex(array, pat.SECRET_OR_SSN_SCREEN)).to_pylist()
         return [(starts[i], starts[i] + len(texts[i])) for i in flagged]
 

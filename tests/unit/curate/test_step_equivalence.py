@@ -181,3 +181,30 @@ def test_the_pii_screen_finds_what_the_unscreened_search_finds(
     assert {"secret", "us_ssn", "email", "phone"} <= found
     secrets = PiiDetector(["secret"]).detect_many(_secret_texts())
     assert sum(bool(s) for s in secrets) >= 60
+
+
+@pytest.mark.parametrize("params", [{}, {"action": "flag", "drop_types": ["secret"]}, {"mode": "mask"}])
+def test_the_pii_step_gives_what_per_text_detection_and_rewriting_give(params: dict[str, Any]) -> None:
+    from keel.curate._pii_step import PiiParams, _rewrite
+    from keel.govern import PiiDetector
+
+    texts = _secret_texts() + _varied()
+    (step,) = build_steps([("pii", {"index_subjects": False, **params})])
+    result = step.apply(_table(texts))
+    p = PiiParams(index_subjects=False, **params)
+    detector = PiiDetector()
+    expected_texts, expected_spans, expected_reasons = [], [], []
+    for text in texts:
+        spans = detector.detect(text)
+        if p.action == "redact":
+            text, recorded = _rewrite(text, spans, p)
+        else:
+            recorded = [{"type": str(s.type), "start": s.start, "end": s.end, "detail": s.detail} for s in spans]
+        expected_texts.append(text)
+        expected_spans.append(recorded)
+        hit = sorted({str(s.type) for s in spans} & set(p.drop_types))
+        expected_reasons.append(f"pii_{hit[0]}" if hit else None)
+    assert result.table.column("text").to_pylist() == expected_texts
+    assert result.table.column("pii_spans").to_pylist() == expected_spans
+    assert result.drop_reasons == expected_reasons
+    assert sum(bool(s) for s in expected_spans) > 60
