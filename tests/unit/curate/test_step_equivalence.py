@@ -17,6 +17,7 @@ import pytest
 from keel.curate import build_steps
 from keel.data import records_to_table
 from keel.data._records import make_record
+from keel.govern._pii_detect import _SCREEN_MIN_CHARS
 
 
 def _varied() -> list[str]:
@@ -172,6 +173,7 @@ def test_the_pii_screen_finds_what_the_unscreened_search_finds(
     generated = [bench.document(values).text for _ in range(600)]
     pages = [p.text for p in doc_pages[:150]]
     texts = _secret_texts() + _varied() + generated + pages
+    assert sum(map(len, texts)) >= _SCREEN_MIN_CHARS  # so that detect_many screens
     found = set()
     for types in (None, ["secret"], ["us_ssn"], ["secret", "email", "id_document"]):
         detector = PiiDetector(types)
@@ -189,6 +191,7 @@ def test_the_pii_step_gives_what_per_text_detection_and_rewriting_give(params: d
     from keel.govern import PiiDetector
 
     texts = _secret_texts() + _varied()
+    assert sum(map(len, texts)) >= _SCREEN_MIN_CHARS  # so that the step's detection screens
     (step,) = build_steps([("pii", {"index_subjects": False, **params})])
     result = step.apply(_table(texts))
     p = PiiParams(index_subjects=False, **params)
