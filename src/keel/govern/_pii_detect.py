@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
@@ -780,10 +781,13 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
         One RE2 pass over the batch (`pat.SECRET_OR_SSN_SCREEN`, ~0.5 GB/s) instead of the secret finder's
         20 prefix passes and a lowered copy of every text for the SSN cue: on the real-text corpus of
         benchmarks/curation_full_recipe.py it flags 155 of 14,717 texts. Texts that cannot cross into Arrow
-        are searched whole, as are batches too small to repay the pattern's compilation (`_SCREEN_MIN_CHARS`).
+        are searched whole, as are batches too small to repay the pattern's compilation (`_SCREEN_MIN_CHARS`)
+        and batches in a process that has not imported pyarrow.
         """
         if PiiType.SECRET not in self.types and not self._ssn_cue_only():
             return None
+        if arrow is None and "pyarrow" not in sys.modules:
+            return None  # importing pyarrow (~0.3 CPU-s) only for the screen would cost more than it saves
         import pyarrow as pa
         import pyarrow.compute as pc
 
