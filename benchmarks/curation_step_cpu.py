@@ -5,7 +5,8 @@ about the step. This applies the recipe's per-shard steps (normalize, language, 
 steps are global and left out, so later steps see a little more text than in the recipe) to shards of
 2,000 documents of benchmarks/real_text_corpus.py, one step after another with each step's drops removed,
 and times every `apply` with `time.process_time`. Language answers cached in the process are cleared before
-each repeat, so every repeat pays fastText's predictions.
+each repeat, so every repeat pays fastText's predictions; what a process pays once (ftfy's import, compiling
+phonenumbers' patterns, ~0.1-0.3 CPU-s) falls in the first repeat, so the least of two or more leaves it out.
 
     python benchmarks/curation_step_cpu.py [--corpus corpus.jsonl] [--limit 0] [--repeats 3]
 
