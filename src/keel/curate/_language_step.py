@@ -6,6 +6,7 @@ turns its answers into columns and drop reasons.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Literal
 
 import pyarrow as pa
@@ -57,6 +58,6 @@ class LanguageStep(Step):
                 reasons.append("language_low_score")
             else:
                 reasons.append(None)
-        for code in codes:
-            self.count(f"lang.{code}")
+        for code, n in Counter(codes).items():  # first-seen order, as counting one by one gave
+            self.count(f"lang.{code}", n)
         return StepResult(table, reasons)

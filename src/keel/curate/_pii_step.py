@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field
 
 from keel.core.errors import WorkspaceNotFoundError
@@ -105,26 +107,40 @@ class PiiStep(Step):
     def apply(self, table: pa.Table) -> StepResult:
         """Add `pii_spans`; rewrite `text` when redacting; drop documents holding a `drop_types` finding."""
         p: PiiParams = self.params  # type: ignore[assignment]
-        texts = table.column("text").to_pylist()
-        found = self._detector.detect_many(texts)
-        new_texts, columns, reasons = [], [], []
+        column = table.column("text").combine_chunks()
+        texts = column.to_pylist()
+        found = self._detector.detect_many(texts, arrow=column)
+        columns: list[list[dict[str, object]]] = []
+        reasons: list[str | None] = []
+        rewritten: dict[int, str] = {}  # only texts with findings change
         drop = {str(t) for t in p.drop_types}
         keyring = self._subject_keyring() if p.index_subjects else None
         subjects: list[list[str]] = []
-        for text, spans in zip(texts, found, strict=True):
+        for i, (text, spans) in enumerate(zip(texts, found, strict=True)):
+            if not spans:  # most texts: nothing to count, rewrite, index or drop
+                columns.append([])
+                reasons.append(None)
+                if keyring is not None:
+                    subjects.append([])
+                continue
             for span in spans:
                 self.count(f"found.{span.type}")
             if keyring is not None:
                 subjects.append(_subject_keys(keyring, text, spans))
             if p.action == "redact":
-                text, recorded = _rewrite(text, spans, p)
+                rewritten[i], recorded = _rewrite(text, spans, p)
             else:
                 recorded = [{"type": str(s.type), "start": s.start, "end": s.end, "detail": s.detail} for s in spans]
-            new_texts.append(text)
             columns.append(recorded)
             hit = sorted({str(s.type) for s in spans} & drop)
             reasons.append(f"pii_{hit[0]}" if hit else None)
-        table = table.set_column(table.schema.get_field_index("text"), "text", pa.array(new_texts, pa.string()))
+        if column.type != pa.string():
+            column = column.cast(pa.string())
+        if rewritten:
+            mask = np.zeros(len(column), dtype=np.bool_)
+            mask[list(rewritten)] = True
+            column = pc.replace_with_mask(column, pa.array(mask), pa.array(list(rewritten.values()), pa.string()))
+        table = table.set_column(table.schema.get_field_index("text"), "text", column)
         table = table.append_column("pii_spans", pa.array(columns, PII_SPANS_TYPE))
         if keyring is not None:
             table = table.append_column("pii_subjects", pa.array(subjects, PII_SUBJECTS_TYPE))

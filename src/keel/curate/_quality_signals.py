@@ -199,7 +199,7 @@ class _Tokens(NamedTuple):
     ids: IntArray  # per token: index into the batch's vocabulary
     offsets: IntArray  # document d owns tokens offsets[d]:offsets[d + 1]
     doc_of: IntArray  # per token: its document
-    vocab: pa.Array  # the distinct words
+    vocab: pa.Array  # the distinct words, each followed by "\n" (so that one gather makes both this and code_points)
     lengths: IntArray  # per distinct word: characters
     code_points: npt.NDArray[np.uint32]  # the distinct words' characters, each word followed by "\n"
 
@@ -207,13 +207,12 @@ class _Tokens(NamedTuple):
     def of(cls, arr: pa.LargeStringArray) -> _Tokens:
         data, text_offsets = text_buffer(arr)
         words = split_words(data, text_offsets, unicode_whitespace(data))
-        joined, _ = words.vocabulary(data, b"\n")
+        joined, bounds = words.vocabulary(data, b"\n")
         # Decoding the distinct words once is ~5x cheaper than Arrow's utf8_length and to_pylist on them.
         code_points = np.frombuffer(joined.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
         ends = np.flatnonzero(code_points == ord("\n"))  # a word never holds whitespace
         lengths = np.diff(ends, prepend=-1) - 1
-        raw, bounds = words.vocabulary(data)
-        vocab = pa.LargeStringArray.from_buffers(len(words.first), pa.py_buffer(bounds), pa.py_buffer(raw))
+        vocab = pa.LargeStringArray.from_buffers(len(words.first), pa.py_buffer(bounds), pa.py_buffer(joined))
         doc_of = np.repeat(np.arange(len(arr), dtype=np.int64), np.diff(words.offsets))
         return cls(words.ids, words.offsets, doc_of, vocab, lengths.astype(np.int64), code_points)
 
@@ -236,8 +235,9 @@ def _vocab_features(tokens: _Tokens) -> npt.NDArray[np.int32]:
     unicode_classes = _unicode_classes()
     classes = unicode_classes.of(code_points)
     is_word = _segment_sum(classes == 2, starts) < lengths  # some character is not punctuation or symbol
-    # Lowering makes no punctuation, so the P* characters seen so far are all the trim needs.
-    bare = pc.utf8_trim(pc.utf8_lower(vocab), characters=unicode_classes.punctuation)
+    # Lowering makes no punctuation, so the P* characters seen so far are all the trim needs; with the "\n"
+    # each word ends with (never inside a word, never punctuation), the trim gives what it gives the bare word.
+    bare = pc.utf8_trim(pc.utf8_lower(vocab), characters=unicode_classes.punctuation + "\n")
 
     def count(char: str) -> IntArray:
         return _segment_sum(code_points == ord(char), starts)

@@ -30,6 +30,7 @@ __all__ = [
     "NUMERIC_RUN",
     "PHONE_CANDIDATE",
     "PHONE_CONTEXT",
+    "SECRET_OR_SSN_SCREEN",
     "SECRET_PATTERNS",
     "SSN",
     "URL_CREDENTIALS",
@@ -170,6 +171,20 @@ SECRET_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("anthropic_key", ("sk-",), r"(?<![\w\-])sk-ant-[a-z]{3,8}\d{2}-[A-Za-z0-9_\-]{80,120}(?![\w\-])"),
     ("huggingface_token", ("hf_",), r"(?<![\w])hf_[A-Za-z]{34}(?!\w)"),
     ("jwt", ("eyJ",), r"(?<![\w\-])eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{16,}(?![\w\-])"),
+)
+
+# A necessary condition, in RE2 syntax (run by Arrow over a batch, one pass for all of it), for a text to hold
+# a secret (a match of SECRET_PATTERNS, AWS_SECRET_AFTER or a credential word's ASSIGNMENT) or an SSN written
+# with spaces after its cue word (`_pii_people`'s "ssn" / "social security", or a letter that folds to "i" or
+# "s"): each pattern's leading literal, a credential word followed by the ":" or "=" ASSIGNMENT's value form
+# needs (WORD_SPACE is Python's \s, wider than RE2's), case folded more widely than the searches do. Only
+# texts it flags are searched for those types, so a new secret pattern needs its prefix here too
+# (tests/unit/curate/test_step_equivalence.py checks every type against the unscreened search).
+_WORD_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+SECRET_OR_SSN_SCREEN = (
+    r"AKIA|ASIA|gh[pousr]_|github_pat_|xox|https://hooks\.slack\.com/|AIza|[sr]k_|-----BEGIN |sk-|hf_|eyJ"
+    r"|(?i:aws|bearer|ssn|social)|[\x{130}\x{131}\x{17f}]"
+    rf"|(?i:api_key|api-key|apikey|password|passwd|passphrase|access_key|secret|token|pwd)\S{{0,17}}{_WORD_SPACE}*[:=]"
 )
 
 # AWS secret keys are 40 base64 characters with no prefix, so only a label naming them makes one a key
