@@ -33,7 +33,11 @@ Measured, servers alternating round by round (`--rounds`), medians over rounds:
   one request each so each builds its app).
 
     python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2] [--ef-search N]
-        [--route-ef-search N] [--embed-corpus] [--peer-threads N]
+        [--route-ef-search N] [--embed-corpus] [--peer-threads N] [--query-encoder onnx|onnx-int8|torch]
+
+`--query-encoder` sets the gateway's KEEL_QUERY_ENCODER (unset: its default, MiniLM in ONNX Runtime);
+`query_encoder` in the output says what embedded Keel's queries (the gateway's log says when it fell
+back to torch). The LangChain app embeds with sentence-transformers' `encode` on torch, as its users do.
 
 Prints one JSON line. The machine (2 cores) is shared with other work, so wall-clock figures are
 noisy; the ratios measured in the same run are the result.
@@ -443,6 +447,9 @@ def main() -> None:
         "--route-ef-search", type=int, default=0, help="the RAG route's ef_search (`keel deploy --ef-search`; 0: unset)"
     )
     parser.add_argument("--peer-threads", type=int, default=0, help="OMP_NUM_THREADS of the LangChain app (0: unset)")
+    parser.add_argument(
+        "--query-encoder", choices=["onnx", "onnx-int8", "torch"], help="the gateway's KEEL_QUERY_ENCODER"
+    )
     args = parser.parse_args()
     python = ensure_langchain_venv()
     result: dict[str, Any] = {
@@ -468,7 +475,9 @@ def main() -> None:
             result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"],
                           indexed_chunks=ws["num_chunks"], mapped=ws["mapped"],
                           embedded_at_build=ws["embedded_at_build"])  # fmt: skip
-            keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)])
+            encoder = {"KEEL_QUERY_ENCODER": args.query_encoder} if args.query_encoder else {}
+            keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)],
+                          env=encoder)  # fmt: skip
             servers.append(keel)
             lc_args = {
                 "chunks": str(folder / "chunks.json"),
@@ -515,6 +524,10 @@ def main() -> None:
         finally:
             for server in reversed(servers):
                 _stop(server)
+            if len(servers) > 1 and servers[1].stderr is not None:
+                log = servers[1].stderr.read().decode(errors="replace")
+                wanted = args.query_encoder or "onnx"
+                result["query_encoder"] = "torch" if f"embedded with torch, not {wanted}" in log else wanted
         result["c1_steps"] = _trace_steps(folder / "ws", windows)
     print(json.dumps(result))
 
