@@ -450,6 +450,9 @@ def main() -> None:
     parser.add_argument(
         "--query-encoder", choices=["onnx", "onnx-int8", "torch"], help="the gateway's KEEL_QUERY_ENCODER"
     )
+    parser.add_argument(
+        "--torch-peer", action="store_true", help="also serve the RAG route from a second gateway embedding with torch"
+    )
     args = parser.parse_args()
     python = ensure_langchain_venv()
     result: dict[str, Any] = {
@@ -468,6 +471,7 @@ def main() -> None:
                        f"stub_upstream_app(), host='127.0.0.1', port={stub_port}, log_level='warning')"])  # fmt: skip
         servers = [stub]
         windows: list[tuple[datetime, datetime]] = []
+        torch_windows: list[tuple[datetime, datetime]] = []
         try:
             upstream = f"http://127.0.0.1:{stub_port}/v1"
             ws = _workspace(folder, args.chunks, upstream, args.embed_corpus, args.cache, args.ef_search,
@@ -479,6 +483,10 @@ def main() -> None:
             keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)],
                           env=encoder)  # fmt: skip
             servers.append(keel)
+            torch_port = _free_port()
+            if args.torch_peer:  # the same workspace and route, queries embedded by torch: the encoder's share
+                servers.append(_start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port",
+                                       str(torch_port)], env={"KEEL_QUERY_ENCODER": "torch"}))  # fmt: skip
             lc_args = {
                 "chunks": str(folder / "chunks.json"),
                 "faiss": str(folder / "kb.faiss"),
@@ -499,10 +507,20 @@ def main() -> None:
             _wait(keel_port, rag, keel)
             _wait(lc_port, lc, langchain)
             runs: dict[str, list[dict[str, float]]] = {"keel_rag": [], "keel_plain": [], "langchain": []}
+            if args.torch_peer:
+                rag_torch = _request(torch_port, ws["key"], "rag", question)
+                _wait(torch_port, rag_torch, servers[2])
+                runs["keel_rag_torch"] = []
+            result["load_avg_start"] = [round(x, 1) for x in os.getloadavg()]
             for _ in range(args.rounds):
                 runs["keel_plain"].append(_measure(keel_port, plain, args.requests, keel.pid))
                 runs["keel_rag"].append(_measure(keel_port, rag, args.requests, keel.pid, windows))
+                if args.torch_peer:
+                    runs["keel_rag_torch"].append(
+                        _measure(torch_port, rag_torch, args.requests, servers[2].pid, torch_windows)
+                    )
                 runs["langchain"].append(_measure(lc_port, lc, args.requests, langchain.pid))
+            result["load_avg_end"] = [round(x, 1) for x in os.getloadavg()]
             for name, found in runs.items():
                 result[name] = {k: round(statistics.median(r[k] for r in found), 3) for k in found[0]}
             result["rag_added_c1_p50_ms"] = round(
@@ -513,6 +531,8 @@ def main() -> None:
             )
             result["rps_ratio_c16_keel_over_langchain"] = round(
                 result["keel_rag"]["c16_rps"] / result["langchain"]["c16_rps"], 2)  # fmt: skip
+            lc_cpu, keel_cpu = (result[n]["c16_cpu_ms_per_request"] for n in ("langchain", "keel_rag"))
+            result["cpu_ratio_c16_langchain_over_keel"] = round(lc_cpu / keel_cpu, 2)
             result["c1_p50_ratio_langchain_over_keel"] = round(
                 result["langchain"]["c1_p50_ms"] / result["keel_rag"]["c1_p50_ms"], 2)  # fmt: skip
             result["mb_per_extra_route"] = _route_memory(folder / "ws", keel_port, ws["key"], keel.pid, ws["model"],
@@ -529,6 +549,8 @@ def main() -> None:
                 wanted = args.query_encoder or "onnx"
                 result["query_encoder"] = "torch" if f"embedded with torch, not {wanted}" in log else wanted
         result["c1_steps"] = _trace_steps(folder / "ws", windows)
+        if torch_windows:
+            result["c1_steps_torch_peer"] = _trace_steps(folder / "ws", torch_windows)
     print(json.dumps(result))
 
 
