@@ -95,9 +95,9 @@ def _model_digest(model: Any, mode: str, names: list[str]) -> str:
     digest.update(json.dumps(recipe, sort_keys=True).encode())
     digest.update(auto.config.to_json_string(use_diff=False).encode())
     for name, tensor in sorted(auto.state_dict().items()):
-        data = tensor.detach().contiguous().cpu()
+        data = tensor.detach().cpu().contiguous()
         digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
 
 
