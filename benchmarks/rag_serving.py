@@ -33,7 +33,11 @@ Measured, servers alternating round by round (`--rounds`), medians over rounds:
   one request each so each builds its app).
 
     python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2] [--ef-search N]
-        [--route-ef-search N] [--embed-corpus] [--peer-threads N]
+        [--route-ef-search N] [--embed-corpus] [--peer-threads N] [--query-encoder onnx|onnx-int8|torch]
+
+`--query-encoder` sets the gateway's KEEL_QUERY_ENCODER (unset: its default, MiniLM in ONNX Runtime);
+`query_encoder` in the output says what embedded Keel's queries (the gateway's log says when it fell
+back to torch). The LangChain app embeds with sentence-transformers' `encode` on torch, as its users do.
 
 Prints one JSON line. The machine (2 cores) is shared with other work, so wall-clock figures are
 noisy; the ratios measured in the same run are the result.
@@ -443,6 +447,12 @@ def main() -> None:
         "--route-ef-search", type=int, default=0, help="the RAG route's ef_search (`keel deploy --ef-search`; 0: unset)"
     )
     parser.add_argument("--peer-threads", type=int, default=0, help="OMP_NUM_THREADS of the LangChain app (0: unset)")
+    parser.add_argument(
+        "--query-encoder", choices=["onnx", "onnx-int8", "torch"], help="the gateway's KEEL_QUERY_ENCODER"
+    )
+    parser.add_argument(
+        "--torch-peer", action="store_true", help="also serve the RAG route from a second gateway embedding with torch"
+    )
     args = parser.parse_args()
     python = ensure_langchain_venv()
     result: dict[str, Any] = {
@@ -461,6 +471,7 @@ def main() -> None:
                        f"stub_upstream_app(), host='127.0.0.1', port={stub_port}, log_level='warning')"])  # fmt: skip
         servers = [stub]
         windows: list[tuple[datetime, datetime]] = []
+        torch_windows: list[tuple[datetime, datetime]] = []
         try:
             upstream = f"http://127.0.0.1:{stub_port}/v1"
             ws = _workspace(folder, args.chunks, upstream, args.embed_corpus, args.cache, args.ef_search,
@@ -468,8 +479,14 @@ def main() -> None:
             result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"],
                           indexed_chunks=ws["num_chunks"], mapped=ws["mapped"],
                           embedded_at_build=ws["embedded_at_build"])  # fmt: skip
-            keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)])
+            encoder = {"KEEL_QUERY_ENCODER": args.query_encoder} if args.query_encoder else {}
+            keel = _start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port", str(keel_port)],
+                          env=encoder)  # fmt: skip
             servers.append(keel)
+            torch_port = _free_port()
+            if args.torch_peer:  # the same workspace and route, queries embedded by torch: the encoder's share
+                servers.append(_start([sys.executable, "-m", "keel", "-w", str(folder / "ws"), "serve", "--port",
+                                       str(torch_port)], env={"KEEL_QUERY_ENCODER": "torch"}))  # fmt: skip
             lc_args = {
                 "chunks": str(folder / "chunks.json"),
                 "faiss": str(folder / "kb.faiss"),
@@ -490,10 +507,20 @@ def main() -> None:
             _wait(keel_port, rag, keel)
             _wait(lc_port, lc, langchain)
             runs: dict[str, list[dict[str, float]]] = {"keel_rag": [], "keel_plain": [], "langchain": []}
+            if args.torch_peer:
+                rag_torch = _request(torch_port, ws["key"], "rag", question)
+                _wait(torch_port, rag_torch, servers[2])
+                runs["keel_rag_torch"] = []
+            result["load_avg_start"] = [round(x, 1) for x in os.getloadavg()]
             for _ in range(args.rounds):
                 runs["keel_plain"].append(_measure(keel_port, plain, args.requests, keel.pid))
                 runs["keel_rag"].append(_measure(keel_port, rag, args.requests, keel.pid, windows))
+                if args.torch_peer:
+                    runs["keel_rag_torch"].append(
+                        _measure(torch_port, rag_torch, args.requests, servers[2].pid, torch_windows)
+                    )
                 runs["langchain"].append(_measure(lc_port, lc, args.requests, langchain.pid))
+            result["load_avg_end"] = [round(x, 1) for x in os.getloadavg()]
             for name, found in runs.items():
                 result[name] = {k: round(statistics.median(r[k] for r in found), 3) for k in found[0]}
             result["rag_added_c1_p50_ms"] = round(
@@ -504,6 +531,8 @@ def main() -> None:
             )
             result["rps_ratio_c16_keel_over_langchain"] = round(
                 result["keel_rag"]["c16_rps"] / result["langchain"]["c16_rps"], 2)  # fmt: skip
+            lc_cpu, keel_cpu = (result[n]["c16_cpu_ms_per_request"] for n in ("langchain", "keel_rag"))
+            result["cpu_ratio_c16_langchain_over_keel"] = round(lc_cpu / keel_cpu, 2)
             result["c1_p50_ratio_langchain_over_keel"] = round(
                 result["langchain"]["c1_p50_ms"] / result["keel_rag"]["c1_p50_ms"], 2)  # fmt: skip
             result["mb_per_extra_route"] = _route_memory(folder / "ws", keel_port, ws["key"], keel.pid, ws["model"],
@@ -515,7 +544,13 @@ def main() -> None:
         finally:
             for server in reversed(servers):
                 _stop(server)
+            if len(servers) > 1 and servers[1].stderr is not None:
+                log = servers[1].stderr.read().decode(errors="replace")
+                wanted = args.query_encoder or "onnx"
+                result["query_encoder"] = "torch" if f"embedded with torch, not {wanted}" in log else wanted
         result["c1_steps"] = _trace_steps(folder / "ws", windows)
+        if torch_windows:
+            result["c1_steps_torch_peer"] = _trace_steps(folder / "ws", torch_windows)
     print(json.dumps(result))
 
 

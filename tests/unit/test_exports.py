@@ -85,6 +85,7 @@ EXPECTED = {
         "evaluate_index", "get_index", "list_indexes", "load_embedder", "load_queries", "normalise", "open_index",
         "parse_filters", "parse_index_ref", "retrieval_metrics", "search", "vector_search",
         "FILLABLE", "RagAnswer", "RagApp", "RetrievalSettings", "RetrieverPool", "check_app", "query_of",
+        "OnnxQueryEncoder", "QueryEncoderUnavailableError", "QueryRuntime", "load_query_encoder",
     ],
     "keel.train": [
         "DataConfig", "DistillOptions", "DpoConfig", "HyperParameters", "LoraSettings", "OptimizeResult",

@@ -36,7 +36,7 @@ from keel.govern import (
     PermissionDeniedError,
 )
 from keel.index import DEFAULT_MODEL as DEFAULT_EMBEDDER
-from keel.index import RagAnswer, RagApp, RetrieverPool, load_embedder
+from keel.index import Embedder, RagAnswer, RagApp, RetrieverPool, load_embedder
 from keel.monitor import (
     Feedback,
     FeedbackWriter,
@@ -462,8 +462,11 @@ class Gateway:
         embedder = app.retriever.embedder
         found = self._batchers.get(embedder.model_id)
         if found is None:
-            found = self._batchers[embedder.model_id] = EmbedBatcher(embedder)
+            found = self._batchers[embedder.model_id] = self._new_batcher(embedder)
         return found
+
+    def _new_batcher(self, embedder: Embedder) -> EmbedBatcher:
+        return EmbedBatcher(embedder, runtime=self.settings.query_encoder, cache=self.settings.query_encoder_cache)
 
     async def augment(self, ctx: RequestContext, body: dict[str, Any]) -> dict[str, Any]:
         """For a chat request to a RAG route: retrieve, render the prompt, and return the body to send.
@@ -668,7 +671,7 @@ class Gateway:
         try:
             batcher = self._batchers.get(DEFAULT_EMBEDDER)
             if batcher is None:
-                batcher = self._batchers[DEFAULT_EMBEDDER] = EmbedBatcher(load_embedder(DEFAULT_EMBEDDER))
+                batcher = self._batchers[DEFAULT_EMBEDDER] = self._new_batcher(load_embedder(DEFAULT_EMBEDDER))
             vector = await batcher.embed(parts[1])
         except Exception:  # request boundary: without an embedding the request is answered uncached
             log.exception("embedding a question for the semantic cache of %s failed", deployment.name)

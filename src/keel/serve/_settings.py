@@ -6,6 +6,9 @@ Only this module (and `keel.core.settings`) reads the environment; `Gateway` tak
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -68,6 +71,19 @@ class ServeSettings(BaseSettings):
     )
     alerts_every_s: float = Field(
         default=30.0, gt=0, description="How often the gateway evaluates `alerts_file`'s rules."
+    )
+    query_encoder: Literal["onnx", "onnx-int8", "torch"] = Field(
+        default="onnx",
+        description="How RAG routes and the semantic cache embed queries: `onnx` runs the index's "
+        "sentence-transformers model in ONNX Runtime (exported once per model into `query_encoder_cache`; "
+        "vectors within 1e-5 of torch's, about a third of its CPU per query), `onnx-int8` its dynamic int8 "
+        "quantisation (cheaper still, but it moves rankings: opt-in), `torch` the model as loaded. Where "
+        "onnxruntime is missing or the model cannot be exported, the gateway logs why once and uses torch.",
+    )
+    query_encoder_cache: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "keel" / "query-encoders",
+        description="Folder of exported ONNX query encoders, one sub-folder per model digest (shared by "
+        "workspaces and gateway processes).",
     )
     metrics_require_key: bool = Field(
         default=False, description="Serve /metrics only to API keys with the `metrics` scope (or `*`)."

@@ -1,0 +1,145 @@
+"""The ONNX Runtime query encoder: the real MiniLM exported once, its vectors held to torch's, its fallbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from keel.index import QueryEncoderUnavailableError, SentenceTransformerEmbedder, load_query_encoder
+from keel.serve._retrieval import EmbedBatcher
+
+QUERIES = Path(__file__).resolve().parents[3] / "benchmarks" / "data" / "hnsw_queries.txt"
+
+
+@pytest.fixture(scope="module")
+def embedder() -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # One export for the module (a few seconds of CPU); each test that needs a fresh cache makes its own.
+    yield tmp_path_factory.mktemp("query-encoders")
+
+
+def _questions() -> list[str]:
+    lines = [line.split("\t", 1) for line in QUERIES.read_text().splitlines() if line and line[0] != "#"]
+    return [q for _, q in lines]
+
+
+def test_onnx_vectors_match_torch_on_real_questions_lone_and_batched(
+    embedder: SentenceTransformerEmbedder, cache: Path
+) -> None:
+    encoder = load_query_encoder(embedder, "onnx", cache)
+    questions = _questions()
+    assert len(questions) > 100
+    torch_lone = np.concatenate([embedder.embed_queries([q]) for q in questions])
+    onnx_lone = np.concatenate([encoder.embed_queries([q]) for q in questions])
+    assert np.abs(onnx_lone - torch_lone).max() < 1e-5
+    # Padded batches (different lengths together), as the gateway's batcher forms them.
+    onnx_batched = encoder.embed_queries(questions)
+    assert np.abs(onnx_batched - torch_lone).max() < 1e-5
+    assert onnx_batched.dtype == np.float32 and np.allclose(np.linalg.norm(onnx_batched, axis=1), 1, atol=1e-6)
+    # Rankings over the questions themselves (each against all) stay those of torch.
+    assert ((onnx_lone @ torch_lone.T).argmax(1) == np.arange(len(questions))).all()
+    top = np.argsort(-(torch_lone @ torch_lone.T), axis=1)[:, :10]
+    again = np.argsort(-(onnx_lone @ torch_lone.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, again, strict=True)])
+    assert overlap >= 0.99
+
+
+def test_export_is_cached_by_model_digest_and_reused(embedder: SentenceTransformerEmbedder, cache: Path) -> None:
+    first = load_query_encoder(embedder, "onnx", cache)
+    written = first.path.stat().st_mtime_ns
+    second = load_query_encoder(embedder, "onnx", cache)
+    assert second.path == first.path and second.path.stat().st_mtime_ns == written  # not exported again
+    assert [p.name for p in cache.iterdir()] == [first.path.parent.name]  # one folder: the model's digest
+    assert len(first.path.parent.name) == 32 and not list(first.path.parent.glob(".export-*"))
+
+
+def test_int8_is_lossy_but_close(embedder: SentenceTransformerEmbedder, cache: Path) -> None:
+    encoder = load_query_encoder(embedder, "onnx-int8", cache)
+    assert encoder.path.name == "model-int8.onnx" and encoder.runtime == "onnx-int8"
+    questions = _questions()[:40]
+    cosines = (encoder.embed_queries(questions) * embedder.embed_queries(questions)).sum(1)
+    assert cosines.min() > 0.9 and cosines.max() < 1 - 1e-5  # moved by quantisation, as documented
+
+
+def test_unusable_runtime_raises_one_error_type(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(QueryEncoderUnavailableError, match="expected to export and load"):
+        load_query_encoder(embedder, "onnx", blocked)  # the cache cannot hold a folder
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the package were not installed
+    with pytest.raises(QueryEncoderUnavailableError, match="expected onnxruntime installed"):
+        load_query_encoder(embedder, "onnx", tmp_path / "cache")
+
+
+def _batch(batcher: EmbedBatcher, texts: list[str]) -> list[Any]:
+    async def run() -> list[Any]:
+        try:
+            return list(await asyncio.gather(*(batcher.embed(t) for t in texts)))
+        finally:
+            await batcher.aclose()
+
+    return asyncio.run(run())
+
+
+def test_batcher_embeds_with_onnx_by_choice(embedder: SentenceTransformerEmbedder, cache: Path) -> None:
+    questions = _questions()[:12]
+    batcher = EmbedBatcher(embedder, runtime="onnx", cache=cache, max_batch=4)
+    vectors = np.stack(_batch(batcher, questions))
+    assert batcher.runtime == "onnx" and batcher.embedded == 12
+    assert np.abs(vectors - embedder.embed_queries(questions)).max() < 1e-5
+    torch_batcher = EmbedBatcher(embedder, runtime="torch")
+    same = np.stack(_batch(torch_batcher, questions))
+    assert torch_batcher.runtime == "torch" and np.array_equal(same, embedder.embed_queries(questions))
+
+
+@pytest.mark.parametrize("broken", ["no-onnxruntime", "export-fails"])
+def test_batcher_falls_back_to_torch_and_says_so_once(
+    broken: str,
+    embedder: SentenceTransformerEmbedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = tmp_path / "cache"
+    if broken == "no-onnxruntime":
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    else:
+        cache.write_text("a file where the cache folder should be")
+    questions = _questions()[:6]
+    with caplog.at_level(logging.WARNING, logger="keel.serve._retrieval"):
+        batcher = EmbedBatcher(embedder, runtime="onnx", cache=cache, max_batch=2)
+        vectors = np.stack(_batch(batcher, questions))
+    assert batcher.runtime == "torch" and batcher.batches >= 3
+    assert np.array_equal(vectors, embedder.embed_queries(questions))  # torch's vectors, to the last bit
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "embedded with torch, not onnx" in warnings[0]
+
+
+def test_batcher_falls_back_for_an_embedder_it_cannot_export(caplog: pytest.LogCaptureFixture) -> None:
+    class Plain:
+        model_id, dimension = "plain", 2
+
+        def embed(self, texts: Any, progress: Any = None) -> Any:
+            return np.ones((len(texts), 2), np.float32) / np.sqrt(2)
+
+        def token_offsets(self, text: str) -> list[tuple[int, int]]:
+            return []
+
+    with caplog.at_level(logging.WARNING, logger="keel.serve._retrieval"):
+        batcher = EmbedBatcher(Plain(), runtime="onnx", cache=Path("/nonexistent"))
+        assert len(_batch(batcher, ["a", "b"])) == 2
+    assert batcher.runtime == "torch"
+    assert [r.getMessage() for r in caplog.records if "sentence-transformers embedder" in r.getMessage()]
