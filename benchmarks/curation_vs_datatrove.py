@@ -11,6 +11,7 @@ written as JSONL shards. On the same files, with the same n-gram size, bands x r
 - Keel's library path: signatures and sketches per shard in workers, the index, the kept lines written back.
 
     python benchmarks/curation_vs_datatrove.py [--limit N] [--workers 1] [--tools datatrove,cli,library]
+    python benchmarks/curation_vs_datatrove.py --alternate 3 --tools none   # datatrove and the CLI in turn
 
 Prints the S-curve to stderr and one JSON line to stdout: per tool MB per CPU-second (own process plus worker
 processes; the machine is shared, so CPU time is the fair number), wall time, peak RSS (the largest process),
@@ -334,6 +335,38 @@ def run_cli(truth: Truth, work: Path, params: MinHashParams, args: argparse.Name
     }
 
 
+def run_alternating(truth: Truth, work: Path, params: MinHashParams, args: argparse.Namespace) -> dict[str, Any]:
+    """--alternate N: datatrove then `keel curate run` (with commit), N rounds in turn; per round CPU-s and ratio.
+
+    The machine is shared: a tool measured minutes after the other may meet another load, so each round pairs the
+    two back to back and reports its own ratio (MB per CPU-second, Keel over datatrove) and load average.
+    """
+    mb = truth.nbytes / 1e6
+    steps = NEAR_RECIPE.format(threshold=params.threshold)
+    cli_run(work / "input", work / "cli", steps, args.workers, commit=False)  # warm-up: bytecode, page cache
+    rounds = []
+    for i in range(args.alternate):
+        dt = run_datatrove(work / "input", work / f"datatrove-{i}", params, args.workers, max(args.workers, 1))
+        report, wall, cpu, peak = cli_run(work / "input", work / "cli", steps, args.workers, commit=True)
+        rounds.append({"datatrove_cpu_s": round(dt["cpu"], 2), "keel_cli_cpu_s": round(cpu, 3),
+                       "ratio": round(dt["cpu"] / cpu, 1), "load_avg_1m": round(os.getloadavg()[0], 2)})  # fmt: skip
+        print(f"round {i + 1}: {rounds[-1]}", file=sys.stderr)
+    removed = set(truth.order) - _kept_ids(work / "cli")
+    keel_cpu = statistics.median(r["keel_cli_cpu_s"] for r in rounds)
+    dt_cpu = statistics.median(r["datatrove_cpu_s"] for r in rounds)
+    return {
+        "rounds": rounds,
+        "keel_cli_cpu_s_median": keel_cpu,
+        "datatrove_cpu_s_median": dt_cpu,
+        "keel_cli_mb_per_cpu_s": round(mb / keel_cpu, 3),
+        "datatrove_mb_per_cpu_s": round(mb / dt_cpu, 3),
+        "ratio_median": statistics.median(r["ratio"] for r in rounds),
+        "ratio_min": min(r["ratio"] for r in rounds),
+        "keel_cli_quality": quality(removed, truth, args.threshold),
+        "datatrove_quality": quality(set(dt["removed"]), truth, args.threshold),
+    }
+
+
 def run_full_recipe(truth: Truth, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The full default recipe through `keel curate run` (with commit): MB per CPU-second and peak RSS."""
     mb = truth.nbytes / 1e6
@@ -463,6 +496,9 @@ def main() -> None:
     parser.add_argument("--tools", default="datatrove,cli,library")
     parser.add_argument("--keel-seconds", type=float, default=10.0, help="repeat the library path this long (median)")
     parser.add_argument("--cli-repeats", type=int, default=3)
+    parser.add_argument(
+        "--alternate", type=int, default=0, help="N rounds of datatrove then the CLI, back to back (per-round ratios)"
+    )
     parser.add_argument("--full-recipe", action="store_true", help="also the full default recipe through the CLI")
     parser.add_argument(
         "--recipe-sizes", default="", help="source-document counts for the full recipe, library path, e.g. 2000,6000"
@@ -499,6 +535,8 @@ def main() -> None:
         }  # fmt: skip
         shards = max(args.workers, 1)
         paths = write_shards(corpus, work / "input", shards)
+        if args.alternate:
+            out["alternating"] = run_alternating(truth, work, params, args)
         if "datatrove" in tools:
             dt = run_datatrove(work / "input", work / "datatrove", params, args.workers, shards)
             out["datatrove"] = {

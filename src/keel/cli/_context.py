@@ -15,11 +15,12 @@ from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from keel.core.errors import KeelError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich (~0.045 CPU-s) loads when something is printed with it, not for `--json` output
+    from rich.console import Console
+
     from keel.store import Store
 
 __all__ = ["KeelGroup", "State", "console", "dumps_json", "get_store", "print_json"]
@@ -27,6 +28,8 @@ __all__ = ["KeelGroup", "State", "console", "dumps_json", "get_store", "print_js
 
 def console() -> Console:
     """A console on the current stdout; when it is not a terminal (and COLUMNS is unset), never cropped or wrapped."""
+    from rich.console import Console
+
     wide = sys.stdout.isatty() or os.environ.get("COLUMNS", "").isdigit()
     return Console(width=None if wide else 10_000, highlight=False, soft_wrap=True)
 

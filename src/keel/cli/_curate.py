@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from keel.cli._context import State, console, get_store, print_json
 from keel.core.errors import InputError, WorkspaceNotFoundError
@@ -63,6 +62,8 @@ def _summary(report: CurationReport) -> Table:
 
 def _warn(report: CurationReport) -> None:
     """Print the run's warnings where they cannot be missed: on stderr, each on its own line."""
+    from rich.console import Console
+
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for warning in report.warnings:
         err.print(f"[bold yellow]WARNING[/]: {warning}")

@@ -46,11 +46,17 @@ def _put(blobs: BlobStore, data: bytes) -> BlobInfo:
     return blobs.put_stream(io.BytesIO(data))
 
 
+def _uint64_array(values: np.ndarray) -> pa.Array:
+    """`pa.array(values, pa.uint64())` without its first-call import of numpy.ma (~0.01 CPU-s of each commit)."""
+    values = np.ascontiguousarray(values, dtype=np.uint64)
+    return pa.Array.from_buffers(pa.uint64(), len(values), [None, pa.py_buffer(values)])
+
+
 def write_shard(blobs: BlobStore, table: pa.Table, hashes: np.ndarray) -> ShardFiles:
     """Write `table` as one Parquet shard and its key file; deterministic bytes for the same rows."""
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=["id"])
-    keys = pa.table({"id": table.column("id"), "hash": pa.array(hashes, type=pa.uint64())})
+    keys = pa.table({"id": table.column("id"), "hash": _uint64_array(hashes)})
     key_sink = io.BytesIO()
     with pa.ipc.new_stream(key_sink, keys.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as writer:
         writer.write_table(keys)

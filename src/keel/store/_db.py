@@ -25,7 +25,7 @@ from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from keel.core.errors import DatabaseUnavailableError, SchemaError
-from keel.store.schema import metadata
+from keel.store.schema import metadata, postgresql_options
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -118,6 +118,7 @@ class Database:
 
     def _create_engine(self) -> Engine:
         if self.url.get_backend_name() != "sqlite":
+            postgresql_options()
             engine = create_engine(self.url, pool_pre_ping=True)
             event.listen(engine, "connect", _postgres_on_connect)
             return engine

@@ -70,6 +70,7 @@ __all__ = [
     "model_versions",
     "models",
     "prompt_versions",
+    "postgresql_options",
     "prompts",
     "rollouts",
     "run_artifacts",
@@ -704,6 +705,20 @@ data_keys = Table(
 # The open incidents of `alerts`, as its partial unique index and the inserts that rely on it spell it.
 OPEN_ALERT = "state IN ('pending', 'firing')"
 
+# At most one open incident per rule and label set, whatever number of `keel monitor watch` processes evaluate
+# the rules at once (migration 0016). Declared with its SQLite predicate only: a `postgresql_where` argument
+# makes SQLAlchemy import its PostgreSQL dialect to check it (~0.03 CPU-s of every command on SQLite);
+# `postgresql_options()` adds the same predicate when a PostgreSQL database is opened.
+_alerts_open_index = Index("uq_alerts_open_fingerprint", "fingerprint", unique=True, sqlite_where=text(OPEN_ALERT))
+
+
+def postgresql_options() -> None:
+    """Give the declared schema its PostgreSQL-only options (the open-alert index's predicate); idempotent."""
+    options = _alerts_open_index.dialect_options["postgresql"]
+    if options["where"] is None:
+        options["where"] = text(OPEN_ALERT)
+
+
 alerts = Table(
     "alerts",
     metadata,
@@ -726,15 +741,7 @@ alerts = Table(
     ),
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "fingerprint", "id"),
-    # At most one open incident per rule and label set, whatever number of `keel monitor watch` processes
-    # evaluate the rules at once (migration 0016).
-    Index(
-        "uq_alerts_open_fingerprint",
-        "fingerprint",
-        unique=True,
-        sqlite_where=text(OPEN_ALERT),
-        postgresql_where=text(OPEN_ALERT),
-    ),
+    _alerts_open_index,
     comment="One row per alert incident: pending, firing, then resolved; repeats update the open row.",
 )
 
