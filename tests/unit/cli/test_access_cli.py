@@ -1,35 +1,66 @@
-"""`keel whoami`, `keel access`, `keel approve` and `keel audit checkpoint|verify`, run as real `keel` processes.
+"""`keel whoami`, `keel access`, `keel approve` and `keel audit checkpoint|verify`, as users run them.
 
-The second principal is an API key passed in `KEEL_API_KEY`, exactly as a CI job would act.
+The second principal is an API key passed in `KEEL_API_KEY`, exactly as a CI job would act. One refusal runs as
+a real `keel` process (the variable read from a fresh process's environment, the exit code and the one-line
+stderr the shell sees); the rest run in this process through Typer's CliRunner with the same environment, since
+a `keel` subprocess costs ~1 CPU-s to start and these tests ran ~40 of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select, update
+from typer.testing import CliRunner
 
+from keel.cli import app
 from keel.core.settings import load_settings
 from keel.store import open_store
 from keel.store.schema import audit_events, audit_head
 
 
-def _keel(
-    workspace: Path, *args: str, key: str | None = None, actor: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
-    env.update(PYTHONPATH=os.pathsep.join(sys.path), KEEL_WORKSPACE=str(workspace), COLUMNS="200")
+@dataclass(frozen=True)
+class Done:
+    """What a `keel` invocation left: as `subprocess.CompletedProcess` names it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _env(workspace: Path, key: str | None, actor: str | None) -> dict[str, str]:
+    env = {"KEEL_WORKSPACE": str(workspace), "COLUMNS": "200"}
     if key:
         env["KEEL_API_KEY"] = key
     if actor:
         env["KEEL_ACTOR"] = actor
+    return env
+
+
+def _keel(workspace: Path, *args: str, key: str | None = None, actor: str | None = None) -> Done:
+    """`keel ARGS` in this process, in the workspace folder, with the variables a CI job would set."""
+    with contextlib.chdir(workspace):
+        result = CliRunner().invoke(app, list(args), env=_env(workspace, key, actor))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception  # a traceback: in a real process it would be on stderr, which the tests refuse
+    return Done(result.exit_code, result.stdout, result.stderr)
+
+
+def _keel_process(
+    workspace: Path, *args: str, key: str | None = None, actor: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`keel ARGS` as its own process, as a CI job runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEEL_")}
+    env.update(PYTHONPATH=os.pathsep.join(sys.path), **_env(workspace, key, actor))
     command = [sys.executable, "-c", "from keel.cli import main; main()", *args]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=180, cwd=workspace)
 
@@ -58,7 +89,7 @@ def test_a_viewer_is_refused_in_one_line_with_exit_2_and_an_editor_may_commit(te
     records = workspace / "faq.jsonl"
     records.write_text(records.read_text() + '{"id": "b", "text": "Where is my invoice?"}\n')
 
-    refused = _keel(workspace, "data", "commit", "faq", str(records), key=secret)
+    refused = _keel_process(workspace, "data", "commit", "faq", str(records), key=secret)
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
     assert refused.stderr.startswith(f"PermissionDeniedError: {principal} may not dataset.commit on dataset:faq")

@@ -204,6 +204,8 @@ def test_calibration_against_the_offline_judge(fake_openai: FakeOpenAI) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the first user of the session's SmolLM2 load (~20 CPU-s): slow on a busy 2-core machine
+@pytest.mark.usefixtures("smollm2_once")  # the GGUF dequantised once a session (tests/conftest.py)
 def test_local_smollm2_judge_runs_offline() -> None:
     client = LocalChatClient.smollm2()
     options = LLMJudgeOptions(base_url="local", model=client.name, max_tokens=24, max_attempts=3)
