@@ -275,7 +275,7 @@ RECIPE_TARGET_MB_PER_CPU_S = 5.0
 def _keel_cli() -> list[str]:
     """The `keel` command of this interpreter's environment (with this tree's src first on PYTHONPATH)."""
     script = Path(sys.executable).with_name("keel")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "keel.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "keel"]
 
 
 def cli_run(
