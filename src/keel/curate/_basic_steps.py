@@ -23,7 +23,7 @@ from pydantic import Field, model_validator
 from keel.core.errors import InputError
 from keel.core.settings import read_text_file
 from keel.curate._step import GlobalStep, Step, StepParams, StepResult
-from keel.curate._words import text_buffer
+from keel.curate._words import replace_at, text_buffer
 
 __all__ = [
     "BlocklistStep",
@@ -186,9 +186,7 @@ class NormalizeStep(Step):
                     changed.append(int(todo[i]))
                     repaired.append(fixed)
             if changed:
-                mask = np.zeros(len(before), dtype=np.bool_)
-                mask[changed] = True
-                arr = pc.replace_with_mask(before, pa.array(mask), pa.array(repaired, before.type))
+                arr = replace_at(before, changed, pa.array(repaired, before.type))
         arr = _clean_spaces(arr, p)
         if p.lowercase:
             arr = pc.utf8_lower(arr)
@@ -233,9 +231,7 @@ def _clean_spaces(arr: pa.StringArray, p: NormalizeParams) -> pa.StringArray:
             if p.collapse_whitespace:
                 subset = pc.replace_substring_regex(subset, _WHITESPACE_RUN, " ")
                 subset = pc.replace_substring_regex(subset, r"\n{3,}", "\n\n")
-            mask = np.zeros(len(arr), dtype=np.bool_)
-            mask[todo] = True
-            arr = pc.replace_with_mask(arr, pa.array(mask), subset)
+            arr = replace_at(arr, todo, subset)
     return pc.utf8_trim_whitespace(arr) if p.collapse_whitespace else arr
 
 

@@ -18,7 +18,7 @@ import numpy.typing as npt
 import xxhash
 
 from keel.core.errors import InputError
-from keel.curate._words import Words, ascii_whitespace, first_seen_word_ids, word_bounds
+from keel.curate._words import ascii_whitespace, split_words
 
 __all__ = [
     "SMALL_GROUP",
@@ -255,16 +255,15 @@ def _word_hashes(texts: Sequence[str]) -> tuple[U64, I64]:
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)) + 1, out=offsets[1:])
     # A space after each text (a word break) keeps words from running across texts.
     data = np.frombuffer(b" ".join(encoded).translate(_PUNCT) + b" ", dtype=np.uint8)
-    starts, ends, word_offsets = word_bounds(data, offsets, ascii_whitespace(data, separators=False))
-    ids, first = first_seen_word_ids(data, starts, ends)
-    vocab, bounds = Words(starts, ends, word_offsets, ids, first).vocabulary(data)
+    words = split_words(data, offsets, ascii_whitespace(data, separators=False), first_seen=True)
+    vocab, bounds = words.vocabulary(data)
     edges = bounds.tolist()
     distinct = np.fromiter(
         (xxhash.xxh3_64_intdigest(vocab[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)),
         dtype=np.uint64,
         count=len(edges) - 1,
     )
-    return distinct[ids], np.diff(word_offsets)
+    return distinct[words.ids], np.diff(words.offsets)
 
 
 def _token_hashes(texts: Sequence[str], unit: str) -> tuple[U64, I64]:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import Field
 
 from keel.core.errors import WorkspaceNotFoundError
 from keel.core.keyring import SUBJECT_TYPES, Keyring, load_keyring
 from keel.core.settings import load_settings
 from keel.curate._step import Step, StepParams, StepResult
+from keel.curate._words import replace_at
 from keel.govern._pii_detect import DEFAULT_REGIONS, DEFAULT_TYPES, PiiDetector, PiiEngine, PiiSpan, PiiType
 from keel.govern._pii_redact import redact
 
@@ -136,10 +135,8 @@ class PiiStep(Step):
             reasons.append(f"pii_{hit[0]}" if hit else None)
         if column.type != pa.string():
             column = column.cast(pa.string())
-        if rewritten:
-            mask = np.zeros(len(column), dtype=np.bool_)
-            mask[list(rewritten)] = True
-            column = pc.replace_with_mask(column, pa.array(mask), pa.array(list(rewritten.values()), pa.string()))
+        if rewritten:  # positions ascend: the loop filled the dict in order
+            column = replace_at(column, list(rewritten), pa.array(list(rewritten.values()), pa.string()))
         table = table.set_column(table.schema.get_field_index("text"), "text", column)
         table = table.append_column("pii_spans", pa.array(columns, PII_SPANS_TYPE))
         if keyring is not None:

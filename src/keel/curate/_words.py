@@ -12,7 +12,7 @@ and, with each distinct word hashed once, ~20% less than `bytes.split` plus an x
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -20,15 +20,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = [
-    "Words",
-    "ascii_whitespace",
-    "first_seen_word_ids",
-    "split_words",
-    "text_buffer",
-    "unicode_whitespace",
-    "word_bounds",
-]
+__all__ = ["Words", "ascii_whitespace", "replace_at", "split_words", "text_buffer", "unicode_whitespace"]
 
 IntArray = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -105,27 +97,27 @@ class Words(NamedTuple):
         return _gather(data, starts, ends, separator)
 
 
-def split_words(data: ByteArray, offsets: IntArray, separator: BoolArray) -> Words:
+def split_words(data: ByteArray, offsets: IntArray, separator: BoolArray, *, first_seen: bool = False) -> Words:
     """Split each text (`data[offsets[d]:offsets[d + 1]]`) at runs of separator bytes, like `str.split()`.
 
     Args:
         data: The texts' bytes.
         offsets: Byte offsets of the texts (len = texts + 1).
         separator: Per byte, whether it separates words (e.g. `unicode_whitespace(data)`).
+        first_seen: Number the ids through a hash table (mostly in order of first occurrence) instead of
+            sorting the words: equal exactly when the bytes are, as always, and cheaper, but numbered
+            otherwise; for callers that only compare ids or map them through the vocabulary, such as MinHash.
 
     Returns:
         The words, with exact ids.
     """
-    starts, ends, word_offsets = word_bounds(data, offsets, separator)
-    ids, first = _word_ids(data, starts, ends)
+    starts, ends, word_offsets = _word_bounds(data, offsets, separator)
+    ids, first = _word_ids(data, starts, ends, _first_seen_short_ids if first_seen else _short_ids)
     return Words(starts, ends, word_offsets, ids, first)
 
 
-def word_bounds(data: ByteArray, offsets: IntArray, separator: BoolArray) -> tuple[IntArray, IntArray, IntArray]:
-    """`split_words`' word boundaries alone: each word's first byte and one past its last, and per text its words.
-
-    Text d owns words `offsets_out[d]:offsets_out[d + 1]` of the returned arrays.
-    """
+def _word_bounds(data: ByteArray, offsets: IntArray, separator: BoolArray) -> tuple[IntArray, IntArray, IntArray]:
+    """Each word's first byte and one past its last, and per text its words (text d owns `[d]:[d + 1]`)."""
     n = len(data)
     inside = ~separator
     before = np.ones(n, dtype=np.bool_)  # the byte before is a separator or outside the text
@@ -256,15 +248,6 @@ def _first_seen_short_ids(low: U64, high: U64) -> tuple[IntArray, IntArray]:
     return _short_ids(low, high)  # a hash collision: exact keys (numbered otherwise, which callers allow)
 
 
-def first_seen_word_ids(data: ByteArray, starts: IntArray, ends: IntArray) -> tuple[IntArray, IntArray]:
-    """Exact ids of the words `data[starts[i]:ends[i]]` and each id's first position, by hash table.
-
-    Equal exactly when the words' bytes are, like `split_words`' ids, but numbered otherwise (mostly in order of
-    first occurrence): for callers that only compare ids or map them through the vocabulary, such as MinHash.
-    """
-    return _word_ids(data, starts, ends, _first_seen_short_ids)
-
-
 _ShortIds = Callable[[U64, U64], tuple[IntArray, IntArray]]
 
 
@@ -284,3 +267,17 @@ def _word_ids(
     ids[long_at] = long_ids + len(short_first)
     first = np.concatenate((short_at[short_first], long_at[_first_of(long_ids, long_count)]))
     return ids, first
+
+
+def replace_at(arr: pa.Array, positions: Sequence[int] | IntArray, values: pa.Array) -> pa.Array:
+    """`arr` with its items at `positions` (ascending) replaced by `values`, in that order, in one Arrow kernel.
+
+    Steps that rewrite a few texts of a batch write back only those: the rest of the column is not converted.
+
+    Examples:
+        >>> replace_at(pa.array(["a", "b", "c"]), [0, 2], pa.array(["x", "z"])).to_pylist()
+        ['x', 'b', 'z']
+    """
+    mask = np.zeros(len(arr), dtype=np.bool_)
+    mask[np.asarray(positions, dtype=np.int64)] = True
+    return pc.replace_with_mask(arr, pa.array(mask), values)

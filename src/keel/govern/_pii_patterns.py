@@ -8,6 +8,7 @@ spans, overlaps or redaction, which live in `_pii`.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 __all__ = [
@@ -173,20 +174,6 @@ SECRET_PATTERNS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("jwt", ("eyJ",), r"(?<![\w\-])eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{4,}\.[A-Za-z0-9_\-]{16,}(?![\w\-])"),
 )
 
-# A necessary condition, in RE2 syntax (run by Arrow over a batch, one pass for all of it), for a text to hold
-# a secret (a match of SECRET_PATTERNS, AWS_SECRET_AFTER or a credential word's ASSIGNMENT) or an SSN written
-# with spaces after its cue word (`_pii_people`'s "ssn" / "social security", or a letter that folds to "i" or
-# "s"): each pattern's leading literal, a credential word followed by the ":" or "=" ASSIGNMENT's value form
-# needs (WORD_SPACE is Python's \s, wider than RE2's), case folded more widely than the searches do. Only
-# texts it flags are searched for those types, so a new secret pattern needs its prefix here too
-# (tests/unit/curate/test_step_equivalence.py checks every type against the unscreened search).
-_WORD_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
-SECRET_OR_SSN_SCREEN = (
-    r"AKIA|ASIA|gh[pousr]_|github_pat_|xox|https://hooks\.slack\.com/|AIza|[sr]k_|-----BEGIN |sk-|hf_|eyJ"
-    r"|(?i:aws|bearer|ssn|social)|[\x{130}\x{131}\x{17f}]"
-    rf"|(?i:api_key|api-key|apikey|password|passwd|passphrase|access_key|secret|token|pwd)\S{{0,17}}{_WORD_SPACE}*[:=]"
-)
-
 # AWS secret keys are 40 base64 characters with no prefix, so only a label naming them makes one a key
 # rather than a git SHA or a hash. Matched right after an "aws" found in the text; the span is the value.
 AWS_SECRET_AFTER = (
@@ -208,6 +195,23 @@ CREDENTIAL_WORDS: dict[str, tuple[str, ...]] = {
 ASSIGNMENT = (
     r"[\w\-]{0,16}?[\"']?\s*(?::=|=>|[:=])\s*[\"']?(?P<value>[A-Za-z0-9_\-+/=.!@#$%^&*~]{8,200})"
     r"|[ \t]+(?P<bearer>[A-Za-z0-9_\-+/=.~]{8,400})"
+)
+
+# A necessary condition, in RE2 syntax (run by Arrow over a batch, one pass for all of it), for a text to hold
+# a secret (a match of SECRET_PATTERNS, AWS_SECRET_AFTER or a credential word's ASSIGNMENT) or an SSN written
+# with spaces after its cue word (`_pii_people`'s "ssn" / "social security", or a letter that folds to "i" or
+# "s"): each pattern's leading literal, a credential word followed by the ":" or "=" ASSIGNMENT's value form
+# needs (WORD_SPACE is Python's \s, wider than RE2's), case folded more widely than the searches do. Only
+# texts it flags are searched for those types, so a new secret pattern needs its prefix here too (credential
+# words come from CREDENTIAL_WORDS)
+# (tests/unit/curate/test_step_equivalence.py checks every type against the unscreened search).
+_WORD_SPACE = r"[\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]"
+# CREDENTIAL_WORDS' words other than "bearer" (whose value follows a space, matched by "bearer" above).
+_ASSIGNED_WORDS = "|".join(re.escape(w) for ws in CREDENTIAL_WORDS.values() for w in ws if w != "bearer")
+SECRET_OR_SSN_SCREEN = (
+    r"AKIA|ASIA|gh[pousr]_|github_pat_|xox|https://hooks\.slack\.com/|AIza|[sr]k_|-----BEGIN |sk-|hf_|eyJ"
+    r"|(?i:aws|bearer|ssn|social)|[\x{130}\x{131}\x{17f}]"
+    rf"|(?i:{_ASSIGNED_WORDS})\S{{0,17}}{_WORD_SPACE}*[:=]"
 )
 
 

@@ -76,8 +76,10 @@ def test_first_seen_ids_group_the_words_as_split_words_does(monkeypatch: pytest.
     _, words, raw = _split(texts)
     if collide:
         monkeypatch.setattr(_words, "_mix", lambda x: x * np.uint64(0))  # every word hashes alike
-    data = np.frombuffer(raw, np.uint8)
-    ids, first = _words.first_seen_word_ids(data, words.starts, words.ends)
+    data, offsets = text_buffer(pa.array(texts, pa.large_string()))
+    seen = split_words(data, offsets, unicode_whitespace(data), first_seen=True)
+    ids, first = seen.ids, seen.first
+    assert np.array_equal(seen.starts, words.starts) and np.array_equal(seen.offsets, words.offsets)
     flat = [raw[s:e] for s, e in zip(words.starts, words.ends, strict=True)]
     assert len(first) == len(set(flat)) and sorted(first.tolist()) == sorted(words.first.tolist())
     assert all(flat[first[i]] == word for word, i in zip(flat, ids.tolist(), strict=True))
