@@ -10,6 +10,7 @@ decides no policy: the gateway chooses the runtime and falls back to torch when 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
@@ -18,7 +19,7 @@ import os
 import tempfile
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -101,6 +102,21 @@ def _model_digest(model: Any, mode: str, names: list[str]) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def _written(path: Path) -> Iterator[str]:
+    """A temporary file beside `path` to write, moved onto `path` when the block succeeds, removed otherwise.
+
+    A concurrent writer of the same digest writes the same graph, so whichever rename lands last is right.
+    """
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".onnx", dir=path.parent)
+    os.close(handle)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _export(model: Any, mode: str, names: list[str], path: Path) -> None:
     """Write the fp32 graph (ids and mask in, pooled un-normalised vector out) to `path`, atomically."""
     import torch
@@ -123,39 +139,28 @@ def _export(model: Any, mode: str, names: list[str], path: Path) -> None:
     args = tuple(features[n] for n in names)
     axes = {n: {0: "batch", 1: "tokens"} for n in names}
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=path.parent)
-    os.close(handle)
-    try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            # The TorchScript-based exporter warns that it is deprecated; it is the one that exports this
-            # graph in seconds with `onnx` alone (the dynamo exporter took 27-44 s here and needs onnxscript).
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                QueryGraph().eval(),
-                args,
-                tmp,
-                input_names=names,
-                output_names=["sentence_embedding"],
-                dynamic_axes=axes | {"sentence_embedding": {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        os.replace(tmp, path)  # a concurrent exporter of the same digest writes the same graph
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with _written(path) as tmp, torch.inference_mode(), warnings.catch_warnings():
+        # The TorchScript-based exporter warns that it is deprecated; it is the one that exports this
+        # graph in seconds with `onnx` alone (the dynamo exporter took 27-44 s here and needs onnxscript).
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            QueryGraph().eval(),
+            args,
+            tmp,
+            input_names=names,
+            output_names=["sentence_embedding"],
+            dynamic_axes=axes | {"sentence_embedding": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
 
 
 def _quantise(source: Path, path: Path) -> None:
     """Write `source`'s dynamic int8 quantisation (int8 weights, activations quantised per call) to `path`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic  # type: ignore[import-untyped]
 
-    handle, tmp = tempfile.mkstemp(prefix=".quantise-", suffix=".onnx", dir=path.parent)
-    os.close(handle)
-    try:
+    with _written(path) as tmp:
         quantize_dynamic(source, tmp, weight_type=QuantType.QInt8)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 class OnnxQueryEncoder:
