@@ -55,7 +55,8 @@ EXPECTED = {
         "RedisResponseCache", "Route", "SentenceTransformersBackend", "ServeSettings", "TraceNotFoundError",
         "TransformersBackend", "UpstreamError", "canary_deployment", "choose_route", "configure_deployment",
         "create_app", "create_deployment", "deployment_history", "get_deployment", "list_deployments",
-        "looks_like_injection", "promote_deployment", "rollback_deployment", "serve_in_thread", "stub_upstream_app",
+        "load_serve_settings", "looks_like_injection", "promote_deployment", "rollback_deployment", "serve_in_thread",
+        "stub_upstream_app",
     ],
     "keel.monitor": [
         "AlertConfig", "AlertEvaluatorLease", "AlertEvent", "AlertRule", "BatchWriter", "CostReport", "DriftOptions",

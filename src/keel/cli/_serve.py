@@ -43,7 +43,7 @@ def serve(
     """Serve every deployment through one OpenAI-compatible API (`/v1/chat/completions`, …)."""
     import uvicorn
 
-    from keel.serve import Gateway, ServeSettings, create_app
+    from keel.serve import Gateway, create_app, load_serve_settings
 
     _check_tls(tls_cert, tls_key)
     store = get_store(ctx)
@@ -56,7 +56,7 @@ def serve(
         load_alert_config(alerts)  # a bad file is refused here, once, not logged by every worker
         overrides["alerts_file"] = str(alerts.resolve())
         overrides["alerts_every_s"] = parse_duration(alerts_every).total_seconds()
-    settings = ServeSettings(**overrides)
+    settings = load_serve_settings(**overrides)  # a bad KEEL_* value: one line, exit 2
     base = f"{'https' if tls_cert else 'http'}://{host}:{port}"
     if json_output:
         print_json({"url": f"{base}/v1", "metrics": f"{base}/metrics", "auth": not no_auth, "workers": workers}

@@ -39,7 +39,7 @@ from keel.serve._llamacpp import LlamaCppBackend
 from keel.serve._local import SentenceTransformersBackend, TransformersBackend
 from keel.serve._metrics import GatewayMetrics
 from keel.serve._online_eval import EvalSample, OnlineEvaluator
-from keel.serve._settings import ServeSettings
+from keel.serve._settings import ServeSettings, load_serve_settings
 from keel.serve._thread import serve_in_thread
 
 __all__ = [
@@ -82,6 +82,7 @@ __all__ = [
     "deployment_history",
     "get_deployment",
     "list_deployments",
+    "load_serve_settings",
     "looks_like_injection",
     "promote_deployment",
     "rollback_deployment",

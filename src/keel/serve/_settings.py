@@ -7,12 +7,14 @@ Only this module (and `keel.core.settings`) reads the environment; `Gateway` tak
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ServeSettings"]
+from keel.core.errors import ConfigError
+
+__all__ = ["ServeSettings", "load_serve_settings"]
 
 
 class ServeSettings(BaseSettings):
@@ -88,3 +90,25 @@ class ServeSettings(BaseSettings):
     metrics_require_key: bool = Field(
         default=False, description="Serve /metrics only to API keys with the `metrics` scope (or `*`)."
     )
+
+
+def load_serve_settings(**overrides: Any) -> ServeSettings:
+    """The gateway's settings from the environment (`KEEL_*`) and `overrides`, refused in one line when invalid.
+
+    Raises:
+        ConfigError: A value is invalid; each is named by its variable, with what was expected and found.
+
+    Examples:
+        >>> load_serve_settings(reload_interval_s=0.2).reload_interval_s
+        0.2
+    """
+    try:
+        return ServeSettings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            f"{'KEEL_' + str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}; got {e.get('input')!r}"
+            for e in exc.errors()
+        ]
+        raise ConfigError(
+            "invalid gateway settings: " + " | ".join(problems), hint="see docs/serving.md for each KEEL_* setting"
+        ) from None

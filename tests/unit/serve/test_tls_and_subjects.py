@@ -122,3 +122,20 @@ def test_bad_tls_options_are_one_line_exit_2(
     (workspace / "rules.yaml").write_text(json.dumps({"rules": [rule]}), encoding="utf-8")
     result = CliRunner().invoke(app, ["serve", *args])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("KEEL_QUERY_ENCODER", "fast", "KEEL_QUERY_ENCODER: Input should be 'onnx', 'onnx-int8' or 'torch'"),
+        ("KEEL_MAX_BODY_BYTES", "lots", "KEEL_MAX_BODY_BYTES: Input should be a valid integer"),
+    ],
+)
+def test_a_bad_gateway_setting_in_the_environment_is_one_line_exit_2(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv(variable, value)
+    result = CliRunner().invoke(app, ["serve"])
+    assert result.exit_code == 2, result.output
+    assert "invalid gateway settings: " + message in result.output and "Traceback" not in result.output
