@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from keel.index import QueryEncoderUnavailableError, SentenceTransformerEmbedder, load_query_encoder
+from keel.index._onnx import INT8_FILE
 from keel.serve._retrieval import EmbedBatcher
 
 QUERIES = Path(__file__).resolve().parents[3] / "benchmarks" / "data" / "hnsw_queries.txt"
@@ -64,24 +66,54 @@ def test_export_is_cached_by_model_digest_and_reused(embedder: SentenceTransform
     assert len(first.path.parent.name) == 32 and not list(first.path.parent.glob(".export-*"))
 
 
-def test_int8_is_lossy_but_close(embedder: SentenceTransformerEmbedder, cache: Path) -> None:
+def _self_overlap(found: np.ndarray, torch_vectors: np.ndarray) -> float:
+    """Top-10 overlap of `found` queries against torch's vectors of the same questions, with torch's own."""
+    top = np.argsort(-(torch_vectors @ torch_vectors.T), axis=1)[:, :10]
+    again = np.argsort(-(found @ torch_vectors.T), axis=1)[:, :10]
+    return float(np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, again, strict=True)]))
+
+
+def test_int8_is_block_wise_and_keeps_rankings(embedder: SentenceTransformerEmbedder, cache: Path) -> None:
+    import onnx
+
     encoder = load_query_encoder(embedder, "onnx-int8", cache)
-    assert encoder.path.name == "model-int8.onnx" and encoder.runtime == "onnx-int8"
-    questions = _questions()[:40]
-    cosines = (encoder.embed_queries(questions) * embedder.embed_queries(questions)).sum(1)
-    assert cosines.min() > 0.9 and cosines.max() < 1 - 1e-5  # moved by quantisation, as documented
+    assert encoder.path.name == INT8_FILE and encoder.runtime == "onnx-int8"
+    graph = onnx.load(str(encoder.path)).graph
+    weights = {i.name for i in graph.initializer}
+    nbits = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 36  # q, k, v, attention output, FFN in and out of each of MiniLM-L6's 6 layers
+    attrs = {a.name: a.i for a in nbits[0].attribute}
+    assert (attrs["bits"], attrs["block_size"], attrs["accuracy_level"]) == (8, 16, 4)
+    assert not [n for n in graph.node if n.op_type == "MatMul" and n.input[1] in weights]  # none left in fp32
+    questions = _questions()
+    torch_lone = np.concatenate([embedder.embed_queries([q]) for q in questions])
+    lone = np.concatenate([encoder.embed_queries([q]) for q in questions])
+    cosines = (lone * torch_lone).sum(1)
+    assert cosines.min() > 0.999 and cosines.max() < 1 - 1e-6  # moved by quantisation, but barely
+    # Weights and activations are quantised per block, not per call: padding a batch does not move a vector.
+    assert np.abs(encoder.embed_queries(questions) - lone).max() < 1e-5
+    # The per-tensor dynamic int8 this replaced kept 0.89 of this overlap and per-channel 0.95 (this graph 0.989).
+    assert _self_overlap(lone, torch_lone) >= 0.98
+    assert ((lone @ torch_lone.T).argmax(1) == np.arange(len(questions))).all()
 
 
-def test_unusable_runtime_raises_one_error_type(
-    embedder: SentenceTransformerEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_probe_check_rejects_a_quantised_graph_that_moves_rankings(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
-    blocked = tmp_path / "a-file"
-    blocked.write_text("not a folder")
-    with pytest.raises(QueryEncoderUnavailableError, match="expected to export and load"):
-        load_query_encoder(embedder, "onnx", blocked)  # the cache cannot hold a folder
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the package were not installed
-    with pytest.raises(QueryEncoderUnavailableError, match="expected onnxruntime installed"):
-        load_query_encoder(embedder, "onnx", tmp_path / "cache")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    good = load_query_encoder(embedder, "onnx-int8", tmp_path)
+    former = good.path.parent / "model-int8.onnx"  # the former onnx-int8: per-tensor dynamic int8
+    quantize_dynamic(good.path.parent / "model.onnx", former, weight_type=QuantType.QInt8)
+    shutil.copyfile(former, good.path)  # in the block-wise graph's place: 0.82 of torch's top 10 over real chunks
+    with pytest.raises(
+        QueryEncoderUnavailableError, match=r"expected int8 query vectors at cosine >= 0.998 to torch's; got 0\.9"
+    ):
+        load_query_encoder(embedder, "onnx-int8", tmp_path)
+    # A cache folder that holds the former recipe's file gets the block-wise graph under its own name.
+    good.path.unlink()
+    again = load_query_encoder(embedder, "onnx-int8", tmp_path)
+    assert again.path == good.path and former.exists()
 
 
 def _batch(batcher: EmbedBatcher, texts: list[str]) -> list[Any]:
