@@ -13,7 +13,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from keel.index import QueryEncoderUnavailableError, SentenceTransformerEmbedder, load_query_encoder
+from keel.index import (
+    OnnxQueryEncoder,
+    QueryEncoderUnavailableError,
+    SentenceTransformerEmbedder,
+    load_query_encoder,
+)
 from keel.index._onnx import INT8_FILE
 from keel.serve._retrieval import EmbedBatcher
 
@@ -55,6 +60,21 @@ def test_onnx_vectors_match_torch_on_real_questions_lone_and_batched(
     again = np.argsort(-(onnx_lone @ torch_lone.T), axis=1)[:, :10]
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(top, again, strict=True)])
     assert overlap >= 0.99
+
+
+def test_tokenising_straight_to_numpy_feeds_the_session_what_preprocess_would(
+    embedder: SentenceTransformerEmbedder, cache: Path
+) -> None:
+    encoder = load_query_encoder(embedder, "onnx-int8", cache)
+    assert encoder._tokenizer is not None  # MiniLM's tokenizer gives preprocess's ids: the faster path is on
+    through_preprocess = OnnxQueryEncoder(embedder, encoder.session, "onnx-int8", encoder.path)
+    through_preprocess._tokenizer = None
+    texts = [*_questions(), "  spaces around  ", "", " ".join(["truncated past 256 tokens"] * 200)]
+    for batch in ([t] for t in texts[:20]), [texts]:
+        for chunk in batch:
+            fast, slow = encoder._feeds(chunk), through_preprocess._feeds(chunk)
+            assert fast.keys() == slow.keys() and all(np.array_equal(fast[n], slow[n]) for n in fast)
+    assert np.array_equal(encoder.embed_queries(texts), through_preprocess.embed_queries(texts))
 
 
 def test_export_is_cached_by_model_digest_and_reused(embedder: SentenceTransformerEmbedder, cache: Path) -> None:
