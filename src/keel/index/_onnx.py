@@ -235,7 +235,7 @@ def _direct_tokenizer(model: Any, names: list[str]) -> Any:
     (benchmarks/query_encoders.py, `cpu_ms_lone` against `cpu_ms_session_run`). Checked here on the probes
     and on a text past the model's length (truncation); any difference keeps `preprocess`.
     """
-    tokenizer = getattr(model, "tokenizer", None)
+    tokenizer: Any = getattr(model, "tokenizer", None)
     texts = [*PROBES, " ".join(["refunds"] * 600)]
     try:
         want = model.preprocess(texts)
