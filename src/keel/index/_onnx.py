@@ -231,9 +231,9 @@ def _direct_tokenizer(model: Any, names: list[str]) -> Any:
     """The model's tokenizer, to call straight into numpy, if it gives `model.preprocess`'s ids; else None.
 
     sentence-transformers' `preprocess` tokenises into torch tensors through its processor layer; calling
-    the tokenizer as it does but into numpy cut 0.2 ms of CPU off a lone query next to a 2.2 ms int8 session
-    (benchmarks/query_encoders.py, `cpu_ms_lone` against `cpu_ms_session_run`). Checked here on the probes
-    and on a text past the model's length (truncation); any difference keeps `preprocess`.
+    the tokenizer as it does but into numpy cut a lone int8 query from 2.78 to 2.57 ms of CPU (the session
+    alone 2.20 ms; medians of 9 alternating rounds, load average 12). Checked here on the probes and on a
+    text past the model's length (truncation); any difference keeps `preprocess`.
     """
     tokenizer: Any = getattr(model, "tokenizer", None)
     texts = [*PROBES, " ".join(["refunds"] * 600)]
@@ -295,7 +295,7 @@ def load_query_encoder(
     Args:
         embedder: The loaded sentence-transformers embedder (torch), as the index version names it.
         runtime: `onnx` (fp32: vectors within 1e-5 of torch's) or `onnx-int8` (block-wise 8-bit weights,
-            int8 compute: cosine >= 0.999 to torch's, about 2% of top-10 places change).
+            int8 compute: cosine about 0.9998 to torch's, checked >= 0.998; 1.5% of top-10 places move).
         cache: Folder of exported graphs, one sub-folder per model digest (shared by processes and workspaces).
         threads: ONNX Runtime intra-op threads (one: a gateway's concurrency comes from batching queries).
 
