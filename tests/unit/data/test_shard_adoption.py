@@ -146,3 +146,22 @@ def test_cutting_rows_adopts_whole_files_only_and_keeps_the_order() -> None:
     adoptable = {0: (3, b"a"), 6: (9, b"b"), 9: (12, b"c")}
     assert list(_runs(rows, 100, adoptable)) == [(0, 3), (3, 8), (8, 11)]
     assert list(_runs(rows, 2, adoptable)) == [(0, 3), (3, 5), (5, 7), (7, 8), (8, 11)]
+
+
+def test_files_adopted_into_a_restricted_dataset_are_sealed(store: Store, tmp_path: Path) -> None:
+    from tests.unit.govern.blobscan import raw_blob_files
+
+    from keel.data._classification import classify_dataset
+
+    table = pa.table({"id": pa.array([f"r{i}" for i in range(9000)], pa.string()), "text": ["secret words"] * 9000})
+    paths = [tmp_path / "a.parquet", tmp_path / "b.parquet"]
+    for i, path in enumerate(paths):
+        pq.write_table(table.slice(i * 4500, 4500), path, **SHARD_PARQUET)
+    before = {name for name, _ in raw_blob_files(store)}
+    classify_dataset(store, "vault", "restricted")
+    version, _ = commit_version(store, "vault", paths)
+    assert len(version.shards) == 2  # adopted: one shard per file
+    new = [data for name, data in raw_blob_files(store) if name not in before]
+    assert new and all(data.startswith(b"\x00KEEL-AESGCM1") for data in new)
+    assert not [data for data in new if b"secret words" in data or data in {p.read_bytes() for p in paths}]
+    assert load_version(store, version).equals(table)
