@@ -591,7 +591,9 @@ def commit_version(
     Args:
         store: The workspace store.
         name: The dataset's name.
-        data: A pyarrow Table, or Parquet/JSONL files and directories of them (a curation output).
+        data: A pyarrow Table, or Parquet/JSONL files and directories of them (a curation output). A Parquet
+            file in the shard format whose rows are all new and taken unchanged is stored as one shard as it
+            is (`keel.data._shards.adopt_shard`); other new rows are written in shards of `shard_rows`.
         message: What changed, for `keel data log`.
         parents: Refs of the versions it derives from; default the latest version of `name`.
             The first parent is the base whose shards are reused.
