@@ -8,6 +8,7 @@ they match the modules' own help). benchmarks/cli_startup.py measures the start-
 
 from __future__ import annotations
 
+import gc
 import os
 from importlib import import_module
 from pathlib import Path
@@ -175,4 +176,10 @@ def main(*args: Any) -> None:
     # distribution: ~0.04 CPU-s of each command (4% of a `keel curate run` that commits), for plugins Keel's
     # commands never use. Set PYDANTIC_DISABLE_PLUGINS yourself (even to "") to have them loaded.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    # Python's cyclic collector runs every 700 new container objects by default. A command's start-up imports
+    # (pyarrow, SQLAlchemy, pydantic: ~140,000 objects, none of them garbage) and a reader's per-record dicts
+    # set off ~200 collections, each re-scanning young objects that all survive: 0.13-0.18 of the ~1.9 CPU-s of a
+    # `keel curate run` that commits (benchmarks/curation_vs_datatrove.py's corpus, median of 10, as with the
+    # collector off). Every 100,000 objects it still runs, so a long command (serve, train) still frees cycles.
+    gc.set_threshold(100_000, 20, 10)
     app(*args)

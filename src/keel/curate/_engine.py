@@ -39,6 +39,7 @@ from keel.curate._step import GlobalStep, Step, StepStats
 from keel.curate._workfiles import decode, encode, file_digest, read_verified, write_bytes
 from keel.data._inputs import read_parquet_file
 from keel.data._records import RECORD_SCHEMA, records_to_table
+from keel.data._shards import SHARD_PARQUET
 
 if TYPE_CHECKING:  # the process pool's module (~0.04 CPU-s) loads only when a run has workers
     from concurrent.futures import Future, ProcessPoolExecutor
@@ -48,7 +49,9 @@ __all__ = ["CurationReport", "LocalEngine", "Progress", "run_warnings"]
 Progress = Callable[[str, int, int], None]
 """Called as (stage description, shards done, shards total) while a run advances."""
 
-_PARQUET = {"compression": "zstd", "row_group_size": 8192, "write_statistics": True}
+# Outputs are written as dataset shards are (zstd, 4,096-row groups, statistics of `id` only), so a commit
+# stores each output file as a shard as it is instead of decoding and re-encoding it (`keel.data._shards`).
+_PARQUET = SHARD_PARQUET
 # Shards between stages are written once and read once: uncompressed, without dictionaries or statistics
 # they cost 16 ms to write and 10 ms to read per 11 MB shard, against 48 and 18 with lz4 (which saved only
 # 27% of the bytes on benchmarks/_corpus.py text), so work folders are ~1.4x larger than with lz4.
@@ -682,6 +685,8 @@ def _published(table: pa.Table) -> pa.Table:
 
 
 def _output_schema(table: pa.Table) -> pa.Schema:
-    # Required record columns first, in their declared types; step-added columns after, as they are.
+    # Required record columns first, in their declared types; step-added columns after, as they are. `id` is
+    # typed as a commit types it (a plain nullable string: `keel.data._versions._prepare`), so an output file
+    # holds exactly the schema of the version it is committed to and is stored as a shard as it is.
     extra = [f for f in table.schema if f.name not in RECORD_SCHEMA.names]
-    return pa.schema([*RECORD_SCHEMA, *extra])
+    return pa.schema([pa.field("id", pa.string()), *list(RECORD_SCHEMA)[1:], *extra])

@@ -30,12 +30,16 @@ import zstandard
 
 from keel.core.errors import InputError
 from keel.data._json_lines import MAX_JSON_DEPTH, SUSPECT, JsonIssue, JsonLineReason, json_line_issue
+from keel.data._shards import in_shard_format
 
 __all__ = [
     "ZstdFramesReader",
     "arrow_depth",
     "check_table",
     "open_decompressed",
+    "InputFile",
+    "concat_inputs",
+    "read_input_files",
     "read_inputs",
     "read_jsonl_table",
     "read_parquet_file",
@@ -493,7 +497,7 @@ def check_table(table: pa.Table, where: str, max_depth: int = MAX_JSON_DEPTH) ->
 _DATASET_BATCH_ROWS = 131_072  # the batch size of pyarrow's dataset scanner, which `pq.read_table` uses
 
 
-def read_parquet_file(path: Path | str) -> pa.Table:
+def read_parquet_file(path: Path | str | pa.NativeFile) -> pa.Table:
     """`pq.read_table(path)`: the same table, schema, metadata and chunks (one per row group), read directly.
 
     Written by hand for speed: `pq.read_table` goes through pyarrow's dataset scanner, whose first use in a
@@ -509,9 +513,9 @@ def read_parquet_file(path: Path | str) -> pa.Table:
     return pa.concat_tables([parquet.read_row_group(i) for i in range(len(groups))])
 
 
-def _read_parquet(path: Path, max_depth: int) -> pa.Table:
+def _read_parquet(path: Path, max_depth: int, data: bytes | None = None) -> pa.Table:
     try:
-        table = read_parquet_file(path)
+        table = read_parquet_file(path if data is None else pa.BufferReader(data))
     except (pa.ArrowException, OSError) as exc:
         raise InputError(
             f"{path}: expected a Parquet file; could not read it ({exc})",
@@ -551,6 +555,52 @@ def _files_of(path: Path) -> list[Path]:
     return [path]
 
 
+@dataclass(frozen=True)
+class InputFile:
+    """One input file as read: its rows, and its bytes when it is a Parquet file in the shard format."""
+
+    path: Path
+    table: pa.Table
+    shard_bytes: bytes | None = None  # what a commit may store as a shard as it is (`keel.data._shards.adopt_shard`)
+
+
+def _read_file(path: Path, encoding: str) -> InputFile:
+    if _kind(path) != "parquet":
+        return InputFile(path, read_jsonl_table(path, encoding=encoding))
+    try:
+        data = path.read_bytes()  # read once: the rows and the bytes a commit may adopt cannot differ
+        metadata = pq.read_metadata(pa.BufferReader(data))
+    except (pa.ArrowException, OSError):
+        return InputFile(path, _read_parquet(path, MAX_JSON_DEPTH))  # its own error message
+    table = _read_parquet(path, MAX_JSON_DEPTH, data)
+    return InputFile(path, table, data if in_shard_format(metadata) else None)
+
+
+def read_input_files(paths: Sequence[str | os.PathLike[str]], *, encoding: str = "utf-8") -> list[InputFile]:
+    """Read Parquet and JSONL files (or directories of them, such as a curation output), file by file.
+
+    Args:
+        paths: Files and directories.
+        encoding: The text encoding of the JSON-lines files.
+
+    Returns:
+        Every file's rows, in order; Parquet files in the shard format keep their bytes.
+    """
+    if not paths:
+        raise InputError("expected at least one PATH: a Parquet or JSONL file, or a directory of them")
+    return [_read_file(f, encoding) for p in paths for f in _files_of(Path(p))]
+
+
+def concat_inputs(files: Sequence[InputFile]) -> pa.Table:
+    """The rows of `files` as one table, in order (a column missing from a file is null there)."""
+    # int64 and float64 columns merge as float64, and Arrow refuses the merge if that would round an
+    # integer (beyond 2**53).
+    try:
+        return pa.concat_tables([f.table for f in files], promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise InputError(f"the input files have incompatible columns: {exc}", hint="commit them separately") from None
+
+
 def read_inputs(paths: Sequence[str | os.PathLike[str]], *, encoding: str = "utf-8") -> tuple[pa.Table, list[Path]]:
     """Read Parquet and JSONL files (or directories of them, such as a curation output) as one table.
 
@@ -561,17 +611,5 @@ def read_inputs(paths: Sequence[str | os.PathLike[str]], *, encoding: str = "utf
     Returns:
         The rows of every file in order, and the files read.
     """
-    if not paths:
-        raise InputError("expected at least one PATH: a Parquet or JSONL file, or a directory of them")
-    files = [f for p in paths for f in _files_of(Path(p))]
-    tables = [
-        _read_parquet(f, MAX_JSON_DEPTH) if _kind(f) == "parquet" else read_jsonl_table(f, encoding=encoding)
-        for f in files
-    ]
-    # A column missing from a file is null there; int64 and float64 columns merge as float64, and
-    # Arrow refuses the merge if that would round an integer (beyond 2**53).
-    try:
-        merged = pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise InputError(f"the input files have incompatible columns: {exc}", hint="commit them separately") from None
-    return merged, files
+    files = read_input_files(paths, encoding=encoding)
+    return concat_inputs(files), [f.path for f in files]

@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,9 +41,10 @@ from keel.core.ids import canonical_json
 from keel.data._classification import sealing_store
 from keel.data._column_stats import column_stats
 from keel.data._hashing import row_hashes
-from keel.data._inputs import check_table, read_inputs
+from keel.data._inputs import InputFile, check_table, concat_inputs, read_input_files
 from keel.data._shards import (
     ShardFiles,
+    adopt_shard,
     read_deletes,
     read_keys,
     read_shard,
@@ -439,18 +439,68 @@ def subject_rows(table: pa.Table) -> list[tuple[str, int]]:
     return sorted({(k, r) for k, r in zip(keys, rows, strict=True) if isinstance(k, str) and len(k) == 64})
 
 
+def _adoptable(files: Sequence[InputFile], schema: pa.Schema) -> dict[int, tuple[int, bytes]]:
+    """Input files a commit may store as shards as they are: {first row: (end row, file bytes)}.
+
+    A Parquet file in the shard format (`InputFile.shard_bytes`) whose rows the commit takes unchanged:
+    `_prepare` changed nothing (no id added or cast, no metadata dropped) and merging the files changed no
+    column type, so reading the stored file gives back exactly its rows of the version.
+    """
+    spans, start = {}, 0
+    for f in files:
+        end = start + f.table.num_rows
+        if f.shard_bytes is not None and f.table.num_rows and f.table.schema.equals(schema, check_metadata=True):
+            spans[start] = (end, f.shard_bytes)
+        start = end
+    return spans
+
+
+def _runs(rows: np.ndarray, shard_rows: int, adoptable: dict[int, tuple[int, bytes]]) -> Iterator[tuple[int, int]]:
+    """`rows` (sorted, unique) cut into shards, as (start, end) positions in `rows`.
+
+    An adoptable file all of whose rows are new is one shard; other rows go in runs of at most `shard_rows`,
+    cut early where an adoptable file begins (without adoptable files: the runs `shard_rows` always gave).
+    """
+    firsts = np.fromiter(adoptable, dtype=np.int64, count=len(adoptable))
+    cuts = np.flatnonzero(np.isin(rows, firsts)) if len(firsts) else np.zeros(0, dtype=np.int64)
+    start, n = 0, len(rows)
+    while start < n:
+        span = adoptable.get(int(rows[start]))
+        length = span[0] - int(rows[start]) if span is not None else 0
+        if span is not None and start + length <= n and int(rows[start + length - 1]) == span[0] - 1:
+            yield start, start + length
+            start += length
+            continue
+        end = min(start + shard_rows, n)
+        later = int(np.searchsorted(cuts, start, side="right"))
+        if later < len(cuts) and cuts[later] < end:
+            end = int(cuts[later])
+        yield start, end
+        start = end
+
+
 def _write_new(
-    store: Store, table: pa.Table, hashes: np.ndarray, rows: np.ndarray, shard_rows: int
-) -> list[ShardFiles]:
+    store: Store,
+    table: pa.Table,
+    hashes: np.ndarray,
+    rows: np.ndarray,
+    shard_rows: int,
+    adoptable: dict[int, tuple[int, bytes]],
+) -> list[tuple[ShardFiles, np.ndarray]]:
+    """Store the rows at `rows` as new shards; each with the rows it holds."""
     written = []
     contiguous = len(rows) == 0 or (rows[-1] - rows[0] + 1 == len(rows))
-    for start in range(0, len(rows), shard_rows):
-        index = rows[start : start + shard_rows]
+    for start, end in _runs(rows, shard_rows, adoptable):
+        index = rows[start:end]
         if contiguous:  # a slice is zero-copy; `take` copies every column
             part = table.slice(int(index[0]), len(index))
         else:
             part = table.take(pa.array(index))
-        written.append(write_shard(store.blobs, part, hashes[index]))
+        span = adoptable.get(int(index[0]))
+        if span is not None and span[0] - int(index[0]) == len(index) and span[0] == int(index[-1]) + 1:
+            written.append((adopt_shard(store.blobs, span[1], part, hashes[index]), index))
+        else:
+            written.append((write_shard(store.blobs, part, hashes[index]), index))
     return written
 
 
@@ -476,8 +526,13 @@ def _stage(
     parents: list[DatasetVersion],
     producer: dict[str, Any],
     shard_rows: int,
+    adoptable: dict[int, tuple[int, bytes]],
 ) -> _Staged:
-    """Write every blob of the new version (shards, deletion vectors, manifest); touch no table."""
+    """Write every blob of the new version (shards, deletion vectors, manifest); touch no table.
+
+    New rows are written as shards of `shard_rows`, except input files in the shard format that hold only new
+    rows: those are stored as they are, one shard each (`_adoptable`).
+    """
     new_blobs: list[BlobInfo] = []
     entries: list[ShardEntry] = []
     for entry, deleted in zip(plan.entries, plan.deletes, strict=True):
@@ -494,8 +549,8 @@ def _stage(
                 entry.rows - len(deleted),
             )
         )
-    written = _write_new(store, table, hashes, plan.new_rows, shard_rows)
-    for files in written:
+    written = _write_new(store, table, hashes, plan.new_rows, shard_rows, adoptable)
+    for files, _ in written:
         new_blobs += [files.data, files.keys]
         entries.append(ShardEntry(files.data.digest, files.keys.digest, files.rows, files.data.size, None, files.rows))
     manifest = {
@@ -513,10 +568,9 @@ def _stage(
     manifest_blob = store.blobs.put_stream(io.BytesIO(canonical_json(manifest).encode()))
     subjects: dict[str, list[tuple[str, int]]] = {}
     if SUBJECTS_COLUMN in table.column_names:
-        for start, files in zip(range(0, len(plan.new_rows), shard_rows), written, strict=True):
-            index = plan.new_rows[start : start + shard_rows]
+        for files, index in written:
             subjects[files.data.digest] = subject_rows(table.select([SUBJECTS_COLUMN]).take(pa.array(index)))
-    return _Staged(manifest, manifest_blob, written, new_blobs + [manifest_blob], subjects)
+    return _Staged(manifest, manifest_blob, [files for files, _ in written], new_blobs + [manifest_blob], subjects)
 
 
 def commit_version(
@@ -537,7 +591,9 @@ def commit_version(
     Args:
         store: The workspace store.
         name: The dataset's name.
-        data: A pyarrow Table, or Parquet/JSONL files and directories of them (a curation output).
+        data: A pyarrow Table, or Parquet/JSONL files and directories of them (a curation output). A Parquet
+            file in the shard format whose rows are all new and taken unchanged is stored as one shard as it
+            is (`keel.data._shards.adopt_shard`); other new rows are written in shards of `shard_rows`.
         message: What changed, for `keel data log`.
         parents: Refs of the versions it derives from; default the latest version of `name`.
             The first parent is the base whose shards are reused.
@@ -552,12 +608,16 @@ def commit_version(
     """
     check_name(name, "dataset")
     require(store, "dataset.commit", f"dataset:{name}")
+    inputs_read: list[InputFile] = []
     if isinstance(data, pa.Table):
         check_table(data, "the table to commit")
-        table, files = data, list[Path]()
+        table = data
     else:
-        table, files = read_inputs(list(data), encoding=encoding)
+        inputs_read = read_input_files(list(data), encoding=encoding)
+        table = concat_inputs(inputs_read)
+    files = [f.path for f in inputs_read]
     table, hashes = _prepare(table)
+    adoptable = _adoptable(inputs_read, table.schema)
     with store.db.read() as conn:
         if parents is None:
             exists = conn.scalar(select(dataset_versions.c.version).where(dataset_versions.c.name == name).limit(1))
@@ -574,12 +634,12 @@ def commit_version(
     if run_id is not None:
         producer.setdefault("run", run_id)
     store = sealing_store(store, name)  # a restricted dataset's blobs are written as ciphertext
-    staged = _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows)
+    staged = _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows, adoptable)
     if base is not None and base.name == name and _same_files(staged.manifest, base.manifest):
         return base, False  # a damaged base shard was rewritten to its own bytes: repaired, nothing new
 
     def restage() -> _Staged:
-        return _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows)
+        return _stage(store, name, table, hashes, plan, parent_versions, producer, shard_rows, adoptable)
 
     for attempt in range(PUBLISH_ATTEMPTS):
         try:

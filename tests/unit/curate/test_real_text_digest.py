@@ -33,8 +33,11 @@ steps:
   - pii: {}
 """
 
-# `_digest` of the run, the same with the tree before the speed work and after it.
-PINNED = "6c546247b290cbf363f5bec5730b9ebd1534d23c397cabe40cf5d38ae4da60eb"
+# `_digest` of the run, the same with the tree before the speed work and after it. Re-pinned once when outputs
+# began to type `id` as a commit does (nullable, so a commit stores them as shards as they are): with `id` cast
+# back to `not null`, the run gave the earlier digest,
+# 6c546247b290cbf363f5bec5730b9ebd1534d23c397cabe40cf5d38ae4da60eb.
+PINNED = "f6a0099cd9a146b187369f2178152f60966f238861ba6932bf818954eabee5b8"
 
 
 def _corpus(pages: list[Any]) -> list[dict[str, str]]:
