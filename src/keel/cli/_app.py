@@ -180,6 +180,7 @@ def main(*args: Any) -> None:
     # (pyarrow, SQLAlchemy, pydantic: ~140,000 objects, none of them garbage) and a reader's per-record dicts
     # set off ~200 collections, each re-scanning young objects that all survive: 0.13-0.18 of the ~1.9 CPU-s of a
     # `keel curate run` that commits (benchmarks/curation_vs_datatrove.py's corpus, median of 10, as with the
-    # collector off). Every 100,000 objects it still runs, so a long command (serve, train) still frees cycles.
+    # collector off). Every 100,000 objects it still runs, so a long command (train) still frees cycles; servers
+    # go back to the default pace before their loop (keel.cli._context.server_collector).
     gc.set_threshold(100_000, 20, 10)
     app(*args)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from keel.cli._context import console, get_store, print_json
+from keel.cli._context import console, get_store, print_json, server_collector
 from keel.core.errors import InputError
 
 __all__ = ["serve"]
@@ -100,6 +100,7 @@ def serve(
                 import secrets
 
                 os.environ["KEEL_UI_SECRET"] = secrets.token_hex(32)
+    server_collector()
     uvicorn.run(app, factory=workers > 1, workers=workers, host=host, port=port, log_level="warning", ws="none",
                 timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout_s)),
                 ssl_certfile=str(tls_cert) if tls_cert else None,

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from keel.cli._context import console, get_store, print_json
+from keel.cli._context import console, get_store, print_json, server_collector
 
 __all__ = ["ui"]
 
@@ -31,4 +31,5 @@ def ui(
     else:
         console().print(f"Keel console on {url} (sign in with an API key: `keel key create NAME`)")
     app = create_console(store, secret_key=store.settings.ui_secret)
+    server_collector()
     uvicorn.run(app, host=host, port=port, log_level="warning", ws="none")

@@ -44,3 +44,16 @@ def test_commands_still_run_through_the_lazy_root() -> None:
     assert result.exit_code == 2 and "ConfigError" in result.output
     assert CliRunner().invoke(app, ["--version"]).output.startswith("keel ")
     assert isinstance(typer.main.get_command(app).get_command(None, "nosuch"), type(None))
+
+
+def test_batch_commands_collect_rarely_and_servers_go_back_to_the_default_pace() -> None:
+    # keel.cli.main raises the collector's threshold for batch commands; `keel serve` and `keel ui` call
+    # server_collector() before their loop, or a request could wait on a scan of 100,000 young objects.
+    code = (
+        "import gc, sys; from keel.cli import _app, _context; import keel.cli._serve as s, keel.cli._ui as u; "
+        "_app.app = lambda *a: print(gc.get_threshold()); _app.main(); "
+        "_context.server_collector(); print(gc.get_threshold(), gc.get_freeze_count() > 0); "
+        "import inspect; print(all('server_collector()' in inspect.getsource(f) for f in (s.serve, u.ui)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:3] == ["(100000, 20, 10)", "(700, 10, 10) True", "True"]
