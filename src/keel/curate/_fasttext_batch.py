@@ -273,6 +273,10 @@ class BatchPredictor:
             label = _starts_with(framed, frame_at, b"<" + _LABEL)
             no_ngrams |= label
             word_id[label] = -1
+        # fastText stops reading a line at "</s>", the word it reads at its end: one written out ends it early.
+        ended = np.zeros(len(lines), dtype=np.bool_)
+        if no_ngrams.any():
+            ended = _cut_at_end_word(word_id == self._eos, token_offsets, word_id, no_ngrams)
         # Rows are keyed by (byte, slot): a word's own row at its "<", its n-grams at their first byte by length.
         keys, rows = [frame_at[:-1][word_id >= 0] * _SLOTS], [word_id[word_id >= 0]]
         for n, start, hashed in _ngrams(framed, frame_at, no_ngrams, self._minn, self._maxn):
@@ -285,9 +289,9 @@ class BatchPredictor:
         packed = np.sort(np.concatenate(keys) << self._row_bits | np.concatenate(rows))
         ordered = packed & ((1 << self._row_bits) - 1)
         bounds = np.searchsorted(packed >> self._row_bits, frame_at[token_offsets] * _SLOTS)
-        counts = np.diff(bounds) + 1  # and the end-of-line word
-        at = np.cumsum(counts) - 1
-        out = np.empty(int(at[-1]) + 1 if len(at) else 0, dtype=np.int64)
+        counts = np.diff(bounds) + ~ended  # and the end-of-line word, unless the line wrote it out
+        at = (np.cumsum(counts) - 1)[~ended]
+        out = np.empty(int(counts.sum()), dtype=np.int64)
         keep = np.ones(len(out), dtype=np.bool_)
         keep[at] = False
         out[keep] = ordered
@@ -352,6 +356,20 @@ class BatchPredictor:
 def _dense(reader: _Reader) -> _Quantized:
     m, n = (int(v) for v in reader.take("<2q"))
     return _Quantized(reader.array("<f4", m * n).reshape(m, n), np.ones(m, dtype=np.float32))
+
+
+def _cut_at_end_word(
+    end_word: npt.NDArray[np.bool_], token_offsets: IntArray, word_id: IntArray, no_ngrams: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.bool_]:
+    """Drop (in place) every token after a line's first "</s>"; per line, whether it had one."""
+    n_lines = len(token_offsets) - 1
+    line_of = np.repeat(np.arange(n_lines), np.diff(token_offsets))
+    first = np.full(n_lines, len(end_word), dtype=np.int64)
+    np.minimum.at(first, line_of[end_word], np.flatnonzero(end_word))
+    after = np.arange(len(end_word)) > first[line_of]
+    word_id[after] = -1
+    no_ngrams |= after
+    return first < len(end_word)
 
 
 def _starts_with(data: npt.NDArray[np.uint8], at: IntArray, prefix: bytes) -> npt.NDArray[np.bool_]:
