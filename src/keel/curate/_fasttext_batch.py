@@ -17,7 +17,7 @@ import functools
 import struct
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -57,13 +57,13 @@ class _Reader:
     def __init__(self, raw: bytes) -> None:
         self.raw, self.at = raw, 0
 
-    def take(self, fmt: str) -> tuple[int | float | bool, ...]:
+    def take(self, fmt: str) -> tuple[Any, ...]:
         values = struct.unpack_from(fmt, self.raw, self.at)
         self.at += struct.calcsize(fmt)
         return values
 
-    def array(self, dtype: str, count: int) -> npt.NDArray[np.generic]:
-        values = np.frombuffer(self.raw, dtype=dtype, count=count, offset=self.at)
+    def array(self, dtype: str, count: int) -> npt.NDArray[Any]:
+        values: npt.NDArray[Any] = np.frombuffer(self.raw, dtype=dtype, count=count, offset=self.at)
         self.at += values.nbytes
         return values
 
@@ -142,7 +142,10 @@ class _Tree(NamedTuple):
 
 @functools.cache
 def _libm() -> ctypes.CDLL:
-    libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+    try:
+        libm = ctypes.CDLL("libm.so.6")  # glibc's; find_library would run ldconfig in a subprocess to say so
+    except OSError:
+        libm = ctypes.CDLL(ctypes.util.find_library("m"))
     libm.expf.restype, libm.expf.argtypes = ctypes.c_float, [ctypes.c_float]
     libm.log.restype, libm.log.argtypes = ctypes.c_double, [ctypes.c_double]
     return libm
@@ -152,7 +155,9 @@ def _settled(values: F64, margin: float) -> npt.NDArray[np.bool_]:
     """Where rounding a float64 result to float32 gives the same float for any value within `margin` of it."""
     rounded = values.astype(np.float32)
     with np.errstate(over="ignore"):
-        return (np.float32(values * (1 - margin)) == rounded) & (np.float32(values * (1 + margin)) == rounded)
+        low, high = (values * (1 - margin)).astype(np.float32), (values * (1 + margin)).astype(np.float32)
+    settled: npt.NDArray[np.bool_] = (low == rounded) & (high == rounded)
+    return settled
 
 
 def _expf(x: F32) -> F32:
@@ -168,7 +173,7 @@ def _expf(x: F32) -> F32:
 
 
 def _std_log(x: F64) -> F32:
-    """fastText's `std_log(real x)`: `std::log(x + 1e-5)` in double, returned as float; `x` is rounded to float."""
+    """The `std_log(real x)` of fastText: `std::log(x + 1e-5)` in double, returned as float (`x` rounded to float)."""
     shifted = x.astype(np.float32).astype(np.float64) + 1e-5
     wide = np.log(shifted)
     out = wide.astype(np.float32)
@@ -196,12 +201,14 @@ class BatchPredictor:
         reader.take("<d")
         if (magic, version) != (_MAGIC, _VERSION):
             raise ValueError(f"not a fastText model of version {_VERSION}: {magic}, {version}")
-        dim, word_ngrams, loss, model, self._bucket, self._minn, self._maxn = (int(args[i]) for i in (0, 5, 6, 7, 8, 9, 10))
+        dim, word_ngrams, loss, model, self._bucket, self._minn, self._maxn = (
+            int(args[i]) for i in (0, 5, 6, 7, 8, 9, 10)
+        )
         if loss != _HS_LOSS or model != _SUPERVISED or word_ngrams > 1 or not 2 <= self._minn <= self._maxn < _SLOTS:
             raise ValueError("only supervised hierarchical-softmax models with character n-grams are reproduced")
         size, self._nwords, nlabels = (int(v) for v in reader.take("<3i"))
         _, pruned = reader.take("<2q")
-        entries = [(reader.word(), *reader.take("<qb")) for _ in range(size)]
+        entries: list[tuple[bytes, int, int]] = [(reader.word(), *reader.take("<qb")) for _ in range(size)]
         prune_pairs = reader.array("<i4", 2 * int(pruned)).reshape(-1, 2)
         if not reader.take("<?")[0] or int(pruned) <= 0:
             raise ValueError("only quantised, pruned models are reproduced")
@@ -335,8 +342,9 @@ class BatchPredictor:
         best = np.zeros(n, dtype=np.float32)
         found = np.zeros(n, dtype=np.bool_)
         leaf = np.zeros(n, dtype=np.int64)
-        for node, parent, is_right in zip(tree.order.tolist(), tree.parent[tree.order].tolist(),
-                                          tree.is_right[tree.order].tolist(), strict=True):
+        for node, parent, is_right in zip(
+            tree.order.tolist(), tree.parent[tree.order].tolist(), tree.is_right[tree.order].tolist(), strict=True
+        ):
             if parent == -1:
                 s = score[node]
                 here = np.ones(n, dtype=np.bool_)

@@ -274,7 +274,7 @@ def _vocab_features(tokens: _Tokens) -> npt.NDArray[np.int32]:
 
 
 def _stop_words(vocab: pa.Array, letters: IntArray, punctuation: str) -> BoolArray:
-    """Per word: lowercased and trimmed of punctuation, it is one of `STOP_WORDS`.
+    r"""Per word: lowercased and trimmed of punctuation, it is one of `STOP_WORDS`.
 
     Only words of 2 to 4 letters can be (lowercasing keeps the letter count, trimming removes no letter), so
     only those are lowered and trimmed. Lowering makes no punctuation, so the P* characters seen so far are all
@@ -290,7 +290,7 @@ def _stop_words(vocab: pa.Array, letters: IntArray, punctuation: str) -> BoolArr
 
 
 def _dot_triples(dots: IntArray, word_of: IntArray, n_words: int) -> IntArray:
-    """Per word: non-overlapping "..." in it, as `str.count("...")` (a run of k dots holds k // 3).
+    r"""Per word: non-overlapping "..." in it, as `str.count("...")` (a run of k dots holds k // 3).
 
     Args:
         dots: Positions of the dots, ascending (runs never span two words: a "\n" ends each).
@@ -312,7 +312,8 @@ def _ends_sentence(marks: npt.NDArray[np.uint8], starts: IntArray) -> BoolArray:
         last[pending] -= 1
         pending = pending[last[pending] >= first[pending]]
         pending = pending[(marks[last[pending]] & _CLOSER) != 0]
-    return (last >= first) & ((marks[np.maximum(last, 0)] & _SENTENCE_END) != 0)
+    ends: BoolArray = (last >= first) & ((marks[np.maximum(last, 0)] & _SENTENCE_END) != 0)
+    return ends
 
 
 def _word_counts(tokens: _Tokens, groups: _Groups) -> dict[str, IntArray]:

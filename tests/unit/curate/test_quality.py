@@ -323,7 +323,7 @@ EDGE_TEXTS = [
     "",
     " \n \n",
     "(The) THE. tHe... \"and\" 'of' [to]: be, with; that! have? \u212aelvin \u0130s the\u2026 th\u0435 (Cyrillic e)",
-    "a.b..c...d....e.....f...... \u2026\u2026 .. ... end.) end?\" x.] \u3002 \uff01\u300d done.\u201d",
+    'a.b..c...d....e.....f...... \u2026\u2026 .. ... end.) end?" x.] \u3002 \uff01\u300d done.\u201d',
     "))) ]]] \"'\u201d\u2019)] . ! ? # ## #x {x} { \u0023",
     "emoji \U0001f600. astral \U00010348\U00010348! e\u0301t\u00e9 na\u00efve \u00b6 \u30c6\u30b9\u30c8\u3002",
     "def f(x):\n    return {'a': x}  # code...\n\n\n\tindented\r\n" * 3,
