@@ -229,7 +229,12 @@ class BatchPredictor:
         self._row_bits = max(1, int(len(words.rows)).bit_length())
         self._scaled = np.vstack((words.rows * words.norms[:, None], np.zeros((1, dim), np.float32)))
         self._zero_row = len(self._scaled) - 1
-        self._framed_vocab = pa.array([b"<" + word + b">" for word in words_list], pa.large_binary())
+        framed_words = [b"<" + word + b">" for word in words_list]
+        bounds = np.zeros(len(framed_words) + 1, dtype=np.int64)
+        np.cumsum([len(word) for word in framed_words], out=bounds[1:])
+        self._framed_vocab = pa.LargeBinaryArray.from_buffers(  # from buffers: pa.array would import pandas
+            pa.large_binary(), len(framed_words), [None, pa.py_buffer(bounds), pa.py_buffer(b"".join(framed_words))]
+        )
         self._eos = words_list.index(_EOS)
         self._output = output  # rows: internal tree nodes (node - leaves)
         self._threshold = _std_log(np.array([0.0]))[0]
