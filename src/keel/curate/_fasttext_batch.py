@@ -113,6 +113,7 @@ class _Tree(NamedTuple):
     order: IntArray  # nodes in the order fastText's dfs visits them: node, left subtree, right subtree
     parent: IntArray
     is_right: npt.NDArray[np.bool_]  # the node is its parent's right child
+    subtree_end: IntArray  # per position in `order`: the position after that node's subtree
     leaves: int
 
     @classmethod
@@ -137,7 +138,11 @@ class _Tree(NamedTuple):
             order.append(at)
             if left[at] != -1:
                 stack.extend((right[at], left[at]))
-        return cls(np.array(order), np.array(parent), np.array(is_right), osz)
+        size = [1] * (2 * osz - 1)  # nodes in each subtree; a parent's number is above its children's
+        for node in range(osz, 2 * osz - 1):
+            size[node] += size[left[node]] + size[right[node]]
+        ends = [position + size[node] for position, node in enumerate(order)]
+        return cls(np.array(order), np.array(parent), np.array(is_right), np.array(ends), osz)
 
 
 @functools.cache
@@ -344,23 +349,29 @@ class BatchPredictor:
         left, right = np.ascontiguousarray(left.T), np.ascontiguousarray(right.T)  # node-major: rows are nodes
         score = np.zeros((2 * tree.leaves - 1, n), dtype=np.float32)
         visited = np.zeros((2 * tree.leaves - 1, n), dtype=np.bool_)
-        best = np.zeros(n, dtype=np.float32)
-        found = np.zeros(n, dtype=np.bool_)
+        best = np.full(n, -np.inf, dtype=np.float32)  # the heap's front; scores are finite (std_log >= log(1e-5))
         leaf = np.zeros(n, dtype=np.int64)
-        for node, parent, is_right in zip(
-            tree.order.tolist(), tree.parent[tree.order].tolist(), tree.is_right[tree.order].tolist(), strict=True
-        ):
+        order, parents, rights, ends = (
+            a.tolist() for a in (tree.order, tree.parent[tree.order], tree.is_right[tree.order], tree.subtree_end)
+        )
+        at = 0
+        while at < len(order):
+            node, parent = order[at], parents[at]
             if parent == -1:
                 s = score[node]
                 here = np.ones(n, dtype=np.bool_)
             else:
-                s = score[node] = score[parent] + (right if is_right else left)[parent - tree.leaves]
+                s = score[node] = score[parent] + (right if rights[at] else left)[parent - tree.leaves]
                 here = visited[parent] & (s >= self._threshold)  # `score < std_log(threshold)` returns
-            here &= ~found | (s >= best)  # a full heap (k = 1) whose front scores higher returns
+            here &= s >= best  # a full heap (k = 1) whose front scores higher returns
+            if not here.any():  # no line goes here: nor below
+                at = ends[at]
+                continue
             visited[node] = here
             if node < tree.leaves:
                 best[here], leaf[here] = s[here], node
-                found |= here
+            at += 1
+        found = best > -np.inf
         if not found.all():
             raise ValueError("a line had no label above the threshold")
         return best, leaf
