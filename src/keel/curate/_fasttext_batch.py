@@ -44,8 +44,6 @@ _FNV_OFFSET, _FNV_PRIME = np.uint32(2166136261), np.uint32(16777619)
 # fastText's word separators (Dictionary::readWord): space, \n, \r, \t, \v, \f, \0.
 _SEPARATORS = np.zeros(256, dtype=np.bool_)
 _SEPARATORS[[0x20, 0x0A, 0x0D, 0x09, 0x0B, 0x0C, 0x00]] = True
-# A byte XORed into the FNV-1a hash as fastText does it: through int8_t, so bytes >= 0x80 are sign-extended.
-_SIGNED_BYTE = np.array([b if b < 128 else b | 0xFFFFFF00 for b in range(256)], dtype=np.uint32)
 # numpy's float64 exp and log are within a few units of 2^-52 of the true value and glibc's expf within 1.69 *
 # 2^-34 before its rounding to float (its source says so); a float64 result farther than 2^-31 of itself from a
 # float32 rounding boundary therefore rounds as the C library's does, and a closer one (~1%) is asked of libm.
