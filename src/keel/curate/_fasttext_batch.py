@@ -225,7 +225,7 @@ class BatchPredictor:
         self._tree = _Tree.build([count for _, count, _ in entries[self._nwords :]])
         # Rows of the input matrix by n-gram bucket (-1: pruned away), and each row already scaled by its norm,
         # as QuantMatrix::addRowToVector scales it (float32 products, as `alpha * c[n]` in ProductQuantizer).
-        self._row_of_bucket = np.full(self._bucket, -1, dtype=np.int64)
+        self._row_of_bucket = np.full(self._bucket, -1, dtype=np.int32)  # 8 MB
         self._row_of_bucket[prune_pairs[:, 0]] = prune_pairs[:, 1] + self._nwords
         # Most n-grams were pruned away: a bit per bucket (250 KB, in cache) rules them out before the table.
         self._kept_bits = np.packbits(self._row_of_bucket >= 0, bitorder="little")  # & _BIT[b & 7]: 0 or not
