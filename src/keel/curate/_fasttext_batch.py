@@ -39,6 +39,7 @@ _LABEL = b"__label__"
 _BIT = np.array([1 << i for i in range(8)], dtype=np.uint8)
 # Bytes of a UTF-8 character by its first byte (continuation bytes never start one here).
 _UTF8_LENGTH = np.array([1] * 0xC0 + [2] * 0x20 + [3] * 0x10 + [4] * 0x10, dtype=np.int64)
+_PADDED_ROWS = 1 << 16  # rows of a group of lines averaged at once (4 MB of float32), whatever the lines' length
 _SLOTS = 8  # per character: its word's row (at its first character), then its n-grams by length (maxn < 8)
 _FNV_OFFSET, _FNV_PRIME = np.uint32(2166136261), np.uint32(16777619)
 # fastText's word separators (Dictionary::readWord): space, \n, \r, \t, \v, \f, \0.
@@ -320,8 +321,8 @@ class BatchPredictor:
         order = np.argsort(-counts, kind="stable")
         starts = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(counts, out=starts[1:])
-        for group in np.array_split(order, max(1, n // 128)):
-            width = int(counts[group].max())
+        for group in _groups_of_rows(order, counts[order].tolist(), _PADDED_ROWS):
+            width = int(counts[group[0]])
             # (rows, lines) indices padded with the zero row: x + 0.0 == x, so padding changes no sum.
             index = np.full((width, len(group)), self._zero_row, dtype=np.int64)
             column = np.repeat(np.arange(len(group)), counts[group])
@@ -373,6 +374,15 @@ class BatchPredictor:
         if not found.all():
             raise ValueError("a line had no label above the threshold")
         return best, leaf
+
+
+def _groups_of_rows(order: IntArray, sizes: list[int], most: int) -> Iterator[IntArray]:
+    """`order` (lines by descending `sizes`) cut into groups of at most `most` rows once padded to the first's size."""
+    start = 0
+    while start < len(order):
+        take = max(1, min(len(order) - start, most // max(sizes[start], 1)))
+        yield order[start : start + take]
+        start += take
 
 
 def _dense(reader: _Reader) -> _Quantized:

@@ -62,6 +62,7 @@ HARD = [
     "x" * 5000,  # one long word
     "\u00e9" * 3000,  # one long word of 2-byte characters
     "word " * 2000,  # a long line
+    "lorem ipsum dolor sit \u00e9t\u00e9 " * 8000,  # 216,000 characters: many groups of rows
     "\u00e0\u00e1 \u00e2\u00e3\u00e4 b\u00e5\u00e6 \u00e7d\u00e8e f\u00e9",  # 2-byte characters at every offset
     "I" * 3 + "\u00ee" + "i" * 3,
 ]
