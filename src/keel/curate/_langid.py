@@ -186,23 +186,22 @@ class LanguageDetector:
         model = self._loaded()
         limit = self.max_chars
         answers = _answers(model)
-        found: list[tuple[str, float] | None] = []
-        asked: dict[str, list[int]] = {}  # samples to ask the model, each once, and where their answers go
-        for text in texts:
-            sample = text[:limit] if text else ""
+        samples = [text[:limit] if text else "" for text in texts]
+        known: dict[str, tuple[str, float]] = {}  # this call's answers (the process's cache may drop some)
+        asked: list[str] = []  # samples the model is asked about, each once, in one batch
+        for sample in dict.fromkeys(samples):
             answer = answers.get(sample)
             if answer is None and not _LETTER.search(sample):
                 answer = (UNDETERMINED, 0.0)
             if answer is None:
-                asked.setdefault(sample, []).append(len(found))
-            found.append(answer)
-        if asked:
-            for sample, answer in zip(asked, _top_many(model, list(asked)), strict=True):
-                answers.put(sample, answer)
-                for at in asked[sample]:
-                    found[at] = answer
-        codes = [answer[0] for answer in found]  # type: ignore[index]
-        scores = [answer[1] for answer in found]  # type: ignore[index]
+                asked.append(sample)
+            else:
+                known[sample] = answer
+        for sample, answer in zip(asked, _top_many(model, asked) if asked else [], strict=True):
+            answers.put(sample, answer)
+            known[sample] = answer
+        codes = [known[sample][0] for sample in samples]
+        scores = [known[sample][1] for sample in samples]
         return codes, scores
 
     def _loaded(self) -> _Model:
