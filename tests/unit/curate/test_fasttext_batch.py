@@ -116,3 +116,10 @@ def test_detect_many_gives_the_plain_per_text_answers_on_real_text(doc_pages: li
     ]
     assert list(zip(codes, scores, strict=True)) == expected
     assert {"en", "ja", "zh", "ru"} <= set(codes)
+
+
+def test_the_detector_uses_the_batch_path_after_its_probe_check(fasttext_model: Any) -> None:
+    model = LanguageDetector()._loaded()
+    assert model._batch is not None  # type: ignore[attr-defined]  # the probes agreed: the fast path is on
+    assert model._batch.predict(list(langid._PROBES)) == _fasttext(fasttext_model, list(langid._PROBES))  # type: ignore[attr-defined]
+    assert LanguageDetector(languages=["en", "de"])._loaded()._batch is None  # type: ignore[attr-defined]
