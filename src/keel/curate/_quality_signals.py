@@ -224,53 +224,96 @@ class _Tokens(NamedTuple):
 _WORD_FEATURES = ("word", "word_chars", "alpha", "stop", "hash", "ellipsis", "sentence_end", "curly")
 
 
+# Characters a word feature looks for, as bits of a table by code point (none of them is astral).
+_HASH, _CURLY, _ELLIPSIS, _DOT, _CLOSER, _SENTENCE_END = 1, 2, 4, 8, 16, 32
+_MARKS = np.zeros(0x10000, dtype=np.uint8)
+for _chars, _bit in (("#", _HASH), ("{", _CURLY), ("\u2026", _ELLIPSIS), (".", _DOT), (_SENTENCE_CLOSERS, _CLOSER),
+                     ("".join(SENTENCE_END_CHARS), _SENTENCE_END)):  # fmt: skip
+    for _char in _chars:
+        _MARKS[ord(_char)] |= _bit
+# By character class (_UnicodeClasses): letters count in the low 32 bits, punctuation and symbols in the high.
+_CLASS_COUNTS = np.zeros(256, dtype=np.int64)
+_CLASS_COUNTS[1], _CLASS_COUNTS[2] = 1, 1 << 32
+
+
 def _vocab_features(tokens: _Tokens) -> npt.NDArray[np.int32]:
-    """One row per `_WORD_FEATURES` entry, one column per distinct word."""
+    """One row per `_WORD_FEATURES` entry, one column per distinct word.
+
+    Marked characters ("#", "{", dots, closers, sentence ends) are rare, so they are found once and counted per
+    word where they are, rather than compared and summed over every character once per feature.
+    """
     vocab, lengths, code_points = tokens.vocab, tokens.lengths, tokens.code_points
-    if not len(vocab):
+    n_words = len(vocab)
+    if not n_words:
         return np.zeros((len(_WORD_FEATURES), 0), dtype=np.int32)
     # Each word is followed by "\n" (class 0, and no feature's character), so word i is starts[i]:starts[i + 1].
-    starts = np.zeros(len(vocab) + 1, dtype=np.int64)
+    starts = np.zeros(n_words + 1, dtype=np.int64)
     np.cumsum(lengths + 1, out=starts[1:])
     unicode_classes = _unicode_classes()
-    classes = unicode_classes.of(code_points)
-    is_word = _segment_sum(classes == 2, starts) < lengths  # some character is not punctuation or symbol
-    # Lowering makes no punctuation, so the P* characters seen so far are all the trim needs; with the "\n"
-    # each word ends with (never inside a word, never punctuation), the trim gives what it gives the bare word.
-    bare = pc.utf8_trim(pc.utf8_lower(vocab), characters=unicode_classes.punctuation + "\n")
+    counts = np.add.reduceat(_CLASS_COUNTS[unicode_classes.of(code_points)], starts[:-1])  # no word is empty
+    letters, punctuation = counts & 0xFFFFFFFF, counts >> 32
+    is_word = punctuation < lengths  # some character is not punctuation or symbol
+    marks = _MARKS[np.minimum(code_points, 0xFFFF)]  # an astral code point reads U+FFFF, which is no mark
+    at = np.flatnonzero(marks)
+    word_of, marked = np.searchsorted(starts, at, side="right") - 1, marks[at]
 
-    def count(char: str) -> IntArray:
-        return _segment_sum(code_points == ord(char), starts)
+    def count(bit: int) -> IntArray:
+        return np.bincount(word_of[(marked & bit) != 0], minlength=n_words)
 
     columns = [
         is_word,
         lengths * is_word,
-        _segment_sum(classes == 1, starts) > 0,
-        _flags(pc.is_in(bare, value_set=pa.array(STOP_WORDS))),
-        count("#"),
-        _dot_triples(code_points, starts) + count("\u2026"),
-        _ends_sentence(code_points, starts),
-        count("{") > 0,
+        letters > 0,
+        _stop_words(vocab, letters, unicode_classes.punctuation),
+        count(_HASH),
+        _dot_triples(at[(marked & _DOT) != 0], word_of[(marked & _DOT) != 0], n_words) + count(_ELLIPSIS),
+        _ends_sentence(marks, starts),
+        count(_CURLY) > 0,
     ]
     return np.stack(columns).astype(np.int32)  # int32: the gather below moves half the bytes
 
 
-def _dot_triples(code_points: npt.NDArray[np.uint32], starts: IntArray) -> IntArray:
-    """Per word: non-overlapping "..." in it, as `str.count("...")` (a run of k dots holds k // 3)."""
-    dot = code_points == ord(".")
-    edges = np.flatnonzero(np.diff(dot.view(np.int8), prepend=0, append=0))
-    run_start, run_end = edges[::2], edges[1::2]
-    word = np.searchsorted(starts, run_start, side="right") - 1
-    return np.bincount(word, weights=(run_end - run_start) // 3, minlength=len(starts) - 1).astype(np.int64)
+def _stop_words(vocab: pa.Array, letters: IntArray, punctuation: str) -> BoolArray:
+    r"""Per word: lowercased and trimmed of punctuation, it is one of `STOP_WORDS`.
+
+    Only words of 2 to 4 letters can be (lowercasing keeps the letter count, trimming removes no letter), so
+    only those are lowered and trimmed. Lowering makes no punctuation, so the P* characters seen so far are all
+    the trim needs; with the "\n" each word ends with (never inside a word, never punctuation), the trim gives
+    what it gives the bare word.
+    """
+    out = np.zeros(len(vocab), dtype=np.bool_)
+    maybe = np.flatnonzero((letters >= 2) & (letters <= 4))
+    if len(maybe):
+        bare = pc.utf8_trim(pc.utf8_lower(vocab.take(pa.array(maybe))), characters=punctuation + "\n")
+        out[maybe] = _flags(pc.is_in(bare, value_set=pa.array(STOP_WORDS)))
+    return out
 
 
-def _ends_sentence(code_points: npt.NDArray[np.uint32], starts: IntArray) -> BoolArray:
+def _dot_triples(dots: IntArray, word_of: IntArray, n_words: int) -> IntArray:
+    r"""Per word: non-overlapping "..." in it, as `str.count("...")` (a run of k dots holds k // 3).
+
+    Args:
+        dots: Positions of the dots, ascending (runs never span two words: a "\n" ends each).
+        word_of: The word of each dot.
+        n_words: Words in the vocabulary.
+    """
+    if not len(dots):
+        return np.zeros(n_words, dtype=np.int64)
+    run_start = np.flatnonzero(np.diff(dots, prepend=-2) != 1)
+    run_length = np.diff(np.append(run_start, len(dots)))
+    return np.bincount(word_of[run_start], weights=run_length // 3, minlength=n_words).astype(np.int64)
+
+
+def _ends_sentence(marks: npt.NDArray[np.uint8], starts: IntArray) -> BoolArray:
     """Per word: its last character other than closing quotes and brackets ends a sentence."""
-    closers = np.array([ord(c) for c in _SENTENCE_CLOSERS + "\n"], dtype=np.uint32)
-    index = np.where(np.isin(code_points, closers), -1, np.arange(len(code_points)))
-    last = np.maximum.reduceat(index, starts[:-1])
-    ends = np.isin(code_points[last], np.array([ord(c) for c in SENTENCE_END_CHARS], dtype=np.uint32))
-    return (last >= 0) & ends
+    first, last = starts[:-1], starts[1:] - 2  # last: the character before the word's "\n"
+    pending = np.flatnonzero(marks[last] & _CLOSER)
+    while len(pending):  # step back over closers, word by word (most words end in none)
+        last[pending] -= 1
+        pending = pending[last[pending] >= first[pending]]
+        pending = pending[(marks[last[pending]] & _CLOSER) != 0]
+    ends: BoolArray = (last >= first) & ((marks[np.maximum(last, 0)] & _SENTENCE_END) != 0)
+    return ends
 
 
 def _word_counts(tokens: _Tokens, groups: _Groups) -> dict[str, IntArray]:

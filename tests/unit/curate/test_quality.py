@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -314,6 +315,27 @@ def _reference_signals(text: str) -> dict[str, float]:
         "fineweb_list_ratio": ratio(text.count("\n"), len(tokens)),
     }  # fmt: skip
     return {name: float(out[name]) for name in SIGNAL_NAMES}
+
+
+# Words at the edges of the word features' fast paths (issue 18): stop words behind punctuation, capitals and
+# look-alikes, dot runs, closers after sentence ends, astral and combining characters, code, a 200K-character line.
+EDGE_TEXTS = [
+    "",
+    " \n \n",
+    "(The) THE. tHe... \"and\" 'of' [to]: be, with; that! have? \u212aelvin \u0130s the\u2026 th\u0435 (Cyrillic e)",
+    'a.b..c...d....e.....f...... \u2026\u2026 .. ... end.) end?" x.] \u3002 \uff01\u300d done.\u201d',
+    "))) ]]] \"'\u201d\u2019)] . ! ? # ## #x {x} { \u0023",
+    "emoji \U0001f600. astral \U00010348\U00010348! e\u0301t\u00e9 na\u00efve \u00b6 \u30c6\u30b9\u30c8\u3002",
+    "def f(x):\n    return {'a': x}  # code...\n\n\n\tindented\r\n" * 3,
+    "x" * 200_000 + ". " + "the " * 3,
+    "caf\u00e9 " * 3000,
+]
+
+
+def test_signals_match_the_plain_reference_on_edge_and_real_text(doc_pages: list[Any]) -> None:
+    texts = EDGE_TEXTS + [page.text for page in doc_pages[::7]]
+    for text, signals in zip(texts, quality_signals_many(texts), strict=True):
+        assert signals == _reference_signals(text), text[:80]
 
 
 @pytest.mark.parametrize("scale", [1, 1 << 55])  # the second cannot be packed into 63 bits: lexsort path
