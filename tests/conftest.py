@@ -151,6 +151,22 @@ def store(
     opened.close()
 
 
+@pytest.fixture
+def cheap_key_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """API keys made in this process are argon2id-hashed at the lowest cost (1 pass, 8 KiB, 1 lane).
+
+    For tests whose keys are set-up material (the console's, the gateway's): the library's defaults cost ~0.18
+    CPU-s a hash and as much a first verification, and a verification uses the parameters written in the hash, so
+    every check of these keys is cheap too. The hash stays argon2id with the default salt and hash lengths; the
+    tests of the keys themselves (tests/unit/govern/test_keys.py) keep the production parameters.
+    """
+    from argon2 import PasswordHasher
+
+    import keel.govern._keys as keys
+
+    monkeypatch.setattr(keys, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[dict[str, Any]]:
     """moto's S3 server on 127.0.0.1, and the storage options that reach it."""
