@@ -1,7 +1,8 @@
 """Shared fixtures: a clean environment, a workspace on each database backend, blob stores.
 
 PostgreSQL tests run when KEEL_TEST_POSTGRES_URL is set (CI sets it); each test gets its own
-schema, dropped afterwards. S3 tests run against moto's real HTTP server on 127.0.0.1.
+schema, dropped afterwards (migrated by replaying the SQL of one real migration a session where the test needs a store:
+tests/postgres.py). S3 tests run against moto's real HTTP server on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 
 from keel.core.settings import STATE_DIR, load_settings
 from keel.store import Store, init_workspace, open_store
+from tests.postgres import (
+    admin_engine,
+    create_schema,
+    drop_schema,
+    migrate_schema,
+    migration_sql,
+    schema_of,
+    schema_url,
+    unique_name,
+)
 
 POSTGRES_URL = os.environ.get("KEEL_TEST_POSTGRES_URL")
 # CI sets this: there, a PostgreSQL or S3 test that cannot run is a failure, not a skip.
@@ -39,29 +49,42 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
 
-def _postgres_schema_url(schema: str) -> str:
-    assert POSTGRES_URL is not None
-    url = make_url(POSTGRES_URL)
-    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+@dataclass
+class PostgresServer:
+    """The test server: an engine to make and drop schemas, and the migrations' SQL (recorded on first use)."""
+
+    base_url: str
+    admin: Engine
+    _migration: str | None = None
+
+    def migrate(self, url: str) -> None:
+        """Bring the empty schema `url` names to the head revision: the session's recorded migration, replayed."""
+        if self._migration is None:
+            self._migration = migration_sql(self.admin, self.base_url)
+        migrate_schema(self.admin, self._migration, schema_of(url))
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A database URL whose search_path is a fresh, private schema."""
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """KEEL_TEST_POSTGRES_URL's server; the tests needing it skip without it (fail in CI)."""
     if not POSTGRES_URL:
         if REQUIRE_ALL_TIERS:
             pytest.fail(POSTGRES_SKIP)
         pytest.skip(POSTGRES_SKIP)
-    schema = f"keel_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(make_url(POSTGRES_URL).set(drivername="postgresql+psycopg"))
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    server = PostgresServer(POSTGRES_URL, admin_engine(POSTGRES_URL))
+    yield server
+    server.admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A database URL whose search_path is a fresh, private, empty schema, dropped afterwards."""
+    schema = unique_name("keel_test")
+    create_schema(postgres_server.admin, schema)
     try:
-        yield _postgres_schema_url(schema)
+        yield schema_url(postgres_server.base_url, schema)
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        drop_schema(postgres_server.admin, schema)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -105,15 +128,43 @@ def workspace(tmp_path: Path, migrated_sqlite: Path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch, migrated_sqlite: Path) -> Iterator[Store]:
-    """An open store on each database backend, configured the way users do: through the environment."""
+def store(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    migrated_sqlite: Path,
+) -> Iterator[Store]:
+    """An open store on each database backend, configured the way users do: through the environment.
+
+    Its database starts migrated (a copy of the session's migrated SQLite file; on PostgreSQL, the SQL of the
+    session's one real migration replayed in the test's schema); `init_workspace` then finds the schema current.
+    """
     monkeypatch.setenv("KEEL_DATABASE_URL", database_url)
     if database_url.startswith("sqlite:///"):
         _copy_database(migrated_sqlite, Path(database_url.removeprefix("sqlite:///")))
+    else:
+        request.getfixturevalue("postgres_server").migrate(database_url)
     opened = init_workspace(tmp_path / "ws")
     opened.audit_key  # noqa: B018 - as in a new workspace, where the migration made it
     yield opened
     opened.close()
+
+
+@pytest.fixture
+def cheap_key_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """API keys made in this process are argon2id-hashed at the lowest cost (1 pass, 8 KiB, 1 lane).
+
+    For tests whose keys are set-up material (the console's, the gateway's): the library's defaults cost ~0.18
+    CPU-s a hash and as much a first verification, and a verification uses the parameters written in the hash, so
+    every check of these keys is cheap too. The hash stays argon2id with the default salt and hash lengths; the
+    tests of the keys themselves (tests/unit/govern/test_keys.py) keep the production parameters.
+    """
+    from argon2 import PasswordHasher
+
+    import keel.govern._keys as keys
+
+    monkeypatch.setattr(keys, "_HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture(scope="session")

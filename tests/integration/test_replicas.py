@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import func, select
+from tests.conftest import PostgresServer
 from tests.integration.keel_serve import keel_serve
 from typer.testing import CliRunner
 
@@ -46,12 +47,19 @@ def redis_url() -> str:
 
 
 @pytest.fixture
-def shared(postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
-    """A workspace on PostgreSQL; the replicas inherit KEEL_DATABASE_URL from this process."""
+def shared(
+    postgres_url: str, postgres_server: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Store]:
+    """A workspace on PostgreSQL; the replicas inherit KEEL_DATABASE_URL from this process.
+
+    Its schema starts migrated, as the `store` fixture's does (tests/conftest.py).
+    """
     from keel.store import init_workspace
 
     monkeypatch.setenv("KEEL_DATABASE_URL", postgres_url)
+    postgres_server.migrate(postgres_url)
     store = init_workspace(tmp_path / "ws")
+    store.audit_key  # noqa: B018 - as in a new workspace, where the migration made it (before the replicas start)
     yield store
     store.close()
 

@@ -15,6 +15,11 @@ from keel.serve import Gateway, ServeSettings, create_app, serve_in_thread, stub
 from keel.store import Store
 
 
+@pytest.fixture(autouse=True)
+def _cheap_keys(cheap_key_hashing: None) -> None:
+    """Keys here are set-up material: hashed cheaply (tests/conftest.py, `cheap_key_hashing`)."""
+
+
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
     """The stub OpenAI-compatible server (the "remote" model), as a base URL."""

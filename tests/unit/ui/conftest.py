@@ -20,6 +20,11 @@ from keel.store import Store
 FETCHED = datetime(2026, 12, 1, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def _cheap_keys(cheap_key_hashing: None) -> None:
+    """Keys here are set-up material: hashed cheaply (tests/conftest.py, `cheap_key_hashing`)."""
+
+
 @dataclass
 class Workspace:
     """What the console tests look for: ids, names and the two keys' secrets."""
