@@ -151,3 +151,81 @@ def test_only_verified_plaintext_local_blobs_are_mappable(store: Store, tmp_path
     path.write_bytes(b"tampered " * 100)
     with pytest.raises(KeelError, match="corrupted"):
         mappable_path(store.blobs, plain)
+
+
+def test_an_sq8_index_scores_exactly_and_older_fp32_versions_keep_loading(store: Store, kb: Any) -> None:
+    import numpy as np
+
+    from keel.index import VectorParams
+
+    # An fp32 HNSW version's manifest is written as before `storage` existed: the same keys, the same digest.
+    old = build_index(store, "help", kb.ref, chunking=SMALL, vectors=VectorParams("hnsw", ef_search=24)).index
+    assert old.manifest(store)["vectors"] == {"kind": "hnsw", "m": 16, "ef_construction": 64, "ef_search": 24}
+    sq8 = VectorParams("hnsw", m=32, ef_construction=128, ef_search=24, storage="sq8")
+    built = build_index(store, "help", kb.ref, chunking=SMALL, vectors=sq8)
+    assert built.created and built.reused_chunks == built.index.num_chunks  # a new version, nothing re-embedded
+    new = built.index
+    assert new.manifest(store)["vectors"] == {"kind": "hnsw", "m": 32, "ef_construction": 128, "ef_search": 24,
+                                              "storage": "sq8"}  # fmt: skip
+    assert not build_index(store, "help", kb.ref, chunking=SMALL, vectors=sq8).created  # built this way already
+    exact = build_index(store, "help-flat", kb.ref, chunking=SMALL).index
+    flat, before, after = (open_index(store, v.ref) for v in (exact, old, new))
+    assert after.mapped == ["embeddings", "vectors"] and after.vectors.hnsw.efSearch == 24  # mapped like fp32
+    assert type(before.vectors).__name__ == "IndexHNSWFlat" and type(after.vectors).__name__ == "IndexHNSWSQ"
+    queries = ["what happens when I exceed the request limit", "How long until I get my money back?", "invoice pdf"]
+    for query in queries:
+        want = flat.search(query, k=5, mode="vector")
+        for retriever in (before, after):  # the old version still answers, and the 8-bit one as exact search
+            got = retriever.search(query, k=5, mode="vector")
+            assert [h.chunk_id for h in got] == [h.chunk_id for h in want]
+            np.testing.assert_allclose([h.score for h in got], [h.score for h in want], rtol=0, atol=1e-6)
+    # Re-ranked scores are the fp32 inner products, not the 8-bit approximations.
+    vector = after.embedder.embed([queries[0]])
+    scores, ids = after.nearest(vector, 3)
+    np.testing.assert_allclose(scores[0], after.embeddings[ids[0]] @ vector[0], rtol=0, atol=1e-6)
+    assert list(scores[0]) == sorted(scores[0], reverse=True)
+
+
+def test_sq8_graph_recalls_real_embeddings_at_least_as_well_as_the_fp32_one_at_twice_the_breadth(
+    store: Store,
+) -> None:
+    """Real MiniLM vectors of real text (Keel's own docs, 200-character chunks), real questions: no mocks.
+
+    The serving choice (benchmarks/hnsw_storage.py, docs/serving.md) replaced M 16 / efConstruction 64 / fp32
+    at ef_search 512 by M 32 / efConstruction 128 / 8-bit vectors re-ranked on fp32 at ef_search 224; here
+    (a smaller index) the same ratio of breadths is also asked at small ones, where HNSW misses neighbours.
+    """
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    import numpy as np
+
+    from keel.data import commit_version, make_record, records_to_table
+    from keel.index import VectorParams
+
+    root = Path(__file__).resolve().parents[3]
+    pages = sorted((root / "docs").glob("*.md"))
+    assert len(pages) >= 10
+    fetched = datetime(2026, 12, 1, tzinfo=UTC)
+    records = [make_record(p.read_text(), f"file://docs/{p.name}", 0, p.read_bytes(), fetched, {},
+                           record_id_override=p.stem) for p in pages]  # fmt: skip
+    version, _ = commit_version(store, "docs", records_to_table(records))
+    cut = ChunkSettings(size=200, overlap=25)
+    old = build_index(store, "docs", str(version.ref), chunking=cut, vectors=VectorParams("hnsw")).index
+    new_params = VectorParams("hnsw", m=32, ef_construction=128, storage="sq8")
+    new = build_index(store, "docs", str(version.ref), chunking=cut, vectors=new_params).index
+    before, after = open_index(store, old.ref), open_index(store, new.ref)
+    assert len(after) >= 1_000  # enough chunks for HNSW to miss some at a small breadth
+    lines = (root / "benchmarks" / "data" / "hnsw_queries.txt").read_text().splitlines()
+    questions = [line.split("\t", 1)[1] for line in lines if line and not line.startswith("#")]
+    vectors = after.embedder.embed(questions)
+    exact = np.argsort(-(np.asarray(after.embeddings) @ vectors.T), axis=0, kind="stable")[:10].T
+
+    def recall(retriever: Any, ef_search: int) -> float:
+        found = retriever.nearest(vectors, 10, ef_search=ef_search)[1]
+        return float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(found, exact, strict=True)]))
+
+    # (8-bit breadth, fp32 breadth): the served pair 224 / 512 and two smaller ones in the same ratio.
+    pairs = [(ef, recall(after, ef), recall(before, ef * 512 // 224)) for ef in (8, 16, 224)]
+    assert all(new >= old for _, new, old in pairs), pairs
+    assert min(old for _, _, old in pairs) < 1.0, pairs  # the comparison is not between two perfect scores
