@@ -34,6 +34,11 @@ Measured, servers alternating round by round (`--rounds`), medians over rounds:
 
     python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2] [--ef-search N]
         [--route-ef-search N] [--embed-corpus] [--peer-threads N] [--query-encoder onnx|onnx-int8|torch]
+        [--m 16] [--ef-construction 64] [--storage fp32|sq8]
+
+`--m`, `--ef-construction` and `--storage` set the HNSW graph and how it stores vectors (`sq8`: 8 bits a
+dimension, candidates re-ranked on the fp32 embeddings; the LangChain app searches the same FAISS file
+without re-ranking); `index_graph` in the output says which was built.
 
 `--query-encoder` sets the gateway's KEEL_QUERY_ENCODER (unset: its default, MiniLM in ONNX Runtime);
 `query_encoder` in the output says what embedded Keel's queries (the gateway's log says when it fell
