@@ -197,6 +197,7 @@ def test_sq8_graph_recalls_real_embeddings_at_least_as_well_as_the_fp32_one(stor
     from pathlib import Path
 
     import numpy as np
+    import torch
 
     from keel.data import commit_version, make_record, records_to_table
     from keel.index import VectorParams
@@ -209,7 +210,12 @@ def test_sq8_graph_recalls_real_embeddings_at_least_as_well_as_the_fp32_one(stor
                for i, t in enumerate(texts)]  # fmt: skip
     version, _ = commit_version(store, "docs", records_to_table(records))
     cut = ChunkSettings(size=200, overlap=25)
-    old = build_index(store, "docs", str(version.ref), chunking=cut, vectors=VectorParams("hnsw")).index
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a busy machine two OpenMP threads spin waiting for each other (docs/serving.md)
+    try:
+        old = build_index(store, "docs", str(version.ref), chunking=cut, vectors=VectorParams("hnsw")).index
+    finally:
+        torch.set_num_threads(threads)
     new_params = VectorParams("hnsw", m=32, ef_construction=128, storage="sq8")
     new = build_index(store, "docs", str(version.ref), chunking=cut, vectors=new_params).index
     before, after = open_index(store, old.ref), open_index(store, new.ref)
