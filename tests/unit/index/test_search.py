@@ -204,8 +204,8 @@ def test_sq8_graph_recalls_real_embeddings_at_least_as_well_as_the_fp32_one(stor
 
     root = Path(__file__).resolve().parents[3]
     fetched = datetime(2026, 12, 1, tzinfo=UTC)
-    # About 700 chunks of real prose: enough for HNSW to miss neighbours, few enough to embed in seconds.
-    texts = [p.read_text()[:12_000] for p in sorted((root / "docs").glob("*.md"))[:12]]
+    # About 500 chunks of real prose: enough for HNSW to miss neighbours, few enough to embed in seconds.
+    texts = [p.read_text()[:11_000] for p in sorted((root / "docs").glob("*.md"))[:8]]
     records = [make_record(t, f"file://docs/{i}", 0, t.encode(), fetched, {}, record_id_override=f"doc-{i}")
                for i, t in enumerate(texts)]  # fmt: skip
     version, _ = commit_version(store, "docs", records_to_table(records))
@@ -219,7 +219,7 @@ def test_sq8_graph_recalls_real_embeddings_at_least_as_well_as_the_fp32_one(stor
     new_params = VectorParams("hnsw", m=32, ef_construction=128, storage="sq8")
     new = build_index(store, "docs", str(version.ref), chunking=cut, vectors=new_params).index
     before, after = open_index(store, old.ref), open_index(store, new.ref)
-    assert len(after) >= 500 and new.embedded_chunks == 0  # the second version reused the first's vectors
+    assert len(after) >= 400 and new.embedded_chunks == 0  # the second version reused the first's vectors
     lines = (root / "benchmarks" / "data" / "hnsw_queries.txt").read_text().splitlines()
     questions = [line.split("\t", 1)[1] for line in lines if line and not line.startswith("#")]
     vectors = after.embedder.embed(questions)
@@ -231,5 +231,6 @@ def test_sq8_graph_recalls_real_embeddings_at_least_as_well_as_the_fp32_one(stor
 
     pairs = [(ef, recall(after, ef), recall(before, ef)) for ef in (4, 8, 16, 32)]
     # FAISS may build a graph on several threads (not bit-for-bit repeatable): 0.01 of slack per breadth.
-    assert all(new >= old - 0.01 for _, new, old in pairs) and sum(n for _, n, _ in pairs) >= sum(o for *_, o in pairs)
+    assert all(new >= old - 0.01 for _, new, old in pairs), pairs
+    assert sum(n for _, n, _ in pairs) >= sum(o for *_, o in pairs), pairs
     assert min(old for *_, old in pairs) < 0.99, pairs  # the comparison is not between two perfect scores
