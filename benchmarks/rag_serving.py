@@ -34,6 +34,11 @@ Measured, servers alternating round by round (`--rounds`), medians over rounds:
 
     python benchmarks/rag_serving.py [--chunks 100000] [--requests 200] [--rounds 2] [--ef-search N]
         [--route-ef-search N] [--embed-corpus] [--peer-threads N] [--query-encoder onnx|onnx-int8|torch]
+        [--m 16] [--ef-construction 64] [--storage fp32|sq8]
+
+`--m`, `--ef-construction` and `--storage` set the HNSW graph and how it stores vectors (`sq8`: 8 bits a
+dimension, candidates re-ranked on the fp32 embeddings; the LangChain app searches the same FAISS file
+without re-ranking); `index_graph` in the output says which was built.
 
 `--query-encoder` sets the gateway's KEEL_QUERY_ENCODER (unset: its default, MiniLM in ONNX Runtime);
 `query_encoder` in the output says what embedded Keel's queries (the gateway's log says when it fell
@@ -252,7 +257,7 @@ def _recall(retriever: Any, k: int, ef_search: int | None = None) -> dict[str, A
         queries = retriever.embedder.embed([q for kd, q in lines if kd == kind])
         for n in sorted({k, 10}):
             exact = vector_search(flat, queries, n)[1]
-            approx = vector_search(retriever.vectors, queries, n, ef_search=ef_search)[1]
+            approx = retriever.nearest(queries, n, ef_search=ef_search)[1]  # as the route searches (re-ranked)
             out[f"{kind}_recall_at_{n}"] = round(_real._recall(approx, exact), 4)
         out[f"{kind}_queries"] = len(queries)
         best = vector_search(flat, queries, 1)[0][:, 0]
@@ -276,7 +281,14 @@ def _corpus(count: int) -> Any:
 
 
 def _workspace(
-    folder: Path, chunks: int, upstream: str, embed_corpus: bool, cache: Path, ef_search: int, route_ef_search: int
+    folder: Path,
+    chunks: int,
+    upstream: str,
+    embed_corpus: bool,
+    cache: Path,
+    ef_search: int,
+    route_ef_search: int,
+    graph: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A workspace with the index, the prompt, the RAG and plain deployments and a key; files for LangChain."""
     from keel.data import commit_version
@@ -290,7 +302,11 @@ def _workspace(
     table, embedder = _real_corpus(chunks, cache) if embed_corpus else (_corpus(chunks), RandomCorpusEmbedder())
     started = time.perf_counter()
     version, _ = commit_version(store, "kb-docs", table)
-    params = VectorParams(kind="hnsw", ef_search=ef_search) if ef_search and chunks >= HNSW_THRESHOLD else None
+    params = (
+        VectorParams(kind="hnsw", ef_search=ef_search, **(graph or {}))
+        if (ef_search or graph) and chunks >= HNSW_THRESHOLD
+        else None
+    )
     built = build_index(store, "kb", str(version.ref), model=embedder, vectors=params)
     build_s = time.perf_counter() - started
     (folder / "model").mkdir()
@@ -443,6 +459,11 @@ def main() -> None:
     )
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "keel-bench")
     parser.add_argument("--ef-search", type=int, default=0, help="HNSW ef_search of the index (0: Keel's default)")
+    parser.add_argument("--m", type=int, default=16, help="HNSW links per node (M)")
+    parser.add_argument("--ef-construction", type=int, default=64, help="HNSW build breadth")
+    parser.add_argument(
+        "--storage", choices=["fp32", "sq8"], default="fp32", help="HNSW vector storage (sq8: re-ranked on fp32)"
+    )
     parser.add_argument(
         "--route-ef-search", type=int, default=0, help="the RAG route's ef_search (`keel deploy --ef-search`; 0: unset)"
     )
@@ -474,9 +495,11 @@ def main() -> None:
         torch_windows: list[tuple[datetime, datetime]] = []
         try:
             upstream = f"http://127.0.0.1:{stub_port}/v1"
+            graph = {"m": args.m, "ef_construction": args.ef_construction, "storage": args.storage}
             ws = _workspace(folder, args.chunks, upstream, args.embed_corpus, args.cache, args.ef_search,
-                            args.route_ef_search)  # fmt: skip
+                            args.route_ef_search, graph)  # fmt: skip
             result.update(index_build_s=round(ws["build_s"], 1), ef_search=ws["ef_search"], recall=ws["recall"],
+                          index_graph=graph,
                           indexed_chunks=ws["num_chunks"], mapped=ws["mapped"],
                           embedded_at_build=ws["embedded_at_build"])  # fmt: skip
             encoder = {"KEEL_QUERY_ENCODER": args.query_encoder} if args.query_encoder else {}

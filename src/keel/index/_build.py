@@ -170,7 +170,18 @@ def _store_files(store: Store, chunks: pa.Table, vectors: Vectors, params: Vecto
     return files
 
 
+def _same_vectors(store: Store, previous: IndexVersion, vectors: VectorParams | None) -> bool:
+    """Whether `previous` was built as `vectors` asks (graph and storage; the search breadth is checked apart)."""
+    if vectors is None or previous.kind != vectors.kind:
+        return vectors is None
+    if vectors.kind == "flat":
+        return True
+    built = VectorParams.from_json(previous.manifest(store)["vectors"])
+    return (built.m, built.ef_construction, built.storage) == (vectors.m, vectors.ef_construction, vectors.storage)
+
+
 def _same_build(
+    store: Store,
     previous: IndexVersion | None,
     source: DatasetInput,
     model_id: str,
@@ -183,7 +194,7 @@ def _same_build(
         and previous.dataset_digest == source.digest
         and previous.embedding_model == model_id
         and previous.chunking == settings
-        and (vectors is None or previous.kind == vectors.kind)
+        and _same_vectors(store, previous, vectors)
     )
 
 
@@ -230,7 +241,7 @@ def build_index(
     source = resolve_dataset(store, dataset)
     with store.db.read() as conn:
         previous = latest_version(conn, name)
-    if _same_build(previous, source, embedder.model_id, settings, vectors) and (
+    if _same_build(store, previous, source, embedder.model_id, settings, vectors) and (
         ef_search is None
         or previous is None
         or previous.kind != "hnsw"  # an exact index has no search breadth to differ in

@@ -41,6 +41,8 @@ __all__ = ["Hit", "Retriever", "SearchMode", "open_index", "parse_filters", "sea
 SearchMode = Literal["hybrid", "vector", "keyword"]
 # The usual reciprocal-rank-fusion constant (Cormack et al., 2009): damps the weight of top ranks.
 RRF_K = 60
+# Candidates an 8-bit (sq8) vector index returns per hit wanted, re-scored on the fp32 embeddings.
+RERANK_DEPTH = 2
 _BOOL_TEXT = {True: "true", False: "false"}
 
 
@@ -147,6 +149,7 @@ class Retriever:
         self.vectors = (
             vectors_from_file(vectors, params) if isinstance(vectors, Path) else vectors_from_bytes(vectors, params)
         )
+        self.params = params
         self.mapped = sorted(key for key in ("embeddings", "vectors") if isinstance(blobs[key], Path))
         self.bm25 = bm25_from_bytes(_bytes(blobs["bm25"]))
         self._metas: list[dict[str, Any]] | None = None
@@ -195,7 +198,7 @@ class Retriever:
     ) -> list[tuple[int, float]]:
         q = self.embedder.embed([query]) if vector is None else vector.reshape(1, -1)
         if mask is None:
-            scores, ids = vector_search(self.vectors, q, n, ef_search=ef_search)
+            scores, ids = self.nearest(q, n, ef_search=ef_search)
             return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         rows = np.flatnonzero(mask)
         if rows.size == 0:
@@ -204,6 +207,30 @@ class Retriever:
         sims = self.embeddings[rows] @ q[0]
         top = np.argsort(-sims, kind="stable")[:n]
         return [(int(rows[i]), float(sims[i])) for i in top]
+
+    def nearest(
+        self, queries: npt.NDArray[np.float32], n: int, *, ef_search: int | None = None
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Top-`n` (scores, ids) per query vector from the vector index, as a search without filters finds them.
+
+        An index storing 8-bit vectors (`storage` `sq8`) is asked for `RERANK_DEPTH` times `n` candidates,
+        which are scored again on the fp32 embeddings: scores are exact inner products and the order is
+        theirs (ties by id). Ids are -1 where fewer than `n` chunks exist.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.embeddings.shape[1])
+        if self.params.storage == "fp32":
+            scores, ids = vector_search(self.vectors, queries, n, ef_search=ef_search)
+            return scores, ids
+        depth = min(max(n * RERANK_DEPTH, n), max(len(self), 1))
+        _, found = vector_search(self.vectors, queries, depth, ef_search=ef_search)
+        out_scores = np.full((len(queries), n), -np.inf, dtype=np.float32)
+        out_ids = np.full((len(queries), n), -1, dtype=np.int64)
+        for row, (query, ids) in enumerate(zip(queries, found, strict=True)):
+            ids = np.sort(ids[ids >= 0])  # ascending ids: the stable sort below breaks ties by id
+            exact = self.embeddings[ids] @ query
+            top = np.argsort(-exact, kind="stable")[:n]
+            out_scores[row, : len(top)], out_ids[row, : len(top)] = exact[top], ids[top]
+        return out_scores, out_ids
 
     def search(
         self,

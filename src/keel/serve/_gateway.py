@@ -9,6 +9,7 @@ the key verifier, rate limiter, response cache, guardrails, metrics and trace wr
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -36,7 +37,7 @@ from keel.govern import (
     PermissionDeniedError,
 )
 from keel.index import DEFAULT_MODEL as DEFAULT_EMBEDDER
-from keel.index import Embedder, RagAnswer, RagApp, RetrieverPool, load_embedder
+from keel.index import Embedder, Hit, RagAnswer, RagApp, RetrieverPool, load_embedder
 from keel.monitor import (
     Feedback,
     FeedbackWriter,
@@ -489,15 +490,17 @@ class Gateway:
             app = await self.app(route)
             query = app.query(messages)
             started = time.perf_counter()
-            vector = None
+            hits: list[Hit] = []
             if app.retriever is not None and route.retrieval.mode != "keyword":
-                vector = await self._batcher(app).embed(query)
-            embedded = time.perf_counter()
-            hits = (
-                await asyncio.get_running_loop().run_in_executor(self._search_thread(), app.search, query, vector)
-                if app.retriever is not None
-                else []
-            )
+                # Searched on the embedding thread right after the query's batch: one thread hop, not two.
+                followed = await self._batcher(app).embed_then(query, functools.partial(app.search, query))
+                hits, embedded = followed.result, followed.then_started
+            else:
+                embedded = time.perf_counter()
+                if app.retriever is not None:
+                    hits = await asyncio.get_running_loop().run_in_executor(
+                        self._search_thread(), app.search, query, None
+                    )
             searched = time.perf_counter()
             rendered = app.render(messages, query, hits)
         except InputError as exc:

@@ -14,10 +14,12 @@ import functools
 import importlib.util
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +32,7 @@ from keel.index import (
     load_query_encoder,
 )
 
-__all__ = ["EmbedBatcher"]
+__all__ = ["EmbedBatcher", "Followed"]
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,21 @@ log = logging.getLogger(__name__)
 @dataclass(slots=True)
 class _Pending:
     text: str
-    future: asyncio.Future[npt.NDArray[np.float32]] = field(repr=False)
+    future: asyncio.Future[Any] = field(repr=False)
+    then: Callable[[npt.NDArray[np.float32]], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Followed:
+    """What `EmbedBatcher.embed_then` gives: the query's vector, what `then` made of it, and when `then` began.
+
+    `then_started` is a `time.perf_counter()` reading on the embedding thread: embedding (and waiting for
+    a batch) ends there, and the follow-up's time (`then` plus the hop back to the event loop) begins.
+    """
+
+    vector: npt.NDArray[np.float32]
+    result: Any
+    then_started: float
 
 
 def _torch_threads(count: int) -> None:
@@ -110,13 +126,24 @@ class EmbedBatcher:
 
     async def embed(self, text: str) -> npt.NDArray[np.float32]:
         """The unit vector of `text`; raises what the embedder raised."""
+        return await self._submit(_Pending(text, asyncio.get_running_loop().create_future()))  # type: ignore[no-any-return]
+
+    async def embed_then(self, text: str, then: Callable[[npt.NDArray[np.float32]], Any]) -> Followed:
+        """Embed `text`, then run `then(vector)` on the embedding thread after its batch; raises what either raised.
+
+        A RAG route searches its index here: the request crosses to a worker thread and back once, not
+        twice (embedding thread, then a search thread). Each thread hop waits for a core when the machine
+        is busy (measured: benchmarks/rag_serving.py, docs/serving.md).
+        """
+        return await self._submit(_Pending(text, asyncio.get_running_loop().create_future(), then))  # type: ignore[no-any-return]
+
+    async def _submit(self, pending: _Pending) -> Any:
         if self._queue is None:
             self._queue = asyncio.Queue()
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._run(self._queue), name="keel-embed-batcher")
-        future: asyncio.Future[npt.NDArray[np.float32]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(text, future))
-        return await future
+        await self._queue.put(pending)
+        return await pending.future
 
     async def _run(self, queue: asyncio.Queue[_Pending]) -> None:
         while True:
@@ -127,8 +154,7 @@ class EmbedBatcher:
             if not live:
                 continue
             try:
-                texts = [p.text for p in live]
-                vectors = await asyncio.get_running_loop().run_in_executor(self._executor, self._embed, texts)
+                outcomes = await asyncio.get_running_loop().run_in_executor(self._executor, self._embed, live)
             except Exception as exc:  # handed to each waiting request, which answers 503
                 log.warning("embedding %d queries failed: %s", len(live), exc)
                 for pending in live:
@@ -137,13 +163,29 @@ class EmbedBatcher:
                 continue
             self.batches += 1
             self.embedded += len(live)
-            for pending, vector in zip(live, vectors, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(vector)
+            for pending, (failed, outcome) in zip(live, outcomes, strict=True):
+                if pending.future.done():
+                    continue
+                if failed:
+                    pending.future.set_exception(outcome)
+                else:
+                    pending.future.set_result(outcome)
 
-    def _embed(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+    def _embed(self, batch: Sequence[_Pending]) -> list[tuple[bool, Any]]:
+        """(failed, vector or `Followed` or exception) per query; runs on the worker thread."""
         # Looked up on the worker thread, after `_load_runtime` (its first job) chose the runtime.
-        return self._encode(texts)
+        vectors = self._encode([p.text for p in batch])
+        outcomes: list[tuple[bool, Any]] = []
+        for pending, vector in zip(batch, vectors, strict=True):
+            if pending.then is None:
+                outcomes.append((False, vector))
+                continue
+            started = time.perf_counter()
+            try:  # one request's failing follow-up must not fail the others of its batch
+                outcomes.append((False, Followed(vector, pending.then(vector), started)))
+            except Exception as exc:  # handed to that request alone
+                outcomes.append((True, exc))
+        return outcomes
 
     def _load_runtime(self, runtime: QueryRuntime, cache: Path | None) -> None:
         """Swap the torch pass for an ONNX Runtime session of the same model, or say once why not."""

@@ -151,3 +151,86 @@ def test_only_verified_plaintext_local_blobs_are_mappable(store: Store, tmp_path
     path.write_bytes(b"tampered " * 100)
     with pytest.raises(KeelError, match="corrupted"):
         mappable_path(store.blobs, plain)
+
+
+def test_an_sq8_index_scores_exactly_and_older_fp32_versions_keep_loading(store: Store, kb: Any) -> None:
+    import numpy as np
+
+    from keel.index import VectorParams
+
+    # An fp32 HNSW version's manifest is written as before `storage` existed: the same keys, the same digest.
+    old = build_index(store, "help", kb.ref, chunking=SMALL, vectors=VectorParams("hnsw", ef_search=24)).index
+    assert old.manifest(store)["vectors"] == {"kind": "hnsw", "m": 16, "ef_construction": 64, "ef_search": 24}
+    sq8 = VectorParams("hnsw", m=32, ef_construction=128, ef_search=24, storage="sq8")
+    built = build_index(store, "help", kb.ref, chunking=SMALL, vectors=sq8)
+    assert built.created and built.reused_chunks == built.index.num_chunks  # a new version, nothing re-embedded
+    new = built.index
+    assert new.manifest(store)["vectors"] == {"kind": "hnsw", "m": 32, "ef_construction": 128, "ef_search": 24,
+                                              "storage": "sq8"}  # fmt: skip
+    assert not build_index(store, "help", kb.ref, chunking=SMALL, vectors=sq8).created  # built this way already
+    exact = build_index(store, "help-flat", kb.ref, chunking=SMALL).index
+    flat, before, after = (open_index(store, v.ref) for v in (exact, old, new))
+    assert after.mapped == ["embeddings", "vectors"] and after.vectors.hnsw.efSearch == 24  # mapped like fp32
+    assert type(before.vectors).__name__ == "IndexHNSWFlat" and type(after.vectors).__name__ == "IndexHNSWSQ"
+    queries = ["what happens when I exceed the request limit", "How long until I get my money back?", "invoice pdf"]
+    for query in queries:
+        want = flat.search(query, k=5, mode="vector")
+        for retriever in (before, after):  # the old version still answers, and the 8-bit one as exact search
+            got = retriever.search(query, k=5, mode="vector")
+            assert [h.chunk_id for h in got] == [h.chunk_id for h in want]
+            np.testing.assert_allclose([h.score for h in got], [h.score for h in want], rtol=0, atol=1e-6)
+    # Re-ranked scores are the fp32 inner products, not the 8-bit approximations.
+    vector = after.embedder.embed([queries[0]])
+    scores, ids = after.nearest(vector, 3)
+    np.testing.assert_allclose(scores[0], after.embeddings[ids[0]] @ vector[0], rtol=0, atol=1e-6)
+    assert list(scores[0]) == sorted(scores[0], reverse=True)
+
+
+def test_sq8_graph_recalls_real_embeddings_at_least_as_well_as_the_fp32_one(store: Store) -> None:
+    """Real MiniLM vectors of real text (Keel's own docs, 200-character chunks), real questions: no mocks.
+
+    The serving choice (benchmarks/hnsw_storage.py, docs/serving.md) moved from M 16 / efConstruction 64 /
+    fp32 to M 32 / efConstruction 128 / 8-bit vectors re-ranked on fp32. At the same `ef_search` the new
+    graph must find at least what the old one finds; small breadths, where HNSW misses neighbours, tell.
+    """
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from keel.data import commit_version, make_record, records_to_table
+    from keel.index import VectorParams
+
+    root = Path(__file__).resolve().parents[3]
+    fetched = datetime(2026, 12, 1, tzinfo=UTC)
+    # About 500 chunks of real prose: enough for HNSW to miss neighbours, few enough to embed in seconds.
+    texts = [p.read_text()[:11_000] for p in sorted((root / "docs").glob("*.md"))[:8]]
+    records = [make_record(t, f"file://docs/{i}", 0, t.encode(), fetched, {}, record_id_override=f"doc-{i}")
+               for i, t in enumerate(texts)]  # fmt: skip
+    version, _ = commit_version(store, "docs", records_to_table(records))
+    cut = ChunkSettings(size=200, overlap=25)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # on a busy machine two OpenMP threads spin waiting for each other (docs/serving.md)
+    try:
+        old = build_index(store, "docs", str(version.ref), chunking=cut, vectors=VectorParams("hnsw")).index
+    finally:
+        torch.set_num_threads(threads)
+    new_params = VectorParams("hnsw", m=32, ef_construction=128, storage="sq8")
+    new = build_index(store, "docs", str(version.ref), chunking=cut, vectors=new_params).index
+    before, after = open_index(store, old.ref), open_index(store, new.ref)
+    assert len(after) >= 400 and new.embedded_chunks == 0  # the second version reused the first's vectors
+    lines = (root / "benchmarks" / "data" / "hnsw_queries.txt").read_text().splitlines()
+    questions = [line.split("\t", 1)[1] for line in lines if line and not line.startswith("#")]
+    vectors = after.embedder.embed(questions)
+    exact = np.argsort(-(np.asarray(after.embeddings) @ vectors.T), axis=0, kind="stable")[:10].T
+
+    def recall(retriever: Any, ef_search: int) -> float:
+        found = retriever.nearest(vectors, 10, ef_search=ef_search)[1]
+        return float(np.mean([len(set(a) & set(e)) / 10 for a, e in zip(found, exact, strict=True)]))
+
+    pairs = [(ef, recall(after, ef), recall(before, ef)) for ef in (4, 8, 16, 32)]
+    # FAISS may build a graph on several threads (not bit-for-bit repeatable): 0.01 of slack per breadth.
+    assert all(new >= old - 0.01 for _, new, old in pairs), pairs
+    assert sum(n for _, n, _ in pairs) >= sum(o for *_, o in pairs), pairs
+    assert min(old for *_, old in pairs) < 0.99, pairs  # the comparison is not between two perfect scores

@@ -386,6 +386,41 @@ def test_embed_batcher_shares_forward_passes_and_hands_errors_to_each_caller() -
     assert all(isinstance(e, RuntimeError) for e in asyncio.run(fail()))
 
 
+def test_embed_then_runs_the_search_on_the_embedding_thread_with_the_same_hits(
+    store: Store, rag: dict[str, str]
+) -> None:
+    import asyncio
+
+    from keel.serve._retrieval import EmbedBatcher
+
+    retriever = open_index(store, "kb@v1")
+    questions = ["How long do refunds take?", "Where is my parcel?", "reset password", "API rate limit"]
+    threads: list[str] = []
+
+    def search(query: str, vector: Any) -> list[Any]:
+        threads.append(threading.current_thread().name)
+        if query == "boom":
+            raise RuntimeError("index file unreadable")
+        return retriever.search(query, 2, mode="vector", vector=vector)
+
+    async def run() -> list[Any]:
+        batcher = EmbedBatcher(retriever.embedder, max_batch=8)
+        try:
+            jobs = [batcher.embed_then(q, lambda v, q=q: search(q, v)) for q in [*questions, "boom"]]
+            return list(await asyncio.gather(*jobs, return_exceptions=True))
+        finally:
+            await batcher.aclose()
+
+    *found, failed = asyncio.run(run())
+    assert isinstance(failed, RuntimeError)  # one failing follow-up fails its own request only
+    assert threads and all(name.startswith("keel-embed") for name in threads)
+    for question, got in zip(questions, found, strict=True):
+        # Equal to embedding and searching apart (the former path): same chunks, same scores.
+        want = retriever.search(question, 2, mode="vector")
+        assert [(h.chunk_id, round(h.score, 5)) for h in got.result] == [(h.chunk_id, round(h.score, 5)) for h in want]
+        assert got.vector.shape == (retriever.embedder.dimension,) and got.then_started > 0
+
+
 def test_embed_batcher_runs_torch_on_one_thread_and_leaves_others_default() -> None:
     import asyncio
     import threading
