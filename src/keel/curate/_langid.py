@@ -393,7 +393,9 @@ class _FastTextModel:
         try:
             predicted = self._batch.predict(lines)
         except UnicodeEncodeError:  # lone surrogates: those texts go the way `top` repairs them, one by one
-            encodable = [_encodable(line) for line in lines]
+            from keel.curate._words import utf8_encodable
+
+            encodable = [utf8_encodable(line) for line in lines]
             batch = iter(self._batch.predict([line for line, ok in zip(lines, encodable, strict=True) if ok]))
             return [
                 self._labelled(line, *next(batch)) if ok else _top(self, text)
@@ -413,14 +415,6 @@ class _FastTextModel:
         if code == "ja" and not _KANA.search(text) and (self._languages is None or "zh" in self._languages):
             return "zh"
         return code
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _one_line(text: str) -> str:

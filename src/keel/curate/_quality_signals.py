@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keel.core.errors import InputError
-from keel.curate._words import split_words, text_buffer, unicode_whitespace
+from keel.curate._words import split_words, text_buffer, unicode_whitespace, utf8_encodable
 
 __all__ = [
     "BULLETS",
@@ -99,19 +99,11 @@ def as_text_array(texts: Sequence[str] | pa.Array | pa.ChunkedArray) -> pa.Large
     try:
         return pa.array(texts, type=pa.large_string())
     except UnicodeEncodeError as exc:
-        bad = next(i for i, t in enumerate(texts) if not _encodable(t))
+        bad = next(i for i, t in enumerate(texts) if not utf8_encodable(t))
         raise InputError(
             f"expected text that encodes as UTF-8, found {exc.reason} in the text at index {bad}",
             hint="repair the text first (e.g. the normalize step, or str.encode(errors='replace'))",
         ) from None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def signal_columns(arr: pa.LargeStringArray) -> dict[str, FloatArray]:

@@ -20,7 +20,15 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["Words", "ascii_whitespace", "replace_at", "split_words", "text_buffer", "unicode_whitespace"]
+__all__ = [
+    "Words",
+    "ascii_whitespace",
+    "replace_at",
+    "split_words",
+    "text_buffer",
+    "unicode_whitespace",
+    "utf8_encodable",
+]
 
 IntArray = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -281,3 +289,12 @@ def replace_at(arr: pa.Array, positions: Sequence[int] | IntArray, values: pa.Ar
     mask = np.zeros(len(arr), dtype=np.bool_)
     mask[np.asarray(positions, dtype=np.int64)] = True
     return pc.replace_with_mask(arr, pa.array(mask), values)
+
+
+def utf8_encodable(text: str) -> bool:
+    """Whether `text` encodes as UTF-8 (False for a lone surrogate, which Arrow and fastText refuse)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
