@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,17 +37,6 @@ SPECS = [
 ]
 
 
-def _texts(corpus: str | None, limit: int) -> list[str]:
-    if corpus is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from real_text_corpus import build_corpus  # type: ignore[import-not-found]
-
-        folder = Path(tempfile.mkdtemp(prefix="keel-step-cpu-"))
-        corpus = str(build_corpus(folder, seed=0, limit=limit or None))
-    with open(corpus, encoding="utf-8") as lines:
-        return [json.loads(line)["text"] for line in lines]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus", help="a JSONL file with a `text` field (default: build the real-text corpus)")
@@ -57,7 +45,10 @@ def main() -> None:
     args = parser.parse_args()
     import keel.curate._langid as langid
 
-    texts = _texts(args.corpus, args.limit)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from real_text_corpus import corpus_texts  # type: ignore[import-not-found]
+
+    texts = corpus_texts(args.corpus, args.limit)
     now = datetime(2026, 1, 1, tzinfo=UTC)
     shards = [
         records_to_table(make_record(t, f"file:///{i}", i, b"", now) for i, t in enumerate(texts[s : s + 2000], s))

@@ -18,22 +18,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import keel.curate._langid as langid
 from keel.curate._langid import LanguageDetector
-
-
-def _texts(corpus: str | None, limit: int) -> list[str]:
-    if corpus is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from real_text_corpus import build_corpus  # type: ignore[import-not-found]
-
-        corpus = str(build_corpus(Path(tempfile.mkdtemp(prefix="keel-langid-")), seed=0, limit=limit or None))
-    with open(corpus, encoding="utf-8") as lines:
-        return [json.loads(line)["text"] for line in lines]
 
 
 def main() -> None:
@@ -42,7 +31,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="source documents when building the corpus (0: all)")
     parser.add_argument("--repeats", type=int, default=3, help="the least CPU time of this many runs is kept")
     args = parser.parse_args()
-    texts = _texts(args.corpus, args.limit)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from real_text_corpus import corpus_texts  # type: ignore[import-not-found]
+
+    texts = corpus_texts(args.corpus, args.limit)
     detector = LanguageDetector()
     model = detector._loaded()
     batches = [texts[at : at + 2000] for at in range(0, len(texts), 2000)]

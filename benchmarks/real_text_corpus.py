@@ -33,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
     "CorpusUnavailable",
     "Truth",
     "build_corpus",
+    "corpus_texts",
     "html_root",
     "jaccard",
     "load_truth",
@@ -311,6 +313,14 @@ class Truth:
     def nbytes(self) -> int:
         """UTF-8 bytes of all texts."""
         return sum(len(t.encode()) for t in self.texts.values())
+
+
+def corpus_texts(corpus: str | None, limit: int = 0) -> list[str]:
+    """The `text` of every line of a JSONL file, or of a corpus built now (seed 0) into a temporary folder."""
+    if corpus is None:
+        corpus = str(build_corpus(Path(tempfile.mkdtemp(prefix="keel-corpus-")), seed=0, limit=limit or None))
+    with open(corpus, encoding="utf-8") as lines:
+        return [json.loads(line)["text"] for line in lines]
 
 
 def load_truth(path: Path) -> Truth:
