@@ -7,7 +7,6 @@ half-visible version, a referenced blob that is missing or damaged, or a broken 
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.integration.sigkill import child_env, run_and_kill
 
 from keel.core.settings import load_settings
 from keel.data import list_versions, load_version
@@ -28,10 +28,6 @@ SEED = 20261206
 
 def _keel(*args: str) -> list[str]:
     return [sys.executable, "-c", "from keel.cli import main; main()", *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
 def _data_file(path: Path, i: int) -> Path:
@@ -48,23 +44,9 @@ def _model_dir(path: Path, i: int) -> Path:
     return path
 
 
-def _run_and_kill(args: list[str], delay: float) -> int | None:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-    try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=60)
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
-    assert "Traceback" not in err, err
-    return proc.returncode
-
-
 def _timed(args: list[str]) -> float:
     started = time.monotonic()
-    proc = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=300)
+    proc = subprocess.run(args, capture_output=True, text=True, env=child_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return time.monotonic() - started
 
@@ -82,12 +64,12 @@ def test_random_sigkills_leave_doctor_clean_and_gc_reclaims_every_orphan(tmp_pat
     outcomes: dict[str, list[int | None]] = {}
     for kind, command in jobs.items():
         full = _timed(command(-1))  # one uninterrupted run: how long a whole one takes, and a version to keep
-        outcomes[kind] = [_run_and_kill(command(i), rng.uniform(0.0, full)) for i in range(KILLS)]
+        outcomes[kind] = [run_and_kill(command(i), rng.uniform(0.0, full)) for i in range(KILLS)]
     killed = {kind: sum(code == -signal.SIGKILL for code in codes) for kind, codes in outcomes.items()}
     assert all(n >= KILLS // 2 for n in killed.values()), outcomes  # most runs really died mid-way
     assert all(code in (0, -signal.SIGKILL) for codes in outcomes.values() for code in codes), outcomes
 
-    doctor = subprocess.run(_keel(*w, "doctor", "--json"), capture_output=True, text=True, env=_env())
+    doctor = subprocess.run(_keel(*w, "doctor", "--json"), capture_output=True, text=True, env=child_env())
     report = json.loads(doctor.stdout)
     assert doctor.returncode == 0 and report["ok"], report
     store = open_store(load_settings(ws))
@@ -96,13 +78,13 @@ def test_random_sigkills_leave_doctor_clean_and_gc_reclaims_every_orphan(tmp_pat
         referenced, unreadable = referenced_blobs(store, conn)
     assert unreadable == []
     orphans = set(store.blobs.digests()) - set(referenced)
-    gc = subprocess.run(_keel(*w, "gc", "--grace", "0s", "--json"), capture_output=True, text=True, env=_env())
+    gc = subprocess.run(_keel(*w, "gc", "--grace", "0s", "--json"), capture_output=True, text=True, env=child_env())
     assert gc.returncode == 0, gc.stderr
     collected = json.loads(gc.stdout)
     assert set(collected["digests"]) == orphans
     assert set(store.blobs.digests()) == set(referenced)
     assert store.blobs.partials() == []
-    after = subprocess.run(_keel(*w, "doctor", "--json"), capture_output=True, text=True, env=_env())
+    after = subprocess.run(_keel(*w, "doctor", "--json"), capture_output=True, text=True, env=child_env())
     findings = {f["check"]: f["severity"] for f in json.loads(after.stdout)["findings"]}
     assert after.returncode == 0 and findings["orphans"] == "ok" and "partials" not in findings
     for version in list_versions(store, "docs"):

@@ -9,7 +9,6 @@ the output, every blob intact) or not at all.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -20,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from tests.integration.sigkill import child_env, run_and_kill
 
 from keel.core.settings import load_settings
 from keel.data import list_datasets, load_version
@@ -31,10 +31,6 @@ SEED = 20261207
 
 def _keel(ws: Path, *args: str) -> list[str]:
     return [sys.executable, "-c", "from keel.cli import main; main()", "-w", str(ws), *args]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
 
 
 @pytest.mark.slow
@@ -52,10 +48,10 @@ def test_sigkill_during_curate_commits_leaves_whole_versions_or_none(tmp_path: P
     def run(dataset: str) -> list[str]:
         return _keel(ws, "curate", "run", str(tmp_path / "r.yaml"), "--dataset", dataset, "--json")
 
-    first = subprocess.run(run("whole"), capture_output=True, text=True, env=_env(), timeout=300)
+    first = subprocess.run(run("whole"), capture_output=True, text=True, env=child_env(), timeout=300)
     assert first.returncode == 0, first.stderr
     started = time.monotonic()  # a resumed run: start-up, reusing every shard, then the commit
-    again = subprocess.run(run("again"), capture_output=True, text=True, env=_env(), timeout=300)
+    again = subprocess.run(run("again"), capture_output=True, text=True, env=child_env(), timeout=300)
     full = time.monotonic() - started
     assert again.returncode == 0 and json.loads(again.stdout)["resumed_shards"] > 0, again.stderr
     expected = pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / "out" / "data").glob("*.parquet")))
@@ -63,21 +59,11 @@ def test_sigkill_during_curate_commits_leaves_whole_versions_or_none(tmp_path: P
     rng = random.Random(SEED)
     codes = []
     for i in range(KILLS):
-        proc = subprocess.Popen(run(f"killed{i}"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
-        try:
-            proc.wait(timeout=rng.uniform(0.4 * full, full))
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode()
-        proc.stderr.close()
-        assert "Traceback" not in err, err
-        codes.append(proc.returncode)
+        codes.append(run_and_kill(run(f"killed{i}"), rng.uniform(0.4 * full, full)))
     assert all(code in (0, -signal.SIGKILL) for code in codes), codes
     assert any(code == -signal.SIGKILL for code in codes), codes  # some runs really died mid-way
 
-    doctor = subprocess.run(_keel(ws, "doctor", "--json"), capture_output=True, text=True, env=_env())
+    doctor = subprocess.run(_keel(ws, "doctor", "--json"), capture_output=True, text=True, env=child_env())
     assert doctor.returncode == 0 and json.loads(doctor.stdout)["ok"], doctor.stdout
     store = open_store(load_settings(ws))
     assert isinstance(store.blobs, LocalBlobStore)
@@ -88,7 +74,7 @@ def test_sigkill_during_curate_commits_leaves_whole_versions_or_none(tmp_path: P
     with store.db.read() as conn:
         referenced, unreadable = referenced_blobs(store, conn)
     assert unreadable == []
-    gc = subprocess.run(_keel(ws, "gc", "--grace", "0s", "--json"), capture_output=True, text=True, env=_env())
+    gc = subprocess.run(_keel(ws, "gc", "--grace", "0s", "--json"), capture_output=True, text=True, env=child_env())
     assert gc.returncode == 0, gc.stderr
     assert set(store.blobs.digests()) == set(referenced)
     assert store.blobs.partials() == []
