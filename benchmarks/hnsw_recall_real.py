@@ -85,6 +85,13 @@ def chunks(texts: list[str], size: int | str) -> list[str]:
     return list(seen)
 
 
+def spread(items: list[str], count: int | None) -> list[str]:
+    """At most `count` of `items`, evenly spaced (all of them when `count` is None or not smaller)."""
+    if not count or len(items) <= count:
+        return items
+    return [items[i * len(items) // count] for i in range(count)]
+
+
 BLOCK = 1024
 
 
@@ -126,6 +133,23 @@ def embedded(
         return np.zeros(0, np.int64), np.zeros((0, embedder.dimension), np.float32)
     rows = np.concatenate([order[at : at + len(v)] for at, v in done])
     return rows, np.concatenate([v for _, v in done])
+
+
+def cached_chunks(
+    count: int, cache: Path, embedder: SentenceTransformerEmbedder, cut: str = "200+300", *, required: bool = True
+) -> tuple[list[str], np.ndarray]:
+    """python3-doc's chunks at `cut` (at most `count`, evenly spaced) whose vectors a run of this script cached.
+
+    Embeds nothing: only the cached blocks are read (a uniform sample when not every block is cached).
+    Returns `(texts, vectors)`, row i of `vectors` the embedding of `texts[i]`. The benchmarks measuring
+    on real vectors (hnsw_storage.py, query_encoders.py, rag_serving.py) share it. With `required` and
+    nothing cached, exits with the command that embeds them; without, returns no rows.
+    """
+    wanted = spread(chunks(page_texts(html_root(), cache), cut), count)
+    rows, vectors = embedded(wanted, cache, embedder, minutes=0)
+    if required and not len(rows):
+        sys.exit(f"no cached vectors: run benchmarks/hnsw_recall_real.py --chunk-sizes {cut} --max-chunks {count}")
+    return [wanted[i] for i in rows], vectors
 
 
 def _recall(approx: np.ndarray, exact: np.ndarray) -> float:
@@ -191,9 +215,7 @@ def main() -> None:
     texts = page_texts(html_root(), args.cache)
     results = []
     for size in args.chunk_sizes:
-        cut = chunks(texts, size)
-        if args.max_chunks and len(cut) > args.max_chunks:
-            cut = [cut[i * len(cut) // args.max_chunks] for i in range(args.max_chunks)]
+        cut = spread(chunks(texts, size), args.max_chunks)
         _, data = embedded(cut, args.cache, embedder, args.max_minutes, args.reverse)
         for part in range(args.nested - 1, -1, -1):  # smallest first: how the needed ef_search grows with size
             results.append({"chunk_size": size, "chunks": len(cut), **measure(data[: len(data) >> part], kinds)})

@@ -49,13 +49,7 @@ def _real(count: int, cache: Path, embedder: SentenceTransformerEmbedder) -> Any
     assert spec is not None and spec.loader is not None
     real = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(real)
-    texts = real.chunks(real.page_texts(real.html_root(), cache), "200+300")
-    if len(texts) > count:
-        texts = [texts[i * len(texts) // count] for i in range(count)]
-    _, vectors = real.embedded(texts, cache, embedder, minutes=0)
-    if not len(vectors):
-        sys.exit(f"no cached vectors: run benchmarks/hnsw_recall_real.py --chunk-sizes 200+300 --max-chunks {count}")
-    return vectors
+    return real.cached_chunks(count, cache, embedder)[1]
 
 
 def _recall(approx: Any, exact: Any) -> float:

@@ -68,11 +68,7 @@ def _corpus(cache: Path, max_chunks: int, embedder: SentenceTransformerEmbedder)
     assert spec is not None and spec.loader is not None
     real = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(real)
-    cut = real.chunks(real.page_texts(real.html_root(), cache), "200+300")
-    if len(cut) > max_chunks:
-        cut = [cut[i * len(cut) // max_chunks] for i in range(max_chunks)]
-    _, data = real.embedded(cut, cache, embedder, minutes=0)  # only the blocks already cached
-    return np.asarray(data)
+    return np.asarray(real.cached_chunks(max_chunks, cache, embedder, required=False)[1])  # only what is cached
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> float:

@@ -228,14 +228,8 @@ def _real_corpus(count: int, cache: Path) -> tuple[Any, Any]:
     from keel.data import make_record, records_to_table
     from keel.index._embedding import SentenceTransformerEmbedder
 
-    texts = _real.chunks(_real.page_texts(_real.html_root(), cache), REAL_CUT)
-    if len(texts) > count:
-        texts = [texts[i * len(texts) // count] for i in range(count)]
     model = SentenceTransformerEmbedder()
-    rows, vectors = _real.embedded(texts, cache, model, minutes=0)
-    if not len(rows):
-        sys.exit(f"no cached vectors: run benchmarks/hnsw_recall_real.py --chunk-sizes {REAL_CUT} --max-chunks {count}")
-    texts = [texts[i] for i in rows]
+    texts, vectors = _real.cached_chunks(count, cache, model, REAL_CUT)
     fetched = datetime(2026, 12, 1, tzinfo=UTC)
     records = [make_record(t, f"file:///usr/share/doc/python3/html#chunk-{i}", 0, t.encode(), fetched, {},
                            record_id_override=f"doc-{i}") for i, t in enumerate(texts)]  # fmt: skip
