@@ -21,14 +21,16 @@ from sqlalchemy import Engine
 from keel.core.settings import STATE_DIR, load_settings
 from keel.store import Store, init_workspace, open_store
 from tests.postgres import (
+    RunLock,
     admin_engine,
+    claim_run,
     create_schema,
     drop_schema,
     migrate_schema,
     migration_sql,
     schema_of,
     schema_url,
-    unique_name,
+    sweep_dead_runs,
 )
 
 POSTGRES_URL = os.environ.get("KEEL_TEST_POSTGRES_URL")
@@ -51,16 +53,17 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
 
 @dataclass
 class PostgresServer:
-    """The test server: an engine to make and drop schemas, and the migrations' SQL (recorded on first use)."""
+    """The test server: an engine to make and drop schemas, this run's claim on it, and the migrations' SQL."""
 
     base_url: str
     admin: Engine
+    run: RunLock
     _migration: str | None = None
 
     def migrate(self, url: str) -> None:
         """Bring the empty schema `url` names to the head revision: the session's recorded migration, replayed."""
         if self._migration is None:
-            self._migration = migration_sql(self.admin, self.base_url)
+            self._migration = migration_sql(self.admin, self.base_url, self.run.name("keel_template"))
         migrate_schema(self.admin, self._migration, schema_of(url))
 
 
@@ -71,15 +74,17 @@ def postgres_server() -> Iterator[PostgresServer]:
         if REQUIRE_ALL_TIERS:
             pytest.fail(POSTGRES_SKIP)
         pytest.skip(POSTGRES_SKIP)
-    server = PostgresServer(POSTGRES_URL, admin_engine(POSTGRES_URL))
+    server = PostgresServer(POSTGRES_URL, admin_engine(POSTGRES_URL), claim_run(POSTGRES_URL))
+    sweep_dead_runs(server.run)  # schemas of runs killed before their teardown (tests/postgres.py)
     yield server
     server.admin.dispose()
+    server.run.close()
 
 
 @pytest.fixture
 def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A database URL whose search_path is a fresh, private, empty schema, dropped afterwards."""
-    schema = unique_name("keel_test")
+    schema = postgres_server.run.name("keel_test")
     create_schema(postgres_server.admin, schema)
     try:
         yield schema_url(postgres_server.base_url, schema)

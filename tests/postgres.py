@@ -19,13 +19,23 @@ Measured and dropped (benchmarks/suite_fixtures.py):
 
 Names are unique per run and per test (a random part), so two runs sharing a server (a developer's and CI's) never
 touch each other's schemas; the schema migrated for the recording is dropped at once.
+
+A run that is killed (`kill -9`, a CI job cancelled) cannot drop its schemas. So each run claims a number on the
+server: it holds the advisory lock (`RUN_LOCK_CLASS`, number) on a connection of its own for as long as the process
+lives, and names its schemas `keel_test_r<number>_<random>` (`keel_template_r…` for the recording). At its start a
+run sweeps (`sweep_dead_runs`): a schema named so whose run's lock it can take belongs to a process that is gone
+(the server released the lock when that process's connection closed), and is dropped; schemas of live runs, whose
+locks are held, and every schema named any other way (benchmarks', older suites') are left alone. A lock, not a pid:
+the runs sharing a server may live in other containers, where a pid means nothing.
 Also imported by benchmarks/suite_fixtures.py, which measures these functions.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -36,13 +46,17 @@ from sqlalchemy.pool import NullPool
 from keel.store import Database
 
 __all__ = [
+    "RUN_LOCK_CLASS",
+    "RunLock",
     "admin_engine",
+    "claim_run",
     "create_schema",
     "drop_schema",
     "migrate_schema",
     "migration_sql",
     "schema_of",
     "schema_url",
+    "sweep_dead_runs",
     "unique_name",
 ]
 
@@ -51,9 +65,74 @@ _OPTION = "-csearch_path="
 _READ = re.compile(r"\s*(SELECT|SHOW)\b", re.IGNORECASE)
 
 
+# The advisory-lock class of test runs ('keel' in ASCII). Two-int keys: apart from Keel's own one-bigint locks.
+RUN_LOCK_CLASS = 0x6B65656C
+# Schemas a run of the suite makes: the prefix, the run's number (hex) and a random part. Nothing else is swept.
+_RUN_SCHEMA = re.compile(r"^(?:keel_test|keel_template)_r([0-9a-f]{8})_[0-9a-f]{16}$")
+
+
 def unique_name(prefix: str) -> str:
     """A schema name no other run on the server uses."""
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass
+class RunLock:
+    """This run's claim on the server: the lock (`RUN_LOCK_CLASS`, `number`), held by `conn` while the run lives."""
+
+    number: int
+    conn: psycopg.Connection[Any] = field(repr=False)
+
+    def name(self, prefix: str = "keel_test") -> str:
+        """A schema name of this run (`sweep_dead_runs` drops it once this run is gone)."""
+        if prefix not in ("keel_test", "keel_template"):
+            raise ValueError(f"expected the prefix keel_test or keel_template; found {prefix!r}")
+        return f"{prefix}_r{self.number:08x}_{uuid.uuid4().hex[:16]}"
+
+    def close(self) -> None:
+        """End the claim (closing the connection releases the lock)."""
+        self.conn.close()
+
+
+def _libpq_url(base_url: str) -> str:
+    return make_url(base_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def claim_run(base_url: str) -> RunLock:
+    """Take a run number no live run holds, on a connection kept open (and the lock held) until `close`."""
+    conn = psycopg.connect(_libpq_url(base_url), autocommit=True)
+    while True:
+        number = 1 + secrets.randbelow(2**31 - 1)
+        taken = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (RUN_LOCK_CLASS, number)).fetchone()
+        if taken and taken[0]:
+            return RunLock(number, conn)
+
+
+def sweep_dead_runs(run: RunLock) -> list[str]:
+    """Drop the schemas of runs that are gone (killed before their teardown); returns the names dropped.
+
+    A run is gone when its lock can be taken: the lock is held for as long as the run's connection is open, and
+    the server closes that connection when the process dies. The lock is taken while the run's schemas are
+    dropped, so two sweeping runs never drop the same schema, then released. This run's own are never touched.
+    """
+    rows = run.conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'keel\\_%' ORDER BY 1").fetchall()
+    by_run: dict[int, list[str]] = {}
+    for (schema,) in rows:
+        found = _RUN_SCHEMA.match(schema)
+        if found and int(found[1], 16) != run.number:
+            by_run.setdefault(int(found[1], 16), []).append(schema)
+    dropped = []
+    for number, schemas in by_run.items():
+        taken = run.conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (RUN_LOCK_CLASS, number)).fetchone()
+        if not (taken and taken[0]):
+            continue  # that run is alive (or another run is sweeping it)
+        try:
+            for schema in schemas:
+                run.conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                dropped.append(schema)
+        finally:
+            run.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (RUN_LOCK_CLASS, number))
+    return dropped
 
 
 def admin_engine(base_url: str) -> Engine:
@@ -89,12 +168,12 @@ def drop_schema(admin: Engine, schema: str) -> None:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
 
 
-def migration_sql(admin: Engine, base_url: str) -> str:
+def migration_sql(admin: Engine, base_url: str, template: str | None = None) -> str:
     """Every statement but the reads that Keel's migrations send to an empty schema, values inlined, in order.
 
-    Recorded from a real `Database.upgrade()` of a new schema, which is then dropped.
+    Recorded from a real `Database.upgrade()` of a new schema (`template`, default a unique name), then dropped.
     """
-    template = unique_name("keel_template")
+    template = template or unique_name("keel_template")
     create_schema(admin, template)
     statements: list[str] = []
 

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from tests.conftest import REQUIRE_ALL_TIERS, PostgresServer
-from tests.postgres import create_schema, drop_schema, schema_of, schema_url, unique_name
+from tests.postgres import create_schema, drop_schema, schema_of, schema_url
 
 from keel.core.errors import DatabaseUnavailableError, SchemaError
 from keel.store import Database, Store, mask_url
@@ -61,7 +61,7 @@ def test_the_store_fixtures_replayed_postgresql_migration_makes_what_the_migrati
     db = Database(postgres_url)
     assert db.upgrade() is True
     db.dispose()
-    copy = unique_name("keel_test")
+    copy = postgres_server.run.name("keel_test")
     create_schema(postgres_server.admin, copy)
     try:
         postgres_server.migrate(schema_url(postgres_server.base_url, copy))
