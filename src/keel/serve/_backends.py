@@ -6,7 +6,9 @@ pools connections (one `aiohttp` session), bounds each call by a timeout, retrie
 failures with exponential backoff, and stops calling a failing server through a circuit breaker.
 Only failures that say the server is unhealthy (connection errors, timeouts, 502/503/504) count
 toward the breaker and are retried; a 500 that one request's content caused is answered at once
-and leaves the circuit alone, so one caller cannot open it for everyone.
+and leaves the circuit alone, so one caller cannot open it for everyone. Nor does a pooled
+connection the server had already closed (its keep-alive ran out while this process was too busy
+to notice): the request is sent again at once on a new connection, as RFC 9112 9.3.1 lets a client.
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ __all__ = ["Backend", "CircuitBreaker", "CircuitOpenError", "OpenAIBackend", "Op
 Operation = Literal["chat", "completion", "embeddings"]
 _PATHS: dict[str, str] = {"chat": "/chat/completions", "completion": "/completions", "embeddings": "/embeddings"}
 _UNHEALTHY = frozenset({502, 503, 504})  # statuses that say the server (or what is in front of it) is down
+# Idle pooled connections are dropped after this many seconds: below the 5 s keep-alive of uvicorn (vLLM's
+# server) and llama.cpp's server, so the pool seldom offers a connection the server is closing.
+KEEPALIVE_S = 4.0
 
 
 class Backend(Protocol):
@@ -124,20 +129,52 @@ class OpenAIBackend:
         self.model = model
         self.retries = retries
         self.breaker = breaker or CircuitBreaker()
+        self.stale_retries = 0  # requests sent again because their pooled connection was closed (see `_open`)
         self._timeout_s = timeout_s
         self._headers = {"content-type": "application/json"}
         if api_key:
             self._headers["authorization"] = f"Bearer {api_key}"
         self._session: aiohttp.ClientSession | None = None
+        self._fresh_session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         import aiohttp  # imported here: `import keel.serve` stays light for the CLI
 
         if self._session is None:  # made in the serving event loop, on first use
-            connector = aiohttp.TCPConnector(limit=256, limit_per_host=256)
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=256, keepalive_timeout=KEEPALIVE_S)
             timeout = aiohttp.ClientTimeout(total=self._timeout_s)
             self._session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers)
         return self._session
+
+    def _fresh(self) -> aiohttp.ClientSession:
+        """A session that opens a new connection for every request (and closes it after)."""
+        import aiohttp
+
+        if self._fresh_session is None:
+            connector = aiohttp.TCPConnector(limit=256, limit_per_host=256, force_close=True)
+            timeout = aiohttp.ClientTimeout(total=self._timeout_s)
+            self._fresh_session = aiohttp.ClientSession(connector=connector, timeout=timeout, headers=self._headers)
+        return self._fresh_session
+
+    async def _open(self, url: str, payload: bytes) -> aiohttp.ClientResponse:
+        """POST `payload` and wait for the answer's head; once more on a new connection if the pooled one was dead.
+
+        A keep-alive connection the server closed while it sat in the pool fails as soon as it is used
+        (`ServerDisconnectedError`, or `ClientOSError` writing the body). On a busy machine that is common:
+        the event loop learns of the close late, and a stalled burst finds every pooled connection closed
+        at once. That says nothing about the server's health, so the request goes again at once, on a new
+        connection, outside the retry budget and the breaker; a server that is down then fails to connect
+        (`ClientConnectorError`), and that is a failure like any other.
+        """
+        import aiohttp
+
+        try:
+            return await self._client().post(url, data=payload)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientConnectionResetError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise  # no connection was made: the server is not there
+            self.stale_retries += 1
+        return await self._fresh().post(url, data=payload)
 
     def _payload(self, body: dict[str, Any]) -> bytes:
         return json.dumps({**body, "model": self.model}).encode()
@@ -175,7 +212,7 @@ class OpenAIBackend:
         url = self.base_url + _PATHS[operation]
         async for attempt in self._attempts():
             try:
-                async with self._client().post(url, data=self._payload(body)) as response:
+                async with await self._open(url, self._payload(body)) as response:
                     status = response.status
                     raw = await response.read()
             except (_client_errors(), TimeoutError) as exc:
@@ -197,7 +234,7 @@ class OpenAIBackend:
         async for attempt in self._attempts():
             started = False
             try:
-                async with self._client().post(url, data=payload) as response:
+                async with await self._open(url, payload) as response:
                     if response.status >= 400:
                         error = self._refused(attempt, response.status, await response.read())
                         if error is not None:
@@ -221,9 +258,10 @@ class OpenAIBackend:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._fresh_session):
+            if session is not None:
+                await session.close()
+        self._session = self._fresh_session = None
 
 
 def _client_errors() -> type[Exception]:
