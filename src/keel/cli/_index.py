@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.markup import escape
@@ -14,7 +14,7 @@ from keel.cli._context import console, get_store, print_json
 from keel.core.clock import format_time
 
 if TYPE_CHECKING:
-    from keel.index import IndexVersion
+    from keel.index import IndexVersion, VectorParams
 
 __all__ = ["index_app"]
 
@@ -34,6 +34,10 @@ EfSearchOption = Annotated[
 ]
 ModeOption = Annotated[
     Literal["hybrid", "vector", "keyword"], typer.Option(help="Fuse vector and BM25 results, or use one.")
+]
+HnswOption = Annotated[
+    int | None,
+    typer.Option(show_default=False, help="HNSW graph: links per vector (default 16, 2-512); implies --kind hnsw."),
 ]
 _STAGES = {"chunk": "Chunking records", "embed": "Embedding chunks", "index": "Building indexes"}
 
@@ -56,6 +60,25 @@ def build(
     full: Annotated[
         bool, typer.Option("--full", help="Embed every chunk; reuse nothing from the last version.")
     ] = False,
+    kind: Annotated[
+        Literal["flat", "hnsw"] | None,
+        typer.Option(
+            show_default=False,
+            help="Exact (flat) or HNSW vector search (default: flat below 20,000 chunks, hnsw from there).",
+        ),
+    ] = None,
+    storage: Annotated[
+        Literal["fp32", "sq8"] | None,
+        typer.Option(
+            show_default=False,
+            help="How HNSW stores vectors: fp32, or sq8 (8 bits a dimension, re-ranked on fp32); implies --kind hnsw.",
+        ),
+    ] = None,
+    hnsw_m: HnswOption = None,
+    ef_construction: Annotated[
+        int | None,
+        typer.Option(show_default=False, help="HNSW graph: build breadth (default 64, 1-65,536); implies --kind hnsw."),
+    ] = None,
     ef_search: EfSearchOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -64,6 +87,7 @@ def build(
 
     store = get_store(ctx)
     settings = ChunkSettings(size=chunk_size, overlap=overlap, by=by)
+    vectors = _vector_params(kind, storage, hnsw_m, ef_construction)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console(), transient=True, disable=json_output) as bar:
         tasks: dict[str, TaskID] = {}
@@ -82,19 +106,58 @@ def build(
             incremental=not full,
             progress=advance,
             ef_search=ef_search,
+            vectors=vectors,
         )
-    if json_output:
-        print_json(result.to_json())
-        return
     index = result.index
+    built = _built_vectors(index.manifest(store))
+    if json_output:
+        print_json({**result.to_json(), "vectors": built.shown()})
+        return
     if not result.created:
         console().print(f"{index.ref} already indexes {index.dataset_ref} this way; nothing new built.")
         return
     reused = f", reused {result.reused_chunks:,} from {result.reused_from}" if result.reused_from else ""
     console().print(
         f"Built {index.ref} from {index.dataset_ref}: {index.num_records:,} records, {index.num_chunks:,} chunks "
-        f"({index.kind}); embedded {result.embedded_chunks:,}{reused} in {result.seconds:.1f}s"
+        f"({built.describe()}); embedded {result.embedded_chunks:,}{reused} in {result.seconds:.1f}s"
     )
+
+
+def _vector_params(
+    kind: Literal["flat", "hnsw"] | None,
+    storage: Literal["fp32", "sq8"] | None,
+    hnsw_m: int | None,
+    ef_construction: int | None,
+) -> VectorParams | None:
+    """The vector index `keel index build` asked for, or None for the library's choice by size.
+
+    Any HNSW option asks for HNSW; with `--kind flat` only `--storage fp32` (what an exact index stores) fits.
+    """
+    from keel.core.errors import InputError
+    from keel.index import VectorParams
+
+    graph = {"--hnsw-m": hnsw_m, "--ef-construction": ef_construction}
+    given = {flag: value for flag, value in graph.items() if value is not None}
+    if kind == "flat" and (given or storage == "sq8"):
+        wrong = {**given, **({"--storage": storage} if storage == "sq8" else {})}  # fp32 is what exact search stores
+        found = ", ".join(f"{flag} {value}" for flag, value in wrong.items())
+        raise InputError(
+            f"expected HNSW options only with an HNSW index; got --kind flat with {found}. "
+            "Drop them for exact search, or pass --kind hnsw"
+        )
+    if kind is None and not given and storage is None:
+        return None
+    if kind == "flat":
+        return VectorParams("flat")
+    return VectorParams("hnsw", m=16 if hnsw_m is None else hnsw_m,
+                        ef_construction=64 if ef_construction is None else ef_construction,
+                        storage=storage or "fp32")  # fmt: skip
+
+
+def _built_vectors(manifest: dict[str, Any]) -> VectorParams:
+    from keel.index import VectorParams
+
+    return VectorParams.from_json(manifest["vectors"])
 
 
 @index_app.command("query")
@@ -156,13 +219,14 @@ def show(ctx: typer.Context, ref: RefArg, json_output: JsonOption = False) -> No
     index = get_index(store, ref)
     manifest = index.manifest(store)
     if json_output:
-        print_json({**index.to_json(), "manifest_content": manifest})
+        print_json({**index.to_json(), "vectors": _built_vectors(manifest).shown(), "manifest_content": manifest})
         return
     out = console()
     out.print(f"[bold]{index.ref}[/bold]  {index.kind}  {index.num_chunks:,} chunks of {index.num_records:,} records")
     out.print(f"  dataset {index.dataset_ref or '(table)'}; model {escape(index.embedding_model)}")
     chunking = index.chunking
-    out.print(f"  chunks of {chunking.size} {chunking.by}, overlap {chunking.overlap}; vectors {manifest['vectors']}")
+    vectors = _built_vectors(manifest).describe()
+    out.print(f"  chunks of {chunking.size} {chunking.by}, overlap {chunking.overlap}; vectors {vectors}")
     out.print(f"  embedded {index.embedded_chunks:,} anew (reused from {manifest.get('reused_from') or '—'})")
     out.print(f"  built by {index.created_by} at {format_time(index.created_at)}; manifest {index.manifest_digest}")
     for key, entry in manifest["files"].items():

@@ -21,8 +21,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from keel.core.errors import InputError
+
 __all__ = [
+    "EF_RANGE",
     "HNSW_THRESHOLD",
+    "M_RANGE",
     "VectorIndexKind",
     "VectorParams",
     "VectorStorage",
@@ -42,6 +46,10 @@ VectorIndexKind = Literal["flat", "hnsw"]
 # How an HNSW index stores its vectors: fp32 (`IndexHNSWFlat`) or 8 bits a dimension (`IndexHNSWSQ`, a
 # quarter of the bytes each distance reads; searches re-rank their candidates on the fp32 embeddings).
 VectorStorage = Literal["fp32", "sq8"]
+# What an HNSW graph may be built with: FAISS hangs or crashes with M 1; the upper bounds keep a typo (an
+# extra digit) from building a graph that needs hours or gigabytes.
+M_RANGE = (2, 512)
+EF_RANGE = (1, 65_536)
 # Below this many vectors exact search is fast enough (< 5 ms a query at 384 dims) and needs no tuning.
 HNSW_THRESHOLD = 20_000
 
@@ -77,6 +85,41 @@ class VectorParams:
     ef_construction: int = 64
     ef_search: int = 0
     storage: VectorStorage = "fp32"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.kind not in ("flat", "hnsw"):
+            problems.append(f"kind 'flat' or 'hnsw', got {self.kind!r}")
+        if self.storage not in ("fp32", "sq8"):
+            problems.append(f"storage 'fp32' or 'sq8', got {self.storage!r}")
+        elif self.kind == "flat" and self.storage != "fp32":
+            problems.append(f"storage 'fp32' for an exact (flat) index, got {self.storage!r}: only HNSW stores 8 bits")
+        for name, value, (low, high) in (
+            ("m", self.m, M_RANGE),
+            ("ef_construction", self.ef_construction, EF_RANGE),
+            ("ef_search", self.ef_search, (0, None)),  # no top: the rule by size passes 65,536 past 2M vectors
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= (high or value):
+                span = f"from {low:,} to {high:,}" if high else f"of at least {low:,}"
+                problems.append(f"{name} an integer {span}, got {value!r}")
+        if problems:
+            raise InputError(f"expected vector index settings with {'; '.join(problems)}; fix them and retry")
+
+    def describe(self) -> str:
+        """One line for people: `exact (flat)`, or the HNSW graph, search breadth and storage.
+
+        Examples:
+            >>> VectorParams("hnsw", m=32, ef_construction=128, ef_search=512, storage="sq8").describe()
+            'hnsw (M 32, efConstruction 128, efSearch 512, storage sq8)'
+        """
+        if self.kind == "flat":
+            return "exact (flat)"
+        ef = self.ef_search or "by size"
+        return f"hnsw (M {self.m}, efConstruction {self.ef_construction}, efSearch {ef}, storage {self.storage})"
+
+    def shown(self) -> dict[str, Any]:
+        """Every setting that applies, `storage` included when fp32 (for `keel index show --json`)."""
+        return self.to_json() | ({"storage": self.storage} if self.kind == "hnsw" else {})
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict; only `kind` for exact indexes, `storage` only when not fp32 (as before it existed)."""

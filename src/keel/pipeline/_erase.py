@@ -248,7 +248,7 @@ def _rebuild_index(store: Store, index: IndexVersion, replaced: ReplacedVersion 
     new_ref = None
     if replaced is not None:
         vectors = VectorParams(
-            **{k: v for k, v in manifest["vectors"].items() if k in ("kind", "m", "ef_construction")}
+            **{k: v for k, v in manifest["vectors"].items() if k in ("kind", "m", "ef_construction", "storage")}
         )
         build = build_index(
             store, index.name, replaced.new_ref, chunking=index.chunking, model=index.embedding_model, vectors=vectors

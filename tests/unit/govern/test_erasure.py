@@ -30,7 +30,7 @@ from keel.core.keyring import load_keyring, parse_subject
 from keel.curate._pii_step import PiiParams, PiiStep
 from keel.data import commit_version, get_version, load_version, make_record, records_to_table
 from keel.govern._erasures import verify_certificate
-from keel.index import build_index
+from keel.index import VectorParams, build_index, get_index
 from keel.monitor import Trace, TraceWriter, list_traces, record_feedback
 from keel.pipeline._erase import erase_subjects, erasure_impact
 from keel.registry import get_model, model_card
@@ -105,7 +105,7 @@ def _seed(store: Store, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     commit_version(store, "people", _table(["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"]))
     commit_version(store, "people", _table(["r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"]))
     commit_version(store, "other", _table(["r2", "r3", "r9"]))  # shares no row with the subject
-    build_index(store, "kb", "people@v2")
+    build_index(store, "kb", "people@v2", vectors=VectorParams("hnsw", m=8, storage="sq8"))
     model = new_tiny_model(store, "tiny", "people@v1", TINY)
     create_deployment(store, "chat", model.ref, route={"backend": "transformers"})
     key = load_keyring(store.settings).subject_key(parse_subject(f"email:{SUBJECT}"))
@@ -152,6 +152,8 @@ def _erase_and_check(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
         ("people@v2", 9, 6),
     ]
     assert done["index_versions"][0]["old"] == "kb@v1" and done["index_versions"][0]["new"] == "kb@v2"
+    rebuilt = get_index(store, "kb@v2").manifest(store)["vectors"]  # built as the erased version was
+    assert (rebuilt["kind"], rebuilt["m"], rebuilt["storage"]) == ("hnsw", 8, "sq8")
     assert done["feedback_deleted"] == 2
     assert done["traces_deleted"] == 5 and done["models_marked"] == [seeded["model"].node]
     assert done["deployments_marked"] == ["chat"] and done["shards_destroyed"]

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from keel.core.errors import InputError
 from keel.index import VectorParams, build_vectors, ef_search_for, normalise, vector_search
 from keel.index._engines import (
     bm25_from_bytes,
@@ -72,3 +74,23 @@ def test_hnsw_holds_recall_for_queries_unlike_the_corpus_at_the_model_dimension(
     assert index.hnsw.efSearch == 40 and recall() < 0.8
     flat = build_vectors(data, VectorParams("flat"))  # exact search has no breadth to set: the same answer
     assert (vector_search(flat, queries, 10, ef_search=8)[1] == exact).all()
+
+
+def test_vector_params_refuse_settings_faiss_cannot_build() -> None:
+    """M 1 hangs or crashes FAISS; sq8 on an exact index, a float or a bool are mistakes: refused with what fits."""
+    for kwargs, message in [
+        ({"kind": "hnsw", "m": 1}, "m an integer from 2 to 512, got 1"),
+        ({"kind": "hnsw", "m": 16.5}, "m an integer from 2 to 512, got 16.5"),
+        ({"kind": "hnsw", "ef_construction": True}, "ef_construction an integer from 1 to 65,536, got True"),
+        ({"kind": "hnsw", "ef_search": -1}, "ef_search an integer of at least 0, got -1"),
+        ({"kind": "flat", "storage": "sq8"}, "storage 'fp32' for an exact (flat) index, got 'sq8'"),
+        ({"kind": "hnsw", "storage": "pq"}, "storage 'fp32' or 'sq8', got 'pq'"),
+        ({"kind": "ivf"}, "kind 'flat' or 'hnsw', got 'ivf'"),
+    ]:
+        with pytest.raises(InputError, match="expected vector index settings with ") as caught:
+            VectorParams(**kwargs)  # type: ignore[arg-type]
+        assert message in str(caught.value) and str(caught.value).endswith("fix them and retry")
+    big = VectorParams.for_size(5_000_000)  # the rule by size may pass 65,536: no top on ef_search
+    assert big.ef_search == 262_144 and VectorParams.from_json(big.to_json()) == big
+    assert VectorParams("hnsw", storage="sq8").shown()["storage"] == "sq8"
+    assert VectorParams("hnsw").shown()["storage"] == "fp32" and "storage" not in VectorParams("hnsw").to_json()

@@ -85,3 +85,67 @@ def test_user_mistakes_exit_2_with_a_message(workspace: Path) -> None:
         result = runner.invoke(app, [*ws, *args])
         assert result.exit_code == 2 and message in result.output, result.output
     assert "No indexes yet" in _ok(*ws, "index", "list")
+
+
+def test_build_with_vector_storage_and_graph_options(
+    workspace: Path, make_corpus: Callable[..., pa.Table], commit_dataset: Callable[..., Any]
+) -> None:
+    """--storage, --hnsw-m and --ef-construction build the HNSW index asked for; another choice is a new version."""
+    store = open_store(load_settings(workspace))
+    commit_dataset(store, "kb", make_corpus())
+    store.close()
+    build = ["-w", str(workspace), "index", "build", "help", "--dataset", "kb", "--chunk-size", "120", "--json"]
+
+    def built(*options: str) -> dict[str, Any]:
+        return dict(json.loads(_ok(*build, *options)))
+
+    sq8 = built("--storage", "sq8")
+    assert (sq8["ref"], sq8["created"], sq8["kind"]) == ("help@v1", True, "hnsw")
+    assert sq8["vectors"] == {"kind": "hnsw", "m": 16, "ef_construction": 64, "ef_search": 64, "storage": "sq8"}
+    assert not built("--storage", "sq8")["created"]  # the same data, the same way: nothing new
+    fp32 = built("--storage", "fp32")
+    assert (fp32["ref"], fp32["created"], fp32["vectors"]["storage"]) == ("help@v2", True, "fp32")
+    graph = built("--hnsw-m", "32", "--ef-construction", "128")
+    assert graph["ref"] == "help@v3" and graph["created"] and graph["reused_chunks"] == graph["num_chunks"]
+    assert graph["vectors"] == {"kind": "hnsw", "m": 32, "ef_construction": 128, "ef_search": 64, "storage": "fp32"}
+    assert not built("--kind", "hnsw", "--hnsw-m", "32", "--ef-construction", "128", "--storage", "fp32")["created"]
+    both = built("--hnsw-m", "32", "--ef-construction", "128", "--storage", "sq8", "--ef-search", "40")
+    assert both["ref"] == "help@v4" and both["vectors"]["storage"] == "sq8" and both["vectors"]["ef_search"] == 40
+    flat = built("--kind", "flat")
+    assert (flat["ref"], flat["kind"], flat["vectors"]) == ("help@v5", "flat", {"kind": "flat"})
+
+    ws = ["-w", str(workspace)]
+    shown = _ok(*ws, "index", "show", "help@v4")
+    assert "vectors hnsw (M 32, efConstruction 128, efSearch 40, storage sq8)" in shown
+    detail = json.loads(_ok(*ws, "index", "show", "help@v4", "--json"))
+    assert detail["vectors"] == {"kind": "hnsw", "m": 32, "ef_construction": 128, "ef_search": 40, "storage": "sq8"}
+    assert detail["manifest_content"]["vectors"]["storage"] == "sq8"
+    assert json.loads(_ok(*ws, "index", "show", "help@v2", "--json"))["vectors"]["storage"] == "fp32"
+    assert "vectors exact (flat)" in _ok(*ws, "index", "show", "help@v5")
+    # The sq8 version answers like the others: its candidates are re-scored on the fp32 embeddings.
+    for ref in ("help@v1", "help@v4"):
+        hits = json.loads(_ok(*ws, "index", "query", ref, "how do I get a refund", "-k", "2", "--mode", "vector",
+                              "--json"))  # fmt: skip
+        assert hits[0]["record_id"] == "refunds"
+    text = _ok(*ws, "index", "build", "help", "--dataset", "kb", "--chunk-size", "120", "--storage", "sq8")
+    assert "Built help@v6 from kb@v1" in text and "(hnsw (M 16, efConstruction 64, efSearch 64, storage sq8))" in text
+
+
+def test_vector_options_that_do_not_fit_are_refused_before_building(workspace: Path) -> None:
+    ws = ["-w", str(workspace), "index", "build", "help", "--dataset", "kb"]
+    for options, message in [
+        (["--kind", "flat", "--storage", "sq8"], "InputError: expected HNSW options only with an HNSW index; "
+                                                 "got --kind flat with --storage sq8. Drop them"),
+        (["--kind", "flat", "--hnsw-m", "8"], "got --kind flat with --hnsw-m 8"),
+        (["--hnsw-m", "1"], "InputError: expected vector index settings with m an integer from 2 to 512, got 1"),
+        (["--hnsw-m", "100000", "--ef-construction", "0"], "m an integer from 2 to 512, got 100000; "
+                                                           "ef_construction an integer from 1 to 65,536, got 0"),
+        (["--ef-construction", "-5"], "ef_construction an integer from 1 to 65,536, got -5"),
+        (["--storage", "sq4"], "Invalid value for '--storage'"),
+        (["--kind", "ivf"], "Invalid value for '--kind'"),
+        (["--hnsw-m", "many"], "Invalid value for '--hnsw-m'"),
+    ]:  # fmt: skip
+        result = runner.invoke(app, [*ws, *options])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
+        assert "Traceback" not in result.output
+    assert "No indexes yet" in _ok("-w", str(workspace), "index", "list")
