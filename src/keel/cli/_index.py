@@ -118,8 +118,8 @@ def build(
         return
     reused = f", reused {result.reused_chunks:,} from {result.reused_from}" if result.reused_from else ""
     console().print(
-        f"Built {index.ref} from {index.dataset_ref}: {index.num_records:,} records, {index.num_chunks:,} chunks "
-        f"({built.describe()}); embedded {result.embedded_chunks:,}{reused} in {result.seconds:.1f}s"
+        f"Built {index.ref} from {index.dataset_ref}: {index.num_records:,} records, {index.num_chunks:,} chunks, "
+        f"vectors {built.describe()}; embedded {result.embedded_chunks:,}{reused} in {result.seconds:.1f}s"
     )
 
 

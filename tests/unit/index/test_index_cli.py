@@ -128,7 +128,8 @@ def test_build_with_vector_storage_and_graph_options(
                               "--json"))  # fmt: skip
         assert hits[0]["record_id"] == "refunds"
     text = _ok(*ws, "index", "build", "help", "--dataset", "kb", "--chunk-size", "120", "--storage", "sq8")
-    assert "Built help@v6 from kb@v1" in text and "(hnsw (M 16, efConstruction 64, efSearch 64, storage sq8))" in text
+    assert "Built help@v6 from kb@v1" in text
+    assert "chunks, vectors hnsw (M 16, efConstruction 64, efSearch 64, storage sq8); embedded" in text
 
 
 def test_vector_options_that_do_not_fit_are_refused_before_building(workspace: Path) -> None:
