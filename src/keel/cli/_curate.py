@@ -153,8 +153,10 @@ def run(
     out.print(_summary(report))
     _warn(report)
     quarantined = sum(report.quarantined.values())
+    reasons = ", ".join(f"{reason} {count:,}" for reason, count in report.quarantined.most_common())
+    why = f": {reasons}; see quarantine.jsonl" if quarantined else ""
     out.print(
-        f"Read {report.records_read:,} records from {report.files} file(s) ({quarantined:,} quarantined); "
+        f"Read {report.records_read:,} records from {report.files} file(s) ({quarantined:,} quarantined{why}); "
         f"wrote {report.records_out:,} in {len(report.shards)} shard(s), {human_bytes(report.bytes_out)}, "
         f"to {report.output_dir / 'data'} in {report.seconds:.1f}s"
         + (f" ({report.resumed_shards} finished shard(s) reused)" if report.resumed_shards else "")

@@ -32,6 +32,8 @@ class ProblemReason(StrEnum):
     NON_FINITE_NUMBER = "non_finite_number"
     INTEGER_OUT_OF_RANGE = "integer_out_of_range"
     INVALID_UNICODE = "invalid_unicode"
+    # An id an earlier input record already had (`keel.curate._duplicate_ids`): only the first is kept.
+    DUPLICATE_ID = "duplicate_id"
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,7 +102,9 @@ def _record_from_object(
         return Problem(uri, line, ProblemReason.EMPTY_DOCUMENT)
     given_id = obj.get(id_field) if id_field else None
     meta = {k: v for k, v in obj.items() if k not in (text_field, id_field)}
-    return make_record(text, uri, line, raw, fetched, meta, str(given_id) if given_id is not None else None)
+    record = make_record(text, uri, line, raw, fetched, meta, str(given_id) if given_id is not None else None)
+    record["line"] = line  # where a repeat of its id says the first one is (`_duplicate_ids`); not stored
+    return record
 
 
 class _Refusal(NamedTuple):
@@ -259,6 +261,9 @@ def read_file(
     encoding: str = "utf-8",
 ) -> Iterator[dict[str, Any] | Problem]:
     """Yield the records of one input file, and a `Problem` for every item that is not one.
+
+    A record of a JSONL, Parquet, CSV or WARC file also holds its `line` (row, WARC record position), which
+    no table keeps: it locates the first record of a repeated id (`keel.curate._duplicate_ids`).
 
     Args:
         path: The file.

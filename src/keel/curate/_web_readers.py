@@ -403,7 +403,9 @@ def _warc_item(record: WarcRecord, source: _WarcFile, position: int) -> dict[str
         "content_type": content_type,
     }
     fetched = record.record_date or source.mtime
-    return make_record(text, target or record_id, record_id, body, fetched.replace(tzinfo=fetched.tzinfo or UTC), meta)
+    made = make_record(text, target or record_id, record_id, body, fetched.replace(tzinfo=fetched.tzinfo or UTC), meta)
+    made["line"] = position  # as in Problems: where a repeat of its id says the first one is
+    return made
 
 
 def _warc_payload(record: WarcRecord) -> tuple[bytes, int | None, str] | _Reject:
