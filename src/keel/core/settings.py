@@ -409,7 +409,7 @@ def find_workspace(start: Path | None = None) -> Path:
     """
     if start is None and (env := os.environ.get(f"{ENV_PREFIX}WORKSPACE")):
         root = Path(env).expanduser().resolve()
-        if not (root / CONFIG_FILE).is_file():
+        if not _holds_config(root):
             raise WorkspaceNotFoundError(
                 f"KEEL_WORKSPACE points to {root}, which holds no {CONFIG_FILE}",
                 hint=f"run `keel init {root}` or unset KEEL_WORKSPACE",
@@ -417,7 +417,7 @@ def find_workspace(start: Path | None = None) -> Path:
         return root
     if start is not None:
         root = start.expanduser().resolve()
-        if not (root / CONFIG_FILE).is_file():
+        if not _holds_config(root):
             raise WorkspaceNotFoundError(
                 f"expected a Keel workspace at {root} (a folder holding {CONFIG_FILE}); found none",
                 hint=f"run `keel init {root}` to create one",
@@ -425,12 +425,20 @@ def find_workspace(start: Path | None = None) -> Path:
         return root
     cwd = Path.cwd().resolve()
     for candidate in (cwd, *cwd.parents):
-        if (candidate / CONFIG_FILE).is_file():
+        if _holds_config(candidate):
             return candidate
     raise WorkspaceNotFoundError(
         f"expected a Keel workspace ({CONFIG_FILE}) in {cwd} or any parent directory; found none",
         hint="run `keel init` here, `keel init DIR` elsewhere, or set KEEL_WORKSPACE",
     )
+
+
+def _holds_config(folder: Path) -> bool:
+    """Whether `folder` holds a `keel.yaml`; a path the OS refuses (too long, not searchable) holds none."""
+    try:
+        return (folder / CONFIG_FILE).is_file()
+    except OSError:  # e.g. ENAMETOOLONG for a --workspace of thousands of characters
+        return False
 
 
 def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Settings:
