@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from keel.cli._context import State, console, get_store, print_json
+from keel.core.echo import shown
 from keel.core.errors import InputError, WorkspaceNotFoundError
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def run(
     from keel.curate import curate, load_recipe
 
     if engine not in ("local", "ray"):
-        raise InputError(f"expected --engine local or ray; got {engine!r}")
+        raise InputError(f"expected --engine local or ray; got {shown(engine)}")
     if engine == "local" and State.owns_process:  # Ray Data uses pandas; the local engine never does
         from keel.curate._process import block_pandas
 

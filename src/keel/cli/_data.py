@@ -12,6 +12,7 @@ from rich.table import Table
 from keel.cli._context import console, get_store, print_json
 from keel.cli._render import human_bytes, lineage_tree
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.data import (
     DatasetVersion,
@@ -206,7 +207,7 @@ def export(
 ) -> None:
     """Write a version out as JSON lines, Parquet or a Hugging Face dataset."""
     if fmt not in ("jsonl", "parquet", "hf"):
-        raise InputError(f"expected --format jsonl, parquet or hf; got {fmt!r}")
+        raise InputError(f"expected --format jsonl, parquet or hf; got {shown(fmt)}")
     store = get_store(ctx)
     with console().status(f"Exporting {ref}…"):
         path = export_version(store, ref, dest, fmt)  # type: ignore[arg-type]

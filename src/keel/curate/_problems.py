@@ -27,6 +27,7 @@ class ProblemReason(StrEnum):
     EMPTY_DOCUMENT = "empty_document"
     UNDECODABLE = "undecodable"
     UNREADABLE_FILE = "unreadable_file"
+    TOO_MANY_FIELDS = "too_many_fields"  # a CSV row with more fields than its header
     # What `keel.data`'s JSON line checks refuse (JsonLineReason): values that could not be kept exactly.
     TOO_DEEP = "too_deep"
     NON_FINITE_NUMBER = "non_finite_number"

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import xxhash
 from sqlalchemy import select
 
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.data._column_stats import stats_changes
 from keel.data._shards import read_deletes, read_keys, read_shard_rows
@@ -222,7 +223,7 @@ def export_version(store: Store, ref: str, dest: str | os.PathLike[str], fmt: Ex
         BlobCorruptedError: A blob of the version is damaged (nothing is written).
     """
     if fmt not in ("jsonl", "parquet", "hf"):
-        raise InputError(f"expected an export format of jsonl, parquet or hf; got {fmt!r}")
+        raise InputError(f"expected an export format of jsonl, parquet or hf; got {shown(fmt)}")
     version = get_version(store, ref)
     path = Path(dest)
     if fmt == "hf" and path.exists() and not path.is_dir():
