@@ -61,10 +61,11 @@ def test_chat_requests_with_megabyte_values_get_short_clean_4xx_messages(
     hi = [{"role": "user", "content": "hi"}]
     with gateway_server(require_keys=False) as (url, _):
         post = lambda body: httpx.post(f"{url}/v1/chat/completions", content=body, timeout=60)  # noqa: E731
-        huge = post(json.dumps({"model": MEGABYTE, "messages": hi}, ensure_ascii=False).encode())
-        unknown = post(json.dumps({"model": "\x1b[2J\u202e" + "m" * 250, "messages": hi}, ensure_ascii=False).encode())
-        typed = post(json.dumps({"model": "chat", "messages": hi, "temperature": MEGABYTE}, ensure_ascii=False).encode())
-        role = post(json.dumps({"model": "chat", "messages": [{"role": MEGABYTE, "content": "x"}]}, ensure_ascii=False).encode())
+        send = lambda body: post(json.dumps(body, ensure_ascii=False).encode())  # noqa: E731
+        huge = send({"model": MEGABYTE, "messages": hi})
+        unknown = send({"model": "\x1b[2J\u202e" + "m" * 250, "messages": hi})
+        typed = send({"model": "chat", "messages": hi, "temperature": MEGABYTE})
+        role = send({"model": "chat", "messages": [{"role": MEGABYTE, "content": "x"}]})
         deep = post(b'{"model": "chat", "messages": ' + DEEP + b"}")
         junk = post(MEGABYTE.encode())
     _assert_short_and_clean(unknown, 404)
