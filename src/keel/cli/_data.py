@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from keel.data import (
     list_datasets,
     list_versions,
     load_expectations,
+    repeated_ids,
     split_version,
     tag_version,
     trace_record,
@@ -80,10 +82,14 @@ def commit(
         version, created = commit_version(
             store, name, [str(p) for p in paths], message=message, parents=parent, encoding=encoding
         )
+        repeats = repeated_ids(store, version)
     if json_output:
-        print_json({**version.to_json(), "created": created})
-    else:
-        console().print(_summary(version, created))
+        print_json({**version.to_json(), "created": created, "duplicate_ids": repeats.count})
+        return
+    console().print(_summary(version, created))
+    warning = repeats.warning(version.ref)
+    if warning is not None:  # allowed, but never silently: records are told apart by id
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 @data_app.command("list")
