@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,13 @@ from keel.curate._readers import read_file
 from keel.curate._recipe import ResolvedInput
 from keel.curate._workfiles import write_bytes
 
-__all__ = ["first_ids_only", "quarantine_repeats_across_files"]
+__all__ = [
+    "FileRepeats",
+    "first_ids_only",
+    "quarantine_repeats_across_files",
+    "repeats_across_files",
+    "without_ids",
+]
 
 Item = dict[str, Any] | Problem
 
@@ -98,6 +105,72 @@ def _first_lines(source: ResolvedInput, wanted: set[str]) -> dict[str, int | Non
     return found
 
 
+@dataclass(frozen=True)
+class FileRepeats:
+    """What one input file loses to the files before it.
+
+    The ids to drop, their Problems (in line order), and the details of the file's own `first_ids_only`
+    Problems to rename, so that a repeat names the record kept.
+    """
+
+    drop: pa.Array
+    problems: list[Problem]
+    renamed: dict[str, str]
+
+    def rename(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The file's quarantine entries with these Problems added, in line order (stable: as read)."""
+        for entry in entries:
+            entry["detail"] = self.renamed.get(entry["detail"], entry["detail"])
+        merged = [*entries, *(problem.to_json() for problem in self.problems)]
+        return sorted(merged, key=lambda p: (p["line"] is None, p["line"] or 0))
+
+
+def repeats_across_files(
+    sources: Sequence[ResolvedInput], per_file: Sequence[pa.ChunkedArray], strict: bool
+) -> dict[int, FileRepeats]:
+    """What each input file holding an id an earlier file had loses; `{}` (one distinct count) when none does.
+
+    `per_file[i]` holds file i's ids, each once. Raises the first Problem with `strict`. Shared by both
+    engines, so they keep and quarantine the same records.
+    """
+    everything = pa.chunked_array([c for ids in per_file for c in ids.chunks], pa.string())
+    if pc.count_distinct(everything).as_py() == len(everything):
+        return {}  # the common case: every id is unique
+    owner: dict[str, int] = {}
+    repeats: dict[int, set[str]] = defaultdict(set)
+    for index, ids in enumerate(per_file):
+        for record_id in ids.to_pylist():
+            if owner.setdefault(record_id, index) != index:
+                repeats[index].add(record_id)
+    wanted: dict[int, set[str]] = defaultdict(set)
+    for index, ids_repeated in repeats.items():
+        wanted[index] |= ids_repeated
+        for record_id in ids_repeated:
+            wanted[owner[record_id]].add(record_id)
+    lines = {index: _first_lines(sources[index], ids) for index, ids in sorted(wanted.items())}
+    uris = [source.path.resolve().as_uri() for source in sources]
+    found: dict[int, FileRepeats] = {}
+    for index in sorted(repeats):
+        uri, renamed = uris[index], {}
+        problems = []
+        for record_id in repeats[index]:
+            first_uri, first_line = uris[owner[record_id]], lines[owner[record_id]].get(record_id)
+            problems.append(duplicate_problem(record_id, uri, lines[index].get(record_id), first_uri, first_line))
+            # A repeat of the id later in this file named this file's copy as the first: name the kept one.
+            mine = duplicate_problem(record_id, uri, None, uri, lines[index].get(record_id)).detail
+            renamed[mine] = problems[-1].detail
+        problems.sort(key=lambda p: (p.line is None, p.line or 0))
+        if strict:
+            raise problems[0].strict_error()
+        found[index] = FileRepeats(pa.array(sorted(repeats[index]), pa.string()), problems, renamed)
+    return found
+
+
+def without_ids(table: pa.Table, drop: pa.Array) -> pa.Table:
+    """`table` without the rows whose id is in `drop`."""
+    return table.filter(pc.invert(pc.is_in(table.column("id"), value_set=drop)))
+
+
 def quarantine_repeats_across_files(
     sources: Sequence[ResolvedInput],
     results: list[dict[str, Any]],
@@ -112,68 +185,33 @@ def quarantine_repeats_across_files(
     no repeat of its own by now (`first_ids_only`), so a repeat is across files.
     """
     per_file = [_file_ids(read_dir, result["shards"]) for result in results]
-    everything = pa.chunked_array([c for ids in per_file for c in ids.chunks], pa.string())
-    if pc.count_distinct(everything).as_py() == len(everything):
-        return  # the common case: every id is unique
-    owner: dict[str, int] = {}
-    repeats: dict[int, set[str]] = defaultdict(set)
-    for index, ids in enumerate(per_file):
-        for record_id in ids.to_pylist():
-            if owner.setdefault(record_id, index) != index:
-                repeats[index].add(record_id)
-    wanted: dict[int, set[str]] = defaultdict(set)
-    for index, ids_repeated in repeats.items():
-        wanted[index] |= ids_repeated
-        for record_id in ids_repeated:
-            wanted[owner[record_id]].add(record_id)
-    lines = {index: _first_lines(sources[index], ids) for index, ids in sorted(wanted.items())}
-    uris = [source.path.resolve().as_uri() for source in sources]
-    for index in sorted(repeats):
-        uri, renamed = uris[index], {}
-        problems = []
-        for record_id in repeats[index]:
-            first_uri, first_line = uris[owner[record_id]], lines[owner[record_id]].get(record_id)
-            problems.append(duplicate_problem(record_id, uri, lines[index].get(record_id), first_uri, first_line))
-            # A repeat of the id later in this file named this file's copy as the first: name the kept one.
-            mine = duplicate_problem(record_id, uri, None, uri, lines[index].get(record_id)).detail
-            renamed[mine] = problems[-1].detail
-        problems.sort(key=lambda p: (p.line is None, p.line or 0))
-        if strict:
-            raise problems[0].strict_error()
-        drop = pa.array(sorted(repeats[index]), pa.string())
-        _drop_from_file(results[index], index, drop, problems, renamed, read_dir, write_shard, write_marker)
+    for index, repeats in repeats_across_files(sources, per_file, strict).items():
+        _drop_from_file(results[index], index, repeats, read_dir, write_shard, write_marker)
 
 
 def _drop_from_file(
     result: dict[str, Any],
     index: int,
-    drop: pa.Array,
-    problems: list[Problem],
-    renamed: dict[str, str],
+    repeats: FileRepeats,
     read_dir: Path,
     write_shard: Callable[[pa.Table, Path], str],
     write_marker: Callable[[dict[str, Any], Path], None],
 ) -> None:
-    """Rewrite one file's read shards without the ids `drop`; add `problems` to its quarantine; update its marker.
+    """Rewrite one file's read shards without the repeats; add them to its quarantine; update its marker.
 
-    The marker is written last, so a run killed before it re-reads the file. `renamed` maps old Problem details
-    to new ones.
+    The marker is written last, so a run killed before it re-reads the file.
     """
     removed = 0
     for name in result["shards"]:
         path = read_dir / f"{name}.parquet"
         table = pq.read_table(path)
-        kept = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=drop)))
+        kept = without_ids(table, repeats.drop)
         if kept.num_rows != table.num_rows:
             removed += table.num_rows - kept.num_rows
             result["digests"][name] = write_shard(kept, path)
     quarantine_path = read_dir / f"{index:05d}.quarantine.jsonl"
     entries = [json.loads(line) for line in quarantine_path.read_text(encoding="utf-8").splitlines() if line]
-    for entry in entries:
-        entry["detail"] = renamed.get(entry["detail"], entry["detail"])
-    entries += [problem.to_json() for problem in problems]
-    entries.sort(key=lambda p: (p["line"] is None, p["line"] or 0))  # stable: file order, as a reader gives it
-    data = "".join(json.dumps(p, sort_keys=True) + "\n" for p in entries).encode()
+    data = "".join(json.dumps(p, sort_keys=True) + "\n" for p in repeats.rename(entries)).encode()
     result["digests"]["quarantine"] = write_bytes(data, quarantine_path)
     result["records"] -= removed
     result["problems"] = dict(Counter(result["problems"]) + Counter({str(ProblemReason.DUPLICATE_ID): removed}))
