@@ -219,3 +219,31 @@ def test_the_cli_summary_and_json_count_the_repeats(tmp_path: Path) -> None:
     result = runner.invoke(app, ["curate", "run", str(recipe), "--no-commit", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["quarantined"] == {"duplicate_id": 4}
+
+
+@pytest.mark.parametrize("client", [False, True], ids=["streaming reads", "reads as through Ray Client"])
+def test_the_ray_engine_quarantines_the_same_repeats_as_the_local_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: bool
+) -> None:
+    ray = pytest.importorskip("ray")
+    from keel.curate import RayEngine
+    from keel.curate.ray import _engine as ray_engine
+
+    if client:  # which has no streaming tasks: files are read by plain tasks
+        monkeypatch.setattr(ray_engine, "_ray_client", lambda: True)
+    _corpus(tmp_path)
+    _lines(tmp_path / "raw" / "c.jsonl", [{"id": "x3", "text": "x3 again, in a third file"}, {"id": "z", "text": "z"}])
+    steps = "steps:\n  - normalize: {}\n  - exact_dedup: {}\n"
+    for name in ("local", "ray"):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"inputs:\n  - path: raw/*.jsonl\n    id_field: id\noutput: out-{name}\nshard_size: 2\n{steps}"
+        )
+    local = LocalEngine().run(load_recipe(tmp_path / "local.yaml"))
+    on_ray = RayEngine(num_cpus=2).run(load_recipe(tmp_path / "ray.yaml"))
+    assert not ray.is_initialized()
+    assert dict(on_ray.quarantined) == dict(local.quarantined) == {"duplicate_id": 5}
+    assert on_ray.records_read == local.records_read == 5
+    quarantine = [(tmp_path / out / "quarantine.jsonl").read_text() for out in ("out-ray", "out-local")]
+    assert quarantine[0] == quarantine[1]
+    read = lambda out: pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / out / "data").glob("*.parquet")))  # noqa: E731
+    assert read("out-ray").equals(read("out-local"))
