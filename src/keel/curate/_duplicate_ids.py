@@ -40,6 +40,7 @@ from keel.curate._workfiles import write_bytes
 __all__ = [
     "FileRepeats",
     "first_ids_only",
+    "ids_can_repeat_across",
     "quarantine_repeats_across_files",
     "repeats_across_files",
     "without_ids",
@@ -60,6 +61,15 @@ def duplicate_problem(record_id: str, uri: str, line: int | None, first_uri: str
 
 def _ids_can_repeat(source: ResolvedInput) -> bool:
     return source.id_field is not None or source.format == "warc"
+
+
+def ids_can_repeat_across(sources: Sequence[ResolvedInput]) -> bool:
+    """Whether two input files can hold one id: some file brings its own ids, or one file is read twice.
+
+    Ids Keel derives name their file (or, for WARC, the record), so without either the pass across files is
+    skipped: it costs nothing unless it can find something.
+    """
+    return any(_ids_can_repeat(source) for source in sources) or len({s.path for s in sources}) < len(sources)
 
 
 def first_ids_only(items: Iterator[Item], source: ResolvedInput) -> Iterator[Item]:
@@ -184,6 +194,8 @@ def quarantine_repeats_across_files(
     `results[i]` is file i's read marker content (`shards`, `records`, `problems`, `digests`). Each file holds
     no repeat of its own by now (`first_ids_only`), so a repeat is across files.
     """
+    if len(sources) < 2 or not ids_can_repeat_across(sources):
+        return
     per_file = [_file_ids(read_dir, result["shards"]) for result in results]
     for index, repeats in repeats_across_files(sources, per_file, strict).items():
         _drop_from_file(results[index], index, repeats, read_dir, write_shard, write_marker)

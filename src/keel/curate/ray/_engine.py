@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from keel.core.errors import ConfigError, InputError, KeelError
 from keel.curate._basic_steps import ExactDedupParams, ExactDedupStep
-from keel.curate._duplicate_ids import repeats_across_files, without_ids
+from keel.curate._duplicate_ids import ids_can_repeat_across, repeats_across_files, without_ids
 from keel.curate._engine import (
     _PARQUET,
     CurationReport,
@@ -97,6 +97,8 @@ def _without_repeats(
     as the local engine's (`repeats_across_files`), on the blocks' id columns. Usually it finds none and
     changes nothing.
     """
+    if len(sources) < 2 or not ids_can_repeat_across(sources):
+        return per_file
     import ray
 
     remote: Any = ray.remote
