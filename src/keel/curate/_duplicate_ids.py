@@ -36,6 +36,7 @@ from keel.curate._problems import Problem, ProblemReason
 from keel.curate._readers import read_file
 from keel.curate._recipe import ResolvedInput
 from keel.curate._workfiles import write_bytes
+from keel.data._inputs import read_parquet_file
 
 __all__ = [
     "FileRepeats",
@@ -91,7 +92,9 @@ def _first_ids_only(items: Iterator[Item], uri: str) -> Iterator[Item]:
 
 
 def _file_ids(read_dir: Path, shards: Sequence[str]) -> pa.ChunkedArray:
-    tables = [pq.read_table(read_dir / f"{name}.parquet", columns=["id"]) for name in shards]
+    # ParquetFile.read, not pq.read_table: the dataset scanner behind the latter costs ~0.1 CPU-s to import and
+    # start in a process that has not used it (a curation run never does: keel.data._inputs.read_parquet_file).
+    tables = [pq.ParquetFile(read_dir / f"{name}.parquet").read(columns=["id"]) for name in shards]
     chunks = [chunk for table in tables for chunk in table.column("id").chunks]
     return pa.chunked_array(chunks, pa.string())
 
@@ -216,7 +219,7 @@ def _drop_from_file(
     removed = 0
     for name in result["shards"]:
         path = read_dir / f"{name}.parquet"
-        table = pq.read_table(path)
+        table = read_parquet_file(path)
         kept = without_ids(table, repeats.drop)
         if kept.num_rows != table.num_rows:
             removed += table.num_rows - kept.num_rows
