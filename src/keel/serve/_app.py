@@ -289,7 +289,7 @@ def _add_feedback(app: FastAPI, gateway: Gateway) -> None:
         try:
             client = request.client.host if request.client else None
             # parse_body refuses what json.loads would choke on (nesting deep enough for a RecursionError: a 500)
-            body = parse_body(await _read(request, 64 * 1024))
+            body = parse_body(await _read(request, 64 * 1024), lone_surrogates=True)  # stored escaped
             made = await gateway.receive_feedback(request.headers, body, client)
         except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
             return _error_response(exc)
