@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from keel.core.echo import shown
 from keel.core.errors import ConfigError, KeelError, WorkspaceNotFoundError
 
 __all__ = [
@@ -228,7 +229,7 @@ def _environment_values() -> dict[str, Any]:
             except ValueError:
                 raise ConfigError(
                     f"{name} (from {key}): expected JSON such as "
-                    f'{{"endpoint_url": "http://127.0.0.1:9000"}}; got {value!r}'
+                    f'{{"endpoint_url": "http://127.0.0.1:9000"}}; got {shown(value)}'
                 ) from None
         values[name] = value
     return values
@@ -472,7 +473,7 @@ def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Sett
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
             origin = sources.get(name, "an argument")
-            problems.append(f"{name} (from {origin}): {err['msg']}; got {err.get('input')!r}")
+            problems.append(f"{name} (from {origin}): {err['msg']}; got {shown(err.get('input'))}")
         raise ConfigError("invalid settings: " + " | ".join(problems)) from None
     settings._sources = sources
     _check_database_url(settings)
@@ -518,7 +519,7 @@ def _check_database_url(settings: Settings) -> None:
     except ArgumentError:
         raise ConfigError(
             f"{origin} is not a database URL: expected e.g. postgresql://user@host:5432/keel "
-            f"or sqlite:///path/keel.db; got {settings.database_url!r}",
+            f"or sqlite:///path/keel.db; got {shown(settings.database_url)}",
             hint="fix or unset it (unset means the embedded SQLite database)",
         ) from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):
