@@ -103,12 +103,12 @@ EXPECTED = {
     ],
     "keel.ui": ["create_console"],
     "keel.data": [
-        "MAX_JSON_DEPTH", "RECORD_SCHEMA", "DatasetVersion", "Expectations", "RecordTrace", "ShardEntry",
+        "MAX_JSON_DEPTH", "RECORD_SCHEMA", "DatasetVersion", "Expectations", "IdRepeats", "RecordTrace", "ShardEntry",
         "ValidationReport",
         "VersionDiff", "commit_version", "diff_versions", "export_version", "get_version", "iter_batches",
         "list_datasets", "list_versions", "load_expectations", "load_version", "make_record", "record_id",
-        "records_to_table", "row_hashes", "split_assignments", "split_version", "tag_version", "to_hf_dataset",
-        "trace_record", "validate_version",
+        "records_to_table", "repeated_ids", "row_hashes", "split_assignments", "split_version", "tag_version",
+        "to_hf_dataset", "trace_record", "validate_version",
     ],
     "keel.curate": [
         "CurationReport", "CurationResult", "DropExplanation", "GlobalStep", "LanguageDetector", "LocalEngine",

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from keel.cli._context import console, get_store, print_json
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json
 from keel.core.settings import read_config_file
@@ -93,7 +94,7 @@ def checkpoint_command(
 ) -> None:
     """Sign the chain's head (seq, hash, time) and emit it to stdout, a file or a webhook, to keep elsewhere."""
     if webhook is not None and not webhook.startswith(("http://", "https://")):
-        raise InputError(f"expected an http:// or https:// webhook URL; got {webhook!r}")
+        raise InputError(f"expected an http:// or https:// webhook URL; got {shown(webhook)}")
     store = get_store(ctx)
     with store.db.read() as conn:
         signed = checkpoint(conn, store.audit_key, at=store.clock())

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from keel.core.echo import safe_message
 from keel.core.errors import KeelError
+
+try:  # Typer vendors its own copy of Click (0.20 on); Click's own UsageError is not what it raises
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - an older Typer, on the Click it depends on
+    from click.exceptions import UsageError  # type: ignore[assignment]
 
 if TYPE_CHECKING:  # rich (~0.045 CPU-s) loads when something is printed with it, not for `--json` output
     from rich.console import Console
@@ -50,15 +56,30 @@ class State:
 
 
 class KeelGroup(typer.core.TyperGroup):
-    """The root command group: turns a `KeelError` into one line on stderr and its exit code."""
+    """The root command group: turns a `KeelError` into one line on stderr and its exit code.
+
+    Every message it lets out is made safe for a terminal first (`safe_message`): a value echoed from input
+    is cut to a few hundred characters and its control characters (ANSI escapes) are shown escaped, also in
+    Click's usage errors (`Invalid value for '--workers': …`).
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            exc.message = safe_message(exc.message, line_chars=300)
+            raise
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except KeelError as exc:
             # Plain print, not Rich: paths and URLs in messages must not be re-wrapped or styled.
-            print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"{type(exc).__name__}: {safe_message(str(exc))}", file=sys.stderr)
             raise typer.Exit(exc.exit_code) from None
+        except UsageError as exc:  # a sub-command's arguments are parsed here
+            exc.message = safe_message(exc.message, line_chars=300)
+            raise
         finally:
             state = ctx.obj
             if isinstance(state, State) and state.store is not None:

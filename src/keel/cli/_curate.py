@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from keel.cli._context import State, console, get_store, print_json
+from keel.core.echo import shown
 from keel.core.errors import InputError, WorkspaceNotFoundError
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ def run(
     from keel.curate import curate, load_recipe
 
     if engine not in ("local", "ray"):
-        raise InputError(f"expected --engine local or ray; got {engine!r}")
+        raise InputError(f"expected --engine local or ray; got {shown(engine)}")
     if engine == "local" and State.owns_process:  # Ray Data uses pandas; the local engine never does
         from keel.curate._process import block_pandas
 
@@ -153,8 +154,10 @@ def run(
     out.print(_summary(report))
     _warn(report)
     quarantined = sum(report.quarantined.values())
+    reasons = ", ".join(f"{reason} {count:,}" for reason, count in report.quarantined.most_common())
+    why = f": {reasons}; see quarantine.jsonl" if quarantined else ""
     out.print(
-        f"Read {report.records_read:,} records from {report.files} file(s) ({quarantined:,} quarantined); "
+        f"Read {report.records_read:,} records from {report.files} file(s) ({quarantined:,} quarantined{why}); "
         f"wrote {report.records_out:,} in {len(report.shards)} shard(s), {human_bytes(report.bytes_out)}, "
         f"to {report.output_dir / 'data'} in {report.seconds:.1f}s"
         + (f" ({report.resumed_shards} finished shard(s) reused)" if report.resumed_shards else "")

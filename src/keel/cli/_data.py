@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from rich.table import Table
 from keel.cli._context import console, get_store, print_json
 from keel.cli._render import human_bytes, lineage_tree
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.data import (
     DatasetVersion,
@@ -22,6 +24,7 @@ from keel.data import (
     list_datasets,
     list_versions,
     load_expectations,
+    repeated_ids,
     split_version,
     tag_version,
     trace_record,
@@ -79,10 +82,14 @@ def commit(
         version, created = commit_version(
             store, name, [str(p) for p in paths], message=message, parents=parent, encoding=encoding
         )
+        repeats = repeated_ids(store, version)
     if json_output:
-        print_json({**version.to_json(), "created": created})
-    else:
-        console().print(_summary(version, created))
+        print_json({**version.to_json(), "created": created, "duplicate_ids": repeats.count})
+        return
+    console().print(_summary(version, created))
+    warning = repeats.warning(version.ref)
+    if warning is not None:  # allowed, but never silently: records are told apart by id
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 @data_app.command("list")
@@ -206,7 +213,7 @@ def export(
 ) -> None:
     """Write a version out as JSON lines, Parquet or a Hugging Face dataset."""
     if fmt not in ("jsonl", "parquet", "hf"):
-        raise InputError(f"expected --format jsonl, parquet or hf; got {fmt!r}")
+        raise InputError(f"expected --format jsonl, parquet or hf; got {shown(fmt)}")
     store = get_store(ctx)
     with console().status(f"Exporting {ref}…"):
         path = export_version(store, ref, dest, fmt)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from keel.cli._context import console, get_store, print_json
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.serve import (
     Deployment,
@@ -197,7 +198,9 @@ def canary(
     try:
         weights = [int(s) for s in steps.split(",")] if steps else [weight, 100]
     except ValueError:
-        raise InputError(f"expected --steps as comma-separated percentages such as 10,50,100; got {steps!r}") from None
+        raise InputError(
+            f"expected --steps as comma-separated percentages such as 10,50,100; got {shown(steps)}"
+        ) from None
     if model is None:
         raise InputError("a guarded rollout (--guard) needs --model: it steps a model canary; got none")
     rollout = start_rollout(store, name, model, guards=guard, steps=weights, interval=parse_duration(interval),

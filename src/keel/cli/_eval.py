@@ -14,6 +14,7 @@ from rich.table import Table
 
 from keel.cli._context import console, dumps_json, get_store, print_json
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.evals import (
     EvalResult,
@@ -332,7 +333,7 @@ def calibrate_judge_command(
     else:
         if not judge.startswith(("http://", "https://")) or not model:
             raise InputError(
-                f"expected --judge suite, smollm2 or an http(s) base URL with --model; found {judge!r}"
+                f"expected --judge suite, smollm2 or an http(s) base URL with --model; found {shown(judge)}"
                 + ("" if model else " without --model"),
                 hint="e.g. --judge http://127.0.0.1:8000/v1 --model judge",
             )

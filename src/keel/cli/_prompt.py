@@ -12,6 +12,7 @@ from rich.table import Table
 from keel.cli._alias import add_alias_commands
 from keel.cli._context import console, get_store, print_json
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json
 from keel.registry._prompts import (
@@ -104,7 +105,7 @@ def _values(pairs: list[str], vars_file: Path | None) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise InputError(f"expected --var NAME=VALUE; got {pair!r}")
+            raise InputError(f"expected --var NAME=VALUE; got {shown(pair)}")
         values[key] = value
     return values
 

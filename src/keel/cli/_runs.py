@@ -11,6 +11,7 @@ from rich.table import Column, Table
 
 from keel.cli._context import console, get_store, print_json
 from keel.cli._render import duration, sparkline
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json
 from keel.registry import RunInfo, close_run, get_run, list_runs, metric_series
@@ -31,7 +32,7 @@ def _param_filters(pairs: list[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise InputError(f"expected --param KEY=VALUE such as lr=0.001; got {pair!r}")
+            raise InputError(f"expected --param KEY=VALUE such as lr=0.001; got {shown(pair)}")
         try:
             filters[key] = json.loads(raw)
         except json.JSONDecodeError:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
+from keel.core.echo import shown
 from keel.core.errors import ConfigError, KeelError, WorkspaceNotFoundError
 
 __all__ = [
@@ -228,7 +229,7 @@ def _environment_values() -> dict[str, Any]:
             except ValueError:
                 raise ConfigError(
                     f"{name} (from {key}): expected JSON such as "
-                    f'{{"endpoint_url": "http://127.0.0.1:9000"}}; got {value!r}'
+                    f'{{"endpoint_url": "http://127.0.0.1:9000"}}; got {shown(value)}'
                 ) from None
         values[name] = value
     return values
@@ -409,7 +410,7 @@ def find_workspace(start: Path | None = None) -> Path:
     """
     if start is None and (env := os.environ.get(f"{ENV_PREFIX}WORKSPACE")):
         root = Path(env).expanduser().resolve()
-        if not (root / CONFIG_FILE).is_file():
+        if not _holds_config(root):
             raise WorkspaceNotFoundError(
                 f"KEEL_WORKSPACE points to {root}, which holds no {CONFIG_FILE}",
                 hint=f"run `keel init {root}` or unset KEEL_WORKSPACE",
@@ -417,7 +418,7 @@ def find_workspace(start: Path | None = None) -> Path:
         return root
     if start is not None:
         root = start.expanduser().resolve()
-        if not (root / CONFIG_FILE).is_file():
+        if not _holds_config(root):
             raise WorkspaceNotFoundError(
                 f"expected a Keel workspace at {root} (a folder holding {CONFIG_FILE}); found none",
                 hint=f"run `keel init {root}` to create one",
@@ -425,12 +426,20 @@ def find_workspace(start: Path | None = None) -> Path:
         return root
     cwd = Path.cwd().resolve()
     for candidate in (cwd, *cwd.parents):
-        if (candidate / CONFIG_FILE).is_file():
+        if _holds_config(candidate):
             return candidate
     raise WorkspaceNotFoundError(
         f"expected a Keel workspace ({CONFIG_FILE}) in {cwd} or any parent directory; found none",
         hint="run `keel init` here, `keel init DIR` elsewhere, or set KEEL_WORKSPACE",
     )
+
+
+def _holds_config(folder: Path) -> bool:
+    """Whether `folder` holds a `keel.yaml`; a path the OS refuses (too long, not searchable) holds none."""
+    try:
+        return (folder / CONFIG_FILE).is_file()
+    except OSError:  # e.g. ENAMETOOLONG for a --workspace of thousands of characters
+        return False
 
 
 def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Settings:
@@ -464,7 +473,7 @@ def load_settings(workspace: Path | str | None = None, **overrides: Any) -> Sett
         for err in exc.errors():
             name = str(err["loc"][0]) if err["loc"] else "?"
             origin = sources.get(name, "an argument")
-            problems.append(f"{name} (from {origin}): {err['msg']}; got {err.get('input')!r}")
+            problems.append(f"{name} (from {origin}): {err['msg']}; got {shown(err.get('input'))}")
         raise ConfigError("invalid settings: " + " | ".join(problems)) from None
     settings._sources = sources
     _check_database_url(settings)
@@ -510,7 +519,7 @@ def _check_database_url(settings: Settings) -> None:
     except ArgumentError:
         raise ConfigError(
             f"{origin} is not a database URL: expected e.g. postgresql://user@host:5432/keel "
-            f"or sqlite:///path/keel.db; got {settings.database_url!r}",
+            f"or sqlite:///path/keel.db; got {shown(settings.database_url)}",
             hint="fix or unset it (unset means the embedded SQLite database)",
         ) from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):

@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
+from keel.core.echo import shown
 from keel.curate._augment_lineage import append_children, with_lineage_columns
 from keel.curate._generate import (
     ChatBackend,
@@ -69,7 +70,7 @@ class ModelParams(StepParams):
     @classmethod
     def _http(cls, url: str | None) -> str | None:
         if url is not None and not url.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1; got {url!r}")
+            raise ValueError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1; got {shown(url)}")
         return url.rstrip("/") if url else None
 
     @model_validator(mode="after")

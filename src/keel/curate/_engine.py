@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
+from keel.curate._duplicate_ids import first_ids_only, quarantine_repeats_across_files
 from keel.curate._problems import Problem
 from keel.curate._process import block_pandas, die_with_parent, lock_output
 from keel.curate._readers import read_file
@@ -196,7 +197,7 @@ def _file_shards(
         extractor=source.extractor,
         encoding=source.encoding,
     )
-    for item in items:
+    for item in first_ids_only(items, source):
         if isinstance(item, Problem):
             if strict:
                 raise item.strict_error()
@@ -552,6 +553,8 @@ class LocalEngine:
         fresh = self._map(pool, _read_task, [args for _, args in todo], "read", progress)
         for (index, _), result in zip(todo, fresh, strict=True):
             results[index] = result
+        write_shard = lambda table, path: _write_parquet(table, path, final=False)  # noqa: E731
+        quarantine_repeats_across_files(sources, results, work / "read", strict, write_shard, _write_json)
         shards = {}
         for result in results:
             shards.update({name: result["digests"][name] for name in result["shards"]})

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol, get_args
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 
 __all__ = [
@@ -149,7 +150,7 @@ class LanguageDetector:
     ) -> None:
         _require_installed(backend)
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-            raise InputError(f"max_chars must be a positive integer, got {max_chars!r}")
+            raise InputError(f"max_chars must be a positive integer, got {shown(max_chars)}")
         self.backend: LangIdBackend = backend
         self.languages: frozenset[str] | None = _check_languages(languages)
         self.max_chars = max_chars
@@ -311,7 +312,7 @@ def _check_languages(languages: Sequence[str] | None) -> frozenset[str] | None:
     if languages is None:
         return None
     if isinstance(languages, str):
-        raise InputError(f"languages must be a list of codes such as ['en', 'de'], got the string {languages!r}")
+        raise InputError(f"languages must be a list of codes such as ['en', 'de'], got the string {shown(languages)}")
     codes = frozenset(canonical_code(code) for code in languages)
     malformed = sorted(code for code in codes if not _CODE.fullmatch(code) or code in _NO_LANGUAGE)
     if malformed:

@@ -27,11 +27,14 @@ class ProblemReason(StrEnum):
     EMPTY_DOCUMENT = "empty_document"
     UNDECODABLE = "undecodable"
     UNREADABLE_FILE = "unreadable_file"
+    TOO_MANY_FIELDS = "too_many_fields"  # a CSV row with more fields than its header
     # What `keel.data`'s JSON line checks refuse (JsonLineReason): values that could not be kept exactly.
     TOO_DEEP = "too_deep"
     NON_FINITE_NUMBER = "non_finite_number"
     INTEGER_OUT_OF_RANGE = "integer_out_of_range"
     INVALID_UNICODE = "invalid_unicode"
+    # An id an earlier input record already had (`keel.curate._duplicate_ids`): only the first is kept.
+    DUPLICATE_ID = "duplicate_id"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.curate._quality_signals import (
     BULLETS,
@@ -247,7 +248,7 @@ def thresholds_from_params(
                 close = difflib.get_close_matches(name, QualityThresholds.model_fields, n=1)
                 problems.append(f"unknown threshold {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             else:
-                problems.append(f"{name}: {err['msg']} (got {err['input']!r})")
+                problems.append(f"{name}: {err['msg']} (got {shown(err['input'])})")
         raise InputError(
             "expected quality thresholds named as in docs/quality-rules.md, found: " + "; ".join(problems),
             hint="fix or remove those keys; use null to switch a rule off",

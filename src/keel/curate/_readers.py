@@ -19,6 +19,7 @@ from typing import IO, Any, Literal, NamedTuple
 import pyarrow.parquet as pq
 import zstandard
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.curate._problems import Problem, ProblemReason, file_mtime
 from keel.data._inputs import arrow_depth, open_decompressed
@@ -73,7 +74,7 @@ def check_encoding(encoding: str) -> str:
         return codecs.lookup(encoding).name
     except LookupError:
         raise InputError(
-            f"expected a text encoding Python knows (utf-8, latin-1, cp1252, utf-16, …); got {encoding!r}"
+            f"expected a text encoding Python knows (utf-8, latin-1, cp1252, utf-16, …); got {shown(encoding)}"
         ) from None
 
 
@@ -102,7 +103,9 @@ def _record_from_object(
         return Problem(uri, line, ProblemReason.EMPTY_DOCUMENT)
     given_id = obj.get(id_field) if id_field else None
     meta = {k: v for k, v in obj.items() if k not in (text_field, id_field)}
-    return make_record(text, uri, line, raw, fetched, meta, str(given_id) if given_id is not None else None)
+    record = make_record(text, uri, line, raw, fetched, meta, str(given_id) if given_id is not None else None)
+    record["line"] = line  # where a repeat of its id says the first one is (`_duplicate_ids`); not stored
+    return record
 
 
 class _Refusal(NamedTuple):
@@ -222,16 +225,30 @@ def _read_parquet(path: Path, text_field: str, id_field: str | None) -> Iterator
 def _read_csv(path: Path, text_field: str, id_field: str | None, encoding: str) -> Iterator[dict[str, Any] | Problem]:
     uri, fetched = path.resolve().as_uri(), file_mtime(path)
     delimiter = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)
     with _open_binary(path) as stream:
         text_stream = io.TextIOWrapper(stream, encoding=encoding, errors="strict", newline="")
         reader = csv.DictReader(text_stream, delimiter=delimiter)
         try:
             for obj in reader:
+                if None in obj:  # DictReader's key for fields beyond the header's
+                    detail = f"{len(obj) - 1 + len(obj[None])} fields; the header names {len(obj) - 1}"
+                    yield Problem(uri, reader.line_num, ProblemReason.TOO_MANY_FIELDS, detail)
+                    continue
                 raw = json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()
                 yield _record_from_object(obj, raw, uri, reader.line_num, fetched, text_field, id_field)
         except UnicodeDecodeError as exc:
             detail = f"{str(exc)[:200]}; set `encoding:` for this input if the file uses another"
             yield Problem(uri, reader.line_num + 1, ProblemReason.UNDECODABLE, detail)
+        except csv.Error as exc:  # e.g. a quote never closed: nothing after it can be located
+            detail = f"not CSV after line {reader.line_num}: {shown(str(exc))}; the rest of the file is not read"
+            yield Problem(uri, reader.line_num + 1, ProblemReason.UNREADABLE_FILE, detail)
+
+
+# A field may be as long as a record (a JSON line's text is not limited either); the csv module's default limit
+# of 128 KiB stopped a whole run with `_csv.Error`. The limit is process-wide: raised, never lowered.
+_CSV_FIELD_LIMIT = 2**31 - 1
 
 
 def _read_text_file(path: Path, encoding: str) -> Iterator[dict[str, Any] | Problem]:
@@ -259,6 +276,9 @@ def read_file(
     encoding: str = "utf-8",
 ) -> Iterator[dict[str, Any] | Problem]:
     """Yield the records of one input file, and a `Problem` for every item that is not one.
+
+    A record of a JSONL, Parquet, CSV or WARC file also holds its `line` (row, WARC record position), which
+    no table keeps: it locates the first record of a repeated id (`keel.curate._duplicate_ids`).
 
     Args:
         path: The file.

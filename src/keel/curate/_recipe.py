@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from keel.core.echo import shown
 from keel.core.errors import ConfigError, InputError
 from keel.core.settings import read_config_file
 from keel.curate._readers import InputFormat, check_encoding, detect_format
@@ -156,7 +157,7 @@ class Recipe(BaseModel):
             pattern = spec.path if Path(spec.path).is_absolute() else str(self.base_dir / spec.path)
             matches = sorted(Path(p) for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
             if not matches:
-                raise InputError(f"input {spec.path!r} matches no files (looked for {pattern})")
+                raise InputError(f"input {shown(spec.path)} matches no files (looked for {pattern})")
             for path in matches:
                 fmt = spec.format or detect_format(path)
                 resolved.append(
@@ -184,7 +185,7 @@ def _step_errors(recipe: Recipe) -> list[str]:
 
 def _located(prefix: str, err: Any) -> str:
     where = ".".join(str(part) for part in (prefix, *err["loc"]))
-    return f"{where}: {err['msg']}" + (f" (got {err['input']!r})" if "input" in err and err["loc"] else "")
+    return f"{where}: {err['msg']}" + (f" (got {shown(err['input'])})" if "input" in err and err["loc"] else "")
 
 
 def parse_recipe(data: Any, base_dir: Path, where: str) -> Recipe:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from keel.core.echo import shown
 from keel.core.ids import sha256_hex
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ def curate(
     if engine not in ("local", "ray"):
         from keel.core.errors import InputError
 
-        raise InputError(f"expected engine 'local' or 'ray'; got {engine!r}")
+        raise InputError(f"expected engine 'local' or 'ray'; got {shown(engine)}")
 
     from keel.govern import require
 

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.curate._augment_lineage import jaccard, word_shingles
@@ -398,7 +399,7 @@ def _check_options(options: SynthesizeOptions) -> None:
     if options.per_doc < 1 or (options.limit is not None and options.limit < 1):
         raise InputError(f"expected --per-doc and --limit of at least 1; got {options.per_doc} and {options.limit}")
     if options.generator not in ("extractive", "model"):
-        raise InputError(f"expected --generator extractive or model; got {options.generator!r}")
+        raise InputError(f"expected --generator extractive or model; got {shown(options.generator)}")
     if options.generator == "extractive" and (options.model or options.base_url or options.prompt):
         raise InputError(
             "the extractive generator uses no model or prompt; got --model/--base-url/--prompt",
@@ -414,7 +415,7 @@ def _check_options(options: SynthesizeOptions) -> None:
         if options.base_url and not options.model_name:
             raise InputError("expected --model-name with --base-url (the model or deployment name to ask for)")
         if options.base_url and not options.base_url.startswith(("http://", "https://")):
-            raise InputError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1; got {options.base_url!r}")
+            raise InputError(f"expected an http(s) URL such as http://127.0.0.1:8000/v1; got {shown(options.base_url)}")
 
 
 def _prompt(store: Store, ref: str | None) -> Any:

@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from keel.core.echo import shown
 from keel.core.errors import ConfigError, InputError
 from keel.curate._problems import Problem, ProblemReason, file_mtime
 from keel.data._records import make_record
@@ -403,7 +404,9 @@ def _warc_item(record: WarcRecord, source: _WarcFile, position: int) -> dict[str
         "content_type": content_type,
     }
     fetched = record.record_date or source.mtime
-    return make_record(text, target or record_id, record_id, body, fetched.replace(tzinfo=fetched.tzinfo or UTC), meta)
+    made = make_record(text, target or record_id, record_id, body, fetched.replace(tzinfo=fetched.tzinfo or UTC), meta)
+    made["line"] = position  # as in Problems: where a repeat of its id says the first one is
+    return made
 
 
 def _warc_payload(record: WarcRecord) -> tuple[bytes, int | None, str] | _Reject:
@@ -425,7 +428,7 @@ def _warc_payload(record: WarcRecord) -> tuple[bytes, int | None, str] | _Reject
     # Read a page only once it is known to be one: skipped images and videos are never loaded.
     head = record.reader.read(512) if not mime else b""
     if mime not in _HTML_MIMES and not (not mime and _sniffs_as_html(head)):
-        return _Reject(WebProblemReason.NOT_HTML, f"content type {content_type or 'missing'!r}")
+        return _Reject(WebProblemReason.NOT_HTML, f"content type {shown(content_type or 'missing')}")
     body = head + record.reader.read()
     if len(body) < record.content_length:
         return _Reject(WebProblemReason.TRUNCATED_RECORD, f"{len(body)} of {record.content_length} bytes")
@@ -457,7 +460,7 @@ def _undo_http_encodings(body: bytes, transfer: str, content: str) -> bytes | _R
     if content in ("", "identity"):
         return body
     if content not in ("gzip", "x-gzip", "deflate"):
-        return _Reject(ProblemReason.UNDECODABLE, f"unsupported Content-Encoding {content!r}")
+        return _Reject(ProblemReason.UNDECODABLE, f"unsupported Content-Encoding {shown(content)}")
     if content != "deflate" and not body.startswith(b"\x1f\x8b"):
         return body  # already decompressed by the archiver, header left behind
     inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 32 if content != "deflate" else zlib.MAX_WBITS)

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
     from keel.data._json_lines import MAX_JSON_DEPTH
     from keel.data._records import RECORD_SCHEMA, make_record, record_id, records_to_table
     from keel.data._version_ops import (
+        IdRepeats,
         RecordTrace,
         VersionDiff,
         diff_versions,
         export_version,
+        repeated_ids,
         split_assignments,
         split_version,
         to_hf_dataset,
@@ -48,10 +50,12 @@ _MODULES = {
     **dict.fromkeys(("RECORD_SCHEMA", "make_record", "record_id", "records_to_table"), "_records"),
     **dict.fromkeys(
         (
+            "IdRepeats",
             "RecordTrace",
             "VersionDiff",
             "diff_versions",
             "export_version",
+            "repeated_ids",
             "split_assignments",
             "split_version",
             "to_hf_dataset",
@@ -80,6 +84,7 @@ __all__ = [
     "RECORD_SCHEMA",
     "DatasetVersion",
     "Expectations",
+    "IdRepeats",
     "RecordTrace",
     "ShardEntry",
     "ValidationReport",
@@ -96,6 +101,7 @@ __all__ = [
     "make_record",
     "record_id",
     "records_to_table",
+    "repeated_ids",
     "row_hashes",
     "split_assignments",
     "split_version",

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, func, select, update
 
+from keel.core.echo import shown
 from keel.core.errors import ConfigError, InputError
 from keel.core.ids import new_ulid
 from keel.govern._access import policy_changed, require
@@ -57,7 +58,7 @@ def classify_dataset(store: Store, name: str, classification: str) -> dict[str, 
     """
     check_name(name, "dataset")
     if classification not in CLASSIFICATIONS:
-        raise InputError(f"expected a classification among {', '.join(CLASSIFICATIONS)}; got {classification!r}")
+        raise InputError(f"expected a classification among {', '.join(CLASSIFICATIONS)}; got {shown(classification)}")
     require(store, "dataset.classify", f"dataset:{name}")
     at = store.clock()
     with store.db.write() as conn:

@@ -28,6 +28,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import zstandard
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.data._json_lines import MAX_JSON_DEPTH, SUSPECT, JsonIssue, JsonLineReason, json_line_issue
 from keel.data._shards import in_shard_format
@@ -148,7 +149,7 @@ def _as_utf8(path: Path, data: bytes, encoding: str) -> bytes:
         codec = codecs.lookup(encoding).name
     except LookupError:
         raise InputError(
-            f"expected a text encoding Python knows (utf-8, latin-1, cp1252, utf-16, …); got {encoding!r}"
+            f"expected a text encoding Python knows (utf-8, latin-1, cp1252, utf-16, …); got {shown(encoding)}"
         ) from None
     if codec == "utf-8":
         return data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data

@@ -15,10 +15,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 from sqlalchemy import select
 
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.data._column_stats import stats_changes
 from keel.data._shards import read_deletes, read_keys, read_shard_rows
@@ -37,10 +39,12 @@ from keel.store.schema import dataset_records, dataset_shards, dataset_version_s
 
 __all__ = [
     "ExportFormat",
+    "IdRepeats",
     "RecordTrace",
     "VersionDiff",
     "diff_versions",
     "export_version",
+    "repeated_ids",
     "split_assignments",
     "split_version",
     "to_hf_dataset",
@@ -48,6 +52,53 @@ __all__ = [
 ]
 
 ExportFormat = Literal["jsonl", "parquet", "hf"]
+
+
+# --- repeated ids --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdRepeats:
+    """Rows of a version whose id an earlier row of it already has, and the first such id with both rows."""
+
+    count: int
+    first_id: str | None = None
+    first_row: int | None = None  # 1-based, in the version's row order
+    repeat_row: int | None = None
+
+    def warning(self, ref: str) -> str | None:
+        """What `keel data commit` prints about them, or None when every id is unique."""
+        if not self.count:
+            return None
+        return (
+            f"{self.count:,} record(s) of {ref} repeat an id another record of it has (first: id "
+            f"{shown(self.first_id)} at rows {self.first_row} and {self.repeat_row}); records are told apart by id, "
+            "so `keel data diff` and `keel data trace` see repeats as one: give every record its own id, or have "
+            "`keel data validate --expect` refuse them (unique_ids: true)"
+        )
+
+
+def repeated_ids(store: Store, ref: str | DatasetVersion) -> IdRepeats:
+    """Count the rows of a version whose id an earlier row has, from the shards' key blobs (no record is read).
+
+    Duplicate ids are allowed in a version (paired by content when committing); this says how many there are.
+    """
+    version = ref if isinstance(ref, DatasetVersion) else get_version(store, ref)
+    parts = []
+    for entry in version.shards:
+        ids, _ = read_keys(store.blobs, entry.keys)
+        live = complement(entry.rows, read_deletes(store.blobs, entry.deletes))
+        parts.append(ids.take(pa.array(live)))
+    ids = pa.chunked_array(parts, pa.string()) if parts else pa.chunked_array([], pa.string())
+    count = len(ids) - pc.count_distinct(ids).as_py()
+    if not count:
+        return IdRepeats(0)
+    first: dict[str, int] = {}
+    for row, record_id in enumerate(ids.to_pylist(), start=1):  # only when ids repeat
+        seen = first.setdefault(record_id, row)
+        if seen != row:
+            return IdRepeats(count, record_id, seen, row)
+    raise AssertionError("count_distinct found a repeat the walk did not")  # pragma: no cover
 
 
 # --- diff ----------------------------------------------------------------------------------
@@ -222,7 +273,7 @@ def export_version(store: Store, ref: str, dest: str | os.PathLike[str], fmt: Ex
         BlobCorruptedError: A blob of the version is damaged (nothing is written).
     """
     if fmt not in ("jsonl", "parquet", "hf"):
-        raise InputError(f"expected an export format of jsonl, parquet or hf; got {fmt!r}")
+        raise InputError(f"expected an export format of jsonl, parquet or hf; got {shown(fmt)}")
     version = get_version(store, ref)
     path = Path(dest)
     if fmt == "hf" and path.exists() and not path.is_dir():

@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError, StoreError
 from keel.core.ids import canonical_json
 from keel.govern._errors import PermissionDeniedError
@@ -363,7 +364,7 @@ def check(store: Store, principal: str, action: str, resource: str) -> Decision:
 def _check_principal(principal: str) -> str:
     if not _PRINCIPAL.fullmatch(principal):
         raise InputError(
-            f"expected a principal local:<OS user>, user:<name> or key:<key id>; got {principal!r}",
+            f"expected a principal local:<OS user>, user:<name> or key:<key id>; got {shown(principal)}",
             hint="see `keel whoami` and `keel key list`",
         )
     return principal
@@ -373,7 +374,7 @@ def _check_scope(scope: str) -> str:
     if not _SCOPE.fullmatch(scope):
         raise InputError(
             f"expected a scope '*' (the workspace) or KIND:NAME-GLOB with KIND one of {', '.join(_KINDS)} "
-            f"(e.g. dataset:faq-*); got {scope!r}"
+            f"(e.g. dataset:faq-*); got {shown(scope)}"
         )
     return scope
 
@@ -476,7 +477,7 @@ def define_role(store: Store, name: str, actions: list[str], *, description: str
         )
     for action in actions:
         if not _ACTION_GLOB.fullmatch(action) or not any(fnmatchcase(known, action) for known in ACTIONS):
-            raise InputError(f"expected actions from: {', '.join(ACTIONS)} (or globs over them); got {action!r}")
+            raise InputError(f"expected actions from: {', '.join(ACTIONS)} (or globs over them); got {shown(action)}")
     if not actions:
         raise InputError("expected at least one action for the role (--allow dataset.commit ...); got none")
     require(store, "access.grant", "*")
@@ -508,9 +509,9 @@ def protect(store: Store, scope: str, target: str, *, remove: bool = False) -> N
     """
     _check_scope(scope)
     if not (target == "promote" or re.fullmatch(r"alias:[a-z][a-z0-9_-]{0,63}", target)):
-        raise InputError(f"expected a target alias:<name> (e.g. alias:production) or promote; got {target!r}")
+        raise InputError(f"expected a target alias:<name> (e.g. alias:production) or promote; got {shown(target)}")
     if target == "promote" and not scope.startswith("deployment:"):
-        raise InputError(f"promote protects deployments: expected a scope deployment:NAME-GLOB; got {scope!r}")
+        raise InputError(f"promote protects deployments: expected a scope deployment:NAME-GLOB; got {shown(scope)}")
     require(store, "access.grant", scope)
     with store.db.write() as conn:
         if remove:

@@ -20,6 +20,7 @@ from functools import cache, partial
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, AnyStr, Literal
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.govern import _pii_patterns as pat
 from keel.govern._pii_people import PeopleFinder
@@ -733,7 +734,7 @@ PiiSpan(type=<PiiType.IPV4: 'ipv4'>, start=31, end=39, detail=None)]
         if PiiType.PHONE in wanted:
             self._phones = _PhoneFinder([r.upper() for r in phone_regions], phone_leniency)
         if engine not in ("keel", "presidio"):
-            raise InputError(f"expected PII engine 'keel' or 'presidio', got {engine!r}")
+            raise InputError(f"expected PII engine 'keel' or 'presidio', got {shown(engine)}")
         people = [t.value for t in wanted if t in PEOPLE_TYPES]
         if PiiType.US_SSN in wanted and "id_document" not in people:
             people.append("id_document")  # its pattern also finds SSNs written with spaces after an SSN word

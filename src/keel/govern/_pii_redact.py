@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Literal
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.govern._pii_detect import PiiSpan, PiiType
 
@@ -41,7 +42,7 @@ def redact(text: str, spans: Sequence[PiiSpan], mode: RedactMode = "placeholder"
         ('mail <EMAIL> now', 'mail *************** now')
     """
     if mode not in ("mask", "hash", "placeholder"):
-        raise InputError(f"expected redaction mode 'placeholder', 'mask' or 'hash', got {mode!r}")
+        raise InputError(f"expected redaction mode 'placeholder', 'mask' or 'hash', got {shown(mode)}")
     pieces: list[str] = []
     pos = 0
     for span in sorted(spans, key=lambda s: (s.start, s.end)):

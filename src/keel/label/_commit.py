@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json
 from keel.label._queue import Label, Queue, list_labels, present_items
@@ -68,7 +69,7 @@ def resolve_labels(
     left_out: Counter[str] = Counter()
     who = resolve.removeprefix("annotator:") if resolve.startswith("annotator:") else None
     if resolve != "majority" and not who:
-        raise InputError(f"expected --resolve majority or annotator:PRINCIPAL; got {resolve!r}")
+        raise InputError(f"expected --resolve majority or annotator:PRINCIPAL; got {shown(resolve)}")
     for position, given in sorted(votes.items()):
         if who is not None:
             if who not in given:

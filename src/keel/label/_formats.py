@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.label._queue import Item, Label, Queue, list_labels, present_items, record_label, skip_item
 from keel.label._schema import LabelSchema
@@ -148,7 +149,7 @@ def export_labels(store: Store, queue: Queue, path: str | os.PathLike[str], *, f
         120
     """
     if format not in FORMATS:
-        raise InputError(f"expected a format among {list(FORMATS)}; got {format!r}")
+        raise InputError(f"expected a format among {list(FORMATS)}; got {shown(format)}")
     items, by_position = _items_and_labels(store, queue)
     document = (
         _label_studio(queue, items, by_position) if format == "label-studio" else _argilla(queue, items, by_position)
@@ -305,7 +306,7 @@ def import_labels(store: Store, queue: Queue, path: str | os.PathLike[str], *, f
         PermissionDeniedError: No `label.write` on the queue's source.
     """
     if format not in FORMATS:
-        raise InputError(f"expected a format among {list(FORMATS)}; got {format!r}")
+        raise InputError(f"expected a format among {list(FORMATS)}; got {shown(format)}")
     source = Path(path)
     document = _load_json_list(source, "tasks" if format == "label-studio" else "records")
     items, _ = _items_and_labels(store, queue)

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from sqlalchemy import delete, func, select
 
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import ConflictError, InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.govern import PermissionDeniedError, require
@@ -205,7 +206,7 @@ def _source_items(store: Store, source: str, text_field: str, since: datetime | 
     if source.startswith("traces:"):
         deployment = check_name(source.removeprefix("traces:"), "deployment")
         return source, _trace_items(store, deployment, since, None)
-    raise InputError(f"expected a source data:NAME@vN or traces:DEPLOYMENT; got {source!r}")
+    raise InputError(f"expected a source data:NAME@vN or traces:DEPLOYMENT; got {shown(source)}")
 
 
 def _contents(store: Store, queue: Queue) -> dict[str, Item]:
@@ -234,7 +235,7 @@ def _ordered(items: list[Item], order: str, seed: int) -> list[Item]:
         random.Random(seed).shuffle(shuffled)
         return shuffled
     if order not in ORDERS:
-        raise InputError(f"expected an order among {list(ORDERS)}; got {order!r}")
+        raise InputError(f"expected an order among {list(ORDERS)}; got {shown(order)}")
     try:  # the weak-supervision side provides it; imported by name so this module stands without it
         rank = importlib.import_module("keel.label.active").rank
     except ModuleNotFoundError as exc:
@@ -293,7 +294,7 @@ def create_queue(
     """
     check_name(name, "queue")
     if order not in ORDERS:
-        raise InputError(f"expected an order among {list(ORDERS)}; got {order!r}")
+        raise InputError(f"expected an order among {list(ORDERS)}; got {shown(order)}")
     if annotators and len(set(annotators)) != len(annotators):
         raise InputError(f"expected distinct annotators; got {list(annotators)}")
     if overlap < 1 or (annotators and overlap > len(annotators)):

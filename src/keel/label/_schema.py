@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.govern import require
@@ -185,7 +186,9 @@ def _spans_from_text(answer: str, text: str | None) -> list[dict[str, Any]]:
     for part in (p.strip() for p in answer.split(";")):
         match = _SPAN.fullmatch(part)
         if match is None:
-            raise InputError(f"expected spans as LABEL:START-END or LABEL=quoted text, separated by ';'; got {part!r}")
+            raise InputError(
+                f"expected spans as LABEL:START-END or LABEL=quoted text, separated by ';'; got {shown(part)}"
+            )
         if match["quote"] is None:
             spans.append({"start": int(match["start"]), "end": int(match["end"]), "label": match["label"]})
             continue

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 
 __all__ = [
@@ -88,7 +89,7 @@ def _uncertainty(probs: npt.NDArray[np.float64], measure: str) -> npt.NDArray[np
     if measure == "margin":
         top = np.sort(probs, axis=1)
         return np.asarray(-(top[:, -1] - (top[:, -2] if probs.shape[1] > 1 else 0.0)), dtype=np.float64)
-    raise InputError(f"expected an uncertainty measure `margin` or `entropy`; got {measure!r}")
+    raise InputError(f"expected an uncertainty measure `margin` or `entropy`; got {shown(measure)}")
 
 
 def _diversity(vectors: Vectors, pool: list[int], labelled: Sequence[int], seed: int) -> list[int]:
@@ -179,7 +180,7 @@ def rank(
         score = _uncertainty(probs / probs.sum(axis=1, keepdims=True), measure)
         return sorted(pool, key=lambda i: (-score[i], ties[i]))
     if strategy not in STRATEGIES:
-        raise InputError(f"expected a strategy among {', '.join(STRATEGIES)}; got {strategy!r}")
+        raise InputError(f"expected a strategy among {', '.join(STRATEGIES)}; got {shown(strategy)}")
     if not pool:
         return []
     vectors = embed(texts) if embeddings is None else np.asarray(embeddings, dtype=np.float32)

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, select, text, update
 
 from keel.core.clock import format_time
 from keel.core.durations import looks_like_duration, parse_duration
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, sha256_hex
 from keel.monitor._observe import Observation, trace_observations
@@ -91,20 +92,20 @@ class AlertRule(BaseModel):
     def _known_metric(cls, value: str) -> str:
         if value in TRAFFIC_METRICS or value == "drift" or value.startswith("drift."):
             return value
-        raise ValueError(f"expected one of {', '.join(TRAFFIC_METRICS)}, drift or drift.FEATURE; got {value!r}")
+        raise ValueError(f"expected one of {', '.join(TRAFFIC_METRICS)}, drift or drift.FEATURE; got {shown(value)}")
 
     @field_validator("window", "for_", "baseline")
     @classmethod
     def _duration(cls, value: str) -> str:
         if not looks_like_duration(value):
-            raise ValueError(f"expected a duration such as 30s, 5m, 1h or 7d; got {value!r}")
+            raise ValueError(f"expected a duration such as 30s, 5m, 1h or 7d; got {shown(value)}")
         return str(value)
 
     @field_validator("condition")
     @classmethod
     def _condition(cls, value: str) -> str:
         if _CONDITION.match(value) is None:
-            raise ValueError(f"expected an operator and a number such as '> 0.05' or '< 1%'; got {value!r}")
+            raise ValueError(f"expected an operator and a number such as '> 0.05' or '< 1%'; got {shown(value)}")
         return value
 
     def active(self, value: float) -> bool:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import select
 
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import ConfigError, InputError, NotFoundError
 from keel.store import Store
 from keel.store.schema import deployments, traces
@@ -177,7 +178,7 @@ def cost_report(
     price = table.apis.get(api)
     if price is None:
         raise InputError(
-            f"expected an API named in the price table ({', '.join(sorted(table.apis))}); got {api!r}",
+            f"expected an API named in the price table ({', '.join(sorted(table.apis))}); got {shown(api)}",
             hint=f"add it under `apis:` in {store.settings.workspace / PRICE_FILE}",
         )
     per_hour = hardware_cost_per_hour if hardware_cost_per_hour is not None else (
@@ -196,7 +197,7 @@ def cost_report(
         known = rows or conn.execute(select(deployments.c.name).where(deployments.c.name == deployment)).first()
         if not known:
             raise NotFoundError(
-                f"no deployment named {deployment!r} and no traces of one", hint="see `keel deploy list`"
+                f"no deployment named {shown(deployment)} and no traces of one", hint="see `keel deploy list`"
             )
     served = [r for r in rows if not r.cache_hit]
     spans = [(r.at.timestamp() - r.latency_ms / 1000, r.at.timestamp()) for r in served]

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.monitor._feedback import Feedback, list_feedback
 from keel.monitor._traces import TraceContent, get_trace_contents
@@ -198,7 +199,7 @@ def export_feedback(
         >>> export_feedback(store, "prefs", form="dpo", since=store.clock() - timedelta(days=7))  # doctest: +SKIP
     """
     if form not in ("sft", "dpo"):
-        raise InputError(f"expected the export form `sft` or `dpo`; got {form!r}")
+        raise InputError(f"expected the export form `sft` or `dpo`; got {shown(form)}")
     found = list_feedback(store, deployment=deployment, since=since, source="human", limit=None)
     skipped: dict[str, int] = {}
     answers = _gather(store, found, skipped)

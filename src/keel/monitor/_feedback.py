@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json, new_ulid
 from keel.govern import require
@@ -124,7 +125,7 @@ def parse_score(value: object) -> float | None:
             ) from None
         value = number
     if not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:
-        raise InputError(f"expected `score` to be a number from 0 to 1 or thumbs 'up'/'down'; got {value!r}")
+        raise InputError(f"expected `score` to be a number from 0 to 1 or thumbs 'up'/'down'; got {shown(value)}")
     return float(value)
 
 

@@ -24,6 +24,7 @@ from scipy import stats
 from sqlalchemy import or_, select, update
 
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.monitor._observe import Observation, trace_observations
@@ -99,7 +100,7 @@ def parse_guard(text: str) -> Guard:
     found = _GUARD.match(text)
     if found is None or (found["value"] is None and not found["baseline"]):
         raise InputError(
-            f"expected a guard like 'error_rate<1%', 'p95_ms<800' or 'feedback>=baseline-0.05'; got {text!r}",
+            f"expected a guard like 'error_rate<1%', 'p95_ms<800' or 'feedback>=baseline-0.05'; got {shown(text)}",
             hint=f"metrics: {', '.join(_METRICS)}; operators: < <= > >=",
         )
     metric = found["metric"]

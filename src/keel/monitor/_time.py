@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from keel.core.durations import looks_like_duration, parse_duration
+from keel.core.echo import shown
 from keel.core.errors import InputError
 
 __all__ = ["parse_duration", "parse_since"]
@@ -25,5 +26,7 @@ def parse_since(text: str, now: datetime) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise InputError(f"expected a duration such as 7d or an ISO date such as 2026-12-01; got {text!r}") from None
+        raise InputError(
+            f"expected a duration such as 7d or an ISO date such as 2026-12-01; got {shown(text)}"
+        ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

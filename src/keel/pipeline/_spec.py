@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from keel.core.echo import shown
 from keel.core.errors import ConfigError, InputError
 from keel.core.settings import read_config_file
 from keel.pipeline._ops import OPERATIONS, file_args
@@ -80,7 +81,7 @@ def parse_reference(text: str, base_dir: Path | None = None) -> Reference:
         match = _REF.fullmatch(text)
         if match is None:
             raise InputError(
-                f"expected {kind}:NAME or {kind}:NAME@VERSION (letters, digits, '.', '_', '-'); got {text!r}"
+                f"expected {kind}:NAME or {kind}:NAME@VERSION (letters, digits, '.', '_', '-'); got {shown(text)}"
             )
         return Reference(match.group(1), match.group(2), match.group(3))
     if not text.strip():
@@ -181,7 +182,7 @@ def parse_sets(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"expected --set KEY=VALUE (e.g. --set steps=40); got {item!r}")
+            raise InputError(f"expected --set KEY=VALUE (e.g. --set steps=40); got {shown(item)}")
         try:
             out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
         except yaml.YAMLError:

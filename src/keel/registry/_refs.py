@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 
 __all__ = ["NAME_PATTERN", "Ref", "Subject", "check_alias", "check_name", "parse_ref", "parse_version"]
@@ -81,10 +82,10 @@ def parse_ref(text: str, subject: str = "model") -> Ref:
     if match := _VERSION.fullmatch(tail):
         return Ref(name, version=int(match.group(1)))
     if re.fullmatch(r"v[0-9]+", tail):
-        raise InputError(f"versions count from v1; got {text!r}")
+        raise InputError(f"versions count from v1; got {shown(text)}")
     if _ALIAS.fullmatch(tail):
         return Ref(name, alias=tail)
-    raise InputError(f"expected a {subject} reference NAME, NAME@vN, NAME@latest or NAME@<alias>; got {text!r}")
+    raise InputError(f"expected a {subject} reference NAME, NAME@vN, NAME@latest or NAME@<alias>; got {shown(text)}")
 
 
 def parse_version(text: str) -> int:
@@ -96,5 +97,5 @@ def parse_version(text: str) -> int:
     """
     match = _VERSION.fullmatch(text) or _VERSION.fullmatch(f"v{text}")
     if match is None:
-        raise InputError(f"expected a version such as v3 or 3; got {text!r}")
+        raise InputError(f"expected a version such as v3 or 3; got {shown(text)}")
     return int(match.group(1))

@@ -23,7 +23,6 @@ from keel.govern import AuthenticationError, PermissionDeniedError
 from keel.monitor import storable
 from keel.serve._backends import Operation
 from keel.serve._errors import (
-    BadRequestError,
     GatewayError,
     ModelNotFoundError,
     PayloadTooLargeError,
@@ -289,11 +288,8 @@ def _add_feedback(app: FastAPI, gateway: Gateway) -> None:
     async def feedback(request: Request) -> Response:
         try:
             client = request.client.host if request.client else None
-            raw = await _read(request, 64 * 1024)
-            try:
-                body = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                raise BadRequestError("expected a JSON object as the request body; could not parse it") from None
+            # parse_body refuses what json.loads would choke on (nesting deep enough for a RecursionError: a 500)
+            body = parse_body(await _read(request, 64 * 1024), lone_surrogates=True)  # stored escaped
             made = await gateway.receive_feedback(request.headers, body, client)
         except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
             return _error_response(exc)

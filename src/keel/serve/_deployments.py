@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import Connection, func, select, update
 
 from keel.core.clock import format_time
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.core.ids import canonical_json
 from keel.govern import require
@@ -139,7 +140,7 @@ class DeploymentSettings(BaseModel):
     @classmethod
     def _check_retain(cls, value: str | None) -> str | None:
         if value is not None and parse_duration(value) <= 0:
-            raise ValueError(f"expected a retention such as 30d or 12h, above zero; got {value!r}")
+            raise ValueError(f"expected a retention such as 30d or 12h, above zero; got {shown(value)}")
         return value
 
 

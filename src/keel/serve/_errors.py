@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from keel.core.echo import safe_message
 from keel.core.errors import KeelError
 
 __all__ = [
@@ -111,4 +112,5 @@ def error_body(message: str, type_: str, code: str | None = None, param: str | N
         >>> error_body("no such model", "invalid_request_error", "model_not_found")["error"]["code"]
         'model_not_found'
     """
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    # A message may repeat what the request sent: never all of a megabyte, nor its control characters.
+    return {"error": {"message": safe_message(message), "type": type_, "param": param, "code": code}}

@@ -166,8 +166,11 @@ def _lone_surrogate(value: Any, path: str = "") -> str | None:
     return None
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
+def parse_body(raw: bytes, *, lone_surrogates: bool = False) -> dict[str, Any]:
     """The request body as a JSON object, refusing what later steps could not handle.
+
+    `lone_surrogates=True` lets strings with lone surrogates through, for a caller that makes them storable
+    itself (feedback escapes them).
 
     Raises:
         BadRequestError: Not JSON, not an object, nested deeper than 64 levels, or a string holding
@@ -188,7 +191,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     # Cheap screens first (C-speed byte counts); the walks run only for bodies that may be hostile.
     if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _depth_exceeds(body, MAX_DEPTH):
         raise BadRequestError(f"expected JSON nested at most {MAX_DEPTH} levels deep; got deeper")
-    if b"\\ud" in raw or b"\\uD" in raw:
+    if not lone_surrogates and (b"\\ud" in raw or b"\\uD" in raw):
         where = _lone_surrogate(body)
         if where is not None:
             raise BadRequestError(

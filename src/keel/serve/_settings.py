@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from keel.core.echo import shown
 from keel.core.errors import ConfigError
 
 __all__ = ["ServeSettings", "load_serve_settings"]
@@ -107,7 +108,7 @@ def load_serve_settings(**overrides: Any) -> ServeSettings:
         return ServeSettings(**overrides)
     except ValidationError as exc:
         problems = [
-            f"{'KEEL_' + str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}; got {e.get('input')!r}"
+            f"{'KEEL_' + str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}; got {shown(e.get('input'))}"
             for e in exc.errors()
         ]
         raise ConfigError(

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.registry import ModelVersion, start_run
 from keel.store import Store
@@ -232,7 +233,7 @@ def export_gguf(
         >>> export_gguf(store, "assistant@v2", "q4_k_m")  # doctest: +SKIP
     """
     if quant not in get_args(GgufQuant):
-        raise InputError(f"expected --quant to be one of {', '.join(get_args(GgufQuant))}; got {quant!r}")
+        raise InputError(f"expected --quant to be one of {', '.join(get_args(GgufQuant))}; got {shown(quant)}")
     require_llama_cpp()
     say = progress or (lambda stage: None)
     converter = find_converter(store.settings.llama_cpp_source, store.settings.state_dir / "cache" / "llama.cpp")

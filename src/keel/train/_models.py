@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keel.core.echo import shown
 from keel.core.errors import InputError, NotFoundError
 from keel.registry import ModelInfo, ModelVersion, get_model, parse_ref, pull_model, register_model
 from keel.store import Store
@@ -80,7 +81,7 @@ def _dtype(dtype: str | torch.dtype | None) -> Any:
 
     found = getattr(torch, dtype, None)
     if not isinstance(found, torch.dtype):
-        raise InputError(f"expected a torch dtype name such as 'float32' or 'bfloat16'; got {dtype!r}")
+        raise InputError(f"expected a torch dtype name such as 'float32' or 'bfloat16'; got {shown(dtype)}")
     return found
 
 

@@ -25,6 +25,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from keel.core.clock import format_time
+from keel.core.echo import safe_message, shown
 from keel.core.errors import InputError, KeelError, NotFoundError, StoreError
 from keel.govern import (
     AuthenticationError,
@@ -189,20 +190,20 @@ def create_console(store: Store, *, secret_key: str | None = None, https_only: b
 
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> Response:
-        return console.render(request, "error.html", 404, title="Not found", message=str(exc))
+        return console.render(request, "error.html", 404, title="Not found", message=safe_message(str(exc)))
 
     @app.exception_handler(InputError)
     async def bad_input(request: Request, exc: InputError) -> Response:
-        return console.render(request, "error.html", 400, title="Bad input", message=str(exc))
+        return console.render(request, "error.html", 400, title="Bad input", message=safe_message(str(exc)))
 
     @app.exception_handler(RequestValidationError)
     async def bad_query(request: Request, exc: RequestValidationError) -> Response:
         wrong = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors())
-        return console.render(request, "error.html", 400, title="Bad input", message=f"expected {wrong}")
+        return console.render(request, "error.html", 400, title="Bad input", message=safe_message(f"expected {wrong}"))
 
     @app.exception_handler(PermissionDeniedError)
     async def denied(request: Request, exc: PermissionDeniedError) -> Response:
-        return console.render(request, "error.html", 403, title="Refused", message=str(exc))
+        return console.render(request, "error.html", 403, title="Refused", message=safe_message(str(exc)))
 
     return app
 
@@ -246,7 +247,7 @@ def parse_weight(value: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise InputError(f"expected a canary weight as a whole percent (1-99); got {value!r}") from None
+        raise InputError(f"expected a canary weight as a whole percent (1-99); got {shown(value)}") from None
 
 
 def keel_error_message(exc: KeelError) -> str:

@@ -25,7 +25,10 @@ def test_validate_and_run(tmp_path: Path) -> None:
     assert valid.exit_code == 0 and "is valid: 1 input file(s), steps: normalize, exact_dedup" in valid.output
     result = runner.invoke(app, ["curate", "run", str(recipe)])
     assert result.exit_code == 0, result.output
-    assert "exact_duplicate=1" in result.output and "Read 13 records from 1 file(s) (1 quarantined)" in result.output
+    assert (
+        "exact_duplicate=1" in result.output
+        and "Read 13 records from 1 file(s) (1 quarantined: invalid_json 1; see quarantine.jsonl)" in result.output
+    )
     as_json = json.loads(runner.invoke(app, ["curate", "run", str(recipe), "--json"]).output)
     assert as_json["records_out"] == 12 and as_json["resumed_shards"] == 3  # read + 2 stages: nothing to redo
 

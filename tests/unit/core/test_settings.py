@@ -131,3 +131,18 @@ def test_the_template_documents_every_setting() -> None:
 def test_errors_carry_hints() -> None:
     error = KeelError("expected x; found y", hint="do z")
     assert str(error) == "expected x; found y; do z" and error.exit_code == 2
+
+
+def test_a_megabyte_setting_is_shown_short_and_escaped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = _workspace(tmp_path / "ws")
+    for name, value, where in [
+        ("KEEL_LOG_LEVEL", "\x1b[2J" + "L" * 1_000_000, "log_level (from KEEL_LOG_LEVEL)"),
+        ("KEEL_BLOB_OPTIONS", "\x1b]0;x\x07" + "{" * 1_000_000, "blob_options (from KEEL_BLOB_OPTIONS)"),
+    ]:
+        monkeypatch.setenv(name, value)
+        with pytest.raises(ConfigError) as caught:
+            load_settings(ws)
+        monkeypatch.delenv(name)
+        message = str(caught.value)
+        assert len(message) < 1_000 and "\x1b" not in message and "\x07" not in message
+        assert where in message and f"({len(value):,} characters)" in message

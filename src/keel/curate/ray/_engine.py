@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from keel.core.errors import ConfigError, InputError, KeelError
 from keel.curate._basic_steps import ExactDedupParams, ExactDedupStep
+from keel.curate._duplicate_ids import ids_can_repeat_across, repeats_across_files, without_ids
 from keel.curate._engine import (
     _PARQUET,
     CurationReport,
@@ -81,6 +82,41 @@ def _read_whole_file(index: int, source: ResolvedInput, **kwargs: Any) -> tuple[
 
 def _pick(tables: list[pa.Table], number: int) -> pa.Table:
     return tables[number]
+
+
+def _id_column(table: pa.Table) -> pa.Table:
+    return table.select(["id"])
+
+
+def _without_repeats(
+    sources: list[ResolvedInput], per_file: list[list[Any]], tally: Path, strict: bool
+) -> list[list[Any]]:
+    """Each file's blocks without the records whose id an earlier file had, quarantined as the local engine does.
+
+    Repeats within a file were set aside while it was read (`_file_shards`); this is the same cross-file pass
+    as the local engine's (`repeats_across_files`), on the blocks' id columns. Usually it finds none and
+    changes nothing.
+    """
+    if len(sources) < 2 or not ids_can_repeat_across(sources):
+        return per_file
+    import ray
+
+    remote: Any = ray.remote
+    id_tables = ray.get([remote(_id_column).remote(block) for blocks in per_file for block in blocks])
+    ids, at = [], 0
+    for blocks in per_file:
+        chunks = [chunk for table in id_tables[at : at + len(blocks)] for chunk in table.column("id").chunks]
+        ids.append(pa.chunked_array(chunks, pa.string()))
+        at += len(blocks)
+    drop = remote(without_ids)
+    for index, repeats in repeats_across_files(sources, ids, strict).items():
+        per_file[index] = [drop.remote(block, repeats.drop) for block in per_file[index]]
+        path = tally / f"read-{index:05d}.json"
+        read = json.loads(path.read_text(encoding="utf-8"))
+        _write_json(
+            {"records": read["records"] - len(repeats.problems), "problems": repeats.rename(read["problems"])}, path
+        )
+    return per_file
 
 
 def _ray_client() -> bool:
@@ -361,8 +397,9 @@ class RayEngine:
             files = [read_whole.remote(index, source, **kwargs) for index, source in enumerate(sources)]
             counts = ray.get([count for count, _ in files])
             pick = remote(_pick)
-            shards = [(tables, n) for (_, tables), count in zip(files, counts, strict=True) for n in range(count)]
-            refs = [pick.remote(tables, n) for tables, n in shards]
+            per_file = [
+                [pick.remote(tables, n) for n in range(count)] for (_, tables), count in zip(files, counts, strict=True)
+            ]
         else:
             # Each shard of `shard_size` records becomes one block, as it is one shard for the local engine: had
             # the files been read by map_batches, Ray Data would join a task's tables into blocks of up to 128 MB,
@@ -370,8 +407,9 @@ class RayEngine:
             # time for 16k documents in one file vs 1.2x in four).
             read_file = remote(num_returns="streaming")(_read_file)
             streams = [read_file.remote(index, source, **kwargs) for index, source in enumerate(sources)]
-            refs = [block for stream in streams for block in stream]  # in input order, files read in parallel
+            per_file = [list(stream) for stream in streams]  # in input order, files read in parallel
             ray.get([stream.completed() for stream in streams])  # their CPUs are free before the next stage
+        refs = [block for blocks in _without_repeats(sources, per_file, tally, strict) for block in blocks]
         ds: Dataset = ray.data.from_arrow_refs(refs) if refs else ray.data.from_arrow(_numbered([], 0, 0))
         return ds
 
