@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ECHO_CHARS", "safe_message", "shown"]
+__all__ = ["ECHO_CHARS", "safe_message", "shown", "without_credentials"]
 
 ECHO_CHARS = 80
 """How many characters of a value a message repeats."""
@@ -53,6 +53,24 @@ def shown(value: object, limit: int = ECHO_CHARS) -> str:
         text = f"<{type(value).__name__}>"
     text = _UNSAFE_IN_LINE.sub(_escape, text)
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+# `scheme://user:password@`: the password runs to the last `@` (an unencoded `@` in a password is common in
+# URLs that fail to parse, and masking too much is safer than showing part of a secret).
+_CREDENTIALS = re.compile(r"(://[^/:@\s]*):\S*@")
+
+
+def without_credentials(text: str) -> str:
+    """`text` with the password of any `scheme://user:password@host` in it replaced by `***`.
+
+    For URLs a parser refused (so cannot render without their password): a settings error must not print a
+    database password.
+
+    Examples:
+        >>> without_credentials("postgres ql://keel:s3cr@t@db/keel")
+        'postgres ql://keel:***@db/keel'
+    """
+    return _CREDENTIALS.sub(r"\1:***@", text)
 
 
 def safe_message(text: str, *, line_chars: int = 500, max_lines: int = 50) -> str:

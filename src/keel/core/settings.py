@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from keel.core.echo import shown
+from keel.core.echo import shown, without_credentials
 from keel.core.errors import ConfigError, KeelError, WorkspaceNotFoundError
 
 __all__ = [
@@ -519,7 +519,7 @@ def _check_database_url(settings: Settings) -> None:
     except ArgumentError:
         raise ConfigError(
             f"{origin} is not a database URL: expected e.g. postgresql://user@host:5432/keel "
-            f"or sqlite:///path/keel.db; got {shown(settings.database_url)}",
+            f"or sqlite:///path/keel.db; got {shown(without_credentials(settings.database_url))}",
             hint="fix or unset it (unset means the embedded SQLite database)",
         ) from None
     if url.get_backend_name() not in ("sqlite", "postgresql"):

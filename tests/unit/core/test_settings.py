@@ -121,6 +121,16 @@ def test_database_url_is_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert load_settings(ws).resolved_database_url == "postgresql://u@h/d"
 
 
+def test_unparseable_database_url_error_hides_its_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ws = _workspace(tmp_path / "ws")
+    monkeypatch.setenv("KEEL_DATABASE_URL", "postgres ql://keel:s3cr@t-Pa55@db:5432/keel")  # a space in the scheme
+    with pytest.raises(ConfigError, match="^KEEL_DATABASE_URL is not a database URL") as raised:
+        load_settings(ws)
+    message = str(raised.value)
+    assert "s3cr" not in message and "Pa55" not in message
+    assert "postgres ql://keel:***@db:5432/keel" in message
+
+
 def test_the_template_documents_every_setting() -> None:
     template = workspace_template()
     for name in Settings.model_fields:
