@@ -20,7 +20,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from keel.core.errors import ConfigError, InputError

@@ -561,16 +561,10 @@ def _ngram_signals(tokens: _Tokens, words: _HashedGroups) -> dict[str, FloatArra
     cum = np.zeros(n_tokens + 1, dtype=np.int64)
     np.cumsum(tokens.lengths[tokens.ids], out=cum[1:])
     total = cum[tokens.offsets[1:]] - cum[tokens.offsets[:-1]]
-    group_of = words.ids.copy()  # per position: its n-gram's group (valid where repeated)
-    repeated = words.sizes[words.ids] >= 2
+    group_of = words.ids.copy()  # per position: its (n-1)-gram's group (valid where repeated)
+    repeated = words.sizes[words.ids] >= 2  # per position: its (n-1)-gram occurs twice or more in the document
     next_in_doc = tokens.doc_of[:-1] == tokens.doc_of[1:]
     for n in range(2, max(DUP_NGRAMS) + 1):
-        if n > 2:
-            twice = groups.sizes >= 2
-            at = groups.pos[np.repeat(twice, groups.sizes)]
-            group_of[at] = np.repeat(np.flatnonzero(twice), groups.sizes[twice])
-            repeated = np.zeros(n_tokens, dtype=np.bool_)
-            repeated[at] = True
         # Both (n-1)-grams repeat and start in the same document, so the n-gram lies inside it.
         pos = np.flatnonzero(repeated[:-1] & repeated[1:] & next_in_doc)
         if not len(pos):
@@ -585,6 +579,11 @@ def _ngram_signals(tokens: _Tokens, words: _HashedGroups) -> dict[str, FloatArra
             later[groups.first] = False
             covered = _covered_chars(np.flatnonzero(later), n, cum, tokens.doc_of, n_docs)
             out[f"gopher_dup_{n}gram_char_fraction"] = _ratio(covered, total)
+        twice = groups.sizes >= 2  # the repeated n-grams, which level n + 1 builds on
+        at = groups.pos[np.repeat(twice, groups.sizes)]
+        group_of[at] = np.repeat(np.flatnonzero(twice), groups.sizes[twice])
+        repeated = np.zeros(n_tokens, dtype=np.bool_)
+        repeated[at] = True
     return out
 
 
