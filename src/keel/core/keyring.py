@@ -20,14 +20,16 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from typing import TYPE_CHECKING
 
 from keel.core.errors import ConfigError, InputError
 from keel.core.settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+# cryptography (~0.02 CPU-s of imports, measured) loads in the methods that encrypt or sign: hashing subjects,
+# which `keel curate run`'s pii step does with every keyring it loads, needs only hmac.
 
 __all__ = [
     "KEYRING_FORMAT",
@@ -74,6 +76,8 @@ class Keyring:
 
     def wrap(self, data_key: bytes) -> tuple[str, str]:
         """Encrypt a data key under the current key-encryption key: (kek id, base64 of nonce + ciphertext)."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         kek_id, kek = self.keks[0]
         nonce = secrets.token_bytes(12)
         return kek_id, _b64(nonce + AESGCM(kek).encrypt(nonce, data_key, kek_id.encode()))
@@ -91,6 +95,9 @@ class Keyring:
                 f"{', '.join(k for k, _ in self.keks) or 'none'}",
                 hint="restore the key file in use when the data was written, or finish `keel govern rotate-key`",
             )
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         raw = base64.b64decode(wrapped)
         try:
             return AESGCM(kek).decrypt(raw[:12], raw[12:], kek_id.encode())
@@ -148,11 +155,15 @@ class Keyring:
 
     @property
     def _signer(self) -> Ed25519PrivateKey:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return Ed25519PrivateKey.from_private_bytes(self.signing_seed)
 
     @property
     def public_key(self) -> str:
         """The certificate-verifying public key, hex (safe to publish)."""
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
         return self._signer.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
     def sign(self, data: bytes) -> str:
@@ -162,6 +173,9 @@ class Keyring:
 
 def verify_signature(public_key: str, data: bytes, signature: str) -> bool:
     """Whether `signature` (hex) signs `data` under the hex Ed25519 `public_key`."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(bytes.fromhex(signature), data)
     except (InvalidSignature, ValueError):

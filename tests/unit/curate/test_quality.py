@@ -32,6 +32,7 @@ from keel.curate._quality import (
     thresholds_from_params,
 )
 from keel.curate._quality import _sorted_groups as sorted_groups
+from keel.curate._quality_signals import _hashed_groups as hashed_groups
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "quality-rules.md"
 
@@ -351,6 +352,18 @@ def test_grouping_keeps_each_groups_positions_ascending(scale: int) -> None:
     assert groups.pos.tolist() == [p for run in runs for p in run]
     assert groups.first.tolist() == [run[0] for run in runs]
     assert groups.sizes.tolist() == [len(run) for run in runs]
+
+
+@pytest.mark.parametrize("size", [0, 1, 500])
+def test_hashed_groups_number_groups_by_first_occurrence(size: int) -> None:
+    keys = np.random.default_rng(size).integers(-3, 40, size).astype(np.int64) * (1 << 40)
+    groups = hashed_groups(keys)
+    numbering: dict[int, int] = {}
+    for key in keys.tolist():
+        numbering.setdefault(key, len(numbering))
+    assert groups.ids.tolist() == [numbering[k] for k in keys.tolist()]
+    assert groups.first.tolist() == [keys.tolist().index(k) for k in numbering]
+    assert groups.sizes.tolist() == [keys.tolist().count(k) for k in numbering]
 
 
 # --- batches, inputs and edge cases -------------------------------------------------------------------

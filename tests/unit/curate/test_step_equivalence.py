@@ -77,6 +77,29 @@ def test_the_batch_mojibake_check_agrees_with_the_per_text_one(doc_pages: list[A
     assert may_be_mojibake_many(pa.array([], pa.string())).tolist() == []
 
 
+def test_the_stretch_check_gives_ftfys_answer_on_hostile_text() -> None:
+    """`_is_bad` asks ftfy about stretches around the suspect places only: the same answer as the whole text."""
+    import random
+
+    from ftfy.badness import MOJIBAKE_CATEGORIES, is_bad
+
+    from keel.curate._basic_steps import _is_bad
+
+    rng = random.Random(7)
+    odd = "".join(MOJIBAKE_CATEGORIES.values()) + "\u0413\u045e\u0412\u0402\u0392\u20ac\u0101\u221a\u201a\u00c4\u00d7"
+    plain = "ab .,?!Z1\x00\n\t"
+    texts = ["\u00c3 at the start", "\u00c2 x", "123456\u00c3 b", "1234567\u00c3 b", "\x00\u00c3 ", "\u0153\x00a"]
+    for _ in range(30_000):
+        parts = []
+        for _ in range(rng.randint(1, 8)):
+            parts.append("".join(rng.choice(odd) for _ in range(rng.randint(1, 3))))
+            parts.append("".join(rng.choice(plain) for _ in range(rng.randint(0, 14))))
+        texts.append("".join(parts))
+    answers = [is_bad(t) for t in texts]
+    assert 0.2 < sum(answers) / len(answers) < 0.8  # both answers are well represented
+    assert [_is_bad(t) for t in texts] == answers
+
+
 @pytest.mark.parametrize("chunks", [1, 3])
 def test_normalize_gives_what_the_per_text_reference_gives(chunks: int) -> None:
     texts = _varied()
