@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import keel.curate._minhash as minhash_module
@@ -450,3 +451,16 @@ def test_sketch_jaccard_matches_its_definition_on_random_sketches(k: int) -> Non
         a, b = (np.sort(rng.choice(pool, size=int(rng.integers(0, len(pool) + 1)), replace=False))[:k] for _ in "ab")
         a, b = a.astype(np.uint32), b.astype(np.uint32)
         assert sketch_jaccard(a, b, k) == _sketch_jaccard_by_sets(a, b, k)
+
+
+def test_signatures_and_sketches_of_an_arrow_column_equal_those_of_its_python_strings() -> None:
+    """near_dedup computes them on the shard's Arrow column; the library takes Python strings: the same rows."""
+    texts = [text(seed, words=40 + seed * 37 % 400) for seed in range(60)]
+    texts += ["ΟΔΟΣ ΑΣ İstanbul\xa0café", "", "  ", "one two", "\U0001f600 emoji, text", text(1)]
+    column = pa.chunked_array([pa.array(texts[:30], pa.string()), pa.array(texts[30:], pa.string())])
+    for params in (PARAMS, MinHashParams(threshold=0.6, sketch=16), MinHashParams(ngram=3, unit="char")):
+        sig, sketches = minhash_sketches(texts, params)
+        arrow_sig, arrow_sketches = minhash_sketches(column, params)
+        assert np.array_equal(sig, arrow_sig) and np.array_equal(sig, minhash_signatures(column, params))
+        assert np.array_equal(sketches.values, arrow_sketches.values)
+        assert np.array_equal(sketches.offsets, arrow_sketches.offsets)
