@@ -464,3 +464,30 @@ def test_signatures_and_sketches_of_an_arrow_column_equal_those_of_its_python_st
         assert np.array_equal(sig, arrow_sig) and np.array_equal(sig, minhash_signatures(column, params))
         assert np.array_equal(sketches.values, arrow_sketches.values)
         assert np.array_equal(sketches.offsets, arrow_sketches.offsets)
+
+
+def test_verified_similarity_of_many_pairs_is_sketch_jaccard_of_each() -> None:
+    """The pairs whose sketches hold every shingle are verified all at once: the same values as pair by pair."""
+    rng = np.random.default_rng(3)
+    k = 16
+    rows = []
+    for _ in range(300):  # empty, short, just under k, at k and above; overlapping value ranges
+        size = int(rng.choice([0, 1, 3, k - 1, k, k + 5, 40]))
+        rows.append(np.unique(rng.integers(0, 60, size=size * 2, dtype=np.uint32))[:size])
+    lengths = [len(r) for r in rows]
+    sketches = Sketches(
+        np.concatenate(rows).astype(np.uint32), np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    )
+    lo, hi = rng.integers(0, 300, 2000), rng.integers(0, 300, 2000)
+    estimate = rng.choice([0.3, 0.55, 0.7, 0.79, 0.85, 1.0], size=2000)
+    params = MinHashParams(threshold=0.75, sketch=k)
+    similarity, accepted = minhash_module.verified_similarity(estimate, (sketches, lo, sketches, hi), 0.75, params)
+    margin = float(np.sqrt(0.75 * 0.25 / k))
+    for i in range(2000):
+        a, b = sketches.row(int(lo[i])), sketches.row(int(hi[i]))
+        if estimate[i] >= 1.0 or estimate[i] < 0.75 - minhash_module.SKETCH_BAND:
+            expected, exact = estimate[i], estimate[i] >= 1.0
+        else:
+            expected, exact = sketch_jaccard(a, b, k), len(a) < k and len(b) < k
+        assert similarity[i] == expected
+        assert accepted[i] == (expected >= 0.75 if exact else expected >= 0.75 + margin)
