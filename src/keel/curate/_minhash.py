@@ -513,49 +513,13 @@ def verified_similarity(
     similarity, exact = estimate.copy(), estimate >= 1.0
     if sketches is not None and k:
         first, first_rows, second, second_rows = sketches
-        near = np.flatnonzero((estimate < 1.0) & (estimate >= threshold - SKETCH_BAND))
-        rows_a, rows_b = np.asarray(first_rows)[near], np.asarray(second_rows)[near]
-        len_a = first.offsets[rows_a + 1] - first.offsets[rows_a]
-        len_b = second.offsets[rows_b + 1] - second.offsets[rows_b]
-        whole = (len_a < k) & (len_b < k)
-        # Both sketches hold all their texts' shingles: `sketch_jaccard`'s exact Jaccard, for all such pairs at
-        # once. Written by hand for speed: one sort instead of a Python call per pair (2,835 pairs on
-        # benchmarks/curation_vs_datatrove.py: ~0.03 CPU-s in the loop), the same values (tests/unit/curate).
-        shared = _shared_values(first, rows_a[whole], second, rows_b[whole])
-        union = len_a[whole] + len_b[whole] - shared
-        filled = (len_a[whole] > 0) & (len_b[whole] > 0)
-        similarity[near[whole]] = np.where(filled, shared / np.maximum(union, 1), 0.0)
-        exact[near[whole]] = True
-        for i, a_row, b_row in zip(
-            near[~whole].tolist(), rows_a[~whole].tolist(), rows_b[~whole].tolist(), strict=True
-        ):
-            similarity[i] = sketch_jaccard(first.row(a_row), second.row(b_row), k)
+        for i in np.flatnonzero((estimate < 1.0) & (estimate >= threshold - SKETCH_BAND)).tolist():
+            a, b = first.row(int(first_rows[i])), second.row(int(second_rows[i]))
+            similarity[i] = sketch_jaccard(a, b, k)
+            exact[i] = len(a) < k and len(b) < k
     slots = k if sketches is not None and k else params.num_perm
     margin = float(np.sqrt(threshold * (1.0 - threshold) / slots))
     return similarity, np.where(exact, similarity >= threshold, similarity >= threshold + margin)
-
-
-def _sketch_values(sketches: Sketches, rows: I64) -> tuple[npt.NDArray[np.uint32], I64]:
-    """The values of the sketches of `rows`, concatenated, and for each value the position of its row in `rows`."""
-    starts = sketches.offsets[rows]
-    lengths = sketches.offsets[rows + 1] - starts
-    owner = np.repeat(np.arange(len(rows), dtype=np.int64), lengths)
-    index = np.arange(len(owner), dtype=np.int64) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
-    return sketches.values[index], owner
-
-
-def _shared_values(first: Sketches, first_rows: I64, second: Sketches, second_rows: I64) -> I64:
-    """Per pair (`first_rows[i]` of `first`, `second_rows[i]` of `second`), how many values the two sketches share.
-
-    A sketch's values are distinct, so a value twice within one pair's values is one both hold.
-    """
-    a, a_owner = _sketch_values(first, first_rows)
-    b, b_owner = _sketch_values(second, second_rows)
-    high = np.uint64(32)
-    keys = np.concatenate(((a_owner.astype(np.uint64) << high) | a, (b_owner.astype(np.uint64) << high) | b))
-    keys.sort()
-    twice = keys[1:][keys[1:] == keys[:-1]]
-    return np.bincount((twice >> high).astype(np.intp), minlength=len(first_rows))
 
 
 def exact_jaccard(a: str, b: str, params: MinHashParams) -> float:

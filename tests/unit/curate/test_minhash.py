@@ -467,7 +467,8 @@ def test_signatures_and_sketches_of_an_arrow_column_equal_those_of_its_python_st
 
 
 def test_verified_similarity_of_many_pairs_is_sketch_jaccard_of_each() -> None:
-    """The pairs whose sketches hold every shingle are verified all at once: the same values as pair by pair."""
+    """Each pair near the threshold gets its sketches' Jaccard (exact where both hold every shingle), others the
+    estimate; acceptance at the threshold, or one standard error above it for an estimate."""
     rng = np.random.default_rng(3)
     k = 16
     rows = []
