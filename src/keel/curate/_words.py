@@ -292,9 +292,9 @@ def _arrow_lower_differs() -> tuple[BoolArray, int]:
 
     Found by lowering every code point of the first two planes both ways, in this process (so a pyarrow or
     Python whose Unicode tables differ is caught): the characters lowered differently (on pyarrow 26 and
-    Python 3.11, 74 letters Unicode added after 14.0), the two context-dependent ones, and everything past
+    Python 3.11, 75 letters Unicode added after 14.0), the two context-dependent ones, and everything past
     the planes compared, by the prefixes their UTF-8 starts with (a prefix covers 64 to 4,096 code points,
-    so this errs towards Python). Also the smallest first byte of such a prefix. ~4 ms once per process.
+    so this errs towards Python). Also the smallest first byte of such a prefix. 5-9 ms once per process.
     """
     points = np.arange(_COMPARED_BELOW, dtype=np.uint32)
     points = points[((points < 0xD800) | (points > 0xDFFF)) & ~np.isin(points, _CONTEXTUAL_LOWER)]
