@@ -34,7 +34,7 @@ from keel.core.ids import canonical_json, sha256_hex
 from keel.curate._duplicate_ids import first_ids_only, quarantine_repeats_across_files
 from keel.curate._problems import Problem
 from keel.curate._process import block_pandas, die_with_parent, lock_output
-from keel.curate._readers import read_file
+from keel.curate._readers import read_records
 from keel.curate._recipe import Recipe, ResolvedInput, build_steps
 from keel.curate._step import GlobalStep, Step, StepStats
 from keel.curate._workfiles import decode, encode, file_digest, read_verified, write_bytes
@@ -182,14 +182,17 @@ def _write_json(data: Any, path: Path) -> None:
 
 def _file_shards(
     source: ResolvedInput, shard_size: int, strict: bool, problems: list[dict[str, Any]]
-) -> Iterator[list[dict[str, Any]]]:
-    """The records of one input file in lists of `shard_size` (the last may be shorter), in file order.
+) -> Iterator[pa.Table]:
+    """The records of one input file as record tables of `shard_size` rows (the last may be shorter), in file order.
 
     Bad items go to `problems` (or raise, with `strict`). Both engines cut files with this, so a shard holds
-    the same records in each.
+    the same records in each. The reader hands over runs of records as tables where it parsed them so
+    (`read_records`), and one by one otherwise; a shard is the same table either way (one chunk per column).
     """
-    buffer: list[dict[str, Any]] = []
-    items = read_file(
+    parts: list[pa.Table] = []  # records read and not yet in a shard, in order: tables, then `loose`
+    loose: list[dict[str, Any]] = []
+    held = 0
+    items = read_records(
         source.path,
         source.format,
         text_field=source.text_field,
@@ -203,12 +206,25 @@ def _file_shards(
                 raise item.strict_error()
             problems.append(item.to_json())
             continue
-        buffer.append(item)
-        if len(buffer) >= shard_size:
-            yield buffer
-            buffer = []
-    if buffer:
-        yield buffer
+        if isinstance(item, dict):
+            loose.append(item)
+            held += 1
+        else:
+            if loose:
+                parts, loose = [*parts, _shard_table(loose)], []
+            parts.append(item)
+            held += item.num_rows
+        while held >= shard_size:
+            if loose:
+                parts, loose = [*parts, _shard_table(loose)], []
+            joined = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+            yield joined.slice(0, shard_size).combine_chunks()
+            parts = [joined.slice(shard_size)] if joined.num_rows > shard_size else []
+            held -= shard_size
+    if loose:
+        parts.append(_shard_table(loose))
+    if held:
+        yield (pa.concat_tables(parts) if len(parts) > 1 else parts[0]).combine_chunks()
 
 
 def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, strict: bool) -> dict[str, Any]:
@@ -220,9 +236,9 @@ def _read_task(source: ResolvedInput, index: int, shard_size: int, work: Path, s
     records = 0
     for shard in _file_shards(source, shard_size, strict, problems):
         name = f"{index:05d}-{len(shards):04d}"
-        digests[name] = _write_parquet(_shard_table(shard), work / "read" / f"{name}.parquet", final=False)
+        digests[name] = _write_parquet(shard, work / "read" / f"{name}.parquet", final=False)
         shards.append(name)
-        records += len(shard)
+        records += shard.num_rows
     quarantine = "".join(json.dumps(p, sort_keys=True) + "\n" for p in problems).encode()
     digests["quarantine"] = write_bytes(quarantine, work / "read" / f"{index:05d}.quarantine.jsonl")
     done = {

@@ -8,17 +8,19 @@ with the duplicates it names is the caller's business.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
 import xxhash
 
 from keel.core.errors import InputError
-from keel.curate._words import ascii_whitespace, split_words
+from keel.curate._words import lower_like_python, text_buffer
 
 __all__ = [
     "SMALL_GROUP",
@@ -61,6 +63,7 @@ U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 SIG = npt.NDArray[np.uint32]
 F64 = npt.NDArray[np.float64]
+Texts: TypeAlias = Sequence[str] | pa.Array | pa.ChunkedArray  # Python strings, or an Arrow string column
 
 EMPTY = np.uint32(0xFFFFFFFF)  # every slot of a text with no shingles; such texts are never duplicates
 _MASK64 = (1 << 64) - 1
@@ -243,40 +246,83 @@ def _chars(text: str) -> npt.NDArray[np.uint32]:
     return np.frombuffer(cleaned.encode("utf-32-le", "surrogatepass"), dtype="<u4")
 
 
-def _word_hashes(texts: Sequence[str]) -> tuple[U64, I64]:
+def _large_strings(texts: Texts) -> pa.Array | None:
+    """`texts` as one large_string array (nulls as empty texts), or None for Python strings Arrow cannot hold."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.chunk(0) if texts.num_chunks == 1 else texts.combine_chunks()
+    if not isinstance(texts, pa.Array):
+        try:
+            texts = pa.array(texts, pa.large_string())
+        except UnicodeEncodeError:  # a lone surrogate
+            return None
+    if not pa.types.is_large_string(texts.type):
+        texts = texts.cast(pa.large_string())
+    return texts.fill_null("") if texts.null_count else texts
+
+
+def _lowered_utf8(texts: Texts) -> tuple[bytearray, I64]:
+    """Each text lowered exactly as `str.lower` lowers it, UTF-8 (surrogatepass), concatenated; and byte offsets."""
+    array = _large_strings(texts)
+    if array is None:
+        encoded = [t.lower().encode("utf-8", "surrogatepass") for t in texts]
+        offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+        return bytearray(b"".join(encoded)), offsets
+    data, offsets = text_buffer(lower_like_python(array))
+    return bytearray(data), offsets
+
+
+def _word_hashes(texts: Texts) -> tuple[U64, I64]:
     """xxh3 of every word of `_words(text)` for each text, concatenated, and the count per text.
 
-    The texts are lowered and encoded one by one (Python's `str.lower`, exactly), then joined, split and
-    numbered by word with numpy (keel.curate._words), so each distinct word is hashed once: the same hashes
-    for ~20% less CPU than `bytes.split` plus one xxh3 call per word (measured on benchmark shards).
+    Lowered by Arrow where it lowers as `str.lower` does (`lower_like_python`), punctuation made spaces on the
+    whole batch's bytes, split at ASCII whitespace and numbered by word with Arrow (`ascii_split_whitespace`,
+    `dictionary_encode`), so each distinct word is hashed once. Measured on the shards of
+    benchmarks/curation_vs_datatrove.py: 0.19 CPU-s where lowering and encoding text by text and splitting
+    with numpy (keel.curate._words.split_words) took 0.35, for the same hashes (tests/unit/curate/test_minhash.py).
     """
-    encoded = [t.lower().replace("\xa0", " ").encode("utf-8", "surrogatepass") for t in texts]
-    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)) + 1, out=offsets[1:])
-    # A space after each text (a word break) keeps words from running across texts.
-    data = np.frombuffer(b" ".join(encoded).translate(_PUNCT) + b" ", dtype=np.uint8)
-    words = split_words(data, offsets, ascii_whitespace(data, separators=False), first_seen=True)
-    vocab, bounds = words.vocabulary(data)
-    edges = bounds.tolist()
-    distinct = np.fromiter(
-        (xxhash.xxh3_64_intdigest(vocab[a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)),
-        dtype=np.uint64,
-        count=len(edges) - 1,
-    )
-    return distinct[words.ids], np.diff(words.offsets)
+    data, offsets = _lowered_utf8(texts)
+    cleaned = data.translate(_PUNCT)
+    # A no-break space is C2 A0 in UTF-8 (an A0 byte after C2 is never anything else): two spaces, one word break.
+    view = np.frombuffer(cleaned, dtype=np.uint8)
+    nbsp = np.flatnonzero(view[1:] == 0xA0) + 1
+    nbsp = nbsp[view[nbsp - 1] == 0xC2]
+    view[nbsp - 1] = view[nbsp] = 0x20
+    count = len(offsets) - 1
+    # Not validated as UTF-8 (surrogatepass bytes may be invalid): the ASCII split reads bytes only.
+    strings = pa.LargeStringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(cleaned))
+    split = pc.ascii_split_whitespace(strings)
+    words = split.values
+    per_text = np.asarray(split.offsets, dtype=np.int64)
+    encoded = words.dictionary_encode()
+    vocabulary = encoded.dictionary.cast(pa.large_binary()).to_pylist()
+    distinct = np.fromiter(map(xxhash.xxh3_64_intdigest, vocabulary), dtype=np.uint64, count=len(vocabulary))
+    ids = np.asarray(encoded.indices)
+    # Leading and trailing whitespace give empty "words" (and an empty text one): drop them, as bytes.split does
+    # (their ids, not the words: a quarter of the copying).
+    bounds = np.frombuffer(words.buffers()[1], dtype=np.int64)[words.offset : words.offset + len(words) + 1]
+    empty = bounds[1:] == bounds[:-1]
+    if empty.any():
+        ids = ids[~empty]
+        before = np.zeros(len(empty) + 1, dtype=np.int64)
+        np.cumsum(empty, out=before[1:])
+        per_text = per_text - before[per_text]
+    return distinct[ids], np.diff(per_text)
 
 
-def _token_hashes(texts: Sequence[str], unit: str) -> tuple[U64, I64]:
+def _token_hashes(texts: Texts, unit: str) -> tuple[U64, I64]:
     """One 64-bit hash per word (xxh3 of its UTF-8) or per character, concatenated, and the count per text."""
     if unit == "word":
         return _word_hashes(texts)
+    if isinstance(texts, pa.Array | pa.ChunkedArray):
+        texts = [t or "" for t in texts.to_pylist()]
     chars = [_chars(t) for t in texts]
     joined = np.concatenate(chars) if chars else np.zeros(0, dtype=np.uint32)
     hashes = _mix64(joined.astype(np.uint64) + np.uint64(_GOLDEN))
     return hashes, np.fromiter(map(len, chars), dtype=np.int64, count=len(chars))
 
 
-def _shingles(texts: Sequence[str], params: MinHashParams) -> tuple[U64, I64]:
+def _shingles(texts: Texts, params: MinHashParams) -> tuple[U64, I64]:
     """Every shingle hash of every text, concatenated in text order, and the number per text.
 
     An n-gram's hash is a weighted sum of its token hashes (wrapping uint64 arithmetic, one vector pass per
@@ -321,10 +367,15 @@ def _min_hashes(shingles: U64, counts: I64, multipliers: U64) -> SIG:
     return np.ascontiguousarray((mins >> np.uint64(32)).astype(np.uint32).T)
 
 
-def _batches(texts: Sequence[str]) -> Iterator[tuple[int, int]]:
+def _batches(texts: Texts) -> Iterator[tuple[int, int]]:
+    """Consecutive ranges of `texts` holding about `_BATCH_CHARS` characters (UTF-8 bytes in an Arrow column)."""
+    if isinstance(texts, pa.Array | pa.ChunkedArray):
+        sizes: Iterable[int] = pc.fill_null(pc.binary_length(texts), 0).to_numpy().tolist()
+    else:
+        sizes = map(len, texts)
     start, size = 0, 0
-    for i, text in enumerate(texts):
-        size += len(text)
+    for i, length in enumerate(sizes):
+        size += length
         if size >= _BATCH_CHARS:
             yield start, i + 1
             start, size = i + 1, 0
@@ -332,7 +383,7 @@ def _batches(texts: Sequence[str]) -> Iterator[tuple[int, int]]:
         yield start, len(texts)
 
 
-def minhash_signatures(texts: Sequence[str], params: MinHashParams) -> SIG:
+def minhash_signatures(texts: Texts, params: MinHashParams) -> SIG:
     """MinHash signatures of `texts`: one row of `params.num_perm` uint32 values per text.
 
     Deterministic across runs, processes and machines for the same `params` (xxh3 token hashes, permutation
@@ -403,7 +454,7 @@ def _bottom_k(shingles: U64, counts: I64, k: int) -> Sketches:
     return Sketches(values, np.concatenate(([0], np.cumsum(lengths))).astype(np.int64))
 
 
-def minhash_sketches(texts: Sequence[str], params: MinHashParams) -> tuple[SIG, Sketches]:
+def minhash_sketches(texts: Texts, params: MinHashParams) -> tuple[SIG, Sketches]:
     """`minhash_signatures(texts)` and each text's bottom-`params.sketch` shingle sketch, from one shingling.
 
     Examples:
@@ -787,14 +838,19 @@ class NearDuplicateIndex:
         scores = np.concatenate(self._scores) if self._scores else np.zeros(0)
         positions = np.concatenate(self._positions) if self._positions else np.zeros(0, np.int64)
         order = np.lexsort((positions, keep_rank(scores)))
-        keys, scores, positions = keys[order], scores[order], positions[order]
-        sig = np.concatenate(self._sigs)[order] if self._sigs else np.zeros((0, self.params.num_perm), np.uint32)
+        # Input order (keep: first, one shard after another) needs no reordering: the sketches' take alone cost
+        # ~0.01 CPU-s on benchmarks/curation_vs_datatrove.py's 14,717 records.
+        moved = not np.array_equal(order, np.arange(len(order)))
+        sig = np.concatenate(self._sigs) if self._sigs else np.zeros((0, self.params.num_perm), np.uint32)
+        if moved:
+            keys, scores, positions, sig = keys[order], scores[order], positions[order], sig[order]
         # keep the ordered copy only: positions ride along, so later adds still sort into place
         self._keys, self._sigs, self._scores, self._positions = [keys], [sig], [scores], [positions]
-        if self._sets is not None:
+        if self._sets is not None and moved:
             self._sets = [self._sets[i] for i in order]
         if self._sketches is not None:
-            self._sketches = [Sketches.concat(self._sketches).take(order)]
+            sketches = Sketches.concat(self._sketches)
+            self._sketches = [sketches.take(order) if moved else sketches]
         lo, hi = self._candidates(sig)
         similarity, verification, accept = self._verify(sig, lo, hi)
         lo, hi, similarity = lo[accept], hi[accept], similarity[accept]

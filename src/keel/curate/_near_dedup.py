@@ -176,7 +176,7 @@ class NearDedupStep(GlobalStep):
         Per record: 4 bytes x num_perm of signature, and up to 4 bytes x `sketch` of sketch.
         """
         params: NearDedupParams = self.params  # type: ignore[assignment]
-        texts = table.column("text").to_pylist()
+        texts = table.column("text")  # signatures are computed on the Arrow column, not on Python strings
         scores = keep_scores(table, params.keep)
         ids = table.column("id").to_pylist()
         mh = self._minhash()
@@ -185,7 +185,7 @@ class NearDedupStep(GlobalStep):
             # plain arrays, not a Sketches object: observations go to work files, which hold data only
             return ids, signatures, None, scores, (sketches.values, sketches.offsets)
         exact = params.verification == "exact"
-        return ids, minhash_signatures(texts, mh), texts if exact else None, scores, None
+        return ids, minhash_signatures(texts, mh), texts.to_pylist() if exact else None, scores, None
 
     def decide(self, observations: list[Any]) -> list[Any]:
         """One index over every shard (shards in input order); per shard, {id: kept id} of its cluster members."""

@@ -1,18 +1,20 @@
 """Word tokenisation over UTF-8 byte buffers with numpy: word boundaries and exact word ids, no Python per word.
 
-Quality signals and MinHash shingles both split a batch of texts into words and need, for every word, an
-integer id that is equal exactly when the words' bytes are equal. Here a word costs a few vectorised passes:
+Quality signals split a batch of texts into words and need, for every word, an integer id that is equal
+exactly when the words' bytes are equal (MinHash, which splits at ASCII whitespace only, numbers its words
+with Arrow's `ascii_split_whitespace` and `dictionary_encode` instead, and lowers text with
+`lower_like_python`). Here a word costs a few vectorised passes:
 boundaries from a per-byte separator mask, then ids from the word's first 15 bytes packed into two 64-bit
 integers (exact, with its length), hashed into one and grouped by one sort, and checked against a
 representative so that a hash collision falls back to exact 16-byte keys; words longer than 15 bytes (rare)
 get ids from their bytes. On 2,000-document shards of benchmarks/_corpus.py (1.7M words, best of 5 on a
-loaded 2-vCPU VM) that took ~15-30% less CPU than Arrow's `utf8_split_whitespace` plus `dictionary_encode`,
-and, with each distinct word hashed once, ~20% less than `bytes.split` plus an xxh3 call per word.
+loaded 2-vCPU VM) that took ~15-30% less CPU than Arrow's `utf8_split_whitespace` plus `dictionary_encode`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +25,7 @@ import pyarrow.compute as pc
 __all__ = [
     "Words",
     "ascii_whitespace",
+    "lower_like_python",
     "replace_at",
     "split_words",
     "text_buffer",
@@ -105,22 +108,19 @@ class Words(NamedTuple):
         return _gather(data, starts, ends, separator)
 
 
-def split_words(data: ByteArray, offsets: IntArray, separator: BoolArray, *, first_seen: bool = False) -> Words:
+def split_words(data: ByteArray, offsets: IntArray, separator: BoolArray) -> Words:
     """Split each text (`data[offsets[d]:offsets[d + 1]]`) at runs of separator bytes, like `str.split()`.
 
     Args:
         data: The texts' bytes.
         offsets: Byte offsets of the texts (len = texts + 1).
         separator: Per byte, whether it separates words (e.g. `unicode_whitespace(data)`).
-        first_seen: Number the ids through a hash table (mostly in order of first occurrence) instead of
-            sorting the words: equal exactly when the bytes are, as always, and cheaper, but numbered
-            otherwise; for callers that only compare ids or map them through the vocabulary, such as MinHash.
 
     Returns:
         The words, with exact ids.
     """
     starts, ends, word_offsets = _word_bounds(data, offsets, separator)
-    ids, first = _word_ids(data, starts, ends, _first_seen_short_ids if first_seen else _short_ids)
+    ids, first = _word_ids(data, starts, ends)
     return Words(starts, ends, word_offsets, ids, first)
 
 
@@ -241,34 +241,14 @@ def _mix(x: U64) -> U64:
     return x
 
 
-def _first_seen_short_ids(low: U64, high: U64) -> tuple[IntArray, IntArray]:
-    """`_short_ids`, numbered in order of first occurrence: the packed words' 64-bit hash through a hash table.
-
-    Arrow's dictionary_encode of the uint64 hashes took 3 ms where `_sorted_ids`' sort took 13 (290k words of
-    benchmarks/real_text_corpus.py, ~30k distinct); the table stays in cache while the sort moves every word.
-    """
-    hashed = _mix(low * _HASH_ODD + high)
-    # from_buffers, not pa.array(hashed): that imports numpy.ma (~0.01 CPU-s) to check for a masked array
-    ids, count = _encode(pa.Array.from_buffers(pa.uint64(), len(hashed), [None, pa.py_buffer(hashed)]))
-    first = _first_of(ids, count)
-    if np.array_equal(low[first][ids], low) and np.array_equal(high[first][ids], high):
-        return ids, first
-    return _short_ids(low, high)  # a hash collision: exact keys (numbered otherwise, which callers allow)
-
-
-_ShortIds = Callable[[U64, U64], tuple[IntArray, IntArray]]
-
-
-def _word_ids(
-    data: ByteArray, starts: IntArray, ends: IntArray, short_ids: _ShortIds = _short_ids
-) -> tuple[IntArray, IntArray]:
+def _word_ids(data: ByteArray, starts: IntArray, ends: IntArray) -> tuple[IntArray, IntArray]:
     lengths = ends - starts
     long = lengths > _SHORT
     if not long.any():
-        return short_ids(*_short_keys(data, starts, lengths))
+        return _short_ids(*_short_keys(data, starts, lengths))
     short_at, long_at = np.flatnonzero(~long), np.flatnonzero(long)
     ids = np.empty(len(starts), dtype=np.int64)
-    ids[short_at], short_first = short_ids(*_short_keys(data, starts[short_at], lengths[short_at]))
+    ids[short_at], short_first = _short_ids(*_short_keys(data, starts[short_at], lengths[short_at]))
     joined, bounds = _gather(data, starts[long_at], ends[long_at])
     buffers = [None, pa.py_buffer(bounds), pa.py_buffer(joined)]
     long_ids, long_count = _encode(pa.LargeBinaryArray.from_buffers(pa.large_binary(), len(long_at), buffers))
@@ -298,3 +278,69 @@ def utf8_encodable(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+# Python lowers these two by more than one code point's mapping: U+0130 (İ) to two characters, U+03A3 (Σ) to
+# a final sigma by context. Arrow's utf8_lower (utf8proc) maps every code point on its own.
+_CONTEXTUAL_LOWER = (0x130, 0x3A3)
+_COMPARED_BELOW = 0x20000  # code points past the first two planes (CJK extensions, tags, private use) are not compared
+
+
+@lru_cache(maxsize=1)
+def _arrow_lower_differs() -> tuple[BoolArray, int]:
+    """Per UTF-8 character prefix (first byte << 8 | second byte): whether Arrow may lower it unlike `str.lower`.
+
+    Found by lowering every code point of the first two planes both ways, in this process (so a pyarrow or
+    Python whose Unicode tables differ is caught): the characters lowered differently (on pyarrow 26 and
+    Python 3.11, 75 letters Unicode added after 14.0), the two context-dependent ones, and everything past
+    the planes compared, by the prefixes their UTF-8 starts with (a prefix covers 64 to 4,096 code points,
+    so this errs towards Python). Also the smallest first byte of such a prefix. 5-9 ms once per process.
+    """
+    points = np.arange(_COMPARED_BELOW, dtype=np.uint32)
+    points = points[((points < 0xD800) | (points > 0xDFFF)) & ~np.isin(points, _CONTEXTUAL_LOWER)]
+    text = points.astype("<u4").tobytes().decode("utf-32-le")
+    python = text.lower()
+    arrow = pc.utf8_lower(pa.array([text], pa.large_string()))[0].as_py()
+    differs = np.zeros(0x10000, dtype=np.bool_)
+    if len(python) != len(text) or len(arrow) != len(text):  # not one code point for one: never trust Arrow
+        differs[0xC000:] = True
+        return differs, 0xC0
+    mine = np.frombuffer(python.encode("utf-32-le"), dtype="<u4") != np.frombuffer(arrow.encode("utf-32-le"), "<u4")
+    for point in [*points[mine].tolist(), *_CONTEXTUAL_LOWER]:
+        encoded = chr(point).encode("utf-8")
+        if len(encoded) == 1:  # an ASCII letter: every prefix it starts
+            differs[encoded[0] << 8 : (encoded[0] + 1) << 8] = True
+        else:
+            differs[encoded[0] << 8 | encoded[1]] = True
+    differs[0xF0A0:0xF100] = True  # U+20000-U+3FFFF (F0 A0-BF ...), not compared
+    differs[0xF100:] = True  # U+40000 and up
+    return differs, int(np.flatnonzero(differs)[0] >> 8)
+
+
+def lower_like_python(texts: pa.Array) -> pa.Array:
+    """`[t.lower() for t in texts]` as a large_string array, by Arrow's `utf8_lower` where that gives the same.
+
+    Written by hand for speed: Python's `str.lower` took 0.063 CPU-s for the 14.6M characters of
+    benchmarks/real_text_corpus.py, Arrow's 0.0095. Arrow maps each code point on its own by its Unicode
+    tables; a text holding a character it may lower otherwise (`_arrow_lower_differs`) is lowered by Python.
+    Nulls stay null.
+
+    Examples:
+        >>> lower_like_python(pa.array(["ΟΔΟΣ İs", "ABC"])).to_pylist() == ["ΟΔΟΣ İs".lower(), "abc"]
+        True
+    """
+    if not pa.types.is_large_string(texts.type):
+        texts = texts.cast(pa.large_string())
+    lowered = pc.utf8_lower(texts)
+    data, offsets = text_buffer(texts)
+    differs, first = _arrow_lower_differs()
+    lead = np.flatnonzero(data >= first)  # first >= 0xC0: only the first byte of a character qualifies
+    if len(lead):
+        prefix = (data[lead].astype(np.intp) << 8) | data[np.minimum(lead + 1, len(data) - 1)]
+        hit = lead[differs[prefix]]
+        if len(hit):
+            rows = np.searchsorted(offsets, hit, side="right") - 1
+            rows = rows[np.concatenate(([True], rows[1:] != rows[:-1]))]  # hits are ascending: rows too
+            python = [None if t is None else t.lower() for t in texts.take(pa.array(rows)).to_pylist()]
+            lowered = replace_at(lowered, rows, pa.array(python, pa.large_string()))
+    return lowered

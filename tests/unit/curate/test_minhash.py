@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 import keel.curate._minhash as minhash_module
@@ -450,3 +451,44 @@ def test_sketch_jaccard_matches_its_definition_on_random_sketches(k: int) -> Non
         a, b = (np.sort(rng.choice(pool, size=int(rng.integers(0, len(pool) + 1)), replace=False))[:k] for _ in "ab")
         a, b = a.astype(np.uint32), b.astype(np.uint32)
         assert sketch_jaccard(a, b, k) == _sketch_jaccard_by_sets(a, b, k)
+
+
+def test_signatures_and_sketches_of_an_arrow_column_equal_those_of_its_python_strings() -> None:
+    """near_dedup computes them on the shard's Arrow column; the library takes Python strings: the same rows."""
+    texts = [text(seed, words=40 + seed * 37 % 400) for seed in range(60)]
+    texts += ["ΟΔΟΣ ΑΣ İstanbul\xa0café", "", "  ", "one two", "\U0001f600 emoji, text", text(1)]
+    column = pa.chunked_array([pa.array(texts[:30], pa.string()), pa.array(texts[30:], pa.string())])
+    for params in (PARAMS, MinHashParams(threshold=0.6, sketch=16), MinHashParams(ngram=3, unit="char")):
+        sig, sketches = minhash_sketches(texts, params)
+        arrow_sig, arrow_sketches = minhash_sketches(column, params)
+        assert np.array_equal(sig, arrow_sig) and np.array_equal(sig, minhash_signatures(column, params))
+        assert np.array_equal(sketches.values, arrow_sketches.values)
+        assert np.array_equal(sketches.offsets, arrow_sketches.offsets)
+
+
+def test_verified_similarity_of_many_pairs_is_sketch_jaccard_of_each() -> None:
+    """Each pair near the threshold gets its sketches' Jaccard (exact where both hold every shingle), others the
+    estimate; acceptance at the threshold, or one standard error above it for an estimate."""
+    rng = np.random.default_rng(3)
+    k = 16
+    rows = []
+    for _ in range(300):  # empty, short, just under k, at k and above; overlapping value ranges
+        size = int(rng.choice([0, 1, 3, k - 1, k, k + 5, 40]))
+        rows.append(np.unique(rng.integers(0, 60, size=size * 2, dtype=np.uint32))[:size])
+    lengths = [len(r) for r in rows]
+    sketches = Sketches(
+        np.concatenate(rows).astype(np.uint32), np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    )
+    lo, hi = rng.integers(0, 300, 2000), rng.integers(0, 300, 2000)
+    estimate = rng.choice([0.3, 0.55, 0.7, 0.79, 0.85, 1.0], size=2000)
+    params = MinHashParams(threshold=0.75, sketch=k)
+    similarity, accepted = minhash_module.verified_similarity(estimate, (sketches, lo, sketches, hi), 0.75, params)
+    margin = float(np.sqrt(0.75 * 0.25 / k))
+    for i in range(2000):
+        a, b = sketches.row(int(lo[i])), sketches.row(int(hi[i]))
+        if estimate[i] >= 1.0 or estimate[i] < 0.75 - minhash_module.SKETCH_BAND:
+            expected, exact = estimate[i], estimate[i] >= 1.0
+        else:
+            expected, exact = sketch_jaccard(a, b, k), len(a) < k and len(b) < k
+        assert similarity[i] == expected
+        assert accepted[i] == (expected >= 0.75 if exact else expected >= 0.75 + margin)

@@ -50,7 +50,6 @@ from keel.curate._near_dedup import NearDedupParams, NearDedupStep
 from keel.curate._process import lock_output
 from keel.curate._recipe import Recipe, ResolvedInput
 from keel.curate._step import GlobalStep, Step, StepStats
-from keel.data._records import records_to_table
 
 if TYPE_CHECKING:
     from ray.data import Dataset
@@ -69,7 +68,7 @@ def _read_file(index: int, source: ResolvedInput, *, shard_size: int, strict: bo
     problems: list[dict[str, Any]] = []
     records = 0
     for shard in _file_shards(source, shard_size, strict, problems):
-        records += len(shard)
+        records += shard.num_rows
         yield _numbered(shard, index, records)
     _write_json({"records": records, "problems": problems}, Path(tally) / f"read-{index:05d}.json")
 
@@ -126,9 +125,9 @@ def _ray_client() -> bool:
     return bool(ray.util.client.ray.is_connected())  # type: ignore[no-untyped-call]
 
 
-def _numbered(records: list[dict[str, Any]], index: int, end: int) -> pa.Table:
-    first = (index << _FILE_SHIFT) + end - len(records)
-    return records_to_table(records).append_column(_ORDER, pa.array(np.arange(first, first + len(records)), pa.int64()))
+def _numbered(records: pa.Table, index: int, end: int) -> pa.Table:
+    first = (index << _FILE_SHIFT) + end - records.num_rows
+    return records.append_column(_ORDER, pa.array(np.arange(first, first + records.num_rows), pa.int64()))
 
 
 _DECISIONS: dict[str, Any] = {}
