@@ -73,22 +73,93 @@ def ids_can_repeat_across(sources: Sequence[ResolvedInput]) -> bool:
     return any(_ids_can_repeat(source) for source in sources) or len({s.path for s in sources}) < len(sources)
 
 
-def first_ids_only(items: Iterator[Item], source: ResolvedInput) -> Iterator[Item]:
-    """`items` of one file with each record whose id an earlier record of the file had replaced by a Problem."""
+def first_ids_only(items: Iterator[Item | pa.Table], source: ResolvedInput) -> Iterator[Item | pa.Table]:
+    """`items` of one file with each record whose id an earlier record of the file had replaced by a Problem.
+
+    Items are records, Problems, or record tables (`keel.curate._readers.read_records` hands runs of JSON
+    lines over as tables): a table's rows are checked like records, and a table holding a repeat is cut
+    around it, so the records and Problems come out in file order whichever way the reader parsed them.
+    """
     if not _ids_can_repeat(source):
         return items
-    return _first_ids_only(items, source.path.resolve().as_uri())
+    return _first_ids_only(items, source)
 
 
-def _first_ids_only(items: Iterator[Item], uri: str) -> Iterator[Item]:
-    first: dict[str, int | None] = {}
+_IN_TABLE = -1  # the first occurrence was a row of a record table, which carries no line: found by re-reading
+
+
+def _first_ids_only(items: Iterator[Item | pa.Table], source: ResolvedInput) -> Iterator[Item | pa.Table]:
+    ids = _FirstIds(source)
+    for item in items:
+        if isinstance(item, pa.Table):
+            yield from ids.table(item)
+        elif isinstance(item, dict):
+            yield ids.record(item)
+        else:
+            yield item
+
+
+class _FirstIds:
+    """The ids one file has shown so far, and where each was first (its line, or `_IN_TABLE`)."""
+
+    def __init__(self, source: ResolvedInput) -> None:
+        self.source, self.uri = source, source.path.resolve().as_uri()
+        self.first: dict[str, int | None] = {}
+        self.later: Counter[str] = Counter()  # occurrences after the first, so far, of ids that repeat
+        self.index: dict[str, list[int | None]] | None = None  # every line of each id; only if a table repeats
+
+    def record(self, item: dict[str, Any]) -> Item:
+        before = len(self.first)
+        self.first.setdefault(item["id"], item.get("line"))
+        return item if len(self.first) > before else self.problem(item["id"], item.get("line"))
+
+    def table(self, table: pa.Table) -> Iterator[Item | pa.Table]:
+        repeated = []
+        for row, record_id in enumerate(table.column("id").to_pylist()):
+            before = len(self.first)
+            self.first.setdefault(record_id, _IN_TABLE)
+            if len(self.first) == before:
+                repeated.append((row, record_id))
+        if not repeated:
+            yield table
+            return
+        start = 0
+        for row, record_id in repeated:  # the rows between repeats as tables, each repeat as its Problem, in order
+            if row > start:
+                yield table.slice(start, row - start)
+            yield self.problem(record_id, _IN_TABLE)
+            start = row + 1
+        if start < table.num_rows:
+            yield table.slice(start)
+
+    def problem(self, record_id: str, line: int | None) -> Problem:
+        first_line = self.first[record_id]
+        self.later[record_id] += 1
+        if line == _IN_TABLE or first_line == _IN_TABLE:
+            if self.index is None:
+                self.index = _line_index(self.source)
+            lines = self.index.get(record_id, [])
+            first_line = lines[0] if lines else None
+            if line == _IN_TABLE:
+                line = lines[self.later[record_id]] if self.later[record_id] < len(lines) else None
+        return duplicate_problem(record_id, self.uri, line, self.uri, first_line)
+
+
+def _line_index(source: ResolvedInput) -> dict[str, list[int | None]]:
+    """Every line of each id in `source`, in order (re-read line by line: only when a record table repeats)."""
+    index: dict[str, list[int | None]] = defaultdict(list)
+    items = read_file(
+        source.path,
+        source.format,
+        text_field=source.text_field,
+        id_field=source.id_field,
+        extractor=source.extractor,
+        encoding=source.encoding,
+    )
     for item in items:
         if isinstance(item, dict):
-            before = len(first)
-            line = first.setdefault(item["id"], item.get("line"))
-            if len(first) == before:  # the id was there already
-                item = duplicate_problem(item["id"], uri, item.get("line"), uri, line)
-        yield item
+            index[item["id"]].append(item.get("line"))
+    return index
 
 
 def _file_ids(read_dir: Path, shards: Sequence[str]) -> pa.ChunkedArray:

@@ -70,6 +70,21 @@ def test_a_hash_collision_falls_back_to_exact_keys(monkeypatch: pytest.MonkeyPat
     assert all(flat[words.first[i]] == word for word, i in zip(flat, words.ids.tolist(), strict=True))
 
 
+@pytest.mark.parametrize("collide", [False, True])
+def test_first_seen_ids_group_the_words_as_split_words_does(monkeypatch: pytest.MonkeyPatch, collide: bool) -> None:
+    texts = _texts(seed=6)
+    _, words, raw = _split(texts)
+    if collide:
+        monkeypatch.setattr(_words, "_mix", lambda x: x * np.uint64(0))  # every word hashes alike
+    data, offsets = text_buffer(pa.array(texts, pa.large_string()))
+    seen = split_words(data, offsets, unicode_whitespace(data), first_seen=True)
+    ids, first = seen.ids, seen.first
+    assert np.array_equal(seen.starts, words.starts) and np.array_equal(seen.offsets, words.offsets)
+    flat = [raw[s:e] for s, e in zip(words.starts, words.ends, strict=True)]
+    assert len(first) == len(set(flat)) and sorted(first.tolist()) == sorted(words.first.tolist())
+    assert all(flat[first[i]] == word for word, i in zip(flat, ids.tolist(), strict=True))
+
+
 def test_ascii_whitespace_is_bytes_split_and_str_split_whitespace() -> None:
     data = np.arange(128, dtype=np.uint8)
     bytes_space = [b for b in range(128) if bytes([b]).isspace()]
