@@ -134,11 +134,11 @@ def run_warnings(report: CurationReport, steps: Sequence[Step], recipe: Recipe) 
             share = count / stats.records_in if stats.records_in else 0.0
             if share > recipe.warn_drop_share:
                 setting = _SETTING_FOR_REASON.get(reason, reason if name == "quality" else "its parameters")
-                hint = ", or choose `preset: documents`/`web`" if name == "quality" else ""
+                hint = " (null switches the rule off), or choose `preset: documents`/`web`" if name == "quality" else ""
                 warnings.append(
                     f"{name} rule {reason} dropped {share:.0%} of the records it saw ({count:,} of "
                     f"{stats.records_in:,}), above warn_drop_share {recipe.warn_drop_share:.0%}: check "
-                    f"{where}.{setting} (null switches a quality rule off){hint}; "
+                    f"{where}.{setting}{hint}; "
                     "`keel curate explain ID` shows why a record went (keep_dropped: true)"
                 )
     return warnings
