@@ -46,7 +46,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_groundedness import _NUM_WORD, SYNONYMS, contradicting  # noqa: E402
-from train_groundedness_nli import CONTRADICT, ENTAIL, NEUTRAL  # noqa: E402
+from train_groundedness_nli import CONTRADICT, ENTAIL, NEUTRAL, dev_groups  # noqa: E402
 from train_groundedness_nli import generate as generate_nli  # noqa: E402
 
 from keel.evals._claims import split_atomic_claims, split_sentences  # noqa: E402
@@ -128,12 +128,7 @@ def generate(rng: random.Random) -> list[tuple[str, str, int]]:
 
 def dev_cases() -> list[tuple[list[str], str, str]]:
     """(contexts, answer, label) of the dev split; the test split is skipped unread."""
-    rows = []
-    for line in (ROOT / "benchmarks" / "data" / "groundedness_handwritten.jsonl").read_text().splitlines():
-        group = json.loads(line)
-        if group["split"] == "dev":
-            rows += [(group["contexts"], a["text"], a["label"]) for a in group["answers"]]
-    return rows
+    return dev_groups()
 
 
 def claim_pairs(contexts: list[str], answer: str) -> list[tuple[str, str]]:

@@ -240,7 +240,7 @@ def tune(head_path: Path) -> dict[str, Any]:
     from keel.evals._offline_judge import OfflineJudge, OfflineJudgeOptions, capped_support
 
     judge = OfflineJudge(OfflineJudgeOptions(nli_weight=1.0, nli_path=head_path, support_threshold=0.5))
-    cases = [(c, t, lab) for c, t, lab in _dev_groups()]
+    cases = [(c, t, lab) for c, t, lab in dev_groups()]
     judge.prefetch([""] * len(cases), [t for _, t, _ in cases], [c for c, _, _ in cases], {"groundedness"})
     claims = []  # per case: [(rule, learned, relatedness)]
     for contexts, text, _ in cases:
@@ -280,7 +280,8 @@ def _auc(pos: list[float], neg: list[float]) -> float:
     return float(np.mean((p > n) + 0.5 * (p == n)))
 
 
-def _dev_groups() -> list[tuple[list[str], str, str]]:
+def dev_groups() -> list[tuple[list[str], str, str]]:
+    """(contexts, answer, label) of the dev split; the test split is skipped unread."""
     rows = []
     for line in (ROOT / "benchmarks" / "data" / "groundedness_handwritten.jsonl").read_text().splitlines():
         group = json.loads(line)

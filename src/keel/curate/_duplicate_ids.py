@@ -145,10 +145,9 @@ class _FirstIds:
         return duplicate_problem(record_id, self.uri, line, self.uri, first_line)
 
 
-def _line_index(source: ResolvedInput) -> dict[str, list[int | None]]:
-    """Every line of each id in `source`, in order (re-read line by line: only when a record table repeats)."""
-    index: dict[str, list[int | None]] = defaultdict(list)
-    items = read_file(
+def _reread(source: ResolvedInput) -> Iterator[Item]:
+    """The items of `source` line by line, each record with its `line` (to locate repeats; never on the fast path)."""
+    return read_file(
         source.path,
         source.format,
         text_field=source.text_field,
@@ -156,7 +155,12 @@ def _line_index(source: ResolvedInput) -> dict[str, list[int | None]]:
         extractor=source.extractor,
         encoding=source.encoding,
     )
-    for item in items:
+
+
+def _line_index(source: ResolvedInput) -> dict[str, list[int | None]]:
+    """Every line of each id in `source`, in order (re-read line by line: only when a record table repeats)."""
+    index: dict[str, list[int | None]] = defaultdict(list)
+    for item in _reread(source):
         if isinstance(item, dict):
             index[item["id"]].append(item.get("line"))
     return index
@@ -173,15 +177,7 @@ def _file_ids(read_dir: Path, shards: Sequence[str]) -> pa.ChunkedArray:
 def _first_lines(source: ResolvedInput, wanted: set[str]) -> dict[str, int | None]:
     """The line of the first record of each id in `wanted` in `source` (re-read: only when ids repeat)."""
     found: dict[str, int | None] = {}
-    items = read_file(
-        source.path,
-        source.format,
-        text_field=source.text_field,
-        id_field=source.id_field,
-        extractor=source.extractor,
-        encoding=source.encoding,
-    )
-    for item in items:
+    for item in _reread(source):
         if isinstance(item, dict) and item["id"] in wanted and item["id"] not in found:
             found[item["id"]] = item.get("line")
             if len(found) == len(wanted):
