@@ -65,7 +65,7 @@ def db_upgrade(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Apply pending schema migrations (opening a workspace also does this)."""
     store = get_store(ctx, upgrade=False)
     before = store.db.revision()
-    ran = store.db.upgrade()
+    ran = store.upgrade_schema()  # as opening the workspace would: a chain made before audit keys is sealed
     after = store.db.revision()
     if json_output:
         print_json({"before": before, "after": after, "migrated": ran})

@@ -106,6 +106,8 @@ class Database:
         self.origin = origin
         self.file_mode = file_mode
         self.read_only = False
+        # The revision the last `upgrade()` that ran migrations started from (None: an empty database).
+        self.upgraded_from: str | None = None
         self.engine = self._create_engine()
 
     @property
@@ -250,6 +252,7 @@ class Database:
             config = _alembic_config()
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
+            self.upgraded_from = current
             return True
 
     def count_rows(self, names: Iterable[str] | None = None) -> dict[str, int]:

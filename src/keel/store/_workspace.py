@@ -91,6 +91,27 @@ class Store:
             key=self.audit_key,
         )
 
+    def upgrade_schema(self) -> bool:
+        """Apply pending migrations (`keel db upgrade`), sealing a chain made before audit keys as `open_store` does.
+
+        Returns:
+            Whether any migration ran.
+        """
+        migrated = self.db.upgrade()
+        if migrated:
+            self._seal_legacy_audit()
+        return migrated
+
+    def _seal_legacy_audit(self) -> None:
+        """After migrations ran: MAC the events made before audit keys existed, once, with the workspace's key.
+
+        Only when this upgrade added the MAC column: a later migration must not seal a chain someone stripped of
+        its MACs (with write access to the database, they can also step the schema back one migration).
+        """
+        if _before_audit_macs(self.db.upgraded_from):
+            with self.db.write() as conn:
+                _audit.seal_legacy(conn, self.audit_key, actor=self.actor, at=self.clock())
+
     def put_blob(self, source: str | os.PathLike[str] | IO[bytes], conn: Connection | None = None) -> BlobInfo:
         """Store a file or stream in the blob store and register it in the database.
 
@@ -172,10 +193,17 @@ def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Sto
         _sweep_partials(blob_store)
     store = Store(settings=settings, db=db, blobs=blob_store)
     if migrated:
-        # A chain made before audit keys existed is MACed once, now, with the workspace's key.
-        with db.write() as conn:
-            _audit.seal_legacy(conn, store.audit_key, actor=store.actor, at=store.clock())
+        store._seal_legacy_audit()
     return store
+
+
+# The migration that added `audit_events.mac`: events in a database made before it carry none.
+_AUDIT_MACS_REVISION = 9
+
+
+def _before_audit_macs(revision: str | None) -> bool:
+    """Whether a database at schema `revision` predates keyed audit events (None: it was empty)."""
+    return revision is None or (revision.isdigit() and int(revision) < _AUDIT_MACS_REVISION)
 
 
 class DataKeys:

@@ -157,7 +157,8 @@ def test_a_legacy_chain_is_sealed_once_and_a_broken_one_is_sealed_as_broken(stor
     assert (report.ok, report.first_bad_seq) == (False, 2)
 
 
-def test_upgrading_a_workspace_seals_its_unkeyed_chain(tmp_path: Path) -> None:
+def _legacy_workspace(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A workspace whose database is at revision 0007 (before audit keys) holding one unkeyed event."""
     from alembic import command
 
     from keel.store._db import _alembic_config
@@ -181,13 +182,37 @@ def test_upgrading_a_workspace_seals_its_unkeyed_chain(tmp_path: Path) -> None:
         conn.exec_driver_sql("INSERT INTO audit_head (id, seq, hash) VALUES (1, 1, :h)", {"h": _legacy_hash()})
     old.close()
     assert not settings.audit_key_file.exists()
-    upgraded = open_store(settings)
-    assert oct(settings.audit_key_file.stat().st_mode & 0o777) == "0o600"
+    return settings
+
+
+def _assert_sealed(upgraded: Store) -> None:
     report = _verify(upgraded, upgraded.audit_key)
     assert report.ok and report.checked == 2
     with upgraded.db.read() as conn:
         actions = conn.scalars(select(audit_events.c.action).order_by(audit_events.c.seq)).all()
     assert actions == ["dataset.commit", "audit.seal"]
+
+
+def test_upgrading_a_workspace_seals_its_unkeyed_chain(tmp_path: Path) -> None:
+    settings = _legacy_workspace(tmp_path)
+    upgraded = open_store(settings)
+    assert oct(settings.audit_key_file.stat().st_mode & 0o777) == "0o600"
+    _assert_sealed(upgraded)
+    upgraded.close()
+
+
+def test_keel_db_upgrade_seals_an_unkeyed_chain_too(tmp_path: Path) -> None:
+    """`keel db upgrade` migrates without opening the workspace the usual way: it used to leave the old events
+    without MACs for good (every later open found the schema current), so `verify` failed on a clean log."""
+    from typer.testing import CliRunner
+
+    from keel.cli import app
+
+    settings = _legacy_workspace(tmp_path)
+    result = CliRunner().invoke(app, ["-w", str(settings.workspace), "db", "upgrade", "--json"])
+    assert result.exit_code == 0 and json.loads(result.output)["before"] == "0007", result.output
+    upgraded = open_store(settings)
+    _assert_sealed(upgraded)
     upgraded.close()
 
 
@@ -240,3 +265,32 @@ def test_concurrent_first_users_agree_on_one_key(workspace: Path) -> None:
     assert len(found) == 8 and len(set(found)) == 1
     assert [p.name for p in settings.audit_key_file.parent.iterdir() if p.name.startswith(".audit.key")] == []
     assert os.stat(settings.audit_key_file).st_mode & 0o077 == 0
+
+
+def test_stripping_every_mac_is_not_laundered_by_a_later_migration(tmp_path: Path) -> None:
+    """An attacker with write access to the database rewrites an event, rebuilds the chain without MACs and steps
+    the schema back one migration (or waits for the next Keel release): the upgrade must not seal the forgery."""
+    from alembic import command
+
+    from keel.core.settings import load_settings
+    from keel.store import init_workspace
+    from keel.store._db import _alembic_config
+
+    root = tmp_path / "ws"
+    store = init_workspace(root)
+    _append(store, 4)
+    _forge_and_rebuild(store, 1, drop_macs=True)
+    with store.db.write() as conn:  # what `alembic downgrade -1` does with the attacker's credentials
+        config = _alembic_config()
+        config.attributes["connection"] = conn
+        command.downgrade(config, "-1")
+    store.close()
+    reopened = open_store(load_settings(root))  # the migration runs again here
+    try:
+        report = _verify(reopened, reopened.audit_key)
+        assert (report.ok, report.first_bad_seq) == (False, 1)
+        assert "carries no MAC" in (report.reason or "")
+        with reopened.db.read() as conn:
+            assert conn.scalar(select(audit_events.c.seq).where(audit_events.c.action == "audit.seal")) is None
+    finally:
+        reopened.close()
