@@ -358,6 +358,7 @@ def trace_record(store: Store, record_id: str, *, depth: int = 10) -> RecordTrac
 
     Raises:
         NotFoundError: No committed version holds a record with this id.
+        PermissionDeniedError: A `restricted` dataset holds it and the principal lacks `dataset.read` on it.
     """
     with store.db.read() as conn:
         places = conn.execute(
@@ -390,6 +391,8 @@ def trace_record(store: Store, record_id: str, *, depth: int = 10) -> RecordTrac
             for hit in walk(conn, f"dataset-version:{ref}", "downstream", depth=depth):
                 if hit.node not in downstream or hit.depth < downstream[hit.node].depth:
                     downstream[hit.node] = hit
+    for name in sorted({h.name for h in holders}):  # the source and text below are a record of each of them
+        require_read(store, name)
     first = places[0]
     source, preview = _source_of(store, first.digest, int(first.row))
     ordered = sorted(downstream.values(), key=lambda h: (h.depth, h.node))

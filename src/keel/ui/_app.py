@@ -127,8 +127,8 @@ def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable
         if "csrf" not in request.session:
             request.session["csrf"] = secrets.token_urlsafe(32)
         principal = request.session.get("principal")
-        if principal is not None and request.session.get("key_id") not in _live_keys(console.store):
-            request.session.pop("principal", None)  # revoked since sign-in: the session ends with the key
+        if principal is not None and not _may_stay(console, principal, request.session.get("key_id")):
+            request.session.pop("principal", None)  # key or role revoked since sign-in: the session ends with it
             principal = None
         request.state.principal = principal
         if request.method == "POST":
@@ -151,6 +151,11 @@ def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable
 
 def _live_keys(store: Store) -> set[str]:
     return {key.id for key in list_keys(store)}
+
+
+def _may_stay(console: Console, principal: str, key_id: object) -> bool:
+    """Whether a session's key is still live and its principal still holds a role that may sign in."""
+    return key_id in _live_keys(console.store) and check(console.store, principal, "console.read", "*").allowed
 
 
 def create_console(store: Store, *, secret_key: str | None = None, https_only: bool = False) -> FastAPI:

@@ -35,7 +35,7 @@ from keel.registry import (
     render_prompt,
 )
 from keel.serve import deployment_history, get_deployment, list_deployments
-from keel.store import events, verify, walk
+from keel.store import Store, events, verify, walk
 from keel.ui._app import PAGE, Console
 from keel.ui._graph import lineage_svg
 from keel.ui._series import series
@@ -130,14 +130,14 @@ def _data_routes(app: FastAPI, console: Console) -> None:
     async def dataset_version(request: Request, name: str, version: int, q: str = "", after: int = 0) -> Response:
         ref = f"{name}@v{version}"
         found = get_version(console.store, ref)
-        rows, nxt = _records(console, ref, q.strip(), after)
+        rows, nxt = _records(console.acting(request), ref, q.strip(), after)
         _, graph = _lineage(console, request, f"dataset-version:{found.ref}", 2)
         return console.render(request, "records.html", title=f"Dataset {ref}", version=found, ref=ref, rows=rows,
                               q=q, next=nxt, after=after, graph=graph)  # fmt: skip
 
     @app.get("/records/{record_id}", response_class=HTMLResponse)
     async def record(request: Request, record_id: str) -> Response:
-        found = trace_record(console.store, record_id)
+        found = trace_record(console.acting(request), record_id)  # its text: a restricted dataset's needs dataset.read
         return console.render(request, "record.html", title=f"Record {record_id}", record=found)
 
     @app.get("/datasets/{name}/diff", response_class=HTMLResponse)
@@ -145,20 +145,23 @@ def _data_routes(app: FastAPI, console: Console) -> None:
         versions = list_versions(console.store, name)
         diff = None
         if before and after:
-            diff = diff_versions(console.store, f"{name}@{before}", f"{name}@{after}")
+            diff = diff_versions(console.acting(request), f"{name}@{before}", f"{name}@{after}")
         return console.render(request, "diff.html", title=f"Diff of {name}", name=name, versions=versions,
                               diff=diff, before=before, after=after)  # fmt: skip
 
 
-def _records(console: Console, ref: str, query: str, after: int) -> tuple[list[dict[str, Any]], int | None]:
+def _records(store: Store, ref: str, query: str, after: int) -> tuple[list[dict[str, Any]], int | None]:
     """One page of a version's records matching `query` (an exact id, or text it contains), from row `after` on.
+
+    `store` acts as the signed-in principal: a `restricted` dataset's records need its `dataset.read`, which the
+    console's own process principal would always hold.
 
     Records live in Arrow shards, not in a database table: the page is read batch by batch and stops as soon
     as it is full, so a search costs the rows scanned up to the page, never the whole version.
     """
     rows: list[dict[str, Any]] = []
     position = 0
-    for batch in iter_batches(console.store, ref, columns=["id", "text", "source"]):
+    for batch in iter_batches(store, ref, columns=["id", "text", "source"]):
         if query:
             mask = pc.or_(pc.equal(batch["id"], query), pc.match_substring(batch["text"], query, ignore_case=True))
             indices = pc.indices_nonzero(mask).to_pylist()

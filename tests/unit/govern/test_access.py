@@ -14,7 +14,7 @@ from sqlalchemy import update
 
 from keel.core.errors import InputError, NotFoundError
 from keel.core.settings import load_settings
-from keel.data import commit_version, load_version, tag_version
+from keel.data import commit_version, load_version, tag_version, trace_record
 from keel.govern import (
     AuthenticationError,
     PermissionDeniedError,
@@ -162,9 +162,13 @@ def test_restricted_datasets_need_read_permission(team: tuple[Store, str, str]) 
     assert load_version(reader, "faq").num_rows == 1
     with pytest.raises(PermissionDeniedError, match="dataset.read on dataset:hr"):
         load_version(reader, "hr")
+    assert trace_record(reader, "b").text_preview == "text of b"
+    with pytest.raises(PermissionDeniedError, match="dataset.read on dataset:hr"):
+        trace_record(reader, "a")  # `keel data trace` printed the record's source and text to anyone
     grant(store, key, "viewer", "dataset:hr")
     reader.extensions.clear()
     assert load_version(reader, "hr").num_rows == 1
+    assert trace_record(reader, "a").text_preview == "text of a"
     with pytest.raises(InputError, match="expected a classification"):
         classify_dataset(store, "hr", "secret")
     reader.close()
