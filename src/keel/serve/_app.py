@@ -58,6 +58,11 @@ def _error_response(exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
 
 
+def _client(request: Request) -> str | None:
+    """The caller's address: failed key checks are limited per address on every route that checks a key."""
+    return request.client.host if request.client else None
+
+
 def _traced(response: Response, gateway: Gateway, ctx: RequestContext) -> Response:
     """`response` naming its trace, when the request is traced (authenticated, or keys are not required)."""
     if ctx.key is not None or gateway.keys is None:
@@ -248,7 +253,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str, request: Request) -> Response:
         try:
-            await gateway.authorize(request.headers.get("authorization"), model_id)
+            await gateway.authorize(request.headers.get("authorization"), model_id, _client(request))
             found = gateway.deployments.get(model_id)
             if found is None:
                 raise ModelNotFoundError(f"no deployment named {storable(model_id, 128)!r}", param="model")
@@ -262,8 +267,7 @@ def create_app(gateway: Gateway) -> FastAPI:
         names = sorted(gateway.deployments)
         if gateway.keys is not None:
             try:
-                client = request.client.host if request.client else None
-                key = await gateway.authorize(request.headers.get("authorization"), "*", client)
+                key = await gateway.authorize(request.headers.get("authorization"), "*", _client(request))
             except PermissionDeniedError:
                 key = None  # a scoped key: list only what it may call
                 presented = (request.headers.get("authorization") or "")[7:].strip()
@@ -331,7 +335,7 @@ def _add_operations(app: FastAPI, gateway: Gateway) -> None:
     async def metrics(request: Request) -> Response:
         if gateway.settings.metrics_require_key and gateway.keys is not None:
             try:
-                await gateway.authorize(request.headers.get("authorization"), "metrics")
-            except (AuthenticationError, PermissionDeniedError) as exc:
+                await gateway.authorize(request.headers.get("authorization"), "metrics", _client(request))
+            except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:  # 429 when throttled, too
                 return _error_response(exc)
         return Response(gateway.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

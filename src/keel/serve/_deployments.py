@@ -48,6 +48,10 @@ __all__ = [
     "rollback_deployment",
 ]
 
+# API key scopes that are not deployments: a deployment of one of these names would be callable by every key
+# holding the scope for its other meaning (a feedback-only key, a metrics scraper's key).
+_RESERVED_SCOPES = {"feedback": "POST /v1/feedback", "metrics": "GET /metrics"}
+
 BackendKind = Literal["openai", "transformers", "sentence-transformers", "llama.cpp"]
 
 
@@ -337,6 +341,11 @@ def create_deployment(
         >>> create_deployment(store, "chat", "chat@v1", route=upstream)  # doctest: +SKIP
     """
     check_name(name, "deployment")
+    if name in _RESERVED_SCOPES:
+        raise InputError(
+            f"expected a deployment name other than {', '.join(repr(n) for n in _RESERVED_SCOPES)}; got {name!r}",
+            hint=f"API key scopes of these names grant {_RESERVED_SCOPES[name]}, not a deployment: choose another name",
+        )
     require(store, "deployment.create", f"deployment:{name}")
     first = _route(store, model, allow_unsafe, **(route or {}))
     settings = settings or DeploymentSettings()
