@@ -10,7 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import json
+import logging
 import secrets
+import threading
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -39,11 +43,17 @@ from keel.store import Store
 
 __all__ = ["Console", "create_console"]
 
+log = logging.getLogger(__name__)
+
 HERE = Path(__file__).parent
 SESSION_COOKIE = "keel_console"
 SESSION_HOURS = 8
 PAGE = 50  # rows per page of every list
 # No inline script anywhere: charts read their data from <script type="application/json"> blocks.
+# Refusals recorded in the audit log per signed-in principal, or per address when nobody is signed in, per minute:
+# each is a permanent event of the chained log, so anonymous clients must not be able to write them at will.
+REFUSALS_RECORDED = 10
+REFUSAL_WINDOW_S = 60.0
 CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
 
 
@@ -58,6 +68,7 @@ class Console:
         self.templates.env.filters["when"] = _when
         self.templates.env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True, default=str)
         self.templates.env.globals["page_size"] = PAGE
+        self._refusals = _Window(REFUSALS_RECORDED, REFUSAL_WINDOW_S)
 
     def acting(self, request: Request) -> Store:
         """The store acting as the request's signed-in principal (the audit actor of what it changes)."""
@@ -87,7 +98,11 @@ class Console:
 
     def refuse(self, request: Request, reason: str, status_code: int = 403) -> Response:
         """Refuse a request and record the refusal in the audit log, like a denied library call."""
-        principal = getattr(request.state, "principal", None) or "console:anonymous"
+        signed_in = getattr(request.state, "principal", None)
+        principal = signed_in or "console:anonymous"
+        who = signed_in or f"address:{request.client.host if request.client else '-'}"
+        if not self._refusals.admit(who):  # refused all the same, but not written into the log again
+            return self.render(request, "error.html", status_code, title="Refused", message=reason)
         store = dataclasses.replace(self.store, principal=principal)
         try:
             with store.db.write() as conn:
@@ -107,6 +122,35 @@ class Console:
             request.session["flash"] = flash
         suffix = f"?{urlencode(query)}" if query else ""
         return RedirectResponse(f"{request.scope.get('root_path', '')}{path}{suffix}", status_code=303)
+
+
+class _Window:
+    """At most `limit` events per `window_s` for each name (bounded to the 10,000 names seen last)."""
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self._limit, self._window_s = limit, window_s
+        self._times: OrderedDict[str, deque[float]] = OrderedDict()
+        self._warned: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, name: str) -> bool:
+        """Count one event for `name`; False when it already had `limit` within the window."""
+        now = time.monotonic()
+        with self._lock:
+            times = self._times.setdefault(name, deque())
+            self._times.move_to_end(name)
+            while times and times[0] <= now - self._window_s:
+                times.popleft()
+            if len(times) >= self._limit:
+                if self._warned.get(name) != times[0]:  # once per window, not once per refusal
+                    self._warned[name] = times[0]
+                    log.warning("not recording further console refusals for %s for up to %.0f s", name,
+                                self._window_s)  # fmt: skip
+                return False
+            times.append(now)
+            while len(self._times) > 10_000:
+                self._warned.pop(self._times.popitem(last=False)[0], None)
+            return True
 
 
 def _when(value: datetime | str | None) -> str:

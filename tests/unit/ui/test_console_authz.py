@@ -10,11 +10,13 @@ import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
 from keel.govern import classify_dataset, create_key, define_role, grant, list_keys, revoke
 from keel.serve import serve_in_thread
+from keel.store import events
 from keel.ui import create_console
 
 from .conftest import Workspace
@@ -70,3 +72,28 @@ def test_restricted_records_need_dataset_read_in_the_console_too(workspace_built
         with _signed_in(url, ws.admin_key) as admin:
             assert secret_text in admin.get("/datasets/faq/v1").text
             assert secret_text in admin.get(f"/records/{ws.record_id}").text
+
+
+def _denials(ws: Workspace) -> list[Any]:
+    with ws.store.db.read() as conn:
+        return events(conn, action="access.denied", limit=None)
+
+
+def test_anonymous_posts_cannot_flood_the_audit_log(workspace_built: Workspace) -> None:
+    """Each refused POST wrote one permanent, chained audit event, so anyone who could reach the console could
+    write hundreds of rows a second (their own path text in each) into the log nobody may prune."""
+    ws = workspace_built
+    with serve_in_thread(create_console(ws.store)) as url, httpx.Client(base_url=url, timeout=30) as client:
+        before = len(_denials(ws))
+        statuses = {client.post(f"/deployments/chat/rollback-{i}", data={"csrf": "x"}).status_code for i in range(40)}
+        assert statuses == {403}  # every one is still refused
+        recorded = _denials(ws)[: len(_denials(ws)) - before]
+        assert 1 <= len(recorded) <= 10, len(recorded)
+        assert all(e.actor == "console:anonymous" for e in recorded)
+        with _signed_in(url, ws.viewer_key) as viewer:  # a signed-in principal's refusals are its own to count
+            page = viewer.get("/deployments/chat")
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+            assert csrf is not None
+            assert viewer.post("/deployments/chat/rollback", data={"csrf": csrf.group(1)}).status_code == 403
+        (last,) = _denials(ws)[:1]
+        assert last.actor.startswith("key:") and last.object_id == "deployment:chat"
