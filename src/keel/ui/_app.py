@@ -54,6 +54,8 @@ PAGE = 50  # rows per page of every list
 # each is a permanent event of the chained log, so anonymous clients must not be able to write them at will.
 REFUSALS_RECORDED = 10
 REFUSAL_WINDOW_S = 60.0
+# Largest form body accepted (a review correction is the longest field); larger POSTs are refused unread.
+FORM_MAX_BYTES = 1024 * 1024
 CSP = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
 
 
@@ -166,6 +168,12 @@ def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable
     """Every path but sign-in and static files needs a live session; every POST needs the session's CSRF token."""
 
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await checked(request, call_next)
+        response.headers["Content-Security-Policy"] = CSP  # refusals too: every HTML page the console sends
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    async def checked(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path.removeprefix(request.scope.get("root_path", "")) or "/"
         request.state.principal = None
         if "csrf" not in request.session:
@@ -176,6 +184,15 @@ def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable
             principal = None
         request.state.principal = principal
         if request.method == "POST":
+            # Read only after its declared size is checked: anyone may POST, signed in or not. h11 holds a body to
+            # its Content-Length, and a browser always sends one with a form.
+            declared = request.headers.get("content-length", "")
+            if not declared.isdigit():
+                return console.refuse(request, "expected a form with a Content-Length header; got none", 411)
+            if int(declared) > FORM_MAX_BYTES:
+                return console.refuse(
+                    request, f"expected a form of at most {FORM_MAX_BYTES:,} bytes; got {int(declared):,}", 413
+                )
             # The body, not request.form(): Starlette replays a read body to the handler, not a parsed stream.
             # Every console form is urlencoded (no file uploads).
             token = parse_qs((await request.body()).decode("utf-8", "replace")).get("csrf", [""])[0]
@@ -185,10 +202,7 @@ def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable
                 return console.refuse(request, "sign in first: this action needs a console session", 401)
         elif principal is None and not path.startswith(_OPEN):
             return console.back(request, "/login", next=path)
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+        return await call_next(request)
 
     return guard
 

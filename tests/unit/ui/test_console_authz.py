@@ -97,3 +97,24 @@ def test_anonymous_posts_cannot_flood_the_audit_log(workspace_built: Workspace) 
             assert viewer.post("/deployments/chat/rollback", data={"csrf": csrf.group(1)}).status_code == 403
         (last,) = _denials(ws)[:1]
         assert last.actor.startswith("key:") and last.object_id == "deployment:chat"
+
+
+def test_a_form_larger_than_any_console_form_is_refused_unread(workspace_built: Workspace) -> None:
+    """The CSRF check read the whole body of any POST into memory, signed in or not: 400 MB held 500 MB."""
+    ws = workspace_built
+    with serve_in_thread(create_console(ws.store)) as url, httpx.Client(base_url=url, timeout=60) as client:
+        big = client.post("/logout", content=b"csrf=" + b"a" * (2 * 1024 * 1024),
+                          headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+        assert big.status_code == 413 and "at most 1,048,576 bytes" in big.text
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: the size is only known once read
+            yield b"csrf=x"
+
+        chunked = client.post(
+            "/logout", content=chunks(), headers={"content-type": "application/x-www-form-urlencoded"}
+        )
+        assert chunked.status_code == 411
+        for refused in (big, chunked, client.post("/logout", data={"csrf": "wrong"})):
+            assert refused.headers["content-security-policy"].startswith("default-src 'self'")
+            assert refused.headers["x-content-type-options"] == "nosniff"
+        assert client.get("/login").status_code == 200  # the server is fine
