@@ -128,13 +128,18 @@ class BatchWriter(Generic[Item]):
         """Items waiting in the queue."""
         return self._queue.qsize()
 
-    def health(self) -> str | None:
-        """Why the writer cannot be relied on (not running, failing, stuck), or None when it is fine."""
+    def health(self, *, detail: bool = True) -> str | None:
+        """Why the writer cannot be relied on (not running, failing, stuck), or None when it is fine.
+
+        `detail=False` leaves out the database's error text (SQL, parameters, host and user), for answers to
+        callers who are not operators (the gateway's unauthenticated `/readyz`); the log has it.
+        """
         if not self.running:
             return f"the {self.noun} writer is not running"
         now = time.monotonic()
         if self._failing_since is not None:
-            return f"the {self.noun} writer has failed to write for {now - self._failing_since:.0f}s: {self.last_error}"
+            why = self.last_error if detail else "see the gateway's log"
+            return f"the {self.noun} writer has failed to write for {now - self._failing_since:.0f}s: {why}"
         if self._write_started is not None and now - self._write_started > self.stuck_after_s:
             return f"the {self.noun} writer is stuck: one write has run for {now - self._write_started:.0f}s"
         return None

@@ -255,7 +255,7 @@ class Gateway:
         """Why the gateway should not take traffic (deployments not loaded, trace writer failing), or None."""
         if self.generation < 0:
             return "deployments are not loaded yet"
-        return self.traces.health()
+        return self.traces.health(detail=False)  # /readyz answers anyone: the database's error text stays in the log
 
     def _trace_stats(self) -> dict[str, int]:
         t = self.traces
