@@ -232,16 +232,35 @@ def events(
     return [_from_row(row) for row in conn.execute(query)]
 
 
-def redact_details(conn: Connection, seq: int, *, at: datetime | None = None) -> None:
-    """Erase an event's details (e.g. for a data-subject request) without breaking the chain.
+def redact_details(
+    conn: Connection, seq: int, *, actor: str, key: AuditKey | None = None, at: datetime | None = None
+) -> AuditEvent:
+    """Erase an event's details (e.g. for a data-subject request) without breaking the chain, and record that.
 
-    The details' digest stays in the chain; `verify` reports the event as redacted, not altered.
+    The details' digest stays in the chain; the redaction itself is an `audit.redact` event naming `seq`, so
+    `verify` reports the event as redacted, not altered, while details blanked behind Keel's back (no such
+    event, whose MAC only the audit key makes) are reported as tampering.
+
+    Args:
+        conn: A connection inside `Database.write()`.
+        seq: The event whose details to erase.
+        actor: The principal redacting (recorded as the `audit.redact` event's actor).
+        key: The audit key that MACs the `audit.redact` event (`Store.audit_key`).
+        at: The time of the redaction; now by default.
+
+    Returns:
+        The `audit.redact` event.
+
+    Raises:
+        NotFoundError: No event has this sequence number.
     """
-    done = conn.execute(
-        update(audit_events).where(audit_events.c.seq == seq).values(details=None, redacted_at=at or system_clock())
-    )
+    moment = at or system_clock()
+    done = conn.execute(update(audit_events).where(audit_events.c.seq == seq).values(details=None, redacted_at=moment))
     if done.rowcount == 0:
         raise NotFoundError(f"no audit event with sequence number {seq}")
+    return record(
+        conn, actor=actor, action="audit.redact", object_id=f"audit:{seq}", details={"seq": seq}, at=moment, key=key
+    )
 
 
 @dataclass(slots=True)
@@ -350,6 +369,7 @@ def verify(conn: Connection, *, key: AuditKey | None = None, checkpoint: Checkpo
         if problem:
             return report.fail(checkpoint.seq, problem)
     prev, expected = GENESIS, 1
+    unexplained: set[int] = set()  # redacted events no `audit.redact` event has named yet
     for row in _stream(conn):
         problem = _check_event(row, expected, prev, key)
         if problem:
@@ -357,8 +377,17 @@ def verify(conn: Connection, *, key: AuditKey | None = None, checkpoint: Checkpo
         if checkpoint is not None and row.seq == checkpoint.seq and row.hash != checkpoint.hash:
             return report.fail(row.seq, "it is not the event the checkpoint recorded: the log was rewritten up to it")
         report.checked += 1
-        report.redacted += row.redacted_at is not None
+        if row.redacted_at is not None or row.details is None:
+            report.redacted += 1
+            unexplained.add(row.seq)
+        if row.action == "audit.redact" and row.details is not None:
+            unexplained.discard(json.loads(row.details).get("seq"))
         prev, expected = row.hash, expected + 1
+    if unexplained:
+        return report.fail(
+            min(unexplained),
+            "its details were removed without an audit.redact event naming it: blanked outside Keel's redaction",
+        )
     last_seq = expected - 1
     if checkpoint is not None and last_seq < checkpoint.seq:
         gone = "the log was wiped" if last_seq == 0 else f"events {last_seq + 1}..{checkpoint.seq} were cut off"

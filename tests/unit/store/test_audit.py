@@ -116,9 +116,9 @@ def test_a_missing_head_is_detected(store: Store) -> None:
 def test_redacting_details_keeps_the_chain_verifiable(store: Store) -> None:
     _append(store, 3)
     with store.db.write() as conn:
-        redact_details(conn, 2)
+        redact_details(conn, 2, actor=store.actor, key=store.audit_key)
         with pytest.raises(NotFoundError):
-            redact_details(conn, 99)
+            redact_details(conn, 99, actor=store.actor, key=store.audit_key)
     report = _verify(store)
     assert report.ok and report.redacted == 1
     with store.db.read() as conn:

@@ -294,3 +294,25 @@ def test_stripping_every_mac_is_not_laundered_by_a_later_migration(tmp_path: Pat
             assert conn.scalar(select(audit_events.c.seq).where(audit_events.c.action == "audit.seal")) is None
     finally:
         reopened.close()
+
+
+def test_details_blanked_behind_keels_back_are_reported_and_a_real_redaction_is_not(store: Store) -> None:
+    """Setting an event's details to NULL with a `redacted_at` hid what it recorded (roles granted, routes moved)
+    while `verify` said the chain was intact: a redaction is now an audited act, and one without it is tampering."""
+    from datetime import UTC, datetime
+
+    from keel.store import redact_details
+
+    _append(store, 5)
+    with store.db.write() as conn:
+        made = redact_details(conn, 2, actor=store.actor, key=store.audit_key)
+    assert (made.action, made.object_id, made.details) == ("audit.redact", "audit:2", {"seq": 2})
+    report = _verify(store, store.audit_key)
+    assert report.ok and report.redacted == 1
+    with store.db.write() as conn:  # the attacker's "redaction": no audit.redact event names it
+        conn.execute(
+            update(audit_events).where(audit_events.c.seq == 4).values(details=None, redacted_at=datetime.now(UTC))
+        )
+    report = _verify(store, store.audit_key)
+    assert (report.ok, report.first_bad_seq) == (False, 4)
+    assert "without an audit.redact event" in (report.reason or "")
