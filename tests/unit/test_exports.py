@@ -101,7 +101,7 @@ EXPECTED = {
         "StageFailedError", "StageOutcome", "erase_subjects", "erasure_impact", "last_statuses", "load_pipeline",
         "parse_pipeline", "plan_pipeline", "run_demo", "run_pipeline",
     ],
-    "keel.ui": ["create_console"],
+    "keel.ui": ["create_console", "mount_console"],
     "keel.data": [
         "MAX_JSON_DEPTH", "RECORD_SCHEMA", "DatasetVersion", "Expectations", "IdRepeats", "RecordTrace", "ShardEntry",
         "ValidationReport",

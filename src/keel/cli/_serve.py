@@ -77,10 +77,10 @@ def serve(
     if workers == 1:
         app = create_app(Gateway(store, settings))
         if with_ui:
-            from keel.ui import create_console
+            from keel.ui import mount_console
 
             secure = tls_cert is not None
-            app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret, https_only=secure))
+            mount_console(app, store, secret_key=store.settings.ui_secret, https_only=secure)
     else:
         # Workers are spawned processes that build their own app (keel.serve._workers): they find the
         # workspace and the gateway settings in the environment they inherit from this process.

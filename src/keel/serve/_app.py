@@ -235,7 +235,10 @@ def create_app(gateway: Gateway) -> FastAPI:
         finally:
             await gateway.close()
 
-    app = FastAPI(title="Keel gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # No trailing-slash redirects: Starlette's point at `http://<Host header>/…` (another site, if a proxy lets
+    # the header through); `/v1/chat/completions/` is an unknown route, answered 404 in OpenAI's shape.
+    app = FastAPI(title="Keel gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None,
+                  redirect_slashes=False)  # fmt: skip
     app.state.gateway = gateway
 
     @app.post("/v1/chat/completions")

@@ -5,6 +5,6 @@ the CLI does, as the signed-in principal, so `keel.govern` permits, refuses and 
 Templates and static assets (uPlot, MIT, with its licence) ship in the wheel: no Node build, works offline.
 """
 
-from keel.ui._app import create_console
+from keel.ui._app import create_console, mount_console
 
-__all__ = ["create_console"]
+__all__ = ["create_console", "mount_console"]

@@ -41,7 +41,7 @@ from keel.govern import (
 )
 from keel.store import Store
 
-__all__ = ["Console", "create_console"]
+__all__ = ["Console", "create_console", "mount_console"]
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +269,29 @@ def create_console(store: Store, *, secret_key: str | None = None, https_only: b
         return console.render(request, "error.html", 403, title="Refused", message=safe_message(str(exc)))
 
     return app
+
+
+def mount_console(
+    app: FastAPI, store: Store, *, secret_key: str | None = None, https_only: bool = False, path: str = "/ui"
+) -> None:
+    """Mount the console on another app (the gateway: `keel serve --ui`) at `path`, and `path` alone redirects there.
+
+    The gateway makes no trailing-slash redirects (Starlette's name the request's Host header), so the bare
+    `path` gets its own, relative one.
+
+    Args:
+        app: The app to mount on.
+        store: The workspace store, as for `create_console`.
+        secret_key: Signs the session cookie, as for `create_console`.
+        https_only: Mark the session cookie Secure.
+        path: Where the console answers.
+    """
+    app.mount(path, create_console(store, secret_key=secret_key, https_only=https_only))
+
+    async def to_console(_: Request) -> Response:
+        return RedirectResponse(f"{path}/", status_code=307)
+
+    app.add_route(path, to_console, methods=["GET", "HEAD"])
 
 
 def _sign_in_routes(app: FastAPI, console: Console) -> None:

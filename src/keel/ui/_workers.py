@@ -21,10 +21,10 @@ def gateway_with_console() -> Any:
         The ASGI app of one worker.
     """
     from keel.serve._workers import gateway_app
-    from keel.ui import create_console
+    from keel.ui import mount_console
 
     app = gateway_app()
     store = app.state.gateway.store  # the worker's own store (create_app keeps its gateway on app.state)
     secure = os.environ.get("KEEL_UI_HTTPS_ONLY") == "1"  # set by `keel serve` when it serves TLS
-    app.mount("/ui", create_console(store, secret_key=store.settings.ui_secret, https_only=secure))
+    mount_console(app, store, secret_key=store.settings.ui_secret, https_only=secure)
     return app

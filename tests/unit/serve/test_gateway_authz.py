@@ -53,3 +53,29 @@ def test_a_deployment_cannot_take_the_name_of_a_key_scope(
     """A key scoped `feedback` (feedback only) or `metrics` (a scraper) would otherwise call that deployment."""
     with pytest.raises(InputError, match=f"other than 'feedback', 'metrics'; got '{name}'"):
         create_deployment(store, name, chat_versions[0], route={"upstream": f"{upstream}/v1"})
+
+
+def test_a_trailing_slash_is_a_404_in_openais_shape_not_a_redirect_to_the_host_header(
+    store: Store, gateway_server: Any, api_key: str
+) -> None:
+    """Starlette answered `/v1/chat/completions/` and `/metrics/` with a 307 to `http://<Host header>/…`: another
+    site for any client whose Host a proxy or cache lets through, and no OpenAI error for the client."""
+    with gateway_server() as (url, _), httpx.Client(base_url=url, timeout=30) as client:
+        for method, path in [("POST", "/v1/chat/completions/"), ("GET", "/metrics/"), ("GET", "/healthz/")]:
+            answer = client.request(
+                method, path, headers={"host": "evil.example", "authorization": f"Bearer {api_key}"}
+            )
+            assert answer.status_code == 404 and "location" not in answer.headers, (path, answer.headers)
+            assert answer.json()["error"]["code"] == "not_found"
+
+
+def test_the_console_under_the_gateway_still_answers_at_ui(store: Store) -> None:
+    from keel.serve import Gateway, ServeSettings, create_app, serve_in_thread
+    from keel.ui import mount_console
+
+    app = create_app(Gateway(store, ServeSettings(require_keys=False)))
+    mount_console(app, store)  # what `keel serve --ui` does
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as client:
+        bare = client.get("/ui", headers={"host": "evil.example"})
+        assert bare.status_code == 307 and bare.headers["location"] == "/ui/"  # relative: the Host plays no part
+        assert client.get("/ui/", follow_redirects=True).url.path == "/ui/login"
