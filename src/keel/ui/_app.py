@@ -234,7 +234,8 @@ def create_console(store: Store, *, secret_key: str | None = None, https_only: b
     from keel.ui import _actions, _labels, _pages
 
     console = Console(store)
-    app = FastAPI(title="Keel console", docs_url=None, redoc_url=None, openapi_url=None)
+    # No trailing-slash redirects: Starlette's point at `http://<Host header>/…`, another site if a proxy lets it by.
+    app = FastAPI(title="Keel console", docs_url=None, redoc_url=None, openapi_url=None, redirect_slashes=False)
     app.middleware("http")(_guard(console))
     # Added last, so it runs first: the guard reads the session it decoded.
     app.add_middleware(

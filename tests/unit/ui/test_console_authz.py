@@ -118,3 +118,12 @@ def test_a_form_larger_than_any_console_form_is_refused_unread(workspace_built: 
             assert refused.headers["content-security-policy"].startswith("default-src 'self'")
             assert refused.headers["x-content-type-options"] == "nosniff"
         assert client.get("/login").status_code == 200  # the server is fine
+
+
+def test_no_redirect_names_the_host_header(workspace_built: Workspace) -> None:
+    ws = workspace_built
+    with serve_in_thread(create_console(ws.store)) as url, _signed_in(url, ws.admin_key) as admin:
+        for path in ("/datasets/", "/runs/"):
+            page = admin.get(path, headers={"host": "evil.example"})
+            assert "evil.example" not in page.headers.get("location", ""), (path, page.headers)
+        assert admin.get("/runs").status_code == 200
