@@ -114,8 +114,14 @@ class _FirstIds:
         return item if len(self.first) > before else self.problem(item["id"], item.get("line"))
 
     def table(self, table: pa.Table) -> Iterator[Item | pa.Table]:
+        ids = table.column("id").to_pylist()
+        fresh = dict.fromkeys(ids, _IN_TABLE)
+        if len(fresh) == len(ids) and self.first.keys().isdisjoint(fresh):  # the usual table: no id seen before
+            self.first.update(fresh)  # one C-level merge instead of a setdefault per row
+            yield table
+            return
         repeated = []
-        for row, record_id in enumerate(table.column("id").to_pylist()):
+        for row, record_id in enumerate(ids):
             before = len(self.first)
             self.first.setdefault(record_id, _IN_TABLE)
             if len(self.first) == before:

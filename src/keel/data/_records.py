@@ -17,7 +17,15 @@ import pyarrow as pa
 from keel.core.errors import InputError
 from keel.core.ids import sha256_hex
 
-__all__ = ["RECORD_SCHEMA", "SOURCE_TYPE", "make_record", "record_id", "records_to_table", "require_record_columns"]
+__all__ = [
+    "RECORD_SCHEMA",
+    "SOURCE_TYPE",
+    "make_record",
+    "meta_json",
+    "record_id",
+    "records_to_table",
+    "require_record_columns",
+]
 
 SOURCE_TYPE = pa.struct(
     [
@@ -52,6 +60,11 @@ def record_id(uri: str, locator: str | int, raw_sha256: str) -> str:
 _META_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, default=str)
 
 
+def meta_json(meta: Mapping[str, Any] | None) -> str:
+    """A record's `meta` column: its extra fields as JSON text with sorted keys (`{}` for none)."""
+    return _META_ENCODER.encode(dict(meta)) if meta else "{}"
+
+
 def make_record(
     text: str,
     uri: str,
@@ -77,7 +90,7 @@ def make_record(
         "id": record_id_override or record_id(uri, locator, raw_sha),
         "text": text,
         "source": {"uri": uri, "sha256": raw_sha, "fetched_at": fetched_at.astimezone(UTC)},
-        "meta": _META_ENCODER.encode(dict(meta)) if meta else "{}",
+        "meta": meta_json(meta),
     }
 
 

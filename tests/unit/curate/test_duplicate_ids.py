@@ -247,3 +247,22 @@ def test_the_ray_engine_quarantines_the_same_repeats_as_the_local_one(
     assert quarantine[0] == quarantine[1]
     read = lambda out: pa.concat_tables(pq.read_table(p) for p in sorted((tmp_path / out / "data").glob("*.parquet")))  # noqa: E731
     assert read("out-ray").equals(read("out-local"))
+
+
+def test_record_tables_with_new_ids_pass_whole_and_repeats_within_or_across_them_are_cut_out(tmp_path: Path) -> None:
+    from keel.curate._duplicate_ids import first_ids_only
+    from keel.curate._problems import Problem
+    from keel.curate._recipe import ResolvedInput
+
+    lines = [{"id": i, "text": f"text {n}"} for n, i in enumerate(["a", "b", "c", "d", "b", "e", "e"])]
+    path = tmp_path / "t.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    source = ResolvedInput(path=path, format="jsonl", text_field="text", id_field="id")
+
+    def table(rows: list[str]) -> pa.Table:
+        return pa.table({"id": rows, "text": ["x"] * len(rows)})
+
+    items = list(first_ids_only(iter([table(["a", "b", "c"]), table(["d", "b", "e", "e"])]), source))
+    kinds = [item.column("id").to_pylist() if isinstance(item, pa.Table) else item for item in items]
+    assert kinds[0] == ["a", "b", "c"] and kinds[1] == ["d"] and kinds[3] == ["e"]
+    assert [(p.line, p.reason) for p in kinds if isinstance(p, Problem)] == [(5, "duplicate_id"), (7, "duplicate_id")]

@@ -166,3 +166,23 @@ def test_the_engine_cuts_the_same_shards_from_tables_and_from_records(
         assert shard.equals(want) and all(column.num_chunks == 1 for column in shard.columns)
     assert problems == [p.to_json() for p in items if isinstance(p, Problem)]
     assert any(p["reason"] == "duplicate_id" for p in problems)
+
+
+def test_lines_with_other_fields_are_read_as_tables_cut_around_problems(tmp_path: Path) -> None:
+    """Arrow refuses lines with fields besides text and id; they are still read into record tables, with `meta`."""
+    rows = [
+        {"id": f"m{i}", "text": f"document {i} caf\u00e9", "meta": {"page": f"p{i}.html", "part": i, "of": None}}
+        for i in range(200)
+    ]
+    lines = [json.dumps(r, ensure_ascii=i % 2 == 0).encode() for i, r in enumerate(rows)]
+    lines[50] = b'{"text": "", "id": "empty"}'  # a problem between two runs of records
+    lines[120] = b"{not json}"
+    path = tmp_path / "meta.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    items = list(read_records(path, "jsonl", id_field="id"))
+    assert [type(i).__name__ for i in items] == ["Table", "Problem", "Table", "Problem", "Table"]
+    assert [p.line for p in items if isinstance(p, Problem)] == [51, 121]
+    table, problems = _assert_alike(path, id_field="id")
+    assert table is not None and table.num_rows == 198
+    assert json.loads(table.column("meta")[0].as_py()) == {"meta": {"page": "p0.html", "part": 0, "of": None}}
+    _assert_alike(path, id_field=None)
