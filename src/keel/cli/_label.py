@@ -72,14 +72,15 @@ def schema_set(
     """Set the label schema of a dataset: --classes a,b,c | --spans PER,ORG | --rating 5 | --text."""
     from keel.label import LabelSchema, set_schema
 
-    given = [k for k, v in (("--classes", classes), ("--spans", spans), ("--rating", rating), ("--text", text)) if v]
+    options = (("--classes", classes), ("--spans", spans), ("--rating", rating), ("--text", text))
+    given = [k for k, v in options if v is not None and v is not False]  # `--rating 0` and `--classes ''` are given
     if len(given) != 1:
         raise InputError(f"expected exactly one of --classes, --spans, --rating or --text; got {given or 'none'}")
-    if multi and not classes:
+    if multi and classes is None:
         raise InputError("expected --multi only with --classes")
-    if classes:
+    if classes is not None:
         schema = LabelSchema("classes", _split(classes), multi=multi)
-    elif spans:
+    elif spans is not None:
         schema = LabelSchema("spans", _split(spans))
     elif rating is not None:
         schema = LabelSchema("rating", scale=rating)

@@ -331,7 +331,12 @@ def read_config_file(
     where = f"{what} {path}"
     text = read_text_file(path, what, error=error)
     try:
-        data = json.loads(text) if syntax == "json" and text.strip() else yaml.safe_load(text)
+        if syntax == "json" and text.strip():
+            data = json.loads(text, object_pairs_hook=_unique_json_pairs)
+        else:
+            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader that also refuses repeated keys
+    except _RepeatedKeyError as exc:
+        raise error(f"{where}: expected each key once in a mapping; {exc}", hint="keep one of them") from None
     except json.JSONDecodeError as exc:
         raise error(
             f"{where}: expected JSON; line {exc.lineno}, column {exc.colno}: {exc.msg}", hint="fix the file there"
@@ -354,6 +359,43 @@ def read_config_file(
             hint="use fewer aliases, or keep large data in a dataset the file names",
         )
     return data
+
+
+class _RepeatedKeyError(ValueError):
+    """A mapping names a key twice: YAML and JSON parsers keep the last value and drop the first unsaid."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` refusing a mapping that repeats a key (YAML 1.2 forbids it; PyYAML keeps the last).
+
+    A pipeline's second stage `train:` would otherwise replace the first without a word. Keys merged in with
+    `<<: *anchor` may be overridden, as YAML intends: only the mapping's own keys are compared.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: the base class refuses it with its own message
+            if first is not key_node.start_mark:
+                raise _RepeatedKeyError(
+                    f"line {key_node.start_mark.line + 1}: key {shown(key)} repeats the one on line {first.line + 1}"
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _unique_json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise _RepeatedKeyError(f"key {shown(key)} appears twice in one object")
+        value[key] = item
+    return value
 
 
 # A few hundred bytes of nested YAML aliases expand to billions of values ("billion laughs"), which

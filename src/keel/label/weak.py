@@ -25,10 +25,10 @@ from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from keel.core.errors import InputError, NotFoundError
+from keel.core.settings import read_config_file, read_text_file
 from keel.label._label_model import ABSTAIN_CODE, DawidSkene, majority_vote
 
 __all__ = [
@@ -251,11 +251,9 @@ class _LFFile(BaseModel):
     lfs: list[_LFEntry] = Field(min_length=1)
 
 
-def _load_yaml(path: Path, text: str, cache_dir: Path | None) -> LFSet:
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: expected YAML; {exc}") from None
+def _load_yaml(path: Path, cache_dir: Path | None) -> LFSet:
+    # The shared reader: one line for bytes that are not UTF-8, a syntax error, a repeated key or an alias bomb.
+    raw = read_config_file(path, "labelling-function file", holds="a mapping with lfs:", error=InputError)
     try:
         spec = _LFFile.model_validate(raw)
     except ValidationError as exc:
@@ -315,11 +313,11 @@ def load_lfs(path: str | Path, *, cache_dir: Path | None = None) -> LFSet:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"expected a labelling-function file (.py or .yaml); {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_file(path, "labelling-function file", error=InputError)
     if path.suffix == ".py":
         loaded = _load_python(path)
     elif path.suffix in (".yaml", ".yml"):
-        loaded = _load_yaml(path, text, cache_dir)
+        loaded = _load_yaml(path, cache_dir)
     else:
         raise InputError(f"expected a .py or .yaml labelling-function file; got {path.name!r}")
     names = [lf.name for lf in loaded.lfs]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -389,10 +390,18 @@ def pipeline_lock(store: Store, pipeline: str, run_id: str) -> Iterator[None]:
                 row = conn.execute(select(pipeline_locks).where(pipeline_locks.c.pipeline == pipeline)).first()
             if row is None:
                 continue
-            if process_alive(json.loads(row.holder)) is not False:
+            holder = json.loads(row.holder)
+            if process_alive(holder) is not False:
                 raise PipelineBusyError(
                     f"pipeline {pipeline!r} is already running (run {row.run_id}, since {row.acquired_at:%H:%M:%S})",
                     hint="wait for it to end; two runs of one pipeline never overlap",
+                ) from None
+            group = holder.get("stage_group")
+            if isinstance(group, int) and _group_alive(group):
+                raise PipelineBusyError(
+                    f"run {row.run_id} of pipeline {pipeline!r} was killed, but the command of its stage "
+                    f"{holder.get('stage')!r} still runs (process group {group})",
+                    hint=f"wait for it to end, or stop it with `kill -- -{group}`; then run the pipeline again",
                 ) from None
             with store.db.write() as conn:  # its holder died without releasing: take it over
                 conn.execute(delete(pipeline_locks).where(pipeline_locks.c.pipeline == pipeline,
@@ -406,6 +415,46 @@ def pipeline_lock(store: Store, pipeline: str, run_id: str) -> Iterator[None]:
         with store.db.write() as conn:
             conn.execute(delete(pipeline_locks).where(pipeline_locks.c.pipeline == pipeline,
                                                       pipeline_locks.c.run_id == run_id))  # fmt: skip
+
+
+def _group_noter(store: Store, pipeline: str, run_id: str, stage: str) -> Callable[[int | None], None]:
+    """Record in the lock the process group a stage's command runs in (None: it ended), for `pipeline_lock`."""
+
+    def note(group: int | None) -> None:
+        where = (pipeline_locks.c.pipeline == pipeline, pipeline_locks.c.run_id == run_id)
+        with store.db.write() as conn:
+            text = conn.scalar(select(pipeline_locks.c.holder).where(*where))
+            if text is None:
+                return
+            holder = {k: v for k, v in json.loads(text).items() if k not in ("stage_group", "stage")}
+            if group is not None:
+                holder.update(stage_group=group, stage=stage)
+            conn.execute(update(pipeline_locks).where(*where).values(holder=canonical_json(holder)))
+
+    return note
+
+
+def _group_alive(group: int) -> bool:
+    """Whether any process of a process group still runs (a zombie waiting for its reaper does not count)."""
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - the lock's holder was this user (`process_alive` checked)
+        return True
+    if not os.path.isdir("/proc"):  # pragma: no cover - not Linux: a zombie member is not told apart
+        return True
+    with os.scandir("/proc") as entries:
+        return any(_in_group(entry, group) for entry in entries if entry.name.isdigit())
+
+
+def _in_group(entry: os.DirEntry[str], group: int) -> bool:
+    try:
+        stat = Path(entry.path, "stat").read_text()
+    except OSError:  # ended meanwhile
+        return False
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) ": state, ppid, pgrp, ...
+    return fields[0] != "Z" and int(fields[2]) == group
 
 
 def _close_dead(store: Store, conn: sa.Connection, pipeline: str, run_id: str) -> None:
@@ -536,7 +585,8 @@ def _run_stage(
                 row_id = _record(conn, store, pipeline, stage, run.id, parent, key, "running", digests, {})
                 _edges(conn, store, stage, run.id, parent, stage_runs, "contains")
             stage_runs[stage.name] = run.id
-            context = OpContext(store, pipeline.path.parent, _prefixed(progress, stage.name), run.id, stage.name)
+            context = OpContext(store, pipeline.path.parent, _prefixed(progress, stage.name), run.id, stage.name,
+                                _group_noter(store, pipeline.name, parent, stage.name))  # fmt: skip
             result = OPERATIONS[stage.op].run(context, OPERATIONS[stage.op].args.model_validate(stage.args))
             if result.passed is False:
                 raise _GateSaidNo(result)

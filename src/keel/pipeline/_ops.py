@@ -8,6 +8,7 @@ validating a pipeline imports neither torch nor pyarrow.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ class OpContext:
     progress: Progress
     run_id: str
     stage: str
+    # Told the process group of a command the stage starts, then None when it ends: the pipeline's lock records
+    # it, so a run killed outright is not taken over while the command it started still runs.
+    on_process_group: Callable[[int | None], None] = lambda _group: None
 
     def path(self, text: str) -> Path:
         """A path argument, relative to the pipeline file's folder."""
@@ -396,13 +400,31 @@ class ShellArgs(_Args):
 
 
 def _shell(ctx: OpContext, args: ShellArgs) -> OpResult:
+    """Run the stage's command line in its own process group, so it can be stopped and checked as one.
+
+    `sh -c` forks the command's programs: killing only `sh` (what `subprocess.run` does on Ctrl-C) left them
+    running, and a kill -9 of Keel left them running while the next run took the pipeline's lock over.
+    """
     import os
+    import signal
 
     env = {**os.environ, "KEEL_WORKSPACE": str(ctx.store.settings.workspace), "KEEL_PIPELINE_STAGE": ctx.stage}
-    done = subprocess.run(args.command, shell=True, cwd=ctx.base_dir, env=env, capture_output=True, text=True)  # noqa: S602 - the user's own command line, as `run:` says
-    tail = (done.stdout + done.stderr).strip()[-4000:]
-    evidence = f"## `{args.command}` exited {done.returncode}\n\n```\n{tail}\n```" if tail or done.returncode else None
-    return OpResult(passed=done.returncode == 0, evidence=evidence, summary=f"exit {done.returncode}")
+    with subprocess.Popen(  # noqa: S602 - the user's own command line, as `run:` says
+        args.command, shell=True, cwd=ctx.base_dir, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    ) as process:  # fmt: skip
+        try:
+            ctx.on_process_group(process.pid)  # a new session's group id is its leader's pid
+            stdout, stderr = process.communicate()
+        except BaseException:  # Ctrl-C or an error here: stop every program of the command, not only `sh`
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
+    ctx.on_process_group(None)
+    tail = (stdout + stderr).strip()[-4000:]
+    code = process.returncode
+    evidence = f"## `{args.command}` exited {code}\n\n```\n{tail}\n```" if tail or code else None
+    return OpResult(passed=code == 0, evidence=evidence, summary=f"exit {code}")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol, runtime_checkable
 
+from keel.core.echo import without_credentials
 from keel.core.errors import BlobCorruptedError, BlobNotFoundError, ConfigError, StoreError
 from keel.core.ids import new_ulid, require_sha256
 
@@ -556,18 +557,17 @@ class FsspecBlobStore:
         damaged = self.exists(digest)
         if damaged and _intact(self, digest, size):
             return BlobInfo(digest, size, created=False)
-        try:
+        with self._reaching(f"upload blob {digest} to", missing_is_absent=False):
             self.fs.put_file(str(path), key)  # an object store replaces an object atomically
-        except OSError as exc:
-            raise StoreError(f"cannot upload blob {digest} to {self.url}: {exc}") from exc
         self.fs.invalidate_cache()
         return BlobInfo(digest, size, created=not damaged, repaired=damaged)
 
     def open(self, digest: str) -> BinaryIO:
         key = self.key(digest)
         try:
-            size = int(self.fs.size(key))
-            raw = self.fs.open(key, "rb", block_size=CHUNK)
+            with self._reaching(f"read blob {digest} from"):
+                size = int(self.fs.size(key))
+                raw = self.fs.open(key, "rb", block_size=CHUNK)
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {digest} in {self.url}", hint=_MISSING) from None
         reader = io.BufferedReader(_VerifyingReader(raw, digest, size, f"{self.url}/{key}"), CHUNK)
@@ -578,29 +578,35 @@ class FsspecBlobStore:
 
     def exists(self, digest: str) -> bool:
         self.fs.invalidate_cache()
-        return bool(self.fs.exists(self.key(digest)))
+        with self._reaching(f"look for blob {digest} in"):
+            return bool(self.fs.exists(self.key(digest)))
 
     def size(self, digest: str) -> int:
         try:
-            return int(self.fs.size(self.key(digest)))
+            with self._reaching(f"read the size of blob {digest} in"):
+                return int(self.fs.size(self.key(digest)))
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
 
     def delete(self, digest: str) -> bool:
         if not self.exists(digest):
             return False
-        self.fs.rm_file(self.key(digest))
+        with self._reaching(f"delete blob {digest} from"):
+            self.fs.rm_file(self.key(digest))
         return True
 
     def digests(self) -> Iterator[str]:
         prefix = f"{self.root}/sha256/"
         self.fs.invalidate_cache()
-        for path in self.fs.find(prefix):
+        with self._reaching("list the blobs of", missing_is_absent=False):
+            found = self.fs.find(prefix)
+        for path in found:
             yield path.rsplit("/", 1)[-1]
 
     def modified_at(self, digest: str) -> float:
         try:
-            info = self.fs.info(self.key(digest))
+            with self._reaching(f"read the age of blob {digest} in"):
+                info = self.fs.info(self.key(digest))
         except FileNotFoundError:
             raise BlobNotFoundError(f"no blob {digest} in {self.url}") from None
         # s3fs says LastModified, local-like file systems mtime, the memory file system created.
@@ -610,6 +616,39 @@ class FsspecBlobStore:
         if isinstance(stamp, int | float):
             return float(stamp)
         return time.time()  # unknown age: treat as new, so `keel gc` never removes it
+
+    @contextlib.contextmanager
+    def _reaching(self, doing: str, *, missing_is_absent: bool = True) -> Iterator[None]:
+        """Turn the remote's failures (refused connection, no bucket, access denied) into one `StoreError`.
+
+        A missing object stays `FileNotFoundError` for the caller to name, unless `missing_is_absent` is False
+        (an upload or a listing, where it means the bucket is missing). botocore's connection errors are not
+        `OSError`s: without this they reached the user as a traceback.
+        """
+        try:
+            yield
+        except FileNotFoundError:
+            if missing_is_absent:
+                raise
+            raise StoreError(
+                f"cannot {doing} the blob store {self.url}: its bucket does not exist",
+                hint="create the bucket, or fix blob_url",
+            ) from None
+        except _remote_errors() as exc:
+            found = without_credentials(" ".join(str(exc).split())) or type(exc).__name__
+            raise StoreError(
+                f"cannot {doing} the blob store {self.url}: {found}",
+                hint="check blob_url and blob_options (endpoint_url, credentials) and that the bucket exists",
+            ) from exc
+
+
+def _remote_errors() -> tuple[type[BaseException], ...]:
+    """What an fsspec file system raises when its remote fails: `OSError`s, and botocore's own for S3."""
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # no S3 support installed: fsspec's other file systems raise OSErrors
+        return (OSError,)
+    return (OSError, BotoCoreError, ClientError)
 
 
 class _NullSink:

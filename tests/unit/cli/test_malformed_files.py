@@ -299,3 +299,47 @@ def test_yaml_aliases_that_expand_past_the_limit_are_refused(command: str, works
     }[command]
     _assert_one_line_refusal(args, bomb, _tree(tmp_path), tmp_path)
     assert "expected at most 1,000,000 values" in runner.invoke(app, args).output
+
+
+# A key written twice: PyYAML and json keep the last value and drop the first without a word, so a pipeline's
+# second `a:` stage replaced its first one and the run ran one stage where the file declared two.
+REPEATED_KEYS = {
+    "pipeline": ("pipeline.yaml", b"name: p\nstages:\n  a:\n    run: echo first\n  a:\n    run: echo second\n"),
+    "train": ("train.yaml", b"base: m@v1\nmethod: lora\nmethod: full\n"),
+    "curate": ("recipe.yaml", b"inputs: [{path: in.jsonl}]\noutput: out\noutput: elsewhere\nsteps: []\n"),
+    "vars": ("vars.json", b'{"question": "first", "question": "second"}'),
+}
+
+
+@pytest.mark.parametrize("command", sorted(REPEATED_KEYS))
+def test_a_key_repeated_in_a_mapping_is_refused(command: str, workspace: Path, tmp_path: Path) -> None:
+    name, content = REPEATED_KEYS[command]
+    path = tmp_path / name
+    path.write_bytes(content)
+    args = {
+        "pipeline": ["-w", str(workspace), "pipeline", "validate", "-f", str(path)],
+        "train": ["train", "validate", str(path)],
+        "curate": ["curate", "validate", str(path)],
+        "vars": ["-w", str(workspace), "prompt", "render", "support", "--vars-file", str(path)],
+    }[command]
+    _assert_one_line_refusal(args, path, _tree(tmp_path), tmp_path)
+    output = " ".join(runner.invoke(app, args).output.split())
+    assert "expected each key once" in output, output
+    assert "'a'" in output or "'method'" in output or "'output'" in output or "'question'" in output, output
+
+
+def test_keys_merged_from_an_anchor_may_be_overridden(tmp_path: Path) -> None:
+    from keel.core.settings import read_config_file
+
+    path = tmp_path / "merge.yaml"
+    path.write_text("defaults: &d {lr: 0.1, steps: 2}\nrun:\n  <<: *d\n  steps: 5\n")
+    assert read_config_file(path, "config")["run"] == {"lr": 0.1, "steps": 5}
+
+
+def test_a_repeated_key_in_keel_yaml_is_refused(workspace: Path) -> None:
+    config = workspace / "keel.yaml"
+    config.write_text(config.read_text() + "blob_url: /tmp/one\nblob_url: /tmp/two\n")
+    result = runner.invoke(app, ["-w", str(workspace), "status"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "expected each key once" in " ".join(result.output.split()), result.output

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from tests.conftest import reopen
 from tests.unit.label.conftest import TICKETS, commit_tickets
 from typer.testing import CliRunner
@@ -25,6 +26,19 @@ ROOT = Path(__file__).resolve().parents[3]
 def run(store: Store, *args: str, input: str | None = None) -> tuple[int, str]:
     result = CliRunner().invoke(app, ["-w", str(store.settings.workspace), *args], input=input)
     return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [("--rating", "0", "expected a rating scale from 2 to 100; got 0"), ("--classes", "", "at least two classes")],
+)
+def test_a_zero_or_empty_schema_option_is_named_not_called_missing(
+    store: Store, option: str, value: str, expected: str
+) -> None:
+    """`--rating 0` and `--classes ''` were falsy: the message said no option was given at all."""
+    commit_tickets(store)
+    code, out = run(store, "label", "schema", "set", "tickets", option, value)
+    assert code == 2 and expected in " ".join(out.split()), out
 
 
 def test_schema_and_queue_commands_with_json_and_clear_errors(store: Store) -> None:

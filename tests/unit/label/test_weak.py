@@ -119,6 +119,30 @@ def test_yaml_problems_are_listed_at_once(tmp_path: Path) -> None:
         load_lfs(tmp_path / "lfs.txt")
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"lfs:\n  - {name: r, keywords: [caf\xe9], label: refund}\n", "UTF-8"),  # a UnicodeDecodeError traceback
+        (b"lfs:\n  - {name: r, keywords: [x], label: a}\nlfs:\n  - {name: s, keywords: [y], label: b}\n", "once"),
+        (b"lfs: [unclosed\n", "line 2"),
+        (b"- a\n- b\n", "found a list"),
+    ],
+    ids=["not-utf8", "repeated-key", "syntax-error", "a-list"],
+)
+def test_a_malformed_yaml_file_is_one_input_error_naming_it(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "lfs.yaml"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        load_lfs(path)
+    assert str(path) in str(caught.value) and expected in str(caught.value), str(caught.value)
+
+
+def test_a_yaml_file_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    path = tmp_path / "lfs.yaml"
+    path.write_bytes(b"\xef\xbb\xbflfs:\n  - {name: r, keywords: [refund], label: refund}\n")
+    assert [lf.name for lf in load_lfs(path).lfs] == ["r"]
+
+
 def test_a_python_file_of_functions_loads_in_order_with_its_classes(tmp_path: Path) -> None:
     path = tmp_path / "my_lfs.py"
     path.write_text(
