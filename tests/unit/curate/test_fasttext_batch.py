@@ -80,6 +80,22 @@ def test_any_batch_split_gives_the_same_answers(predictor: BatchPredictor, fastt
     assert predictor.predict([]) == []
 
 
+def test_words_shared_across_lines_get_fasttexts_answers(predictor: BatchPredictor, fasttext_model: Any) -> None:
+    # A word's rows are found once per batch and copied to each occurrence: the same words before and after a
+    # written-out "</s>", beside labels, alone, and every hard line twice in another order.
+    lines = [
+        "alpha beta </s> gamma caf\u00e9",
+        "gamma caf\u00e9 beta alpha",
+        "</s> alpha beta",
+        "alpha __label__x beta </s> </s> gamma",
+        "beta",
+        "caf\u00e9 caf\u00e9 caf\u00e9",
+        *HARD[::-1],
+        *HARD,
+    ]
+    assert predictor.predict(lines) == _fasttext(fasttext_model, lines)
+
+
 def test_a_model_of_another_kind_is_not_reproduced(tmp_path: Path) -> None:
     raw = _lite_model_path().read_bytes()
     word_ngrams = 8 + 5 * 4  # after the magic and version: dim, ws, epoch, minCount, neg, wordNgrams

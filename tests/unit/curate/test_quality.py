@@ -33,6 +33,7 @@ from keel.curate._quality import (
 )
 from keel.curate._quality import _sorted_groups as sorted_groups
 from keel.curate._quality_signals import _hashed_groups as hashed_groups
+from keel.curate._quality_signals import _ordered_groups as ordered_groups
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "quality-rules.md"
 
@@ -364,6 +365,17 @@ def test_hashed_groups_number_groups_by_first_occurrence(size: int) -> None:
     assert groups.ids.tolist() == [numbering[k] for k in keys.tolist()]
     assert groups.first.tolist() == [keys.tolist().index(k) for k in numbering]
     assert groups.sizes.tolist() == [keys.tolist().count(k) for k in numbering]
+
+
+@pytest.mark.parametrize(("size", "scale"), [(0, 1), (1, 1), (500, 1), (500, 1 << 50)])  # the last: too wide to pack
+def test_ordered_groups_number_groups_by_key_with_earliest_positions(size: int, scale: int) -> None:
+    keys = np.random.default_rng(size).integers(0, 40, size).astype(np.int64) * scale
+    groups = ordered_groups(keys)
+    listed = keys.tolist()
+    distinct = sorted(set(listed)) if scale == 1 else list(dict.fromkeys(listed))  # wide keys: hashed_groups
+    assert groups.ids.tolist() == [distinct.index(k) for k in listed]
+    assert groups.first.tolist() == [listed.index(k) for k in distinct]
+    assert groups.sizes.tolist() == [listed.count(k) for k in distinct]
 
 
 # --- batches, inputs and edge cases -------------------------------------------------------------------
