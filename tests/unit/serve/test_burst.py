@@ -10,7 +10,10 @@ from keel.serve import Gateway, ServeSettings, create_app, create_deployment
 from keel.store import Store
 from keel.store.schema import lineage_edges, traces
 
-N = 10_000
+# 2,000 requests, 31 times the 64 in flight: the count is what is checked, not the size. At 10,000 the test took
+# ~27 CPU-s per database backend (5x this); the queue was never full at a put in either size on the shared 2-core
+# machine (the writer keeps up), so the larger burst exercised no more of the writer than this one.
+N = 2_000
 
 
 @pytest.mark.slow
