@@ -232,3 +232,15 @@ def test_breaker_settings_are_validated_with_the_variable_named(monkeypatch: pyt
     defaults = load_serve_settings()  # the old settings keep their names and defaults
     assert (defaults.breaker_failures, defaults.breaker_cooldown_s) == (5, 10.0)
     assert (defaults.breaker_failure_rate, defaults.breaker_window_s) == (0.5, 10.0)
+
+
+def test_failures_older_than_the_window_no_longer_count() -> None:
+    breaker = CircuitBreaker(5, 60.0, window_s=0.2)
+    for _ in range(4):
+        breaker.failure()
+    time.sleep(0.25)
+    for _ in range(4):
+        breaker.failure()
+    assert breaker.state == "closed"  # 8 failures, but never 5 within 0.2 s
+    breaker.failure()
+    assert breaker.state == "open"
