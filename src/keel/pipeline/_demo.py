@@ -168,9 +168,12 @@ def commit_sft_pairs(ctx: OpContext, kb: str, name: str) -> OpResult:
 
 def base_model(ctx: OpContext, name: str, fast: bool, dataset: str) -> OpResult:
     """The demo pipeline's `base` stage: a tiny Llama Keel trains from `dataset` (fast), or SmolLM2 from its GGUF."""
-    from keel.train import import_gguf, new_tiny_model
+    from keel.train import TinyModelOptions, import_gguf, new_tiny_model
 
-    base = new_tiny_model(ctx.store, name, dataset) if fast else import_gguf(ctx.store, name)
+    if fast:  # one torch thread, for the reason pipeline/demo/train.yaml gives
+        base = new_tiny_model(ctx.store, name, dataset, TinyModelOptions(threads=1))
+    else:
+        base = import_gguf(ctx.store, name)
     return OpResult({f"model:{name}": f"model:{base.ref}"}, summary=base.ref, details={"fast": fast})
 
 
@@ -466,7 +469,8 @@ def _feedback_stage(store: Store, report: DemoReport, say: Say, progress: Progre
             "method": "dpo",
             "data": {"train": exported.version, "max_length": 96},
             "lora": {"r": 8, "alpha": 16, "target_modules": "all-linear"},
-            "training": {"max_steps": 4, "batch_size": 2, "learning_rate": 5e-4, "save_steps": 4, "logging_steps": 1},
+            # one torch thread, for the reason pipeline/demo/train.yaml gives
+            "training": {"max_steps": 4, "batch_size": 2, "learning_rate": 5e-4, "save_steps": 4, "threads": 1},
             "output": {"description": "The production model retrained on reviewers' corrections (DPO)."},
             "seed": 0,
         },

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from keel.serve._breaker import CircuitBreaker, CircuitOpenError
 from keel.serve._errors import BadRequestError, GatewayError, RateLimitedError, UpstreamError
 
 if TYPE_CHECKING:
@@ -48,55 +48,6 @@ class Backend(Protocol):
     async def aclose(self) -> None:
         """Release connections, threads and models."""
         ...
-
-
-class CircuitOpenError(UpstreamError):
-    """The route failed too often lately; it is not called until its cool-down ends."""
-
-
-class CircuitBreaker:
-    """Opens after `failures` consecutive failures; after `cooldown_s` lets one trial call through.
-
-    Args:
-        failures: Consecutive failures that open the circuit.
-        cooldown_s: Seconds the open circuit refuses calls before a trial.
-
-    Examples:
-        >>> breaker = CircuitBreaker(failures=1, cooldown_s=60)
-        >>> breaker.failure(); breaker.allow()
-        False
-    """
-
-    def __init__(self, failures: int = 5, cooldown_s: float = 10.0) -> None:
-        self.failures = failures
-        self.cooldown_s = cooldown_s
-        self._count = 0
-        self._opened_at: float | None = None
-
-    @property
-    def state(self) -> Literal["closed", "open", "half-open"]:
-        """`closed` (calls go through), `open` (refused) or `half-open` (a trial may go)."""
-        if self._opened_at is None:
-            return "closed"
-        return "half-open" if time.monotonic() - self._opened_at >= self.cooldown_s else "open"
-
-    def allow(self) -> bool:
-        """Whether a call may go now; a half-open circuit lets one trial through and re-arms."""
-        state = self.state
-        if state == "half-open":
-            self._opened_at = time.monotonic()  # one trial per cool-down
-        return state != "open"
-
-    def success(self) -> None:
-        """Record a successful call: the circuit closes."""
-        self._count = 0
-        self._opened_at = None
-
-    def failure(self) -> None:
-        """Record a failed call."""
-        self._count += 1
-        if self._count >= self.failures:
-            self._opened_at = time.monotonic()
 
 
 class OpenAIBackend:
@@ -179,30 +130,32 @@ class OpenAIBackend:
     def _payload(self, body: dict[str, Any]) -> bytes:
         return json.dumps({**body, "model": self.model}).encode()
 
-    async def _attempts(self) -> AsyncIterator[int]:
+    async def _attempts(self) -> AsyncIterator[tuple[int, int]]:
+        """Each attempt's number and breaker ticket (its outcome counts only if the circuit has not changed since)."""
         for attempt in range(self.retries + 1):
-            if not self.breaker.allow():
-                raise CircuitOpenError(f"upstream {self.base_url} is failing; its circuit is open")
             if attempt:
                 await asyncio.sleep(0.05 * 2 ** (attempt - 1))
-            yield attempt
+            ticket = self.breaker.start()
+            if ticket is None:
+                raise CircuitOpenError(f"upstream {self.base_url} is failing; its circuit is open")
+            yield attempt, ticket
 
-    def _failed(self, attempt: int, reason: str) -> None:
-        self.breaker.failure()
+    def _failed(self, attempt: int, ticket: int, reason: str) -> None:
+        self.breaker.failure(ticket)
         if attempt >= self.retries:
             raise UpstreamError(f"upstream {self.base_url} failed after {attempt + 1} attempt(s): {reason}")
 
-    def _refused(self, attempt: int, status: int, raw: bytes) -> GatewayError | None:
+    def _refused(self, attempt: int, ticket: int, status: int, raw: bytes) -> GatewayError | None:
         """The error to raise at once for an answer with `status`, or None to retry (unhealthy, or 429)."""
         if status in _UNHEALTHY:
-            self._failed(attempt, f"HTTP {status}")
+            self._failed(attempt, ticket, f"HTTP {status}")
             return None
         if status == 429:  # busy, not broken: retried with backoff, never counted toward the breaker
             if attempt >= self.retries:
                 return RateLimitedError(f"upstream {self.base_url} is rate limiting (HTTP 429)", retry_after=1.0)
             return None
         if status < 500:
-            self.breaker.success()  # the server works; the request was wrong
+            self.breaker.success(ticket)  # the server works; the request was wrong
         # A 500 (or 501, …) from a server that answers is about this request: the same request would
         # fail the same way, so it is not retried and does not count toward the breaker.
         return _client_error(status, raw)
@@ -210,19 +163,19 @@ class OpenAIBackend:
     async def complete(self, operation: Operation, body: dict[str, Any]) -> dict[str, Any]:
         """POST the request upstream and return its JSON answer."""
         url = self.base_url + _PATHS[operation]
-        async for attempt in self._attempts():
+        async for attempt, ticket in self._attempts():
             try:
                 async with await self._open(url, self._payload(body)) as response:
                     status = response.status
                     raw = await response.read()
             except (_client_errors(), TimeoutError) as exc:
-                self._failed(attempt, type(exc).__name__)
+                self._failed(attempt, ticket, type(exc).__name__)
                 continue
             if status < 400:
-                self.breaker.success()
+                self.breaker.success(ticket)
                 answer: dict[str, Any] = json.loads(raw)
                 return answer
-            error = self._refused(attempt, status, raw)
+            error = self._refused(attempt, ticket, status, raw)
             if error is not None:
                 raise error
         raise AssertionError("unreachable: the last failed attempt raises")
@@ -231,12 +184,12 @@ class OpenAIBackend:
         """Stream upstream's SSE chunks; retries only before the first chunk arrived."""
         payload = self._payload({**body, "stream": True, "stream_options": {"include_usage": True}})
         url = self.base_url + _PATHS[operation]
-        async for attempt in self._attempts():
+        async for attempt, ticket in self._attempts():
             started = False
             try:
                 async with await self._open(url, payload) as response:
                     if response.status >= 400:
-                        error = self._refused(attempt, response.status, await response.read())
+                        error = self._refused(attempt, ticket, response.status, await response.read())
                         if error is not None:
                             raise error
                         continue
@@ -248,13 +201,13 @@ class OpenAIBackend:
                             break
                         started = True
                         yield json.loads(data)
-                self.breaker.success()
+                self.breaker.success(ticket)
                 return
             except (_client_errors(), TimeoutError) as exc:
                 if started:
-                    self.breaker.failure()
+                    self.breaker.failure(ticket)
                     raise UpstreamError(f"upstream {self.base_url} broke off a stream: {exc!r}") from None
-                self._failed(attempt, type(exc).__name__)
+                self._failed(attempt, ticket, type(exc).__name__)
 
     async def aclose(self) -> None:
         """Close the connection pool."""

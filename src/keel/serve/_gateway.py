@@ -421,7 +421,12 @@ class Gateway:
                 route.upstream_model or route.model.split("@")[0],
                 timeout_s=self.settings.upstream_timeout_s,
                 retries=self.settings.upstream_retries,
-                breaker=CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_cooldown_s),
+                breaker=CircuitBreaker(
+                    self.settings.breaker_failures,
+                    self.settings.breaker_cooldown_s,
+                    failure_rate=self.settings.breaker_failure_rate,
+                    window_s=self.settings.breaker_window_s,
+                ),
             )
         folder = self._model_dir / route.model.replace("@", "-")
         if not folder.exists():

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keel.core.echo import shown
@@ -40,7 +40,20 @@ class ServeSettings(BaseSettings):
     cache_max_entries: int = Field(default=10_000, gt=0, description="Size bound of the in-process response cache.")
     upstream_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one upstream request.")
     upstream_retries: int = Field(default=2, ge=0, description="Retries of a failed upstream request, with backoff.")
-    breaker_failures: int = Field(default=5, gt=0, description="Consecutive failures that open a route's circuit.")
+    breaker_failures: int = Field(
+        default=5,
+        gt=0,
+        description="Failures within `breaker_window_s` that open a route's circuit, when they are also at least "
+        "`breaker_failure_rate` of the calls finished in that window (a dead upstream: after exactly this many).",
+    )
+    breaker_failure_rate: float = Field(
+        default=0.5,
+        description="Share of a window's finished upstream calls that must have failed to open the circuit, in "
+        "(0, 1]: 0.5 is 50%; 1.0 opens only when every call in the window failed.",
+    )
+    breaker_window_s: float = Field(
+        default=10.0, gt=0, description="The rolling window, in seconds, over which the breaker counts calls."
+    )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, gt=0, description="Largest request body accepted; larger ones get 413."
     )
@@ -93,6 +106,13 @@ class ServeSettings(BaseSettings):
         default=False, description="Serve /metrics only to API keys with the `metrics` scope (or `*`)."
     )
 
+    @field_validator("breaker_failure_rate")
+    @classmethod
+    def _a_share(cls, value: float) -> float:
+        if not 0 < value <= 1:
+            raise ValueError("expected a share of calls in (0, 1], e.g. 0.5 for 50%")
+        return value
+
 
 def load_serve_settings(**overrides: Any) -> ServeSettings:
     """The gateway's settings from the environment (`KEEL_*`) and `overrides`, refused in one line when invalid.
@@ -108,7 +128,8 @@ def load_serve_settings(**overrides: Any) -> ServeSettings:
         return ServeSettings(**overrides)
     except ValidationError as exc:
         problems = [
-            f"{'KEEL_' + str(e['loc'][0]).upper() if e['loc'] else '?'}: {e['msg']}; got {shown(e.get('input'))}"
+            f"{'KEEL_' + str(e['loc'][0]).upper() if e['loc'] else '?'}: "
+            f"{e['msg'].removeprefix('Value error, ')}; got {shown(e.get('input'))}"
             for e in exc.errors()
         ]
         raise ConfigError(

@@ -80,7 +80,9 @@ class HyperParameters(_Strict):
     save_steps: int = Field(50, ge=1, description="Checkpoint (and evaluate, with an eval set) every N steps.")
     early_stopping_patience: int | None = Field(None, ge=1, description="Evaluations without improvement to stop.")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice).")
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads (default: torch's, as far as cores are idle when the run starts)."
+    )
 
 
 class OutputConfig(_Strict):

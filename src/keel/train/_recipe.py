@@ -22,6 +22,7 @@ from keel.registry import ModelInfo, ModelVersion, Run, list_runs, register_mode
 from keel.store import Store, add_edge
 from keel.train._config import TrainConfig
 from keel.train._models import quiet_renames
+from keel.train._threads import torch_threads
 from keel.train._tracking import RunLogger, keel_callback, latest_checkpoint, restore_checkpoint
 from keel.train._trainers import BaseModel, TrainingData, build_trainer, load_base, load_training_data
 
@@ -123,20 +124,17 @@ def train(
     """
     if save_to is None:  # refused before hours of training, not at the registration that ends it
         require(store, "model.register", f"model:{config.name}")
-    import torch
-
-    if config.training.threads is not None:
-        torch.set_num_threads(config.training.threads)
-    data = load_training_data(store, config)
-    base = load_base(store, config)
-    previous = find_resumable_run(store, config) if resume == "auto" else resume
-    params = {**config.used_settings(), "config_digest": config.digest()}
-    if previous:
-        params["resumed_from"] = previous
-    inputs = [*data.nodes, *([base.node] if base.node else [])]
-    workdir = _workdir(store, config)
-    with _run_on_rank_zero(store, config, params, inputs) as run:
-        return _train_in_run(store, config, data, base, RunLogger(run, progress), workdir, previous, save_to)
+    with torch_threads(config.training.threads) as threads:  # unset: torch's default as far as cores are idle
+        data = load_training_data(store, config)
+        base = load_base(store, config)
+        previous = find_resumable_run(store, config) if resume == "auto" else resume
+        params = {**config.used_settings(), "config_digest": config.digest(), "torch_threads": threads}
+        if previous:
+            params["resumed_from"] = previous
+        inputs = [*data.nodes, *([base.node] if base.node else [])]
+        workdir = _workdir(store, config)
+        with _run_on_rank_zero(store, config, params, inputs) as run:
+            return _train_in_run(store, config, data, base, RunLogger(run, progress), workdir, previous, save_to)
 
 
 def _train_in_run(

@@ -16,6 +16,7 @@ from keel.core.errors import InputError
 from keel.registry import ModelInfo, ModelVersion, register_model, start_run
 from keel.store import Store, add_edge
 from keel.train._data import dataset_texts
+from keel.train._threads import torch_threads
 
 __all__ = ["TINY_CHAT_TEMPLATE", "TinyModelOptions", "new_tiny_model"]
 
@@ -42,6 +43,7 @@ class TinyModelOptions:
         batch_size: Sequences per step.
         learning_rate: AdamW learning rate.
         seed: Random seed.
+        threads: torch CPU threads of pre-training (None: torch's default as far as cores are idle).
     """
 
     vocab_size: int = 4096
@@ -53,6 +55,7 @@ class TinyModelOptions:
     batch_size: int = 8
     learning_rate: float = 3e-3
     seed: int = 0
+    threads: int | None = None
 
 
 def _tokenizer(texts: Sequence[str], vocab_size: int) -> Any:
@@ -146,7 +149,8 @@ def new_tiny_model(
     model = LlamaForCausalLM(config)
     params = {"tiny": asdict(options), "texts": len(texts)}
     with start_run("train", params, name=f"new-tiny {name}", inputs=inputs, seed=options.seed, store=store) as run:
-        loss = _pretrain(model, tokenizer, texts, options, run) if options.steps else None
+        with torch_threads(options.threads):
+            loss = _pretrain(model, tokenizer, texts, options, run) if options.steps else None
         with tempfile.TemporaryDirectory(prefix="keel-tiny-") as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
