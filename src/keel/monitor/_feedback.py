@@ -121,7 +121,7 @@ def parse_score(value: object) -> float | None:
             number = float(key)
         except ValueError:
             raise InputError(
-                f"expected `score` to be a number from 0 to 1 or thumbs 'up'/'down'; got {storable(value, 40)!r}"
+                f"expected `score` to be a number from 0 to 1 or thumbs 'up'/'down'; got {shown(value, 40)}"
             ) from None
         value = number
     if not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:

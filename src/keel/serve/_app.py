@@ -19,8 +19,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from keel.core.echo import shown
 from keel.govern import AuthenticationError, PermissionDeniedError
-from keel.monitor import storable
 from keel.serve._backends import Operation
 from keel.serve._errors import (
     GatewayError,
@@ -213,6 +213,21 @@ async def _openapi(_: Request) -> Response:
     return JSONResponse(openapi_schema())
 
 
+async def _model(gateway: Gateway, model_id: str, request: Request) -> Response:
+    """`GET /v1/models/{model_id}`: the deployment, if the caller's key may call it."""
+    try:
+        if not model_id:  # `/v1/models/`: no name to check a key's scopes against
+            raise ModelNotFoundError("expected a deployment name after /v1/models/; got none", param="model")
+        await gateway.authorize(request.headers.get("authorization"), model_id, _client(request))
+        found = gateway.deployments.get(model_id)
+        if found is None:
+            raise ModelNotFoundError(f"no deployment named {shown(model_id, 128)}", param="model")
+    except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
+        return _error_response(exc)
+    return JSONResponse({"id": model_id, "object": "model", "created": int(found.created_at.timestamp()),
+                         "owned_by": "keel"})  # fmt: skip
+
+
 def create_app(gateway: Gateway) -> FastAPI:
     """The gateway's ASGI app; its lifespan starts and closes `gateway` (flushing traces).
 
@@ -255,15 +270,7 @@ def create_app(gateway: Gateway) -> FastAPI:
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str, request: Request) -> Response:
-        try:
-            await gateway.authorize(request.headers.get("authorization"), model_id, _client(request))
-            found = gateway.deployments.get(model_id)
-            if found is None:
-                raise ModelNotFoundError(f"no deployment named {storable(model_id, 128)!r}", param="model")
-        except (GatewayError, AuthenticationError, PermissionDeniedError) as exc:
-            return _error_response(exc)
-        return JSONResponse({"id": model_id, "object": "model", "created": int(found.created_at.timestamp()),
-                             "owned_by": "keel"})  # fmt: skip
+        return await _model(gateway, model_id, request)
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from ulid import ULID
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 from keel.core.ids import canonical_json, new_ulid
 from keel.core.keyring import Keyring, load_keyring
@@ -535,7 +536,7 @@ class Gateway:
         """
         key = await self._verify(authorization, client)
         if key is not None and not key.allows(deployment):
-            raise PermissionDeniedError(f"this API key may not call deployment {storable(deployment, 128)!r}")
+            raise PermissionDeniedError(f"this API key may not call deployment {shown(deployment, 128)}")
         return key
 
     async def authenticate(self, ctx: RequestContext, headers: Mapping[str, str], client: str | None = None) -> None:
@@ -577,11 +578,11 @@ class Gateway:
             await self.authenticate(ctx, headers, client)
         key = ctx.key
         if key is not None and not key.allows(name):
-            raise PermissionDeniedError(f"this API key may not call deployment {storable(name, 128)!r}")
+            raise PermissionDeniedError(f"this API key may not call deployment {shown(name, 128)}")
         deployment = self.deployments.get(name)
         if deployment is None:
             raise ModelNotFoundError(
-                f"no deployment named {storable(name, 128)!r}", hint="see GET /v1/models", param="model"
+                f"no deployment named {shown(name, 128)}", hint="see GET /v1/models", param="model"
             )
         if key is not None:
             if key.rate_per_minute is not None:
@@ -856,7 +857,7 @@ class Gateway:
         unknown = sorted(set(body) - _FEEDBACK_FIELDS)
         if unknown:
             raise BadRequestError(
-                f"unknown feedback field {storable(str(unknown[0]), 64)!r}; expected {sorted(_FEEDBACK_FIELDS)}",
+                f"unknown feedback field {shown(str(unknown[0]), 64)}; expected {sorted(_FEEDBACK_FIELDS)}",
                 param=storable(str(unknown[0]), 64),
             )
         details = body.get("details")
@@ -873,7 +874,7 @@ class Gateway:
         deployment, version = await self._trace_of(made.trace_id)
         if key is not None and not key.allows(deployment):
             raise PermissionDeniedError(
-                f"this API key may not send feedback on deployment {storable(deployment, 128)!r}'s answers"
+                f"this API key may not send feedback on deployment {shown(deployment, 128)}'s answers"
             )
         made = replace(made, deployment=deployment, model_version=version).storable()  # itself when already storable
         await self.feedback.put(made)

@@ -79,3 +79,24 @@ def test_the_console_under_the_gateway_still_answers_at_ui(store: Store) -> None
         bare = client.get("/ui", headers={"host": "evil.example"})
         assert bare.status_code == 307 and bare.headers["location"] == "/ui/"  # relative: the Host plays no part
         assert client.get("/ui/", follow_redirects=True).url.path == "/ui/login"
+
+
+def test_a_scoped_key_asking_for_no_model_gets_a_404_and_odd_names_are_escaped_once(
+    store: Store, gateway_server: Any
+) -> None:
+    """`/v1/models/` named no deployment but answered a scoped key "may not call deployment ''" (403); a control
+    character in a model name came back escaped twice (`ch\\\\x00at`), once by the store's escaping, once by `!r`."""
+    secret = create_key(store, "scoped", scopes=["chat"]).secret
+    auth = {"authorization": f"Bearer {secret}"}
+    with gateway_server() as (url, _), httpx.Client(base_url=url, timeout=30) as client:
+        empty = client.get("/v1/models/", headers=auth)
+        assert empty.status_code == 404, empty.text
+        assert empty.json()["error"]["message"].startswith("expected a deployment name after /v1/models/")
+        odd = client.post(
+            "/v1/chat/completions",
+            headers=auth,
+            json={"model": "ch\x00at", "messages": [{"role": "user", "content": "hi"}]},
+        )
+        assert odd.status_code == 403, odd.text
+        message = odd.json()["error"]["message"]
+        assert "'ch\\x00at'" in message and "\\\\" not in message, message
