@@ -252,6 +252,8 @@ def _scan_lines(data: bytes, max_depth: int) -> tuple[np.ndarray, int, set[int]]
     chunks cut at newlines, at memory speed and in bounded memory.
     """
     view = np.frombuffer(data, dtype=np.uint8)
+    # 4 bytes a line, not 8, when every position fits: a file of short lines keeps one entry per line.
+    position_type = np.uint32 if len(data) < 2**32 - 1 else np.int64
     newlines: list[np.ndarray] = []
     longest, deep, line, pos = 0, set[int](), 0, 0
     while pos < len(data):
@@ -268,10 +270,10 @@ def _scan_lines(data: bytes, max_depth: int) -> tuple[np.ndarray, int, set[int]]
         openers = np.flatnonzero((part | 0x20) == ord("{"))  # "[" is 0x5b, "{" 0x7b: only they map to 0x7b
         counts = np.diff(np.searchsorted(openers, bounds))
         deep.update((line + np.flatnonzero(counts > max_depth)).tolist())
-        newlines.append(found + pos)
+        newlines.append((found + pos).astype(position_type))
         line += len(bounds) - 1
         pos = end
-    return (np.concatenate(newlines) if newlines else np.zeros(0, np.int64)), longest, deep
+    return (np.concatenate(newlines) if newlines else np.zeros(0, position_type)), longest, deep
 
 
 @dataclass(frozen=True)
@@ -460,6 +462,7 @@ def read_jsonl_table(
         # strings), or built an invalid array: pyarrow 26 drops the nulls of a list that starts with null
         # before its type is known, so `[null, true]` would read back as `[true, false]`.
         if schema != table.schema or not _valid(table):
+            del table  # not held beside the second read
             parse = pajson.ParseOptions(explicit_schema=schema)
             table = pajson.read_json(pa.BufferReader(data), read_options=read_options, parse_options=parse)
     except UnicodeDecodeError:  # a field name that is not UTF-8
