@@ -3,8 +3,9 @@
 A commit stores rows as they are, so a file holding anything that could not be read back the same
 way is refused whole, naming the file, the line and what to do: bytes that are not text in the
 declared encoding, numbers JSON or Arrow cannot hold exactly (`NaN`, `1e400`, integers beyond int64),
-lone surrogate escapes, nesting deeper than `MAX_JSON_DEPTH`. Curation (`keel curate run`) is the way
-to set such lines aside and keep the rest. Knows nothing of versions or the store.
+lone surrogate escapes, nesting deeper than `MAX_JSON_DEPTH`, a line longer than `MAX_LINE_BYTES`
+(refused while the file is read). Curation (`keel curate run`) is the way to set such lines aside and
+keep the rest. Knows nothing of versions or the store.
 """
 
 from __future__ import annotations
