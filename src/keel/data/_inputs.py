@@ -3,8 +3,9 @@
 A commit stores rows as they are, so a file holding anything that could not be read back the same
 way is refused whole, naming the file, the line and what to do: bytes that are not text in the
 declared encoding, numbers JSON or Arrow cannot hold exactly (`NaN`, `1e400`, integers beyond int64),
-lone surrogate escapes, nesting deeper than `MAX_JSON_DEPTH`. Curation (`keel curate run`) is the way
-to set such lines aside and keep the rest. Knows nothing of versions or the store.
+lone surrogate escapes, nesting deeper than `MAX_JSON_DEPTH`, a line longer than `MAX_LINE_BYTES`
+(refused while the file is read). Curation (`keel curate run`) is the way to set such lines aside and
+keep the rest. Knows nothing of versions or the store.
 """
 
 from __future__ import annotations
@@ -117,12 +118,70 @@ def open_decompressed(path: Path) -> IO[bytes]:
     return open(path, "rb")  # noqa: SIM115 - the caller closes it
 
 
-def _decompressed(path: Path) -> bytes:
-    """The file's bytes, decompressed by suffix; a damaged or mislabelled file is an `InputError`."""
+MAX_LINE_BYTES = 64 << 20
+"""The longest JSON line (in bytes, without its newline) a commit reads; `KEEL_MAX_LINE_BYTES` overrides it."""
+_READ_CHUNK = 1 << 20  # bytes read at a time while the line lengths are checked
+
+
+def max_line_bytes() -> int:
+    """The longest line a commit reads: `KEEL_MAX_LINE_BYTES` if set, else `MAX_LINE_BYTES`."""
+    raw = os.environ.get("KEEL_MAX_LINE_BYTES", "").strip()
+    if not raw:
+        return MAX_LINE_BYTES
+    if not raw.isdigit() or int(raw) < 1:
+        raise InputError(f"expected KEEL_MAX_LINE_BYTES to be a positive number of bytes; got {shown(raw)}")
+    return int(raw)
+
+
+class _LineLimit:
+    """Refuses a line longer than `limit` bytes as soon as the chunks fed to it show one.
+
+    Chunks are at most `limit` bytes, so a line too long always crosses a chunk boundary: only the run
+    since the last newline and the chunk's first newline need looking at (`bytes.find`, at memory speed).
+    """
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path, self.limit, self.chunk = path, limit, min(_READ_CHUNK, limit)
+        self._run = 0  # bytes since the last newline
+        self._newlines = 0
+
+    def feed(self, chunk: bytes | memoryview) -> None:
+        data = bytes(chunk) if isinstance(chunk, memoryview) else chunk
+        first = data.find(b"\n")
+        if first < 0:
+            self._run += len(data)
+            if self._run > self.limit:
+                raise self._refusal()
+            return
+        if self._run + first > self.limit:
+            raise self._refusal()
+        self._newlines += data.count(b"\n")
+        self._run = len(data) - data.rfind(b"\n") - 1
+
+    def _refusal(self) -> InputError:
+        return InputError(
+            f"{self.path}:{self._newlines + 1}: expected lines of at most {self.limit:,} bytes; this line is longer "
+            "(is the file JSON lines, one object per line?)",
+            hint="split the record, or set KEEL_MAX_LINE_BYTES=<bytes> if a line is meant to be this long",
+        )
+
+
+def _decompressed(path: Path, limit: _LineLimit | None = None) -> bytes:
+    """The file's bytes, decompressed by suffix; a damaged or mislabelled file is an `InputError`.
+
+    With `limit`, the file is read in chunks and a line too long is refused as soon as it is read, so a
+    file without newlines fails in seconds and in memory bounded by the limit, not by the file's size.
+    """
     name = path.name.lower()
     try:
         with open_decompressed(path) as stream:
-            return stream.read()
+            if limit is None:
+                return stream.read()
+            parts = []
+            while chunk := stream.read(limit.chunk):
+                limit.feed(chunk)
+                parts.append(chunk)
+            return b"".join(parts)  # peaks at twice the file, below what parsing it takes later
     except (EOFError, gzip.BadGzipFile, zlib.error, zstandard.ZstdError) as exc:
         kind = "gzip" if name.endswith(".gz") else "zstd"
         raise InputError(
@@ -159,6 +218,17 @@ def _as_utf8(path: Path, data: bytes, encoding: str) -> bytes:
         raise _undecodable(path, data, exc, codec) from None
 
 
+def _ascii_compatible(encoding: str) -> bool:
+    """Whether `encoding` writes a newline as the byte 0x0a (UTF-8, Latin-1, cp1252…; not UTF-16).
+
+    Where 0x0a could also be part of another character, a line would only look shorter than it is.
+    """
+    try:
+        return "\n".encode(encoding) == b"\n"
+    except (LookupError, UnicodeError):
+        return False  # `_as_utf8` names the problem
+
+
 def _undecodable(path: Path, data: bytes, exc: UnicodeDecodeError, codec: str) -> InputError:
     line, column = _line_of(data, exc.start)
     return InputError(
@@ -183,6 +253,8 @@ def _scan_lines(data: bytes, max_depth: int) -> tuple[np.ndarray, int, set[int]]
     chunks cut at newlines, at memory speed and in bounded memory.
     """
     view = np.frombuffer(data, dtype=np.uint8)
+    # 4 bytes a line, not 8, when every position fits: a file of short lines keeps one entry per line.
+    position_type = np.uint32 if len(data) < 2**32 - 1 else np.int64
     newlines: list[np.ndarray] = []
     longest, deep, line, pos = 0, set[int](), 0, 0
     while pos < len(data):
@@ -199,10 +271,10 @@ def _scan_lines(data: bytes, max_depth: int) -> tuple[np.ndarray, int, set[int]]
         openers = np.flatnonzero((part | 0x20) == ord("{"))  # "[" is 0x5b, "{" 0x7b: only they map to 0x7b
         counts = np.diff(np.searchsorted(openers, bounds))
         deep.update((line + np.flatnonzero(counts > max_depth)).tolist())
-        newlines.append(found + pos)
+        newlines.append((found + pos).astype(position_type))
         line += len(bounds) - 1
         pos = end
-    return (np.concatenate(newlines) if newlines else np.zeros(0, np.int64)), longest, deep
+    return (np.concatenate(newlines) if newlines else np.zeros(0, position_type)), longest, deep
 
 
 @dataclass(frozen=True)
@@ -354,19 +426,30 @@ def _explain_arrow_error(path: Path, data: bytes, exc: pa.ArrowException) -> Inp
     )
 
 
-def read_jsonl_table(path: Path, *, encoding: str = "utf-8", max_depth: int = MAX_JSON_DEPTH) -> pa.Table:
+def read_jsonl_table(
+    path: Path, *, encoding: str = "utf-8", max_depth: int = MAX_JSON_DEPTH, max_line: int | None = None
+) -> pa.Table:
     """Read a JSON-lines file (optionally .gz or .zst) as an Arrow table, refusing what it cannot keep exact.
 
     Args:
         path: The file.
         encoding: The text encoding of its bytes; other encodings are converted to UTF-8.
         max_depth: The deepest nesting of arrays and objects allowed in a line.
+        max_line: The longest line allowed, in bytes (default `max_line_bytes()`): a longer one is refused
+            as soon as it is read, before the rest of the file is.
 
     Raises:
         InputError: The file is damaged, not text in `encoding`, not JSON lines, or holds a line that
             cannot be stored unchanged; the message names the line.
     """
-    data = _as_utf8(path, _decompressed(path), encoding)
+    limit = _LineLimit(path, max_line_bytes() if max_line is None else max_line)
+    if _ascii_compatible(encoding):  # newlines are the byte 0x0a: check while reading
+        data = _as_utf8(path, _decompressed(path, limit), encoding)
+    else:  # e.g. UTF-16: check the UTF-8 text
+        data = _as_utf8(path, _decompressed(path), encoding)
+        view = memoryview(data)
+        for start in range(0, len(data), limit.chunk):
+            limit.feed(view[start : start + limit.chunk])
     lines, longest = _check_lines(path, data, max_depth)
     if longest >= _MAX_BLOCK:
         raise InputError(f"{path}: a line of {longest:,} bytes is longer than the 2 GiB one record may take")
@@ -380,6 +463,7 @@ def read_jsonl_table(path: Path, *, encoding: str = "utf-8", max_depth: int = MA
         # strings), or built an invalid array: pyarrow 26 drops the nulls of a list that starts with null
         # before its type is known, so `[null, true]` would read back as `[true, false]`.
         if schema != table.schema or not _valid(table):
+            del table  # not held beside the second read
             parse = pajson.ParseOptions(explicit_schema=schema)
             table = pajson.read_json(pa.BufferReader(data), read_options=read_options, parse_options=parse)
     except UnicodeDecodeError:  # a field name that is not UTF-8
