@@ -157,6 +157,28 @@ def test_keel_serve_workers_with_console_share_one_session(store: Store, tmp_pat
                     conn.close()
             if len(answered_by) >= 2 and round_ >= 1:
                 break
+        # Signed out through one worker, a copy of the cookie is refused by both at once: the sign-out is recorded
+        # in the workspace database, which each worker reads on every request.
+        with httpx.Client(base_url=url, follow_redirects=False, timeout=30, cookies=cookies) as browser:
+            token = re.search(r'name="csrf" value="([^"]+)"', browser.get("/ui/").text)
+            assert token is not None
+            assert browser.post("/ui/logout", data={"csrf": token.group(1)}).status_code == 303
+        refused_by: set[int] = set()
+        for _ in range(40):
+            conn = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+            try:
+                conn.connect()
+                port = conn.sock.getsockname()[1]
+                conn.request("GET", "/ui/audit", headers={"Cookie": cookie})
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 303 and response.getheader("location", "").startswith("/ui/login")
+                refused_by.add(_worker_of(workers, port))
+            finally:
+                conn.close()
+            if len(refused_by) == 2:
+                break
+        assert len(refused_by) == 2, f"every refused load landed on one worker: {refused_by}"
         # Without a session the same pages send to the sign-in page: the 200s above were the session's.
         with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as anonymous:
             assert anonymous.get("/ui/models").status_code in (303, 307, 401)

@@ -851,3 +851,15 @@ labels = Table(
     Index(None, "queue", "annotator", "id"),
     comment="Each annotator's answer (or skip) on each item of a queue; one per annotator and item.",
 )
+
+# The web console (keel.ui): sessions ended by sign-out; migration 0017.
+
+console_signouts = Table(
+    "console_signouts",
+    metadata,
+    Column("session_id", String(32), primary_key=True, comment="the random id the signed session cookie carries"),
+    Column("key_id", String(26), nullable=False, comment="the API key the session signed in with"),
+    Column("ended_at", UTCDateTime, nullable=False),
+    comment="Console sessions signed out before their cookie expired: every console process refuses a copy at "
+    "once. Rows older than a session's lifetime are pruned on sign-out.",
+)

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -30,16 +30,16 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from keel.core.clock import format_time
 from keel.core.echo import safe_message, shown
-from keel.core.errors import InputError, KeelError, NotFoundError, StoreError
+from keel.core.errors import DatabaseUnavailableError, InputError, KeelError, NotFoundError, StoreError
 from keel.govern import (
     AuthenticationError,
     AuthenticationThrottledError,
     KeyVerifier,
     PermissionDeniedError,
     check,
-    list_keys,
 )
 from keel.store import Store
+from keel.ui._sessions import end_session, new_session_id, session_live
 
 __all__ = ["Console", "create_console", "mount_console"]
 
@@ -179,8 +179,9 @@ def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable
         if "csrf" not in request.session:
             request.session["csrf"] = secrets.token_urlsafe(32)
         principal = request.session.get("principal")
-        if principal is not None and not _may_stay(console, principal, request.session.get("key_id")):
-            request.session.pop("principal", None)  # key or role revoked since sign-in: the session ends with it
+        if principal is not None and not _may_stay(console, principal, request.session):
+            # Signed out (this cookie or a copy of it), or key or role revoked since sign-in: the session ends.
+            request.session.pop("principal", None)
             principal = None
         request.state.principal = principal
         if request.method == "POST":
@@ -193,6 +194,11 @@ def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable
                 return console.refuse(
                     request, f"expected a form of at most {FORM_MAX_BYTES:,} bytes; got {int(declared):,}", 413
                 )
+            if principal is None and path == "/logout":
+                # Nothing to end (an expired, signed-out or revoked session, or none): signed out all the same,
+                # without a CSRF check (there is no session to protect) and without reading the body.
+                request.session.clear()
+                return console.back(request, "/login", flash="Signed out.")
             # The body, not request.form(): Starlette replays a read body to the handler, not a parsed stream.
             # Every console form is urlencoded (no file uploads).
             token = parse_qs((await request.body()).decode("utf-8", "replace")).get("csrf", [""])[0]
@@ -207,13 +213,16 @@ def _guard(console: Console) -> Callable[[Request, Callable[[Request], Awaitable
     return guard
 
 
-def _live_keys(store: Store) -> set[str]:
-    return {key.id for key in list_keys(store)}
+def _may_stay(console: Console, principal: str, session: dict[str, Any]) -> bool:
+    """Whether a session was not signed out, its key is still live and its principal may still sign in.
 
-
-def _may_stay(console: Console, principal: str, key_id: object) -> bool:
-    """Whether a session's key is still live and its principal still holds a role that may sign in."""
-    return key_id in _live_keys(console.store) and check(console.store, principal, "console.read", "*").allowed
+    One database read per request (the key and the sign-out in one query; roles come from a snapshot re-read
+    at most once a second), so a sign-out or revocation reaches every console process at its next request.
+    """
+    return (
+        session_live(console.store, session.get("key_id"), session.get("sid"))
+        and check(console.store, principal, "console.read", "*").allowed
+    )
 
 
 def create_console(store: Store, *, secret_key: str | None = None, https_only: bool = False) -> FastAPI:
@@ -315,12 +324,27 @@ def _sign_in_routes(app: FastAPI, console: Console) -> None:
             request.state.principal = principal
             return console.refuse(request, f"{principal} holds no role that may sign in to the console (console.read)")
         request.session.clear()
-        request.session.update({"principal": principal, "key_id": key.id, "csrf": secrets.token_urlsafe(32)})
+        request.session.update(
+            {"principal": principal, "key_id": key.id, "sid": new_session_id(), "csrf": secrets.token_urlsafe(32)}
+        )
         return console.back(request, _local(target))
 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
+        # Only a live session gets here (the guard signs out any other): end it in the database, so a copy of its
+        # cookie is refused by every console process on the workspace, not only by this browser.
+        key_id, sid = str(request.session["key_id"]), str(request.session["sid"])
         request.session.clear()
+        try:
+            end_session(console.store, key_id, sid, timedelta(hours=SESSION_HOURS))
+        except DatabaseUnavailableError as exc:  # a read-only workspace: this browser forgets the cookie, no more
+            log.warning("console sign-out not recorded: %s", exc)
+            return console.back(
+                request,
+                "/login",
+                flash="Signed out in this browser only: the workspace is read-only here, "
+                f"so a copy of the session cookie works until it expires ({SESSION_HOURS} h after sign-in).",
+            )
         return console.back(request, "/login", flash="Signed out.")
 
 
