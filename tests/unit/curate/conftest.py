@@ -52,9 +52,13 @@ def doc_pages() -> list[DocPage]:
     return _pages()
 
 
-@pytest.fixture(scope="session")
-def _ray_session() -> Iterator[Any]:
-    """Ray, and the session's shared runtime stopped at the end if a test left it running."""
+@pytest.fixture(scope="module")
+def _ray_module() -> Iterator[Any]:
+    """Ray, and the module's shared runtime, stopped after the module's last test if one left it running.
+
+    Module scope, not session: the runtime's processes (and its object store in shared memory) do not stay up
+    through the rest of the suite.
+    """
     ray = pytest.importorskip("ray")
     yield ray
     if ray.is_initialized():
@@ -62,12 +66,12 @@ def _ray_session() -> Iterator[Any]:
 
 
 @pytest.fixture
-def ray_runtime(_ray_session: Any) -> Any:
-    """A local Ray runtime shared by the session's Ray tests: started by the first that needs it, stopped at the end.
+def ray_runtime(_ray_module: Any) -> Any:
+    """A local Ray runtime shared by a module's Ray tests: started by the first that needs it, stopped at the end.
 
-    Starting one costs ~15-30 s of wall on the shared machine. An engine does not stop a runtime it did not start.
+    Starting one costs ~8-30 s of wall on the shared machine. An engine does not stop a runtime it did not start.
     """
-    ray = _ray_session
+    ray = _ray_module
     if not ray.is_initialized():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -76,9 +80,9 @@ def ray_runtime(_ray_session: Any) -> Any:
 
 
 @pytest.fixture
-def no_ray_runtime(_ray_session: Any) -> Any:
+def no_ray_runtime(_ray_module: Any) -> Any:
     """No Ray runtime in this process (the shared one is stopped if up; the next `ray_runtime` user starts it again)."""
-    ray = _ray_session
+    ray = _ray_module
     if ray.is_initialized():
         ray.shutdown()
     return ray

@@ -231,7 +231,7 @@ def test_the_ray_engine_quarantines_the_same_repeats_as_the_local_one(
 
     if client:  # which has no streaming tasks: files are read by plain tasks
         monkeypatch.setattr(ray_engine, "_ray_client", lambda: True)
-        request.getfixturevalue("ray_runtime")  # the session's runtime (tests/unit/curate/conftest.py)
+        request.getfixturevalue("ray_runtime")  # the module's runtime (tests/unit/curate/conftest.py)
     else:  # the one Ray test that starts a runtime of its own in this process: the engine must stop it
         request.getfixturevalue("no_ray_runtime")
         assert not ray.is_initialized()
@@ -244,7 +244,7 @@ def test_the_ray_engine_quarantines_the_same_repeats_as_the_local_one(
         )
     local = LocalEngine().run(load_recipe(tmp_path / "local.yaml"))
     on_ray = RayEngine(num_cpus=2).run(load_recipe(tmp_path / "ray.yaml"))
-    # Stopped if the engine started it; the session's runtime, which it did not start, left running.
+    # Stopped if the engine started it; the module's runtime, which it did not start, left running.
     assert ray.is_initialized() == client
     assert dict(on_ray.quarantined) == dict(local.quarantined) == {"duplicate_id": 5}
     assert on_ray.records_read == local.records_read == 5

@@ -89,7 +89,7 @@ def _output(out: Path) -> pa.Table:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.usefixtures("ray_runtime")  # the session's: tests/unit/curate/conftest.py
+@pytest.mark.usefixtures("ray_runtime")  # the module's: tests/unit/curate/conftest.py
 @pytest.mark.parametrize(
     "variant", ["input order", "keep longest, 40 copies of one text", "read as through Ray Client"]
 )
@@ -108,7 +108,7 @@ def test_local_and_ray_engines_keep_the_same_records_and_counts(
     local = LocalEngine().run(load_recipe(tmp_path / "local.yaml"))
     assert ray.is_initialized()
     ray_report = RayEngine(num_cpus=2).run(load_recipe(tmp_path / "ray.yaml"))
-    # It ran on the session's runtime and left it running: an engine stops only a runtime it started
+    # It ran on the module's runtime and left it running: an engine stops only a runtime it started
     # (test_duplicate_ids.py's "streaming reads" case starts its own and checks that it is stopped).
     assert ray.is_initialized()
 
@@ -233,7 +233,7 @@ def test_curate_on_ray_into_a_workspace_whose_blob_store_is_s3(
 def test_keel_curate_on_ray_prints_its_progress_without_ray_datas_per_dataset_lines(tmp_path: Path) -> None:
     _corpus(tmp_path)
     (tmp_path / "r.yaml").write_text(RECIPE.format(output="out"))
-    # The command joins the session's runtime through --address (a cluster's address) instead of starting its own.
+    # The command joins the module's runtime through --address (a cluster's address) instead of starting its own.
     address = ray.get_runtime_context().gcs_address
     done = subprocess.run(
         [sys.executable, "-m", "keel", "curate", "run", "r.yaml", "--engine", "ray", "--address", address,
