@@ -223,7 +223,7 @@ def test_the_cli_summary_and_json_count_the_repeats(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("client", [False, True], ids=["streaming reads", "reads as through Ray Client"])
 def test_the_ray_engine_quarantines_the_same_repeats_as_the_local_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, client: bool
 ) -> None:
     ray = pytest.importorskip("ray")
     from keel.curate import RayEngine
@@ -231,6 +231,10 @@ def test_the_ray_engine_quarantines_the_same_repeats_as_the_local_one(
 
     if client:  # which has no streaming tasks: files are read by plain tasks
         monkeypatch.setattr(ray_engine, "_ray_client", lambda: True)
+        request.getfixturevalue("ray_runtime")  # the module's runtime (tests/unit/curate/conftest.py)
+    else:  # the one Ray test that starts a runtime of its own in this process: the engine must stop it
+        request.getfixturevalue("no_ray_runtime")
+        assert not ray.is_initialized()
     _corpus(tmp_path)
     _lines(tmp_path / "raw" / "c.jsonl", [{"id": "x3", "text": "x3 again, in a third file"}, {"id": "z", "text": "z"}])
     steps = "steps:\n  - normalize: {}\n  - exact_dedup: {}\n"
@@ -240,7 +244,8 @@ def test_the_ray_engine_quarantines_the_same_repeats_as_the_local_one(
         )
     local = LocalEngine().run(load_recipe(tmp_path / "local.yaml"))
     on_ray = RayEngine(num_cpus=2).run(load_recipe(tmp_path / "ray.yaml"))
-    assert not ray.is_initialized()
+    # Stopped if the engine started it; the module's runtime, which it did not start, left running.
+    assert ray.is_initialized() == client
     assert dict(on_ray.quarantined) == dict(local.quarantined) == {"duplicate_id": 5}
     assert on_ray.records_read == local.records_read == 5
     quarantine = [(tmp_path / out / "quarantine.jsonl").read_text() for out in ("out-ray", "out-local")]

@@ -4,8 +4,6 @@ import json
 import random
 import subprocess
 import sys
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +87,9 @@ def _output(out: Path) -> pa.Table:
     return pa.concat_tables(pq.read_table(p) for p in sorted((out / "data").glob("part-*.parquet")))
 
 
-@pytest.mark.slow  # starting a Ray runtime alone takes 10-30 s on the shared machine
+@pytest.mark.slow
 @pytest.mark.timeout(900)
+@pytest.mark.usefixtures("ray_runtime")  # the module's: tests/unit/curate/conftest.py
 @pytest.mark.parametrize(
     "variant", ["input order", "keep longest, 40 copies of one text", "read as through Ray Client"]
 )
@@ -107,9 +106,11 @@ def test_local_and_ray_engines_keep_the_same_records_and_counts(
     for name in ("local", "ray"):
         (tmp_path / f"{name}.yaml").write_text(recipe.format(output=f"out-{name}"))
     local = LocalEngine().run(load_recipe(tmp_path / "local.yaml"))
-    assert not ray.is_initialized()
+    assert ray.is_initialized()
     ray_report = RayEngine(num_cpus=2).run(load_recipe(tmp_path / "ray.yaml"))
-    assert not ray.is_initialized()  # it started a runtime for the run, and stopped it
+    # It ran on the module's runtime and left it running: an engine stops only a runtime it started
+    # (test_duplicate_ids.py's "streaming reads" case starts its own and checks that it is stopped).
+    assert ray.is_initialized()
 
     a = json.loads((tmp_path / "out-local" / "report.json").read_text())
     b = json.loads((tmp_path / "out-ray" / "report.json").read_text())
@@ -163,16 +164,6 @@ def test_what_the_ray_engine_cannot_distribute_is_refused_before_ray_starts(tmp_
 def test_importing_keel_data_does_not_import_ray() -> None:
     code = "import sys, keel.data; assert keel.data.RayEngine and 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-@pytest.fixture(scope="module")
-def ray_runtime() -> Iterator[None]:
-    """One local Ray runtime for the tests below; an engine does not stop a runtime it did not start."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=500 * 1024 * 1024, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.mark.slow
@@ -238,11 +229,15 @@ def test_curate_on_ray_into_a_workspace_whose_blob_store_is_s3(
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+@pytest.mark.usefixtures("ray_runtime")
 def test_keel_curate_on_ray_prints_its_progress_without_ray_datas_per_dataset_lines(tmp_path: Path) -> None:
     _corpus(tmp_path)
     (tmp_path / "r.yaml").write_text(RECIPE.format(output="out"))
+    # The command joins the module's runtime through --address (a cluster's address) instead of starting its own.
+    address = ray.get_runtime_context().gcs_address
     done = subprocess.run(
-        [sys.executable, "-m", "keel", "curate", "run", "r.yaml", "--engine", "ray", "--workers", "2", "--no-commit"],
+        [sys.executable, "-m", "keel", "curate", "run", "r.yaml", "--engine", "ray", "--address", address,
+         "--no-commit"],
         cwd=tmp_path, capture_output=True, text=True, timeout=500,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
