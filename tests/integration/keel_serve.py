@@ -28,15 +28,30 @@ def keel_serve(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`keel serve …` with `env` added to this process's environment; yields its base URL and process once
     /readyz answers 200 (its stderr's tail as the failure otherwise), then stops it with `stop`."""
+    with keel_process(workspace, "serve", *extra, ready="/readyz", env=env, stop=stop) as started:
+        yield started
+
+
+@contextmanager
+def keel_process(
+    workspace: Path,
+    command: str,
+    *extra: str,
+    ready: str,
+    env: dict[str, str] | None = None,
+    stop: signal.Signals = signal.SIGINT,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`keel COMMAND --port P …` (a server: `serve`, `ui`) in a process of its own; yields its base URL and process
+    once `ready` answers 200 (its stderr's tail as the failure otherwise), then stops it with `stop`."""
     port = free_port()
-    cmd = [sys.executable, "-m", "keel", "-w", str(workspace), "serve", "--port", str(port), *extra]
+    cmd = [sys.executable, "-m", "keel", "-w", str(workspace), command, "--port", str(port), *extra]
     proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
         while True:
             try:
-                if httpx.get(f"{url}/readyz").status_code == 200:
+                if httpx.get(f"{url}{ready}").status_code == 200:
                     break
             except httpx.TransportError:
                 pass

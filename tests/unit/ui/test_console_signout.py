@@ -6,19 +6,12 @@ cookie kept working for its whole 8 hours after the user signed out, in every pr
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
+from tests.integration.keel_serve import keel_process
 
 from keel.serve import serve_in_thread
 from keel.store.schema import console_signouts
@@ -49,43 +42,14 @@ def _refused(page: httpx.Response) -> bool:
     return page.status_code == 303 and page.headers["location"].startswith("/login")
 
 
-@contextmanager
-def _keel_ui(workspace: Path, secret: str) -> Iterator[str]:
-    """`keel ui` in a process of its own on the same workspace and signing secret; yields its URL."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "keel", "-w", str(workspace), "ui", "--port", str(port)]
-    env = {**os.environ, "KEEL_UI_SECRET": secret}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/login").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise AssertionError(proc.communicate()[1].decode()[-3000:])
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=60)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_a_copied_cookie_stops_working_at_sign_out_in_every_console_process(workspace_built: Workspace) -> None:
     ws = workspace_built
     secret = secrets.token_hex(32)
     app = create_console(ws.store, secret_key=secret)
-    with serve_in_thread(app) as url, _keel_ui(ws.store.settings.workspace, secret) as other:
+    with (
+        serve_in_thread(app) as url,
+        keel_process(ws.store.settings.workspace, "ui", ready="/login", env={"KEEL_UI_SECRET": secret}) as (other, _),
+    ):
         with httpx.Client(base_url=url, follow_redirects=False, timeout=30) as browser:
             _sign_in(browser, ws.viewer_key)
             with _copy(browser, url) as thief, _copy(browser, other) as elsewhere:
