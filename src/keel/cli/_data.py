@@ -209,6 +209,9 @@ def export(
     fmt: Annotated[
         str, typer.Option("--format", help="jsonl, parquet or hf (a Hugging Face dataset folder).")
     ] = "jsonl",
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace DEST if it exists (without it, an existing DEST is refused).")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Write a version out as JSON lines, Parquet or a Hugging Face dataset."""
@@ -216,7 +219,7 @@ def export(
         raise InputError(f"expected --format jsonl, parquet or hf; got {shown(fmt)}")
     store = get_store(ctx)
     with console().status(f"Exporting {ref}…"):
-        path = export_version(store, ref, dest, fmt)  # type: ignore[arg-type]
+        path = export_version(store, ref, dest, fmt, force=force)  # type: ignore[arg-type]
     if json_output:
         print_json({"ref": ref, "path": str(path), "format": fmt})
     else:

@@ -261,15 +261,18 @@ def to_hf_dataset(store: Store, ref: str | DatasetVersion) -> Any:
     return datasets.Dataset(datasets.table.InMemoryTable(load_version(store, ref)))
 
 
-def export_version(store: Store, ref: str, dest: str | os.PathLike[str], fmt: ExportFormat = "jsonl") -> Path:
+def export_version(
+    store: Store, ref: str, dest: str | os.PathLike[str], fmt: ExportFormat = "jsonl", *, force: bool = False
+) -> Path:
     """Write a version to `dest` as JSON lines, one Parquet file, or a Hugging Face dataset folder.
 
-    The export is written beside `dest` under a temporary name and renamed over it only once every
-    blob has been read and verified, so a failed export leaves an existing `dest` as it was.
+    An existing `dest` (a file, or a non-empty folder for `hf`) is replaced only with `force`. The
+    export is written beside `dest` under a temporary name and renamed into place only once every
+    blob has been read and verified, so a failed or interrupted export leaves `dest` as it was.
 
     Raises:
-        InputError: `dest` cannot hold the export (a directory for a file format, a file for `hf`,
-            or a place this user may not write).
+        InputError: `dest` exists and `force` is not set, or cannot hold the export (a directory for
+            a file format, a file for `hf`, or a place this user may not write).
         BlobCorruptedError: A blob of the version is damaged (nothing is written).
     """
     if fmt not in ("jsonl", "parquet", "hf"):
@@ -282,6 +285,11 @@ def export_version(store: Store, ref: str, dest: str | os.PathLike[str], fmt: Ex
         raise InputError(
             f"expected a file path to export {version.ref} to as {fmt}; {path} is a directory",
             hint=f"name a file inside it, e.g. {path / (version.name + '.' + fmt)}",
+        )
+    if not force and _occupied(path):
+        raise InputError(
+            f"expected a new path to export {version.ref} to; {path} exists",
+            hint="pass --force to replace it, or choose another path",
         )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -301,6 +309,13 @@ def export_version(store: Store, ref: str, dest: str | os.PathLike[str], fmt: Ex
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _occupied(path: Path) -> bool:
+    """Whether writing to `path` would replace something: a file, a link, or a folder with anything in it."""
+    if path.is_dir() and not path.is_symlink():
+        return any(path.iterdir())
+    return os.path.lexists(path)
 
 
 def _write_export(store: Store, version: DatasetVersion, path: Path, fmt: ExportFormat) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from keel.cli import app
@@ -95,3 +96,23 @@ def test_curate_run_commits_a_version_with_lineage(workspace: Path) -> None:
     source = f"source:{(workspace / 'raw' / 't.jsonl').resolve().as_uri()}"
     assert upstream[f"run:{runs[1].id}"] == "produced" and upstream[source] == "used_by"
     store.close()
+
+
+def test_export_refuses_an_existing_destination_unless_forced(workspace: Path, tmp_path: Path) -> None:
+    ws = ["-w", str(workspace)]
+    source = _jsonl(tmp_path / "faq.jsonl", [{"id": f"q{i}", "text": f"question {i}"} for i in range(5)])
+    _ok(*ws, "data", "commit", "faq", str(source))
+    before = source.read_bytes()
+    refused = runner.invoke(app, [*ws, "data", "export", "faq", str(source)])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert refused.output.strip() == (
+        f"InputError: expected a new path to export faq@v1 to; {source} exists; "
+        "pass --force to replace it, or choose another path"
+    )
+    assert source.read_bytes() == before
+    out = tmp_path / "out.parquet"
+    _ok(*ws, "data", "export", "faq", str(out), "--format", "parquet")
+    again = runner.invoke(app, [*ws, "data", "export", "faq", str(out), "--format", "parquet"])
+    assert again.exit_code == 2 and "out.parquet exists" in again.output
+    assert "Wrote faq to" in _ok(*ws, "data", "export", "faq", str(out), "--format", "parquet", "--force")
+    assert pq.read_table(out).column("id").to_pylist() == [f"q{i}" for i in range(5)]

@@ -75,11 +75,11 @@ def test_a_failed_export_leaves_the_existing_file_as_it_was(store: Store, tmp_pa
     dest.write_text("my earlier export\n")
     _damage(store, version.shards[0].digest)
     with pytest.raises(BlobCorruptedError):
-        export_version(store, "docs", dest)
+        export_version(store, "docs", dest, force=True)
     assert dest.read_text() == "my earlier export\n"
     assert not list(tmp_path.glob(".docs.jsonl.*"))
     commit_version(store, "docs", _table())  # repairs
-    export_version(store, "docs", dest)
+    export_version(store, "docs", dest, force=True)
     assert [json.loads(line)["id"] for line in dest.read_text().splitlines()] == [f"r{i}" for i in range(20)]
 
 
@@ -93,8 +93,42 @@ def test_export_to_a_directory_or_an_unwritable_place_is_one_input_error(store: 
     with pytest.raises(InputError, match="is a file"):
         export_version(store, "docs", tmp_path / "file", "hf")
     export_version(store, "docs", tmp_path / "again.parquet", "parquet")
-    export_version(store, "docs", tmp_path / "again.parquet", "parquet")  # over an earlier export
+    export_version(store, "docs", tmp_path / "again.parquet", "parquet", force=True)  # over an earlier export
     assert len(list(tmp_path.glob(".*.part"))) == 0
+
+
+def test_an_existing_destination_is_replaced_only_with_force(store: Store, tmp_path: Path) -> None:
+    commit_version(store, "docs", _table())
+    mine = tmp_path / "input.jsonl"
+    mine.write_text("the user's own input\n")
+    with pytest.raises(InputError, match=rf"expected a new path to export docs@v1 to; {mine} exists; pass --force"):
+        export_version(store, "docs", mine)
+    assert mine.read_text() == "the user's own input\n"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(tmp_path / "nowhere.jsonl")  # even a dangling link is something the user put there
+    with pytest.raises(InputError, match="link.jsonl exists"):
+        export_version(store, "docs", link)
+    assert link.is_symlink() and not (tmp_path / "nowhere.jsonl").exists()
+    export_version(store, "docs", mine, force=True)
+    assert [json.loads(line)["id"] for line in mine.read_text().splitlines()] == [f"r{i}" for i in range(20)]
+
+
+def test_a_hugging_face_export_may_fill_an_empty_folder_but_replaces_a_full_one_only_with_force(
+    store: Store, tmp_path: Path
+) -> None:
+    commit_version(store, "docs", _table())
+    empty = tmp_path / "hf"
+    empty.mkdir()
+    export_version(store, "docs", empty, "hf")
+    saved = sorted(p.name for p in empty.iterdir())
+    assert "dataset_info.json" in saved
+    (empty / "notes.txt").write_text("kept until --force")
+    with pytest.raises(InputError, match="hf exists; pass --force to replace it, or choose another path"):
+        export_version(store, "docs", empty, "hf")
+    assert (empty / "notes.txt").read_text() == "kept until --force"
+    export_version(store, "docs", empty, "hf", force=True)
+    assert sorted(p.name for p in empty.iterdir()) == saved
+    assert not list(tmp_path.glob(".hf.*"))
 
 
 def test_trace_verifies_the_shard_it_reads(store: Store) -> None:
