@@ -7,6 +7,7 @@ brings the schema up to date and opens the blob store. Nothing here runs at impo
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy.engine import make_url
 
 from keel.core.clock import Clock, system_clock
 from keel.core.errors import ConfigError, StoreError
@@ -176,10 +178,13 @@ def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Sto
 
     Raises:
         WorkspaceNotFoundError: No workspace here or in any parent.
+        ConfigError: A configured SQLite database's folder does not exist (it is not made: a typo'd URL would
+            otherwise open an empty workspace).
         DatabaseUnavailableError: The database cannot be reached.
         SchemaError: The database was made by a newer Keel.
     """
     settings = settings or load_settings()
+    _check_sqlite_folder(settings)
     db = Database(
         settings.resolved_database_url,
         origin=settings.source_of("database_url"),
@@ -195,6 +200,36 @@ def open_store(settings: Settings | None = None, *, upgrade: bool = True) -> Sto
     if migrated:
         store._seal_legacy_audit()
     return store
+
+
+def _check_sqlite_folder(settings: Settings) -> None:
+    """Refuse a configured SQLite file whose folder does not exist.
+
+    A typo in the URL would otherwise make that folder and an empty database, and show an empty workspace. A
+    missing file in an existing folder is a first use; the default database (and a URL naming the workspace's own
+    `.keel`) may make `.keel`, which a clone of a workspace lacks (it is git-ignored).
+
+    Raises:
+        ConfigError: The folder of the configured SQLite file is missing or not a folder.
+    """
+    if settings.database_url is None:
+        return
+    url = make_url(settings.resolved_database_url)
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return
+    folder = Path(database).parent
+    if folder.is_dir() or folder.resolve() == settings.state_dir.resolve():
+        return
+    if folder.exists():
+        found, hint = "a file", "fix the URL"
+    else:
+        found, hint = "no such folder", f"fix the URL, or create the folder (mkdir -p {shlex.quote(str(folder))})"
+    raise ConfigError(
+        f"{settings.source_of('database_url')} names the SQLite database {database}: expected its folder "
+        f"{folder} to exist; found {found}",
+        hint=hint,
+    )
 
 
 # The migration that added `audit_events.mac`: events in a database made before it carry none.
