@@ -244,3 +244,15 @@ def test_failures_older_than_the_window_no_longer_count() -> None:
     assert breaker.state == "closed"  # 8 failures, but never 5 within 0.2 s
     breaker.failure()
     assert breaker.state == "open"
+
+
+def test_failures_exactly_at_the_failure_rate_open_the_circuit() -> None:
+    # 55 failures of 100 calls are 55%: at a rate of 0.55 they open it (0.55 * 100 is 55.000000000000007 in floats).
+    breaker = CircuitBreaker(1, 60.0, failure_rate=0.55, window_s=60.0)
+    for _ in range(45):
+        breaker.success()
+    for _ in range(54):
+        breaker.failure()
+    assert breaker.state == "closed"  # 54 of 99: 54.5%
+    breaker.failure()
+    assert breaker.state == "open"
