@@ -256,3 +256,14 @@ def test_failures_exactly_at_the_failure_rate_open_the_circuit() -> None:
     assert breaker.state == "closed"  # 54 of 99: 54.5%
     breaker.failure()
     assert breaker.state == "open"
+
+
+def test_an_infinite_breaker_window_or_cooldown_is_refused_when_the_settings_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `CircuitBreaker` refuses them, but only when a route's backend is built: at a request, not at startup.
+    for name in ("KEEL_BREAKER_WINDOW_S", "KEEL_BREAKER_COOLDOWN_S"):
+        monkeypatch.setenv(name, "inf")
+        with pytest.raises(ConfigError, match=f"{name}: Input should be a finite number; got 'inf'"):
+            load_serve_settings()
+        monkeypatch.delenv(name)
