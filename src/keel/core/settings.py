@@ -372,7 +372,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     `<<: *anchor` may be overridden, as YAML intends: only the mapping's own keys are compared.
     """
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._checked: dict[int, yaml.MappingNode] = {}  # by id, holding the node so its id stays its own
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # PyYAML merges `<<` keys into `node.value` in place, and does so for an anchored mapping merged by
+        # another before the anchored one is built: compare each mapping's own keys once, before that.
+        if id(node) not in self._checked:
+            self._checked[id(node)] = node
+            self._refuse_repeated(node)
+        super().flatten_mapping(node)
+
+    def _refuse_repeated(self, node: yaml.MappingNode) -> None:
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -386,7 +398,6 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise _RepeatedKeyError(
                     f"line {key_node.start_mark.line + 1}: key {shown(key)} repeats the one on line {first.line + 1}"
                 )
-        return super().construct_mapping(node, deep=deep)
 
 
 def _unique_json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -140,23 +140,31 @@ class _LineLimit:
     since the last newline and the chunk's first newline need looking at (`bytes.find`, at memory speed).
     """
 
-    def __init__(self, path: Path, limit: int) -> None:
+    def __init__(self, path: Path, limit: int, *, bom: bytes = b"") -> None:
         self.path, self.limit, self.chunk = path, limit, min(_READ_CHUNK, limit)
+        self._bom = bom  # a byte-order mark `_as_utf8` drops, not counted in the first line
         self._run = 0  # bytes since the last newline
+        self._cr = False  # whether the bytes fed so far end with a CR (of a CRLF newline, if a LF follows)
         self._newlines = 0
 
     def feed(self, chunk: bytes | memoryview) -> None:
         data = bytes(chunk) if isinstance(chunk, memoryview) else chunk
+        if self._bom and not self._newlines and self._run == 0 and data.startswith(self._bom):
+            self._run = -len(self._bom)
         first = data.find(b"\n")
         if first < 0:
             self._run += len(data)
-            if self._run > self.limit:
+            self._cr = data.endswith(b"\r")
+            # One byte more may be the CR of a CRLF newline: decided when the LF comes.
+            if self._run > self.limit + self._cr:
                 raise self._refusal()
             return
-        if self._run + first > self.limit:
+        crlf = data[first - 1] == ord("\r") if first else self._cr  # the CR is part of the newline
+        if self._run + first - crlf > self.limit:
             raise self._refusal()
         self._newlines += data.count(b"\n")
         self._run = len(data) - data.rfind(b"\n") - 1
+        self._cr = data.endswith(b"\r")
 
     def _refusal(self) -> InputError:
         return InputError(
@@ -442,8 +450,10 @@ def read_jsonl_table(
         InputError: The file is damaged, not text in `encoding`, not JSON lines, or holds a line that
             cannot be stored unchanged; the message names the line.
     """
-    limit = _LineLimit(path, max_line_bytes() if max_line is None else max_line)
-    if _ascii_compatible(encoding):  # newlines are the byte 0x0a: check while reading
+    ascii_newlines = _ascii_compatible(encoding)
+    bom = codecs.BOM_UTF8 if ascii_newlines and codecs.lookup(encoding).name == "utf-8" else b""  # `_as_utf8` drops it
+    limit = _LineLimit(path, max_line_bytes() if max_line is None else max_line, bom=bom)
+    if ascii_newlines:  # newlines are the byte 0x0a: check while reading
         data = _as_utf8(path, _decompressed(path, limit), encoding)
     else:  # e.g. UTF-16: check the UTF-8 text
         data = _as_utf8(path, _decompressed(path), encoding)

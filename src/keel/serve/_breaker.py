@@ -117,7 +117,8 @@ class CircuitBreaker:
             self._open()
             return
         self._record(failed=True)
-        if self._failed >= self.failures and self._failed >= self.failure_rate * self._calls:
+        # A quotient, not `failure_rate * calls`: 0.55 * 100 rounds above 55, so 55 of 100 would not reach 55%.
+        if self._failed >= self.failures and self._failed / self._calls >= self.failure_rate:
             self._open()
 
     def _record(self, *, failed: bool) -> None:

@@ -52,7 +52,10 @@ class ServeSettings(BaseSettings):
         "(0, 1]: 0.5 is 50%; 1.0 opens only when every call in the window failed.",
     )
     breaker_window_s: float = Field(
-        default=10.0, gt=0, description="The rolling window, in seconds, over which the breaker counts calls."
+        default=10.0,
+        gt=0,
+        allow_inf_nan=False,  # `CircuitBreaker` refuses it too, but only at a route's first request
+        description="The rolling window, in seconds, over which the breaker counts calls.",
     )
     max_body_bytes: int = Field(
         default=4 * 1024 * 1024, gt=0, description="Largest request body accepted; larger ones get 413."
@@ -66,7 +69,9 @@ class ServeSettings(BaseSettings):
     auth_window_s: float = Field(
         default=60.0, gt=0, description="Window of `auth_failures`, and how long a failed secret is remembered."
     )
-    breaker_cooldown_s: float = Field(default=10.0, gt=0, description="How long an open circuit refuses requests.")
+    breaker_cooldown_s: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="How long an open circuit refuses requests."
+    )
     shutdown_timeout_s: float = Field(
         default=10.0,
         gt=0,

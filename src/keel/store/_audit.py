@@ -253,11 +253,18 @@ def redact_details(
 
     Raises:
         NotFoundError: No event has this sequence number.
+        InputError: The event is itself an `audit.redact` event (it holds no personal data).
     """
-    moment = at or system_clock()
-    done = conn.execute(update(audit_events).where(audit_events.c.seq == seq).values(details=None, redacted_at=moment))
-    if done.rowcount == 0:
+    action = conn.scalar(select(audit_events.c.action).where(audit_events.c.seq == seq))
+    if action is None:
         raise NotFoundError(f"no audit event with sequence number {seq}")
+    if action == "audit.redact":  # its details name the redacted event: without them `verify` reports tampering
+        raise InputError(
+            f"audit event {seq} is an audit.redact event: expected an event whose details may be erased; its details "
+            "hold only the sequence number of the event it redacted, which `verify` needs"
+        )
+    moment = at or system_clock()
+    conn.execute(update(audit_events).where(audit_events.c.seq == seq).values(details=None, redacted_at=moment))
     return record(
         conn, actor=actor, action="audit.redact", object_id=f"audit:{seq}", details={"seq": seq}, at=moment, key=key
     )

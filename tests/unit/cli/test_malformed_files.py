@@ -336,6 +336,20 @@ def test_keys_merged_from_an_anchor_may_be_overridden(tmp_path: Path) -> None:
     assert read_config_file(path, "config")["run"] == {"lr": 0.1, "steps": 5}
 
 
+def test_a_merged_anchor_that_itself_overrides_a_merge_is_not_refused(tmp_path: Path) -> None:
+    # `train` merges `gpu` before `gpu` (nested deeper) is built: PyYAML flattens `gpu` in place first, so its
+    # `retries` from `base` sits beside its own; only the mapping's own keys may be compared.
+    from keel.core.settings import read_config_file
+
+    path = tmp_path / "merge.yaml"
+    path.write_text(
+        "base: &base {retries: 1, image: a}\ndefinitions:\n  gpu: &gpu {<<: *base, retries: 3}\ntrain: {<<: *gpu}\n"
+    )
+    data = read_config_file(path, "config")
+    assert data["definitions"]["gpu"] == {"retries": 3, "image": "a"}
+    assert data["train"] == {"retries": 3, "image": "a"}
+
+
 def test_a_repeated_key_in_keel_yaml_is_refused(workspace: Path) -> None:
     config = workspace / "keel.yaml"
     config.write_text(config.read_text() + "blob_url: /tmp/one\nblob_url: /tmp/two\n")

@@ -59,6 +59,21 @@ def test_the_longest_line_sets_the_boundary_exactly(tmp_path: Path, suffix: str,
         assert "KEEL_MAX_LINE_BYTES" in (refused.value.hint or "")
 
 
+@pytest.mark.parametrize("chunk_ends_at_cr", [False, True])
+def test_crlf_newlines_and_a_utf8_bom_are_not_counted_in_a_line(tmp_path: Path, chunk_ends_at_cr: bool) -> None:
+    # A line's length is without its newline (CRLF's CR is part of it) and without the byte-order mark `_as_utf8`
+    # drops: a CRLF or BOM file whose longest line is exactly the limit is read, as the same lines with LF are.
+    # Read in chunks of 5,000 bytes: with a first line of 4,994, the long line's CR ends the second chunk.
+    longest, lines = 5000, _lines([4994, 5000, 30] if chunk_ends_at_cr else [5000, 40, 30])
+    data = b"\xef\xbb\xbf" + b"\r\n".join(lines) + b"\r\n"
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(data)
+    table = read_jsonl_table(path, max_line=longest)
+    assert all(values_match(json.loads(line), row) for line, row in zip(lines, table.to_pylist(), strict=True))
+    with pytest.raises(InputError, match=r"crlf\.jsonl:\d: expected lines of at most 4,999 bytes"):
+        read_jsonl_table(path, max_line=longest - 1)
+
+
 def test_utf16_lines_are_measured_in_utf8_and_named_by_line(tmp_path: Path) -> None:
     lines = [json.dumps({"t": text}, ensure_ascii=False) for text in ("short", "ü" * 3000, "end")]
     path = tmp_path / "wide.jsonl"

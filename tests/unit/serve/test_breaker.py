@@ -244,3 +244,26 @@ def test_failures_older_than_the_window_no_longer_count() -> None:
     assert breaker.state == "closed"  # 8 failures, but never 5 within 0.2 s
     breaker.failure()
     assert breaker.state == "open"
+
+
+def test_failures_exactly_at_the_failure_rate_open_the_circuit() -> None:
+    # 55 failures of 100 calls are 55%: at a rate of 0.55 they open it (0.55 * 100 is 55.000000000000007 in floats).
+    breaker = CircuitBreaker(1, 60.0, failure_rate=0.55, window_s=60.0)
+    for _ in range(45):
+        breaker.success()
+    for _ in range(54):
+        breaker.failure()
+    assert breaker.state == "closed"  # 54 of 99: 54.5%
+    breaker.failure()
+    assert breaker.state == "open"
+
+
+def test_an_infinite_breaker_window_or_cooldown_is_refused_when_the_settings_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `CircuitBreaker` refuses them, but only when a route's backend is built: at a request, not at startup.
+    for name in ("KEEL_BREAKER_WINDOW_S", "KEEL_BREAKER_COOLDOWN_S"):
+        monkeypatch.setenv(name, "inf")
+        with pytest.raises(ConfigError, match=f"{name}: Input should be a finite number; got 'inf'"):
+            load_serve_settings()
+        monkeypatch.delenv(name)

@@ -316,3 +316,17 @@ def test_details_blanked_behind_keels_back_are_reported_and_a_real_redaction_is_
     report = _verify(store, store.audit_key)
     assert (report.ok, report.first_bad_seq) == (False, 4)
     assert "without an audit.redact event" in (report.reason or "")
+
+
+def test_a_redaction_event_cannot_be_redacted_so_verify_keeps_explaining_its_target(store: Store) -> None:
+    """Erasing an `audit.redact` event's details (only the sequence number it names) left the event it redacted
+    unexplained, so `verify` called Keel's own redaction tampering."""
+    from keel.store import redact_details
+
+    _append(store, 3)
+    with store.db.write() as conn:
+        made = redact_details(conn, 2, actor=store.actor, key=store.audit_key)
+    with store.db.write() as conn, pytest.raises(InputError, match="audit.redact event"):
+        redact_details(conn, made.seq, actor=store.actor, key=store.audit_key)
+    report = _verify(store, store.audit_key)
+    assert (report.ok, report.redacted) == (True, 1), report.reason
