@@ -343,7 +343,8 @@ def _sign_in_routes(app: FastAPI, console: Console) -> None:
                 request,
                 "/login",
                 flash="Signed out in this browser only: the workspace is read-only here, "
-                f"so a copy of the session cookie works until it expires ({SESSION_HOURS} h after sign-in).",
+                "so a copy of the session cookie works until it expires "
+                f"({SESSION_HOURS} h after the session last changed).",
             )
         return console.back(request, "/login", flash="Signed out.")
 
