@@ -15,9 +15,19 @@ from collections.abc import Callable, Iterator
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any
 
+from keel.core.echo import shown
 from keel.core.errors import InputError
 
-__all__ = ["canonical_json", "is_sha256", "new_ulid", "sha256_hex", "require_sha256", "stable_json"]
+__all__ = [
+    "DuplicateKeyError",
+    "canonical_json",
+    "is_sha256",
+    "new_ulid",
+    "sha256_hex",
+    "require_sha256",
+    "stable_json",
+    "unique_pairs",
+]
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -227,3 +237,26 @@ def require_sha256(text: str, what: str = "digest") -> str:
     if not is_sha256(text):
         raise InputError(f"expected a {what} of 64 lowercase hex digits (sha256); got {text!r}")
     return text
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object or YAML mapping repeats a key: parsers keep the last value and drop the first unsaid."""
+
+
+def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`json.loads`' `object_pairs_hook` that builds the same dict, or raises `DuplicateKeyError` naming the key.
+
+    Examples:
+        >>> unique_pairs([("a", 1), ("b", 2)])
+        {'a': 1, 'b': 2}
+        >>> unique_pairs([("a", 1), ("a", 2)])
+        Traceback (most recent call last):
+        ...
+        keel.core.ids.DuplicateKeyError: key 'a' appears twice in one object
+    """
+    value = dict(pairs)
+    if len(value) != len(pairs):  # the common case costs one length check; the key is found only on a repeat
+        seen: set[str] = set()
+        repeated = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise DuplicateKeyError(f"key {shown(repeated)} appears twice in one object")
+    return value

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from keel.core.echo import shown, without_credentials
 from keel.core.errors import ConfigError, KeelError, WorkspaceNotFoundError
+from keel.core.ids import DuplicateKeyError, unique_pairs
 
 __all__ = [
     "CONFIG_FILE",
@@ -332,10 +333,10 @@ def read_config_file(
     text = read_text_file(path, what, error=error)
     try:
         if syntax == "json" and text.strip():
-            data = json.loads(text, object_pairs_hook=_unique_json_pairs)
+            data = json.loads(text, object_pairs_hook=unique_pairs)
         else:
             data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader that also refuses repeated keys
-    except _RepeatedKeyError as exc:
+    except DuplicateKeyError as exc:
         raise error(f"{where}: expected each key once in a mapping; {exc}", hint="keep one of them") from None
     except json.JSONDecodeError as exc:
         raise error(
@@ -359,10 +360,6 @@ def read_config_file(
             hint="use fewer aliases, or keep large data in a dataset the file names",
         )
     return data
-
-
-class _RepeatedKeyError(ValueError):
-    """A mapping names a key twice: YAML and JSON parsers keep the last value and drop the first unsaid."""
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -395,18 +392,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             except TypeError:
                 continue  # an unhashable key: the base class refuses it with its own message
             if first is not key_node.start_mark:
-                raise _RepeatedKeyError(
+                raise DuplicateKeyError(
                     f"line {key_node.start_mark.line + 1}: key {shown(key)} repeats the one on line {first.line + 1}"
                 )
-
-
-def _unique_json_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    value: dict[str, Any] = {}
-    for key, item in pairs:
-        if key in value:
-            raise _RepeatedKeyError(f"key {shown(key)} appears twice in one object")
-        value[key] = item
-    return value
 
 
 # A few hundred bytes of nested YAML aliases expand to billions of values ("billion laughs"), which

@@ -18,6 +18,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# `unique_pairs` refuses a repeated key: the parsed value keeps only its last value, so a check of it
+# (`parsed_line_issue`) could miss what the first one held (`{"a": NaN, "a": 1}`); such lines go to the byte check.
+from keel.core.ids import DuplicateKeyError, unique_pairs
+
 __all__ = [
     "MAX_JSON_DEPTH",
     "DuplicateKeyError",
@@ -128,22 +132,6 @@ def json_line_issue(line: bytes, *, max_depth: int = MAX_JSON_DEPTH, exact_integ
         except ValueError:
             return None  # not JSON at all: the caller's parser says so
     return None
-
-
-class DuplicateKeyError(ValueError):
-    """An object repeats a key: the parsed value lost what the first occurrence held (see `unique_pairs`)."""
-
-
-def unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """`json.loads`' `object_pairs_hook` that builds the same dict, or raises `DuplicateKeyError` on a repeated key.
-
-    A repeated key keeps only its last value, so a check of the parsed value (`parsed_line_issue`) could miss
-    what the first one held (`{"a": NaN, "a": 1}`); such lines go to the check of the bytes instead.
-    """
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        raise DuplicateKeyError("an object repeats a key")
-    return value
 
 
 def _may_have_issue_parsed(value: Any, max_depth: int, exact_integers: bool) -> bool:
